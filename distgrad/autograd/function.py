@@ -1,0 +1,337 @@
+"""``Function``: one differentiable op, forward and backward side by side; its ``ctx`` is the
+backward node of the graph (``tensor.grad_fn``), as in PyTorch.
+
+Built-in ops set ``on_arrays = True``: their ``forward(ctx, *args)`` receives the raw numpy/cupy
+arrays of tensor arguments and returns arrays, and their ``backward(ctx, *grads)`` receives and
+returns arrays. When a backward runs with ``create_graph=True`` the same code receives tensors
+instead and ``ctx.xp`` is a differentiable numpy-like namespace, so one backward formula serves
+first and higher-order gradients. User Functions (``on_arrays = False``, the default) see
+tensors, exactly as in PyTorch.
+"""
+from __future__ import annotations
+
+import itertools
+import traceback
+
+import numpy as np
+
+from ..backend import array_module_for
+from . import grad_mode
+from .grad_mode import _state
+
+__all__ = ["Function", "BackwardNode", "once_differentiable", "RemovableHandle"]
+
+_sequence = itertools.count()
+_anomaly = {"enabled": False, "check_nan": True}
+# The differentiable numpy-like namespace used by create_graph backwards; the ops layer
+# installs it (autograd cannot import ops).
+_graph_namespace = None
+
+
+def set_graph_namespace(namespace) -> None:
+    global _graph_namespace
+    _graph_namespace = namespace
+
+
+class RemovableHandle:
+    """Returned by ``register_*hook``; ``remove()`` takes the hook out."""
+
+    _ids = itertools.count()
+
+    def __init__(self, hooks: dict):
+        self._hooks = hooks
+        self.id = next(RemovableHandle._ids)
+
+    def remove(self) -> None:
+        self._hooks.pop(self.id, None)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.remove()
+
+
+def _add_hook(hooks: dict, fn) -> RemovableHandle:
+    handle = RemovableHandle(hooks)
+    hooks[handle.id] = fn
+    return handle
+
+
+class _Saved:
+    """One value given to ``save_for_backward``: the array plus enough to detect an in-place
+    change (the tensor's version counter and the version seen at save time)."""
+
+    __slots__ = ("array", "tensor", "output_nr", "counter", "version")
+
+    def __init__(self, array, tensor, output_nr, counter):
+        self.array = array
+        self.tensor = tensor
+        self.output_nr = output_nr
+        self.counter = counter
+        self.version = counter.value if counter is not None else 0
+
+
+class BackwardNode:
+    """A node of the backward graph. For an op ``Foo`` the node class is ``FooBackward`` and the
+    node is the ``ctx`` its forward and backward receive."""
+
+    _function: type = None
+    _is_accumulator = False
+
+    def __init__(self):
+        self._seq = next(_sequence)
+        self._to_save = ()
+        self._saved = None
+        self._freed = False
+        self._dirty = ()
+        self._non_differentiable = ()
+        self._materialize_grads = True
+        self._create_graph = False
+        self._xp = np
+        self._next = ()
+        self._input_meta = ()
+        self._output_meta = ()
+        self._pre_hooks = None
+        self._post_hooks = None
+        self._tensor_pre_hooks = None  # {output_nr: {id: hook}}
+        self._retain_grad = None  # {output_nr: weakref to tensor}
+        self._trace = None
+        self.needs_input_grad = ()
+        self.metadata = {}
+
+    # ---- ctx API used inside forward/backward -------------------------------------------
+    def save_for_backward(self, *values) -> None:
+        """Keep tensors (or, in ``on_arrays`` ops, arrays) for backward."""
+        self._to_save = values
+
+    @property
+    def saved_tensors(self) -> tuple:
+        if self._freed:
+            raise RuntimeError(
+                f"Trying to backward through the graph a second time (or directly access saved "
+                f"tensors after they have already been freed) in {self.name()}. Saved "
+                f"intermediate values of the graph are freed when you call .backward() or "
+                f"autograd.grad(). Specify retain_graph=True if you need to backward through "
+                f"the graph a second time or if you need to access saved tensors after calling "
+                f"backward.")
+        if self._saved is None:
+            return self._to_save
+        return tuple(self._unpack(s) for s in self._saved)
+
+    def _unpack(self, s: _Saved | None):
+        if s is None:
+            return None
+        if s.counter is not None and s.counter.value != s.version:
+            shape = tuple(s.array.shape)
+            raise RuntimeError(
+                f"one of the variables needed for gradient computation has been modified by an "
+                f"inplace operation: [{s.array.dtype} of shape {list(shape)}], which is output "
+                f"{s.output_nr if s.tensor is None else 0} of {self.name()}, is at version "
+                f"{s.counter.value}; expected version {s.version} instead. Hint: replace the "
+                f"in-place op (x.add_(...), x[...] = ..., x += ...) by its out-of-place form "
+                f"(x = x + ...), or clone() the tensor before changing it.")
+        if self._function.on_arrays and not self._create_graph:
+            return s.array
+        from .tensor import Tensor
+
+        if s.tensor is not None:
+            return s.tensor
+        if s.output_nr is not None:
+            return Tensor._make(s.array, self, s.output_nr, s.counter)
+        return Tensor(s.array)
+
+    @property
+    def xp(self):
+        """The array namespace for backward formulas: numpy/cupy, or the differentiable one
+        when the backward is being recorded (``create_graph=True``)."""
+        return _graph_namespace if self._create_graph else self._xp
+
+    def mark_dirty(self, *tensors) -> None:
+        """Declare inputs that forward modified in place (and returns)."""
+        self._dirty = tensors
+
+    def mark_non_differentiable(self, *outputs) -> None:
+        """Declare outputs that are not differentiable (indices, masks)."""
+        self._non_differentiable = outputs
+
+    def set_materialize_grads(self, value: bool) -> None:
+        """If False, backward receives None for outputs that got no gradient."""
+        self._materialize_grads = bool(value)
+
+    # ---- graph API (what tensor.grad_fn users read) -------------------------------------
+    def name(self) -> str:
+        return type(self).__name__
+
+    @property
+    def next_functions(self) -> tuple:
+        return tuple(e if e is not None else (None, 0) for e in self._next)
+
+    def register_hook(self, fn) -> RemovableHandle:
+        """``fn(grad_inputs, grad_outputs)`` after this node's backward; may return new inputs."""
+        if self._post_hooks is None:
+            self._post_hooks = {}
+        return _add_hook(self._post_hooks, fn)
+
+    def register_prehook(self, fn) -> RemovableHandle:
+        """``fn(grad_outputs)`` before this node's backward; may return new grad_outputs."""
+        if self._pre_hooks is None:
+            self._pre_hooks = {}
+        return _add_hook(self._pre_hooks, fn)
+
+    def _add_tensor_pre_hook(self, output_nr: int, fn) -> RemovableHandle:
+        if self._tensor_pre_hooks is None:
+            self._tensor_pre_hooks = {}
+        return _add_hook(self._tensor_pre_hooks.setdefault(output_nr, {}), fn)
+
+    def _release(self) -> None:
+        if self._saved is not None:
+            self._saved = None
+            self._freed = True
+
+    def __repr__(self):
+        return f"<{self.name()} object at {id(self):#x}>"
+
+    def __call__(self, *grads):
+        """Run this node's backward on arrays or tensors (as torchviz-style tools do)."""
+        return self._function.backward(self, *grads)
+
+
+class Function:
+    """Base class of differentiable operations (PyTorch's ``torch.autograd.Function``).
+
+    Subclass it with static ``forward(ctx, *args)`` and ``backward(ctx, *grad_outputs)`` and
+    call ``YourFunction.apply(*args)``. ``backward`` returns one gradient (or None) per argument
+    of ``forward``.
+    """
+
+    on_arrays = False
+    once_differentiable = False
+    _backward_cls = BackwardNode
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if getattr(cls.backward, "__once_differentiable__", False):
+            cls.once_differentiable = True
+        cls._backward_cls = type(f"{cls.__name__}Backward", (BackwardNode,),
+                                 {"_function": cls, "__module__": cls.__module__})
+
+    @staticmethod
+    def forward(ctx, *args):
+        raise NotImplementedError("a Function subclass must implement forward(ctx, *args)")
+
+    @staticmethod
+    def backward(ctx, *grad_outputs):
+        raise NotImplementedError("a Function subclass must implement backward(ctx, *grads)")
+
+    @classmethod
+    def apply(cls, *args):
+        from .tensor import Tensor
+
+        ctx = cls._backward_cls()
+        record = _state.grad_enabled and any(
+            isinstance(a, Tensor) and a._requires_grad for a in args)
+        if cls.on_arrays:
+            raw = [a._array if isinstance(a, Tensor) else a for a in args]
+            for a in args:
+                if isinstance(a, Tensor):
+                    ctx._xp = array_module_for(a._array)
+                    break
+            if record:
+                ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a._requires_grad
+                                             for a in args)
+            out = cls.forward(ctx, *raw)
+        else:
+            ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a._requires_grad and record
+                                         for a in args)
+            raw = [Tensor._alias(a) if isinstance(a, Tensor) else a for a in args]
+            with grad_mode.no_grad():
+                out = cls.forward(ctx, *raw)
+        single = not isinstance(out, tuple)
+        outputs = _wrap_outputs(cls, ctx, args, raw, (out,) if single else out, record)
+        if record:
+            _connect(cls, ctx, args, raw, outputs)
+        ctx._to_save = ()
+        return outputs[0] if single else outputs
+
+
+def _wrap_outputs(cls, ctx, args, raw, outs, record):
+    from .tensor import Tensor
+
+    wrapped = []
+    for o in outs:
+        if o is None:
+            wrapped.append(None)
+            continue
+        if isinstance(o, Tensor):
+            for a, r in zip(args, raw):
+                if o is r:  # forward returned an input: a dirty in-place result or an alias
+                    o = a if any(o is d for d in ctx._dirty) else Tensor._alias(a)
+                    break
+            wrapped.append(o)
+            continue
+        if not hasattr(o, "shape") or isinstance(o, np.generic):
+            o = np.asarray(o)
+        for a, r in zip(args, raw):
+            if o is r and any(o is d for d in ctx._dirty):
+                o = a
+                break
+        wrapped.append(o if isinstance(o, Tensor) else Tensor(o))
+    return tuple(wrapped)
+
+
+def _connect(cls, ctx, args, raw, outputs):
+    """Record the graph: edges to the inputs, saved values, outputs' grad_fn."""
+    from .tensor import Tensor
+
+    ctx._next = tuple(a._edge() if isinstance(a, Tensor) and a._requires_grad else None
+                      for a in args)
+    ctx._input_meta = tuple((a._array.shape, a._array.dtype) if isinstance(a, Tensor) else None
+                            for a in args)
+    non_diff = ctx._non_differentiable
+    meta = []
+    for nr, o in enumerate(outputs):
+        if o is None:
+            meta.append(None)
+            continue
+        meta.append((o._array.shape, o._array.dtype))
+        if any(o is n or getattr(n, "_array", None) is o._array for n in non_diff) \
+                or o._array.dtype.kind not in "fc":
+            continue
+        if any(o is a for a in args):  # marked dirty: the input now carries this node
+            if o._grad_fn is None and o._requires_grad and grad_mode.is_grad_enabled():
+                raise RuntimeError(
+                    f"a leaf Variable that requires grad is being used in an in-place "
+                    f"operation ({cls.__name__}).")
+            o._version.value += 1
+        o._requires_grad = True
+        o._grad_fn = ctx
+        o._output_nr = nr
+    ctx._output_meta = tuple(meta)
+    if ctx._to_save:
+        ctx._saved = [_saved_entry(v, args, raw, outputs) for v in ctx._to_save]
+    if _anomaly["enabled"]:
+        ctx._trace = "".join(traceback.format_stack()[:-3])
+
+
+def _saved_entry(value, args, raw, outputs):
+    from .tensor import Tensor
+
+    if value is None:
+        return None
+    for a, r in zip(args, raw):
+        if value is r and isinstance(a, Tensor):
+            return _Saved(a._array, a, None, a._version)
+    for nr, o in enumerate(outputs):
+        if o is not None and (value is o or value is o._array):
+            return _Saved(o._array, None, nr, o._version)
+    if isinstance(value, Tensor):
+        return _Saved(value._array, value, None, value._version)
+    return _Saved(value, None, None, None)
+
+
+def once_differentiable(backward):
+    """Decorator for a Function's backward that cannot itself be differentiated. Setting the
+    class attribute ``once_differentiable = True`` has the same effect."""
+    backward.__once_differentiable__ = True
+    return backward

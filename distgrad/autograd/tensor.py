@@ -1,0 +1,370 @@
+"""``Tensor``: an n-dimensional array (numpy on CPU, cupy on GPU) that records the operations
+applied to it so that ``backward()`` can compute gradients.
+
+Operators and most methods (``x + y``, ``x.sum()``, ``x.reshape``...) are installed by the ops
+layer (``distgrad.ops``), which this module cannot import.
+"""
+from __future__ import annotations
+
+import weakref
+
+import numpy as np
+
+from ..backend import array_module_for, device_of, from_numpy_dtype
+from . import grad_mode
+from .function import BackwardNode, RemovableHandle, _add_hook
+
+__all__ = ["Tensor", "VersionCounter"]
+
+
+class VersionCounter:
+    """Counts in-place changes of a tensor's storage; shared by a tensor and its views."""
+
+    __slots__ = ("value",)
+
+    def __init__(self):
+        self.value = 0
+
+
+class AccumulateGrad(BackwardNode):
+    """The graph node of a leaf tensor: adds incoming gradients into ``tensor.grad``."""
+
+    _is_accumulator = True
+
+    def __init__(self, tensor: "Tensor"):
+        super().__init__()
+        self.variable_ref = weakref.ref(tensor)
+        self._input_meta = ((tensor._array.shape, tensor._array.dtype),)
+
+    @property
+    def variable(self):
+        return self.variable_ref()
+
+
+class Tensor:
+    """A multi-dimensional array with autograd. Create tensors with ``distgrad.tensor``,
+    ``distgrad.zeros``, ... rather than this constructor, which wraps an existing array."""
+
+    __slots__ = ("_array", "_requires_grad", "_grad", "_grad_fn", "_output_nr", "_version",
+                 "_accumulator", "_hooks", "_post_acc_hooks", "_retains_grad", "__weakref__")
+
+    def __init__(self, array, requires_grad: bool = False):
+        self._array = array
+        self._grad = None
+        self._grad_fn = None
+        self._output_nr = 0
+        self._version = VersionCounter()
+        self._accumulator = None
+        self._hooks = None
+        self._post_acc_hooks = None
+        self._retains_grad = False
+        self._requires_grad = False
+        if requires_grad:
+            self.requires_grad_(True)
+
+    @classmethod
+    def _make(cls, array, grad_fn, output_nr, counter):
+        t = cls(array)
+        t._requires_grad = grad_fn is not None
+        t._grad_fn = grad_fn
+        t._output_nr = output_nr
+        if counter is not None:
+            t._version = counter
+        return t
+
+    @classmethod
+    def _alias(cls, other: "Tensor") -> "Tensor":
+        """A detached tensor sharing ``other``'s array and version counter (``detach()``)."""
+        t = cls(other._array)
+        t._version = other._version
+        return t
+
+    # ---- array, dtype, device, shape ----------------------------------------------------
+    @property
+    def array(self):
+        """The underlying numpy (CPU) or cupy (GPU) array, shared, not copied. Changing it in
+        place bypasses autograd's version checks; prefer tensor ops."""
+        return self._array
+
+    @property
+    def data(self) -> "Tensor":
+        """A tensor sharing this tensor's storage, detached from autograd (as PyTorch's
+        ``.data``: in-place changes through it are not seen by autograd's version checks)."""
+        return Tensor(self._array)
+
+    @data.setter
+    def data(self, value: "Tensor") -> None:
+        if not isinstance(value, Tensor):
+            raise TypeError(f"tensor.data must be set to a Tensor, got {type(value).__name__}")
+        self._array = value._array
+
+    @property
+    def dtype(self):
+        return from_numpy_dtype(self._array.dtype)
+
+    @property
+    def device(self):
+        return device_of(self._array)
+
+    @property
+    def is_cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+    @property
+    def shape(self) -> tuple:
+        return self._array.shape
+
+    def size(self, dim: int | None = None):
+        return self._array.shape if dim is None else self._array.shape[dim]
+
+    @property
+    def ndim(self) -> int:
+        return self._array.ndim
+
+    def dim(self) -> int:
+        return self._array.ndim
+
+    def numel(self) -> int:
+        return int(self._array.size)
+
+    def element_size(self) -> int:
+        return self._array.itemsize
+
+    @property
+    def itemsize(self) -> int:
+        return self._array.itemsize
+
+    def is_floating_point(self) -> bool:
+        return self._array.dtype.kind == "f"
+
+    def is_contiguous(self) -> bool:
+        return bool(self._array.flags.c_contiguous)
+
+    def stride(self, dim: int | None = None):
+        strides = tuple(s // self._array.itemsize for s in self._array.strides)
+        return strides if dim is None else strides[dim]
+
+    def __len__(self) -> int:
+        if self._array.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self._array.shape[0]
+
+    # ---- autograd state ----------------------------------------------------------------
+    @property
+    def requires_grad(self) -> bool:
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, value: bool) -> None:
+        self.requires_grad_(value)
+
+    def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
+        """Set whether autograd records operations on this (leaf) tensor."""
+        if self._grad_fn is not None:
+            if not requires_grad:
+                raise RuntimeError(
+                    "you can only change requires_grad flags of leaf variables. If you want to "
+                    "use a computed variable in a subgraph that doesn't require differentiation "
+                    "use var_no_grad = var.detach().")
+            return self
+        if requires_grad and self._array.dtype.kind not in "fc":
+            raise RuntimeError(
+                f"only Tensors of floating point dtype can require gradients, got {self.dtype} "
+                f"of shape {list(self.shape)}")
+        self._requires_grad = bool(requires_grad)
+        return self
+
+    @property
+    def grad_fn(self):
+        return self._grad_fn
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._grad_fn is None
+
+    @property
+    def output_nr(self) -> int:
+        return self._output_nr
+
+    @property
+    def _version_value(self) -> int:
+        return self._version.value
+
+    @property
+    def grad(self):
+        if self._grad_fn is not None and not self._retains_grad:
+            import warnings
+
+            warnings.warn(
+                "The .grad attribute of a Tensor that is not a leaf Tensor is being accessed. "
+                "Its .grad attribute won't be populated during autograd.backward(). If you "
+                "indeed want the .grad field to be populated for a non-leaf Tensor, use "
+                ".retain_grad() on the non-leaf Tensor.", UserWarning, stacklevel=2)
+        return self._grad
+
+    @grad.setter
+    def grad(self, value) -> None:
+        if value is not None:
+            if not isinstance(value, Tensor):
+                raise TypeError(f"assigned grad must be a Tensor or None, got "
+                                f"{type(value).__name__}")
+            if value.shape != self.shape:
+                raise RuntimeError(f"assigned grad has data of a different size: grad shape "
+                                   f"{list(value.shape)}, tensor shape {list(self.shape)}")
+            if value._array.dtype != self._array.dtype:
+                raise RuntimeError(f"assigned grad has data of a different type: grad "
+                                   f"{value.dtype}, tensor {self.dtype}")
+            if value.device != self.device:
+                raise RuntimeError(f"assigned grad has data located on a different device: "
+                                   f"grad on {value.device}, tensor on {self.device}")
+        self._grad = value
+
+    def _edge(self):
+        """The (node, output_nr) that gradients for this tensor flow into."""
+        if self._grad_fn is not None:
+            return (self._grad_fn, self._output_nr)
+        acc = self._accumulator
+        if acc is None:
+            acc = self._accumulator = AccumulateGrad(self)
+        return (acc, 0)
+
+    def detach(self) -> "Tensor":
+        """A new tensor sharing storage, with no graph history."""
+        return Tensor._alias(self)
+
+    def detach_(self) -> "Tensor":
+        self._grad_fn = None
+        self._requires_grad = False
+        return self
+
+    def retain_grad(self) -> None:
+        """Populate ``.grad`` of this non-leaf tensor during backward (no-op on leaves)."""
+        if self._grad_fn is None:
+            if not self._requires_grad:
+                raise RuntimeError("can't retain_grad on Tensor that has requires_grad=False")
+            return
+        if self._retains_grad:
+            return
+        node = self._grad_fn
+        if node._retain_grad is None:
+            node._retain_grad = {}
+        node._retain_grad[self._output_nr] = weakref.ref(self)
+        self._retains_grad = True
+
+    @property
+    def retains_grad(self) -> bool:
+        return self._retains_grad
+
+    def register_hook(self, hook) -> RemovableHandle:
+        """``hook(grad)`` runs when this tensor's gradient is computed, before it is used or
+        accumulated; returning a tensor replaces the gradient."""
+        if not self._requires_grad:
+            raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
+        if self._grad_fn is not None:
+            return self._grad_fn._add_tensor_pre_hook(self._output_nr, hook)
+        if self._hooks is None:
+            self._hooks = {}
+        return _add_hook(self._hooks, hook)
+
+    def register_post_accumulate_grad_hook(self, hook) -> RemovableHandle:
+        """``hook(tensor)`` runs after this leaf's ``.grad`` is final for the current backward."""
+        if self._grad_fn is not None:
+            raise RuntimeError("post accumulate grad hooks cannot be registered on non-leaf "
+                               "tensors")
+        if not self._requires_grad:
+            raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
+        if self._post_acc_hooks is None:
+            self._post_acc_hooks = {}
+        return _add_hook(self._post_acc_hooks, hook)
+
+    def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
+        """Accumulate the gradient of this tensor w.r.t. graph leaves into their ``.grad``."""
+        from .engine import backward
+
+        backward(self, gradient, retain_graph, create_graph, inputs=inputs)
+
+    # ---- conversion to Python / numpy ----------------------------------------------------
+    def _host_array(self):
+        xp = array_module_for(self._array)
+        return self._array if xp is np else xp.asnumpy(self._array)
+
+    def numpy(self, force: bool = False) -> np.ndarray:
+        """The numpy array (shared on CPU, copied from GPU)."""
+        if self._requires_grad and not force:
+            raise RuntimeError("Can't call numpy() on Tensor that requires grad. "
+                               "Use tensor.detach().numpy() instead.")
+        if not force and self.device.type != "cpu":
+            raise TypeError(f"can't convert {self.device} device type tensor to numpy. Use "
+                            f"Tensor.cpu() to copy the tensor to host memory first.")
+        return self._host_array()
+
+    def item(self):
+        """The value of a one-element tensor as a Python number."""
+        if self._array.size != 1:
+            raise RuntimeError(f"a Tensor with {self._array.size} elements cannot be converted "
+                               f"to Scalar")
+        return self._host_array().reshape(()).item()
+
+    def tolist(self):
+        return self._host_array().tolist()
+
+    def __array__(self, dtype=None, copy=None):
+        arr = self._host_array()
+        return arr if dtype is None else arr.astype(dtype)
+
+    def __float__(self):
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
+
+    def __index__(self):
+        if self._array.dtype.kind not in "iub":
+            raise TypeError(f"only integer tensors of a single element can be converted to an "
+                            f"index, got {self.dtype}")
+        return int(self.item())
+
+    def __bool__(self):
+        if self._array.size != 1:
+            raise RuntimeError(f"Boolean value of Tensor with {self._array.size} elements is "
+                               f"ambiguous")
+        return bool(self.item())
+
+    __hash__ = object.__hash__
+
+    def __reduce__(self):
+        return (_rebuild_tensor, (self._host_array(), self._requires_grad and self.is_leaf,
+                                  str(self.device)))
+
+    def __deepcopy__(self, memo):
+        if self._grad_fn is not None:
+            raise RuntimeError("Only Tensors created explicitly by the user (graph leaves) "
+                               "support the deepcopy protocol at the moment")
+        t = Tensor(self._array.copy(), requires_grad=self._requires_grad)
+        if self._grad is not None:
+            t._grad = Tensor(self._grad._array.copy())
+        memo[id(self)] = t
+        return t
+
+    def __repr__(self):
+        body = np.array2string(self._host_array(), separator=", ", precision=4,
+                               prefix="tensor(")
+        extras = []
+        if self.device.type != "cpu":
+            extras.append(f"device='{self.device}'")
+        if self._array.dtype not in (np.float32, np.int64, np.bool_):
+            extras.append(f"dtype={self.dtype}")
+        if self._grad_fn is not None:
+            extras.append(f"grad_fn=<{self._grad_fn.name()}>")
+        elif self._requires_grad:
+            extras.append("requires_grad=True")
+        return "tensor(" + body + "".join(", " + e for e in extras) + ")"
+
+
+def _rebuild_tensor(array, requires_grad, device):
+    t = Tensor(array, requires_grad=requires_grad)
+    if device != "cpu":
+        from ..backend import device as make_device
+
+        t._array = make_device(device).xp.asarray(array)
+    return t

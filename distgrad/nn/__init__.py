@@ -1,0 +1,2 @@
+"""``distgrad.nn``: modules, layers, losses, ``functional`` and ``init``."""
+from . import functional

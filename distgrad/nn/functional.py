@@ -1,0 +1,1 @@
+"""``distgrad.nn.functional``: activations, losses, conv/pool/norm as functions (being written)."""

@@ -1,0 +1,172 @@
+"""What every op family shares: operand preparation (promotion, device checks), gradient
+un-broadcasting, in-place application, Tensor-method registration and the differentiable
+numpy-like namespace used by ``create_graph`` backwards."""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from ..autograd import Tensor, grad_mode
+from ..autograd.function import set_graph_namespace
+from ..backend import as_dtype, get_default_dtype, is_array, result_type
+
+__all__ = ["tensor_method", "as_tensor", "prepare_operands", "unbroadcast", "apply_inplace",
+           "graph_xp", "normalize_dim", "normalize_dims", "check_same_device"]
+
+
+def tensor_method(*names: str):
+    """Also install the decorated function as ``Tensor.<name>`` for each name (default: the
+    function's own name)."""
+    def register(fn):
+        for name in names or (fn.__name__,):
+            setattr(Tensor, name, fn)
+        return fn
+    return register
+
+
+def as_tensor(x, like: Tensor | None = None, dtype=None) -> Tensor:
+    """``x`` if it is a Tensor, else a constant tensor on ``like``'s device."""
+    if isinstance(x, Tensor):
+        return x
+    xp = np if like is None else like.device.xp
+    if dtype is None and isinstance(x, (bool, numbers.Number)) and not is_array(x):
+        dtype = result_type(x)
+    elif dtype is None and not is_array(x):
+        arr = np.asarray(x)
+        dtype = get_default_dtype() if arr.dtype.kind == "f" else arr.dtype
+    arr = xp.asarray(x, dtype=None if dtype is None else as_dtype(dtype).np)
+    return Tensor(arr)
+
+
+def check_same_device(op: str, *tensors: Tensor) -> None:
+    devices = {t.device for t in tensors if isinstance(t, Tensor)}
+    if len(devices) > 1:
+        names = ", ".join(str(d) for d in devices)
+        raise RuntimeError(f"{op}: expected all tensors to be on the same device, but found at "
+                           f"least two devices, {names}. Move them with .to(device) first.")
+
+
+def prepare_operands(op: str, *operands, floating: bool = False):
+    """Promote operands to one dtype as PyTorch does (Python scalars become constants of that
+    dtype on the tensors' device). ``floating`` promotes integer results to the default float
+    dtype (true division). Returns tensors or raw constant arrays, ready for ``apply``."""
+    tensors = [x for x in operands if isinstance(x, Tensor)]
+    if len(tensors) == len(operands) and all(t._array.dtype == tensors[0]._array.dtype
+                                             for t in tensors[1:]):
+        if len(tensors) > 1:
+            check_same_device(op, *tensors)
+        if not floating or tensors[0]._array.dtype.kind in "fc":
+            return operands
+    dtype = result_type(*operands)
+    if floating and not dtype.is_floating_point:
+        dtype = get_default_dtype()
+    if len(tensors) > 1:
+        check_same_device(op, *tensors)
+    xp = tensors[0].device.xp if tensors else np
+    out = []
+    for x in operands:
+        if isinstance(x, Tensor):
+            out.append(x if x._array.dtype == dtype.np else x.to(dtype))
+        else:
+            out.append(xp.asarray(x, dtype=dtype.np))
+    return tuple(out)
+
+
+def unbroadcast(xp, grad, shape):
+    """Sum ``grad`` down to ``shape`` (the reverse of broadcasting); works on arrays and, in
+    create_graph backwards, on tensors."""
+    shape = tuple(shape)
+    if tuple(grad.shape) == shape:
+        return grad
+    lead = grad.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, n in enumerate(shape) if n == 1 and grad.shape[lead + i] != 1)
+    if axes:
+        grad = xp.sum(grad, axis=axes, keepdims=True)
+    return xp.reshape(grad, shape)
+
+
+def normalize_dim(dim: int, ndim: int, op: str = "") -> int:
+    """Wrap a negative dim; raise PyTorch's IndexError for one out of range."""
+    n = max(ndim, 1)
+    if not -n <= dim < n:
+        raise IndexError(f"{op + ': ' if op else ''}Dimension out of range (expected to be in "
+                         f"range of [{-n}, {n - 1}], but got {dim})")
+    return dim % n
+
+
+def normalize_dims(dim, ndim: int, op: str = "") -> tuple:
+    """``dim`` (None, an int or a sequence) as a sorted tuple of non-negative axes."""
+    if dim is None:
+        return tuple(range(ndim))
+    if isinstance(dim, int):
+        dim = (dim,)
+    return tuple(sorted({normalize_dim(d, ndim, op) for d in dim}))
+
+
+def _check_inplace_target(self: Tensor, result_dtype, op: str) -> None:
+    if grad_mode.is_grad_enabled() and self._requires_grad and self._grad_fn is None:
+        raise RuntimeError(
+            f"a leaf Variable that requires grad is being used in an in-place operation "
+            f"({op} on a tensor of shape {list(self.shape)}). Wrap it in `with "
+            f"distgrad.no_grad():` if you mean to change the parameter itself.")
+    if result_dtype is not None and result_dtype.kind != self._array.dtype.kind and \
+            "biuf".index(result_dtype.kind) > "biuf".index(self._array.dtype.kind):
+        raise RuntimeError(f"{op}: result type {result_dtype} can't be cast to the desired "
+                           f"output type {self._array.dtype}")
+
+
+def apply_inplace(self: Tensor, op: str, compute, *args, fast=None) -> Tensor:
+    """Make ``self`` hold ``compute(self, *args)`` in place (same storage), recording the graph.
+
+    ``fast(self_array, *raw_args)``, when given, does the update with an ``out=`` ufunc and is
+    used when nothing needs gradients. With gradients, ``compute`` runs on a snapshot of
+    ``self`` (its graph edge, a copy of its values), as PyTorch saves the original ``self``."""
+    record = grad_mode.is_grad_enabled() and (
+        self._requires_grad or any(isinstance(a, Tensor) and a._requires_grad for a in args))
+    if not record:
+        _check_inplace_target(self, None, op)
+        if fast is not None:
+            raw = [a._array if isinstance(a, Tensor) else a for a in args]
+            fast(self._array, *raw)
+        else:
+            with grad_mode.no_grad():
+                result = compute(self, *args)
+            _check_inplace_target(self, result._array.dtype, op)
+            self._array[...] = result._array
+        self._version.value += 1
+        return self
+    _check_inplace_target(self, None, op)
+    snapshot = Tensor._make(self._array.copy(), self._grad_fn, self._output_nr, None)
+    snapshot._requires_grad = self._requires_grad
+    result = compute(snapshot, *args)
+    _check_inplace_target(self, result._array.dtype, op)
+    self._array[...] = result._array
+    self._version.value += 1
+    self._grad_fn = result._grad_fn
+    self._output_nr = result._output_nr
+    self._requires_grad = result._requires_grad
+    return self
+
+
+class _GraphNamespace:
+    """numpy-compatible functions implemented with distgrad ops, so that a backward written
+    as ``xp.exp(x) * g`` is itself differentiable. Op families register what they provide."""
+
+    def register(self, *names):
+        def decorate(fn):
+            for name in names or (fn.__name__,):
+                setattr(self, name, fn)
+            return fn
+        return decorate
+
+    def __getattr__(self, name):
+        raise NotImplementedError(
+            f"double backward needs xp.{name}, which distgrad's differentiable namespace does not "
+            f"provide; the op whose backward uses it should be marked once_differentiable or "
+            f"the function registered with graph_xp.register")
+
+
+graph_xp = _GraphNamespace()
+set_graph_namespace(graph_xp)

@@ -1,0 +1,168 @@
+"""Dtype and device conversion: ``to``, ``float()``..., ``cpu()``/``cuda()``, ``clone``,
+``contiguous``, ``type_as``. Casts between floating dtypes and device moves are
+differentiable."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..autograd import Function, Tensor
+from ..backend import as_dtype, device as make_device
+from ._helpers import graph_xp, tensor_method
+
+__all__ = ["clone"]
+
+
+class Cast(Function):
+    on_arrays = True
+
+    @staticmethod
+    def forward(ctx, x, np_dtype):
+        ctx.src = x.dtype
+        return x.astype(np_dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        return _cast(g, ctx.src), None
+
+
+class ToDevice(Function):
+    on_arrays = True
+
+    @staticmethod
+    def forward(ctx, x, device):
+        ctx.src_device = _device_of_array(x)
+        return move_array(x, device)
+
+    @staticmethod
+    def backward(ctx, g):
+        if isinstance(g, Tensor):
+            return g.to(ctx.src_device), None
+        return move_array(g, ctx.src_device), None
+
+
+class Clone(Function):
+    on_arrays = True
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.copy()
+
+    @staticmethod
+    def backward(ctx, g):
+        return g
+
+
+def _device_of_array(x):
+    from ..backend import device_of
+
+    return device_of(x)
+
+
+def move_array(array, device):
+    """``array`` on ``device`` (no copy when it is already there)."""
+    if device.type == "cpu":
+        return array if isinstance(array, np.ndarray) else array.get()
+    cp = device.xp
+    with cp.cuda.Device(device.index):
+        return cp.asarray(array)
+
+
+def _cast(g, np_dtype):
+    if isinstance(g, Tensor):
+        return g.to(as_dtype(np_dtype))
+    return g.astype(np_dtype, copy=False)
+
+
+@graph_xp.register("astype")
+def _graph_astype(x, dtype):
+    return x.to(as_dtype(dtype))
+
+
+def _parse_to_args(args, kwargs):
+    dtype = kwargs.pop("dtype", None)
+    device = kwargs.pop("device", None)
+    copy = kwargs.pop("copy", False)
+    kwargs.pop("non_blocking", None)
+    if kwargs:
+        raise TypeError(f"to() got unexpected keyword arguments {sorted(kwargs)}")
+    for a in args:
+        if isinstance(a, Tensor):
+            dtype, device = a.dtype, a.device
+        elif isinstance(a, str) and (a.startswith("cpu") or a.startswith("cuda")):
+            device = a
+        elif a is not None and not isinstance(a, (str, int)) and hasattr(a, "type") \
+                and hasattr(a, "index"):
+            device = a
+        elif isinstance(a, int) and not isinstance(a, bool):
+            device = a
+        elif a is not None:
+            dtype = a
+    return (None if dtype is None else as_dtype(dtype),
+            None if device is None else make_device(device), copy)
+
+
+@tensor_method("to")
+def to(self, *args, **kwargs):
+    """``to(dtype)``, ``to(device)``, ``to(device, dtype)``, ``to(other)``; returns ``self``
+    when nothing changes (unless ``copy=True``). Differentiable."""
+    dtype, device, copy = _parse_to_args(args, dict(kwargs))
+    out = self
+    if device is not None and device != self.device:
+        out = ToDevice.apply(out, device)
+    if dtype is not None and dtype.np != out._array.dtype:
+        out = Cast.apply(out, dtype.np)
+    if copy and out is self:
+        out = Clone.apply(self)
+    return out
+
+
+@tensor_method("type")
+def type_(self, dtype=None):
+    """With no argument, the type name (``'distgrad.FloatTensor'``-style); else ``to(dtype)``."""
+    if dtype is None:
+        return f"distgrad.{self.dtype.name}"
+    return to(self, dtype)
+
+
+@tensor_method("type_as")
+def type_as(self, other):
+    return to(self, other.dtype)
+
+
+@tensor_method("cpu")
+def cpu(self):
+    return to(self, "cpu")
+
+
+@tensor_method("cuda")
+def cuda(self, device=None):
+    return to(self, make_device("cuda" if device is None else device
+                                if not isinstance(device, int) else f"cuda:{device}"))
+
+
+def _cast_method(name, dtype_name):
+    def method(self):
+        return to(self, as_dtype(dtype_name))
+    method.__name__ = name
+    method.__doc__ = f"``self.to(distgrad.{dtype_name})``."
+    tensor_method(name)(method)
+
+
+for _name, _dt in (("float", "float32"), ("double", "float64"), ("half", "float16"),
+                   ("long", "int64"), ("int", "int32"), ("bool", "bool"), ("byte", "uint8")):
+    _cast_method(_name, _dt)
+
+
+@tensor_method("clone")
+def clone(input):
+    """A copy with its own storage; differentiable."""
+    return Clone.apply(input)
+
+
+@tensor_method("contiguous")
+def contiguous(self):
+    """``self`` if already C-contiguous, else a contiguous copy."""
+    return self if self._array.flags.c_contiguous else Clone.apply(self)
+
+
+graph_xp.register("copy")(clone)

@@ -1,0 +1,271 @@
+"""Tensor factories (``tensor``, ``zeros``, ``randn``, ...) and in-place fills (``zero_``,
+``fill_``, ``copy_``, ``uniform_``, ``normal_``).
+
+Random numbers come from the seeded host stream (``distgrad.manual_seed``) and are copied to
+the GPU when ``device`` is a GPU, so a seed gives the same values on every device."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..autograd import Tensor, grad_mode
+from ..backend import CPU, as_dtype, device as make_device, device_of, get_default_dtype, is_array
+from ..backend import random as _random
+from ._helpers import apply_inplace, tensor_method
+
+__all__ = ["tensor", "as_tensor", "from_numpy", "zeros", "ones", "full", "empty", "arange",
+           "linspace", "eye", "rand", "randn", "randint", "randperm", "zeros_like", "ones_like",
+           "full_like", "empty_like", "rand_like", "randn_like", "randint_like", "normal"]
+
+
+def _size(size):
+    if len(size) == 1 and isinstance(size[0], (tuple, list)):
+        return tuple(size[0])
+    return tuple(size)
+
+
+def _finish(array, dtype, device, requires_grad):
+    if dtype is not None:
+        array = array.astype(as_dtype(dtype).np, copy=False)
+    device = make_device(device)
+    if device != CPU:
+        array = _to_device(array, device)
+    return Tensor(array, requires_grad=requires_grad)
+
+
+def _to_device(array, device):
+    cp = device.xp
+    with cp.cuda.Device(device.index):
+        return cp.asarray(array)
+
+
+def _default_for(array):
+    """numpy picks float64/int64 for Python data; distgrad picks the default float dtype."""
+    if array.dtype.kind == "f" and array.dtype != np.float16:
+        return get_default_dtype().np
+    if array.dtype.kind in "iu" and array.dtype.itemsize == 8 or array.dtype == np.int_:
+        return np.int64
+    return array.dtype
+
+
+def tensor(data, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    """A new tensor copied from ``data`` (nested lists, numbers, arrays or tensors). Python
+    floats become the default dtype (float32), Python ints int64, as in PyTorch."""
+    if isinstance(data, Tensor):
+        data = data._array
+    if is_array(data) and device is None:
+        device = device_of(data)
+        array = data.copy()
+    elif isinstance(data, np.ndarray):
+        array = data.copy()
+    else:
+        if not isinstance(data, (list, tuple, int, float, bool, complex, np.generic)):
+            from ..backend import cupy_or_none
+
+            cp = cupy_or_none()
+            if cp is not None and isinstance(data, cp.ndarray):
+                return tensor(data, dtype, device, requires_grad)
+        array = np.asarray(data)
+        if array.dtype == object:
+            raise TypeError(f"tensor(): could not make a tensor from data of type "
+                            f"{type(data).__name__} (ragged nested sequences or non-numbers)")
+        if dtype is None:
+            array = array.astype(_default_for(array), copy=False)
+    return _finish(array, dtype, device, requires_grad)
+
+
+def as_tensor(data, dtype=None, device=None) -> Tensor:
+    """Like ``tensor`` but shares memory with a numpy/cupy array when dtype and device match."""
+    if isinstance(data, Tensor):
+        return data.to(device=device, dtype=dtype) if (dtype or device) else data
+    if is_array(data) and (dtype is None or as_dtype(dtype).np == data.dtype) and \
+            (device is None or make_device(device) == device_of(data)):
+        return Tensor(data)
+    return tensor(data, dtype, device)
+
+
+def from_numpy(array: np.ndarray) -> Tensor:
+    """A tensor sharing memory with ``array`` (no copy)."""
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"from_numpy expects a numpy.ndarray, got {type(array).__name__}")
+    as_dtype(array.dtype)  # raises for unsupported dtypes
+    return Tensor(array)
+
+
+def _filled(fill, size, dtype, device, requires_grad):
+    dtype = as_dtype(dtype) if dtype is not None else get_default_dtype()
+    device = make_device(device)
+    xp = device.xp
+    if device == CPU:
+        return Tensor(fill(xp, _size(size), dtype.np), requires_grad=requires_grad)
+    with xp.cuda.Device(device.index):
+        return Tensor(fill(xp, _size(size), dtype.np), requires_grad=requires_grad)
+
+
+def zeros(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
+    return _filled(lambda xp, s, d: xp.zeros(s, d), size, dtype, device, requires_grad)
+
+
+def ones(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
+    return _filled(lambda xp, s, d: xp.ones(s, d), size, dtype, device, requires_grad)
+
+
+def empty(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
+    return _filled(lambda xp, s, d: xp.empty(s, d), size, dtype, device, requires_grad)
+
+
+def full(size, fill_value, dtype=None, device=None, requires_grad=False) -> Tensor:
+    if dtype is None:
+        dtype = (np.bool_ if isinstance(fill_value, bool) else np.int64
+                 if isinstance(fill_value, int) else get_default_dtype())
+    return _filled(lambda xp, s, d: xp.full(s, fill_value, d), (tuple(size),), dtype, device,
+                   requires_grad)
+
+
+def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False) -> Tensor:
+    """Values from ``start`` (default 0) up to ``end`` (exclusive); int64 unless any bound is
+    a float."""
+    if end is None:
+        start, end = 0, start
+    if dtype is None:
+        is_float = any(isinstance(v, float) for v in (start, end, step))
+        dtype = get_default_dtype() if is_float else np.int64
+    return _finish(np.arange(start, end, step), dtype, device, requires_grad)
+
+
+def linspace(start, end, steps, dtype=None, device=None, requires_grad=False) -> Tensor:
+    return _finish(np.linspace(start, end, steps), dtype or get_default_dtype(), device,
+                   requires_grad)
+
+
+def eye(n, m=None, dtype=None, device=None, requires_grad=False) -> Tensor:
+    return _finish(np.eye(n, m), dtype or get_default_dtype(), device, requires_grad)
+
+
+def _rng(generator):
+    return (generator or _random.default_generator).numpy
+
+
+def rand(*size, generator=None, dtype=None, device=None, requires_grad=False) -> Tensor:
+    """Uniform samples on [0, 1)."""
+    return _finish(_rng(generator).random(_size(size)), dtype or get_default_dtype(), device,
+                   requires_grad)
+
+
+def randn(*size, generator=None, dtype=None, device=None, requires_grad=False) -> Tensor:
+    """Standard normal samples."""
+    return _finish(_rng(generator).standard_normal(_size(size)), dtype or get_default_dtype(),
+                   device, requires_grad)
+
+
+def randint(low, high=None, size=None, *, generator=None, dtype=None, device=None) -> Tensor:
+    """Integers in [low, high) (``randint(high, size)`` as in PyTorch)."""
+    if size is None:
+        low, high, size = 0, low, high
+    if size is None:
+        raise TypeError("randint() missing required argument 'size'")
+    return _finish(_rng(generator).integers(low, high, size=tuple(size)), dtype or np.int64,
+                   device, False)
+
+
+def randperm(n, *, generator=None, dtype=None, device=None) -> Tensor:
+    return _finish(_rng(generator).permutation(n), dtype or np.int64, device, False)
+
+
+def normal(mean, std, size=None, *, generator=None, dtype=None, device=None) -> Tensor:
+    if size is None:
+        size = np.broadcast_shapes(np.shape(mean), np.shape(std))
+    return _finish(_rng(generator).normal(mean, std, size=size), dtype or get_default_dtype(),
+                   device, False)
+
+
+def _like(factory):
+    def like(input, dtype=None, device=None, requires_grad=False, **kwargs):
+        return factory(*input.shape, dtype=dtype or input.dtype, device=device or input.device,
+                       requires_grad=requires_grad, **kwargs)
+    like.__name__ = factory.__name__ + "_like"
+    like.__doc__ = f"``{factory.__name__}`` with ``input``'s shape, dtype and device."
+    return like
+
+
+zeros_like = _like(zeros)
+ones_like = _like(ones)
+empty_like = _like(empty)
+rand_like = _like(rand)
+randn_like = _like(randn)
+
+
+def full_like(input, fill_value, dtype=None, device=None, requires_grad=False) -> Tensor:
+    return full(input.shape, fill_value, dtype=dtype or input.dtype,
+                device=device or input.device, requires_grad=requires_grad)
+
+
+def randint_like(input, low, high=None, dtype=None, device=None) -> Tensor:
+    return randint(low, high, input.shape, dtype=dtype or input.dtype,
+                   device=device or input.device)
+
+
+# ---- in-place fills -----------------------------------------------------------------------
+def _fill_inplace(self, op, values_fn):
+    """Overwrite ``self`` with ``values_fn(xp)``; with grad recording, the result is a constant
+    (the old values' history is cut, as PyTorch's fill_)."""
+    from ._helpers import _check_inplace_target
+
+    _check_inplace_target(self, None, op)
+    values = values_fn()
+    self._array[...] = values
+    self._version.value += 1
+    if grad_mode.is_grad_enabled() and self._grad_fn is not None:
+        self._grad_fn = None
+        self._requires_grad = False
+    return self
+
+
+@tensor_method("zero_")
+def zero_(self):
+    return _fill_inplace(self, "zero_", lambda: 0)
+
+
+@tensor_method("fill_")
+def fill_(self, value):
+    return _fill_inplace(self, "fill_", lambda: value._array if isinstance(value, Tensor)
+                         else value)
+
+
+@tensor_method("uniform_")
+def uniform_(self, a=0.0, b=1.0, *, generator=None):
+    return _fill_inplace(self, "uniform_", lambda: _host_to(self, _rng(generator).uniform(
+        a, b, self.shape)))
+
+
+@tensor_method("normal_")
+def normal_(self, mean=0.0, std=1.0, *, generator=None):
+    return _fill_inplace(self, "normal_", lambda: _host_to(self, _rng(generator).normal(
+        mean, std, self.shape)))
+
+
+@tensor_method("bernoulli_")
+def bernoulli_(self, p=0.5, *, generator=None):
+    return _fill_inplace(self, "bernoulli_", lambda: _host_to(
+        self, _rng(generator).random(self.shape) < p))
+
+
+def _host_to(like, host_array):
+    host_array = host_array.astype(like._array.dtype, copy=False)
+    return host_array if like.device == CPU else _to_device(host_array, like.device)
+
+
+@tensor_method("copy_")
+def copy_(self, src):
+    """Copy ``src``'s values into ``self`` (broadcasting, casting, across devices);
+    differentiable w.r.t. ``src``."""
+    from .conversion import move_array, to
+
+    if not isinstance(src, Tensor):
+        src = tensor(src, dtype=self.dtype, device=self.device)
+
+    def fast(array, src_array):
+        array[...] = move_array(src_array, self.device)
+
+    return apply_inplace(
+        self, "copy_", lambda _, s: to(s, self.device, self.dtype).expand(self.shape).clone(),
+        src, fast=fast)

@@ -1,0 +1,847 @@
+"""Elementwise ops: arithmetic, unary math, comparisons, where/clamp/lerp, dtype casts."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..autograd import Function, Tensor
+from ..backend import as_dtype, get_default_dtype
+from ._helpers import (apply_inplace, as_tensor, graph_xp, prepare_operands, tensor_method,
+                       unbroadcast)
+
+__all__ = ["add", "sub", "subtract", "mul", "multiply", "div", "divide", "true_divide", "neg",
+           "negative", "pow", "exp", "expm1", "log", "log1p", "log2", "log10", "sqrt", "rsqrt",
+           "square", "reciprocal", "abs", "sign", "sin", "cos", "tan", "tanh", "sigmoid",
+           "clamp", "clip", "maximum", "minimum", "where", "lerp", "floor", "ceil", "round",
+           "trunc", "remainder", "fmod", "floor_divide", "eq", "ne", "lt", "le", "gt", "ge",
+           "equal", "isnan", "isinf", "isfinite", "logical_and", "logical_or", "logical_not",
+           "logical_xor", "allclose", "isclose"]
+
+
+# ---- binary arithmetic --------------------------------------------------------------------
+class Add(Function):
+    on_arrays = True
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.shapes = (a.shape, b.shape)
+        return a + b
+
+    @staticmethod
+    def backward(ctx, g):
+        xp = ctx.xp
+        return unbroadcast(xp, g, ctx.shapes[0]), unbroadcast(xp, g, ctx.shapes[1])
+
+
+class Sub(Function):
+    on_arrays = True
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.shapes = (a.shape, b.shape)
+        return a - b
+
+    @staticmethod
+    def backward(ctx, g):
+        xp = ctx.xp
+        return unbroadcast(xp, g, ctx.shapes[0]), unbroadcast(xp, -g, ctx.shapes[1])
+
+
+class Mul(Function):
+    on_arrays = True
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return a * b
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        xp = ctx.xp
+        ga = unbroadcast(xp, g * b, a.shape) if ctx.needs_input_grad[0] else None
+        gb = unbroadcast(xp, g * a, b.shape) if ctx.needs_input_grad[1] else None
+        return ga, gb
+
+
+class Div(Function):
+    on_arrays = True
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return a / b
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        xp = ctx.xp
+        ga = unbroadcast(xp, g / b, a.shape) if ctx.needs_input_grad[0] else None
+        gb = unbroadcast(xp, -g * a / (b * b), b.shape) if ctx.needs_input_grad[1] else None
+        return ga, gb
+
+
+class Pow(Function):
+    on_arrays = True
+
+    @staticmethod
+    def forward(ctx, a, b):
+        xp = ctx.xp
+        out = xp.power(a, b)
+        ctx.save_for_backward(a, b, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b, out = ctx.saved_tensors
+        xp = ctx.xp
+        ga = gb = None
+        if ctx.needs_input_grad[0]:
+            ga = unbroadcast(xp, g * b * xp.power(a, b - 1), a.shape)
+        if ctx.needs_input_grad[1]:
+            # d/db a**b = a**b * log(a), taken as 0 where a == 0 (PyTorch's convention)
+            safe_log = xp.log(xp.where(a > 0, a, 1))
+            gb = unbroadcast(xp, g * out * safe_log, b.shape)
+        return ga, gb
+
+
+def _binary(fn, op, a, b, floating=False):
+    a, b = prepare_operands(op, a, b, floating=floating)
+    return fn.apply(a, b)
+
+
+@tensor_method("add", "__add__", "__radd__")
+def add(input, other, *, alpha=1):
+    """``input + alpha * other`` with broadcasting and PyTorch's type promotion."""
+    if alpha != 1:
+        other = mul(other, alpha)
+    return _binary(Add, "add", input, other)
+
+
+@tensor_method("sub", "__sub__")
+def sub(input, other, *, alpha=1):
+    """``input - alpha * other``."""
+    if alpha != 1:
+        other = mul(other, alpha)
+    return _binary(Sub, "sub", input, other)
+
+
+@tensor_method("__rsub__")
+def _rsub(input, other):
+    return _binary(Sub, "sub", other, input)
+
+
+@tensor_method("mul", "__mul__", "__rmul__")
+def mul(input, other):
+    return _binary(Mul, "mul", input, other)
+
+
+@tensor_method("div", "__truediv__")
+def div(input, other, *, rounding_mode=None):
+    """True division (integers give floats); ``rounding_mode`` 'trunc' or 'floor' rounds the
+    quotient (not differentiable)."""
+    if rounding_mode is None:
+        return _binary(Div, "div", input, other, floating=True)
+    if rounding_mode not in ("trunc", "floor"):
+        raise ValueError(f"div expected rounding_mode to be one of None, 'trunc', or 'floor' but "
+                         f"found '{rounding_mode}'")
+    a, b = prepare_operands("div", input, other)
+    xa, xb = _raw(a), _raw(b)
+    xp = _xp(a, b)
+    if rounding_mode == "floor":
+        return Tensor(xp.asarray(xp.floor_divide(xa, xb)))
+    q = xp.trunc(xa / xb)
+    return Tensor(xp.asarray(q if q.dtype == xp.result_type(xa, xb) else q.astype(xa.dtype)))
+
+
+@tensor_method("__rtruediv__")
+def _rdiv(input, other):
+    return _binary(Div, "div", other, input, floating=True)
+
+
+@tensor_method("pow", "__pow__")
+def pow(input, exponent):
+    """``input ** exponent``; either may be a scalar."""
+    if not isinstance(input, Tensor):
+        return _binary(Pow, "pow", input, exponent)
+    if isinstance(exponent, (int, float)) and not isinstance(exponent, bool):
+        if exponent == 1:
+            return input * 1
+        if exponent == 2 and input._array.dtype.kind == "f":
+            return Square.apply(input)
+    return _binary(Pow, "pow", input, exponent)
+
+
+@tensor_method("__rpow__")
+def _rpow(input, other):
+    return _binary(Pow, "pow", other, input)
+
+
+def _raw(x):
+    return x._array if isinstance(x, Tensor) else x
+
+
+def _xp(*xs):
+    for x in xs:
+        if isinstance(x, Tensor):
+            return x.device.xp
+    return np
+
+
+@tensor_method("remainder", "__mod__")
+def remainder(input, other):
+    """Python-style modulus (sign of the divisor): ``input - floor(input / other) * other``."""
+    return input - div(input, other, rounding_mode="floor") * other
+
+
+@tensor_method("fmod")
+def fmod(input, other):
+    """C-style modulus (sign of the dividend): ``input - trunc(input / other) * other``."""
+    return input - div(input, other, rounding_mode="trunc") * other
+
+
+@tensor_method("floor_divide", "__floordiv__")
+def floor_divide(input, other):
+    return div(input, other, rounding_mode="floor")
+
+
+@tensor_method("__rfloordiv__")
+def _rfloordiv(input, other):
+    return div(as_tensor(other, input), input, rounding_mode="floor")
+
+
+# ---- unary math ---------------------------------------------------------------------------
+class Neg(Function):
+    on_arrays = True
+
+    @staticmethod
+    def forward(ctx, x):
+        return -x
+
+    @staticmethod
+    def backward(ctx, g):
+        return -g
+
+
+class Exp(Function):
+    on_arrays = True
+
+    @staticmethod
+    def forward(ctx, x):
+        y = ctx.xp.exp(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        y, = ctx.saved_tensors
+        return g * y
+
+
+class Expm1(Function):
+    on_arrays = True
+
+    @staticmethod
+    def forward(ctx, x):
+        y = ctx.xp.expm1(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        y, = ctx.saved_tensors
+        return g * (y + 1)
+
+
+class Log(Function):
+    on_arrays = True
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return ctx.xp.log(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, = ctx.saved_tensors
+        return g / x
+
+
+class Log2(Function):
+    on_arrays = True
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return ctx.xp.log2(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, = ctx.saved_tensors
+        return g / (x * float(np.log(2.0)))
+
+
+class Log10(Function):
+    on_arrays = True
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return ctx.xp.log10(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, = ctx.saved_tensors
+        return g / (x * float(np.log(10.0)))
+
+
+class Log1p(Function):
+    on_arrays = True
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return ctx.xp.log1p(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, = ctx.saved_tensors
+        return g / (x + 1)
+
+
+class Sqrt(Function):
+    on_arrays = True
+
+    @staticmethod
+    def forward(ctx, x):
+        y = ctx.xp.sqrt(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        y, = ctx.saved_tensors
+        return g / (2 * y)
+
+
+class Rsqrt(Function):
+    on_arrays = True
+
+    @staticmethod
+    def forward(ctx, x):
+        xp = ctx.xp
+        y = xp.reciprocal(xp.sqrt(x))
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        y, = ctx.saved_tensors
+        return g * (-0.5) * y * y * y
+
+
+class Square(Function):
+    on_arrays = True
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * x
+
+    @staticmethod
+    def backward(ctx, g):
+        x, = ctx.saved_tensors
+        return g * (2 * x)
+
+
+class Reciprocal(Function):
+    on_arrays = True
+
+    @staticmethod
+    def forward(ctx, x):
+        y = ctx.xp.reciprocal(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        y, = ctx.saved_tensors
+        return -g * y * y
+
+
+class Abs(Function):
+    on_arrays = True
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return ctx.xp.abs(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, = ctx.saved_tensors
+        return g * ctx.xp.sign(x)
+
+
+class Sin(Function):
+    on_arrays = True
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return ctx.xp.sin(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, = ctx.saved_tensors
+        return g * ctx.xp.cos(x)
+
+
+class Cos(Function):
+    on_arrays = True
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return ctx.xp.cos(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, = ctx.saved_tensors
+        return -g * ctx.xp.sin(x)
+
+
+class Tan(Function):
+    on_arrays = True
+
+    @staticmethod
+    def forward(ctx, x):
+        y = ctx.xp.tan(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        y, = ctx.saved_tensors
+        return g * (1 + y * y)
+
+
+class Tanh(Function):
+    on_arrays = True
+
+    @staticmethod
+    def forward(ctx, x):
+        y = ctx.xp.tanh(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        y, = ctx.saved_tensors
+        return g * (1 - y * y)
+
+
+class Sigmoid(Function):
+    on_arrays = True
+
+    @staticmethod
+    def forward(ctx, x):
+        xp = ctx.xp
+        # exp of a non-positive argument only, so large |x| neither overflows nor warns
+        e = xp.exp(-xp.abs(x))
+        y = xp.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        y, = ctx.saved_tensors
+        return g * y * (1 - y)
+
+
+class _Sign(Function):
+    """Sign and the rounding ops: piecewise constant, so their gradient is zero."""
+
+    on_arrays = True
+    _ufunc = "sign"
+
+    @classmethod
+    def forward(cls, ctx, x):
+        return getattr(ctx.xp, cls._ufunc)(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * 0
+
+
+class Sign(_Sign):
+    _ufunc = "sign"
+
+
+class Floor(_Sign):
+    _ufunc = "floor"
+
+
+class Ceil(_Sign):
+    _ufunc = "ceil"
+
+
+class Round(_Sign):
+    _ufunc = "rint"
+
+
+class Trunc(_Sign):
+    _ufunc = "trunc"
+
+
+def _unary(fn, x, floating=True):
+    x = as_tensor(x)
+    if floating and x._array.dtype.kind not in "fc":
+        x = x.to(get_default_dtype())
+    return fn.apply(x)
+
+
+def _define_unary(name, fn, floating=True, doc=None):
+    def op(input):
+        return _unary(fn, input, floating)
+    op.__name__ = op.__qualname__ = name
+    op.__doc__ = doc or f"Elementwise ``{name}`` (differentiable)."
+    tensor_method(name)(op)
+    graph_xp.register(name)(op)
+    return op
+
+
+exp = _define_unary("exp", Exp)
+expm1 = _define_unary("expm1", Expm1)
+log = _define_unary("log", Log)
+log2 = _define_unary("log2", Log2)
+log10 = _define_unary("log10", Log10)
+log1p = _define_unary("log1p", Log1p)
+sqrt = _define_unary("sqrt", Sqrt)
+rsqrt = _define_unary("rsqrt", Rsqrt)
+square = _define_unary("square", Square, floating=False)
+reciprocal = _define_unary("reciprocal", Reciprocal)
+sin = _define_unary("sin", Sin)
+cos = _define_unary("cos", Cos)
+tan = _define_unary("tan", Tan)
+tanh = _define_unary("tanh", Tanh)
+sigmoid = _define_unary("sigmoid", Sigmoid)
+abs = _define_unary("abs", Abs, floating=False)
+sign = _define_unary("sign", Sign, floating=False)
+floor = _define_unary("floor", Floor, floating=False)
+ceil = _define_unary("ceil", Ceil, floating=False)
+round = _define_unary("round", Round, floating=False)
+trunc = _define_unary("trunc", Trunc, floating=False)
+tensor_method("__abs__")(abs)
+
+
+@tensor_method("neg", "negative", "__neg__")
+def neg(input):
+    return Neg.apply(input)
+
+
+@tensor_method("__pos__")
+def _pos(input):
+    return input
+
+
+# ---- clamp, maximum/minimum, where, lerp --------------------------------------------------
+class Clamp(Function):
+    on_arrays = True
+
+    @staticmethod
+    def forward(ctx, x, lo, hi):
+        xp = ctx.xp
+        ctx.save_for_backward(x)
+        ctx.bounds = (lo, hi)
+        if lo is not None and hi is not None:
+            return xp.clip(x, lo, hi)
+        return xp.maximum(x, lo) if lo is not None else xp.minimum(x, hi)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, = ctx.saved_tensors
+        lo, hi = ctx.bounds
+        keep = True
+        if lo is not None:
+            keep = x >= lo
+        if hi is not None:
+            keep = (x <= hi) if lo is None else keep & (x <= hi)
+        return g * keep, None, None
+
+
+@tensor_method("clamp", "clip")
+def clamp(input, min=None, max=None):
+    """Clamp into ``[min, max]``; the gradient passes where the input lies inside the bounds
+    (boundary included, as PyTorch)."""
+    if min is None and max is None:
+        raise RuntimeError("clamp: at least one of 'min' or 'max' must not be None")
+    if isinstance(min, Tensor) or isinstance(max, Tensor):
+        out = input
+        if min is not None:
+            out = maximum(out, as_tensor(min, input, dtype=input.dtype))
+        if max is not None:
+            out = minimum(out, as_tensor(max, input, dtype=input.dtype))
+        return out
+    return Clamp.apply(input, min, max)
+
+
+clip = clamp
+
+
+class _MaxMin(Function):
+    """maximum/minimum; where both inputs are equal the gradient is split evenly (PyTorch)."""
+
+    on_arrays = True
+    _take_first = None
+
+    @classmethod
+    def forward(cls, ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return cls._take_first(ctx.xp, a, b)
+
+    @classmethod
+    def backward(cls, ctx, g):
+        a, b = ctx.saved_tensors
+        xp = ctx.xp
+        first = cls._mask(a, b)
+        tie = (a == b) * 0.5
+        wa = first + tie
+        wb = (1 - first) - tie
+        ga = unbroadcast(xp, g * wa, a.shape) if ctx.needs_input_grad[0] else None
+        gb = unbroadcast(xp, g * wb, b.shape) if ctx.needs_input_grad[1] else None
+        return ga, gb
+
+
+class Maximum(_MaxMin):
+    _take_first = staticmethod(lambda xp, a, b: xp.maximum(a, b))
+    _mask = staticmethod(lambda a, b: a > b)
+
+
+class Minimum(_MaxMin):
+    _take_first = staticmethod(lambda xp, a, b: xp.minimum(a, b))
+    _mask = staticmethod(lambda a, b: a < b)
+
+
+@tensor_method("maximum")
+def maximum(input, other):
+    return _binary(Maximum, "maximum", input, other)
+
+
+@tensor_method("minimum")
+def minimum(input, other):
+    return _binary(Minimum, "minimum", input, other)
+
+
+class Where(Function):
+    on_arrays = True
+
+    @staticmethod
+    def forward(ctx, cond, a, b):
+        ctx.save_for_backward(cond)
+        ctx.shapes = (a.shape, b.shape)
+        return ctx.xp.where(cond, a, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        cond, = ctx.saved_tensors
+        xp = ctx.xp
+        ga = unbroadcast(xp, xp.where(cond, g, 0), ctx.shapes[0]) if ctx.needs_input_grad[1] \
+            else None
+        gb = unbroadcast(xp, xp.where(cond, 0, g), ctx.shapes[1]) if ctx.needs_input_grad[2] \
+            else None
+        return None, ga, gb
+
+
+@tensor_method("where")
+def where(condition, input=None, other=None):
+    """Elementwise ``input if condition else other``. With only ``condition``, the indices of
+    its non-zero elements (as ``nonzero(as_tuple=True)``)."""
+    if input is None and other is None:
+        cond = condition._array
+        return tuple(Tensor(i) for i in condition.device.xp.nonzero(cond))
+    cond = condition if isinstance(condition, Tensor) else as_tensor(condition)
+    a, b = prepare_operands("where", input, other)
+    if cond._array.dtype != np.bool_:
+        cond = Tensor(cond._array.astype(bool))
+    return Where.apply(cond, a, b)
+
+
+@graph_xp.register("where")
+def _graph_where(cond, a, b):
+    if not isinstance(cond, Tensor):
+        cond = as_tensor(cond)
+    like = a if isinstance(a, Tensor) else b
+    a = as_tensor(a, like, dtype=like.dtype) if not isinstance(a, Tensor) else a
+    b = as_tensor(b, like, dtype=like.dtype) if not isinstance(b, Tensor) else b
+    return where(cond, a, b)
+
+
+@tensor_method("lerp")
+def lerp(input, end, weight):
+    """``input + weight * (end - input)``."""
+    return input + weight * (end - input)
+
+
+# ---- comparisons and logical ops (not differentiable) -------------------------------------
+def _compare(ufunc_name, doc):
+    def op(input, other):
+        a, b = prepare_operands(ufunc_name, input, other)
+        xa = a._array if isinstance(a, Tensor) else a
+        xb = b._array if isinstance(b, Tensor) else b
+        return Tensor(getattr(_xp(a, b), ufunc_name)(xa, xb))
+    op.__doc__ = doc
+    return op
+
+
+eq = _compare("equal", "Elementwise ``==`` (a bool tensor).")
+ne = _compare("not_equal", "Elementwise ``!=``.")
+lt = _compare("less", "Elementwise ``<``.")
+le = _compare("less_equal", "Elementwise ``<=``.")
+gt = _compare("greater", "Elementwise ``>``.")
+ge = _compare("greater_equal", "Elementwise ``>=``.")
+for _name, _fn in (("eq", eq), ("ne", ne), ("lt", lt), ("le", le), ("gt", gt), ("ge", ge)):
+    _fn.__name__ = _name
+    tensor_method(_name, f"__{_name}__")(_fn)
+greater, less, greater_equal, less_equal, not_equal = gt, lt, ge, le, ne
+
+
+def _logical(ufunc_name):
+    def op(input, other=None):
+        xp = input.device.xp
+        if other is None:
+            return Tensor(getattr(xp, ufunc_name)(input._array))
+        other = as_tensor(other, input)
+        return Tensor(getattr(xp, ufunc_name)(input._array, other._array))
+    op.__name__ = ufunc_name
+    op.__doc__ = f"Elementwise ``{ufunc_name}`` (a bool tensor)."
+    return tensor_method(ufunc_name)(op)
+
+
+logical_and = _logical("logical_and")
+logical_or = _logical("logical_or")
+logical_xor = _logical("logical_xor")
+logical_not = _logical("logical_not")
+
+
+def _bitwise(ufunc_name):
+    def op(input, other):
+        other = as_tensor(other, input)
+        return Tensor(getattr(input.device.xp, ufunc_name)(input._array, other._array))
+    return op
+
+
+for _name, _uf in (("__and__", "bitwise_and"), ("__or__", "bitwise_or"),
+                   ("__xor__", "bitwise_xor")):
+    tensor_method(_name)(_bitwise(_uf))
+
+
+@tensor_method("__invert__")
+def _invert(input):
+    return Tensor(input.device.xp.invert(input._array))
+
+
+def _predicate(ufunc_name):
+    def op(input):
+        return Tensor(getattr(input.device.xp, ufunc_name)(input._array))
+    op.__name__ = ufunc_name
+    op.__doc__ = f"Elementwise ``{ufunc_name}`` (a bool tensor)."
+    return tensor_method(ufunc_name)(op)
+
+
+isnan = _predicate("isnan")
+isinf = _predicate("isinf")
+isfinite = _predicate("isfinite")
+
+
+@tensor_method("equal")
+def equal(input, other) -> bool:
+    """True when both tensors have the same shape and elements."""
+    return input.shape == other.shape and bool((input._array == other._array).all())
+
+
+@tensor_method("isclose")
+def isclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False):
+    other = as_tensor(other, input)
+    return Tensor(input.device.xp.isclose(input._array, other._array, rtol=rtol, atol=atol,
+                                          equal_nan=equal_nan))
+
+
+@tensor_method("allclose")
+def allclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False) -> bool:
+    return bool(isclose(input, other, rtol, atol, equal_nan)._array.all())
+
+
+# ---- in-place arithmetic ------------------------------------------------------------------
+def _inplace_binary(name, out_of_place, ufunc_name):
+    def op(self, other, **kwargs):
+        def fast(arr, o):
+            if kwargs.get("alpha", 1) != 1:
+                o = o * kwargs["alpha"]
+            getattr(self.device.xp, ufunc_name)(arr, o, out=arr, casting="same_kind")
+        return apply_inplace(self, name, lambda s, o: out_of_place(s, o, **kwargs), other,
+                             fast=fast if not kwargs.get("rounding_mode") else None)
+    op.__name__ = name
+    op.__doc__ = f"In-place ``{out_of_place.__name__}``; returns ``self``."
+    return op
+
+
+for _name, _dunder, _fn, _uf in (("add_", "__iadd__", add, "add"),
+                                 ("sub_", "__isub__", sub, "subtract"),
+                                 ("mul_", "__imul__", mul, "multiply"),
+                                 ("div_", "__itruediv__", div, "true_divide")):
+    tensor_method(_name, _dunder)(_inplace_binary(_name, _fn, _uf))
+
+
+@tensor_method("pow_")
+def pow_(self, exponent):
+    return apply_inplace(self, "pow_", pow, exponent)
+
+
+@tensor_method("clamp_", "clip_")
+def clamp_(self, min=None, max=None):
+    return apply_inplace(self, "clamp_", lambda s: clamp(s, min, max))
+
+
+def _unary_inplace(name, fn):
+    def op(self):
+        return apply_inplace(self, name, fn)
+    op.__name__ = name
+    return tensor_method(name)(op)
+
+
+for _name, _fn in (("exp_", exp), ("log_", log), ("sqrt_", sqrt), ("abs_", abs), ("neg_", neg),
+                   ("tanh_", tanh), ("sigmoid_", sigmoid), ("sin_", sin), ("cos_", cos),
+                   ("floor_", floor), ("ceil_", ceil), ("round_", round),
+                   ("reciprocal_", reciprocal)):
+    _unary_inplace(_name, _fn)
+
+
+@tensor_method("lerp_")
+def lerp_(self, end, weight):
+    return apply_inplace(self, "lerp_", lambda s: lerp(s, end, weight))
+
+
+@tensor_method("addcmul_")
+def addcmul_(self, tensor1, tensor2, *, value=1):
+    """``self += value * tensor1 * tensor2`` (used by optimizers)."""
+    return apply_inplace(self, "addcmul_", lambda s: s + value * tensor1 * tensor2)
+
+
+@tensor_method("addcdiv_")
+def addcdiv_(self, tensor1, tensor2, *, value=1):
+    """``self += value * tensor1 / tensor2`` (used by optimizers)."""
+    return apply_inplace(self, "addcdiv_", lambda s: s + value * tensor1 / tensor2)
+
+
+# ---- the differentiable namespace: numpy names for the ops above --------------------------
+graph_xp.register("add")(lambda a, b: add(a, b))
+graph_xp.register("subtract")(lambda a, b: sub(a, b))
+graph_xp.register("multiply")(lambda a, b: mul(a, b))
+graph_xp.register("divide", "true_divide")(lambda a, b: div(a, b))
+graph_xp.register("negative")(neg)
+graph_xp.register("power")(lambda a, b: pow(a, b) if isinstance(a, Tensor) else _rpow(b, a))
+graph_xp.register("maximum")(lambda a, b: maximum(a, b))
+graph_xp.register("minimum")(lambda a, b: minimum(a, b))
+graph_xp.register("clip")(lambda x, lo, hi: clamp(x, lo, hi))
+
+subtract, multiply, divide, true_divide, negative = sub, mul, div, div, neg
