@@ -1,6 +1,6 @@
 """distgrad: a define-by-run deep-learning framework on numpy (CPU) and cupy (GPU) that
 scales from one process to many GPUs across nodes. The public API follows PyTorch."""
-from . import autograd, backend, cuda, ops
+from . import autograd, backend, cuda, nn, ops
 from .autograd import (Tensor, enable_grad, inference_mode, is_grad_enabled, no_grad,
                        set_grad_enabled)
 from .backend import Device, device, get_default_dtype, set_default_dtype

@@ -283,7 +283,7 @@ def _check_anomaly(node, grads):
 
 def _execute(root_nodes, root_grads, retain_graph, create_graph, capture=None):
     task = _GraphTask(create_graph)
-    targets = set(capture) if capture is not None else None
+    targets = None if capture is None else {k[0] if isinstance(k, tuple) else k for k in capture}
     deps, task.needed = _discover([n for n, _ in root_nodes], targets)
     buffers = {}
     for (node, nr), g in zip(root_nodes, root_grads):

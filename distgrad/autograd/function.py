@@ -26,6 +26,7 @@ _anomaly = {"enabled": False, "check_nan": True}
 # The differentiable numpy-like namespace used by create_graph backwards; the ops layer
 # installs it (autograd cannot import ops).
 _graph_namespace = None
+Tensor = None  # set by tensor.py once the class exists (it imports this module)
 
 
 def set_graph_namespace(namespace) -> None:
@@ -133,13 +134,11 @@ class BackwardNode:
                 f"(x = x + ...), or clone() the tensor before changing it.")
         if self._function.on_arrays and not self._create_graph:
             return s.array
-        from .tensor import Tensor
-
         if s.tensor is not None:
             return s.tensor
         if s.output_nr is not None:
             return Tensor._make(s.array, self, s.output_nr, s.counter)
-        return Tensor(s.array)
+        return Tensor(s.array) if hasattr(s.array, "shape") else s.array  # scalars stay
 
     @property
     def xp(self):
@@ -207,6 +206,10 @@ class Function:
 
     on_arrays = False
     once_differentiable = False
+    # View ops (reshape, transpose, basic indexing...): an output array that aliases the first
+    # argument's memory shares its version counter, so in-place changes through either one are
+    # seen by the saved-tensor checks of the other.
+    is_view = False
     _backward_cls = BackwardNode
 
     def __init_subclass__(cls, **kwargs):
@@ -226,17 +229,13 @@ class Function:
 
     @classmethod
     def apply(cls, *args):
-        from .tensor import Tensor
-
         ctx = cls._backward_cls()
-        record = _state.grad_enabled and any(
-            isinstance(a, Tensor) and a._requires_grad for a in args)
+        tensors = [a for a in args if isinstance(a, Tensor)]
+        record = _state.grad_enabled and any(t._requires_grad for t in tensors)
         if cls.on_arrays:
             raw = [a._array if isinstance(a, Tensor) else a for a in args]
-            for a in args:
-                if isinstance(a, Tensor):
-                    ctx._xp = array_module_for(a._array)
-                    break
+            if tensors:
+                ctx._xp = array_module_for(tensors[0]._array)
             if record:
                 ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a._requires_grad
                                              for a in args)
@@ -248,58 +247,58 @@ class Function:
             with grad_mode.no_grad():
                 out = cls.forward(ctx, *raw)
         single = not isinstance(out, tuple)
-        outputs = _wrap_outputs(cls, ctx, args, raw, (out,) if single else out, record)
+        outputs = _wrap_outputs(cls, ctx, args, raw, (out,) if single else out)
         if record:
             _connect(cls, ctx, args, raw, outputs)
         ctx._to_save = ()
         return outputs[0] if single else outputs
 
 
-def _wrap_outputs(cls, ctx, args, raw, outs, record):
-    from .tensor import Tensor
-
+def _wrap_outputs(cls, ctx, args, raw, outs):
+    """Tensors for the arrays (or tensors) forward returned. An input returned as an output
+    is the input itself when marked dirty, else a new tensor sharing its storage."""
     wrapped = []
     for o in outs:
         if o is None:
             wrapped.append(None)
             continue
-        if isinstance(o, Tensor):
+        if not isinstance(o, Tensor) and (not hasattr(o, "shape") or isinstance(o, np.generic)):
+            scalar, o = o, np.asarray(o)  # numpy ufuncs give scalars for 0-d arrays
+            ctx._to_save = tuple(o if v is scalar else v for v in ctx._to_save)
+        if ctx._dirty or not cls.on_arrays:
             for a, r in zip(args, raw):
-                if o is r:  # forward returned an input: a dirty in-place result or an alias
+                if o is r:
                     o = a if any(o is d for d in ctx._dirty) else Tensor._alias(a)
                     break
-            wrapped.append(o)
-            continue
-        if not hasattr(o, "shape") or isinstance(o, np.generic):
-            o = np.asarray(o)
-        for a, r in zip(args, raw):
-            if o is r and any(o is d for d in ctx._dirty):
-                o = a
-                break
-        wrapped.append(o if isinstance(o, Tensor) else Tensor(o))
+        if not isinstance(o, Tensor):
+            array = o
+            o = Tensor(array)
+            if cls.is_view and raw and not array.flags.owndata and \
+                    array_module_for(array).may_share_memory(array, raw[0]):
+                o._version = args[0]._version  # a view: in-place changes count for both
+        wrapped.append(o)
     return tuple(wrapped)
 
 
 def _connect(cls, ctx, args, raw, outputs):
     """Record the graph: edges to the inputs, saved values, outputs' grad_fn."""
-    from .tensor import Tensor
-
     ctx._next = tuple(a._edge() if isinstance(a, Tensor) and a._requires_grad else None
                       for a in args)
     ctx._input_meta = tuple((a._array.shape, a._array.dtype) if isinstance(a, Tensor) else None
                             for a in args)
     non_diff = ctx._non_differentiable
+    dirty = ctx._dirty
     meta = []
     for nr, o in enumerate(outputs):
         if o is None:
             meta.append(None)
             continue
         meta.append((o._array.shape, o._array.dtype))
-        if any(o is n or getattr(n, "_array", None) is o._array for n in non_diff) \
-                or o._array.dtype.kind not in "fc":
+        if o._array.dtype.kind not in "fc" or non_diff and any(
+                o is n or getattr(n, "_array", None) is o._array for n in non_diff):
             continue
-        if any(o is a for a in args):  # marked dirty: the input now carries this node
-            if o._grad_fn is None and o._requires_grad and grad_mode.is_grad_enabled():
+        if dirty and any(o is a for a in args):  # the input now carries this node
+            if o._grad_fn is None and o._requires_grad:
                 raise RuntimeError(
                     f"a leaf Variable that requires grad is being used in an in-place "
                     f"operation ({cls.__name__}).")
@@ -311,12 +310,17 @@ def _connect(cls, ctx, args, raw, outputs):
     if ctx._to_save:
         ctx._saved = [_saved_entry(v, args, raw, outputs) for v in ctx._to_save]
     if _anomaly["enabled"]:
-        ctx._trace = "".join(traceback.format_stack()[:-3])
+        ctx._trace = _user_stack()
+
+
+def _user_stack(limit: int = 12) -> str:
+    """The forward call's stack, without distgrad's own frames (for anomaly mode)."""
+    package = __file__.rsplit("/autograd/", 1)[0]
+    frames = [f for f in traceback.extract_stack() if not f.filename.startswith(package)]
+    return "".join(traceback.format_list(frames[-limit:]))
 
 
 def _saved_entry(value, args, raw, outputs):
-    from .tensor import Tensor
-
     if value is None:
         return None
     for a, r in zip(args, raw):

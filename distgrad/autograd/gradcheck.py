@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .engine import grad as autograd_grad
-from .grad_mode import no_grad
+from .grad_mode import enable_grad, no_grad
 from .tensor import Tensor
 
 __all__ = ["gradcheck", "gradgradcheck", "GradcheckError"]
@@ -39,10 +39,10 @@ def _numerical_jacobians(fn, inputs, eps):
             orig = arr[idx].copy()
             with no_grad():
                 arr[idx] = orig + eps
-                plus = [np.asarray(o._host_array(), np.float64) for o in _as_tuple(fn(*inputs))
+                plus = [np.array(o._host_array(), np.float64) for o in _as_tuple(fn(*inputs))
                         if isinstance(o, Tensor)]
                 arr[idx] = orig - eps
-                minus = [np.asarray(o._host_array(), np.float64) for o in _as_tuple(fn(*inputs))
+                minus = [np.array(o._host_array(), np.float64) for o in _as_tuple(fn(*inputs))
                          if isinstance(o, Tensor)]
                 arr[idx] = orig
             for k, (p, m) in enumerate(zip(plus, minus)):
@@ -118,9 +118,10 @@ def gradgradcheck(fn, inputs, grad_outputs=None, *, eps: float = 1e-6, atol: flo
 
     def vjp(*args):
         ins, gos = args[:n], args[n:]
-        outs = _differentiable_outputs(_as_tuple(fn(*ins)))
-        grads = autograd_grad(outs, [ins[i] for i in diff_idx], list(gos), create_graph=True,
-                              allow_unused=True)
+        with enable_grad():  # the numerical Jacobian calls this under no_grad
+            outs = _differentiable_outputs(_as_tuple(fn(*ins)))
+            grads = autograd_grad(outs, [ins[i] for i in diff_idx], list(gos),
+                                  create_graph=True, allow_unused=True)
         return tuple(g for g in grads if g is not None)
 
     return gradcheck(vjp, tuple(inputs) + tuple(grad_outputs), eps=eps, atol=atol, rtol=rtol,

@@ -11,6 +11,7 @@ import weakref
 import numpy as np
 
 from ..backend import array_module_for, device_of, from_numpy_dtype
+from . import function as _function_module
 from . import grad_mode
 from .function import BackwardNode, RemovableHandle, _add_hook
 
@@ -340,7 +341,8 @@ class Tensor:
         if self._grad_fn is not None:
             raise RuntimeError("Only Tensors created explicitly by the user (graph leaves) "
                                "support the deepcopy protocol at the moment")
-        t = Tensor(self._array.copy(), requires_grad=self._requires_grad)
+        t = type(self).__new__(type(self))
+        Tensor.__init__(t, self._array.copy(), requires_grad=self._requires_grad)
         if self._grad is not None:
             t._grad = Tensor(self._grad._array.copy())
         memo[id(self)] = t
@@ -359,6 +361,9 @@ class Tensor:
         elif self._requires_grad:
             extras.append("requires_grad=True")
         return "tensor(" + body + "".join(", " + e for e in extras) + ")"
+
+
+_function_module.Tensor = Tensor
 
 
 def _rebuild_tensor(array, requires_grad, device):

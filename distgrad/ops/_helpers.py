@@ -51,6 +51,12 @@ def prepare_operands(op: str, *operands, floating: bool = False):
     """Promote operands to one dtype as PyTorch does (Python scalars become constants of that
     dtype on the tensors' device). ``floating`` promotes integer results to the default float
     dtype (true division). Returns tensors or raw constant arrays, ready for ``apply``."""
+    if len(operands) == 2:
+        a, b = operands
+        if isinstance(a, Tensor) and type(b) in (float, int) and a._array.dtype.kind == "f":
+            return operands  # numpy keeps a float array's dtype for a Python scalar, as PyTorch
+        if isinstance(b, Tensor) and type(a) in (float, int) and b._array.dtype.kind == "f":
+            return operands
     tensors = [x for x in operands if isinstance(x, Tensor)]
     if len(tensors) == len(operands) and all(t._array.dtype == tensors[0]._array.dtype
                                              for t in tensors[1:]):
@@ -76,9 +82,9 @@ def prepare_operands(op: str, *operands, floating: bool = False):
 def unbroadcast(xp, grad, shape):
     """Sum ``grad`` down to ``shape`` (the reverse of broadcasting); works on arrays and, in
     create_graph backwards, on tensors."""
-    shape = tuple(shape)
-    if tuple(grad.shape) == shape:
+    if grad.shape == shape:
         return grad
+    shape = tuple(shape)
     lead = grad.ndim - len(shape)
     axes = tuple(range(lead)) + tuple(
         lead + i for i, n in enumerate(shape) if n == 1 and grad.shape[lead + i] != 1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..autograd import Function, Tensor
-from ..backend import as_dtype, get_default_dtype
+from ..backend import as_dtype, get_default_dtype, result_type
 from ._helpers import (apply_inplace, as_tensor, graph_xp, prepare_operands, tensor_method,
                        unbroadcast)
 
@@ -23,13 +23,14 @@ class Add(Function):
 
     @staticmethod
     def forward(ctx, a, b):
-        ctx.shapes = (a.shape, b.shape)
+        ctx.shapes = (np.shape(a), np.shape(b))
         return a + b
 
     @staticmethod
     def backward(ctx, g):
-        xp = ctx.xp
-        return unbroadcast(xp, g, ctx.shapes[0]), unbroadcast(xp, g, ctx.shapes[1])
+        xp, need = ctx.xp, ctx.needs_input_grad
+        return (unbroadcast(xp, g, ctx.shapes[0]) if need[0] else None,
+                unbroadcast(xp, g, ctx.shapes[1]) if need[1] else None)
 
 
 class Sub(Function):
@@ -37,13 +38,14 @@ class Sub(Function):
 
     @staticmethod
     def forward(ctx, a, b):
-        ctx.shapes = (a.shape, b.shape)
+        ctx.shapes = (np.shape(a), np.shape(b))
         return a - b
 
     @staticmethod
     def backward(ctx, g):
-        xp = ctx.xp
-        return unbroadcast(xp, g, ctx.shapes[0]), unbroadcast(xp, -g, ctx.shapes[1])
+        xp, need = ctx.xp, ctx.needs_input_grad
+        return (unbroadcast(xp, g, ctx.shapes[0]) if need[0] else None,
+                unbroadcast(xp, -g, ctx.shapes[1]) if need[1] else None)
 
 
 class Mul(Function):
@@ -173,6 +175,8 @@ def pow(input, exponent):
 
 @tensor_method("__rpow__")
 def _rpow(input, other):
+    if not isinstance(other, Tensor):
+        other = as_tensor(other, input, dtype=result_type(other, input))
     return _binary(Pow, "pow", other, input)
 
 

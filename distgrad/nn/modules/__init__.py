@@ -1,0 +1,1 @@
+"""The layers of ``distgrad.nn``, one file per kind."""
