@@ -12,7 +12,6 @@ import numpy as np
 
 from ..backend import array_module_for, device_of, from_numpy_dtype
 from . import function as _function_module
-from . import grad_mode
 from .function import BackwardNode, RemovableHandle, _add_hook
 
 __all__ = ["Tensor", "VersionCounter"]
@@ -332,6 +331,7 @@ class Tensor:
         return bool(self.item())
 
     __hash__ = object.__hash__
+    __array_ufunc__ = None  # numpy defers to Tensor's reflected operators (array @ tensor)
 
     def __reduce__(self):
         return (_rebuild_tensor, (self._host_array(), self._requires_grad and self.is_leaf,

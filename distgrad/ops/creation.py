@@ -55,8 +55,8 @@ def tensor(data, dtype=None, device=None, requires_grad: bool = False) -> Tensor
     if is_array(data) and device is None:
         device = device_of(data)
         array = data.copy()
-    elif isinstance(data, np.ndarray):
-        array = data.copy()
+    elif isinstance(data, (np.ndarray, np.generic)):  # numpy data keeps its dtype
+        array = np.array(data)
     else:
         if not isinstance(data, (list, tuple, int, float, bool, complex, np.generic)):
             from ..backend import cupy_or_none

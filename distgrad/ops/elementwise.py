@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..autograd import Function, Tensor
-from ..backend import as_dtype, get_default_dtype, result_type
+from ..backend import get_default_dtype, result_type
 from ._helpers import (apply_inplace, as_tensor, graph_xp, prepare_operands, tensor_method,
                        unbroadcast)
 
@@ -607,12 +607,12 @@ class _MaxMin(Function):
     def backward(cls, ctx, g):
         a, b = ctx.saved_tensors
         xp = ctx.xp
-        first = cls._mask(a, b)
-        tie = (a == b) * 0.5
-        wa = first + tie
-        wb = (1 - first) - tie
-        ga = unbroadcast(xp, g * wa, a.shape) if ctx.needs_input_grad[0] else None
-        gb = unbroadcast(xp, g * wb, b.shape) if ctx.needs_input_grad[1] else None
+        half_tie = g * (a == b) * 0.5  # multiplying g by masks keeps g's dtype
+        ga = gb = None
+        if ctx.needs_input_grad[0]:
+            ga = unbroadcast(xp, g * cls._mask(a, b) + half_tie, a.shape)
+        if ctx.needs_input_grad[1]:
+            gb = unbroadcast(xp, g * cls._mask(b, a) + half_tie, b.shape)
         return ga, gb
 
 

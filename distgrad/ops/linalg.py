@@ -1,2 +1,323 @@
-"""(being written)"""
-__all__ = []
+"""Linear algebra: matmul (``@``), mm, bmm, dot, outer, einsum, and the fused ``linear``."""
+from __future__ import annotations
+
+import collections
+import string
+
+from ..autograd import Function, Tensor
+from ..backend import array_module_for
+from ._helpers import as_tensor, check_same_device, graph_xp, tensor_method, unbroadcast
+from .shape import reshape
+
+__all__ = ["matmul", "mm", "bmm", "dot", "outer", "einsum", "linear"]
+
+# PyTorch's (C++) names of scalar types, used in its dtype-mismatch messages
+_C_NAMES = {"float32": "float", "float64": "double", "float16": "c10::Half",
+            "bfloat16": "c10::BFloat16", "int64": "long int", "int32": "int",
+            "int16": "short int", "int8": "signed char", "uint8": "unsigned char", "bool": "bool"}
+
+
+def _dims(shape) -> str:
+    return "x".join(map(str, shape)) or "scalar"
+
+
+def _operands(op: str, a, b):
+    """Both operands as tensors of one dtype on one device (matmul does not promote)."""
+    if not isinstance(a, Tensor):
+        a = as_tensor(a, b if isinstance(b, Tensor) else None)
+    if not isinstance(b, Tensor):
+        b = as_tensor(b, a)
+    if a._array.dtype != b._array.dtype:
+        raise RuntimeError(
+            f"{op}: expected m1 and m2 to have the same dtype, but got: "
+            f"{_C_NAMES.get(a.dtype.name, a.dtype.name)} != "
+            f"{_C_NAMES.get(b.dtype.name, b.dtype.name)} ({a.dtype} of shape {list(a.shape)} "
+            f"and {b.dtype} of shape {list(b.shape)}); convert one with .to(dtype)")
+    check_same_device(op, a, b)
+    return a, b
+
+
+def _check_inner(op: str, a: Tensor, b: Tensor) -> None:
+    if a.shape[-1] != b.shape[-2 if b.ndim > 1 else 0]:
+        raise RuntimeError(f"{op}: mat1 and mat2 shapes cannot be multiplied "
+                           f"({_dims(a.shape)} and {_dims(b.shape)})")
+
+
+def _swap(xp, x):
+    return xp.swapaxes(x, -1, -2)
+
+
+def _keep_shape(xp, x, shape):
+    return x if tuple(x.shape) == tuple(shape) else xp.reshape(x, shape)
+
+
+def _mm(xp, a, b):
+    """``a @ b``; a stack of matrices times one matrix is computed as one GEMM (the stack's
+    rows folded together), much faster than numpy's per-matrix loop."""
+    if a.ndim > 2 and b.ndim == 2:
+        rows = xp.reshape(a, (-1, a.shape[-1])) @ b
+        return xp.reshape(rows, tuple(a.shape[:-1]) + (b.shape[-1],))
+    return a @ b
+
+
+# ---- matmul and its restricted forms ------------------------------------------------------
+class Matmul(Function):
+    on_arrays = True
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        ctx.shapes = (a.shape, b.shape)
+        try:
+            return _mm(ctx.xp, a, b) if a.flags.c_contiguous else a @ b
+        except ValueError:  # batch dims that do not broadcast
+            raise RuntimeError(f"matmul: the batch dims of shapes {list(a.shape)} and "
+                               f"{list(b.shape)} cannot be broadcast together") from None
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        xp = ctx.xp
+        # as in numpy, a vector operand is a matrix with a size-1 dim the result drops
+        g_shape = tuple(g.shape)
+        if b.ndim == 1:
+            b, g_shape = xp.reshape(b, (-1, 1)), g_shape + (1,)
+        if a.ndim == 1:
+            a, g_shape = xp.reshape(a, (1, -1)), g_shape[:-1] + (1,) + g_shape[-1:]
+        g = _keep_shape(xp, g, g_shape)
+        ga = gb = None
+        if ctx.needs_input_grad[0]:
+            ga = _keep_shape(xp, unbroadcast(xp, _mm(xp, g, _swap(xp, b)), a.shape),
+                             ctx.shapes[0])
+        if ctx.needs_input_grad[1]:
+            if b.ndim == 2 and a.ndim > 2:  # sum over the stack inside one GEMM
+                gb = _swap(xp, xp.reshape(a, (-1, a.shape[-1]))) @ xp.reshape(g, (-1, g.shape[-1]))
+            else:
+                gb = unbroadcast(xp, _swap(xp, a) @ g, b.shape)
+            gb = _keep_shape(xp, gb, ctx.shapes[1])
+        return ga, gb
+
+
+@tensor_method("matmul", "__matmul__")
+def matmul(input, other):
+    """Matrix product with numpy's rules: vectors (1-D) are promoted and the added dim
+    removed, leading (batch) dims broadcast. Both operands must have the same dtype."""
+    a, b = _operands("matmul", input, other)
+    if a.ndim == 0 or b.ndim == 0:
+        raise RuntimeError(f"both arguments to matmul need to be at least 1D, but they are "
+                           f"{a.ndim}D and {b.ndim}D")
+    _check_inner("matmul", a, b)
+    return Matmul.apply(a, b)
+
+
+@tensor_method("__rmatmul__")
+def _rmatmul(input, other):
+    return matmul(other, input)
+
+
+def _require_ndim(op, tensors, ndim, names):
+    kind = "matrix" if ndim == 2 else f"{ndim}D tensor"
+    for t, name in zip(tensors, names):
+        if t.ndim != ndim:
+            raise RuntimeError(f"{op}: {name} must be a {kind}, got a {t.ndim}D tensor of shape "
+                               f"{list(t.shape)}")
+
+
+@tensor_method("mm")
+def mm(input, mat2):
+    """Product of two matrices (2-D only; see ``matmul`` for other shapes)."""
+    a, b = _operands("mm", input, mat2)
+    _require_ndim("mm", (a, b), 2, ("self", "mat2"))
+    _check_inner("mm", a, b)
+    return Matmul.apply(a, b)
+
+
+@tensor_method("bmm")
+def bmm(input, mat2):
+    """Batched product of two 3-D tensors with the same batch size (no broadcasting)."""
+    a, b = _operands("bmm", input, mat2)
+    _require_ndim("bmm", (a, b), 3, ("batch1", "batch2"))
+    if b.shape[:2] != (a.shape[0], a.shape[2]):
+        raise RuntimeError(f"bmm: Expected size for first two dimensions of batch2 tensor to be: "
+                           f"[{a.shape[0]}, {a.shape[2]}] but got: [{b.shape[0]}, {b.shape[1]}] "
+                           f"(batch1 of shape {list(a.shape)}, batch2 of shape {list(b.shape)})")
+    return Matmul.apply(a, b)
+
+
+@tensor_method("dot")
+def dot(input, tensor):
+    """Inner product of two 1-D tensors of the same size."""
+    a, b = _operands("dot", input, tensor)
+    if a.ndim != 1 or b.ndim != 1:
+        raise RuntimeError(f"dot: 1D tensors expected, but got {a.ndim}D and {b.ndim}D tensors")
+    if a.shape != b.shape:
+        raise RuntimeError(f"dot: inconsistent tensor size, expected tensor [{a.shape[0]}] and "
+                           f"src [{b.shape[0]}] to have the same number of elements, but got "
+                           f"{a.shape[0]} and {b.shape[0]} elements respectively")
+    return Matmul.apply(a, b)
+
+
+@tensor_method("outer", "ger")
+def outer(input, vec2):
+    """Outer product of two 1-D tensors: ``out[i, j] = input[i] * vec2[j]``."""
+    a, b = _operands("outer", input, vec2)
+    if a.ndim != 1 or b.ndim != 1:
+        raise RuntimeError(f"outer: expected 1-D arguments, got shapes {list(a.shape)} and "
+                           f"{list(b.shape)}")
+    return reshape(a, (-1, 1)) * reshape(b, (1, -1))
+
+
+# ---- linear -------------------------------------------------------------------------------
+class Linear(Function):
+    on_arrays = True
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        ctx.save_for_backward(x, weight)
+        out = _mm(ctx.xp, x, weight.T) if x.flags.c_contiguous else x @ weight.T
+        if bias is not None:
+            out += bias
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        x, weight = ctx.saved_tensors
+        xp = ctx.xp
+        need = ctx.needs_input_grad
+        gx = _mm(xp, g, weight) if need[0] else None
+        gw = gb = None
+        if need[1] or need[2]:
+            rows = g if g.ndim == 2 else xp.reshape(g, (-1, g.shape[-1]))
+            if need[1]:
+                gw = _swap(xp, rows) @ (x if x.ndim == 2 else xp.reshape(x, (-1, x.shape[-1])))
+            if need[2]:
+                gb = xp.sum(rows, axis=0)
+        return gx, gw, gb
+
+
+def linear(input, weight, bias=None):
+    """``input @ weight.T + bias``: ``input`` (..., in_features), ``weight`` (out_features,
+    in_features), ``bias`` (out_features,); forward and backward are single GEMMs."""
+    x, w = _operands("linear", input, weight)
+    if w.ndim != 2 or x.ndim == 0 or x.shape[-1] != w.shape[1]:
+        raise RuntimeError(f"linear: mat1 and mat2 shapes cannot be multiplied "
+                           f"({_dims(x.shape)} and {_dims(w.shape[::-1])}): input of shape "
+                           f"{list(x.shape)}, weight of shape {list(w.shape)}")
+    if bias is not None:
+        _, bias = _operands("linear", w, bias)
+        if bias.shape != (w.shape[0],):
+            raise RuntimeError(f"linear: bias of shape {list(bias.shape)} does not match "
+                               f"{w.shape[0]} output features (weight of shape {list(w.shape)})")
+    return Linear.apply(x, w, bias)
+
+
+# ---- einsum -------------------------------------------------------------------------------
+def _contract(xp, equation, *operands):
+    return xp.einsum(equation, *operands, optimize=len(operands) > 1)
+
+
+def _parse_einsum(equation: str, shapes) -> tuple:
+    """The input and output subscripts with one letter per dim ('...' replaced by letters,
+    aligned from the right as in broadcasting), and each letter's (broadcast) size."""
+    equation = equation.replace(" ", "")
+    lhs, arrow, rhs = equation.partition("->")
+    terms = lhs.split(",")
+    if len(terms) != len(shapes):
+        raise ValueError(f"einsum(): the equation {equation!r} has {len(terms)} operand "
+                         f"subscripts but {len(shapes)} operands were given")
+    spare = iter(c for c in string.ascii_letters if c not in equation)
+    ranks = [len(s) - (len(t) - 3) for t, s in zip(terms, shapes) if "..." in t]
+    ellipsis = "".join(next(spare) for _ in range(max(ranks, default=0)))
+    inputs = []
+    for term, shape in zip(terms, shapes):
+        named = len(term) - 3 if "..." in term else len(term)
+        if len(shape) < named or ("..." not in term and len(shape) != named):
+            raise ValueError(f"einsum(): the subscripts {term!r} do not match an operand of "
+                             f"shape {list(shape)} (equation {equation!r})")
+        inputs.append(term.replace("...", ellipsis[len(ellipsis) - (len(shape) - named):]))
+    if arrow:
+        output = rhs.replace("...", ellipsis)
+    else:  # implicit output: broadcast dims, then the letters used once, in order
+        counts = collections.Counter(lhs.replace("...", "").replace(",", ""))
+        output = ellipsis + "".join(sorted(c for c, n in counts.items() if n == 1))
+    sizes = {}
+    for term, shape in zip(inputs, shapes):
+        for letter, n in zip(term, shape):
+            sizes[letter] = n if sizes.get(letter, 1) == 1 else sizes[letter]
+    return inputs, output, sizes
+
+
+class Einsum(Function):
+    on_arrays = True
+
+    @staticmethod
+    def forward(ctx, equation, *operands):
+        inputs, output, sizes = _parse_einsum(equation, [x.shape for x in operands])
+        ctx.subscripts, ctx.output, ctx.sizes = inputs, output, sizes
+        ctx.save_for_backward(*operands)
+        try:
+            out = _contract(ctx.xp, ",".join(inputs) + "->" + output, *operands)
+        except ValueError as e:
+            shapes = ", ".join(str(list(x.shape)) for x in operands)
+            raise RuntimeError(f"einsum(): operands of shapes {shapes} do not fit the "
+                               f"equation {equation!r}: {e}") from None
+        return out.copy() if len(operands) == 1 else out  # numpy may return a view
+
+    @staticmethod
+    def backward(ctx, g):
+        operands = ctx.saved_tensors
+        return (None,) + tuple(_einsum_grad(ctx, g, operands, i) if need else None
+                               for i, need in enumerate(ctx.needs_input_grad[1:]))
+
+
+def _einsum_grad(ctx, g, operands, i):
+    """The gradient of operand ``i``: the einsum of ``g`` with the other operands, written to
+    operand ``i``'s subscripts. Its repeated letters (diagonals) go through identity matrices,
+    letters summed in it alone through vectors of ones, and dims it broadcast are summed."""
+    xp = ctx.xp
+    term, shape = ctx.subscripts[i], tuple(operands[i].shape)
+    raw = g._array if isinstance(g, Tensor) else g
+    const_xp = array_module_for(raw)
+    others = [(g, ctx.output)] + [(x, s) for j, (x, s) in enumerate(zip(operands, ctx.subscripts))
+                                  if j != i]
+    seen = set("".join(s for _, s in others))
+    spare = iter(c for c in string.ascii_letters if c not in seen and c not in term)
+    target = ""
+    for letter, n in zip(term, shape):
+        if n == 1 and ctx.sizes[letter] != 1:  # broadcast in the forward: summed here
+            continue
+        if letter in target:
+            fresh = next(spare)
+            others.append((const_xp.eye(n, dtype=raw.dtype), letter + fresh))
+            letter = fresh
+        elif letter not in seen:
+            others.append((const_xp.ones(n, dtype=raw.dtype), letter))
+        target += letter
+    arrays = [Tensor(x) if isinstance(g, Tensor) and not isinstance(x, Tensor) else x
+              for x, _ in others]
+    grad = _contract(xp, ",".join(s for _, s in others) + "->" + target, *arrays)
+    return _keep_shape(xp, grad, shape)
+
+
+def einsum(equation, *operands):
+    """Einstein summation over any number of operands (``'bij,bjk->bik'``, ``'ii->i'``,
+    ``'...ij,...jk'``; implicit output allowed). Operands may also be given as one list."""
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+        operands = tuple(operands[0])
+    if not operands or not all(isinstance(x, Tensor) for x in operands):
+        raise TypeError("einsum(): operands must be tensors")
+    dtypes = {x.dtype for x in operands}
+    if len(dtypes) > 1:
+        raise RuntimeError(f"einsum(): expected operands of one dtype, got "
+                           f"{', '.join(str(x.dtype) for x in operands)}; convert with .to()")
+    check_same_device("einsum", *operands)
+    return Einsum.apply(equation, *operands)
+
+
+# ---- the differentiable namespace ----------------------------------------------------------
+graph_xp.register("matmul")(lambda a, b: matmul(a, b))
+
+
+@graph_xp.register("einsum")
+def _graph_einsum(subscripts, *operands, optimize=False):
+    return einsum(subscripts, *operands)

@@ -186,8 +186,21 @@ def check_device_matches_cpu(case, device="cuda"):
     _assert_close(results[1], results[0], 1e-8, 1e-6, f"{case.name} on {device} vs cpu")
 
 
-def make_tests(cases):
-    """Parametrized pytest functions for a family's table; assign them in the test module."""
+def check_float32_backward(case):
+    """float32 inputs get float32 gradients (no silent float64 promotion in a backward)."""
+    tensors = _tensors(case, _arrays(case), dtype=np.float32)
+    outs = case.fn(*tensors)
+    outs = outs if isinstance(outs, tuple) else (outs,)
+    diff = [o for o in outs if isinstance(o, dg.Tensor) and o.requires_grad]
+    dg.autograd.backward(diff, [dg.ones_like(o) for o in diff])
+    for i, t in enumerate(tensors):
+        if isinstance(t, dg.Tensor) and t.requires_grad and t.grad is not None:
+            assert t.grad.dtype == dg.float32, f"{case.name}: input {i} got a {t.grad.dtype} grad"
+
+
+def make_tests(cases) -> dict:
+    """Parametrized pytest functions for a family's table, by name; a test module installs
+    them with ``globals().update(make_tests(CASES))``."""
     ids = [c.name for c in cases]
     with_grad = [c for c in cases if c.grad]
     with_double = [c for c in with_grad if c.double]
@@ -214,10 +227,13 @@ def make_tests(cases):
     def test_gradgradcheck(case):
         check_double_grad(case)
 
+    @pytest.mark.parametrize("case", with_grad, ids=[c.name for c in with_grad])
+    def test_float32_backward(case):
+        check_float32_backward(case)
+
     @pytest.mark.gpu
     @pytest.mark.parametrize("case", cases, ids=ids)
     def test_cuda_matches_cpu(case):
         check_device_matches_cpu(case)
 
-    return (test_forward, test_forward_noncontiguous, test_gradcheck,
-            test_gradcheck_noncontiguous, test_gradgradcheck, test_cuda_matches_cpu)
+    return {name: fn for name, fn in locals().items() if name.startswith("test_")}

@@ -164,8 +164,7 @@ def _index_put_add_ref(a, key, v):
     return out
 
 
-(test_forward, test_forward_noncontiguous, test_gradcheck, test_gradcheck_noncontiguous,
- test_gradgradcheck, test_cuda_matches_cpu) = make_tests(CASES)
+globals().update(make_tests(CASES))
 
 
 def _x(*shape, grad=True):

@@ -145,8 +145,7 @@ CASES = [
            lambda a: _pad_ref(a, (4, 1), "circular"), (Float(S),)),
 ]
 
-(test_forward, test_forward_noncontiguous, test_gradcheck, test_gradcheck_noncontiguous,
- test_gradgradcheck, test_cuda_matches_cpu) = make_tests(CASES)
+globals().update(make_tests(CASES))
 
 
 def _x(*shape, grad=True):
