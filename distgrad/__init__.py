@@ -9,6 +9,8 @@ from .backend.dtypes import (bfloat16, bool, dtype, float16, float32, float64, i
 from .backend.random import (Generator, get_rng_state, initial_seed, manual_seed, seed,
                              set_rng_state)
 from .ops import *  # noqa: F401,F403
+from . import data, optim
+from .serialization import load, save
 
 double, half, long = float64, float16, int64
 __version__ = "0.1.0"

@@ -1,0 +1,302 @@
+"""A small, strict reader and writer of the safetensors format (no dependency on the
+``safetensors`` package; files are interchangeable with it).
+
+Layout::
+
+    8 bytes       N, the header length, unsigned little-endian
+    N bytes       UTF-8 JSON: {"__metadata__": {str: str, ...},
+                               "<name>": {"dtype": "F32", "shape": [2, 3],
+                                          "data_offsets": [begin, end]}, ...}
+                  padded with spaces so that the data starts at a multiple of 8 bytes
+    data section  every tensor's raw little-endian row-major bytes at [begin, end) from the
+                  start of the section, back to back: no gaps, no overlaps, nothing after
+
+Dtypes: BOOL, U8, I8, I16, I32, I64, F16, F32, F64, and BF16 when ml_dtypes is installed.
+
+Files written here carry two metadata keys of their own: ``distgrad.version`` and
+``distgrad.sha256``, the SHA-256 of the canonical header JSON (sorted keys, no spaces, without
+the digest itself) followed by the data section. When a file has any ``distgrad.`` key the
+digest is required and verified, so a corrupted byte anywhere in it is reported; files of other
+writers are checked structurally. Every problem raises ``CheckpointError`` naming the file and
+what is wrong; nothing in a file is ever executed.
+
+Writing to a path is atomic: the data goes to a temporary file in the same directory, which is
+flushed, fsynced and renamed over the target (then the directory is fsynced). A failure midway
+removes the temporary file and leaves any previous file at the path as it was."""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import math
+import os
+import struct
+import tempfile
+from typing import Mapping
+
+import numpy as np
+
+from .backend.dtypes import bfloat16
+
+__all__ = ["CheckpointError", "save_file", "load_file", "read", "atomic_write"]
+
+_NUMPY_OF = {"BOOL": np.bool_, "U8": np.uint8, "I8": np.int8, "I16": np.int16, "I32": np.int32,
+             "I64": np.int64, "F16": np.float16, "F32": np.float32, "F64": np.float64}
+if bfloat16 is not None:
+    _NUMPY_OF["BF16"] = bfloat16.np
+_NUMPY_OF = {name: np.dtype(t) for name, t in _NUMPY_OF.items()}
+_NAME_OF = {t: name for name, t in _NUMPY_OF.items()}
+_OWN_KEYS = ("distgrad.version", "distgrad.sha256")
+_MAX_HEADER = 100_000_000  # the safetensors package's own limit
+_ENTRY_KEYS = {"dtype", "shape", "data_offsets"}
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+class CheckpointError(RuntimeError, ValueError):
+    """A file that cannot be loaded as a checkpoint: truncated, corrupted, or not one at all."""
+
+
+def describe(file) -> str:
+    """How error messages name ``file`` (a path or a file object)."""
+    if isinstance(file, (str, bytes, os.PathLike)):
+        return repr(os.fsdecode(file))
+    name = getattr(file, "name", None)
+    return repr(name) if isinstance(name, str) else f"<{type(file).__name__} object>"
+
+
+# ---- writing -----------------------------------------------------------------------------
+def _host_bytes(value) -> tuple[np.ndarray, np.ndarray]:
+    """(array with the tensor's dtype and shape, its little-endian row-major bytes)."""
+    array = value._host_array() if hasattr(value, "_host_array") else np.asarray(value)
+    if array.dtype not in _NAME_OF:
+        raise TypeError(f"cannot save arrays of dtype {array.dtype}; supported: "
+                        f"{', '.join(str(t) for t in _NAME_OF)}")
+    flat = np.ascontiguousarray(array.reshape(-1), dtype=array.dtype.newbyteorder("<"))
+    return array, flat.view(np.uint8)
+
+
+def _canonical(header: dict) -> bytes:
+    return json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+
+
+@contextlib.contextmanager
+def atomic_write(path):
+    """A binary file to write that replaces ``path`` only once it is completely on disk."""
+    path = os.path.realpath(os.fspath(path))
+    directory, base = os.path.split(path)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{base}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):  # make the rename itself durable
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def _write(f, tensors: Mapping, metadata: Mapping[str, str]) -> None:
+    for key, value in metadata.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise TypeError(f"safetensors metadata must map str to str, got {key!r}: {value!r}")
+        if key in _OWN_KEYS:
+            raise ValueError(f"metadata key {key!r} is reserved")
+    items = []
+    for name, value in tensors.items():
+        if not isinstance(name, str) or name == "__metadata__":
+            raise ValueError(f"invalid tensor name {name!r}")
+        items.append((name, *_host_bytes(value)))
+    items.sort(key=lambda item: -item[1].itemsize)  # keeps every tensor aligned to its itemsize
+    header, offset = {"__metadata__": {**metadata, "distgrad.version": "1"}}, 0
+    for name, array, data in items:
+        header[name] = {"dtype": _NAME_OF[array.dtype], "shape": list(array.shape),
+                        "data_offsets": [offset, offset + data.nbytes]}
+        offset += data.nbytes
+    digest = hashlib.sha256(_canonical(header))
+    for _, _, data in items:
+        digest.update(data)
+    header["__metadata__"]["distgrad.sha256"] = digest.hexdigest()
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    text += b" " * (-(8 + len(text)) % 8)
+    f.write(struct.pack("<Q", len(text)))
+    f.write(text)
+    for _, _, data in items:
+        f.write(data)
+
+
+def save_file(tensors: Mapping, file, metadata: Mapping[str, str] | None = None) -> None:
+    """Write ``tensors`` (name -> Tensor or numpy array) and string ``metadata`` to ``file``,
+    a path (written atomically) or a binary file object."""
+    if isinstance(file, (str, bytes, os.PathLike)):
+        with atomic_write(file) as f:
+            _write(f, tensors, metadata or {})
+    else:
+        _write(file, tensors, metadata or {})
+
+
+# ---- reading -----------------------------------------------------------------------------
+def _sniff(prefix: bytes) -> str:
+    """A hint at what a file that is not a checkpoint is."""
+    if prefix[:1] == b"\x80" and prefix[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return (" It looks like a Python pickle (e.g. written by torch.save or pickle.dump); "
+                "distgrad never unpickles, since unpickling can run arbitrary code.")
+    if prefix.startswith(b"PK\x03\x04"):
+        return (" It looks like a zip archive (e.g. a PyTorch torch.save file); distgrad "
+                "reads only safetensors checkpoints written by distgrad.save.")
+    return ""
+
+
+def _unique_keys(pairs):
+    keys = [k for k, _ in pairs]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"duplicate keys {sorted({k for k in keys if keys.count(k) > 1})}")
+    return dict(pairs)
+
+
+def _is_count(x) -> bool:
+    return type(x) is int and x >= 0
+
+
+class _Reader:
+    def __init__(self, f, name: str):
+        self.f, self.name = f, name
+
+    def fail(self, why: str) -> CheckpointError:
+        return CheckpointError(f"cannot load checkpoint {self.name}: {why}")
+
+    def read_exact(self, view: memoryview) -> None:
+        done = 0
+        while done < len(view):
+            n = self.f.readinto(view[done:])
+            if not n:
+                raise self.fail("the file ended early: it is truncated")
+            done += n
+
+    def header(self, size: int) -> tuple[dict, int]:
+        """The parsed header and the size of the data section after it."""
+        if size == 0:
+            raise self.fail("the file is empty")
+        prefix = self.f.read(8)
+        if size < 8:
+            raise self.fail(f"the file is only {size} bytes long: it is truncated or not a "
+                            f"checkpoint." + _sniff(prefix))
+        (n,) = struct.unpack("<Q", prefix)
+        if n > size - 8 or n > _MAX_HEADER:
+            raise self.fail(f"the header length field says {n} bytes but the file has "
+                            f"{size - 8} after it: the file is truncated, corrupted or not a "
+                            f"checkpoint." + _sniff(prefix))
+        raw = self.f.read(n)
+        try:
+            header = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_keys)
+        except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+            raise self.fail(f"the header is not valid UTF-8 JSON ({exc}): the file is "
+                            f"corrupted or not a checkpoint." + _sniff(prefix)) from None
+        if not isinstance(header, dict):
+            raise self.fail("the header is not a JSON object: the file is corrupted or not a "
+                            "checkpoint." + _sniff(prefix))
+        return header, size - 8 - n
+
+    def entries(self, header: dict, data_size: int) -> list:
+        """Validated (name, dtype, shape, begin, end), in file order."""
+        entries = []
+        for name, entry in header.items():
+            if not isinstance(entry, dict) or set(entry) != _ENTRY_KEYS:
+                raise self.fail(f"tensor {name!r} has a malformed entry {entry!r}")
+            dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+            if dtype not in _NUMPY_OF:
+                hint = " (BF16 needs ml_dtypes: pip install ml_dtypes)" if dtype == "BF16" else ""
+                raise self.fail(f"tensor {name!r} has unsupported dtype {dtype!r}{hint}")
+            if not isinstance(shape, list) or not all(map(_is_count, shape)):
+                raise self.fail(f"tensor {name!r} has an invalid shape {shape!r}")
+            if (not isinstance(offsets, list) or len(offsets) != 2
+                    or not all(map(_is_count, offsets)) or offsets[0] > offsets[1]):
+                raise self.fail(f"tensor {name!r} has invalid data_offsets {offsets!r}")
+            begin, end = offsets
+            nbytes = math.prod(shape) * _NUMPY_OF[dtype].itemsize
+            if end - begin != nbytes:
+                raise self.fail(f"tensor {name!r} of dtype {dtype} and shape {shape} needs "
+                                f"{nbytes} bytes but its data_offsets {offsets} span "
+                                f"{end - begin}")
+            entries.append((name, _NUMPY_OF[dtype], tuple(shape), begin, end))
+        entries.sort(key=lambda e: (e[3], e[4]))
+        covered, previous = 0, None
+        for name, _, _, begin, end in entries:
+            if begin < covered:
+                raise self.fail(f"the data of tensors {previous!r} and {name!r} overlap")
+            if begin > covered:
+                raise self.fail(f"bytes [{covered}, {begin}) of the data section belong to no "
+                                f"tensor")
+            covered, previous = end, name
+        if covered != data_size:
+            raise self.fail(f"the tensors need {covered} bytes of data but the file has "
+                            f"{data_size}: it is " + ("truncated" if covered > data_size else
+                                                      "corrupted (unexpected trailing bytes)"))
+        return entries
+
+    def metadata(self, header: dict) -> dict:
+        metadata = header.pop("__metadata__", {})
+        if not isinstance(metadata, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
+            raise self.fail("__metadata__ must map strings to strings")
+        return metadata
+
+    def checksum(self, header: dict, metadata: dict):
+        """A hasher primed with the canonical header, or None for files of other writers."""
+        if not any(k.startswith("distgrad.") for k in metadata):
+            return None
+        if "distgrad.sha256" not in metadata:
+            raise self.fail("its checksum is missing: the header is corrupted")
+        unsigned = {k: v for k, v in metadata.items() if k != "distgrad.sha256"}
+        return hashlib.sha256(_canonical({**header, "__metadata__": unsigned}))
+
+    def read(self, size: int):
+        header, data_size = self.header(size)
+        metadata = self.metadata(header)
+        hasher = self.checksum(header, metadata)
+        arrays = {}
+        for name, dtype, shape, _, _ in self.entries(header, data_size):
+            array = np.empty(shape, dtype=dtype.newbyteorder("<"))
+            raw = array.reshape(-1).view(np.uint8)
+            self.read_exact(memoryview(raw))
+            if hasher is not None:
+                hasher.update(raw)
+            elif dtype == np.bool_ and np.any(raw > 1):
+                raise self.fail(f"bool tensor {name!r} holds bytes other than 0 and 1")
+            arrays[name] = array.astype(dtype, copy=False)
+        if hasher is not None and hasher.hexdigest() != metadata["distgrad.sha256"]:
+            raise self.fail("checksum mismatch: the file is corrupted")
+        return arrays, metadata
+
+
+def read(file) -> tuple[dict, dict]:
+    """Read a safetensors file (a path or a binary file object): ``(arrays, metadata)``, with
+    ``arrays`` mapping each tensor's name to a numpy array."""
+    if isinstance(file, (str, bytes, os.PathLike)):
+        with open(file, "rb") as f:
+            return _read_open(f, describe(file))
+    return _read_open(file, describe(file))
+
+
+def _read_open(f, name: str):
+    if not f.seekable():
+        f = io.BytesIO(f.read())
+    start = f.tell()
+    size = f.seek(0, io.SEEK_END) - start
+    f.seek(start)
+    return _Reader(f, name).read(size)
+
+
+def load_file(file) -> dict:
+    """The tensors of a safetensors file as a dict of name -> numpy array."""
+    return read(file)[0]
