@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 
 from ... import ops
+from ...autograd import Tensor
 from .. import functional as F
 from .. import init
 from ..module import Module
@@ -82,7 +83,7 @@ def _combined_mask(attn_mask, key_padding_mask, is_causal, tgt_len, src_len, bat
     xp = like.device.xp
     total = None
     if is_causal and attn_mask is None:
-        attn_mask = ops.Tensor(xp.triu(xp.ones((tgt_len, src_len), dtype=bool), 1))
+        attn_mask = Tensor(xp.triu(xp.ones((tgt_len, src_len), dtype=bool), 1))
     for m, shape in ((attn_mask, None), (key_padding_mask, (batch, 1, 1, src_len))):
         if m is None:
             continue
@@ -94,7 +95,7 @@ def _combined_mask(attn_mask, key_padding_mask, is_causal, tgt_len, src_len, bat
         elif arr.ndim == 3:  # (N*H, L, S)
             arr = arr.reshape(batch, heads, tgt_len, src_len)
         total = arr if total is None else total + arr
-    return None if total is None else ops.Tensor(total.astype(like.array.dtype, copy=False))
+    return None if total is None else Tensor(total.astype(like.array.dtype, copy=False))
 
 
 class TransformerEncoderLayer(Module):
