@@ -642,7 +642,7 @@ class Where(Function):
     @staticmethod
     def forward(ctx, cond, a, b):
         ctx.save_for_backward(cond)
-        ctx.shapes = (a.shape, b.shape)
+        ctx.shapes = (np.shape(a), np.shape(b))
         return ctx.xp.where(cond, a, b)
 
     @staticmethod
