@@ -229,6 +229,12 @@ class Function:
 
     @classmethod
     def apply(cls, *args):
+        if _interceptors:
+            return _intercepted_apply(cls, args)
+        return cls._apply(args)
+
+    @classmethod
+    def _apply(cls, args):
         ctx = cls._backward_cls()
         tensors = [a for a in args if isinstance(a, Tensor)]
         record = _state.grad_enabled and any(t._requires_grad for t in tensors)
@@ -252,6 +258,30 @@ class Function:
             _connect(cls, ctx, args, raw, outputs)
         ctx._to_save = ()
         return outputs[0] if single else outputs
+
+
+# Interceptors see every op call: ``before(cls, args) -> args`` may rewrite the arguments
+# (autocast), ``after(cls, args, outputs)`` observes the result (tracing). Innermost last.
+_interceptors: list = []
+
+
+def push_interceptor(interceptor) -> None:
+    """Activate an object with ``before``/``after`` methods for every ``Function.apply``."""
+    _interceptors.append(interceptor)
+
+
+def pop_interceptor(interceptor) -> None:
+    _interceptors.remove(interceptor)
+
+
+def _intercepted_apply(cls, args):
+    active = list(_interceptors)
+    for interceptor in active:
+        args = interceptor.before(cls, args)
+    outputs = cls._apply(args)
+    for interceptor in reversed(active):
+        interceptor.after(cls, args, outputs)
+    return outputs
 
 
 def _wrap_outputs(cls, ctx, args, raw, outs):
