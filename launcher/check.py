@@ -1,0 +1,140 @@
+"""``distgrad-run --check``: bounded preflight probes and one verdict line.
+
+Probes, each stopping the check at the first failure: the launcher is found and
+recognised, mpi4py uses the same MPI, the hosts resolve, ``--iface`` exists here,
+and a 2-rank allreduce (one rank per host on the first two hosts) runs through the
+same launcher, options and environment as the real job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+from . import LaunchError
+from .mpi_flavor import FLAVOR_NAMES
+from .plan import plan_here
+from .supervise import run_supervised
+
+#: Seconds allowed to the allreduce probe when --timeout is not given.
+PROBE_TIMEOUT = 60
+
+#: Runs on every probe rank; 1 MiB per rank so large messages (rendezvous) are exercised.
+PROBE = r"""
+import socket
+from array import array
+from mpi4py import MPI
+comm = MPI.COMM_WORLD
+send = array("d", [comm.rank + 1.0]) * (1 << 17)
+recv = array("d", [0.0]) * (1 << 17)
+comm.Allreduce(send, recv)
+expected = comm.size * (comm.size + 1) / 2
+hosts = comm.gather(socket.gethostname())
+if comm.rank == 0:
+    verdict = "ok" if recv[0] == recv[-1] == expected else "WRONG RESULT"
+    print(f"allreduce {verdict}: {comm.size} ranks on {', '.join(hosts)}")
+"""
+
+_LIBRARY_PROBE = (
+    "import mpi4py; mpi4py.rc.initialize = False; from mpi4py import MPI; "
+    "print(MPI.Get_library_version().splitlines()[0])"
+)
+_LIBRARY_WORDS = {"mpich": ("MPICH", "Intel"), "openmpi": ("Open MPI",), "srun": ("",)}
+_TRANSPORT_PREFIXES = ("UCX_", "FI_", "MPIR_CVAR_CH4", "OMPI_MCA_", "NCCL_SOCKET", "NCCL_IB")
+
+
+class _Failed(Exception):
+    """A probe failed; the message is the reason in the verdict line."""
+
+
+def _say(tag: str, message: str) -> None:
+    print(f"  [{tag}] {message}", flush=True)
+
+
+def _probe_args(args: argparse.Namespace, host_names: list[str]) -> argparse.Namespace:
+    """The job's options, changed to run the allreduce probe on 2 ranks."""
+    probe = argparse.Namespace(**vars(args))
+    probe.np, probe.program, probe.oversubscribe, probe.tag_output = 2, ["-c", PROBE], True, False
+    if host_names:
+        probe.hosts, probe.hostfile = ",".join(f"{name}:1" for name in host_names[:2]), None
+    return probe
+
+
+def _check_library(flavor: str, python: str) -> None:
+    try:
+        result = subprocess.run(
+            [python, "-c", _LIBRARY_PROBE], capture_output=True, text=True, timeout=30, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise _Failed(f"{python} took over 30 s to import mpi4py") from None
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise _Failed(f"mpi4py does not load in {python}: {last} (pip install mpi4py)")
+    library = " ".join(result.stdout.split())
+    if not any(word in library for word in _LIBRARY_WORDS[flavor]):
+        raise _Failed(
+            f"mpi4py uses {library!r} but the launcher is {FLAVOR_NAMES[flavor]}; "
+            f"use the mpiexec of the same MPI (--mpiexec) or rebuild mpi4py against it"
+        )
+    _say("ok", f"mpi4py uses {library}")
+
+
+def _check_hosts(host_names: list[str]) -> None:
+    for name in host_names:
+        try:
+            socket.getaddrinfo(name, None)
+        except socket.gaierror as error:
+            raise _Failed(f"host {name!r} does not resolve: {error.strerror}") from None
+    _say("ok", f"hosts resolve: {', '.join(host_names)}")
+
+
+def _check_iface(iface: str) -> None:
+    if not os.path.isdir(f"/sys/class/net/{iface}"):
+        present = ", ".join(sorted(os.listdir("/sys/class/net")))
+        raise _Failed(f"network interface {iface!r} does not exist here (have: {present})")
+    _say("ok", f"network interface {iface} exists here")
+
+
+def _check_allreduce(args: argparse.Namespace, host_names: list[str]) -> None:
+    plan = plan_here(_probe_args(args, host_names))
+    transport = [f"{name}={plan.env[name]}" for name in plan.forwarded
+                 if name.startswith(_TRANSPORT_PREFIXES)]
+    _say("info", "transport settings: " + (" ".join(transport) or "none (MPI defaults)"))
+    timeout = args.timeout or PROBE_TIMEOUT
+    started = time.monotonic()
+    with tempfile.TemporaryFile(mode="w+") as output:
+        code = run_supervised(plan.command, plan.env, timeout, args.grace, output)
+        output.seek(0)
+        text = output.read()
+    seconds = time.monotonic() - started
+    verdicts = [line for line in text.splitlines() if line.startswith("allreduce ")]
+    if code != 0 or not verdicts or not verdicts[0].startswith("allreduce ok"):
+        print(text.rstrip("\n"))
+        why = "timed out" if code == 124 else f"exit status {code}"
+        raise _Failed(f"2-rank allreduce probe failed ({why}; its output is above)")
+    _say("ok", f"{verdicts[0]} ({seconds:.1f} s)")
+
+
+def run_check(args: argparse.Namespace) -> int:
+    """Run the probes for the job described by ``args``; print a verdict; 0 if all passed."""
+    print("distgrad-run --check", flush=True)
+    try:
+        plan = plan_here(args)
+        _say("ok", f"launcher: {FLAVOR_NAMES[plan.flavor]} at {plan.command[0]}")
+        _check_library(plan.flavor, sys.executable)
+        host_names = [host.name for host in plan.hosts]
+        if host_names:
+            _check_hosts(host_names)
+        if args.iface:
+            _check_iface(args.iface)
+        _check_allreduce(args, host_names)
+    except (_Failed, LaunchError) as failure:
+        print(f"distgrad-run --check: FAILED: {failure}", flush=True)
+        return 1
+    print("distgrad-run --check: OK", flush=True)
+    return 0

@@ -1,0 +1,95 @@
+"""Real runs of distgrad-run on this machine with the pip MPICH (hydra mpiexec)."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from launcher_testing import PROGRAMS, ROOT, distgrad_run, launcher_env, needs_mpi, pids_with
+
+pytestmark = needs_mpi
+ALLREDUCE = str(PROGRAMS / "allreduce.py")
+MISBEHAVE = str(PROGRAMS / "misbehave.py")
+
+
+@pytest.mark.parametrize("nprocs", [2, 3])
+def test_allreduce_on_n_ranks(nprocs, token):
+    result = distgrad_run(["-np", str(nprocs), "--oversubscribe", ALLREDUCE, "1000", token])
+    assert result.returncode == 0, result.stderr
+    lines = sorted(re.findall(r"^\[\d+\] rank \d+/\d+ .*$", result.stdout, re.M))
+    expected_sum = nprocs * (nprocs + 1) / 2
+    assert len(lines) == nprocs, result.stdout
+    for rank, line in enumerate(lines):  # tagged with its rank; launcher and MPI agree
+        assert line.startswith(f"[{rank}] rank {rank}/{nprocs} local {rank}/{nprocs} "
+                               f"mpi-local {rank}/{nprocs} "), line
+        assert line.endswith(f"allreduce ok {expected_sum:g}"), line
+    assert pids_with(token) == []
+
+
+@pytest.mark.parametrize(
+    "mode, status, message",
+    [
+        ("raise", 1, "RuntimeError: rank 1 fails on purpose"),
+        ("raise-before-mpi", 1, "RuntimeError: rank 1 fails on purpose before MPI"),
+        ("exit3", 3, None),
+    ],
+)
+def test_failing_rank_ends_the_job(mode, status, message, token):
+    started = time.monotonic()
+    result = distgrad_run(["-np", "3", "--oversubscribe", MISBEHAVE, mode, "1", token], timeout=30)
+    elapsed = time.monotonic() - started
+    assert result.returncode == status, result.stdout + result.stderr
+    if message:
+        assert "[rank 1] Traceback (most recent call last):" in result.stderr
+        assert f"[rank 1] {message}" in result.stderr
+        assert "rank_main.py" not in result.stderr  # the wrapper's frames are hidden
+    assert elapsed < 15, f"took {elapsed:.1f} s"
+    assert pids_with(token) == []
+
+
+def test_timeout_stops_the_job(token):
+    started = time.monotonic()
+    result = distgrad_run(["-np", "2", "--timeout", "2", "--grace", "2", MISBEHAVE, "hang", "0", token],
+                          timeout=30)
+    elapsed = time.monotonic() - started
+    assert result.returncode == 124, result.stderr
+    assert "distgrad-run: timeout: job still running after 2 s; stopping it" in result.stderr
+    assert elapsed < 10, f"took {elapsed:.1f} s"
+    assert pids_with(token) == []
+
+
+def test_ctrl_c_stops_the_job(token):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "launcher.cli", "-np", "2", MISBEHAVE, "hang", "0", token],
+        cwd=ROOT, env=launcher_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        for _ in range(2):  # both ranks are up
+            assert "ready" in proc.stdout.readline()
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "distgrad-run: got SIGINT; stopping the job" in stderr
+    assert pids_with(token) == []
+
+
+def test_check_passes_here():
+    result = distgrad_run(["--check"], timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines()[-1] == "distgrad-run --check: OK"
+    assert "allreduce ok: 2 ranks" in result.stdout
+
+
+def test_check_names_a_missing_interface():
+    result = distgrad_run(["--check", "--iface", "nosuchif0"], timeout=60)
+    assert result.returncode == 1
+    assert result.stdout.splitlines()[-1].startswith(
+        "distgrad-run --check: FAILED: network interface 'nosuchif0' does not exist here (have: "
+    )

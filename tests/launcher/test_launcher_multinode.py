@@ -1,0 +1,202 @@
+"""Multi-node over a real network: two "hosts" made of Linux network namespaces.
+
+Each host is a network namespace with one end of a veth pair (both ends are named
+``dgveth``, so the same ``--iface`` works on both). An ssh stand-in, handed to hydra
+with ``--ssh``, runs the remote proxy in the other namespace with a fresh login-like
+environment, so only the launcher's allow-list reaches the remote ranks. Both
+namespaces share this machine's hostname, /dev/shm and cores: MPI must be told to use
+TCP (UCX_TLS=tcp,self with the veth and loopback as devices, or the OFI netmod with
+FI_PROVIDER=tcp), else UCX sees one machine and uses shared memory; the test checks
+the veth byte counters to prove the data really crossed the link.
+
+Needs root and iproute2; skipped otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import textwrap
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Callable
+
+import pytest
+
+from launcher_testing import PROGRAMS, distgrad_run, launcher_env, needs_mpi, pids_with
+
+pytestmark = needs_mpi
+IFACE = "dgveth"
+ADDRESSES = ("10.231.7.1", "10.231.7.2")
+#: Environments that force MPICH's traffic between the two namespaces onto TCP.
+TRANSPORTS = {
+    "ucx-tcp": {"UCX_TLS": "tcp,self", "UCX_NET_DEVICES": f"{IFACE},lo"},
+    "ofi-tcp": {"MPIR_CVAR_CH4_NETMOD": "ofi", "FI_PROVIDER": "tcp"},
+}
+
+
+@dataclass(frozen=True)
+class TwoHosts:
+    namespaces: tuple[str, str]
+    addresses: tuple[str, str]
+    ssh: str  # the ssh stand-in
+
+    def tx_bytes(self) -> list[int]:
+        """Bytes sent so far by each host's end of the veth pair."""
+        return [
+            int(_ip("netns", "exec", ns, "cat", f"/sys/class/net/{IFACE}/statistics/tx_bytes"))
+            for ns in self.namespaces
+        ]
+
+    def run(self, args: list[str], env: dict[str, str], timeout: int = 40):
+        """distgrad-run ARGS with 2 ranks per host and ``--timeout``, started on the first
+        host and reaching the second through --ssh."""
+        hosts = ",".join(f"{address}:2" for address in self.addresses)
+        return distgrad_run(
+            ["-H", hosts, "--iface", IFACE, "--ssh", self.ssh, "--timeout", str(timeout),
+             "--grace", "2", *args],
+            env=env,
+            timeout=timeout + 20,
+            prefix=("ip", "netns", "exec", self.namespaces[0]),
+        )
+
+
+def _ip(*args: str) -> str:
+    return subprocess.run(
+        ["ip", *args], capture_output=True, text=True, timeout=20, check=True
+    ).stdout
+
+
+def _wait_for_carrier(namespaces: tuple[str, str], seconds: float = 10) -> None:
+    """Wait until both veth ends are operationally up (UCX ignores them before that)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        states = [_ip("netns", "exec", ns, "cat", f"/sys/class/net/{IFACE}/operstate").strip()
+                  for ns in namespaces]
+        if states == ["up", "up"]:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"veth pair not up after {seconds} s: {states}")
+
+
+def _teardown(namespaces: list[str]) -> None:
+    """Kill every process left in the namespaces (by pid), then delete them."""
+    for ns in namespaces:
+        pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True,
+                              timeout=20, check=False).stdout.split()
+        for pid in pids:
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=20, check=False)
+
+
+@pytest.fixture
+def two_hosts(request, tmp_path):
+    """Two network namespaces joined by a veth pair, and an ssh stand-in between them."""
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        pytest.skip("needs root and iproute2 ('ip') to create network namespaces")
+    tag = uuid.uuid4().hex[:6]
+    namespaces = (f"dg{tag}a", f"dg{tag}b")
+    created: list[str] = []
+    request.addfinalizer(lambda: _teardown(created))  # runs even if the setup below fails
+    try:
+        for ns in namespaces:
+            _ip("netns", "add", ns)
+            created.append(ns)
+            # No IPv6: a fresh link's tentative IPv6 address makes libfabric's tcp provider fail.
+            _ip("netns", "exec", ns, "sh", "-c",
+                "echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6; "
+                "echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6")
+        _ip("link", "add", "name", IFACE, "netns", namespaces[0], "type", "veth",
+            "peer", "name", IFACE, "netns", namespaces[1])
+        for ns, address in zip(namespaces, ADDRESSES):
+            _ip("-n", ns, "addr", "add", f"{address}/24", "dev", IFACE)
+            _ip("-n", ns, "link", "set", IFACE, "up")
+            _ip("-n", ns, "link", "set", "lo", "up")
+    except subprocess.CalledProcessError as error:
+        pytest.skip(f"cannot create network namespaces: {error.stderr.strip()}")
+    _wait_for_carrier(namespaces)
+    ssh = tmp_path / "ssh-to-netns"
+    ssh.write_text(textwrap.dedent(f"""\
+        #!/bin/sh
+        # ssh stand-in: [OPTIONS] HOST COMMAND -> COMMAND in HOST's network namespace,
+        # from a fresh environment as a login over ssh would have.
+        while [ "${{1#-}}" != "$1" ]; do shift; done
+        host=$1; shift
+        case "$host" in
+            {ADDRESSES[0]}) ns={namespaces[0]} ;;
+            {ADDRESSES[1]}) ns={namespaces[1]} ;;
+            *) echo "ssh stand-in: unknown host $host" >&2; exit 255 ;;
+        esac
+        exec {shutil.which("ip")} netns exec "$ns" env -i HOME="$HOME" PATH=/usr/bin:/bin sh -c "$*"
+        """))
+    ssh.chmod(0o755)
+    return TwoHosts(namespaces, ADDRESSES, str(ssh))
+
+
+@dataclass(frozen=True)
+class Job:
+    """A program for the two hosts and how to judge its output."""
+
+    argv: list[str]
+    min_network_bytes: int  # each host must send at least this much over the veth
+    verify: Callable[[str], None]
+
+
+@pytest.fixture
+def job_on_two_hosts() -> Job:
+    """What the multi-node test runs: swap this fixture to run another program."""
+    count = 1 << 20  # 8 MiB of doubles
+
+    def verify(output: str) -> None:
+        lines = sorted(re.findall(r"^\[\d+\] (rank \d+/4 .*)$", output, re.M))
+        assert len(lines) == 4, output
+        for rank, line in enumerate(lines):
+            local = rank % 2
+            assert line.startswith(f"rank {rank}/4 local {local}/2 mpi-local {local}/2 "), line
+            assert line.endswith("allreduce ok 10"), line
+
+    return Job([str(PROGRAMS / "allreduce.py"), str(count)], count * 8, verify)
+
+
+@pytest.mark.parametrize("transport", sorted(TRANSPORTS))
+def test_job_spans_two_hosts_over_the_network(two_hosts, job_on_two_hosts, transport):
+    before = two_hosts.tx_bytes()
+    result = two_hosts.run(job_on_two_hosts.argv, launcher_env(**TRANSPORTS[transport]))
+    sent = [after - start for after, start in zip(two_hosts.tx_bytes(), before)]
+    assert result.returncode == 0, result.stdout + result.stderr
+    job_on_two_hosts.verify(result.stdout)
+    assert min(sent) >= job_on_two_hosts.min_network_bytes, f"veth tx bytes per host: {sent}"
+
+
+def test_check_across_two_hosts(two_hosts):
+    result = two_hosts.run(["--check"], launcher_env(**TRANSPORTS["ucx-tcp"]))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "allreduce ok: 2 ranks" in result.stdout
+    assert result.stdout.splitlines()[-1] == "distgrad-run --check: OK"
+
+
+def test_remote_failure_ends_the_job_on_both_hosts(two_hosts, token):
+    started = time.monotonic()
+    args = [str(PROGRAMS / "misbehave.py"), "raise", "3", token]  # rank 3: second host
+    result = two_hosts.run(args, launcher_env(**TRANSPORTS["ucx-tcp"]))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "[rank 3] RuntimeError: rank 3 fails on purpose" in result.stderr
+    assert time.monotonic() - started < 15
+    assert pids_with(token) == []
+
+
+def test_timeout_stops_ranks_on_both_hosts(two_hosts, token):
+    started = time.monotonic()
+    args = [str(PROGRAMS / "misbehave.py"), "hang", "0", token]
+    result = two_hosts.run(args, launcher_env(**TRANSPORTS["ucx-tcp"]), timeout=3)
+    assert result.returncode == 124, result.stdout + result.stderr
+    assert result.stdout.count("ready") == 4, result.stdout
+    assert time.monotonic() - started < 10
+    assert pids_with(token) == []
