@@ -9,8 +9,18 @@ from .backend.dtypes import (bfloat16, bool, dtype, float16, float32, float64, i
 from .backend.random import (Generator, get_rng_state, initial_seed, manual_seed, seed,
                              set_rng_state)
 from .ops import *  # noqa: F401,F403
-from . import data, optim
+from . import amp, data, optim
+from . import func, jit, utils, viz
 from .serialization import load, save
 
 double, half, long = float64, float16, int64
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # distgrad.onnx is imported on first use, so that `import distgrad` never imports onnx
+    if name == "onnx":
+        import importlib
+
+        return importlib.import_module(".onnx", __name__)
+    raise AttributeError(f"module 'distgrad' has no attribute {name!r}")

@@ -13,10 +13,13 @@ import heapq
 import sys
 import threading
 
-from ..backend import array_module_for
+from ..backend import array_module_for, is_floating
+from ..backend.dtypes import bfloat16
 from . import grad_mode
 from .function import _anomaly
 from .tensor import Tensor
+
+_BF16 = bfloat16.np if bfloat16 is not None else None  # numpy's bfloat16 (ml_dtypes)
 
 __all__ = ["backward", "grad", "queue_callback", "will_execute", "is_backward_running"]
 
@@ -212,7 +215,7 @@ def _call_backward(node, grads, create_graph):
         arrays = [g._array if isinstance(g, Tensor) else g for g in grads]
         node._create_graph = False
         result = fn.backward(node, *arrays)
-        return _wrap_once_differentiable(node, result)
+        return _wrap_once_differentiable(node, result, grads)
     node._create_graph = create_graph
     tgrads = [Tensor(g) if g is not None and not isinstance(g, Tensor) else g for g in grads]
     with grad_mode.set_grad_enabled(create_graph):
@@ -226,13 +229,15 @@ def _call_backward(node, grads, create_graph):
     return out[0] if single else out
 
 
-def _wrap_once_differentiable(node, result):
+def _wrap_once_differentiable(node, result, grads):
+    """Mark ``result`` so that differentiating it raises; it is connected to the incoming
+    ``grads`` (when they require grad), the path a double backward takes."""
     from .function import Function
 
     class _NotTwiceDifferentiable(Function):
         @staticmethod
-        def forward(ctx, *grads):
-            return grads if len(grads) > 1 else grads[0]
+        def forward(ctx, n, *values):
+            return values[:n] if n > 1 else values[0]
 
         @staticmethod
         def backward(ctx, *grads):
@@ -246,7 +251,8 @@ def _wrap_once_differentiable(node, result):
     out = [None] * len(wrapped)
     live = [w for w in wrapped if w is not None]
     if live:
-        marked = _NotTwiceDifferentiable.apply(*live)
+        links = [g for g in grads if isinstance(g, Tensor) and g.requires_grad]
+        marked = _NotTwiceDifferentiable.apply(len(live), *live, *links)
         marked = marked if isinstance(marked, tuple) else (marked,)
         it = iter(marked)
         out = [next(it) if w is not None else None for w in wrapped]
@@ -254,17 +260,22 @@ def _wrap_once_differentiable(node, result):
 
 
 def _check_grad(node, i, g):
+    """``g`` if it fits input ``i`` of ``node`` (a bfloat16 input's float gradient is cast:
+    numpy computes some bfloat16 ops in float32); else raise."""
     meta = node._input_meta[i]
     if meta is None:
-        return
+        return g
     shape, dtype = meta
     if tuple(g.shape) != tuple(shape):
         raise RuntimeError(f"Function {node.name()} returned an invalid gradient at index {i} - "
                            f"got {list(g.shape)} but expected shape compatible with "
                            f"{list(shape)}")
     if g.dtype != dtype and not isinstance(g, Tensor):
+        if dtype == _BF16 and is_floating(g.dtype):
+            return g.astype(dtype)
         raise RuntimeError(f"Function {node.name()} returned an invalid gradient at index {i} - "
                            f"expected dtype {dtype} but got {g.dtype}")
+    return g
 
 
 def _check_anomaly(node, grads):
@@ -326,6 +337,8 @@ def _execute(root_nodes, root_grads, retain_graph, create_graph, capture=None):
                             result = tuple(out)
                 if _anomaly["enabled"]:
                     _check_anomaly(node, result)
+                if not retain_graph:
+                    node._release()  # free its saved arrays now, as PyTorch (checkpointing)
                 executed.append(node)
                 for i, (edge, g) in enumerate(zip(node._next, result)):
                     if edge is None or g is None:
@@ -333,7 +346,7 @@ def _execute(root_nodes, root_grads, retain_graph, create_graph, capture=None):
                     child, nr = edge
                     if child not in task.needed:
                         continue
-                    _check_grad(node, i, g)
+                    g = _check_grad(node, i, g)
                     buf = buffers.get(child)
                     if buf is None:
                         buf = buffers[child] = [None] * max(len(child._output_meta), 1)

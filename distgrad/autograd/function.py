@@ -15,7 +15,7 @@ import traceback
 
 import numpy as np
 
-from ..backend import array_module_for
+from ..backend import array_module_for, is_floating
 from . import grad_mode
 from .grad_mode import _state
 
@@ -210,6 +210,10 @@ class Function:
     # argument's memory shares its version counter, so in-place changes through either one are
     # seen by the saved-tensor checks of the other.
     is_view = False
+    # How ``distgrad.amp.autocast`` casts this op's floating inputs: "lower" (to the autocast
+    # dtype: matmul, conv), "float32" (reductions, softmax, norms, losses) or None (run in
+    # the widest floating input dtype).
+    autocast = None
     _backward_cls = BackwardNode
 
     def __init_subclass__(cls, **kwargs):
@@ -261,7 +265,8 @@ class Function:
 
 
 # Interceptors see every op call: ``before(cls, args) -> args`` may rewrite the arguments
-# (autocast), ``after(cls, args, outputs)`` observes the result (tracing). Innermost last.
+# (autocast), ``after(cls, args, outputs)`` observes the result (tracing) and may return
+# replacement outputs (autocast). Innermost last.
 _interceptors: list = []
 
 
@@ -274,13 +279,22 @@ def pop_interceptor(interceptor) -> None:
     _interceptors.remove(interceptor)
 
 
+def autocasting(*tensors) -> bool:
+    """Whether an active interceptor casts op inputs to a common dtype (``casts_inputs``, as
+    autocast's) and the tensors are all floating: an op then leaves their dtypes to it."""
+    return any(getattr(i, "casts_inputs", False) for i in _interceptors) and \
+        all(t is None or t.is_floating_point() for t in tensors)
+
+
 def _intercepted_apply(cls, args):
     active = list(_interceptors)
     for interceptor in active:
         args = interceptor.before(cls, args)
     outputs = cls._apply(args)
     for interceptor in reversed(active):
-        interceptor.after(cls, args, outputs)
+        replaced = interceptor.after(cls, args, outputs)
+        if replaced is not None:
+            outputs = replaced
     return outputs
 
 
@@ -324,7 +338,7 @@ def _connect(cls, ctx, args, raw, outputs):
             meta.append(None)
             continue
         meta.append((o._array.shape, o._array.dtype))
-        if o._array.dtype.kind not in "fc" or non_diff and any(
+        if o._array.dtype.kind not in "fc" and not is_floating(o._array.dtype) or non_diff and any(
                 o is n or getattr(n, "_array", None) is o._array for n in non_diff):
             continue
         if dirty and any(o is a for a in args):  # the input now carries this node

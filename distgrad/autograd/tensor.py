@@ -10,7 +10,7 @@ import weakref
 
 import numpy as np
 
-from ..backend import array_module_for, device_of, from_numpy_dtype
+from ..backend import array_module_for, device_of, from_numpy_dtype, is_floating
 from . import function as _function_module
 from .function import BackwardNode, RemovableHandle, _add_hook
 
@@ -33,6 +33,9 @@ class AccumulateGrad(BackwardNode):
 
     def __init__(self, tensor: "Tensor"):
         super().__init__()
+        # Run as soon as ready, before any other node (as PyTorch's AccumulateGrad), so that a
+        # leaf's post-accumulate-grad hooks fire during backward, not after it.
+        self._seq = float("inf")
         self.variable_ref = weakref.ref(tensor)
         self._input_meta = ((tensor._array.shape, tensor._array.dtype),)
 
@@ -135,7 +138,7 @@ class Tensor:
         return self._array.itemsize
 
     def is_floating_point(self) -> bool:
-        return self._array.dtype.kind == "f"
+        return is_floating(self._array.dtype)
 
     def is_contiguous(self) -> bool:
         return bool(self._array.flags.c_contiguous)
@@ -167,7 +170,8 @@ class Tensor:
                     "use a computed variable in a subgraph that doesn't require differentiation "
                     "use var_no_grad = var.detach().")
             return self
-        if requires_grad and self._array.dtype.kind not in "fc":
+        if requires_grad and not (is_floating(self._array.dtype) or
+                                  self._array.dtype.kind == "c"):
             raise RuntimeError(
                 f"only Tensors of floating point dtype can require gradients, got {self.dtype} "
                 f"of shape {list(self.shape)}")

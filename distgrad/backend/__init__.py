@@ -5,4 +5,5 @@ Imports nothing else of distgrad. cupy is imported lazily, so numpy alone is eno
 from . import dtypes, random
 from .device import (CPU, Device, array_module_for, cuda_unavailable_reason, cupy_or_none,
                      device, device_of, get_array_module, is_array)
-from .dtypes import as_dtype, from_numpy_dtype, get_default_dtype, result_type, set_default_dtype
+from .dtypes import (as_dtype, from_numpy_dtype, get_default_dtype, is_floating, result_type,
+                     set_default_dtype)

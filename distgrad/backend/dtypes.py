@@ -6,6 +6,7 @@ import numpy as np
 __all__ = [
     "dtype", "float16", "bfloat16", "float32", "float64", "int8", "uint8", "int16", "int32",
     "int64", "bool", "get_default_dtype", "set_default_dtype", "as_dtype", "result_type",
+    "is_floating",
 ]
 
 _builtin_bool = bool
@@ -93,6 +94,12 @@ def as_dtype(d) -> dtype:
     if found is None:
         raise TypeError(f"unsupported dtype {d!r}; supported: {', '.join(sorted(_BY_NAME))}")
     return found
+
+
+def is_floating(np_dtype) -> bool:
+    """Whether a numpy dtype is a real floating type: numpy's, or ml_dtypes' bfloat16 (whose
+    numpy kind is 'V')."""
+    return np_dtype.kind == "f" or (_bf16 is not None and np_dtype == _bf16)
 
 
 def from_numpy_dtype(np_dtype) -> dtype:

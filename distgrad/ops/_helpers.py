@@ -9,7 +9,7 @@ import numpy as np
 
 from ..autograd import Tensor, grad_mode
 from ..autograd.function import set_graph_namespace
-from ..backend import as_dtype, get_default_dtype, is_array, result_type
+from ..backend import as_dtype, get_default_dtype, is_array, is_floating, result_type
 
 __all__ = ["tensor_method", "as_tensor", "prepare_operands", "unbroadcast", "apply_inplace",
            "graph_xp", "normalize_dim", "normalize_dims", "check_same_device"]
@@ -111,14 +111,20 @@ def normalize_dims(dim, ndim: int, op: str = "") -> tuple:
     return tuple(sorted({normalize_dim(d, ndim, op) for d in dim}))
 
 
+def _kind(np_dtype) -> str:
+    """numpy's kind letter, 'f' for bfloat16 too."""
+    return "f" if is_floating(np_dtype) else np_dtype.kind
+
+
 def _check_inplace_target(self: Tensor, result_dtype, op: str) -> None:
     if grad_mode.is_grad_enabled() and self._requires_grad and self._grad_fn is None:
         raise RuntimeError(
             f"a leaf Variable that requires grad is being used in an in-place operation "
             f"({op} on a tensor of shape {list(self.shape)}). Wrap it in `with "
             f"distgrad.no_grad():` if you mean to change the parameter itself.")
-    if result_dtype is not None and result_dtype.kind != self._array.dtype.kind and \
-            "biuf".index(result_dtype.kind) > "biuf".index(self._array.dtype.kind):
+    kind = _kind(result_dtype) if result_dtype is not None else None
+    if kind is not None and kind != _kind(self._array.dtype) and \
+            "biuf".index(kind) > "biuf".index(_kind(self._array.dtype)):
         raise RuntimeError(f"{op}: result type {result_dtype} can't be cast to the desired "
                            f"output type {self._array.dtype}")
 

@@ -497,6 +497,7 @@ def mish(input, inplace=False):
 
 class Softplus(Function):
     on_arrays = True
+    autocast = "float32"
 
     @staticmethod
     def forward(ctx, x, beta, threshold):

@@ -84,6 +84,7 @@ class Div(Function):
 
 class Pow(Function):
     on_arrays = True
+    autocast = "float32"
 
     @staticmethod
     def forward(ctx, a, b):
@@ -168,7 +169,7 @@ def pow(input, exponent):
     if isinstance(exponent, (int, float)) and not isinstance(exponent, bool):
         if exponent == 1:
             return input * 1
-        if exponent == 2 and input._array.dtype.kind == "f":
+        if exponent == 2 and input.is_floating_point():
             return Square.apply(input)
     return _binary(Pow, "pow", input, exponent)
 
@@ -228,6 +229,7 @@ class Neg(Function):
 
 class Exp(Function):
     on_arrays = True
+    autocast = "float32"
 
     @staticmethod
     def forward(ctx, x):
@@ -243,6 +245,7 @@ class Exp(Function):
 
 class Expm1(Function):
     on_arrays = True
+    autocast = "float32"
 
     @staticmethod
     def forward(ctx, x):
@@ -258,6 +261,7 @@ class Expm1(Function):
 
 class Log(Function):
     on_arrays = True
+    autocast = "float32"
 
     @staticmethod
     def forward(ctx, x):
@@ -272,6 +276,7 @@ class Log(Function):
 
 class Log2(Function):
     on_arrays = True
+    autocast = "float32"
 
     @staticmethod
     def forward(ctx, x):
@@ -286,6 +291,7 @@ class Log2(Function):
 
 class Log10(Function):
     on_arrays = True
+    autocast = "float32"
 
     @staticmethod
     def forward(ctx, x):
@@ -300,6 +306,7 @@ class Log10(Function):
 
 class Log1p(Function):
     on_arrays = True
+    autocast = "float32"
 
     @staticmethod
     def forward(ctx, x):
@@ -329,6 +336,7 @@ class Sqrt(Function):
 
 class Rsqrt(Function):
     on_arrays = True
+    autocast = "float32"
 
     @staticmethod
     def forward(ctx, x):
@@ -345,6 +353,7 @@ class Rsqrt(Function):
 
 class Square(Function):
     on_arrays = True
+    autocast = "float32"
 
     @staticmethod
     def forward(ctx, x):
@@ -359,6 +368,7 @@ class Square(Function):
 
 class Reciprocal(Function):
     on_arrays = True
+    autocast = "float32"
 
     @staticmethod
     def forward(ctx, x):
@@ -416,6 +426,7 @@ class Cos(Function):
 
 class Tan(Function):
     on_arrays = True
+    autocast = "float32"
 
     @staticmethod
     def forward(ctx, x):
@@ -499,7 +510,7 @@ class Trunc(_Sign):
 
 def _unary(fn, x, floating=True):
     x = as_tensor(x)
-    if floating and x._array.dtype.kind not in "fc":
+    if floating and not x.is_floating_point() and x._array.dtype.kind != "c":
         x = x.to(get_default_dtype())
     return fn.apply(x)
 

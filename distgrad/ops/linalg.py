@@ -5,6 +5,7 @@ import collections
 import string
 
 from ..autograd import Function, Tensor
+from ..autograd.function import autocasting
 from ..backend import array_module_for
 from ._helpers import as_tensor, check_same_device, graph_xp, tensor_method, unbroadcast
 from .shape import reshape
@@ -27,7 +28,7 @@ def _operands(op: str, a, b):
         a = as_tensor(a, b if isinstance(b, Tensor) else None)
     if not isinstance(b, Tensor):
         b = as_tensor(b, a)
-    if a._array.dtype != b._array.dtype:
+    if a._array.dtype != b._array.dtype and not autocasting(a, b):
         raise RuntimeError(
             f"{op}: expected m1 and m2 to have the same dtype, but got: "
             f"{_C_NAMES.get(a.dtype.name, a.dtype.name)} != "
@@ -63,6 +64,7 @@ def _mm(xp, a, b):
 # ---- matmul and its restricted forms ------------------------------------------------------
 class Matmul(Function):
     on_arrays = True
+    autocast = "lower"
 
     @staticmethod
     def forward(ctx, a, b):
@@ -170,6 +172,7 @@ def outer(input, vec2):
 # ---- linear -------------------------------------------------------------------------------
 class Linear(Function):
     on_arrays = True
+    autocast = "lower"
 
     @staticmethod
     def forward(ctx, x, weight, bias):
@@ -249,6 +252,7 @@ def _parse_einsum(equation: str, shapes) -> tuple:
 
 class Einsum(Function):
     on_arrays = True
+    autocast = "lower"
 
     @staticmethod
     def forward(ctx, equation, *operands):
@@ -307,7 +311,7 @@ def einsum(equation, *operands):
     if not operands or not all(isinstance(x, Tensor) for x in operands):
         raise TypeError("einsum(): operands must be tensors")
     dtypes = {x.dtype for x in operands}
-    if len(dtypes) > 1:
+    if len(dtypes) > 1 and not autocasting(*operands):
         raise RuntimeError(f"einsum(): expected operands of one dtype, got "
                            f"{', '.join(str(x.dtype) for x in operands)}; convert with .to()")
     check_same_device("einsum", *operands)

@@ -105,6 +105,7 @@ class _ClassLoss(Function):
     column (divided by the denominator of a mean)."""
 
     on_arrays = True
+    autocast = "float32"
 
     @staticmethod
     def _setup(ctx, x, denom, reduction):
@@ -311,6 +312,7 @@ class _Pointwise(Function):
     ``-grad_input``) ``grad_target``, written for arrays and tensors alike."""
 
     on_arrays = True
+    autocast = "float32"
 
     @classmethod
     def forward(cls, ctx, x, t, reduction, denom, params):

@@ -91,6 +91,7 @@ def _check_nonempty(x: Tensor, axes, op: str) -> None:
 # ---- sum, mean, prod ----------------------------------------------------------------------
 class Sum(Function):
     on_arrays = True
+    autocast = "float32"
 
     @staticmethod
     def forward(ctx, x, axes, keepdim):
@@ -105,6 +106,7 @@ class Sum(Function):
 
 class Mean(Function):
     on_arrays = True
+    autocast = "float32"
 
     @staticmethod
     def forward(ctx, x, axes, keepdim):
@@ -120,6 +122,7 @@ class Mean(Function):
 
 class Prod(Function):
     on_arrays = True
+    autocast = "float32"
 
     @staticmethod
     def forward(ctx, x, axes, keepdim):
@@ -305,6 +308,7 @@ def argmin(input, dim=None, keepdim=False):
 # ---- var, std, norm -----------------------------------------------------------------------
 class Var(Function):
     on_arrays = True
+    autocast = "float32"
 
     @staticmethod
     def forward(ctx, x, axes, correction, keepdim):
@@ -344,6 +348,7 @@ class Norm2(Function):
     """The 2-norm; its gradient is 0 (not nan) where the norm is 0."""
 
     on_arrays = True
+    autocast = "float32"
 
     @staticmethod
     def forward(ctx, x, axes, keepdim):
@@ -393,6 +398,7 @@ def _shift(xp, x, axes):
 
 class LogSumExp(Function):
     on_arrays = True
+    autocast = "float32"
 
     @staticmethod
     def forward(ctx, x, axes, keepdim):
@@ -423,6 +429,7 @@ def logsumexp(input, dim, keepdim=False):
 
 class Softmax(Function):
     on_arrays = True
+    autocast = "float32"
 
     @staticmethod
     def forward(ctx, x, axis):
@@ -443,6 +450,7 @@ class Softmax(Function):
 
 class LogSoftmax(Function):
     on_arrays = True
+    autocast = "float32"
 
     @staticmethod
     def forward(ctx, x, axis):
@@ -477,6 +485,7 @@ def log_softmax(input, dim, dtype=None):
 # ---- cumsum -------------------------------------------------------------------------------
 class Cumsum(Function):
     on_arrays = True
+    autocast = "float32"
 
     @staticmethod
     def forward(ctx, x, axis):
