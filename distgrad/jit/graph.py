@@ -1,0 +1,276 @@
+"""The static graph a trace records, and its replay on raw arrays.
+
+A ``Graph`` is a flat list of ``Op`` records over numbered value slots: the traced function's
+inputs, the "external" tensors it read (module parameters and buffers, read live at each
+call), constants, and each op's outputs. Replaying it calls every op's ``forward(ctx,
+*arrays)`` on the slots' arrays with ctx objects allocated once and reused, then (for
+gradients) every recorded op's ``backward`` in reverse order — no Tensor, graph node or engine
+work per op. One replay is one autograd node, ``TracedGraphBackward``, so ``loss.backward()``
+after a replay accumulates into the parameters' ``.grad`` through the ordinary engine (hooks,
+DataParallel and all).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..autograd import Function, Tensor, grad_mode
+
+__all__ = ["Graph", "Op", "TracedGraph", "RandomArray", "InputView"]
+
+_SCALARS = (np.generic, int, float, complex)
+
+
+class RandomArray:
+    """A setup step that draws a fresh random array per replay (a dropout mask), from the same
+    stream and in the same order as the eager run would."""
+
+    random = True
+
+    def __init__(self, draw, args):
+        self.draw, self.args = draw, args
+
+    def __call__(self, vals):
+        return self.draw(*self.args)
+
+
+class InputView:
+    """A setup step for an array that wrappers computed outside autograd as a reshape/cast of
+    an input (class indices), recomputed from that input per replay."""
+
+    random = False
+
+    def __init__(self, slot, shape, dtype):
+        self.slot, self.shape, self.dtype = slot, shape, dtype
+
+    def __call__(self, vals):
+        return vals[self.slot].reshape(self.shape).astype(self.dtype, copy=False)
+
+
+class Op:
+    """One recorded ``Function`` call: ``outs = fn.forward(ctx, *slots[args])``.
+
+    ``needs`` is the call's ``needs_input_grad`` (empty when it recorded no graph: then it has
+    no backward); ``grad_edges`` the (argument position, slot, dtype) of the arguments that
+    receive gradients (``in_dtypes``: each argument's dtype, None for non-tensors);
+    ``setup`` the (slot, make) pairs computed right before the op (``make(slots)``: a fresh
+    dropout mask, a reshaped input); ``tensor_args`` which arguments were tensors (user
+    Functions receive tensors); ``out_meta`` the outputs' (shape, dtype), for zero gradients.
+    """
+
+    __slots__ = ("fn", "on_arrays", "args", "outs", "needs", "grad_edges", "setup",
+                 "tensor_args", "out_meta", "single")
+
+    def __init__(self, fn, args, outs, needs, setup, tensor_args, out_meta, single, in_dtypes):
+        self.fn, self.args, self.outs, self.needs = fn, tuple(args), tuple(outs), tuple(needs)
+        self.on_arrays = fn.on_arrays
+        self.grad_edges = tuple((i, s, in_dtypes[i]) for i, s in enumerate(self.args)
+                                if i < len(self.needs) and self.needs[i])
+        self.setup, self.tensor_args = tuple(setup), tuple(tensor_args)
+        self.out_meta, self.single = tuple(out_meta), single
+
+    @property
+    def recorded(self) -> bool:
+        return bool(self.needs) and any(self.needs)
+
+
+class Graph:
+    """Ops over ``n_slots`` value slots. ``arg_slots``: the slots filled per call (inputs, then
+    externals); ``constants``: slot -> value, filled once; ``outputs``: the returned slots,
+    of which ``diff_outputs`` carry gradients and ``plain_outputs`` do not; ``externals``: the
+    tensors read live at each call (``external_names`` names them where known)."""
+
+    def __init__(self, ops, n_slots, n_inputs, externals, constants, outputs, diff_outputs,
+                 xp, external_names=None):
+        self.ops = list(ops)
+        self.n_slots, self.n_inputs, self.xp = n_slots, n_inputs, xp
+        self.externals = [t for _, t in externals]
+        self.external_names = external_names or {}
+        self.arg_slots = tuple(range(n_inputs)) + tuple(s for s, _ in externals)
+        self.outputs = tuple(outputs)
+        self.diff_outputs = tuple(diff_outputs)
+        self.plain_outputs = tuple(s for s in outputs if s not in set(diff_outputs))
+        self.constant_slots = frozenset(constants)
+        self._template = [None] * n_slots
+        for slot, value in constants.items():
+            self._template[slot] = value
+        self._backward_ops = [(i, op) for i, op in reversed(list(enumerate(self.ops)))
+                              if op.recorded]
+        self._pool = []
+
+    @property
+    def has_backward(self) -> bool:
+        return bool(self._backward_ops)
+
+    @property
+    def has_random(self) -> bool:
+        return any(make.random for op in self.ops for _, make in op.setup)
+
+    # ---- ctx objects, allocated once and reused ------------------------------------------
+    def take_ctxs(self) -> list:
+        if self._pool:
+            return self._pool.pop()
+        ctxs = []
+        for op in self.ops:
+            ctx = op.fn._backward_cls()
+            ctx._xp = self.xp
+            ctx.needs_input_grad = op.needs
+            ctxs.append(ctx)
+        return ctxs
+
+    def give_back(self, ctxs: list) -> None:
+        """Drop the saved arrays of one replay and keep its ctx objects for the next."""
+        for ctx in ctxs:
+            ctx._to_save = ()
+        if not self._pool:
+            self._pool.append(ctxs)
+
+    # ---- replay ------------------------------------------------------------------------
+    def run_forward(self, ctxs: list, arrays) -> list:
+        """Every op's forward on arrays; returns the filled slots."""
+        vals = self._template.copy()
+        for slot, array in zip(self.arg_slots, arrays):
+            vals[slot] = array
+        for op, ctx in zip(self.ops, ctxs):
+            for slot, make in op.setup:
+                vals[slot] = make(vals)
+            if not op.on_arrays:
+                out = _user_forward(op, ctx, vals)
+            else:
+                out = op.fn.forward(ctx, *[vals[i] for i in op.args])
+            if op.single:
+                vals[op.outs[0]] = _array_output(ctx, out) if isinstance(out, _SCALARS) else out
+            else:
+                for slot, o in zip(op.outs, out):
+                    if slot is not None:
+                        vals[slot] = _array_output(ctx, o) if isinstance(o, _SCALARS) else o
+        return vals
+
+    def run_backward(self, ctxs: list, out_grads) -> tuple:
+        """Every recorded op's backward, newest first (the engine's order, so gradients are
+        summed in the same order as eager); returns the gradients of the argument slots."""
+        grads = [None] * self.n_slots
+        for slot, g in zip(self.diff_outputs, out_grads):
+            if g is not None:
+                grads[slot] = g if grads[slot] is None else grads[slot] + g
+        for index, op in self._backward_ops:
+            ctx = ctxs[index]
+            if op.single:
+                gs = [grads[op.outs[0]]]
+                if gs[0] is None:
+                    continue
+                grads[op.outs[0]] = None
+            else:
+                gs = [None if s is None else grads[s] for s in op.outs]
+                if all(g is None for g in gs):
+                    continue
+                for s in op.outs:
+                    if s is not None:
+                        grads[s] = None
+                if ctx._materialize_grads:
+                    for nr, g in enumerate(gs):
+                        if g is None and op.out_meta[nr] is not None:
+                            gs[nr] = self.xp.zeros(*op.out_meta[nr])
+            if not op.on_arrays:
+                result = _user_backward(op, ctx, gs)
+            else:
+                result = op.fn.backward(ctx, *gs)
+            if not isinstance(result, tuple):
+                result = (result,)
+            for i, slot, dtype in op.grad_edges:
+                g = result[i]
+                if g is None:
+                    continue
+                if g.dtype is not dtype and g.dtype != dtype:  # bfloat16 input, as the engine
+                    g = g.astype(dtype)
+                grads[slot] = g if grads[slot] is None else grads[slot] + g
+        return tuple(grads[s] for s in self.arg_slots)
+
+    # ---- description ---------------------------------------------------------------------
+    def __len__(self):
+        return len(self.ops)
+
+    def __str__(self):
+        def name(slot):
+            return self.external_names.get(slot, f"%{slot}")
+
+        const = self.constant_slots
+        head = ", ".join(name(s) for s in self.arg_slots)
+        lines = [f"graph({head}):"]
+        for op in self.ops:
+            args = ", ".join("const" if s in const else name(s) for s in op.args)
+            outs = ", ".join("_" if s is None else f"%{s}" for s in op.outs)
+            lines.append(f"  {outs} = {op.fn.__name__}({args})")
+        lines.append(f"  return ({', '.join(name(s) for s in self.outputs)})")
+        return "\n".join(lines)
+
+
+def _array_output(ctx, value):
+    """numpy ufuncs give scalars for 0-d results: make them arrays (and what forward saved)."""
+    array = np.asarray(value)
+    ctx._to_save = tuple(array if v is value else v for v in ctx._to_save)
+    return array
+
+
+def _user_forward(op, ctx, vals):
+    """A user Function (``on_arrays = False``) sees tensors, as in eager mode."""
+    args = [Tensor(vals[s]) if is_tensor else vals[s] for s, is_tensor in
+            zip(op.args, op.tensor_args)]
+    with grad_mode.no_grad():
+        out = op.fn.forward(ctx, *args)
+    if isinstance(out, tuple):
+        return tuple(o._array if isinstance(o, Tensor) else o for o in out)
+    return out._array if isinstance(out, Tensor) else out
+
+
+def _user_backward(op, ctx, grads):
+    with grad_mode.set_grad_enabled(False):
+        result = op.fn.backward(ctx, *[None if g is None else Tensor(g) for g in grads])
+    if isinstance(result, tuple):
+        return tuple(r._array if isinstance(r, Tensor) else r for r in result)
+    return result._array if isinstance(result, Tensor) else result
+
+
+class TracedGraph(Function):
+    """One replay of a ``Graph`` as a single autograd node. ``apply(graph, plain, *tensors)``:
+    the inputs then the externals; returns the differentiable outputs and appends the others
+    (integer results, values that needed no gradient) to the list ``plain``."""
+
+    on_arrays = True
+    once_differentiable = True
+
+    @staticmethod
+    def forward(ctx, graph, plain, *arrays):
+        ctxs = graph.take_ctxs()
+        vals = graph.run_forward(ctxs, arrays)
+        plain.extend(vals[s] for s in graph.plain_outputs)
+        ctx.graph = graph
+        if ctx.needs_input_grad and graph.has_backward:
+            ctx.ctxs = ctxs
+        else:
+            ctx.ctxs = None
+            graph.give_back(ctxs)
+        return tuple(vals[s] for s in graph.diff_outputs)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        if ctx.ctxs is None:
+            raise RuntimeError(
+                "Trying to backward through a traced graph a second time: its saved values are "
+                "freed after the first backward. Specify retain_graph=True on the first "
+                "backward to go through it again.")
+        return (None, None) + ctx.graph.run_backward(ctx.ctxs, grads)
+
+
+class _TracedGraphBackward(TracedGraph._backward_cls):
+    def _release(self) -> None:
+        """The engine frees a node's saved values after its backward (without retain_graph):
+        hand the replay's ctx objects back to the graph for the next call."""
+        ctxs = getattr(self, "ctxs", None)
+        if ctxs is not None:
+            self.ctxs = None
+            self.graph.give_back(ctxs)
+            self._freed = True
+
+
+_TracedGraphBackward.__name__ = _TracedGraphBackward.__qualname__ = "TracedGraphBackward"
+TracedGraph._backward_cls = _TracedGraphBackward
