@@ -202,7 +202,8 @@ def jacrev(fn, argnums=0):
     def wrapper(*args):
         nums = _argnums(args, argnums, "jacrev")
         out, vjp_fn = vjp(_with(fn, args, nums), *(args[n] for n in nums))
-        _outputs(out, "jacrev")
+        if not _outputs(out, "jacrev")[1]:
+            raise TypeError("jacrev: the function must return a single tensor")
         rows = [vjp_fn(e) for e in _basis(out)]
         jac = tuple(stack([r[i] for r in rows]).reshape(tuple(out.shape) + tuple(args[n].shape))
                     for i, n in enumerate(nums))
