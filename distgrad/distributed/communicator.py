@@ -1,0 +1,381 @@
+"""The ``Communicator`` interface shared by the MPI (CPU) and NCCL (GPU) implementations.
+
+A communicator takes raw arrays. Every collective is started non-blocking; with
+``async_op=True`` (the default at this level) it returns a ``Work`` handle, otherwise it waits
+before returning (without building a handle: the blocking path is kept short). Each collective
+gets the next sequence number of its communicator; one that does not complete by its deadline
+raises ``CollectiveTimeoutError`` naming the operation, its sequence number, sizes, dtype and
+rank, and leaves the communicator broken (later collectives raise at once; the job is aborted
+at exit instead of hanging in ``MPI_Finalize``).
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import sys
+import time
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+__all__ = ["ReduceOp", "Work", "Communicator", "CollectiveInfo", "CollectiveTimeoutError",
+           "CommunicatorBrokenError", "LocalCommunicator"]
+
+DEFAULT_TIMEOUT = 1800.0
+# Waiting tests the request in a busy loop and, as MPICH's own busy waits do, yields the core
+# every _POLLS_BEFORE_YIELD tests (ranks sharing cores with other work, or with each other, get
+# to run); after _SLEEP_AFTER seconds it sleeps a little between tests.
+_POLLS_BEFORE_YIELD = 1000
+_SLEEP_AFTER = 0.1
+
+
+class ReduceOp:
+    """Reduction operations of ``all_reduce``, ``reduce`` and ``reduce_scatter``:
+    ``ReduceOp.SUM``, ``AVG``, ``PRODUCT``, ``MAX``, ``MIN``."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __repr__(self):
+        return f"ReduceOp.{self.name}"
+
+    def __reduce__(self):
+        return getattr, (ReduceOp, self.name)
+
+
+for _name in ("SUM", "AVG", "PRODUCT", "MAX", "MIN"):
+    setattr(ReduceOp, _name, ReduceOp(_name))
+del _name
+
+
+class CollectiveTimeoutError(RuntimeError):
+    """A collective did not complete before its deadline."""
+
+
+class CommunicatorBrokenError(RuntimeError):
+    """A collective was issued on a communicator that an earlier failure left unusable."""
+
+
+class CollectiveInfo:
+    """What a collective was, for error messages and debugging (``Work.info``)."""
+
+    __slots__ = ("op", "seq", "rank", "world_size", "count", "dtype", "root", "reduce_op")
+
+    def __init__(self, op, seq, rank, world_size, count=0, dtype=None, root=None,
+                 reduce_op=None):
+        self.op, self.seq, self.rank, self.world_size = op, seq, rank, world_size
+        self.count, self.dtype, self.root, self.reduce_op = count, dtype, root, reduce_op
+
+    @property
+    def nbytes(self) -> int:
+        return 0 if self.dtype is None else self.count * np.dtype(self.dtype).itemsize
+
+    def describe(self) -> str:
+        parts = [f"collective #{self.seq} {self.op}"]
+        if self.reduce_op is not None:
+            parts.append(f"op={self.reduce_op.name}")
+        if self.dtype is not None:
+            parts.append(f"({self.count} x {self.dtype}, {self.nbytes} bytes)")
+        if self.root is not None:
+            parts.append(f"root={self.root}")
+        parts.append(f"on rank {self.rank} of {self.world_size}")
+        return " ".join(parts)
+
+    def __repr__(self):
+        return f"<CollectiveInfo {self.describe()}>"
+
+
+def _finished() -> bool:
+    return True
+
+
+def _wait(comm, test, started: float, timeout, info) -> None:
+    """Call ``test()`` until it returns True (see _SLEEP_AFTER). Past the deadline, fail with
+    ``info()``, the collective's ``CollectiveInfo`` (only built then)."""
+    if test():
+        return
+    now = time.monotonic()
+    deadline = started + comm.timeout
+    if timeout is not None:
+        deadline = min(deadline, now + timeout)
+    sleep_from, polls, budget = now + _SLEEP_AFTER, 0, _POLLS_BEFORE_YIELD
+    while not test():
+        polls += 1
+        if polls < budget:
+            continue
+        polls = 0
+        now = time.monotonic()
+        if now > deadline:
+            comm._fail(info(), now - started)
+        if now > sleep_from:
+            budget = 1
+            time.sleep(1e-4)
+        else:
+            os.sched_yield()
+
+
+class Work:
+    """Handle of a collective in flight (``async_op=True``). ``wait()`` blocks until it is done
+    (polling, so the deadline can be enforced); ``is_completed()`` tests without blocking.
+
+    Implementations create one (through ``Communicator._issue``) right after starting the
+    transfer, with ``test()``, which makes progress and returns True once the transfer has
+    finished; it claims the communicator's next sequence number. ``array`` is the data the
+    collective is about."""
+
+    __slots__ = ("seq", "_comm", "_op", "_array", "_root", "_reduce_op", "_callbacks", "_done",
+                 "_started", "_result", "_test")
+
+    def __init__(self, comm: "Communicator", test, op: str, array=None, root=None,
+                 reduce_op=None):
+        comm.seq += 1
+        self.seq = comm.seq
+        self._comm, self._op, self._array, self._root, self._reduce_op = (comm, op, array, root,
+                                                                           reduce_op)
+        self._callbacks = []
+        self._done = False
+        self._started = time.monotonic()
+        self._result = None
+        self._test = test  # makes progress; True once the transfer has finished
+
+    @property
+    def info(self) -> CollectiveInfo:
+        comm, array = self._comm, self._array
+        sizes = () if array is None else (int(array.size), array.dtype)
+        return CollectiveInfo(self._op, self.seq, comm.rank, comm.world_size, *sizes,
+                              root=self._root, reduce_op=self._reduce_op)
+
+    def _then(self, *callbacks) -> "Work":
+        """Run each ``callback()`` (None: skipped) once, when the collective completes (at
+        once if it has), in order."""
+        for callback in callbacks:
+            if callback is None:
+                continue
+            if self._done:
+                callback()
+            else:
+                self._callbacks.append(callback)
+        return self
+
+    def _complete(self) -> None:
+        self._done = True
+        if self._callbacks:
+            callbacks, self._callbacks = self._callbacks, []
+            for callback in callbacks:
+                callback()
+
+    def is_completed(self) -> bool:
+        if not self._done and self._test():
+            self._complete()
+        return self._done
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the collective completes. Past the communicator's deadline (or
+        ``timeout`` seconds from now, if sooner) raise ``CollectiveTimeoutError``."""
+        if not self._done:
+            _wait(self._comm, self._test, self._started, timeout, lambda: self.info)
+            self._complete()
+        return True
+
+    def result(self):
+        """The tensors this collective wrote (tensor-level collectives)."""
+        return self._result
+
+    def __repr__(self):
+        state = "completed" if self._done else "in flight"
+        return f"<Work {self.info.describe()}, {state}>"
+
+
+class Communicator(ABC):
+    """A group of ranks that run collectives together on arrays of one kind (``device``).
+
+    Every collective takes arrays (any layout; implementations stage non-contiguous or
+    foreign arrays themselves) and writes its result when it completes; it returns a ``Work``
+    at once, or with ``async_op=False`` waits and returns None. Ranks must issue the same
+    collectives in the same order with matching sizes.
+    Rank-major buffers (``allgather``'s output, ``reduce_scatter``'s input, ``gather``'s
+    output, ``scatter``'s input) hold ``world_size`` blocks of the per-rank array, rank 0 first.
+    """
+
+    kind: str = ""
+    device: str = "cpu"
+
+    def __init__(self, rank: int, world_size: int, timeout: float = DEFAULT_TIMEOUT):
+        self.rank = rank
+        self.world_size = world_size
+        self.timeout = float(timeout)
+        self.seq = 0
+        self.failure = None
+
+    # ---- bookkeeping shared by implementations ------------------------------------------
+    def _issue(self, test, async_op: bool, op: str, array=None, root=None, reduce_op=None,
+               then=()):
+        """Finish starting a collective whose transfer ``test()`` tracks: return a ``Work``
+        when ``async_op``, else wait for it here and return None. ``then``: callbacks (None
+        entries skipped) to run, in order, once it has completed."""
+        if async_op:
+            return Work(self, test, op, array, root, reduce_op)._then(*then)
+        self.seq += 1
+        seq = self.seq
+        _wait(self, test, time.monotonic(), None, lambda: CollectiveInfo(
+            op, seq, self.rank, self.world_size, *(() if array is None else (array.size,
+                                                                             array.dtype)),
+            root=root, reduce_op=reduce_op))
+        for callback in then:
+            if callback is not None:
+                callback()
+        return None
+
+    def _raise_broken(self, op: str):
+        """Implementations call this before starting ``op`` when ``self.failure`` is set."""
+        raise CommunicatorBrokenError(f"[rank {self.rank}] cannot start {op}: this {self.kind} "
+                                      f"communicator is broken since {self.failure}")
+
+    def _fail(self, info: CollectiveInfo, waited: float):
+        message = (f"[rank {self.rank}] {info.describe()} did not complete within "
+                   f"{waited:.1f} s (timeout {self.timeout:g} s). Another rank has probably not "
+                   f"reached it: it is stuck, has failed, or issued collectives in a different "
+                   f"order or with different sizes. Set DISTGRAD_COLLECTIVE_TIMEOUT or "
+                   f"init(timeout=...) to change the deadline. The job will be taken down.")
+        self.failure = f"{info.describe()} timed out"
+        raise CollectiveTimeoutError(message)
+
+    @staticmethod
+    def _check_reduce(op: ReduceOp, dtype) -> None:
+        """Raise unless ``op`` can reduce arrays of ``dtype``."""
+        if not isinstance(op, ReduceOp):
+            raise TypeError(f"op must be a distgrad.distributed.ReduceOp, got {op!r}")
+        kind = dtype.kind
+        if op is ReduceOp.AVG and kind not in "fc":
+            raise TypeError(f"ReduceOp.AVG needs a floating point or complex array, got {dtype}; "
+                            f"reduce with SUM and divide instead")
+        if op in (ReduceOp.MAX, ReduceOp.MIN) and kind == "c":
+            raise TypeError(f"ReduceOp.{op.name} is not defined for complex arrays ({dtype})")
+
+    # ---- the collectives -------------------------------------------------------------------
+    @abstractmethod
+    def allreduce(self, array, op: ReduceOp = ReduceOp.SUM,
+                  async_op: bool = True) -> Work | None:
+        """Reduce ``array`` over all ranks, in place on every rank."""
+
+    @abstractmethod
+    def broadcast(self, array, root: int, async_op: bool = True) -> Work | None:
+        """Copy ``root``'s ``array`` into ``array`` on every rank."""
+
+    @abstractmethod
+    def allgather(self, send, recv, async_op: bool = True) -> Work | None:
+        """Every rank's ``send`` into the rank-major ``recv`` (``world_size * send.size``)."""
+
+    @abstractmethod
+    def reduce_scatter(self, send, recv, op: ReduceOp = ReduceOp.SUM,
+                       async_op: bool = True) -> Work | None:
+        """Reduce the rank-major ``send`` over ranks; rank r receives block r in ``recv``."""
+
+    @abstractmethod
+    def reduce(self, array, root: int, op: ReduceOp = ReduceOp.SUM,
+               async_op: bool = True) -> Work | None:
+        """Reduce ``array`` over all ranks into ``root``'s ``array`` (others unchanged)."""
+
+    @abstractmethod
+    def gather(self, send, recv, root: int, async_op: bool = True) -> Work | None:
+        """Every rank's ``send`` into ``root``'s rank-major ``recv`` (None elsewhere)."""
+
+    @abstractmethod
+    def scatter(self, send, recv, root: int, async_op: bool = True) -> Work | None:
+        """Block r of ``root``'s rank-major ``send`` (None elsewhere) into rank r's ``recv``."""
+
+    @abstractmethod
+    def barrier(self, async_op: bool = True) -> Work | None:
+        """Completes once every rank has entered it."""
+
+    @abstractmethod
+    def abort(self, code: int = 1) -> None:
+        """Take the whole job down now (never returns)."""
+
+    # ---- small Python objects (pickled; not for arrays) ----------------------------------
+    def allgather_object(self, obj) -> list:
+        """Every rank's picklable ``obj``, as a list indexed by rank."""
+        data = np.frombuffer(pickle.dumps(obj), np.uint8)
+        sizes = np.empty(self.world_size, np.int64)
+        self.allgather(np.array([data.size], np.int64), sizes, async_op=False)
+        width = int(sizes.max())
+        send = np.zeros(width, np.uint8)
+        send[:data.size] = data
+        recv = np.empty((self.world_size, width), np.uint8)
+        self.allgather(send, recv, async_op=False)
+        return [pickle.loads(recv[r, :sizes[r]].tobytes()) for r in range(self.world_size)]
+
+    def broadcast_object(self, obj, root: int = 0):
+        """``root``'s picklable ``obj`` on every rank."""
+        data = np.frombuffer(pickle.dumps(obj), np.uint8) if self.rank == root else None
+        size = np.array([0 if data is None else data.size], np.int64)
+        self.broadcast(size, root, async_op=False)
+        buf = data.copy() if data is not None else np.empty(int(size[0]), np.uint8)
+        self.broadcast(buf, root, async_op=False)
+        return obj if self.rank == root else pickle.loads(buf.tobytes())
+
+    def __repr__(self):
+        return (f"<{type(self).__name__} rank {self.rank} of {self.world_size}, "
+                f"{self.seq} collectives>")
+
+
+class LocalCommunicator(Communicator):
+    """The world of one process (used when mpi4py is not installed): every collective is a
+    local copy, completed at once."""
+
+    kind = "local"
+
+    def __init__(self, timeout: float = DEFAULT_TIMEOUT):
+        super().__init__(0, 1, timeout)
+
+    def _done(self, async_op, op, array=None, root=None, reduce_op=None):
+        if self.failure is not None:
+            self._raise_broken(op)
+        return self._issue(_finished, async_op, op, array, root, reduce_op)
+
+    @staticmethod
+    def _check_root(root):
+        if root != 0:
+            raise ValueError(f"root {root} is not a rank of a world of size 1")
+
+    def allreduce(self, array, op=ReduceOp.SUM, async_op=True):
+        self._check_reduce(op, array.dtype)
+        return self._done(async_op, "allreduce", array, reduce_op=op)
+
+    def broadcast(self, array, root, async_op=True):
+        self._check_root(root)
+        return self._done(async_op, "broadcast", array, root)
+
+    def allgather(self, send, recv, async_op=True):
+        recv.reshape(send.shape)[...] = send
+        return self._done(async_op, "allgather", send)
+
+    def reduce_scatter(self, send, recv, op=ReduceOp.SUM, async_op=True):
+        self._check_reduce(op, send.dtype)
+        recv[...] = send.reshape(recv.shape)
+        return self._done(async_op, "reduce_scatter", send, reduce_op=op)
+
+    def reduce(self, array, root, op=ReduceOp.SUM, async_op=True):
+        self._check_root(root)
+        self._check_reduce(op, array.dtype)
+        return self._done(async_op, "reduce", array, root, op)
+
+    def gather(self, send, recv, root, async_op=True):
+        self._check_root(root)
+        recv.reshape(send.shape)[...] = send
+        return self._done(async_op, "gather", send, root)
+
+    def scatter(self, send, recv, root, async_op=True):
+        self._check_root(root)
+        recv[...] = send.reshape(recv.shape)
+        return self._done(async_op, "scatter", recv, root)
+
+    def barrier(self, async_op=True):
+        return self._done(async_op, "barrier")
+
+    def abort(self, code=1):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)

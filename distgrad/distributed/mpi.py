@@ -1,0 +1,232 @@
+"""``MPICommunicator``: collectives on numpy arrays over mpi4py's buffer interface.
+
+Arrays go to MPI as buffers, never pickled. A C-contiguous numpy array of a type MPI knows is
+used in place; anything else (non-contiguous views, cupy arrays, bfloat16) is staged through a
+contiguous host copy that is written back when the collective completes. Messages are cut into
+chunks of at most ``max_count`` elements (MPI counts are C ints) so any size works with any MPI
+library; big rank-major buffers (allgather, gather, scatter, reduce_scatter) then go through
+per-chunk ``(world_size, chunk)`` temporaries.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from ..backend import array_module_for
+from .communicator import DEFAULT_TIMEOUT, Communicator, ReduceOp
+
+__all__ = ["MPICommunicator"]
+
+INT_MAX = 2**31 - 1
+
+
+def _tester(requests):
+    """A ``Work`` test for MPI requests."""
+    if len(requests) == 1:
+        return requests[0].Test
+    return functools.partial(requests[0].Testall, requests)
+
+
+def _copy_back(array, host) -> None:
+    host = host.reshape(array.shape)
+    if isinstance(array, np.ndarray):
+        np.copyto(array, host, casting="unsafe")
+    else:
+        array[...] = array_module_for(array).asarray(host).astype(array.dtype)
+
+
+def _host(array) -> np.ndarray:
+    return array if isinstance(array, np.ndarray) else array_module_for(array).asnumpy(array)
+
+
+class MPICommunicator(Communicator):
+    """Collectives over an mpi4py communicator (``comm``), on host arrays."""
+
+    kind = "mpi"
+    device = "cpu"
+
+    def __init__(self, comm, timeout: float = DEFAULT_TIMEOUT, max_count: int = INT_MAX):
+        from mpi4py import MPI
+
+        super().__init__(comm.Get_rank(), comm.Get_size(), timeout)
+        self.MPI = MPI
+        self.comm = comm
+        self.max_count = int(max_count)
+        self._types = MPI._typedict  # numpy type character -> predefined MPI datatype
+        self._reductions = {}  # (ReduceOp, type character) -> MPI op
+        self._ops = {ReduceOp.SUM: MPI.SUM, ReduceOp.AVG: MPI.SUM, ReduceOp.PRODUCT: MPI.PROD,
+                     ReduceOp.MAX: MPI.MAX, ReduceOp.MIN: MPI.MIN}
+        self._bool_ops = {ReduceOp.SUM: MPI.LOR, ReduceOp.MAX: MPI.LOR,
+                          ReduceOp.PRODUCT: MPI.LAND, ReduceOp.MIN: MPI.LAND}
+
+    # ---- buffers ----------------------------------------------------------------------------
+    def _stage(self, array, reduce: bool = False, write: bool = False):
+        """``(buffer, MPI datatype, writeback)`` for ``array``: the array itself when MPI can
+        use it, else a flat contiguous host copy (float32 for reductions of types MPI cannot
+        reduce, raw bytes otherwise) and a callback copying results back (if ``write``)."""
+        dtype = array.dtype
+        dt = self._types.get(dtype.char) if dtype.kind in "biufc" else None
+        if dt is not None and type(array) is np.ndarray and array.flags.c_contiguous:
+            return array, dt, None
+        if dt is None and reduce:
+            base = np.ascontiguousarray(_host(array), np.float32).reshape(-1)
+            buf, dt = base, self.MPI.FLOAT
+        else:
+            base = np.ascontiguousarray(_host(array)).reshape(-1)
+            buf = base if dt is not None else base.view(np.uint8)
+            dt = dt if dt is not None else self.MPI.BYTE
+        in_place = isinstance(array, np.ndarray) and np.shares_memory(base, array)
+        return buf, dt, (lambda: _copy_back(array, base)) if write and not in_place else None
+
+    def _chunks(self, n: int) -> list:
+        step = self.max_count
+        return [(s, min(s + step, n)) for s in range(0, n, step)] if n > step else [(0, n)]
+
+    def _pieces(self, buf) -> list:
+        """``buf`` cut into messages of at most ``max_count`` elements."""
+        if buf.size <= self.max_count:
+            return [buf]
+        flat = buf.reshape(-1)
+        return [flat[s:e] for s, e in self._chunks(buf.size)]
+
+    def _mpi_op(self, op: ReduceOp, dtype):
+        """The MPI op for ``op`` on ``dtype`` (validated once per pair, then cached)."""
+        key = (op, dtype.char)
+        if key not in self._reductions:
+            self._check_reduce(op, dtype)
+            self._reductions[key] = (self._bool_ops if dtype.kind == "b" else self._ops)[op]
+        return self._reductions[key]
+
+    def _check(self, op: str, root=None, block=None, full=None) -> None:
+        """Raise if the communicator is broken, ``root`` is not a rank, or the rank-major
+        buffer ``full`` does not hold world_size blocks like ``block``."""
+        if self.failure is not None:
+            self._raise_broken(op)
+        if root is not None and not 0 <= root < self.world_size:
+            raise ValueError(f"{op}: root {root} is not a rank of this world "
+                             f"(size {self.world_size})")
+        if full is not None and (full.size != block.size * self.world_size
+                                 or full.dtype != block.dtype):
+            raise ValueError(f"{op}: the rank-major buffer must hold world_size ({self.world_size})"
+                             f" x {block.size} elements of {block.dtype}, got {full.size} of "
+                             f"{full.dtype}")
+
+    def _average(self, buf, op):
+        if op is ReduceOp.AVG:
+            return lambda: np.divide(buf, self.world_size, out=buf)
+        return None
+
+    # ---- collectives ------------------------------------------------------------------------
+    # Each checks its arguments, starts the MPI requests, then hands them to ``_issue`` (which
+    # numbers the collective, and waits or returns a Work) with what to do on completion.
+    def allreduce(self, array, op=ReduceOp.SUM, async_op=True):
+        mpi_op = self._reductions.get((op, array.dtype.char)) or self._mpi_op(op, array.dtype)
+        if self.failure is not None:
+            self._raise_broken("allreduce")
+        buf, dt, writeback = self._stage(array, reduce=True, write=True)
+        comm, IN_PLACE = self.comm, self.MPI.IN_PLACE
+        pieces = [buf] if buf.size <= self.max_count else self._pieces(buf)
+        requests = [comm.Iallreduce(IN_PLACE, [piece, dt], mpi_op) for piece in pieces]
+        then = (self._average(buf, op), writeback) if op is ReduceOp.AVG or writeback else ()
+        return self._issue(_tester(requests), async_op, "allreduce", array, None, op, then)
+
+    def broadcast(self, array, root, async_op=True):
+        self._check("broadcast", root)
+        buf, dt, writeback = self._stage(array, write=self.rank != root)
+        requests = [self.comm.Ibcast([piece, dt], root) for piece in self._pieces(buf)]
+        return self._issue(_tester(requests), async_op, "broadcast", array, root,
+                           then=(writeback,))
+
+    def reduce(self, array, root, op=ReduceOp.SUM, async_op=True):
+        mpi_op = self._mpi_op(op, array.dtype)
+        self._check("reduce", root)
+        is_root = self.rank == root
+        buf, dt, writeback = self._stage(array, reduce=True, write=is_root)
+        comm, IN_PLACE = self.comm, self.MPI.IN_PLACE
+        requests = [comm.Ireduce(IN_PLACE, [piece, dt], mpi_op, root) if is_root
+                    else comm.Ireduce([piece, dt], None, mpi_op, root)
+                    for piece in self._pieces(buf)]
+        then = (self._average(buf, op), writeback) if is_root else ()
+        return self._issue(_tester(requests), async_op, "reduce", array, root, op, then)
+
+    def allgather(self, send, recv, async_op=True):
+        self._check("allgather", None, send, recv)
+        return self._gathered("allgather", send, recv, None, async_op,
+                              lambda s, r: self.comm.Iallgather(s, r))
+
+    def gather(self, send, recv, root, async_op=True):
+        is_root = self.rank == root
+        self._check("gather", root, send, recv if is_root else None)
+        if is_root:
+            return self._gathered("gather", send, recv, root, async_op,
+                                  lambda s, r: self.comm.Igather(s, r, root))
+        sbuf, dt, _ = self._stage(send)
+        requests = [self.comm.Igather([piece, dt], None, root) for piece in self._pieces(sbuf)]
+        return self._issue(_tester(requests), async_op, "gather", send, root)
+
+    def _gathered(self, op, send, recv, root, async_op, start):
+        """Start ``start(send, recv)`` per chunk of the per-rank block; the chunks of a
+        multi-chunk message land in temporaries copied into ``recv``'s columns at the end."""
+        sbuf, dt, _ = self._stage(send)
+        rbuf, _, writeback = self._stage(recv, write=True)
+        n = sbuf.size
+        chunks = self._chunks(n)
+        if len(chunks) == 1:
+            requests = [start([sbuf, dt], [rbuf, dt])]
+            return self._issue(_tester(requests), async_op, op, send, root, then=(writeback,))
+        sflat, rows = sbuf.reshape(-1), rbuf.reshape(self.world_size, n)
+        temps = [np.empty((self.world_size, e - s), rbuf.dtype) for s, e in chunks]
+        requests = [start([sflat[s:e], dt], [tmp, dt]) for (s, e), tmp in zip(chunks, temps)]
+
+        def unpack():
+            for (s, e), tmp in zip(chunks, temps):
+                rows[:, s:e] = tmp
+        return self._issue(_tester(requests), async_op, op, send, root,
+                           then=(unpack, writeback))
+
+    def _columns(self, sbuf, n):
+        """Per chunk of ``n``: the (world_size, chunk) columns of rank-major ``sbuf``,
+        contiguous (``sbuf`` itself for a single chunk)."""
+        chunks = self._chunks(n)
+        if len(chunks) == 1:
+            return chunks, [sbuf]
+        rows = sbuf.reshape(self.world_size, n)
+        return chunks, [np.ascontiguousarray(rows[:, s:e]) for s, e in chunks]
+
+    def scatter(self, send, recv, root, async_op=True):
+        is_root = self.rank == root
+        self._check("scatter", root, recv, send if is_root else None)
+        rbuf, dt, writeback = self._stage(recv, write=True)
+        rflat = rbuf.reshape(-1)
+        if is_root:
+            chunks, columns = self._columns(self._stage(send)[0], rbuf.size)
+            requests = [self.comm.Iscatter([col, dt], [rflat[s:e], dt], root)
+                        for (s, e), col in zip(chunks, columns)]
+        else:
+            requests = [self.comm.Iscatter(None, [piece, dt], root)
+                        for piece in self._pieces(rflat)]
+        return self._issue(_tester(requests), async_op, "scatter", recv, root,
+                           then=(writeback,))
+
+    def reduce_scatter(self, send, recv, op=ReduceOp.SUM, async_op=True):
+        mpi_op = self._mpi_op(op, send.dtype)
+        self._check("reduce_scatter", None, recv, send)
+        rbuf, dt, writeback = self._stage(recv, reduce=True, write=True)
+        chunks, columns = self._columns(self._stage(send, reduce=True)[0], rbuf.size)
+        rflat = rbuf.reshape(-1)
+        requests = [self.comm.Ireduce_scatter_block([col, dt], [rflat[s:e], dt], mpi_op)
+                    for (s, e), col in zip(chunks, columns)]
+        return self._issue(_tester(requests), async_op, "reduce_scatter", send, None, op,
+                           then=(self._average(rbuf, op), writeback))
+
+    def barrier(self, async_op=True):
+        self._check("barrier")
+        return self._issue(self.comm.Ibarrier().Test, async_op, "barrier")
+
+    def abort(self, code=1):
+        import sys
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        self.MPI.COMM_WORLD.Abort(code)

@@ -1,0 +1,221 @@
+"""The process group: the world of ranks this process belongs to, read from MPI.
+
+``init()`` works under any launcher of the MPI library mpi4py uses (mpiexec, mpirun, srun,
+distgrad-run) and in a plain ``python`` process (a world of one; without mpi4py installed, a
+local communicator stands in). It also makes failures fatal to the whole job: an uncaught
+exception on any rank, in any thread, prints its traceback with every line prefixed
+``[rank N]`` and calls ``MPI_Abort``.
+"""
+from __future__ import annotations
+
+import atexit
+import datetime
+import importlib.util
+import os
+import sys
+import threading
+import traceback
+import warnings
+
+from .communicator import DEFAULT_TIMEOUT, Communicator, LocalCommunicator, Work
+from .env import cross_check, launcher_claims
+
+__all__ = ["init", "is_available", "is_initialized", "finalize", "rank", "world_size",
+           "get_rank", "get_world_size", "local_rank", "local_world_size", "barrier",
+           "get_communicator", "set_timeout", "get_timeout"]
+
+TIMEOUT_ENV = "DISTGRAD_COLLECTIVE_TIMEOUT"
+
+
+class _World:
+    def __init__(self, comm: Communicator, local_rank: int, local_size: int):
+        self.comm = comm
+        self.local_rank = local_rank
+        self.local_size = local_size
+        self.hooks = (sys.excepthook, threading.excepthook)
+
+
+_world: _World | None = None
+
+
+def is_available() -> bool:
+    """Whether multi-process runs are possible here (mpi4py is installed)."""
+    return importlib.util.find_spec("mpi4py") is not None
+
+
+def _seconds(timeout) -> float:
+    if isinstance(timeout, datetime.timedelta):
+        timeout = timeout.total_seconds()
+    timeout = float(timeout)
+    if not timeout > 0:
+        raise ValueError(f"the collective timeout must be a positive number of seconds, got "
+                         f"{timeout}")
+    return timeout
+
+
+def _default_timeout() -> float:
+    value = os.environ.get(TIMEOUT_ENV)
+    if value is None:
+        return DEFAULT_TIMEOUT
+    try:
+        return _seconds(value)
+    except ValueError:
+        raise ValueError(f"{TIMEOUT_ENV}={value!r} is not a positive number of seconds") from None
+
+
+def init(timeout=None) -> Communicator:
+    """Join the world of ranks (idempotent) and return its communicator.
+
+    ``timeout`` (seconds or a ``timedelta``; default ``$DISTGRAD_COLLECTIVE_TIMEOUT`` or 1800)
+    is the deadline of every collective: one that has not completed by then raises an error
+    naming it and takes the job down instead of hanging.
+    """
+    global _world
+    if _world is not None:
+        if timeout is not None:
+            _world.comm.timeout = _seconds(timeout)
+        return _world.comm
+    seconds = _seconds(timeout) if timeout is not None else _default_timeout()
+    if is_available():
+        _world = _mpi_world(seconds)
+    else:
+        claimed = [c for c in launcher_claims() if c[1] == "world size" and c[3] > 1]
+        if claimed:
+            launcher, _, name, value = claimed[0]
+            raise RuntimeError(f"{launcher} started {value} processes ({name}={value}) but "
+                               f"mpi4py is not installed, so they cannot talk to each other: "
+                               f"pip install 'distgrad[mpi]'")
+        _world = _World(LocalCommunicator(seconds), 0, 1)
+    _install_failure_handlers(_world)
+    return _world.comm
+
+
+def _mpi_world(seconds: float) -> _World:
+    from mpi4py import MPI
+
+    from .mpi import MPICommunicator
+
+    world = MPI.COMM_WORLD
+    local = world.Split_type(MPI.COMM_TYPE_SHARED)
+    local_rank, local_size = local.Get_rank(), local.Get_size()
+    local.Free()
+    library = MPI.Get_library_version().strip().splitlines()[0]
+    problems = cross_check(world.Get_rank(), world.Get_size(), local_rank, local_size,
+                           mpi_library=library)
+    for problem in problems:
+        warnings.warn(f"distgrad.distributed.init (rank {world.Get_rank()}): {problem}; "
+                      f"using MPI's values", RuntimeWarning, stacklevel=3)
+    # A private duplicate: users' own traffic on COMM_WORLD cannot interleave with ours.
+    return _World(MPICommunicator(world.Dup(), seconds), local_rank, local_size)
+
+
+def _require() -> _World:
+    if _world is None:
+        raise RuntimeError("distgrad.distributed is not initialized: call "
+                           "distgrad.distributed.init() first")
+    return _world
+
+
+def is_initialized() -> bool:
+    return _world is not None
+
+
+def get_communicator() -> Communicator:
+    """The world's communicator (after ``init()``)."""
+    world = _world
+    return world.comm if world is not None else _require().comm
+
+
+def rank() -> int:
+    """This process's rank in the world (0 .. world_size() - 1)."""
+    return _require().comm.rank
+
+
+def world_size() -> int:
+    return _require().comm.world_size
+
+
+get_rank, get_world_size = rank, world_size
+
+
+def local_rank() -> int:
+    """This process's rank among the ranks on its node."""
+    return _require().local_rank
+
+
+def local_world_size() -> int:
+    """How many ranks run on this node."""
+    return _require().local_size
+
+
+def barrier(async_op: bool = False) -> Work | None:
+    """Wait until every rank has reached the barrier."""
+    return get_communicator().barrier(async_op)
+
+
+def set_timeout(timeout) -> None:
+    """Change the deadline of collectives (seconds or a ``timedelta``)."""
+    _require().comm.timeout = _seconds(timeout)
+
+
+def get_timeout() -> float:
+    return _require().comm.timeout
+
+
+def finalize() -> None:
+    """Leave the world: release distgrad's communicator and failure handlers. MPI itself is
+    finalized by mpi4py when the interpreter exits."""
+    global _world
+    if _world is None:
+        return
+    world, _world = _world, None
+    sys.excepthook, threading.excepthook = world.hooks
+    atexit.unregister(_abort_if_broken)
+    if getattr(world.comm, "comm", None) is not None and world.comm.failure is None:
+        world.comm.comm.Free()
+
+
+# ---- failures take the whole job down ---------------------------------------------------------
+def _die(lines, code: int) -> None:
+    comm = _world.comm
+    prefix = f"[rank {comm.rank}] "
+    text = "".join(lines)
+    sys.stderr.write("".join(prefix + line for line in text.splitlines(True)))
+    sys.stderr.write(f"{prefix}uncaught exception: aborting all {comm.world_size} ranks\n")
+    sys.stderr.flush()
+    comm.abort(code)
+
+
+def _excepthook(exc_type, exc, tb):
+    world = _world
+    if world is None or world.comm.world_size == 1:
+        (world.hooks[0] if world else sys.__excepthook__)(exc_type, exc, tb)
+        return
+    _die(traceback.format_exception(exc_type, exc, tb),
+         130 if issubclass(exc_type, KeyboardInterrupt) else 1)
+
+
+def _thread_excepthook(args):
+    world = _world
+    if world is None or world.comm.world_size == 1 or args.exc_type is SystemExit:
+        (world.hooks[1] if world else threading.__excepthook__)(args)
+        return
+    name = args.thread.name if args.thread is not None else "?"
+    _die([f"Exception in thread {name}:\n"]
+         + traceback.format_exception(args.exc_type, args.exc_value, args.exc_traceback), 1)
+
+
+def _abort_if_broken():
+    """At exit, a communicator left broken by a timeout may have collectives in flight that
+    would hang MPI_Finalize: abort instead."""
+    world = _world
+    if world is not None and world.comm.failure is not None and world.comm.world_size > 1:
+        sys.stderr.write(f"[rank {world.comm.rank}] exiting after {world.comm.failure}: "
+                         f"aborting all {world.comm.world_size} ranks\n")
+        world.comm.abort(1)
+
+
+def _install_failure_handlers(world: _World) -> None:
+    sys.excepthook = _excepthook
+    threading.excepthook = _thread_excepthook
+    atexit.register(_abort_if_broken)
