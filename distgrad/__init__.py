@@ -9,7 +9,7 @@ from .backend.dtypes import (bfloat16, bool, dtype, float16, float32, float64, i
 from .backend.random import (Generator, get_rng_state, initial_seed, manual_seed, seed,
                              set_rng_state)
 from .ops import *  # noqa: F401,F403
-from . import amp, data, optim
+from . import amp, data, distributed, optim
 from . import func, jit, utils, viz
 from .serialization import load, save
 
