@@ -1,2 +1,219 @@
-"""(being written)"""
-__all__ = []
+"""Normalisation: batch_norm, instance_norm, layer_norm, group_norm.
+
+All four are one fused op, ``Normalize``: standardise x over some axes of a view of it (with
+the batch's statistics, or with given running statistics), then scale and shift with weight
+and bias broadcast as ``param_shape``. The backward is the fused closed form (once
+differentiable).
+"""
+from __future__ import annotations
+
+import math
+
+from ..autograd import Function, Tensor
+from ..autograd.function import autocasting
+from ._helpers import check_same_device, unbroadcast
+
+__all__ = ["batch_norm", "instance_norm", "layer_norm", "group_norm"]
+
+
+class Normalize(Function):
+    """y = (x - mean) / sqrt(var + eps) * weight + bias.
+
+    x is viewed as ``view`` and normalised over ``axes``; weight and bias broadcast against x as
+    ``param_shape``. ``stats`` = (mean, var) arrays of ``param_shape`` replaces the batch
+    statistics (evaluation mode). ``running`` = (running_mean, running_var, momentum) are
+    updated in place with the batch statistics (averaged over what remains of the view beyond
+    the running stats' size, and the variance unbiased), as PyTorch does.
+    """
+    on_arrays = True
+    autocast = "float32"
+    once_differentiable = True
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, view, axes, param_shape, eps, stats, running):
+        xp = ctx.xp
+        if stats is None:
+            xv = x.reshape(view)
+            mean = xv.mean(axis=axes, keepdims=True)
+            xhat = xv - mean
+            var = (xhat * xhat).mean(axis=axes, keepdims=True)
+            if running is not None:
+                _update_running(running, mean, var, math.prod(view[a] for a in axes))
+        else:
+            mean, var = (s.reshape(param_shape) for s in stats)
+            xhat = x - mean
+        invstd = 1.0 / xp.sqrt(var + eps)
+        xhat *= invstd
+        xhat = xhat.reshape(x.shape)
+        if weight is not None:
+            y = xhat * weight.reshape(param_shape)
+            if bias is not None:
+                y += bias.reshape(param_shape)
+        else:
+            y = xhat if bias is None else xhat + bias.reshape(param_shape)
+        ctx.save_for_backward(xhat, invstd, weight)
+        ctx.view, ctx.axes, ctx.param_shape = view, axes, param_shape
+        ctx.bias_shape = None if bias is None else bias.shape
+        ctx.batch_stats = stats is None
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        xhat, invstd, weight = ctx.saved_tensors
+        gw = gb = None
+        pshape = ctx.param_shape
+        if ctx.needs_input_grad[1]:
+            gw = unbroadcast(ctx.xp, grad * xhat, pshape).reshape(weight.shape)
+        if ctx.needs_input_grad[2]:
+            gb = unbroadcast(ctx.xp, grad, pshape).reshape(ctx.bias_shape)
+        gx = None
+        if ctx.needs_input_grad[0]:
+            gxhat = grad if weight is None else grad * weight.reshape(pshape)
+            if ctx.batch_stats:
+                # d/dx of the standardisation: remove the mean and the xhat-component of gxhat
+                gv, hv, axes = gxhat.reshape(ctx.view), xhat.reshape(ctx.view), ctx.axes
+                gx = (gv - gv.mean(axis=axes, keepdims=True)
+                      - hv * (gv * hv).mean(axis=axes, keepdims=True)) * invstd
+                gx = gx.reshape(grad.shape)
+            else:
+                gx = gxhat * invstd
+        return gx, gw, gb, None, None, None, None, None, None
+
+
+def _update_running(running, mean, var, count: int) -> None:
+    rm, rv, momentum = running
+    unbiased = count / (count - 1)
+    if rm is not None:
+        rm *= 1 - momentum
+        rm += momentum * mean.reshape(-1, rm.size).mean(axis=0).astype(rm.dtype)
+    if rv is not None:
+        rv *= 1 - momentum
+        rv += (momentum * unbiased) * var.reshape(-1, rv.size).mean(axis=0).astype(rv.dtype)
+
+
+# ---- argument checks ---------------------------------------------------------------------------
+def _check(op, input, weight, bias, param_shape, min_ndim, *buffers):
+    if not isinstance(input, Tensor):
+        raise TypeError(f"{op}: expected input to be a Tensor, got {type(input).__name__}")
+    if input.ndim < min_ndim:
+        raise ValueError(f"{op}: expected an input of at least {min_ndim} dimensions, got input "
+                         f"of size {list(input.shape)}")
+    if not input.is_floating_point():
+        raise RuntimeError(f"{op}: expected a floating point input, got {input.dtype}")
+    for name, t in (("weight", weight), ("bias", bias)) + buffers:
+        if t is None:
+            continue
+        if tuple(t.shape) != tuple(param_shape):
+            raise RuntimeError(f"{op}: expected {name} of shape {list(param_shape)} for input "
+                               f"of size {list(input.shape)}, but got {name} of size "
+                               f"{list(t.shape)}")
+        if t.dtype != input.dtype and name in ("weight", "bias") and \
+                not autocasting(input, t):
+            raise RuntimeError(f"{op}: input type ({input.dtype}) and {name} type ({t.dtype}) "
+                               f"should be the same")
+    check_same_device(op, input, weight, bias, *(t for _, t in buffers))
+
+
+def _channel_params(input):
+    c = input.shape[1]
+    return (c,), (1, c) + (1,) * (input.ndim - 2)
+
+
+def _arrays(*tensors):
+    return tuple(None if t is None else t._array for t in tensors)
+
+
+def _bump(*tensors):
+    for t in tensors:
+        if t is not None:
+            t._version.value += 1
+
+
+def _need_spread(op, input, count):
+    if count <= 1:
+        raise ValueError(f"{op}: Expected more than 1 value per channel when training, got "
+                         f"input size {list(input.shape)}")
+
+
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
+               momentum=0.1, eps=1e-5):
+    """Normalise (N, C, *) per channel over the batch and spatial axes. Training uses the
+    batch's (biased) variance and updates the running stats in place (the variance unbiased);
+    evaluation uses the running stats."""
+    op = "batch_norm"
+    (c,), pshape = _channel_params(input) if isinstance(input, Tensor) and input.ndim >= 2 \
+        else ((None,), None)
+    _check(op, input, weight, bias, (c,), 2, ("running_mean", running_mean),
+           ("running_var", running_var))
+    axes = (0,) + tuple(range(2, input.ndim))
+    if training:
+        _need_spread(op, input, input.numel() // max(c, 1))
+        running = None
+        if running_mean is not None or running_var is not None:
+            running = _arrays(running_mean, running_var) + (momentum,)
+        y = Normalize.apply(input, weight, bias, input.shape, axes, pshape, eps, None, running)
+        _bump(running_mean, running_var)
+        return y
+    if running_mean is None or running_var is None:
+        raise RuntimeError(f"{op}: running_mean and running_var must be given when training "
+                           f"is False")
+    return Normalize.apply(input, weight, bias, input.shape, axes, pshape, eps,
+                           _arrays(running_mean, running_var), None)
+
+
+def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=None,
+                  use_input_stats=True, momentum=0.1, eps=1e-5):
+    """Normalise (N, C, *) per sample and channel over the spatial axes; with running stats,
+    updates them (``use_input_stats``) or uses them instead."""
+    op = "instance_norm"
+    (c,), pshape = _channel_params(input) if isinstance(input, Tensor) and input.ndim >= 3 \
+        else ((None,), None)
+    _check(op, input, weight, bias, (c,), 3, ("running_mean", running_mean),
+           ("running_var", running_var))
+    if not use_input_stats:
+        if running_mean is None or running_var is None:
+            raise RuntimeError(f"{op}: running_mean and running_var must be given when "
+                               f"use_input_stats is False")
+        return Normalize.apply(input, weight, bias, input.shape, None, pshape, eps,
+                               _arrays(running_mean, running_var), None)
+    axes = tuple(range(2, input.ndim))
+    _need_spread(op, input, math.prod(input.shape[2:]))
+    running = None
+    if running_mean is not None or running_var is not None:
+        running = _arrays(running_mean, running_var) + (momentum,)
+    y = Normalize.apply(input, weight, bias, input.shape, axes, pshape, eps, None, running)
+    _bump(running_mean, running_var)
+    return y
+
+
+def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
+    """Normalise over the trailing ``normalized_shape`` dimensions; weight and bias have that
+    shape."""
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else \
+        tuple(int(s) for s in normalized_shape)
+    k = len(shape)
+    if not isinstance(input, Tensor) or k == 0 or tuple(input.shape[input.ndim - k:]) != shape \
+            or input.ndim < k:
+        size = list(input.shape) if isinstance(input, Tensor) else type(input).__name__
+        raise RuntimeError(f"layer_norm: Given normalized_shape={list(shape)}, expected input "
+                           f"with shape [*, {', '.join(map(str, shape))}], but got input of "
+                           f"size{size}")
+    _check("layer_norm", input, weight, bias, shape, k)
+    axes = tuple(range(input.ndim - k, input.ndim))
+    return Normalize.apply(input, weight, bias, input.shape, axes, shape, eps, None, None)
+
+
+def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
+    """Normalise (N, C, *) over each group of C/num_groups channels (and the spatial axes);
+    weight and bias are per channel."""
+    op = "group_norm"
+    (c,), pshape = _channel_params(input) if isinstance(input, Tensor) and input.ndim >= 2 \
+        else ((None,), None)
+    _check(op, input, weight, bias, (c,), 2)
+    if num_groups < 1 or c % num_groups:
+        raise RuntimeError(f"{op}: Expected number of channels in input to be divisible by "
+                           f"num_groups, but got input of shape {list(input.shape)} and "
+                           f"num_groups={num_groups}")
+    n = input.shape[0]
+    view = (n, num_groups, input.numel() // max(n * num_groups, 1))
+    return Normalize.apply(input, weight, bias, view, (2,), pshape, eps, None, None)
