@@ -1,24 +1,27 @@
 """``distgrad-run --check``: bounded preflight probes and one verdict line.
 
 Probes, each stopping the check at the first failure: the launcher is found and
-recognised, mpi4py uses the same MPI, the hosts resolve, ``--iface`` exists here,
-and a 2-rank allreduce (one rank per host on the first two hosts) runs through the
-same launcher, options and environment as the real job.
+recognised, mpi4py uses the same MPI, the job's options are valid (slots, GPUs),
+the hosts resolve, ``--iface`` exists here, and a 2-rank allreduce (one rank per
+host on the first two hosts) runs through the same launcher, options and
+environment as the real job; it also reports the GPUs cupy sees on those hosts.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 
 from . import LaunchError
 from .mpi_flavor import FLAVOR_NAMES
-from .plan import plan_here
+from .plan import Plan, plan_here
 from .supervise import run_supervised
 
 #: Seconds allowed to the allreduce probe when --timeout is not given.
@@ -26,7 +29,7 @@ PROBE_TIMEOUT = 60
 
 #: Runs on every probe rank; 1 MiB per rank so large messages (rendezvous) are exercised.
 PROBE = r"""
-import socket
+import importlib.util
 from array import array
 from mpi4py import MPI
 comm = MPI.COMM_WORLD
@@ -34,10 +37,19 @@ send = array("d", [comm.rank + 1.0]) * (1 << 17)
 recv = array("d", [0.0]) * (1 << 17)
 comm.Allreduce(send, recv)
 expected = comm.size * (comm.size + 1) / 2
-hosts = comm.gather(socket.gethostname())
+gpus = None
+if importlib.util.find_spec("cupy"):
+    try:
+        import cupy
+        gpus = cupy.cuda.runtime.getDeviceCount()
+    except Exception as error:
+        gpus = f"cupy fails: {error}".splitlines()[0]
+gpus = comm.gather(gpus)
 if comm.rank == 0:
     verdict = "ok" if recv[0] == recv[-1] == expected else "WRONG RESULT"
-    print(f"allreduce {verdict}: {comm.size} ranks on {', '.join(hosts)}")
+    print(f"allreduce {verdict}: {comm.size} ranks")
+    for rank, count in enumerate(gpus):
+        print(f"gpus on rank {rank}: {count}")
 """
 
 _LIBRARY_PROBE = (
@@ -57,9 +69,11 @@ def _say(tag: str, message: str) -> None:
 
 
 def _probe_args(args: argparse.Namespace, host_names: list[str]) -> argparse.Namespace:
-    """The job's options, changed to run the allreduce probe on 2 ranks."""
+    """The job's options, changed to run the allreduce probe on 2 ranks, one per host
+    on the first two hosts, leaving GPUs unbound (the probe counts them)."""
     probe = argparse.Namespace(**vars(args))
-    probe.np, probe.program, probe.oversubscribe, probe.tag_output = 2, ["-c", PROBE], True, False
+    probe.np, probe.command, probe.oversubscribe = 2, [sys.executable, "-c", PROBE], True
+    probe.tag_output, probe.gpus_per_node, probe.oversubscribe_gpus = False, 0, False
     if host_names:
         probe.hosts, probe.hostfile = ",".join(f"{name}:1" for name in host_names[:2]), None
     return probe
@@ -84,6 +98,11 @@ def _check_library(flavor: str, python: str) -> None:
     _say("ok", f"mpi4py uses {library}")
 
 
+def _layout(plan: Plan) -> Counter:
+    """Ranks per host of the job (empty when Slurm places them)."""
+    return Counter(preview.host for preview in plan.ranks or [])
+
+
 def _check_hosts(host_names: list[str]) -> None:
     for name in host_names:
         try:
@@ -100,15 +119,37 @@ def _check_iface(iface: str) -> None:
     _say("ok", f"network interface {iface} exists here")
 
 
-def _check_allreduce(args: argparse.Namespace, host_names: list[str]) -> None:
-    plan = plan_here(_probe_args(args, host_names))
-    transport = [f"{name}={plan.env[name]}" for name in plan.forwarded
+def _check_gpus(text: str, probed: list[str], plan: Plan, args: argparse.Namespace) -> None:
+    """Report the GPUs cupy saw on the probed hosts; fail when the job would bind more
+    local ranks than a host has GPUs."""
+    counts = dict(re.findall(r"^gpus on rank (\d+): (.*)$", text, re.M))
+    seen = [f"{host}: {counts.get(str(index), '?')}" for index, host in enumerate(probed)]
+    if all(counts.get(str(index)) == "None" for index in range(len(probed))):
+        _say("info", "GPUs per host: not counted (cupy is not installed)")
+        return
+    _say("info", "GPUs per host (cupy): " + ", ".join(seen))
+    if args.gpus_per_node is not None or args.oversubscribe_gpus:
+        return  # the count was given, or sharing GPUs was asked for
+    layout = _layout(plan)
+    for index, host in enumerate(probed):
+        gpus = counts.get(str(index), "")
+        if gpus.isdigit() and 0 < int(gpus) < layout[host]:
+            raise _Failed(
+                f"host {host} would run {layout[host]} ranks but has {gpus} GPU(s); lower -np "
+                f"or the slots, or pass --oversubscribe-gpus (or --gpus-per-node 0)"
+            )
+
+
+def _check_allreduce(args: argparse.Namespace, plan: Plan) -> None:
+    host_names = [host.name for host in plan.hosts]
+    probe = plan_here(_probe_args(args, host_names))
+    transport = [f"{name}={probe.env[name]}" for name in probe.forwarded
                  if name.startswith(_TRANSPORT_PREFIXES)]
     _say("info", "transport settings: " + (" ".join(transport) or "none (MPI defaults)"))
     timeout = args.timeout or PROBE_TIMEOUT
     started = time.monotonic()
     with tempfile.TemporaryFile(mode="w+") as output:
-        code = run_supervised(plan.command, plan.env, timeout, args.grace, output)
+        code = run_supervised(probe.command, probe.env, timeout, args.grace, output)
         output.seek(0)
         text = output.read()
     seconds = time.monotonic() - started
@@ -117,22 +158,34 @@ def _check_allreduce(args: argparse.Namespace, host_names: list[str]) -> None:
         print(text.rstrip("\n"))
         why = "timed out" if code == 124 else f"exit status {code}"
         raise _Failed(f"2-rank allreduce probe failed ({why}; its output is above)")
-    _say("ok", f"{verdicts[0]} ({seconds:.1f} s)")
+    probed = host_names[:2] or [socket.gethostname()] * 2
+    _say("ok", f"{verdicts[0]} on {', '.join(probed)} ({seconds:.1f} s)")
+    _check_gpus(text, probed, plan, args)
+
+
+def _job_without_command(args: argparse.Namespace) -> argparse.Namespace:
+    """``--check`` needs no COMMAND; plan the job with a stand-in."""
+    job = argparse.Namespace(**vars(args))
+    job.command = [sys.executable, "-c", "pass"]
+    return job
 
 
 def run_check(args: argparse.Namespace) -> int:
     """Run the probes for the job described by ``args``; print a verdict; 0 if all passed."""
     print("distgrad-run --check", flush=True)
     try:
-        plan = plan_here(args)
+        plan = plan_here(args if args.command else _job_without_command(args))
         _say("ok", f"launcher: {FLAVOR_NAMES[plan.flavor]} at {plan.command[0]}")
         _check_library(plan.flavor, sys.executable)
+        layout = _layout(plan)
+        _say("info", "ranks per host: " + (", ".join(f"{host}: {count}" for host, count
+                                                      in layout.items()) or "placed by Slurm"))
         host_names = [host.name for host in plan.hosts]
         if host_names:
             _check_hosts(host_names)
         if args.iface:
             _check_iface(args.iface)
-        _check_allreduce(args, host_names)
+        _check_allreduce(args, plan)
     except (_Failed, LaunchError) as failure:
         print(f"distgrad-run --check: FAILED: {failure}", flush=True)
         return 1

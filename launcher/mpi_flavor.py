@@ -13,6 +13,8 @@ from .hosts import Host
 
 #: Launchers distgrad-run can drive; ``mpich`` covers hydra-based mpiexec (MPICH, Intel MPI).
 FLAVORS = ("mpich", "openmpi", "srun")
+#: What ``--mpi-flavor`` may force instead of detecting it from ``mpiexec --version``.
+MPI_FLAVORS = ("mpich", "openmpi")
 FLAVOR_NAMES = {"mpich": "MPICH (hydra)", "openmpi": "Open MPI", "srun": "Slurm srun"}
 
 
@@ -47,7 +49,7 @@ def detect_flavor(mpiexec: str) -> str:
     first = text.strip().splitlines()[0] if text.strip() else "(no output)"
     raise LaunchError(
         f"{mpiexec} --version says {first!r}, which is neither MPICH (hydra) nor Open MPI; "
-        f"pass --launcher mpich or --launcher openmpi"
+        f"pass --mpi-flavor mpich (hydra-based mpiexec) or --mpi-flavor openmpi"
     )
 
 
@@ -62,6 +64,8 @@ class LaunchOptions:
     ssh: str | None
     tag_output: bool
     forward: list[str]  # names of the variables every rank receives
+    cpus_per_task: str | None = None  # srun: SLURM_CPUS_PER_TASK of the allocation
+    as_root: bool = False  # Open MPI refuses to start as root without being told
 
 
 def _mpich(opts: LaunchOptions) -> list[str]:
@@ -83,8 +87,12 @@ def _openmpi(opts: LaunchOptions) -> list[str]:
     args = ["-np", str(opts.nprocs)]
     if opts.hosts:
         args += ["--host", ",".join(f"{host.name}:{host.slots}" for host in opts.hosts)]
-    if opts.oversubscribe:
+    # Without a host list distgrad-run has checked -np against this machine's logical
+    # cores; Open MPI would count physical cores only.
+    if opts.oversubscribe or not opts.hosts:
         args.append("--oversubscribe")
+    if opts.as_root:
+        args.append("--allow-run-as-root")
     if opts.ssh:
         args += ["--mca", "plm_rsh_agent", opts.ssh]
     if opts.iface:
@@ -100,6 +108,8 @@ def _srun(opts: LaunchOptions) -> list[str]:
     args = ["--mpi=pmi2", "--kill-on-bad-exit=1"]
     if opts.nprocs is not None:
         args.append(f"--ntasks={opts.nprocs}")
+    if opts.cpus_per_task:  # srun does not inherit it from sbatch since Slurm 22.05
+        args.append(f"--cpus-per-task={opts.cpus_per_task}")
     if opts.oversubscribe:
         args.append("--overcommit")
     if opts.tag_output:

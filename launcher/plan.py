@@ -4,21 +4,39 @@ and what each rank will get. ``--dry-run`` prints :func:`describe` of it."""
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shlex
 import socket
 import sys
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Callable, Mapping
 
 from . import LaunchError
+from .command import rank_argv
 from .env import forwarded_names, parse_env_options
 from .hosts import Host, parse_host_list, parse_hostfile, place_ranks
 from .mpi_flavor import FLAVOR_NAMES, LaunchOptions, build_command, detect_flavor, find_program
-from .rank_main import GPU_BIND_VAR, Placement, rank_environment, visible_gpus
+from .rank_main import (GPUS_VAR, OVERSUBSCRIBE_GPUS_VAR, THREAD_VARS, Placement, nvidia_smi_gpus,
+                        rank_environment)
 
-#: The per-rank wrapper every rank runs first, by path (see :mod:`.rank_main`).
-RANK_MAIN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rank_main.py")
+__all__ = ["Here", "Plan", "describe", "here", "make_plan", "plan_here"]
+
+
+@dataclass(frozen=True)
+class Here:
+    """The machine distgrad-run runs on (the only host when no host list is given)."""
+
+    cpu_count: int
+    hostname: str
+    python: str  # runs bare *.py scripts and the wrapper of other programs
+    root: bool
+    gpus: Callable[[], list[str]] = nvidia_smi_gpus  # GPU ids here, when asked
+
+
+def here() -> Here:
+    """This machine, this Python."""
+    return Here(os.cpu_count() or 1, socket.gethostname(), sys.executable, os.geteuid() == 0)
 
 
 @dataclass(frozen=True)
@@ -38,9 +56,10 @@ class Plan:
     hosts: list[Host]  # empty: this machine only
     command: list[str]
     env: dict[str, str]  # environment of the mpiexec/srun process
-    forwarded: list[str]  # names every rank receives
+    forwarded: list[str]  # names every rank receives (mpiexec)
+    changed: list[str]  # names -x or the options set or changed in env
     ranks: list[RankPreview] | None  # None when Slurm places the ranks
-    cpu_count: int
+    machine: Here
 
 
 def _hosts(args: argparse.Namespace) -> list[Host]:
@@ -51,64 +70,72 @@ def _hosts(args: argparse.Namespace) -> list[Host]:
     return []
 
 
-def _launcher(args: argparse.Namespace) -> tuple[str, str]:
-    """(flavor, path of mpiexec or srun)."""
-    if args.launcher == "srun":
+def _launcher(
+    args: argparse.Namespace, environ: Mapping[str, str], hosts: list[Host]
+) -> tuple[str, str]:
+    """(flavor, path of mpiexec or srun). ``auto`` means srun inside a Slurm job unless
+    hosts or a remote shell are named, else mpiexec, whose MPI is detected."""
+    launcher = args.launcher
+    if launcher == "auto":
+        in_slurm = "SLURM_JOB_ID" in environ and not (hosts or args.ssh)
+        launcher = "srun" if in_slurm else "mpiexec"
+    if launcher == "srun":
+        if hosts or args.ssh:
+            raise LaunchError(
+                "--launcher srun takes nodes from the Slurm allocation; drop -H/--hostfile/--ssh "
+                "and choose nodes with sbatch/salloc (-N, --nodelist) instead"
+            )
         return "srun", args.mpiexec or find_program("srun")
     program = args.mpiexec or find_program("mpiexec")
-    return (detect_flavor(program) if args.launcher == "auto" else args.launcher), program
+    return args.mpi_flavor or detect_flavor(program), program
 
 
-def _previews(
-    rank_hosts: list[str], env: Mapping[str, str], cpu_count: int
-) -> list[RankPreview]:
-    previews = []
-    gpus = visible_gpus(env)
-    for rank, host in enumerate(rank_hosts):
-        place = Placement(
-            rank,
-            len(rank_hosts),
-            rank_hosts[:rank].count(host),
-            rank_hosts.count(host),
-        )
-        previews.append(RankPreview(rank, host, rank_environment(place, env, cpu_count, gpus)))
-    return previews
-
-
-def make_plan(
-    args: argparse.Namespace,
-    environ: Mapping[str, str],
-    cpu_count: int,
-    hostname: str,
-    python: str,
-) -> Plan:
-    """Check the options and build the plan; raises LaunchError on bad input.
-
-    ``cpu_count`` and ``hostname`` describe this machine (the local "host" when no
-    host list is given); ``python`` is the interpreter every rank runs.
-    """
-    hosts = _hosts(args)
-    flavor, program = _launcher(args)
-    if flavor == "srun" and (hosts or args.ssh):
-        raise LaunchError(
-            "--launcher srun takes nodes from the Slurm allocation; drop -H/--hostfile/--ssh "
-            "and choose nodes with sbatch/salloc (-N, --nodelist) instead"
-        )
+def _job_environment(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[dict, list]:
+    """The environment mpiexec/srun gets (ours, -x and the options' variables) and the
+    ``-x`` names."""
     extra = parse_env_options(args.env, environ)
     env = {**environ, **extra}
     if args.iface:  # UCX_NET_DEVICES is left alone: it names RDMA devices (mlx5_0:1) too
         env.setdefault("FI_TCP_IFACE", args.iface)
         env.setdefault("NCCL_SOCKET_IFNAME", args.iface)
-    if not args.gpu_bind:
-        env[GPU_BIND_VAR] = "none"
+    if args.threads_per_rank:
+        env.update(dict.fromkeys(THREAD_VARS, str(args.threads_per_rank)))
+    if args.gpus_per_node is not None:
+        env[GPUS_VAR] = str(args.gpus_per_node)
+    if args.oversubscribe_gpus:
+        env[OVERSUBSCRIBE_GPUS_VAR] = "1"
+    return env, list(extra)
 
+
+def _previews(rank_hosts: list[str], env: Mapping[str, str], machine: Here,
+              local_only: bool) -> list[RankPreview]:
+    """What each rank gets. Threads assume every host has this machine's cores; GPUs
+    are detected here only when this machine is the only host."""
+    gpus = functools.cache(machine.gpus) if local_only else (lambda: [])  # asked at most once
+    previews = []
+    for rank, host in enumerate(rank_hosts):
+        place = Placement(rank, len(rank_hosts), rank_hosts[:rank].count(host),
+                          rank_hosts.count(host))
+        try:
+            rank_env = rank_environment(place, env, machine.cpu_count, gpus)
+        except ValueError as error:
+            raise LaunchError(f"host {host}: {error}") from None
+        previews.append(RankPreview(rank, host, rank_env))
+    return previews
+
+
+def make_plan(args: argparse.Namespace, environ: Mapping[str, str], machine: Here) -> Plan:
+    """Check the options and build the plan; raises LaunchError on bad input."""
+    hosts = _hosts(args)
+    flavor, program = _launcher(args, environ, hosts)
+    env, extra = _job_environment(args, environ)
     if flavor == "srun":
         nprocs, ranks = args.np, None  # Slurm knows the resources and places the ranks
     else:
         nprocs = args.np or (sum(host.slots for host in hosts) if hosts else 1)
-        rank_hosts = place_ranks(hosts or [Host(hostname, cpu_count)], nprocs, args.oversubscribe)
-        ranks = _previews(rank_hosts, env, cpu_count)
-
+        local = Host(machine.hostname, machine.cpu_count)
+        rank_hosts = place_ranks(hosts or [local], nprocs, args.oversubscribe)
+        ranks = _previews(rank_hosts, env, machine, local_only=not hosts)
     forwarded = forwarded_names(env, extra)
     opts = LaunchOptions(
         nprocs=nprocs,
@@ -118,15 +145,29 @@ def make_plan(
         ssh=args.ssh,
         tag_output=args.tag_output,
         forward=forwarded,
+        cpus_per_task=env.get("SLURM_CPUS_PER_TASK"),
+        as_root=machine.root,
     )
-    rank_argv = [python, RANK_MAIN, *args.program]
-    command = build_command(flavor, program, opts, rank_argv)
-    return Plan(flavor, hosts, command, env, forwarded, ranks, cpu_count)
+    command = build_command(flavor, program, opts, rank_argv(args.command, machine.python))
+    changed = sorted(name for name in env if environ.get(name) != env[name])
+    return Plan(flavor, hosts, command, env, forwarded, changed, ranks, machine)
 
 
 def plan_here(args: argparse.Namespace) -> Plan:
     """:func:`make_plan` for this machine, this environment and this Python."""
-    return make_plan(args, os.environ, os.cpu_count() or 1, socket.gethostname(), sys.executable)
+    return make_plan(args, os.environ, here())
+
+
+_SLURM_RANKS = (
+    "per rank: placed by Slurm; each rank sets DISTGRAD_LOCAL_RANK/SIZE from "
+    "SLURM_LOCALID/SLURM_STEP_TASKS_PER_NODE, OMP/OPENBLAS/MKL_NUM_THREADS (unless set) "
+    "from SLURM_CPUS_PER_TASK or cores / local ranks, and CUDA_VISIBLE_DEVICES to GPU i "
+    "for local rank i (unless --gpus-per-node 0 or Slurm bound it with --gpus-per-task)"
+)
+_REMOTE_GPUS = (
+    "  CUDA_VISIBLE_DEVICES: on each host, local rank i takes GPU i of those "
+    "`nvidia-smi -L` lists there, if any (--gpus-per-node K sets the count and shows it here)"
+)
 
 
 def describe(plan: Plan) -> str:
@@ -134,20 +175,20 @@ def describe(plan: Plan) -> str:
     variables each rank sets for itself at start-up."""
     lines = [f"launcher: {FLAVOR_NAMES[plan.flavor]}", "command:", "  " + shlex.join(plan.command)]
     if plan.flavor == "srun":
-        lines.append("forwarded to every rank: the whole environment (srun --export=ALL)")
+        names = plan.changed
+        lines.append("forwarded to every rank: the whole environment (srun --export=ALL)"
+                     + (", with:" if names else ""))
     else:
-        lines.append("forwarded to every rank:")
-        lines += [f"  {name}={shlex.quote(plan.env[name])}" for name in plan.forwarded]
+        names = plan.forwarded
+        lines.append("forwarded to every rank (the allow-list and -x):")
+    lines += [f"  {name}={shlex.quote(plan.env[name])}" for name in names]
     if plan.ranks is None:
-        lines.append(
-            "per rank: placed by Slurm; each rank sets DISTGRAD_LOCAL_RANK/SIZE from "
-            "SLURM_LOCALID/SLURM_STEP_TASKS_PER_NODE, OMP_NUM_THREADS from "
-            "SLURM_CPUS_PER_TASK (or cores / local ranks) and CUDA_VISIBLE_DEVICES "
-            "by local rank"
-        )
-    else:
-        lines.append(f"per rank (threads assume {plan.cpu_count} cores per host, as here):")
-        for preview in plan.ranks:
-            values = " ".join(f"{name}={value}" for name, value in preview.env.items())
-            lines.append(f"  rank {preview.rank} on {preview.host}: {values}")
+        lines.append(_SLURM_RANKS)
+        return "\n".join(lines)
+    lines.append(f"per rank (threads from {plan.machine.cpu_count} cores per host, as here):")
+    for preview in plan.ranks:
+        values = " ".join(f"{name}={value}" for name, value in preview.env.items())
+        lines.append(f"  rank {preview.rank} on {preview.host}: {values}")
+    if plan.hosts and not any(name in plan.env for name in (GPUS_VAR, "CUDA_VISIBLE_DEVICES")):
+        lines.append(_REMOTE_GPUS)
     return "\n".join(lines)

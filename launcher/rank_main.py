@@ -1,12 +1,14 @@
-"""Per-rank wrapper: ``python .../launcher/rank_main.py (SCRIPT | -c CODE) [ARGS...]``.
+"""Per-rank wrapper: ``python .../launcher/rank_main.py (SCRIPT | -m MODULE | -c CODE | --exec
+PROGRAM) [ARGS...]``.
 
 distgrad-run starts this in every process. It sets the per-rank variables
-(:func:`rank_environment`) before the user program imports anything, makes
-stdout and stderr line-buffered (output shows up live, in whole lines), runs the
-program as ``__main__``, and gives ``python -m mpi4py`` semantics on failure: an
-uncaught exception (or a non-zero ``sys.exit``) prints the traceback with every
-line prefixed ``[rank N]`` and aborts the whole job, so no rank is left waiting
-in a collective.
+(:func:`rank_environment`) before the user program imports anything and then
+either runs a Python program as ``__main__`` or, with ``--exec``, replaces itself
+with any other program. For Python programs it makes stdout and stderr
+line-buffered (output shows up live, in whole lines) and gives ``python -m mpi4py``
+semantics on failure: an uncaught exception (or a non-zero ``sys.exit``) prints the
+traceback with every line prefixed ``[rank N]`` and aborts the whole job, so no
+rank is left waiting in a collective.
 
 It runs by file path and imports only the standard library: ``python -m
 distgrad.launcher.rank_main`` would import ``distgrad`` (and numpy with its
@@ -20,15 +22,20 @@ import os
 import re
 import runpy
 import socket
+import subprocess
 import sys
 import traceback
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Callable, Mapping
 
-USAGE = "usage: python rank_main.py (SCRIPT | -c CODE) [ARGS...]"
+USAGE = "usage: python rank_main.py (SCRIPT | -m MODULE | -c CODE | --exec PROGRAM) [ARGS...]"
 
-#: Set to ``none`` (``--no-gpu-bind``) to leave CUDA_VISIBLE_DEVICES alone.
-GPU_BIND_VAR = "DISTGRAD_GPU_BIND"
+#: Thread-pool sizes set per rank (OpenMP, OpenBLAS, MKL).
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+#: ``--gpus-per-node K``: GPUs per node (0: leave CUDA_VISIBLE_DEVICES alone).
+GPUS_VAR = "DISTGRAD_GPUS_PER_NODE"
+#: ``--oversubscribe-gpus``: ``1`` lets more local ranks than GPUs share them round-robin.
+OVERSUBSCRIBE_GPUS_VAR = "DISTGRAD_OVERSUBSCRIBE_GPUS"
 
 
 @dataclass(frozen=True)
@@ -76,38 +83,88 @@ def placement_from_env(environ: Mapping[str, str]) -> Placement:
     return Placement(0, 1, 0, 1)
 
 
-def visible_gpus(environ: Mapping[str, str], proc_dir: str = "/proc/driver/nvidia/gpus") -> list[str]:
-    """GPU ids this process may use: CUDA_VISIBLE_DEVICES if set, else the NVIDIA
-    driver's device list (empty without a GPU)."""
-    if "CUDA_VISIBLE_DEVICES" in environ:
-        return [gpu.strip() for gpu in environ["CUDA_VISIBLE_DEVICES"].split(",") if gpu.strip()]
+def _cuda_visible(environ: Mapping[str, str]) -> list[str] | None:
+    if "CUDA_VISIBLE_DEVICES" not in environ:
+        return None
+    return [gpu.strip() for gpu in environ["CUDA_VISIBLE_DEVICES"].split(",") if gpu.strip()]
+
+
+def nvidia_smi_gpus() -> list[str]:
+    """GPU ids of this node, one per ``GPU`` line of ``nvidia-smi -L`` (none without
+    nvidia-smi or a working driver)."""
     try:
-        return [str(index) for index in range(len(os.listdir(proc_dir)))]
-    except OSError:
+        listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True,
+                                 timeout=20, check=False).stdout
+    except (OSError, subprocess.TimeoutExpired):
         return []
+    return [str(index) for index, _ in
+            enumerate(line for line in listing.splitlines() if line.startswith("GPU "))]
+
+
+def gpu_for_rank(
+    place: Placement, environ: Mapping[str, str], detect: Callable[[], list[str]]
+) -> str | None:
+    """The CUDA_VISIBLE_DEVICES value for this rank (local rank i gets GPU i), or None to
+    leave it alone.
+
+    The node's GPUs are those CUDA_VISIBLE_DEVICES lists, else ``detect()``; with
+    ``--gpus-per-node K`` (``DISTGRAD_GPUS_PER_NODE``) there are K of them, numbered
+    as CUDA_VISIBLE_DEVICES lists them, else 0..K-1. Nothing is bound without GPUs,
+    with ``--gpus-per-node 0``, or when Slurm already bound each task
+    (``SLURM_GPUS_PER_TASK``). Raises ValueError when the node has more local ranks
+    than GPUs, unless ``DISTGRAD_OVERSUBSCRIBE_GPUS=1``.
+    """
+    given = environ.get(GPUS_VAR)
+    if given is None and "SLURM_GPUS_PER_TASK" in environ:
+        return None
+    visible = _cuda_visible(environ)
+    if given is not None:
+        count, source = int(given), f"--gpus-per-node {given}"
+        ids = visible or [str(index) for index in range(count)]
+    elif visible is not None:
+        ids, source = visible, f"CUDA_VISIBLE_DEVICES={environ['CUDA_VISIBLE_DEVICES']}"
+        count = len(ids)
+    else:
+        ids, source = detect(), "nvidia-smi -L"
+        count = len(ids)
+    if count == 0:
+        return None
+    if place.local_size > count and environ.get(OVERSUBSCRIBE_GPUS_VAR) != "1":
+        raise ValueError(
+            f"{place.local_size} local ranks but {count} GPU(s) ({source}), and each rank "
+            f"takes one GPU. Lower the ranks per node to {count}, pass --oversubscribe-gpus "
+            f"to share the GPUs round-robin, or --gpus-per-node 0 to leave "
+            f"CUDA_VISIBLE_DEVICES alone"
+        )
+    return ids[place.local_rank % count % len(ids)]
 
 
 def rank_environment(
-    place: Placement, environ: Mapping[str, str], cpu_count: int, gpus: list[str]
+    place: Placement,
+    environ: Mapping[str, str],
+    cpu_count: int,
+    detect: Callable[[], list[str]] = nvidia_smi_gpus,
 ) -> dict[str, str]:
     """Variables to set for one rank before the user program starts.
 
     - ``DISTGRAD_LOCAL_RANK`` / ``DISTGRAD_LOCAL_SIZE`` from the placement;
-    - ``OMP_NUM_THREADS``, unless set: ``SLURM_CPUS_PER_TASK`` under Slurm, else
-      this node's cores divided by the ranks on it (at least 1);
-    - ``CUDA_VISIBLE_DEVICES``: one of ``gpus``, picked by local rank (ranks share
-      GPUs round-robin when there are more ranks than GPUs), unless there are no
-      GPUs or ``DISTGRAD_GPU_BIND=none``.
+    - ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THREADS``: each one
+      already set keeps its value (``--threads-per-rank`` sets all three); the others
+      take OMP_NUM_THREADS if set, else ``SLURM_CPUS_PER_TASK``, else this node's
+      cores divided by its local ranks (at least 1);
+    - ``CUDA_VISIBLE_DEVICES`` from :func:`gpu_for_rank` (ValueError when short of GPUs).
     """
     result = {
         "DISTGRAD_LOCAL_RANK": str(place.local_rank),
         "DISTGRAD_LOCAL_SIZE": str(place.local_size),
     }
-    if "OMP_NUM_THREADS" not in environ:
-        threads = environ.get("SLURM_CPUS_PER_TASK") or max(1, cpu_count // place.local_size)
-        result["OMP_NUM_THREADS"] = str(threads)
-    if gpus and environ.get(GPU_BIND_VAR, "") != "none":
-        result["CUDA_VISIBLE_DEVICES"] = gpus[place.local_rank % len(gpus)]
+    threads = (environ.get("OMP_NUM_THREADS") or environ.get("SLURM_CPUS_PER_TASK")
+               or str(max(1, cpu_count // place.local_size)))
+    for name in THREAD_VARS:
+        result[name] = environ.get(name) or threads
+    gpu = gpu_for_rank(place, environ, detect)
+    if gpu is not None:
+        result["CUDA_VISIBLE_DEVICES"] = gpu
     return result
 
 
@@ -146,14 +203,23 @@ def abort_job(code: int) -> None:
 
 
 def _run(argv: list[str]) -> None:
+    """Run a Python program as ``python ARGV`` would (argv[0]: SCRIPT, -m or -c)."""
     if argv[0] == "-c":
         sys.argv = ["-c", *argv[2:]]
         sys.path[0] = ""  # as `python -c` does
         exec(compile(argv[1], "<string>", "exec"), {"__name__": "__main__"})
+    elif argv[0] == "-m":
+        sys.argv = [argv[1], *argv[2:]]  # runpy puts the module's path in argv[0]
+        sys.path[0] = os.getcwd()  # as `python -m` does
+        runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
     else:
         sys.argv = list(argv)
         sys.path[0] = os.path.dirname(os.path.abspath(argv[0]))  # as `python SCRIPT` does
         runpy.run_path(argv[0], run_name="__main__")
+
+
+def _tagged(text: str, rank: int) -> str:
+    return "\n".join(f"[rank {rank}] {line}" for line in text.rstrip("\n").split("\n"))
 
 
 def _tagged_traceback(error: BaseException, rank: int) -> str:
@@ -164,19 +230,33 @@ def _tagged_traceback(error: BaseException, rank: int) -> str:
         tb.tb_frame.f_code.co_filename == __file__ or tb.tb_frame.f_globals.get("__name__") == "runpy"
     ):
         tb = tb.tb_next
-    text = "".join(traceback.format_exception(type(error), error, tb))
-    return "\n".join(f"[rank {rank}] {line}" for line in text.rstrip("\n").split("\n"))
+    return _tagged("".join(traceback.format_exception(type(error), error, tb)), rank)
+
+
+def _exec(argv: list[str], rank: int) -> None:
+    try:
+        os.execvp(argv[0], argv)
+    except OSError as error:
+        print(f"[rank {rank}] distgrad-run: cannot run {argv[0]!r}: {error.strerror}",
+              file=sys.stderr)
+        abort_job(127)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Set up this rank's environment and run the program; abort the job if it fails."""
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or (argv[0] == "-c" and len(argv) < 2) or argv[0] in ("-h", "--help"):
+    if not argv or argv[0] in ("-h", "--help") or (argv[0] in ("-c", "-m", "--exec")
+                                                    and len(argv) < 2):
         sys.exit(USAGE)
     place = placement_from_env(os.environ)
-    os.environ.update(
-        rank_environment(place, os.environ, os.cpu_count() or 1, visible_gpus(os.environ))
-    )
+    try:
+        os.environ.update(rank_environment(place, os.environ, os.cpu_count() or 1))
+    except ValueError as error:
+        print(f"[rank {place.rank}] distgrad-run: on {socket.gethostname()}: {error}",
+              file=sys.stderr)
+        abort_job(1)
+    if argv[0] == "--exec":
+        _exec(argv[1:], place.rank)
     for stream in (sys.stdout, sys.stderr):  # live, whole lines: tagged output stays readable
         stream.reconfigure(line_buffering=True, write_through=False)
     try:
@@ -185,7 +265,7 @@ def main(argv: list[str] | None = None) -> None:
         if exit_.code in (None, 0):
             raise
         if not isinstance(exit_.code, int):
-            print(f"[rank {place.rank}] {exit_.code}", file=sys.stderr)
+            print(_tagged(str(exit_.code), place.rank), file=sys.stderr)
         abort_job(exit_.code if isinstance(exit_.code, int) else 1)
     except BaseException as error:  # noqa: BLE001 - every failure must end the job
         print(_tagged_traceback(error, place.rank), file=sys.stderr)

@@ -5,9 +5,9 @@
 #   cluster/ci/start_slurm.sh STATE_DIR     # then: export SLURM_CONF=STATE_DIR/slurm.conf
 #   cluster/ci/stop_slurm.sh STATE_DIR
 #
-# Installs Debian's slurmctld, slurmd, slurm-client and munge with apt-get when
-# they are missing (needs root). Everything else (config, keys, sockets, logs,
-# pid files) lives in STATE_DIR, so the system's own Slurm/munge are untouched.
+# Needs root and Debian's slurm-wlm and munge (cluster/ci/install_slurm.sh installs
+# them). Everything else (config, keys, sockets, logs, pid files) lives in
+# STATE_DIR, so the system's own Slurm/munge are untouched.
 # Ports come from SLURM_CI_PORT (default 16817): controller, then n1, then n2.
 # Exits 0 once both nodes are idle; non-zero with the reason otherwise.
 set -euo pipefail
@@ -16,13 +16,13 @@ state=$(mkdir -p "${1:?usage: start_slurm.sh STATE_DIR}" && cd "$1" && pwd)
 port=${SLURM_CI_PORT:-16817}
 cpus=${SLURM_CI_CPUS_PER_NODE:-2}
 
-if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null \
-    || ! command -v sbatch >/dev/null || ! command -v munged >/dev/null; then
-    echo "start_slurm: installing slurmctld slurmd slurm-client munge" >&2
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        slurmctld slurmd slurm-client munge >/dev/null
-fi
+for program in slurmctld slurmd sbatch srun munged; do
+    if ! command -v "$program" >/dev/null; then
+        echo "start_slurm: $program not found; install Debian's slurm-wlm and munge" \
+            "(cluster/ci/install_slurm.sh, which .ci/run calls)" >&2
+        exit 3
+    fi
+done
 
 mkdir -p "$state/munge" "$state/ctld" "$state/spool"
 chmod 700 "$state/munge"

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Stop the test cluster started by start_slurm.sh STATE_DIR: cancel its jobs, then
-# SIGTERM its daemons by the pids in their pid files (SIGKILL after 10 s).
+# Stop the test cluster started by start_slurm.sh STATE_DIR: cancel its jobs (when its
+# controller runs), then SIGTERM its daemons by the pids in their pid files (SIGKILL
+# after 10 s).
 set -uo pipefail
 state=$(cd "${1:?usage: stop_slurm.sh STATE_DIR}" && pwd) || exit 1
-SLURM_CONF=$state/slurm.conf timeout 10 scancel --user="$(id -un)" 2>/dev/null
+ctld=$(cat "$state/slurmctld.pid" 2>/dev/null) || ctld=
+if [ -n "$ctld" ] && [ "$(cat "/proc/$ctld/comm" 2>/dev/null)" = slurmctld ]; then
+    SLURM_CONF=$state/slurm.conf timeout 10 scancel --user="$(id -un)" 2>/dev/null
+fi
 
 pids=()
 for entry in slurmd-n1:slurmd slurmd-n2:slurmd slurmctld:slurmctld munge/munged:munged; do

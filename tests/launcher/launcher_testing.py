@@ -1,13 +1,17 @@
-"""Helpers for the launcher tests: running distgrad-run, finding leftover processes."""
+"""Helpers for the launcher tests: running distgrad-run, finding leftover processes, and
+the training example every real multi-node run trains (compared with one host)."""
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from launcher import LaunchError
@@ -15,6 +19,7 @@ from launcher.mpi_flavor import find_program
 
 ROOT = Path(__file__).resolve().parents[2]
 PROGRAMS = Path(__file__).resolve().parent / "programs"
+EXAMPLE = ROOT / "examples" / "train_data_parallel.py"
 
 
 def _mpi_missing() -> str | None:
@@ -33,9 +38,12 @@ needs_mpi = pytest.mark.skipif(MPI_MISSING is not None, reason=f"no MPI: {MPI_MI
 
 
 def launcher_env(**extra: str) -> dict[str, str]:
-    """Environment for a distgrad-run subprocess: ours, with the repository importable."""
-    env = dict(os.environ)
+    """Environment for a distgrad-run subprocess: ours with the repository importable, no
+    Slurm job variables (so ``--launcher auto`` means mpiexec even when the suite runs in
+    a Slurm job) and no GPUs (the ranks of these tests run on the CPU)."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("SLURM_")}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env["CUDA_VISIBLE_DEVICES"] = ""
     env.update(extra)
     return env
 
@@ -73,3 +81,44 @@ def pids_with(token: str) -> list[int]:
         if token.encode() in cmdline and state != "Z":
             pids.append(int(entry))
     return pids
+
+
+def training_command(out_dir: Path) -> list[str]:
+    """COMMAND that trains the data-parallel example for one epoch (seeded: the same
+    result on any 2 ranks) and writes its checkpoint into ``out_dir``."""
+    return [sys.executable, str(EXAMPLE), "--epochs", "1", "--out", str(out_dir)]
+
+
+@dataclass(frozen=True)
+class Training:
+    """What a run of :func:`training_command` printed and saved."""
+
+    loss: str  # the last epoch's mean loss, as printed
+    accuracy: str  # the test accuracy, as printed
+    params: dict[str, np.ndarray]  # the trained parameters, from the checkpoint
+    steps: int  # optimizer steps (each one allreduced every gradient)
+
+    @staticmethod
+    def read(output: str, out_dir: Path) -> "Training":
+        import distgrad  # only here: the launcher itself never imports distgrad
+
+        losses = re.findall(r"epoch +\d+ +loss (\S+?),?\s", output)
+        accuracy = re.search(r"test accuracy (\S+)", output)
+        assert losses and accuracy, f"no loss or accuracy in the output:\n{output}"
+        checkpoint = distgrad.load(str(out_dir / "checkpoint.safetensors"))
+        params = {name: tensor.numpy() for name, tensor in checkpoint["model"].items()}
+        first_state = next(iter(checkpoint["optimizer"]["state"].values()))
+        return Training(losses[-1], accuracy[1], params, int(first_state["step"].item()))
+
+    @property
+    def gradient_bytes(self) -> int:
+        """Bytes of gradients each rank contributes to allreduces over the run."""
+        return sum(param.nbytes for param in self.params.values()) * self.steps
+
+    def assert_same_as(self, reference: "Training") -> None:
+        """Same printed loss and accuracy, bit-identical parameters."""
+        assert (self.loss, self.accuracy, self.steps) == (
+            reference.loss, reference.accuracy, reference.steps)
+        assert self.params.keys() == reference.params.keys()
+        for name, value in self.params.items():
+            assert np.array_equal(value, reference.params[name]), f"parameter {name} differs"

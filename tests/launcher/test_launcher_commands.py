@@ -1,11 +1,13 @@
-"""Command building for MPICH, Open MPI and srun: --dry-run snapshots and flavor detection."""
+"""Command building for MPICH, Open MPI and srun: --dry-run snapshots, the choice of
+launcher, how COMMAND reaches the per-rank wrapper, and option errors."""
 
 import pytest
 
 from launcher import LaunchError
-from launcher.cli import build_parser, main
+from launcher.cli import main, parse_args
+from launcher.command import RANK_MAIN, rank_argv
 from launcher.mpi_flavor import detect_flavor
-from launcher.plan import RANK_MAIN, describe, make_plan
+from launcher.plan import Here, describe, make_plan
 
 ENVIRON = {
     "PATH": "/usr/bin:/bin",
@@ -14,23 +16,28 @@ ENVIRON = {
     "NCCL_DEBUG": "WARN",
     "CUDA_VISIBLE_DEVICES": "0,1",
 }
+#: A machine with 8 cores and no GPU, unless a test gives it some.
+NODE0 = Here(cpu_count=8, hostname="node0", python="/usr/bin/python3", root=False, gpus=lambda: [])
 
 
-def dry_run(*argv: str, environ=ENVIRON) -> str:
-    args = build_parser().parse_args([*argv, "train.py", "--epochs", "2"])
-    plan = make_plan(args, environ, cpu_count=8, hostname="node0", python="/usr/bin/python3")
-    return describe(plan)
+def plan(*argv: str, environ=ENVIRON, machine=NODE0):
+    return make_plan(parse_args(list(argv)), environ, machine)
+
+
+def dry_run(*argv: str, environ=ENVIRON, machine=NODE0) -> str:
+    return describe(plan(*argv, environ=environ, machine=machine))
 
 
 def test_mpich_two_hosts():
     assert dry_run(
-        "--launcher", "mpich", "--mpiexec", "/opt/mpich/bin/mpiexec", "-H", "n1:2,n2:2",
-        "--iface", "eth1", "--ssh", "/usr/bin/ssh-wrapper", "-x", "SEED=7",
+        "--mpi-flavor", "mpich", "--mpiexec", "/opt/mpich/bin/mpiexec", "-H", "n1:2,n2:2",
+        "--iface", "eth1", "--ssh", "/usr/bin/ssh-wrapper", "-x", "SEED=7", "--tag-output",
+        "python3", "train.py", "--epochs", "2",
     ) == f"""\
 launcher: MPICH (hydra)
 command:
-  /opt/mpich/bin/mpiexec -n 4 -hosts n1:2,n2:2 -launcher ssh -launcher-exec /usr/bin/ssh-wrapper -iface eth1 -prepend-rank -genvlist CUDA_VISIBLE_DEVICES,FI_TCP_IFACE,NCCL_DEBUG,NCCL_SOCKET_IFNAME,PATH,PYTHONPATH,SEED /usr/bin/python3 {RANK_MAIN} train.py --epochs 2
-forwarded to every rank:
+  /opt/mpich/bin/mpiexec -n 4 -hosts n1:2,n2:2 -launcher ssh -launcher-exec /usr/bin/ssh-wrapper -iface eth1 -prepend-rank -genvlist CUDA_VISIBLE_DEVICES,FI_TCP_IFACE,NCCL_DEBUG,NCCL_SOCKET_IFNAME,PATH,PYTHONPATH,SEED python3 {RANK_MAIN} train.py --epochs 2
+forwarded to every rank (the allow-list and -x):
   CUDA_VISIBLE_DEVICES=0,1
   FI_TCP_IFACE=eth1
   NCCL_DEBUG=WARN
@@ -38,84 +45,174 @@ forwarded to every rank:
   PATH=/usr/bin:/bin
   PYTHONPATH=/src/distgrad
   SEED=7
-per rank (threads assume 8 cores per host, as here):
-  rank 0 on n1: DISTGRAD_LOCAL_RANK=0 DISTGRAD_LOCAL_SIZE=2 OMP_NUM_THREADS=4 CUDA_VISIBLE_DEVICES=0
-  rank 1 on n1: DISTGRAD_LOCAL_RANK=1 DISTGRAD_LOCAL_SIZE=2 OMP_NUM_THREADS=4 CUDA_VISIBLE_DEVICES=1
-  rank 2 on n2: DISTGRAD_LOCAL_RANK=0 DISTGRAD_LOCAL_SIZE=2 OMP_NUM_THREADS=4 CUDA_VISIBLE_DEVICES=0
-  rank 3 on n2: DISTGRAD_LOCAL_RANK=1 DISTGRAD_LOCAL_SIZE=2 OMP_NUM_THREADS=4 CUDA_VISIBLE_DEVICES=1"""
+per rank (threads from 8 cores per host, as here):
+  rank 0 on n1: DISTGRAD_LOCAL_RANK=0 DISTGRAD_LOCAL_SIZE=2 OMP_NUM_THREADS=4 OPENBLAS_NUM_THREADS=4 MKL_NUM_THREADS=4 CUDA_VISIBLE_DEVICES=0
+  rank 1 on n1: DISTGRAD_LOCAL_RANK=1 DISTGRAD_LOCAL_SIZE=2 OMP_NUM_THREADS=4 OPENBLAS_NUM_THREADS=4 MKL_NUM_THREADS=4 CUDA_VISIBLE_DEVICES=1
+  rank 2 on n2: DISTGRAD_LOCAL_RANK=0 DISTGRAD_LOCAL_SIZE=2 OMP_NUM_THREADS=4 OPENBLAS_NUM_THREADS=4 MKL_NUM_THREADS=4 CUDA_VISIBLE_DEVICES=0
+  rank 3 on n2: DISTGRAD_LOCAL_RANK=1 DISTGRAD_LOCAL_SIZE=2 OMP_NUM_THREADS=4 OPENBLAS_NUM_THREADS=4 MKL_NUM_THREADS=4 CUDA_VISIBLE_DEVICES=1"""
 
 
-def test_mpich_this_machine_without_tags_or_gpu_binding():
+def test_mpich_this_machine_runs_any_program_with_gpus_found_here():
+    machine = Here(8, "node0", "/usr/bin/python3", root=False, gpus=lambda: ["0", "1", "2", "3"])
     assert dry_run(
-        "--launcher", "mpich", "--mpiexec", "mpiexec", "-np", "3", "--no-tag-output",
-        "--no-gpu-bind",
+        "--mpi-flavor", "mpich", "--mpiexec", "mpiexec", "-np", "3", "hostname", "-s",
+        environ={"PATH": "/usr/bin"}, machine=machine,
     ) == f"""\
 launcher: MPICH (hydra)
 command:
-  mpiexec -n 3 -genvlist CUDA_VISIBLE_DEVICES,DISTGRAD_GPU_BIND,NCCL_DEBUG,PATH,PYTHONPATH /usr/bin/python3 {RANK_MAIN} train.py --epochs 2
-forwarded to every rank:
-  CUDA_VISIBLE_DEVICES=0,1
-  DISTGRAD_GPU_BIND=none
-  NCCL_DEBUG=WARN
-  PATH=/usr/bin:/bin
-  PYTHONPATH=/src/distgrad
-per rank (threads assume 8 cores per host, as here):
-  rank 0 on node0: DISTGRAD_LOCAL_RANK=0 DISTGRAD_LOCAL_SIZE=3 OMP_NUM_THREADS=2
-  rank 1 on node0: DISTGRAD_LOCAL_RANK=1 DISTGRAD_LOCAL_SIZE=3 OMP_NUM_THREADS=2
-  rank 2 on node0: DISTGRAD_LOCAL_RANK=2 DISTGRAD_LOCAL_SIZE=3 OMP_NUM_THREADS=2"""
+  mpiexec -n 3 -genvlist PATH /usr/bin/python3 {RANK_MAIN} --exec hostname -s
+forwarded to every rank (the allow-list and -x):
+  PATH=/usr/bin
+per rank (threads from 8 cores per host, as here):
+  rank 0 on node0: DISTGRAD_LOCAL_RANK=0 DISTGRAD_LOCAL_SIZE=3 OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 MKL_NUM_THREADS=2 CUDA_VISIBLE_DEVICES=0
+  rank 1 on node0: DISTGRAD_LOCAL_RANK=1 DISTGRAD_LOCAL_SIZE=3 OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 MKL_NUM_THREADS=2 CUDA_VISIBLE_DEVICES=1
+  rank 2 on node0: DISTGRAD_LOCAL_RANK=2 DISTGRAD_LOCAL_SIZE=3 OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 MKL_NUM_THREADS=2 CUDA_VISIBLE_DEVICES=2"""
 
 
-def test_open_mpi_hostfile_oversubscribed(tmp_path):
-    hostfile = tmp_path / "hosts"
-    hostfile.write_text("n1 slots=1\nn2 slots=1\n")
-    text = dry_run(
-        "--launcher", "openmpi", "--mpiexec", "/usr/bin/mpirun", "--hostfile", str(hostfile),
-        "-np", "3", "--oversubscribe", "--iface", "ib0", "--ssh", "rsh",
+def test_open_mpi_as_root_oversubscribed_with_threads_and_no_gpu_binding():
+    assert dry_run(
+        "--mpi-flavor", "openmpi", "--mpiexec", "/usr/bin/mpirun", "-H", "n1:1,n2:1", "-np", "3",
+        "--oversubscribe", "--iface", "ib0", "--ssh", "rsh", "--threads-per-rank", "2",
+        "--gpus-per-node", "0", "--", "/venv/bin/python", "-m", "pkg.train",
         environ={"PATH": "/usr/bin", "OMP_NUM_THREADS": "1"},
-    )
-    assert text == f"""\
+        machine=Here(8, "node0", "/usr/bin/python3", root=True, gpus=lambda: ["0"]),
+    ) == f"""\
 launcher: Open MPI
 command:
-  /usr/bin/mpirun -np 3 --host n1:1,n2:1 --oversubscribe --mca plm_rsh_agent rsh --mca btl_tcp_if_include ib0 --mca oob_tcp_if_include ib0 --tag-output -x FI_TCP_IFACE -x NCCL_SOCKET_IFNAME -x OMP_NUM_THREADS -x PATH /usr/bin/python3 {RANK_MAIN} train.py --epochs 2
-forwarded to every rank:
+  /usr/bin/mpirun -np 3 --host n1:1,n2:1 --oversubscribe --allow-run-as-root --mca plm_rsh_agent rsh --mca btl_tcp_if_include ib0 --mca oob_tcp_if_include ib0 -x DISTGRAD_GPUS_PER_NODE -x FI_TCP_IFACE -x MKL_NUM_THREADS -x NCCL_SOCKET_IFNAME -x OMP_NUM_THREADS -x OPENBLAS_NUM_THREADS -x PATH /venv/bin/python {RANK_MAIN} -m pkg.train
+forwarded to every rank (the allow-list and -x):
+  DISTGRAD_GPUS_PER_NODE=0
   FI_TCP_IFACE=ib0
+  MKL_NUM_THREADS=2
   NCCL_SOCKET_IFNAME=ib0
-  OMP_NUM_THREADS=1
+  OMP_NUM_THREADS=2
+  OPENBLAS_NUM_THREADS=2
   PATH=/usr/bin
-per rank (threads assume 8 cores per host, as here):
-  rank 0 on n1: DISTGRAD_LOCAL_RANK=0 DISTGRAD_LOCAL_SIZE=2
-  rank 1 on n2: DISTGRAD_LOCAL_RANK=0 DISTGRAD_LOCAL_SIZE=1
-  rank 2 on n1: DISTGRAD_LOCAL_RANK=1 DISTGRAD_LOCAL_SIZE=2"""
+per rank (threads from 8 cores per host, as here):
+  rank 0 on n1: DISTGRAD_LOCAL_RANK=0 DISTGRAD_LOCAL_SIZE=2 OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 MKL_NUM_THREADS=2
+  rank 1 on n2: DISTGRAD_LOCAL_RANK=0 DISTGRAD_LOCAL_SIZE=1 OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 MKL_NUM_THREADS=2
+  rank 2 on n1: DISTGRAD_LOCAL_RANK=1 DISTGRAD_LOCAL_SIZE=2 OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 MKL_NUM_THREADS=2"""
 
 
-def test_srun():
-    assert dry_run("--launcher", "srun", "--mpiexec", "/usr/bin/srun", "-np", "8") == f"""\
+def test_open_mpi_on_this_machine_always_oversubscribes():
+    # distgrad-run checked -np against the logical cores; Open MPI counts physical ones.
+    command = plan("--mpi-flavor", "openmpi", "--mpiexec", "mpirun", "-np", "2", "x.py").command
+    assert command[:4] == ["mpirun", "-np", "2", "--oversubscribe"]
+
+
+def test_srun_inside_an_allocation():
+    environ = {**ENVIRON, "SLURM_JOB_ID": "42", "SLURM_CPUS_PER_TASK": "4"}
+    assert dry_run(
+        "--mpiexec", "/usr/bin/srun", "-np", "8", "-x", "SEED=7", "--tag-output",
+        "python", "train.py", environ=environ,
+    ) == f"""\
 launcher: Slurm srun
 command:
-  /usr/bin/srun --mpi=pmi2 --kill-on-bad-exit=1 --ntasks=8 --label /usr/bin/python3 {RANK_MAIN} train.py --epochs 2
-forwarded to every rank: the whole environment (srun --export=ALL)
-per rank: placed by Slurm; each rank sets DISTGRAD_LOCAL_RANK/SIZE from SLURM_LOCALID/SLURM_STEP_TASKS_PER_NODE, OMP_NUM_THREADS from SLURM_CPUS_PER_TASK (or cores / local ranks) and CUDA_VISIBLE_DEVICES by local rank"""
+  /usr/bin/srun --mpi=pmi2 --kill-on-bad-exit=1 --ntasks=8 --cpus-per-task=4 --label python {RANK_MAIN} train.py
+forwarded to every rank: the whole environment (srun --export=ALL), with:
+  SEED=7
+per rank: placed by Slurm; each rank sets DISTGRAD_LOCAL_RANK/SIZE from SLURM_LOCALID/SLURM_STEP_TASKS_PER_NODE, OMP/OPENBLAS/MKL_NUM_THREADS (unless set) from SLURM_CPUS_PER_TASK or cores / local ranks, and CUDA_VISIBLE_DEVICES to GPU i for local rank i (unless --gpus-per-node 0 or Slurm bound it with --gpus-per-task)"""
+
+
+@pytest.mark.parametrize(
+    "argv, environ, flavor",
+    [
+        ([], {"SLURM_JOB_ID": "42"}, "srun"),  # auto, inside a Slurm job
+        (["-H", "n1,n2"], {"SLURM_JOB_ID": "42"}, "mpich"),  # hosts named: mpiexec
+        ([], {}, "mpich"),  # auto, outside Slurm
+        (["--launcher", "mpiexec"], {"SLURM_JOB_ID": "42"}, "mpich"),
+        (["--launcher", "srun"], {}, "srun"),  # srun outside an allocation makes one
+    ],
+)
+def test_launcher_choice(argv, environ, flavor, tmp_path):
+    mpiexec = tmp_path / "mpiexec"  # detection runs it: MPICH's hydra
+    mpiexec.write_text("#!/bin/sh\necho 'HYDRA build details:'\n")
+    mpiexec.chmod(0o755)
+    assert plan(*argv, "--mpiexec", str(mpiexec), "x.py", environ=environ).flavor == flavor
 
 
 def test_srun_refuses_host_lists():
     with pytest.raises(LaunchError, match="--launcher srun takes nodes from the Slurm allocation"):
-        dry_run("--launcher", "srun", "--mpiexec", "srun", "-H", "n1,n2")
+        plan("--launcher", "srun", "--mpiexec", "srun", "-H", "n1,n2", "x.py")
+
+
+@pytest.mark.parametrize(
+    "command, argv",
+    [
+        (["python", "train.py", "--lr", "1"], ["python", RANK_MAIN, "train.py", "--lr", "1"]),
+        (["/v/bin/python3.12", "-u", "-X", "dev", "-Wignore", "t.py"],
+         ["/v/bin/python3.12", "-u", "-X", "dev", "-Wignore", RANK_MAIN, "t.py"]),
+        (["python", "-m", "pkg.train", "-c", "x"],
+         ["python", RANK_MAIN, "-m", "pkg.train", "-c", "x"]),
+        (["pypy3", "-OO", "-c", "print(1)"], ["pypy3", "-OO", RANK_MAIN, "-c", "print(1)"]),
+        (["train.py", "--epochs", "2"], ["/py", RANK_MAIN, "train.py", "--epochs", "2"]),
+        (["./run.sh", "a.py"], ["/py", RANK_MAIN, "--exec", "./run.sh", "a.py"]),
+        (["python", "-V"], ["/py", RANK_MAIN, "--exec", "python", "-V"]),  # runs no program
+        (["python", "-m"], ["/py", RANK_MAIN, "--exec", "python", "-m"]),
+        (["pythonic", "x.py"], ["/py", RANK_MAIN, "--exec", "pythonic", "x.py"]),
+    ],
+)
+def test_command_goes_through_the_rank_wrapper(command, argv):
+    assert rank_argv(command, python="/py") == argv
+
+
+def test_gpus_per_node_refuses_more_local_ranks():
+    args = ("--mpi-flavor", "mpich", "--mpiexec", "mpiexec", "-H", "n1:3,n2:1", "--gpus-per-node",
+            "2", "x.py")
+    with pytest.raises(LaunchError) as error:
+        plan(*args)
+    assert str(error.value) == (
+        "host n1: 3 local ranks but 2 GPU(s) (--gpus-per-node 2), and each rank takes one GPU. "
+        "Lower the ranks per node to 2, pass --oversubscribe-gpus to share the GPUs "
+        "round-robin, or --gpus-per-node 0 to leave CUDA_VISIBLE_DEVICES alone"
+    )
+    shared = plan(*args[:-1], "--oversubscribe-gpus", "x.py", environ={"PATH": "/bin"})
+    assert [rank.env["CUDA_VISIBLE_DEVICES"] for rank in shared.ranks] == ["0", "1", "0", "0"]
+
+
+def test_gpus_found_here_limit_local_ranks():
+    machine = Here(8, "node0", "/usr/bin/python3", root=False, gpus=lambda: ["0"])
+    with pytest.raises(LaunchError, match=r"^host node0: 2 local ranks but 1 GPU\(s\) "
+                                          r"\(nvidia-smi -L\), and each rank takes one GPU"):
+        plan("--mpi-flavor", "mpich", "--mpiexec", "m", "-np", "2", "x.py", environ={},
+             machine=machine)
 
 
 def test_dry_run_through_main(capsys):
-    status = main(["--launcher", "mpich", "--mpiexec", "mpiexec", "--dry-run", "-np", "2", "x.py"])
+    status = main(["--mpi-flavor", "mpich", "--mpiexec", "mpiexec", "--dry-run", "-np", "2",
+                   "python", "x.py"])
     assert status == 0
     assert capsys.readouterr().out.startswith("launcher: MPICH (hydra)\ncommand:\n  mpiexec -n 2 ")
 
 
 def test_bad_input_exits_2_with_the_reason(capsys):
-    status = main(["--launcher", "mpich", "--mpiexec", "mpiexec", "-H", "a:2,b:2", "-np", "5", "x.py"])
+    status = main(["--mpi-flavor", "mpich", "--mpiexec", "mpiexec", "-H", "a:2,b:2", "-np", "5",
+                   "python", "x.py"])
     assert status == 2
     assert capsys.readouterr().err == (
         "distgrad-run: error: -np 5 is more than the 4 slots available (a: 2, b: 2). Lower -np, "
         "give hosts more slots (-H host:N or 'host slots=N' in the hostfile), or pass "
         "--oversubscribe to run more ranks than slots.\n"
     )
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["-np", "2"], "no COMMAND given (e.g. distgrad-run -np 2 python train.py)"),
+        (["-np", "0", "x.py"], "argument -np/-n: must be at least 1, got 0"),
+        (["--threads-per-rank", "two", "x.py"],
+         "argument --threads-per-rank: must be a whole number, got 'two'"),
+        (["--gpus-per-node", "-1", "x.py"], "argument --gpus-per-node: must be at least 0, got -1"),
+        (["--launcher", "mpich", "x.py"], "argument --launcher: invalid choice: 'mpich'"),
+        (["--timeout", "0", "x.py"], "argument --timeout: must be more than 0 seconds, got 0"),
+    ],
+)
+def test_option_errors(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    assert f"distgrad-run: error: {message}" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -138,5 +235,6 @@ def test_detect_flavor_unknown(tmp_path):
     fake = tmp_path / "mpiexec"
     fake.write_text("#!/bin/sh\necho 'mystery launcher 1.0'\n")
     fake.chmod(0o755)
-    with pytest.raises(LaunchError, match="says 'mystery launcher 1.0', which is neither"):
+    with pytest.raises(LaunchError, match="says 'mystery launcher 1.0', which is neither MPICH "
+                                          r"\(hydra\) nor Open MPI; pass --mpi-flavor mpich"):
         detect_flavor(str(fake))

@@ -1,10 +1,11 @@
-"""Per-rank environment: placement from launcher variables, threads, GPUs, allow-list."""
+"""Per-rank environment: placement from launcher variables, threads, GPU binding, allow-list."""
 
 import pytest
 
 from launcher import LaunchError
 from launcher.env import forwarded_names, parse_env_options
-from launcher.rank_main import Placement, placement_from_env, rank_environment, visible_gpus
+from launcher.rank_main import (THREAD_VARS, Placement, gpu_for_rank, nvidia_smi_gpus,
+                                placement_from_env, rank_environment)
 
 HYDRA = {"PMI_RANK": "5", "PMI_SIZE": "8", "MPI_LOCALRANKID": "1", "MPI_LOCALNRANKS": "4"}
 OPEN_MPI = {
@@ -40,11 +41,14 @@ def test_placement_from_launcher_variables(environ, place):
 
 
 def test_rank_environment_sets_local_rank_threads_and_gpu():
-    env = rank_environment(Placement(5, 8, 1, 4), {}, cpu_count=16, gpus=["0", "1", "2", "3"])
+    env = rank_environment(Placement(5, 8, 1, 4), {}, cpu_count=16,
+                           detect=lambda: ["0", "1", "2", "3"])
     assert env == {
         "DISTGRAD_LOCAL_RANK": "1",
         "DISTGRAD_LOCAL_SIZE": "4",
         "OMP_NUM_THREADS": "4",
+        "OPENBLAS_NUM_THREADS": "4",
+        "MKL_NUM_THREADS": "4",
         "CUDA_VISIBLE_DEVICES": "1",
     }
 
@@ -52,39 +56,77 @@ def test_rank_environment_sets_local_rank_threads_and_gpu():
 @pytest.mark.parametrize(
     "environ, cpu_count, local_size, threads",
     [
-        ({}, 16, 4, "4"),
-        ({}, 2, 3, "1"),  # never 0
-        ({"SLURM_CPUS_PER_TASK": "6"}, 64, 4, "6"),
-        ({"OMP_NUM_THREADS": "3"}, 16, 4, None),  # the user's choice stays
+        ({}, 16, 4, ("4", "4", "4")),
+        ({}, 2, 3, ("1", "1", "1")),  # never 0
+        ({"SLURM_CPUS_PER_TASK": "6"}, 64, 4, ("6", "6", "6")),
+        ({"OMP_NUM_THREADS": "3"}, 16, 4, ("3", "3", "3")),  # the user's choice, for all
+        ({"MKL_NUM_THREADS": "1"}, 16, 4, ("4", "4", "1")),
+        ({"OMP_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "5"}, 16, 4, ("2", "5", "2")),
     ],
 )
 def test_threads_per_rank(environ, cpu_count, local_size, threads):
-    env = rank_environment(Placement(0, local_size, 0, local_size), environ, cpu_count, gpus=[])
-    assert env.get("OMP_NUM_THREADS") == threads
+    env = rank_environment(Placement(0, local_size, 0, local_size), environ, cpu_count,
+                           detect=lambda: [])
+    assert tuple(env[name] for name in THREAD_VARS) == threads
+
+
+def _never() -> list[str]:
+    raise AssertionError("nvidia-smi asked although a variable says which GPUs there are")
 
 
 @pytest.mark.parametrize(
-    "gpus, local_rank, environ, expected",
+    "local_rank, local_size, environ, detect, expected",
     [
-        (["4", "5", "6", "7"], 2, {}, "6"),  # CUDA_VISIBLE_DEVICES=4,5,6,7 given to the node
-        (["3"], 1, {}, "3"),  # Slurm already gave this task its own GPU
-        (["0", "1"], 3, {}, "1"),  # more ranks than GPUs: shared round-robin
-        ([], 0, {}, None),  # no GPU
-        (["0", "1"], 1, {"DISTGRAD_GPU_BIND": "none"}, None),  # --no-gpu-bind
+        (2, 4, {}, lambda: ["0", "1", "2", "3"], "2"),  # nvidia-smi -L lists 4 GPUs
+        (2, 4, {"CUDA_VISIBLE_DEVICES": "4,5,6,7"}, _never, "6"),  # the node's share
+        (1, 2, {"CUDA_VISIBLE_DEVICES": ""}, _never, None),  # no GPU visible
+        (1, 2, {}, lambda: [], None),  # no GPU at all
+        (1, 2, {"DISTGRAD_GPUS_PER_NODE": "4"}, _never, "1"),  # --gpus-per-node 4
+        (1, 2, {"DISTGRAD_GPUS_PER_NODE": "2", "CUDA_VISIBLE_DEVICES": "6,7"}, _never, "7"),
+        (1, 2, {"DISTGRAD_GPUS_PER_NODE": "0"}, _never, None),  # --gpus-per-node 0
+        # Slurm --gpus-per-task=1: each task sees only its own GPU; keep it.
+        (3, 4, {"SLURM_GPUS_PER_TASK": "1", "CUDA_VISIBLE_DEVICES": "3"}, _never, None),
+        # --oversubscribe-gpus: 3 ranks share 2 GPUs round-robin
+        (2, 3, {"DISTGRAD_OVERSUBSCRIBE_GPUS": "1"}, lambda: ["0", "1"], "0"),
     ],
 )
-def test_gpu_assignment(gpus, local_rank, environ, expected):
-    env = rank_environment(Placement(local_rank, 4, local_rank, 4), environ, 8, gpus)
-    assert env.get("CUDA_VISIBLE_DEVICES") == expected
+def test_gpu_assignment(local_rank, local_size, environ, detect, expected):
+    assert gpu_for_rank(Placement(local_rank, 8, local_rank, local_size), environ, detect) == expected
 
 
-def test_visible_gpus(tmp_path):
-    (tmp_path / "0000:3b:00.0").mkdir()
-    (tmp_path / "0000:5e:00.0").mkdir()
-    assert visible_gpus({"CUDA_VISIBLE_DEVICES": "2,3"}, str(tmp_path)) == ["2", "3"]
-    assert visible_gpus({"CUDA_VISIBLE_DEVICES": ""}, str(tmp_path)) == []
-    assert visible_gpus({}, str(tmp_path)) == ["0", "1"]
-    assert visible_gpus({}, str(tmp_path / "absent")) == []
+@pytest.mark.parametrize(
+    "environ, detect, source",
+    [
+        ({}, lambda: ["0", "1"], "nvidia-smi -L"),
+        ({"CUDA_VISIBLE_DEVICES": "2,3"}, _never, "CUDA_VISIBLE_DEVICES=2,3"),
+        ({"DISTGRAD_GPUS_PER_NODE": "2"}, _never, "--gpus-per-node 2"),
+    ],
+)
+def test_more_local_ranks_than_gpus_is_refused(environ, detect, source):
+    with pytest.raises(ValueError) as error:
+        gpu_for_rank(Placement(0, 3, 0, 3), environ, detect)
+    assert str(error.value) == (
+        f"3 local ranks but 2 GPU(s) ({source}), and each rank takes one GPU. Lower the ranks "
+        f"per node to 2, pass --oversubscribe-gpus to share the GPUs round-robin, or "
+        f"--gpus-per-node 0 to leave CUDA_VISIBLE_DEVICES alone"
+    )
+
+
+def test_nvidia_smi_gpus(tmp_path, monkeypatch):
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text(
+        "#!/bin/sh\n[ \"$1\" = -L ] || exit 9\n"
+        "echo 'GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-1)'\n"
+        "echo '  MIG 3g.40gb     Device  0: (UUID: MIG-2)'\n"
+        "echo 'GPU 1: NVIDIA H100 80GB HBM3 (UUID: GPU-3)'\n"
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert nvidia_smi_gpus() == ["0", "1"]
+    fake.write_text("#!/bin/sh\necho 'NVIDIA-SMI has failed' >&2; exit 9\n")
+    assert nvidia_smi_gpus() == []
+    fake.unlink()
+    assert nvidia_smi_gpus() == []
 
 
 def test_allow_list():

@@ -6,8 +6,10 @@ with ``--ssh``, runs the remote proxy in the other namespace with a fresh login-
 environment, so only the launcher's allow-list reaches the remote ranks. Both
 namespaces share this machine's hostname, /dev/shm and cores: MPI must be told to use
 TCP (UCX_TLS=tcp,self with the veth and loopback as devices, or the OFI netmod with
-FI_PROVIDER=tcp), else UCX sees one machine and uses shared memory; the test checks
-the veth byte counters to prove the data really crossed the link.
+FI_PROVIDER=tcp), else UCX sees one machine and uses shared memory; the tests check
+the veth byte counters to prove the data really crossed the link. The main test trains
+the data-parallel example with one rank per host and compares the result with the same
+training on 2 ranks of one host (the ``reference_training`` fixture).
 
 Needs root and iproute2; skipped otherwise.
 """
@@ -19,6 +21,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import textwrap
 import time
 import uuid
@@ -27,7 +30,8 @@ from typing import Callable
 
 import pytest
 
-from launcher_testing import PROGRAMS, distgrad_run, launcher_env, needs_mpi, pids_with
+from launcher_testing import (PROGRAMS, Training, distgrad_run, launcher_env, needs_mpi,
+                              pids_with, training_command)
 
 pytestmark = needs_mpi
 IFACE = "dgveth"
@@ -52,10 +56,10 @@ class TwoHosts:
             for ns in self.namespaces
         ]
 
-    def run(self, args: list[str], env: dict[str, str], timeout: int = 40):
-        """distgrad-run ARGS with 2 ranks per host and ``--timeout``, started on the first
-        host and reaching the second through --ssh."""
-        hosts = ",".join(f"{address}:2" for address in self.addresses)
+    def run(self, args: list[str], env: dict[str, str], timeout: int = 40, slots: int = 2):
+        """distgrad-run ARGS with ``slots`` ranks per host and ``--timeout``, started on the
+        first host and reaching the second through --ssh."""
+        hosts = ",".join(f"{address}:{slots}" for address in self.addresses)
         return distgrad_run(
             ["-H", hosts, "--iface", IFACE, "--ssh", self.ssh, "--timeout", str(timeout),
              "--grace", "2", *args],
@@ -144,35 +148,50 @@ def two_hosts(request, tmp_path):
 class Job:
     """A program for the two hosts and how to judge its output."""
 
-    argv: list[str]
+    command: list[str]
+    slots: int  # ranks per host
     min_network_bytes: int  # each host must send at least this much over the veth
     verify: Callable[[str], None]
 
 
 @pytest.fixture
-def job_on_two_hosts() -> Job:
-    """What the multi-node test runs: swap this fixture to run another program."""
-    count = 1 << 20  # 8 MiB of doubles
+def job_on_two_hosts(reference_training, tmp_path) -> Job:
+    """What the multi-node test runs: the training example, one rank per host. It must
+    end with the same loss, accuracy and parameters as on 2 ranks of one host, and each
+    host must have sent at least the gradients (parameters x 4 bytes x steps)."""
+    out = tmp_path / "run"
 
     def verify(output: str) -> None:
-        lines = sorted(re.findall(r"^\[\d+\] (rank \d+/4 .*)$", output, re.M))
-        assert len(lines) == 4, output
-        for rank, line in enumerate(lines):
-            local = rank % 2
-            assert line.startswith(f"rank {rank}/4 local {local}/2 mpi-local {local}/2 "), line
-            assert line.endswith("allreduce ok 10"), line
+        Training.read(output, out).assert_same_as(reference_training)
 
-    return Job([str(PROGRAMS / "allreduce.py"), str(count)], count * 8, verify)
+    return Job(training_command(out), 1, reference_training.gradient_bytes, verify)
 
 
-@pytest.mark.parametrize("transport", sorted(TRANSPORTS))
-def test_job_spans_two_hosts_over_the_network(two_hosts, job_on_two_hosts, transport):
+def test_job_spans_two_hosts_over_the_network(two_hosts, job_on_two_hosts):
     before = two_hosts.tx_bytes()
-    result = two_hosts.run(job_on_two_hosts.argv, launcher_env(**TRANSPORTS[transport]))
+    result = two_hosts.run(job_on_two_hosts.command, launcher_env(**TRANSPORTS["ucx-tcp"]),
+                           slots=job_on_two_hosts.slots)
     sent = [after - start for after, start in zip(two_hosts.tx_bytes(), before)]
     assert result.returncode == 0, result.stdout + result.stderr
     job_on_two_hosts.verify(result.stdout)
     assert min(sent) >= job_on_two_hosts.min_network_bytes, f"veth tx bytes per host: {sent}"
+
+
+@pytest.mark.parametrize("transport", sorted(TRANSPORTS))
+def test_ranks_fill_both_hosts(two_hosts, transport):
+    count = 1 << 20  # 8 MiB of doubles per rank
+    before = two_hosts.tx_bytes()
+    result = two_hosts.run([sys.executable, str(PROGRAMS / "allreduce.py"), str(count)],
+                           launcher_env(**TRANSPORTS[transport]))
+    sent = [after - start for after, start in zip(two_hosts.tx_bytes(), before)]
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = sorted(re.findall(r"^rank \d+/4 .*$", result.stdout, re.M))
+    assert len(lines) == 4, result.stdout
+    for rank, line in enumerate(lines):  # launcher and MPI agree on who shares a host
+        local = rank % 2
+        assert line.startswith(f"rank {rank}/4 local {local}/2 mpi-local {local}/2 "), line
+        assert line.endswith("allreduce ok 10"), line
+    assert min(sent) >= count * 8, f"veth tx bytes per host: {sent}"
 
 
 def test_check_across_two_hosts(two_hosts):
@@ -184,7 +203,7 @@ def test_check_across_two_hosts(two_hosts):
 
 def test_remote_failure_ends_the_job_on_both_hosts(two_hosts, token):
     started = time.monotonic()
-    args = [str(PROGRAMS / "misbehave.py"), "raise", "3", token]  # rank 3: second host
+    args = [sys.executable, str(PROGRAMS / "misbehave.py"), "raise", "3", token]  # on host 2
     result = two_hosts.run(args, launcher_env(**TRANSPORTS["ucx-tcp"]))
     assert result.returncode == 1, result.stdout + result.stderr
     assert "[rank 3] RuntimeError: rank 3 fails on purpose" in result.stderr
@@ -194,7 +213,7 @@ def test_remote_failure_ends_the_job_on_both_hosts(two_hosts, token):
 
 def test_timeout_stops_ranks_on_both_hosts(two_hosts, token):
     started = time.monotonic()
-    args = [str(PROGRAMS / "misbehave.py"), "hang", "0", token]
+    args = [sys.executable, str(PROGRAMS / "misbehave.py"), "hang", "0", token]
     result = two_hosts.run(args, launcher_env(**TRANSPORTS["ucx-tcp"]), timeout=3)
     assert result.returncode == 124, result.stdout + result.stderr
     assert result.stdout.count("ready") == 4, result.stdout
