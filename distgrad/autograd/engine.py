@@ -16,7 +16,7 @@ import threading
 from ..backend import array_module_for, is_floating
 from ..backend.dtypes import bfloat16
 from . import grad_mode
-from .function import _anomaly
+from .function import Function, _anomaly
 from .tensor import Tensor
 
 _BF16 = bfloat16.np if bfloat16 is not None else None  # numpy's bfloat16 (ml_dtypes)
@@ -201,6 +201,13 @@ def _pre_hooks(node, grads, create_graph):
 
 
 def _call_backward(node, grads, create_graph):
+    if node._device is not None:
+        with node._device:
+            return _run_backward(node, grads, create_graph)
+    return _run_backward(node, grads, create_graph)
+
+
+def _run_backward(node, grads, create_graph):
     fn = node._function
     xp = node._xp
     if node._materialize_grads:
@@ -229,22 +236,25 @@ def _call_backward(node, grads, create_graph):
     return out[0] if single else out
 
 
+class _OnceDifferentiableResult(Function):
+    """Marks the gradients a once-differentiable backward produced under create_graph, so
+    that differentiating them raises instead of silently giving zero."""
+
+    @staticmethod
+    def forward(ctx, name, n, *values):
+        ctx.op_name = name
+        return values[:n] if n > 1 else values[0]
+
+    @staticmethod
+    def backward(ctx, *grads):
+        raise RuntimeError(f"the backward of {ctx.op_name} is not differentiable twice (it is "
+                           f"marked once_differentiable); create_graph=True cannot go through "
+                           f"it")
+
+
 def _wrap_once_differentiable(node, result, grads):
     """Mark ``result`` so that differentiating it raises; it is connected to the incoming
     ``grads`` (when they require grad), the path a double backward takes."""
-    from .function import Function
-
-    class _NotTwiceDifferentiable(Function):
-        @staticmethod
-        def forward(ctx, n, *values):
-            return values[:n] if n > 1 else values[0]
-
-        @staticmethod
-        def backward(ctx, *grads):
-            raise RuntimeError(f"the backward of {node.name()} is not differentiable twice "
-                               f"(it is marked once_differentiable); create_graph=True cannot "
-                               f"go through it")
-
     single = not isinstance(result, tuple)
     result = (result,) if single else result
     wrapped = tuple(Tensor(r) if r is not None else None for r in result)
@@ -252,7 +262,7 @@ def _wrap_once_differentiable(node, result, grads):
     live = [w for w in wrapped if w is not None]
     if live:
         links = [g for g in grads if isinstance(g, Tensor) and g.requires_grad]
-        marked = _NotTwiceDifferentiable.apply(len(live), *live, *links)
+        marked = _OnceDifferentiableResult.apply(node.name(), len(live), *live, *links)
         marked = marked if isinstance(marked, tuple) else (marked,)
         it = iter(marked)
         out = [next(it) if w is not None else None for w in wrapped]
