@@ -12,6 +12,7 @@ from .ops import *  # noqa: F401,F403
 from . import amp, data, distributed, optim
 from . import func, jit, utils, viz
 from .serialization import load, save
+from . import checkpoint
 
 double, half, long = float64, float16, int64
 __version__ = "0.1.0"

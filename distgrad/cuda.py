@@ -4,12 +4,12 @@ Everything works without cupy: ``is_available()`` is then False and the rest rai
 that says why (cupy not installed, no driver, no device)."""
 from __future__ import annotations
 
-from .backend import cuda_unavailable_reason, cupy_or_none
+from .backend import cuda_unavailable_reason, cupy_or_none, device as _make_device
 from .backend import random as _random
 
 __all__ = ["is_available", "device_count", "current_device", "set_device", "synchronize",
            "manual_seed", "manual_seed_all", "memory_allocated", "max_memory_allocated",
-           "memory_reserved", "get_device_name"]
+           "memory_reserved", "mem_get_info", "get_device_name"]
 
 
 def _cupy():
@@ -29,28 +29,35 @@ def device_count() -> int:
 
 
 def current_device() -> int:
-    return _cupy().cuda.Device().id
+    return _cupy().cuda.runtime.getDevice()
+
+
+def _index(device) -> int:
+    """The GPU index of ``device`` (an int, ``"cuda:i"``, a ``distgrad.device`` or None for
+    the current one)."""
+    if device is None:
+        return current_device()
+    if isinstance(device, int):
+        return device
+    resolved = _make_device(device)
+    if resolved.type != "cuda":
+        raise ValueError(f"expected a CUDA device, got {resolved}")
+    return resolved.index
 
 
 def set_device(device) -> None:
-    index = device if isinstance(device, int) else getattr(device, "index", None)
-    if index is None:
-        index = int(str(device).partition(":")[2] or 0)
-    _cupy().cuda.Device(index).use()
+    """Make ``device`` the current GPU: ``"cuda"``/``device="cuda"`` then mean this one."""
+    _cupy().cuda.Device(_index(device)).use()
 
 
 def synchronize(device=None) -> None:
-    cp = _cupy()
-    if device is None:
-        cp.cuda.Device().synchronize()
-    else:
-        cp.cuda.Device(device if isinstance(device, int) else device.index).synchronize()
+    """Wait until every kernel queued on ``device`` (default: the current GPU) has finished."""
+    _cupy().cuda.Device(_index(device)).synchronize()
 
 
 def get_device_name(device=None) -> str:
-    cp = _cupy()
-    index = cp.cuda.Device().id if device is None else int(getattr(device, "index", device))
-    return cp.cuda.runtime.getDeviceProperties(index)["name"].decode()
+    name = _cupy().cuda.runtime.getDeviceProperties(_index(device))["name"]
+    return name.decode() if isinstance(name, bytes) else name
 
 
 def manual_seed(seed: int) -> None:
@@ -62,16 +69,32 @@ def manual_seed(seed: int) -> None:
 manual_seed_all = manual_seed
 
 
+def _pool(device):
+    """cupy's default memory pool and the device whose figures to read."""
+    cp = _cupy()
+    return cp.get_default_memory_pool(), cp.cuda.Device(_index(device))
+
+
 def memory_allocated(device=None) -> int:
-    """Bytes held by tensors in cupy's memory pool."""
-    return _cupy().get_default_memory_pool().used_bytes()
+    """Bytes held by tensors in cupy's memory pool on ``device`` (default: current GPU)."""
+    pool, dev = _pool(device)
+    with dev:
+        return pool.used_bytes()
 
 
 def memory_reserved(device=None) -> int:
-    """Bytes reserved by cupy's memory pool."""
-    return _cupy().get_default_memory_pool().total_bytes()
+    """Bytes reserved by cupy's memory pool on ``device`` (default: current GPU)."""
+    pool, dev = _pool(device)
+    with dev:
+        return pool.total_bytes()
 
 
 def max_memory_allocated(device=None) -> int:
     """cupy keeps no high-water mark; this reports the pool's reserved bytes, an upper bound."""
     return memory_reserved(device)
+
+
+def mem_get_info(device=None) -> tuple:
+    """``(free, total)`` bytes of the GPU, as the driver reports them."""
+    with _cupy().cuda.Device(_index(device)):
+        return tuple(_cupy().cuda.runtime.memGetInfo())

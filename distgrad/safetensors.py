@@ -26,6 +26,7 @@ removes the temporary file and leaves any previous file at the path as it was.""
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io
 import json
@@ -67,12 +68,13 @@ def describe(file) -> str:
 
 
 # ---- writing -----------------------------------------------------------------------------
-def _host_bytes(value) -> tuple[np.ndarray, np.ndarray]:
+def _host_bytes(name: str, value) -> tuple[np.ndarray, np.ndarray]:
     """(array with the tensor's dtype and shape, its little-endian row-major bytes)."""
     array = value._host_array() if hasattr(value, "_host_array") else np.asarray(value)
     if array.dtype not in _NAME_OF:
-        raise TypeError(f"cannot save arrays of dtype {array.dtype}; supported: "
-                        f"{', '.join(str(t) for t in _NAME_OF)}")
+        raise TypeError(f"cannot save {name!r}: arrays of dtype {array.dtype} are not "
+                        f"supported (supported: {', '.join(str(t) for t in _NAME_OF)}); "
+                        f"convert it first, e.g. with .astype()")
     flat = np.ascontiguousarray(array.reshape(-1), dtype=array.dtype.newbyteorder("<"))
     return array, flat.view(np.uint8)
 
@@ -98,12 +100,16 @@ def atomic_write(path):
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    with contextlib.suppress(OSError):  # make the rename itself durable
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:  # make the rename itself durable
+        os.fsync(dir_fd)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:  # EINVAL: this file system cannot sync directories
+            raise OSError(exc.errno, f"{path} was written and renamed into place, but syncing "
+                                     f"its directory failed ({exc.strerror}); the new file may "
+                                     f"not survive a crash") from exc
+    finally:
+        os.close(dir_fd)
 
 
 def _write(f, tensors: Mapping, metadata: Mapping[str, str]) -> None:
@@ -116,7 +122,7 @@ def _write(f, tensors: Mapping, metadata: Mapping[str, str]) -> None:
     for name, value in tensors.items():
         if not isinstance(name, str) or name == "__metadata__":
             raise ValueError(f"invalid tensor name {name!r}")
-        items.append((name, *_host_bytes(value)))
+        items.append((name, *_host_bytes(name, value)))
     items.sort(key=lambda item: -item[1].itemsize)  # keeps every tensor aligned to its itemsize
     header, offset = {"__metadata__": {**metadata, "distgrad.version": "1"}}, 0
     for name, array, data in items:

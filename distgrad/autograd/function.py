@@ -79,6 +79,7 @@ class BackwardNode:
 
     _function: type = None
     _is_accumulator = False
+    _device = None  # the cupy Device an on_arrays GPU op ran under; its backward runs there too
 
     def __init__(self):
         self._seq = next(_sequence)
@@ -249,7 +250,12 @@ class Function:
             if record:
                 ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a._requires_grad
                                              for a in args)
-            out = cls.forward(ctx, *raw)
+            if ctx._xp is np:
+                out = cls.forward(ctx, *raw)
+            else:  # a GPU op runs with its first tensor's GPU current (cupy's rule)
+                ctx._device = tensors[0]._array.device
+                with ctx._device:
+                    out = cls.forward(ctx, *raw)
         else:
             ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a._requires_grad and record
                                          for a in args)

@@ -16,7 +16,8 @@ def cupy_or_none():
         try:
             import cupy
 
-            cupy.cuda.runtime.getDeviceCount()
+            if cupy.cuda.runtime.getDeviceCount() < 1:
+                raise RuntimeError("no CUDA device is visible (check CUDA_VISIBLE_DEVICES)")
             _cupy = cupy
         except ImportError:
             _cupy_error = "cupy is not installed (pip install 'distgrad[cuda12]')"
@@ -30,8 +31,15 @@ def cuda_unavailable_reason() -> str | None:
     return _cupy_error
 
 
+def _current_cuda_index() -> int:
+    """The current GPU (``distgrad.cuda.set_device``), as PyTorch's ``"cuda"``; 0 without one."""
+    cp = cupy_or_none()
+    return 0 if cp is None else cp.cuda.runtime.getDevice()
+
+
 class Device:
-    """Where a tensor lives: ``Device("cpu")`` or ``Device("cuda", index)``."""
+    """Where a tensor lives: ``Device("cpu")`` or ``Device("cuda", index)``; ``"cuda"``
+    without an index is the current GPU."""
 
     __slots__ = ("type", "index")
 
@@ -44,7 +52,7 @@ class Device:
         if type == "cpu":
             index = None
         elif index is None:
-            index = 0
+            index = _current_cuda_index()
         self.type = type
         self.index = index
 

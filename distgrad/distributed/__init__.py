@@ -8,7 +8,8 @@ from .collectives import (all_gather, all_gather_into_tensor, all_gather_object,
                           reduce_scatter_tensor, scatter)
 from .communicator import (CollectiveInfo, CollectiveTimeoutError, Communicator,
                            CommunicatorBrokenError, LocalCommunicator, ReduceOp, Work)
-from .data_parallel import DataParallel, StepStats
+from .contract import CollectiveMismatchError
+from .data_parallel import DataParallel, NonFiniteGradientError, StepStats
 from .process_group import (barrier, finalize, get_communicator, get_rank, get_timeout,
                             get_world_size, init, is_available, is_initialized, local_rank,
                             local_world_size, rank, set_timeout, world_size)
@@ -21,5 +22,5 @@ __all__ = ["init", "is_available", "is_initialized", "finalize", "rank", "world_
            "reduce_scatter_tensor", "reduce", "gather", "scatter", "all_gather_object",
            "broadcast_object_list",
            "ReduceOp", "Work", "Communicator", "LocalCommunicator", "CollectiveInfo",
-           "CollectiveTimeoutError", "CommunicatorBrokenError",
-           "DataParallel", "StepStats", "SyncBatchNorm"]
+           "CollectiveTimeoutError", "CommunicatorBrokenError", "CollectiveMismatchError",
+           "DataParallel", "StepStats", "NonFiniteGradientError", "SyncBatchNorm"]

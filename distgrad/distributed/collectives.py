@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..autograd import Tensor
 from .communicator import ReduceOp, Work
-from .process_group import get_communicator
+from .process_group import communicator_for, get_communicator
 
 __all__ = ["all_reduce", "broadcast", "all_gather", "all_gather_into_tensor", "reduce_scatter",
            "reduce_scatter_tensor", "reduce", "gather", "scatter", "all_gather_object",
@@ -60,7 +60,7 @@ def _unstack(rows, tensors):
 def all_reduce(tensor: Tensor, op: ReduceOp = ReduceOp.SUM, async_op: bool = False):
     """Reduce ``tensor`` over all ranks, in place on every rank."""
     _check_tensor("all_reduce", "tensor", tensor)
-    work = get_communicator().allreduce(tensor._array, op, async_op)
+    work = communicator_for(tensor._array).allreduce(tensor._array, op, async_op)
     if async_op:
         return _finish(work, [tensor], True)
     tensor._version.value += 1  # the blocking path is kept short: it is the common one
@@ -70,13 +70,14 @@ def all_reduce(tensor: Tensor, op: ReduceOp = ReduceOp.SUM, async_op: bool = Fal
 def broadcast(tensor: Tensor, src: int, async_op: bool = False):
     """Copy rank ``src``'s ``tensor`` into ``tensor`` on every rank."""
     _check_tensor("broadcast", "tensor", tensor)
-    return _finish(get_communicator().broadcast(tensor._array, src, async_op), [tensor], async_op)
+    return _finish(communicator_for(tensor._array).broadcast(tensor._array, src, async_op),
+                   [tensor], async_op)
 
 
 def reduce(tensor: Tensor, dst: int, op: ReduceOp = ReduceOp.SUM, async_op: bool = False):
     """Reduce ``tensor`` over all ranks into rank ``dst``'s ``tensor`` (others unchanged)."""
     _check_tensor("reduce", "tensor", tensor)
-    comm = get_communicator()
+    comm = communicator_for(tensor._array)
     written = [tensor] if comm.rank == dst else []
     return _finish(comm.reduce(tensor._array, dst, op, async_op), written, async_op)
 
@@ -84,7 +85,7 @@ def reduce(tensor: Tensor, dst: int, op: ReduceOp = ReduceOp.SUM, async_op: bool
 def all_gather(tensor_list: list, tensor: Tensor, async_op: bool = False):
     """Rank r's ``tensor`` into ``tensor_list[r]`` on every rank."""
     _check_tensor("all_gather", "tensor", tensor)
-    comm = get_communicator()
+    comm = communicator_for(tensor._array)
     _check_list("all_gather", "tensor_list", tensor_list, tensor, comm.world_size)
     xp = tensor.device.xp
     rows = xp.empty((comm.world_size,) + tensor.shape, tensor._array.dtype)
@@ -97,8 +98,8 @@ def all_gather_into_tensor(output_tensor: Tensor, input_tensor: Tensor, async_op
     as many elements: stacked or concatenated along dim 0)."""
     _check_tensor("all_gather_into_tensor", "output_tensor", output_tensor)
     _check_tensor("all_gather_into_tensor", "input_tensor", input_tensor)
-    work = get_communicator().allgather(input_tensor._array, output_tensor._array,
-                                             async_op)
+    work = communicator_for(input_tensor._array).allgather(input_tensor._array,
+                                                           output_tensor._array, async_op)
     return _finish(work, [output_tensor], async_op)
 
 
@@ -106,7 +107,7 @@ def reduce_scatter(output: Tensor, input_list: list, op: ReduceOp = ReduceOp.SUM
                    async_op: bool = False):
     """Reduce ``input_list`` element-wise over ranks; rank r receives entry r in ``output``."""
     _check_tensor("reduce_scatter", "output", output)
-    comm = get_communicator()
+    comm = communicator_for(output._array)
     _check_list("reduce_scatter", "input_list", input_list, output, comm.world_size)
     work = comm.reduce_scatter(_stack(output.device.xp, input_list), output._array, op,
                                async_op)
@@ -118,7 +119,8 @@ def reduce_scatter_tensor(output: Tensor, input: Tensor, op: ReduceOp = ReduceOp
     """``reduce_scatter`` with the inputs stacked (or concatenated) in one tensor."""
     _check_tensor("reduce_scatter_tensor", "output", output)
     _check_tensor("reduce_scatter_tensor", "input", input)
-    work = get_communicator().reduce_scatter(input._array, output._array, op, async_op)
+    work = communicator_for(input._array).reduce_scatter(input._array, output._array, op,
+                                                         async_op)
     return _finish(work, [output], async_op)
 
 
@@ -126,7 +128,7 @@ def gather(tensor: Tensor, gather_list: list | None = None, dst: int = 0,
            async_op: bool = False):
     """Rank r's ``tensor`` into ``gather_list[r]`` on rank ``dst`` (pass None elsewhere)."""
     _check_tensor("gather", "tensor", tensor)
-    comm = get_communicator()
+    comm = communicator_for(tensor._array)
     if comm.rank != dst:
         return _finish(comm.gather(tensor._array, None, dst, async_op), [], async_op)
     if gather_list is None:
@@ -141,7 +143,7 @@ def scatter(tensor: Tensor, scatter_list: list | None = None, src: int = 0,
             async_op: bool = False):
     """``scatter_list[r]`` of rank ``src`` into rank r's ``tensor`` (pass None elsewhere)."""
     _check_tensor("scatter", "tensor", tensor)
-    comm = get_communicator()
+    comm = communicator_for(tensor._array)
     send = None
     if comm.rank == src:
         if scatter_list is None:

@@ -6,7 +6,10 @@ before returning (without building a handle: the blocking path is kept short). E
 gets the next sequence number of its communicator; one that does not complete by its deadline
 raises ``CollectiveTimeoutError`` naming the operation, its sequence number, sizes, dtype and
 rank, and leaves the communicator broken (later collectives raise at once; the job is aborted
-at exit instead of hanging in ``MPI_Finalize``).
+at exit instead of hanging in ``MPI_Finalize``). The communicator keeps what the hang watchdog
+(``watchdog.py``) reports: ``seq`` (collectives issued), ``last_done`` (the last completed one)
+and the ones pending (``in_flight``: Works by sequence number; ``blocking``: the one a blocking
+call is waiting for).
 """
 from __future__ import annotations
 
@@ -132,6 +135,7 @@ class Work:
                  reduce_op=None):
         comm.seq += 1
         self.seq = comm.seq
+        comm.in_flight[self.seq] = self
         self._comm, self._op, self._array, self._root, self._reduce_op = (comm, op, array, root,
                                                                            reduce_op)
         self._callbacks = []
@@ -161,6 +165,8 @@ class Work:
 
     def _complete(self) -> None:
         self._done = True
+        self._comm.in_flight.pop(self.seq, None)
+        self._comm.last_done = self
         if self._callbacks:
             callbacks, self._callbacks = self._callbacks, []
             for callback in callbacks:
@@ -208,6 +214,9 @@ class Communicator(ABC):
         self.timeout = float(timeout)
         self.seq = 0
         self.failure = None
+        self.in_flight = {}  # seq -> Work not completed yet
+        self.last_done = self.blocking = None  # a Work, or a function returning CollectiveInfo
+        self.watchdog = None  # reports every rank's state on a missed deadline
 
     # ---- bookkeeping shared by implementations ------------------------------------------
     def _issue(self, test, async_op: bool, op: str, array=None, root=None, reduce_op=None,
@@ -219,10 +228,12 @@ class Communicator(ABC):
             return Work(self, test, op, array, root, reduce_op)._then(*then)
         self.seq += 1
         seq = self.seq
-        _wait(self, test, time.monotonic(), None, lambda: CollectiveInfo(
+        self.blocking = info = lambda: CollectiveInfo(
             op, seq, self.rank, self.world_size, *(() if array is None else (array.size,
                                                                              array.dtype)),
-            root=root, reduce_op=reduce_op))
+            root=root, reduce_op=reduce_op)
+        _wait(self, test, time.monotonic(), None, info)
+        self.blocking, self.last_done = None, info
         for callback in then:
             if callback is not None:
                 callback()
@@ -234,12 +245,20 @@ class Communicator(ABC):
                                       f"communicator is broken since {self.failure}")
 
     def _fail(self, info: CollectiveInfo, waited: float):
+        self.failure = f"{info.describe()} timed out"
+        report = None
+        if self.watchdog is not None:
+            try:
+                report = self.watchdog.report(self, info, waited)
+            except Exception as exc:  # the timeout must be raised whatever happens
+                report = f"(the watchdog failed: {exc!r})"
         message = (f"[rank {self.rank}] {info.describe()} did not complete within "
                    f"{waited:.1f} s (timeout {self.timeout:g} s). Another rank has probably not "
                    f"reached it: it is stuck, has failed, or issued collectives in a different "
                    f"order or with different sizes. Set DISTGRAD_COLLECTIVE_TIMEOUT or "
                    f"init(timeout=...) to change the deadline. The job will be taken down.")
-        self.failure = f"{info.describe()} timed out"
+        if report:
+            message += f" Watchdog report: {report}"
         raise CollectiveTimeoutError(message)
 
     @staticmethod

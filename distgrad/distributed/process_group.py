@@ -4,7 +4,9 @@
 distgrad-run) and in a plain ``python`` process (a world of one; without mpi4py installed, a
 local communicator stands in). It also makes failures fatal to the whole job: an uncaught
 exception on any rank, in any thread, prints its traceback with every line prefixed
-``[rank N]`` and calls ``MPI_Abort``.
+``[rank N]`` and calls ``MPI_Abort``. A collective that misses its deadline has the hang
+watchdog (``watchdog.py``) report every rank's state first; ``DISTGRAD_DEBUG=1`` checks every
+collective against the other ranks' before it runs (``contract.py``).
 """
 from __future__ import annotations
 
@@ -12,17 +14,24 @@ import atexit
 import datetime
 import importlib.util
 import os
+import socket
 import sys
 import threading
+import time
 import traceback
 import warnings
 
+import numpy as np
+
 from .communicator import DEFAULT_TIMEOUT, Communicator, LocalCommunicator, Work
+from .contract import debug_requested, enable_debug
 from .env import cross_check, launcher_claims
+from .nccl import gpu_communicator, select_local_gpu
+from .watchdog import Watchdog
 
 __all__ = ["init", "is_available", "is_initialized", "finalize", "rank", "world_size",
            "get_rank", "get_world_size", "local_rank", "local_world_size", "barrier",
-           "get_communicator", "set_timeout", "get_timeout"]
+           "get_communicator", "communicator_for", "set_timeout", "get_timeout"]
 
 TIMEOUT_ENV = "DISTGRAD_COLLECTIVE_TIMEOUT"
 
@@ -33,6 +42,8 @@ class _World:
         self.local_rank = local_rank
         self.local_size = local_size
         self.hooks = (sys.excepthook, threading.excepthook)
+        self.gpu_comm = None  # made by communicator_for at the first GPU array
+        self.watchdog = None  # for a world of more than one rank
 
 
 _world: _World | None = None
@@ -78,6 +89,7 @@ def init(timeout=None) -> Communicator:
     seconds = _seconds(timeout) if timeout is not None else _default_timeout()
     if is_available():
         _world = _mpi_world(seconds)
+        select_local_gpu(_world.local_rank, _world.local_size)
     else:
         claimed = [c for c in launcher_claims() if c[1] == "world size" and c[3] > 1]
         if claimed:
@@ -106,7 +118,20 @@ def _mpi_world(seconds: float) -> _World:
         warnings.warn(f"distgrad.distributed.init (rank {world.Get_rank()}): {problem}; "
                       f"using MPI's values", RuntimeWarning, stacklevel=3)
     # A private duplicate: users' own traffic on COMM_WORLD cannot interleave with ours.
-    return _World(MPICommunicator(world.Dup(), seconds), local_rank, local_size)
+    result = _World(MPICommunicator(world.Dup(), seconds), local_rank, local_size)
+    if world.Get_size() > 1:  # (on COMM_WORLD: the job id takes none of our sequence numbers)
+        job = world.bcast(f"{time.strftime('%Y%m%d-%H%M%S')}-{socket.gethostname()}-"
+                          f"{os.getpid()}" if world.Get_rank() == 0 else None, root=0)
+        result.watchdog = Watchdog(world.Get_rank(), world.Get_size(), job)
+        _watch(result, result.comm)
+    return result
+
+
+def _watch(world: _World, comm: Communicator) -> None:
+    """Put ``comm`` under the world's watchdog, and in debug mode if asked for."""
+    world.watchdog.watch(comm)
+    if debug_requested():
+        enable_debug(comm)
 
 
 def _require() -> _World:
@@ -124,6 +149,20 @@ def get_communicator() -> Communicator:
     """The world's communicator (after ``init()``)."""
     world = _world
     return world.comm if world is not None else _require().comm
+
+
+def communicator_for(array) -> Communicator:
+    """The communicator for ``array``: the world's for host arrays; for GPU arrays, NCCL
+    (set up by all ranks together at the first GPU array) or, where NCCL cannot be used, the
+    world's, which stages them through host memory."""
+    world = _require()
+    if array is None or isinstance(array, np.ndarray):
+        return world.comm
+    if world.gpu_comm is None:
+        world.gpu_comm = gpu_communicator(world.comm, array.device.id)
+        if world.watchdog is not None and world.gpu_comm is not world.comm:
+            _watch(world, world.gpu_comm)
+    return world.gpu_comm
 
 
 def rank() -> int:
@@ -171,6 +210,8 @@ def finalize() -> None:
     world, _world = _world, None
     sys.excepthook, threading.excepthook = world.hooks
     atexit.unregister(_abort_if_broken)
+    if world.watchdog is not None:
+        world.watchdog.stop()
     if getattr(world.comm, "comm", None) is not None and world.comm.failure is None:
         world.comm.comm.Free()
 

@@ -42,7 +42,7 @@ def as_tensor(x, like: Tensor | None = None, dtype=None) -> Tensor:
 def check_same_device(op: str, *tensors: Tensor) -> None:
     devices = {t.device for t in tensors if isinstance(t, Tensor)}
     if len(devices) > 1:
-        names = ", ".join(str(d) for d in devices)
+        names = ", ".join(dict.fromkeys(str(t.device) for t in tensors if isinstance(t, Tensor)))
         raise RuntimeError(f"{op}: expected all tensors to be on the same device, but found at "
                            f"least two devices, {names}. Move them with .to(device) first.")
 

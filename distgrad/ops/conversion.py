@@ -63,6 +63,11 @@ def move_array(array, device):
     if device.type == "cpu":
         return array if isinstance(array, np.ndarray) else array.get()
     cp = device.xp
+    if isinstance(array, cp.ndarray):
+        if array.device.id == device.index:
+            return array
+        with cp.cuda.Device(device.index):
+            return cp.copy(array)  # GPU to GPU (cupy.asarray would keep the source GPU's)
     with cp.cuda.Device(device.index):
         return cp.asarray(array)
 

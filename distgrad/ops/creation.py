@@ -11,6 +11,7 @@ from ..autograd import Tensor, grad_mode
 from ..backend import CPU, as_dtype, device as make_device, device_of, get_default_dtype, is_array
 from ..backend import random as _random
 from ._helpers import apply_inplace, tensor_method
+from .conversion import move_array
 
 __all__ = ["tensor", "as_tensor", "from_numpy", "zeros", "ones", "full", "empty", "arange",
            "linspace", "eye", "rand", "randn", "randint", "randperm", "zeros_like", "ones_like",
@@ -27,15 +28,9 @@ def _finish(array, dtype, device, requires_grad):
     if dtype is not None:
         array = array.astype(as_dtype(dtype).np, copy=False)
     device = make_device(device)
-    if device != CPU:
-        array = _to_device(array, device)
+    if device != CPU or type(array) is not np.ndarray:
+        array = move_array(array, device)
     return Tensor(array, requires_grad=requires_grad)
-
-
-def _to_device(array, device):
-    cp = device.xp
-    with cp.cuda.Device(device.index):
-        return cp.asarray(array)
 
 
 def _default_for(array):
@@ -52,9 +47,10 @@ def tensor(data, dtype=None, device=None, requires_grad: bool = False) -> Tensor
     floats become the default dtype (float32), Python ints int64, as in PyTorch."""
     if isinstance(data, Tensor):
         data = data._array
-    if is_array(data) and device is None:
-        device = device_of(data)
-        array = data.copy()
+    if is_array(data):
+        moved = device is not None and make_device(device) != device_of(data)
+        device = device_of(data) if device is None else device
+        array = data if moved else data.copy()  # a move copies anyway
     elif isinstance(data, (np.ndarray, np.generic)):  # numpy data keeps its dtype
         array = np.array(data)
     else:
@@ -251,14 +247,14 @@ def bernoulli_(self, p=0.5, *, generator=None):
 
 def _host_to(like, host_array):
     host_array = host_array.astype(like._array.dtype, copy=False)
-    return host_array if like.device == CPU else _to_device(host_array, like.device)
+    return host_array if like.device == CPU else move_array(host_array, like.device)
 
 
 @tensor_method("copy_")
 def copy_(self, src):
     """Copy ``src``'s values into ``self`` (broadcasting, casting, across devices);
     differentiable w.r.t. ``src``."""
-    from .conversion import move_array, to
+    from .conversion import to
 
     if not isinstance(src, Tensor):
         src = tensor(src, dtype=self.dtype, device=self.device)

@@ -107,9 +107,32 @@ class Pow(Function):
         return ga, gb
 
 
+def _broadcast_error(op: str, a, b, out=None) -> RuntimeError | None:
+    """PyTorch's error for shapes ``a`` and ``b`` that do not broadcast (or whose broadcast
+    shape is not the in-place output's shape ``out``); None when they do."""
+    ndim = max(len(a), len(b))
+    shapes = f"(shapes {list(a)} and {list(b)})"
+    a, b = (1,) * (ndim - len(a)) + tuple(a), (1,) * (ndim - len(b)) + tuple(b)
+    for d in range(ndim):
+        if a[d] != b[d] and 1 not in (a[d], b[d]):
+            return RuntimeError(f"{op}: the size of tensor a ({a[d]}) must match the size of "
+                                f"tensor b ({b[d]}) at non-singleton dimension {d} {shapes}")
+    full = tuple(max(x, y) for x, y in zip(a, b))
+    if out is not None and full != tuple(out):
+        return RuntimeError(f"{op}: output with shape {list(out)} doesn't match the broadcast "
+                            f"shape {list(full)}")
+    return None
+
+
 def _binary(fn, op, a, b, floating=False):
     a, b = prepare_operands(op, a, b, floating=floating)
-    return fn.apply(a, b)
+    try:
+        return fn.apply(a, b)
+    except ValueError:
+        error = _broadcast_error(op, a.shape, b.shape)
+        if error is None:
+            raise
+    raise error
 
 
 @tensor_method("add", "__add__", "__radd__")
@@ -793,8 +816,15 @@ def _inplace_binary(name, out_of_place, ufunc_name):
             if kwargs.get("alpha", 1) != 1:
                 o = o * kwargs["alpha"]
             getattr(self.device.xp, ufunc_name)(arr, o, out=arr, casting="same_kind")
-        return apply_inplace(self, name, lambda s, o: out_of_place(s, o, **kwargs), other,
-                             fast=fast if not kwargs.get("rounding_mode") else None)
+        try:
+            return apply_inplace(self, name, lambda s, o: out_of_place(s, o, **kwargs), other,
+                                 fast=fast if not kwargs.get("rounding_mode") else None)
+        except (ValueError, RuntimeError):
+            error = _broadcast_error(name, self.shape, getattr(other, "shape", ()),
+                                     out=self.shape)
+            if error is None:
+                raise
+        raise error
     op.__name__ = name
     op.__doc__ = f"In-place ``{out_of_place.__name__}``; returns ``self``."
     return op

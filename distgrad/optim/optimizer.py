@@ -114,6 +114,9 @@ def _check_nonnegative(group: dict, *names: str) -> None:
     """PyTorch's ``ValueError("Invalid learning rate: -1")`` for a negative (or NaN)
     hyperparameter."""
     for name in names:
+        if isinstance(group[name], (str, bytes)):  # a common slip: lr="1e-3" from a config
+            raise TypeError(f"{name} must be a number, got {group[name]!r} of type "
+                            f"{type(group[name]).__name__}")
         if not 0.0 <= group[name]:
             label = {"lr": "learning rate", "eps": "epsilon value"}.get(name, f"{name} value")
             raise ValueError(f"Invalid {label}: {group[name]}")
@@ -141,6 +144,10 @@ class Optimizer:
         if isinstance(params, Tensor):
             raise TypeError(f"params argument given to the optimizer should be an iterable of "
                             f"Tensors or dicts, but got {_type_name(params)}")
+        if isinstance(params, (set, frozenset)):
+            raise TypeError("optimizer parameters need to be organized in ordered collections, "
+                            "but the ordering of tensors in sets will change between runs. "
+                            "Please use a list instead.")
         self.state = defaultdict(dict)
         self.param_groups = []
         groups = list(params)
@@ -324,6 +331,13 @@ class Optimizer:
         for k, v in state_dict["state"].items():
             if k in id_map:
                 state[id_map[k]] = _cast(id_map[k], v)
+                for key, value in state[id_map[k]].items():
+                    if (key != "step" and isinstance(value, Tensor)
+                            and value.shape != id_map[k].shape):
+                        raise ValueError(f"loaded state dict has state[{key!r}] of shape "
+                                         f"{list(value.shape)} for parameter {k}, whose shape "
+                                         f"is {list(id_map[k].shape)}; the optimizer is "
+                                         f"unchanged. Was it saved for another model?")
             else:
                 state[k] = copy.deepcopy(v)
         for saved, group in zip(saved_groups, groups):

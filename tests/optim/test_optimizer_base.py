@@ -446,14 +446,25 @@ def test_mismatched_loaded_state_raises_before_anything_changes():
     opt = optim.Adam(params, lr=0.1)
     _set_grads(params, 0)
     opt.step()
-    sd = copy.deepcopy(opt.state_dict())
-    sd["state"][2]["exp_avg_sq"] = dg.zeros(3, dtype=dg.float64)
-    opt.load_state_dict(sd)
-    _set_grads(params, 1)
+    opt.state[params[2]]["exp_avg_sq"] = dg.zeros(3, dtype=dg.float64)  # load_state_dict
+    _set_grads(params, 1)  # refuses such a state (test_load_refuses_wrong_shaped_state)
     snap = _snapshot(opt, params)
     with pytest.raises(RuntimeError, match=r"state\['exp_avg_sq'\] of parameter 2 of param "
                                            r"group 0 has shape \[3\]"):
         opt.step()
+    _assert_unchanged(opt, params, snap)
+
+
+def test_load_refuses_wrong_shaped_state():
+    params = _params()
+    opt = optim.Adam(params, lr=0.1)
+    _set_grads(params, 0)
+    opt.step()
+    sd = copy.deepcopy(opt.state_dict())
+    sd["state"][2]["exp_avg_sq"] = dg.zeros(3, dtype=dg.float64)
+    snap = _snapshot(opt, params)
+    with pytest.raises(ValueError, match=r"state\['exp_avg_sq'\] of shape \[3\] for parameter 2"):
+        opt.load_state_dict(sd)
     _assert_unchanged(opt, params, snap)
 
 

@@ -34,6 +34,10 @@ class _ConvNd(Module):
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         self.kernel_size = _tuple(kernel_size, n)
         self.stride, self.dilation = _tuple(stride, n), _tuple(dilation, n)
+        if min(self.kernel_size + self.stride + self.dilation) <= 0:
+            raise ValueError(f"{type(self).__name__}: kernel_size, stride and dilation must be "
+                             f"positive, got kernel_size={self.kernel_size}, "
+                             f"stride={self.stride}, dilation={self.dilation}")
         self.padding = padding if isinstance(padding, str) else _tuple(padding, n)
         self.output_padding = _tuple(output_padding, n)
         self.padding_mode = padding_mode

@@ -1,0 +1,364 @@
+"""The on-disk format of ``distgrad.checkpoint``: writing, committing, verifying, pruning.
+
+A checkpoint root directory holds::
+
+    LATEST                  {"checkpoint": "ckpt-000000200", "sequence": 7, "step": 200}
+    ckpt-000000100/         committed checkpoints (the newest ``keep``)
+    ckpt-000000200/
+        model.safetensors   each written by distgrad.save (safetensors + JSON structure)
+        optimizer.safetensors, scheduler.safetensors, meta.safetensors, ranks.safetensors
+        MANIFEST.json       {"format", "version", "name", "sequence", "step", "epoch",
+                             "world_size", "files": {file: {"sha256", "bytes"}},
+                             "manifest_sha256"}
+
+A save writes the files into a hidden staging directory (``.staging-*``), hashing every byte as
+it goes, fsyncs them, writes and fsyncs the manifest and the staging directory, renames it to
+``ckpt-<step>`` (``ckpt-<step>.<n>`` if that name is taken) and fsyncs the root. Only then is
+``LATEST`` replaced atomically (temporary file, fsync, rename, fsync of the root): that rename is
+the commit. Checkpoints beyond ``keep`` are pruned after it: each is first renamed to a hidden
+``.trash-*`` name, so a half-deleted checkpoint is never visible. Leftovers of an interrupted save
+(staging and trash directories, checkpoints newer than ``LATEST``'s that were never committed)
+are removed by the next save. One process at a time may save into a root.
+
+``MANIFEST.json`` carries the SHA-256 of its own canonical JSON (``manifest_sha256``), so a
+damaged manifest is detected like a damaged file. ``sequence`` counts commits in the root and
+orders checkpoints (a resumed run may save a lower step after a higher one). Pruning removes
+first the checkpoints that a quick look (manifest, file sizes) shows damaged, then the oldest;
+the files' hashes are checked only when loading."""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import tempfile
+import warnings
+
+from ..safetensors import CheckpointError, _sniff, atomic_write
+
+__all__ = ["commit", "open_checkpoint", "latest", "verify", "KILL_ENV", "PHASES"]
+
+FORMAT, VERSION = "distgrad.checkpoint", 1
+MANIFEST, POINTER = "MANIFEST.json", "LATEST"
+KILL_ENV = "DISTGRAD_CHECKPOINT_TEST_KILL_AT"  # test-only: SIGKILL this process at a phase
+PHASES = ("writing", "written", "synced", "pointer", "prune")
+_NAME = re.compile(r"ckpt-(\d+)(?:\.(\d+))?")
+_LEFTOVER = (".staging-", ".trash-", f".{POINTER}.")
+
+
+def _phase(name: str) -> None:
+    """Fault injection for tests: die here, as if the machine lost power, when asked to."""
+    if os.environ.get(KILL_ENV) == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _canonical(obj) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+
+
+class _HashingFile:
+    """A new file, written unbuffered, that hashes every byte written to it."""
+
+    def __init__(self, path: str, phase: str | None = None):
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        self.path, self.sha, self.size, self.phase = path, hashlib.sha256(), 0, phase
+
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        self.sha.update(view)
+        total = len(view)
+        try:
+            while view:
+                view = view[os.write(self.fd, view):]
+        except OSError as exc:  # e.g. ENOSPC: say which file (the errno is kept)
+            raise OSError(exc.errno, exc.strerror, self.path) from None
+        self.size += total
+        if self.phase:
+            _phase(self.phase)
+        return total
+
+    def close(self) -> None:
+        if self.fd is not None:
+            fd, self.fd = self.fd, None
+            os.close(fd)
+
+
+# ---- reading the root ----------------------------------------------------------------------
+def _read_manifest(path: str) -> dict:
+    """The checked manifest of checkpoint directory ``path``; raises CheckpointError."""
+    where = os.path.join(path, MANIFEST)
+    try:
+        with open(where, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        if not os.path.isdir(path):
+            raise CheckpointError(f"cannot load checkpoint {path!r}: the directory is missing") \
+                from None
+        raise CheckpointError(f"cannot load checkpoint {path!r}: it has no {MANIFEST}, so it was "
+                              f"not completely written or is not a distgrad checkpoint") from None
+    try:
+        manifest = json.loads(raw)
+        claimed = manifest.pop("manifest_sha256")
+        ok = hashlib.sha256(_canonical(manifest)).hexdigest() == claimed
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise CheckpointError(f"cannot load checkpoint {where!r}: the manifest is not valid "
+                              f"({type(exc).__name__}: {exc}): it is corrupted") from None
+    if not ok:
+        raise CheckpointError(f"cannot load checkpoint {where!r}: manifest checksum mismatch: "
+                              f"the manifest is corrupted")
+    if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
+        raise CheckpointError(f"cannot load checkpoint {where!r}: format "
+                              f"{manifest.get('format')!r} version {manifest.get('version')!r} "
+                              f"is not {FORMAT!r} version {VERSION}")
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not all(
+            isinstance(n, str) and os.path.basename(n) == n and n not in ("", ".", "..")
+            and isinstance(i, dict) for n, i in files.items()):
+        raise CheckpointError(f"cannot load checkpoint {where!r}: its file list is malformed")
+    return manifest
+
+
+def verify(path: str) -> tuple[dict, dict]:
+    """Check checkpoint directory ``path`` completely: its manifest, then the size and SHA-256
+    of every file it lists. Returns ``(manifest, {file: bytes})``; raises ``CheckpointError``
+    naming the file and the problem. Nothing is decoded."""
+    manifest = _read_manifest(path)
+    blobs = {}
+    for name, info in manifest["files"].items():
+        where = os.path.join(path, name)
+        try:
+            with open(where, "rb") as f:
+                blob = f.read()
+        except FileNotFoundError:
+            raise CheckpointError(f"cannot load checkpoint {where!r}: the file is missing") \
+                from None
+        if len(blob) != info.get("bytes"):
+            raise CheckpointError(f"cannot load checkpoint {where!r}: it has {len(blob)} bytes "
+                                  f"but the manifest says {info.get('bytes')}: it is "
+                                  + ("truncated" if len(blob) < info.get("bytes", 0) else
+                                     "corrupted") + "." + _sniff(blob[:8]))
+        digest = hashlib.sha256(blob).hexdigest()
+        if digest != info.get("sha256"):
+            raise CheckpointError(f"cannot load checkpoint {where!r}: checksum mismatch (sha256 "
+                                  f"{digest[:16]}..., the manifest says "
+                                  f"{str(info.get('sha256'))[:16]}...): the file is corrupted."
+                                  + _sniff(blob[:8]))
+        blobs[name] = blob
+    return manifest, blobs
+
+
+def _read_pointer(root: str) -> dict | None:
+    """``LATEST``'s record, or None when there is none; raises CheckpointError if damaged."""
+    where = os.path.join(root, POINTER)
+    try:
+        with open(where, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        return None
+    try:
+        record = json.loads(raw)
+        if (not _NAME.fullmatch(record["checkpoint"]) or type(record["sequence"]) is not int
+                or type(record["step"]) is not int):
+            raise ValueError("unexpected fields")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"cannot load checkpoint {where!r}: the pointer is corrupted "
+                              f"({type(exc).__name__}: {exc})") from None
+    return record
+
+
+def _sequence(path: str) -> int:
+    """The commit sequence number of checkpoint directory ``path``, or -1 when a quick look
+    (manifest, file sizes; no hashing) shows it is damaged."""
+    try:
+        manifest = _read_manifest(path)
+        for name, info in manifest["files"].items():
+            if os.path.getsize(os.path.join(path, name)) != info.get("bytes"):
+                return -1
+        return int(manifest["sequence"])
+    except (CheckpointError, OSError, ValueError, TypeError, KeyError):
+        return -1
+
+
+def _sequences(root: str) -> dict:
+    """``{name: sequence}`` of the checkpoint directories in ``root`` (see ``_sequence``)."""
+    return {name: _sequence(os.path.join(root, name)) for name in os.listdir(root)
+            if _NAME.fullmatch(name) and os.path.isdir(os.path.join(root, name))}
+
+
+def _candidates(root: str, fallback: bool) -> list:
+    """Checkpoint paths to try, best first: LATEST's target, then (with ``fallback``) older
+    committed ones, newest first. Problems found on the way are returned as CheckpointErrors in
+    the list, so the caller can report them."""
+    if os.path.isfile(root):
+        with open(root, "rb") as f:
+            hint = _sniff(f.read(8))
+        raise CheckpointError(f"cannot load checkpoint {root!r}: it is a file, not a checkpoint "
+                              f"directory written by distgrad.checkpoint.save.{hint}")
+    if os.path.isfile(os.path.join(root, MANIFEST)):
+        return [root]  # one checkpoint, named explicitly
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"no checkpoint directory {root!r}")
+    try:
+        pointer = _read_pointer(root)
+    except CheckpointError as exc:
+        if not fallback:
+            raise
+        pointer, problem = None, exc
+    else:
+        problem = None if pointer is not None else CheckpointError(
+            f"cannot load checkpoint {os.path.join(root, POINTER)!r}: the pointer is missing, "
+            f"so no checkpoint was committed here")
+    sequences = _sequences(root)
+    if pointer is None and not sequences:
+        raise FileNotFoundError(f"no checkpoint in {root!r} (no {POINTER} and no ckpt-* "
+                                f"directories)")
+    out = [] if problem is None else [problem]
+    if pointer is not None:
+        out.append(os.path.join(root, pointer["checkpoint"]))
+    if fallback:
+        limit = pointer["sequence"] if pointer is not None else float("inf")
+        older = sorted((s, n) for n, s in sequences.items()  # damaged ones (-1): last
+                       if s < limit and (pointer is None or n != pointer["checkpoint"]))
+        out += [os.path.join(root, n) for _, n in reversed(older)]
+    return out
+
+
+def open_checkpoint(root: str, fallback: bool = False, decode=None):
+    """Find, verify and decode the checkpoint to load from ``root`` (a root directory or one
+    checkpoint directory). ``decode(path, blobs)`` turns the verified files into objects
+    (raising CheckpointError for a file it cannot read). Returns ``(path, manifest, decoded,
+    skipped)``, where ``skipped`` lists the problems of the checkpoints passed over (only with
+    ``fallback``)."""
+    skipped = []
+    for candidate in _candidates(root, fallback):
+        if isinstance(candidate, CheckpointError):
+            skipped.append(str(candidate))
+            continue
+        try:
+            manifest, blobs = verify(candidate)
+            decoded = blobs if decode is None else decode(candidate, blobs)
+        except CheckpointError as exc:
+            if not fallback:
+                raise
+            skipped.append(str(exc))
+            continue
+        return candidate, manifest, decoded, skipped
+    raise CheckpointError(f"no valid checkpoint in {root!r}:\n  " + "\n  ".join(skipped))
+
+
+def latest(root: str) -> str | None:
+    """The path of the committed checkpoint ``LATEST`` names in ``root``, or None (not
+    verified: ``load`` does that)."""
+    try:
+        pointer = _read_pointer(root)
+    except (CheckpointError, NotADirectoryError):
+        return None
+    return None if pointer is None else os.path.join(root, pointer["checkpoint"])
+
+
+# ---- writing ----------------------------------------------------------------------------
+def _remove(path: str, phase: str | None = None) -> None:
+    """Delete a checkpoint directory: hide it under a trash name first, then its files."""
+    root, name = os.path.split(path)
+    trash = os.path.join(root, f".trash-{name}-{os.getpid()}")
+    os.rename(path, trash)
+    for entry in os.listdir(trash):
+        os.unlink(os.path.join(trash, entry))
+        if phase:
+            _phase(phase)
+    os.rmdir(trash)
+
+
+def _clean(root: str, pointer: dict | None, sequences: dict) -> None:
+    """Remove what interrupted saves left: staging/trash directories, pointer temporaries and
+    checkpoints newer than the committed one (never committed)."""
+    for name in os.listdir(root):
+        if name.startswith(_LEFTOVER):
+            path = os.path.join(root, name)
+            if os.path.isdir(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+    if pointer is not None:
+        for name, seq in list(sequences.items()):
+            if seq > pointer["sequence"]:
+                _remove(os.path.join(root, name))
+                del sequences[name]
+
+
+def _free_name(root: str, step: int) -> str:
+    name, n = f"ckpt-{step:09d}", 0
+    while os.path.exists(os.path.join(root, name)):
+        n += 1
+        name = f"ckpt-{step:09d}.{n}"
+    return name
+
+
+def commit(root: str, files: dict, info: dict, keep: int, write) -> str:
+    """Write one checkpoint into ``root`` and commit it; return its path.
+
+    ``files`` maps file names to objects; ``write(obj, fileobj)`` serializes one (the model
+    file is the first). ``info`` adds fields to the manifest (``step``, ``epoch``...)."""
+    os.makedirs(root, exist_ok=True)
+    try:
+        pointer = _read_pointer(root)
+    except CheckpointError:
+        pointer = None  # damaged: the commit below replaces it
+    sequences = _sequences(root)
+    _clean(root, pointer, sequences)
+    sequence = 1 + max([pointer["sequence"] if pointer else 0, *sequences.values()])
+    name = _free_name(root, info["step"])
+    staging = tempfile.mkdtemp(prefix=f".staging-{name}-", dir=root)
+    handles = []
+    try:
+        listed = {}
+        for i, (fname, obj) in enumerate(files.items()):
+            handles.append(_HashingFile(os.path.join(staging, fname), "writing" if i == 0
+                                        else None))
+            write(obj, handles[-1])
+            listed[fname] = {"sha256": handles[-1].sha.hexdigest(), "bytes": handles[-1].size}
+        _phase("written")
+        for handle in handles:
+            os.fsync(handle.fd)
+            handle.close()
+        manifest = {"format": FORMAT, "version": VERSION, "name": name, "sequence": sequence,
+                    **info, "files": listed}
+        manifest["manifest_sha256"] = hashlib.sha256(_canonical(manifest)).hexdigest()
+        handles.append(_HashingFile(os.path.join(staging, MANIFEST)))
+        handles[-1].write(json.dumps(manifest, indent=1, sort_keys=True).encode())
+        os.fsync(handles[-1].fd)
+        handles[-1].close()
+        _fsync_dir(staging)
+        path = os.path.join(root, name)
+        os.rename(staging, path)
+    except BaseException:
+        for handle in handles:
+            handle.close()
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    _fsync_dir(root)
+    _phase("synced")
+    with atomic_write(os.path.join(root, POINTER)) as f:
+        f.write(json.dumps({"checkpoint": name, "sequence": sequence,
+                            "step": info["step"]}).encode() + b"\n")
+        _phase("pointer")
+    sequences[name] = sequence
+    for old in sorted(sequences, key=sequences.get)[:-keep]:
+        try:
+            _remove(os.path.join(root, old), "prune")
+        except OSError as exc:  # the new checkpoint is committed: report, don't fail the save
+            warnings.warn(f"distgrad.checkpoint: could not prune {old!r} in {root!r}: {exc}",
+                          RuntimeWarning, stacklevel=3)
+    return path
