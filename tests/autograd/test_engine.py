@@ -260,6 +260,7 @@ def test_numpy_of_tensor_requiring_grad_raises():
         leaf([1.0]).numpy()
 
 
+@pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning")
 def test_anomaly_mode_names_forward_op():
     x = leaf([0.0, 1.0])
     with dg.autograd.detect_anomaly():
