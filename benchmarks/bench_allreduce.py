@@ -12,21 +12,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import spawn_mpi  # noqa: E402
+
 SIZES = [4 << 10 << 2 * i for i in range(0, 10)]  # 4 KiB, 16 KiB, ..., 1 GiB (cut by --max)
-
-
-def spawn(ranks: int) -> int:
-    """Re-run this script under the mpiexec that belongs to this Python's mpi4py."""
-    mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
-    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
-               DISTGRAD_BENCH_CHILD="1")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
-    return subprocess.call([mpiexec, "-n", str(ranks), sys.executable, *sys.argv], env=env)
 
 
 def fmt_size(n: int) -> str:
@@ -42,7 +34,7 @@ def main():
     launched = any(v in os.environ for v in ("PMI_RANK", "OMPI_COMM_WORLD_RANK",
                                              "DISTGRAD_BENCH_CHILD"))
     if not launched:
-        sys.exit(spawn(args.ranks))
+        sys.exit(spawn_mpi(args.ranks))
 
     import numpy as np
     from mpi4py import MPI

@@ -15,81 +15,34 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import time
 
-SIZES = (784, 1024, 1024, 10)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import (LR, MLP_SIZES as SIZES, make_distgrad_step, make_mlp,  # noqa: E402
+                    numpy_mlp_grads, numpy_params, spawn_mpi)
+
 BATCH = 128
-LR = 0.01
-
-
-def spawn(ranks: int) -> int:
-    """Re-run this script under the mpiexec that belongs to this Python's mpi4py."""
-    mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
-    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
-               DISTGRAD_BENCH_CHILD="1")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
-    return subprocess.call([mpiexec, "-n", str(ranks), sys.executable, *sys.argv], env=env)
 
 
 def make_numpy_step(model, comm):
-    """The hand-written data-parallel step on copies of ``model``'s parameters."""
+    """The hand-written data-parallel step on copies of ``model``'s parameters: gradients in
+    one reused flat buffer, one in-place Allreduce, 1/world_size folded into the lr."""
     import numpy as np
     from mpi4py import MPI
 
-    params = [p.detach().numpy().copy() for p in model.parameters()]  # w1 b1 w2 b2 w3 b3
+    params = numpy_params(model)
     flat = np.empty(sum(p.size for p in params), np.float32)
     offsets = np.cumsum([0] + [p.size for p in params])
     grads = [flat[a:b].reshape(p.shape) for a, b, p in zip(offsets[:-1], offsets[1:], params)]
-    w1, b1, w2, b2, w3, b3 = params
-    gw1, gb1, gw2, gb2, gw3, gb3 = grads
     scale = LR / comm.Get_size()
 
     def step(x, y):
-        h1 = x @ w1.T + b1
-        a1 = np.maximum(h1, 0)
-        h2 = a1 @ w2.T + b2
-        a2 = np.maximum(h2, 0)
-        logits = a2 @ w3.T + b3
-        shifted = logits - logits.max(axis=1, keepdims=True)
-        exp = np.exp(shifted)
-        sums = exp.sum(axis=1, keepdims=True)
-        n = x.shape[0]
-        loss = float(np.log(sums[:, 0]).sum() - shifted[np.arange(n), y].sum()) / n
-        g3 = exp / sums
-        g3[np.arange(n), y] -= 1
-        g3 /= n
-        np.matmul(g3.T, a2, out=gw3)
-        np.sum(g3, axis=0, out=gb3)
-        g2 = (g3 @ w3) * (h2 > 0)
-        np.matmul(g2.T, a1, out=gw2)
-        np.sum(g2, axis=0, out=gb2)
-        g1 = (g2 @ w2) * (h1 > 0)
-        np.matmul(g1.T, x, out=gw1)
-        np.sum(g1, axis=0, out=gb1)
+        loss = numpy_mlp_grads(params, x, y, grads)
         comm.Allreduce(MPI.IN_PLACE, flat)
         for p, g in zip(params, grads):
             p -= scale * g
         return loss
-    return step
-
-
-def make_distgrad_step(model):
-    import distgrad as dg
-    import distgrad.nn.functional as F
-
-    params = list(model.parameters())
-
-    def step(x, y):
-        loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        with dg.no_grad():
-            for p in params:
-                p -= LR * p.grad
-                p.grad = None
-        return loss.item()
     return step
 
 
@@ -101,29 +54,22 @@ def main():
     args = parser.parse_args()
     if not any(v in os.environ for v in ("PMI_RANK", "OMPI_COMM_WORLD_RANK",
                                          "DISTGRAD_BENCH_CHILD")):
-        sys.exit(spawn(args.ranks))
+        sys.exit(spawn_mpi(args.ranks))
 
     import numpy as np
     from mpi4py import MPI
 
     import distgrad as dg
     import distgrad.distributed as dist
-    from distgrad import nn
 
     dist.init()
     comm = dist.get_communicator().comm
     rank, world = comm.Get_rank(), comm.Get_size()
 
-    def mlp():
-        dg.manual_seed(0)
-        return nn.Sequential(nn.Linear(SIZES[0], SIZES[1]), nn.ReLU(),
-                             nn.Linear(SIZES[1], SIZES[2]), nn.ReLU(),
-                             nn.Linear(SIZES[2], SIZES[3]))
-
-    dp = dist.DataParallel(mlp())
-    steps = {"hand-written numpy+mpi4py": make_numpy_step(mlp(), comm),
+    dp = dist.DataParallel(make_mlp())
+    steps = {"hand-written numpy+mpi4py": make_numpy_step(make_mlp(), comm),
              "distgrad DataParallel": make_distgrad_step(dp),
-             "local step (no communication)": make_distgrad_step(mlp())}
+             "local step (no communication)": make_distgrad_step(make_mlp())}
     rng = np.random.default_rng(rank)
     x_np = rng.normal(size=(BATCH, SIZES[0])).astype(np.float32)
     y_np = rng.integers(0, SIZES[-1], BATCH)

@@ -15,70 +15,31 @@ import subprocess
 import sys
 import time
 
-SIZES = (784, 1024, 1024, 10)
-LR = 0.01
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import (LR, MLP_SIZES as SIZES, make_distgrad_step, make_mlp,  # noqa: E402
+                    numpy_mlp_grads, numpy_params)
 
 
 def numpy_step(params, x, y):
-    """Forward, softmax cross-entropy, backward and SGD update, written by hand."""
+    """The hand-written step: forward, backward and the SGD update in numpy."""
     import numpy as np
 
-    (w1, b1), (w2, b2), (w3, b3) = params
-    h1 = x @ w1.T + b1
-    a1 = np.maximum(h1, 0)
-    h2 = a1 @ w2.T + b2
-    a2 = np.maximum(h2, 0)
-    logits = a2 @ w3.T + b3
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
-    sums = exp.sum(axis=1, keepdims=True)
-    n = x.shape[0]
-    loss = float(np.log(sums[:, 0]).sum() - shifted[np.arange(n), y].sum()) / n
-    g3 = exp / sums
-    g3[np.arange(n), y] -= 1
-    g3 /= n
-    gw3, gb3 = g3.T @ a2, g3.sum(0)
-    g2 = (g3 @ w3) * (h2 > 0)
-    gw2, gb2 = g2.T @ a1, g2.sum(0)
-    g1 = (g2 @ w2) * (h1 > 0)
-    gw1, gb1 = g1.T @ x, g1.sum(0)
-    for (w, b), gw, gb in zip(params, (gw1, gw2, gw3), (gb1, gb2, gb3)):
-        w -= LR * gw
-        b -= LR * gb
+    grads = [np.empty_like(p) for p in params]
+    loss = numpy_mlp_grads(params, x, y, grads)
+    for p, g in zip(params, grads):
+        p -= LR * g
     return loss
-
-
-def make_distgrad_step(model):
-    import distgrad as dg
-    import distgrad.nn.functional as F
-
-    params = list(model.parameters())
-
-    def step(x, y):
-        loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        with dg.no_grad():
-            for p in params:
-                p -= LR * p.grad
-                p.grad = None
-        return loss.item()
-    return step
 
 
 def run_child(batch_sizes, repeats):
     import numpy as np
 
     import distgrad as dg
-    from distgrad import nn
 
     rows = []
     for batch in batch_sizes:
-        dg.manual_seed(0)
-        model = nn.Sequential(nn.Linear(SIZES[0], SIZES[1]), nn.ReLU(),
-                              nn.Linear(SIZES[1], SIZES[2]), nn.ReLU(),
-                              nn.Linear(SIZES[2], SIZES[3]))
-        ref = [(m.weight.detach().numpy().copy(), m.bias.detach().numpy().copy())
-               for m in model if isinstance(m, nn.Linear)]
+        model = make_mlp()
+        ref = numpy_params(model)
         rng = np.random.default_rng(0)
         x_np = rng.standard_normal((batch, SIZES[0])).astype(np.float32)
         y_np = rng.integers(0, SIZES[-1], batch)
