@@ -110,10 +110,13 @@ def test_runtime_size_mismatch_without_debug(mode, rep, fault_record):
 
 
 @pytest.mark.parametrize("rep", range(REPS))
-def test_parameter_unused_on_one_rank(rep, fault_record):
-    job = run_job("unused.py", timeout=60)
-    fault_record("6 parameter unused on one rank only", rep, guard="per-parameter used flags",
-                 orphans=job.orphans)
+@pytest.mark.parametrize("debug", ["0", "1"])
+def test_parameter_unused_on_one_rank(debug, rep, fault_record):
+    """Also a correct program under DISTGRAD_DEBUG=1: no false alarm from the fingerprints."""
+    job = run_job("unused.py", timeout=60, env={"DISTGRAD_DEBUG": debug})
+    fault_record("6 parameter unused on one rank only" + (", DISTGRAD_DEBUG=1" if debug == "1"
+                                                          else ""),
+                 rep, guard="per-parameter used flags", orphans=job.orphans)
     assert_clean(job)
     assert len(job.results(ok=True)) == 4
 
