@@ -24,6 +24,7 @@ import runpy
 import socket
 import subprocess
 import sys
+import time
 import traceback
 from dataclasses import dataclass
 from typing import Callable, Mapping
@@ -189,12 +190,18 @@ def _pmi_abort(code: int) -> None:
         pass
 
 
+# MPI_Abort makes the process manager kill every rank at once; output this rank wrote just
+# before, still in the pipe to the manager, would be lost without a moment's grace.
+OUTPUT_GRACE_S = 0.2
+
+
 def abort_job(code: int) -> None:
     """End the whole job with exit status ``code``: MPI_Abort through mpi4py when this
     process initialised MPI with it, else a PMI abort, else just exit (skipping atexit
     handlers, which could block in MPI_Finalize)."""
     sys.stdout.flush()
     sys.stderr.flush()
+    time.sleep(OUTPUT_GRACE_S)  # let the process manager forward what we printed
     mpi = sys.modules.get("mpi4py.MPI")
     if mpi is not None and mpi.Is_initialized() and not mpi.Is_finalized():
         mpi.COMM_WORLD.Abort(code)

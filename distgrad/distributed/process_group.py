@@ -217,6 +217,11 @@ def finalize() -> None:
 
 
 # ---- failures take the whole job down ---------------------------------------------------------
+# MPI_Abort makes the process manager kill every rank at once; output a rank wrote just
+# before, still in the pipe to the manager, would be lost without a moment's grace.
+OUTPUT_GRACE_S = 0.2
+
+
 def _die(lines, code: int) -> None:
     comm = _world.comm
     prefix = f"[rank {comm.rank}] "
@@ -224,6 +229,7 @@ def _die(lines, code: int) -> None:
     sys.stderr.write("".join(prefix + line for line in text.splitlines(True)))
     sys.stderr.write(f"{prefix}uncaught exception: aborting all {comm.world_size} ranks\n")
     sys.stderr.flush()
+    time.sleep(OUTPUT_GRACE_S)  # let the process manager forward the traceback first
     comm.abort(code)
 
 
