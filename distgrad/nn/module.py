@@ -327,9 +327,9 @@ class Module:
 
     def to(self, *args, **kwargs) -> "Module":
         """Move and/or cast parameters and buffers (floating dtypes only are cast)."""
-        from ..ops.conversion import _parse_to_args
+        from ..ops.conversion import parse_to_args
 
-        dtype, device, _ = _parse_to_args(args, dict(kwargs))
+        dtype, device, _ = parse_to_args(args, dict(kwargs))
         if dtype is not None and not dtype.is_floating_point:
             raise TypeError(f"nn.Module.to only accepts floating point dtypes, but got desired "
                             f"dtype={dtype}")

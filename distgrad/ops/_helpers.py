@@ -12,7 +12,8 @@ from ..autograd.function import set_graph_namespace
 from ..backend import as_dtype, get_default_dtype, is_array, is_floating, result_type
 
 __all__ = ["tensor_method", "as_tensor", "prepare_operands", "unbroadcast", "apply_inplace",
-           "graph_xp", "normalize_dim", "normalize_dims", "check_same_device"]
+           "broadcast_error", "check_broadcast", "graph_xp", "normalize_dim", "normalize_dims",
+           "check_same_device"]
 
 
 def tensor_method(*names: str):
@@ -77,6 +78,36 @@ def prepare_operands(op: str, *operands, floating: bool = False):
         else:
             out.append(xp.asarray(x, dtype=dtype.np))
     return tuple(out)
+
+
+def broadcast_error(op: str, a, b, out=None) -> RuntimeError | None:
+    """PyTorch's error for shapes ``a`` and ``b`` that do not broadcast (or whose broadcast
+    shape is not the in-place output's shape ``out``); None when they do."""
+    ndim = max(len(a), len(b))
+    shapes = f"(shapes {list(a)} and {list(b)})"
+    a, b = (1,) * (ndim - len(a)) + tuple(a), (1,) * (ndim - len(b)) + tuple(b)
+    for d in range(ndim):
+        if a[d] != b[d] and 1 not in (a[d], b[d]):
+            return RuntimeError(f"{op}: the size of tensor a ({a[d]}) must match the size of "
+                                f"tensor b ({b[d]}) at non-singleton dimension {d} {shapes}")
+    full = tuple(max(x, y) for x, y in zip(a, b))
+    if out is not None and full != tuple(out):
+        return RuntimeError(f"{op}: output with shape {list(out)} doesn't match the broadcast "
+                            f"shape {list(full)}")
+    return None
+
+
+def check_broadcast(op: str, *shapes, out=None) -> None:
+    """Raise PyTorch's error unless ``shapes`` broadcast together (to exactly ``out``, the
+    shape of an in-place result, if given)."""
+    full = ()
+    for shape in shapes + ((out,) if out is not None else ()):
+        error = broadcast_error(op, full, tuple(shape))
+        if error is not None:
+            raise error
+        full = tuple(np.broadcast_shapes(full, tuple(shape)))
+    if out is not None and full != tuple(out):
+        raise broadcast_error(op, full, (), out=out)
 
 
 def unbroadcast(xp, grad, shape):

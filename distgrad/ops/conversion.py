@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..autograd import Function, Tensor
-from ..backend import as_dtype, device as make_device
+from ..backend import Device, as_dtype, device as make_device
 from ._helpers import graph_xp, tensor_method
 
 __all__ = ["clone"]
@@ -83,7 +83,16 @@ def _graph_astype(x, dtype):
     return x.to(as_dtype(dtype))
 
 
-def _parse_to_args(args, kwargs):
+def _names_dtype(name: str) -> bool:
+    try:
+        as_dtype(name)
+        return True
+    except TypeError:
+        return False
+
+
+def parse_to_args(args, kwargs):
+    """``(dtype, device, copy)`` from the arguments of ``to()`` (PyTorch's overloads)."""
     dtype = kwargs.pop("dtype", None)
     device = kwargs.pop("device", None)
     copy = kwargs.pop("copy", False)
@@ -93,12 +102,12 @@ def _parse_to_args(args, kwargs):
     for a in args:
         if isinstance(a, Tensor):
             dtype, device = a.dtype, a.device
-        elif isinstance(a, str) and (a.startswith("cpu") or a.startswith("cuda")):
-            device = a
-        elif a is not None and not isinstance(a, (str, int)) and hasattr(a, "type") \
-                and hasattr(a, "index"):
-            device = a
-        elif isinstance(a, int) and not isinstance(a, bool):
+        elif isinstance(a, str):
+            if _names_dtype(a):
+                dtype = a
+            else:  # a device; Device() says what is wrong with a bad one
+                device = a
+        elif isinstance(a, Device) or isinstance(a, int) and not isinstance(a, bool):
             device = a
         elif a is not None:
             dtype = a
@@ -110,7 +119,7 @@ def _parse_to_args(args, kwargs):
 def to(self, *args, **kwargs):
     """``to(dtype)``, ``to(device)``, ``to(device, dtype)``, ``to(other)``; returns ``self``
     when nothing changes (unless ``copy=True``). Differentiable."""
-    dtype, device, copy = _parse_to_args(args, dict(kwargs))
+    dtype, device, copy = parse_to_args(args, dict(kwargs))
     out = self
     if device is not None and device != self.device:
         out = ToDevice.apply(out, device)

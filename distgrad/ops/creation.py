@@ -10,7 +10,7 @@ import numpy as np
 from ..autograd import Tensor, grad_mode
 from ..backend import CPU, as_dtype, device as make_device, device_of, get_default_dtype, is_array
 from ..backend import random as _random
-from ._helpers import apply_inplace, tensor_method
+from ._helpers import apply_inplace, check_broadcast, tensor_method
 from .conversion import move_array
 
 __all__ = ["tensor", "as_tensor", "from_numpy", "zeros", "ones", "full", "empty", "arange",
@@ -164,6 +164,8 @@ def randint(low, high=None, size=None, *, generator=None, dtype=None, device=Non
 
 
 def randperm(n, *, generator=None, dtype=None, device=None) -> Tensor:
+    if n < 0:
+        raise RuntimeError(f"randperm: n must be non-negative, got {n}")
     return _finish(_rng(generator).permutation(n), dtype or np.int64, device, False)
 
 
@@ -258,6 +260,7 @@ def copy_(self, src):
 
     if not isinstance(src, Tensor):
         src = tensor(src, dtype=self.dtype, device=self.device)
+    check_broadcast("copy_", src.shape, out=self.shape)
 
     def fast(array, src_array):
         array[...] = move_array(src_array, self.device)

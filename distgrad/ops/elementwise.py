@@ -5,8 +5,8 @@ import numpy as np
 
 from ..autograd import Function, Tensor
 from ..backend import get_default_dtype, result_type
-from ._helpers import (apply_inplace, as_tensor, graph_xp, prepare_operands, tensor_method,
-                       unbroadcast)
+from ._helpers import (apply_inplace, as_tensor, broadcast_error, check_broadcast, graph_xp, prepare_operands,
+                       tensor_method, unbroadcast)
 
 __all__ = ["add", "sub", "subtract", "mul", "multiply", "div", "divide", "true_divide", "neg",
            "negative", "pow", "exp", "expm1", "log", "log1p", "log2", "log10", "sqrt", "rsqrt",
@@ -107,29 +107,12 @@ class Pow(Function):
         return ga, gb
 
 
-def _broadcast_error(op: str, a, b, out=None) -> RuntimeError | None:
-    """PyTorch's error for shapes ``a`` and ``b`` that do not broadcast (or whose broadcast
-    shape is not the in-place output's shape ``out``); None when they do."""
-    ndim = max(len(a), len(b))
-    shapes = f"(shapes {list(a)} and {list(b)})"
-    a, b = (1,) * (ndim - len(a)) + tuple(a), (1,) * (ndim - len(b)) + tuple(b)
-    for d in range(ndim):
-        if a[d] != b[d] and 1 not in (a[d], b[d]):
-            return RuntimeError(f"{op}: the size of tensor a ({a[d]}) must match the size of "
-                                f"tensor b ({b[d]}) at non-singleton dimension {d} {shapes}")
-    full = tuple(max(x, y) for x, y in zip(a, b))
-    if out is not None and full != tuple(out):
-        return RuntimeError(f"{op}: output with shape {list(out)} doesn't match the broadcast "
-                            f"shape {list(full)}")
-    return None
-
-
 def _binary(fn, op, a, b, floating=False):
     a, b = prepare_operands(op, a, b, floating=floating)
     try:
         return fn.apply(a, b)
     except ValueError:
-        error = _broadcast_error(op, a.shape, b.shape)
+        error = broadcast_error(op, np.shape(a), np.shape(b))
         if error is None:
             raise
     raise error
@@ -699,6 +682,7 @@ def where(condition, input=None, other=None):
         return tuple(Tensor(i) for i in condition.device.xp.nonzero(cond))
     cond = condition if isinstance(condition, Tensor) else as_tensor(condition)
     a, b = prepare_operands("where", input, other)
+    check_broadcast("where", cond.shape, np.shape(a), np.shape(b))
     if cond._array.dtype != np.bool_:
         cond = Tensor(cond._array.astype(bool))
     return Where.apply(cond, a, b)
@@ -820,7 +804,7 @@ def _inplace_binary(name, out_of_place, ufunc_name):
             return apply_inplace(self, name, lambda s, o: out_of_place(s, o, **kwargs), other,
                                  fast=fast if not kwargs.get("rounding_mode") else None)
         except (ValueError, RuntimeError):
-            error = _broadcast_error(name, self.shape, getattr(other, "shape", ()),
+            error = broadcast_error(name, self.shape, getattr(other, "shape", ()),
                                      out=self.shape)
             if error is None:
                 raise

@@ -13,7 +13,7 @@ import warnings
 
 from ..autograd import Function, Tensor
 from ..backend import array_module_for
-from ._helpers import check_same_device, unbroadcast
+from ._helpers import check_broadcast, check_same_device, unbroadcast
 from .activation import stable_sigmoid, stable_softplus
 
 __all__ = ["cross_entropy", "nll_loss", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss",
@@ -456,6 +456,7 @@ def _pointwise(fn, op, input, target, reduction, params=(), denom=None, same_sha
     input = _float_input(op, input)
     target = _like_input(op, input, target)
     if target.shape != input.shape:
+        check_broadcast(op, input.shape, target.shape)
         if same_shape:
             raise ValueError(f"{op}: Using a target size ({list(target.shape)}) that is "
                              f"different to the input size ({list(input.shape)}) is not "

@@ -118,3 +118,27 @@ def test_repr():
     assert repr(dg.tensor([1.0, 2.0])) == "tensor([1., 2.])"
     assert "requires_grad=True" in repr(dg.tensor([1.0], requires_grad=True))
     assert "grad_fn=<MulBackward>" in repr(dg.tensor([1.0], requires_grad=True) * 2)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: dg.randperm(-1), "randperm: n must be non-negative, got -1"),
+    (lambda: dg.zeros(2).to("tpu"), "unknown device type 'tpu'"),
+    (lambda: dg.zeros(2, 3).copy_(dg.zeros(4)),
+     r"copy_: the size of tensor a \(4\) must match the size of tensor b \(3\)"),
+    (lambda: dg.zeros(3).copy_(dg.ones(2, 3)),
+     r"copy_: output with shape \[3\] doesn't match the broadcast shape \[2, 3\]"),
+    (lambda: dg.where(dg.zeros(2) > 0, dg.zeros(3), dg.zeros(2)),
+     r"where: the size of tensor a \(2\) must match the size of tensor b \(3\)"),
+    (lambda: dg.nn.functional.mse_loss(dg.zeros(2, 3), dg.zeros(4)),
+     r"mse_loss: the size of tensor a \(3\) must match the size of tensor b \(4\)"),
+])
+def test_bad_shapes_and_arguments_are_named(call, message):
+    with pytest.raises((RuntimeError, ValueError), match=message):
+        call()
+
+
+def test_copy_broadcasts_and_to_accepts_dtype_names():
+    x = dg.zeros(2, 3)
+    x.copy_(dg.tensor([1.0, 2.0, 3.0]))
+    assert x.tolist() == [[1, 2, 3], [1, 2, 3]]
+    assert x.to("float64").dtype is dg.float64 and x.to("cpu", dg.float64).dtype is dg.float64
