@@ -5,8 +5,8 @@ import numpy as np
 
 from ..autograd import Function, Tensor
 from ..backend import get_default_dtype, result_type
-from ._helpers import (apply_inplace, as_tensor, broadcast_error, check_broadcast, graph_xp, prepare_operands,
-                       tensor_method, unbroadcast)
+from ._helpers import (apply_inplace, as_tensor, broadcast_error, check_broadcast, graph_xp,
+                       prepare_operands, tensor_method, unbroadcast)
 
 __all__ = ["add", "sub", "subtract", "mul", "multiply", "div", "divide", "true_divide", "neg",
            "negative", "pow", "exp", "expm1", "log", "log1p", "log2", "log10", "sqrt", "rsqrt",
@@ -15,6 +15,17 @@ __all__ = ["add", "sub", "subtract", "mul", "multiply", "div", "divide", "true_d
            "trunc", "remainder", "fmod", "floor_divide", "eq", "ne", "lt", "le", "gt", "ge",
            "equal", "isnan", "isinf", "isfinite", "logical_and", "logical_or", "logical_not",
            "logical_xor", "allclose", "isclose"]
+
+
+def _raw(x):
+    return x._array if isinstance(x, Tensor) else x
+
+
+def _xp(*xs):
+    for x in xs:
+        if isinstance(x, Tensor):
+            return x.device.xp
+    return np
 
 
 # ---- binary arithmetic --------------------------------------------------------------------
@@ -185,17 +196,6 @@ def _rpow(input, other):
     if not isinstance(other, Tensor):
         other = as_tensor(other, input, dtype=result_type(other, input))
     return _binary(Pow, "pow", other, input)
-
-
-def _raw(x):
-    return x._array if isinstance(x, Tensor) else x
-
-
-def _xp(*xs):
-    for x in xs:
-        if isinstance(x, Tensor):
-            return x.device.xp
-    return np
 
 
 @tensor_method("remainder", "__mod__")
