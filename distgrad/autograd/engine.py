@@ -71,6 +71,8 @@ def _as_list(x):
 
 
 def _root_grads(roots, grad_tensors, create_graph):
+    if len(grad_tensors) != len(roots):
+        raise RuntimeError(f"got {len(grad_tensors)} gradients for {len(roots)} tensors")
     grads = []
     for i, (t, g) in enumerate(zip(roots, grad_tensors)):
         if not t._requires_grad:
@@ -221,7 +223,9 @@ def _run_backward(node, grads, create_graph):
     if fn.once_differentiable and create_graph:
         arrays = [g._array if isinstance(g, Tensor) else g for g in grads]
         node._create_graph = False
-        result = fn.backward(node, *arrays)
+        # A user Function's backward still sees tensors (as without create_graph).
+        result = (fn.backward(node, *arrays) if fn.on_arrays
+                  else _run_backward(node, arrays, False))
         return _wrap_once_differentiable(node, result, grads)
     node._create_graph = create_graph
     tgrads = [Tensor(g) if g is not None and not isinstance(g, Tensor) else g for g in grads]
@@ -295,16 +299,22 @@ def _check_anomaly(node, grads):
         arr = g._array if isinstance(g, Tensor) else g
         xp = array_module_for(arr)
         if arr.dtype.kind in "fc" and not bool(xp.isfinite(arr).all()):
-            trace = node._trace or "(forward traceback not recorded: enable detect_anomaly "
-            trace = trace if node._trace else trace + "before the forward pass)\n"
+            trace = node._trace or ("(forward traceback not recorded: enable detect_anomaly "
+                                    "before the forward pass)\n")
             raise RuntimeError(f"Function '{node.name()}' returned nan or inf values in its "
                                f"{i}th output.\nTraceback of the forward call that caused the "
                                f"error:\n{trace}")
 
 
-def _execute(root_nodes, root_grads, retain_graph, create_graph, capture=None):
+def _execute(root_nodes, root_grads, retain_graph, create_graph, capture=None, leaves=()):
+    """Run one backward. ``capture`` maps targets (a leaf's accumulator, or a non-leaf's
+    ``(node, output_nr)``) to the gradient they receive instead of accumulating it; ``leaves``
+    are further accumulators to accumulate into as usual. With either, only nodes on a path to
+    one of them run."""
     task = _GraphTask(create_graph)
-    targets = None if capture is None else {k[0] if isinstance(k, tuple) else k for k in capture}
+    targets = None
+    if capture is not None or leaves:
+        targets = {k[0] if isinstance(k, tuple) else k for k in capture or ()} | set(leaves)
     deps, task.needed = _discover([n for n, _ in root_nodes], targets)
     buffers = {}
     for (node, nr), g in zip(root_nodes, root_grads):
@@ -345,7 +355,7 @@ def _execute(root_nodes, root_grads, retain_graph, create_graph, capture=None):
                         out = hook(result, ())
                         if out is not None:
                             result = tuple(out)
-                if _anomaly["enabled"]:
+                if _anomaly["enabled"] and _anomaly["check_nan"]:
                     _check_anomaly(node, result)
                 if not retain_graph:
                     node._release()  # free its saved arrays now, as PyTorch (checkpointing)
@@ -391,8 +401,6 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
     """Compute gradients of ``tensors`` w.r.t. graph leaves and accumulate them in ``.grad``."""
     roots = _as_list(tensors)
     grads = _as_list(grad_tensors) or [None] * len(roots)
-    if len(grads) != len(roots):
-        raise RuntimeError(f"got {len(grads)} gradients for {len(roots)} tensors")
     if retain_graph is None:
         retain_graph = create_graph
     root_grads = _root_grads(roots, grads, create_graph)
@@ -400,13 +408,15 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
     if inputs is None:
         _execute(root_nodes, root_grads, retain_graph, create_graph)
         return
-    # backward(inputs=...): accumulate only into the given tensors
+    # backward(inputs=...): accumulate only into the given tensors. Leaves accumulate inside
+    # the backward as usual (their hooks run); non-leaf inputs get their gradient afterwards.
     inputs = _as_list(inputs)
     edges = _edges_for_inputs(inputs)
-    capture = {(e if not e[0]._is_accumulator else e[0]): None for e in edges}
-    _execute(root_nodes, root_grads, retain_graph, create_graph, capture)
+    leaves = [e[0] for e in edges if e[0]._is_accumulator]
+    capture = {e: None for e in edges if not e[0]._is_accumulator}
+    _execute(root_nodes, root_grads, retain_graph, create_graph, capture, leaves)
     for t, e in zip(inputs, edges):
-        g = capture[e if not e[0]._is_accumulator else e[0]]
+        g = capture.get(e)
         if g is None:
             continue
         g = g if create_graph else Tensor(g.copy())

@@ -314,7 +314,9 @@ class Tensor:
 
     def __array__(self, dtype=None, copy=None):
         arr = self._host_array()
-        return arr if dtype is None else arr.astype(dtype)
+        if dtype is not None and arr.dtype != dtype:
+            return arr.astype(dtype)
+        return arr.copy() if copy and arr is self._array else arr  # np.array(t) copies
 
     def __float__(self):
         return float(self.item())

@@ -21,6 +21,8 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
+from ..backend import is_floating
+
 __all__ = ["ReduceOp", "Work", "Communicator", "CollectiveInfo", "CollectiveTimeoutError",
            "CommunicatorBrokenError", "LocalCommunicator"]
 
@@ -267,7 +269,7 @@ class Communicator(ABC):
         if not isinstance(op, ReduceOp):
             raise TypeError(f"op must be a distgrad.distributed.ReduceOp, got {op!r}")
         kind = dtype.kind
-        if op is ReduceOp.AVG and kind not in "fc":
+        if op is ReduceOp.AVG and not (kind == "c" or is_floating(dtype)):
             raise TypeError(f"ReduceOp.AVG needs a floating point or complex array, got {dtype}; "
                             f"reduce with SUM and divide instead")
         if op in (ReduceOp.MAX, ReduceOp.MIN) and kind == "c":
@@ -368,7 +370,7 @@ class LocalCommunicator(Communicator):
         return self._done(async_op, "broadcast", array, root)
 
     def allgather(self, send, recv, async_op=True):
-        recv.reshape(send.shape)[...] = send
+        recv[...] = send.reshape(recv.shape)  # (recv.reshape would copy a non-contiguous recv)
         return self._done(async_op, "allgather", send)
 
     def reduce_scatter(self, send, recv, op=ReduceOp.SUM, async_op=True):
@@ -383,7 +385,7 @@ class LocalCommunicator(Communicator):
 
     def gather(self, send, recv, root, async_op=True):
         self._check_root(root)
-        recv.reshape(send.shape)[...] = send
+        recv[...] = send.reshape(recv.shape)
         return self._done(async_op, "gather", send, root)
 
     def scatter(self, send, recv, root, async_op=True):

@@ -206,6 +206,21 @@ def test_autograd_grad_unused_input():
     assert gz is None and gx.item() == 2
 
 
+def test_grad_outputs_must_match_outputs():
+    x = leaf([1.0, 2.0])
+    y1, y2 = (x * 2).sum(), (x * 3).sum()
+    with pytest.raises(RuntimeError, match="got 1 gradients for 2 tensors"):
+        dg.autograd.grad([y1, y2], x, grad_outputs=[dg.tensor(1.0, dtype=dg.float64)])
+
+
+def test_numpy_array_of_tensor_copies_and_asarray_shares():
+    t = dg.tensor([1.0, 2.0])
+    np.array(t)[0] = 9
+    assert t.tolist() == [1.0, 2.0]
+    np.asarray(t)[0] = 9
+    assert t.tolist() == [9.0, 2.0]
+
+
 def test_higher_order_gradients():
     x = leaf([1.5, -0.5])
     y = (x ** 3).sum()
@@ -269,6 +284,14 @@ def test_anomaly_mode_names_forward_op():
             y.sum().backward()
 
 
+@pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning")
+def test_anomaly_mode_without_check_nan_does_not_raise():
+    x = leaf([0.0, 1.0])
+    with dg.autograd.detect_anomaly(check_nan=False):
+        dg.sqrt(x).sum().backward()
+    assert np.isinf(x.grad.numpy()[0])
+
+
 def test_grad_modes():
     x = leaf([1.0])
     with dg.no_grad():
@@ -310,3 +333,14 @@ def test_next_functions_expose_the_graph():
     assert mul.name() == "MulBackward"
     acc = mul.next_functions[0][0]
     assert acc.name() == "AccumulateGrad" and acc.variable is x
+
+
+@pytest.mark.filterwarnings("ignore:The .grad attribute of a Tensor that is not a leaf")
+def test_backward_inputs_runs_leaf_hooks_and_fills_non_leaf_inputs():
+    a, b = leaf([1.0]), leaf([2.0])
+    fired = []
+    a.register_post_accumulate_grad_hook(lambda t: fired.append(t.grad.item()))
+    h = a * 3
+    (h * b).sum().backward(inputs=[a, h])
+    assert fired == [6.0] and b.grad is None
+    assert h.grad.item() == 2.0

@@ -141,3 +141,25 @@ def test_custom_function_double_backward():
     (g,) = dg.autograd.grad(Cube.apply(x).sum(), x, create_graph=True)
     (gg,) = dg.autograd.grad(g.sum(), x)
     assert gg.item() == pytest.approx(12.0)
+
+
+def test_once_differentiable_custom_function_under_create_graph():
+    class Square(Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return x * x
+
+        @staticmethod
+        @dg.autograd.once_differentiable
+        def backward(ctx, g):
+            x, = ctx.saved_tensors
+            assert isinstance(g, dg.Tensor) and isinstance(x, dg.Tensor)
+            return g * 2 * x
+
+    x = dg.tensor([1.0, 2.0], dtype=dg.float64, requires_grad=True)
+    w = dg.tensor([3.0, 5.0], dtype=dg.float64, requires_grad=True)
+    (g,) = dg.autograd.grad((Square.apply(x) * w).sum(), x, create_graph=True)
+    np.testing.assert_allclose(g.detach().numpy(), [6.0, 20.0])
+    with pytest.raises(RuntimeError, match="not differentiable twice"):
+        dg.autograd.grad(g.sum(), w)

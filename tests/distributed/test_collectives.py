@@ -55,6 +55,20 @@ def test_local_communicator():
         comm.broadcast(a, root=1)
 
 
+def test_local_communicator_writes_non_contiguous_outputs():
+    comm = LocalCommunicator()
+    a = np.arange(6.0)
+    for gathered in (lambda out: comm.allgather(a, out), lambda out: comm.gather(a, out, 0)):
+        out = np.zeros((3, 4))[:, ::2].T  # a non-contiguous (2, 3) view
+        gathered(out).wait()
+        np.testing.assert_array_equal(out.reshape(-1), a)
+
+
+def test_avg_accepts_bfloat16():
+    bf16 = pytest.importorskip("ml_dtypes").bfloat16
+    LocalCommunicator().allreduce(np.ones(3, bf16), ReduceOp.AVG).wait()
+
+
 def test_launcher_claims():
     env = {"PMI_RANK": "1", "PMI_SIZE": "2", "MPI_LOCALRANKID": "1", "MPI_LOCALNRANKS": "2",
            "DISTGRAD_LOCAL_RANK": "1", "SLURM_PROCID": "0", "SLURM_STEP_ID": "3"}
