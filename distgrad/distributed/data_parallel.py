@@ -162,8 +162,13 @@ class DataParallel(Module):
                                if p.requires_grad][::-1]
         self._plan_buckets(named)
         self._sync_state(list(module.parameters()) + list(module.buffers()))
-        for index, (_, p) in enumerate(named):
+        # A module wrapped again drops the previous wrapper's hooks, which would otherwise go
+        # on launching collectives into that wrapper's buckets.
+        for handle in getattr(module, "_distgrad_dp_hooks", ()):
+            handle.remove()
+        object.__setattr__(module, "_distgrad_dp_hooks", [
             p.register_post_accumulate_grad_hook(functools.partial(self._on_ready, index))
+            for index, (_, p) in enumerate(named)])
         if getattr(comm, "watchdog", None) is not None:
             comm.watchdog.add_source(self._watchdog_state)
 

@@ -42,5 +42,15 @@ assert list(dp.state_dict()) == ["scale", "fc.weight", "fc.bias"]
 assert [n for n, _ in dp.named_parameters()] == ["fc.weight", "fc.bias"]
 dp.load_state_dict({k: v * 0 for k, v in model.state_dict().items()})
 assert np.all(model.fc.weight.detach().numpy() == 0)
+
+# wrapping the same module again: only the new wrapper's hooks fire, and it averages once
+model.zero_grad()
+with distgrad.no_grad():
+    model.scale.fill_(2.0)
+rewrapped = DataParallel(model)
+rewrapped(distgrad.full((1, 3), float(R + 1))).sum().backward()
+assert rewrapped.last_step_stats is not None
+# d/dW of sum(scale * W x) on rank r is 2 (r + 1); the average over 2 ranks is 3
+np.testing.assert_allclose(model.fc.weight.grad.numpy(), np.full((2, 3), 3.0), rtol=1e-6)
 dist.barrier()
 print("OK", flush=True)
