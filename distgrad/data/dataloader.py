@@ -14,12 +14,15 @@ keep their random streams across epochs."""
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import itertools
 import multiprocessing
 import os
 import pickle
 import queue
 import random
+import signal
+import sys
 import time
 import traceback
 from collections.abc import Mapping, Sequence
@@ -227,10 +230,26 @@ def _seed_worker(seed: int) -> None:
     _random.default_generator.manual_seed(seed)  # not manual_seed(): no CUDA in a forked child
 
 
+def _die_with_parent(parent_pid: int) -> None:
+    """On Linux, have the kernel SIGKILL this worker when its parent dies, wherever the worker
+    is blocked (the loop's own parent check only runs between tasks). The kernel ties this to
+    the thread that started the worker: start iterators from a thread that outlives them."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL))  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent_pid:  # the parent died before the request took effect
+        os._exit(0)
+
+
 def _worker_loop(dataset, auto_collation, collate_fn, drop_last, tasks, result_queue,
                  done_event, worker_id, num_workers, seed, init_fn):
     global _worker_info
     parent_pid = os.getppid()  # the main process (or the forkserver, which dies with it)
+    _die_with_parent(parent_pid)
     try:
         _seed_worker(seed)
         _worker_info = WorkerInfo(worker_id, num_workers, seed, dataset)
