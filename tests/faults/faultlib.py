@@ -85,6 +85,9 @@ def orphans(tag: str, grace: float = 1.0) -> int:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+    deadline = time.monotonic() + 5  # SIGKILL is delivered asynchronously: wait until gone
+    while tagged_pids(tag) and time.monotonic() < deadline:
+        time.sleep(0.05)
     return len(pids)
 
 
