@@ -148,17 +148,25 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     axes = (0,) + tuple(range(2, input.ndim))
     if training:
         _need_spread(op, input, input.numel() // max(c, 1))
-        running = None
-        if running_mean is not None or running_var is not None:
-            running = _arrays(running_mean, running_var) + (momentum,)
-        y = Normalize.apply(input, weight, bias, input.shape, axes, pshape, eps, None, running)
-        _bump(running_mean, running_var)
-        return y
+        return _normalize_batch_stats(input, weight, bias, axes, pshape, eps, running_mean,
+                                      running_var, momentum)
     if running_mean is None or running_var is None:
         raise RuntimeError(f"{op}: running_mean and running_var must be given when training "
                            f"is False")
     return Normalize.apply(input, weight, bias, input.shape, axes, pshape, eps,
                            _arrays(running_mean, running_var), None)
+
+
+def _normalize_batch_stats(input, weight, bias, axes, pshape, eps, running_mean, running_var,
+                           momentum):
+    """Normalise with the statistics of ``input`` over ``axes``, updating the running stats
+    (when given) in place."""
+    running = None
+    if running_mean is not None or running_var is not None:
+        running = _arrays(running_mean, running_var) + (momentum,)
+    y = Normalize.apply(input, weight, bias, input.shape, axes, pshape, eps, None, running)
+    _bump(running_mean, running_var)
+    return y
 
 
 def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=None,
@@ -178,12 +186,8 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
                                _arrays(running_mean, running_var), None)
     axes = tuple(range(2, input.ndim))
     _need_spread(op, input, math.prod(input.shape[2:]))
-    running = None
-    if running_mean is not None or running_var is not None:
-        running = _arrays(running_mean, running_var) + (momentum,)
-    y = Normalize.apply(input, weight, bias, input.shape, axes, pshape, eps, None, running)
-    _bump(running_mean, running_var)
-    return y
+    return _normalize_batch_stats(input, weight, bias, axes, pshape, eps, running_mean,
+                                  running_var, momentum)
 
 
 def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):

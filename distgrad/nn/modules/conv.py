@@ -5,9 +5,9 @@ import math
 
 from ... import ops
 from .. import functional as F
-from .. import init
 from ..module import Module
 from ..parameter import Parameter
+from .linear import reset_weight_and_bias
 
 __all__ = ["Conv1d", "Conv2d", "ConvTranspose2d"]
 
@@ -51,11 +51,8 @@ class _ConvNd(Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            fan_in = self.weight.shape[1] * math.prod(self.kernel_size)
-            bound = 1 / math.sqrt(fan_in) if fan_in else 0
-            init.uniform_(self.bias, -bound, bound)
+        reset_weight_and_bias(self.weight, self.bias,
+                              self.weight.shape[1] * math.prod(self.kernel_size))
 
     def extra_repr(self):
         s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "

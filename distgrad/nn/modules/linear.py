@@ -16,6 +16,15 @@ def _empty(*shape, device=None, dtype=None):
     return ops.empty(*shape, device=device, dtype=dtype)
 
 
+def reset_weight_and_bias(weight, bias, fan_in: int) -> None:
+    """PyTorch's default for Linear and Conv layers: kaiming-uniform weight with a=sqrt(5),
+    bias uniform in +-1/sqrt(fan_in)."""
+    init.kaiming_uniform_(weight, a=math.sqrt(5))
+    if bias is not None:
+        bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+        init.uniform_(bias, -bound, bound)
+
+
 class Identity(Module):
     """Returns its input unchanged (accepts and ignores constructor arguments)."""
 
@@ -43,10 +52,7 @@ class Linear(Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            bound = 1 / math.sqrt(self.in_features) if self.in_features > 0 else 0
-            init.uniform_(self.bias, -bound, bound)
+        reset_weight_and_bias(self.weight, self.bias, self.in_features)
 
     def forward(self, input):
         if input.shape[-1:] != (self.in_features,):
