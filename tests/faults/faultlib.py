@@ -78,7 +78,13 @@ def orphans(tag: str, grace: float = 1.0) -> int:
     (a process in the middle of exiting gets that long); they are killed (by pid), so one
     scenario's leftovers cannot disturb the next."""
     deadline = time.monotonic() + grace
-    while (pids := tagged_pids(tag)) and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
+        pids = tagged_pids(tag)
+        if not pids:  # a process caught in exec() has no readable environment for a moment:
+            time.sleep(0.1)  # none only counts when a second look agrees
+            pids = tagged_pids(tag)
+            if not pids:
+                break
         time.sleep(0.05)
     for pid in pids:
         try:
