@@ -8,6 +8,7 @@ float32 buffers of 4 KiB to 256 MiB, sum, in place, one thread per rank. Both ru
 (duplicated) communicator and the same array, interleaved. Prints medians and bus bandwidth
 (algorithm bandwidth x 2(n-1)/n, as nccl-tests); goal: distgrad >= 95% of raw from 1 MiB.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,8 +32,9 @@ def main():
     parser.add_argument("--ranks", type=int, default=2, help="ranks to start (if not under MPI)")
     parser.add_argument("--max-mib", type=int, default=256)
     args = parser.parse_args()
-    launched = any(v in os.environ for v in ("PMI_RANK", "OMPI_COMM_WORLD_RANK",
-                                             "DISTGRAD_BENCH_CHILD"))
+    launched = any(
+        v in os.environ for v in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "DISTGRAD_BENCH_CHILD")
+    )
     if not launched:
         sys.exit(spawn_mpi(args.ranks))
 
@@ -48,11 +50,15 @@ def main():
     max_bytes = (64 if args.quick else args.max_mib) << 20
     budget = 0.25 if args.quick else 1.0  # seconds per size and variant
     if rank == 0:
-        print(f"allreduce (sum, float32, in place), {n} ranks, "
-              f"{' '.join(MPI.Get_library_version().splitlines()[0].split())}, "
-              f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-        print(f"{'size':>8} {'raw ms':>9} {'distgrad ms':>12} {'raw busbw':>10} "
-              f"{'distgrad busbw':>15} {'distgrad/raw':>13}")
+        print(
+            f"allreduce (sum, float32, in place), {n} ranks, "
+            f"{' '.join(MPI.Get_library_version().splitlines()[0].split())}, "
+            f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+        )
+        print(
+            f"{'size':>8} {'raw ms':>9} {'distgrad ms':>12} {'raw busbw':>10} "
+            f"{'distgrad busbw':>15} {'distgrad/raw':>13}"
+        )
     for nbytes in (s for s in SIZES if s <= max_bytes):
         array = np.zeros(nbytes // 4, np.float32)  # zeros: the sums never overflow
         tensor = dg.from_numpy(array)
@@ -71,19 +77,20 @@ def main():
         reps = int(min(200, max(5, budget / max(once, 1e-6))))
         times = {raw: [], ours: []}
         for i in range(reps):
-            for fn in ((raw, ours) if i % 2 == 0 else (ours, raw)):
+            for fn in (raw, ours) if i % 2 == 0 else (ours, raw):
                 comm.Barrier()
                 start = time.perf_counter()
                 fn()
                 times[fn].append(time.perf_counter() - start)
-        medians = {fn: comm.allreduce(float(np.median(t)), op=MPI.MAX)
-                   for fn, t in times.items()}
+        medians = {fn: comm.allreduce(float(np.median(t)), op=MPI.MAX) for fn, t in times.items()}
         if rank == 0:
             factor = 2 * (n - 1) / n
             bw = {fn: nbytes / t * factor / 1e9 for fn, t in medians.items()}
-            print(f"{fmt_size(nbytes):>8} {medians[raw] * 1e3:9.3f} {medians[ours] * 1e3:12.3f} "
-                  f"{bw[raw]:8.2f}GB/s {bw[ours]:13.2f}GB/s {bw[ours] / bw[raw]:12.1%}",
-                  flush=True)
+            print(
+                f"{fmt_size(nbytes):>8} {medians[raw] * 1e3:9.3f} {medians[ours] * 1e3:12.3f} "
+                f"{bw[raw]:8.2f}GB/s {bw[ours]:13.2f}GB/s {bw[ours] / bw[raw]:12.1%}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

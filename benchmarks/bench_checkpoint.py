@@ -11,6 +11,7 @@ was live before it (numpy reports its allocations to ``tracemalloc``), so it cou
 activations, gradients and temporaries, not the parameters. Time is measured separately,
 without tracemalloc. Threads are pinned to 1 for stable numbers.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -70,17 +71,21 @@ def main():
         layers += [nn.Linear(WIDTH, WIDTH), nn.ReLU()]
     model = nn.Sequential(*layers)
     x = dg.randn(BATCH, WIDTH, requires_grad=True)
-    print(f"{DEPTH} x (Linear({WIDTH}, {WIDTH}) + ReLU), float32, batch {BATCH}: forward + "
-          f"backward, peak of live arrays above the step's start, median of {repeats} "
-          f"interleaved")
+    print(
+        f"{DEPTH} x (Linear({WIDTH}, {WIDTH}) + ReLU), float32, batch {BATCH}: forward + "
+        f"backward, peak of live arrays above the step's start, median of {repeats} "
+        f"interleaved"
+    )
     print(f"{'checkpointing':<28} {'peak MB':>8} {'saved':>6} {'ms':>8} {'overhead':>9}")
     configs = (None, 2, 4, 8, 16)
     peaks = {c: peak_mb(model, x, c) for c in configs}
     times = median_ms(model, x, configs, repeats)
     for c in configs:
         name = "none" if c is None else f"checkpoint_sequential({c})"
-        print(f"{name:<28} {peaks[c]:>8.1f} {1 - peaks[c] / peaks[None]:>6.0%} {times[c]:>8.1f} "
-              f"{times[c] / times[None] - 1:>+9.0%}")
+        print(
+            f"{name:<28} {peaks[c]:>8.1f} {1 - peaks[c] / peaks[None]:>6.0%} {times[c]:>8.1f} "
+            f"{times[c] / times[None] - 1:>+9.0%}"
+        )
 
 
 if __name__ == "__main__":

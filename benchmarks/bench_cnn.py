@@ -13,6 +13,7 @@ that both give the same loss and gradients.
 Each thread count runs in a child process with OMP/OPENBLAS/MKL_NUM_THREADS set before numpy
 is imported. Prints medians, p10 and p90 (ms) and the distgrad/numpy ratio of the medians.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,8 +24,14 @@ import sys
 import time
 
 BATCH, LR = 64, 0.01
-SHAPES = {"w1": (16, 1, 3, 3), "b1": (16,), "w2": (32, 16, 3, 3), "b2": (32,),
-          "w3": (10, 32 * 7 * 7), "b3": (10,)}
+SHAPES = {
+    "w1": (16, 1, 3, 3),
+    "b1": (16,),
+    "w2": (32, 16, 3, 3),
+    "b2": (32,),
+    "w3": (10, 32 * 7 * 7),
+    "b3": (10,),
+}
 
 
 # ---- the numpy reference ------------------------------------------------------------------
@@ -61,7 +68,7 @@ def np_conv_backward(dout, x_shape, w, cols, need_dx):
     dxp = np.zeros((n, c, h + 2, wd + 2), dtype=dout.dtype)
     for i in range(3):
         for j in range(3):
-            dxp[:, :, i:i + h, j:j + wd] += dcols[:, i, j].transpose(1, 0, 2, 3)
+            dxp[:, :, i : i + h, j : j + wd] += dcols[:, i, j].transpose(1, 0, 2, 3)
     return dxp[:, :, 1:-1, 1:-1], dw, db
 
 
@@ -69,8 +76,10 @@ def np_pool_forward(x):
     """2x2 max pooling, stride 2, as the max of the four strided sub-grids."""
     import numpy as np
 
-    return np.maximum(np.maximum(x[:, :, 0::2, 0::2], x[:, :, 0::2, 1::2]),
-                      np.maximum(x[:, :, 1::2, 0::2], x[:, :, 1::2, 1::2]))
+    return np.maximum(
+        np.maximum(x[:, :, 0::2, 0::2], x[:, :, 0::2, 1::2]),
+        np.maximum(x[:, :, 1::2, 0::2], x[:, :, 1::2, 1::2]),
+    )
 
 
 def np_pool_backward(dout, x, out):
@@ -138,8 +147,11 @@ def _stats(times):
     import numpy as np
 
     ms = np.asarray(times) * 1e3
-    return {"median": float(np.median(ms)), "p10": float(np.percentile(ms, 10)),
-            "p90": float(np.percentile(ms, 90))}
+    return {
+        "median": float(np.median(ms)),
+        "p10": float(np.percentile(ms, 10)),
+        "p90": float(np.percentile(ms, 90)),
+    }
 
 
 def run_child(repeats, warmup):
@@ -150,8 +162,10 @@ def run_child(repeats, warmup):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((BATCH, 1, 28, 28)).astype(np.float32)
     y = rng.integers(0, 10, BATCH)
-    ref = {k: (rng.standard_normal(s) * (0.1 if k[0] == "w" else 0.01)).astype(np.float32)
-           for k, s in SHAPES.items()}
+    ref = {
+        k: (rng.standard_normal(s) * (0.1 if k[0] == "w" else 0.01)).astype(np.float32)
+        for k, s in SHAPES.items()
+    }
     params = {k: dg.tensor(v.copy(), requires_grad=True) for k, v in ref.items()}
     xt, yt = dg.tensor(x), dg.tensor(y)
 
@@ -160,12 +174,13 @@ def run_child(repeats, warmup):
     loss_dg, grads_dg = distgrad_step(params, xt, yt)
     assert abs(loss_np - loss_dg) <= 1e-5 * max(1.0, abs(loss_np)), (loss_np, loss_dg)
     for k, g in grads_np.items():
-        np.testing.assert_allclose(grads_dg[k].numpy(), g, rtol=2e-3, atol=2e-5,
-                                   err_msg=f"gradient of {k}")
+        np.testing.assert_allclose(
+            grads_dg[k].numpy(), g, rtol=2e-3, atol=2e-5, err_msg=f"gradient of {k}"
+        )
 
     times = {"numpy": [], "distgrad": []}
     for i in range(warmup + repeats):
-        for name in (("numpy", "distgrad") if i % 2 else ("distgrad", "numpy")):
+        for name in ("numpy", "distgrad") if i % 2 else ("distgrad", "numpy"):
             t0 = time.perf_counter()
             if name == "numpy":
                 numpy_step(ref, x, y)
@@ -189,16 +204,29 @@ def main():
         print(json.dumps(run_child(repeats, args.warmup)))
         return
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    print(f"CNN training step, batch {BATCH}, 28x28, float32 "
-          f"({repeats} steps each, interleaved; times in ms; load average "
-          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
+    print(
+        f"CNN training step, batch {BATCH}, 28x28, float32 "
+        f"({repeats} steps each, interleaved; times in ms; load average "
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)"
+    )
     print(f"{'threads':>7} {'impl':>9} {'median':>8} {'p10':>8} {'p90':>8} {'ratio':>7}")
     for n in args.threads:
-        env = dict(os.environ, OMP_NUM_THREADS=str(n), OPENBLAS_NUM_THREADS=str(n),
-                   MKL_NUM_THREADS=str(n), PYTHONPATH=root + os.pathsep +
-                   os.environ.get("PYTHONPATH", ""))
-        cmd = [sys.executable, os.path.abspath(__file__), "--child", "--repeats", str(repeats),
-               "--warmup", str(args.warmup)]
+        env = dict(
+            os.environ,
+            OMP_NUM_THREADS=str(n),
+            OPENBLAS_NUM_THREADS=str(n),
+            MKL_NUM_THREADS=str(n),
+            PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        )
+        cmd = [
+            sys.executable,
+            os.path.abspath(__file__),
+            "--child",
+            "--repeats",
+            str(repeats),
+            "--warmup",
+            str(args.warmup),
+        ]
         out = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if out.returncode:
             sys.exit(f"child with {n} thread(s) failed:\n{out.stderr}")
@@ -207,8 +235,7 @@ def main():
         for name in ("numpy", "distgrad"):
             s = res[name]
             tail = f"{ratio:>7.2f}" if name == "distgrad" else ""
-            print(f"{n:>7} {name:>9} {s['median']:>8.2f} {s['p10']:>8.2f} {s['p90']:>8.2f} "
-                  f"{tail}")
+            print(f"{n:>7} {name:>9} {s['median']:>8.2f} {s['p10']:>8.2f} {s['p90']:>8.2f} {tail}")
 
 
 if __name__ == "__main__":

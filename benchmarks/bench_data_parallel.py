@@ -11,6 +11,7 @@ Both are also compared with the local step (distgrad, no DataParallel, no commun
 every rank at the same time. Prints medians (ms), DataParallel's communication time and the
 share of it that ran before backward ended. Goal: distgrad / hand-written <= 1.05.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,8 +20,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import (LR, MLP_SIZES as SIZES, make_distgrad_step, make_mlp,  # noqa: E402
-                    numpy_mlp_grads, numpy_params, spawn_mpi)
+from common import LR, make_distgrad_step, make_mlp, numpy_mlp_grads, numpy_params, spawn_mpi  # noqa: E402
+from common import MLP_SIZES as SIZES
 
 BATCH = 128
 
@@ -43,6 +44,7 @@ def make_numpy_step(model, comm):
         for p, g in zip(params, grads):
             p -= scale * g
         return loss
+
     return step
 
 
@@ -52,8 +54,9 @@ def main():
     parser.add_argument("--ranks", type=int, default=2, help="ranks to start (if not under MPI)")
     parser.add_argument("--steps", type=int, default=60)
     args = parser.parse_args()
-    if not any(v in os.environ for v in ("PMI_RANK", "OMPI_COMM_WORLD_RANK",
-                                         "DISTGRAD_BENCH_CHILD")):
+    if not any(
+        v in os.environ for v in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "DISTGRAD_BENCH_CHILD")
+    ):
         sys.exit(spawn_mpi(args.ranks))
 
     import numpy as np
@@ -67,14 +70,20 @@ def main():
     rank, world = comm.Get_rank(), comm.Get_size()
 
     dp = dist.DataParallel(make_mlp())
-    steps = {"hand-written numpy+mpi4py": make_numpy_step(make_mlp(), comm),
-             "distgrad DataParallel": make_distgrad_step(dp),
-             "local step (no communication)": make_distgrad_step(make_mlp())}
+    steps = {
+        "hand-written numpy+mpi4py": make_numpy_step(make_mlp(), comm),
+        "distgrad DataParallel": make_distgrad_step(dp),
+        "local step (no communication)": make_distgrad_step(make_mlp()),
+    }
     rng = np.random.default_rng(rank)
     x_np = rng.normal(size=(BATCH, SIZES[0])).astype(np.float32)
     y_np = rng.integers(0, SIZES[-1], BATCH)
-    inputs = {name: (x_np, y_np) if name.startswith("hand") else
-              (dg.from_numpy(x_np), dg.from_numpy(y_np)) for name in steps}
+    inputs = {
+        name: (x_np, y_np)
+        if name.startswith("hand")
+        else (dg.from_numpy(x_np), dg.from_numpy(y_np))
+        for name in steps
+    }
     for name, step in steps.items():  # warm up
         for _ in range(3):
             step(*inputs[name])
@@ -83,7 +92,7 @@ def main():
     comm_s, share, done_early, wait_s = [], [], [], []
     names = list(steps)
     for i in range(reps):
-        for name in names[i % 3:] + names[:i % 3]:  # rotate the order
+        for name in names[i % 3 :] + names[: i % 3]:  # rotate the order
             comm.Barrier()
             start = time.perf_counter()
             steps[name](*inputs[name])
@@ -94,24 +103,31 @@ def main():
                 share.append(stats.overlap_share)
                 done_early.append(stats.completed_in_backward)
                 wait_s.append(stats.wait_s)
-    medians = {name: comm.allreduce(float(np.median(t)), op=MPI.MAX)
-               for name, t in times.items()}
+    medians = {name: comm.allreduce(float(np.median(t)), op=MPI.MAX) for name, t in times.items()}
     stats = dp.last_step_stats
     if rank == 0:
         hand, ours, local = (medians[n] for n in names)
-        print(f"MLP {'-'.join(map(str, SIZES))}, float32, per-rank batch {BATCH}, {world} ranks, "
-              f"1 thread per rank, {reps} interleaved steps each, "
-              f"{stats.buckets} buckets / {stats.bytes / 2**20:.1f} MiB of gradients")
+        print(
+            f"MLP {'-'.join(map(str, SIZES))}, float32, per-rank batch {BATCH}, {world} ranks, "
+            f"1 thread per rank, {reps} interleaved steps each, "
+            f"{stats.buckets} buckets / {stats.bytes / 2**20:.1f} MiB of gradients"
+        )
         print(f"{'step':<32} {'median ms':>10} {'vs hand-written':>16} {'vs local step':>14}")
         for name in names:
-            print(f"{name:<32} {medians[name] * 1e3:10.2f} {medians[name] / hand:16.3f} "
-                  f"{medians[name] / local:14.3f}")
-        print(f"DataParallel per step (medians): allreduces in flight {np.median(comm_s) * 1e3:.2f}"
-              f" ms, {np.median(share):.0%} of that before backward ended, "
-              f"{np.median(wait_s) * 1e3:.2f} ms waiting after backward; buckets finished before "
-              f"backward ended: {np.mean(done_early):.2f} of {stats.buckets}")
-        print(f"distgrad / hand-written = {ours / hand:.3f} (goal <= 1.05); "
-              f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+            print(
+                f"{name:<32} {medians[name] * 1e3:10.2f} {medians[name] / hand:16.3f} "
+                f"{medians[name] / local:14.3f}"
+            )
+        print(
+            f"DataParallel per step (medians): allreduces in flight {np.median(comm_s) * 1e3:.2f}"
+            f" ms, {np.median(share):.0%} of that before backward ended, "
+            f"{np.median(wait_s) * 1e3:.2f} ms waiting after backward; buckets finished before "
+            f"backward ended: {np.mean(done_early):.2f} of {stats.buckets}"
+        )
+        print(
+            f"distgrad / hand-written = {ours / hand:.3f} (goal <= 1.05); "
+            f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+        )
 
 
 if __name__ == "__main__":

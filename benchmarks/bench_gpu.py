@@ -18,6 +18,7 @@ all_reduce bandwidth, and the per-op launch overhead.
 
 Without a GPU (or without cupy) it prints why and exits with status 0.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,14 +52,22 @@ def median_time(fn, repeats: int, sync=None) -> float:
 
 # ---- training steps ---------------------------------------------------------------------------
 def mlp():
-    return nn.Sequential(nn.Linear(784, 1024), nn.ReLU(), nn.Linear(1024, 1024), nn.ReLU(),
-                         nn.Linear(1024, 10))
+    return nn.Sequential(
+        nn.Linear(784, 1024), nn.ReLU(), nn.Linear(1024, 1024), nn.ReLU(), nn.Linear(1024, 10)
+    )
 
 
 def cnn():
-    return nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                         nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                         nn.Flatten(), nn.Linear(32 * 7 * 7, 10))
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(32 * 7 * 7, 10),
+    )
 
 
 def step_fn(model, x, y):
@@ -70,15 +79,18 @@ def step_fn(model, x, y):
         loss.backward()
         opt.step()
         return loss
+
     return step
 
 
 def bench_steps(repeats: int) -> None:
     print("training step, float32: median ms")
     print(f"{'model':<28}{'cpu ms':>10}{'gpu ms':>10}{'speed-up':>10}")
-    for name, make, shape in (("MLP 784-1024-1024-10, b128", mlp, (128, 784)),
-                              ("MLP 784-1024-1024-10, b512", mlp, (512, 784)),
-                              ("CNN 28x28, b64", cnn, (64, 1, 28, 28))):
+    for name, make, shape in (
+        ("MLP 784-1024-1024-10, b128", mlp, (128, 784)),
+        ("MLP 784-1024-1024-10, b512", mlp, (512, 784)),
+        ("CNN 28x28, b64", cnn, (64, 1, 28, 28)),
+    ):
         dg.manual_seed(0)
         model = make()
         x, y = dg.randn(*shape), dg.randint(0, 10, (shape[0],))
@@ -88,8 +100,10 @@ def bench_steps(repeats: int) -> None:
             step = step_fn(replica, x.to(device), y.to(device))
             sync = dg.cuda.synchronize if device == "cuda" else None
             times[device] = median_time(step, repeats, sync) * 1e3
-        print(f"{name:<28}{times['cpu']:>10.2f}{times['cuda']:>10.2f}"
-              f"{times['cpu'] / times['cuda']:>9.1f}x")
+        print(
+            f"{name:<28}{times['cpu']:>10.2f}{times['cuda']:>10.2f}"
+            f"{times['cpu'] / times['cuda']:>9.1f}x"
+        )
 
 
 # ---- NCCL all_reduce ----------------------------------------------------------------------------
@@ -118,8 +132,7 @@ def bench_nccl(repeats: int, max_mib: int) -> None:
     size = 1 << 20
     while size <= max_mib << 20:
         x = cp.ones(size // 4, cp.float32)
-        seconds = median_time(lambda: comm.allreduce(x, ReduceOp.SUM, async_op=False),
-                              repeats)
+        seconds = median_time(lambda: comm.allreduce(x, ReduceOp.SUM, async_op=False), repeats)
         algbw = size / seconds / 1e9
         busbw = f"{algbw * 2 * (n - 1) / n:>12.1f}" if n > 1 else f"{'-':>12}"
         if comm.rank == 0:
@@ -144,6 +157,7 @@ def bench_overhead(repeats: int) -> None:
                 y = y + 1.0
             if backward:
                 y.sum().backward()
+
         return run
 
     def raw_chain(xp):
@@ -151,15 +165,18 @@ def bench_overhead(repeats: int) -> None:
             y = xp.ones(1, xp.float32)
             for _ in range(CHAIN):
                 y = y + xp.float32(1.0)
+
         return run
 
     sync = dg.cuda.synchronize
-    rows = [("cpu: numpy", raw_chain(np), None),
-            ("cpu: distgrad forward", distgrad_chain("cpu", False), None),
-            ("cpu: distgrad fwd+bwd", distgrad_chain("cpu", True), None),
-            ("gpu: cupy", raw_chain(cp), sync),
-            ("gpu: distgrad forward", distgrad_chain("cuda", False), sync),
-            ("gpu: distgrad fwd+bwd", distgrad_chain("cuda", True), sync)]
+    rows = [
+        ("cpu: numpy", raw_chain(np), None),
+        ("cpu: distgrad forward", distgrad_chain("cpu", False), None),
+        ("cpu: distgrad fwd+bwd", distgrad_chain("cpu", True), None),
+        ("gpu: cupy", raw_chain(cp), sync),
+        ("gpu: distgrad forward", distgrad_chain("cuda", False), sync),
+        ("gpu: distgrad fwd+bwd", distgrad_chain("cuda", True), sync),
+    ]
     print(f"per-op overhead: a chain of {CHAIN} adds on 1 element, us per op")
     for name, fn, s in rows:
         print(f"{name:<26}{median_time(fn, repeats, s) / CHAIN * 1e6:>8.2f}")

@@ -11,6 +11,7 @@ start from the same weights and are checked to agree before timing. Threads are 
 (OMP/OPENBLAS/MKL_NUM_THREADS) for stable numbers. With a GPU, ``--cuda`` adds a CUDA-graph
 replay column.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,8 +46,9 @@ class Chain(nn.Module):
 
 
 def mlp():
-    return nn.Sequential(nn.Linear(784, 1024), nn.ReLU(), nn.Linear(1024, 1024), nn.ReLU(),
-                         nn.Linear(1024, 10))
+    return nn.Sequential(
+        nn.Linear(784, 1024), nn.ReLU(), nn.Linear(1024, 1024), nn.ReLU(), nn.Linear(1024, 10)
+    )
 
 
 def deep_narrow():
@@ -64,12 +66,24 @@ def cases(device):
             return dg.from_numpy(rng.integers(0, classes, shape)).to(device)
         return dg.from_numpy(rng.standard_normal(shape).astype(np.float32)).to(device)
 
-    yield ("MLP 784-1024-1024-10, batch 128", mlp, F.cross_entropy,
-           (data(128, 784), data(128, classes=10)))
-    yield ("deep narrow MLP 32x(Linear 64 + Tanh), batch 32", deep_narrow, F.mse_loss,
-           (data(32, 64), data(32, 64)))
-    yield ("elementwise chain, 200 ops on 64 elements", lambda: Chain(64, 100), F.mse_loss,
-           (data(64), data(64)))
+    yield (
+        "MLP 784-1024-1024-10, batch 128",
+        mlp,
+        F.cross_entropy,
+        (data(128, 784), data(128, classes=10)),
+    )
+    yield (
+        "deep narrow MLP 32x(Linear 64 + Tanh), batch 32",
+        deep_narrow,
+        F.mse_loss,
+        (data(32, 64), data(32, 64)),
+    )
+    yield (
+        "elementwise chain, 200 ops on 64 elements",
+        lambda: Chain(64, 100),
+        F.mse_loss,
+        (data(64), data(64)),
+    )
 
 
 def eager_step(model, loss, opt):
@@ -79,6 +93,7 @@ def eager_step(model, loss, opt):
         out.backward()
         opt.step()
         return out.detach()
+
     return step
 
 
@@ -103,8 +118,10 @@ def main():
     device = "cuda" if args.cuda else "cpu"
     sync = dg.cuda.synchronize if args.cuda else (lambda: None)
     head = f"{'model':<50} {'ops':>4} {'eager ms':>9} {'replay ms':>10} {'speed-up':>9}"
-    print(f"Training step (forward, loss, backward, SGD), float32, {device}, {repeats} "
-          f"interleaved repetitions, median")
+    print(
+        f"Training step (forward, loss, backward, SGD), float32, {device}, {repeats} "
+        f"interleaved repetitions, median"
+    )
     print(head + (f" {'CUDA graph ms':>14}" if args.cuda else ""))
     for name, make, loss, (x, y) in cases(device):
         dg.manual_seed(0)
@@ -119,13 +136,16 @@ def main():
             assert abs(le - lt) <= 1e-5 * max(1.0, abs(le)), (name, le, lt)
         fns = [lambda: (eager(x, y), sync()), lambda: (traced(x, y), sync())]
         if args.cuda:
-            graphed = jit.trace_step(lambda a, b: loss(twin(a), b), (x, y), twin_opt,
-                                     cuda_graph=True)
+            graphed = jit.trace_step(
+                lambda a, b: loss(twin(a), b), (x, y), twin_opt, cuda_graph=True
+            )
             fns.append(lambda: (graphed(x, y), sync()))
         times = timed(fns, repeats)
         ops = len(traced.forward.graph)
-        row = (f"{name:<50} {ops:>4} {times[0] * 1e3:>9.2f} {times[1] * 1e3:>10.2f} "
-               f"{times[0] / times[1]:>8.2f}x")
+        row = (
+            f"{name:<50} {ops:>4} {times[0] * 1e3:>9.2f} {times[1] * 1e3:>10.2f} "
+            f"{times[0] / times[1]:>8.2f}x"
+        )
         print(row + (f" {times[2] * 1e3:>14.2f}" if args.cuda else ""))
 
 

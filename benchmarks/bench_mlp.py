@@ -7,6 +7,7 @@ forward/backward of the same network, timed interleaved in the same process.
 Each thread count runs in a child process with OMP/OPENBLAS/MKL_NUM_THREADS set before numpy
 is imported. Prints medians (ms) and the distgrad/numpy ratio (goal: <= 1.05).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,8 +17,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import (LR, MLP_SIZES as SIZES, make_distgrad_step, make_mlp,  # noqa: E402
-                    numpy_mlp_grads, numpy_params)
+from common import LR, make_distgrad_step, make_mlp, numpy_mlp_grads, numpy_params  # noqa: E402
+from common import MLP_SIZES as SIZES
 
 
 def numpy_step(params, x, y):
@@ -52,8 +53,10 @@ def run_child(batch_sizes, repeats):
             step(x, y), numpy_step(ref, x_np, y_np)
         times = {"distgrad": [], "numpy": []}
         for _ in range(repeats):
-            for name, fn in (("distgrad", lambda: step(x, y)),
-                             ("numpy", lambda: numpy_step(ref, x_np, y_np))):
+            for name, fn in (
+                ("distgrad", lambda: step(x, y)),
+                ("numpy", lambda: numpy_step(ref, x_np, y_np)),
+            ):
                 t0 = time.perf_counter()
                 fn()
                 times[name].append(time.perf_counter() - t0)
@@ -79,21 +82,41 @@ def main():
             p10, p90 = (np.percentile(times["distgrad"], q) * 1e3 for q in (10, 90))
             print(f"ROW {batch} {d:.3f} {n:.3f} {p10:.3f} {p90:.3f}")
         return
-    print(f"MLP {'-'.join(map(str, SIZES))} training step, float32, {args.repeats} interleaved "
-          f"repetitions (median ms)")
-    print(f"{'threads':>7} {'batch':>6} {'distgrad':>9} {'p10-p90':>15} {'numpy':>9} "
-          f"{'ratio':>6}")
+    print(
+        f"MLP {'-'.join(map(str, SIZES))} training step, float32, {args.repeats} interleaved "
+        f"repetitions (median ms)"
+    )
+    print(f"{'threads':>7} {'batch':>6} {'distgrad':>9} {'p10-p90':>15} {'numpy':>9} {'ratio':>6}")
     for threads in args.threads:
-        env = dict(os.environ, **{k: str(threads) for k in (
-            "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")})
-        out = subprocess.run([sys.executable, __file__, "--child", "--repeats",
-                              str(args.repeats), "--batch", *map(str, args.batch)],
-                             env=env, capture_output=True, text=True, check=True).stdout
+        env = dict(
+            os.environ,
+            **{
+                k: str(threads)
+                for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+            },
+        )
+        out = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                "--repeats",
+                str(args.repeats),
+                "--batch",
+                *map(str, args.batch),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         for line in out.splitlines():
             if line.startswith("ROW "):
                 batch, d, n, p10, p90 = line.split()[1:]
-                print(f"{threads:>7} {batch:>6} {float(d):>9.2f} {p10:>7}-{p90:<7} "
-                      f"{float(n):>9.2f} {float(d) / float(n):>6.3f}")
+                print(
+                    f"{threads:>7} {batch:>6} {float(d):>9.2f} {p10:>7}-{p90:<7} "
+                    f"{float(n):>9.2f} {float(d) / float(n):>6.3f}"
+                )
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """What several benchmarks share: the MLP 784-1024-1024-10, its hand-written numpy
 forward/backward, distgrad's SGD training step, and starting a script under mpiexec."""
+
 from __future__ import annotations
 
 import os
@@ -72,6 +73,7 @@ def make_distgrad_step(model, lr: float = LR):
                 p -= lr * p.grad
                 p.grad = None
         return loss.item()
+
     return step
 
 
@@ -79,8 +81,13 @@ def spawn_mpi(ranks: int) -> int:
     """Re-run the calling script under the mpiexec that belongs to this Python's mpi4py, one
     thread per rank; returns its exit status."""
     mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
-    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
-               DISTGRAD_BENCH_CHILD="1")
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS="1",
+        OPENBLAS_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+        DISTGRAD_BENCH_CHILD="1",
+    )
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
     return subprocess.call([mpiexec, "-n", str(ranks), sys.executable, *sys.argv], env=env)

@@ -1,18 +1,47 @@
 """distgrad: a define-by-run deep-learning framework on numpy (CPU) and cupy (GPU) that
 scales from one process to many GPUs across nodes. The public API follows PyTorch."""
-from . import autograd, backend, cuda, nn, ops
-from .autograd import (Tensor, enable_grad, inference_mode, is_grad_enabled, no_grad,
-                       set_grad_enabled)
+
+from . import (
+    amp,
+    autograd,
+    backend,
+    checkpoint,
+    cuda,
+    data,
+    distributed,
+    func,
+    jit,
+    nn,
+    ops,
+    optim,
+    utils,
+    viz,
+)
+from .autograd import (
+    Tensor,
+    enable_grad,
+    inference_mode,
+    is_grad_enabled,
+    no_grad,
+    set_grad_enabled,
+)
 from .backend import Device, device, get_default_dtype, set_default_dtype
-from .backend.dtypes import (bfloat16, bool, dtype, float16, float32, float64, int8, int16,
-                             int32, int64, uint8)
-from .backend.random import (Generator, get_rng_state, initial_seed, manual_seed, seed,
-                             set_rng_state)
+from .backend.dtypes import (
+    bfloat16,
+    bool,
+    dtype,
+    float16,
+    float32,
+    float64,
+    int8,
+    int16,
+    int32,
+    int64,
+    uint8,
+)
+from .backend.random import Generator, get_rng_state, initial_seed, manual_seed, seed, set_rng_state
 from .ops import *  # noqa: F401,F403
-from . import amp, data, distributed, optim
-from . import func, jit, utils, viz
 from .serialization import load, save
-from . import checkpoint
 
 double, half, long = float64, float16, int64
 __version__ = "0.1.0"

@@ -2,14 +2,27 @@
 
 Everything works without cupy: ``is_available()`` is then False and the rest raise an error
 that says why (cupy not installed, no driver, no device)."""
+
 from __future__ import annotations
 
-from .backend import cuda_unavailable_reason, cupy_or_none, device as _make_device
+from .backend import cuda_unavailable_reason, cupy_or_none
+from .backend import device as _make_device
 from .backend import random as _random
 
-__all__ = ["is_available", "device_count", "current_device", "set_device", "synchronize",
-           "manual_seed", "manual_seed_all", "memory_allocated", "max_memory_allocated",
-           "memory_reserved", "mem_get_info", "get_device_name"]
+__all__ = [
+    "is_available",
+    "device_count",
+    "current_device",
+    "set_device",
+    "synchronize",
+    "manual_seed",
+    "manual_seed_all",
+    "memory_allocated",
+    "max_memory_allocated",
+    "memory_reserved",
+    "mem_get_info",
+    "get_device_name",
+]
 
 
 def _cupy():

@@ -13,6 +13,7 @@ The transforms nest (``hessian`` is ``jacrev(jacrev(f))``): a primal that alread
 grad (from an outer transform) is used through an identity op, so the inner derivative only
 follows paths through its own argument.
 """
+
 from __future__ import annotations
 
 import functools
@@ -43,8 +44,10 @@ def _prepare(primals, name):
     xs = []
     for i, p in enumerate(primals):
         if not isinstance(p, Tensor) or not p.is_floating_point():
-            raise TypeError(f"{name}: primal {i} must be a floating point Tensor, got "
-                            f"{getattr(p, 'dtype', type(p).__name__)}")
+            raise TypeError(
+                f"{name}: primal {i} must be a floating point Tensor, got "
+                f"{getattr(p, 'dtype', type(p).__name__)}"
+            )
         xs.append(_Alias.apply(p) if p.requires_grad else p.detach().requires_grad_(True))
     nested = is_grad_enabled() and any(p.requires_grad for p in primals)
     return xs, nested
@@ -55,8 +58,10 @@ def _outputs(out, name):
     single = isinstance(out, Tensor)
     outs = (out,) if single else tuple(out) if isinstance(out, (tuple, list)) else None
     if outs is None or not all(isinstance(o, Tensor) for o in outs):
-        raise TypeError(f"{name}: the function must return a Tensor or a tuple of tensors, "
-                        f"got {type(out).__name__}")
+        raise TypeError(
+            f"{name}: the function must return a Tensor or a tuple of tensors, "
+            f"got {type(out).__name__}"
+        )
     return outs, single
 
 
@@ -73,9 +78,11 @@ def _check_like(values, refs, what, name):
         raise ValueError(f"{name}: expected {len(refs)} {what}, got {len(values)}")
     for i, (v, r) in enumerate(zip(values, refs)):
         if not isinstance(v, Tensor) or v.shape != r.shape or v.dtype != r.dtype:
-            raise ValueError(f"{name}: {what} {i} must be a tensor of shape {list(r.shape)} "
-                             f"and dtype {r.dtype} (like its primal/output), got "
-                             f"{getattr(v, 'shape', type(v).__name__)}")
+            raise ValueError(
+                f"{name}: {what} {i} must be a tensor of shape {list(r.shape)} "
+                f"and dtype {r.dtype} (like its primal/output), got "
+                f"{getattr(v, 'shape', type(v).__name__)}"
+            )
 
 
 def _grads(outputs, inputs, cotangents, create_graph):
@@ -83,8 +90,14 @@ def _grads(outputs, inputs, cotangents, create_graph):
     pairs = [(o, c) for o, c in zip(outputs, cotangents) if o.requires_grad]
     if not pairs:
         return tuple(zeros_like(x).detach() for x in inputs)
-    gs = _autograd_grad([o for o, _ in pairs], inputs, [c for _, c in pairs],
-                        retain_graph=True, create_graph=create_graph, allow_unused=True)
+    gs = _autograd_grad(
+        [o for o, _ in pairs],
+        inputs,
+        [c for _, c in pairs],
+        retain_graph=True,
+        create_graph=create_graph,
+        allow_unused=True,
+    )
     return tuple(zeros_like(x).detach() if g is None else g for g, x in zip(gs, inputs))
 
 
@@ -124,8 +137,12 @@ def _linearize(fn, primals, name):
     def push(tangents):
         _check_like(tangents, primals, "tangents", name)
         live = [(g, t) for g, t in zip(gs, tangents) if g.requires_grad]
-        return _grads([g for g, _ in live], us, [t for _, t in live],
-                      create_graph=nested or any(t.requires_grad for t in tangents))
+        return _grads(
+            [g for g, _ in live],
+            us,
+            [t for _, t in live],
+            create_graph=nested or any(t.requires_grad for t in tangents),
+        )
 
     return outs, single, nested, push
 
@@ -151,28 +168,34 @@ def _argnums(args, argnums, name):
 
 def _with(fn, args, nums):
     """``fn`` as a function of the arguments at ``nums`` only."""
+
     def partial(*chosen):
         full = list(args)
         for n, value in zip(nums, chosen):
             full[n] = value
         return fn(*full)
+
     return partial
 
 
 def grad_and_value(fn, argnums=0, has_aux=False):
     """Like ``grad``, returning ``(gradient, value)``; with ``has_aux``,
     ``(gradient, (value, aux))`` (as torch.func)."""
+
     @functools.wraps(fn)
     def wrapper(*args):
         nums = _argnums(args, argnums, "grad")
         result = vjp(_with(fn, args, nums), *(args[n] for n in nums), has_aux=has_aux)
         value, vjp_fn = result[0], result[1]
         if not isinstance(value, Tensor) or value.numel() != 1:
-            raise RuntimeError(f"grad: the function must return a one-element tensor, got "
-                               f"{getattr(value, 'shape', type(value).__name__)}")
+            raise RuntimeError(
+                f"grad: the function must return a one-element tensor, got "
+                f"{getattr(value, 'shape', type(value).__name__)}"
+            )
         g = vjp_fn(ones_like(value))
         g = g[0] if isinstance(argnums, int) else g
         return (g, (value, result[2])) if has_aux else (g, value)
+
     return wrapper
 
 
@@ -186,6 +209,7 @@ def grad(fn, argnums=0, has_aux=False):
     def wrapper(*args):
         g, value = inner(*args)
         return (g, value[1]) if has_aux else g
+
     return wrapper
 
 
@@ -198,6 +222,7 @@ def _basis(t: Tensor):
 def jacrev(fn, argnums=0):
     """The Jacobian of ``fn`` (returning one tensor) with respect to argument(s) ``argnums``,
     row by row with vjps: shape ``output.shape + argument.shape``."""
+
     @functools.wraps(fn)
     def wrapper(*args):
         nums = _argnums(args, argnums, "jacrev")
@@ -205,15 +230,19 @@ def jacrev(fn, argnums=0):
         if not _outputs(out, "jacrev")[1]:
             raise TypeError("jacrev: the function must return a single tensor")
         rows = [vjp_fn(e) for e in _basis(out)]
-        jac = tuple(stack([r[i] for r in rows]).reshape(tuple(out.shape) + tuple(args[n].shape))
-                    for i, n in enumerate(nums))
+        jac = tuple(
+            stack([r[i] for r in rows]).reshape(tuple(out.shape) + tuple(args[n].shape))
+            for i, n in enumerate(nums)
+        )
         return jac[0] if isinstance(argnums, int) else jac
+
     return wrapper
 
 
 def jacfwd(fn, argnums=0):
     """The Jacobian of ``fn`` (returning one tensor) with respect to argument(s) ``argnums``,
     column by column with jvps: shape ``output.shape + argument.shape``."""
+
     @functools.wraps(fn)
     def wrapper(*args):
         nums = _argnums(args, argnums, "jacfwd")
@@ -231,6 +260,7 @@ def jacfwd(fn, argnums=0):
                 columns.append(push(zeros)[0])
             jac.append(stack(columns, dim=-1).reshape(tuple(out.shape) + tuple(p.shape)))
         return jac[0] if isinstance(argnums, int) else tuple(jac)
+
     return wrapper
 
 

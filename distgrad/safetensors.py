@@ -23,6 +23,7 @@ what is wrong; nothing in a file is ever executed.
 Writing to a path is atomic: the data goes to a temporary file in the same directory, which is
 flushed, fsynced and renamed over the target (then the directory is fsynced). A failure midway
 removes the temporary file and leaves any previous file at the path as it was."""
+
 from __future__ import annotations
 
 import contextlib
@@ -34,7 +35,7 @@ import math
 import os
 import struct
 import tempfile
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -42,8 +43,17 @@ from .backend.dtypes import bfloat16
 
 __all__ = ["CheckpointError", "save_file", "load_file", "read", "atomic_write"]
 
-_NUMPY_OF = {"BOOL": np.bool_, "U8": np.uint8, "I8": np.int8, "I16": np.int16, "I32": np.int32,
-             "I64": np.int64, "F16": np.float16, "F32": np.float32, "F64": np.float64}
+_NUMPY_OF = {
+    "BOOL": np.bool_,
+    "U8": np.uint8,
+    "I8": np.int8,
+    "I16": np.int16,
+    "I32": np.int32,
+    "I64": np.int64,
+    "F16": np.float16,
+    "F32": np.float32,
+    "F64": np.float64,
+}
 if bfloat16 is not None:
     _NUMPY_OF["BF16"] = bfloat16.np
 _NUMPY_OF = {name: np.dtype(t) for name, t in _NUMPY_OF.items()}
@@ -72,9 +82,11 @@ def _host_bytes(name: str, value) -> tuple[np.ndarray, np.ndarray]:
     """(array with the tensor's dtype and shape, its little-endian row-major bytes)."""
     array = value._host_array() if hasattr(value, "_host_array") else np.asarray(value)
     if array.dtype not in _NAME_OF:
-        raise TypeError(f"cannot save {name!r}: arrays of dtype {array.dtype} are not "
-                        f"supported (supported: {', '.join(str(t) for t in _NAME_OF)}); "
-                        f"convert it first, e.g. with .astype()")
+        raise TypeError(
+            f"cannot save {name!r}: arrays of dtype {array.dtype} are not "
+            f"supported (supported: {', '.join(str(t) for t in _NAME_OF)}); "
+            f"convert it first, e.g. with .astype()"
+        )
     flat = np.ascontiguousarray(array.reshape(-1), dtype=array.dtype.newbyteorder("<"))
     return array, flat.view(np.uint8)
 
@@ -105,9 +117,12 @@ def atomic_write(path):
         os.fsync(dir_fd)
     except OSError as exc:
         if exc.errno != errno.EINVAL:  # EINVAL: this file system cannot sync directories
-            raise OSError(exc.errno, f"{path} was written and renamed into place, but syncing "
-                                     f"its directory failed ({exc.strerror}); the new file may "
-                                     f"not survive a crash") from exc
+            raise OSError(
+                exc.errno,
+                f"{path} was written and renamed into place, but syncing "
+                f"its directory failed ({exc.strerror}); the new file may "
+                f"not survive a crash",
+            ) from exc
     finally:
         os.close(dir_fd)
 
@@ -126,8 +141,11 @@ def _write(f, tensors: Mapping, metadata: Mapping[str, str]) -> None:
     items.sort(key=lambda item: -item[1].itemsize)  # keeps every tensor aligned to its itemsize
     header, offset = {"__metadata__": {**metadata, "distgrad.version": "1"}}, 0
     for name, array, data in items:
-        header[name] = {"dtype": _NAME_OF[array.dtype], "shape": list(array.shape),
-                        "data_offsets": [offset, offset + data.nbytes]}
+        header[name] = {
+            "dtype": _NAME_OF[array.dtype],
+            "shape": list(array.shape),
+            "data_offsets": [offset, offset + data.nbytes],
+        }
         offset += data.nbytes
     digest = hashlib.sha256(_canonical(header))
     for _, _, data in items:
@@ -155,11 +173,15 @@ def save_file(tensors: Mapping, file, metadata: Mapping[str, str] | None = None)
 def _sniff(prefix: bytes) -> str:
     """A hint at what a file that is not a checkpoint is."""
     if prefix[:1] == b"\x80" and prefix[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
-        return (" It looks like a Python pickle (e.g. written by torch.save or pickle.dump); "
-                "distgrad never unpickles, since unpickling can run arbitrary code.")
+        return (
+            " It looks like a Python pickle (e.g. written by torch.save or pickle.dump); "
+            "distgrad never unpickles, since unpickling can run arbitrary code."
+        )
     if prefix.startswith(b"PK\x03\x04"):
-        return (" It looks like a zip archive (e.g. a PyTorch torch.save file); distgrad "
-                "reads only safetensors checkpoints written by distgrad.save.")
+        return (
+            " It looks like a zip archive (e.g. a PyTorch torch.save file); distgrad "
+            "reads only safetensors checkpoints written by distgrad.save."
+        )
     return ""
 
 
@@ -195,22 +217,30 @@ class _Reader:
             raise self.fail("the file is empty")
         prefix = self.f.read(8)
         if size < 8:
-            raise self.fail(f"the file is only {size} bytes long: it is truncated or not a "
-                            f"checkpoint." + _sniff(prefix))
+            raise self.fail(
+                f"the file is only {size} bytes long: it is truncated or not a "
+                f"checkpoint." + _sniff(prefix)
+            )
         (n,) = struct.unpack("<Q", prefix)
         if n > size - 8 or n > _MAX_HEADER:
-            raise self.fail(f"the header length field says {n} bytes but the file has "
-                            f"{size - 8} after it: the file is truncated, corrupted or not a "
-                            f"checkpoint." + _sniff(prefix))
+            raise self.fail(
+                f"the header length field says {n} bytes but the file has "
+                f"{size - 8} after it: the file is truncated, corrupted or not a "
+                f"checkpoint." + _sniff(prefix)
+            )
         raw = self.f.read(n)
         try:
             header = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_keys)
         except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-            raise self.fail(f"the header is not valid UTF-8 JSON ({exc}): the file is "
-                            f"corrupted or not a checkpoint." + _sniff(prefix)) from None
+            raise self.fail(
+                f"the header is not valid UTF-8 JSON ({exc}): the file is "
+                f"corrupted or not a checkpoint." + _sniff(prefix)
+            ) from None
         if not isinstance(header, dict):
-            raise self.fail("the header is not a JSON object: the file is corrupted or not a "
-                            "checkpoint." + _sniff(prefix))
+            raise self.fail(
+                "the header is not a JSON object: the file is corrupted or not a "
+                "checkpoint." + _sniff(prefix)
+            )
         return header, size - 8 - n
 
     def entries(self, header: dict, data_size: int) -> list:
@@ -225,15 +255,21 @@ class _Reader:
                 raise self.fail(f"tensor {name!r} has unsupported dtype {dtype!r}{hint}")
             if not isinstance(shape, list) or not all(map(_is_count, shape)):
                 raise self.fail(f"tensor {name!r} has an invalid shape {shape!r}")
-            if (not isinstance(offsets, list) or len(offsets) != 2
-                    or not all(map(_is_count, offsets)) or offsets[0] > offsets[1]):
+            if (
+                not isinstance(offsets, list)
+                or len(offsets) != 2
+                or not all(map(_is_count, offsets))
+                or offsets[0] > offsets[1]
+            ):
                 raise self.fail(f"tensor {name!r} has invalid data_offsets {offsets!r}")
             begin, end = offsets
             nbytes = math.prod(shape) * _NUMPY_OF[dtype].itemsize
             if end - begin != nbytes:
-                raise self.fail(f"tensor {name!r} of dtype {dtype} and shape {shape} needs "
-                                f"{nbytes} bytes but its data_offsets {offsets} span "
-                                f"{end - begin}")
+                raise self.fail(
+                    f"tensor {name!r} of dtype {dtype} and shape {shape} needs "
+                    f"{nbytes} bytes but its data_offsets {offsets} span "
+                    f"{end - begin}"
+                )
             entries.append((name, _NUMPY_OF[dtype], tuple(shape), begin, end))
         entries.sort(key=lambda e: (e[3], e[4]))
         covered, previous = 0, None
@@ -241,19 +277,23 @@ class _Reader:
             if begin < covered:
                 raise self.fail(f"the data of tensors {previous!r} and {name!r} overlap")
             if begin > covered:
-                raise self.fail(f"bytes [{covered}, {begin}) of the data section belong to no "
-                                f"tensor")
+                raise self.fail(
+                    f"bytes [{covered}, {begin}) of the data section belong to no tensor"
+                )
             covered, previous = end, name
         if covered != data_size:
-            raise self.fail(f"the tensors need {covered} bytes of data but the file has "
-                            f"{data_size}: it is " + ("truncated" if covered > data_size else
-                                                      "corrupted (unexpected trailing bytes)"))
+            raise self.fail(
+                f"the tensors need {covered} bytes of data but the file has "
+                f"{data_size}: it is "
+                + ("truncated" if covered > data_size else "corrupted (unexpected trailing bytes)")
+            )
         return entries
 
     def metadata(self, header: dict) -> dict:
         metadata = header.pop("__metadata__", {})
         if not isinstance(metadata, dict) or not all(
-                isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
+            isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
+        ):
             raise self.fail("__metadata__ must map strings to strings")
         return metadata
 

@@ -30,6 +30,7 @@ nodes, or a one-key object: ``{"tuple": [node, ...]}``, ``{"dict": [[key, node],
 
 A safetensors file from another writer (no ``distgrad.structure``) loads as a flat dict of
 name -> Tensor."""
+
 from __future__ import annotations
 
 import json
@@ -39,7 +40,8 @@ from collections import OrderedDict
 import numpy as np
 
 from .autograd import Tensor
-from .backend import Device, device as make_device
+from .backend import Device
+from .backend import device as make_device
 from .safetensors import CheckpointError, describe, read, save_file
 
 __all__ = ["save", "load", "CheckpointError"]
@@ -76,9 +78,11 @@ class _Encoder:
             return {"tuple": [self.key(k, path) for k in key]}
         if key is None or isinstance(key, (bool, int, float, str)):
             return self.encode(key, path)
-        raise TypeError(f"distgrad.save: dict key {key!r} of type {type(key).__name__} at "
-                        f"{_where(path)} is not supported; keys must be str, int, float, bool, "
-                        f"None or tuples of them")
+        raise TypeError(
+            f"distgrad.save: dict key {key!r} of type {type(key).__name__} at "
+            f"{_where(path)} is not supported; keys must be str, int, float, bool, "
+            f"None or tuples of them"
+        )
 
     def encode(self, obj, path: tuple = ()):
         if obj is None or isinstance(obj, (bool, int, str)):
@@ -94,19 +98,24 @@ class _Encoder:
         if isinstance(obj, np.ndarray):
             return {"ndarray": self.name_for(obj, path)}
         if not isinstance(obj, (dict, list, tuple)):
-            raise TypeError(f"distgrad.save: cannot save {type(obj).__name__} at "
-                            f"{_where(path)}; checkpoints hold dicts, lists and tuples of "
-                            f"Tensors, numpy arrays, int, float, bool, str and None (save a "
-                            f"module's or optimizer's state_dict(), not the object)")
+            raise TypeError(
+                f"distgrad.save: cannot save {type(obj).__name__} at "
+                f"{_where(path)}; checkpoints hold dicts, lists and tuples of "
+                f"Tensors, numpy arrays, int, float, bool, str and None (save a "
+                f"module's or optimizer's state_dict(), not the object)"
+            )
         if id(obj) in self.open:
-            raise ValueError(f"distgrad.save: {_where(path)} contains itself; checkpoints "
-                             f"cannot hold reference cycles")
+            raise ValueError(
+                f"distgrad.save: {_where(path)} contains itself; checkpoints "
+                f"cannot hold reference cycles"
+            )
         self.open.add(id(obj))
         try:
             if isinstance(obj, dict):
                 tag = "odict" if isinstance(obj, OrderedDict) else "dict"
-                return {tag: [[self.key(k, path), self.encode(v, path + (k,))]
-                              for k, v in obj.items()]}
+                return {
+                    tag: [[self.key(k, path), self.encode(v, path + (k,))] for k, v in obj.items()]
+                }
             items = [self.encode(v, path + (i,)) for i, v in enumerate(obj)]
             return items if isinstance(obj, list) else {"tuple": items}
         finally:
@@ -119,20 +128,27 @@ def save(obj, f) -> None:
     encoder = _Encoder()
     tree = encoder.encode(obj)
     structure = {"tensors": encoder.tensors, "tree": tree}
-    save_file(encoder.arrays, f, {_STRUCTURE: json.dumps(structure, separators=(",", ":"),
-                                                         allow_nan=False)})
+    save_file(
+        encoder.arrays,
+        f,
+        {_STRUCTURE: json.dumps(structure, separators=(",", ":"), allow_nan=False)},
+    )
 
 
 def _placer(map_location):
     """``place(array, saved_device) -> Tensor`` for a ``map_location`` argument."""
     if map_location is None:
+
         def place(array, saved):
             try:
                 return Tensor(array).to(saved)
             except RuntimeError as exc:
-                raise RuntimeError(f"distgrad.load: a tensor was saved on {saved}, which is "
-                                   f"not available here ({exc}); pass map_location='cpu' to "
-                                   f"load it on the CPU") from exc
+                raise RuntimeError(
+                    f"distgrad.load: a tensor was saved on {saved}, which is "
+                    f"not available here ({exc}); pass map_location='cpu' to "
+                    f"load it on the CPU"
+                ) from exc
+
         return place
     if isinstance(map_location, dict):
         return lambda array, saved: Tensor(array).to(map_location.get(saved, saved))
@@ -185,13 +201,17 @@ def load(f, map_location=None, *, weights_only: bool = True):
         return {name: place(array, "cpu") for name, array in arrays.items()}
 
     def malformed(exc):
-        return CheckpointError(f"cannot load checkpoint {describe(f)}: its structure is "
-                               f"malformed ({type(exc).__name__}: {exc})")
+        return CheckpointError(
+            f"cannot load checkpoint {describe(f)}: its structure is "
+            f"malformed ({type(exc).__name__}: {exc})"
+        )
 
     try:
         structure = json.loads(metadata[_STRUCTURE])
-        specs = {name: (arrays[name], str(spec["device"]), bool(spec["requires_grad"]))
-                 for name, spec in structure["tensors"].items()}
+        specs = {
+            name: (arrays[name], str(spec["device"]), bool(spec["requires_grad"]))
+            for name, spec in structure["tensors"].items()
+        }
         tree = structure["tree"]
     except _MALFORMED as exc:
         raise malformed(exc) from None

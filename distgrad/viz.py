@@ -7,6 +7,7 @@ node's ``name()`` (``MulBackward``) and ``next_functions``, and the ``variable``
 (parameters, blue, labelled with their names when ``params`` is given) are at the top and
 the output (green) at the bottom; ``show_saved`` adds each op's saved values (orange).
 """
+
 from __future__ import annotations
 
 import shutil
@@ -41,8 +42,11 @@ def _graph(tensors, params, show_saved):
 
     stack = []
     for t in tensors:
-        out = node(t, [names.get(id(t), "output"), _shape(t.shape)],
-                   "leaf" if t.requires_grad and t.grad_fn is None else "output")
+        out = node(
+            t,
+            [names.get(id(t), "output"), _shape(t.shape)],
+            "leaf" if t.requires_grad and t.grad_fn is None else "output",
+        )
         if t.grad_fn is None:
             continue
         seen = id(t.grad_fn) in ids
@@ -75,8 +79,9 @@ def _graph(tensors, params, show_saved):
 def _saved_meta(fn):
     """(shape, dtype) of each array an op saved for backward (none once freed)."""
     saved = getattr(fn, "_saved", None) or ()
-    return [(s.array.shape, s.array.dtype) for s in saved
-            if s is not None and hasattr(s.array, "shape")]
+    return [
+        (s.array.shape, s.array.dtype) for s in saved if s is not None and hasattr(s.array, "shape")
+    ]
 
 
 def _roots(tensor):
@@ -91,9 +96,12 @@ def to_dot(tensor, params=None, show_saved=False) -> str:
     """Graphviz DOT source of the backward graph of ``tensor`` (or a tuple of tensors).
     ``params``: a ``{name: tensor}`` dict (``dict(model.named_parameters())``) naming leaves."""
     nodes, edges = _graph(_roots(tensor), params, show_saved)
-    lines = ["digraph {", '  graph [size="12,12"]',
-             "  node [align=left fontname=monospace fontsize=10 height=0.2 ranksep=0.1 "
-             "shape=box style=filled]"]
+    lines = [
+        "digraph {",
+        '  graph [size="12,12"]',
+        "  node [align=left fontname=monospace fontsize=10 height=0.2 ranksep=0.1 "
+        "shape=box style=filled]",
+    ]
     for name, label, kind in nodes:
         text = "\\n".join(part.replace("\\", "\\\\").replace('"', '\\"') for part in label)
         color = f" fillcolor={_COLORS[kind]}" if kind else ""
@@ -126,9 +134,15 @@ def render(tensor, path, format=None, params=None, show_saved=False) -> str:
         raise ValueError(f"render: format must be 'png' or 'svg', got {format!r}")
     dot = shutil.which("dot")
     if dot is None:
-        raise RuntimeError("render needs Graphviz's `dot` program, which is not installed "
-                           "(apt install graphviz, brew install graphviz, conda install "
-                           "graphviz); to_dot() gives the source without it")
-    subprocess.run([dot, f"-T{format}", "-o", str(path)], check=True, capture_output=True,
-                   input=to_dot(tensor, params, show_saved).encode())
+        raise RuntimeError(
+            "render needs Graphviz's `dot` program, which is not installed "
+            "(apt install graphviz, brew install graphviz, conda install "
+            "graphviz); to_dot() gives the source without it"
+        )
+    subprocess.run(
+        [dot, f"-T{format}", "-o", str(path)],
+        check=True,
+        capture_output=True,
+        input=to_dot(tensor, params, show_saved).encode(),
+    )
     return str(path)

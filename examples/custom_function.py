@@ -1,5 +1,6 @@
 """A custom autograd Function: a 'bent identity' activation with its own backward, checked
 with gradcheck and used in a model."""
+
 import distgrad as dg
 from distgrad import nn
 from distgrad.autograd import Function, gradcheck
@@ -43,6 +44,8 @@ for _ in range(300):
     opt.zero_grad()
     loss.backward()
     opt.step()
-print(f"grad_fn of the hidden activation: {net.fc1(inputs).grad_fn.name()} -> "
-      f"{BentIdentity.apply(net.fc1(inputs)).grad_fn.name()}; final mse {loss.item():.4f}")
+print(
+    f"grad_fn of the hidden activation: {net.fc1(inputs).grad_fn.name()} -> "
+    f"{BentIdentity.apply(net.fc1(inputs)).grad_fn.name()}; final mse {loss.item():.4f}"
+)
 assert loss.item() < 0.05

@@ -1,4 +1,5 @@
 """A custom layer: an nn.Module combining Linear and ReLU, trained on a toy regression."""
+
 import distgrad as dg
 from distgrad import nn
 
@@ -21,7 +22,7 @@ print(model)
 x = dg.randn(256, 3)
 target = (x[:, :1] * 2 - x[:, 1:2]).abs()
 opt = dg.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-for step in range(200):
+for _step in range(200):
     loss = nn.functional.mse_loss(model(x), target)
     opt.zero_grad()
     loss.backward()

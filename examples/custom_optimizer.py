@@ -1,4 +1,5 @@
 """A user-written optimizer: subclass optim.Optimizer and implement step()."""
+
 import distgrad as dg
 from distgrad import nn, optim
 
@@ -24,7 +25,9 @@ class SignSGD(optim.Optimizer):
                 update = p.grad.sign()
                 if group["momentum"]:
                     buf = self.state[p].get("momentum_buffer")
-                    buf = update.clone() if buf is None else buf.mul_(group["momentum"]).add_(update)
+                    buf = (
+                        update.clone() if buf is None else buf.mul_(group["momentum"]).add_(update)
+                    )
                     self.state[p]["momentum_buffer"] = buf
                     update = buf
                 p.add_(update, alpha=-group["lr"])
@@ -37,14 +40,18 @@ x = dg.randn(512, 3)
 y = x @ true_w.T
 model = nn.Linear(3, 1, bias=False)
 opt = SignSGD(model.parameters(), lr=0.01, momentum=0.5)
-for step in range(400):
+for _step in range(400):
+
     def closure():
         opt.zero_grad()
         loss = nn.functional.mse_loss(model(x), y)
         loss.backward()
         return loss
+
     loss = opt.step(closure)
-print(f"learned w = {[round(v, 2) for v in model.weight.detach().numpy().ravel().tolist()]}, "
-      f"true w = {true_w.tolist()[0]}, final loss {loss.item():.5f}")
+print(
+    f"learned w = {[round(v, 2) for v in model.weight.detach().numpy().ravel().tolist()]}, "
+    f"true w = {true_w.tolist()[0]}, final loss {loss.item():.5f}"
+)
 print("optimizer state_dict keys:", list(opt.state_dict()["state"][0]))
 assert loss.item() < 1e-2

@@ -1,5 +1,6 @@
 """Linear regression on scikit-learn's diabetes data (bundled, no download), solved by
 gradient descent and compared with the closed-form least-squares solution."""
+
 import numpy as np
 
 import distgrad as dg
@@ -18,7 +19,7 @@ x_t, y_t = dg.tensor(X, dtype=dg.float64), dg.tensor(y[:, None], dtype=dg.float6
 dg.manual_seed(0)
 model = nn.Linear(X.shape[1], 1).double()
 opt = dg.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-for epoch in range(2000):
+for _epoch in range(2000):
     loss = nn.functional.mse_loss(model(x_t), y_t)
     opt.zero_grad()
     loss.backward()

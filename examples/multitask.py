@@ -1,5 +1,6 @@
 """A multi-task network on the digits: a shared trunk with two heads (the digit class, and
 whether the digit is even), trained on the sum of both losses."""
+
 import distgrad as dg
 from distgrad import nn
 from distgrad.data import DataLoader, TensorDataset
@@ -20,16 +21,20 @@ class TwoHeads(nn.Module):
 
 dg.manual_seed(0)
 x_train, y_train, x_test, y_test = load_digits()
-loader = DataLoader(TensorDataset(x_train, y_train), batch_size=64, shuffle=True,
-                    generator=dg.Generator().manual_seed(0))
+loader = DataLoader(
+    TensorDataset(x_train, y_train),
+    batch_size=64,
+    shuffle=True,
+    generator=dg.Generator().manual_seed(0),
+)
 model = TwoHeads()
 opt = dg.optim.Adam(model.parameters(), lr=1e-3)
-for epoch in range(25):
+for _epoch in range(25):
     for xb, yb in loader:
         digit_logits, parity_logit = model(xb)
-        loss = (nn.functional.cross_entropy(digit_logits, yb) +
-                nn.functional.binary_cross_entropy_with_logits(parity_logit,
-                                                               (yb % 2 == 0).float()))
+        loss = nn.functional.cross_entropy(
+            digit_logits, yb
+        ) + nn.functional.binary_cross_entropy_with_logits(parity_logit, (yb % 2 == 0).float())
         opt.zero_grad()
         loss.backward()
         opt.step()

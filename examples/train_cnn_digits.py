@@ -1,7 +1,8 @@
 """Train a small CNN on scikit-learn's digits (8x8 images, bundled, no download).
 
-    python examples/train_cnn_digits.py [--epochs 15]
+python examples/train_cnn_digits.py [--epochs 15]
 """
+
 import argparse
 
 import distgrad as dg
@@ -14,9 +15,16 @@ class SmallCNN(nn.Module):
     def __init__(self):
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
-            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),   # 8x8 -> 4x4
-            nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1))
+            nn.Conv2d(1, 16, 3, padding=1),
+            nn.BatchNorm2d(16),
+            nn.ReLU(),
+            nn.Conv2d(16, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),  # 8x8 -> 4x4
+            nn.Conv2d(32, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+        )
         self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(32, 10))
 
     def forward(self, x):
@@ -29,12 +37,17 @@ def main():
     args = parser.parse_args()
     dg.manual_seed(0)
     x_train, y_train, x_test, y_test = load_digits(as_images=True)
-    loader = DataLoader(TensorDataset(x_train, y_train), batch_size=64, shuffle=True,
-                        generator=dg.Generator().manual_seed(0))
+    loader = DataLoader(
+        TensorDataset(x_train, y_train),
+        batch_size=64,
+        shuffle=True,
+        generator=dg.Generator().manual_seed(0),
+    )
     model = SmallCNN()
     opt = dg.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
-    sched = dg.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=args.epochs *
-                                             len(loader))
+    sched = dg.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=3e-3, total_steps=args.epochs * len(loader)
+    )
     for epoch in range(args.epochs):
         for xb, yb in loader:
             loss = nn.functional.cross_entropy(model(xb), yb)

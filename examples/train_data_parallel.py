@@ -7,6 +7,7 @@ Every rank trains a replica on its share of each epoch (``DistributedSampler``);
 ``DataParallel`` averages the gradients over ranks during backward, so the replicas stay
 identical. Rank 0 prints the progress and the test accuracy and writes the checkpoint.
 """
+
 import argparse
 import os
 import time
@@ -20,8 +21,9 @@ from distgrad.data.distributed import DistributedSampler
 
 
 def make_model():
-    return nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(),
-                         nn.Linear(64, 10))
+    return nn.Sequential(
+        nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(), nn.Linear(64, 10)
+    )
 
 
 def main():
@@ -42,8 +44,10 @@ def main():
     model = dist.DataParallel(make_model())  # rank 0's initial weights everywhere
     opt = dg.optim.Adam(model.parameters(), lr=args.lr * world)  # the global batch grows
     if rank == 0:
-        print(f"{world} rank(s), {len(sampler)} samples and {len(loader)} batches of "
-              f"{args.batch_size} per rank and epoch")
+        print(
+            f"{world} rank(s), {len(sampler)} samples and {len(loader)} batches of "
+            f"{args.batch_size} per rank and epoch"
+        )
 
     start = time.perf_counter()
     for epoch in range(args.epochs):
@@ -59,8 +63,9 @@ def main():
         stats = model.last_step_stats
         if rank == 0 and (epoch % 5 == 4 or epoch == args.epochs - 1):
             comm = f", last step: {stats.communication_s * 1e3:.2f} ms in flight" if stats else ""
-            print(f"epoch {epoch + 1:3d}  loss {(total[0] / total[1]).item():.4f}{comm}",
-                  flush=True)
+            print(
+                f"epoch {epoch + 1:3d}  loss {(total[0] / total[1]).item():.4f}{comm}", flush=True
+            )
 
     if rank == 0:
         model.eval()
@@ -68,10 +73,14 @@ def main():
             acc = (model(x_test).argmax(1) == y_test).float().mean().item()
         os.makedirs(args.out, exist_ok=True)
         checkpoint = os.path.join(args.out, "checkpoint.safetensors")
-        dg.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                 "epoch": args.epochs}, checkpoint)
-        print(f"test accuracy {acc:.4f} after {args.epochs} epochs in "
-              f"{time.perf_counter() - start:.1f} s; checkpoint {checkpoint}")
+        dg.save(
+            {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": args.epochs},
+            checkpoint,
+        )
+        print(
+            f"test accuracy {acc:.4f} after {args.epochs} epochs in "
+            f"{time.perf_counter() - start:.1f} s; checkpoint {checkpoint}"
+        )
     dist.barrier()
 
 

@@ -4,6 +4,7 @@ progress bar, test accuracy, checkpoint save + resume, loss-curve PNG.
     python examples/train_mlp_digits.py [--epochs 30] [--out runs/mlp]
     python examples/train_mlp_digits.py --resume runs/mlp/checkpoint.safetensors --epochs 35
 """
+
 import argparse
 import os
 
@@ -14,8 +15,14 @@ from distgrad.data.datasets import load_digits
 
 
 def make_model():
-    return nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Dropout(0.1),
-                         nn.Linear(128, 64), nn.ReLU(), nn.Linear(64, 10))
+    return nn.Sequential(
+        nn.Linear(64, 128),
+        nn.ReLU(),
+        nn.Dropout(0.1),
+        nn.Linear(128, 64),
+        nn.ReLU(),
+        nn.Linear(64, 10),
+    )
 
 
 def accuracy(model, x, y):
@@ -29,6 +36,7 @@ def accuracy(model, x, y):
 def save_loss_curve(losses, path):
     try:
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
@@ -57,8 +65,9 @@ def main():
     opt = dg.optim.Adam(model.parameters(), lr=2e-3)
     sched = dg.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=args.epochs)
     generator = dg.Generator().manual_seed(0)
-    loader = DataLoader(TensorDataset(x_train, y_train), batch_size=64, shuffle=True,
-                        generator=generator)
+    loader = DataLoader(
+        TensorDataset(x_train, y_train), batch_size=64, shuffle=True, generator=generator
+    )
     start_epoch, losses = 0, []
     if args.resume:
         state = dg.load(args.resume)
@@ -75,7 +84,7 @@ def main():
         tqdm = None
     epochs = range(start_epoch, args.epochs)
     bar = tqdm(epochs, desc="train", disable=args.no_progress) if tqdm else epochs
-    for epoch in bar:
+    for _epoch in bar:
         total, count = 0.0, 0
         for xb, yb in loader:
             loss = nn.functional.cross_entropy(model(xb), yb)
@@ -90,9 +99,17 @@ def main():
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
 
     checkpoint = os.path.join(args.out, "checkpoint.safetensors")
-    dg.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
-             "scheduler": sched.state_dict(), "generator": generator.get_state(),
-             "epoch": args.epochs, "losses": losses}, checkpoint)
+    dg.save(
+        {
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(),
+            "generator": generator.get_state(),
+            "epoch": args.epochs,
+            "losses": losses,
+        },
+        checkpoint,
+    )
     save_loss_curve(losses, os.path.join(args.out, "loss.png"))
     acc = accuracy(model, x_test, y_test)
     print(f"test accuracy {acc:.4f} after {args.epochs} epochs; checkpoint {checkpoint}")

@@ -7,6 +7,7 @@ markdown) always; graph.png and graph.svg when Graphviz's `dot` is installed; lo
 training loss of a small MLP on scikit-learn's digits (bundled, no download), when matplotlib
 is installed. Runs in a few seconds.
 """
+
 import argparse
 import os
 import shutil
@@ -20,6 +21,7 @@ from distgrad.data.datasets import load_digits
 def save_loss_curve(losses, path):
     try:
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
@@ -47,21 +49,31 @@ def main():
 
     # the graph of one loss: parameters (named) at the top, the loss at the bottom
     loss = nn.functional.cross_entropy(model(x_train[:8]), y_train[:8])
-    for name, text in (("graph.dot", viz.to_dot(loss, params=params, show_saved=True)),
-                       ("graph.mmd", viz.to_mermaid(loss, params=params))):
+    for name, text in (
+        ("graph.dot", viz.to_dot(loss, params=params, show_saved=True)),
+        ("graph.mmd", viz.to_mermaid(loss, params=params)),
+    ):
         with open(os.path.join(args.out, name), "w") as f:
             f.write(text)
         print(f"wrote {os.path.join(args.out, name)}")
     if shutil.which("dot"):
         for ext in ("png", "svg"):
-            print("wrote", viz.render(loss, os.path.join(args.out, f"graph.{ext}"),
-                                      params=params, show_saved=True))
+            print(
+                "wrote",
+                viz.render(
+                    loss, os.path.join(args.out, f"graph.{ext}"), params=params, show_saved=True
+                ),
+            )
     else:
         print("Graphviz's `dot` not found: no graph.png/graph.svg (apt install graphviz)")
 
     opt = dg.optim.Adam(model.parameters(), lr=3e-3)
-    loader = DataLoader(TensorDataset(x_train, y_train), batch_size=64, shuffle=True,
-                        generator=dg.Generator().manual_seed(0))
+    loader = DataLoader(
+        TensorDataset(x_train, y_train),
+        batch_size=64,
+        shuffle=True,
+        generator=dg.Generator().manual_seed(0),
+    )
     losses = []
     for epoch in range(args.epochs):
         total = 0.0

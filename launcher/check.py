@@ -143,8 +143,11 @@ def _check_gpus(text: str, probed: list[str], plan: Plan, args: argparse.Namespa
 def _check_allreduce(args: argparse.Namespace, plan: Plan) -> None:
     host_names = [host.name for host in plan.hosts]
     probe = plan_here(_probe_args(args, host_names))
-    transport = [f"{name}={probe.env[name]}" for name in probe.forwarded
-                 if name.startswith(_TRANSPORT_PREFIXES)]
+    transport = [
+        f"{name}={probe.env[name]}"
+        for name in probe.forwarded
+        if name.startswith(_TRANSPORT_PREFIXES)
+    ]
     _say("info", "transport settings: " + (" ".join(transport) or "none (MPI defaults)"))
     timeout = args.timeout or PROBE_TIMEOUT
     started = time.monotonic()
@@ -178,8 +181,13 @@ def run_check(args: argparse.Namespace) -> int:
         _say("ok", f"launcher: {FLAVOR_NAMES[plan.flavor]} at {plan.command[0]}")
         _check_library(plan.flavor, sys.executable)
         layout = _layout(plan)
-        _say("info", "ranks per host: " + (", ".join(f"{host}: {count}" for host, count
-                                                      in layout.items()) or "placed by Slurm"))
+        _say(
+            "info",
+            "ranks per host: "
+            + (
+                ", ".join(f"{host}: {count}" for host, count in layout.items()) or "placed by Slurm"
+            ),
+        )
         host_names = [host.name for host in plan.hosts]
         if host_names:
             _check_hosts(host_names)

@@ -34,8 +34,14 @@ ranks) and CUDA_VISIBLE_DEVICES=GPU i for local rank i (GPUs from
 --gpus-per-node, else CUDA_VISIBLE_DEVICES or `nvidia-smi -L` on the node; none:
 no binding). mpiexec forwards only these variables of this environment, plus
 -x VAR (srun forwards all of it):
-{textwrap.fill(", ".join([*ALLOW_NAMES, *(prefix + "*" for prefix in ALLOW_PREFIXES)]),
-               78, initial_indent="  ", subsequent_indent="  ")}
+{
+    textwrap.fill(
+        ", ".join([*ALLOW_NAMES, *(prefix + "*" for prefix in ALLOW_PREFIXES)]),
+        78,
+        initial_indent="  ",
+        subsequent_indent="  ",
+    )
+}
 
 examples:
   distgrad-run -np 2 python examples/train_data_parallel.py --epochs 3
@@ -75,62 +81,127 @@ def build_parser() -> argparse.ArgumentParser:
         prog="distgrad-run",
         usage=USAGE,
         description="Start COMMAND as the ranks of an MPI job on one or many nodes, through\n"
-                    "mpiexec (MPICH/hydra or Open MPI, detected) or Slurm's srun.",
+        "mpiexec (MPICH/hydra or Open MPI, detected) or Slurm's srun.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add = parser.add_argument
-    add("-np", "-n", dest="np", type=_count(1), metavar="N",
+    add(
+        "-np",
+        "-n",
+        dest="np",
+        type=_count(1),
+        metavar="N",
         help="number of ranks (default: all slots of -H/--hostfile, else 1; "
-             "with srun: the allocation's task count)")
+        "with srun: the allocation's task count)",
+    )
     where = parser.add_mutually_exclusive_group()
-    where.add_argument("-H", "--hosts", metavar="HOST[:SLOTS],...",
-                       help="hosts to run on, e.g. node1:4,node2:4 (default: this machine)")
-    where.add_argument("--hostfile", metavar="FILE",
-                       help="one host per line: 'host', 'host:N' or 'host slots=N'; # comments")
-    add("--launcher", choices=("auto", "mpiexec", "srun"), default="auto",
+    where.add_argument(
+        "-H",
+        "--hosts",
+        metavar="HOST[:SLOTS],...",
+        help="hosts to run on, e.g. node1:4,node2:4 (default: this machine)",
+    )
+    where.add_argument(
+        "--hostfile",
+        metavar="FILE",
+        help="one host per line: 'host', 'host:N' or 'host slots=N'; # comments",
+    )
+    add(
+        "--launcher",
+        choices=("auto", "mpiexec", "srun"),
+        default="auto",
         help="auto (default): srun inside a Slurm job (SLURM_JOB_ID set) unless -H/--hostfile/"
-             "--ssh is given, else mpiexec")
-    add("--gpus-per-node", type=_count(0), metavar="K",
+        "--ssh is given, else mpiexec",
+    )
+    add(
+        "--gpus-per-node",
+        type=_count(0),
+        metavar="K",
         help="GPUs per node: local rank i gets GPU i (CUDA_VISIBLE_DEVICES); more local ranks "
-             "than K is an error unless --oversubscribe-gpus. Default: detected on each node "
-             "(CUDA_VISIBLE_DEVICES, nvidia-smi -L); 0: no binding")
-    add("--threads-per-rank", type=_count(1), metavar="T",
+        "than K is an error unless --oversubscribe-gpus. Default: detected on each node "
+        "(CUDA_VISIBLE_DEVICES, nvidia-smi -L); 0: no binding",
+    )
+    add(
+        "--threads-per-rank",
+        type=_count(1),
+        metavar="T",
         help="OMP/OPENBLAS/MKL_NUM_THREADS of every rank (default: as set, else cores / "
-             "local ranks)")
-    add("--timeout", type=_seconds, metavar="SECONDS",
-        help="stop the whole job after this long (exit status 124)")
+        "local ranks)",
+    )
+    add(
+        "--timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help="stop the whole job after this long (exit status 124)",
+    )
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--dry-run", action="store_true",
-                      help="print the command and each rank's environment; run nothing")
-    mode.add_argument("--check", action="store_true",
-                      help="preflight: launcher, MPI, hosts, network and a 2-rank allreduce, "
-                           "each probe bounded in time, with a verdict line")
+    mode.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the command and each rank's environment; run nothing",
+    )
+    mode.add_argument(
+        "--check",
+        action="store_true",
+        help="preflight: launcher, MPI, hosts, network and a 2-rank allreduce, "
+        "each probe bounded in time, with a verdict line",
+    )
     add("--tag-output", action="store_true", help="prefix every output line with its rank")
-    add("-x", dest="env", action="append", default=[], metavar="VAR[=VALUE]",
-        help="also forward variable VAR (optionally set to VALUE); repeatable")
+    add(
+        "-x",
+        dest="env",
+        action="append",
+        default=[],
+        metavar="VAR[=VALUE]",
+        help="also forward variable VAR (optionally set to VALUE); repeatable",
+    )
 
     advanced = parser.add_argument_group("advanced options")
-    advanced.add_argument("--oversubscribe", action="store_true",
-                          help="allow more ranks than slots (this machine: one slot per core)")
-    advanced.add_argument("--oversubscribe-gpus", action="store_true",
-                          help="allow more local ranks than GPUs; they share GPUs round-robin")
-    advanced.add_argument("--iface", metavar="NAME",
-                          help="network interface for MPI traffic, e.g. eth0 or ib0 (also sets "
-                               "FI_TCP_IFACE and NCCL_SOCKET_IFNAME unless they are set)")
-    advanced.add_argument("--ssh", metavar="PROGRAM",
-                          help="remote shell used to reach the hosts instead of ssh")
-    advanced.add_argument("--mpiexec", metavar="PATH",
-                          help="the mpiexec (with --launcher srun: the srun) to run (default: "
-                               "beside this Python, then on PATH)")
-    advanced.add_argument("--mpi-flavor", choices=MPI_FLAVORS,
-                          help="the MPI of mpiexec, instead of detecting it from `mpiexec "
-                               "--version` (mpich: any hydra mpiexec, e.g. Intel MPI)")
-    advanced.add_argument("--grace", type=_seconds, default=5.0, metavar="SECONDS",
-                          help="after --timeout or Ctrl-C, wait this long after SIGTERM before "
-                               "SIGKILL (default: 5)")
-    add("command", nargs=argparse.REMAINDER, metavar="COMMAND [ARGS...]",
-        help="the program every rank runs, e.g. python train.py --epochs 3")
+    advanced.add_argument(
+        "--oversubscribe",
+        action="store_true",
+        help="allow more ranks than slots (this machine: one slot per core)",
+    )
+    advanced.add_argument(
+        "--oversubscribe-gpus",
+        action="store_true",
+        help="allow more local ranks than GPUs; they share GPUs round-robin",
+    )
+    advanced.add_argument(
+        "--iface",
+        metavar="NAME",
+        help="network interface for MPI traffic, e.g. eth0 or ib0 (also sets "
+        "FI_TCP_IFACE and NCCL_SOCKET_IFNAME unless they are set)",
+    )
+    advanced.add_argument(
+        "--ssh", metavar="PROGRAM", help="remote shell used to reach the hosts instead of ssh"
+    )
+    advanced.add_argument(
+        "--mpiexec",
+        metavar="PATH",
+        help="the mpiexec (with --launcher srun: the srun) to run (default: "
+        "beside this Python, then on PATH)",
+    )
+    advanced.add_argument(
+        "--mpi-flavor",
+        choices=MPI_FLAVORS,
+        help="the MPI of mpiexec, instead of detecting it from `mpiexec "
+        "--version` (mpich: any hydra mpiexec, e.g. Intel MPI)",
+    )
+    advanced.add_argument(
+        "--grace",
+        type=_seconds,
+        default=5.0,
+        metavar="SECONDS",
+        help="after --timeout or Ctrl-C, wait this long after SIGTERM before SIGKILL (default: 5)",
+    )
+    add(
+        "command",
+        nargs=argparse.REMAINDER,
+        metavar="COMMAND [ARGS...]",
+        help="the program every rank runs, e.g. python train.py --epochs 3",
+    )
     return parser
 
 

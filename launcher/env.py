@@ -7,7 +7,7 @@ in each process, once mpiexec or srun has placed it.
 from __future__ import annotations
 
 import re
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from . import LaunchError
 
@@ -54,7 +54,5 @@ def parse_env_options(options: list[str], environ: Mapping[str, str]) -> dict[st
 def forwarded_names(environ: Mapping[str, str], extra: Iterable[str]) -> list[str]:
     """Sorted names of the variables that ranks receive: those in ``environ`` on the
     allow-list, plus the ``extra`` names given with ``-x``."""
-    names = {
-        name for name in environ if name in ALLOW_NAMES or name.startswith(ALLOW_PREFIXES)
-    }
+    names = {name for name in environ if name in ALLOW_NAMES or name.startswith(ALLOW_PREFIXES)}
     return sorted(names.union(extra))

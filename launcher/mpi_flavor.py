@@ -96,7 +96,14 @@ def _openmpi(opts: LaunchOptions) -> list[str]:
     if opts.ssh:
         args += ["--mca", "plm_rsh_agent", opts.ssh]
     if opts.iface:
-        args += ["--mca", "btl_tcp_if_include", opts.iface, "--mca", "oob_tcp_if_include", opts.iface]
+        args += [
+            "--mca",
+            "btl_tcp_if_include",
+            opts.iface,
+            "--mca",
+            "oob_tcp_if_include",
+            opts.iface,
+        ]
     if opts.tag_output:
         args.append("--tag-output")
     for name in opts.forward:
@@ -120,7 +127,9 @@ def _srun(opts: LaunchOptions) -> list[str]:
 _BUILDERS = {"mpich": _mpich, "openmpi": _openmpi, "srun": _srun}
 
 
-def build_command(flavor: str, program: str, opts: LaunchOptions, rank_argv: list[str]) -> list[str]:
+def build_command(
+    flavor: str, program: str, opts: LaunchOptions, rank_argv: list[str]
+) -> list[str]:
     """The full command line: ``program`` (mpiexec/srun), its options, then ``rank_argv``.
 
     srun forwards the whole environment itself (``--export=ALL``); mpiexec is

@@ -9,16 +9,22 @@ import os
 import shlex
 import socket
 import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Mapping
 
 from . import LaunchError
 from .command import rank_argv
 from .env import forwarded_names, parse_env_options
 from .hosts import Host, parse_host_list, parse_hostfile, place_ranks
 from .mpi_flavor import FLAVOR_NAMES, LaunchOptions, build_command, detect_flavor, find_program
-from .rank_main import (GPUS_VAR, OVERSUBSCRIBE_GPUS_VAR, THREAD_VARS, Placement, nvidia_smi_gpus,
-                        rank_environment)
+from .rank_main import (
+    GPUS_VAR,
+    OVERSUBSCRIBE_GPUS_VAR,
+    THREAD_VARS,
+    Placement,
+    nvidia_smi_gpus,
+    rank_environment,
+)
 
 __all__ = ["Here", "Plan", "describe", "here", "make_plan", "plan_here"]
 
@@ -107,15 +113,17 @@ def _job_environment(args: argparse.Namespace, environ: Mapping[str, str]) -> tu
     return env, list(extra)
 
 
-def _previews(rank_hosts: list[str], env: Mapping[str, str], machine: Here,
-              local_only: bool) -> list[RankPreview]:
+def _previews(
+    rank_hosts: list[str], env: Mapping[str, str], machine: Here, local_only: bool
+) -> list[RankPreview]:
     """What each rank gets. Threads assume every host has this machine's cores; GPUs
     are detected here only when this machine is the only host."""
     gpus = functools.cache(machine.gpus) if local_only else (lambda: [])  # asked at most once
     previews = []
     for rank, host in enumerate(rank_hosts):
-        place = Placement(rank, len(rank_hosts), rank_hosts[:rank].count(host),
-                          rank_hosts.count(host))
+        place = Placement(
+            rank, len(rank_hosts), rank_hosts[:rank].count(host), rank_hosts.count(host)
+        )
         try:
             rank_env = rank_environment(place, env, machine.cpu_count, gpus)
         except ValueError as error:
@@ -176,8 +184,10 @@ def describe(plan: Plan) -> str:
     lines = [f"launcher: {FLAVOR_NAMES[plan.flavor]}", "command:", "  " + shlex.join(plan.command)]
     if plan.flavor == "srun":
         names = plan.changed
-        lines.append("forwarded to every rank: the whole environment (srun --export=ALL)"
-                     + (", with:" if names else ""))
+        lines.append(
+            "forwarded to every rank: the whole environment (srun --export=ALL)"
+            + (", with:" if names else "")
+        )
     else:
         names = plan.forwarded
         lines.append("forwarded to every rank (the allow-list and -x):")

@@ -26,8 +26,8 @@ import subprocess
 import sys
 import time
 import traceback
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Mapping
 
 USAGE = "usage: python rank_main.py (SCRIPT | -m MODULE | -c CODE | --exec PROGRAM) [ARGS...]"
 
@@ -67,8 +67,12 @@ def placement_from_env(environ: Mapping[str, str]) -> Placement:
     job); a process started without any launcher is rank 0 of 1.
     """
     if "OMPI_COMM_WORLD_RANK" in environ:
-        keys = ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE",
-                "OMPI_COMM_WORLD_LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_SIZE")
+        keys = (
+            "OMPI_COMM_WORLD_RANK",
+            "OMPI_COMM_WORLD_SIZE",
+            "OMPI_COMM_WORLD_LOCAL_RANK",
+            "OMPI_COMM_WORLD_LOCAL_SIZE",
+        )
         return Placement(*(int(environ[key]) for key in keys))
     if "MPI_LOCALRANKID" in environ:
         keys = ("PMI_RANK", "PMI_SIZE", "MPI_LOCALRANKID", "MPI_LOCALNRANKS")
@@ -78,8 +82,9 @@ def placement_from_env(environ: Mapping[str, str]) -> Placement:
             int(environ["SLURM_PROCID"]),
             int(environ["SLURM_NTASKS"]),
             int(environ["SLURM_LOCALID"]),
-            _slurm_tasks_on_node(environ["SLURM_STEP_TASKS_PER_NODE"],
-                                 int(environ["SLURM_NODEID"])),
+            _slurm_tasks_on_node(
+                environ["SLURM_STEP_TASKS_PER_NODE"], int(environ["SLURM_NODEID"])
+            ),
         )
     return Placement(0, 1, 0, 1)
 
@@ -94,12 +99,15 @@ def nvidia_smi_gpus() -> list[str]:
     """GPU ids of this node, one per ``GPU`` line of ``nvidia-smi -L`` (none without
     nvidia-smi or a working driver)."""
     try:
-        listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True,
-                                 timeout=20, check=False).stdout
+        listing = subprocess.run(
+            ["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20, check=False
+        ).stdout
     except (OSError, subprocess.TimeoutExpired):
         return []
-    return [str(index) for index, _ in
-            enumerate(line for line in listing.splitlines() if line.startswith("GPU "))]
+    return [
+        str(index)
+        for index, _ in enumerate(line for line in listing.splitlines() if line.startswith("GPU "))
+    ]
 
 
 def gpu_for_rank(
@@ -159,8 +167,11 @@ def rank_environment(
         "DISTGRAD_LOCAL_RANK": str(place.local_rank),
         "DISTGRAD_LOCAL_SIZE": str(place.local_size),
     }
-    threads = (environ.get("OMP_NUM_THREADS") or environ.get("SLURM_CPUS_PER_TASK")
-               or str(max(1, cpu_count // place.local_size)))
+    threads = (
+        environ.get("OMP_NUM_THREADS")
+        or environ.get("SLURM_CPUS_PER_TASK")
+        or str(max(1, cpu_count // place.local_size))
+    )
     for name in THREAD_VARS:
         result[name] = environ.get(name) or threads
     gpu = gpu_for_rank(place, environ, detect)
@@ -234,7 +245,8 @@ def _tagged_traceback(error: BaseException, rank: int) -> str:
     prefixed ``[rank N]``."""
     tb = error.__traceback__
     while tb is not None and (
-        tb.tb_frame.f_code.co_filename == __file__ or tb.tb_frame.f_globals.get("__name__") == "runpy"
+        tb.tb_frame.f_code.co_filename == __file__
+        or tb.tb_frame.f_globals.get("__name__") == "runpy"
     ):
         tb = tb.tb_next
     return _tagged("".join(traceback.format_exception(type(error), error, tb)), rank)
@@ -244,23 +256,28 @@ def _exec(argv: list[str], rank: int) -> None:
     try:
         os.execvp(argv[0], argv)
     except OSError as error:
-        print(f"[rank {rank}] distgrad-run: cannot run {argv[0]!r}: {error.strerror}",
-              file=sys.stderr)
+        print(
+            f"[rank {rank}] distgrad-run: cannot run {argv[0]!r}: {error.strerror}", file=sys.stderr
+        )
         abort_job(127)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Set up this rank's environment and run the program; abort the job if it fails."""
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] in ("-h", "--help") or (argv[0] in ("-c", "-m", "--exec")
-                                                    and len(argv) < 2):
+    if (
+        not argv
+        or argv[0] in ("-h", "--help")
+        or (argv[0] in ("-c", "-m", "--exec") and len(argv) < 2)
+    ):
         sys.exit(USAGE)
     place = placement_from_env(os.environ)
     try:
         os.environ.update(rank_environment(place, os.environ, os.cpu_count() or 1))
     except ValueError as error:
-        print(f"[rank {place.rank}] distgrad-run: on {socket.gethostname()}: {error}",
-              file=sys.stderr)
+        print(
+            f"[rank {place.rank}] distgrad-run: on {socket.gethostname()}: {error}", file=sys.stderr
+        )
         abort_job(1)
     if argv[0] == "--exec":
         _exec(argv[1:], place.rank)

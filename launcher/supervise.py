@@ -7,7 +7,8 @@ import os
 import signal
 import subprocess
 import sys
-from typing import IO, Mapping
+from collections.abc import Mapping
+from typing import IO
 
 from . import LaunchError
 

@@ -1,5 +1,6 @@
 """Activation checkpointing: same gradients as without it (float64), same dropout masks,
 nesting, checkpoint_sequential, and the forward really keeps no graph."""
+
 import numpy as np
 import pytest
 
@@ -16,8 +17,9 @@ def _float64():
 
 
 def model():
-    return nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Dropout(0.5), nn.Linear(16, 16),
-                         nn.ReLU(), nn.Linear(16, 3))
+    return nn.Sequential(
+        nn.Linear(6, 16), nn.Tanh(), nn.Dropout(0.5), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 3)
+    )
 
 
 def gradients(net, run, seed=3):
@@ -29,8 +31,11 @@ def gradients(net, run, seed=3):
     dg.manual_seed(seed + 100)  # other random draws between forward and backward
     dg.rand(7)
     loss.backward()
-    return [loss.detach().numpy()] + [p.grad.numpy().copy() for p in net.parameters()] + \
-        [x.grad.numpy().copy()]
+    return (
+        [loss.detach().numpy()]
+        + [p.grad.numpy().copy() for p in net.parameters()]
+        + [x.grad.numpy().copy()]
+    )
 
 
 def assert_same(a, b):
@@ -38,12 +43,16 @@ def assert_same(a, b):
         np.testing.assert_array_equal(x, y)
 
 
-@pytest.mark.parametrize("run", [
-    lambda m, x: checkpoint(m, x),
-    lambda m, x: m[5](checkpoint(lambda h: m[3:5](checkpoint(m[:3], h)), x)),  # nested
-    lambda m, x: checkpoint_sequential(m, 3, x),
-    lambda m, x: checkpoint_sequential(list(m), 6, x),
-], ids=["whole", "nested", "sequential3", "sequential6"])
+@pytest.mark.parametrize(
+    "run",
+    [
+        lambda m, x: checkpoint(m, x),
+        lambda m, x: m[5](checkpoint(lambda h: m[3:5](checkpoint(m[:3], h)), x)),  # nested
+        lambda m, x: checkpoint_sequential(m, 3, x),
+        lambda m, x: checkpoint_sequential(list(m), 6, x),
+    ],
+    ids=["whole", "nested", "sequential3", "sequential6"],
+)
 def test_gradients_and_dropout_masks_equal_plain_backward(run):
     net = model()
     assert_same(gradients(net, run), gradients(net, lambda m, x: m(x)))

@@ -1,4 +1,5 @@
 """Every example runs (as a user would run it) and reaches its stated result."""
+
 import os
 import re
 import subprocess
@@ -13,17 +14,36 @@ pytest.importorskip("sklearn", reason="examples need scikit-learn (the 'examples
 
 
 def run_example(name, *args, timeout=120):
-    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
-               PYTHONPATH=ROOT)
-    proc = subprocess.run([sys.executable, os.path.join(EXAMPLES, name), *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout, env=env)
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS="1",
+        OPENBLAS_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+        PYTHONPATH=ROOT,
+    )
+    proc = subprocess.run(
+        [sys.executable, os.path.join(EXAMPLES, name), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
     assert proc.returncode == 0, f"{name} failed:\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout
 
 
-@pytest.mark.parametrize("name", ["tensors_and_autograd.py", "custom_layer.py",
-                                  "custom_optimizer.py", "custom_function.py",
-                                  "linear_regression.py", "multitask.py"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "tensors_and_autograd.py",
+        "custom_layer.py",
+        "custom_optimizer.py",
+        "custom_function.py",
+        "linear_regression.py",
+        "multitask.py",
+    ],
+)
 def test_small_examples(name):
     run_example(name)
 
@@ -33,11 +53,20 @@ def _accuracy(out):
 
 
 def test_mlp_digits_reaches_97_percent_and_resumes(tmp_path):
-    out = run_example("train_mlp_digits.py", "--epochs", "20", "--out", str(tmp_path),
-                      "--no-progress")
+    out = run_example(
+        "train_mlp_digits.py", "--epochs", "20", "--out", str(tmp_path), "--no-progress"
+    )
     assert (tmp_path / "checkpoint.safetensors").exists()
-    out = run_example("train_mlp_digits.py", "--epochs", "30", "--out", str(tmp_path),
-                      "--no-progress", "--resume", str(tmp_path / "checkpoint.safetensors"))
+    out = run_example(
+        "train_mlp_digits.py",
+        "--epochs",
+        "30",
+        "--out",
+        str(tmp_path),
+        "--no-progress",
+        "--resume",
+        str(tmp_path / "checkpoint.safetensors"),
+    )
     assert "resumed from" in out and "at epoch 20" in out
     assert _accuracy(out) >= 0.97, out
     assert (tmp_path / "loss.png").stat().st_size > 1000

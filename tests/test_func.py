@@ -1,5 +1,6 @@
 """Function transforms (vjp, jvp, grad, jacrev, jacfwd, hessian) against central finite
 differences, in float64, for elementwise, reduction, matmul and shape ops."""
+
 import numpy as np
 import pytest
 
@@ -25,21 +26,27 @@ CASES = {
     "exp_sin_mul": (lambda x, y: x.exp() * y.sin(), [(3, 4), (3, 4)]),
     "div_pow_broadcast": (lambda x, y: (x / y) ** 3 - (y * y).sqrt(), [(3, 4), (4,)]),
     "tanh_sigmoid_log": (lambda x: x.tanh() + x.sigmoid() * x.abs().log(), [(5,)]),
-    "clamp_where_maximum": (lambda x, y: dg.where(x > 0, x * y, dg.maximum(x, y)).clamp(-1, 1),
-                            [(6,), (6,)]),
-    "sum_mean_dims": (lambda x: x.sum(dim=1) * x.mean(dim=0)[:3] + x.pow(2).sum(),
-                      [(3, 4)]),
-    "logsumexp_softmax": (lambda x: x.logsumexp(dim=-1) + x.softmax(dim=-1)[..., 0],
-                          [(2, 5)]),
+    "clamp_where_maximum": (
+        lambda x, y: dg.where(x > 0, x * y, dg.maximum(x, y)).clamp(-1, 1),
+        [(6,), (6,)],
+    ),
+    "sum_mean_dims": (lambda x: x.sum(dim=1) * x.mean(dim=0)[:3] + x.pow(2).sum(), [(3, 4)]),
+    "logsumexp_softmax": (lambda x: x.logsumexp(dim=-1) + x.softmax(dim=-1)[..., 0], [(2, 5)]),
     "prod_amax_var": (lambda x: x.prod(dim=0) + x.amax(dim=0) + x.var(dim=0), [(3, 4)]),
     "matmul_linear": (lambda x, y: (x @ y).tanh() @ dg.tensor(W).T, [(2, 4), (4, 4)]),
     "bmm_batched": (lambda x, y: dg.matmul(x, y).sum(dim=0), [(2, 3, 4), (2, 4, 2)]),
-    "reshape_transpose_cat": (lambda x, y: dg.cat([x.reshape(4, 3).T, y], dim=1) * 2,
-                              [(3, 4), (3, 2)]),
-    "stack_index_squeeze": (lambda x: dg.stack([x[:, 1:], x[:, :-1]]).unsqueeze(0)
-                            .squeeze(0)[1, ::2] * x[0, 0], [(3, 4)]),
-    "permute_expand_flatten": (lambda x: (x.permute(2, 0, 1) * dg.ones(3, 1, 1)).flatten(),
-                               [(2, 1, 3)]),
+    "reshape_transpose_cat": (
+        lambda x, y: dg.cat([x.reshape(4, 3).T, y], dim=1) * 2,
+        [(3, 4), (3, 2)],
+    ),
+    "stack_index_squeeze": (
+        lambda x: dg.stack([x[:, 1:], x[:, :-1]]).unsqueeze(0).squeeze(0)[1, ::2] * x[0, 0],
+        [(3, 4)],
+    ),
+    "permute_expand_flatten": (
+        lambda x: (x.permute(2, 0, 1) * dg.ones(3, 1, 1)).flatten(),
+        [(2, 1, 3)],
+    ),
 }
 
 
@@ -94,8 +101,10 @@ def test_jvp_and_vjp_match_finite_differences(name):
     np.testing.assert_allclose(lhs, float((as_np(u) * fd_jvp(f, xs, vs)).sum()), **TOL)
 
 
-@pytest.mark.parametrize("name", ["exp_sin_mul", "div_pow_broadcast", "matmul_linear",
-                                  "reshape_transpose_cat", "sum_mean_dims"])
+@pytest.mark.parametrize(
+    "name",
+    ["exp_sin_mul", "div_pow_broadcast", "matmul_linear", "reshape_transpose_cat", "sum_mean_dims"],
+)
 def test_jacobians_match_finite_differences(name):
     f, shapes = CASES[name]
     xs = draw(shapes)
@@ -136,11 +145,11 @@ def test_transforms_nest_without_perturbation_confusion():
     assert func.grad(lambda x: x * func.grad(lambda y: x * y)(x))(x).item() == 4.0
     # jvp of a gradient: a Hessian-vector product, H = diag(6x) for sum(x^3)
     v = dg.tensor([1.0, 2.0])
-    _, hvp = func.jvp(func.grad(lambda x: (x ** 3).sum()), (dg.tensor([1.0, 3.0]),), (v,))
+    _, hvp = func.jvp(func.grad(lambda x: (x**3).sum()), (dg.tensor([1.0, 3.0]),), (v,))
     np.testing.assert_allclose(hvp.numpy(), [6.0, 36.0])
     # primals that require grad keep the graph, for an outer backward
     w = dg.tensor([1.0, 2.0], requires_grad=True)
-    _, jv = func.jvp(lambda w: w ** 2, (w,), (dg.ones(2),))
+    _, jv = func.jvp(lambda w: w**2, (w,), (dg.ones(2),))
     jv.sum().backward()
     np.testing.assert_allclose(w.grad.numpy(), [2.0, 2.0])
 

@@ -1,7 +1,9 @@
 """The package list in pyproject.toml names every package, and the layers import only the
 layers above them."""
+
 import ast
 import os
+
 import tomllib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -79,7 +81,10 @@ def test_launcher_imports_nothing_of_distgrad():
                 for node in ast.walk(tree):
                     if isinstance(node, ast.Import):
                         bad += [a.name for a in node.names if a.name.startswith("distgrad")]
-                    elif isinstance(node, ast.ImportFrom) and node.level == 0 and \
-                            (node.module or "").startswith("distgrad"):
+                    elif (
+                        isinstance(node, ast.ImportFrom)
+                        and node.level == 0
+                        and (node.module or "").startswith("distgrad")
+                    ):
                         bad.append(node.module)
     assert not bad, bad

@@ -1,5 +1,6 @@
 """distgrad.save / distgrad.load and the safetensors reader/writer: round trips, atomic
 writes, and a catalogue of broken files that must raise CheckpointError."""
+
 import collections
 import io
 import json
@@ -16,8 +17,17 @@ import distgrad as dg
 from distgrad import safetensors as st
 from distgrad.serialization import CheckpointError
 
-DTYPES = [dg.float16, dg.float32, dg.float64, dg.int8, dg.uint8, dg.int16, dg.int32, dg.int64,
-          dg.bool] + ([dg.bfloat16] if dg.bfloat16 is not None else [])
+DTYPES = [
+    dg.float16,
+    dg.float32,
+    dg.float64,
+    dg.int8,
+    dg.uint8,
+    dg.int16,
+    dg.int32,
+    dg.int64,
+    dg.bool,
+] + ([dg.bfloat16] if dg.bfloat16 is not None else [])
 
 
 def roundtrip(obj, **load_kwargs):
@@ -32,8 +42,9 @@ def assert_same(a, b):
     assert type(a) is type(b), (a, b)
     if isinstance(a, dg.Tensor):
         assert a.dtype == b.dtype and a.shape == b.shape and a.requires_grad == b.requires_grad
-        np.testing.assert_array_equal(a.detach().numpy().astype(np.float64),
-                                      b.detach().numpy().astype(np.float64))
+        np.testing.assert_array_equal(
+            a.detach().numpy().astype(np.float64), b.detach().numpy().astype(np.float64)
+        )
     elif isinstance(a, np.ndarray):
         assert a.dtype == b.dtype
         np.testing.assert_array_equal(a, b)
@@ -68,8 +79,11 @@ def test_tensor_roundtrip_every_dtype_and_shape(dtype, shape):
 
 def test_non_contiguous_tensors():
     base = dg.tensor(np.arange(24, dtype=np.float32).reshape(4, 6))
-    views = {"transposed": dg.Tensor(base.array.T), "strided": dg.Tensor(base.array[::2, 1::3]),
-             "reversed": dg.Tensor(base.array[::-1])}
+    views = {
+        "transposed": dg.Tensor(base.array.T),
+        "strided": dg.Tensor(base.array[::2, 1::3]),
+        "reversed": dg.Tensor(base.array[::-1]),
+    }
     assert not any(v.is_contiguous() for v in views.values())
     loaded = roundtrip(views)
     for name, v in views.items():
@@ -78,19 +92,43 @@ def test_non_contiguous_tensors():
 
 def test_nested_state_dict_with_int_keys_is_exactly_equal():
     optimizer_state = {
-        "state": {0: {"step": 10, "exp_avg": dg.randn(3), "exp_avg_sq": dg.rand(3)},
-                  1: {"step": 10, "momentum_buffer": None}},
-        "param_groups": [{"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "amsgrad": False,
-                          "params": [0, 1], "name": "dense ü"}],
+        "state": {
+            0: {"step": 10, "exp_avg": dg.randn(3), "exp_avg_sq": dg.rand(3)},
+            1: {"step": 10, "momentum_buffer": None},
+        },
+        "param_groups": [
+            {
+                "lr": 1e-3,
+                "betas": (0.9, 0.999),
+                "eps": 1e-8,
+                "amsgrad": False,
+                "params": [0, 1],
+                "name": "dense ü",
+            }
+        ],
     }
-    scheduler_state = {"last_epoch": 4, "_last_lr": [0.001], "base_lrs": [0.01],
-                       "milestones": collections.Counter({3: 1, 6: 1})}
+    scheduler_state = {
+        "last_epoch": 4,
+        "_last_lr": [0.001],
+        "base_lrs": [0.01],
+        "milestones": collections.Counter({3: 1, 6: 1}),
+    }
     scheduler_state["milestones"] = dict(scheduler_state["milestones"])
     checkpoint = collections.OrderedDict(
         model=collections.OrderedDict([("fc.weight", dg.randn(2, 3)), ("fc.bias", dg.zeros(2))]),
-        optimizer=optimizer_state, scheduler=scheduler_state, epoch=7,
-        misc={(1, "a"): [1, 2.0, True, None, "x", (3, [4])], None: -0.0, 2.5: float("inf"),
-              True: float("-inf"), "nan": float("nan"), "big": 2**100, "np": np.arange(3)})
+        optimizer=optimizer_state,
+        scheduler=scheduler_state,
+        epoch=7,
+        misc={
+            (1, "a"): [1, 2.0, True, None, "x", (3, [4])],
+            None: -0.0,
+            2.5: float("inf"),
+            True: float("-inf"),
+            "nan": float("nan"),
+            "big": 2**100,
+            "np": np.arange(3),
+        },
+    )
     loaded = roundtrip(checkpoint)
     assert_same(loaded, checkpoint)
     assert isinstance(loaded["model"], collections.OrderedDict)
@@ -130,8 +168,11 @@ def test_paths_and_file_objects(tmp_path):
 
 
 def test_unsupported_objects_and_cycles():
-    with pytest.raises(TypeError, match=r"cannot save object at obj\['model'\]\[0\].*"
-                                        r"state_dict"):
+    with pytest.raises(
+        TypeError,
+        match=r"cannot save object at obj\['model'\]\[0\].*"
+        r"state_dict",
+    ):
         dg.save({"model": [object()]}, io.BytesIO())
     with pytest.raises(TypeError, match="dict key"):
         dg.save({frozenset(): 1}, io.BytesIO())
@@ -144,19 +185,31 @@ def test_unsupported_objects_and_cycles():
 
 
 def test_tensor_names_in_file_follow_the_structure(tmp_path):
-    dg.save({"model": {"fc.weight": dg.ones(2)}, "state": {0: {"exp_avg": dg.zeros(1)}},
-             "model.fc": {"weight": dg.zeros(3)}}, tmp_path / "ck")
-    assert sorted(st.load_file(tmp_path / "ck")) == ["model.fc.weight", "model.fc.weight#1",
-                                                     "state.0.exp_avg"]
+    dg.save(
+        {
+            "model": {"fc.weight": dg.ones(2)},
+            "state": {0: {"exp_avg": dg.zeros(1)}},
+            "model.fc": {"weight": dg.zeros(3)},
+        },
+        tmp_path / "ck",
+    )
+    assert sorted(st.load_file(tmp_path / "ck")) == [
+        "model.fc.weight",
+        "model.fc.weight#1",
+        "state.0.exp_avg",
+    ]
 
 
 # ---- map_location -------------------------------------------------------------------------
 def cuda_saved_file(path):
     """A checkpoint whose tensor says it was saved from cuda:0 (as written on a GPU host)."""
-    structure = {"tensors": {"w": {"device": "cuda:0", "requires_grad": False}},
-                 "tree": {"tensor": "w"}}
-    st.save_file({"w": np.arange(3, dtype=np.float32)}, path,
-                 {"distgrad.structure": json.dumps(structure)})
+    structure = {
+        "tensors": {"w": {"device": "cuda:0", "requires_grad": False}},
+        "tree": {"tensor": "w"},
+    }
+    st.save_file(
+        {"w": np.arange(3, dtype=np.float32)}, path, {"distgrad.structure": json.dumps(structure)}
+    )
 
 
 def test_map_location_variants(tmp_path):
@@ -165,8 +218,9 @@ def test_map_location_variants(tmp_path):
         t = dg.load(tmp_path / "gpu.dgt", map_location=location)
         assert t.device == dg.device("cpu") and t.tolist() == [0, 1, 2]
     seen = []
-    t = dg.load(tmp_path / "gpu.dgt",
-                map_location=lambda tensor, saved: seen.append(saved) or tensor * 2)
+    t = dg.load(
+        tmp_path / "gpu.dgt", map_location=lambda tensor, saved: seen.append(saved) or tensor * 2
+    )
     assert seen == ["cuda:0"] and t.tolist() == [0, 2, 4]
     if not dg.cuda.is_available():
         with pytest.raises(RuntimeError, match="saved on cuda:0.*map_location='cpu'"):
@@ -193,9 +247,13 @@ def test_foreign_safetensors_files_load_as_flat_dicts(tmp_path):
 
 def test_cross_check_with_the_safetensors_package(tmp_path):
     numpy_api = pytest.importorskip("safetensors.numpy")
-    arrays = {"w": np.random.default_rng(0).normal(size=(3, 5)).astype(np.float32),
-              "mask": np.array([True, False]), "step": np.array(7, dtype=np.int64),
-              "h": np.arange(4, dtype=np.float16), "i8": np.array([-3, 4], dtype=np.int8)}
+    arrays = {
+        "w": np.random.default_rng(0).normal(size=(3, 5)).astype(np.float32),
+        "mask": np.array([True, False]),
+        "step": np.array(7, dtype=np.int64),
+        "h": np.arange(4, dtype=np.float16),
+        "i8": np.array([-3, 4], dtype=np.int8),
+    }
     st.save_file(arrays, tmp_path / "ours", {"note": "x"})
     theirs = numpy_api.load_file(str(tmp_path / "ours"))
     assert sorted(theirs) == sorted(arrays)
@@ -217,7 +275,7 @@ class FailingFile:
 
     def write(self, data):
         if self.f.tell() + len(memoryview(data).cast("B")) > self.limit:
-            self.f.write(bytes(memoryview(data).cast("B"))[:max(0, self.limit - self.f.tell())])
+            self.f.write(bytes(memoryview(data).cast("B"))[: max(0, self.limit - self.f.tell())])
             raise self.error
         return self.f.write(data)
 
@@ -232,15 +290,19 @@ class FailingFile:
 
 
 @pytest.mark.parametrize("limit", [0, 5, 100, 2000])
-@pytest.mark.parametrize("error", [OSError(28, "No space left on device"), KeyboardInterrupt()],
-                         ids=["disk-full", "interrupt"])
+@pytest.mark.parametrize(
+    "error",
+    [OSError(28, "No space left on device"), KeyboardInterrupt()],
+    ids=["disk-full", "interrupt"],
+)
 def test_failed_save_keeps_the_previous_file(tmp_path, monkeypatch, limit, error):
     path = tmp_path / "model.dgt"
     old = {"w": dg.ones(4), "epoch": 1}
     dg.save(old, path)
     real_fdopen = os.fdopen
-    monkeypatch.setattr(os, "fdopen",
-                        lambda fd, *a, **k: FailingFile(real_fdopen(fd, *a, **k), limit, error))
+    monkeypatch.setattr(
+        os, "fdopen", lambda fd, *a, **k: FailingFile(real_fdopen(fd, *a, **k), limit, error)
+    )
     with pytest.raises(type(error)):
         dg.save({"w": dg.zeros(1000), "epoch": 2}, path)
     monkeypatch.undo()
@@ -279,8 +341,15 @@ def test_save_replaces_through_symlink_and_sets_normal_permissions(tmp_path):
 @pytest.fixture
 def checkpoint(tmp_path):
     path = tmp_path / "ck.dgt"
-    dg.save({"w": dg.tensor([[1.0, 2.0], [3.0, 4.0]]), "b": dg.tensor([True, False]),
-             "step": 3, "lrs": (0.1, 0.01)}, path)
+    dg.save(
+        {
+            "w": dg.tensor([[1.0, 2.0], [3.0, 4.0]]),
+            "b": dg.tensor([True, False]),
+            "step": 3,
+            "lrs": (0.1, 0.01),
+        },
+        path,
+    )
     return path
 
 
@@ -299,12 +368,14 @@ def header_size(path):
 def test_truncated_anywhere(checkpoint):
     data = checkpoint.read_bytes()
     n = header_size(checkpoint)
-    for cut in sorted({0, 1, 7, 8, 9, n // 2, n - 1, n, n + 1, (n + len(data)) // 2,
-                       len(data) - 1}):
+    for cut in sorted(
+        {0, 1, 7, 8, 9, n // 2, n - 1, n, n + 1, (n + len(data)) // 2, len(data) - 1}
+    ):
         checkpoint.write_bytes(data[:cut])
         message = expect_checkpoint_error(checkpoint)
-        assert ("empty" in message) if cut == 0 else ("truncated" in message
-                                                      or "corrupted" in message)
+        assert (
+            ("empty" in message) if cut == 0 else ("truncated" in message or "corrupted" in message)
+        )
 
 
 def test_every_flipped_byte_is_detected(checkpoint):
@@ -348,9 +419,11 @@ def test_zip_archive(tmp_path):
     expect_checkpoint_error(path, "zip archive")
 
 
-@pytest.mark.parametrize("content", [b"", b"\x01\x02\x03", b"hello world, not a checkpoint",
-                                     np.random.default_rng(0).bytes(4096)],
-                         ids=["empty", "tiny", "text", "random"])
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"\x01\x02\x03", b"hello world, not a checkpoint", np.random.default_rng(0).bytes(4096)],
+    ids=["empty", "tiny", "text", "random"],
+)
 def test_foreign_files(tmp_path, content):
     path = tmp_path / "junk.bin"
     path.write_bytes(content)
@@ -364,30 +437,42 @@ def raw_file(tmp_path, header, data=b""):
     return path
 
 
-@pytest.mark.parametrize("header,data,match", [
-    ({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
-      "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}}, bytes(12), "overlap"),
-    ({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}, bytes(4), "truncated"),
-    ({"a": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}, bytes(8), "belong to no"),
-    ({"a": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}, bytes(8), "needs 12 bytes"),
-    ({"a": {"dtype": "F32", "shape": [2], "data_offsets": [8, 0]}}, bytes(8), "data_offsets"),
-    ({"a": {"dtype": "F32", "shape": [-2], "data_offsets": [0, 8]}}, bytes(8), "shape"),
-    ({"a": {"dtype": "C64", "shape": [1], "data_offsets": [0, 8]}}, bytes(8), "dtype 'C64'"),
-    ({"a": {"dtype": "F32", "shape": [1]}}, bytes(4), "malformed entry"),
-    ({"a": {"dtype": "BOOL", "shape": [2], "data_offsets": [0, 2]}}, b"\x01\x07", "0 and 1"),
-    ({"__metadata__": {"k": 1}}, b"", "strings to strings"),
-    ([1, 2], b"", "not a JSON object"),
-    (b'{"a": 1, "a": 2}', b"", "duplicate keys"),
-    (b'{"a": \xff}', b"", "not valid UTF-8 JSON"),
-    ({"__metadata__": {"distgrad.version": "1"}}, b"", "checksum is missing"),
-])
+@pytest.mark.parametrize(
+    "header,data,match",
+    [
+        (
+            {
+                "a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+                "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]},
+            },
+            bytes(12),
+            "overlap",
+        ),
+        ({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}, bytes(4), "truncated"),
+        ({"a": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}, bytes(8), "belong to no"),
+        ({"a": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}, bytes(8), "needs 12 bytes"),
+        ({"a": {"dtype": "F32", "shape": [2], "data_offsets": [8, 0]}}, bytes(8), "data_offsets"),
+        ({"a": {"dtype": "F32", "shape": [-2], "data_offsets": [0, 8]}}, bytes(8), "shape"),
+        ({"a": {"dtype": "C64", "shape": [1], "data_offsets": [0, 8]}}, bytes(8), "dtype 'C64'"),
+        ({"a": {"dtype": "F32", "shape": [1]}}, bytes(4), "malformed entry"),
+        ({"a": {"dtype": "BOOL", "shape": [2], "data_offsets": [0, 2]}}, b"\x01\x07", "0 and 1"),
+        ({"__metadata__": {"k": 1}}, b"", "strings to strings"),
+        ([1, 2], b"", "not a JSON object"),
+        (b'{"a": 1, "a": 2}', b"", "duplicate keys"),
+        (b'{"a": \xff}', b"", "not valid UTF-8 JSON"),
+        ({"__metadata__": {"distgrad.version": "1"}}, b"", "checksum is missing"),
+    ],
+)
 def test_crafted_headers(tmp_path, header, data, match):
     expect_checkpoint_error(raw_file(tmp_path, header, data), match)
 
 
 def test_malformed_structure_is_a_checkpoint_error(tmp_path):
-    st.save_file({"w": np.zeros(1)}, tmp_path / "ck",
-                 {"distgrad.structure": json.dumps({"tensors": {}, "tree": {"tensor": "w"}})})
+    st.save_file(
+        {"w": np.zeros(1)},
+        tmp_path / "ck",
+        {"distgrad.structure": json.dumps({"tensors": {}, "tree": {"tensor": "w"}})},
+    )
     expect_checkpoint_error(tmp_path / "ck", "structure is malformed")
     st.save_file({}, tmp_path / "ck", {"distgrad.structure": "{not json"})
     expect_checkpoint_error(tmp_path / "ck", "structure is malformed")

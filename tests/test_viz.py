@@ -1,4 +1,5 @@
 """Graph visualisation: DOT and Mermaid text for a known graph, rendering, the example."""
+
 import os
 import re
 import shutil
@@ -18,8 +19,10 @@ def dot_graph(text):
     """{node id: label} and the set of (from label, to label, dashed) edges of DOT text."""
     found = re.findall(r'^  (\w+) \[label="(.*?)"', text, re.M)
     labels = {n: label.replace("\\n", " ") for n, label in found}
-    edges = {(labels[a], labels[b], bool(d))
-             for a, b, d in re.findall(r"^  (\w+) -> (\w+)( \[style=dashed\])?$", text, re.M)}
+    edges = {
+        (labels[a], labels[b], bool(d))
+        for a, b, d in re.findall(r"^  (\w+) -> (\w+)( \[style=dashed\])?$", text, re.M)
+    }
     return labels, edges
 
 
@@ -32,11 +35,17 @@ def known_graph():
 def test_dot_has_the_nodes_and_edges_of_a_known_graph():
     y, params = known_graph()
     labels, edges = dot_graph(viz.to_dot(y, params=params))
-    assert sorted(labels.values()) == sorted(["output ()", "SumBackward", "AddBackward",
-                                              "MulBackward", "a (3)", "b (3)"])
-    assert edges == {("a (3)", "MulBackward", False), ("b (3)", "MulBackward", False),
-                     ("MulBackward", "AddBackward", False), ("a (3)", "AddBackward", False),
-                     ("AddBackward", "SumBackward", False), ("SumBackward", "output ()", False)}
+    assert sorted(labels.values()) == sorted(
+        ["output ()", "SumBackward", "AddBackward", "MulBackward", "a (3)", "b (3)"]
+    )
+    assert edges == {
+        ("a (3)", "MulBackward", False),
+        ("b (3)", "MulBackward", False),
+        ("MulBackward", "AddBackward", False),
+        ("a (3)", "AddBackward", False),
+        ("AddBackward", "SumBackward", False),
+        ("SumBackward", "output ()", False),
+    }
     text = viz.to_dot(y)
     assert text.startswith("digraph {") and 'label="(3)" fillcolor=lightblue' in text
 
@@ -56,8 +65,7 @@ def test_mermaid_has_the_same_graph():
 def test_saved_tensors_and_model_parameters():
     model = nn.Sequential(nn.Linear(4, 3), nn.Tanh())
     y = model(dg.randn(2, 4)).sum()
-    labels, edges = dot_graph(viz.to_dot(y, params=dict(model.named_parameters()),
-                                         show_saved=True))
+    labels, edges = dot_graph(viz.to_dot(y, params=dict(model.named_parameters()), show_saved=True))
     assert ("0.weight (3, 4)", "LinearBackward", False) in edges
     assert ("saved[0] (2, 3) float32", "TanhBackward", True) in edges  # tanh saves its output
     y.backward()  # frees what was saved
@@ -69,8 +77,13 @@ def test_tensors_without_history_and_several_roots():
     assert dot_graph(viz.to_dot(x))[0] == {"n0": "output (2, 2)"}
     w = dg.randn(2, requires_grad=True)
     labels, edges = dot_graph(viz.to_dot((w * 2, w.exp())))
-    assert sorted(labels.values()) == ["(2)", "ExpBackward", "MulBackward", "output (2)",
-                                       "output (2)"]
+    assert sorted(labels.values()) == [
+        "(2)",
+        "ExpBackward",
+        "MulBackward",
+        "output (2)",
+        "output (2)",
+    ]
     with pytest.raises(TypeError, match="expected a Tensor"):
         viz.to_dot([1, 2])
 
@@ -95,9 +108,20 @@ def test_render_png_and_svg(tmp_path):
 def test_visualize_example_writes_graph_and_loss_curve(tmp_path):
     pytest.importorskip("sklearn")
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT)
-    subprocess.run([sys.executable, os.path.join(ROOT, "examples", "visualize_graph.py"),
-                    "--out", str(tmp_path), "--epochs", "2"], check=True, env=env,
-                   capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            sys.executable,
+            os.path.join(ROOT, "examples", "visualize_graph.py"),
+            "--out",
+            str(tmp_path),
+            "--epochs",
+            "2",
+        ],
+        check=True,
+        env=env,
+        capture_output=True,
+        timeout=120,
+    )
     assert "CrossEntropyBackward" in (tmp_path / "graph.dot").read_text()
     assert "0.weight" in (tmp_path / "graph.mmd").read_text()
     if shutil.which("dot"):

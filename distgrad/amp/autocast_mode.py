@@ -11,6 +11,7 @@ tensor inputs by the policy the op class declares (``Function.autocast``):
 float64 tensors are never cast. The casts are the differentiable ``Tensor.to``, so gradients
 reach float32 parameters in float32. The state is process-wide (not per thread).
 """
+
 from __future__ import annotations
 
 import functools
@@ -26,8 +27,7 @@ __all__ = ["autocast", "is_autocast_enabled", "get_autocast_dtype"]
 _LOW = {dtypes.float16.np: dtypes.float16}
 if dtypes.bfloat16 is not None:
     _LOW[dtypes.bfloat16.np] = dtypes.bfloat16
-_FLOATING = {np.dtype(np.float32): dtypes.float32, np.dtype(np.float64): dtypes.float64,
-             **_LOW}
+_FLOATING = {np.dtype(np.float32): dtypes.float32, np.dtype(np.float64): dtypes.float64, **_LOW}
 _stack: list = []  # the autocast regions entered, innermost last
 
 
@@ -55,8 +55,10 @@ class _Caster:
             return None
         if isinstance(outputs, Tensor):
             return outputs.to(target) if outputs._array.dtype == np.float32 else None
-        return tuple(o.to(target) if isinstance(o, Tensor) and o._array.dtype == np.float32
-                     else o for o in outputs)
+        return tuple(
+            o.to(target) if isinstance(o, Tensor) and o._array.dtype == np.float32 else o
+            for o in outputs
+        )
 
 
 _caster = _Caster()
@@ -100,22 +102,22 @@ class autocast:
     ``enabled=False`` turns autocast off inside an enclosing region.
     """
 
-    def __init__(self, device_type=None, dtype=None, enabled: bool = True,
-                 cache_enabled=None):
+    def __init__(self, device_type=None, dtype=None, enabled: bool = True, cache_enabled=None):
         if device_type is not None and not isinstance(device_type, str):
             device_type, dtype = None, device_type  # autocast(distgrad.float16)
         if device_type not in (None, "cpu", "cuda"):
-            raise ValueError(f"autocast: device_type must be 'cpu' or 'cuda', got "
-                             f"{device_type!r}")
+            raise ValueError(f"autocast: device_type must be 'cpu' or 'cuda', got {device_type!r}")
         try:
             dtype = dtypes.float16 if dtype is None else dtypes.as_dtype(dtype)
         except TypeError:  # e.g. "bfloat16" without ml_dtypes
             pass
         if not isinstance(dtype, dtypes.dtype) or dtype.np not in _LOW:
-            hint = " (bfloat16 needs the ml_dtypes package: pip install ml_dtypes)" \
-                if dtypes.bfloat16 is None else ""
-            raise ValueError(f"autocast: dtype must be float16 or bfloat16, got "
-                             f"{dtype}{hint}")
+            hint = (
+                " (bfloat16 needs the ml_dtypes package: pip install ml_dtypes)"
+                if dtypes.bfloat16 is None
+                else ""
+            )
+            raise ValueError(f"autocast: dtype must be float16 or bfloat16, got {dtype}{hint}")
         self.device_type, self.dtype, self.enabled = device_type or "cpu", dtype, bool(enabled)
 
     def __enter__(self):
@@ -133,6 +135,7 @@ class autocast:
         def wrapper(*args, **kwargs):
             with autocast(self.device_type, self.dtype, self.enabled):
                 return fn(*args, **kwargs)
+
         return wrapper
 
 

@@ -7,6 +7,7 @@ the factor: ``backoff_factor`` after a skipped step, ``growth_factor`` after
 ``growth_interval`` good steps in a row. Under distributed training every rank takes the same
 decision (the inf/NaN flag is all-reduced).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -31,19 +32,23 @@ class GradScaler:
         scaler.update()
     """
 
-    def __init__(self, device: str = "cpu", init_scale: float = 2.0 ** 16,
-                 growth_factor: float = 2.0, backoff_factor: float = 0.5,
-                 growth_interval: int = 2000, enabled: bool = True):
+    def __init__(
+        self,
+        device: str = "cpu",
+        init_scale: float = 2.0**16,
+        growth_factor: float = 2.0,
+        backoff_factor: float = 0.5,
+        growth_interval: int = 2000,
+        enabled: bool = True,
+    ):
         if not isinstance(device, str):  # GradScaler(init_scale) as older PyTorch
             device, init_scale = "cpu", device
         if growth_factor <= 1.0:
             raise ValueError(f"GradScaler: growth_factor must be > 1, got {growth_factor}")
         if not 0.0 < backoff_factor < 1.0:
-            raise ValueError(f"GradScaler: backoff_factor must be in (0, 1), got "
-                             f"{backoff_factor}")
+            raise ValueError(f"GradScaler: backoff_factor must be in (0, 1), got {backoff_factor}")
         if growth_interval < 1:
-            raise ValueError(f"GradScaler: growth_interval must be >= 1, got "
-                             f"{growth_interval}")
+            raise ValueError(f"GradScaler: growth_interval must be >= 1, got {growth_interval}")
         self._enabled = bool(enabled)
         self._scale = float(init_scale)
         self._growth_factor, self._backoff_factor = float(growth_factor), float(backoff_factor)
@@ -70,8 +75,9 @@ class GradScaler:
             return
         state = self._state(optimizer)
         if state["stage"] is _UNSCALED:
-            raise RuntimeError("unscale_() has already been called on this optimizer since "
-                               "the last update().")
+            raise RuntimeError(
+                "unscale_() has already been called on this optimizer since the last update()."
+            )
         if state["stage"] is _STEPPED:
             raise RuntimeError("unscale_() is being called after step().")
         inv = 1.0 / self._scale
@@ -95,8 +101,7 @@ class GradScaler:
         if not self._enabled:
             return optimizer.step(*args, **kwargs)
         if "closure" in kwargs:
-            raise RuntimeError("Closure use is not currently supported if GradScaler is "
-                               "enabled.")
+            raise RuntimeError("Closure use is not currently supported if GradScaler is enabled.")
         state = self._state(optimizer)
         if state["stage"] is _STEPPED:
             raise RuntimeError("step() has already been called since the last update().")
@@ -113,8 +118,7 @@ class GradScaler:
         if not self._enabled:
             return
         if new_scale is not None:
-            self._scale = float(new_scale.item() if isinstance(new_scale, Tensor)
-                                else new_scale)
+            self._scale = float(new_scale.item() if isinstance(new_scale, Tensor) else new_scale)
         elif self._per_optimizer:
             if any(s["found_inf"] for s in self._per_optimizer.values()):
                 self._scale *= self._backoff_factor
@@ -125,13 +129,14 @@ class GradScaler:
                     self._scale *= self._growth_factor
                     self._growth_tracker = 0
         else:
-            raise RuntimeError("update(): no inf checks were recorded prior to update (call "
-                               "step() or unscale_() first).")
+            raise RuntimeError(
+                "update(): no inf checks were recorded prior to update (call "
+                "step() or unscale_() first)."
+            )
         self._per_optimizer = {}
 
     def _state(self, optimizer) -> dict:
-        return self._per_optimizer.setdefault(id(optimizer),
-                                              {"stage": _READY, "found_inf": False})
+        return self._per_optimizer.setdefault(id(optimizer), {"stage": _READY, "found_inf": False})
 
     # ---- inspection and checkpoints -------------------------------------------------------
     def get_scale(self) -> float:
@@ -154,17 +159,22 @@ class GradScaler:
         """The scale and growth state (empty when disabled), as PyTorch's keys."""
         if not self._enabled:
             return {}
-        return {"scale": self._scale, "growth_factor": self._growth_factor,
-                "backoff_factor": self._backoff_factor,
-                "growth_interval": self._growth_interval,
-                "_growth_tracker": self._growth_tracker}
+        return {
+            "scale": self._scale,
+            "growth_factor": self._growth_factor,
+            "backoff_factor": self._backoff_factor,
+            "growth_interval": self._growth_interval,
+            "_growth_tracker": self._growth_tracker,
+        }
 
     def load_state_dict(self, state_dict: dict) -> None:
         if not self._enabled:
             return
         if not state_dict:
-            raise RuntimeError("The source state dict is empty, possibly because it was saved "
-                               "from a disabled instance of GradScaler.")
+            raise RuntimeError(
+                "The source state dict is empty, possibly because it was saved "
+                "from a disabled instance of GradScaler."
+            )
         self._scale = float(state_dict["scale"])
         self._growth_factor = float(state_dict["growth_factor"])
         self._backoff_factor = float(state_dict["backoff_factor"])

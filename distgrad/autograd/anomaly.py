@@ -1,5 +1,6 @@
 """``detect_anomaly``: record forward tracebacks and stop at the first backward that makes
 NaN or Inf, naming the forward op responsible."""
+
 from __future__ import annotations
 
 import functools
@@ -48,4 +49,5 @@ class detect_anomaly:
         def wrapper(*args, **kwargs):
             with detect_anomaly(self.check_nan):
                 return fn(*args, **kwargs)
+
         return wrapper

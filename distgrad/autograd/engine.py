@@ -7,6 +7,7 @@ post-accumulate-grad hooks: that is the moment the leaf's gradient is final for 
 Among ready nodes the one created last runs first (as PyTorch's CPU engine does), so parameter
 hooks fire roughly in reverse order of use.
 """
+
 from __future__ import annotations
 
 import heapq
@@ -76,23 +77,30 @@ def _root_grads(roots, grad_tensors, create_graph):
     grads = []
     for i, (t, g) in enumerate(zip(roots, grad_tensors)):
         if not t._requires_grad:
-            raise RuntimeError(f"element {i} of tensors does not require grad and does not have "
-                               f"a grad_fn")
+            raise RuntimeError(
+                f"element {i} of tensors does not require grad and does not have a grad_fn"
+            )
         if g is None:
             if t._array.size != 1:
-                raise RuntimeError(f"grad can be implicitly created only for scalar outputs; "
-                                   f"output {i} has shape {list(t.shape)}. Pass gradient= "
-                                   f"(a tensor of that shape) to backward()")
+                raise RuntimeError(
+                    f"grad can be implicitly created only for scalar outputs; "
+                    f"output {i} has shape {list(t.shape)}. Pass gradient= "
+                    f"(a tensor of that shape) to backward()"
+                )
             arr = array_module_for(t._array).ones_like(t._array)
         else:
             arr = g._array if isinstance(g, Tensor) else g
             if tuple(arr.shape) != tuple(t.shape):
-                raise RuntimeError(f"Mismatch in shape: grad_output[{i}] has a shape of "
-                                   f"{list(arr.shape)} and output[{i}] has a shape of "
-                                   f"{list(t.shape)}.")
+                raise RuntimeError(
+                    f"Mismatch in shape: grad_output[{i}] has a shape of "
+                    f"{list(arr.shape)} and output[{i}] has a shape of "
+                    f"{list(t.shape)}."
+                )
             if arr.dtype != t._array.dtype:
-                raise RuntimeError(f"Mismatch in dtype: grad_output[{i}] has dtype {arr.dtype} "
-                                   f"and output[{i}] has dtype {t._array.dtype}.")
+                raise RuntimeError(
+                    f"Mismatch in dtype: grad_output[{i}] has dtype {arr.dtype} "
+                    f"and output[{i}] has dtype {t._array.dtype}."
+                )
         if create_graph:
             grads.append(g if isinstance(g, Tensor) else Tensor(arr))
         else:
@@ -224,8 +232,7 @@ def _run_backward(node, grads, create_graph):
         arrays = [g._array if isinstance(g, Tensor) else g for g in grads]
         node._create_graph = False
         # A user Function's backward still sees tensors (as without create_graph).
-        result = (fn.backward(node, *arrays) if fn.on_arrays
-                  else _run_backward(node, arrays, False))
+        result = fn.backward(node, *arrays) if fn.on_arrays else _run_backward(node, arrays, False)
         return _wrap_once_differentiable(node, result, grads)
     node._create_graph = create_graph
     tgrads = [Tensor(g) if g is not None and not isinstance(g, Tensor) else g for g in grads]
@@ -251,9 +258,11 @@ class _OnceDifferentiableResult(Function):
 
     @staticmethod
     def backward(ctx, *grads):
-        raise RuntimeError(f"the backward of {ctx.op_name} is not differentiable twice (it is "
-                           f"marked once_differentiable); create_graph=True cannot go through "
-                           f"it")
+        raise RuntimeError(
+            f"the backward of {ctx.op_name} is not differentiable twice (it is "
+            f"marked once_differentiable); create_graph=True cannot go through "
+            f"it"
+        )
 
 
 def _wrap_once_differentiable(node, result, grads):
@@ -281,14 +290,18 @@ def _check_grad(node, i, g):
         return g
     shape, dtype = meta
     if tuple(g.shape) != tuple(shape):
-        raise RuntimeError(f"Function {node.name()} returned an invalid gradient at index {i} - "
-                           f"got {list(g.shape)} but expected shape compatible with "
-                           f"{list(shape)}")
+        raise RuntimeError(
+            f"Function {node.name()} returned an invalid gradient at index {i} - "
+            f"got {list(g.shape)} but expected shape compatible with "
+            f"{list(shape)}"
+        )
     if g.dtype != dtype and not isinstance(g, Tensor):
         if dtype == _BF16 and is_floating(g.dtype):
             return g.astype(dtype)
-        raise RuntimeError(f"Function {node.name()} returned an invalid gradient at index {i} - "
-                           f"expected dtype {dtype} but got {g.dtype}")
+        raise RuntimeError(
+            f"Function {node.name()} returned an invalid gradient at index {i} - "
+            f"expected dtype {dtype} but got {g.dtype}"
+        )
     return g
 
 
@@ -299,11 +312,14 @@ def _check_anomaly(node, grads):
         arr = g._array if isinstance(g, Tensor) else g
         xp = array_module_for(arr)
         if arr.dtype.kind in "fc" and not bool(xp.isfinite(arr).all()):
-            trace = node._trace or ("(forward traceback not recorded: enable detect_anomaly "
-                                    "before the forward pass)\n")
-            raise RuntimeError(f"Function '{node.name()}' returned nan or inf values in its "
-                               f"{i}th output.\nTraceback of the forward call that caused the "
-                               f"error:\n{trace}")
+            trace = node._trace or (
+                "(forward traceback not recorded: enable detect_anomaly before the forward pass)\n"
+            )
+            raise RuntimeError(
+                f"Function '{node.name()}' returned nan or inf values in its "
+                f"{i}th output.\nTraceback of the forward call that caused the "
+                f"error:\n{trace}"
+            )
 
 
 def _execute(root_nodes, root_grads, retain_graph, create_graph, capture=None, leaves=()):
@@ -347,9 +363,11 @@ def _execute(root_nodes, root_grads, retain_graph, create_graph, capture=None, l
                 del grads
                 result = result if isinstance(result, tuple) else (result,)
                 if len(result) != len(node._next):
-                    raise RuntimeError(f"function {node.name()} returned an incorrect number of "
-                                       f"gradients (expected {len(node._next)}, got "
-                                       f"{len(result)})")
+                    raise RuntimeError(
+                        f"function {node.name()} returned an incorrect number of "
+                        f"gradients (expected {len(node._next)}, got "
+                        f"{len(result)})"
+                    )
                 if node._post_hooks:
                     for hook in list(node._post_hooks.values()):
                         out = hook(result, ())
@@ -391,8 +409,10 @@ def _edges_for_inputs(inputs):
         if not isinstance(t, Tensor):
             raise TypeError(f"inputs[{i}] must be a Tensor, got {type(t).__name__}")
         if not t._requires_grad:
-            raise RuntimeError(f"One of the differentiated Tensors (inputs[{i}], shape "
-                               f"{list(t.shape)}) does not require grad")
+            raise RuntimeError(
+                f"One of the differentiated Tensors (inputs[{i}], shape "
+                f"{list(t.shape)}) does not require grad"
+            )
         edges.append(t._edge())
     return edges
 
@@ -423,8 +443,15 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
         t._grad = g if t._grad is None else t._grad + g
 
 
-def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
-         allow_unused=None, materialize_grads=False):
+def grad(
+    outputs,
+    inputs,
+    grad_outputs=None,
+    retain_graph=None,
+    create_graph=False,
+    allow_unused=None,
+    materialize_grads=False,
+):
     """Return the gradients of ``outputs`` w.r.t. ``inputs`` (without touching ``.grad``)."""
     roots = _as_list(outputs)
     inputs_list = _as_list(inputs)
@@ -447,10 +474,12 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
                 result.append(Tensor(array_module_for(t._array).zeros_like(t._array)))
                 continue
             if not allow_unused:
-                raise RuntimeError(f"One of the differentiated Tensors (inputs[{i}], shape "
-                                   f"{list(t.shape)}) appears to not have been used in the "
-                                   f"graph. Set allow_unused=True if this is the desired "
-                                   f"behavior.")
+                raise RuntimeError(
+                    f"One of the differentiated Tensors (inputs[{i}], shape "
+                    f"{list(t.shape)}) appears to not have been used in the "
+                    f"graph. Set allow_unused=True if this is the desired "
+                    f"behavior."
+                )
             result.append(None)
         else:
             result.append(g if isinstance(g, Tensor) else Tensor(g))

@@ -8,6 +8,7 @@ instead and ``ctx.xp`` is a differentiable numpy-like namespace, so one backward
 first and higher-order gradients. User Functions (``on_arrays = False``, the default) see
 tensors, exactly as in PyTorch.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -116,7 +117,8 @@ class BackwardNode:
                 f"intermediate values of the graph are freed when you call .backward() or "
                 f"autograd.grad(). Specify retain_graph=True if you need to backward through "
                 f"the graph a second time or if you need to access saved tensors after calling "
-                f"backward.")
+                f"backward."
+            )
         if self._saved is None:
             return self._to_save
         return tuple(self._unpack(s) for s in self._saved)
@@ -132,7 +134,8 @@ class BackwardNode:
                 f"{s.output_nr if s.tensor is None else 0} of {self.name()}, is at version "
                 f"{s.counter.value}; expected version {s.version} instead. Hint: replace the "
                 f"in-place op (x.add_(...), x[...] = ..., x += ...) by its out-of-place form "
-                f"(x = x + ...), or clone() the tensor before changing it.")
+                f"(x = x + ...), or clone() the tensor before changing it."
+            )
         if self._function.on_arrays and not self._create_graph:
             return s.array
         if s.tensor is not None:
@@ -221,8 +224,11 @@ class Function:
         super().__init_subclass__(**kwargs)
         if getattr(cls.backward, "__once_differentiable__", False):
             cls.once_differentiable = True
-        cls._backward_cls = type(f"{cls.__name__}Backward", (BackwardNode,),
-                                 {"_function": cls, "__module__": cls.__module__})
+        cls._backward_cls = type(
+            f"{cls.__name__}Backward",
+            (BackwardNode,),
+            {"_function": cls, "__module__": cls.__module__},
+        )
 
     @staticmethod
     def forward(ctx, *args):
@@ -248,8 +254,9 @@ class Function:
             if tensors:
                 ctx._xp = array_module_for(tensors[0]._array)
             if record:
-                ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a._requires_grad
-                                             for a in args)
+                ctx.needs_input_grad = tuple(
+                    isinstance(a, Tensor) and a._requires_grad for a in args
+                )
             if ctx._xp is np:
                 out = cls.forward(ctx, *raw)
             else:  # a GPU op runs with its first tensor's GPU current (cupy's rule)
@@ -257,8 +264,9 @@ class Function:
                 with ctx._device:
                     out = cls.forward(ctx, *raw)
         else:
-            ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a._requires_grad and record
-                                         for a in args)
+            ctx.needs_input_grad = tuple(
+                isinstance(a, Tensor) and a._requires_grad and record for a in args
+            )
             raw = [Tensor._alias(a) if isinstance(a, Tensor) else a for a in args]
             with grad_mode.no_grad():
                 out = cls.forward(ctx, *raw)
@@ -288,8 +296,9 @@ def pop_interceptor(interceptor) -> None:
 def autocasting(*tensors) -> bool:
     """Whether an active interceptor casts op inputs to a common dtype (``casts_inputs``, as
     autocast's) and the tensors are all floating: an op then leaves their dtypes to it."""
-    return any(getattr(i, "casts_inputs", False) for i in _interceptors) and \
-        all(t is None or t.is_floating_point() for t in tensors)
+    return any(getattr(i, "casts_inputs", False) for i in _interceptors) and all(
+        t is None or t.is_floating_point() for t in tensors
+    )
 
 
 def _intercepted_apply(cls, args):
@@ -323,8 +332,12 @@ def _wrap_outputs(cls, ctx, args, raw, outs):
         if not isinstance(o, Tensor):
             array = o
             o = Tensor(array)
-            if cls.is_view and raw and not array.flags.owndata and \
-                    array_module_for(array).may_share_memory(array, raw[0]):
+            if (
+                cls.is_view
+                and raw
+                and not array.flags.owndata
+                and array_module_for(array).may_share_memory(array, raw[0])
+            ):
                 o._version = args[0]._version  # a view: in-place changes count for both
         wrapped.append(o)
     return tuple(wrapped)
@@ -332,10 +345,12 @@ def _wrap_outputs(cls, ctx, args, raw, outs):
 
 def _connect(cls, ctx, args, raw, outputs):
     """Record the graph: edges to the inputs, saved values, outputs' grad_fn."""
-    ctx._next = tuple(a._edge() if isinstance(a, Tensor) and a._requires_grad else None
-                      for a in args)
-    ctx._input_meta = tuple((a._array.shape, a._array.dtype) if isinstance(a, Tensor) else None
-                            for a in args)
+    ctx._next = tuple(
+        a._edge() if isinstance(a, Tensor) and a._requires_grad else None for a in args
+    )
+    ctx._input_meta = tuple(
+        (a._array.shape, a._array.dtype) if isinstance(a, Tensor) else None for a in args
+    )
     non_diff = ctx._non_differentiable
     dirty = ctx._dirty
     meta = []
@@ -344,14 +359,19 @@ def _connect(cls, ctx, args, raw, outputs):
             meta.append(None)
             continue
         meta.append((o._array.shape, o._array.dtype))
-        if o._array.dtype.kind not in "fc" and not is_floating(o._array.dtype) or non_diff and any(
-                o is n or getattr(n, "_array", None) is o._array for n in non_diff):
+        if (
+            o._array.dtype.kind not in "fc"
+            and not is_floating(o._array.dtype)
+            or non_diff
+            and any(o is n or getattr(n, "_array", None) is o._array for n in non_diff)
+        ):
             continue
         if dirty and any(o is a for a in args):  # the input now carries this node
             if o._grad_fn is None and o._requires_grad:
                 raise RuntimeError(
                     f"a leaf Variable that requires grad is being used in an in-place "
-                    f"operation ({cls.__name__}).")
+                    f"operation ({cls.__name__})."
+                )
             o._version.value += 1
         o._requires_grad = True
         o._grad_fn = ctx

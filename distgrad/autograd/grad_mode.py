@@ -2,14 +2,21 @@
 
 Each works as a context manager and as a decorator, and is thread-local as in PyTorch.
 """
+
 from __future__ import annotations
 
 import copy
 import functools
 import threading
 
-__all__ = ["no_grad", "enable_grad", "set_grad_enabled", "inference_mode",
-           "is_grad_enabled", "is_inference_mode_enabled"]
+__all__ = [
+    "no_grad",
+    "enable_grad",
+    "set_grad_enabled",
+    "inference_mode",
+    "is_grad_enabled",
+    "is_inference_mode_enabled",
+]
 
 
 class _State(threading.local):
@@ -51,6 +58,7 @@ class _GradModeContext:
         def wrapper(*args, **kwargs):
             with copy.copy(self):  # a fresh copy per call keeps re-entrant calls independent
                 return fn(*args, **kwargs)
+
         return wrapper
 
 

@@ -1,4 +1,5 @@
 """What code running inside a backward (hooks, DataParallel) may ask of the engine."""
+
 from .engine import is_backward_running, queue_callback, will_execute
 from .function import BackwardNode as Node
 from .tensor import AccumulateGrad

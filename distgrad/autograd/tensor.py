@@ -4,6 +4,7 @@ applied to it so that ``backward()`` can compute gradients.
 Operators and most methods (``x + y``, ``x.sum()``, ``x.reshape``...) are installed by the ops
 layer (``distgrad.ops``), which this module cannot import.
 """
+
 from __future__ import annotations
 
 import weakref
@@ -31,7 +32,7 @@ class AccumulateGrad(BackwardNode):
 
     _is_accumulator = True
 
-    def __init__(self, tensor: "Tensor"):
+    def __init__(self, tensor: Tensor):
         super().__init__()
         # Run as soon as ready, before any other node (as PyTorch's AccumulateGrad), so that a
         # leaf's post-accumulate-grad hooks fire during backward, not after it.
@@ -48,8 +49,19 @@ class Tensor:
     """A multi-dimensional array with autograd. Create tensors with ``distgrad.tensor``,
     ``distgrad.zeros``, ... rather than this constructor, which wraps an existing array."""
 
-    __slots__ = ("_array", "_requires_grad", "_grad", "_grad_fn", "_output_nr", "_version",
-                 "_accumulator", "_hooks", "_post_acc_hooks", "_retains_grad", "__weakref__")
+    __slots__ = (
+        "_array",
+        "_requires_grad",
+        "_grad",
+        "_grad_fn",
+        "_output_nr",
+        "_version",
+        "_accumulator",
+        "_hooks",
+        "_post_acc_hooks",
+        "_retains_grad",
+        "__weakref__",
+    )
 
     def __init__(self, array, requires_grad: bool = False):
         self._array = array
@@ -76,7 +88,7 @@ class Tensor:
         return t
 
     @classmethod
-    def _alias(cls, other: "Tensor") -> "Tensor":
+    def _alias(cls, other: Tensor) -> Tensor:
         """A detached tensor sharing ``other``'s array and version counter (``detach()``)."""
         t = cls(other._array)
         t._version = other._version
@@ -90,13 +102,13 @@ class Tensor:
         return self._array
 
     @property
-    def data(self) -> "Tensor":
+    def data(self) -> Tensor:
         """A tensor sharing this tensor's storage, detached from autograd (as PyTorch's
         ``.data``: in-place changes through it are not seen by autograd's version checks)."""
         return Tensor(self._array)
 
     @data.setter
-    def data(self, value: "Tensor") -> None:
+    def data(self, value: Tensor) -> None:
         if not isinstance(value, Tensor):
             raise TypeError(f"tensor.data must be set to a Tensor, got {type(value).__name__}")
         self._array = value._array
@@ -161,20 +173,21 @@ class Tensor:
     def requires_grad(self, value: bool) -> None:
         self.requires_grad_(value)
 
-    def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
         """Set whether autograd records operations on this (leaf) tensor."""
         if self._grad_fn is not None:
             if not requires_grad:
                 raise RuntimeError(
                     "you can only change requires_grad flags of leaf variables. If you want to "
                     "use a computed variable in a subgraph that doesn't require differentiation "
-                    "use var_no_grad = var.detach().")
+                    "use var_no_grad = var.detach()."
+                )
             return self
-        if requires_grad and not (is_floating(self._array.dtype) or
-                                  self._array.dtype.kind == "c"):
+        if requires_grad and not (is_floating(self._array.dtype) or self._array.dtype.kind == "c"):
             raise RuntimeError(
                 f"only Tensors of floating point dtype can require gradients, got {self.dtype} "
-                f"of shape {list(self.shape)}")
+                f"of shape {list(self.shape)}"
+            )
         self._requires_grad = bool(requires_grad)
         return self
 
@@ -203,24 +216,34 @@ class Tensor:
                 "The .grad attribute of a Tensor that is not a leaf Tensor is being accessed. "
                 "Its .grad attribute won't be populated during autograd.backward(). If you "
                 "indeed want the .grad field to be populated for a non-leaf Tensor, use "
-                ".retain_grad() on the non-leaf Tensor.", UserWarning, stacklevel=2)
+                ".retain_grad() on the non-leaf Tensor.",
+                UserWarning,
+                stacklevel=2,
+            )
         return self._grad
 
     @grad.setter
     def grad(self, value) -> None:
         if value is not None:
             if not isinstance(value, Tensor):
-                raise TypeError(f"assigned grad must be a Tensor or None, got "
-                                f"{type(value).__name__}")
+                raise TypeError(
+                    f"assigned grad must be a Tensor or None, got {type(value).__name__}"
+                )
             if value.shape != self.shape:
-                raise RuntimeError(f"assigned grad has data of a different size: grad shape "
-                                   f"{list(value.shape)}, tensor shape {list(self.shape)}")
+                raise RuntimeError(
+                    f"assigned grad has data of a different size: grad shape "
+                    f"{list(value.shape)}, tensor shape {list(self.shape)}"
+                )
             if value._array.dtype != self._array.dtype:
-                raise RuntimeError(f"assigned grad has data of a different type: grad "
-                                   f"{value.dtype}, tensor {self.dtype}")
+                raise RuntimeError(
+                    f"assigned grad has data of a different type: grad "
+                    f"{value.dtype}, tensor {self.dtype}"
+                )
             if value.device != self.device:
-                raise RuntimeError(f"assigned grad has data located on a different device: "
-                                   f"grad on {value.device}, tensor on {self.device}")
+                raise RuntimeError(
+                    f"assigned grad has data located on a different device: "
+                    f"grad on {value.device}, tensor on {self.device}"
+                )
         self._grad = value
 
     def _edge(self):
@@ -232,11 +255,11 @@ class Tensor:
             acc = self._accumulator = AccumulateGrad(self)
         return (acc, 0)
 
-    def detach(self) -> "Tensor":
+    def detach(self) -> Tensor:
         """A new tensor sharing storage, with no graph history."""
         return Tensor._alias(self)
 
-    def detach_(self) -> "Tensor":
+    def detach_(self) -> Tensor:
         self._grad_fn = None
         self._requires_grad = False
         return self
@@ -273,8 +296,9 @@ class Tensor:
     def register_post_accumulate_grad_hook(self, hook) -> RemovableHandle:
         """``hook(tensor)`` runs after this leaf's ``.grad`` is final for the current backward."""
         if self._grad_fn is not None:
-            raise RuntimeError("post accumulate grad hooks cannot be registered on non-leaf "
-                               "tensors")
+            raise RuntimeError(
+                "post accumulate grad hooks cannot be registered on non-leaf tensors"
+            )
         if not self._requires_grad:
             raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
         if self._post_acc_hooks is None:
@@ -295,18 +319,23 @@ class Tensor:
     def numpy(self, force: bool = False) -> np.ndarray:
         """The numpy array (shared on CPU, copied from GPU)."""
         if self._requires_grad and not force:
-            raise RuntimeError("Can't call numpy() on Tensor that requires grad. "
-                               "Use tensor.detach().numpy() instead.")
+            raise RuntimeError(
+                "Can't call numpy() on Tensor that requires grad. "
+                "Use tensor.detach().numpy() instead."
+            )
         if not force and self.device.type != "cpu":
-            raise TypeError(f"can't convert {self.device} device type tensor to numpy. Use "
-                            f"Tensor.cpu() to copy the tensor to host memory first.")
+            raise TypeError(
+                f"can't convert {self.device} device type tensor to numpy. Use "
+                f"Tensor.cpu() to copy the tensor to host memory first."
+            )
         return self._host_array()
 
     def item(self):
         """The value of a one-element tensor as a Python number."""
         if self._array.size != 1:
-            raise RuntimeError(f"a Tensor with {self._array.size} elements cannot be converted "
-                               f"to Scalar")
+            raise RuntimeError(
+                f"a Tensor with {self._array.size} elements cannot be converted to Scalar"
+            )
         return self._host_array().reshape(()).item()
 
     def tolist(self):
@@ -326,27 +355,34 @@ class Tensor:
 
     def __index__(self):
         if self._array.dtype.kind not in "iub":
-            raise TypeError(f"only integer tensors of a single element can be converted to an "
-                            f"index, got {self.dtype}")
+            raise TypeError(
+                f"only integer tensors of a single element can be converted to an "
+                f"index, got {self.dtype}"
+            )
         return int(self.item())
 
     def __bool__(self):
         if self._array.size != 1:
-            raise RuntimeError(f"Boolean value of Tensor with {self._array.size} elements is "
-                               f"ambiguous")
+            raise RuntimeError(
+                f"Boolean value of Tensor with {self._array.size} elements is ambiguous"
+            )
         return bool(self.item())
 
     __hash__ = object.__hash__
     __array_ufunc__ = None  # numpy defers to Tensor's reflected operators (array @ tensor)
 
     def __reduce__(self):
-        return (_rebuild_tensor, (self._host_array(), self._requires_grad and self.is_leaf,
-                                  str(self.device)))
+        return (
+            _rebuild_tensor,
+            (self._host_array(), self._requires_grad and self.is_leaf, str(self.device)),
+        )
 
     def __deepcopy__(self, memo):
         if self._grad_fn is not None:
-            raise RuntimeError("Only Tensors created explicitly by the user (graph leaves) "
-                               "support the deepcopy protocol at the moment")
+            raise RuntimeError(
+                "Only Tensors created explicitly by the user (graph leaves) "
+                "support the deepcopy protocol at the moment"
+            )
         t = type(self).__new__(type(self))
         Tensor.__init__(t, self._array.copy(), requires_grad=self._requires_grad)
         if self._grad is not None:
@@ -355,8 +391,7 @@ class Tensor:
         return t
 
     def __repr__(self):
-        body = np.array2string(self._host_array(), separator=", ", precision=4,
-                               prefix="tensor(")
+        body = np.array2string(self._host_array(), separator=", ", precision=4, prefix="tensor(")
         extras = []
         if self.device.type != "cpu":
             extras.append(f"device='{self.device}'")

@@ -2,8 +2,24 @@
 
 Imports nothing else of distgrad. cupy is imported lazily, so numpy alone is enough.
 """
+
 from . import dtypes, random
-from .device import (CPU, Device, array_module_for, cuda_unavailable_reason, cupy_or_none,
-                     device, device_of, get_array_module, is_array)
-from .dtypes import (as_dtype, from_numpy_dtype, get_default_dtype, is_floating, result_type,
-                     set_default_dtype)
+from .device import (
+    CPU,
+    Device,
+    array_module_for,
+    cuda_unavailable_reason,
+    cupy_or_none,
+    device,
+    device_of,
+    get_array_module,
+    is_array,
+)
+from .dtypes import (
+    as_dtype,
+    from_numpy_dtype,
+    get_default_dtype,
+    is_floating,
+    result_type,
+    set_default_dtype,
+)

@@ -1,4 +1,5 @@
 """Devices and array modules: numpy on ``cpu``, cupy on ``cuda:i`` (imported lazily)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -57,7 +58,9 @@ class Device:
         self.index = index
 
     def __repr__(self):
-        return f"device(type='{self.type}'" + (f", index={self.index})" if self.index is not None else ")")
+        return f"device(type='{self.type}'" + (
+            f", index={self.index})" if self.index is not None else ")"
+        )
 
     def __str__(self):
         return self.type if self.index is None else f"{self.type}:{self.index}"

@@ -1,11 +1,25 @@
 """distgrad dtypes: thin named wrappers over numpy dtypes, and PyTorch's type promotion."""
+
 from __future__ import annotations
 
 import numpy as np
 
 __all__ = [
-    "dtype", "float16", "bfloat16", "float32", "float64", "int8", "uint8", "int16", "int32",
-    "int64", "bool", "get_default_dtype", "set_default_dtype", "as_dtype", "result_type",
+    "dtype",
+    "float16",
+    "bfloat16",
+    "float32",
+    "float64",
+    "int8",
+    "uint8",
+    "int16",
+    "int32",
+    "int64",
+    "bool",
+    "get_default_dtype",
+    "set_default_dtype",
+    "as_dtype",
+    "result_type",
     "is_floating",
 ]
 
@@ -52,7 +66,9 @@ bool = dtype("bool", np.bool_, 0)  # noqa: A001 - PyTorch's public name
 _bf16 = _bfloat16_numpy()
 bfloat16 = dtype("bfloat16", _bf16, 2) if _bf16 is not None else None
 
-_ALL = [d for d in (float16, bfloat16, float32, float64, int8, uint8, int16, int32, int64, bool) if d]
+_ALL = [
+    d for d in (float16, bfloat16, float32, float64, int8, uint8, int16, int32, int64, bool) if d
+]
 _BY_NUMPY = {d.np: d for d in _ALL}
 _BY_NAME = {d.name: d for d in _ALL}
 _BY_NAME.update({"float": float32, "double": float64, "half": float16, "long": int64, "int": int32})
@@ -105,8 +121,10 @@ def is_floating(np_dtype) -> bool:
 def from_numpy_dtype(np_dtype) -> dtype:
     found = _BY_NUMPY.get(np_dtype)
     if found is None:
-        raise TypeError(f"arrays of numpy dtype {np_dtype} have no distgrad dtype; "
-                        f"supported: {', '.join(sorted(d.name for d in _ALL))}")
+        raise TypeError(
+            f"arrays of numpy dtype {np_dtype} have no distgrad dtype; "
+            f"supported: {', '.join(sorted(d.name for d in _ALL))}"
+        )
     return found
 
 

@@ -1,10 +1,18 @@
 """Random number streams: one seeded numpy Generator per process (cupy's when on GPU)."""
+
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["Generator", "manual_seed", "default_generator", "seed", "initial_seed",
-           "get_rng_state", "set_rng_state"]
+__all__ = [
+    "Generator",
+    "manual_seed",
+    "default_generator",
+    "seed",
+    "initial_seed",
+    "get_rng_state",
+    "set_rng_state",
+]
 
 
 class Generator:
@@ -15,7 +23,7 @@ class Generator:
         self._seed = int(np.random.SeedSequence().entropy % (2**63))
         self._rng = np.random.default_rng(self._seed)
 
-    def manual_seed(self, seed: int) -> "Generator":
+    def manual_seed(self, seed: int) -> Generator:
         self._seed = int(seed)
         self._rng = np.random.default_rng(self._seed)
         return self

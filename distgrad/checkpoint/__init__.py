@@ -43,10 +43,21 @@ position needs the same number of ranks.
 Test hook: ``DISTGRAD_CHECKPOINT_TEST_KILL_AT=<phase>`` SIGKILLs the saving process at one of
 ``PHASES`` (writing the model file, files written before fsync, synced before the pointer,
 pointer written before its rename, pruning)."""
+
 from ..safetensors import CheckpointError
 from .data import ResumableLoader
 from .manager import CheckpointManager, CheckpointState, load, save
 from .store import KILL_ENV, PHASES, latest, verify
 
-__all__ = ["save", "load", "CheckpointManager", "CheckpointState", "ResumableLoader",
-           "CheckpointError", "latest", "verify", "KILL_ENV", "PHASES"]
+__all__ = [
+    "save",
+    "load",
+    "CheckpointManager",
+    "CheckpointState",
+    "ResumableLoader",
+    "CheckpointError",
+    "latest",
+    "verify",
+    "KILL_ENV",
+    "PHASES",
+]

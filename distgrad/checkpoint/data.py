@@ -12,6 +12,7 @@ resumed batch).
 
 Semantics follow torchdata's ``StatefulDataLoader``: a state saved during an epoch resumes that
 epoch; one saved after an epoch ended (the iterator exhausted) starts the next epoch."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -73,12 +74,15 @@ class ResumableLoader:
 
     def __init__(self, loader):
         if isinstance(getattr(loader, "dataset", None), IterableDataset):
-            raise TypeError("ResumableLoader: a DataLoader over an IterableDataset cannot be "
-                            "resumed mid-epoch (its samples have no indices); make the dataset "
-                            "resumable itself, or checkpoint at epoch boundaries")
+            raise TypeError(
+                "ResumableLoader: a DataLoader over an IterableDataset cannot be "
+                "resumed mid-epoch (its samples have no indices); make the dataset "
+                "resumable itself, or checkpoint at epoch boundaries"
+            )
         if not hasattr(loader, "_index_sampler"):
-            raise TypeError(f"ResumableLoader wraps a distgrad.data.DataLoader, got "
-                            f"{type(loader).__name__}")
+            raise TypeError(
+                f"ResumableLoader wraps a distgrad.data.DataLoader, got {type(loader).__name__}"
+            )
         self.loader = loader
         self._batched = loader.batch_sampler is not None
         attr = "batch_sampler" if self._batched else "sampler"
@@ -134,8 +138,11 @@ class ResumableLoader:
     def state_dict(self) -> dict:
         """The position: in an epoch, its order, the batches handed out and the generator
         state it began with; between epochs, nothing to replay."""
-        state = {"active": self._active, "sampler_epoch": getattr(self._sampler(), "epoch", None),
-                 "batches_done": self.batches_done if self._active else 0}
+        state = {
+            "active": self._active,
+            "sampler_epoch": getattr(self._sampler(), "epoch", None),
+            "batches_done": self.batches_done if self._active else 0,
+        }
         if self._active:
             state["order"] = _pack(self._recorder.order, self._batched)
             state["epoch_rng"] = self._epoch_rng
@@ -148,8 +155,10 @@ class ResumableLoader:
         if state["active"]:
             n = len(_unpack(order))
             if not 0 <= state["batches_done"] <= n:
-                raise ValueError(f"ResumableLoader.load_state_dict: batches_done "
-                                 f"{state['batches_done']} is outside the epoch's {n} batches")
+                raise ValueError(
+                    f"ResumableLoader.load_state_dict: batches_done "
+                    f"{state['batches_done']} is outside the epoch's {n} batches"
+                )
         sampler = self._sampler()
         if state.get("sampler_epoch") is not None and hasattr(sampler, "set_epoch"):
             sampler.set_epoch(state["sampler_epoch"])

@@ -1,5 +1,6 @@
 """``save`` / ``load`` / ``CheckpointManager``: resumable training checkpoints, also across
 ranks (see the package docstring)."""
+
 from __future__ import annotations
 
 import io
@@ -41,24 +42,38 @@ def _world():
 
 def _check_count(name: str, value, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"distgrad.checkpoint: {name} must be an int >= {minimum}, got "
-                         f"{value!r}")
+        raise ValueError(f"distgrad.checkpoint: {name} must be an int >= {minimum}, got {value!r}")
     return int(value)
 
 
 def _check_objects(model, optimizer, scheduler, loader) -> None:
-    for name, obj, methods in (("model", model, ("state_dict", "load_state_dict")),
-                               ("optimizer", optimizer, ("state_dict", "load_state_dict")),
-                               ("scheduler", scheduler, ("state_dict", "load_state_dict")),
-                               ("loader", loader, ("__iter__",))):
+    for name, obj, methods in (
+        ("model", model, ("state_dict", "load_state_dict")),
+        ("optimizer", optimizer, ("state_dict", "load_state_dict")),
+        ("scheduler", scheduler, ("state_dict", "load_state_dict")),
+        ("loader", loader, ("__iter__",)),
+    ):
         if (obj is not None or name == "model") and not all(hasattr(obj, m) for m in methods):
-            raise TypeError(f"distgrad.checkpoint: {name} must have "
-                            f"{' and '.join(m + '()' for m in methods)}, got "
-                            f"{type(obj).__name__}")
+            raise TypeError(
+                f"distgrad.checkpoint: {name} must have "
+                f"{' and '.join(m + '()' for m in methods)}, got "
+                f"{type(obj).__name__}"
+            )
 
 
-def save(directory, *, model, optimizer=None, scheduler=None, step: int = 0, epoch: int = 0,
-         loader=None, seed: int | None = None, extra=None, keep: int = 2) -> str:
+def save(
+    directory,
+    *,
+    model,
+    optimizer=None,
+    scheduler=None,
+    step: int = 0,
+    epoch: int = 0,
+    loader=None,
+    seed: int | None = None,
+    extra=None,
+    keep: int = 2,
+) -> str:
     """Write a checkpoint of a training run into ``directory`` and commit it; return its path.
 
     Saves ``model``'s, ``optimizer``'s and ``scheduler``'s state dicts, ``step``, ``epoch``
@@ -69,12 +84,17 @@ def save(directory, *, model, optimizer=None, scheduler=None, step: int = 0, epo
     Call it on every rank: rank 0 writes, the others wait, and a failure on rank 0 raises on all
     of them (the original exception on rank 0, ``CheckpointError`` elsewhere)."""
     _check_objects(model, optimizer, scheduler, loader)
-    step, epoch, keep = (_check_count("step", step, 0), _check_count("epoch", epoch, 0),
-                         _check_count("keep", keep, 1))
+    step, epoch, keep = (
+        _check_count("step", step, 0),
+        _check_count("epoch", epoch, 0),
+        _check_count("keep", keep, 1),
+    )
     seed = None if seed is None else _check_count("seed", seed, 0)
     comm = _world()
-    mine = {"rng": rng.capture(loader),
-            "loader": loader.state_dict() if isinstance(loader, ResumableLoader) else None}
+    mine = {
+        "rng": rng.capture(loader),
+        "loader": loader.state_dict() if isinstance(loader, ResumableLoader) else None,
+    }
     ranks = comm.allgather_object(mine) if comm is not None else [mine]
     path = error = None
     if comm is None or comm.rank == 0:
@@ -95,12 +115,14 @@ def save(directory, *, model, optimizer=None, scheduler=None, step: int = 0, epo
     if comm is None:
         return path
     path, failure = comm.broadcast_object(
-        (path, None if error is None else f"{type(error).__name__}: {error}"), 0)
+        (path, None if error is None else f"{type(error).__name__}: {error}"), 0
+    )
     if error is not None:
         raise error
     if failure is not None:
-        raise CheckpointError(f"rank 0 failed to save the checkpoint in {str(directory)!r}: "
-                              f"{failure}")
+        raise CheckpointError(
+            f"rank 0 failed to save the checkpoint in {str(directory)!r}: {failure}"
+        )
     return path
 
 
@@ -117,38 +139,50 @@ def _prepare(directory, fallback, map_location, wanted: dict, rank: int, world: 
     """Verify and decode the checkpoint to load on this rank, checking that it holds what the
     caller asked for; nothing is changed yet."""
     path, manifest, parts, skipped = store.open_checkpoint(
-        str(directory), fallback, lambda path, blobs: _decode(path, blobs, map_location))
+        str(directory), fallback, lambda path, blobs: _decode(path, blobs, map_location)
+    )
     for name in ("optimizer", "scheduler"):
         if wanted[name] is not None and name not in parts:
-            raise CheckpointError(f"cannot load checkpoint {path!r}: it holds no {name} state "
-                                  f"(it was saved without {name}=); pass {name}=None")
+            raise CheckpointError(
+                f"cannot load checkpoint {path!r}: it holds no {name} state "
+                f"(it was saved without {name}=); pass {name}=None"
+            )
     ranks = parts["ranks"]
     loader = wanted["loader"]
     if isinstance(loader, ResumableLoader):
         if len(ranks) != world:
-            raise CheckpointError(f"cannot load checkpoint {path!r}: it was saved by "
-                                  f"{len(ranks)} ranks and this run has {world}, so the data "
-                                  f"position cannot be restored; pass loader=None to start "
-                                  f"the epoch over")
+            raise CheckpointError(
+                f"cannot load checkpoint {path!r}: it was saved by "
+                f"{len(ranks)} ranks and this run has {world}, so the data "
+                f"position cannot be restored; pass loader=None to start "
+                f"the epoch over"
+            )
         if ranks[rank]["loader"] is None:
-            raise CheckpointError(f"cannot load checkpoint {path!r}: it holds no data position "
-                                  f"(saved without a ResumableLoader); pass loader=None")
+            raise CheckpointError(
+                f"cannot load checkpoint {path!r}: it holds no data position "
+                f"(saved without a ResumableLoader); pass loader=None"
+            )
     return path, manifest, parts, skipped
 
 
 def _agree(comm, error, path):
     """Every rank learns every rank's verdict; all raise if any rank failed."""
-    verdicts = comm.allgather_object((path, None if error is None else
-                                      f"{type(error).__name__}: {error}"))
+    verdicts = comm.allgather_object(
+        (path, None if error is None else f"{type(error).__name__}: {error}")
+    )
     problems = [f"rank {r}: {msg}" for r, (_, msg) in enumerate(verdicts) if msg is not None]
     if error is not None:
         raise error
     if problems:
-        raise CheckpointError("loading the checkpoint failed on other ranks, so no rank loaded "
-                              "it:\n  " + "\n  ".join(problems))
+        raise CheckpointError(
+            "loading the checkpoint failed on other ranks, so no rank loaded "
+            "it:\n  " + "\n  ".join(problems)
+        )
     if len({p for p, _ in verdicts}) > 1:
-        raise CheckpointError("the ranks found different checkpoints to load: "
-                              + ", ".join(f"rank {r}: {p}" for r, (p, _) in enumerate(verdicts)))
+        raise CheckpointError(
+            "the ranks found different checkpoints to load: "
+            + ", ".join(f"rank {r}: {p}" for r, (p, _) in enumerate(verdicts))
+        )
 
 
 def _apply(parts: dict, model, optimizer, scheduler, strict: bool) -> None:
@@ -171,8 +205,17 @@ def _apply(parts: dict, model, optimizer, scheduler, strict: bool) -> None:
         raise
 
 
-def load(directory, *, model, optimizer=None, scheduler=None, loader=None, map_location=None,
-         fallback: bool = False, strict: bool = True) -> CheckpointState:
+def load(
+    directory,
+    *,
+    model,
+    optimizer=None,
+    scheduler=None,
+    loader=None,
+    map_location=None,
+    fallback: bool = False,
+    strict: bool = True,
+) -> CheckpointState:
     """Restore the committed checkpoint in ``directory`` (or the checkpoint directory
     ``directory`` itself) into ``model``, ``optimizer``, ``scheduler``, the random streams and
     ``loader``; return the rest as a ``CheckpointState``.
@@ -191,8 +234,9 @@ def load(directory, *, model, optimizer=None, scheduler=None, loader=None, map_l
     wanted = {"optimizer": optimizer, "scheduler": scheduler, "loader": loader}
     error = path = None
     try:
-        path, manifest, parts, skipped = _prepare(directory, fallback, map_location, wanted,
-                                                  rank, world)
+        path, manifest, parts, skipped = _prepare(
+            directory, fallback, map_location, wanted, rank, world
+        )
     except (CheckpointError, OSError) as exc:
         if comm is None:
             raise
@@ -200,62 +244,102 @@ def load(directory, *, model, optimizer=None, scheduler=None, loader=None, map_l
     if comm is not None:
         _agree(comm, error, path)
     if skipped:
-        warnings.warn(f"distgrad.checkpoint.load: fell back to {path!r}:\n  "
-                      + "\n  ".join(skipped), RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"distgrad.checkpoint.load: fell back to {path!r}:\n  " + "\n  ".join(skipped),
+            RuntimeWarning,
+            stacklevel=2,
+        )
     _apply(parts, model, optimizer, scheduler, strict)
     ranks = parts["ranks"]
     if rank < len(ranks):
         rng.restore(ranks[rank]["rng"], loader)
     else:
-        warnings.warn(f"distgrad.checkpoint.load: {path!r} was saved by {len(ranks)} ranks; "
-                      f"rank {rank}'s random streams are left as they are", RuntimeWarning,
-                      stacklevel=2)
+        warnings.warn(
+            f"distgrad.checkpoint.load: {path!r} was saved by {len(ranks)} ranks; "
+            f"rank {rank}'s random streams are left as they are",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     if isinstance(loader, ResumableLoader):
         loader.load_state_dict(ranks[rank]["loader"])
     meta = parts["meta"]
     position = ranks[min(rank, len(ranks) - 1)]["loader"]
-    return CheckpointState(step=meta["step"], epoch=meta["epoch"], seed=meta["seed"],
-                           extra=meta["extra"], path=path, world_size=manifest["world_size"],
-                           batches_done=None if position is None else position["batches_done"],
-                           skipped=skipped)
+    return CheckpointState(
+        step=meta["step"],
+        epoch=meta["epoch"],
+        seed=meta["seed"],
+        extra=meta["extra"],
+        path=path,
+        world_size=manifest["world_size"],
+        batches_done=None if position is None else position["batches_done"],
+        skipped=skipped,
+    )
 
 
 class CheckpointManager:
     """A checkpoint directory bound to the objects of one training run::
 
-        ckpt = CheckpointManager("runs/exp1", model=model, optimizer=opt, scheduler=sched,
-                                 loader=loader, keep=3)        # loader: a ResumableLoader
-        state = ckpt.restore()                                 # None on a fresh start
-        start = state.epoch if state else 0
-        for epoch in range(start, epochs):
-            for x, y in loader:
-                ...
-                if step % 100 == 0:
-                    ckpt.save(step, epoch)                     # mid-epoch: resumes here
-            ckpt.save(step, epoch + 1)                         # end of epoch: the next one
+    ckpt = CheckpointManager("runs/exp1", model=model, optimizer=opt, scheduler=sched,
+                             loader=loader, keep=3)        # loader: a ResumableLoader
+    state = ckpt.restore()                                 # None on a fresh start
+    start = state.epoch if state else 0
+    for epoch in range(start, epochs):
+        for x, y in loader:
+            ...
+            if step % 100 == 0:
+                ckpt.save(step, epoch)                     # mid-epoch: resumes here
+        ckpt.save(step, epoch + 1)                         # end of epoch: the next one
     """
 
-    def __init__(self, directory, *, model, optimizer=None, scheduler=None, loader=None,
-                 keep: int = 2, map_location=None):
+    def __init__(
+        self,
+        directory,
+        *,
+        model,
+        optimizer=None,
+        scheduler=None,
+        loader=None,
+        keep: int = 2,
+        map_location=None,
+    ):
         _check_objects(model, optimizer, scheduler, loader)
         _check_count("keep", keep, 1)
         self.directory, self.keep, self.map_location = str(directory), keep, map_location
-        self.model, self.optimizer, self.scheduler, self.loader = (model, optimizer, scheduler,
-                                                                   loader)
+        self.model, self.optimizer, self.scheduler, self.loader = (
+            model,
+            optimizer,
+            scheduler,
+            loader,
+        )
 
     def save(self, step: int, epoch: int = 0, *, seed: int | None = None, extra=None) -> str:
         """``distgrad.checkpoint.save`` of the bound objects."""
-        return save(self.directory, model=self.model, optimizer=self.optimizer,
-                    scheduler=self.scheduler, loader=self.loader, step=step, epoch=epoch,
-                    seed=seed, extra=extra, keep=self.keep)
+        return save(
+            self.directory,
+            model=self.model,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            loader=self.loader,
+            step=step,
+            epoch=epoch,
+            seed=seed,
+            extra=extra,
+            keep=self.keep,
+        )
 
     def restore(self, fallback: bool = False) -> CheckpointState | None:
         """``distgrad.checkpoint.load`` into the bound objects; None when the directory holds
         no checkpoint yet."""
         try:
-            return load(self.directory, model=self.model, optimizer=self.optimizer,
-                        scheduler=self.scheduler, loader=self.loader,
-                        map_location=self.map_location, fallback=fallback)
+            return load(
+                self.directory,
+                model=self.model,
+                optimizer=self.optimizer,
+                scheduler=self.scheduler,
+                loader=self.loader,
+                map_location=self.map_location,
+                fallback=fallback,
+            )
         except FileNotFoundError:
             return None
 

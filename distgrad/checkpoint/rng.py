@@ -1,6 +1,7 @@
 """The random streams a checkpoint carries: distgrad's default generator, numpy's global
 ``np.random`` state, Python's ``random``, and a DataLoader's own generator. States are turned
 into plain values and numpy arrays that ``distgrad.save`` stores without pickling."""
+
 from __future__ import annotations
 
 import random
@@ -35,11 +36,21 @@ def capture(loader=None) -> dict:
     """This process's random states (and ``loader``'s generator's, if it has its own)."""
     kind, keys, pos, has_gauss, gauss = np.random.get_state(legacy=True)
     version, internal, gauss_next = random.getstate()
-    state = {"distgrad": _random.default_generator.get_state(),
-             "numpy": {"kind": kind, "keys": keys.astype(np.int64), "pos": int(pos),
-                       "has_gauss": int(has_gauss), "cached_gaussian": float(gauss)},
-             "python": {"version": version, "internal": np.array(internal, np.int64),
-                        "gauss_next": gauss_next}}
+    state = {
+        "distgrad": _random.default_generator.get_state(),
+        "numpy": {
+            "kind": kind,
+            "keys": keys.astype(np.int64),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(gauss),
+        },
+        "python": {
+            "version": version,
+            "internal": np.array(internal, np.int64),
+            "gauss_next": gauss_next,
+        },
+    }
     gen = generator_of(loader)
     if gen is not None and gen is not _random.default_generator:
         state["loader"] = _generator_state(gen)
@@ -50,8 +61,15 @@ def restore(state: dict, loader=None) -> None:
     """Put back the states ``capture`` returned."""
     _random.default_generator.set_state(state["distgrad"])
     n = state["numpy"]
-    np.random.set_state((n["kind"], np.asarray(n["keys"], np.uint32), n["pos"], n["has_gauss"],
-                         n["cached_gaussian"]))
+    np.random.set_state(
+        (
+            n["kind"],
+            np.asarray(n["keys"], np.uint32),
+            n["pos"],
+            n["has_gauss"],
+            n["cached_gaussian"],
+        )
+    )
     p = state["python"]
     random.setstate((p["version"], tuple(int(x) for x in p["internal"]), p["gauss_next"]))
     gen = generator_of(loader)

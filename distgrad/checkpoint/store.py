@@ -25,6 +25,7 @@ damaged manifest is detected like a damaged file. ``sequence`` counts commits in
 orders checkpoints (a resumed run may save a lower step after a higher one). Pruning removes
 first the checkpoints that a quick look (manifest, file sizes) shows damaged, then the oldest;
 the files' hashes are checked only when loading."""
+
 from __future__ import annotations
 
 import contextlib
@@ -80,7 +81,7 @@ class _HashingFile:
         total = len(view)
         try:
             while view:
-                view = view[os.write(self.fd, view):]
+                view = view[os.write(self.fd, view) :]
         except OSError as exc:  # e.g. ENOSPC: say which file (the errno is kept)
             raise OSError(exc.errno, exc.strerror, self.path) from None
         self.size += total
@@ -103,28 +104,41 @@ def _read_manifest(path: str) -> dict:
             raw = f.read()
     except FileNotFoundError:
         if not os.path.isdir(path):
-            raise CheckpointError(f"cannot load checkpoint {path!r}: the directory is missing") \
-                from None
-        raise CheckpointError(f"cannot load checkpoint {path!r}: it has no {MANIFEST}, so it was "
-                              f"not completely written or is not a distgrad checkpoint") from None
+            raise CheckpointError(
+                f"cannot load checkpoint {path!r}: the directory is missing"
+            ) from None
+        raise CheckpointError(
+            f"cannot load checkpoint {path!r}: it has no {MANIFEST}, so it was "
+            f"not completely written or is not a distgrad checkpoint"
+        ) from None
     try:
         manifest = json.loads(raw)
         claimed = manifest.pop("manifest_sha256")
         ok = hashlib.sha256(_canonical(manifest)).hexdigest() == claimed
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise CheckpointError(f"cannot load checkpoint {where!r}: the manifest is not valid "
-                              f"({type(exc).__name__}: {exc}): it is corrupted") from None
+        raise CheckpointError(
+            f"cannot load checkpoint {where!r}: the manifest is not valid "
+            f"({type(exc).__name__}: {exc}): it is corrupted"
+        ) from None
     if not ok:
-        raise CheckpointError(f"cannot load checkpoint {where!r}: manifest checksum mismatch: "
-                              f"the manifest is corrupted")
+        raise CheckpointError(
+            f"cannot load checkpoint {where!r}: manifest checksum mismatch: "
+            f"the manifest is corrupted"
+        )
     if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
-        raise CheckpointError(f"cannot load checkpoint {where!r}: format "
-                              f"{manifest.get('format')!r} version {manifest.get('version')!r} "
-                              f"is not {FORMAT!r} version {VERSION}")
+        raise CheckpointError(
+            f"cannot load checkpoint {where!r}: format "
+            f"{manifest.get('format')!r} version {manifest.get('version')!r} "
+            f"is not {FORMAT!r} version {VERSION}"
+        )
     files = manifest.get("files")
     if not isinstance(files, dict) or not all(
-            isinstance(n, str) and os.path.basename(n) == n and n not in ("", ".", "..")
-            and isinstance(i, dict) for n, i in files.items()):
+        isinstance(n, str)
+        and os.path.basename(n) == n
+        and n not in ("", ".", "..")
+        and isinstance(i, dict)
+        for n, i in files.items()
+    ):
         raise CheckpointError(f"cannot load checkpoint {where!r}: its file list is malformed")
     return manifest
 
@@ -141,19 +155,24 @@ def verify(path: str) -> tuple[dict, dict]:
             with open(where, "rb") as f:
                 blob = f.read()
         except FileNotFoundError:
-            raise CheckpointError(f"cannot load checkpoint {where!r}: the file is missing") \
-                from None
+            raise CheckpointError(
+                f"cannot load checkpoint {where!r}: the file is missing"
+            ) from None
         if len(blob) != info.get("bytes"):
-            raise CheckpointError(f"cannot load checkpoint {where!r}: it has {len(blob)} bytes "
-                                  f"but the manifest says {info.get('bytes')}: it is "
-                                  + ("truncated" if len(blob) < info.get("bytes", 0) else
-                                     "corrupted") + "." + _sniff(blob[:8]))
+            raise CheckpointError(
+                f"cannot load checkpoint {where!r}: it has {len(blob)} bytes "
+                f"but the manifest says {info.get('bytes')}: it is "
+                + ("truncated" if len(blob) < info.get("bytes", 0) else "corrupted")
+                + "."
+                + _sniff(blob[:8])
+            )
         digest = hashlib.sha256(blob).hexdigest()
         if digest != info.get("sha256"):
-            raise CheckpointError(f"cannot load checkpoint {where!r}: checksum mismatch (sha256 "
-                                  f"{digest[:16]}..., the manifest says "
-                                  f"{str(info.get('sha256'))[:16]}...): the file is corrupted."
-                                  + _sniff(blob[:8]))
+            raise CheckpointError(
+                f"cannot load checkpoint {where!r}: checksum mismatch (sha256 "
+                f"{digest[:16]}..., the manifest says "
+                f"{str(info.get('sha256'))[:16]}...): the file is corrupted." + _sniff(blob[:8])
+            )
         blobs[name] = blob
     return manifest, blobs
 
@@ -168,12 +187,17 @@ def _read_pointer(root: str) -> dict | None:
         return None
     try:
         record = json.loads(raw)
-        if (not _NAME.fullmatch(record["checkpoint"]) or type(record["sequence"]) is not int
-                or type(record["step"]) is not int):
+        if (
+            not _NAME.fullmatch(record["checkpoint"])
+            or type(record["sequence"]) is not int
+            or type(record["step"]) is not int
+        ):
             raise ValueError("unexpected fields")
     except (ValueError, KeyError, TypeError) as exc:
-        raise CheckpointError(f"cannot load checkpoint {where!r}: the pointer is corrupted "
-                              f"({type(exc).__name__}: {exc})") from None
+        raise CheckpointError(
+            f"cannot load checkpoint {where!r}: the pointer is corrupted "
+            f"({type(exc).__name__}: {exc})"
+        ) from None
     return record
 
 
@@ -192,8 +216,11 @@ def _sequence(path: str) -> int:
 
 def _sequences(root: str) -> dict:
     """``{name: sequence}`` of the checkpoint directories in ``root`` (see ``_sequence``)."""
-    return {name: _sequence(os.path.join(root, name)) for name in os.listdir(root)
-            if _NAME.fullmatch(name) and os.path.isdir(os.path.join(root, name))}
+    return {
+        name: _sequence(os.path.join(root, name))
+        for name in os.listdir(root)
+        if _NAME.fullmatch(name) and os.path.isdir(os.path.join(root, name))
+    }
 
 
 def _candidates(root: str, fallback: bool) -> list:
@@ -203,8 +230,10 @@ def _candidates(root: str, fallback: bool) -> list:
     if os.path.isfile(root):
         with open(root, "rb") as f:
             hint = _sniff(f.read(8))
-        raise CheckpointError(f"cannot load checkpoint {root!r}: it is a file, not a checkpoint "
-                              f"directory written by distgrad.checkpoint.save.{hint}")
+        raise CheckpointError(
+            f"cannot load checkpoint {root!r}: it is a file, not a checkpoint "
+            f"directory written by distgrad.checkpoint.save.{hint}"
+        )
     if os.path.isfile(os.path.join(root, MANIFEST)):
         return [root]  # one checkpoint, named explicitly
     if not os.path.isdir(root):
@@ -216,20 +245,29 @@ def _candidates(root: str, fallback: bool) -> list:
             raise
         pointer, problem = None, exc
     else:
-        problem = None if pointer is not None else CheckpointError(
-            f"cannot load checkpoint {os.path.join(root, POINTER)!r}: the pointer is missing, "
-            f"so no checkpoint was committed here")
+        problem = (
+            None
+            if pointer is not None
+            else CheckpointError(
+                f"cannot load checkpoint {os.path.join(root, POINTER)!r}: the pointer is missing, "
+                f"so no checkpoint was committed here"
+            )
+        )
     sequences = _sequences(root)
     if pointer is None and not sequences:
-        raise FileNotFoundError(f"no checkpoint in {root!r} (no {POINTER} and no ckpt-* "
-                                f"directories)")
+        raise FileNotFoundError(
+            f"no checkpoint in {root!r} (no {POINTER} and no ckpt-* directories)"
+        )
     out = [] if problem is None else [problem]
     if pointer is not None:
         out.append(os.path.join(root, pointer["checkpoint"]))
     if fallback:
         limit = pointer["sequence"] if pointer is not None else float("inf")
-        older = sorted((s, n) for n, s in sequences.items()  # damaged ones (-1): last
-                       if s < limit and (pointer is None or n != pointer["checkpoint"]))
+        older = sorted(
+            (s, n)
+            for n, s in sequences.items()  # damaged ones (-1): last
+            if s < limit and (pointer is None or n != pointer["checkpoint"])
+        )
         out += [os.path.join(root, n) for _, n in reversed(older)]
     return out
 
@@ -325,16 +363,23 @@ def commit(root: str, files: dict, info: dict, keep: int, write) -> str:
     try:
         listed = {}
         for i, (fname, obj) in enumerate(files.items()):
-            handles.append(_HashingFile(os.path.join(staging, fname), "writing" if i == 0
-                                        else None))
+            handles.append(
+                _HashingFile(os.path.join(staging, fname), "writing" if i == 0 else None)
+            )
             write(obj, handles[-1])
             listed[fname] = {"sha256": handles[-1].sha.hexdigest(), "bytes": handles[-1].size}
         _phase("written")
         for handle in handles:
             os.fsync(handle.fd)
             handle.close()
-        manifest = {"format": FORMAT, "version": VERSION, "name": name, "sequence": sequence,
-                    **info, "files": listed}
+        manifest = {
+            "format": FORMAT,
+            "version": VERSION,
+            "name": name,
+            "sequence": sequence,
+            **info,
+            "files": listed,
+        }
         manifest["manifest_sha256"] = hashlib.sha256(_canonical(manifest)).hexdigest()
         handles.append(_HashingFile(os.path.join(staging, MANIFEST)))
         handles[-1].write(json.dumps(manifest, indent=1, sort_keys=True).encode())
@@ -351,14 +396,19 @@ def commit(root: str, files: dict, info: dict, keep: int, write) -> str:
     _fsync_dir(root)
     _phase("synced")
     with atomic_write(os.path.join(root, POINTER)) as f:
-        f.write(json.dumps({"checkpoint": name, "sequence": sequence,
-                            "step": info["step"]}).encode() + b"\n")
+        f.write(
+            json.dumps({"checkpoint": name, "sequence": sequence, "step": info["step"]}).encode()
+            + b"\n"
+        )
         _phase("pointer")
     sequences[name] = sequence
     for old in sorted(sequences, key=sequences.get)[:-keep]:
         try:
             _remove(os.path.join(root, old), "prune")
         except OSError as exc:  # the new checkpoint is committed: report, don't fail the save
-            warnings.warn(f"distgrad.checkpoint: could not prune {old!r} in {root!r}: {exc}",
-                          RuntimeWarning, stacklevel=3)
+            warnings.warn(
+                f"distgrad.checkpoint: could not prune {old!r} in {root!r}: {exc}",
+                RuntimeWarning,
+                stacklevel=3,
+            )
     return path

@@ -11,6 +11,7 @@ themselves if the main process dies). Worker ``i`` is seeded with ``base_seed + 
 the loader's generator each epoch, exactly as with ``num_workers=0`` — so the batch order
 depends only on the seed, not on the number of workers. Persistent workers are seeded once and
 keep their random streams across epochs."""
+
 from __future__ import annotations
 
 import contextlib
@@ -72,9 +73,11 @@ def _stack(arrays):
     shapes = [a.shape for a in arrays]
     if any(s != shapes[0] for s in shapes):
         bad = next(i for i, s in enumerate(shapes) if s != shapes[0])
-        raise RuntimeError(f"default_collate: stack expects each tensor to be equal size, but "
-                           f"got {list(shapes[0])} at entry 0 and {list(shapes[bad])} at entry "
-                           f"{bad}")
+        raise RuntimeError(
+            f"default_collate: stack expects each tensor to be equal size, but "
+            f"got {list(shapes[0])} at entry 0 and {list(shapes[bad])} at entry "
+            f"{bad}"
+        )
     return get_array_module(arrays[0]).stack(arrays)
 
 
@@ -100,12 +103,15 @@ def default_collate(batch):
         return _rebuild(elem, [(k, default_collate([d[k] for d in batch])) for k in elem])
     if isinstance(elem, Sequence):
         if any(len(e) != len(elem) for e in batch):
-            raise RuntimeError("default_collate: each element in list of batch should be of "
-                               "equal size")
+            raise RuntimeError(
+                "default_collate: each element in list of batch should be of equal size"
+            )
         return _rebuild(elem, [default_collate(list(s)) for s in zip(*batch)])
-    raise TypeError(f"default_collate: batch must contain tensors, numpy arrays, numbers, "
-                    f"dicts or lists; found {type(elem).__name__}"
-                    + (f" array of dtype {elem.dtype}" if isinstance(elem, np.ndarray) else ""))
+    raise TypeError(
+        f"default_collate: batch must contain tensors, numpy arrays, numbers, "
+        f"dicts or lists; found {type(elem).__name__}"
+        + (f" array of dtype {elem.dtype}" if isinstance(elem, np.ndarray) else "")
+    )
 
 
 def default_convert(data):
@@ -189,8 +195,10 @@ class _WorkerError:
 
     def __init__(self, worker_id: int, exc: BaseException):
         self.exc_type = type(exc)
-        self.message = (f"Caught {type(exc).__name__} in DataLoader worker process "
-                        f"{worker_id}.\nOriginal {traceback.format_exc()}")
+        self.message = (
+            f"Caught {type(exc).__name__} in DataLoader worker process "
+            f"{worker_id}.\nOriginal {traceback.format_exc()}"
+        )
 
     def reraise(self):
         try:
@@ -245,8 +253,19 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(0)
 
 
-def _worker_loop(dataset, auto_collation, collate_fn, drop_last, tasks, result_queue,
-                 done_event, worker_id, num_workers, seed, init_fn):
+def _worker_loop(
+    dataset,
+    auto_collation,
+    collate_fn,
+    drop_last,
+    tasks,
+    result_queue,
+    done_event,
+    worker_id,
+    num_workers,
+    seed,
+    init_fn,
+):
     global _worker_info
     parent_pid = os.getppid()  # the main process (or the forkserver, which dies with it)
     _die_with_parent(parent_pid)
@@ -292,7 +311,7 @@ def _worker_loop(dataset, auto_collation, collate_fn, drop_last, tasks, result_q
 
 # ---- iterators ---------------------------------------------------------------------------
 class _BaseIter:
-    def __init__(self, loader: "DataLoader"):
+    def __init__(self, loader: DataLoader):
         self._loader = loader
         self._new_epoch()
 
@@ -310,8 +329,9 @@ class _BaseIter:
 class _SingleProcessIter(_BaseIter):
     def __init__(self, loader):
         super().__init__(loader)
-        self._fetcher = _make_fetcher(loader.dataset, loader._auto_collation, loader.collate_fn,
-                                      loader.drop_last)
+        self._fetcher = _make_fetcher(
+            loader.dataset, loader._auto_collation, loader.collate_fn, loader.drop_last
+        )
 
     def __next__(self):
         return self._fetcher.fetch(next(self._indices))
@@ -333,10 +353,22 @@ class _MultiProcessIter(_BaseIter):
         for wid in range(n):
             reader, writer = ctx.Pipe(duplex=False)
             worker = ctx.Process(
-                target=_worker_loop, daemon=True,
-                args=(loader.dataset, loader._auto_collation, loader.collate_fn,
-                      loader.drop_last, reader, self._result_queue, self._done, wid, n,
-                      self._base_seed + wid, loader.worker_init_fn))
+                target=_worker_loop,
+                daemon=True,
+                args=(
+                    loader.dataset,
+                    loader._auto_collation,
+                    loader.collate_fn,
+                    loader.drop_last,
+                    reader,
+                    self._result_queue,
+                    self._done,
+                    wid,
+                    n,
+                    self._base_seed + wid,
+                    loader.worker_init_fn,
+                ),
+            )
             worker.start()
             reader.close()  # so that writing to a dead worker fails instead of blocking
             self._task_pipes.append(writer)
@@ -409,15 +441,16 @@ class _MultiProcessIter(_BaseIter):
         timeout = self._loader.timeout
         deadline = time.monotonic() + timeout if timeout > 0 else None
         while True:
-            wait = _POLL_S if deadline is None else max(0.0, min(_POLL_S,
-                                                                  deadline - time.monotonic()))
+            wait = (
+                _POLL_S if deadline is None else max(0.0, min(_POLL_S, deadline - time.monotonic()))
+            )
             try:
                 epoch, idx, data = self._result_queue.get(timeout=wait)
             except queue.Empty:
                 self._check_workers()
                 if deadline is not None and time.monotonic() >= deadline:
                     self._shutdown(grace=0)  # a stuck worker won't finish: don't wait on it
-                    raise RuntimeError(f"DataLoader timed out after {timeout} seconds")
+                    raise RuntimeError(f"DataLoader timed out after {timeout} seconds") from None
                 continue
             if epoch == self._epoch:
                 return idx, pickle.loads(data)
@@ -427,9 +460,11 @@ class _MultiProcessIter(_BaseIter):
         if dead:
             self._shutdown()
             detail = ", ".join(f"pid {w.pid} exit code {w.exitcode}" for w in dead)
-            raise RuntimeError(f"DataLoader worker(s) exited unexpectedly ({detail}). A worker "
-                               f"killed by a signal (e.g. out of memory, -9) or calling "
-                               f"sys.exit() ends the epoch.")
+            raise RuntimeError(
+                f"DataLoader worker(s) exited unexpectedly ({detail}). A worker "
+                f"killed by a signal (e.g. out of memory, -9) or calling "
+                f"sys.exit() ends the epoch."
+            )
 
     def _shutdown(self, grace: float = _JOIN_TIMEOUT_S):
         """Stop the workers: ask them to exit, give them ``grace`` seconds to finish their
@@ -469,37 +504,63 @@ class DataLoader:
     epochs. ``batch_size=None`` turns off batching (each sample goes through
     ``default_convert``). ``pin_memory`` is accepted for compatibility and does nothing."""
 
-    def __init__(self, dataset, batch_size: int | None = 1, shuffle: bool | None = None,
-                 sampler=None, batch_sampler=None, num_workers: int = 0, collate_fn=None,
-                 pin_memory: bool = False, drop_last: bool = False, timeout: float = 0,
-                 worker_init_fn=None, multiprocessing_context=None, generator=None, *,
-                 prefetch_factor: int = 2, persistent_workers: bool = False):
+    def __init__(
+        self,
+        dataset,
+        batch_size: int | None = 1,
+        shuffle: bool | None = None,
+        sampler=None,
+        batch_sampler=None,
+        num_workers: int = 0,
+        collate_fn=None,
+        pin_memory: bool = False,
+        drop_last: bool = False,
+        timeout: float = 0,
+        worker_init_fn=None,
+        multiprocessing_context=None,
+        generator=None,
+        *,
+        prefetch_factor: int = 2,
+        persistent_workers: bool = False,
+    ):
         if num_workers < 0:
-            raise ValueError("num_workers option should be non-negative; use num_workers=0 to "
-                             "disable multiprocessing.")
+            raise ValueError(
+                "num_workers option should be non-negative; use num_workers=0 to "
+                "disable multiprocessing."
+            )
         if timeout < 0:
             raise ValueError("timeout option should be non-negative")
         if persistent_workers and num_workers == 0:
             raise ValueError("persistent_workers option needs num_workers > 0")
         if num_workers > 0 and (isinstance(prefetch_factor, bool) or prefetch_factor < 1):
-            raise ValueError(f"prefetch_factor option should be a positive integer, got "
-                             f"{prefetch_factor!r}")
+            raise ValueError(
+                f"prefetch_factor option should be a positive integer, got {prefetch_factor!r}"
+            )
         if isinstance(dataset, IterableDataset):
-            for name, value in (("shuffle", shuffle or None), ("sampler", sampler),
-                                ("batch_sampler", batch_sampler)):
+            for name, value in (
+                ("shuffle", shuffle or None),
+                ("sampler", sampler),
+                ("batch_sampler", batch_sampler),
+            ):
                 if value is not None:
-                    raise ValueError(f"DataLoader with IterableDataset: expected unspecified "
-                                     f"{name} option, but got {name}={value!r}")
+                    raise ValueError(
+                        f"DataLoader with IterableDataset: expected unspecified "
+                        f"{name} option, but got {name}={value!r}"
+                    )
         if sampler is not None and shuffle:
             raise ValueError("sampler option is mutually exclusive with shuffle")
         if batch_sampler is not None:
             if batch_size != 1 or shuffle or sampler is not None or drop_last:
-                raise ValueError("batch_sampler option is mutually exclusive with batch_size, "
-                                 "shuffle, sampler, and drop_last")
+                raise ValueError(
+                    "batch_sampler option is mutually exclusive with batch_size, "
+                    "shuffle, sampler, and drop_last"
+                )
             batch_size, drop_last = None, False
         elif batch_size is None and drop_last:
-            raise ValueError("batch_size=None option disables auto-batching and is mutually "
-                             "exclusive with drop_last")
+            raise ValueError(
+                "batch_size=None option disables auto-batching and is mutually "
+                "exclusive with drop_last"
+            )
         if sampler is None:
             if isinstance(dataset, IterableDataset):
                 sampler = _InfiniteConstantSampler()
@@ -516,8 +577,9 @@ class DataLoader:
         self.sampler = sampler
         self.batch_sampler = batch_sampler
         self.num_workers = num_workers
-        self.collate_fn = collate_fn or (default_collate if batch_sampler is not None
-                                         else default_convert)
+        self.collate_fn = collate_fn or (
+            default_collate if batch_sampler is not None else default_convert
+        )
         self.pin_memory = pin_memory
         self.timeout = timeout
         self.worker_init_fn = worker_init_fn

@@ -1,20 +1,20 @@
 """Datasets (as torch.utils.data): map-style ``Dataset`` (``__getitem__`` + ``__len__``) and
 ``IterableDataset`` (``__iter__``), plus ``TensorDataset``, ``ConcatDataset``, ``Subset`` and
 ``random_split``."""
+
 from __future__ import annotations
 
 import bisect
 import math
 import warnings
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from ..autograd import Tensor
 from .sampler import numpy_rng
 
-__all__ = ["Dataset", "IterableDataset", "TensorDataset", "ConcatDataset", "Subset",
-           "random_split"]
+__all__ = ["Dataset", "IterableDataset", "TensorDataset", "ConcatDataset", "Subset", "random_split"]
 
 
 class Dataset:
@@ -23,7 +23,7 @@ class Dataset:
     def __getitem__(self, index):
         raise NotImplementedError(f"{type(self).__name__} must implement __getitem__")
 
-    def __add__(self, other: "Dataset") -> "ConcatDataset":
+    def __add__(self, other: Dataset) -> ConcatDataset:
         return ConcatDataset([self, other])
 
 
@@ -47,9 +47,11 @@ class TensorDataset(Dataset):
             raise ValueError("TensorDataset needs at least one tensor")
         sizes = [t.shape[0] if t.ndim else None for t in tensors]
         if None in sizes or len(set(sizes)) != 1:
-            raise ValueError(f"Size mismatch between tensors: TensorDataset needs tensors with "
-                             f"the same first dimension, got shapes "
-                             f"{[tuple(t.shape) for t in tensors]}")
+            raise ValueError(
+                f"Size mismatch between tensors: TensorDataset needs tensors with "
+                f"the same first dimension, got shapes "
+                f"{[tuple(t.shape) for t in tensors]}"
+            )
         self.tensors = tensors
 
     def __getitem__(self, index):
@@ -81,8 +83,9 @@ class ConcatDataset(Dataset):
             index += len(self)
         which = bisect.bisect_right(self.cumulative_sizes, index)
         if which == len(self.datasets):
-            raise IndexError(f"index {index} is out of range for a ConcatDataset of length "
-                             f"{len(self)}")
+            raise IndexError(
+                f"index {index} is out of range for a ConcatDataset of length {len(self)}"
+            )
         start = self.cumulative_sizes[which - 1] if which else 0
         return self.datasets[which][index - start]
 
@@ -114,15 +117,21 @@ def _split_lengths(n: int, lengths: Sequence) -> list[int]:
             counts[i % len(counts)] += 1
         for i, c in enumerate(counts):
             if c == 0:
-                warnings.warn(f"random_split: length of split at index {i} is 0; "
-                              f"this split will be empty", stacklevel=3)
+                warnings.warn(
+                    f"random_split: length of split at index {i} is 0; this split will be empty",
+                    stacklevel=3,
+                )
         return counts
     if any(isinstance(x, bool) or not isinstance(x, (int, np.integer)) or x < 0 for x in lengths):
-        raise ValueError(f"random_split: lengths must be non-negative integers or fractions "
-                         f"summing to 1, got {list(lengths)}")
+        raise ValueError(
+            f"random_split: lengths must be non-negative integers or fractions "
+            f"summing to 1, got {list(lengths)}"
+        )
     if sum(lengths) != n:
-        raise ValueError(f"Sum of input lengths ({sum(lengths)}) does not equal the length of "
-                         f"the input dataset ({n})!")
+        raise ValueError(
+            f"Sum of input lengths ({sum(lengths)}) does not equal the length of "
+            f"the input dataset ({n})!"
+        )
     return [int(x) for x in lengths]
 
 
@@ -133,4 +142,4 @@ def random_split(dataset: Dataset, lengths: Sequence, generator=None) -> list[Su
     counts = _split_lengths(len(dataset), lengths)
     order = numpy_rng(generator).permutation(sum(counts)).tolist()
     ends = np.cumsum(counts).tolist()
-    return [Subset(dataset, order[end - c:end]) for c, end in zip(counts, ends)]
+    return [Subset(dataset, order[end - c : end]) for c, end in zip(counts, ends)]

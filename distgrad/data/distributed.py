@@ -1,8 +1,9 @@
 """``DistributedSampler``: each rank's share of a map-style dataset, as PyTorch's."""
+
 from __future__ import annotations
 
 import math
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -20,19 +21,29 @@ class DistributedSampler(Sampler):
     start of every epoch so that each epoch is shuffled differently. ``num_replicas`` and
     ``rank`` default to the world of ``distgrad.distributed``."""
 
-    def __init__(self, dataset, num_replicas: int | None = None, rank: int | None = None,
-                 shuffle: bool = True, seed: int = 0, drop_last: bool = False):
+    def __init__(
+        self,
+        dataset,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+        shuffle: bool = True,
+        seed: int = 0,
+        drop_last: bool = False,
+    ):
         if num_replicas is None or rank is None:
             from .. import distributed as dist
 
             if not dist.is_initialized():
-                raise RuntimeError("DistributedSampler: pass num_replicas and rank, or call "
-                                   "distgrad.distributed.init() first")
+                raise RuntimeError(
+                    "DistributedSampler: pass num_replicas and rank, or call "
+                    "distgrad.distributed.init() first"
+                )
             num_replicas = dist.world_size() if num_replicas is None else num_replicas
             rank = dist.rank() if rank is None else rank
         if num_replicas < 1 or not 0 <= rank < num_replicas:
-            raise ValueError(f"Invalid rank {rank}, rank should be in the interval "
-                             f"[0, {num_replicas - 1}]")
+            raise ValueError(
+                f"Invalid rank {rank}, rank should be in the interval [0, {num_replicas - 1}]"
+            )
         self.dataset, self.num_replicas, self.rank = dataset, num_replicas, rank
         self.shuffle, self.seed, self.drop_last = shuffle, seed, drop_last
         self.epoch = 0
@@ -51,7 +62,7 @@ class DistributedSampler(Sampler):
             indices = np.arange(n)
         if self.total_size > n:
             indices = np.resize(indices, self.total_size)  # repeats from the start
-        indices = indices[self.rank:self.total_size:self.num_replicas]
+        indices = indices[self.rank : self.total_size : self.num_replicas]
         return iter(indices.tolist())
 
     def __len__(self) -> int:

@@ -2,16 +2,16 @@
 
 Random samplers draw from a ``distgrad.Generator`` (or a numpy ``Generator``); without one they
 use the default stream, so ``distgrad.manual_seed`` makes every epoch's order reproducible."""
+
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
 from ..backend import random as _random
 
-__all__ = ["Sampler", "SequentialSampler", "RandomSampler", "SubsetRandomSampler",
-           "BatchSampler"]
+__all__ = ["Sampler", "SequentialSampler", "RandomSampler", "SubsetRandomSampler", "BatchSampler"]
 
 
 def numpy_rng(generator) -> np.random.Generator:
@@ -56,11 +56,13 @@ class RandomSampler(Sampler):
 
     Without replacement, ``num_samples`` larger than the dataset chains several permutations."""
 
-    def __init__(self, data_source, replacement: bool = False, num_samples: int | None = None,
-                 generator=None):
+    def __init__(
+        self, data_source, replacement: bool = False, num_samples: int | None = None, generator=None
+    ):
         if not isinstance(replacement, bool):
-            raise TypeError(f"replacement should be a boolean value, but got "
-                            f"replacement={replacement!r}")
+            raise TypeError(
+                f"replacement should be a boolean value, but got replacement={replacement!r}"
+            )
         self.data_source = data_source
         self.replacement = replacement
         self._num_samples = num_samples
@@ -104,8 +106,9 @@ class BatchSampler(Sampler):
     def __init__(self, sampler, batch_size: int, drop_last: bool):
         _check_positive_int("batch_size", batch_size)
         if not isinstance(drop_last, bool):
-            raise ValueError(f"drop_last should be a boolean value, but got "
-                             f"drop_last={drop_last!r}")
+            raise ValueError(
+                f"drop_last should be a boolean value, but got drop_last={drop_last!r}"
+            )
         self.sampler = sampler
         self.batch_size = batch_size
         self.drop_last = drop_last

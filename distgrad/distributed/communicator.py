@@ -11,6 +11,7 @@ at exit instead of hanging in ``MPI_Finalize``). The communicator keeps what the
 and the ones pending (``in_flight``: Works by sequence number; ``blocking``: the one a blocking
 call is waiting for).
 """
+
 from __future__ import annotations
 
 import os
@@ -23,8 +24,15 @@ import numpy as np
 
 from ..backend import is_floating
 
-__all__ = ["ReduceOp", "Work", "Communicator", "CollectiveInfo", "CollectiveTimeoutError",
-           "CommunicatorBrokenError", "LocalCommunicator"]
+__all__ = [
+    "ReduceOp",
+    "Work",
+    "Communicator",
+    "CollectiveInfo",
+    "CollectiveTimeoutError",
+    "CommunicatorBrokenError",
+    "LocalCommunicator",
+]
 
 DEFAULT_TIMEOUT = 1800.0
 # Waiting tests the request in a busy loop and, as MPICH's own busy waits do, yields the core
@@ -68,8 +76,7 @@ class CollectiveInfo:
 
     __slots__ = ("op", "seq", "rank", "world_size", "count", "dtype", "root", "reduce_op")
 
-    def __init__(self, op, seq, rank, world_size, count=0, dtype=None, root=None,
-                 reduce_op=None):
+    def __init__(self, op, seq, rank, world_size, count=0, dtype=None, root=None, reduce_op=None):
         self.op, self.seq, self.rank, self.world_size = op, seq, rank, world_size
         self.count, self.dtype, self.root, self.reduce_op = count, dtype, root, reduce_op
 
@@ -130,16 +137,31 @@ class Work:
     finished; it claims the communicator's next sequence number. ``array`` is the data the
     collective is about."""
 
-    __slots__ = ("seq", "_comm", "_op", "_array", "_root", "_reduce_op", "_callbacks", "_done",
-                 "_started", "_result", "_test")
+    __slots__ = (
+        "seq",
+        "_comm",
+        "_op",
+        "_array",
+        "_root",
+        "_reduce_op",
+        "_callbacks",
+        "_done",
+        "_started",
+        "_result",
+        "_test",
+    )
 
-    def __init__(self, comm: "Communicator", test, op: str, array=None, root=None,
-                 reduce_op=None):
+    def __init__(self, comm: Communicator, test, op: str, array=None, root=None, reduce_op=None):
         comm.seq += 1
         self.seq = comm.seq
         comm.in_flight[self.seq] = self
-        self._comm, self._op, self._array, self._root, self._reduce_op = (comm, op, array, root,
-                                                                           reduce_op)
+        self._comm, self._op, self._array, self._root, self._reduce_op = (
+            comm,
+            op,
+            array,
+            root,
+            reduce_op,
+        )
         self._callbacks = []
         self._done = False
         self._started = time.monotonic()
@@ -150,10 +172,17 @@ class Work:
     def info(self) -> CollectiveInfo:
         comm, array = self._comm, self._array
         sizes = () if array is None else (int(array.size), array.dtype)
-        return CollectiveInfo(self._op, self.seq, comm.rank, comm.world_size, *sizes,
-                              root=self._root, reduce_op=self._reduce_op)
+        return CollectiveInfo(
+            self._op,
+            self.seq,
+            comm.rank,
+            comm.world_size,
+            *sizes,
+            root=self._root,
+            reduce_op=self._reduce_op,
+        )
 
-    def _then(self, *callbacks) -> "Work":
+    def _then(self, *callbacks) -> Work:
         """Run each ``callback()`` (None: skipped) once, when the collective completes (at
         once if it has), in order."""
         for callback in callbacks:
@@ -221,8 +250,7 @@ class Communicator(ABC):
         self.watchdog = None  # reports every rank's state on a missed deadline
 
     # ---- bookkeeping shared by implementations ------------------------------------------
-    def _issue(self, test, async_op: bool, op: str, array=None, root=None, reduce_op=None,
-               then=()):
+    def _issue(self, test, async_op: bool, op: str, array=None, root=None, reduce_op=None, then=()):
         """Finish starting a collective whose transfer ``test()`` tracks: return a ``Work``
         when ``async_op``, else wait for it here and return None. ``then``: callbacks (None
         entries skipped) to run, in order, once it has completed."""
@@ -231,9 +259,14 @@ class Communicator(ABC):
         self.seq += 1
         seq = self.seq
         self.blocking = info = lambda: CollectiveInfo(
-            op, seq, self.rank, self.world_size, *(() if array is None else (array.size,
-                                                                             array.dtype)),
-            root=root, reduce_op=reduce_op)
+            op,
+            seq,
+            self.rank,
+            self.world_size,
+            *(() if array is None else (array.size, array.dtype)),
+            root=root,
+            reduce_op=reduce_op,
+        )
         _wait(self, test, time.monotonic(), None, info)
         self.blocking, self.last_done = None, info
         for callback in then:
@@ -243,8 +276,10 @@ class Communicator(ABC):
 
     def _raise_broken(self, op: str):
         """Implementations call this before starting ``op`` when ``self.failure`` is set."""
-        raise CommunicatorBrokenError(f"[rank {self.rank}] cannot start {op}: this {self.kind} "
-                                      f"communicator is broken since {self.failure}")
+        raise CommunicatorBrokenError(
+            f"[rank {self.rank}] cannot start {op}: this {self.kind} "
+            f"communicator is broken since {self.failure}"
+        )
 
     def _fail(self, info: CollectiveInfo, waited: float):
         self.failure = f"{info.describe()} timed out"
@@ -254,11 +289,13 @@ class Communicator(ABC):
                 report = self.watchdog.report(self, info, waited)
             except Exception as exc:  # the timeout must be raised whatever happens
                 report = f"(the watchdog failed: {exc!r})"
-        message = (f"[rank {self.rank}] {info.describe()} did not complete within "
-                   f"{waited:.1f} s (timeout {self.timeout:g} s). Another rank has probably not "
-                   f"reached it: it is stuck, has failed, or issued collectives in a different "
-                   f"order or with different sizes. Set DISTGRAD_COLLECTIVE_TIMEOUT or "
-                   f"init(timeout=...) to change the deadline. The job will be taken down.")
+        message = (
+            f"[rank {self.rank}] {info.describe()} did not complete within "
+            f"{waited:.1f} s (timeout {self.timeout:g} s). Another rank has probably not "
+            f"reached it: it is stuck, has failed, or issued collectives in a different "
+            f"order or with different sizes. Set DISTGRAD_COLLECTIVE_TIMEOUT or "
+            f"init(timeout=...) to change the deadline. The job will be taken down."
+        )
         if report:
             message += f" Watchdog report: {report}"
         raise CollectiveTimeoutError(message)
@@ -270,15 +307,16 @@ class Communicator(ABC):
             raise TypeError(f"op must be a distgrad.distributed.ReduceOp, got {op!r}")
         kind = dtype.kind
         if op is ReduceOp.AVG and not (kind == "c" or is_floating(dtype)):
-            raise TypeError(f"ReduceOp.AVG needs a floating point or complex array, got {dtype}; "
-                            f"reduce with SUM and divide instead")
+            raise TypeError(
+                f"ReduceOp.AVG needs a floating point or complex array, got {dtype}; "
+                f"reduce with SUM and divide instead"
+            )
         if op in (ReduceOp.MAX, ReduceOp.MIN) and kind == "c":
             raise TypeError(f"ReduceOp.{op.name} is not defined for complex arrays ({dtype})")
 
     # ---- the collectives -------------------------------------------------------------------
     @abstractmethod
-    def allreduce(self, array, op: ReduceOp = ReduceOp.SUM,
-                  async_op: bool = True) -> Work | None:
+    def allreduce(self, array, op: ReduceOp = ReduceOp.SUM, async_op: bool = True) -> Work | None:
         """Reduce ``array`` over all ranks, in place on every rank."""
 
     @abstractmethod
@@ -290,13 +328,15 @@ class Communicator(ABC):
         """Every rank's ``send`` into the rank-major ``recv`` (``world_size * send.size``)."""
 
     @abstractmethod
-    def reduce_scatter(self, send, recv, op: ReduceOp = ReduceOp.SUM,
-                       async_op: bool = True) -> Work | None:
+    def reduce_scatter(
+        self, send, recv, op: ReduceOp = ReduceOp.SUM, async_op: bool = True
+    ) -> Work | None:
         """Reduce the rank-major ``send`` over ranks; rank r receives block r in ``recv``."""
 
     @abstractmethod
-    def reduce(self, array, root: int, op: ReduceOp = ReduceOp.SUM,
-               async_op: bool = True) -> Work | None:
+    def reduce(
+        self, array, root: int, op: ReduceOp = ReduceOp.SUM, async_op: bool = True
+    ) -> Work | None:
         """Reduce ``array`` over all ranks into ``root``'s ``array`` (others unchanged)."""
 
     @abstractmethod
@@ -323,10 +363,10 @@ class Communicator(ABC):
         self.allgather(np.array([data.size], np.int64), sizes, async_op=False)
         width = int(sizes.max())
         send = np.zeros(width, np.uint8)
-        send[:data.size] = data
+        send[: data.size] = data
         recv = np.empty((self.world_size, width), np.uint8)
         self.allgather(send, recv, async_op=False)
-        return [pickle.loads(recv[r, :sizes[r]].tobytes()) for r in range(self.world_size)]
+        return [pickle.loads(recv[r, : sizes[r]].tobytes()) for r in range(self.world_size)]
 
     def broadcast_object(self, obj, root: int = 0):
         """``root``'s picklable ``obj`` on every rank."""
@@ -338,8 +378,9 @@ class Communicator(ABC):
         return obj if self.rank == root else pickle.loads(buf.tobytes())
 
     def __repr__(self):
-        return (f"<{type(self).__name__} rank {self.rank} of {self.world_size}, "
-                f"{self.seq} collectives>")
+        return (
+            f"<{type(self).__name__} rank {self.rank} of {self.world_size}, {self.seq} collectives>"
+        )
 
 
 class LocalCommunicator(Communicator):

@@ -12,6 +12,7 @@ complete with wrong data; a different order hangs until the deadline), so distgr
   one small blocking allgather per collective and hides its own numbers, so sequence numbers
   are the same with and without it.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -23,15 +24,32 @@ import numpy as np
 
 from .communicator import CollectiveInfo, ReduceOp
 
-__all__ = ["CollectiveMismatchError", "check_agreement", "enable_debug", "debug_requested",
-           "DEBUG_ENV"]
+__all__ = [
+    "CollectiveMismatchError",
+    "check_agreement",
+    "enable_debug",
+    "debug_requested",
+    "DEBUG_ENV",
+]
 
 DEBUG_ENV = "DISTGRAD_DEBUG"
-_OPS = ("allreduce", "broadcast", "allgather", "reduce_scatter", "reduce", "gather", "scatter",
-        "barrier")
+_OPS = (
+    "allreduce",
+    "broadcast",
+    "allgather",
+    "reduce_scatter",
+    "reduce",
+    "gather",
+    "scatter",
+    "barrier",
+)
 _REDUCTIONS = ("SUM", "AVG", "PRODUCT", "MAX", "MIN")
-_ARRAY_ARGUMENT = {"scatter": "recv", "allgather": "send", "reduce_scatter": "send",
-                   "gather": "send"}  # others: "array"; barrier: none
+_ARRAY_ARGUMENT = {
+    "scatter": "recv",
+    "allgather": "send",
+    "reduce_scatter": "send",
+    "gather": "send",
+}  # others: "array"; barrier: none
 
 
 class CollectiveMismatchError(RuntimeError):
@@ -70,20 +88,34 @@ def _dtype_code(array) -> list:
 
 
 def _fingerprint(seq: int, op: str, array, root, reduce_op) -> np.ndarray:
-    return np.array([seq, _OPS.index(op), *_dtype_code(array),
-                     -1 if array is None else array.size, -1 if root is None else root,
-                     -1 if reduce_op is None else _REDUCTIONS.index(reduce_op.name)],
-                    np.int64)
+    return np.array(
+        [
+            seq,
+            _OPS.index(op),
+            *_dtype_code(array),
+            -1 if array is None else array.size,
+            -1 if root is None else root,
+            -1 if reduce_op is None else _REDUCTIONS.index(reduce_op.name),
+        ],
+        np.int64,
+    )
 
 
 def _describe(fp, rank: int, world_size: int) -> str:
     seq, op, count, root, reduction = (int(v) for v in (fp[0], fp[1], *fp[4:]))
-    dtype = None if fp[2] == -1 else fp[2:4].astype(np.int64).tobytes().rstrip(b"\0").decode(
-        errors="replace")
-    info = CollectiveInfo(_OPS[op] if 0 <= op < len(_OPS) else f"op {op}", seq, rank,
-                          world_size, root=None if root < 0 else root,
-                          reduce_op=None if reduction < 0 else getattr(ReduceOp,
-                                                                       _REDUCTIONS[reduction]))
+    dtype = (
+        None
+        if fp[2] == -1
+        else fp[2:4].astype(np.int64).tobytes().rstrip(b"\0").decode(errors="replace")
+    )
+    info = CollectiveInfo(
+        _OPS[op] if 0 <= op < len(_OPS) else f"op {op}",
+        seq,
+        rank,
+        world_size,
+        root=None if root < 0 else root,
+        reduce_op=None if reduction < 0 else getattr(ReduceOp, _REDUCTIONS[reduction]),
+    )
     text = info.describe().rsplit(" on rank", 1)[0]
     return text if dtype is None else f"{text} ({count} x {dtype})"
 
@@ -116,6 +148,7 @@ def enable_debug(comm) -> None:
             if not (every == every[0]).all():
                 raise CollectiveMismatchError(_mismatch(comm, every))
             return method(*args, **kwargs)
+
         checked.__name__ = checked.__qualname__ = op
         checked.__doc__ = method.__doc__
         return checked
@@ -130,7 +163,10 @@ def _mismatch(comm, every) -> str:
         text = _describe(fp, r, comm.world_size)
         marker = "" if (fp == every[0]).all() else "   <- differs from rank 0"
         lines.append(f"rank {r}: {text}{marker}")
-    return (f"[rank {comm.rank}] {DEBUG_ENV}: the ranks are about to run different collectives "
-            f"(#{comm.seq + 1} on this rank):\n  " + "\n  ".join(lines)
-            + "\nEvery rank must issue the same collectives in the same order, with the same "
-              "sizes, dtypes and roots.")
+    return (
+        f"[rank {comm.rank}] {DEBUG_ENV}: the ranks are about to run different collectives "
+        f"(#{comm.seq + 1} on this rank):\n  "
+        + "\n  ".join(lines)
+        + "\nEvery rank must issue the same collectives in the same order, with the same "
+        "sizes, dtypes and roots."
+    )

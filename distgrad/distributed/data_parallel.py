@@ -22,6 +22,7 @@ that they agree on it, on the model and on the number of collectives issued (``c
 ``step(optimizer)`` skips, on every rank alike, a step whose gradients hold inf/NaN;
 ``join(batches)`` stops every rank at the shortest rank's last batch.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -90,8 +91,9 @@ class _Bucket:
         with contextlib.nullcontext() if isinstance(first, np.ndarray) else first.device:
             self.flat = xp.zeros(total + len(params), first.dtype)  # on the parameters' GPU
         offsets = np.cumsum([0] + sizes)
-        self.views = [self.flat[a:b].reshape(p.shape)
-                      for a, b, p in zip(offsets[:-1], offsets[1:], params)]
+        self.views = [
+            self.flat[a:b].reshape(p.shape) for a, b, p in zip(offsets[:-1], offsets[1:], params)
+        ]
         self.grads = [Tensor(v) for v in self.views]  # what param.grad becomes after a step
         self.flags = self.flat[total:]
         self.nbytes = int(self.flat.nbytes)
@@ -132,18 +134,28 @@ class DataParallel(Module):
     rank when one has run out of batches.
     """
 
-    def __init__(self, module: Module, bucket_cap_mb: float = 25, first_bucket_mb: float = 1,
-                 broadcast_buffers: bool = True, communicator=None, nonfinite: str = "skip",
-                 max_consecutive_skips: int = 5):
+    def __init__(
+        self,
+        module: Module,
+        bucket_cap_mb: float = 25,
+        first_bucket_mb: float = 1,
+        broadcast_buffers: bool = True,
+        communicator=None,
+        nonfinite: str = "skip",
+        max_consecutive_skips: int = 5,
+    ):
         super().__init__()
         if not isinstance(module, Module):
             raise TypeError(f"DataParallel wraps an nn.Module, got {type(module).__name__}")
         if nonfinite not in ("skip", "raise"):
-            raise ValueError(f"DataParallel: nonfinite must be 'skip' or 'raise', got "
-                             f"{nonfinite!r}")
+            raise ValueError(
+                f"DataParallel: nonfinite must be 'skip' or 'raise', got {nonfinite!r}"
+            )
         if not isinstance(max_consecutive_skips, int) or max_consecutive_skips < 0:
-            raise ValueError(f"DataParallel: max_consecutive_skips must be an int >= 0, got "
-                             f"{max_consecutive_skips!r}")
+            raise ValueError(
+                f"DataParallel: max_consecutive_skips must be an int >= 0, got "
+                f"{max_consecutive_skips!r}"
+            )
         self.nonfinite, self.max_consecutive_skips = nonfinite, max_consecutive_skips
         self.skipped_steps = self.consecutive_skips = 0
         self.module = module
@@ -158,17 +170,23 @@ class DataParallel(Module):
         self.buckets = []
         if comm.world_size == 1:
             return
-        self._named = named = [(n, p) for n, p in module.named_parameters()
-                               if p.requires_grad][::-1]
+        self._named = named = [(n, p) for n, p in module.named_parameters() if p.requires_grad][
+            ::-1
+        ]
         self._plan_buckets(named)
         self._sync_state(list(module.parameters()) + list(module.buffers()))
         # A module wrapped again drops the previous wrapper's hooks, which would otherwise go
         # on launching collectives into that wrapper's buckets.
         for handle in getattr(module, "_distgrad_dp_hooks", ()):
             handle.remove()
-        object.__setattr__(module, "_distgrad_dp_hooks", [
-            p.register_post_accumulate_grad_hook(functools.partial(self._on_ready, index))
-            for index, (_, p) in enumerate(named)])
+        object.__setattr__(
+            module,
+            "_distgrad_dp_hooks",
+            [
+                p.register_post_accumulate_grad_hook(functools.partial(self._on_ready, index))
+                for index, (_, p) in enumerate(named)
+            ],
+        )
         if getattr(comm, "watchdog", None) is not None:
             comm.watchdog.add_source(self._watchdog_state)
 
@@ -185,17 +203,28 @@ class DataParallel(Module):
 
     def _contract(self, buckets) -> dict:
         """What must be the same on every rank."""
+
         def describe(tensors):
             return [(n, list(t.shape), str(t._array.dtype)) for n, t in tensors]
 
-        return {"parameters": describe(self.module.named_parameters()),
-                "buffers": describe(self.module.named_buffers()),
-                "buckets": [(str(b.flat.dtype), type(b.flat).__module__.split(".")[0],
-                             b.names, int(b.flat.size)) for b in buckets],
-                "collectives": self.comm.seq}
+        return {
+            "parameters": describe(self.module.named_parameters()),
+            "buffers": describe(self.module.named_buffers()),
+            "buckets": [
+                (
+                    str(b.flat.dtype),
+                    type(b.flat).__module__.split(".")[0],
+                    b.names,
+                    int(b.flat.size),
+                )
+                for b in buckets
+            ],
+            "collectives": self.comm.seq,
+        }
 
-    def rebuild_buckets(self, bucket_cap_mb: float | None = None,
-                        first_bucket_mb: float | None = None) -> None:
+    def rebuild_buckets(
+        self, bucket_cap_mb: float | None = None, first_bucket_mb: float | None = None
+    ) -> None:
         """Make a new bucket plan with new caps (every rank must call it, between steps). The
         ranks check that they agree on it before it is used."""
         if self._active:
@@ -234,23 +263,30 @@ class DataParallel(Module):
     # ---- the wrapped module ------------------------------------------------------------------
     def forward(self, *args, **kwargs):
         if self._active:
-            raise RuntimeError("DataParallel: the previous backward was interrupted before its "
-                               "gradients were reduced, so the ranks are out of step")
+            raise RuntimeError(
+                "DataParallel: the previous backward was interrupted before its "
+                "gradients were reduced, so the ranks are out of step"
+            )
         # As PyTorch: only forwards that will be followed by a synchronised backward (so a
         # rank may evaluate alone in eval mode or under no_grad).
-        if (self.broadcast_buffers and self._require_sync and self.comm.world_size > 1
-                and self.module.training and is_grad_enabled()):
+        if (
+            self.broadcast_buffers
+            and self._require_sync
+            and self.comm.world_size > 1
+            and self.module.training
+            and is_grad_enabled()
+        ):
             buffers = list(self.module.buffers())
             if buffers:
                 self._sync_state(buffers)
         return self.module(*args, **kwargs)
 
-    def named_parameters(self, prefix: str = "", recurse: bool = True,
-                         remove_duplicate: bool = True):
+    def named_parameters(
+        self, prefix: str = "", recurse: bool = True, remove_duplicate: bool = True
+    ):
         return self.module.named_parameters(prefix, recurse, remove_duplicate)
 
-    def named_buffers(self, prefix: str = "", recurse: bool = True,
-                      remove_duplicate: bool = True):
+    def named_buffers(self, prefix: str = "", recurse: bool = True, remove_duplicate: bool = True):
         return self.module.named_buffers(prefix, recurse, remove_duplicate)
 
     def state_dict(self, destination=None, prefix: str = "", keep_vars: bool = False):
@@ -277,8 +313,12 @@ class DataParallel(Module):
         more than ``max_consecutive_skips`` skips in a row (``nonfinite="raise"``: at the
         first) every rank raises ``NonFiniteGradientError``. Call ``optimizer.zero_grad()``
         as usual either way; do not combine with ``amp.GradScaler``, which skips by itself."""
-        grads = [p.grad._array for group in optimizer.param_groups for p in group["params"]
-                 if p.grad is not None]
+        grads = [
+            p.grad._array
+            for group in optimizer.param_groups
+            for p in group["params"]
+            if p.grad is not None
+        ]
         bad = np.zeros(1, np.int32)
         if grads:
             xp = array_module_for(grads[0])
@@ -291,22 +331,34 @@ class DataParallel(Module):
             return True
         self.skipped_steps += 1
         self.consecutive_skips += 1
-        names = [n for n, p in self.module.named_parameters() if p.grad is not None
-                 and not bool(array_module_for(p.grad._array).isfinite(p.grad._array).all())]
+        names = [
+            n
+            for n, p in self.module.named_parameters()
+            if p.grad is not None
+            and not bool(array_module_for(p.grad._array).isfinite(p.grad._array).all())
+        ]
         shown = ", ".join(repr(n) for n in names[:5]) + (" ..." if len(names) > 5 else "")
         where = f"in {shown}" if names else "on another rank"
         if self.nonfinite == "raise" or self.consecutive_skips > self.max_consecutive_skips:
-            limit = ("nonfinite='raise'" if self.nonfinite == "raise"
-                     else f"max_consecutive_skips={self.max_consecutive_skips}")
+            limit = (
+                "nonfinite='raise'"
+                if self.nonfinite == "raise"
+                else f"max_consecutive_skips={self.max_consecutive_skips}"
+            )
             raise NonFiniteGradientError(
                 f"DataParallel.step (rank {self.comm.rank}): the gradients held inf/NaN "
                 f"{where} for {self.consecutive_skips} consecutive step(s) ({limit}); training "
                 f"stopped on every rank, with the parameters and optimizer state of the last "
                 f"good step. Find the source with distgrad.autograd.detect_anomaly(), or lower "
-                f"the learning rate or clip the gradients.")
-        warnings.warn(f"DataParallel.step: skipped on every rank, gradients held inf/NaN {where} "
-                      f"({self.consecutive_skips} in a row, at most "
-                      f"{self.max_consecutive_skips})", RuntimeWarning, stacklevel=2)
+                f"the learning rate or clip the gradients."
+            )
+        warnings.warn(
+            f"DataParallel.step: skipped on every rank, gradients held inf/NaN {where} "
+            f"({self.consecutive_skips} in a row, at most "
+            f"{self.max_consecutive_skips})",
+            RuntimeWarning,
+            stacklevel=2,
+        )
         return False
 
     def join(self, batches):
@@ -332,10 +384,13 @@ class DataParallel(Module):
             if not every.all():
                 if mine[0]:
                     empty = [r for r in range(world) if not every[r]]
-                    warnings.warn(f"DataParallel.join: rank(s) {empty} ran out of batches after "
-                                  f"{steps} steps, so rank {self.comm.rank} stops too and "
-                                  f"leaves its remaining batches unused", RuntimeWarning,
-                                  stacklevel=2)
+                    warnings.warn(
+                        f"DataParallel.join: rank(s) {empty} ran out of batches after "
+                        f"{steps} steps, so rank {self.comm.rank} stops too and "
+                        f"leaves its remaining batches unused",
+                        RuntimeWarning,
+                        stacklevel=2,
+                    )
                 return
             yield item
             steps += 1
@@ -396,7 +451,7 @@ class DataParallel(Module):
 
     def _progress(self) -> None:
         """Test the reductions in flight (MPI progresses only inside MPI calls)."""
-        for bucket in self.buckets[:self._next]:
+        for bucket in self.buckets[: self._next]:
             if bucket.done_at is None:
                 if not bucket.work.is_completed():
                     return
@@ -425,8 +480,15 @@ class DataParallel(Module):
         if self._timeline is not None:  # GPU: measured on the GPU clock instead
             communication, overlap = self._timeline.spans()
         self.last_step_stats = StepStats(
-            len(self.buckets), sum(b.nbytes for b in self.buckets), launched_early,
-            completed_early, end - self._t_start, communication, overlap, done - end)
+            len(self.buckets),
+            sum(b.nbytes for b in self.buckets),
+            launched_early,
+            completed_early,
+            end - self._t_start,
+            communication,
+            overlap,
+            done - end,
+        )
 
     @staticmethod
     def _write_back(bucket: _Bucket) -> None:
@@ -443,21 +505,23 @@ class DataParallel(Module):
             if p._grad is not grad:
                 p.grad = grad
 
-
     def _watchdog_state(self):
         """The buckets, for the hang watchdog: ``(name, state, {seq: label})``."""
         buckets, labels = [], {}
         for i, b in enumerate(self.buckets):
             work = b.work
-            label = (f"DataParallel bucket {i} of {len(self.buckets)}: {len(b.params)} "
-                     f"parameter(s) {b.names[0]!r}..{b.names[-1]!r}, {b.nbytes} bytes")
+            label = (
+                f"DataParallel bucket {i} of {len(self.buckets)}: {len(b.params)} "
+                f"parameter(s) {b.names[0]!r}..{b.names[-1]!r}, {b.nbytes} bytes"
+            )
             if not self._active:
                 state = "idle"
             elif work is None:
                 state = f"collecting gradients ({len(b.params) - b.pending} of {len(b.params)})"
             else:
                 state = f"collective #{work.seq} " + (
-                    "completed" if b.done_at is not None else "in flight")
+                    "completed" if b.done_at is not None else "in flight"
+                )
                 labels[work.seq] = label
             buckets.append({"bucket": i, "label": label, "state": state})
         return "DataParallel", {"in_backward": self._active, "buckets": buckets}, labels
@@ -473,24 +537,33 @@ def _explain_contract(every: list) -> str:
             problems += _differences(kind, ref[kind + "s"], every[r][kind + "s"], r)
     if problems:
         return "DataParallel: the ranks do not hold the same model:\n  " + "\n  ".join(
-            problems[:10])
+            problems[:10]
+        )
     for r in range(1, len(every)):
         buckets = every[r]["buckets"]
         if buckets != ref["buckets"]:
-            i = next((i for i, (a, b) in enumerate(zip(ref["buckets"], buckets)) if a != b),
-                     min(len(buckets), len(ref["buckets"])))
-            mine, theirs = (_bucket_text(x[i]) if i < len(x) else "nothing"
-                            for x in (ref["buckets"], buckets))
-            problems.append(f"rank 0 has {len(ref['buckets'])} buckets and rank {r} has "
-                            f"{len(buckets)}; bucket {i} holds {mine} on rank 0 but {theirs} on "
-                            f"rank {r}. Pass the same bucket_cap_mb and first_bucket_mb on "
-                            f"every rank")
+            i = next(
+                (i for i, (a, b) in enumerate(zip(ref["buckets"], buckets)) if a != b),
+                min(len(buckets), len(ref["buckets"])),
+            )
+            mine, theirs = (
+                _bucket_text(x[i]) if i < len(x) else "nothing" for x in (ref["buckets"], buckets)
+            )
+            problems.append(
+                f"rank 0 has {len(ref['buckets'])} buckets and rank {r} has "
+                f"{len(buckets)}; bucket {i} holds {mine} on rank 0 but {theirs} on "
+                f"rank {r}. Pass the same bucket_cap_mb and first_bucket_mb on "
+                f"every rank"
+            )
         if every[r]["collectives"] != ref["collectives"]:
-            problems.append(f"rank 0 had issued {ref['collectives']} collectives but rank {r} "
-                            f"had issued {every[r]['collectives']}: some collective ran on some "
-                            f"ranks only")
+            problems.append(
+                f"rank 0 had issued {ref['collectives']} collectives but rank {r} "
+                f"had issued {every[r]['collectives']}: some collective ran on some "
+                f"ranks only"
+            )
     return "DataParallel: the ranks do not agree on the collective contract:\n  " + "\n  ".join(
-        problems[:10] or ["(the plans differ in a way that could not be named)"])
+        problems[:10] or ["(the plans differ in a way that could not be named)"]
+    )
 
 
 def _bucket_text(bucket) -> str:
@@ -512,15 +585,19 @@ def _differences(kind: str, ref: list, other: list, rank: int) -> list:
     problems = []
     if len(ref) != len(other):
         longer, where = (ref, 0) if len(ref) > len(other) else (other, rank)
-        tail = longer[min(len(ref), len(other)):][:3]
+        tail = longer[min(len(ref), len(other)) :][:3]
         extra = ", ".join(f"'{n}' {shape}" for n, shape, _ in tail)
-        problems.append(f"rank 0 has {len(ref)} {kind}s but rank {rank} has {len(other)} "
-                        f"(rank {where} also has {extra})")
+        problems.append(
+            f"rank 0 has {len(ref)} {kind}s but rank {rank} has {len(other)} "
+            f"(rank {where} also has {extra})"
+        )
     for (name, shape, dtype), (oname, oshape, odtype) in zip(ref, other):
         if name != oname:
             problems.append(f"{kind} '{name}' on rank 0 is '{oname}' on rank {rank}")
             break
         if shape != oshape or dtype != odtype:
-            problems.append(f"{kind} '{name}' has shape {shape} ({dtype}) on rank 0 but "
-                            f"{oshape} ({odtype}) on rank {rank}")
+            problems.append(
+                f"{kind} '{name}' has shape {shape} ({dtype}) on rank 0 but "
+                f"{oshape} ({odtype}) on rank {rank}"
+            )
     return problems

@@ -1,5 +1,6 @@
 """What the launcher's environment variables say about this process, used only to cross-check
 the world MPI reports (MPI is the authority)."""
+
 from __future__ import annotations
 
 import os
@@ -10,8 +11,13 @@ __all__ = ["launcher_claims", "cross_check"]
 _SOURCES = (
     ("distgrad-run", None, None, "DISTGRAD_LOCAL_RANK", "DISTGRAD_LOCAL_SIZE"),
     ("MPICH", "PMI_RANK", "PMI_SIZE", "MPI_LOCALRANKID", "MPI_LOCALNRANKS"),
-    ("Open MPI", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK",
-     "OMPI_COMM_WORLD_LOCAL_SIZE"),
+    (
+        "Open MPI",
+        "OMPI_COMM_WORLD_RANK",
+        "OMPI_COMM_WORLD_SIZE",
+        "OMPI_COMM_WORLD_LOCAL_RANK",
+        "OMPI_COMM_WORLD_LOCAL_SIZE",
+    ),
     ("Slurm", "SLURM_PROCID", "SLURM_STEP_NUM_TASKS", "SLURM_LOCALID", None),
 )
 _FIELDS = ("rank", "world size", "local rank", "local world size")
@@ -34,8 +40,9 @@ def launcher_claims(environ=None) -> list:
     return claims
 
 
-def cross_check(rank: int, size: int, local_rank: int, local_size: int, environ=None,
-                mpi_library: str = "") -> list:
+def cross_check(
+    rank: int, size: int, local_rank: int, local_size: int, environ=None, mpi_library: str = ""
+) -> list:
     """Compare MPI's view with the launcher's variables. Raise when MPI sees a world of one
     while a launcher started several processes (an mpiexec of another MPI library starts
     unrelated singletons); return a message per other disagreement."""
@@ -53,7 +60,7 @@ def cross_check(rank: int, size: int, local_rank: int, local_size: int, environ=
                 f"process came up alone. Start the job with that library's launcher (for the "
                 f"pip 'mpich' wheel: the mpiexec next to this Python, "
                 f"'python -m mpi4py --mpi-library' names the library), or rebuild mpi4py "
-                f"against the MPI whose launcher you use.")
-        problems.append(f"{launcher} says {field} {value} ({name}) but MPI says "
-                        f"{actual[field]}")
+                f"against the MPI whose launcher you use."
+            )
+        problems.append(f"{launcher} says {field} {value} ({name}) but MPI says {actual[field]}")
     return problems

@@ -7,6 +7,7 @@ chunks of at most ``max_count`` elements (MPI counts are C ints) so any size wor
 library; big rank-major buffers (allgather, gather, scatter, reduce_scatter) then go through
 per-chunk ``(world_size, chunk)`` temporaries.
 """
+
 from __future__ import annotations
 
 import functools
@@ -55,10 +56,19 @@ class MPICommunicator(Communicator):
         self.max_count = int(max_count)
         self._types = MPI._typedict  # numpy type character -> predefined MPI datatype
         self._reductions = {}  # (ReduceOp, type character) -> MPI op
-        self._ops = {ReduceOp.SUM: MPI.SUM, ReduceOp.AVG: MPI.SUM, ReduceOp.PRODUCT: MPI.PROD,
-                     ReduceOp.MAX: MPI.MAX, ReduceOp.MIN: MPI.MIN}
-        self._bool_ops = {ReduceOp.SUM: MPI.LOR, ReduceOp.MAX: MPI.LOR,
-                          ReduceOp.PRODUCT: MPI.LAND, ReduceOp.MIN: MPI.LAND}
+        self._ops = {
+            ReduceOp.SUM: MPI.SUM,
+            ReduceOp.AVG: MPI.SUM,
+            ReduceOp.PRODUCT: MPI.PROD,
+            ReduceOp.MAX: MPI.MAX,
+            ReduceOp.MIN: MPI.MIN,
+        }
+        self._bool_ops = {
+            ReduceOp.SUM: MPI.LOR,
+            ReduceOp.MAX: MPI.LOR,
+            ReduceOp.PRODUCT: MPI.LAND,
+            ReduceOp.MIN: MPI.LAND,
+        }
 
     # ---- buffers ----------------------------------------------------------------------------
     def _stage(self, array, reduce: bool = False, write: bool = False):
@@ -104,13 +114,17 @@ class MPICommunicator(Communicator):
         if self.failure is not None:
             self._raise_broken(op)
         if root is not None and not 0 <= root < self.world_size:
-            raise ValueError(f"{op}: root {root} is not a rank of this world "
-                             f"(size {self.world_size})")
-        if full is not None and (full.size != block.size * self.world_size
-                                 or full.dtype != block.dtype):
-            raise ValueError(f"{op}: the rank-major buffer must hold world_size ({self.world_size})"
-                             f" x {block.size} elements of {block.dtype}, got {full.size} of "
-                             f"{full.dtype}")
+            raise ValueError(
+                f"{op}: root {root} is not a rank of this world (size {self.world_size})"
+            )
+        if full is not None and (
+            full.size != block.size * self.world_size or full.dtype != block.dtype
+        ):
+            raise ValueError(
+                f"{op}: the rank-major buffer must hold world_size ({self.world_size})"
+                f" x {block.size} elements of {block.dtype}, got {full.size} of "
+                f"{full.dtype}"
+            )
 
     def _average(self, buf, op):
         if op is ReduceOp.AVG:
@@ -135,8 +149,7 @@ class MPICommunicator(Communicator):
         self._check("broadcast", root)
         buf, dt, writeback = self._stage(array, write=self.rank != root)
         requests = [self.comm.Ibcast([piece, dt], root) for piece in self._pieces(buf)]
-        return self._issue(_tester(requests), async_op, "broadcast", array, root,
-                           then=(writeback,))
+        return self._issue(_tester(requests), async_op, "broadcast", array, root, then=(writeback,))
 
     def reduce(self, array, root, op=ReduceOp.SUM, async_op=True):
         mpi_op = self._mpi_op(op, array.dtype)
@@ -144,23 +157,28 @@ class MPICommunicator(Communicator):
         is_root = self.rank == root
         buf, dt, writeback = self._stage(array, reduce=True, write=is_root)
         comm, IN_PLACE = self.comm, self.MPI.IN_PLACE
-        requests = [comm.Ireduce(IN_PLACE, [piece, dt], mpi_op, root) if is_root
-                    else comm.Ireduce([piece, dt], None, mpi_op, root)
-                    for piece in self._pieces(buf)]
+        requests = [
+            comm.Ireduce(IN_PLACE, [piece, dt], mpi_op, root)
+            if is_root
+            else comm.Ireduce([piece, dt], None, mpi_op, root)
+            for piece in self._pieces(buf)
+        ]
         then = (self._average(buf, op), writeback) if is_root else ()
         return self._issue(_tester(requests), async_op, "reduce", array, root, op, then)
 
     def allgather(self, send, recv, async_op=True):
         self._check("allgather", None, send, recv)
-        return self._gathered("allgather", send, recv, None, async_op,
-                              lambda s, r: self.comm.Iallgather(s, r))
+        return self._gathered(
+            "allgather", send, recv, None, async_op, lambda s, r: self.comm.Iallgather(s, r)
+        )
 
     def gather(self, send, recv, root, async_op=True):
         is_root = self.rank == root
         self._check("gather", root, send, recv if is_root else None)
         if is_root:
-            return self._gathered("gather", send, recv, root, async_op,
-                                  lambda s, r: self.comm.Igather(s, r, root))
+            return self._gathered(
+                "gather", send, recv, root, async_op, lambda s, r: self.comm.Igather(s, r, root)
+            )
         sbuf, dt, _ = self._stage(send)
         requests = [self.comm.Igather([piece, dt], None, root) for piece in self._pieces(sbuf)]
         return self._issue(_tester(requests), async_op, "gather", send, root)
@@ -182,8 +200,8 @@ class MPICommunicator(Communicator):
         def unpack():
             for (s, e), tmp in zip(chunks, temps):
                 rows[:, s:e] = tmp
-        return self._issue(_tester(requests), async_op, op, send, root,
-                           then=(unpack, writeback))
+
+        return self._issue(_tester(requests), async_op, op, send, root, then=(unpack, writeback))
 
     def _columns(self, sbuf, n):
         """Per chunk of ``n``: the (world_size, chunk) columns of rank-major ``sbuf``,
@@ -201,13 +219,15 @@ class MPICommunicator(Communicator):
         rflat = rbuf.reshape(-1)
         if is_root:
             chunks, columns = self._columns(self._stage(send)[0], rbuf.size)
-            requests = [self.comm.Iscatter([col, dt], [rflat[s:e], dt], root)
-                        for (s, e), col in zip(chunks, columns)]
+            requests = [
+                self.comm.Iscatter([col, dt], [rflat[s:e], dt], root)
+                for (s, e), col in zip(chunks, columns)
+            ]
         else:
-            requests = [self.comm.Iscatter(None, [piece, dt], root)
-                        for piece in self._pieces(rflat)]
-        return self._issue(_tester(requests), async_op, "scatter", recv, root,
-                           then=(writeback,))
+            requests = [
+                self.comm.Iscatter(None, [piece, dt], root) for piece in self._pieces(rflat)
+            ]
+        return self._issue(_tester(requests), async_op, "scatter", recv, root, then=(writeback,))
 
     def reduce_scatter(self, send, recv, op=ReduceOp.SUM, async_op=True):
         mpi_op = self._mpi_op(op, send.dtype)
@@ -215,10 +235,19 @@ class MPICommunicator(Communicator):
         rbuf, dt, writeback = self._stage(recv, reduce=True, write=True)
         chunks, columns = self._columns(self._stage(send, reduce=True)[0], rbuf.size)
         rflat = rbuf.reshape(-1)
-        requests = [self.comm.Ireduce_scatter_block([col, dt], [rflat[s:e], dt], mpi_op)
-                    for (s, e), col in zip(chunks, columns)]
-        return self._issue(_tester(requests), async_op, "reduce_scatter", send, None, op,
-                           then=(self._average(rbuf, op), writeback))
+        requests = [
+            self.comm.Ireduce_scatter_block([col, dt], [rflat[s:e], dt], mpi_op)
+            for (s, e), col in zip(chunks, columns)
+        ]
+        return self._issue(
+            _tester(requests),
+            async_op,
+            "reduce_scatter",
+            send,
+            None,
+            op,
+            then=(self._average(rbuf, op), writeback),
+        )
 
     def barrier(self, async_op=True):
         self._check("barrier")

@@ -23,6 +23,7 @@ rank; the host communicator is marked broken too, so the job is taken down (at t
 exception, or at exit) instead of hanging. Host (numpy) arrays are handed to the host
 communicator, so this one object serves a model whatever its arrays are.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -36,19 +37,40 @@ import numpy as np
 from ..backend import cupy_or_none
 from .communicator import CollectiveInfo, Communicator, ReduceOp
 
-__all__ = ["NCCLCommunicator", "NCCLError", "gpu_communicator", "select_local_gpu",
-           "nccl_plan", "local_nccl_problem", "shared_nccl_problem", "OverlapTimeline"]
+__all__ = [
+    "NCCLCommunicator",
+    "NCCLError",
+    "gpu_communicator",
+    "select_local_gpu",
+    "nccl_plan",
+    "local_nccl_problem",
+    "shared_nccl_problem",
+    "OverlapTimeline",
+]
 
 NCCL_ENV = "DISTGRAD_NCCL"
 _AVG_VERSION = 21000  # ncclAvg exists from NCCL 2.10.0 (version code 2*10000 + 10*100)
 
 # (numpy kind, itemsize) -> NCCL datatype name
-_TYPES = {("i", 1): "NCCL_INT8", ("u", 1): "NCCL_UINT8", ("b", 1): "NCCL_UINT8",
-          ("i", 4): "NCCL_INT32", ("u", 4): "NCCL_UINT32", ("i", 8): "NCCL_INT64",
-          ("u", 8): "NCCL_UINT64", ("f", 2): "NCCL_FLOAT16", ("f", 4): "NCCL_FLOAT32",
-          ("f", 8): "NCCL_FLOAT64"}
-_OPS = {"SUM": "NCCL_SUM", "AVG": "NCCL_SUM", "PRODUCT": "NCCL_PROD", "MAX": "NCCL_MAX",
-        "MIN": "NCCL_MIN"}
+_TYPES = {
+    ("i", 1): "NCCL_INT8",
+    ("u", 1): "NCCL_UINT8",
+    ("b", 1): "NCCL_UINT8",
+    ("i", 4): "NCCL_INT32",
+    ("u", 4): "NCCL_UINT32",
+    ("i", 8): "NCCL_INT64",
+    ("u", 8): "NCCL_UINT64",
+    ("f", 2): "NCCL_FLOAT16",
+    ("f", 4): "NCCL_FLOAT32",
+    ("f", 8): "NCCL_FLOAT64",
+}
+_OPS = {
+    "SUM": "NCCL_SUM",
+    "AVG": "NCCL_SUM",
+    "PRODUCT": "NCCL_PROD",
+    "MAX": "NCCL_MAX",
+    "MIN": "NCCL_MIN",
+}
 # bools are reduced as uint8 0/1: a sum or max is a logical or, a product or min a logical and
 _BOOL_OPS = {"SUM": "NCCL_MAX", "MAX": "NCCL_MAX", "PRODUCT": "NCCL_MIN", "MIN": "NCCL_MIN"}
 
@@ -61,14 +83,14 @@ class Plan(NamedTuple):
     """How NCCL moves an array: ``count`` elements of ``datatype``, reduced with ``op`` (None
     for data movement); ``divide``: divide by the world size afterwards (AVG without
     ncclAvg)."""
+
     count: int
     datatype: int
     op: int | None
     divide: bool
 
 
-def nccl_plan(nccl, dtype, size: int, op: ReduceOp | None = None,
-              native_avg: bool = False) -> Plan:
+def nccl_plan(nccl, dtype, size: int, op: ReduceOp | None = None, native_avg: bool = False) -> Plan:
     """The ``Plan`` for ``size`` elements of ``dtype`` (constants from the ``nccl`` module).
     Complex arrays go as twice as many reals; types NCCL lacks are moved as bytes and cannot
     be reduced."""
@@ -79,15 +101,19 @@ def nccl_plan(nccl, dtype, size: int, op: ReduceOp | None = None,
     if kind == "c":
         kind, itemsize, size = "f", dtype.itemsize // 2, 2 * size
         if op is ReduceOp.PRODUCT:
-            raise TypeError(f"NCCL cannot multiply complex arrays ({dtype}) element-wise; "
-                            f"use SUM/AVG or reduce on the CPU")
+            raise TypeError(
+                f"NCCL cannot multiply complex arrays ({dtype}) element-wise; "
+                f"use SUM/AVG or reduce on the CPU"
+            )
     else:
         itemsize = dtype.itemsize
     name = _TYPES.get((kind, itemsize))
     if name is None or not hasattr(nccl, name):
         if op is not None:
-            raise TypeError(f"NCCL cannot reduce {dtype} arrays; cast them to one of int8, "
-                            f"uint8, int32, uint32, int64, uint64, float16, float32, float64")
+            raise TypeError(
+                f"NCCL cannot reduce {dtype} arrays; cast them to one of int8, "
+                f"uint8, int32, uint32, int64, uint64, float16, float32, float64"
+            )
         return Plan(size * itemsize, nccl.NCCL_UINT8, None, False)
     if op is None:
         return Plan(size, getattr(nccl, name), None, False)
@@ -128,8 +154,10 @@ def shared_nccl_problem(reports: list) -> str | None:
     first_user = {}
     for rank, (_, gpu) in enumerate(reports):
         if gpu in first_user:
-            return (f"ranks {first_user[gpu]} and {rank} both use GPU {gpu[1]} on {gpu[0]}, "
-                    f"and NCCL needs one GPU per rank")
+            return (
+                f"ranks {first_user[gpu]} and {rank} both use GPU {gpu[1]} on {gpu[0]}, "
+                f"and NCCL needs one GPU per rank"
+            )
         first_user[gpu] = rank
     return None
 
@@ -142,8 +170,9 @@ def _gpu_id(cp, index: int) -> str:
         return f"cuda:{index}"
 
 
-def gpu_communicator(host: Communicator, device_index: int, *, cupy=None, environ=None,
-                     import_nccl=_import_nccl) -> Communicator:
+def gpu_communicator(
+    host: Communicator, device_index: int, *, cupy=None, environ=None, import_nccl=_import_nccl
+) -> Communicator:
     """The communicator for GPU arrays on ``device_index`` (all ranks call this together): an
     ``NCCLCommunicator`` when every rank can use NCCL on a GPU of its own, else ``host``, which
     stages GPU arrays through host memory (rank 0 warns why)."""
@@ -155,8 +184,12 @@ def gpu_communicator(host: Communicator, device_index: int, *, cupy=None, enviro
     problem = shared_nccl_problem(reports)
     if problem is not None:
         if host.rank == 0:
-            warnings.warn(f"distgrad.distributed: GPU tensors go through {host.kind} with host "
-                          f"staging instead of NCCL: {problem}", RuntimeWarning, stacklevel=3)
+            warnings.warn(
+                f"distgrad.distributed: GPU tensors go through {host.kind} with host "
+                f"staging instead of NCCL: {problem}",
+                RuntimeWarning,
+                stacklevel=3,
+            )
         return host
     return NCCLCommunicator(host, device_index, cupy=cp, nccl=import_nccl())
 
@@ -185,9 +218,11 @@ def _shared_unique_id(host: Communicator, nccl):
             payload = ("error", f"{type(exc).__name__}: {exc}")
     kind, value = host.broadcast_object(payload, 0)
     if kind == "error":
-        raise NCCLError(f"[rank {host.rank}] cannot create the NCCL communicator: rank 0 could "
-                        f"not make NCCL's unique id ({value}). Set {NCCL_ENV}=0 to send GPU "
-                        f"tensors through MPI instead.")
+        raise NCCLError(
+            f"[rank {host.rank}] cannot create the NCCL communicator: rank 0 could "
+            f"not make NCCL's unique id ({value}). Set {NCCL_ENV}=0 to send GPU "
+            f"tensors through MPI instead."
+        )
     return value
 
 
@@ -231,24 +266,31 @@ class NCCLCommunicator(Communicator):
         if self.failure is not None:
             self._raise_broken(op)
         if root is not None and not 0 <= root < self.world_size:
-            raise ValueError(f"{op}: root {root} is not a rank of this world "
-                             f"(size {self.world_size})")
+            raise ValueError(
+                f"{op}: root {root} is not a rank of this world (size {self.world_size})"
+            )
         for a in arrays:
             if a is None:
                 continue
             if not isinstance(a, self.cp.ndarray):
-                raise TypeError(f"{op}: all arrays must be on the GPU, got a "
-                                f"{type(a).__module__}.{type(a).__name__}")
+                raise TypeError(
+                    f"{op}: all arrays must be on the GPU, got a "
+                    f"{type(a).__module__}.{type(a).__name__}"
+                )
             if a.device.id != self.device_index:
-                raise ValueError(f"{op}: an array is on cuda:{a.device.id} but rank "
-                                 f"{self.rank}'s NCCL communicator uses cuda:"
-                                 f"{self.device_index}; move it there first")
+                raise ValueError(
+                    f"{op}: an array is on cuda:{a.device.id} but rank "
+                    f"{self.rank}'s NCCL communicator uses cuda:"
+                    f"{self.device_index}; move it there first"
+                )
 
     def _check_blocks(self, op: str, block, full) -> None:
         if full.size != block.size * self.world_size or full.dtype != block.dtype:
-            raise ValueError(f"{op}: the rank-major buffer must hold world_size ({self.world_size})"
-                             f" x {block.size} elements of {block.dtype}, got {full.size} of "
-                             f"{full.dtype}")
+            raise ValueError(
+                f"{op}: the rank-major buffer must hold world_size ({self.world_size})"
+                f" x {block.size} elements of {block.dtype}, got {full.size} of "
+                f"{full.dtype}"
+            )
 
     def _contiguous(self, array, write: bool):
         """``(buffer, writeback)``: ``array`` itself if C-contiguous, else a contiguous copy
@@ -263,6 +305,7 @@ class NCCLCommunicator(Communicator):
         def writeback():
             with self._device:
                 array[...] = buf.reshape(array.shape)
+
         return buf, writeback
 
     def _divide(self, buf, plan: Plan) -> None:
@@ -271,8 +314,7 @@ class NCCLCommunicator(Communicator):
             with self.stream:
                 buf /= self.world_size
 
-    def _start(self, op: str, array, enqueue, keep, async_op, root=None, reduce_op=None,
-               then=()):
+    def _start(self, op: str, array, enqueue, keep, async_op, root=None, reduce_op=None, then=()):
         """Order the communicator's stream after the compute stream, ``enqueue(stream_ptr)``
         the NCCL call(s), record the completion event and hand over to ``_issue``."""
         cp, stream = self.cp, self.stream
@@ -280,8 +322,10 @@ class NCCLCommunicator(Communicator):
 
         def info():
             sizes = () if array is None else (array.size, array.dtype)
-            return CollectiveInfo(op, seq, self.rank, self.world_size, *sizes, root=root,
-                                  reduce_op=reduce_op)
+            return CollectiveInfo(
+                op, seq, self.rank, self.world_size, *sizes, root=root, reduce_op=reduce_op
+            )
+
         ready = cp.cuda.Event(disable_timing=True)
         ready.record(cp.cuda.get_current_stream())  # the compute stream wrote the inputs
         stream.wait_event(ready)
@@ -293,8 +337,7 @@ class NCCLCommunicator(Communicator):
         done.record(stream)
         self._alive = [entry for entry in self._alive if not entry[0].done]
         self._alive.append((done, keep))
-        return self._issue(self._tester(done, info), async_op, op, array, root, reduce_op,
-                           then)
+        return self._issue(self._tester(done, info), async_op, op, array, root, reduce_op, then)
 
     def _tester(self, done, info):
         def test() -> bool:
@@ -305,6 +348,7 @@ class NCCLCommunicator(Communicator):
             except Exception as exc:
                 self._broken(info(), exc)
             return False
+
         return test
 
     def _abort_nccl(self, why: str) -> None:
@@ -322,8 +366,10 @@ class NCCLCommunicator(Communicator):
         if self.failure is None:
             self.failure = why
         self._abort_nccl(why)
-        raise NCCLError(f"[rank {self.rank}] {why}. The NCCL communicator has been aborted; "
-                        f"the job will be taken down.") from exc
+        raise NCCLError(
+            f"[rank {self.rank}] {why}. The NCCL communicator has been aborted; "
+            f"the job will be taken down."
+        ) from exc
 
     def _fail(self, info: CollectiveInfo, waited: float):
         self._abort_nccl(f"{info.describe()} timed out")
@@ -340,11 +386,12 @@ class NCCLCommunicator(Communicator):
 
             def enqueue(stream_ptr):
                 ptr = buf.data.ptr
-                self.nccl_comm.allReduce(ptr, ptr, plan.count, plan.datatype, plan.op,
-                                         stream_ptr)
+                self.nccl_comm.allReduce(ptr, ptr, plan.count, plan.datatype, plan.op, stream_ptr)
                 self._divide(buf, plan)
-            return self._start("allreduce", array, enqueue, (array, buf), async_op,
-                               reduce_op=op, then=(writeback,))
+
+            return self._start(
+                "allreduce", array, enqueue, (array, buf), async_op, reduce_op=op, then=(writeback,)
+            )
 
     def broadcast(self, array, root, async_op=True):
         if not isinstance(array, self.cp.ndarray):
@@ -357,8 +404,10 @@ class NCCLCommunicator(Communicator):
             def enqueue(stream_ptr):
                 ptr = buf.data.ptr
                 self.nccl_comm.broadcast(ptr, ptr, plan.count, plan.datatype, root, stream_ptr)
-            return self._start("broadcast", array, enqueue, (array, buf), async_op, root,
-                               then=(writeback,))
+
+            return self._start(
+                "broadcast", array, enqueue, (array, buf), async_op, root, then=(writeback,)
+            )
 
     def reduce(self, array, root, op=ReduceOp.SUM, async_op=True):
         if not isinstance(array, self.cp.ndarray):
@@ -371,12 +420,15 @@ class NCCLCommunicator(Communicator):
 
             def enqueue(stream_ptr):
                 ptr = buf.data.ptr
-                self.nccl_comm.reduce(ptr, ptr, plan.count, plan.datatype, plan.op, root,
-                                      stream_ptr)
+                self.nccl_comm.reduce(
+                    ptr, ptr, plan.count, plan.datatype, plan.op, root, stream_ptr
+                )
                 if is_root:
                     self._divide(buf, plan)
-            return self._start("reduce", array, enqueue, (array, buf), async_op, root, op,
-                               then=(writeback,))
+
+            return self._start(
+                "reduce", array, enqueue, (array, buf), async_op, root, op, then=(writeback,)
+            )
 
     def allgather(self, send, recv, async_op=True):
         if not isinstance(send, self.cp.ndarray):
@@ -392,10 +444,13 @@ class NCCLCommunicator(Communicator):
             rbuf, writeback = self._contiguous(recv, write=True)
 
             def enqueue(stream_ptr):
-                self.nccl_comm.allGather(sbuf.data.ptr, rbuf.data.ptr, plan.count, plan.datatype,
-                                         stream_ptr)
-            return self._start(op, send, enqueue, (send, recv, sbuf, rbuf), async_op, root,
-                               then=(writeback, *then))
+                self.nccl_comm.allGather(
+                    sbuf.data.ptr, rbuf.data.ptr, plan.count, plan.datatype, stream_ptr
+                )
+
+            return self._start(
+                op, send, enqueue, (send, recv, sbuf, rbuf), async_op, root, then=(writeback, *then)
+            )
 
     def reduce_scatter(self, send, recv, op=ReduceOp.SUM, async_op=True):
         if not isinstance(send, self.cp.ndarray):
@@ -408,11 +463,20 @@ class NCCLCommunicator(Communicator):
             rbuf, writeback = self._contiguous(recv, write=True)
 
             def enqueue(stream_ptr):
-                self.nccl_comm.reduceScatter(sbuf.data.ptr, rbuf.data.ptr, plan.count,
-                                             plan.datatype, plan.op, stream_ptr)
+                self.nccl_comm.reduceScatter(
+                    sbuf.data.ptr, rbuf.data.ptr, plan.count, plan.datatype, plan.op, stream_ptr
+                )
                 self._divide(rbuf, plan)
-            return self._start("reduce_scatter", send, enqueue, (send, recv, sbuf, rbuf),
-                               async_op, reduce_op=op, then=(writeback,))
+
+            return self._start(
+                "reduce_scatter",
+                send,
+                enqueue,
+                (send, recv, sbuf, rbuf),
+                async_op,
+                reduce_op=op,
+                then=(writeback,),
+            )
 
     def gather(self, send, recv, root, async_op=True):
         """An allgather into ``root``'s ``recv`` (a scratch buffer elsewhere): simple, at
@@ -435,14 +499,18 @@ class NCCLCommunicator(Communicator):
             self._check_blocks("scatter", recv, send)
         plan = nccl_plan(self.nccl, recv.dtype, recv.size * self.world_size)
         with self._device:
-            full = self._contiguous(send, write=False)[0] if is_root else self.cp.empty(
-                recv.size * self.world_size, recv.dtype)
+            full = (
+                self._contiguous(send, write=False)[0]
+                if is_root
+                else self.cp.empty(recv.size * self.world_size, recv.dtype)
+            )
 
             def enqueue(stream_ptr):
                 ptr = full.data.ptr
                 self.nccl_comm.broadcast(ptr, ptr, plan.count, plan.datatype, root, stream_ptr)
                 with self.stream:
                     recv[...] = full.reshape(self.world_size, -1)[self.rank].reshape(recv.shape)
+
             return self._start("scatter", recv, enqueue, (send, recv, full), async_op, root)
 
     def barrier(self, async_op=True):
@@ -497,6 +565,7 @@ class OverlapTimeline:
 
         def seconds(event):
             return self.cp.cuda.get_elapsed_time(self.t0, event) / 1000.0
+
         first = seconds(self.ready[0])
         last = max(seconds(e) for e in self.done)
         end = seconds(self.end)

@@ -8,6 +8,7 @@ exception on any rank, in any thread, prints its traceback with every line prefi
 watchdog (``watchdog.py``) report every rank's state first; ``DISTGRAD_DEBUG=1`` checks every
 collective against the other ranks' before it runs (``contract.py``).
 """
+
 from __future__ import annotations
 
 import atexit
@@ -29,9 +30,23 @@ from .env import cross_check, launcher_claims
 from .nccl import gpu_communicator, select_local_gpu
 from .watchdog import Watchdog
 
-__all__ = ["init", "is_available", "is_initialized", "finalize", "rank", "world_size",
-           "get_rank", "get_world_size", "local_rank", "local_world_size", "barrier",
-           "get_communicator", "communicator_for", "set_timeout", "get_timeout"]
+__all__ = [
+    "init",
+    "is_available",
+    "is_initialized",
+    "finalize",
+    "rank",
+    "world_size",
+    "get_rank",
+    "get_world_size",
+    "local_rank",
+    "local_world_size",
+    "barrier",
+    "get_communicator",
+    "communicator_for",
+    "set_timeout",
+    "get_timeout",
+]
 
 TIMEOUT_ENV = "DISTGRAD_COLLECTIVE_TIMEOUT"
 
@@ -59,8 +74,9 @@ def _seconds(timeout) -> float:
         timeout = timeout.total_seconds()
     timeout = float(timeout)
     if not timeout > 0:
-        raise ValueError(f"the collective timeout must be a positive number of seconds, got "
-                         f"{timeout}")
+        raise ValueError(
+            f"the collective timeout must be a positive number of seconds, got {timeout}"
+        )
     return timeout
 
 
@@ -94,9 +110,11 @@ def init(timeout=None) -> Communicator:
         claimed = [c for c in launcher_claims() if c[1] == "world size" and c[3] > 1]
         if claimed:
             launcher, _, name, value = claimed[0]
-            raise RuntimeError(f"{launcher} started {value} processes ({name}={value}) but "
-                               f"mpi4py is not installed, so they cannot talk to each other: "
-                               f"pip install 'distgrad[mpi]'")
+            raise RuntimeError(
+                f"{launcher} started {value} processes ({name}={value}) but "
+                f"mpi4py is not installed, so they cannot talk to each other: "
+                f"pip install 'distgrad[mpi]'"
+            )
         _world = _World(LocalCommunicator(seconds), 0, 1)
     _install_failure_handlers(_world)
     return _world.comm
@@ -112,16 +130,24 @@ def _mpi_world(seconds: float) -> _World:
     local_rank, local_size = local.Get_rank(), local.Get_size()
     local.Free()
     library = MPI.Get_library_version().strip().splitlines()[0]
-    problems = cross_check(world.Get_rank(), world.Get_size(), local_rank, local_size,
-                           mpi_library=library)
+    problems = cross_check(
+        world.Get_rank(), world.Get_size(), local_rank, local_size, mpi_library=library
+    )
     for problem in problems:
-        warnings.warn(f"distgrad.distributed.init (rank {world.Get_rank()}): {problem}; "
-                      f"using MPI's values", RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            f"distgrad.distributed.init (rank {world.Get_rank()}): {problem}; using MPI's values",
+            RuntimeWarning,
+            stacklevel=3,
+        )
     # A private duplicate: users' own traffic on COMM_WORLD cannot interleave with ours.
     result = _World(MPICommunicator(world.Dup(), seconds), local_rank, local_size)
     if world.Get_size() > 1:  # (on COMM_WORLD: the job id takes none of our sequence numbers)
-        job = world.bcast(f"{time.strftime('%Y%m%d-%H%M%S')}-{socket.gethostname()}-"
-                          f"{os.getpid()}" if world.Get_rank() == 0 else None, root=0)
+        job = world.bcast(
+            f"{time.strftime('%Y%m%d-%H%M%S')}-{socket.gethostname()}-{os.getpid()}"
+            if world.Get_rank() == 0
+            else None,
+            root=0,
+        )
         result.watchdog = Watchdog(world.Get_rank(), world.Get_size(), job)
         _watch(result, result.comm)
     return result
@@ -136,8 +162,9 @@ def _watch(world: _World, comm: Communicator) -> None:
 
 def _require() -> _World:
     if _world is None:
-        raise RuntimeError("distgrad.distributed is not initialized: call "
-                           "distgrad.distributed.init() first")
+        raise RuntimeError(
+            "distgrad.distributed is not initialized: call distgrad.distributed.init() first"
+        )
     return _world
 
 
@@ -238,8 +265,10 @@ def _excepthook(exc_type, exc, tb):
     if world is None or world.comm.world_size == 1:
         (world.hooks[0] if world else sys.__excepthook__)(exc_type, exc, tb)
         return
-    _die(traceback.format_exception(exc_type, exc, tb),
-         130 if issubclass(exc_type, KeyboardInterrupt) else 1)
+    _die(
+        traceback.format_exception(exc_type, exc, tb),
+        130 if issubclass(exc_type, KeyboardInterrupt) else 1,
+    )
 
 
 def _thread_excepthook(args):
@@ -248,8 +277,11 @@ def _thread_excepthook(args):
         (world.hooks[1] if world else threading.__excepthook__)(args)
         return
     name = args.thread.name if args.thread is not None else "?"
-    _die([f"Exception in thread {name}:\n"]
-         + traceback.format_exception(args.exc_type, args.exc_value, args.exc_traceback), 1)
+    _die(
+        [f"Exception in thread {name}:\n"]
+        + traceback.format_exception(args.exc_type, args.exc_value, args.exc_traceback),
+        1,
+    )
 
 
 def _abort_if_broken():
@@ -257,8 +289,10 @@ def _abort_if_broken():
     would hang MPI_Finalize: abort instead."""
     world = _world
     if world is not None and world.comm.failure is not None and world.comm.world_size > 1:
-        sys.stderr.write(f"[rank {world.comm.rank}] exiting after {world.comm.failure}: "
-                         f"aborting all {world.comm.world_size} ranks\n")
+        sys.stderr.write(
+            f"[rank {world.comm.rank}] exiting after {world.comm.failure}: "
+            f"aborting all {world.comm.world_size} ranks\n"
+        )
         world.comm.abort(1)
 
 

@@ -6,6 +6,7 @@ at large means); backward all-reduces the two per-channel gradient sums that the
 needs. The gradients of weight and bias stay local: ``DataParallel`` averages them like any
 other parameter's. Outside training, or in a world of one, it is a plain ``BatchNorm``.
 """
+
 from __future__ import annotations
 
 from ..autograd import Function, no_grad
@@ -29,15 +30,18 @@ class _SyncBatchNormFunction(Function):
         n_local = x.size // c
         local_mean = x.mean(axis=axes, keepdims=True)
         xmu = x - local_mean
-        stats = xp.concatenate([local_mean.reshape(c), (xmu * xmu).sum(axis=axes),
-                                xp.full(1, n_local, x.dtype)])
+        stats = xp.concatenate(
+            [local_mean.reshape(c), (xmu * xmu).sum(axis=axes), xp.full(1, n_local, x.dtype)]
+        )
         every = xp.empty((comm.world_size, 2 * c + 1), x.dtype)
         comm.allgather(stats, every, async_op=False)
-        counts, means, m2 = every[:, -1:], every[:, :c], every[:, c:2 * c]
+        counts, means, m2 = every[:, -1:], every[:, :c], every[:, c : 2 * c]
         n = counts.sum()
         if n <= 1:
-            raise ValueError(f"SyncBatchNorm: expected more than 1 value per channel when "
-                             f"training, got {int(n)} over all ranks")
+            raise ValueError(
+                f"SyncBatchNorm: expected more than 1 value per channel when "
+                f"training, got {int(n)} over all ranks"
+            )
         mean = (counts * means).sum(axis=0) / n
         var = (m2.sum(axis=0) + (counts * (means - mean) ** 2).sum(axis=0)) / n
         if running_mean is not None:
@@ -70,8 +74,11 @@ class _SyncBatchNormFunction(Function):
             ctx.comm.allreduce(sums, ReduceOp.SUM, async_op=False)
             c = sum_g.size
             gxhat = grad if weight is None else grad * weight.reshape(pshape)
-            gx = (gxhat - (sums[:c] / ctx.count).reshape(pshape)
-                  - xhat * (sums[c:] / ctx.count).reshape(pshape)) * invstd
+            gx = (
+                gxhat
+                - (sums[:c] / ctx.count).reshape(pshape)
+                - xhat * (sums[c:] / ctx.count).reshape(pshape)
+            ) * invstd
         return gx, gw, gb, None, None, None, None, None
 
 
@@ -95,8 +102,9 @@ class SyncBatchNorm(_BatchNorm):
             if self.momentum is None:  # cumulative moving average
                 momentum = 1.0 / float(self.num_batches_tracked.item())
             running = (self.running_mean, self.running_var)
-        y = _SyncBatchNormFunction.apply(input, self.weight, self.bias, *running, momentum,
-                                         self.eps, comm)
+        y = _SyncBatchNormFunction.apply(
+            input, self.weight, self.bias, *running, momentum, self.eps, comm
+        )
         for t in running:
             if t is not None:
                 t._version.value += 1
@@ -109,8 +117,13 @@ class SyncBatchNorm(_BatchNorm):
         ``process_group`` is accepted for PyTorch compatibility: distgrad has one world."""
         out = module
         if isinstance(module, _BatchNorm) and not isinstance(module, cls):
-            out = cls(module.num_features, module.eps, module.momentum, module.affine,
-                      module.track_running_stats)
+            out = cls(
+                module.num_features,
+                module.eps,
+                module.momentum,
+                module.affine,
+                module.track_running_stats,
+            )
             for name in ("weight", "bias"):
                 if module._parameters.get(name) is not None:
                     setattr(out, name, module._parameters[name])

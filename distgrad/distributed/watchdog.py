@@ -19,6 +19,7 @@ temporary directory), ``<job>`` an id rank 0 makes at ``init()``. Ranks on other
 trigger only if ``DISTGRAD_WATCHDOG_DIR`` is on a shared file system; otherwise the report
 holds the ranks of the reporter's node and names the others as not answering.
 """
+
 from __future__ import annotations
 
 import json
@@ -40,11 +41,16 @@ _PACKAGE = os.path.dirname(os.path.abspath(__file__))
 
 
 def _info_dict(info, labels: dict) -> dict:
-    entry = {"seq": info.seq, "op": info.op, "count": info.count,
-             "dtype": None if info.dtype is None else str(info.dtype), "bytes": info.nbytes,
-             "root": info.root,
-             "reduce_op": None if info.reduce_op is None else info.reduce_op.name,
-             "describe": info.describe().rsplit(" on rank", 1)[0]}
+    entry = {
+        "seq": info.seq,
+        "op": info.op,
+        "count": info.count,
+        "dtype": None if info.dtype is None else str(info.dtype),
+        "bytes": info.nbytes,
+        "root": info.root,
+        "reduce_op": None if info.reduce_op is None else info.reduce_op.name,
+        "describe": info.describe().rsplit(" on rank", 1)[0],
+    }
     if info.seq in labels:
         entry["label"] = labels[info.seq]
     return entry
@@ -52,10 +58,15 @@ def _info_dict(info, labels: dict) -> dict:
 
 def _where(frame, limit: int = 4) -> list:
     """The innermost ``limit`` frames of a stack outside distgrad.distributed, as text."""
-    frames = [f for f in traceback.extract_stack(frame)
-              if not os.path.abspath(f.filename).startswith(_PACKAGE)]
-    return [f"{f.filename}:{f.lineno} in {f.name}" + (f": {f.line}" if f.line else "")
-            for f in frames[-limit:]]
+    frames = [
+        f
+        for f in traceback.extract_stack(frame)
+        if not os.path.abspath(f.filename).startswith(_PACKAGE)
+    ]
+    return [
+        f"{f.filename}:{f.lineno} in {f.name}" + (f": {f.line}" if f.line else "")
+        for f in frames[-limit:]
+    ]
 
 
 class Watchdog:
@@ -72,8 +83,7 @@ class Watchdog:
         self._sources = []
         self._answered = False
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, name="distgrad-watchdog",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._poll, name="distgrad-watchdog", daemon=True)
         self._thread.start()
 
     def watch(self, comm) -> None:
@@ -104,15 +114,28 @@ class Watchdog:
                 pending.append(comm.blocking())
             last = comm.last_done
             last = None if last is None else (last.info if hasattr(last, "info") else last())
-            comms.append({"kind": comm.kind, "issued": comm.seq,
-                          "last_completed": None if last is None else _info_dict(last, labels),
-                          "pending": [_info_dict(i, labels) for i in sorted(
-                              pending, key=lambda i: i.seq)],
-                          "failure": comm.failure})
+            comms.append(
+                {
+                    "kind": comm.kind,
+                    "issued": comm.seq,
+                    "last_completed": None if last is None else _info_dict(last, labels),
+                    "pending": [
+                        _info_dict(i, labels) for i in sorted(pending, key=lambda i: i.seq)
+                    ],
+                    "failure": comm.failure,
+                }
+            )
         frame = sys._current_frames().get(threading.main_thread().ident)
-        return {"rank": self.rank, "world_size": self.world_size, "host": socket.gethostname(),
-                "pid": os.getpid(), "time": time.time(), "communicators": comms,
-                "where": _where(frame) if frame is not None else [], "context": context}
+        return {
+            "rank": self.rank,
+            "world_size": self.world_size,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "time": time.time(),
+            "communicators": comms,
+            "where": _where(frame) if frame is not None else [],
+            "context": context,
+        }
 
     def _write(self, name: str, data: dict) -> str:
         os.makedirs(self.dir, exist_ok=True)
@@ -160,13 +183,22 @@ class Watchdog:
             except (OSError, ValueError):
                 ranks[str(r)] = None
         verdict = _verdict(comm.kind, info, ranks)
-        report = {"job": self.job, "reporter": self.rank, "deadline_s": comm.timeout,
-                  "waited_s": round(waited, 3),
-                  "timed_out": _info_dict(info, {}) | {"kind": comm.kind},
-                  "verdict": verdict, "ranks": ranks}
+        report = {
+            "job": self.job,
+            "reporter": self.rank,
+            "deadline_s": comm.timeout,
+            "waited_s": round(waited, 3),
+            "timed_out": _info_dict(info, {}) | {"kind": comm.kind},
+            "verdict": verdict,
+            "ranks": ranks,
+        }
         self._write("report.json", report)
-        sys.stderr.write("".join(f"[rank {self.rank}] {line}\n"
-                                 for line in _summary(info, comm.timeout, ranks, verdict, path)))
+        sys.stderr.write(
+            "".join(
+                f"[rank {self.rank}] {line}\n"
+                for line in _summary(info, comm.timeout, ranks, verdict, path)
+            )
+        )
         sys.stderr.flush()
         return path
 
@@ -181,27 +213,34 @@ def _wait_for(paths: list, seconds: float) -> None:
 def _comm_line(comm: dict) -> str:
     last = comm["last_completed"]
     text = f"{comm['kind']}: issued {comm['issued']}, last completed " + (
-        f"#{last['seq']} {last['op']}" if last else "none")
+        f"#{last['seq']} {last['op']}" if last else "none"
+    )
     if comm["pending"]:
         text += "; pending " + ", ".join(
-            p["describe"] + (f" [{p['label']}]" if "label" in p else "")
-            for p in comm["pending"])
+            p["describe"] + (f" [{p['label']}]" if "label" in p else "") for p in comm["pending"]
+        )
     else:
         text += "; nothing pending"
     return text
 
 
 def _summary(info, timeout, ranks, verdict, path) -> list:
-    lines = [f"distgrad watchdog: {info.describe()} missed its deadline ({timeout:g} s). "
-             f"Every rank's state, written to {path}:"]
+    lines = [
+        f"distgrad watchdog: {info.describe()} missed its deadline ({timeout:g} s). "
+        f"Every rank's state, written to {path}:"
+    ]
     for r, state in ranks.items():
         if state is None:
-            lines.append(f"  rank {r}: no answer within {GRACE_S:g} s (exited, killed, on "
-                         f"another node without a shared {WATCHDOG_DIR_ENV}, or blocked outside "
-                         f"Python)")
+            lines.append(
+                f"  rank {r}: no answer within {GRACE_S:g} s (exited, killed, on "
+                f"another node without a shared {WATCHDOG_DIR_ENV}, or blocked outside "
+                f"Python)"
+            )
             continue
-        lines.append(f"  rank {r} ({state['host']}, pid {state['pid']}): "
-                     + " | ".join(_comm_line(c) for c in state["communicators"]))
+        lines.append(
+            f"  rank {r} ({state['host']}, pid {state['pid']}): "
+            + " | ".join(_comm_line(c) for c in state["communicators"])
+        )
         if state["where"]:
             lines.append(f"    at {state['where'][-1]}")
     lines.append(f"  verdict: {verdict}")
@@ -215,16 +254,18 @@ def _verdict(kind: str, info, ranks: dict) -> str:
         if state is None:
             silent.append(r)
             continue
-        issued = max((c["issued"] for c in state["communicators"] if c["kind"] == kind),
-                     default=0)
+        issued = max((c["issued"] for c in state["communicators"] if c["kind"] == kind), default=0)
         if issued < info.seq:
-            behind.append(f"rank {r} has issued {issued} collectives and not reached "
-                          f"#{info.seq}")
+            behind.append(f"rank {r} has issued {issued} collectives and not reached #{info.seq}")
     if behind:
         return "; ".join(behind) + " (it is stuck or slow outside collectives)"
     if silent:
-        return (f"rank(s) {', '.join(silent)} did not answer: exited (its program ended, e.g. "
-                f"it had fewer batches, or it was killed) or blocked")
-    return (f"every rank has issued collective #{info.seq}: they issued different collectives "
-            f"or sizes, or one is stuck inside one; run with DISTGRAD_DEBUG=1 to check each "
-            f"collective")
+        return (
+            f"rank(s) {', '.join(silent)} did not answer: exited (its program ended, e.g. "
+            f"it had fewer batches, or it was killed) or blocked"
+        )
+    return (
+        f"every rank has issued collective #{info.seq}: they issued different collectives "
+        f"or sizes, or one is stuck inside one; run with DISTGRAD_DEBUG=1 to check each "
+        f"collective"
+    )

@@ -9,6 +9,7 @@ work per op. One replay is one autograd node, ``TracedGraphBackward``, so ``loss
 after a replay accumulates into the parameters' ``.grad`` through the ordinary engine (hooks,
 DataParallel and all).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -57,14 +58,27 @@ class Op:
     Functions receive tensors); ``out_meta`` the outputs' (shape, dtype), for zero gradients.
     """
 
-    __slots__ = ("fn", "on_arrays", "args", "outs", "needs", "grad_edges", "setup",
-                 "tensor_args", "out_meta", "single")
+    __slots__ = (
+        "fn",
+        "on_arrays",
+        "args",
+        "outs",
+        "needs",
+        "grad_edges",
+        "setup",
+        "tensor_args",
+        "out_meta",
+        "single",
+    )
 
     def __init__(self, fn, args, outs, needs, setup, tensor_args, out_meta, single, in_dtypes):
         self.fn, self.args, self.outs, self.needs = fn, tuple(args), tuple(outs), tuple(needs)
         self.on_arrays = fn.on_arrays
-        self.grad_edges = tuple((i, s, in_dtypes[i]) for i, s in enumerate(self.args)
-                                if i < len(self.needs) and self.needs[i])
+        self.grad_edges = tuple(
+            (i, s, in_dtypes[i])
+            for i, s in enumerate(self.args)
+            if i < len(self.needs) and self.needs[i]
+        )
         self.setup, self.tensor_args = tuple(setup), tuple(tensor_args)
         self.out_meta, self.single = tuple(out_meta), single
 
@@ -79,8 +93,18 @@ class Graph:
     of which ``diff_outputs`` carry gradients and ``plain_outputs`` do not; ``externals``: the
     tensors read live at each call (``external_names`` names them where known)."""
 
-    def __init__(self, ops, n_slots, n_inputs, externals, constants, outputs, diff_outputs,
-                 xp, external_names=None):
+    def __init__(
+        self,
+        ops,
+        n_slots,
+        n_inputs,
+        externals,
+        constants,
+        outputs,
+        diff_outputs,
+        xp,
+        external_names=None,
+    ):
         self.ops = list(ops)
         self.n_slots, self.n_inputs, self.xp = n_slots, n_inputs, xp
         self.externals = [t for _, t in externals]
@@ -93,8 +117,9 @@ class Graph:
         self._template = [None] * n_slots
         for slot, value in constants.items():
             self._template[slot] = value
-        self._backward_ops = [(i, op) for i, op in reversed(list(enumerate(self.ops)))
-                              if op.recorded]
+        self._backward_ops = [
+            (i, op) for i, op in reversed(list(enumerate(self.ops))) if op.recorded
+        ]
         self._pool = []
 
     @property
@@ -213,8 +238,9 @@ def _array_output(ctx, value):
 
 def _user_forward(op, ctx, vals):
     """A user Function (``on_arrays = False``) sees tensors, as in eager mode."""
-    args = [Tensor(vals[s]) if is_tensor else vals[s] for s, is_tensor in
-            zip(op.args, op.tensor_args)]
+    args = [
+        Tensor(vals[s]) if is_tensor else vals[s] for s, is_tensor in zip(op.args, op.tensor_args)
+    ]
     with grad_mode.no_grad():
         out = op.fn.forward(ctx, *args)
     if isinstance(out, tuple):
@@ -257,7 +283,8 @@ class TracedGraph(Function):
             raise RuntimeError(
                 "Trying to backward through a traced graph a second time: its saved values are "
                 "freed after the first backward. Specify retain_graph=True on the first "
-                "backward to go through it again.")
+                "backward to go through it again."
+            )
         return (None, None) + ctx.graph.run_backward(ctx.ctxs, grads)
 
 

@@ -8,6 +8,7 @@ captured once into a CUDA graph and each call copies the new inputs into static 
 launches the graph: no Python runs per step at all. The CUDA-graph path is untested in this
 repository's CI (no GPU): see ``_CudaGraphStep`` for its constraints.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -19,9 +20,16 @@ from .tracer import TraceError, _as_inputs, trace
 __all__ = ["trace_step", "TracedStep"]
 
 
-def trace_step(loss_fn, example_inputs, optimizer, *, zero_grad: bool = True,
-               check_trace: bool = True, cuda_graph: bool = False,
-               warmup: int = 3) -> "TracedStep":
+def trace_step(
+    loss_fn,
+    example_inputs,
+    optimizer,
+    *,
+    zero_grad: bool = True,
+    check_trace: bool = True,
+    cuda_graph: bool = False,
+    warmup: int = 3,
+) -> TracedStep:
     """Capture the training step ``optimizer.zero_grad(); loss = loss_fn(*inputs);
     loss.backward(); optimizer.step()`` for replay; returns ``step`` with ``step(*inputs)``
     running it and returning the (detached) loss.
@@ -32,15 +40,31 @@ def trace_step(loss_fn, example_inputs, optimizer, *, zero_grad: bool = True,
     optimizer, no dropout) replays the step as one CUDA graph; it first runs ``warmup`` real
     steps on ``example_inputs``, as CUDA graph capture requires (kernels compiled, optimizer
     state allocated)."""
-    return TracedStep(loss_fn, example_inputs, optimizer, zero_grad=zero_grad,
-                      check_trace=check_trace, cuda_graph=cuda_graph, warmup=warmup)
+    return TracedStep(
+        loss_fn,
+        example_inputs,
+        optimizer,
+        zero_grad=zero_grad,
+        check_trace=check_trace,
+        cuda_graph=cuda_graph,
+        warmup=warmup,
+    )
 
 
 class TracedStep:
     """A captured training step; call it with inputs of the traced shapes."""
 
-    def __init__(self, loss_fn, example_inputs, optimizer, *, zero_grad=True, check_trace=True,
-                 cuda_graph=False, warmup=3):
+    def __init__(
+        self,
+        loss_fn,
+        example_inputs,
+        optimizer,
+        *,
+        zero_grad=True,
+        check_trace=True,
+        cuda_graph=False,
+        warmup=3,
+    ):
         inputs = _as_inputs(example_inputs)
         self.forward = trace(loss_fn, inputs, check_trace=check_trace)
         self.optimizer, self.zero_grad = optimizer, zero_grad
@@ -89,12 +113,16 @@ class _CudaGraphStep:
         if any(isinstance(t._array, np.ndarray) for t in inputs):
             raise TraceError("trace_step(cuda_graph=True) needs CUDA tensors as inputs")
         if step.forward.graph.has_random:
-            raise TraceError("trace_step(cuda_graph=True) cannot replay dropout: its masks are "
-                             "drawn on the host; use cuda_graph=False or eval mode")
+            raise TraceError(
+                "trace_step(cuda_graph=True) cannot replay dropout: its masks are "
+                "drawn on the host; use cuda_graph=False or eval mode"
+            )
         if type(step.optimizer) is not SGD:
-            raise TraceError(f"trace_step(cuda_graph=True) supports SGD only; "
-                             f"{type(step.optimizer).__name__} computes part of its update on "
-                             f"the host, which a CUDA graph would freeze")
+            raise TraceError(
+                f"trace_step(cuda_graph=True) supports SGD only; "
+                f"{type(step.optimizer).__name__} computes part of its update on "
+                f"the host, which a CUDA graph would freeze"
+            )
         self.cp, self.step = cp, step
         self.static = [Tensor(t._array.copy(), requires_grad=t._requires_grad) for t in inputs]
         self.stream = cp.cuda.Stream(non_blocking=True)

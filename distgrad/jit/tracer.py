@@ -29,6 +29,7 @@ What a trace captures, and what it freezes:
   every op's backward on arrays; ``out.backward()`` fills ``.grad`` as eager does, with the
   same values. The node is differentiable once (no ``create_graph`` through it).
 """
+
 from __future__ import annotations
 
 import warnings
@@ -64,17 +65,17 @@ class _Recorder:
     """The interceptor that records one eager run into ops over numbered slots."""
 
     def __init__(self, inputs):
-        self.ops = []           # [Op]
+        self.ops = []  # [Op]
         self.n_slots = 0
-        self.constants = {}     # slot -> value
-        self.first_use = {}     # constant or external slot -> the first Op using it
-        self.externals = {}     # slot -> tensor
+        self.constants = {}  # slot -> value
+        self.first_use = {}  # constant or external slot -> the first Op using it
+        self.externals = {}  # slot -> tensor
         self.error = None
-        self._by_edge = {}      # (id(grad_fn), output_nr) -> slot
-        self._by_tensor = {}    # id(tensor) -> (slot, version)
-        self._by_array = {}     # id(array) -> slot
-        self._random = {}       # id(mask array) -> RandomArray
-        self._keep = []         # keeps recorded objects alive so their ids stay unique
+        self._by_edge = {}  # (id(grad_fn), output_nr) -> slot
+        self._by_tensor = {}  # id(tensor) -> (slot, version)
+        self._by_array = {}  # id(array) -> slot
+        self._random = {}  # id(mask array) -> RandomArray
+        self._keep = []  # keeps recorded objects alive so their ids stay unique
         self._frames = []
         for t in inputs:
             self._register(t, self._new_slot())
@@ -82,20 +83,24 @@ class _Recorder:
     # ---- interceptor protocol ------------------------------------------------------------
     def before(self, cls, args):
         if _interceptors[-1] is not self:
-            raise TraceError(f"an interceptor ({type(_interceptors[-1]).__name__}, e.g. "
-                             f"autocast) was activated inside the traced function, before "
-                             f"{cls.__name__}; activate it around the trace instead (with "
-                             f"autocast(): traced = jit.trace(fn, inputs)): casts are then "
-                             f"recorded and replayed")
+            raise TraceError(
+                f"an interceptor ({type(_interceptors[-1]).__name__}, e.g. "
+                f"autocast) was activated inside the traced function, before "
+                f"{cls.__name__}; activate it around the trace instead (with "
+                f"autocast(): traced = jit.trace(fn, inputs)): casts are then "
+                f"recorded and replayed"
+            )
         self._frames.append(len(self.ops))
         return args
 
     def after(self, cls, args, outputs):
         start = self._frames.pop()
         if is_backward_running():
-            self.error = (f"{cls.__name__} ran inside a backward pass during tracing; "
-                          f"backward()/autograd.grad() inside a traced function cannot be "
-                          f"replayed: trace the forward and call backward on its result")
+            self.error = (
+                f"{cls.__name__} ran inside a backward pass during tracing; "
+                f"backward()/autograd.grad() inside a traced function cannot be "
+                f"replayed: trace the forward and call backward on its result"
+            )
             return
         single = not isinstance(outputs, tuple)
         outs = (outputs,) if single else outputs
@@ -103,13 +108,21 @@ class _Recorder:
         arg_slots = [self._slot_of_arg(a, setup) for a in args]
         self._drop_since(start)  # ops that a user Function's forward ran: part of this op
         record = grad_mode.is_grad_enabled() and any(
-            isinstance(a, Tensor) and a._requires_grad for a in args)
+            isinstance(a, Tensor) and a._requires_grad for a in args
+        )
         needs = tuple(isinstance(a, Tensor) and a._requires_grad and record for a in args)
         out_slots = [None if o is None else self._register(o, self._new_slot()) for o in outs]
-        op = Op(cls, arg_slots, out_slots, needs if record or not cls.on_arrays else (), setup,
-                () if cls.on_arrays else [isinstance(a, Tensor) for a in args],
-                [None if o is None else (o._array.shape, o._array.dtype) for o in outs],
-                single, [a._array.dtype if isinstance(a, Tensor) else None for a in args])
+        op = Op(
+            cls,
+            arg_slots,
+            out_slots,
+            needs if record or not cls.on_arrays else (),
+            setup,
+            () if cls.on_arrays else [isinstance(a, Tensor) for a in args],
+            [None if o is None else (o._array.shape, o._array.dtype) for o in outs],
+            single,
+            [a._array.dtype if isinstance(a, Tensor) else None for a in args],
+        )
         for slot in arg_slots:
             if slot in self.constants or slot in self.externals:
                 self.first_use.setdefault(slot, op)
@@ -142,7 +155,8 @@ class _Recorder:
                     f"a tensor of shape {list(t.shape)} ({t.dtype}) was modified in place "
                     f"outside autograd inside the traced function (no gradient recorded the "
                     f"change, so a replay could not repeat it). Use the out-of-place form "
-                    f"(y = x.add(1) rather than x.add_(1)).")
+                    f"(y = x.add(1) rather than x.add_(1))."
+                )
             return slot
         slot = self._by_array.get(id(t._array))  # detach() / .data of a traced value
         if slot is not None:
@@ -216,8 +230,10 @@ def _flatten(out, leaves):
         return type(out), [_flatten(o, leaves) for o in out]
     if isinstance(out, dict):
         return dict, {k: _flatten(v, leaves) for k, v in out.items()}
-    raise TraceError(f"a traced function must return tensors (or tuples, lists, dicts of "
-                     f"them); got {type(out).__name__}")
+    raise TraceError(
+        f"a traced function must return tensors (or tuples, lists, dicts of "
+        f"them); got {type(out).__name__}"
+    )
 
 
 def _unflatten(spec, leaves):
@@ -250,8 +266,13 @@ def _same(a, b) -> bool:
     if a is b:
         return True
     if _is_array(a) or _is_array(b):
-        return (_is_array(a) and _is_array(b) and a.shape == b.shape and a.dtype == b.dtype
-                and bool(array_module_for(a).array_equal(a, b)))
+        return (
+            _is_array(a)
+            and _is_array(b)
+            and a.shape == b.shape
+            and a.dtype == b.dtype
+            and bool(array_module_for(a).array_equal(a, b))
+        )
     if isinstance(a, (tuple, list)):
         return type(a) is type(b) and len(a) == len(b) and all(map(_same, a, b))
     try:
@@ -267,8 +288,9 @@ def _view_of_input(c1, c2, inputs1, inputs2):
         return None
     for k, (x1, x2) in enumerate(zip(inputs1, inputs2)):
         if x1._array.size == c1.size and all(
-                _same(x._array.reshape(c.shape).astype(c.dtype, copy=False), c)
-                for x, c in ((x1, c1), (x2, c2))):
+            _same(x._array.reshape(c.shape).astype(c.dtype, copy=False), c)
+            for x, c in ((x1, c1), (x2, c2))
+        ):
             return k
     return None
 
@@ -279,28 +301,46 @@ def _check(fn, rec, inputs, out_slots):
     rng = np.random.default_rng(0)
     probe_inputs = [_permuted(t, rng) for t in inputs]
     state = _random.get_rng_state()
-    saved = [(a, a.copy()) for v in rec.constants.values() for a in _arrays_in(v)
-             if getattr(a.flags, "writeable", True)]
+    saved = [
+        (a, a.copy())
+        for v in rec.constants.values()
+        for a in _arrays_in(v)
+        if getattr(a.flags, "writeable", True)
+    ]
     try:
         probe, _, probe_out, _ = _run_recorded(fn, probe_inputs)
     except Exception as exc:  # the check is best effort: report, keep the trace
-        warnings.warn(f"check_trace: the traced function failed on permuted inputs ({exc!r}); "
-                      f"the trace was not checked for input-dependent values",
-                      TracerWarning, stacklevel=3)
+        warnings.warn(
+            f"check_trace: the traced function failed on permuted inputs ({exc!r}); "
+            f"the trace was not checked for input-dependent values",
+            TracerWarning,
+            stacklevel=3,
+        )
         return
     finally:
         for array, copy in saved:
             array[...] = copy
         _random.set_rng_state(state)
-    same_path = len(probe.ops) == len(rec.ops) and all(
-        a.fn is b.fn and a.args == b.args and a.outs == b.outs and
-        [s for s, _ in a.setup] == [s for s, _ in b.setup]
-        for a, b in zip(rec.ops, probe.ops)) and set(rec.constants) == set(probe.constants) \
-        and list(rec.externals) == list(probe.externals) and out_slots == probe_out
+    same_path = (
+        len(probe.ops) == len(rec.ops)
+        and all(
+            a.fn is b.fn
+            and a.args == b.args
+            and a.outs == b.outs
+            and [s for s, _ in a.setup] == [s for s, _ in b.setup]
+            for a, b in zip(rec.ops, probe.ops)
+        )
+        and set(rec.constants) == set(probe.constants)
+        and list(rec.externals) == list(probe.externals)
+        and out_slots == probe_out
+    )
     if not same_path:
-        warnings.warn("the traced function ran other ops for other input values (control flow "
-                      "that depends on the data): the trace replays the example inputs' path",
-                      TracerWarning, stacklevel=3)
+        warnings.warn(
+            "the traced function ran other ops for other input values (control flow "
+            "that depends on the data): the trace replays the example inputs' path",
+            TracerWarning,
+            stacklevel=3,
+        )
         return
     for slot in list(rec.constants) + list(rec.externals):
         if slot in rec.constants:
@@ -314,12 +354,16 @@ def _check(fn, rec, inputs, out_slots):
             continue
         k = None if op is None else _view_of_input(v1, v2, inputs, probe_inputs)
         if k is None:
-            where = "an output" if op is None else \
-                f"argument {op.args.index(slot)} of {op.fn.__name__}"
-            warnings.warn(f"{where} depends on the input values outside autograd (an op with "
-                          f"no gradient such as a comparison or argmax, raw array code, or a "
-                          f"branch on the data); the trace keeps its traced value",
-                          TracerWarning, stacklevel=3)
+            where = (
+                "an output" if op is None else f"argument {op.args.index(slot)} of {op.fn.__name__}"
+            )
+            warnings.warn(
+                f"{where} depends on the input values outside autograd (an op with "
+                f"no gradient such as a comparison or argmax, raw array code, or a "
+                f"branch on the data); the trace keeps its traced value",
+                TracerWarning,
+                stacklevel=3,
+            )
             continue
         rec.constants.pop(slot, None)
         rec.externals.pop(slot, None)
@@ -331,9 +375,11 @@ def _as_inputs(example_inputs) -> tuple:
     inputs = (example_inputs,) if isinstance(example_inputs, Tensor) else tuple(example_inputs)
     for i, t in enumerate(inputs):
         if not isinstance(t, Tensor):
-            raise TypeError(f"trace: example_inputs[{i}] must be a Tensor, got "
-                            f"{type(t).__name__} (pass other values through a closure: they "
-                            f"are constants of the trace)")
+            raise TypeError(
+                f"trace: example_inputs[{i}] must be a Tensor, got "
+                f"{type(t).__name__} (pass other values through a closure: they "
+                f"are constants of the trace)"
+            )
     return inputs
 
 
@@ -344,11 +390,10 @@ def _spec(t: Tensor) -> tuple:
 def _describe(spec) -> str:
     shape, dtype, kind, requires_grad = spec
     device = "cpu" if kind is np.ndarray else "cuda"
-    return (f"shape {list(shape)}, dtype {dtype}, device {device}, "
-            f"requires_grad={requires_grad}")
+    return f"shape {list(shape)}, dtype {dtype}, device {device}, requires_grad={requires_grad}"
 
 
-def trace(fn, example_inputs, *, check_trace: bool = True) -> "TracedFunction":
+def trace(fn, example_inputs, *, check_trace: bool = True) -> TracedFunction:
     """Record the ops of ``fn(*example_inputs)`` (a function or a Module) into a static graph
     and return a callable that replays it on new inputs of the same shapes and dtypes.
 
@@ -366,21 +411,37 @@ def trace(fn, example_inputs, *, check_trace: bool = True) -> "TracedFunction":
     xp = array_module_for(tensors[0]._array) if tensors else np
     names = {}
     if module is not None:
-        by_id = {id(t): n for n, t in list(module.named_parameters()) +
-                 list(module.named_buffers())}
+        by_id = {
+            id(t): n for n, t in list(module.named_parameters()) + list(module.named_buffers())
+        }
         names = {s: by_id[id(t)] for s, t in rec.externals.items() if id(t) in by_id}
-    graph = Graph(rec.ops, rec.n_slots, len(inputs), list(rec.externals.items()), rec.constants,
-                  out_slots, diff, xp, names)
-    return TracedFunction(fn, graph, [_spec(t) for t in inputs], structure,
-                          [t._requires_grad for t in leaves], module, grad_enabled)
+    graph = Graph(
+        rec.ops,
+        rec.n_slots,
+        len(inputs),
+        list(rec.externals.items()),
+        rec.constants,
+        out_slots,
+        diff,
+        xp,
+        names,
+    )
+    return TracedFunction(
+        fn,
+        graph,
+        [_spec(t) for t in inputs],
+        structure,
+        [t._requires_grad for t in leaves],
+        module,
+        grad_enabled,
+    )
 
 
 class TracedFunction:
     """A traced function or module: call it like the original. ``graph`` is the recorded
     ``Graph`` (``print(traced.graph)`` lists its ops)."""
 
-    def __init__(self, fn, graph: Graph, in_spec, structure, differentiable, module,
-                 grad_enabled):
+    def __init__(self, fn, graph: Graph, in_spec, structure, differentiable, module, grad_enabled):
         self.fn, self.graph = fn, graph
         self._in_spec, self._structure = in_spec, structure
         self._differentiable = differentiable
@@ -391,38 +452,51 @@ class TracedFunction:
     def check_inputs(self, inputs) -> None:
         """Raise ``TraceError`` unless ``inputs`` match what was traced."""
         if len(inputs) != len(self._in_spec):
-            raise TraceError(f"traced with {len(self._in_spec)} inputs, called with "
-                             f"{len(inputs)}")
+            raise TraceError(f"traced with {len(self._in_spec)} inputs, called with {len(inputs)}")
         for i, (t, spec) in enumerate(zip(inputs, self._in_spec)):
             if not isinstance(t, Tensor):
-                raise TypeError(f"traced function: input {i} must be a Tensor, got "
-                                f"{type(t).__name__}")
+                raise TypeError(
+                    f"traced function: input {i} must be a Tensor, got {type(t).__name__}"
+                )
             if _spec(t) != spec:
-                raise TraceError(f"input {i} has {_describe(_spec(t))}, but the trace was "
-                                 f"recorded for {_describe(spec)}; trace again for these "
-                                 f"inputs (a trace replays fixed shapes and dtypes)")
+                raise TraceError(
+                    f"input {i} has {_describe(_spec(t))}, but the trace was "
+                    f"recorded for {_describe(spec)}; trace again for these "
+                    f"inputs (a trace replays fixed shapes and dtypes)"
+                )
         for t, spec in zip(self.graph.externals, self._ext_spec):
             if _spec(t) != spec:
-                raise TraceError(f"a tensor the traced function reads (a parameter or buffer) "
-                                 f"now has {_describe(_spec(t))}, traced with "
-                                 f"{_describe(spec)}; trace again")
+                raise TraceError(
+                    f"a tensor the traced function reads (a parameter or buffer) "
+                    f"now has {_describe(_spec(t))}, traced with "
+                    f"{_describe(spec)}; trace again"
+                )
         for m, training in self._modes:
             if m.training != training:
-                raise TraceError(f"{type(m).__name__} was traced in "
-                                 f"{'training' if training else 'eval'} mode and is now in "
-                                 f"the other one (dropout and batch norm differ); trace again")
+                raise TraceError(
+                    f"{type(m).__name__} was traced in "
+                    f"{'training' if training else 'eval'} mode and is now in "
+                    f"the other one (dropout and batch norm differ); trace again"
+                )
 
     def __call__(self, *inputs):
         self.check_inputs(inputs)
         args = inputs + tuple(self.graph.externals)
-        if not self._traced_grad and grad_mode.is_grad_enabled() and \
-                any(t._requires_grad for t in args):
-            raise TraceError("this function was traced under no_grad, so its replays have no "
-                             "backward; trace it again with gradients enabled to differentiate "
-                             "them")
+        if (
+            not self._traced_grad
+            and grad_mode.is_grad_enabled()
+            and any(t._requires_grad for t in args)
+        ):
+            raise TraceError(
+                "this function was traced under no_grad, so its replays have no "
+                "backward; trace it again with gradients enabled to differentiate "
+                "them"
+            )
         if any(isinstance(i, _Recorder) for i in _interceptors):
-            raise TraceError("a traced function was called inside jit.trace; trace the outer "
-                             "function with the original one instead")
+            raise TraceError(
+                "a traced function was called inside jit.trace; trace the outer "
+                "function with the original one instead"
+            )
         plain = []
         # not through interceptors: what autocast did at trace time is in the graph already
         diff = TracedGraph._apply((self.graph, plain, *args))
@@ -431,5 +505,7 @@ class TracedFunction:
         return _unflatten(self._structure, leaves)
 
     def __repr__(self):
-        return f"TracedFunction({getattr(self.fn, '__name__', type(self.fn).__name__)}, " \
-               f"{len(self.graph)} ops)"
+        return (
+            f"TracedFunction({getattr(self.fn, '__name__', type(self.fn).__name__)}, "
+            f"{len(self.graph)} ops)"
+        )

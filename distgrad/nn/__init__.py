@@ -1,4 +1,5 @@
 """``distgrad.nn``: modules, layers, losses, ``functional``, ``init`` and ``utils``."""
+
 from . import functional, init, utils
 from .container import ModuleDict, ModuleList, ParameterList, Sequential
 from .module import Module
@@ -6,8 +7,16 @@ from .modules.activation import *  # noqa: F401,F403
 from .modules.conv import Conv1d, Conv2d, ConvTranspose2d
 from .modules.dropout import Dropout, Embedding
 from .modules.linear import Flatten, Identity, Linear, Unflatten
-from .modules.loss import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, L1Loss,
-                           MSELoss, NLLLoss, SmoothL1Loss)
+from .modules.loss import (
+    BCELoss,
+    BCEWithLogitsLoss,
+    CrossEntropyLoss,
+    HuberLoss,
+    L1Loss,
+    MSELoss,
+    NLLLoss,
+    SmoothL1Loss,
+)
 from .modules.normalization import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm
 from .modules.pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 from .modules.transformer import MultiheadAttention, TransformerEncoder, TransformerEncoderLayer

@@ -1,6 +1,7 @@
 """``distgrad.nn.functional``: the functional API of ``torch.nn.functional`` -- activations,
 softmax and friends, losses, convolution, pooling, normalisation, dropout, embedding,
 attention and tensor utilities (``pad``, ``one_hot``, ``normalize``...)."""
+
 from __future__ import annotations
 
 import math
@@ -22,8 +23,11 @@ from ..ops.shape import pad  # noqa: F401
 
 # ---- softmax family -----------------------------------------------------------------------
 def _softmax_dim(name, ndim):
-    warnings.warn(f"Implicit dimension choice for {name} has been deprecated. Change the call "
-                  f"to include dim=X as an argument.", stacklevel=3)
+    warnings.warn(
+        f"Implicit dimension choice for {name} has been deprecated. Change the call "
+        f"to include dim=X as an argument.",
+        stacklevel=3,
+    )
     return 0 if ndim in (0, 1, 3) else 1
 
 
@@ -66,20 +70,22 @@ def one_hot(tensor, num_classes=-1):
     ``max(tensor) + 1``. Not differentiable."""
     if not isinstance(tensor, Tensor) or tensor._array.dtype.kind not in "iu":
         what = tensor.dtype if isinstance(tensor, Tensor) else type(tensor).__name__
-        raise RuntimeError(f"one_hot is only applicable to index tensor (an integer tensor), "
-                           f"got {what}")
+        raise RuntimeError(
+            f"one_hot is only applicable to index tensor (an integer tensor), got {what}"
+        )
     idx = tensor._array
     xp = tensor.device.xp
     if idx.size and int(idx.min()) < 0:
         raise RuntimeError("one_hot: Class values must be non-negative.")
     if num_classes == -1:
         if not idx.size:
-            raise RuntimeError("one_hot: Can not infer total number of classes from empty "
-                               "tensor.")
+            raise RuntimeError("one_hot: Can not infer total number of classes from empty tensor.")
         num_classes = int(idx.max()) + 1
     elif idx.size and int(idx.max()) >= num_classes:
-        raise RuntimeError(f"one_hot: Class values must be smaller than num_classes "
-                           f"({num_classes}), got {int(idx.max())}.")
+        raise RuntimeError(
+            f"one_hot: Class values must be smaller than num_classes "
+            f"({num_classes}), got {int(idx.max())}."
+        )
     return Tensor((idx[..., None] == xp.arange(num_classes)).astype(xp.int64))
 
 
@@ -90,7 +96,7 @@ def normalize(input, p=2.0, dim=1, eps=1e-12):
     elif p == math.inf:
         norm = input.abs().amax(dim, keepdim=True).clamp(min=eps)
     else:
-        norm = (input.abs() ** p).sum(dim, keepdim=True).clamp(min=eps ** p) ** (1.0 / p)
+        norm = (input.abs() ** p).sum(dim, keepdim=True).clamp(min=eps**p) ** (1.0 / p)
     return input / norm
 
 
@@ -105,19 +111,21 @@ def pairwise_distance(x1, x2, p=2.0, eps=1e-6, keepdim=False):
     d = (x1 - x2 + eps).abs()
     if p == math.inf:
         return d.amax(-1, keepdim=keepdim)
-    return (d ** p).sum(-1, keepdim=keepdim) ** (1.0 / p)
+    return (d**p).sum(-1, keepdim=keepdim) ** (1.0 / p)
 
 
 # ---- attention ----------------------------------------------------------------------------
-def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0,
-                                 is_causal=False, scale=None):
+def scaled_dot_product_attention(
+    query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None
+):
     """``softmax(query @ key^T * scale + mask) @ value`` over the last two dims (batch dims
     broadcast). ``attn_mask`` is boolean (True = attend) or added to the scores;
     ``is_causal`` masks out keys after each query; ``scale`` defaults to
     ``1 / sqrt(query.size(-1))``. Composed of differentiable ops."""
     if is_causal and attn_mask is not None:
-        raise RuntimeError("scaled_dot_product_attention: explicit attn_mask should not be set "
-                           "when is_causal=True")
+        raise RuntimeError(
+            "scaled_dot_product_attention: explicit attn_mask should not be set when is_causal=True"
+        )
     if scale is None:
         scale = 1.0 / math.sqrt(query.shape[-1])
     scores = (query @ key.transpose(-2, -1)) * scale

@@ -1,4 +1,5 @@
 """``nn.init``: in-place initialisers with PyTorch's formulas and gains."""
+
 from __future__ import annotations
 
 import math
@@ -6,15 +7,35 @@ import warnings
 
 from ..autograd import Tensor, no_grad
 
-__all__ = ["calculate_gain", "uniform_", "normal_", "constant_", "zeros_", "ones_", "eye_",
-           "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_",
-           "trunc_normal_", "orthogonal_"]
+__all__ = [
+    "calculate_gain",
+    "uniform_",
+    "normal_",
+    "constant_",
+    "zeros_",
+    "ones_",
+    "eye_",
+    "xavier_uniform_",
+    "xavier_normal_",
+    "kaiming_uniform_",
+    "kaiming_normal_",
+    "trunc_normal_",
+    "orthogonal_",
+]
 
 
 def calculate_gain(nonlinearity: str, param=None) -> float:
     """The recommended gain for a nonlinearity (PyTorch's table)."""
-    linear = ("linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
-              "conv_transpose3d", "sigmoid")
+    linear = (
+        "linear",
+        "conv1d",
+        "conv2d",
+        "conv3d",
+        "conv_transpose1d",
+        "conv_transpose2d",
+        "conv_transpose3d",
+        "sigmoid",
+    )
     if nonlinearity in linear:
         return 1.0
     if nonlinearity == "tanh":
@@ -23,7 +44,7 @@ def calculate_gain(nonlinearity: str, param=None) -> float:
         return math.sqrt(2.0)
     if nonlinearity == "leaky_relu":
         slope = 0.01 if param is None else float(param)
-        return math.sqrt(2.0 / (1 + slope ** 2))
+        return math.sqrt(2.0 / (1 + slope**2))
     if nonlinearity == "selu":
         return 3.0 / 4
     raise ValueError(f"Unsupported nonlinearity {nonlinearity}")
@@ -31,8 +52,10 @@ def calculate_gain(nonlinearity: str, param=None) -> float:
 
 def _fans(tensor):
     if tensor.ndim < 2:
-        raise ValueError(f"Fan in and fan out can not be computed for tensor with fewer than 2 "
-                         f"dimensions (got shape {list(tensor.shape)})")
+        raise ValueError(
+            f"Fan in and fan out can not be computed for tensor with fewer than 2 "
+            f"dimensions (got shape {list(tensor.shape)})"
+        )
     receptive = 1
     for s in tensor.shape[2:]:
         receptive *= s
@@ -89,8 +112,9 @@ def eye_(tensor):
     import numpy as np
 
     if tensor.ndim != 2:
-        raise ValueError(f"Only tensors with 2 dimensions are supported, got shape "
-                         f"{list(tensor.shape)}")
+        raise ValueError(
+            f"Only tensors with 2 dimensions are supported, got shape {list(tensor.shape)}"
+        )
     with no_grad():
         return tensor.copy_(Tensor(np.eye(*tensor.shape)))
 
@@ -114,16 +138,18 @@ def _zero_elements(tensor) -> bool:
     return False
 
 
-def kaiming_uniform_(tensor, a: float = 0, mode: str = "fan_in", nonlinearity="leaky_relu",
-                     generator=None):
+def kaiming_uniform_(
+    tensor, a: float = 0, mode: str = "fan_in", nonlinearity="leaky_relu", generator=None
+):
     if _zero_elements(tensor):
         return tensor
     bound = calculate_gain(nonlinearity, a) * math.sqrt(3.0 / _fan(tensor, mode))
     return uniform_(tensor, -bound, bound, generator)
 
 
-def kaiming_normal_(tensor, a: float = 0, mode: str = "fan_in", nonlinearity="leaky_relu",
-                    generator=None):
+def kaiming_normal_(
+    tensor, a: float = 0, mode: str = "fan_in", nonlinearity="leaky_relu", generator=None
+):
     if _zero_elements(tensor):
         return tensor
     std = calculate_gain(nonlinearity, a) / math.sqrt(_fan(tensor, mode))

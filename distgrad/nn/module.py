@@ -1,4 +1,5 @@
 """``nn.Module``: the base class of layers and models, with PyTorch's API."""
+
 from __future__ import annotations
 
 from collections import OrderedDict, namedtuple
@@ -20,15 +21,21 @@ class Module:
     _version: int = 1
 
     def __init__(self):
-        for name, value in (("training", True), ("_parameters", OrderedDict()),
-                            ("_buffers", OrderedDict()), ("_non_persistent_buffers", set()),
-                            ("_modules", OrderedDict()), ("_forward_pre_hooks", OrderedDict()),
-                            ("_forward_hooks", OrderedDict())):
+        for name, value in (
+            ("training", True),
+            ("_parameters", OrderedDict()),
+            ("_buffers", OrderedDict()),
+            ("_non_persistent_buffers", set()),
+            ("_modules", OrderedDict()),
+            ("_forward_pre_hooks", OrderedDict()),
+            ("_forward_hooks", OrderedDict()),
+        ):
             object.__setattr__(self, name, value)
 
     def forward(self, *args, **kwargs):
-        raise NotImplementedError(f"Module [{type(self).__name__}] is missing the required "
-                                  f"\"forward\" function")
+        raise NotImplementedError(
+            f'Module [{type(self).__name__}] is missing the required "forward" function'
+        )
 
     def __call__(self, *args, **kwargs):
         for hook in list(self._forward_pre_hooks.values()):
@@ -45,30 +52,38 @@ class Module:
     # ---- registration --------------------------------------------------------------------
     def __setattr__(self, name, value):
         if "_parameters" not in self.__dict__ and isinstance(value, (Parameter, Module)):
-            raise AttributeError(f"cannot assign {type(value).__name__} '{name}' before "
-                                 f"Module.__init__() call")
-        params, buffers, modules = (self.__dict__.get(k) for k in
-                                    ("_parameters", "_buffers", "_modules"))
+            raise AttributeError(
+                f"cannot assign {type(value).__name__} '{name}' before Module.__init__() call"
+            )
+        params, buffers, modules = (
+            self.__dict__.get(k) for k in ("_parameters", "_buffers", "_modules")
+        )
         if isinstance(value, Parameter):
             self._remove_name(name)
             self.register_parameter(name, value)
         elif params is not None and name in params:
             if value is not None:
-                raise TypeError(f"cannot assign '{type(value).__name__}' as parameter "
-                                f"'{name}' (nn.Parameter or None expected)")
+                raise TypeError(
+                    f"cannot assign '{type(value).__name__}' as parameter "
+                    f"'{name}' (nn.Parameter or None expected)"
+                )
             params[name] = None
         elif isinstance(value, Module):
             self._remove_name(name)
             modules[name] = value
         elif modules is not None and name in modules:
             if value is not None:
-                raise TypeError(f"cannot assign '{type(value).__name__}' as child module "
-                                f"'{name}' (nn.Module or None expected)")
+                raise TypeError(
+                    f"cannot assign '{type(value).__name__}' as child module "
+                    f"'{name}' (nn.Module or None expected)"
+                )
             modules[name] = None
         elif buffers is not None and name in buffers:
             if value is not None and not isinstance(value, Tensor):
-                raise TypeError(f"cannot assign '{type(value).__name__}' as buffer '{name}' "
-                                f"(Tensor or None expected)")
+                raise TypeError(
+                    f"cannot assign '{type(value).__name__}' as buffer '{name}' "
+                    f"(Tensor or None expected)"
+                )
             buffers[name] = value
         else:
             object.__setattr__(self, name, value)
@@ -96,16 +111,21 @@ class Module:
         object.__delattr__(self, name)
 
     def __dir__(self):
-        return sorted(set(super().__dir__()) | set(self._parameters) | set(self._buffers)
-                      | set(self._modules))
+        return sorted(
+            set(super().__dir__()) | set(self._parameters) | set(self._buffers) | set(self._modules)
+        )
 
     def _check_name(self, kind, name):
         if not isinstance(name, str):
             raise TypeError(f"{kind} name should be a string, got {type(name).__name__}")
         if "." in name or name == "":
             raise KeyError(f"{kind} name can't contain \".\" or be empty, got '{name}'")
-        if hasattr(self, name) and name not in self._parameters and name not in \
-                self._buffers and name not in self._modules:
+        if (
+            hasattr(self, name)
+            and name not in self._parameters
+            and name not in self._buffers
+            and name not in self._modules
+        ):
             raise KeyError(f"attribute '{name}' already exists")
 
     def register_parameter(self, name: str, param: Parameter | None) -> None:
@@ -113,11 +133,15 @@ class Module:
             raise AttributeError("cannot assign parameter before Module.__init__() call")
         self._check_name("parameter", name)
         if param is not None and not isinstance(param, Parameter):
-            raise TypeError(f"cannot assign '{type(param).__name__}' object to parameter "
-                            f"'{name}' (nn.Parameter or None required)")
+            raise TypeError(
+                f"cannot assign '{type(param).__name__}' object to parameter "
+                f"'{name}' (nn.Parameter or None required)"
+            )
         if param is not None and param.grad_fn is not None:
-            raise ValueError(f"Cannot assign non-leaf Tensor to parameter '{name}'. Model "
-                             f"parameters must be created explicitly.")
+            raise ValueError(
+                f"Cannot assign non-leaf Tensor to parameter '{name}'. Model "
+                f"parameters must be created explicitly."
+            )
         self._parameters[name] = param
 
     def register_buffer(self, name: str, tensor: Tensor | None, persistent: bool = True) -> None:
@@ -127,14 +151,16 @@ class Module:
             raise AttributeError("cannot assign buffer before Module.__init__() call")
         self._check_name("buffer", name)
         if tensor is not None and not isinstance(tensor, Tensor):
-            raise TypeError(f"cannot assign '{type(tensor).__name__}' object to buffer "
-                            f"'{name}' (Tensor or None required)")
+            raise TypeError(
+                f"cannot assign '{type(tensor).__name__}' object to buffer "
+                f"'{name}' (Tensor or None required)"
+            )
         self._remove_name(name)
         self._buffers[name] = tensor
         if not persistent:
             self._non_persistent_buffers.add(name)
 
-    def add_module(self, name: str, module: "Module | None") -> None:
+    def add_module(self, name: str, module: Module | None) -> None:
         if module is not None and not isinstance(module, Module):
             raise TypeError(f"{type(module).__name__} is not a Module subclass")
         self._check_name("module", name)
@@ -142,12 +168,13 @@ class Module:
 
     register_module = add_module
 
-    def get_submodule(self, target: str) -> "Module":
+    def get_submodule(self, target: str) -> Module:
         module = self
         for item in target.split(".") if target else []:
             if item not in module._modules:
-                raise AttributeError(f"{type(module).__name__} has no submodule '{item}' "
-                                     f"(looking up '{target}')")
+                raise AttributeError(
+                    f"{type(module).__name__} has no submodule '{item}' (looking up '{target}')"
+                )
             module = module._modules[item]
         return module
 
@@ -169,8 +196,11 @@ class Module:
                     continue
                 memo.add(id(module))
             yield name, module
-            children = [(f"{name}.{n}" if name else n, m) for n, m in module._modules.items()
-                        if m is not None]
+            children = [
+                (f"{name}.{n}" if name else n, m)
+                for n, m in module._modules.items()
+                if m is not None
+            ]
             stack.extend(reversed(children))
 
     def modules(self):
@@ -190,8 +220,11 @@ class Module:
 
     def _named_members(self, attr, prefix, recurse, remove_duplicate):
         seen = set()
-        modules = self.named_modules(prefix=prefix, remove_duplicate=remove_duplicate) \
-            if recurse else [(prefix, self)]
+        modules = (
+            self.named_modules(prefix=prefix, remove_duplicate=remove_duplicate)
+            if recurse
+            else [(prefix, self)]
+        )
         for module_prefix, module in modules:
             for name, value in getattr(module, attr).items():
                 if value is None or (remove_duplicate and id(value) in seen):
@@ -199,16 +232,16 @@ class Module:
                 seen.add(id(value))
                 yield (f"{module_prefix}.{name}" if module_prefix else name), value
 
-    def named_parameters(self, prefix: str = "", recurse: bool = True,
-                         remove_duplicate: bool = True):
+    def named_parameters(
+        self, prefix: str = "", recurse: bool = True, remove_duplicate: bool = True
+    ):
         yield from self._named_members("_parameters", prefix, recurse, remove_duplicate)
 
     def parameters(self, recurse: bool = True):
         for _, p in self.named_parameters(recurse=recurse):
             yield p
 
-    def named_buffers(self, prefix: str = "", recurse: bool = True,
-                      remove_duplicate: bool = True):
+    def named_buffers(self, prefix: str = "", recurse: bool = True, remove_duplicate: bool = True):
         yield from self._named_members("_buffers", prefix, recurse, remove_duplicate)
 
     def buffers(self, recurse: bool = True):
@@ -220,8 +253,7 @@ class Module:
         """Parameters and persistent buffers by dotted name; tensors share storage with the
         module (detached unless ``keep_vars``)."""
         destination = OrderedDict() if destination is None else destination
-        for name, module in self.named_modules(prefix=prefix.rstrip("."),
-                                               remove_duplicate=False):
+        for name, module in self.named_modules(prefix=prefix.rstrip("."), remove_duplicate=False):
             base = f"{name}." if name else ""
             for pname, p in module._parameters.items():
                 if p is not None:
@@ -244,22 +276,34 @@ class Module:
                 continue
             value = state_dict[key]
             if not isinstance(value, Tensor):
-                errors.append(f'While copying the parameter named "{key}", expected a Tensor '
-                              f'from the checkpoint but got {type(value).__name__}.')
+                errors.append(
+                    f'While copying the parameter named "{key}", expected a Tensor '
+                    f"from the checkpoint but got {type(value).__name__}."
+                )
             elif tuple(value.shape) != tuple(target.shape):
-                errors.append(f"size mismatch for {key}: copying a param with shape "
-                              f"{list(value.shape)} from checkpoint, the shape in current model "
-                              f"is {list(target.shape)}.")
+                errors.append(
+                    f"size mismatch for {key}: copying a param with shape "
+                    f"{list(value.shape)} from checkpoint, the shape in current model "
+                    f"is {list(target.shape)}."
+                )
         if strict:
             if unexpected:
-                errors.insert(0, "Unexpected key(s) in state_dict: " +
-                              ", ".join(f'"{k}"' for k in unexpected) + ". ")
+                errors.insert(
+                    0,
+                    "Unexpected key(s) in state_dict: "
+                    + ", ".join(f'"{k}"' for k in unexpected)
+                    + ". ",
+                )
             if missing:
-                errors.insert(0, "Missing key(s) in state_dict: " +
-                              ", ".join(f'"{k}"' for k in missing) + ". ")
+                errors.insert(
+                    0,
+                    "Missing key(s) in state_dict: " + ", ".join(f'"{k}"' for k in missing) + ". ",
+                )
         if errors:
-            raise RuntimeError(f"Error(s) in loading state_dict for {type(self).__name__}:\n\t"
-                               + "\n\t".join(errors))
+            raise RuntimeError(
+                f"Error(s) in loading state_dict for {type(self).__name__}:\n\t"
+                + "\n\t".join(errors)
+            )
         with no_grad():
             for key, target in own.items():
                 if key in state_dict:
@@ -278,17 +322,17 @@ class Module:
             target.copy_(value)
 
     # ---- modes, devices, dtypes ----------------------------------------------------------
-    def train(self, mode: bool = True) -> "Module":
+    def train(self, mode: bool = True) -> Module:
         if not isinstance(mode, bool):
             raise ValueError("training mode is expected to be boolean")
         for m in self.modules():
             object.__setattr__(m, "training", mode)
         return self
 
-    def eval(self) -> "Module":
+    def eval(self) -> Module:
         return self.train(False)
 
-    def requires_grad_(self, requires_grad: bool = True) -> "Module":
+    def requires_grad_(self, requires_grad: bool = True) -> Module:
         for p in self.parameters():
             p.requires_grad_(requires_grad)
         return self
@@ -303,14 +347,14 @@ class Module:
                 p.grad.detach_()
                 p.grad.zero_()
 
-    def apply(self, fn) -> "Module":
+    def apply(self, fn) -> Module:
         """Call ``fn`` on every submodule (children first) and on self."""
         for child in self.children():
             child.apply(fn)
         fn(self)
         return self
 
-    def _apply_to_tensors(self, convert) -> "Module":
+    def _apply_to_tensors(self, convert) -> Module:
         """Replace every parameter's and buffer's storage by ``convert(tensor)`` (in place, so
         optimizers holding the parameters keep working)."""
         with no_grad():
@@ -325,40 +369,43 @@ class Module:
                         module._buffers[name] = convert(b)
         return self
 
-    def to(self, *args, **kwargs) -> "Module":
+    def to(self, *args, **kwargs) -> Module:
         """Move and/or cast parameters and buffers (floating dtypes only are cast)."""
         from ..ops.conversion import parse_to_args
 
         dtype, device, _ = parse_to_args(args, dict(kwargs))
         if dtype is not None and not dtype.is_floating_point:
-            raise TypeError(f"nn.Module.to only accepts floating point dtypes, but got desired "
-                            f"dtype={dtype}")
+            raise TypeError(
+                f"nn.Module.to only accepts floating point dtypes, but got desired dtype={dtype}"
+            )
 
         def convert(t):
             out = t.to(device) if device is not None else t
             if dtype is not None and t.is_floating_point():
                 out = out.to(dtype)
             return out
+
         return self._apply_to_tensors(convert)
 
-    def cpu(self) -> "Module":
+    def cpu(self) -> Module:
         return self.to("cpu")
 
-    def cuda(self, device=None) -> "Module":
-        return self.to("cuda" if device is None else f"cuda:{device}"
-                       if isinstance(device, int) else device)
+    def cuda(self, device=None) -> Module:
+        return self.to(
+            "cuda" if device is None else f"cuda:{device}" if isinstance(device, int) else device
+        )
 
-    def float(self) -> "Module":
+    def float(self) -> Module:
         from ..backend.dtypes import float32
 
         return self.to(float32)
 
-    def double(self) -> "Module":
+    def double(self) -> Module:
         from ..backend.dtypes import float64
 
         return self.to(float64)
 
-    def half(self) -> "Module":
+    def half(self) -> Module:
         from ..backend.dtypes import float16
 
         return self.to(float16)
@@ -396,4 +443,3 @@ class Module:
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-

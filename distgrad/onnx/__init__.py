@@ -4,6 +4,7 @@ The model runs once in eval mode with an interceptor recording every op call (``
 then a converter per op class (``converters``) writes the ONNX nodes. The ``onnx`` package is
 imported only by ``export``; ``pip install 'distgrad[onnx]'`` installs it and onnxruntime.
 """
+
 from .converters import UnsupportedOperatorError, converter, supported_ops
 from .export import export
 

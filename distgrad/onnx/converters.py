@@ -2,6 +2,7 @@
 ONNX nodes computing the op (see ``graph.Node``). ``sized`` names the non-tensor arguments
 that may change with the dynamic axes (shapes, pooling geometry): the converter handles them;
 any other argument that changes makes the export fail with a clear error."""
+
 from __future__ import annotations
 
 import math
@@ -29,10 +30,12 @@ def converter(*ops, sized=()):
     """Register ``fn(node)`` as the ONNX conversion of the op classes ``ops`` (built-in ops or
     your own ``Function`` subclasses); ``sized`` lists argument positions that may change with
     the dynamic axes."""
+
     def register(fn):
         for op in ops:
             CONVERTERS[op] = (fn, frozenset(sized))
         return fn
+
     return register
 
 
@@ -47,19 +50,46 @@ class UnsupportedOperatorError(RuntimeError):
     def __init__(self, call, reason: str | None = None):
         self.op = call.op
         what = f" with {reason}" if reason else ""
-        super().__init__(f"ONNX export does not support the op '{call.op.__name__}' "
-                         f"({call.op.__module__}.{call.op.__qualname__}){what}, used at "
-                         f"{call.where}; supported: {', '.join(supported_ops())}")
+        super().__init__(
+            f"ONNX export does not support the op '{call.op.__name__}' "
+            f"({call.op.__module__}.{call.op.__qualname__}){what}, used at "
+            f"{call.where}; supported: {', '.join(supported_ops())}"
+        )
 
 
 # ---- elementwise --------------------------------------------------------------------------
-_UNARY = {E.Neg: "Neg", E.Exp: "Exp", E.Log: "Log", E.Sqrt: "Sqrt", E.Reciprocal: "Reciprocal",
-          E.Abs: "Abs", E.Sin: "Sin", E.Cos: "Cos", E.Tan: "Tan", E.Tanh: "Tanh",
-          E.Sigmoid: "Sigmoid", E.Sign: "Sign", E.Floor: "Floor", E.Ceil: "Ceil",
-          E.Round: "Round", A.Erf: "Erf", A.ReLU: "Relu", A.Softsign: "Softsign",
-          A.Hardswish: "HardSwish", V.Clone: "Identity", V.ToDevice: "Identity"}
-_BINARY = {E.Add: "Add", E.Sub: "Sub", E.Mul: "Mul", E.Div: "Div", E.Pow: "Pow",
-           E.Maximum: "Max", E.Minimum: "Min"}
+_UNARY = {
+    E.Neg: "Neg",
+    E.Exp: "Exp",
+    E.Log: "Log",
+    E.Sqrt: "Sqrt",
+    E.Reciprocal: "Reciprocal",
+    E.Abs: "Abs",
+    E.Sin: "Sin",
+    E.Cos: "Cos",
+    E.Tan: "Tan",
+    E.Tanh: "Tanh",
+    E.Sigmoid: "Sigmoid",
+    E.Sign: "Sign",
+    E.Floor: "Floor",
+    E.Ceil: "Ceil",
+    E.Round: "Round",
+    A.Erf: "Erf",
+    A.ReLU: "Relu",
+    A.Softsign: "Softsign",
+    A.Hardswish: "HardSwish",
+    V.Clone: "Identity",
+    V.ToDevice: "Identity",
+}
+_BINARY = {
+    E.Add: "Add",
+    E.Sub: "Sub",
+    E.Mul: "Mul",
+    E.Div: "Div",
+    E.Pow: "Pow",
+    E.Maximum: "Max",
+    E.Minimum: "Min",
+}
 
 
 def _unary(onnx_op):
@@ -174,11 +204,15 @@ def _elu(n):
         return n.g.op("Selu", [x], n.out(), alpha=alpha, gamma=scale)
     if scale == 1 and math.isclose(input_scale * alpha, 1.0):
         return n.g.op("Celu", [x], n.out(), alpha=alpha)
-    neg = n.g.op("Sub", [n.g.op("Exp", [n.g.op("Mul", [x, _scalar(n, input_scale)])]),
-                         _scalar(n, 1)])
+    neg = n.g.op(
+        "Sub", [n.g.op("Exp", [n.g.op("Mul", [x, _scalar(n, input_scale)])]), _scalar(n, 1)]
+    )
     pos = n.g.op("Greater", [x, _scalar(n, 0)])
-    n.g.op("Mul", [n.g.op("Where", [pos, x, n.g.op("Mul", [neg, _scalar(n, alpha)])]),
-                   _scalar(n, scale)], n.out())
+    n.g.op(
+        "Mul",
+        [n.g.op("Where", [pos, x, n.g.op("Mul", [neg, _scalar(n, alpha)])]), _scalar(n, scale)],
+        n.out(),
+    )
 
 
 @converter(A.GELU)
@@ -232,9 +266,15 @@ def _tanhshrink(n):
 
 
 # ---- reductions, softmax ------------------------------------------------------------------
-_REDUCE = {R.Sum: "ReduceSum", R.Mean: "ReduceMean", R.Prod: "ReduceProd",
-           R.Amax: "ReduceMax", R.Amin: "ReduceMin", R.Norm2: "ReduceL2",
-           R.LogSumExp: "ReduceLogSumExp"}
+_REDUCE = {
+    R.Sum: "ReduceSum",
+    R.Mean: "ReduceMean",
+    R.Prod: "ReduceProd",
+    R.Amax: "ReduceMax",
+    R.Amin: "ReduceMin",
+    R.Norm2: "ReduceL2",
+    R.LogSumExp: "ReduceLogSumExp",
+}
 
 
 def _reduce(onnx_op):
@@ -369,8 +409,9 @@ def _flip(n):
 def _roll(n):
     x, shape = n.input(0), n.shape(0)
     shifts, dims = n.args[1], n.args[2]
-    if (any(n.dynamic(0)) and dims is None) or \
-            (dims is not None and any(n.dynamic(0)[d] for d in dims)):
+    if (any(n.dynamic(0)) and dims is None) or (
+        dims is not None and any(n.dynamic(0)[d] for d in dims)
+    ):
         raise n.unsupported("a roll along a dynamic axis")
     if dims is None:
         x, shape, dims = n.g.op("Reshape", [x, n.g.ints([-1])]), (math.prod(shape),), (0,)
@@ -387,8 +428,9 @@ def _roll(n):
 
 @converter(S.Tril, S.Triu)
 def _trilu(n):
-    n.g.op("Trilu", [n.input(0), n.g.const(n.args[1], np.int64)], n.out(),
-           upper=int(n.op is S.Triu))
+    n.g.op(
+        "Trilu", [n.input(0), n.g.const(n.args[1], np.int64)], n.out(), upper=int(n.op is S.Triu)
+    )
 
 
 @converter(S.Repeat)
@@ -404,8 +446,7 @@ def _repeat(n):
 def _pad(n):
     widths = n.args[1]
     pads = [a for a, _ in widths] + [b for _, b in widths]
-    n.g.op("Pad", [n.input(0), n.g.ints(pads), _scalar(n, n.args[2])], n.out(),
-           mode="constant")
+    n.g.op("Pad", [n.input(0), n.g.ints(pads), _scalar(n, n.args[2])], n.out(), mode="constant")
 
 
 @converter(I.Index)
@@ -414,9 +455,12 @@ def _index(n):
     integer index array as Gather."""
     key, ndim = n.args[1], len(n.shape(0))
     arrays = [k for k in key if hasattr(k, "dtype")]
-    if any(isinstance(k, (bool, np.bool_)) for k in key) or \
-            any(a.dtype == np.bool_ for a in arrays) or len(arrays) > 1 or \
-            (arrays and any(isinstance(k, int) for k in key)):
+    if (
+        any(isinstance(k, (bool, np.bool_)) for k in key)
+        or any(a.dtype == np.bool_ for a in arrays)
+        or len(arrays) > 1
+        or (arrays and any(isinstance(k, int) for k in key))
+    ):
         raise n.unsupported("advanced indexing other than one integer index array")
     consumed = sum(1 for k in key if k is not None and k is not Ellipsis)
     starts, ends, axes, steps = [], [], [], []
@@ -439,8 +483,7 @@ def _index(n):
             step = 1 if k.step is None else k.step
             if (k.start, k.stop, step) != (None, None, 1):
                 starts.append(k.start if k.start is not None else 0 if step > 0 else -1)
-                ends.append(k.stop if k.stop is not None else _INT_MAX if step > 0
-                            else _INT_MIN)
+                ends.append(k.stop if k.stop is not None else _INT_MAX if step > 0 else _INT_MIN)
                 axes.append(d)
                 steps.append(step)
             d, p, o = d + 1, p + 1, o + 1
@@ -481,7 +524,7 @@ def _batched(n, nd: int, run):
 
 def _last(values, nd: int) -> list:
     """The last ``nd`` entries of a 2-d (height, width) argument."""
-    return [int(v) for v in values[2 - nd:]]
+    return [int(v) for v in values[2 - nd :]]
 
 
 @converter(C.Conv)
@@ -491,9 +534,20 @@ def _conv(n):
     top, bottom, left, right = pads
     onnx_pads = [top, left, bottom, right] if nd == 2 else [left, right]
     inputs = [n.input(1)] + ([n.input(2)] if b is not None else [])
-    _batched(n, nd, lambda x, out: n.g.op(
-        "Conv", [x] + inputs, out, kernel_shape=list(w.shape[2:]), strides=_last(stride, nd),
-        pads=onnx_pads, dilations=_last(dilation, nd), group=groups))
+    _batched(
+        n,
+        nd,
+        lambda x, out: n.g.op(
+            "Conv",
+            [x] + inputs,
+            out,
+            kernel_shape=list(w.shape[2:]),
+            strides=_last(stride, nd),
+            pads=onnx_pads,
+            dilations=_last(dilation, nd),
+            group=groups,
+        ),
+    )
 
 
 @converter(C.ConvTranspose)
@@ -501,21 +555,40 @@ def _conv_transpose(n):
     w, b, stride, padding, output_padding, dilation, groups = n.args[1:]
     nd = w.ndim - 2
     inputs = [n.input(1)] + ([n.input(2)] if b is not None else [])
-    _batched(n, nd, lambda x, out: n.g.op(
-        "ConvTranspose", [x] + inputs, out, kernel_shape=list(w.shape[2:]),
-        strides=_last(stride, nd), pads=_last(padding, nd) * 2,
-        output_padding=_last(output_padding, nd), dilations=_last(dilation, nd), group=groups))
+    _batched(
+        n,
+        nd,
+        lambda x, out: n.g.op(
+            "ConvTranspose",
+            [x] + inputs,
+            out,
+            kernel_shape=list(w.shape[2:]),
+            strides=_last(stride, nd),
+            pads=_last(padding, nd) * 2,
+            output_padding=_last(output_padding, nd),
+            dilations=_last(dilation, nd),
+            group=groups,
+        ),
+    )
 
 
 def _pool_attrs(geo, nd: int) -> dict:
     """kernel_shape, strides, pads, ceil_mode of ONNX pooling for a PoolGeometry."""
+
     def floor_size(size, k, s, p, d):
         return (size + 2 * p - d * (k - 1) - 1) // s + 1
-    ceil = (geo.OH, geo.OW) != (floor_size(geo.H, geo.kh, geo.sh, geo.ph, geo.dh),
-                                floor_size(geo.W, geo.kw, geo.sw, geo.pw, geo.dw))
+
+    ceil = (geo.OH, geo.OW) != (
+        floor_size(geo.H, geo.kh, geo.sh, geo.ph, geo.dh),
+        floor_size(geo.W, geo.kw, geo.sw, geo.pw, geo.dw),
+    )
     pads = _last((geo.ph, geo.pw), nd)
-    return dict(kernel_shape=_last((geo.kh, geo.kw), nd), strides=_last((geo.sh, geo.sw), nd),
-                pads=pads * 2, ceil_mode=int(ceil))
+    return dict(
+        kernel_shape=_last((geo.kh, geo.kw), nd),
+        strides=_last((geo.sh, geo.sw), nd),
+        pads=pads * 2,
+        ceil_mode=int(ceil),
+    )
 
 
 @converter(P.MaxPool, sized=(1,))
@@ -524,8 +597,9 @@ def _max_pool(n):
     if return_indices:
         raise n.unsupported("max pooling with return_indices=True")
     dil = _last((geo.dh, geo.dw), nd)
-    _batched(n, nd, lambda x, out: n.g.op("MaxPool", [x], out, dilations=dil,
-                                          **_pool_attrs(geo, nd)))
+    _batched(
+        n, nd, lambda x, out: n.g.op("MaxPool", [x], out, dilations=dil, **_pool_attrs(geo, nd))
+    )
 
 
 @converter(P.AvgPool, sized=(1, 3))
@@ -541,13 +615,17 @@ def _avg_pool(n):
     else:
         include = 0
         if not np.array_equal(divisor, P._divisor(geo, False, None)):
-            raise n.unsupported("average pooling whose divisor is neither the window size nor "
-                                "its count without padding")
+            raise n.unsupported(
+                "average pooling whose divisor is neither the window size nor "
+                "its count without padding"
+            )
 
     def run(x, out):
-        y = n.g.op("AveragePool", [x], out if scale is None else None,
-                   count_include_pad=include, **attrs)
+        y = n.g.op(
+            "AveragePool", [x], out if scale is None else None, count_include_pad=include, **attrs
+        )
         return y if scale is None else n.g.op("Mul", [y, _scalar(n, scale)], out)
+
     _batched(n, nd, run)
 
 
@@ -584,15 +662,26 @@ def _normalize(n):
     channels = shape[1] if len(shape) >= 2 else None
     if stats is not None and tuple(param_shape) == (1, channels) + (1,) * (len(shape) - 2):
         mean, var = (n.array(s) for s in stats)
-        return g.op("BatchNormalization", [n.input(0), _affine(n, 1, channels, 1.0),
-                                           _affine(n, 2, channels, 0.0), mean, var],
-                    n.out(), epsilon=float(eps))
-    if stats is None and tuple(view) == shape and g.opset >= 17 and \
-            tuple(axes) == tuple(range(len(shape) - k, len(shape))):
+        return g.op(
+            "BatchNormalization",
+            [n.input(0), _affine(n, 1, channels, 1.0), _affine(n, 2, channels, 0.0), mean, var],
+            n.out(),
+            epsilon=float(eps),
+        )
+    if (
+        stats is None
+        and tuple(view) == shape
+        and g.opset >= 17
+        and tuple(axes) == tuple(range(len(shape) - k, len(shape)))
+    ):
         size = math.prod(param_shape)
-        return g.op("LayerNormalization", [n.input(0), _affine(n, 1, size, 1.0),
-                                           _affine(n, 2, size, 0.0)],
-                    n.out(), axis=-k, epsilon=float(eps))
+        return g.op(
+            "LayerNormalization",
+            [n.input(0), _affine(n, 1, size, 1.0), _affine(n, 2, size, 0.0)],
+            n.out(),
+            axis=-k,
+            epsilon=float(eps),
+        )
     # the general form: standardise over ``axes`` of x viewed as ``view``
     xv = n.input(0)
     reshaped = tuple(view) != shape

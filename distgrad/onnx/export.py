@@ -1,4 +1,5 @@
 """``export``: trace a model twice, check the traces agree, convert each op to ONNX nodes."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -8,8 +9,15 @@ from .converters import CONVERTERS, UnsupportedOperatorError
 from .trace import Ref, trace
 
 
-def export(module, example_inputs, path, input_names=None, output_names=None,
-           dynamic_axes=None, opset_version: int = 17):
+def export(
+    module,
+    example_inputs,
+    path,
+    input_names=None,
+    output_names=None,
+    dynamic_axes=None,
+    opset_version: int = 17,
+):
     """Export ``module`` (evaluated in eval mode on ``example_inputs``, a tensor or a tuple of
     arguments) to an ONNX model written to ``path`` (a file name or a binary file object);
     returns the ``onnx.ModelProto``.
@@ -29,25 +37,29 @@ def export(module, example_inputs, path, input_names=None, output_names=None,
     try:
         import onnx
     except ImportError:
-        raise ImportError("distgrad.onnx.export needs the onnx package: pip install "
-                          "'distgrad[onnx]' (or pip install onnx)") from None
+        raise ImportError(
+            "distgrad.onnx.export needs the onnx package: pip install "
+            "'distgrad[onnx]' (or pip install onnx)"
+        ) from None
     from .graph import Graph, value_info  # these import onnx
 
-    args = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) \
-        else (example_inputs,)
+    args = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
     positions = [i for i, a in enumerate(args) if isinstance(a, Tensor)]
     in_names = _default_names(input_names, len(positions), "input")
     in_dims = _input_dims(dynamic_axes, in_names, [args[i] for i in positions])
     named = _named_tensors(module)
     other_args = _trace_inputs(args, positions, in_dims, True)
-    first, second = _trace_twice(module, _trace_inputs(args, positions, in_dims, False),
-                                 other_args, named)
+    first, second = _trace_twice(
+        module, _trace_inputs(args, positions, in_dims, False), other_args, named
+    )
     outputs = first[2]
     out_names = _default_names(output_names, len(outputs), "output")
     unknown = set(dynamic_axes or {}) - set(in_names) - set(out_names)
     if unknown:
-        raise ValueError(f"ONNX export: dynamic_axes names {sorted(unknown)} are neither "
-                         f"input names {in_names} nor output names {out_names}")
+        raise ValueError(
+            f"ONNX export: dynamic_axes names {sorted(unknown)} are neither "
+            f"input names {in_names} nor output names {out_names}"
+        )
 
     g = Graph(opset_version)
     names = {Ref("input", i): g.reserve(name) for i, name in zip(positions, in_names)}
@@ -55,12 +67,18 @@ def export(module, example_inputs, path, input_names=None, output_names=None,
     pairs = [((args[i], other_args[i]), in_dims[name]) for i, name in zip(positions, in_names)]
     out_dims = _output_dims(dynamic_axes, out_names, outputs, second[2], pairs)
     graph = onnx.helper.make_graph(
-        g.nodes, type(module).__name__,
-        [value_info(name, args[i]._array.dtype, args[i].shape, in_dims[name])
-         for i, name in zip(positions, in_names)],
-        [value_info(name, t._array.dtype, t.shape, out_dims[name])
-         for t, name in zip(outputs, out_names)],
-        g.initializers)
+        g.nodes,
+        type(module).__name__,
+        [
+            value_info(name, args[i]._array.dtype, args[i].shape, in_dims[name])
+            for i, name in zip(positions, in_names)
+        ],
+        [
+            value_info(name, t._array.dtype, t.shape, out_dims[name])
+            for t, name in zip(outputs, out_names)
+        ],
+        g.initializers,
+    )
     opsets = [onnx.helper.make_opsetid("", opset_version)]
     model = onnx.helper.make_model(graph, opset_imports=opsets, producer_name="distgrad")
     model.ir_version = onnx.helper.find_min_ir_version_for(opsets)
@@ -115,17 +133,27 @@ def _convert(g, names: dict, first, second, named, out_names) -> None:
         bad = sorted(changed[index] - sized)
         if bad:
             j = bad[0]
-            raise RuntimeError(f"ONNX export: argument {j} of {call.name} changes with the "
-                               f"dynamic axes ({call.args[j]!r} vs {other.args[j]!r}); it "
-                               f"cannot be exported for dynamic sizes")
+            raise RuntimeError(
+                f"ONNX export: argument {j} of {call.name} changes with the "
+                f"dynamic axes ({call.args[j]!r} vs {other.args[j]!r}); it "
+                f"cannot be exported for dynamic sizes"
+            )
         outs = []
         for k in range(len(call.outputs)):
             ref = Ref("out", (index, k))
             if ref not in names:
                 names[ref] = g.fresh(f"{call.op.__name__}_{index}" + (f"_{k}" if k else ""))
             outs.append(names[ref])
-        convert(Node(g, call, other, value, outs,
-                     lambda reason, call=call: UnsupportedOperatorError(call, reason)))
+        convert(
+            Node(
+                g,
+                call,
+                other,
+                value,
+                outs,
+                lambda reason, call=call: UnsupportedOperatorError(call, reason),
+            )
+        )
     for ref, name in zip(out_refs, out_names):
         if ref.kind == "const" or names.get(ref) != name:
             g.op("Identity", [value(ref)], g.reserve(name))
@@ -153,8 +181,10 @@ def _axes_spec(dynamic_axes, name: str, ndim: int) -> dict:
     out = {}
     for axis, dim_name in spec.items():
         if not -ndim <= axis < ndim:
-            raise ValueError(f"ONNX export: dynamic axis {axis} of {name!r} is out of range "
-                             f"for {ndim} dimensions")
+            raise ValueError(
+                f"ONNX export: dynamic axis {axis} of {name!r} is out of range "
+                f"for {ndim} dimensions"
+            )
         out[axis % ndim] = dim_name
     return out
 
@@ -212,8 +242,7 @@ def _growth(in_dims) -> dict:
 def _same(a, b) -> bool:
     if isinstance(a, Tensor) or isinstance(b, Tensor):
         return isinstance(a, Tensor) and isinstance(b, Tensor) and _same(a._array, b._array)
-    if hasattr(a, "shape") and hasattr(a, "dtype") or hasattr(b, "shape") and \
-            hasattr(b, "dtype"):
+    if hasattr(a, "shape") and hasattr(a, "dtype") or hasattr(b, "shape") and hasattr(b, "dtype"):
         return np.shape(a) == np.shape(b) and np.array_equal(a, b, equal_nan=True)
     if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
@@ -226,13 +255,16 @@ def _compare(first, second) -> list:
     calls, other = first[0], second[0]
     ops = [c.op for c in calls]
     if ops != [c.op for c in other] or not _same_refs(first[1], second[1]):
-        at = next((i for i, (a, b) in enumerate(zip(ops, other)) if a is not b.op),
-                  min(len(calls), len(other)))
+        at = next(
+            (i for i, (a, b) in enumerate(zip(ops, other)) if a is not b.op),
+            min(len(calls), len(other)),
+        )
         where = calls[at].name if at < len(calls) else "the end of the model"
         raise RuntimeError(
             f"ONNX export: a second trace with other input values (and sizes along the dynamic "
             f"axes) ran different ops, first at {where}. The model's control flow depends on "
-            f"its inputs, which a static ONNX graph cannot follow.")
+            f"its inputs, which a static ONNX graph cannot follow."
+        )
     changed = []
     for a, b in zip(calls, other):
         diff = set()
@@ -242,14 +274,17 @@ def _compare(first, second) -> list:
                     diff.add(j)
             elif ra.kind != "const" or rb.kind != "const":
                 if ra != rb:
-                    raise RuntimeError(f"ONNX export: argument {j} of {a.name} comes from "
-                                       f"different tensors in two traces")
+                    raise RuntimeError(
+                        f"ONNX export: argument {j} of {a.name} comes from "
+                        f"different tensors in two traces"
+                    )
             elif not _same_refs([ra], [rb]):
                 raise RuntimeError(
                     f"ONNX export: argument {j} of {a.name} is a tensor computed outside "
                     f"distgrad's ops (with numpy, .item(), a comparison, argmax, ...) whose "
                     f"value or shape depends on the inputs; it would be frozen into the graph. "
-                    f"Compute it with distgrad ops, or pass it as an input.")
+                    f"Compute it with distgrad ops, or pass it as an input."
+                )
         changed.append(diff)
     return changed
 
@@ -257,7 +292,8 @@ def _compare(first, second) -> list:
 def _same_refs(a, b) -> bool:
     return len(a) == len(b) and all(
         x.kind == y.kind and (_same(x.key, y.key) if x.kind == "const" else x.key == y.key)
-        for x, y in zip(a, b))
+        for x, y in zip(a, b)
+    )
 
 
 def _live(calls, out_refs) -> set:

@@ -1,5 +1,6 @@
 """Building the ONNX graph: ``Graph`` collects nodes and initializers under unique names;
 ``Node`` is what a converter sees of one recorded op call."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -29,8 +30,10 @@ class Graph:
 
     def reserve(self, name: str) -> str:
         if name in self._taken:
-            raise ValueError(f"ONNX export: the name {name!r} is used twice (input, output, "
-                             f"parameter or buffer names must be unique)")
+            raise ValueError(
+                f"ONNX export: the name {name!r} is used twice (input, output, "
+                f"parameter or buffer names must be unique)"
+            )
         self._taken.add(name)
         return name
 
@@ -43,8 +46,9 @@ class Graph:
         elif not isinstance(outputs, list):
             outputs = [outputs]
         attrs = {k: v for k, v in attrs.items() if v is not None}
-        self.nodes.append(helper.make_node(op_type, list(inputs), outputs,
-                                           name=self.fresh(op_type), **attrs))
+        self.nodes.append(
+            helper.make_node(op_type, list(inputs), outputs, name=self.fresh(op_type), **attrs)
+        )
         return outputs if many else outputs[0]
 
     def initializer(self, name: str, array) -> str:
@@ -136,8 +140,7 @@ class Node:
         return tuple(a != b for a, b in zip(self.shape(i), self._other.args[i].shape))
 
     def out_dynamic(self, k: int = 0) -> tuple:
-        return tuple(a != b for a, b in zip(self.out_shape(k),
-                                            self._other.outputs[k].shape))
+        return tuple(a != b for a, b in zip(self.out_shape(k), self._other.outputs[k].shape))
 
     def varies(self, i: int) -> tuple:
         """Per entry of the sequence argument ``i``: whether it changes with the dynamic
@@ -167,8 +170,10 @@ class Node:
         if not expand and len(free) == 1 and 0 not in target:
             out[free[0]] = -1
             return self.g.ints(out)
-        raise self.unsupported(f"its target shape {list(target)} has dimensions that change "
-                               f"with the dynamic axes in a way the export cannot follow")
+        raise self.unsupported(
+            f"its target shape {list(target)} has dimensions that change "
+            f"with the dynamic axes in a way the export cannot follow"
+        )
 
 
 def value_info(name: str, np_dtype, shape, dim_names: dict) -> onnx.ValueInfoProto:

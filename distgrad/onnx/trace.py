@@ -7,6 +7,7 @@ module, an output of an earlier call, or a constant (anything else, e.g. a mask 
 numpy inside ``forward``). Outputs are found through their autograd node, which also follows
 in-place ops and user ``Function``s, and through their array, which follows ``detach()``.
 """
+
 from __future__ import annotations
 
 import os
@@ -22,6 +23,7 @@ _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 class Ref(NamedTuple):
     """Where a tensor came from: ``kind`` is 'input' (``key`` = position), 'param' or 'buffer'
     (its name), 'out' (``(call index, output index)``) or 'const' (the array itself)."""
+
     kind: str
     key: object
 
@@ -38,8 +40,9 @@ class Call:
 
     @property
     def name(self) -> str:
-        return f"{self.op.__name__} ({self.op.__module__}.{self.op.__qualname__}) used at " \
-               f"{self.where}"
+        return (
+            f"{self.op.__name__} ({self.op.__module__}.{self.op.__qualname__}) used at {self.where}"
+        )
 
 
 def _user_frame() -> str:
@@ -127,8 +130,10 @@ def trace(fn, inputs: tuple, named) -> tuple:
     outputs = list(_flatten(result))
     for t in outputs:
         if not isinstance(t, Tensor):
-            raise TypeError(f"ONNX export: the model must return tensors (or tuples/lists of "
-                            f"them), got {type(t).__name__}")
+            raise TypeError(
+                f"ONNX export: the model must return tensors (or tuples/lists of "
+                f"them), got {type(t).__name__}"
+            )
     return recorder.calls, [recorder.resolve(t) for t in outputs], outputs
 
 

@@ -1,7 +1,20 @@
 """The ops layer: every differentiable op, forward and backward side by side, one file per
 family. Importing it installs the operators and methods of ``Tensor``."""
-from . import (activation, conversion, creation, elementwise, indexing, linalg, loss,
-               normalization, pool, reduction, shape, conv)
+
+from . import (
+    activation,
+    conv,
+    conversion,
+    creation,
+    elementwise,
+    indexing,
+    linalg,
+    loss,
+    normalization,
+    pool,
+    reduction,
+    shape,
+)
 from ._helpers import graph_xp
 from .activation import *  # noqa: F401,F403
 from .conversion import *  # noqa: F401,F403
@@ -12,6 +25,17 @@ from .linalg import *  # noqa: F401,F403
 from .reduction import *  # noqa: F401,F403
 from .shape import *  # noqa: F401,F403
 
-__all__ = [name for module in (activation, conversion, creation, elementwise, indexing, linalg,
-                               reduction, shape)
-           for name in module.__all__]
+__all__ = [
+    name
+    for module in (
+        activation,
+        conversion,
+        creation,
+        elementwise,
+        indexing,
+        linalg,
+        reduction,
+        shape,
+    )
+    for name in module.__all__
+]

@@ -1,6 +1,7 @@
 """What every op family shares: operand preparation (promotion, device checks), gradient
 un-broadcasting, in-place application, Tensor-method registration and the differentiable
 numpy-like namespace used by ``create_graph`` backwards."""
+
 from __future__ import annotations
 
 import numbers
@@ -11,18 +12,30 @@ from ..autograd import Tensor, grad_mode
 from ..autograd.function import set_graph_namespace
 from ..backend import as_dtype, get_default_dtype, is_array, is_floating, result_type
 
-__all__ = ["tensor_method", "as_tensor", "prepare_operands", "unbroadcast", "apply_inplace",
-           "broadcast_error", "check_broadcast", "graph_xp", "normalize_dim", "normalize_dims",
-           "check_same_device"]
+__all__ = [
+    "tensor_method",
+    "as_tensor",
+    "prepare_operands",
+    "unbroadcast",
+    "apply_inplace",
+    "broadcast_error",
+    "check_broadcast",
+    "graph_xp",
+    "normalize_dim",
+    "normalize_dims",
+    "check_same_device",
+]
 
 
 def tensor_method(*names: str):
     """Also install the decorated function as ``Tensor.<name>`` for each name (default: the
     function's own name)."""
+
     def register(fn):
         for name in names or (fn.__name__,):
             setattr(Tensor, name, fn)
         return fn
+
     return register
 
 
@@ -44,8 +57,10 @@ def check_same_device(op: str, *tensors: Tensor) -> None:
     devices = {t.device for t in tensors if isinstance(t, Tensor)}
     if len(devices) > 1:
         names = ", ".join(dict.fromkeys(str(t.device) for t in tensors if isinstance(t, Tensor)))
-        raise RuntimeError(f"{op}: expected all tensors to be on the same device, but found at "
-                           f"least two devices, {names}. Move them with .to(device) first.")
+        raise RuntimeError(
+            f"{op}: expected all tensors to be on the same device, but found at "
+            f"least two devices, {names}. Move them with .to(device) first."
+        )
 
 
 def prepare_operands(op: str, *operands, floating: bool = False):
@@ -59,8 +74,9 @@ def prepare_operands(op: str, *operands, floating: bool = False):
         if isinstance(b, Tensor) and type(a) in (float, int) and b._array.dtype.kind == "f":
             return operands
     tensors = [x for x in operands if isinstance(x, Tensor)]
-    if len(tensors) == len(operands) and all(t._array.dtype == tensors[0]._array.dtype
-                                             for t in tensors[1:]):
+    if len(tensors) == len(operands) and all(
+        t._array.dtype == tensors[0]._array.dtype for t in tensors[1:]
+    ):
         if len(tensors) > 1:
             check_same_device(op, *tensors)
         if not floating or tensors[0]._array.dtype.kind in "fc":
@@ -88,12 +104,15 @@ def broadcast_error(op: str, a, b, out=None) -> RuntimeError | None:
     a, b = (1,) * (ndim - len(a)) + tuple(a), (1,) * (ndim - len(b)) + tuple(b)
     for d in range(ndim):
         if a[d] != b[d] and 1 not in (a[d], b[d]):
-            return RuntimeError(f"{op}: the size of tensor a ({a[d]}) must match the size of "
-                                f"tensor b ({b[d]}) at non-singleton dimension {d} {shapes}")
+            return RuntimeError(
+                f"{op}: the size of tensor a ({a[d]}) must match the size of "
+                f"tensor b ({b[d]}) at non-singleton dimension {d} {shapes}"
+            )
     full = tuple(max(x, y) for x, y in zip(a, b))
     if out is not None and full != tuple(out):
-        return RuntimeError(f"{op}: output with shape {list(out)} doesn't match the broadcast "
-                            f"shape {list(full)}")
+        return RuntimeError(
+            f"{op}: output with shape {list(out)} doesn't match the broadcast shape {list(full)}"
+        )
     return None
 
 
@@ -118,7 +137,8 @@ def unbroadcast(xp, grad, shape):
     shape = tuple(shape)
     lead = grad.ndim - len(shape)
     axes = tuple(range(lead)) + tuple(
-        lead + i for i, n in enumerate(shape) if n == 1 and grad.shape[lead + i] != 1)
+        lead + i for i, n in enumerate(shape) if n == 1 and grad.shape[lead + i] != 1
+    )
     if axes:
         grad = xp.sum(grad, axis=axes, keepdims=True)
     return xp.reshape(grad, shape)
@@ -128,8 +148,10 @@ def normalize_dim(dim: int, ndim: int, op: str = "") -> int:
     """Wrap a negative dim; raise PyTorch's IndexError for one out of range."""
     n = max(ndim, 1)
     if not -n <= dim < n:
-        raise IndexError(f"{op + ': ' if op else ''}Dimension out of range (expected to be in "
-                         f"range of [{-n}, {n - 1}], but got {dim})")
+        raise IndexError(
+            f"{op + ': ' if op else ''}Dimension out of range (expected to be in "
+            f"range of [{-n}, {n - 1}], but got {dim})"
+        )
     return dim % n
 
 
@@ -152,12 +174,18 @@ def _check_inplace_target(self: Tensor, result_dtype, op: str) -> None:
         raise RuntimeError(
             f"a leaf Variable that requires grad is being used in an in-place operation "
             f"({op} on a tensor of shape {list(self.shape)}). Wrap it in `with "
-            f"distgrad.no_grad():` if you mean to change the parameter itself.")
+            f"distgrad.no_grad():` if you mean to change the parameter itself."
+        )
     kind = _kind(result_dtype) if result_dtype is not None else None
-    if kind is not None and kind != _kind(self._array.dtype) and \
-            "biuf".index(kind) > "biuf".index(_kind(self._array.dtype)):
-        raise RuntimeError(f"{op}: result type {result_dtype} can't be cast to the desired "
-                           f"output type {self._array.dtype}")
+    if (
+        kind is not None
+        and kind != _kind(self._array.dtype)
+        and "biuf".index(kind) > "biuf".index(_kind(self._array.dtype))
+    ):
+        raise RuntimeError(
+            f"{op}: result type {result_dtype} can't be cast to the desired "
+            f"output type {self._array.dtype}"
+        )
 
 
 def apply_inplace(self: Tensor, op: str, compute, *args, fast=None) -> Tensor:
@@ -167,7 +195,8 @@ def apply_inplace(self: Tensor, op: str, compute, *args, fast=None) -> Tensor:
     used when nothing needs gradients. With gradients, ``compute`` runs on a snapshot of
     ``self`` (its graph edge, a copy of its values), as PyTorch saves the original ``self``."""
     record = grad_mode.is_grad_enabled() and (
-        self._requires_grad or any(isinstance(a, Tensor) and a._requires_grad for a in args))
+        self._requires_grad or any(isinstance(a, Tensor) and a._requires_grad for a in args)
+    )
     if not record:
         _check_inplace_target(self, None, op)
         if fast is not None:
@@ -202,13 +231,15 @@ class _GraphNamespace:
             for name in names or (fn.__name__,):
                 setattr(self, name, fn)
             return fn
+
         return decorate
 
     def __getattr__(self, name):
         raise NotImplementedError(
             f"double backward needs xp.{name}, which distgrad's differentiable namespace does not "
             f"provide; the op whose backward uses it should be marked once_differentiable or "
-            f"the function registered with graph_xp.register")
+            f"the function registered with graph_xp.register"
+        )
 
 
 graph_xp = _GraphNamespace()

@@ -5,6 +5,7 @@ ones differentiate to a mask (their second derivative is zero), the smooth ones 
 differentiable any number of times. ``sigmoid`` and ``tanh`` live in ``elementwise``; softmax
 and log_softmax in ``reduction``.
 """
+
 from __future__ import annotations
 
 import math
@@ -13,10 +14,37 @@ from ..autograd import Function
 from ..backend import get_default_dtype
 from ._helpers import apply_inplace, as_tensor, graph_xp, tensor_method, unbroadcast
 
-__all__ = ["relu", "relu_", "leaky_relu", "leaky_relu_", "elu", "elu_", "selu", "selu_",
-           "celu", "celu_", "gelu", "silu", "mish", "softplus", "hardtanh", "hardtanh_", "relu6",
-           "hardsigmoid", "hardswish", "logsigmoid", "softsign", "tanhshrink", "threshold",
-           "threshold_", "hardshrink", "softshrink", "prelu", "erf", "erf_"]
+__all__ = [
+    "relu",
+    "relu_",
+    "leaky_relu",
+    "leaky_relu_",
+    "elu",
+    "elu_",
+    "selu",
+    "selu_",
+    "celu",
+    "celu_",
+    "gelu",
+    "silu",
+    "mish",
+    "softplus",
+    "hardtanh",
+    "hardtanh_",
+    "relu6",
+    "hardsigmoid",
+    "hardswish",
+    "logsigmoid",
+    "softsign",
+    "tanhshrink",
+    "threshold",
+    "threshold_",
+    "hardshrink",
+    "softshrink",
+    "prelu",
+    "erf",
+    "erf_",
+]
 
 _SELU_ALPHA = 1.6732632423543772848170429916717
 _SELU_SCALE = 1.0507009873554804934193349852946
@@ -50,27 +78,79 @@ def _run(fn, input, *args, inplace=False, name=None):
 # Rational approximations of fdlibm's s_erf.c (Sun Microsystems, 1993), accurate to < 1 ulp in
 # float64; coefficients in increasing powers.
 _ERX = 8.45062911510467529297e-01
-_PP = (1.28379167095512558561e-01, -3.25042107247001499370e-01, -2.84817495755985104766e-02,
-       -5.77027029648944159157e-03, -2.37630166566501626084e-05)
-_QQ = (1.0, 3.97917223959155352819e-01, 6.50222499887672944485e-02, 5.08130628187576562776e-03,
-       1.32494738004321644526e-04, -3.96022827877536812320e-06)
-_PA = (-2.36211856075265944077e-03, 4.14856118683748331666e-01, -3.72207876035701323847e-01,
-       3.18346619901161753674e-01, -1.10894694282396677476e-01, 3.54783043256182359371e-02,
-       -2.16637559486879084300e-03)
-_QA = (1.0, 1.06420880400844228286e-01, 5.40397917702171048937e-01, 7.18286544141962662868e-02,
-       1.26171219808761642112e-01, 1.36370839120290507362e-02, 1.19844998467991074170e-02)
-_RA = (-9.86494403484714822705e-03, -6.93858572707181764372e-01, -1.05586262253232909814e+01,
-       -6.23753324503260060396e+01, -1.62396669462573470355e+02, -1.84605092906711035994e+02,
-       -8.12874355063065934246e+01, -9.81432934416914548592e+00)
-_SA = (1.0, 1.96512716674392571292e+01, 1.37657754143519042600e+02, 4.34565877475229228821e+02,
-       6.45387271733267880336e+02, 4.29008140027567833386e+02, 1.08635005541779435134e+02,
-       6.57024977031928170135e+00, -6.04244152148580987438e-02)
-_RB = (-9.86494292470009928597e-03, -7.99283237680523006574e-01, -1.77579549177547519889e+01,
-       -1.60636384855821916062e+02, -6.37566443368389627722e+02, -1.02509513161107724954e+03,
-       -4.83519191608651397019e+02)
-_SB = (1.0, 3.03380607434824582924e+01, 3.25792512996573918826e+02, 1.53672958608443695994e+03,
-       3.19985821950859553908e+03, 2.55305040643316442583e+03, 4.74528541206955367215e+02,
-       -2.24409524465858183362e+01)
+_PP = (
+    1.28379167095512558561e-01,
+    -3.25042107247001499370e-01,
+    -2.84817495755985104766e-02,
+    -5.77027029648944159157e-03,
+    -2.37630166566501626084e-05,
+)
+_QQ = (
+    1.0,
+    3.97917223959155352819e-01,
+    6.50222499887672944485e-02,
+    5.08130628187576562776e-03,
+    1.32494738004321644526e-04,
+    -3.96022827877536812320e-06,
+)
+_PA = (
+    -2.36211856075265944077e-03,
+    4.14856118683748331666e-01,
+    -3.72207876035701323847e-01,
+    3.18346619901161753674e-01,
+    -1.10894694282396677476e-01,
+    3.54783043256182359371e-02,
+    -2.16637559486879084300e-03,
+)
+_QA = (
+    1.0,
+    1.06420880400844228286e-01,
+    5.40397917702171048937e-01,
+    7.18286544141962662868e-02,
+    1.26171219808761642112e-01,
+    1.36370839120290507362e-02,
+    1.19844998467991074170e-02,
+)
+_RA = (
+    -9.86494403484714822705e-03,
+    -6.93858572707181764372e-01,
+    -1.05586262253232909814e01,
+    -6.23753324503260060396e01,
+    -1.62396669462573470355e02,
+    -1.84605092906711035994e02,
+    -8.12874355063065934246e01,
+    -9.81432934416914548592e00,
+)
+_SA = (
+    1.0,
+    1.96512716674392571292e01,
+    1.37657754143519042600e02,
+    4.34565877475229228821e02,
+    6.45387271733267880336e02,
+    4.29008140027567833386e02,
+    1.08635005541779435134e02,
+    6.57024977031928170135e00,
+    -6.04244152148580987438e-02,
+)
+_RB = (
+    -9.86494292470009928597e-03,
+    -7.99283237680523006574e-01,
+    -1.77579549177547519889e01,
+    -1.60636384855821916062e02,
+    -6.37566443368389627722e02,
+    -1.02509513161107724954e03,
+    -4.83519191608651397019e02,
+)
+_SB = (
+    1.0,
+    3.03380607434824582924e01,
+    3.25792512996573918826e02,
+    1.53672958608443695994e03,
+    3.19985821950859553908e03,
+    2.55305040643316442583e03,
+    4.74528541206955367215e02,
+    -2.24409524465858183362e01,
+)
 
 
 def _poly(coeffs, t):
@@ -121,7 +201,7 @@ class Erf(Function):
 
     @staticmethod
     def backward(ctx, g):
-        x, = ctx.saved_tensors
+        (x,) = ctx.saved_tensors
         return g * (2 / math.sqrt(math.pi)) * ctx.xp.exp(-x * x)
 
 
@@ -151,7 +231,7 @@ class ReLU(Function):
 
     @staticmethod
     def backward(ctx, g):
-        y, = ctx.saved_tensors
+        (y,) = ctx.saved_tensors
         return g * (y > 0)
 
 
@@ -165,8 +245,7 @@ def relu(input, inplace=False):
 
 @tensor_method("relu_")
 def relu_(input):
-    return apply_inplace(input, "relu_", relu,
-                         fast=lambda a: input.device.xp.maximum(a, 0, out=a))
+    return apply_inplace(input, "relu_", relu, fast=lambda a: input.device.xp.maximum(a, 0, out=a))
 
 
 class LeakyReLU(Function):
@@ -180,7 +259,7 @@ class LeakyReLU(Function):
 
     @staticmethod
     def backward(ctx, g):
-        x, = ctx.saved_tensors
+        (x,) = ctx.saved_tensors
         return ctx.xp.where(x > 0, g, g * ctx.slope), None
 
 
@@ -207,7 +286,7 @@ class Hardtanh(Function):
 
     @staticmethod
     def backward(ctx, g):
-        x, = ctx.saved_tensors
+        (x,) = ctx.saved_tensors
         lo, hi = ctx.bounds
         return g * ((x > lo) & (x < hi)), None, None
 
@@ -215,8 +294,9 @@ class Hardtanh(Function):
 def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
     """``input`` clamped into ``[min_val, max_val]``."""
     if min_val > max_val:
-        raise ValueError(f"hardtanh: min_val ({min_val}) cannot be greater than max_val "
-                         f"({max_val})")
+        raise ValueError(
+            f"hardtanh: min_val ({min_val}) cannot be greater than max_val ({max_val})"
+        )
     return _run(Hardtanh, input, min_val, max_val, inplace=inplace, name="hardtanh_")
 
 
@@ -239,7 +319,7 @@ class Hardsigmoid(Function):
 
     @staticmethod
     def backward(ctx, g):
-        x, = ctx.saved_tensors
+        (x,) = ctx.saved_tensors
         return g * ((x > -3) & (x < 3)) / 6
 
 
@@ -258,7 +338,7 @@ class Hardswish(Function):
 
     @staticmethod
     def backward(ctx, g):
-        x, = ctx.saved_tensors
+        (x,) = ctx.saved_tensors
         xp = ctx.xp
         return xp.where(x < -3, 0, xp.where(x <= 3, g * (x / 3 + 0.5), g))
 
@@ -279,7 +359,7 @@ class Threshold(Function):
 
     @staticmethod
     def backward(ctx, g):
-        keep, = ctx.saved_tensors
+        (keep,) = ctx.saved_tensors
         return g * keep, None, None
 
 
@@ -307,7 +387,7 @@ class _Shrink(Function):
 
     @staticmethod
     def backward(ctx, g):
-        keep, = ctx.saved_tensors
+        (keep,) = ctx.saved_tensors
         return g * keep, None, None
 
 
@@ -355,9 +435,11 @@ def prelu(input, weight):
     per channel (``input``'s dim 1)."""
     channels = input.shape[1] if input.ndim >= 2 else 1
     if weight.ndim > 1 or weight.numel() not in (1, channels):
-        raise RuntimeError(f"prelu: weight of shape {list(weight.shape)} must have 1 element or "
-                           f"one per channel ({channels}, dim 1 of input of shape "
-                           f"{list(input.shape)})")
+        raise RuntimeError(
+            f"prelu: weight of shape {list(weight.shape)} must have 1 element or "
+            f"one per channel ({channels}, dim 1 of input of shape "
+            f"{list(input.shape)})"
+        )
     return PReLU.apply(_floating(input), weight)
 
 
@@ -377,7 +459,7 @@ class ELU(Function):
 
     @staticmethod
     def backward(ctx, g):
-        x, = ctx.saved_tensors
+        (x,) = ctx.saved_tensors
         alpha, scale, input_scale = ctx.params
         xp = ctx.xp
         neg = g * xp.exp(xp.minimum(x, 0) * input_scale) * (alpha * scale * input_scale)
@@ -436,7 +518,7 @@ class GELU(Function):
 
     @staticmethod
     def backward(ctx, g):
-        x, = ctx.saved_tensors
+        (x,) = ctx.saved_tensors
         xp = ctx.xp
         if ctx.tanh:
             t = xp.tanh(_SQRT_2_PI * (x + _GELU_C * x * x * x))
@@ -464,7 +546,7 @@ class SiLU(Function):
 
     @staticmethod
     def backward(ctx, g):
-        x, = ctx.saved_tensors
+        (x,) = ctx.saved_tensors
         s = stable_sigmoid(ctx.xp, x)
         return g * (s * (1 + x * (1 - s)))
 
@@ -484,7 +566,7 @@ class Mish(Function):
 
     @staticmethod
     def backward(ctx, g):
-        x, = ctx.saved_tensors
+        (x,) = ctx.saved_tensors
         xp = ctx.xp
         t = xp.tanh(stable_softplus(xp, x))
         return g * (t + x * (1 - t * t) * stable_sigmoid(xp, x))
@@ -508,7 +590,7 @@ class Softplus(Function):
 
     @staticmethod
     def backward(ctx, g):
-        x, = ctx.saved_tensors
+        (x,) = ctx.saved_tensors
         beta, threshold = ctx.params
         z = x * beta
         return ctx.xp.where(z > threshold, g, g * stable_sigmoid(ctx.xp, z)), None, None
@@ -529,7 +611,7 @@ class LogSigmoid(Function):
 
     @staticmethod
     def backward(ctx, g):
-        x, = ctx.saved_tensors
+        (x,) = ctx.saved_tensors
         return g * stable_sigmoid(ctx.xp, -x)
 
 
@@ -548,7 +630,7 @@ class Softsign(Function):
 
     @staticmethod
     def backward(ctx, g):
-        x, = ctx.saved_tensors
+        (x,) = ctx.saved_tensors
         d = 1 + ctx.xp.abs(x)
         return g / (d * d)
 
@@ -568,7 +650,7 @@ class Tanhshrink(Function):
 
     @staticmethod
     def backward(ctx, g):
-        x, = ctx.saved_tensors
+        (x,) = ctx.saved_tensors
         t = ctx.xp.tanh(x)
         return g * (t * t)
 

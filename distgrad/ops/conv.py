@@ -6,6 +6,7 @@ input is copied once, through a strided view, into a column matrix of shape
 and BLAS can thread it), and col2im is ``kh*kw`` strided additions. The backwards are
 once-differentiable.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -25,8 +26,7 @@ def _ntuple(value, n: int, name: str, op: str) -> tuple:
     if len(value) == 1:
         return value * n
     if len(value) != n:
-        raise ValueError(f"{op}: expected {name} to be an int or a tuple of {n} ints, got "
-                         f"{value}")
+        raise ValueError(f"{op}: expected {name} to be an int or a tuple of {n} ints, got {value}")
     return value
 
 
@@ -54,8 +54,10 @@ def _check_input(op: str, x, nd: int) -> None:
     if not isinstance(x, Tensor):
         raise TypeError(f"{op}: expected input to be a Tensor, got {type(x).__name__}")
     if x.ndim not in (nd + 1, nd + 2):
-        raise RuntimeError(f"Expected {nd + 1}D (unbatched) or {nd + 2}D (batched) input to "
-                           f"{op}, but got input of size: {list(x.shape)}")
+        raise RuntimeError(
+            f"Expected {nd + 1}D (unbatched) or {nd + 2}D (batched) input to "
+            f"{op}, but got input of size: {list(x.shape)}"
+        )
     if not x.is_floating_point():
         raise RuntimeError(f"{op}: expected a floating point input, got {x.dtype}")
 
@@ -63,20 +65,24 @@ def _check_input(op: str, x, nd: int) -> None:
 def _check_params(op: str, x, weight, bias, nd: int) -> None:
     if not isinstance(weight, Tensor) or weight.ndim != nd + 2:
         shape = list(weight.shape) if isinstance(weight, Tensor) else type(weight).__name__
-        raise RuntimeError(f"{op}: expected weight to be a {nd + 2}-d tensor, but got weight "
-                           f"of size {shape}")
+        raise RuntimeError(
+            f"{op}: expected weight to be a {nd + 2}-d tensor, but got weight of size {shape}"
+        )
     for name, t in (("weight", weight), ("bias", bias)):
         if t is not None and t.dtype != x.dtype and not autocasting(x, t):
-            raise RuntimeError(f"{op}: Input type ({x.dtype}) and {name} type ({t.dtype}) "
-                               f"should be the same")
+            raise RuntimeError(
+                f"{op}: Input type ({x.dtype}) and {name} type ({t.dtype}) should be the same"
+            )
     check_same_device(op, x, weight, bias)
 
 
 def _check_bias(bias, channels: int, weight) -> None:
     if bias is not None and tuple(bias.shape) != (channels,):
-        raise RuntimeError(f"Given weight of size {list(weight.shape)}, expected bias to be "
-                           f"1-dimensional with {channels} elements, but got bias of size "
-                           f"{list(bias.shape)} instead")
+        raise RuntimeError(
+            f"Given weight of size {list(weight.shape)}, expected bias to be "
+            f"1-dimensional with {channels} elements, but got bias of size "
+            f"{list(bias.shape)} instead"
+        )
 
 
 # ---- geometry, im2col, col2im ---------------------------------------------------------------
@@ -85,6 +91,7 @@ class Geometry:
     """Where the windows of a 2-d sliding-window op lie: the input (H, W) sits at (pt, pl) of a
     zero-padded (Hp, Wp) buffer, and output (oh, ow) with kernel offset (i, j) reads buffer
     element (oh*sh + i*dh, ow*sw + j*dw)."""
+
     H: int
     W: int
     kh: int
@@ -108,28 +115,32 @@ class Geometry:
         hp, wp = H + pt + pb, W + pl + pr
         ekh, ekw = dh * (kh - 1) + 1, dw * (kw - 1) + 1
         if ekh > hp or ekw > wp:
-            raise RuntimeError(f"{op}: Calculated padded input size per channel: ({hp} x {wp}). "
-                               f"Kernel size: ({ekh} x {ekw}). Kernel size can't be greater "
-                               f"than actual input size")
-        return cls(H, W, kh, kw, sh, sw, dh, dw, pt, pl, hp, wp, (hp - ekh) // sh + 1,
-                   (wp - ekw) // sw + 1)
+            raise RuntimeError(
+                f"{op}: Calculated padded input size per channel: ({hp} x {wp}). "
+                f"Kernel size: ({ekh} x {ekw}). Kernel size can't be greater "
+                f"than actual input size"
+            )
+        return cls(
+            H, W, kh, kw, sh, sw, dh, dw, pt, pl, hp, wp, (hp - ekh) // sh + 1, (wp - ekw) // sw + 1
+        )
 
 
 def strided(xp, buf, offset: int, shape: tuple, strides: tuple):
     """A view of contiguous ``buf`` starting at flat element ``offset`` with element strides."""
     item = buf.itemsize
-    return xp.lib.stride_tricks.as_strided(buf.reshape(-1)[offset:], shape,
-                                           tuple(s * item for s in strides))
+    return xp.lib.stride_tricks.as_strided(
+        buf.reshape(-1)[offset:], shape, tuple(s * item for s in strides)
+    )
 
 
 def pad_into(buf, x, top: int, left: int, fill):
     """Fill buffer (N, C, Hp, Wp) with ``x`` (N, C, H, W) at (top, left) and ``fill`` around."""
     h, w = x.shape[2:]
-    buf[:, :, top:top + h, left:left + w] = x
+    buf[:, :, top : top + h, left : left + w] = x
     buf[:, :, :top] = fill
-    buf[:, :, top + h:] = fill
-    buf[:, :, top:top + h, :left] = fill
-    buf[:, :, top:top + h, left + w:] = fill
+    buf[:, :, top + h :] = fill
+    buf[:, :, top : top + h, :left] = fill
+    buf[:, :, top : top + h, left + w :] = fill
     return buf
 
 
@@ -137,8 +148,13 @@ def _windows(xp, buf, g: Geometry, i: int, j: int):
     """The (C, N, OH, OW) view of buffer (N, C, Hp, Wp) read by kernel offset (i, j)."""
     n, c = buf.shape[:2]
     plane = g.Hp * g.Wp
-    return strided(xp, buf, i * g.dh * g.Wp + j * g.dw, (c, n, g.OH, g.OW),
-                   (plane, c * plane, g.sh * g.Wp, g.sw))
+    return strided(
+        xp,
+        buf,
+        i * g.dh * g.Wp + j * g.dw,
+        (c, n, g.OH, g.OW),
+        (plane, c * plane, g.sh * g.Wp, g.sw),
+    )
 
 
 def im2col(xp, x, g: Geometry):
@@ -146,8 +162,13 @@ def im2col(xp, x, g: Geometry):
     n, c = x.shape[:2]
     buf = pad_into(xp.empty((n, c, g.Hp, g.Wp), dtype=x.dtype), x, g.pt, g.pl, 0)
     plane = g.Hp * g.Wp
-    view = strided(xp, buf, 0, (c, g.kh, g.kw, n, g.OH, g.OW),
-                   (plane, g.dh * g.Wp, g.dw, c * plane, g.sh * g.Wp, g.sw))
+    view = strided(
+        xp,
+        buf,
+        0,
+        (c, g.kh, g.kw, n, g.OH, g.OW),
+        (plane, g.dh * g.Wp, g.dw, c * plane, g.sh * g.Wp, g.sw),
+    )
     return xp.ascontiguousarray(view).reshape(c * g.kh * g.kw, n * g.OH * g.OW)
 
 
@@ -161,7 +182,7 @@ def col2im(xp, cols, g: Geometry, n: int):
         for j in range(g.kw):
             view = _windows(xp, buf, g, i, j)
             view += cols[:, i, j]
-    return xp.ascontiguousarray(buf[:, :, g.pt:g.pt + g.H, g.pl:g.pl + g.W])
+    return xp.ascontiguousarray(buf[:, :, g.pt : g.pt + g.H, g.pl : g.pl + g.W])
 
 
 def to_columns(xp, y):
@@ -193,13 +214,14 @@ def _swap(a):
 
 def _restore(a, nd: int, batched: bool):
     """(N, C, H, W) -> the layout of a ``nd``-d op's tensors (no H for 1-d, no N unbatched)."""
-    shape = a.shape[:2] + a.shape[4 - nd:]
+    shape = a.shape[:2] + a.shape[4 - nd :]
     return a.reshape(shape if batched else shape[1:])
 
 
 # ---- convolution ----------------------------------------------------------------------------
 class Conv(Function):
     """Cross-correlation of x ((N,) C, [H,] W) with weight (F, C/groups, [kh,] kw)."""
+
     on_arrays = True
     autocast = "lower"
     once_differentiable = True
@@ -208,8 +230,9 @@ class Conv(Function):
     def forward(ctx, x, weight, bias, stride, pads, dilation, groups):
         xp, nd = ctx.xp, weight.ndim - 2
         x4 = x.reshape(_shape4(x.shape, nd))
-        g = Geometry.make(f"conv{nd}d", *x4.shape[2:], _shape4(weight.shape, nd)[2:], stride,
-                          pads, dilation)
+        g = Geometry.make(
+            f"conv{nd}d", *x4.shape[2:], _shape4(weight.shape, nd)[2:], stride, pads, dilation
+        )
         cols = _grouped(im2col(xp, x4, g), groups)
         y = xp.matmul(_grouped(weight, groups), cols).reshape(weight.shape[0], -1)
         need = ctx.needs_input_grad or (False,) * 3
@@ -239,6 +262,7 @@ class Conv(Function):
 
 class ConvTranspose(Function):
     """The adjoint of ``Conv`` in x: weight (C, F/groups, [kh,] kw)."""
+
     on_arrays = True
     autocast = "lower"
     once_differentiable = True
@@ -250,11 +274,15 @@ class ConvTranspose(Function):
         x4 = x.reshape(_shape4(x.shape, nd))
         n, _, h, w = x4.shape
         kernel = _shape4(weight.shape, nd)[2:]
-        size = [(i - 1) * s - 2 * p + d * (k - 1) + o + 1 for i, s, p, d, k, o in
-                zip((h, w), stride, padding, dilation, kernel, output_padding)]
+        size = [
+            (i - 1) * s - 2 * p + d * (k - 1) + o + 1
+            for i, s, p, d, k, o in zip((h, w), stride, padding, dilation, kernel, output_padding)
+        ]
         if min(size) < 1:
-            raise RuntimeError(f"{op}: input of spatial size {(h, w)[2 - nd:]} gives an empty "
-                               f"output of size {size[2 - nd:]}; reduce the padding")
+            raise RuntimeError(
+                f"{op}: input of spatial size {(h, w)[2 - nd :]} gives an empty "
+                f"output of size {size[2 - nd :]}; reduce the padding"
+            )
         (ph, pw) = padding
         g = Geometry.make(op, *size, kernel, stride, (ph, ph, pw, pw), dilation)
         # output_padding >= stride (allowed below the dilation) adds windows x does not have
@@ -294,11 +322,14 @@ def _conv_pads(op, padding, nd, kernel, stride, dilation) -> tuple:
         if padding == "valid":
             return (0, 0, 0, 0)
         if padding != "same":
-            raise ValueError(f"{op}: Invalid padding string '{padding}', should be one of "
-                             f"{{'valid', 'same'}}")
+            raise ValueError(
+                f"{op}: Invalid padding string '{padding}', should be one of {{'valid', 'same'}}"
+            )
         if any(s != 1 for s in stride):
-            raise RuntimeError(f"{op}: padding='same' is not supported for strided "
-                               f"convolutions (got stride={stride[2 - nd:]})")
+            raise RuntimeError(
+                f"{op}: padding='same' is not supported for strided "
+                f"convolutions (got stride={stride[2 - nd :]})"
+            )
         # PyTorch puts the odd element of an even total padding at the end
         th, tw = (d * (k - 1) for d, k in zip(dilation, kernel))
         return (th // 2, th - th // 2, tw // 2, tw - tw // 2)
@@ -312,9 +343,11 @@ def _check_groups(op, weight, groups) -> None:
     if not isinstance(groups, int) or groups < 1:
         raise RuntimeError(f"{op}: non-positive groups is not supported (got {groups})")
     if weight.shape[0] % groups:
-        raise RuntimeError(f"{op}: Given groups={groups}, expected weight to be divisible by "
-                           f"{groups} at dimension 0, but got weight of size "
-                           f"{list(weight.shape)} instead")
+        raise RuntimeError(
+            f"{op}: Given groups={groups}, expected weight to be divisible by "
+            f"{groups} at dimension 0, but got weight of size "
+            f"{list(weight.shape)} instead"
+        )
 
 
 def _conv(op, nd, input, weight, bias, stride, padding, dilation, groups):
@@ -323,10 +356,12 @@ def _conv(op, nd, input, weight, bias, stride, padding, dilation, groups):
     _check_groups(op, weight, groups)
     channels = _shape4(input.shape, nd)[1]
     if channels != weight.shape[1] * groups:
-        raise RuntimeError(f"{op}: Given groups={groups}, weight of size {list(weight.shape)}, "
-                           f"expected input{list(input.shape)} to have "
-                           f"{weight.shape[1] * groups} channels, but got {channels} channels "
-                           f"instead")
+        raise RuntimeError(
+            f"{op}: Given groups={groups}, weight of size {list(weight.shape)}, "
+            f"expected input{list(input.shape)} to have "
+            f"{weight.shape[1] * groups} channels, but got {channels} channels "
+            f"instead"
+        )
     _check_bias(bias, weight.shape[0], weight)
     stride = _spatial(stride, nd, "stride", op)
     dilation = _spatial(dilation, nd, "dilation", op)
@@ -348,16 +383,17 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     return _conv("conv2d", 2, input, weight, bias, stride, padding, dilation, groups)
 
 
-def _conv_transpose(op, nd, input, weight, bias, stride, padding, output_padding, groups,
-                    dilation):
+def _conv_transpose(op, nd, input, weight, bias, stride, padding, output_padding, groups, dilation):
     _check_input(op, input, nd)
     _check_params(op, input, weight, bias, nd)
     _check_groups(op, weight, groups)
     channels = _shape4(input.shape, nd)[1]
     if channels != weight.shape[0]:
-        raise RuntimeError(f"{op}: Given transposed=1, weight of size {list(weight.shape)}, "
-                           f"expected input{list(input.shape)} to have {weight.shape[0]} "
-                           f"channels, but got {channels} channels instead")
+        raise RuntimeError(
+            f"{op}: Given transposed=1, weight of size {list(weight.shape)}, "
+            f"expected input{list(input.shape)} to have {weight.shape[0]} "
+            f"channels, but got {channels} channels instead"
+        )
     _check_bias(bias, weight.shape[1] * groups, weight)
     stride = _spatial(stride, nd, "stride", op)
     dilation = _spatial(dilation, nd, "dilation", op)
@@ -367,32 +403,58 @@ def _conv_transpose(op, nd, input, weight, bias, stride, padding, output_padding
     if min(padding) < 0 or min(output_padding) < 0:
         raise RuntimeError(f"{op}: negative padding is not supported")
     if any(o >= s and o >= d for o, s, d in zip(output_padding, stride, dilation)):
-        raise RuntimeError(f"{op}: output padding must be smaller than either stride or "
-                           f"dilation, but got output_padding={output_padding[2 - nd:]}, "
-                           f"stride={stride[2 - nd:]}, dilation={dilation[2 - nd:]}")
-    return ConvTranspose.apply(input, weight, bias, stride, padding, output_padding, dilation,
-                               groups)
+        raise RuntimeError(
+            f"{op}: output padding must be smaller than either stride or "
+            f"dilation, but got output_padding={output_padding[2 - nd :]}, "
+            f"stride={stride[2 - nd :]}, dilation={dilation[2 - nd :]}"
+        )
+    return ConvTranspose.apply(
+        input, weight, bias, stride, padding, output_padding, dilation, groups
+    )
 
 
-def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
-                     dilation=1):
+def conv_transpose1d(
+    input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1
+):
     """Transposed 1-d convolution (the gradient of conv1d in its input); weight is
     (C_in, C_out/groups, k)."""
-    return _conv_transpose("conv_transpose1d", 1, input, weight, bias, stride, padding,
-                           output_padding, groups, dilation)
+    return _conv_transpose(
+        "conv_transpose1d",
+        1,
+        input,
+        weight,
+        bias,
+        stride,
+        padding,
+        output_padding,
+        groups,
+        dilation,
+    )
 
 
-def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
-                     dilation=1):
+def conv_transpose2d(
+    input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1
+):
     """Transposed 2-d convolution (the gradient of conv2d in its input); weight is
     (C_in, C_out/groups, kh, kw)."""
-    return _conv_transpose("conv_transpose2d", 2, input, weight, bias, stride, padding,
-                           output_padding, groups, dilation)
+    return _conv_transpose(
+        "conv_transpose2d",
+        2,
+        input,
+        weight,
+        bias,
+        stride,
+        padding,
+        output_padding,
+        groups,
+        dilation,
+    )
 
 
 # ---- unfold / fold ----------------------------------------------------------------------------
 class Unfold(Function):
     """x ((N,) C, H, W) -> blocks ((N,) C*kh*kw, L)."""
+
     on_arrays = True
     once_differentiable = True
 
@@ -417,6 +479,7 @@ class Unfold(Function):
 
 class Fold(Function):
     """Blocks ((N,) C*kh*kw, L) -> ((N,) C, H, W), overlapping values summed."""
+
     on_arrays = True
     once_differentiable = True
 
@@ -445,8 +508,10 @@ def _block_args(op, kernel_size, dilation, padding, stride):
     stride = _ntuple(stride, 2, "stride", op)
     _check_positive(op, stride, dilation)
     if min(kernel) < 1 or min(padding) < 0:
-        raise RuntimeError(f"{op}: expected positive kernel_size and non-negative padding, got "
-                           f"kernel_size={kernel}, padding={padding}")
+        raise RuntimeError(
+            f"{op}: expected positive kernel_size and non-negative padding, got "
+            f"kernel_size={kernel}, padding={padding}"
+        )
     return kernel, dilation, padding, stride
 
 
@@ -464,16 +529,19 @@ def fold(input, output_size, kernel_size, dilation=1, padding=0, stride=1):
     op = "fold"
     if not isinstance(input, Tensor) or input.ndim not in (2, 3):
         shape = list(input.shape) if isinstance(input, Tensor) else type(input).__name__
-        raise RuntimeError(f"{op}: Expected 2D (unbatched) or 3D (batched) input, but got "
-                           f"input of size: {shape}")
+        raise RuntimeError(
+            f"{op}: Expected 2D (unbatched) or 3D (batched) input, but got input of size: {shape}"
+        )
     kernel, dilation, (ph, pw), stride = _block_args(op, kernel_size, dilation, padding, stride)
     size = _ntuple(output_size, 2, "output_size", op)
     g = Geometry.make(op, *size, kernel, stride, (ph, ph, pw, pw), dilation)
     blocks, length = input.shape[-2:]
     if blocks % (kernel[0] * kernel[1]) or length != g.OH * g.OW:
-        raise RuntimeError(f"{op}: Given output_size={size}, kernel_size={kernel}, "
-                           f"dilation={dilation}, padding={(ph, pw)}, stride={stride}, expected "
-                           f"input of size (*, C*{kernel[0] * kernel[1]}, {g.OH} * {g.OW}) "
-                           f"(C*kh*kw channels and one column per sliding block), but got "
-                           f"input of size {list(input.shape)}")
+        raise RuntimeError(
+            f"{op}: Given output_size={size}, kernel_size={kernel}, "
+            f"dilation={dilation}, padding={(ph, pw)}, stride={stride}, expected "
+            f"input of size (*, C*{kernel[0] * kernel[1]}, {g.OH} * {g.OW}) "
+            f"(C*kh*kw channels and one column per sliding block), but got "
+            f"input of size {list(input.shape)}"
+        )
     return Fold.apply(input, g)

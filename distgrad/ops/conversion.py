@@ -1,12 +1,14 @@
 """Dtype and device conversion: ``to``, ``float()``..., ``cpu()``/``cuda()``, ``clone``,
 ``contiguous``, ``type_as``. Casts between floating dtypes and device moves are
 differentiable."""
+
 from __future__ import annotations
 
 import numpy as np
 
 from ..autograd import Function, Tensor
-from ..backend import Device, as_dtype, device as make_device
+from ..backend import Device, as_dtype
+from ..backend import device as make_device
 from ._helpers import graph_xp, tensor_method
 
 __all__ = ["clone"]
@@ -111,8 +113,11 @@ def parse_to_args(args, kwargs):
             device = a
         elif a is not None:
             dtype = a
-    return (None if dtype is None else as_dtype(dtype),
-            None if device is None else make_device(device), copy)
+    return (
+        None if dtype is None else as_dtype(dtype),
+        None if device is None else make_device(device),
+        copy,
+    )
 
 
 @tensor_method("to")
@@ -150,20 +155,36 @@ def cpu(self):
 
 @tensor_method("cuda")
 def cuda(self, device=None):
-    return to(self, make_device("cuda" if device is None else device
-                                if not isinstance(device, int) else f"cuda:{device}"))
+    return to(
+        self,
+        make_device(
+            "cuda"
+            if device is None
+            else device
+            if not isinstance(device, int)
+            else f"cuda:{device}"
+        ),
+    )
 
 
 def _cast_method(name, dtype_name):
     def method(self):
         return to(self, as_dtype(dtype_name))
+
     method.__name__ = name
     method.__doc__ = f"``self.to(distgrad.{dtype_name})``."
     tensor_method(name)(method)
 
 
-for _name, _dt in (("float", "float32"), ("double", "float64"), ("half", "float16"),
-                   ("long", "int64"), ("int", "int32"), ("bool", "bool"), ("byte", "uint8")):
+for _name, _dt in (
+    ("float", "float32"),
+    ("double", "float64"),
+    ("half", "float16"),
+    ("long", "int64"),
+    ("int", "int32"),
+    ("bool", "bool"),
+    ("byte", "uint8"),
+):
     _cast_method(_name, _dt)
 
 

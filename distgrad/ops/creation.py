@@ -3,19 +3,42 @@
 
 Random numbers come from the seeded host stream (``distgrad.manual_seed``) and are copied to
 the GPU when ``device`` is a GPU, so a seed gives the same values on every device."""
+
 from __future__ import annotations
 
 import numpy as np
 
 from ..autograd import Tensor, grad_mode
-from ..backend import CPU, as_dtype, device as make_device, device_of, get_default_dtype, is_array
+from ..backend import CPU, as_dtype, device_of, get_default_dtype, is_array
+from ..backend import device as make_device
 from ..backend import random as _random
 from ._helpers import apply_inplace, check_broadcast, tensor_method
 from .conversion import move_array
 
-__all__ = ["tensor", "as_tensor", "from_numpy", "zeros", "ones", "full", "empty", "arange",
-           "linspace", "eye", "rand", "randn", "randint", "randperm", "zeros_like", "ones_like",
-           "full_like", "empty_like", "rand_like", "randn_like", "randint_like", "normal"]
+__all__ = [
+    "tensor",
+    "as_tensor",
+    "from_numpy",
+    "zeros",
+    "ones",
+    "full",
+    "empty",
+    "arange",
+    "linspace",
+    "eye",
+    "rand",
+    "randn",
+    "randint",
+    "randperm",
+    "zeros_like",
+    "ones_like",
+    "full_like",
+    "empty_like",
+    "rand_like",
+    "randn_like",
+    "randint_like",
+    "normal",
+]
 
 
 def _size(size):
@@ -62,8 +85,10 @@ def tensor(data, dtype=None, device=None, requires_grad: bool = False) -> Tensor
                 return tensor(data, dtype, device, requires_grad)
         array = np.asarray(data)
         if array.dtype == object:
-            raise TypeError(f"tensor(): could not make a tensor from data of type "
-                            f"{type(data).__name__} (ragged nested sequences or non-numbers)")
+            raise TypeError(
+                f"tensor(): could not make a tensor from data of type "
+                f"{type(data).__name__} (ragged nested sequences or non-numbers)"
+            )
         if dtype is None:
             array = array.astype(_default_for(array), copy=False)
     return _finish(array, dtype, device, requires_grad)
@@ -73,8 +98,11 @@ def as_tensor(data, dtype=None, device=None) -> Tensor:
     """Like ``tensor`` but shares memory with a numpy/cupy array when dtype and device match."""
     if isinstance(data, Tensor):
         return data.to(device=device, dtype=dtype) if (dtype or device) else data
-    if is_array(data) and (dtype is None or as_dtype(dtype).np == data.dtype) and \
-            (device is None or make_device(device) == device_of(data)):
+    if (
+        is_array(data)
+        and (dtype is None or as_dtype(dtype).np == data.dtype)
+        and (device is None or make_device(device) == device_of(data))
+    ):
         return Tensor(data)
     return tensor(data, dtype, device)
 
@@ -111,10 +139,16 @@ def empty(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
 
 def full(size, fill_value, dtype=None, device=None, requires_grad=False) -> Tensor:
     if dtype is None:
-        dtype = (np.bool_ if isinstance(fill_value, bool) else np.int64
-                 if isinstance(fill_value, int) else get_default_dtype())
-    return _filled(lambda xp, s, d: xp.full(s, fill_value, d), (tuple(size),), dtype, device,
-                   requires_grad)
+        dtype = (
+            np.bool_
+            if isinstance(fill_value, bool)
+            else np.int64
+            if isinstance(fill_value, int)
+            else get_default_dtype()
+        )
+    return _filled(
+        lambda xp, s, d: xp.full(s, fill_value, d), (tuple(size),), dtype, device, requires_grad
+    )
 
 
 def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False) -> Tensor:
@@ -129,8 +163,9 @@ def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False
 
 
 def linspace(start, end, steps, dtype=None, device=None, requires_grad=False) -> Tensor:
-    return _finish(np.linspace(start, end, steps), dtype or get_default_dtype(), device,
-                   requires_grad)
+    return _finish(
+        np.linspace(start, end, steps), dtype or get_default_dtype(), device, requires_grad
+    )
 
 
 def eye(n, m=None, dtype=None, device=None, requires_grad=False) -> Tensor:
@@ -143,14 +178,19 @@ def _rng(generator):
 
 def rand(*size, generator=None, dtype=None, device=None, requires_grad=False) -> Tensor:
     """Uniform samples on [0, 1)."""
-    return _finish(_rng(generator).random(_size(size)), dtype or get_default_dtype(), device,
-                   requires_grad)
+    return _finish(
+        _rng(generator).random(_size(size)), dtype or get_default_dtype(), device, requires_grad
+    )
 
 
 def randn(*size, generator=None, dtype=None, device=None, requires_grad=False) -> Tensor:
     """Standard normal samples."""
-    return _finish(_rng(generator).standard_normal(_size(size)), dtype or get_default_dtype(),
-                   device, requires_grad)
+    return _finish(
+        _rng(generator).standard_normal(_size(size)),
+        dtype or get_default_dtype(),
+        device,
+        requires_grad,
+    )
 
 
 def randint(low, high=None, size=None, *, generator=None, dtype=None, device=None) -> Tensor:
@@ -159,8 +199,9 @@ def randint(low, high=None, size=None, *, generator=None, dtype=None, device=Non
         low, high, size = 0, low, high
     if size is None:
         raise TypeError("randint() missing required argument 'size'")
-    return _finish(_rng(generator).integers(low, high, size=tuple(size)), dtype or np.int64,
-                   device, False)
+    return _finish(
+        _rng(generator).integers(low, high, size=tuple(size)), dtype or np.int64, device, False
+    )
 
 
 def randperm(n, *, generator=None, dtype=None, device=None) -> Tensor:
@@ -172,14 +213,21 @@ def randperm(n, *, generator=None, dtype=None, device=None) -> Tensor:
 def normal(mean, std, size=None, *, generator=None, dtype=None, device=None) -> Tensor:
     if size is None:
         size = np.broadcast_shapes(np.shape(mean), np.shape(std))
-    return _finish(_rng(generator).normal(mean, std, size=size), dtype or get_default_dtype(),
-                   device, False)
+    return _finish(
+        _rng(generator).normal(mean, std, size=size), dtype or get_default_dtype(), device, False
+    )
 
 
 def _like(factory):
     def like(input, dtype=None, device=None, requires_grad=False, **kwargs):
-        return factory(*input.shape, dtype=dtype or input.dtype, device=device or input.device,
-                       requires_grad=requires_grad, **kwargs)
+        return factory(
+            *input.shape,
+            dtype=dtype or input.dtype,
+            device=device or input.device,
+            requires_grad=requires_grad,
+            **kwargs,
+        )
+
     like.__name__ = factory.__name__ + "_like"
     like.__doc__ = f"``{factory.__name__}`` with ``input``'s shape, dtype and device."
     return like
@@ -193,13 +241,19 @@ randn_like = _like(randn)
 
 
 def full_like(input, fill_value, dtype=None, device=None, requires_grad=False) -> Tensor:
-    return full(input.shape, fill_value, dtype=dtype or input.dtype,
-                device=device or input.device, requires_grad=requires_grad)
+    return full(
+        input.shape,
+        fill_value,
+        dtype=dtype or input.dtype,
+        device=device or input.device,
+        requires_grad=requires_grad,
+    )
 
 
 def randint_like(input, low, high=None, dtype=None, device=None) -> Tensor:
-    return randint(low, high, input.shape, dtype=dtype or input.dtype,
-                   device=device or input.device)
+    return randint(
+        low, high, input.shape, dtype=dtype or input.dtype, device=device or input.device
+    )
 
 
 # ---- in-place fills -----------------------------------------------------------------------
@@ -225,26 +279,30 @@ def zero_(self):
 
 @tensor_method("fill_")
 def fill_(self, value):
-    return _fill_inplace(self, "fill_", lambda: value._array if isinstance(value, Tensor)
-                         else value)
+    return _fill_inplace(
+        self, "fill_", lambda: value._array if isinstance(value, Tensor) else value
+    )
 
 
 @tensor_method("uniform_")
 def uniform_(self, a=0.0, b=1.0, *, generator=None):
-    return _fill_inplace(self, "uniform_", lambda: _host_to(self, _rng(generator).uniform(
-        a, b, self.shape)))
+    return _fill_inplace(
+        self, "uniform_", lambda: _host_to(self, _rng(generator).uniform(a, b, self.shape))
+    )
 
 
 @tensor_method("normal_")
 def normal_(self, mean=0.0, std=1.0, *, generator=None):
-    return _fill_inplace(self, "normal_", lambda: _host_to(self, _rng(generator).normal(
-        mean, std, self.shape)))
+    return _fill_inplace(
+        self, "normal_", lambda: _host_to(self, _rng(generator).normal(mean, std, self.shape))
+    )
 
 
 @tensor_method("bernoulli_")
 def bernoulli_(self, p=0.5, *, generator=None):
-    return _fill_inplace(self, "bernoulli_", lambda: _host_to(
-        self, _rng(generator).random(self.shape) < p))
+    return _fill_inplace(
+        self, "bernoulli_", lambda: _host_to(self, _rng(generator).random(self.shape) < p)
+    )
 
 
 def _host_to(like, host_array):
@@ -266,5 +324,9 @@ def copy_(self, src):
         array[...] = move_array(src_array, self.device)
 
     return apply_inplace(
-        self, "copy_", lambda _, s: to(s, self.device, self.dtype).expand(self.shape).clone(),
-        src, fast=fast)
+        self,
+        "copy_",
+        lambda _, s: to(s, self.device, self.dtype).expand(self.shape).clone(),
+        src,
+        fast=fast,
+    )

@@ -3,6 +3,7 @@
 
 Masks are drawn from the seeded host stream (``distgrad.manual_seed``) and copied to the
 tensor's device, so a seed gives the same masks on every device."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -27,7 +28,7 @@ class Dropout(Function):
 
     @staticmethod
     def backward(ctx, g):
-        mask, = ctx.saved_tensors
+        (mask,) = ctx.saved_tensors
         return g * mask, None
 
 
@@ -57,9 +58,11 @@ def dropout(input, p=0.5, training=True, inplace=False):
 def _channel_dropout(op, spatial, input, p, training, inplace):
     """Zero whole channels: the mask has the input's batch and channel dims, 1 elsewhere."""
     if input.ndim not in (spatial + 1, spatial + 2):
-        raise RuntimeError(f"{op}: expected a {spatial + 1}-D (unbatched) or {spatial + 2}-D "
-                           f"(batched) input, got one of shape {list(input.shape)}")
-    shape = input.shape[:input.ndim - spatial] + (1,) * spatial
+        raise RuntimeError(
+            f"{op}: expected a {spatial + 1}-D (unbatched) or {spatial + 2}-D "
+            f"(batched) input, got one of shape {list(input.shape)}"
+        )
+    shape = input.shape[: input.ndim - spatial] + (1,) * spatial
     return _dropout(op, input, p, training, inplace, shape)
 
 

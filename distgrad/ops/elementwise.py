@@ -1,20 +1,81 @@
 """Elementwise ops: arithmetic, unary math, comparisons, where/clamp/lerp, dtype casts."""
+
 from __future__ import annotations
 
 import numpy as np
 
 from ..autograd import Function, Tensor
 from ..backend import get_default_dtype, result_type
-from ._helpers import (apply_inplace, as_tensor, broadcast_error, check_broadcast, graph_xp,
-                       prepare_operands, tensor_method, unbroadcast)
+from ._helpers import (
+    apply_inplace,
+    as_tensor,
+    broadcast_error,
+    check_broadcast,
+    graph_xp,
+    prepare_operands,
+    tensor_method,
+    unbroadcast,
+)
 
-__all__ = ["add", "sub", "subtract", "mul", "multiply", "div", "divide", "true_divide", "neg",
-           "negative", "pow", "exp", "expm1", "log", "log1p", "log2", "log10", "sqrt", "rsqrt",
-           "square", "reciprocal", "abs", "sign", "sin", "cos", "tan", "tanh", "sigmoid",
-           "clamp", "clip", "maximum", "minimum", "where", "lerp", "floor", "ceil", "round",
-           "trunc", "remainder", "fmod", "floor_divide", "eq", "ne", "lt", "le", "gt", "ge",
-           "equal", "isnan", "isinf", "isfinite", "logical_and", "logical_or", "logical_not",
-           "logical_xor", "allclose", "isclose"]
+__all__ = [
+    "add",
+    "sub",
+    "subtract",
+    "mul",
+    "multiply",
+    "div",
+    "divide",
+    "true_divide",
+    "neg",
+    "negative",
+    "pow",
+    "exp",
+    "expm1",
+    "log",
+    "log1p",
+    "log2",
+    "log10",
+    "sqrt",
+    "rsqrt",
+    "square",
+    "reciprocal",
+    "abs",
+    "sign",
+    "sin",
+    "cos",
+    "tan",
+    "tanh",
+    "sigmoid",
+    "clamp",
+    "clip",
+    "maximum",
+    "minimum",
+    "where",
+    "lerp",
+    "floor",
+    "ceil",
+    "round",
+    "trunc",
+    "remainder",
+    "fmod",
+    "floor_divide",
+    "eq",
+    "ne",
+    "lt",
+    "le",
+    "gt",
+    "ge",
+    "equal",
+    "isnan",
+    "isinf",
+    "isfinite",
+    "logical_and",
+    "logical_or",
+    "logical_not",
+    "logical_xor",
+    "allclose",
+    "isclose",
+]
 
 
 def _raw(x):
@@ -40,8 +101,10 @@ class Add(Function):
     @staticmethod
     def backward(ctx, g):
         xp, need = ctx.xp, ctx.needs_input_grad
-        return (unbroadcast(xp, g, ctx.shapes[0]) if need[0] else None,
-                unbroadcast(xp, g, ctx.shapes[1]) if need[1] else None)
+        return (
+            unbroadcast(xp, g, ctx.shapes[0]) if need[0] else None,
+            unbroadcast(xp, g, ctx.shapes[1]) if need[1] else None,
+        )
 
 
 class Sub(Function):
@@ -55,8 +118,10 @@ class Sub(Function):
     @staticmethod
     def backward(ctx, g):
         xp, need = ctx.xp, ctx.needs_input_grad
-        return (unbroadcast(xp, g, ctx.shapes[0]) if need[0] else None,
-                unbroadcast(xp, -g, ctx.shapes[1]) if need[1] else None)
+        return (
+            unbroadcast(xp, g, ctx.shapes[0]) if need[0] else None,
+            unbroadcast(xp, -g, ctx.shapes[1]) if need[1] else None,
+        )
 
 
 class Mul(Function):
@@ -162,8 +227,10 @@ def div(input, other, *, rounding_mode=None):
     if rounding_mode is None:
         return _binary(Div, "div", input, other, floating=True)
     if rounding_mode not in ("trunc", "floor"):
-        raise ValueError(f"div expected rounding_mode to be one of None, 'trunc', or 'floor' but "
-                         f"found '{rounding_mode}'")
+        raise ValueError(
+            f"div expected rounding_mode to be one of None, 'trunc', or 'floor' but "
+            f"found '{rounding_mode}'"
+        )
     a, b = prepare_operands("div", input, other)
     xa, xb = _raw(a), _raw(b)
     xp = _xp(a, b)
@@ -245,7 +312,7 @@ class Exp(Function):
 
     @staticmethod
     def backward(ctx, g):
-        y, = ctx.saved_tensors
+        (y,) = ctx.saved_tensors
         return g * y
 
 
@@ -261,7 +328,7 @@ class Expm1(Function):
 
     @staticmethod
     def backward(ctx, g):
-        y, = ctx.saved_tensors
+        (y,) = ctx.saved_tensors
         return g * (y + 1)
 
 
@@ -276,7 +343,7 @@ class Log(Function):
 
     @staticmethod
     def backward(ctx, g):
-        x, = ctx.saved_tensors
+        (x,) = ctx.saved_tensors
         return g / x
 
 
@@ -291,7 +358,7 @@ class Log2(Function):
 
     @staticmethod
     def backward(ctx, g):
-        x, = ctx.saved_tensors
+        (x,) = ctx.saved_tensors
         return g / (x * float(np.log(2.0)))
 
 
@@ -306,7 +373,7 @@ class Log10(Function):
 
     @staticmethod
     def backward(ctx, g):
-        x, = ctx.saved_tensors
+        (x,) = ctx.saved_tensors
         return g / (x * float(np.log(10.0)))
 
 
@@ -321,7 +388,7 @@ class Log1p(Function):
 
     @staticmethod
     def backward(ctx, g):
-        x, = ctx.saved_tensors
+        (x,) = ctx.saved_tensors
         return g / (x + 1)
 
 
@@ -336,7 +403,7 @@ class Sqrt(Function):
 
     @staticmethod
     def backward(ctx, g):
-        y, = ctx.saved_tensors
+        (y,) = ctx.saved_tensors
         return g / (2 * y)
 
 
@@ -353,7 +420,7 @@ class Rsqrt(Function):
 
     @staticmethod
     def backward(ctx, g):
-        y, = ctx.saved_tensors
+        (y,) = ctx.saved_tensors
         return g * (-0.5) * y * y * y
 
 
@@ -368,7 +435,7 @@ class Square(Function):
 
     @staticmethod
     def backward(ctx, g):
-        x, = ctx.saved_tensors
+        (x,) = ctx.saved_tensors
         return g * (2 * x)
 
 
@@ -384,7 +451,7 @@ class Reciprocal(Function):
 
     @staticmethod
     def backward(ctx, g):
-        y, = ctx.saved_tensors
+        (y,) = ctx.saved_tensors
         return -g * y * y
 
 
@@ -398,7 +465,7 @@ class Abs(Function):
 
     @staticmethod
     def backward(ctx, g):
-        x, = ctx.saved_tensors
+        (x,) = ctx.saved_tensors
         return g * ctx.xp.sign(x)
 
 
@@ -412,7 +479,7 @@ class Sin(Function):
 
     @staticmethod
     def backward(ctx, g):
-        x, = ctx.saved_tensors
+        (x,) = ctx.saved_tensors
         return g * ctx.xp.cos(x)
 
 
@@ -426,7 +493,7 @@ class Cos(Function):
 
     @staticmethod
     def backward(ctx, g):
-        x, = ctx.saved_tensors
+        (x,) = ctx.saved_tensors
         return -g * ctx.xp.sin(x)
 
 
@@ -442,7 +509,7 @@ class Tan(Function):
 
     @staticmethod
     def backward(ctx, g):
-        y, = ctx.saved_tensors
+        (y,) = ctx.saved_tensors
         return g * (1 + y * y)
 
 
@@ -457,7 +524,7 @@ class Tanh(Function):
 
     @staticmethod
     def backward(ctx, g):
-        y, = ctx.saved_tensors
+        (y,) = ctx.saved_tensors
         return g * (1 - y * y)
 
 
@@ -475,7 +542,7 @@ class Sigmoid(Function):
 
     @staticmethod
     def backward(ctx, g):
-        y, = ctx.saved_tensors
+        (y,) = ctx.saved_tensors
         return g * y * (1 - y)
 
 
@@ -524,6 +591,7 @@ def _unary(fn, x, floating=True):
 def _define_unary(name, fn, floating=True, doc=None):
     def op(input):
         return _unary(fn, input, floating)
+
     op.__name__ = op.__qualname__ = name
     op.__doc__ = doc or f"Elementwise ``{name}`` (differentiable)."
     tensor_method(name)(op)
@@ -580,7 +648,7 @@ class Clamp(Function):
 
     @staticmethod
     def backward(ctx, g):
-        x, = ctx.saved_tensors
+        (x,) = ctx.saved_tensors
         lo, hi = ctx.bounds
         keep = True
         if lo is not None:
@@ -664,12 +732,18 @@ class Where(Function):
 
     @staticmethod
     def backward(ctx, g):
-        cond, = ctx.saved_tensors
+        (cond,) = ctx.saved_tensors
         xp = ctx.xp
-        ga = unbroadcast(xp, xp.where(cond, g, 0), ctx.shapes[0]) if ctx.needs_input_grad[1] \
+        ga = (
+            unbroadcast(xp, xp.where(cond, g, 0), ctx.shapes[0])
+            if ctx.needs_input_grad[1]
             else None
-        gb = unbroadcast(xp, xp.where(cond, 0, g), ctx.shapes[1]) if ctx.needs_input_grad[2] \
+        )
+        gb = (
+            unbroadcast(xp, xp.where(cond, 0, g), ctx.shapes[1])
+            if ctx.needs_input_grad[2]
             else None
+        )
         return None, ga, gb
 
 
@@ -711,6 +785,7 @@ def _compare(ufunc_name, doc):
         xa = a._array if isinstance(a, Tensor) else a
         xb = b._array if isinstance(b, Tensor) else b
         return Tensor(getattr(_xp(a, b), ufunc_name)(xa, xb))
+
     op.__doc__ = doc
     return op
 
@@ -734,6 +809,7 @@ def _logical(ufunc_name):
             return Tensor(getattr(xp, ufunc_name)(input._array))
         other = as_tensor(other, input)
         return Tensor(getattr(xp, ufunc_name)(input._array, other._array))
+
     op.__name__ = ufunc_name
     op.__doc__ = f"Elementwise ``{ufunc_name}`` (a bool tensor)."
     return tensor_method(ufunc_name)(op)
@@ -749,11 +825,15 @@ def _bitwise(ufunc_name):
     def op(input, other):
         other = as_tensor(other, input)
         return Tensor(getattr(input.device.xp, ufunc_name)(input._array, other._array))
+
     return op
 
 
-for _name, _uf in (("__and__", "bitwise_and"), ("__or__", "bitwise_or"),
-                   ("__xor__", "bitwise_xor")):
+for _name, _uf in (
+    ("__and__", "bitwise_and"),
+    ("__or__", "bitwise_or"),
+    ("__xor__", "bitwise_xor"),
+):
     tensor_method(_name)(_bitwise(_uf))
 
 
@@ -765,6 +845,7 @@ def _invert(input):
 def _predicate(ufunc_name):
     def op(input):
         return Tensor(getattr(input.device.xp, ufunc_name)(input._array))
+
     op.__name__ = ufunc_name
     op.__doc__ = f"Elementwise ``{ufunc_name}`` (a bool tensor)."
     return tensor_method(ufunc_name)(op)
@@ -784,8 +865,11 @@ def equal(input, other) -> bool:
 @tensor_method("isclose")
 def isclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False):
     other = as_tensor(other, input)
-    return Tensor(input.device.xp.isclose(input._array, other._array, rtol=rtol, atol=atol,
-                                          equal_nan=equal_nan))
+    return Tensor(
+        input.device.xp.isclose(
+            input._array, other._array, rtol=rtol, atol=atol, equal_nan=equal_nan
+        )
+    )
 
 
 @tensor_method("allclose")
@@ -800,24 +884,32 @@ def _inplace_binary(name, out_of_place, ufunc_name):
             if kwargs.get("alpha", 1) != 1:
                 o = o * kwargs["alpha"]
             getattr(self.device.xp, ufunc_name)(arr, o, out=arr, casting="same_kind")
+
         try:
-            return apply_inplace(self, name, lambda s, o: out_of_place(s, o, **kwargs), other,
-                                 fast=fast if not kwargs.get("rounding_mode") else None)
+            return apply_inplace(
+                self,
+                name,
+                lambda s, o: out_of_place(s, o, **kwargs),
+                other,
+                fast=fast if not kwargs.get("rounding_mode") else None,
+            )
         except (ValueError, RuntimeError):
-            error = broadcast_error(name, self.shape, getattr(other, "shape", ()),
-                                     out=self.shape)
+            error = broadcast_error(name, self.shape, getattr(other, "shape", ()), out=self.shape)
             if error is None:
                 raise
         raise error
+
     op.__name__ = name
     op.__doc__ = f"In-place ``{out_of_place.__name__}``; returns ``self``."
     return op
 
 
-for _name, _dunder, _fn, _uf in (("add_", "__iadd__", add, "add"),
-                                 ("sub_", "__isub__", sub, "subtract"),
-                                 ("mul_", "__imul__", mul, "multiply"),
-                                 ("div_", "__itruediv__", div, "true_divide")):
+for _name, _dunder, _fn, _uf in (
+    ("add_", "__iadd__", add, "add"),
+    ("sub_", "__isub__", sub, "subtract"),
+    ("mul_", "__imul__", mul, "multiply"),
+    ("div_", "__itruediv__", div, "true_divide"),
+):
     tensor_method(_name, _dunder)(_inplace_binary(_name, _fn, _uf))
 
 
@@ -834,14 +926,26 @@ def clamp_(self, min=None, max=None):
 def _unary_inplace(name, fn):
     def op(self):
         return apply_inplace(self, name, fn)
+
     op.__name__ = name
     return tensor_method(name)(op)
 
 
-for _name, _fn in (("exp_", exp), ("log_", log), ("sqrt_", sqrt), ("abs_", abs), ("neg_", neg),
-                   ("tanh_", tanh), ("sigmoid_", sigmoid), ("sin_", sin), ("cos_", cos),
-                   ("floor_", floor), ("ceil_", ceil), ("round_", round),
-                   ("reciprocal_", reciprocal)):
+for _name, _fn in (
+    ("exp_", exp),
+    ("log_", log),
+    ("sqrt_", sqrt),
+    ("abs_", abs),
+    ("neg_", neg),
+    ("tanh_", tanh),
+    ("sigmoid_", sigmoid),
+    ("sin_", sin),
+    ("cos_", cos),
+    ("floor_", floor),
+    ("ceil_", ceil),
+    ("round_", round),
+    ("reciprocal_", reciprocal),
+):
     _unary_inplace(_name, _fn)
 
 

@@ -1,4 +1,5 @@
 """Embedding lookup: rows of a weight matrix picked by integer indices."""
+
 from __future__ import annotations
 
 from ..autograd import Function, Tensor
@@ -23,7 +24,7 @@ class Embedding(Function):
 
     @staticmethod
     def backward(ctx, g):
-        idx, = ctx.saved_tensors
+        (idx,) = ctx.saved_tensors
         xp = ctx.xp
         rows = idx.ravel()
         num = ctx.weight_shape[0]
@@ -50,33 +51,42 @@ def _renorm_(weight, idx, max_norm, norm_type):
     weight._version.value += 1
 
 
-def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0,
-              scale_grad_by_freq=False, sparse=False):
+def embedding(
+    input,
+    weight,
+    padding_idx=None,
+    max_norm=None,
+    norm_type=2.0,
+    scale_grad_by_freq=False,
+    sparse=False,
+):
     """Rows of ``weight`` (num_embeddings, embedding_dim) at the integer indices ``input``:
     output shape ``input.shape + (embedding_dim,)``. The ``padding_idx`` row gets no gradient;
     ``max_norm`` renormalises the looked-up rows of ``weight`` in place first."""
     if not isinstance(input, Tensor) or input._array.dtype.kind not in "iu":
         what = input.dtype if isinstance(input, Tensor) else type(input).__name__
-        raise TypeError(f"embedding: expected input to be an integer (index) tensor, got "
-                        f"{what}")
+        raise TypeError(f"embedding: expected input to be an integer (index) tensor, got {what}")
     if weight.ndim != 2:
-        raise RuntimeError(f"embedding: weight must be 2-D (num_embeddings, embedding_dim), got "
-                           f"shape {list(weight.shape)}")
+        raise RuntimeError(
+            f"embedding: weight must be 2-D (num_embeddings, embedding_dim), got "
+            f"shape {list(weight.shape)}"
+        )
     check_same_device("embedding", input, weight)
     if sparse:
-        raise NotImplementedError("embedding: sparse gradients are not supported; use "
-                                  "sparse=False")
+        raise NotImplementedError("embedding: sparse gradients are not supported; use sparse=False")
     num = weight.shape[0]
     if padding_idx is not None:
         if not -num <= padding_idx < num:
-            raise ValueError(f"embedding: padding_idx ({padding_idx}) must be within "
-                             f"num_embeddings ({num})")
+            raise ValueError(
+                f"embedding: padding_idx ({padding_idx}) must be within num_embeddings ({num})"
+            )
         padding_idx %= num
     idx = input._array
     if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= num):
         bad = idx[(idx < 0) | (idx >= num)].ravel()[0]
-        raise IndexError(f"embedding: index out of range in self: index {int(bad)} for a "
-                         f"weight with {num} rows")
+        raise IndexError(
+            f"embedding: index out of range in self: index {int(bad)} for a weight with {num} rows"
+        )
     if max_norm is not None:
         _renorm_(weight, idx, max_norm, norm_type)
     return Embedding.apply(input, weight, padding_idx, scale_grad_by_freq)

@@ -5,6 +5,7 @@ Three Functions do the work, each the other's gradient: ``Index`` (``x[key]``), 
 (``x`` with ``v`` added at ``key``) and ``IndexPut`` (``x`` with ``v`` written at ``key``).
 A key is a tuple of ints, slices, None, Ellipsis and index arrays on the tensor's device.
 """
+
 from __future__ import annotations
 
 import numbers
@@ -13,14 +14,25 @@ import numpy as np
 
 from ..autograd import Function, Tensor
 from ..backend import array_module_for, is_array
-from ._helpers import (apply_inplace, as_tensor, graph_xp, normalize_dim, tensor_method,
-                       unbroadcast)
+from ._helpers import apply_inplace, as_tensor, graph_xp, normalize_dim, tensor_method, unbroadcast
 from .conversion import move_array
 from .elementwise import where
 from .shape import _reshape, broadcast_shapes, expand, unbind
 
-__all__ = ["gather", "scatter", "scatter_add", "index_select", "index_add", "index_put",
-           "masked_fill", "masked_select", "take", "take_along_dim", "nonzero", "argwhere"]
+__all__ = [
+    "gather",
+    "scatter",
+    "scatter_add",
+    "index_select",
+    "index_add",
+    "index_put",
+    "masked_fill",
+    "masked_select",
+    "take",
+    "take_along_dim",
+    "nonzero",
+    "argwhere",
+]
 
 
 # ---- the three Functions ------------------------------------------------------------------
@@ -40,9 +52,11 @@ def _write(out, key, v, accumulate: bool) -> None:
     except ValueError as e:
         if "broadcast" not in str(e):
             raise
-        raise RuntimeError(f"shape mismatch: value tensor of shape {list(np.shape(v))} cannot "
-                           f"be broadcast to indexing result of shape "
-                           f"{list(out[key].shape)}") from None
+        raise RuntimeError(
+            f"shape mismatch: value tensor of shape {list(np.shape(v))} cannot "
+            f"be broadcast to indexing result of shape "
+            f"{list(out[key].shape)}"
+        ) from None
 
 
 class Index(Function):
@@ -118,8 +132,10 @@ def _index_array(x: Tensor, k, op: str = "index"):
             arr = arr.astype(np.int64)
         ok = arr.dtype.kind in "biu"
     if not ok:
-        raise IndexError(f"{op}: tensors used as indices must be long, int, byte or bool "
-                         f"tensors, got {arr.dtype}")
+        raise IndexError(
+            f"{op}: tensors used as indices must be long, int, byte or bool "
+            f"tensors, got {arr.dtype}"
+        )
     return move_array(arr, x.device)
 
 
@@ -150,14 +166,16 @@ def _check_bounds(index, size: int, dim: int, op: str, negative: bool = False) -
     lo, hi = int(index.min()), int(index.max())
     bad = lo if lo < (-size if negative else 0) else hi if hi >= size else None
     if bad is not None:
-        raise IndexError(f"{op}: index {bad} is out of bounds for dimension {dim} with size "
-                         f"{size}")
+        raise IndexError(f"{op}: index {bad} is out of bounds for dimension {dim} with size {size}")
 
 
 def _check_key_bounds(x: Tensor, key: tuple) -> None:
     """numpy raises for out-of-range index arrays; cupy would wrap them silently."""
-    consumed = sum(k.ndim if is_array(k) and k.dtype == np.bool_ else 1 for k in key
-                   if k is not None and k is not Ellipsis and not isinstance(k, (bool, np.bool_)))
+    consumed = sum(
+        k.ndim if is_array(k) and k.dtype == np.bool_ else 1
+        for k in key
+        if k is not None and k is not Ellipsis and not isinstance(k, (bool, np.bool_))
+    )
     d = 0
     for k in key:
         if k is Ellipsis:
@@ -188,8 +206,13 @@ def _setitem(self, key, value):
         value = value.to(self.device, self.dtype)
     elif not isinstance(value, numbers.Number):
         value = as_tensor(value, self, dtype=self.dtype)
-    return apply_inplace(self, "__setitem__", lambda s, v: IndexPut.apply(s, v, key), value,
-                         fast=lambda array, v: _write(array, key, v, accumulate=False))
+    return apply_inplace(
+        self,
+        "__setitem__",
+        lambda s, v: IndexPut.apply(s, v, key),
+        value,
+        fast=lambda array, v: _write(array, key, v, accumulate=False),
+    )
 
 
 @tensor_method("__iter__")
@@ -213,8 +236,10 @@ def _along_key(index, dim: int) -> tuple:
     for every position of ``index`` (``index`` at ``dim``, aranges elsewhere)."""
     xp = array_module_for(index)
     nd = index.ndim
-    return tuple(index if d == dim else xp.arange(n).reshape((n,) + (1,) * (nd - 1 - d))
-                 for d, n in enumerate(index.shape))
+    return tuple(
+        index if d == dim else xp.arange(n).reshape((n,) + (1,) * (nd - 1 - d))
+        for d, n in enumerate(index.shape)
+    )
 
 
 def _gather_key(op: str, input: Tensor, dim, index, src_shape=None) -> tuple:
@@ -222,24 +247,32 @@ def _gather_key(op: str, input: Tensor, dim, index, src_shape=None) -> tuple:
     d = normalize_dim(dim, input.ndim, op)
     index = _index_arg(input, index, op)
     if index.ndim != input.ndim:
-        raise RuntimeError(f"{op}(): Index tensor must have the same number of dimensions as "
-                           f"input tensor ({input.ndim}), got {index.ndim}")
+        raise RuntimeError(
+            f"{op}(): Index tensor must have the same number of dimensions as "
+            f"input tensor ({input.ndim}), got {index.ndim}"
+        )
     for a, (n, m) in enumerate(zip(index.shape, input.shape)):
         if a != d and n > m:
-            raise RuntimeError(f"{op}(): Size does not match at dimension {a}: expected index "
-                               f"{list(index.shape)} to be smaller than self "
-                               f"{list(input.shape)} apart from dimension {d}")
+            raise RuntimeError(
+                f"{op}(): Size does not match at dimension {a}: expected index "
+                f"{list(index.shape)} to be smaller than self "
+                f"{list(input.shape)} apart from dimension {d}"
+            )
     if src_shape is not None and any(n > m for n, m in zip(index.shape, src_shape)):
-        raise RuntimeError(f"{op}(): Expected index {list(index.shape)} to be smaller than "
-                           f"src {list(src_shape)} in every dimension")
+        raise RuntimeError(
+            f"{op}(): Expected index {list(index.shape)} to be smaller than "
+            f"src {list(src_shape)} in every dimension"
+        )
     _check_bounds(index, input.shape[d] if input.ndim else 1, d, op)
     return d, _along_key(index, d) + (Ellipsis,)
 
 
 def _same_dtype(op: str, input: Tensor, src: Tensor) -> None:
     if src.dtype != input.dtype:
-        raise RuntimeError(f"{op}(): Expected self.dtype to be equal to src.dtype, got "
-                           f"{input.dtype} and {src.dtype}")
+        raise RuntimeError(
+            f"{op}(): Expected self.dtype to be equal to src.dtype, got "
+            f"{input.dtype} and {src.dtype}"
+        )
 
 
 @tensor_method("gather")
@@ -303,16 +336,22 @@ def take_along_dim(input, indices, dim=None):
     """``gather`` with ``input`` and ``indices`` broadcast against each other outside
     ``dim``; with ``dim=None`` both are flattened first."""
     if dim is None:
-        return gather(_reshape(input, (-1,)), 0,
-                      _index_arg(input, indices, "take_along_dim").reshape(-1))
+        return gather(
+            _reshape(input, (-1,)), 0, _index_arg(input, indices, "take_along_dim").reshape(-1)
+        )
     idx = _index_arg(input, indices, "take_along_dim")
     if idx.ndim != input.ndim:
-        raise RuntimeError(f"take_along_dim(): input and indices should have the same number of "
-                           f"dimensions, but got {input.ndim} dimensions for input, and "
-                           f"{idx.ndim} dimensions for indices")
+        raise RuntimeError(
+            f"take_along_dim(): input and indices should have the same number of "
+            f"dimensions, but got {input.ndim} dimensions for input, and "
+            f"{idx.ndim} dimensions for indices"
+        )
     d = normalize_dim(dim, input.ndim, "take_along_dim")
-    shape = list(broadcast_shapes(input.shape[:d] + (1,) + input.shape[d + 1:],
-                                  idx.shape[:d] + (1,) + idx.shape[d + 1:]))
+    shape = list(
+        broadcast_shapes(
+            input.shape[:d] + (1,) + input.shape[d + 1 :], idx.shape[:d] + (1,) + idx.shape[d + 1 :]
+        )
+    )
     shape[d] = input.shape[d]
     if tuple(shape) != input.shape:
         input = expand(input, shape)
@@ -344,17 +383,20 @@ def index_add(input, dim, index, source, *, alpha=1):
     ``dim`` (repeated indices add up)."""
     d, key = _dim_key("index_add", input, dim, index)
     _same_dtype("index_add", input, source)
-    expected = input.shape[:d] + (key[d].shape[0],) + input.shape[d + 1:]
+    expected = input.shape[:d] + (key[d].shape[0],) + input.shape[d + 1 :]
     if source.shape != expected:
-        raise RuntimeError(f"index_add(): source shape {list(source.shape)} must be "
-                           f"{list(expected)} (self's shape with dim {d} the index's length)")
+        raise RuntimeError(
+            f"index_add(): source shape {list(source.shape)} must be "
+            f"{list(expected)} (self's shape with dim {d} the index's length)"
+        )
     return IndexAdd.apply(input, source if alpha == 1 else source * alpha, key)
 
 
 @tensor_method("index_add_")
 def index_add_(self, dim, index, source, *, alpha=1):
-    return apply_inplace(self, "index_add_",
-                         lambda s: index_add(s, dim, index, source, alpha=alpha))
+    return apply_inplace(
+        self, "index_add_", lambda s: index_add(s, dim, index, source, alpha=alpha)
+    )
 
 
 @tensor_method("index_put")
@@ -369,8 +411,7 @@ def index_put(input, indices, values, accumulate=False):
 
 @tensor_method("index_put_")
 def index_put_(self, indices, values, accumulate=False):
-    return apply_inplace(self, "index_put_",
-                         lambda s: index_put(s, indices, values, accumulate))
+    return apply_inplace(self, "index_put_", lambda s: index_put(s, indices, values, accumulate))
 
 
 @tensor_method("take")
@@ -386,8 +427,7 @@ def take(input, index):
 def _mask(input: Tensor, mask, op: str):
     arr = mask._array if isinstance(mask, Tensor) else np.asarray(mask)
     if arr.dtype != np.bool_:
-        raise RuntimeError(f"{op} only supports boolean masks, but got mask with dtype "
-                           f"{arr.dtype}")
+        raise RuntimeError(f"{op} only supports boolean masks, but got mask with dtype {arr.dtype}")
     return Tensor(move_array(arr, input.device))
 
 
@@ -397,8 +437,10 @@ def masked_fill(input, mask, value):
     boolean ``mask`` (broadcast) is True."""
     if isinstance(value, Tensor):
         if value.ndim:
-            raise RuntimeError(f"masked_fill only supports a 0-dimensional value tensor, but "
-                               f"got tensor with {value.ndim} dimension(s)")
+            raise RuntimeError(
+                f"masked_fill only supports a 0-dimensional value tensor, but "
+                f"got tensor with {value.ndim} dimension(s)"
+            )
         value = value.to(input.device, input.dtype)
     else:
         value = as_tensor(value, input, dtype=input.dtype)
@@ -417,8 +459,11 @@ def masked_select(input, mask):
     shape = broadcast_shapes(input.shape, mask.shape)
     if input.shape != shape:
         input = expand(input, shape)
-    m = mask._array if mask.shape == shape else array_module_for(mask._array).broadcast_to(
-        mask._array, shape)
+    m = (
+        mask._array
+        if mask.shape == shape
+        else array_module_for(mask._array).broadcast_to(mask._array, shape)
+    )
     return Index.apply(input, (m,))
 
 
@@ -429,8 +474,10 @@ def nonzero(input, *, as_tuple=False):
     xp = input.device.xp
     arr = input._array
     if as_tuple:
-        return tuple(Tensor(i.astype(np.int64, copy=False))
-                     for i in xp.nonzero(arr if arr.ndim else arr.reshape(1)))
+        return tuple(
+            Tensor(i.astype(np.int64, copy=False))
+            for i in xp.nonzero(arr if arr.ndim else arr.reshape(1))
+        )
     return Tensor(xp.argwhere(arr).astype(np.int64, copy=False))
 
 

@@ -1,4 +1,5 @@
 """Linear algebra: matmul (``@``), mm, bmm, dot, outer, einsum, and the fused ``linear``."""
+
 from __future__ import annotations
 
 import collections
@@ -13,9 +14,18 @@ from .shape import reshape
 __all__ = ["matmul", "mm", "bmm", "dot", "outer", "einsum", "linear"]
 
 # PyTorch's (C++) names of scalar types, used in its dtype-mismatch messages
-_C_NAMES = {"float32": "float", "float64": "double", "float16": "c10::Half",
-            "bfloat16": "c10::BFloat16", "int64": "long int", "int32": "int",
-            "int16": "short int", "int8": "signed char", "uint8": "unsigned char", "bool": "bool"}
+_C_NAMES = {
+    "float32": "float",
+    "float64": "double",
+    "float16": "c10::Half",
+    "bfloat16": "c10::BFloat16",
+    "int64": "long int",
+    "int32": "int",
+    "int16": "short int",
+    "int8": "signed char",
+    "uint8": "unsigned char",
+    "bool": "bool",
+}
 
 
 def _dims(shape) -> str:
@@ -33,15 +43,18 @@ def _operands(op: str, a, b):
             f"{op}: expected m1 and m2 to have the same dtype, but got: "
             f"{_C_NAMES.get(a.dtype.name, a.dtype.name)} != "
             f"{_C_NAMES.get(b.dtype.name, b.dtype.name)} ({a.dtype} of shape {list(a.shape)} "
-            f"and {b.dtype} of shape {list(b.shape)}); convert one with .to(dtype)")
+            f"and {b.dtype} of shape {list(b.shape)}); convert one with .to(dtype)"
+        )
     check_same_device(op, a, b)
     return a, b
 
 
 def _check_inner(op: str, a: Tensor, b: Tensor) -> None:
     if a.shape[-1] != b.shape[-2 if b.ndim > 1 else 0]:
-        raise RuntimeError(f"{op}: mat1 and mat2 shapes cannot be multiplied "
-                           f"({_dims(a.shape)} and {_dims(b.shape)})")
+        raise RuntimeError(
+            f"{op}: mat1 and mat2 shapes cannot be multiplied "
+            f"({_dims(a.shape)} and {_dims(b.shape)})"
+        )
 
 
 def _swap(xp, x):
@@ -73,8 +86,10 @@ class Matmul(Function):
         try:
             return _mm(ctx.xp, a, b) if a.flags.c_contiguous else a @ b
         except ValueError:  # batch dims that do not broadcast
-            raise RuntimeError(f"matmul: the batch dims of shapes {list(a.shape)} and "
-                               f"{list(b.shape)} cannot be broadcast together") from None
+            raise RuntimeError(
+                f"matmul: the batch dims of shapes {list(a.shape)} and "
+                f"{list(b.shape)} cannot be broadcast together"
+            ) from None
 
     @staticmethod
     def backward(ctx, g):
@@ -89,8 +104,7 @@ class Matmul(Function):
         g = _keep_shape(xp, g, g_shape)
         ga = gb = None
         if ctx.needs_input_grad[0]:
-            ga = _keep_shape(xp, unbroadcast(xp, _mm(xp, g, _swap(xp, b)), a.shape),
-                             ctx.shapes[0])
+            ga = _keep_shape(xp, unbroadcast(xp, _mm(xp, g, _swap(xp, b)), a.shape), ctx.shapes[0])
         if ctx.needs_input_grad[1]:
             if b.ndim == 2 and a.ndim > 2:  # sum over the stack inside one GEMM
                 gb = _swap(xp, xp.reshape(a, (-1, a.shape[-1]))) @ xp.reshape(g, (-1, g.shape[-1]))
@@ -106,8 +120,9 @@ def matmul(input, other):
     removed, leading (batch) dims broadcast. Both operands must have the same dtype."""
     a, b = _operands("matmul", input, other)
     if a.ndim == 0 or b.ndim == 0:
-        raise RuntimeError(f"both arguments to matmul need to be at least 1D, but they are "
-                           f"{a.ndim}D and {b.ndim}D")
+        raise RuntimeError(
+            f"both arguments to matmul need to be at least 1D, but they are {a.ndim}D and {b.ndim}D"
+        )
     _check_inner("matmul", a, b)
     return Matmul.apply(a, b)
 
@@ -121,8 +136,9 @@ def _require_ndim(op, tensors, ndim, names):
     kind = "matrix" if ndim == 2 else f"{ndim}D tensor"
     for t, name in zip(tensors, names):
         if t.ndim != ndim:
-            raise RuntimeError(f"{op}: {name} must be a {kind}, got a {t.ndim}D tensor of shape "
-                               f"{list(t.shape)}")
+            raise RuntimeError(
+                f"{op}: {name} must be a {kind}, got a {t.ndim}D tensor of shape {list(t.shape)}"
+            )
 
 
 @tensor_method("mm")
@@ -140,9 +156,11 @@ def bmm(input, mat2):
     a, b = _operands("bmm", input, mat2)
     _require_ndim("bmm", (a, b), 3, ("batch1", "batch2"))
     if b.shape[:2] != (a.shape[0], a.shape[2]):
-        raise RuntimeError(f"bmm: Expected size for first two dimensions of batch2 tensor to be: "
-                           f"[{a.shape[0]}, {a.shape[2]}] but got: [{b.shape[0]}, {b.shape[1]}] "
-                           f"(batch1 of shape {list(a.shape)}, batch2 of shape {list(b.shape)})")
+        raise RuntimeError(
+            f"bmm: Expected size for first two dimensions of batch2 tensor to be: "
+            f"[{a.shape[0]}, {a.shape[2]}] but got: [{b.shape[0]}, {b.shape[1]}] "
+            f"(batch1 of shape {list(a.shape)}, batch2 of shape {list(b.shape)})"
+        )
     return Matmul.apply(a, b)
 
 
@@ -153,9 +171,11 @@ def dot(input, tensor):
     if a.ndim != 1 or b.ndim != 1:
         raise RuntimeError(f"dot: 1D tensors expected, but got {a.ndim}D and {b.ndim}D tensors")
     if a.shape != b.shape:
-        raise RuntimeError(f"dot: inconsistent tensor size, expected tensor [{a.shape[0]}] and "
-                           f"src [{b.shape[0]}] to have the same number of elements, but got "
-                           f"{a.shape[0]} and {b.shape[0]} elements respectively")
+        raise RuntimeError(
+            f"dot: inconsistent tensor size, expected tensor [{a.shape[0]}] and "
+            f"src [{b.shape[0]}] to have the same number of elements, but got "
+            f"{a.shape[0]} and {b.shape[0]} elements respectively"
+        )
     return Matmul.apply(a, b)
 
 
@@ -164,8 +184,9 @@ def outer(input, vec2):
     """Outer product of two 1-D tensors: ``out[i, j] = input[i] * vec2[j]``."""
     a, b = _operands("outer", input, vec2)
     if a.ndim != 1 or b.ndim != 1:
-        raise RuntimeError(f"outer: expected 1-D arguments, got shapes {list(a.shape)} and "
-                           f"{list(b.shape)}")
+        raise RuntimeError(
+            f"outer: expected 1-D arguments, got shapes {list(a.shape)} and {list(b.shape)}"
+        )
     return reshape(a, (-1, 1)) * reshape(b, (1, -1))
 
 
@@ -203,14 +224,18 @@ def linear(input, weight, bias=None):
     in_features), ``bias`` (out_features,); forward and backward are single GEMMs."""
     x, w = _operands("linear", input, weight)
     if w.ndim != 2 or x.ndim == 0 or x.shape[-1] != w.shape[1]:
-        raise RuntimeError(f"linear: mat1 and mat2 shapes cannot be multiplied "
-                           f"({_dims(x.shape)} and {_dims(w.shape[::-1])}): input of shape "
-                           f"{list(x.shape)}, weight of shape {list(w.shape)}")
+        raise RuntimeError(
+            f"linear: mat1 and mat2 shapes cannot be multiplied "
+            f"({_dims(x.shape)} and {_dims(w.shape[::-1])}): input of shape "
+            f"{list(x.shape)}, weight of shape {list(w.shape)}"
+        )
     if bias is not None:
         _, bias = _operands("linear", w, bias)
         if bias.shape != (w.shape[0],):
-            raise RuntimeError(f"linear: bias of shape {list(bias.shape)} does not match "
-                               f"{w.shape[0]} output features (weight of shape {list(w.shape)})")
+            raise RuntimeError(
+                f"linear: bias of shape {list(bias.shape)} does not match "
+                f"{w.shape[0]} output features (weight of shape {list(w.shape)})"
+            )
     return Linear.apply(x, w, bias)
 
 
@@ -226,8 +251,10 @@ def _parse_einsum(equation: str, shapes) -> tuple:
     lhs, arrow, rhs = equation.partition("->")
     terms = lhs.split(",")
     if len(terms) != len(shapes):
-        raise ValueError(f"einsum(): the equation {equation!r} has {len(terms)} operand "
-                         f"subscripts but {len(shapes)} operands were given")
+        raise ValueError(
+            f"einsum(): the equation {equation!r} has {len(terms)} operand "
+            f"subscripts but {len(shapes)} operands were given"
+        )
     spare = iter(c for c in string.ascii_letters if c not in equation)
     ranks = [len(s) - (len(t) - 3) for t, s in zip(terms, shapes) if "..." in t]
     ellipsis = "".join(next(spare) for _ in range(max(ranks, default=0)))
@@ -235,9 +262,11 @@ def _parse_einsum(equation: str, shapes) -> tuple:
     for term, shape in zip(terms, shapes):
         named = len(term) - 3 if "..." in term else len(term)
         if len(shape) < named or ("..." not in term and len(shape) != named):
-            raise ValueError(f"einsum(): the subscripts {term!r} do not match an operand of "
-                             f"shape {list(shape)} (equation {equation!r})")
-        inputs.append(term.replace("...", ellipsis[len(ellipsis) - (len(shape) - named):]))
+            raise ValueError(
+                f"einsum(): the subscripts {term!r} do not match an operand of "
+                f"shape {list(shape)} (equation {equation!r})"
+            )
+        inputs.append(term.replace("...", ellipsis[len(ellipsis) - (len(shape) - named) :]))
     if arrow:
         output = rhs.replace("...", ellipsis)
     else:  # implicit output: broadcast dims, then the letters used once, in order
@@ -263,15 +292,18 @@ class Einsum(Function):
             out = _contract(ctx.xp, ",".join(inputs) + "->" + output, *operands)
         except ValueError as e:
             shapes = ", ".join(str(list(x.shape)) for x in operands)
-            raise RuntimeError(f"einsum(): operands of shapes {shapes} do not fit the "
-                               f"equation {equation!r}: {e}") from None
+            raise RuntimeError(
+                f"einsum(): operands of shapes {shapes} do not fit the equation {equation!r}: {e}"
+            ) from None
         return out.copy() if len(operands) == 1 else out  # numpy may return a view
 
     @staticmethod
     def backward(ctx, g):
         operands = ctx.saved_tensors
-        return (None,) + tuple(_einsum_grad(ctx, g, operands, i) if need else None
-                               for i, need in enumerate(ctx.needs_input_grad[1:]))
+        return (None,) + tuple(
+            _einsum_grad(ctx, g, operands, i) if need else None
+            for i, need in enumerate(ctx.needs_input_grad[1:])
+        )
 
 
 def _einsum_grad(ctx, g, operands, i):
@@ -282,8 +314,9 @@ def _einsum_grad(ctx, g, operands, i):
     term, shape = ctx.subscripts[i], tuple(operands[i].shape)
     raw = g._array if isinstance(g, Tensor) else g
     const_xp = array_module_for(raw)
-    others = [(g, ctx.output)] + [(x, s) for j, (x, s) in enumerate(zip(operands, ctx.subscripts))
-                                  if j != i]
+    others = [(g, ctx.output)] + [
+        (x, s) for j, (x, s) in enumerate(zip(operands, ctx.subscripts)) if j != i
+    ]
     seen = set("".join(s for _, s in others))
     spare = iter(c for c in string.ascii_letters if c not in seen and c not in term)
     target = ""
@@ -297,8 +330,9 @@ def _einsum_grad(ctx, g, operands, i):
         elif letter not in seen:
             others.append((const_xp.ones(n, dtype=raw.dtype), letter))
         target += letter
-    arrays = [Tensor(x) if isinstance(g, Tensor) and not isinstance(x, Tensor) else x
-              for x, _ in others]
+    arrays = [
+        Tensor(x) if isinstance(g, Tensor) and not isinstance(x, Tensor) else x for x, _ in others
+    ]
     grad = _contract(xp, ",".join(s for _, s in others) + "->" + target, *arrays)
     return _keep_shape(xp, grad, shape)
 
@@ -312,8 +346,10 @@ def einsum(equation, *operands):
         raise TypeError("einsum(): operands must be tensors")
     dtypes = {x.dtype for x in operands}
     if len(dtypes) > 1 and not autocasting(*operands):
-        raise RuntimeError(f"einsum(): expected operands of one dtype, got "
-                           f"{', '.join(str(x.dtype) for x in operands)}; convert with .to()")
+        raise RuntimeError(
+            f"einsum(): expected operands of one dtype, got "
+            f"{', '.join(str(x.dtype) for x in operands)}; convert with .to()"
+        )
     check_same_device("einsum", *operands)
     return Einsum.apply(equation, *operands)
 

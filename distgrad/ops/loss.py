@@ -7,6 +7,7 @@ cross entropy and KL divergence.
 the like are constants (as in PyTorch, they receive no gradient); inputs and float targets are
 differentiable, twice.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -16,22 +17,36 @@ from ..backend import array_module_for
 from ._helpers import check_broadcast, check_same_device, unbroadcast
 from .activation import stable_sigmoid, stable_softplus
 
-__all__ = ["cross_entropy", "nll_loss", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss",
-           "binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div"]
+__all__ = [
+    "cross_entropy",
+    "nll_loss",
+    "mse_loss",
+    "l1_loss",
+    "smooth_l1_loss",
+    "huber_loss",
+    "binary_cross_entropy",
+    "binary_cross_entropy_with_logits",
+    "kl_div",
+]
 
 
 # ---- shared plumbing ----------------------------------------------------------------------
 def _reduction(size_average, reduce, reduction, allowed=("none", "mean", "sum")):
     """``reduction``, or the one the deprecated ``size_average``/``reduce`` pair stands for."""
     if size_average is not None or reduce is not None:
-        warnings.warn("size_average and reduce args will be deprecated, please use "
-                      "reduction='mean'/'sum'/'none' instead.", stacklevel=3)
+        warnings.warn(
+            "size_average and reduce args will be deprecated, please use "
+            "reduction='mean'/'sum'/'none' instead.",
+            stacklevel=3,
+        )
         if reduce is False:
             return "none"
         return "sum" if size_average is False else "mean"
     if reduction not in allowed:
-        raise ValueError(f"{reduction} is not a valid value for reduction (expected one of "
-                         f"{', '.join(map(repr, allowed))})")
+        raise ValueError(
+            f"{reduction} is not a valid value for reduction (expected one of "
+            f"{', '.join(map(repr, allowed))})"
+        )
     return reduction
 
 
@@ -52,8 +67,9 @@ def _float_input(op, input):
     if not isinstance(input, Tensor):
         raise TypeError(f"{op}: expected input to be a Tensor, got {type(input).__name__}")
     if not input.is_floating_point():
-        raise TypeError(f"{op}: expected a floating-point input, got {input.dtype} of shape "
-                        f"{list(input.shape)}")
+        raise TypeError(
+            f"{op}: expected a floating-point input, got {input.dtype} of shape {list(input.shape)}"
+        )
     return input
 
 
@@ -199,8 +215,10 @@ def _class_layout(op, input):
     """``(rows, batch_shape)``: ``input`` as (rows, classes) and the shape of a 'none' result
     (the input's without the class dim: dim 1, or dim 0 of a 1-D input)."""
     if input.ndim == 0:
-        raise ValueError(f"{op}: expected an input with 1 or more dimensions (classes, or "
-                         f"batch x classes x ...), got a 0-d tensor")
+        raise ValueError(
+            f"{op}: expected an input with 1 or more dimensions (classes, or "
+            f"batch x classes x ...), got a 0-d tensor"
+        )
     if input.ndim == 1:
         return input.reshape(1, -1), ()
     batch = (input.shape[0],) + tuple(input.shape[2:])
@@ -216,9 +234,11 @@ def _unflatten(loss, reduction, batch):
 def _class_weights(op, weight, input, classes):
     w = _constant(op, "weight", weight, input)
     if w is not None and w.shape != (classes,):
-        raise RuntimeError(f"{op}: weight tensor should be defined either for all {classes} "
-                           f"classes or no classes but got weight tensor of shape: "
-                           f"{list(w.shape)}")
+        raise RuntimeError(
+            f"{op}: weight tensor should be defined either for all {classes} "
+            f"classes or no classes but got weight tensor of shape: "
+            f"{list(w.shape)}"
+        )
     return w
 
 
@@ -235,11 +255,14 @@ def _index_targets(op, input, target, batch, weight, ignore_index):
         raise RuntimeError(
             f"{op}: expected target of class indices (an integer tensor of shape "
             f"{list(batch)}) or of class probabilities (a float tensor of the input's shape "
-            f"{list(x.shape)}), got a {target.dtype} target of shape {list(target.shape)}")
+            f"{list(x.shape)}), got a {target.dtype} target of shape {list(target.shape)}"
+        )
     if tuple(target.shape) != batch:
-        raise ValueError(f"{op}: expected target of shape {list(batch)} for input of shape "
-                         f"{list(x.shape)} (the input's shape without its class dim), got "
-                         f"target of shape {list(target.shape)}")
+        raise ValueError(
+            f"{op}: expected target of shape {list(batch)} for input of shape "
+            f"{list(x.shape)} (the input's shape without its class dim), got "
+            f"target of shape {list(target.shape)}"
+        )
     xp = input.device.xp
     classes = x.shape[0 if x.ndim == 1 else 1]
     valid = target._array.ravel() != ignore_index
@@ -247,16 +270,26 @@ def _index_targets(op, input, target, batch, weight, ignore_index):
     if t.size:
         bad = (t < 0) | (t >= classes)
         if bad.any():
-            raise IndexError(f"{op}: target {int(t[bad][0])} is out of bounds for {classes} "
-                             f"classes (expected values in [0, {classes - 1}], or "
-                             f"ignore_index={ignore_index})")
+            raise IndexError(
+                f"{op}: target {int(t[bad][0])} is out of bounds for {classes} "
+                f"classes (expected values in [0, {classes - 1}], or "
+                f"ignore_index={ignore_index})"
+            )
     cw = _class_weights(op, weight, input, classes)
     w = valid.astype(x.dtype) if cw is None else cw[t] * valid
     return t, w, valid, cw, w.sum()
 
 
-def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
-                  reduction="mean", label_smoothing=0.0):
+def cross_entropy(
+    input,
+    target,
+    weight=None,
+    size_average=None,
+    ignore_index=-100,
+    reduce=None,
+    reduction="mean",
+    label_smoothing=0.0,
+):
     """Cross entropy between logits ``input`` (classes on dim 1, or dim 0 for 1-D input) and
     ``target``: class indices (int, the input's shape without the class dim) or class
     probabilities (float, the input's shape). Fused with log-softmax; PyTorch's semantics for
@@ -266,12 +299,12 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     reduction = _reduction(size_average, reduce, reduction)
     input = _float_input(op, input)
     if not 0.0 <= label_smoothing <= 1.0:
-        raise ValueError(f"{op}: label_smoothing must be between 0.0 and 1.0. Got: "
-                         f"{label_smoothing}")
+        raise ValueError(
+            f"{op}: label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}"
+        )
     x, batch = _class_layout(op, input)
     classes = x.shape[1]
-    if isinstance(target, Tensor) and target.is_floating_point() \
-            and target.shape == input.shape:
+    if isinstance(target, Tensor) and target.is_floating_point() and target.shape == input.shape:
         cw = _class_weights(op, weight, input, classes)
         q, _ = _class_layout(op, _like_input(op, input, target))
         if label_smoothing:
@@ -283,16 +316,18 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     t, w, valid, cw, denom = _index_targets(op, input, target, batch, weight, ignore_index)
     v = s = None
     if label_smoothing:
-        s = (label_smoothing / classes) * (input.device.xp.ones(classes, w.dtype)
-                                           if cw is None else cw)
+        s = (label_smoothing / classes) * (
+            input.device.xp.ones(classes, w.dtype) if cw is None else cw
+        )
         v = valid.astype(w.dtype)[:, None]
         w = w * (1 - label_smoothing)
     loss = CrossEntropy.apply(x, t[:, None], w[:, None], v, s, denom, reduction)
     return _unflatten(loss, reduction, batch)
 
 
-def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
-             reduction="mean"):
+def nll_loss(
+    input, target, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean"
+):
     """Negative log-likelihood of log-probabilities ``input`` (classes on dim 1, or dim 0 for
     1-D input) at the class indices ``target``; ``weight`` and ``ignore_index`` as in
     ``cross_entropy``."""
@@ -301,8 +336,7 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
     input = _float_input(op, input)
     x, batch = _class_layout(op, input)
     t, w, _, _, denom = _index_targets(op, input, target, batch, weight, ignore_index)
-    return _unflatten(NLLLoss.apply(x, t[:, None], w[:, None], denom, reduction), reduction,
-                      batch)
+    return _unflatten(NLLLoss.apply(x, t[:, None], w[:, None], denom, reduction), reduction, batch)
 
 
 # ---- elementwise losses -------------------------------------------------------------------
@@ -458,26 +492,31 @@ def _pointwise(fn, op, input, target, reduction, params=(), denom=None, same_sha
     if target.shape != input.shape:
         check_broadcast(op, input.shape, target.shape)
         if same_shape:
-            raise ValueError(f"{op}: Using a target size ({list(target.shape)}) that is "
-                             f"different to the input size ({list(input.shape)}) is not "
-                             f"supported. Please ensure they have the same size.")
-        warnings.warn(f"{op}: Using a target size ({list(target.shape)}) that is different to "
-                      f"the input size ({list(input.shape)}). This will likely lead to "
-                      f"incorrect results due to broadcasting. Please ensure they have the "
-                      f"same size.", stacklevel=3)
+            raise ValueError(
+                f"{op}: Using a target size ({list(target.shape)}) that is "
+                f"different to the input size ({list(input.shape)}) is not "
+                f"supported. Please ensure they have the same size."
+            )
+        warnings.warn(
+            f"{op}: Using a target size ({list(target.shape)}) that is different to "
+            f"the input size ({list(input.shape)}). This will likely lead to "
+            f"incorrect results due to broadcasting. Please ensure they have the "
+            f"same size.",
+            stacklevel=3,
+        )
     return fn.apply(input, target, reduction, denom, params)
 
 
 def mse_loss(input, target, size_average=None, reduce=None, reduction="mean"):
     """Squared error ``(input - target)^2``, reduced."""
-    return _pointwise(MSELoss, "mse_loss", input, target,
-                      _reduction(size_average, reduce, reduction))
+    return _pointwise(
+        MSELoss, "mse_loss", input, target, _reduction(size_average, reduce, reduction)
+    )
 
 
 def l1_loss(input, target, size_average=None, reduce=None, reduction="mean"):
     """Absolute error ``|input - target|``, reduced."""
-    return _pointwise(L1Loss, "l1_loss", input, target,
-                      _reduction(size_average, reduce, reduction))
+    return _pointwise(L1Loss, "l1_loss", input, target, _reduction(size_average, reduce, reduction))
 
 
 def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mean", beta=1.0):
@@ -495,12 +534,14 @@ def huber_loss(input, target, reduction="mean", delta=1.0):
     """Squared error below ``delta``, ``delta``-scaled absolute error above."""
     if delta <= 0:
         raise RuntimeError("huber_loss does not support non-positive values for delta.")
-    return _pointwise(HuberLoss, "huber_loss", input, target,
-                      _reduction(None, None, reduction), (delta,))
+    return _pointwise(
+        HuberLoss, "huber_loss", input, target, _reduction(None, None, reduction), (delta,)
+    )
 
 
-def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=None,
-                         reduction="mean"):
+def binary_cross_entropy(
+    input, target, weight=None, size_average=None, reduce=None, reduction="mean"
+):
     """``-(t log(p) + (1 - t) log(1 - p))`` for probabilities ``input`` (logs clamped at
     -100, as in PyTorch), times ``weight`` (broadcast to the input)."""
     op = "binary_cross_entropy"
@@ -508,19 +549,29 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
     x = _float_input(op, input)._array
     if x.size and bool(((x < 0) | (x > 1)).any()):
         raise RuntimeError(f"{op}: all elements of input should be between 0 and 1")
-    return _pointwise(BCELoss, op, input, target, reduction,
-                      (_constant(op, "weight", weight, input),), same_shape=True)
+    return _pointwise(
+        BCELoss,
+        op,
+        input,
+        target,
+        reduction,
+        (_constant(op, "weight", weight, input),),
+        same_shape=True,
+    )
 
 
-def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None, reduce=None,
-                                     reduction="mean", pos_weight=None):
+def binary_cross_entropy_with_logits(
+    input, target, weight=None, size_average=None, reduce=None, reduction="mean", pos_weight=None
+):
     """Binary cross entropy of ``sigmoid(input)``, computed stably from the logits;
     ``pos_weight`` (broadcast along the last dim) weighs the positive term."""
     op = "binary_cross_entropy_with_logits"
     reduction = _reduction(size_average, reduce, reduction)
     input = _float_input(op, input)
-    params = (_constant(op, "weight", weight, input), _constant(op, "pos_weight", pos_weight,
-                                                                input))
+    params = (
+        _constant(op, "weight", weight, input),
+        _constant(op, "pos_weight", pos_weight, input),
+    )
     return _pointwise(BCEWithLogitsLoss, op, input, target, reduction, params, same_shape=True)
 
 
@@ -528,8 +579,9 @@ def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_
     """Kullback-Leibler divergence ``target * (log(target) - input)`` with ``input`` in
     log-space (and ``target`` too if ``log_target``). ``reduction='batchmean'`` divides the sum
     by the batch size (dim 0), the mathematically meaningful mean."""
-    reduction = _reduction(size_average, reduce, reduction,
-                           allowed=("none", "mean", "sum", "batchmean"))
+    reduction = _reduction(
+        size_average, reduce, reduction, allowed=("none", "mean", "sum", "batchmean")
+    )
     denom = None
     if reduction == "batchmean":
         denom = input.shape[0] if input.ndim else 1

@@ -5,6 +5,7 @@ the batch's statistics, or with given running statistics), then scale and shift 
 and bias broadcast as ``param_shape``. The backward is the fused closed form (once
 differentiable).
 """
+
 from __future__ import annotations
 
 import math
@@ -25,6 +26,7 @@ class Normalize(Function):
     updated in place with the batch statistics (averaged over what remains of the view beyond
     the running stats' size, and the variance unbiased), as PyTorch does.
     """
+
     on_arrays = True
     autocast = "float32"
     once_differentiable = True
@@ -72,8 +74,11 @@ class Normalize(Function):
             if ctx.batch_stats:
                 # d/dx of the standardisation: remove the mean and the xhat-component of gxhat
                 gv, hv, axes = gxhat.reshape(ctx.view), xhat.reshape(ctx.view), ctx.axes
-                gx = (gv - gv.mean(axis=axes, keepdims=True)
-                      - hv * (gv * hv).mean(axis=axes, keepdims=True)) * invstd
+                gx = (
+                    gv
+                    - gv.mean(axis=axes, keepdims=True)
+                    - hv * (gv * hv).mean(axis=axes, keepdims=True)
+                ) * invstd
                 gx = gx.reshape(grad.shape)
             else:
                 gx = gxhat * invstd
@@ -96,21 +101,25 @@ def _check(op, input, weight, bias, param_shape, min_ndim, *buffers):
     if not isinstance(input, Tensor):
         raise TypeError(f"{op}: expected input to be a Tensor, got {type(input).__name__}")
     if input.ndim < min_ndim:
-        raise ValueError(f"{op}: expected an input of at least {min_ndim} dimensions, got input "
-                         f"of size {list(input.shape)}")
+        raise ValueError(
+            f"{op}: expected an input of at least {min_ndim} dimensions, got input "
+            f"of size {list(input.shape)}"
+        )
     if not input.is_floating_point():
         raise RuntimeError(f"{op}: expected a floating point input, got {input.dtype}")
     for name, t in (("weight", weight), ("bias", bias)) + buffers:
         if t is None:
             continue
         if tuple(t.shape) != tuple(param_shape):
-            raise RuntimeError(f"{op}: expected {name} of shape {list(param_shape)} for input "
-                               f"of size {list(input.shape)}, but got {name} of size "
-                               f"{list(t.shape)}")
-        if t.dtype != input.dtype and name in ("weight", "bias") and \
-                not autocasting(input, t):
-            raise RuntimeError(f"{op}: input type ({input.dtype}) and {name} type ({t.dtype}) "
-                               f"should be the same")
+            raise RuntimeError(
+                f"{op}: expected {name} of shape {list(param_shape)} for input "
+                f"of size {list(input.shape)}, but got {name} of size "
+                f"{list(t.shape)}"
+            )
+        if t.dtype != input.dtype and name in ("weight", "bias") and not autocasting(input, t):
+            raise RuntimeError(
+                f"{op}: input type ({input.dtype}) and {name} type ({t.dtype}) should be the same"
+            )
     check_same_device(op, input, weight, bias, *(t for _, t in buffers))
 
 
@@ -131,34 +140,58 @@ def _bump(*tensors):
 
 def _need_spread(op, input, count):
     if count <= 1:
-        raise ValueError(f"{op}: Expected more than 1 value per channel when training, got "
-                         f"input size {list(input.shape)}")
+        raise ValueError(
+            f"{op}: Expected more than 1 value per channel when training, got "
+            f"input size {list(input.shape)}"
+        )
 
 
-def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
-               momentum=0.1, eps=1e-5):
+def batch_norm(
+    input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5
+):
     """Normalise (N, C, *) per channel over the batch and spatial axes. Training uses the
     batch's (biased) variance and updates the running stats in place (the variance unbiased);
     evaluation uses the running stats."""
     op = "batch_norm"
-    (c,), pshape = _channel_params(input) if isinstance(input, Tensor) and input.ndim >= 2 \
-        else ((None,), None)
-    _check(op, input, weight, bias, (c,), 2, ("running_mean", running_mean),
-           ("running_var", running_var))
+    (c,), pshape = (
+        _channel_params(input) if isinstance(input, Tensor) and input.ndim >= 2 else ((None,), None)
+    )
+    _check(
+        op,
+        input,
+        weight,
+        bias,
+        (c,),
+        2,
+        ("running_mean", running_mean),
+        ("running_var", running_var),
+    )
     axes = (0,) + tuple(range(2, input.ndim))
     if training:
         _need_spread(op, input, input.numel() // max(c, 1))
-        return _normalize_batch_stats(input, weight, bias, axes, pshape, eps, running_mean,
-                                      running_var, momentum)
+        return _normalize_batch_stats(
+            input, weight, bias, axes, pshape, eps, running_mean, running_var, momentum
+        )
     if running_mean is None or running_var is None:
-        raise RuntimeError(f"{op}: running_mean and running_var must be given when training "
-                           f"is False")
-    return Normalize.apply(input, weight, bias, input.shape, axes, pshape, eps,
-                           _arrays(running_mean, running_var), None)
+        raise RuntimeError(
+            f"{op}: running_mean and running_var must be given when training is False"
+        )
+    return Normalize.apply(
+        input,
+        weight,
+        bias,
+        input.shape,
+        axes,
+        pshape,
+        eps,
+        _arrays(running_mean, running_var),
+        None,
+    )
 
 
-def _normalize_batch_stats(input, weight, bias, axes, pshape, eps, running_mean, running_var,
-                           momentum):
+def _normalize_batch_stats(
+    input, weight, bias, axes, pshape, eps, running_mean, running_var, momentum
+):
     """Normalise with the statistics of ``input`` over ``axes``, updating the running stats
     (when given) in place."""
     running = None
@@ -169,39 +202,76 @@ def _normalize_batch_stats(input, weight, bias, axes, pshape, eps, running_mean,
     return y
 
 
-def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=None,
-                  use_input_stats=True, momentum=0.1, eps=1e-5):
+def instance_norm(
+    input,
+    running_mean=None,
+    running_var=None,
+    weight=None,
+    bias=None,
+    use_input_stats=True,
+    momentum=0.1,
+    eps=1e-5,
+):
     """Normalise (N, C, *) per sample and channel over the spatial axes; with running stats,
     updates them (``use_input_stats``) or uses them instead."""
     op = "instance_norm"
-    (c,), pshape = _channel_params(input) if isinstance(input, Tensor) and input.ndim >= 3 \
-        else ((None,), None)
-    _check(op, input, weight, bias, (c,), 3, ("running_mean", running_mean),
-           ("running_var", running_var))
+    (c,), pshape = (
+        _channel_params(input) if isinstance(input, Tensor) and input.ndim >= 3 else ((None,), None)
+    )
+    _check(
+        op,
+        input,
+        weight,
+        bias,
+        (c,),
+        3,
+        ("running_mean", running_mean),
+        ("running_var", running_var),
+    )
     if not use_input_stats:
         if running_mean is None or running_var is None:
-            raise RuntimeError(f"{op}: running_mean and running_var must be given when "
-                               f"use_input_stats is False")
-        return Normalize.apply(input, weight, bias, input.shape, None, pshape, eps,
-                               _arrays(running_mean, running_var), None)
+            raise RuntimeError(
+                f"{op}: running_mean and running_var must be given when use_input_stats is False"
+            )
+        return Normalize.apply(
+            input,
+            weight,
+            bias,
+            input.shape,
+            None,
+            pshape,
+            eps,
+            _arrays(running_mean, running_var),
+            None,
+        )
     axes = tuple(range(2, input.ndim))
     _need_spread(op, input, math.prod(input.shape[2:]))
-    return _normalize_batch_stats(input, weight, bias, axes, pshape, eps, running_mean,
-                                  running_var, momentum)
+    return _normalize_batch_stats(
+        input, weight, bias, axes, pshape, eps, running_mean, running_var, momentum
+    )
 
 
 def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
     """Normalise over the trailing ``normalized_shape`` dimensions; weight and bias have that
     shape."""
-    shape = (normalized_shape,) if isinstance(normalized_shape, int) else \
-        tuple(int(s) for s in normalized_shape)
+    shape = (
+        (normalized_shape,)
+        if isinstance(normalized_shape, int)
+        else tuple(int(s) for s in normalized_shape)
+    )
     k = len(shape)
-    if not isinstance(input, Tensor) or k == 0 or tuple(input.shape[input.ndim - k:]) != shape \
-            or input.ndim < k:
+    if (
+        not isinstance(input, Tensor)
+        or k == 0
+        or tuple(input.shape[input.ndim - k :]) != shape
+        or input.ndim < k
+    ):
         size = list(input.shape) if isinstance(input, Tensor) else type(input).__name__
-        raise RuntimeError(f"layer_norm: Given normalized_shape={list(shape)}, expected input "
-                           f"with shape [*, {', '.join(map(str, shape))}], but got input of "
-                           f"size{size}")
+        raise RuntimeError(
+            f"layer_norm: Given normalized_shape={list(shape)}, expected input "
+            f"with shape [*, {', '.join(map(str, shape))}], but got input of "
+            f"size{size}"
+        )
     _check("layer_norm", input, weight, bias, shape, k)
     axes = tuple(range(input.ndim - k, input.ndim))
     return Normalize.apply(input, weight, bias, input.shape, axes, shape, eps, None, None)
@@ -211,13 +281,16 @@ def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
     """Normalise (N, C, *) over each group of C/num_groups channels (and the spatial axes);
     weight and bias are per channel."""
     op = "group_norm"
-    (c,), pshape = _channel_params(input) if isinstance(input, Tensor) and input.ndim >= 2 \
-        else ((None,), None)
+    (c,), pshape = (
+        _channel_params(input) if isinstance(input, Tensor) and input.ndim >= 2 else ((None,), None)
+    )
     _check(op, input, weight, bias, (c,), 2)
     if num_groups < 1 or c % num_groups:
-        raise RuntimeError(f"{op}: Expected number of channels in input to be divisible by "
-                           f"num_groups, but got input of shape {list(input.shape)} and "
-                           f"num_groups={num_groups}")
+        raise RuntimeError(
+            f"{op}: Expected number of channels in input to be divisible by "
+            f"num_groups, but got input of shape {list(input.shape)} and "
+            f"num_groups={num_groups}"
+        )
     n = input.shape[0]
     view = (n, num_groups, input.numel() // max(n * num_groups, 1))
     return Normalize.apply(input, weight, bias, view, (2,), pshape, eps, None, None)

@@ -8,6 +8,7 @@ are garbage and dropped), then along H over whole rows. Max pooling keeps, per p
 offset won (strictly greater, so the first maximum in row-major order wins, as in PyTorch);
 backward routes the gradient back through both passes. Backwards are once-differentiable.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -18,8 +19,14 @@ import numpy as np
 from ..autograd import Function
 from .conv import _check_input, _restore, _shape4, _spatial, pad_into, strided
 
-__all__ = ["max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d", "adaptive_avg_pool1d",
-           "adaptive_avg_pool2d"]
+__all__ = [
+    "max_pool1d",
+    "max_pool2d",
+    "avg_pool1d",
+    "avg_pool2d",
+    "adaptive_avg_pool1d",
+    "adaptive_avg_pool2d",
+]
 
 
 def _out_size(size, k, s, p, d, ceil_mode) -> int:
@@ -36,6 +43,7 @@ class PoolGeometry:
     """The input (H, W) sits at (ph, pw) of a (Hp, Wb) buffer (plus ``slack`` elements at the
     end, read by the last garbage columns); output (oh, ow) with kernel offset (i, j) reads
     buffer element (oh*sh + i*dh, ow*sw + j*dw)."""
+
     H: int
     W: int
     kh: int
@@ -55,19 +63,25 @@ class PoolGeometry:
     def make(cls, op, nd, C, H, W, kernel, stride, padding, dilation, ceil_mode):
         (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
         if min(kernel) < 1 or min(stride) < 1 or min(dilation) < 1 or min(padding) < 0:
-            raise RuntimeError(f"{op}: kernel_size, stride and dilation must be positive and "
-                               f"padding non-negative, got kernel_size={kernel[2 - nd:]}, "
-                               f"stride={stride[2 - nd:]}, padding={padding[2 - nd:]}, "
-                               f"dilation={dilation[2 - nd:]}")
+            raise RuntimeError(
+                f"{op}: kernel_size, stride and dilation must be positive and "
+                f"padding non-negative, got kernel_size={kernel[2 - nd :]}, "
+                f"stride={stride[2 - nd :]}, padding={padding[2 - nd :]}, "
+                f"dilation={dilation[2 - nd :]}"
+            )
         if 2 * ph > kh or 2 * pw > kw:
-            raise RuntimeError(f"{op}: pad should be smaller than or equal to half of kernel "
-                               f"size, but got padding={padding[2 - nd:]}, "
-                               f"kernel_size={kernel[2 - nd:]}")
+            raise RuntimeError(
+                f"{op}: pad should be smaller than or equal to half of kernel "
+                f"size, but got padding={padding[2 - nd :]}, "
+                f"kernel_size={kernel[2 - nd :]}"
+            )
         oh = _out_size(H, kh, sh, ph, dh, ceil_mode)
         ow = _out_size(W, kw, sw, pw, dw, ceil_mode)
         if oh < 1 or ow < 1:
-            raise RuntimeError(f"{op}: Given input size: ({C}x{H}x{W}). Calculated output size: "
-                               f"({C}x{oh}x{ow}). Output size is too small")
+            raise RuntimeError(
+                f"{op}: Given input size: ({C}x{H}x{W}). Calculated output size: "
+                f"({C}x{oh}x{ow}). Output size is too small"
+            )
         hp = max(H + 2 * ph, (oh - 1) * sh + (kh - 1) * dh + 1)
         wp = max(W + 2 * pw, (ow - 1) * sw + (kw - 1) * dw + 1)
         return cls(H, W, kh, kw, sh, sw, dh, dw, ph, pw, oh, ow, hp, -(-wp // sw))
@@ -92,18 +106,30 @@ class PoolGeometry:
         return flat
 
     def unpadded(self, xp, flat, n, c):
-        buf = flat[:n * c * self.Hp * self.Wb].reshape(n, c, self.Hp, self.Wb)
-        return xp.ascontiguousarray(buf[:, :, self.ph:self.ph + self.H, self.pw:self.pw + self.W])
+        buf = flat[: n * c * self.Hp * self.Wb].reshape(n, c, self.Hp, self.Wb)
+        return xp.ascontiguousarray(
+            buf[:, :, self.ph : self.ph + self.H, self.pw : self.pw + self.W]
+        )
 
     def w_views(self, xp, flat, nc):
         """Per column offset j: the (NC*Hp*Wq,) view, element (row, ow) at row*Wq + ow."""
-        return [strided(xp, flat, j * self.dw, (nc * self.Hp * self.Wq,), (self.sw,))
-                for j in range(self.kw)]
+        return [
+            strided(xp, flat, j * self.dw, (nc * self.Hp * self.Wq,), (self.sw,))
+            for j in range(self.kw)
+        ]
 
     def h_views(self, xp, rows, nc):
         """Per row offset i: the (NC, OH, Wq) view of row-reduced (NC, Hp, Wq) ``rows``."""
-        return [strided(xp, rows, i * self.dh * self.Wq, (nc, self.OH, self.Wq),
-                        (self.Hp * self.Wq, self.sh * self.Wq, 1)) for i in range(self.kh)]
+        return [
+            strided(
+                xp,
+                rows,
+                i * self.dh * self.Wq,
+                (nc, self.OH, self.Wq),
+                (self.Hp * self.Wq, self.sh * self.Wq, 1),
+            )
+            for i in range(self.kh)
+        ]
 
     def forward(self, xp, flat, nc, reduce):
         """Both passes with ``reduce`` (``_max_over`` or ``_sum_over``): the (NC, OH, Wq)
@@ -119,27 +145,32 @@ class PoolGeometry:
     def backward(self, xp, g, ridx, cidx, nc):
         """Reverse both passes: gradient (NC, OH, Wq) -> gradient of the flat buffer. Buffers
         start as zeros unless the windows tile them exactly."""
-        tiles_h = self.kh == self.sh and (self.dh == 1 or self.kh == 1) and \
-            self.OH * self.sh == self.Hp
+        tiles_h = (
+            self.kh == self.sh and (self.dh == 1 or self.kh == 1) and self.OH * self.sh == self.Hp
+        )
         tiles_w = self.kw == self.sw and (self.dw == 1 or self.kw == 1)
         rows = (xp.empty if tiles_h else xp.zeros)((nc, self.Hp, self.Wq), dtype=g.dtype)
         _scatter(xp, g, ridx, self.h_views(xp, rows, nc), (self.kh - 1) * self.dh >= self.sh)
-        flat = (xp.empty if tiles_w else xp.zeros)(rows.size * self.sw + self.slack,
-                                                   dtype=g.dtype)
-        _scatter(xp, rows.reshape(-1), cidx, self.w_views(xp, flat, nc),
-                 (self.kw - 1) * self.dw >= self.sw)
+        flat = (xp.empty if tiles_w else xp.zeros)(rows.size * self.sw + self.slack, dtype=g.dtype)
+        _scatter(
+            xp,
+            rows.reshape(-1),
+            cidx,
+            self.w_views(xp, flat, nc),
+            (self.kw - 1) * self.dw >= self.sw,
+        )
         return flat
 
     def crop(self, xp, out):
         """(NC, OH, Wq) -> contiguous (NC, OH, OW)."""
-        return xp.ascontiguousarray(out[..., :self.OW])
+        return xp.ascontiguousarray(out[..., : self.OW])
 
     def widen(self, xp, g):
         """(NC, OH, OW) -> (NC, OH, Wq) with zero garbage columns."""
         if self.Wq == self.OW:
             return xp.ascontiguousarray(g)
         out = xp.zeros(g.shape[:2] + (self.Wq,), dtype=g.dtype)
-        out[..., :self.OW] = g
+        out[..., : self.OW] = g
         return out
 
 
@@ -209,8 +240,9 @@ class MaxPool(Function):
             row = row + ridx.astype(xp.int64) * geo.dh
         col = xp.arange(geo.Wq) * geo.sw
         if cidx is not None:
-            kj = xp.take_along_axis(cidx.reshape(n * c, geo.Hp, geo.Wq),
-                                    xp.broadcast_to(row, out.shape), 1)
+            kj = xp.take_along_axis(
+                cidx.reshape(n * c, geo.Hp, geo.Wq), xp.broadcast_to(row, out.shape), 1
+            )
             col = col + kj.astype(xp.int64) * geo.dw
         index = (row - geo.ph) * geo.W + col - geo.pw
         return y, geo.crop(xp, xp.broadcast_to(index, out.shape)).reshape(y.shape)
@@ -255,6 +287,7 @@ class AvgPool(Function):
 class AdaptiveAvgPool(Function):
     """Adaptive average pooling as two matrix products with the bin-averaging matrices
     ``mh`` (OH, H) and ``mw`` (OW, W): out = mh @ x @ mw.T per plane."""
+
     on_arrays = True
     once_differentiable = True
 
@@ -283,8 +316,11 @@ class AdaptiveAvgPool(Function):
 def _geometry(op, nd, input, kernel_size, stride, padding, dilation, ceil_mode):
     _check_input(op, input, nd)
     kernel = _spatial(kernel_size, nd, "kernel_size", op)
-    stride = kernel if stride is None or (not isinstance(stride, int) and len(stride) == 0) \
+    stride = (
+        kernel
+        if stride is None or (not isinstance(stride, int) and len(stride) == 0)
         else _spatial(stride, nd, "stride", op)
+    )
     padding = _spatial(padding, nd, "padding", op, 0)
     dilation = _spatial(dilation, nd, "dilation", op)
     c, h, w = _shape4(input.shape, nd)[1:]
@@ -296,21 +332,25 @@ def _max_pool(op, nd, input, kernel_size, stride, padding, dilation, ceil_mode, 
     return MaxPool.apply(input, geo, nd, bool(return_indices))
 
 
-def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
-               return_indices=False):
+def max_pool1d(
+    input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False
+):
     """Max over sliding windows of ((N,) C, L); ``return_indices`` also gives each maximum's
     position in L."""
-    return _max_pool("max_pool1d", 1, input, kernel_size, stride, padding, dilation, ceil_mode,
-                     return_indices)
+    return _max_pool(
+        "max_pool1d", 1, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices
+    )
 
 
-def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
-               return_indices=False):
+def max_pool2d(
+    input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False
+):
     """Max over sliding windows of ((N,) C, H, W) (stride defaults to the kernel size, padding
     is -inf); ``return_indices`` also gives each maximum's flat position in H*W. The gradient
     goes to the first maximum of each window."""
-    return _max_pool("max_pool2d", 2, input, kernel_size, stride, padding, dilation, ceil_mode,
-                     return_indices)
+    return _max_pool(
+        "max_pool2d", 2, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices
+    )
 
 
 def _divisor(geo, count_include_pad, divisor_override):
@@ -327,30 +367,48 @@ def _divisor(geo, count_include_pad, divisor_override):
             return end - start
         return np.minimum(end, size) - np.maximum(start, 0)
 
-    d = np.outer(counts(geo.H, geo.OH, geo.kh, geo.sh, geo.ph),
-                 counts(geo.W, geo.OW, geo.kw, geo.sw, geo.pw)).astype(np.float64)
+    d = np.outer(
+        counts(geo.H, geo.OH, geo.kh, geo.sh, geo.ph), counts(geo.W, geo.OW, geo.kw, geo.sw, geo.pw)
+    ).astype(np.float64)
     return float(d.flat[0]) if (d == d.flat[0]).all() else d
 
 
-def _avg_pool(op, nd, input, kernel_size, stride, padding, ceil_mode, count_include_pad,
-              divisor_override=None):
+def _avg_pool(
+    op, nd, input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override=None
+):
     geo = _geometry(op, nd, input, kernel_size, stride, padding, 1, ceil_mode)
     return AvgPool.apply(input, geo, nd, _divisor(geo, count_include_pad, divisor_override))
 
 
-def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
-               count_include_pad=True):
+def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
     """Mean over sliding windows of ((N,) C, L)."""
-    return _avg_pool("avg_pool1d", 1, input, kernel_size, stride, padding, ceil_mode,
-                     count_include_pad)
+    return _avg_pool(
+        "avg_pool1d", 1, input, kernel_size, stride, padding, ceil_mode, count_include_pad
+    )
 
 
-def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
-               count_include_pad=True, divisor_override=None):
+def avg_pool2d(
+    input,
+    kernel_size,
+    stride=None,
+    padding=0,
+    ceil_mode=False,
+    count_include_pad=True,
+    divisor_override=None,
+):
     """Mean over sliding windows of ((N,) C, H, W); ``count_include_pad`` counts the zero
     padding in the divisor, ``divisor_override`` replaces it."""
-    return _avg_pool("avg_pool2d", 2, input, kernel_size, stride, padding, ceil_mode,
-                     count_include_pad, divisor_override)
+    return _avg_pool(
+        "avg_pool2d",
+        2,
+        input,
+        kernel_size,
+        stride,
+        padding,
+        ceil_mode,
+        count_include_pad,
+        divisor_override,
+    )
 
 
 def _bins(size: int, out: int):
@@ -366,17 +424,20 @@ def _bins(size: int, out: int):
 def _adaptive_avg_pool(op, nd, input, output_size):
     _check_input(op, input, nd)
     h, w = _shape4(input.shape, nd)[2:]
-    size = (output_size,) * nd if output_size is None or isinstance(output_size, int) \
+    size = (
+        (output_size,) * nd
+        if output_size is None or isinstance(output_size, int)
         else tuple(output_size)
+    )
     if len(size) != nd:
-        raise ValueError(f"{op}: output_size must be an int or a tuple of {nd}, got "
-                         f"{output_size}")
-    oh, ow = (1,) * (2 - nd) + tuple(int(s) if s is not None else i
-                                     for s, i in zip(size, (h, w)[2 - nd:]))
+        raise ValueError(f"{op}: output_size must be an int or a tuple of {nd}, got {output_size}")
+    oh, ow = (1,) * (2 - nd) + tuple(
+        int(s) if s is not None else i for s, i in zip(size, (h, w)[2 - nd :])
+    )
     if min(oh, ow) < 1:
         raise RuntimeError(f"{op}: output_size must be positive, got {output_size}")
     if h % oh == 0 and w % ow == 0 and (oh, ow) != (1, 1):
-        return _avg_pool(op, nd, input, (h // oh, w // ow)[2 - nd:], None, 0, False, True)
+        return _avg_pool(op, nd, input, (h // oh, w // ow)[2 - nd :], None, 0, False, True)
     return AdaptiveAvgPool.apply(input, nd, _bins(h, oh), _bins(w, ow))
 
 

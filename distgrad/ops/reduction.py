@@ -1,5 +1,6 @@
 """Reductions: sum/mean/prod, max/min/amax/amin, var/std, norm, logsumexp, softmax and
 log_softmax, cumsum, argmax/argmin, all/any."""
+
 from __future__ import annotations
 
 import collections
@@ -11,11 +12,30 @@ import numpy as np
 from ..autograd import Function, Tensor
 from ..backend import array_module_for, as_dtype, get_default_dtype
 from ._helpers import graph_xp, normalize_dim, normalize_dims, tensor_method
-from .elementwise import abs as _abs, maximum, minimum, sqrt
+from .elementwise import abs as _abs
+from .elementwise import maximum, minimum, sqrt
 
-__all__ = ["sum", "mean", "prod", "max", "min", "amax", "amin", "var", "std", "norm",
-           "logsumexp", "softmax", "log_softmax", "cumsum", "argmax", "argmin", "all", "any",
-           "return_types"]
+__all__ = [
+    "sum",
+    "mean",
+    "prod",
+    "max",
+    "min",
+    "amax",
+    "amin",
+    "var",
+    "std",
+    "norm",
+    "logsumexp",
+    "softmax",
+    "log_softmax",
+    "cumsum",
+    "argmax",
+    "argmin",
+    "all",
+    "any",
+    "return_types",
+]
 
 
 def _namedtuple(name):
@@ -64,8 +84,10 @@ def _floating(x: Tensor, op: str, dtype=None) -> Tensor:
     if dtype is not None:
         return x.to(as_dtype(dtype))
     if not x.is_floating_point():
-        raise RuntimeError(f"{op}(): expected a floating point input, got {x.dtype} of shape "
-                           f"{list(x.shape)}. Convert it first (x.float()) or pass dtype=.")
+        raise RuntimeError(
+            f"{op}(): expected a floating point input, got {x.dtype} of shape "
+            f"{list(x.shape)}. Convert it first (x.float()) or pass dtype=."
+        )
     return x
 
 
@@ -81,11 +103,15 @@ def _accumulating(x: Tensor, dtype) -> Tensor:
 def _check_nonempty(x: Tensor, axes, op: str) -> None:
     for a in axes if x.ndim else ():
         if x.shape[a] == 0:
-            raise IndexError(f"{op}(): Expected reduction dim {a} to have non-zero size (input "
-                             f"of shape {list(x.shape)}).")
+            raise IndexError(
+                f"{op}(): Expected reduction dim {a} to have non-zero size (input "
+                f"of shape {list(x.shape)})."
+            )
     if x.numel() == 0 and not axes:
-        raise RuntimeError(f"{op}(): Expected reduction dim to be specified for input.numel() "
-                           f"== 0 (input of shape {list(x.shape)}).")
+        raise RuntimeError(
+            f"{op}(): Expected reduction dim to be specified for input.numel() "
+            f"== 0 (input of shape {list(x.shape)})."
+        )
 
 
 # ---- sum, mean, prod ----------------------------------------------------------------------
@@ -217,12 +243,15 @@ class _ExtremeAlongDim(Function):
 
     @staticmethod
     def backward(ctx, g, _):
-        index, = ctx.saved_tensors
+        (index,) = ctx.saved_tensors
         xp = ctx.xp
-        axis, = ctx.axes
+        (axis,) = ctx.axes
         raw = index._array if isinstance(index, Tensor) else index
-        positions = array_module_for(raw).arange(ctx.shape[axis]).reshape(
-            [-1 if d == axis else 1 for d in range(len(ctx.shape))])
+        positions = (
+            array_module_for(raw)
+            .arange(ctx.shape[axis])
+            .reshape([-1 if d == axis else 1 for d in range(len(ctx.shape))])
+        )
         selected = positions == raw
         if isinstance(g, Tensor):
             selected = Tensor(selected)
@@ -319,7 +348,7 @@ class Var(Function):
 
     @staticmethod
     def backward(ctx, g):
-        x, = ctx.saved_tensors
+        (x,) = ctx.saved_tensors
         xp = ctx.xp
         n = math.prod(ctx.shape[a] for a in ctx.axes)
         centred = x - xp.mean(x, axis=ctx.axes, keepdims=True)
@@ -375,8 +404,10 @@ def norm(input, p="fro", dim=None, keepdim=False, dtype=None):
     if p == "fro" or p == 2:
         return Norm2.apply(input, axes, keepdim)
     if isinstance(p, str):
-        raise ValueError(f"norm: p={p!r} is not supported; use 'fro' or a number (the nuclear "
-                         f"norm needs an SVD, which distgrad does not provide)")
+        raise ValueError(
+            f"norm: p={p!r} is not supported; use 'fro' or a number (the nuclear "
+            f"norm needs an SVD, which distgrad does not provide)"
+        )
     if p == math.inf:
         return amax(_abs(input), axes, keepdim)
     if p == -math.inf:
@@ -407,8 +438,9 @@ class LogSumExp(Function):
         m = _shift(xp, x, axes)
         with np.errstate(divide="ignore"):  # log(0) = -inf where every element is -inf
             out = xp.log(xp.exp(x - m).sum(axis=axes, keepdims=True)) + m
-        out = xp.asarray(out if keepdim else out.reshape(
-            [n for i, n in enumerate(x.shape) if i not in axes]))
+        out = xp.asarray(
+            out if keepdim else out.reshape([n for i, n in enumerate(x.shape) if i not in axes])
+        )
         ctx.save_for_backward(x, out)
         return out
 
@@ -443,7 +475,7 @@ class Softmax(Function):
 
     @staticmethod
     def backward(ctx, g):
-        y, = ctx.saved_tensors
+        (y,) = ctx.saved_tensors
         gy = g * y
         return gy - y * ctx.xp.sum(gy, axis=ctx.axis, keepdims=True), None
 
@@ -463,7 +495,7 @@ class LogSoftmax(Function):
 
     @staticmethod
     def backward(ctx, g):
-        y, = ctx.saved_tensors
+        (y,) = ctx.saved_tensors
         xp = ctx.xp
         return g - xp.exp(y) * xp.sum(g, axis=ctx.axis, keepdims=True), None
 
@@ -516,6 +548,7 @@ def _logical_reduction(op):
         axes = _axes(input, dim, op)
         out = getattr(input._array.astype(bool, copy=False), op)(axis=axes, keepdims=keepdim)
         return Tensor(input.device.xp.asarray(out))
+
     reduce.__name__ = reduce.__qualname__ = op
     reduce.__doc__ = f"Whether {op} elements over ``dim`` are non-zero (a bool tensor)."
     return tensor_method(op)(reduce)

@@ -4,6 +4,7 @@ splitting (cat, stack, split, chunk, unbind), flip/roll/tril/triu, repeat/tile a
 View ops (``is_view``) return arrays that alias their input, as PyTorch's views do, and share
 its version counter. ``view`` raises where the layout would need a copy; ``reshape`` copies.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -16,14 +17,53 @@ import numpy as np
 from ..autograd import Function, Tensor
 from ..backend import array_module_for, is_array, result_type
 from ..backend.dtypes import dtype as _dtype
-from ._helpers import (apply_inplace, as_tensor, check_same_device, graph_xp, normalize_dim,
-                       normalize_dims, tensor_method, unbroadcast)
+from ._helpers import (
+    apply_inplace,
+    as_tensor,
+    check_same_device,
+    graph_xp,
+    normalize_dim,
+    normalize_dims,
+    tensor_method,
+    unbroadcast,
+)
 
-__all__ = ["reshape", "flatten", "ravel", "unflatten", "squeeze", "unsqueeze", "transpose",
-           "swapaxes", "swapdims", "permute", "t", "movedim", "moveaxis", "broadcast_to",
-           "broadcast_tensors", "broadcast_shapes", "cat", "concat", "concatenate", "stack",
-           "hstack", "vstack", "split", "chunk", "unbind", "narrow", "flip", "fliplr", "flipud",
-           "roll", "tril", "triu", "tile", "pad"]
+__all__ = [
+    "reshape",
+    "flatten",
+    "ravel",
+    "unflatten",
+    "squeeze",
+    "unsqueeze",
+    "transpose",
+    "swapaxes",
+    "swapdims",
+    "permute",
+    "t",
+    "movedim",
+    "moveaxis",
+    "broadcast_to",
+    "broadcast_tensors",
+    "broadcast_shapes",
+    "cat",
+    "concat",
+    "concatenate",
+    "stack",
+    "hstack",
+    "vstack",
+    "split",
+    "chunk",
+    "unbind",
+    "narrow",
+    "flip",
+    "fliplr",
+    "flipud",
+    "roll",
+    "tril",
+    "triu",
+    "tile",
+    "pad",
+]
 
 
 def _sizes(args) -> tuple:
@@ -71,7 +111,7 @@ def _infer_shape(shape: tuple, numel: int) -> tuple:
     known = math.prod(s for s in shape if s != -1)
     if free and known and numel % known == 0:
         i = free[0]
-        return shape[:i] + (numel // known,) + shape[i + 1:]
+        return shape[:i] + (numel // known,) + shape[i + 1 :]
     if free or known != numel:
         raise RuntimeError(f"shape '{list(shape)}' is invalid for input of size {numel}")
     return shape
@@ -104,7 +144,8 @@ def view(self, *shape):
             f"view size is not compatible with input tensor's size and stride (at least one "
             f"dimension spans across two contiguous subspaces): cannot view a tensor of shape "
             f"{list(self.shape)} and strides {list(self.stride())} as {list(out.shape)}. Use "
-            f".reshape(...) instead.")
+            f".reshape(...) instead."
+        )
     return out
 
 
@@ -127,9 +168,11 @@ def flatten(input, start_dim=0, end_dim=-1):
     s = normalize_dim(start_dim, len(shape), "flatten")
     e = normalize_dim(end_dim, len(shape), "flatten")
     if s > e:
-        raise RuntimeError(f"flatten() has invalid args: start_dim ({start_dim}) cannot come "
-                           f"after end_dim ({end_dim})")
-    return _reshape(input, shape[:s] + (math.prod(shape[s:e + 1]),) + shape[e + 1:])
+        raise RuntimeError(
+            f"flatten() has invalid args: start_dim ({start_dim}) cannot come "
+            f"after end_dim ({end_dim})"
+        )
+    return _reshape(input, shape[:s] + (math.prod(shape[s : e + 1]),) + shape[e + 1 :])
 
 
 @tensor_method("ravel")
@@ -145,9 +188,11 @@ def unflatten(input, dim, sizes):
     try:
         sizes = _infer_shape(_sizes((sizes,)), input.shape[d])
     except RuntimeError as e:
-        raise RuntimeError(f"unflatten: sizes {list(sizes)} don't multiply up to the size of "
-                           f"dim {dim} ({input.shape[d]}) in the input tensor ({e})") from None
-    return _reshape(input, input.shape[:d] + sizes + input.shape[d + 1:])
+        raise RuntimeError(
+            f"unflatten: sizes {list(sizes)} don't multiply up to the size of "
+            f"dim {dim} ({input.shape[d]}) in the input tensor ({e})"
+        ) from None
+    return _reshape(input, input.shape[:d] + sizes + input.shape[d + 1 :])
 
 
 @tensor_method("squeeze")
@@ -155,8 +200,9 @@ def squeeze(input, dim=None):
     """Remove size-1 dimensions (all, or those in ``dim``: an int or a tuple); a listed
     dimension whose size is not 1 is kept."""
     dims = normalize_dims(dim, input.ndim, "squeeze")
-    return _reshape(input, tuple(n for i, n in enumerate(input.shape)
-                                 if not (n == 1 and i in dims)))
+    return _reshape(
+        input, tuple(n for i, n in enumerate(input.shape) if not (n == 1 and i in dims))
+    )
 
 
 @tensor_method("unsqueeze")
@@ -186,8 +232,10 @@ def permute(input, *args, dims=None):
     """A view with the dimensions reordered: output dim ``i`` is input dim ``dims[i]``."""
     dims = _sizes(args or (dims,))
     if len(dims) != input.ndim:
-        raise RuntimeError(f"permute(): number of dims don't match in permute: input.dim() = "
-                           f"{input.ndim} is not equal to len(dims) = {len(dims)}")
+        raise RuntimeError(
+            f"permute(): number of dims don't match in permute: input.dim() = "
+            f"{input.ndim} is not equal to len(dims) = {len(dims)}"
+        )
     dims = tuple(normalize_dim(d, input.ndim, "permute") for d in dims)
     if len(set(dims)) != len(dims):
         raise RuntimeError(f"permute(): duplicate dims are not allowed, got {list(dims)}")
@@ -211,19 +259,24 @@ swapaxes = swapdims = transpose
 def t(input):
     """The transpose of a matrix (0-d and 1-d tensors are returned as they are)."""
     if input.ndim > 2:
-        raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is "
-                           f"{input.ndim}D")
+        raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is {input.ndim}D")
     return Permute.apply(input, tuple(range(input.ndim))[::-1])
 
 
-tensor_method("T")(property(lambda self: Permute.apply(self, tuple(range(self.ndim))[::-1]),
-                            doc="All dimensions reversed (the transpose of a matrix)."))
+tensor_method("T")(
+    property(
+        lambda self: Permute.apply(self, tuple(range(self.ndim))[::-1]),
+        doc="All dimensions reversed (the transpose of a matrix).",
+    )
+)
 
 
 def _mT(self):
     if self.ndim < 2:
-        raise RuntimeError(f"tensor.mT is only supported on matrices or batches of matrices. "
-                           f"Got {self.ndim}-D tensor.")
+        raise RuntimeError(
+            f"tensor.mT is only supported on matrices or batches of matrices. "
+            f"Got {self.ndim}-D tensor."
+        )
     return transpose(self, -2, -1)
 
 
@@ -238,9 +291,11 @@ def movedim(input, source, destination):
     src = (source,) if isinstance(source, numbers.Integral) else tuple(source)
     dst = (destination,) if isinstance(destination, numbers.Integral) else tuple(destination)
     if len(src) != len(dst):
-        raise RuntimeError(f"movedim: Invalid source or destination dims: source ({list(src)} "
-                           f"dims) should contain the same number of dims as destination "
-                           f"({list(dst)} dims)")
+        raise RuntimeError(
+            f"movedim: Invalid source or destination dims: source ({list(src)} "
+            f"dims) should contain the same number of dims as destination "
+            f"({list(dst)} dims)"
+        )
     src = [normalize_dim(d, nd, "movedim") for d in src]
     dst = [normalize_dim(d, nd, "movedim") for d in dst]
     if len(set(src)) != len(src) or len(set(dst)) != len(dst):
@@ -273,19 +328,23 @@ class Expand(Function):
 def _expanded_shape(shape: tuple, sizes: tuple) -> tuple:
     lead = len(sizes) - len(shape)
     if lead < 0:
-        raise RuntimeError(f"expand: the number of sizes provided ({len(sizes)}) must be "
-                           f"greater or equal to the number of dimensions in the tensor "
-                           f"({len(shape)})")
+        raise RuntimeError(
+            f"expand: the number of sizes provided ({len(sizes)}) must be "
+            f"greater or equal to the number of dimensions in the tensor "
+            f"({len(shape)})"
+        )
     out = list(sizes[:lead])
     if any(s < 0 for s in out):
-        raise RuntimeError(f"expand: -1 is not allowed in a leading, non-existing dimension "
-                           f"(sizes {list(sizes)})")
+        raise RuntimeError(
+            f"expand: -1 is not allowed in a leading, non-existing dimension (sizes {list(sizes)})"
+        )
     for i, (n, s) in enumerate(zip(shape, sizes[lead:])):
         if s != -1 and n != 1 and s != n:
             raise RuntimeError(
                 f"The expanded size of the tensor ({s}) must match the existing size ({n}) at "
                 f"non-singleton dimension {lead + i}.  Target sizes: {list(sizes)}.  Tensor "
-                f"sizes: {list(shape)}")
+                f"sizes: {list(shape)}"
+            )
         out.append(n if s == -1 else s)
     return tuple(out)
 
@@ -310,8 +369,9 @@ def broadcast_shapes(*shapes) -> tuple:
     try:
         return tuple(np.broadcast_shapes(*shapes))
     except ValueError:
-        raise RuntimeError(f"shapes {[list(s) for s in shapes]} cannot be broadcast to a "
-                           f"common shape") from None
+        raise RuntimeError(
+            f"shapes {[list(s) for s in shapes]} cannot be broadcast to a common shape"
+        ) from None
 
 
 def broadcast_tensors(*tensors):
@@ -333,8 +393,10 @@ class Cat(Function):
     @staticmethod
     def backward(ctx, g):
         b, lead = ctx.bounds, _lead(ctx.dim)
-        return (None,) + tuple(g[lead + (slice(b[i], b[i + 1]),)] if need else None
-                               for i, need in enumerate(ctx.needs_input_grad[1:]))
+        return (None,) + tuple(
+            g[lead + (slice(b[i], b[i + 1]),)] if need else None
+            for i, need in enumerate(ctx.needs_input_grad[1:])
+        )
 
 
 class Stack(Function):
@@ -348,8 +410,10 @@ class Stack(Function):
     @staticmethod
     def backward(ctx, g):
         lead = _lead(ctx.dim)
-        return (None,) + tuple(g[lead + (i, Ellipsis)] if need else None
-                               for i, need in enumerate(ctx.needs_input_grad[1:]))
+        return (None,) + tuple(
+            g[lead + (i, Ellipsis)] if need else None
+            for i, need in enumerate(ctx.needs_input_grad[1:])
+        )
 
 
 def _joinable(op: str, tensors) -> list:
@@ -359,8 +423,10 @@ def _joinable(op: str, tensors) -> list:
         raise RuntimeError(f"{op}(): expected a non-empty list of Tensors")
     for i, x in enumerate(tensors):
         if not isinstance(x, Tensor):
-            raise TypeError(f"{op}(): argument 'tensors' must be a sequence of Tensors, but "
-                            f"element {i} is {type(x).__name__}")
+            raise TypeError(
+                f"{op}(): argument 'tensors' must be a sequence of Tensors, but "
+                f"element {i} is {type(x).__name__}"
+            )
     check_same_device(op, *tensors)
     dtype = result_type(*tensors)
     return [x if x._array.dtype == dtype.np else x.to(dtype) for x in tensors]
@@ -374,18 +440,20 @@ def cat(tensors, dim=0):
     first = kept[0]
     for i, x in enumerate(kept):
         if x.ndim == 0:
-            raise RuntimeError(f"zero-dimensional tensor (at position {i}) cannot be "
-                               f"concatenated")
+            raise RuntimeError(f"zero-dimensional tensor (at position {i}) cannot be concatenated")
         if x.ndim != first.ndim:
-            raise RuntimeError(f"Tensors must have same number of dimensions: got "
-                               f"{first.ndim} and {x.ndim}")
+            raise RuntimeError(
+                f"Tensors must have same number of dimensions: got {first.ndim} and {x.ndim}"
+            )
     d = normalize_dim(dim, first.ndim, "cat")
     for i, x in enumerate(kept):
         for a, (n, m) in enumerate(zip(first.shape, x.shape)):
             if a != d and n != m:
-                raise RuntimeError(f"Sizes of tensors must match except in dimension {d}. "
-                                   f"Expected size {n} but got size {m} for tensor number "
-                                   f"{i} in the list.")
+                raise RuntimeError(
+                    f"Sizes of tensors must match except in dimension {d}. "
+                    f"Expected size {n} but got size {m} for tensor number "
+                    f"{i} in the list."
+                )
     return Cat.apply(d, *kept)
 
 
@@ -397,9 +465,11 @@ def stack(tensors, dim=0):
     tensors = _joinable("stack", tensors)
     for i, x in enumerate(tensors):
         if x.shape != tensors[0].shape:
-            raise RuntimeError(f"stack expects each tensor to be equal size, but got "
-                               f"{list(tensors[0].shape)} at entry 0 and {list(x.shape)} at "
-                               f"entry {i}")
+            raise RuntimeError(
+                f"stack expects each tensor to be equal size, but got "
+                f"{list(tensors[0].shape)} at entry 0 and {list(x.shape)} at "
+                f"entry {i}"
+            )
     return Stack.apply(normalize_dim(dim, tensors[0].ndim + 1, "stack"), *tensors)
 
 
@@ -456,15 +526,19 @@ def split(tensor, split_size_or_sections, dim=0):
     if isinstance(split_size_or_sections, numbers.Integral):
         size = int(split_size_or_sections)
         if size < 0 or (size == 0 and n):
-            raise RuntimeError(f"split expects split_size be positive (or 0 for an empty "
-                               f"dimension), but got split_size={size} for dimension size {n}")
+            raise RuntimeError(
+                f"split expects split_size be positive (or 0 for an empty "
+                f"dimension), but got split_size={size} for dimension size {n}"
+            )
         sizes = (size,) * (n // size) + ((n % size,) if n % size else ()) if n else (0,)
     else:
         sizes = tuple(int(s) for s in split_size_or_sections)
         if sum(sizes) != n or any(s < 0 for s in sizes):
-            raise RuntimeError(f"split_with_sizes expects split_sizes to sum exactly to {n} "
-                               f"(input tensor's size at dimension {d}), but got "
-                               f"split_sizes={list(sizes)}")
+            raise RuntimeError(
+                f"split_with_sizes expects split_sizes to sum exactly to {n} "
+                f"(input tensor's size at dimension {d}), but got "
+                f"split_sizes={list(sizes)}"
+            )
     return Split.apply(tensor, sizes, d)
 
 
@@ -495,8 +569,9 @@ def narrow(input, dim, start, length):
     if start < 0:
         start += n
     if length < 0 or start + length > n:
-        raise RuntimeError(f"narrow: start ({start}) + length ({length}) exceeds dimension "
-                           f"size ({n}).")
+        raise RuntimeError(
+            f"narrow: start ({start}) + length ({length}) exceeds dimension size ({n})."
+        )
     return input[_lead(d) + (slice(start, start + length),)]
 
 
@@ -555,13 +630,15 @@ def roll(input, shifts, dims=None):
     shifts = (shifts,) if isinstance(shifts, numbers.Integral) else tuple(shifts)
     if dims is None:
         if len(shifts) != 1:
-            raise RuntimeError(f"roll: shifts {list(shifts)} need dims (only one shift may be "
-                               f"given without dims)")
+            raise RuntimeError(
+                f"roll: shifts {list(shifts)} need dims (only one shift may be given without dims)"
+            )
         return Roll.apply(input, shifts, None)
     dims = (dims,) if isinstance(dims, numbers.Integral) else tuple(dims)
     if len(shifts) != len(dims):
-        raise RuntimeError(f"shifts and dimensions must align. shifts: {len(shifts)}, dims: "
-                           f"{len(dims)}")
+        raise RuntimeError(
+            f"shifts and dimensions must align. shifts: {len(shifts)}, dims: {len(dims)}"
+        )
     return Roll.apply(input, shifts, tuple(normalize_dim(d, input.ndim, "roll") for d in dims))
 
 
@@ -590,16 +667,20 @@ class Triu(_Triangle):
 def _triangle(fn, name):
     def op(input, diagonal=0):
         if input.ndim < 2:
-            raise RuntimeError(f"{name}: input tensor must have at least 2 dimensions, got "
-                               f"shape {list(input.shape)}")
+            raise RuntimeError(
+                f"{name}: input tensor must have at least 2 dimensions, got "
+                f"shape {list(input.shape)}"
+            )
         return fn.apply(input, operator.index(diagonal))
 
     def op_(self, diagonal=0):
         return apply_inplace(self, f"{name}_", lambda s: op(s, diagonal))
 
     op.__name__, op_.__name__ = name, f"{name}_"
-    op.__doc__ = (f"The {'lower' if name == 'tril' else 'upper'} triangle of the last two "
-                  f"dimensions (``diagonal`` shifts it); other elements are zero.")
+    op.__doc__ = (
+        f"The {'lower' if name == 'tril' else 'upper'} triangle of the last two "
+        f"dimensions (``diagonal`` shifts it); other elements are zero."
+    )
     tensor_method(f"{name}_")(op_)
     return tensor_method(name)(op)
 
@@ -633,8 +714,10 @@ def repeat(self, *args, repeats=None):
     dimensions), as ``Tensor.repeat`` in PyTorch."""
     sizes = _sizes(args or (repeats,))
     if len(sizes) < self.ndim:
-        raise RuntimeError(f"Number of dimensions of repeat dims ({len(sizes)}) can not be "
-                           f"smaller than number of dimensions of tensor ({self.ndim})")
+        raise RuntimeError(
+            f"Number of dimensions of repeat dims ({len(sizes)}) can not be "
+            f"smaller than number of dimensions of tensor ({self.ndim})"
+        )
     if any(s < 0 for s in sizes):
         raise RuntimeError(f"repeat: repeats must be non-negative, got {list(sizes)}")
     return Repeat.apply(self, sizes)
@@ -701,34 +784,40 @@ def pad(input, pad, mode="constant", value=None):
     'circular'."""
     pad = tuple(operator.index(p) for p in pad)
     if len(pad) % 2 or len(pad) // 2 > input.ndim:
-        raise RuntimeError(f"pad: padding length must be even and at most twice the number of "
-                           f"dimensions ({input.ndim}), got pad={list(pad)}")
+        raise RuntimeError(
+            f"pad: padding length must be even and at most twice the number of "
+            f"dimensions ({input.ndim}), got pad={list(pad)}"
+        )
     if mode not in _PAD_MODES:
         raise ValueError(f"pad: mode must be one of {', '.join(_PAD_MODES)}, got {mode!r}")
     widths = [(0, 0)] * input.ndim
     for i in range(len(pad) // 2):
-        widths[input.ndim - 1 - i] = pad[2 * i:2 * i + 2]
+        widths[input.ndim - 1 - i] = pad[2 * i : 2 * i + 2]
     for d, (n, (a, b)) in enumerate(zip(input.shape, widths)):
         if n + a + b < 0:
-            raise RuntimeError(f"pad: padding {(a, b)} makes dimension {d} of size {n} "
-                               f"negative ({n + a + b})")
+            raise RuntimeError(
+                f"pad: padding {(a, b)} makes dimension {d} of size {n} negative ({n + a + b})"
+            )
     if mode == "constant":
         return ConstantPad.apply(input, tuple(widths), 0 if value is None else value)
     if value is not None:
-        raise RuntimeError(f"Padding mode \"{mode}\" doesn't take in value argument")
+        raise RuntimeError(f'Padding mode "{mode}" doesn\'t take in value argument')
     out = input
     for d, (n, (a, b)) in enumerate(zip(input.shape, widths)):
         if a == b == 0:
             continue
         limit = n - 1 if mode == "reflect" else n if mode == "circular" else math.inf
         if n == 0 or max(a, b) > limit:
-            raise RuntimeError(f"pad: {mode} padding {(a, b)} is too large for dimension {d} "
-                               f"of size {n} (at most {limit} with mode '{mode}')")
+            raise RuntimeError(
+                f"pad: {mode} padding {(a, b)} is too large for dimension {d} "
+                f"of size {n} (at most {limit} with mode '{mode}')"
+            )
         out = out.index_select(d, Tensor(input.device.xp.asarray(_pad_positions(n, a, b, mode))))
     return out
 
 
 # ---- the differentiable namespace: numpy names for the ops above --------------------------
+
 
 @graph_xp.register("reshape")
 def _graph_reshape(a, shape):
@@ -794,8 +883,14 @@ def _graph_split(ary, indices_or_sections, axis=0):
 
 @graph_xp.register("flip")
 def _graph_flip(m, axis=None):
-    return flip(m, tuple(range(m.ndim)) if axis is None else
-                (axis,) if isinstance(axis, numbers.Integral) else tuple(axis))
+    return flip(
+        m,
+        tuple(range(m.ndim))
+        if axis is None
+        else (axis,)
+        if isinstance(axis, numbers.Integral)
+        else tuple(axis),
+    )
 
 
 @graph_xp.register("roll")
@@ -808,8 +903,12 @@ def _graph_tile(A, reps):
     return tile(A, (reps,) if isinstance(reps, numbers.Integral) else tuple(reps))
 
 
-_NUMPY_PAD_MODES = {"constant": "constant", "reflect": "reflect", "edge": "replicate",
-                    "wrap": "circular"}
+_NUMPY_PAD_MODES = {
+    "constant": "constant",
+    "reflect": "reflect",
+    "edge": "replicate",
+    "wrap": "circular",
+}
 
 
 @graph_xp.register("pad")

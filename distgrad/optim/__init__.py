@@ -1,4 +1,5 @@
 """``distgrad.optim``: optimizers and learning-rate schedulers, as ``torch.optim``."""
+
 from . import lr_scheduler
 from .adagrad import Adagrad
 from .adam import Adam, AdamW

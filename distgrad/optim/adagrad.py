@@ -1,10 +1,18 @@
 """Adagrad (Duchi et al.)."""
+
 from __future__ import annotations
 
 from ..autograd import Tensor
 from ..backend import array_module_for
-from .optimizer import (Optimizer, _check_nonnegative, _count_step,
-                        _evaluate, _gradient, _new_step, _on_device)
+from .optimizer import (
+    Optimizer,
+    _check_nonnegative,
+    _count_step,
+    _evaluate,
+    _gradient,
+    _new_step,
+    _on_device,
+)
 
 __all__ = ["Adagrad"]
 
@@ -15,20 +23,37 @@ class Adagrad(Optimizer):
     ``sum`` starts at ``initial_accumulator_value``; the state of every parameter is made at
     construction, as PyTorch does."""
 
-    def __init__(self, params, lr=1e-2, lr_decay=0, weight_decay=0,
-                 initial_accumulator_value=0, eps=1e-10, *, maximize=False):
-        super().__init__(params, dict(lr=lr, lr_decay=lr_decay, eps=eps,
-                                      weight_decay=weight_decay,
-                                      initial_accumulator_value=initial_accumulator_value,
-                                      maximize=maximize))
+    def __init__(
+        self,
+        params,
+        lr=1e-2,
+        lr_decay=0,
+        weight_decay=0,
+        initial_accumulator_value=0,
+        eps=1e-10,
+        *,
+        maximize=False,
+    ):
+        super().__init__(
+            params,
+            dict(
+                lr=lr,
+                lr_decay=lr_decay,
+                eps=eps,
+                weight_decay=weight_decay,
+                initial_accumulator_value=initial_accumulator_value,
+                maximize=maximize,
+            ),
+        )
         for group in self.param_groups:
             for p in group["params"]:
                 with _on_device(p._array):
                     _init_state(p._array, self.state[p], group)
 
     def _check_hyperparameters(self, group):
-        _check_nonnegative(group, "lr", "lr_decay", "weight_decay", "initial_accumulator_value",
-                           "eps")
+        _check_nonnegative(
+            group, "lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps"
+        )
 
     def step(self, closure=None):
         """One Adagrad update of every parameter that has a gradient; returns ``closure()``'s

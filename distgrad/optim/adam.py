@@ -1,11 +1,20 @@
 """Adam and AdamW (decoupled weight decay), with AMSGrad."""
+
 from __future__ import annotations
 
 import math
 
 from ..backend import array_module_for
-from .optimizer import (Optimizer, _buffer, _check_nonnegative, _count_step,
-                        _evaluate, _gradient, _new_step, _zeros_like)
+from .optimizer import (
+    Optimizer,
+    _buffer,
+    _check_nonnegative,
+    _count_step,
+    _evaluate,
+    _gradient,
+    _new_step,
+    _zeros_like,
+)
 
 __all__ = ["Adam", "AdamW"]
 
@@ -16,12 +25,30 @@ class Adam(Optimizer):
     maximum of ``v``. ``weight_decay`` adds ``weight_decay * p`` to the gradient (L2), or with
     ``decoupled_weight_decay=True`` (AdamW) first scales ``p`` by ``1 - lr * weight_decay``."""
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
-                 amsgrad=False, *, maximize=False, decoupled_weight_decay=False):
-        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
-                                      weight_decay=weight_decay, amsgrad=amsgrad,
-                                      maximize=maximize,
-                                      decoupled_weight_decay=decoupled_weight_decay))
+    def __init__(
+        self,
+        params,
+        lr=1e-3,
+        betas=(0.9, 0.999),
+        eps=1e-8,
+        weight_decay=0,
+        amsgrad=False,
+        *,
+        maximize=False,
+        decoupled_weight_decay=False,
+    ):
+        super().__init__(
+            params,
+            dict(
+                lr=lr,
+                betas=tuple(betas),
+                eps=eps,
+                weight_decay=weight_decay,
+                amsgrad=amsgrad,
+                maximize=maximize,
+                decoupled_weight_decay=decoupled_weight_decay,
+            ),
+        )
 
     def _check_hyperparameters(self, group):
         _check_nonnegative(group, "lr", "eps")
@@ -42,10 +69,27 @@ class AdamW(Adam):
     """Adam with decoupled weight decay (Loshchilov & Hutter): ``p *= 1 - lr * weight_decay``
     before the Adam update; ``weight_decay`` defaults to 0.01."""
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
-                 amsgrad=False, *, maximize=False):
-        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize,
-                         decoupled_weight_decay=True)
+    def __init__(
+        self,
+        params,
+        lr=1e-3,
+        betas=(0.9, 0.999),
+        eps=1e-8,
+        weight_decay=1e-2,
+        amsgrad=False,
+        *,
+        maximize=False,
+    ):
+        super().__init__(
+            params,
+            lr,
+            betas,
+            eps,
+            weight_decay,
+            amsgrad,
+            maximize=maximize,
+            decoupled_weight_decay=True,
+        )
 
 
 def _init_state(p, state, group):
@@ -70,8 +114,8 @@ def _update(p, g, state, group):
         vmax = _buffer(state, "max_exp_avg_sq", p)
         v = xp.maximum(vmax, v, out=vmax)
     denom = xp.sqrt(v, out=d)
-    denom /= math.sqrt(1 - beta2 ** t)
+    denom /= math.sqrt(1 - beta2**t)
     denom += group["eps"]
     step = xp.divide(m, denom, out=d)
-    step *= lr / (1 - beta1 ** t)
+    step *= lr / (1 - beta1**t)
     p -= step

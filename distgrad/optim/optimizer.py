@@ -6,6 +6,7 @@ come from here. The built-in optimizers update each parameter's array in place w
 ufuncs of its own array module (numpy or cupy), after checking every gradient and every state
 tensor, so a step that raises leaves parameters and state as they were.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -37,6 +38,7 @@ required = _RequiredParameter()
 def _hooked(step):
     """Wrap a subclass's ``step`` so that the optimizer's step pre/post hooks run around it
     (once, also when an overriding ``step`` calls ``super().step()``)."""
+
     @functools.wraps(step)
     def wrapper(self, *args, **kwargs):
         if self._in_step:
@@ -45,8 +47,10 @@ def _hooked(step):
             result = hook(self, args, kwargs)
             if result is not None:
                 if not (isinstance(result, tuple) and len(result) == 2):
-                    raise RuntimeError(f"a step pre-hook must return None or a tuple of "
-                                       f"(new_args, new_kwargs), but got {result!r}")
+                    raise RuntimeError(
+                        f"a step pre-hook must return None or a tuple of "
+                        f"(new_args, new_kwargs), but got {result!r}"
+                    )
                 args, kwargs = result
         self._in_step = True
         try:
@@ -57,6 +61,7 @@ def _hooked(step):
         for hook in list(self._step_post_hooks.values()):
             hook(self, args, kwargs)
         return out
+
     return wrapper
 
 
@@ -71,8 +76,7 @@ def _evaluate(closure):
 def _new_step() -> Tensor:
     """A ``step`` counter: a 0-d CPU tensor, float64 when that is the default dtype, else
     float32 (as PyTorch)."""
-    return Tensor(np.zeros((), np.float64 if get_default_dtype().np == np.float64
-                           else np.float32))
+    return Tensor(np.zeros((), np.float64 if get_default_dtype().np == np.float64 else np.float32))
 
 
 def _count_step(state: dict) -> float:
@@ -115,8 +119,9 @@ def _check_nonnegative(group: dict, *names: str) -> None:
     hyperparameter."""
     for name in names:
         if isinstance(group[name], (str, bytes)):  # a common slip: lr="1e-3" from a config
-            raise TypeError(f"{name} must be a number, got {group[name]!r} of type "
-                            f"{type(group[name]).__name__}")
+            raise TypeError(
+                f"{name} must be a number, got {group[name]!r} of type {type(group[name]).__name__}"
+            )
         if not 0.0 <= group[name]:
             label = {"lr": "learning rate", "eps": "epsilon value"}.get(name, f"{name} value")
             raise ValueError(f"Invalid {label}: {group[name]}")
@@ -142,12 +147,16 @@ class Optimizer:
         self._step_post_hooks = {}
         self._check_hyperparameters(defaults)
         if isinstance(params, Tensor):
-            raise TypeError(f"params argument given to the optimizer should be an iterable of "
-                            f"Tensors or dicts, but got {_type_name(params)}")
+            raise TypeError(
+                f"params argument given to the optimizer should be an iterable of "
+                f"Tensors or dicts, but got {_type_name(params)}"
+            )
         if isinstance(params, (set, frozenset)):
-            raise TypeError("optimizer parameters need to be organized in ordered collections, "
-                            "but the ordering of tensors in sets will change between runs. "
-                            "Please use a list instead.")
+            raise TypeError(
+                "optimizer parameters need to be organized in ordered collections, "
+                "but the ordering of tensors in sets will change between runs. "
+                "Please use a list instead."
+            )
         self.state = defaultdict(dict)
         self.param_groups = []
         groups = list(params)
@@ -167,8 +176,7 @@ class Optimizer:
         """Raise ValueError for invalid hyperparameters in ``group`` (built-ins override)."""
 
     def __getstate__(self):
-        return {"defaults": self.defaults, "state": self.state,
-                "param_groups": self.param_groups}
+        return {"defaults": self.defaults, "state": self.state, "param_groups": self.param_groups}
 
     def __setstate__(self, state):
         self.__dict__.update(state)
@@ -192,20 +200,24 @@ class Optimizer:
         if isinstance(params, Tensor):
             params = [params]
         elif isinstance(params, set):
-            raise TypeError("optimizer parameters need to be organized in ordered collections, "
-                            "but the ordering of tensors in sets will change between runs. "
-                            "Please use a list instead.")
+            raise TypeError(
+                "optimizer parameters need to be organized in ordered collections, "
+                "but the ordering of tensors in sets will change between runs. "
+                "Please use a list instead."
+            )
         else:
             params = list(params)
         names = [p[0] for p in params if isinstance(p, tuple)]
         params = [p[1] if isinstance(p, tuple) else p for p in params]
         if names and len(names) != len(params):
-            raise ValueError("all optimizer params should be with/without names. Some param "
-                             "names are missing")
+            raise ValueError(
+                "all optimizer params should be with/without names. Some param names are missing"
+            )
         for p in params:
             if not isinstance(p, Tensor):
-                raise TypeError(f"optimizer can only optimize Tensors, but one of the params is "
-                                f"{_type_name(p)}")
+                raise TypeError(
+                    f"optimizer can only optimize Tensors, but one of the params is {_type_name(p)}"
+                )
             if not (p.is_leaf or p.retains_grad):
                 raise ValueError("can't optimize a non-leaf Tensor")
         group = dict(param_group, params=params)
@@ -213,13 +225,18 @@ class Optimizer:
             group["param_names"] = names
         for name, default in self.defaults.items():
             if default is required and name not in group:
-                raise ValueError(f"parameter group didn't specify a value of required "
-                                 f"optimization parameter {name}")
+                raise ValueError(
+                    f"parameter group didn't specify a value of required "
+                    f"optimization parameter {name}"
+                )
             group.setdefault(name, default)
         self._check_hyperparameters(group)
         if len({id(p) for p in params}) != len(params):
-            warnings.warn("optimizer contains a parameter group with duplicate parameters; "
-                          "each is updated once per occurrence", stacklevel=3)
+            warnings.warn(
+                "optimizer contains a parameter group with duplicate parameters; "
+                "each is updated once per occurrence",
+                stacklevel=3,
+            )
         taken = {id(p) for g in self.param_groups for p in g["params"]}
         if any(id(p) in taken for p in params):
             raise ValueError("some parameters appear in more than one parameter group")
@@ -293,7 +310,8 @@ class Optimizer:
                 raise RuntimeError(
                     f"{type(self).__name__}.step: {what} has {attr} {show(have)} but the "
                     f"parameter has {attr} {show(want)}; nothing was updated. Give it the "
-                    f"parameter's shape, dtype and device (or reset the state of this optimizer).")
+                    f"parameter's shape, dtype and device (or reset the state of this optimizer)."
+                )
 
     # ---- state dict -------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -304,8 +322,13 @@ class Optimizer:
         index = {}
         for p in itertools.chain.from_iterable(g["params"] for g in self.param_groups):
             index.setdefault(id(p), len(index))
-        groups = [{**{k: v for k, v in g.items() if k != "params"},
-                   "params": [index[id(p)] for p in g["params"]]} for g in self.param_groups]
+        groups = [
+            {
+                **{k: v for k, v in g.items() if k != "params"},
+                "params": [index[id(p)] for p in g["params"]],
+            }
+            for g in self.param_groups
+        ]
         state = {(index[id(k)] if isinstance(k, Tensor) else k): v for k, v in self.state.items()}
         return {"state": state, "param_groups": groups}
 
@@ -316,28 +339,41 @@ class Optimizer:
         saved_groups = copy.deepcopy(state_dict["param_groups"])
         groups = self.param_groups
         if len(saved_groups) != len(groups):
-            raise ValueError(f"loaded state dict has a different number of parameter groups: "
-                             f"{len(saved_groups)} in the state dict, {len(groups)} in the "
-                             f"optimizer")
+            raise ValueError(
+                f"loaded state dict has a different number of parameter groups: "
+                f"{len(saved_groups)} in the state dict, {len(groups)} in the "
+                f"optimizer"
+            )
         for i, (saved, group) in enumerate(zip(saved_groups, groups)):
             if len(saved["params"]) != len(group["params"]):
-                raise ValueError(f"loaded state dict contains a parameter group that doesn't "
-                                 f"match the size of optimizer's group: group {i} has "
-                                 f"{len(saved['params'])} parameters in the state dict, "
-                                 f"{len(group['params'])} in the optimizer")
-        id_map = dict(zip(itertools.chain.from_iterable(g["params"] for g in saved_groups),
-                          itertools.chain.from_iterable(g["params"] for g in groups)))
+                raise ValueError(
+                    f"loaded state dict contains a parameter group that doesn't "
+                    f"match the size of optimizer's group: group {i} has "
+                    f"{len(saved['params'])} parameters in the state dict, "
+                    f"{len(group['params'])} in the optimizer"
+                )
+        id_map = dict(
+            zip(
+                itertools.chain.from_iterable(g["params"] for g in saved_groups),
+                itertools.chain.from_iterable(g["params"] for g in groups),
+            )
+        )
         state = defaultdict(dict)
         for k, v in state_dict["state"].items():
             if k in id_map:
                 state[id_map[k]] = _cast(id_map[k], v)
                 for key, value in state[id_map[k]].items():
-                    if (key != "step" and isinstance(value, Tensor)
-                            and value.shape != id_map[k].shape):
-                        raise ValueError(f"loaded state dict has state[{key!r}] of shape "
-                                         f"{list(value.shape)} for parameter {k}, whose shape "
-                                         f"is {list(id_map[k].shape)}; the optimizer is "
-                                         f"unchanged. Was it saved for another model?")
+                    if (
+                        key != "step"
+                        and isinstance(value, Tensor)
+                        and value.shape != id_map[k].shape
+                    ):
+                        raise ValueError(
+                            f"loaded state dict has state[{key!r}] of shape "
+                            f"{list(value.shape)} for parameter {k}, whose shape "
+                            f"is {list(id_map[k].shape)}; the optimizer is "
+                            f"unchanged. Was it saved for another model?"
+                        )
             else:
                 state[k] = copy.deepcopy(v)
         for saved, group in zip(saved_groups, groups):

@@ -1,9 +1,18 @@
 """RMSprop (Hinton), optionally centered and with momentum."""
+
 from __future__ import annotations
 
 from ..backend import array_module_for
-from .optimizer import (Optimizer, _buffer, _check_nonnegative, _count_step,
-                        _evaluate, _gradient, _new_step, _zeros_like)
+from .optimizer import (
+    Optimizer,
+    _buffer,
+    _check_nonnegative,
+    _count_step,
+    _evaluate,
+    _gradient,
+    _new_step,
+    _zeros_like,
+)
 
 __all__ = ["RMSprop"]
 
@@ -14,11 +23,29 @@ class RMSprop(Optimizer):
     mean of ``g``); then ``buf = momentum*buf + g / denom; p -= lr * buf`` with momentum,
     ``p -= lr * g / denom`` without. ``weight_decay`` adds ``weight_decay * p`` to ``g``."""
 
-    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0,
-                 centered=False, maximize=False):
-        super().__init__(params, dict(lr=lr, momentum=momentum, alpha=alpha, eps=eps,
-                                      centered=centered, weight_decay=weight_decay,
-                                      maximize=maximize))
+    def __init__(
+        self,
+        params,
+        lr=1e-2,
+        alpha=0.99,
+        eps=1e-8,
+        weight_decay=0,
+        momentum=0,
+        centered=False,
+        maximize=False,
+    ):
+        super().__init__(
+            params,
+            dict(
+                lr=lr,
+                momentum=momentum,
+                alpha=alpha,
+                eps=eps,
+                centered=centered,
+                weight_decay=weight_decay,
+                maximize=maximize,
+            ),
+        )
 
     def _check_hyperparameters(self, group):
         _check_nonnegative(group, "lr", "eps", "momentum", "weight_decay", "alpha")

@@ -8,6 +8,7 @@ accumulates the gradients of the parameters ``fn`` uses into their ``.grad``, so
 ``loss.backward()`` — ``autograd.grad`` with respect to those parameters does not see them —
 and at least one input must require grad for anything to be recorded.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -47,12 +48,14 @@ class Checkpoint(Function):
         finally:
             _random.set_rng_state(outer_state)
         outputs = outputs if isinstance(outputs, tuple) else (outputs,)
-        pairs = [(o, g) for o, g in zip(outputs, grads)
-                 if isinstance(o, Tensor) and o.requires_grad and g is not None]
+        pairs = [
+            (o, g)
+            for o, g in zip(outputs, grads)
+            if isinstance(o, Tensor) and o.requires_grad and g is not None
+        ]
         if pairs:
             _backward([o for o, _ in pairs], [g for _, g in pairs], create_graph=create_graph)
-        return (None, None) + tuple(a.grad if t is None else None
-                                    for a, t in zip(args, ctx.args))
+        return (None, None) + tuple(a.grad if t is None else None for a, t in zip(args, ctx.args))
 
 
 def checkpoint(function, *args, preserve_rng_state: bool = True, use_reentrant: bool = True):
@@ -60,22 +63,27 @@ def checkpoint(function, *args, preserve_rng_state: bool = True, use_reentrant: 
     ``preserve_rng_state`` restores the random state of the forward for the recomputation
     (same dropout masks). ``function`` returns a tensor or a tuple of tensors."""
     if not use_reentrant:
-        raise NotImplementedError("distgrad implements the reentrant checkpoint only "
-                                  "(use_reentrant=True)")
+        raise NotImplementedError(
+            "distgrad implements the reentrant checkpoint only (use_reentrant=True)"
+        )
     if is_grad_enabled() and not any(isinstance(a, Tensor) and a.requires_grad for a in args):
-        warnings.warn("None of the inputs have requires_grad=True. Gradients will be None",
-                      stacklevel=2)
+        warnings.warn(
+            "None of the inputs have requires_grad=True. Gradients will be None", stacklevel=2
+        )
     return Checkpoint.apply(function, preserve_rng_state, *args)
 
 
-def checkpoint_sequential(functions, segments: int, input, preserve_rng_state: bool = True,
-                          use_reentrant: bool = True):
+def checkpoint_sequential(
+    functions, segments: int, input, preserve_rng_state: bool = True, use_reentrant: bool = True
+):
     """Run the modules/functions ``functions`` (a Sequential or a list) one after the other,
     in ``segments`` chunks: every chunk but the last is checkpointed."""
     functions = list(functions.children()) if hasattr(functions, "children") else list(functions)
     if not 0 < segments <= max(len(functions), 1):
-        raise ValueError(f"checkpoint_sequential: segments must be between 1 and the number of "
-                         f"functions ({len(functions)}), got {segments}")
+        raise ValueError(
+            f"checkpoint_sequential: segments must be between 1 and the number of "
+            f"functions ({len(functions)}), got {segments}"
+        )
     size = -(-len(functions) // segments)
 
     def run(chunk):
@@ -83,10 +91,12 @@ def checkpoint_sequential(functions, segments: int, input, preserve_rng_state: b
             for f in chunk:
                 x = f(x)
             return x
+
         return forward
 
-    chunks = [functions[i:i + size] for i in range(0, len(functions), size)]
+    chunks = [functions[i : i + size] for i in range(0, len(functions), size)]
     for chunk in chunks[:-1]:
-        input = checkpoint(run(chunk), input, preserve_rng_state=preserve_rng_state,
-                           use_reentrant=use_reentrant)
+        input = checkpoint(
+            run(chunk), input, preserve_rng_state=preserve_rng_state, use_reentrant=use_reentrant
+        )
     return run(chunks[-1])(input)

@@ -1,5 +1,6 @@
 """autocast: inputs cast by each op's declared policy, gradients in the parameters' dtype,
 nesting/decorator forms, and an AMP training run that converges like float32."""
+
 import numpy as np
 import pytest
 
@@ -22,10 +23,21 @@ def seed():
 def test_policies_are_declared_on_the_op_classes():
     for op in (linalg.Matmul, linalg.Linear, linalg.Einsum, conv.Conv, conv.ConvTranspose):
         assert op.autocast == "lower"
-    for op in (reduction.Sum, reduction.Mean, reduction.Softmax, reduction.LogSoftmax,
-               reduction.LogSumExp, reduction.Norm2, reduction.Var, elementwise.Exp,
-               elementwise.Log, elementwise.Pow, normalization.Normalize, loss.CrossEntropy,
-               loss.MSELoss):
+    for op in (
+        reduction.Sum,
+        reduction.Mean,
+        reduction.Softmax,
+        reduction.LogSoftmax,
+        reduction.LogSumExp,
+        reduction.Norm2,
+        reduction.Var,
+        elementwise.Exp,
+        elementwise.Log,
+        elementwise.Pow,
+        normalization.Normalize,
+        loss.CrossEntropy,
+        loss.MSELoss,
+    ):
         assert op.autocast == "float32"
     assert elementwise.Add.autocast is None and elementwise.Tanh.autocast is None
 
@@ -42,12 +54,23 @@ def test_ops_run_in_the_dtype_of_their_policy(low):
         assert dg.einsum("ij,jk->ik", a, b).dtype is low
         assert (mm + dg.randn(3, 2)).dtype is dg.float32  # promoted to the widest
         assert mm.tanh().dtype is low  # no policy: stays in its input's dtype
-        for out in (mm.sum(), mm.mean(dim=0), F.softmax(mm, -1), F.log_softmax(mm, -1),
-                    mm.exp(), mm.abs().log(), mm ** 2, dg.logsumexp(mm, 1), mm.norm(),
-                    F.layer_norm(mm, (2,)), F.mse_loss(mm, dg.zeros(3, 2))):
+        for out in (
+            mm.sum(),
+            mm.mean(dim=0),
+            F.softmax(mm, -1),
+            F.log_softmax(mm, -1),
+            mm.exp(),
+            mm.abs().log(),
+            mm**2,
+            dg.logsumexp(mm, 1),
+            mm.norm(),
+            F.layer_norm(mm, (2,)),
+            F.mse_loss(mm, dg.zeros(3, 2)),
+        ):
             assert out.dtype is dg.float32
-        assert (dg.randn(2, 2, dtype=dg.float64) @ dg.randn(2, 2, dtype=dg.float64)).dtype \
-            is dg.float64  # float64 is never cast
+        assert (
+            dg.randn(2, 2, dtype=dg.float64) @ dg.randn(2, 2, dtype=dg.float64)
+        ).dtype is dg.float64  # float64 is never cast
         assert F.conv2d(dg.randn(1, 2, 5, 5), dg.randn(3, 2, 3, 3)).dtype is low
     assert not amp.is_autocast_enabled()
     assert (a @ b).dtype is dg.float32
@@ -83,8 +106,14 @@ def _grads(model, x, target):
 
 
 def test_cnn_with_batch_norm_under_autocast():
-    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
-                          nn.Flatten(), nn.Linear(36, 2))
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(36, 2),
+    )
     with amp.autocast(dtype=dg.float16):
         out = model(dg.randn(2, 1, 8, 8))
     assert out.dtype is dg.float16
@@ -127,13 +156,13 @@ def _train_digits(use_amp: bool, epochs: int = 8):
     dg.manual_seed(0)
     model = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
     opt = dg.optim.Adam(model.parameters(), lr=3e-3)
-    scaler = amp.GradScaler(init_scale=2.0 ** 12, enabled=use_amp)
+    scaler = amp.GradScaler(init_scale=2.0**12, enabled=use_amp)
     order = np.random.default_rng(0)
     for _ in range(epochs):
         total = 0.0
         perm = order.permutation(len(X))
         for start in range(0, len(X), 64):
-            idx = dg.tensor(perm[start:start + 64])
+            idx = dg.tensor(perm[start : start + 64])
             with amp.autocast(dtype=dg.float16, enabled=use_amp):
                 loss_value = F.cross_entropy(model(X[idx]), y[idx])
             opt.zero_grad()

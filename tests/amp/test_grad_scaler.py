@@ -1,6 +1,7 @@
 """GradScaler: scaling and unscaling, steps skipped on inf/NaN with parameters and optimizer
 state untouched, growth and backoff of the scale, checkpoints, and the inf/NaN decision agreed
 across MPI ranks."""
+
 import math
 from pathlib import Path
 
@@ -107,9 +108,17 @@ def test_state_dict_round_trip_and_disabled_scaler():
     scaler.update()
     other = amp.GradScaler()
     other.load_state_dict(scaler.state_dict())
-    assert other.state_dict() == scaler.state_dict() == {
-        "scale": 32.0, "growth_factor": 2.0, "backoff_factor": 0.5, "growth_interval": 5,
-        "_growth_tracker": 1}
+    assert (
+        other.state_dict()
+        == scaler.state_dict()
+        == {
+            "scale": 32.0,
+            "growth_factor": 2.0,
+            "backoff_factor": 0.5,
+            "growth_interval": 5,
+            "_growth_tracker": 1,
+        }
+    )
 
     off = amp.GradScaler(enabled=False)
     loss = (model(dg.randn(2, 3)) ** 2).mean()

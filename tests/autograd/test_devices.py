@@ -1,6 +1,7 @@
 """Device logic that needs no GPU: mixing devices in one op is a clear error naming both
 devices, ``"cuda"`` means the current GPU, and without a usable GPU every CUDA entry point
 says why (no cupy, no driver, no device). The GPU side is in ``tests/gpu``."""
+
 import importlib
 import sys
 from types import ModuleType, SimpleNamespace
@@ -29,18 +30,24 @@ def fake(*shape):
     return OnCuda1(np.ones(shape, np.float32))
 
 
-@pytest.mark.parametrize("name, call", [
-    ("add", lambda: dg.ones(2, 2) + fake(2, 2)),
-    ("mul", lambda: dg.mul(dg.ones(2, 2), fake(2, 2))),
-    ("matmul", lambda: dg.ones(2, 2) @ fake(2, 2)),
-    ("cat", lambda: dg.cat([dg.ones(2, 2), fake(2, 2)])),
-    ("conv2d", lambda: F.conv2d(dg.ones(1, 1, 2, 2), fake(1, 1, 2, 2))),
-    ("mse_loss", lambda: F.mse_loss(dg.ones(2, 2), fake(2, 2))),
-    ("embedding", lambda: F.embedding(dg.zeros(2, dtype=dg.int64), fake(2, 2))),
-])
+@pytest.mark.parametrize(
+    "name, call",
+    [
+        ("add", lambda: dg.ones(2, 2) + fake(2, 2)),
+        ("mul", lambda: dg.mul(dg.ones(2, 2), fake(2, 2))),
+        ("matmul", lambda: dg.ones(2, 2) @ fake(2, 2)),
+        ("cat", lambda: dg.cat([dg.ones(2, 2), fake(2, 2)])),
+        ("conv2d", lambda: F.conv2d(dg.ones(1, 1, 2, 2), fake(1, 1, 2, 2))),
+        ("mse_loss", lambda: F.mse_loss(dg.ones(2, 2), fake(2, 2))),
+        ("embedding", lambda: F.embedding(dg.zeros(2, dtype=dg.int64), fake(2, 2))),
+    ],
+)
 def test_mixing_devices_names_both(name, call):
-    with pytest.raises(RuntimeError, match=r"expected all tensors to be on the same device, "
-                                           r"but found at least two devices, cpu, cuda:1"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"expected all tensors to be on the same device, "
+        r"but found at least two devices, cpu, cuda:1",
+    ):
         call()
 
 
@@ -66,26 +73,43 @@ def fresh_cupy_probe(monkeypatch):
             if error is not None:
                 raise error
             return count
+
         module = ModuleType("cupy")
         module.cuda = SimpleNamespace(runtime=SimpleNamespace(getDeviceCount=get_count))
         monkeypatch.setitem(sys.modules, "cupy", module)
+
     return install
 
 
-@pytest.mark.parametrize("setup, reason", [
-    ({}, r"cupy is not installed \(pip install 'distgrad\[cuda12\]'\)"),
-    ({"error": RuntimeError("cudaErrorInsufficientDriver: CUDA driver version is "
-                            "insufficient")},
-     "cupy could not reach a CUDA device: cudaErrorInsufficientDriver"),
-    ({"count": 0}, "no CUDA device is visible"),
-])
+@pytest.mark.parametrize(
+    "setup, reason",
+    [
+        ({}, r"cupy is not installed \(pip install 'distgrad\[cuda12\]'\)"),
+        (
+            {
+                "error": RuntimeError(
+                    "cudaErrorInsufficientDriver: CUDA driver version is insufficient"
+                )
+            },
+            "cupy could not reach a CUDA device: cudaErrorInsufficientDriver",
+        ),
+        ({"count": 0}, "no CUDA device is visible"),
+    ],
+)
 def test_cuda_unavailable_says_why(fresh_cupy_probe, setup, reason):
     fresh_cupy_probe(**setup)
     assert not dg.cuda.is_available() and dg.cuda.device_count() == 0
-    for call in (lambda: dg.zeros(2, device="cuda"), lambda: dg.ones(2).cuda(),
-                 lambda: dg.ones(2).to("cuda:0"), lambda: dg.nn.Linear(2, 2).to("cuda"),
-                 dg.cuda.current_device, dg.cuda.synchronize, lambda: dg.cuda.set_device(0),
-                 dg.cuda.memory_allocated, dg.cuda.mem_get_info):
+    for call in (
+        lambda: dg.zeros(2, device="cuda"),
+        lambda: dg.ones(2).cuda(),
+        lambda: dg.ones(2).to("cuda:0"),
+        lambda: dg.nn.Linear(2, 2).to("cuda"),
+        dg.cuda.current_device,
+        dg.cuda.synchronize,
+        lambda: dg.cuda.set_device(0),
+        dg.cuda.memory_allocated,
+        dg.cuda.mem_get_info,
+    ):
         with pytest.raises(RuntimeError, match=reason):
             call()
     assert dg.device("cuda") == dg.device("cuda:0")

@@ -1,5 +1,6 @@
 """The backward engine: accumulation, graph freeing, hooks and their order, callbacks,
 autograd.grad, higher-order gradients, deep graphs."""
+
 import threading
 
 import numpy as np
@@ -73,8 +74,9 @@ def test_inplace_change_of_saved_tensor_is_detected():
     y = x * 1
     z = y * y  # saves y
     y.add_(1)
-    with pytest.raises(RuntimeError, match="modified by an inplace operation.*version 1; "
-                                           "expected version 0"):
+    with pytest.raises(
+        RuntimeError, match="modified by an inplace operation.*version 1; expected version 0"
+    ):
         z.sum().backward()
 
 
@@ -125,11 +127,17 @@ def test_hook_order_matches_pytorch():
     y.grad_fn.register_prehook(lambda gs: calls.append("node_prehook"))
     y.grad_fn.register_hook(lambda gi, go: calls.append("node_posthook"))
     x.register_hook(lambda g: calls.append("leaf_hook"))
-    x.register_post_accumulate_grad_hook(lambda t: calls.append(("post_acc", t.grad.numpy()
-                                                                 .tolist())))
+    x.register_post_accumulate_grad_hook(
+        lambda t: calls.append(("post_acc", t.grad.numpy().tolist()))
+    )
     y.sum().backward()
-    assert calls == [("tensor_hook", [1.0, 1.0]), "node_prehook", "node_posthook", "leaf_hook",
-                     ("post_acc", [20.0, 20.0])]
+    assert calls == [
+        ("tensor_hook", [1.0, 1.0]),
+        "node_prehook",
+        "node_posthook",
+        "leaf_hook",
+        ("post_acc", [20.0, 20.0]),
+    ]
     np.testing.assert_allclose(y.grad.numpy(), [10, 10])  # retain_grad sees the hooked grad
 
 
@@ -158,6 +166,7 @@ def test_final_callback_runs_after_all_nodes():
     def hook(t):
         order.append("a")
         graph.queue_callback(lambda: order.append(("callback", b.grad.item())))
+
     a.register_post_accumulate_grad_hook(hook)
     b.register_post_accumulate_grad_hook(lambda t: order.append("b"))
     (a * 2 + b * 3).sum().backward()
@@ -176,6 +185,7 @@ def test_will_execute_knows_unreached_leaves():
     def hook(t):
         seen["a"] = graph.will_execute(a._edge()[0])
         seen["b"] = graph.will_execute(b._edge()[0])
+
     a.register_post_accumulate_grad_hook(hook)
     (a * 2).sum().backward()
     assert seen == {"a": True, "b": False}
@@ -183,7 +193,7 @@ def test_will_execute_knows_unreached_leaves():
 
 def test_autograd_grad_leaves_dot_grad_untouched():
     x = leaf([1.0, 2.0])
-    y = (x ** 3).sum()
+    y = (x**3).sum()
     (g,) = dg.autograd.grad(y, x)
     np.testing.assert_allclose(g.numpy(), [3, 12])
     assert x.grad is None
@@ -223,7 +233,7 @@ def test_numpy_array_of_tensor_copies_and_asarray_shares():
 
 def test_higher_order_gradients():
     x = leaf([1.5, -0.5])
-    y = (x ** 3).sum()
+    y = (x**3).sum()
     (g,) = dg.autograd.grad(y, x, create_graph=True)
     np.testing.assert_allclose(g.detach().numpy(), 3 * np.array([1.5, -0.5]) ** 2)
     (gg,) = dg.autograd.grad(g.sum(), x, create_graph=True)
@@ -234,7 +244,7 @@ def test_higher_order_gradients():
 
 def test_backward_with_create_graph_builds_graph_in_dot_grad():
     x = leaf([2.0])
-    (x ** 2).sum().backward(create_graph=True)
+    (x**2).sum().backward(create_graph=True)
     assert x.grad.requires_grad
     (gg,) = dg.autograd.grad(x.grad.sum(), x)
     assert gg.item() == 2
@@ -280,7 +290,9 @@ def test_anomaly_mode_names_forward_op():
     x = leaf([0.0, 1.0])
     with dg.autograd.detect_anomaly():
         y = dg.sqrt(x)  # d/dx sqrt(0) = inf
-        with pytest.raises(RuntimeError, match="(?s)SqrtBackward.*nan or inf.*test_engine.py.*dg.sqrt"):
+        with pytest.raises(
+            RuntimeError, match="(?s)SqrtBackward.*nan or inf.*test_engine.py.*dg.sqrt"
+        ):
             y.sum().backward()
 
 
@@ -308,6 +320,7 @@ def test_grad_modes():
     @dg.no_grad()
     def f():
         return x * 2
+
     assert not f().requires_grad and dg.is_grad_enabled()
 
 
@@ -317,6 +330,7 @@ def test_grad_mode_is_thread_local():
 
     def worker():
         result["requires_grad"] = (x * 2).requires_grad
+
     with dg.no_grad():
         t = threading.Thread(target=worker)
         t.start()

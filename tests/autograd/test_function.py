@@ -1,4 +1,5 @@
 """Custom autograd Functions: the PyTorch API on tensors."""
+
 import numpy as np
 import pytest
 
@@ -82,7 +83,7 @@ def test_mark_non_differentiable():
 
         @staticmethod
         def backward(ctx, g, _):
-            idx, = ctx.saved_tensors
+            (idx,) = ctx.saved_tensors
             out = dg.zeros_like(g)
             out[idx] = g
             return out
@@ -120,8 +121,11 @@ def test_wrong_gradient_shape_raises():
             return dg.ones(3)
 
     x = dg.tensor([1.0, 2.0], requires_grad=True)
-    with pytest.raises(RuntimeError, match=r"invalid gradient at index 0 - got \[3\] but "
-                                           r"expected shape compatible with \[2\]"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"invalid gradient at index 0 - got \[3\] but "
+        r"expected shape compatible with \[2\]",
+    ):
         Bad.apply(x).sum().backward()
 
 
@@ -130,12 +134,12 @@ def test_custom_function_double_backward():
         @staticmethod
         def forward(ctx, x):
             ctx.save_for_backward(x)
-            return x ** 3
+            return x**3
 
         @staticmethod
         def backward(ctx, g):
-            x, = ctx.saved_tensors
-            return g * 3 * x ** 2
+            (x,) = ctx.saved_tensors
+            return g * 3 * x**2
 
     x = dg.tensor([2.0], dtype=dg.float64, requires_grad=True)
     (g,) = dg.autograd.grad(Cube.apply(x).sum(), x, create_graph=True)
@@ -153,7 +157,7 @@ def test_once_differentiable_custom_function_under_create_graph():
         @staticmethod
         @dg.autograd.once_differentiable
         def backward(ctx, g):
-            x, = ctx.saved_tensors
+            (x,) = ctx.saved_tensors
             assert isinstance(g, dg.Tensor) and isinstance(x, dg.Tensor)
             return g * 2 * x
 

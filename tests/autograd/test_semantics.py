@@ -1,17 +1,21 @@
 """Tensor semantics: dtypes and promotion, devices, factories, seeding, conversion."""
+
 import numpy as np
 import pytest
 
 import distgrad as dg
 
 
-@pytest.mark.parametrize("a, b, expected", [
-    (dg.float32, dg.float64, dg.float64),
-    (dg.int64, dg.float32, dg.float32),
-    (dg.int32, dg.int64, dg.int64),
-    (dg.bool, dg.int32, dg.int32),
-    (dg.float16, dg.float32, dg.float32),
-])
+@pytest.mark.parametrize(
+    "a, b, expected",
+    [
+        (dg.float32, dg.float64, dg.float64),
+        (dg.int64, dg.float32, dg.float32),
+        (dg.int32, dg.int64, dg.int64),
+        (dg.bool, dg.int32, dg.int32),
+        (dg.float16, dg.float32, dg.float32),
+    ],
+)
 def test_tensor_tensor_promotion(a, b, expected):
     x = dg.ones(2, dtype=a)
     y = dg.ones(2, dtype=b)
@@ -120,18 +124,29 @@ def test_repr():
     assert "grad_fn=<MulBackward>" in repr(dg.tensor([1.0], requires_grad=True) * 2)
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda: dg.randperm(-1), "randperm: n must be non-negative, got -1"),
-    (lambda: dg.zeros(2).to("tpu"), "unknown device type 'tpu'"),
-    (lambda: dg.zeros(2, 3).copy_(dg.zeros(4)),
-     r"copy_: the size of tensor a \(4\) must match the size of tensor b \(3\)"),
-    (lambda: dg.zeros(3).copy_(dg.ones(2, 3)),
-     r"copy_: output with shape \[3\] doesn't match the broadcast shape \[2, 3\]"),
-    (lambda: dg.where(dg.zeros(2) > 0, dg.zeros(3), dg.zeros(2)),
-     r"where: the size of tensor a \(2\) must match the size of tensor b \(3\)"),
-    (lambda: dg.nn.functional.mse_loss(dg.zeros(2, 3), dg.zeros(4)),
-     r"mse_loss: the size of tensor a \(3\) must match the size of tensor b \(4\)"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: dg.randperm(-1), "randperm: n must be non-negative, got -1"),
+        (lambda: dg.zeros(2).to("tpu"), "unknown device type 'tpu'"),
+        (
+            lambda: dg.zeros(2, 3).copy_(dg.zeros(4)),
+            r"copy_: the size of tensor a \(4\) must match the size of tensor b \(3\)",
+        ),
+        (
+            lambda: dg.zeros(3).copy_(dg.ones(2, 3)),
+            r"copy_: output with shape \[3\] doesn't match the broadcast shape \[2, 3\]",
+        ),
+        (
+            lambda: dg.where(dg.zeros(2) > 0, dg.zeros(3), dg.zeros(2)),
+            r"where: the size of tensor a \(2\) must match the size of tensor b \(3\)",
+        ),
+        (
+            lambda: dg.nn.functional.mse_loss(dg.zeros(2, 3), dg.zeros(4)),
+            r"mse_loss: the size of tensor a \(3\) must match the size of tensor b \(4\)",
+        ),
+    ],
+)
 def test_bad_shapes_and_arguments_are_named(call, message):
     with pytest.raises((RuntimeError, ValueError), match=message):
         call()

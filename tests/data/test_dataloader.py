@@ -1,4 +1,5 @@
 """DataLoader: batching, shuffling, collation, and worker processes."""
+
 import collections
 import multiprocessing
 import os
@@ -12,8 +13,17 @@ import numpy as np
 import pytest
 
 import distgrad as dg
-from distgrad.data import (DataLoader, Dataset, IterableDataset, SequentialSampler, TensorDataset,
-                           BatchSampler, default_collate, default_convert, get_worker_info)
+from distgrad.data import (
+    BatchSampler,
+    DataLoader,
+    Dataset,
+    IterableDataset,
+    SequentialSampler,
+    TensorDataset,
+    default_collate,
+    default_convert,
+    get_worker_info,
+)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -82,8 +92,12 @@ class RandomDraws(Dataset):
 
     def __getitem__(self, i):
         info = get_worker_info()
-        return {"worker": info.id if info else -1, "py": random.random(),
-                "np": float(np.random.rand()), "dg": dg.rand(1).item()}
+        return {
+            "worker": info.id if info else -1,
+            "py": random.random(),
+            "np": float(np.random.rand()),
+            "dg": dg.rand(1).item(),
+        }
 
     def __len__(self):
         return 8
@@ -125,8 +139,9 @@ def test_drop_last():
 
 def test_shuffle_reproducible_from_generator():
     def epochs(seed):
-        loader = DataLoader(Squares(10), batch_size=3, shuffle=True,
-                            generator=dg.Generator().manual_seed(seed))
+        loader = DataLoader(
+            Squares(10), batch_size=3, shuffle=True, generator=dg.Generator().manual_seed(seed)
+        )
         return [sum(labels(loader), []) for _ in range(2)]
 
     first, second = epochs(7)
@@ -145,9 +160,17 @@ def test_shuffle_follows_manual_seed():
 
 def test_collate_tuples_dicts_namedtuples_numbers():
     Point = collections.namedtuple("Point", "x y")
-    batch = [{"img": np.full((2, 2), i, dtype=np.float32), "label": i, "weight": i / 2,
-              "name": f"s{i}", "pair": (dg.tensor([i, i]), True), "pt": Point(i, 2.0 * i)}
-             for i in range(3)]
+    batch = [
+        {
+            "img": np.full((2, 2), i, dtype=np.float32),
+            "label": i,
+            "weight": i / 2,
+            "name": f"s{i}",
+            "pair": (dg.tensor([i, i]), True),
+            "pt": Point(i, 2.0 * i),
+        }
+        for i in range(3)
+    ]
     out = default_collate(batch)
     assert set(out) == {"img", "label", "weight", "name", "pair", "pt"}
     assert out["img"].shape == (3, 2, 2) and out["img"].dtype == dg.float32
@@ -162,8 +185,11 @@ def test_collate_tuples_dicts_namedtuples_numbers():
 
 
 def test_collate_errors():
-    with pytest.raises(RuntimeError, match=r"equal size, but got \[2\] at entry 0 and \[3\] "
-                                           r"at entry 1"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"equal size, but got \[2\] at entry 0 and \[3\] "
+        r"at entry 1",
+    ):
         default_collate([dg.zeros(2), dg.zeros(3)])
     with pytest.raises(RuntimeError, match="equal size"):
         default_collate([(1, 2), (1, 2, 3)])
@@ -181,8 +207,9 @@ def test_batch_size_none_converts_samples():
 
 def test_custom_batch_sampler_and_collate_fn():
     batches = [[3, 1], [0], [2, 4]]
-    loader = DataLoader(Squares(5), batch_sampler=batches,
-                        collate_fn=lambda items: [label for _, label in items])
+    loader = DataLoader(
+        Squares(5), batch_sampler=batches, collate_fn=lambda items: [label for _, label in items]
+    )
     assert list(loader) == batches and len(loader) == 3
 
 
@@ -204,8 +231,10 @@ def test_iterable_dataset_single_process():
     loader = DataLoader(Stream(7), batch_size=3)
     assert [b.tolist() for b in loader] == [[0, 1, 2], [3, 4, 5], [6]]
     assert len(loader) == 3
-    assert [b.tolist() for b in DataLoader(Stream(7), batch_size=3, drop_last=True)] == \
-        [[0, 1, 2], [3, 4, 5]]
+    assert [b.tolist() for b in DataLoader(Stream(7), batch_size=3, drop_last=True)] == [
+        [0, 1, 2],
+        [3, 4, 5],
+    ]
 
 
 # ---- worker processes ------------------------------------------------------------------
@@ -213,8 +242,7 @@ def test_workers_preserve_order_and_match_single_process():
     ds = Squares(22, slow=0.01)
     kwargs = dict(batch_size=3, shuffle=True)
     single = list(DataLoader(ds, generator=dg.Generator().manual_seed(4), **kwargs))
-    multi = list(DataLoader(ds, num_workers=2, generator=dg.Generator().manual_seed(4),
-                            **kwargs))
+    multi = list(DataLoader(ds, num_workers=2, generator=dg.Generator().manual_seed(4), **kwargs))
     assert len(single) == len(multi) == 8
     for (xs, ys), (xm, ym) in zip(single, multi):
         np.testing.assert_array_equal(xs.numpy(), xm.numpy())
@@ -251,8 +279,9 @@ def test_worker_exception_of_unusual_type_becomes_runtime_error():
 
 
 def test_unpicklable_batch_is_an_error_not_a_hang():
-    loader = DataLoader(Squares(4), batch_size=2, num_workers=1,
-                        collate_fn=lambda items: (lambda: items))
+    loader = DataLoader(
+        Squares(4), batch_size=2, num_workers=1, collate_fn=lambda items: lambda: items
+    )
     with pytest.raises(Exception, match="Caught .* in DataLoader worker process 0"):
         next(iter(loader))
     assert multiprocessing.active_children() == []
@@ -284,8 +313,9 @@ def test_workers_exit_when_main_process_dies():
         print(" ".join(str(w.pid) for w in it._workers), flush=True)
         os._exit(0)  # no cleanup at all, as if killed
     """)
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         timeout=60, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    ).stdout
     pids = [int(p) for p in out.split()]
     assert len(pids) == 2
     deadline = time.monotonic() + 10
@@ -319,11 +349,17 @@ def test_persistent_workers_across_epochs():
 
 def test_worker_seeds_distinct_and_reproducible():
     def draws(seed):
-        loader = DataLoader(RandomDraws(), batch_size=2, num_workers=2,
-                            generator=dg.Generator().manual_seed(seed),
-                            worker_init_fn=lambda wid: random.seed(random.random() + wid))
-        return [(int(b["worker"][0]), b["py"].tolist(), b["np"].tolist(), b["dg"].tolist())
-                for b in loader]
+        loader = DataLoader(
+            RandomDraws(),
+            batch_size=2,
+            num_workers=2,
+            generator=dg.Generator().manual_seed(seed),
+            worker_init_fn=lambda wid: random.seed(random.random() + wid),
+        )
+        return [
+            (int(b["worker"][0]), b["py"].tolist(), b["np"].tolist(), b["dg"].tolist())
+            for b in loader
+        ]
 
     first = draws(1)
     assert [w for w, *_ in first] == [0, 1, 0, 1]
@@ -375,7 +411,8 @@ def test_persistent_workers_restart_iterable_streams():
 
 def test_forkserver_context():
     # workers that are not children of the main process (Python 3.14's default start method)
-    loader = DataLoader(Stream(5), batch_size=2, num_workers=2,
-                        multiprocessing_context="forkserver")
+    loader = DataLoader(
+        Stream(5), batch_size=2, num_workers=2, multiprocessing_context="forkserver"
+    )
     assert [b.tolist() for b in loader] == [[0, 2], [1, 3], [4]]
     assert multiprocessing.active_children() == []

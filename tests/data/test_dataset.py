@@ -1,10 +1,20 @@
 """Datasets, samplers and random_split."""
+
 import numpy as np
 import pytest
 
 import distgrad as dg
-from distgrad.data import (BatchSampler, ConcatDataset, Dataset, RandomSampler, SequentialSampler,
-                           Subset, SubsetRandomSampler, TensorDataset, random_split)
+from distgrad.data import (
+    BatchSampler,
+    ConcatDataset,
+    Dataset,
+    RandomSampler,
+    SequentialSampler,
+    Subset,
+    SubsetRandomSampler,
+    TensorDataset,
+    random_split,
+)
 
 
 class Range(Dataset):
@@ -95,10 +105,17 @@ def test_random_sampler_num_samples_and_replacement():
     s = RandomSampler(ds, num_samples=10, generator=dg.Generator().manual_seed(0))
     drawn = list(s)
     assert len(drawn) == len(s) == 10
-    assert np.bincount(drawn).tolist() in ([3, 3, 2, 2], [3, 2, 3, 2], [3, 2, 2, 3],
-                                           [2, 3, 3, 2], [2, 3, 2, 3], [2, 2, 3, 3])
-    r = RandomSampler(ds, replacement=True, num_samples=50,
-                      generator=np.random.default_rng(3))  # a numpy Generator works too
+    assert np.bincount(drawn).tolist() in (
+        [3, 3, 2, 2],
+        [3, 2, 3, 2],
+        [3, 2, 2, 3],
+        [2, 3, 3, 2],
+        [2, 3, 2, 3],
+        [2, 2, 3, 3],
+    )
+    r = RandomSampler(
+        ds, replacement=True, num_samples=50, generator=np.random.default_rng(3)
+    )  # a numpy Generator works too
     drawn = list(r)
     assert len(drawn) == 50 and set(drawn) <= set(range(4))
     with pytest.raises(ValueError, match="num_samples"):

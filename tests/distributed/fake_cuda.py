@@ -5,6 +5,7 @@ if every rank held the same data as this one (a sum over W ranks is W times the 
 moves the bytes it is given by pointer, so wrong pointers, counts or datatypes show up as
 wrong results.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -13,12 +14,33 @@ from types import SimpleNamespace
 
 import numpy as np
 
-NCCL_NAMES = ("NCCL_INT8", "NCCL_UINT8", "NCCL_INT32", "NCCL_UINT32", "NCCL_INT64",
-              "NCCL_UINT64", "NCCL_FLOAT16", "NCCL_FLOAT32", "NCCL_FLOAT64", "NCCL_SUM",
-              "NCCL_PROD", "NCCL_MAX", "NCCL_MIN", "NCCL_AVG")
-_NUMPY = {"NCCL_INT8": np.int8, "NCCL_UINT8": np.uint8, "NCCL_INT32": np.int32,
-          "NCCL_UINT32": np.uint32, "NCCL_INT64": np.int64, "NCCL_UINT64": np.uint64,
-          "NCCL_FLOAT16": np.float16, "NCCL_FLOAT32": np.float32, "NCCL_FLOAT64": np.float64}
+NCCL_NAMES = (
+    "NCCL_INT8",
+    "NCCL_UINT8",
+    "NCCL_INT32",
+    "NCCL_UINT32",
+    "NCCL_INT64",
+    "NCCL_UINT64",
+    "NCCL_FLOAT16",
+    "NCCL_FLOAT32",
+    "NCCL_FLOAT64",
+    "NCCL_SUM",
+    "NCCL_PROD",
+    "NCCL_MAX",
+    "NCCL_MIN",
+    "NCCL_AVG",
+)
+_NUMPY = {
+    "NCCL_INT8": np.int8,
+    "NCCL_UINT8": np.uint8,
+    "NCCL_INT32": np.int32,
+    "NCCL_UINT32": np.uint32,
+    "NCCL_INT64": np.int64,
+    "NCCL_UINT64": np.uint64,
+    "NCCL_FLOAT16": np.float16,
+    "NCCL_FLOAT32": np.float32,
+    "NCCL_FLOAT64": np.float64,
+}
 
 
 class FakeDevice:

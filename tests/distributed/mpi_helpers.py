@@ -5,6 +5,7 @@ venv), so it always belongs to the MPI library mpi4py uses. Ranks get the reposi
 ``PYTHONPATH``, one BLAS thread each, and a short collective deadline so a broken test fails
 in seconds instead of hanging.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -21,7 +22,8 @@ MPIEXEC = Path(sys.executable).parent / "mpiexec"
 
 requires_mpi = pytest.mark.skipif(
     importlib.util.find_spec("mpi4py") is None or not MPIEXEC.exists(),
-    reason="needs mpi4py and an mpiexec next to the Python executable")
+    reason="needs mpi4py and an mpiexec next to the Python executable",
+)
 
 
 def rank_env(**extra) -> dict:
@@ -34,17 +36,31 @@ def rank_env(**extra) -> dict:
     return env
 
 
-def run_mpi(n: int, script, *args, timeout: float = 60, env: dict | None = None,
-            python_args=()) -> subprocess.CompletedProcess:
+def run_mpi(
+    n: int, script, *args, timeout: float = 60, env: dict | None = None, python_args=()
+) -> subprocess.CompletedProcess:
     """Run ``python [python_args] script args`` on ``n`` ranks; return the finished process
     (stdout and stderr as text). ``script`` is a path or a file name in ``workers/``."""
     script = Path(script)
     if not script.is_absolute():
         script = HERE / "workers" / script
-    command = [str(MPIEXEC), "-n", str(n), sys.executable, *python_args, str(script),
-               *map(str, args)]
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout,
-                          env=rank_env(**(env or {})), cwd=ROOT)
+    command = [
+        str(MPIEXEC),
+        "-n",
+        str(n),
+        sys.executable,
+        *python_args,
+        str(script),
+        *map(str, args),
+    ]
+    return subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=rank_env(**(env or {})),
+        cwd=ROOT,
+    )
 
 
 def run_python(script, *args, timeout: float = 60, env: dict | None = None):
@@ -52,12 +68,19 @@ def run_python(script, *args, timeout: float = 60, env: dict | None = None):
     script = Path(script)
     if not script.is_absolute():
         script = HERE / "workers" / script
-    return subprocess.run([sys.executable, str(script), *map(str, args)], capture_output=True,
-                          text=True, timeout=timeout, env=rank_env(**(env or {})), cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, str(script), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=rank_env(**(env or {})),
+        cwd=ROOT,
+    )
 
 
 def check(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
     """Assert a job succeeded, showing its output if not."""
-    assert proc.returncode == 0, (f"exit code {proc.returncode}\n--- stdout\n{proc.stdout}\n"
-                                  f"--- stderr\n{proc.stderr}")
+    assert proc.returncode == 0, (
+        f"exit code {proc.returncode}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
+    )
     return proc

@@ -1,5 +1,6 @@
 """Collectives over real MPI processes (the checks run inside the ranks, see ``ranks/``), in a
 world of one, and the pieces that need no MPI (local communicator, launcher cross-checks)."""
+
 import numpy as np
 import pytest
 
@@ -12,8 +13,15 @@ from .mpi_helpers import HERE, check, requires_mpi, run_mpi, run_python
 @requires_mpi
 @pytest.mark.parametrize("n", [2, 3])
 def test_collectives_in_ranks(n):
-    proc = run_mpi(n, HERE / "ranks" / "test_collectives_ranks.py", "-q", "-p",
-                   "no:cacheprovider", python_args=("-m", "pytest", "--with-mpi"), timeout=90)
+    proc = run_mpi(
+        n,
+        HERE / "ranks" / "test_collectives_ranks.py",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        python_args=("-m", "pytest", "--with-mpi"),
+        timeout=90,
+    )
     check(proc)
     assert proc.stdout.count(" passed") == n
 
@@ -32,8 +40,9 @@ def test_bad_timeout_variable():
 
 @requires_mpi
 def test_foreign_launcher_singleton_is_a_clear_error():
-    proc = run_python("single_process.py", env={"OMPI_COMM_WORLD_SIZE": "2",
-                                                "OMPI_COMM_WORLD_RANK": "1"})
+    proc = run_python(
+        "single_process.py", env={"OMPI_COMM_WORLD_SIZE": "2", "OMPI_COMM_WORLD_RANK": "1"}
+    )
     assert proc.returncode != 0
     assert "OMPI_COMM_WORLD_SIZE=2" in proc.stderr
     assert "does not belong to the MPI library" in proc.stderr
@@ -70,21 +79,38 @@ def test_avg_accepts_bfloat16():
 
 
 def test_launcher_claims():
-    env = {"PMI_RANK": "1", "PMI_SIZE": "2", "MPI_LOCALRANKID": "1", "MPI_LOCALNRANKS": "2",
-           "DISTGRAD_LOCAL_RANK": "1", "SLURM_PROCID": "0", "SLURM_STEP_ID": "3"}
+    env = {
+        "PMI_RANK": "1",
+        "PMI_SIZE": "2",
+        "MPI_LOCALRANKID": "1",
+        "MPI_LOCALNRANKS": "2",
+        "DISTGRAD_LOCAL_RANK": "1",
+        "SLURM_PROCID": "0",
+        "SLURM_STEP_ID": "3",
+    }
     claims = {(c[0], c[1]): c[3] for c in launcher_claims(env)}
     assert claims[("MPICH", "world size")] == 2
     assert claims[("distgrad-run", "local rank")] == 1
     assert not any(launcher == "Slurm" for launcher, _ in claims)  # mpiexec started us
-    slurm = launcher_claims({"SLURM_PROCID": "3", "SLURM_STEP_ID": "0", "SLURM_LOCALID": "1",
-                             "SLURM_STEP_NUM_TASKS": "4"})
+    slurm = launcher_claims(
+        {
+            "SLURM_PROCID": "3",
+            "SLURM_STEP_ID": "0",
+            "SLURM_LOCALID": "1",
+            "SLURM_STEP_NUM_TASKS": "4",
+        }
+    )
     assert ("Slurm", "rank", "SLURM_PROCID", 3) in slurm
     assert launcher_claims({"SLURM_PROCID": "0", "SLURM_NTASKS": "4"}) == []  # sbatch script
 
 
 def test_cross_check():
-    env = {"OMPI_COMM_WORLD_RANK": "1", "OMPI_COMM_WORLD_SIZE": "2",
-           "OMPI_COMM_WORLD_LOCAL_RANK": "1", "DISTGRAD_LOCAL_RANK": "0"}
+    env = {
+        "OMPI_COMM_WORLD_RANK": "1",
+        "OMPI_COMM_WORLD_SIZE": "2",
+        "OMPI_COMM_WORLD_LOCAL_RANK": "1",
+        "DISTGRAD_LOCAL_RANK": "0",
+    }
     problems = cross_check(1, 2, 1, 2, env)
     assert problems == ["distgrad-run says local rank 0 (DISTGRAD_LOCAL_RANK) but MPI says 1"]
     with pytest.raises(RuntimeError, match="OMPI_COMM_WORLD_SIZE=2 says Open MPI started 2"):

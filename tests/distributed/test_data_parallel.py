@@ -1,5 +1,6 @@
 """DataParallel and SyncBatchNorm over real MPI processes: equivalence with one process on the
 concatenated batch (float64, 1e-12), overlap of communication with backward, and faults."""
+
 import time
 
 import pytest
@@ -14,10 +15,27 @@ def assert_ok(proc, n):
     assert proc.stdout.count("OK") == n, proc.stdout
 
 
-@pytest.mark.parametrize("args", [("caps", "1e-9"), ("caps", "25"), ("caps", "1e4"), ("adam",),
-                                  ("no_sync",), ("unused",), ("syncbn",)],
-                         ids=["cap-one-param-per-bucket", "cap-default", "cap-one-bucket",
-                              "adam", "no_sync", "unused", "syncbn"])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("caps", "1e-9"),
+        ("caps", "25"),
+        ("caps", "1e4"),
+        ("adam",),
+        ("no_sync",),
+        ("unused",),
+        ("syncbn",),
+    ],
+    ids=[
+        "cap-one-param-per-bucket",
+        "cap-default",
+        "cap-one-bucket",
+        "adam",
+        "no_sync",
+        "unused",
+        "syncbn",
+    ],
+)
 def test_equivalent_to_single_process(args):
     assert_ok(run_mpi(2, "dp_equivalence.py", *args), 2)
 
@@ -31,11 +49,17 @@ def test_buckets_launch_during_backward():
     assert_ok(run_mpi(2, "dp_overlap.py"), 2)
 
 
-@pytest.mark.parametrize("mode, expected", [
-    ("shape", "parameter 'fc.weight' has shape [3, 4] (float32) on rank 0 but [5, 4] (float32) "
-              "on rank 1"),
-    ("count", "rank 0 has 4 parameters but rank 1 has 6 (rank 1 also has 'more.weight' [2, 3]"),
-])
+@pytest.mark.parametrize(
+    "mode, expected",
+    [
+        (
+            "shape",
+            "parameter 'fc.weight' has shape [3, 4] (float32) on rank 0 but [5, 4] (float32) "
+            "on rank 1",
+        ),
+        ("count", "rank 0 has 4 parameters but rank 1 has 6 (rank 1 also has 'more.weight' [2, 3]"),
+    ],
+)
 def test_model_mismatch_raises_on_every_rank(mode, expected):
     out = check(run_mpi(2, "dp_faults.py", mode)).stdout
     for rank in (0, 1):

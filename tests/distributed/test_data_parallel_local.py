@@ -1,4 +1,5 @@
 """DataParallel in a world of one (no MPI needed): a transparent wrapper."""
+
 import numpy as np
 
 import distgrad
@@ -30,10 +31,19 @@ def test_convert_sync_batchnorm_shares_state():
     assert converted is model
     assert isinstance(model[1], SyncBatchNorm) and isinstance(model[2][0], SyncBatchNorm)
     assert model[1].weight is bn.weight and model[1].running_mean is bn.running_mean
-    assert list(model.state_dict()) == ["0.weight", "0.bias", "1.weight", "1.bias",
-                                        "1.running_mean", "1.running_var",
-                                        "1.num_batches_tracked", "2.0.weight", "2.0.bias",
-                                        "2.0.running_mean", "2.0.running_var",
-                                        "2.0.num_batches_tracked"]
+    assert list(model.state_dict()) == [
+        "0.weight",
+        "0.bias",
+        "1.weight",
+        "1.bias",
+        "1.running_mean",
+        "1.running_var",
+        "1.num_batches_tracked",
+        "2.0.weight",
+        "2.0.bias",
+        "2.0.running_mean",
+        "2.0.running_var",
+        "2.0.num_batches_tracked",
+    ]
     x = distgrad.randn(6, 4)
     np.testing.assert_allclose(model[1](x).detach().numpy(), bn(x).detach().numpy())

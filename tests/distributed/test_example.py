@@ -1,4 +1,5 @@
 """examples/train_data_parallel.py trains on 2 ranks and in one process."""
+
 import re
 
 import pytest

@@ -1,4 +1,5 @@
 """Failures take the whole job down promptly, with the failing rank's traceback."""
+
 import time
 
 import pytest
@@ -35,8 +36,10 @@ def test_uncaught_exception_in_thread_aborts_job():
 def test_deadline_names_the_collective():
     proc, elapsed = run_fault("timeout")
     assert proc.returncode != 0
-    assert "CollectiveTimeoutError: [rank 0] collective #2 allreduce op=SUM (1000 x float32, " \
-           "4000 bytes) on rank 0 of 2 did not complete" in proc.stderr
+    assert (
+        "CollectiveTimeoutError: [rank 0] collective #2 allreduce op=SUM (1000 x float32, "
+        "4000 bytes) on rank 0 of 2 did not complete" in proc.stderr
+    )
     assert elapsed < 15  # the sleeping rank would take 30 s
 
 

@@ -3,14 +3,19 @@ fakes of ``fake_cuda.py``: datatype/op mapping, the NCCL-or-host-staging decisio
 unique-id exchange with its error marker, stream/event ordering, buffer lifetimes, error and
 deadline handling, and the routing of host arrays. The same code on a real GPU is checked by
 ``tests/gpu``."""
+
 import warnings
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from distgrad.distributed import (CollectiveTimeoutError, CommunicatorBrokenError,
-                                  LocalCommunicator, ReduceOp)
+from distgrad.distributed import (
+    CollectiveTimeoutError,
+    CommunicatorBrokenError,
+    LocalCommunicator,
+    ReduceOp,
+)
 from distgrad.distributed import nccl as nc
 from distgrad.distributed import process_group as pg
 
@@ -34,15 +39,17 @@ class FakeHost(LocalCommunicator):
         return self.wire[-1]
 
     def allgather_object(self, obj):
-        return [obj if r == self.rank else self.peers.get(r, obj)
-                for r in range(self.world_size)]
+        return [obj if r == self.rank else self.peers.get(r, obj) for r in range(self.world_size)]
 
 
 def make(world_size=2, rank=0, native_avg=True, version=21805):
     cp = FakeCupy()
     fake = FakeNccl(cp.log, version=version, native_avg=native_avg)
-    host = (FakeHost(rank, world_size, wire=[("id", tuple(range(128)))]) if world_size > 1
-            else LocalCommunicator(timeout=5))
+    host = (
+        FakeHost(rank, world_size, wire=[("id", tuple(range(128)))])
+        if world_size > 1
+        else LocalCommunicator(timeout=5)
+    )
     comm = nc.NCCLCommunicator(host, 0, cupy=cp, nccl=fake)
     cp.log.clear()
     return comm, cp, fake
@@ -52,25 +59,42 @@ def make(world_size=2, rank=0, native_avg=True, version=21805):
 NCCL = FakeNccl([])
 
 
-@pytest.mark.parametrize("dtype, count, datatype", [
-    (np.float32, 6, "NCCL_FLOAT32"), (np.float64, 6, "NCCL_FLOAT64"),
-    (np.float16, 6, "NCCL_FLOAT16"), (np.int8, 6, "NCCL_INT8"), (np.uint8, 6, "NCCL_UINT8"),
-    (np.int32, 6, "NCCL_INT32"), (np.uint32, 6, "NCCL_UINT32"), (np.int64, 6, "NCCL_INT64"),
-    (np.uint64, 6, "NCCL_UINT64"), (np.bool_, 6, "NCCL_UINT8"),
-    (np.complex64, 12, "NCCL_FLOAT32"), (np.complex128, 12, "NCCL_FLOAT64"),
-    (np.int16, 12, "NCCL_UINT8"),  # no NCCL type: moved as bytes
-])
+@pytest.mark.parametrize(
+    "dtype, count, datatype",
+    [
+        (np.float32, 6, "NCCL_FLOAT32"),
+        (np.float64, 6, "NCCL_FLOAT64"),
+        (np.float16, 6, "NCCL_FLOAT16"),
+        (np.int8, 6, "NCCL_INT8"),
+        (np.uint8, 6, "NCCL_UINT8"),
+        (np.int32, 6, "NCCL_INT32"),
+        (np.uint32, 6, "NCCL_UINT32"),
+        (np.int64, 6, "NCCL_INT64"),
+        (np.uint64, 6, "NCCL_UINT64"),
+        (np.bool_, 6, "NCCL_UINT8"),
+        (np.complex64, 12, "NCCL_FLOAT32"),
+        (np.complex128, 12, "NCCL_FLOAT64"),
+        (np.int16, 12, "NCCL_UINT8"),  # no NCCL type: moved as bytes
+    ],
+)
 def test_datatypes_for_data_movement(dtype, count, datatype):
     assert nc.nccl_plan(NCCL, dtype, 6) == (count, datatype, None, False)
 
 
-@pytest.mark.parametrize("dtype, op, expected", [
-    (np.float32, ReduceOp.SUM, "NCCL_SUM"), (np.float32, ReduceOp.PRODUCT, "NCCL_PROD"),
-    (np.int64, ReduceOp.MAX, "NCCL_MAX"), (np.int32, ReduceOp.MIN, "NCCL_MIN"),
-    (np.bool_, ReduceOp.SUM, "NCCL_MAX"), (np.bool_, ReduceOp.MAX, "NCCL_MAX"),  # or
-    (np.bool_, ReduceOp.PRODUCT, "NCCL_MIN"), (np.bool_, ReduceOp.MIN, "NCCL_MIN"),  # and
-    (np.complex64, ReduceOp.SUM, "NCCL_SUM"),
-])
+@pytest.mark.parametrize(
+    "dtype, op, expected",
+    [
+        (np.float32, ReduceOp.SUM, "NCCL_SUM"),
+        (np.float32, ReduceOp.PRODUCT, "NCCL_PROD"),
+        (np.int64, ReduceOp.MAX, "NCCL_MAX"),
+        (np.int32, ReduceOp.MIN, "NCCL_MIN"),
+        (np.bool_, ReduceOp.SUM, "NCCL_MAX"),
+        (np.bool_, ReduceOp.MAX, "NCCL_MAX"),  # or
+        (np.bool_, ReduceOp.PRODUCT, "NCCL_MIN"),
+        (np.bool_, ReduceOp.MIN, "NCCL_MIN"),  # and
+        (np.complex64, ReduceOp.SUM, "NCCL_SUM"),
+    ],
+)
 def test_reduction_ops(dtype, op, expected):
     plan = nc.nccl_plan(NCCL, dtype, 4, op)
     assert plan.op == expected and not plan.divide
@@ -78,20 +102,27 @@ def test_reduction_ops(dtype, op, expected):
 
 def test_average_uses_ncclavg_only_where_available():
     assert nc.nccl_plan(NCCL, np.float32, 4, ReduceOp.AVG, native_avg=True)[2:] == (
-        "NCCL_AVG", False)
+        "NCCL_AVG",
+        False,
+    )
     assert nc.nccl_plan(NCCL, np.float32, 4, ReduceOp.AVG, native_avg=False)[2:] == (
-        "NCCL_SUM", True)
+        "NCCL_SUM",
+        True,
+    )
     assert not make(version=20903)[0].native_avg  # NCCL 2.9: no ncclAvg
     assert not make(native_avg=False)[0].native_avg  # a cupy without NCCL_AVG
     assert make(version=21000)[0].native_avg
 
 
-@pytest.mark.parametrize("dtype, op, message", [
-    (np.int16, ReduceOp.SUM, "NCCL cannot reduce int16 arrays; cast them"),
-    (np.int64, ReduceOp.AVG, "AVG needs a floating point"),
-    (np.complex64, ReduceOp.PRODUCT, "cannot multiply complex"),
-    (np.complex64, ReduceOp.MAX, "not defined for complex"),
-])
+@pytest.mark.parametrize(
+    "dtype, op, message",
+    [
+        (np.int16, ReduceOp.SUM, "NCCL cannot reduce int16 arrays; cast them"),
+        (np.int64, ReduceOp.AVG, "AVG needs a floating point"),
+        (np.complex64, ReduceOp.PRODUCT, "cannot multiply complex"),
+        (np.complex64, ReduceOp.MAX, "not defined for complex"),
+    ],
+)
 def test_reductions_nccl_cannot_do(dtype, op, message):
     with pytest.raises(TypeError, match=message):
         nc.nccl_plan(NCCL, dtype, 4, op)
@@ -110,10 +141,12 @@ def test_local_problems():
 
     def missing():
         raise ImportError("libnccl.so.2: cannot open shared object file")
+
     assert "cannot be imported (ImportError: libnccl.so.2" in nc.local_nccl_problem({}, missing)
 
     class NoNccl:
         available = False
+
     assert nc.local_nccl_problem({}, NoNccl) == "cupy was built without NCCL"
 
 
@@ -124,29 +157,34 @@ def test_shared_decision():
     assert nc.shared_nccl_problem(off) == "rank 2: NCCL is turned off"
     shared = ok + [(None, ("n1", "gpu-b"))]
     assert nc.shared_nccl_problem(shared) == (
-        "ranks 1 and 3 both use GPU gpu-b on n1, and NCCL needs one GPU per rank")
+        "ranks 1 and 3 both use GPU gpu-b on n1, and NCCL needs one GPU per rank"
+    )
 
 
 def test_gpu_communicator_falls_back_to_host_staging_with_a_warning():
     cp = FakeCupy()
     fake = FakeNccl(cp.log)
     host = FakeHost(0, 2, peers={1: (None, ("elsewhere", "0000:01:00.0"))})
-    with pytest.warns(RuntimeWarning, match="host staging instead of NCCL: rank 0: NCCL is "
-                                            "turned off"):
-        assert nc.gpu_communicator(host, 0, cupy=cp, environ={"DISTGRAD_NCCL": "0"},
-                                   import_nccl=lambda: fake) is host
+    with pytest.warns(
+        RuntimeWarning, match="host staging instead of NCCL: rank 0: NCCL is turned off"
+    ):
+        assert (
+            nc.gpu_communicator(
+                host, 0, cupy=cp, environ={"DISTGRAD_NCCL": "0"}, import_nccl=lambda: fake
+            )
+            is host
+        )
     import socket
+
     here = socket.gethostname()
     host.peers = {1: (None, (here, "0000:01:00.0"))}  # rank 1 drives the same GPU
     with pytest.warns(RuntimeWarning, match="ranks 0 and 1 both use GPU 0000:01:00.0"):
-        assert nc.gpu_communicator(host, 0, cupy=cp, environ={},
-                                   import_nccl=lambda: fake) is host
+        assert nc.gpu_communicator(host, 0, cupy=cp, environ={}, import_nccl=lambda: fake) is host
     assert not fake.comms  # no NCCL communicator was created
     quiet = FakeHost(1, 2, wire=[("id", (1,) * 128)], peers={0: ("no NCCL", ("x", "y"))})
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # only rank 0 warns
-        assert nc.gpu_communicator(quiet, 0, cupy=cp, environ={},
-                                   import_nccl=lambda: fake) is quiet
+        assert nc.gpu_communicator(quiet, 0, cupy=cp, environ={}, import_nccl=lambda: fake) is quiet
 
 
 def test_gpu_communicator_uses_nccl_when_every_rank_can():
@@ -156,7 +194,7 @@ def test_gpu_communicator_uses_nccl_when_every_rank_can():
     comm = nc.gpu_communicator(host, 0, cupy=cp, environ={}, import_nccl=lambda: fake)
     assert isinstance(comm, nc.NCCLCommunicator) and comm.host is host
     assert (comm.rank, comm.world_size) == (0, 2)
-    nccl_comm, = fake.comms
+    (nccl_comm,) = fake.comms
     assert (nccl_comm.world_size, nccl_comm.rank) == (2, 0)
     assert comm.stream.non_blocking  # does not serialise with the legacy default stream
 
@@ -176,8 +214,7 @@ def test_without_cupy_gpu_arrays_go_to_the_host_communicator(monkeypatch):
 def test_rank0_broadcasts_its_unique_id():
     cp, wire = FakeCupy(), []
     fakes = [FakeNccl(cp.log) for _ in range(2)]
-    comms = [nc.NCCLCommunicator(FakeHost(r, 2, wire), 0, cupy=cp, nccl=fakes[r])
-             for r in range(2)]
+    comms = [nc.NCCLCommunicator(FakeHost(r, 2, wire), 0, cupy=cp, nccl=fakes[r]) for r in range(2)]
     assert wire == [("id", tuple(range(128)))]
     assert [f.comms[0].unique_id for f in fakes] == [tuple(range(128))] * 2
     assert [c.rank for c in comms] == [0, 1]
@@ -187,9 +224,12 @@ def test_rank0_failure_raises_on_every_rank_instead_of_stranding_them():
     cp, wire = FakeCupy(), []
     broken = FakeNccl(cp.log, fail_unique_id="NCCL_ERROR_SYSTEM_ERROR: no socket")
     for rank in (0, 1):  # rank 1 reads what rank 0 sent
-        with pytest.raises(nc.NCCLError, match=rf"\[rank {rank}\] cannot create the NCCL "
-                                               r"communicator: rank 0 could not make NCCL's "
-                                               r"unique id \(RuntimeError: NCCL_ERROR_SYSTEM"):
+        with pytest.raises(
+            nc.NCCLError,
+            match=rf"\[rank {rank}\] cannot create the NCCL "
+            r"communicator: rank 0 could not make NCCL's "
+            r"unique id \(RuntimeError: NCCL_ERROR_SYSTEM",
+        ):
             nc.NCCLCommunicator(FakeHost(rank, 2, wire), 0, cupy=cp, nccl=broken)
     assert wire == [("error", "RuntimeError: NCCL_ERROR_SYSTEM_ERROR: no socket")]
     assert not broken.comms
@@ -203,10 +243,12 @@ def test_allreduce_orders_the_comm_stream_after_the_compute_stream():
     comm.allreduce(x, ReduceOp.SUM, async_op=False)
     np.testing.assert_array_equal(x, [2.0, 4.0, 6.0])  # two ranks with the same data
     ready, done = "event1", "event2"
-    assert cp.log == [("record", ready, 0),  # on the compute stream (ptr 0)
-                      ("wait", 777, ready),  # the communicator's stream waits for it
-                      ("allReduce", ptr, ptr, 3, "NCCL_FLOAT32", "NCCL_SUM", 777),
-                      ("record", done, 777)]  # completion, on the communicator's stream
+    assert cp.log == [
+        ("record", ready, 0),  # on the compute stream (ptr 0)
+        ("wait", 777, ready),  # the communicator's stream waits for it
+        ("allReduce", ptr, ptr, 3, "NCCL_FLOAT32", "NCCL_SUM", 777),
+        ("record", done, 777),
+    ]  # completion, on the communicator's stream
     assert comm.seq == 1
 
 
@@ -240,7 +282,7 @@ def test_buffers_stay_alive_until_their_completion_event():
     x = gpu(np.ones(4), np.float32)
     work = comm.allreduce(x[::2], ReduceOp.SUM)  # a staged copy only the communicator holds
     assert not work.is_completed()
-    (event, (array, staged)), = comm._alive
+    ((event, (array, staged)),) = comm._alive
     assert np.shares_memory(array, x) and not np.shares_memory(staged, x)
     cp.cuda.complete = True
     assert work.is_completed()
@@ -306,12 +348,14 @@ def test_host_arrays_go_to_the_host_communicator():
 
 def test_arrays_must_be_on_the_communicators_gpu():
     comm, _, _ = make()
-    with pytest.raises(TypeError, match="allgather: all arrays must be on the GPU, got a "
-                                        "numpy.ndarray"):
+    with pytest.raises(
+        TypeError, match="allgather: all arrays must be on the GPU, got a numpy.ndarray"
+    ):
         comm.allgather(gpu([1.0]), np.zeros(2))
     comm.device_index = 1
-    with pytest.raises(ValueError, match="an array is on cuda:0 but rank 0's NCCL "
-                                         "communicator uses cuda:1"):
+    with pytest.raises(
+        ValueError, match="an array is on cuda:0 but rank 0's NCCL communicator uses cuda:1"
+    ):
         comm.allreduce(gpu([1.0]))
     with pytest.raises(ValueError, match="root 2 is not a rank"):
         make()[0].broadcast(gpu([1.0]), 2)
@@ -322,14 +366,18 @@ def test_nccl_error_aborts_and_names_the_collective_and_rank():
     cp.cuda.complete = False
     work = comm.allreduce(gpu([1.0, 2.0], np.float32), ReduceOp.SUM)
     fake.comms[0].async_error = "NCCL_ERROR_REMOTE_ERROR: peer 0 went away"
-    with pytest.raises(nc.NCCLError, match=r"\[rank 1\] collective #1 allreduce op=SUM "
-                                           r"\(2 x float32, 8 bytes\) on rank 1 of 2 failed in "
-                                           r"NCCL: NCCL_ERROR_REMOTE_ERROR"):
+    with pytest.raises(
+        nc.NCCLError,
+        match=r"\[rank 1\] collective #1 allreduce op=SUM "
+        r"\(2 x float32, 8 bytes\) on rank 1 of 2 failed in "
+        r"NCCL: NCCL_ERROR_REMOTE_ERROR",
+    ):
         work.wait()
     assert fake.comms[0].aborted
     assert "failed in NCCL" in comm.host.failure  # the job goes down at exit at the latest
-    with pytest.raises(CommunicatorBrokenError, match="cannot start broadcast: this nccl "
-                                                      "communicator is broken"):
+    with pytest.raises(
+        CommunicatorBrokenError, match="cannot start broadcast: this nccl communicator is broken"
+    ):
         comm.broadcast(gpu([1.0]), 0)
 
 
@@ -338,8 +386,11 @@ def test_deadline_aborts_the_nccl_communicator():
     cp.cuda.complete = False
     comm.timeout = 0.05
     assert comm.host.timeout == 0.05  # one deadline for both
-    with pytest.raises(CollectiveTimeoutError, match=r"\[rank 0\] collective #1 broadcast "
-                                                     r"\(1 x float64, 8 bytes\) root=0"):
+    with pytest.raises(
+        CollectiveTimeoutError,
+        match=r"\[rank 0\] collective #1 broadcast "
+        r"\(1 x float64, 8 bytes\) root=0",
+    ):
         comm.broadcast(gpu([1.0]), 0, async_op=False)
     assert fake.comms[0].aborted and "timed out" in comm.failure
     assert "timed out" in comm.host.failure
@@ -350,6 +401,7 @@ def test_enqueue_failure_aborts_too():
 
     def fail(*args):
         raise RuntimeError("NCCL_ERROR_INVALID_ARGUMENT")
+
     fake.comms[0].allGather = fail
     with pytest.raises(nc.NCCLError, match="allgather .* failed in NCCL: NCCL_ERROR_INVALID"):
         comm.allgather(gpu([1.0]), gpu([0.0, 0.0]))
@@ -362,11 +414,11 @@ def test_overlap_timeline_spans():
     timeline = nc.OverlapTimeline.start(comm, gpu([0.0]))  # t0 at tick 0
     assert nc.OverlapTimeline.start(comm, np.zeros(1)) is None  # host buckets
     assert nc.OverlapTimeline.start(LocalCommunicator(), gpu([0.0])) is None  # no comm stream
-    timeline.before_launch()   # tick 1: first bucket ready
-    timeline.after_launch()    # tick 2: its reduction done
-    timeline.before_launch()   # tick 3
+    timeline.before_launch()  # tick 1: first bucket ready
+    timeline.after_launch()  # tick 2: its reduction done
+    timeline.before_launch()  # tick 3
     timeline.backward_ended()  # tick 4
-    timeline.after_launch()    # tick 5
+    timeline.after_launch()  # tick 5
     assert timeline.spans() == (4.0, 3.0)  # communication 1..5, of which 1..4 in backward
 
 
@@ -379,8 +431,8 @@ def test_each_rank_on_a_node_takes_its_own_gpu(monkeypatch):
 
         def use(self):
             used.append(self.index)
-    cuda = SimpleNamespace(Device=Device,
-                           runtime=SimpleNamespace(getDeviceCount=lambda: 2))
+
+    cuda = SimpleNamespace(Device=Device, runtime=SimpleNamespace(getDeviceCount=lambda: 2))
     monkeypatch.setattr(nc, "cupy_or_none", lambda: SimpleNamespace(cuda=cuda))
     monkeypatch.setattr(nc.importlib.util, "find_spec", lambda name: object())
     assert [nc.select_local_gpu(r, 4) for r in range(4)] == [0, 1, 0, 1] == used

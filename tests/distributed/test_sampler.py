@@ -1,4 +1,5 @@
 """DistributedSampler: each rank's share, padding, drop_last, epochs."""
+
 import numpy as np
 import pytest
 
@@ -51,6 +52,8 @@ def test_invalid_rank_and_missing_world():
 
 def test_every_rank_gets_the_same_number_of_batches():
     data = TensorDataset(np.arange(11.0))
-    lengths = {len(DataLoader(data, batch_size=2, sampler=DistributedSampler(data, 3, r)))
-               for r in range(3)}
+    lengths = {
+        len(DataLoader(data, batch_size=2, sampler=DistributedSampler(data, 3, r)))
+        for r in range(3)
+    }
     assert lengths == {2}

@@ -30,6 +30,7 @@ timeout=...)`` runs ``workers/<script>`` (or any path) tagged, and returns a ``f
 (``returncode``, ``stdout``, ``stderr``, ``output``, ``elapsed``, ``orphans``,
 ``detection_s``, ``describe()``); ``faultlib.run_command(argv, ...)`` for other programs.
 """
+
 from __future__ import annotations
 
 import os
@@ -56,10 +57,19 @@ def fault_record(request):
     """Add a row to the fault summary table (see the module docstring)."""
     rows = []
 
-    def add(scenario, repetition=0, passed=None, detection_s=None, deadline_s=None,
-            guard=None, orphans=0, false_accepts=0):
-        row = faultlib.record(scenario, repetition, passed, detection_s, deadline_s, guard,
-                              orphans, false_accepts)
+    def add(
+        scenario,
+        repetition=0,
+        passed=None,
+        detection_s=None,
+        deadline_s=None,
+        guard=None,
+        orphans=0,
+        false_accepts=0,
+    ):
+        row = faultlib.record(
+            scenario, repetition, passed, detection_s, deadline_s, guard, orphans, false_accepts
+        )
         row.nodeid = request.node.nodeid
         rows.append(row)
         return row

@@ -14,6 +14,7 @@ to the end of the job: how long the job took to notice the fault and go down.
 ``record(...)`` (also the ``fault_record`` fixture) adds a row to the summary table printed
 at the end of the run; see ``conftest.py``.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -43,10 +44,28 @@ DEADLINE_S = 3.0
 
 requires_mpi = pytest.mark.skipif(
     importlib.util.find_spec("mpi4py") is None or not MPIEXEC.exists(),
-    reason="needs mpi4py and an mpiexec next to the Python executable")
+    reason="needs mpi4py and an mpiexec next to the Python executable",
+)
 
-__all__ = ["REPS", "DEADLINE_S", "requires_mpi", "Job", "run_job", "run_command", "job_env", "new_tag", "tagged_pids", "orphans",
-           "record", "RESULTS", "Row", "summary_lines", "ROOT", "WORKERS", "MPIEXEC"]
+__all__ = [
+    "REPS",
+    "DEADLINE_S",
+    "requires_mpi",
+    "Job",
+    "run_job",
+    "run_command",
+    "job_env",
+    "new_tag",
+    "tagged_pids",
+    "orphans",
+    "record",
+    "RESULTS",
+    "Row",
+    "summary_lines",
+    "ROOT",
+    "WORKERS",
+    "MPIEXEC",
+]
 
 
 # ---- processes ----------------------------------------------------------------------------------
@@ -102,8 +121,11 @@ def job_env(tag: str, fault_dir: Path, **extra) -> dict:
     """The environment of a job: ours, with the repository importable, one BLAS thread per
     rank, a 30 s collective deadline unless ``extra`` says otherwise, the tag and the fault
     directory."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("SLURM_", "PMI_", "OMPI_", "DISTGRAD_", "MPI_LOCAL"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("SLURM_", "PMI_", "OMPI_", "DISTGRAD_", "MPI_LOCAL"))
+    }
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env["CUDA_VISIBLE_DEVICES"] = ""
     env["DISTGRAD_COLLECTIVE_TIMEOUT"] = "30"
@@ -168,13 +190,21 @@ class Job:
         return self.ended_at - min(marks.values()) if marks else None
 
     def describe(self) -> str:
-        return (f"command: {' '.join(map(str, self.command))}\nexit code {self.returncode} "
-                f"after {self.elapsed:.1f} s, {self.orphans} orphans\n--- stdout\n{self.stdout}"
-                f"\n--- stderr\n{self.stderr}")
+        return (
+            f"command: {' '.join(map(str, self.command))}\nexit code {self.returncode} "
+            f"after {self.elapsed:.1f} s, {self.orphans} orphans\n--- stdout\n{self.stdout}"
+            f"\n--- stderr\n{self.stderr}"
+        )
 
 
-def run_command(command: list, timeout: float = 60, env: dict | None = None,
-                tag: str | None = None, fault_dir: Path | None = None, cwd=ROOT) -> Job:
+def run_command(
+    command: list,
+    timeout: float = 60,
+    env: dict | None = None,
+    tag: str | None = None,
+    fault_dir: Path | None = None,
+    cwd=ROOT,
+) -> Job:
     """Run ``command`` tagged (``env`` on top of ``job_env``), in its own session; past
     ``timeout`` its process group is killed and ``returncode`` is None. Orphans are counted
     after it ended."""
@@ -185,8 +215,14 @@ def run_command(command: list, timeout: float = 60, env: dict | None = None,
     # us waiting for its end instead of counting it as an orphan.
     with open(fault_dir / "stdout", "w+") as out, open(fault_dir / "stderr", "w+") as err:
         start = time.monotonic()
-        proc = subprocess.Popen([str(c) for c in command], stdout=out, stderr=err,
-                                env=full_env, cwd=cwd, start_new_session=True)
+        proc = subprocess.Popen(
+            [str(c) for c in command],
+            stdout=out,
+            stderr=err,
+            env=full_env,
+            cwd=cwd,
+            start_new_session=True,
+        )
         try:
             code = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -196,12 +232,20 @@ def run_command(command: list, timeout: float = 60, env: dict | None = None,
     ended_at, elapsed = time.time(), time.monotonic() - start
     leftovers = orphans(tag)
     stdout, stderr = ((fault_dir / name).read_text() for name in ("stdout", "stderr"))
-    return Job(list(command), code, stdout, stderr, elapsed, leftovers, tag, fault_dir,
-               ended_at)
+    return Job(list(command), code, stdout, stderr, elapsed, leftovers, tag, fault_dir, ended_at)
 
 
-def run_job(script, *args, n: int = 2, launcher: str = "mpiexec", timeout: float = 60,
-            env: dict | None = None, python_args=(), launcher_args=(), **kwargs) -> Job:
+def run_job(
+    script,
+    *args,
+    n: int = 2,
+    launcher: str = "mpiexec",
+    timeout: float = 60,
+    env: dict | None = None,
+    python_args=(),
+    launcher_args=(),
+    **kwargs,
+) -> Job:
     """Run ``python [python_args] script args`` on ``n`` ranks through ``launcher``
     (``"mpiexec"``: the one next to this Python; ``"distgrad-run"``: the project's launcher,
     with ``launcher_args``). ``script`` is a path or a file name in ``workers/``."""
@@ -212,8 +256,7 @@ def run_job(script, *args, n: int = 2, launcher: str = "mpiexec", timeout: float
     if launcher == "mpiexec":
         command = [MPIEXEC, "-n", n, *program]
     elif launcher == "distgrad-run":
-        command = [sys.executable, "-m", "launcher.cli", "-np", n, *launcher_args, "--",
-                   *program]
+        command = [sys.executable, "-m", "launcher.cli", "-np", n, *launcher_args, "--", *program]
     else:
         raise ValueError(f"launcher must be 'mpiexec' or 'distgrad-run', got {launcher!r}")
     return run_command(command, timeout, env, **kwargs)
@@ -238,13 +281,28 @@ class Row:
 RESULTS: list[Row] = []
 
 
-def record(scenario: str, repetition: int = 0, passed: bool | None = None,
-           detection_s: float | None = None, deadline_s: float | None = None,
-           guard: str | None = None, orphans: int = 0, false_accepts: int = 0) -> Row:
+def record(
+    scenario: str,
+    repetition: int = 0,
+    passed: bool | None = None,
+    detection_s: float | None = None,
+    deadline_s: float | None = None,
+    guard: str | None = None,
+    orphans: int = 0,
+    false_accepts: int = 0,
+) -> Row:
     """Add one row to the summary table and return it. Rows recorded through the
     ``fault_record`` fixture with ``passed=None`` take the test's outcome."""
-    row = Row(scenario, repetition, passed, detection_s, deadline_s, guard, int(orphans),
-              int(false_accepts))
+    row = Row(
+        scenario,
+        repetition,
+        passed,
+        detection_s,
+        deadline_s,
+        guard,
+        int(orphans),
+        int(false_accepts),
+    )
     RESULTS.append(row)
     return row
 
@@ -267,18 +325,33 @@ def summary_lines(rows=None) -> list[str]:
     groups = {}
     for row in rows:
         groups.setdefault(row.scenario, []).append(row)
-    header = ("scenario", "reps", "passed", "detect med/max s", "deadline s", "guard fired",
-              "orphans", "false accepts")
+    header = (
+        "scenario",
+        "reps",
+        "passed",
+        "detect med/max s",
+        "deadline s",
+        "guard fired",
+        "orphans",
+        "false accepts",
+    )
     table = []
     for name in sorted(groups, key=_scenario_key):
         group = groups[name]
         deadlines = sorted({r.deadline_s for r in group if r.deadline_s is not None})
         guards = sorted({r.guard for r in group if r.guard})
-        table.append((name, str(len(group)), str(sum(bool(r.passed) for r in group)),
-                      _seconds(r.detection_s for r in group),
-                      "/".join(f"{d:g}" for d in deadlines) or "-",
-                      ", ".join(guards) or "-", str(sum(r.orphans for r in group)),
-                      str(sum(r.false_accepts for r in group))))
+        table.append(
+            (
+                name,
+                str(len(group)),
+                str(sum(bool(r.passed) for r in group)),
+                _seconds(r.detection_s for r in group),
+                "/".join(f"{d:g}" for d in deadlines) or "-",
+                ", ".join(guards) or "-",
+                str(sum(r.orphans for r in group)),
+                str(sum(r.false_accepts for r in group)),
+            )
+        )
     widths = [max(len(line[i]) for line in [header] + table) for i in range(len(header))]
 
     def fmt(line):
@@ -287,7 +360,9 @@ def summary_lines(rows=None) -> list[str]:
     failed = sum(not r.passed for r in rows)
     orphan_total = sum(r.orphans for r in rows)
     false_total = sum(r.false_accepts for r in rows)
-    verdict = (f"{len(groups)} scenarios, {len(rows)} runs, {failed} failed, "
-               f"{orphan_total} orphan processes (must be 0), {false_total} false accepts of "
-               f"corrupt checkpoints (must be 0)")
+    verdict = (
+        f"{len(groups)} scenarios, {len(rows)} runs, {failed} failed, "
+        f"{orphan_total} orphan processes (must be 0), {false_total} false accepts of "
+        f"corrupt checkpoints (must be 0)"
+    )
     return [fmt(header), fmt(["-" * w for w in widths]), *map(fmt, table), "", verdict]

@@ -6,6 +6,7 @@ scheduler attributes, files and directories), makes one bad call, and asserts th
 words of its message (names, shapes, dtypes, what to do) and that the snapshot is unchanged.
 Collectives run in this process's world of one (``distributed.init()``); the launcher cases
 run ``distgrad-run --dry-run`` with invalid input."""
+
 import copy
 import os
 import sys
@@ -21,8 +22,13 @@ import distgrad.distributed as dist
 import distgrad.nn.functional as F
 from distgrad import checkpoint, nn, optim
 from distgrad.autograd import Tensor
-from distgrad.data import (DataLoader, DistributedSampler, IterableDataset, TensorDataset,
-                           default_collate)
+from distgrad.data import (
+    DataLoader,
+    DistributedSampler,
+    IterableDataset,
+    TensorDataset,
+    default_collate,
+)
 
 from . import faultlib
 
@@ -31,9 +37,11 @@ CASES = []
 
 def case(area, error, *words):
     """Register ``build() -> (bad_call, watched)`` as a catalogue case."""
+
     def register(build):
         CASES.append((area, build.__name__, build, error, words))
         return build
+
     return register
 
 
@@ -47,12 +55,14 @@ def snapshot(obj):
         return ("module", obj.training, snapshot(obj.state_dict(keep_vars=True)))
     if isinstance(obj, optim.Optimizer):
         groups = [{k: v for k, v in g.items() if k != "params"} for g in obj.param_groups]
-        return ("optimizer", copy.deepcopy(groups), [[id(p) for p in g["params"]]
-                                                     for g in obj.param_groups],
-                snapshot({id(p): s for p, s in obj.state.items()}))
+        return (
+            "optimizer",
+            copy.deepcopy(groups),
+            [[id(p) for p in g["params"]] for g in obj.param_groups],
+            snapshot({id(p): s for p, s in obj.state.items()}),
+        )
     if isinstance(obj, optim.lr_scheduler.LRScheduler):
-        return ("scheduler", snapshot({k: v for k, v in obj.__dict__.items()
-                                       if k != "optimizer"}))
+        return ("scheduler", snapshot({k: v for k, v in obj.__dict__.items() if k != "optimizer"}))
     if isinstance(obj, Path):
         if obj.is_dir():
             return ("dir", {p.name: snapshot(p) for p in sorted(obj.iterdir())})
@@ -68,8 +78,13 @@ def snapshot(obj):
 
 def same(a, b) -> bool:
     if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        return (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.shape == b.shape
-                and a.dtype == b.dtype and np.array_equal(a, b, equal_nan=a.dtype.kind == "f"))
+        return (
+            isinstance(a, np.ndarray)
+            and isinstance(b, np.ndarray)
+            and a.shape == b.shape
+            and a.dtype == b.dtype
+            and np.array_equal(a, b, equal_nan=a.dtype.kind == "f")
+        )
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
         return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
     if isinstance(a, dict) and isinstance(b, dict):
@@ -80,8 +95,11 @@ def same(a, b) -> bool:
 def trained(model=None, opt="adam"):
     """A small model one step into training (gradients and optimizer state populated)."""
     model = model or nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
-    optimizer = (optim.Adam(model.parameters(), lr=0.1) if opt == "adam"
-                 else optim.SGD(model.parameters(), lr=0.1, momentum=0.9))
+    optimizer = (
+        optim.Adam(model.parameters(), lr=0.1)
+        if opt == "adam"
+        else optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    )
     x = dg.randn(5, model[0].in_features)
     model(x).pow(2).sum().backward()
     optimizer.step()
@@ -90,8 +108,16 @@ def trained(model=None, opt="adam"):
 
 
 # ---- ops ----------------------------------------------------------------------------------
-@case("ops", RuntimeError, "add", "size of tensor a (2)", "tensor b (4)", "dimension 0",
-      "[2, 3]", "[4, 5]")
+@case(
+    "ops",
+    RuntimeError,
+    "add",
+    "size of tensor a (2)",
+    "tensor b (4)",
+    "dimension 0",
+    "[2, 3]",
+    "[4, 5]",
+)
 def add_shapes_do_not_broadcast():
     a, b = dg.randn(2, 3), dg.randn(4, 5)
     return lambda: a + b, [a, b]
@@ -157,8 +183,13 @@ def mean_of_integers():
     return lambda: a.mean(), [a]
 
 
-@case("ops", RuntimeError, "grad can be implicitly created only for scalar outputs", "[3]",
-      "gradient=")
+@case(
+    "ops",
+    RuntimeError,
+    "grad can be implicitly created only for scalar outputs",
+    "[3]",
+    "gradient=",
+)
 def backward_non_scalar():
     w = dg.randn(3, requires_grad=True)
     y = w * 2
@@ -274,8 +305,10 @@ def clip_grad_norm_of_infinite_gradients():
     layer = nn.Linear(2, 2)
     layer.weight.grad = dg.tensor(np.full((2, 2), np.inf, np.float32))
     layer.bias.grad = dg.ones(2)
-    return (lambda: nn.utils.clip_grad_norm_(layer.parameters(), 1.0, error_if_nonfinite=True),
-            [layer.weight, layer.bias])
+    return (
+        lambda: nn.utils.clip_grad_norm_(layer.parameters(), 1.0, error_if_nonfinite=True),
+        [layer.weight, layer.bias],
+    )
 
 
 # ---- optimizers and schedulers --------------------------------------------------------------
@@ -303,24 +336,42 @@ def params_given_as_set():
     return lambda: optim.SGD({w}, lr=0.1), [w]
 
 
-@case("optimizers", RuntimeError, "Adam.step", "gradient of parameter 0", "[5]", "[4, 3]",
-      "nothing was updated")
+@case(
+    "optimizers",
+    RuntimeError,
+    "Adam.step",
+    "gradient of parameter 0",
+    "[5]",
+    "[4, 3]",
+    "nothing was updated",
+)
 def step_with_wrong_shaped_grad():
     model, opt = trained()
     model[0].weight._grad = dg.randn(5)
     return lambda: opt.step(), [model, opt]
 
 
-@case("optimizers", RuntimeError, "SGD.step", "parameter 3", "dtype distgrad.float64",
-      "dtype distgrad.float32")
+@case(
+    "optimizers",
+    RuntimeError,
+    "SGD.step",
+    "parameter 3",
+    "dtype distgrad.float64",
+    "dtype distgrad.float32",
+)
 def step_with_wrong_dtype_grad():
     model, opt = trained(opt="sgd")
     model[2].bias._grad = dg.randn(2, dtype=dg.float64)
     return lambda: opt.step(), [model, opt]
 
 
-@case("optimizers", ValueError, "different number of parameter groups", "0 in the state dict",
-      "1 in the optimizer")
+@case(
+    "optimizers",
+    ValueError,
+    "different number of parameter groups",
+    "0 in the state dict",
+    "1 in the optimizer",
+)
 def load_state_dict_wrong_groups():
     model, opt = trained()
     return lambda: opt.load_state_dict({"state": {}, "param_groups": []}), [model, opt]
@@ -349,8 +400,7 @@ def scheduler_resume_without_initial_lr():
 @case("optimizers", ValueError, "Expected 1 lr_lambdas, but got 2")
 def lambda_lr_wrong_count():
     model, opt = trained()
-    return (lambda: optim.lr_scheduler.LambdaLR(opt, [lambda e: 1.0, lambda e: 0.5]),
-            [model, opt])
+    return (lambda: optim.lr_scheduler.LambdaLR(opt, [lambda e: 1.0, lambda e: 0.5]), [model, opt])
 
 
 # ---- data -----------------------------------------------------------------------------------
@@ -394,6 +444,7 @@ def resumable_loader_over_iterable():
     class Stream(IterableDataset):
         def __iter__(self):
             return iter(range(3))
+
     loader = DataLoader(Stream(), batch_size=2)
     return lambda: checkpoint.ResumableLoader(loader), [loader.batch_sampler is None]
 
@@ -496,17 +547,25 @@ def save_a_cycle(tmp):
 def checkpoint_keep_zero(tmp):
     model, opt = trained()
     checkpoint.save(tmp / "ckpt", model=model, optimizer=opt, step=1)
-    return (lambda: checkpoint.save(tmp / "ckpt", model=model, step=2, keep=0),
-            [tmp, model, opt])
+    return (lambda: checkpoint.save(tmp / "ckpt", model=model, step=2, keep=0), [tmp, model, opt])
 
 
-@case("serialization", TypeError, "distgrad.save", "cannot save builtin_function_or_method",
-      "['extra']['fn']")
+@case(
+    "serialization",
+    TypeError,
+    "distgrad.save",
+    "cannot save builtin_function_or_method",
+    "['extra']['fn']",
+)
 def checkpoint_extra_unsupported(tmp):
     model, opt = trained()
     checkpoint.save(tmp / "ckpt", model=model, optimizer=opt, step=1)
-    return (lambda: checkpoint.save(tmp / "ckpt", model=model, optimizer=opt, step=2,
-                                    extra={"fn": print}), [tmp, model, opt])
+    return (
+        lambda: checkpoint.save(
+            tmp / "ckpt", model=model, optimizer=opt, step=2, extra={"fn": print}
+        ),
+        [tmp, model, opt],
+    )
 
 
 @case("serialization", checkpoint.CheckpointError, "holds no optimizer state", "optimizer=None")
@@ -516,14 +575,15 @@ def checkpoint_missing_optimizer_state(tmp):
     return lambda: checkpoint.load(tmp / "ckpt", model=model, optimizer=opt), [tmp, model, opt]
 
 
-@case("serialization", ValueError, "state['exp_avg'] of shape [4, 3]", "[4, 5]",
-      "another model")
+@case("serialization", ValueError, "state['exp_avg'] of shape [4, 3]", "[4, 5]", "another model")
 def checkpoint_for_another_model(tmp):
     model, opt = trained()
     checkpoint.save(tmp / "ckpt", model=model, optimizer=opt, step=1)
     other, other_opt = trained(nn.Sequential(nn.Linear(5, 4), nn.Tanh(), nn.Linear(4, 2)))
-    return (lambda: checkpoint.load(tmp / "ckpt", model=other, optimizer=other_opt),
-            [tmp, other, other_opt])
+    return (
+        lambda: checkpoint.load(tmp / "ckpt", model=other, optimizer=other_opt),
+        [tmp, other, other_opt],
+    )
 
 
 @case("serialization", RuntimeError, "Missing key(s)", '"1.weight"', "Unexpected key(s)")
@@ -531,8 +591,10 @@ def checkpoint_with_other_names(tmp):
     model, opt = trained()
     checkpoint.save(tmp / "ckpt", model=model, optimizer=opt, step=1)
     other, other_opt = trained(nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2)))
-    return (lambda: checkpoint.load(tmp / "ckpt", model=other, optimizer=other_opt),
-            [tmp, other, other_opt])  # the optimizer state loaded first is rolled back
+    return (
+        lambda: checkpoint.load(tmp / "ckpt", model=other, optimizer=other_opt),
+        [tmp, other, other_opt],
+    )  # the optimizer state loaded first is rolled back
 
 
 @case("serialization", FileNotFoundError, "no checkpoint directory", "nowhere")
@@ -547,8 +609,9 @@ class LaunchFailed(Exception):
 
 
 def launch(tmp, *args):
-    job = faultlib.run_command([sys.executable, "-m", "launcher.cli", "--dry-run", *args],
-                               timeout=60)
+    job = faultlib.run_command(
+        [sys.executable, "-m", "launcher.cli", "--dry-run", *args], timeout=60
+    )
     launch.orphans += job.orphans
     if job.returncode != 0:
         raise LaunchFailed(f"exit {job.returncode}: {job.stderr}")
@@ -574,8 +637,10 @@ def launch_more_ranks_than_slots(tmp):
 
 @launcher_case("cannot read hostfile", "missing-hostfile", "No such file")
 def launch_missing_hostfile(tmp):
-    return (lambda: launch(tmp, "--hostfile", str(tmp / "missing-hostfile"), "python",
-                           "train.py"), [tmp])
+    return (
+        lambda: launch(tmp, "--hostfile", str(tmp / "missing-hostfile"), "python", "train.py"),
+        [tmp],
+    )
 
 
 @launcher_case("line 2", "slots must be a whole number", "'two'")
@@ -623,9 +688,13 @@ def test_bad_input(area, name, build, error, words, fault_record, tmp_path, requ
     took = time.perf_counter() - start
     unchanged = same(snapshot(watched), before)
     message = str(info.value)
-    fault_record(f"12 bad-input catalogue ({area})", AREAS[area].index(name), detection_s=took,
-                 guard="exit status 2" if area == "launcher" else type(info.value).__name__,
-                 orphans=launch.orphans - orphans_before)
+    fault_record(
+        f"12 bad-input catalogue ({area})",
+        AREAS[area].index(name),
+        detection_s=took,
+        guard="exit status 2" if area == "launcher" else type(info.value).__name__,
+        orphans=launch.orphans - orphans_before,
+    )
     missing = [w for w in words if w not in message]
     assert not missing, f"{missing} not in the message: {message}"
     assert unchanged, f"{name}: the failed call changed state"

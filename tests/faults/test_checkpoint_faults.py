@@ -8,6 +8,7 @@ manifest (with and without a re-signed manifest), a pickle and a torch-style zip
 checkpoint; SIGKILL at every phase of a save (in a subprocess); a full disk (ENOSPC injected
 into the writes at several points, and a real 1 MiB tmpfs where it can be mounted), fsync
 errors; and on 2 ranks, failures seen by one rank only."""
+
 import errno
 import hashlib
 import importlib.util
@@ -95,9 +96,16 @@ def truncate(rel, where):
     def damage(root):
         path = os.path.join(root, rel)
         size, header = os.path.getsize(path), header_size(path)
-        at = {"empty": 0, "in length": 3, "after length": 8, "mid header": header // 2,
-              "mid data": (header + size) // 2, "last byte": size - 1}[where]
+        at = {
+            "empty": 0,
+            "in length": 3,
+            "after length": 8,
+            "mid header": header // 2,
+            "mid data": (header + size) // 2,
+            "last byte": size - 1,
+        }[where]
         os.truncate(path, at)
+
     return damage
 
 
@@ -115,12 +123,14 @@ def flip(rel, where, bit):
             byte = f.read(1)[0]
             f.seek(at)
             f.write(bytes([byte ^ (1 << bit)]))
+
     return damage
 
 
 def canonical_sha(manifest):
-    return hashlib.sha256(json.dumps(manifest, sort_keys=True,
-                                     separators=(",", ":")).encode()).hexdigest()
+    return hashlib.sha256(
+        json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
 
 
 def edit_manifest(change, resign=True, rel=MANIFEST):
@@ -133,20 +143,25 @@ def edit_manifest(change, resign=True, rel=MANIFEST):
         manifest["manifest_sha256"] = canonical_sha(manifest) if resign else "0" * 64
         with open(path, "w") as f:
             json.dump(manifest, f)
+
     return damage
 
 
 def replace_file(rel, payload_fn):
     """Put ``payload_fn(root)`` in place of ``rel`` and re-sign the manifest to match (a
     consistent forgery: only the file's own format can give it away)."""
+
     def change(manifest, directory):
         path = os.path.join(directory, os.path.basename(rel))
         with open(path, "wb") as f:
             f.write(payload_fn(directory))
         with open(path, "rb") as f:
             blob = f.read()
-        manifest["files"][os.path.basename(rel)] = {"sha256": hashlib.sha256(blob).hexdigest(),
-                                                     "bytes": len(blob)}
+        manifest["files"][os.path.basename(rel)] = {
+            "sha256": hashlib.sha256(blob).hexdigest(),
+            "bytes": len(blob),
+        }
+
     return edit_manifest(change)
 
 
@@ -180,6 +195,7 @@ def remove(rel):
             shutil.rmtree(path)
         else:
             os.unlink(path)
+
     return damage
 
 
@@ -187,6 +203,7 @@ def write(rel, data):
     def damage(root):
         with open(os.path.join(root, rel), "wb") as f:
             f.write(data)
+
     return damage
 
 
@@ -200,41 +217,131 @@ def wrong_size(manifest, _):
 
 # (scenario, damage, words the error must contain, guard, step a fallback load must give)
 CASES = [
-    *[("7 truncated checkpoint file", truncate(MODEL, w), ["model.safetensors", "truncated"],
-       "manifest size", 1) for w in ("empty", "in length", "after length", "mid header",
-                                     "mid data", "last byte")],
-    ("7 truncated checkpoint file", truncate(OPTIM, "mid data"),
-     ["optimizer.safetensors", "truncated"], "manifest size", 1),
-    *[("7 flipped bit in header", flip(MODEL, where, bit), ["model.safetensors", "checksum "
-       "mismatch", "corrupted"], "file sha256", 1) for where, bit in ((0.0, 0), (0.3, 5),
-                                                                      (0.6, 1), (0.99, 7))],
-    *[("7 flipped bit in data", flip(rel, 1, bit), [os.path.basename(rel), "checksum mismatch"],
-       "file sha256", 1) for rel, bit in ((MODEL, 0), (MODEL, 6), (OPTIM, 3))],
-    *[("7 flipped bit in manifest", flip(MANIFEST, where, 2), ["MANIFEST.json"],
-       "manifest sha256", 1) for where in (0.2, 0.5, 0.9)],
-    ("7 missing manifest or file", remove(MANIFEST),
-     ["has no MANIFEST.json", "not completely written"], "manifest presence", 1),
-    ("7 missing manifest or file", remove(OPTIM), ["optimizer.safetensors", "missing"],
-     "manifest file list", 1),
-    ("7 missing manifest or file", remove("ckpt-000000002"),
-     ["ckpt-000000002", "directory is missing"], "manifest presence", 1),
-    ("7 wrong checksum in manifest", edit_manifest(wrong_sha, resign=False),
-     ["MANIFEST.json", "manifest checksum mismatch"], "manifest sha256", 1),
-    ("7 wrong checksum in manifest", edit_manifest(wrong_sha),
-     ["model.safetensors", "checksum mismatch"], "file sha256", 1),
-    ("7 wrong checksum in manifest", edit_manifest(wrong_size),
-     ["optimizer.safetensors", "the manifest says"], "manifest size", 1),
-    ("7 pickle or zip renamed as checkpoint", replace_file(MODEL, evil_pickle),
-     ["model.safetensors", "pickle", "never unpickles"], "safetensors reader", 1),
-    ("7 pickle or zip renamed as checkpoint", replace_file(MODEL, torch_zip),
-     ["model.safetensors", "zip archive"], "safetensors reader", 1),
-    ("7 pickle or zip renamed as checkpoint", write(MODEL, evil_pickle(".")),
-     ["model.safetensors", "the manifest says", "pickle"], "manifest size", 1),
+    *[
+        (
+            "7 truncated checkpoint file",
+            truncate(MODEL, w),
+            ["model.safetensors", "truncated"],
+            "manifest size",
+            1,
+        )
+        for w in ("empty", "in length", "after length", "mid header", "mid data", "last byte")
+    ],
+    (
+        "7 truncated checkpoint file",
+        truncate(OPTIM, "mid data"),
+        ["optimizer.safetensors", "truncated"],
+        "manifest size",
+        1,
+    ),
+    *[
+        (
+            "7 flipped bit in header",
+            flip(MODEL, where, bit),
+            ["model.safetensors", "checksum mismatch", "corrupted"],
+            "file sha256",
+            1,
+        )
+        for where, bit in ((0.0, 0), (0.3, 5), (0.6, 1), (0.99, 7))
+    ],
+    *[
+        (
+            "7 flipped bit in data",
+            flip(rel, 1, bit),
+            [os.path.basename(rel), "checksum mismatch"],
+            "file sha256",
+            1,
+        )
+        for rel, bit in ((MODEL, 0), (MODEL, 6), (OPTIM, 3))
+    ],
+    *[
+        (
+            "7 flipped bit in manifest",
+            flip(MANIFEST, where, 2),
+            ["MANIFEST.json"],
+            "manifest sha256",
+            1,
+        )
+        for where in (0.2, 0.5, 0.9)
+    ],
+    (
+        "7 missing manifest or file",
+        remove(MANIFEST),
+        ["has no MANIFEST.json", "not completely written"],
+        "manifest presence",
+        1,
+    ),
+    (
+        "7 missing manifest or file",
+        remove(OPTIM),
+        ["optimizer.safetensors", "missing"],
+        "manifest file list",
+        1,
+    ),
+    (
+        "7 missing manifest or file",
+        remove("ckpt-000000002"),
+        ["ckpt-000000002", "directory is missing"],
+        "manifest presence",
+        1,
+    ),
+    (
+        "7 wrong checksum in manifest",
+        edit_manifest(wrong_sha, resign=False),
+        ["MANIFEST.json", "manifest checksum mismatch"],
+        "manifest sha256",
+        1,
+    ),
+    (
+        "7 wrong checksum in manifest",
+        edit_manifest(wrong_sha),
+        ["model.safetensors", "checksum mismatch"],
+        "file sha256",
+        1,
+    ),
+    (
+        "7 wrong checksum in manifest",
+        edit_manifest(wrong_size),
+        ["optimizer.safetensors", "the manifest says"],
+        "manifest size",
+        1,
+    ),
+    (
+        "7 pickle or zip renamed as checkpoint",
+        replace_file(MODEL, evil_pickle),
+        ["model.safetensors", "pickle", "never unpickles"],
+        "safetensors reader",
+        1,
+    ),
+    (
+        "7 pickle or zip renamed as checkpoint",
+        replace_file(MODEL, torch_zip),
+        ["model.safetensors", "zip archive"],
+        "safetensors reader",
+        1,
+    ),
+    (
+        "7 pickle or zip renamed as checkpoint",
+        write(MODEL, evil_pickle(".")),
+        ["model.safetensors", "the manifest says", "pickle"],
+        "manifest size",
+        1,
+    ),
     # a damaged pointer: every committed checkpoint is intact, so fallback takes the newest
-    ("7 damaged LATEST pointer", write("LATEST", b'{"checkpoint": "ckpt-000000002", "seq'),
-     ["LATEST", "pointer is corrupted"], "pointer JSON", 2),
-    ("7 damaged LATEST pointer", write("LATEST", pickle.dumps({"checkpoint": 2})),
-     ["LATEST", "pointer is corrupted"], "pointer JSON", 2),
+    (
+        "7 damaged LATEST pointer",
+        write("LATEST", b'{"checkpoint": "ckpt-000000002", "seq'),
+        ["LATEST", "pointer is corrupted"],
+        "pointer JSON",
+        2,
+    ),
+    (
+        "7 damaged LATEST pointer",
+        write("LATEST", pickle.dumps({"checkpoint": 2})),
+        ["LATEST", "pointer is corrupted"],
+        "pointer JSON",
+        2,
+    ),
 ]
 REPS = [sum(c[0] == case[0] for c in CASES[:i]) for i, case in enumerate(CASES)]
 IDS = [f"{case[0][2:].replace(' ', '_')}-{rep}" for case, rep in zip(CASES, REPS)]
@@ -256,7 +363,8 @@ def test_damaged_checkpoint_is_never_taken(saved, fault_record, index):
         error = exc
     took = time.perf_counter() - start
     unchanged = same(run.params(), before) and all(
-        np.array_equal(a, b) for a, b in zip(run.opt_arrays(), opt_before))
+        np.array_equal(a, b) for a, b in zip(run.opt_arrays(), opt_before)
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         state = run.load(root, fallback=True)
@@ -280,8 +388,12 @@ def test_pickle_or_zip_file_given_as_checkpoint(tmp_path, fault_record, kind):
     start = time.perf_counter()
     with pytest.raises(CheckpointError) as info:
         run.load(str(path), fallback=True)
-    fault_record("7 pickle or zip renamed as checkpoint", 10 + (kind == "zip"),
-                 detection_s=time.perf_counter() - start, guard="format sniff")
+    fault_record(
+        "7 pickle or zip renamed as checkpoint",
+        10 + (kind == "zip"),
+        detection_s=time.perf_counter() - start,
+        guard="format sniff",
+    )
     assert "is a file, not a checkpoint directory" in str(info.value)
     assert ("Python pickle" if kind == "pickle" else "zip archive") in str(info.value)
     assert same(run.params(), before) and not (tmp_path / "PWNED").exists()
@@ -294,16 +406,22 @@ def test_all_checkpoints_damaged(saved, fault_record):
     start = time.perf_counter()
     with pytest.raises(CheckpointError) as info:
         Run().load(root, fallback=True)
-    fault_record("7 flipped bit in data", 9, detection_s=time.perf_counter() - start,
-                 guard="file sha256")
+    fault_record(
+        "7 flipped bit in data", 9, detection_s=time.perf_counter() - start, guard="file sha256"
+    )
     message = str(info.value)
     assert "no valid checkpoint" in message and "ckpt-000000002" in message
     assert "ckpt-000000001" in message and "truncated" in message
 
 
 # ---- SIGKILL at each phase of a save ----------------------------------------------------------
-EXPECTED = {"writing": (2, ".staging-"), "written": (2, ".staging-"),
-            "synced": (2, "ckpt-000000003"), "pointer": (2, ".LATEST."), "prune": (3, ".trash-")}
+EXPECTED = {
+    "writing": (2, ".staging-"),
+    "written": (2, ".staging-"),
+    "synced": (2, "ckpt-000000003"),
+    "pointer": (2, ".LATEST."),
+    "prune": (3, ".trash-"),
+}
 
 
 @pytest.mark.parametrize("phase", checkpoint.PHASES)
@@ -311,16 +429,21 @@ def test_sigkill_during_save(tmp_path, fault_record, phase):
     assert set(EXPECTED) == set(checkpoint.PHASES)
     root, refs = tmp_path / "ckpt", tmp_path / "refs"
     refs.mkdir()
-    job = faultlib.run_command([sys.executable, faultlib.WORKERS / "ckpt_kill.py", root, refs,
-                                phase], timeout=60)
+    job = faultlib.run_command(
+        [sys.executable, faultlib.WORKERS / "ckpt_kill.py", root, refs, phase], timeout=60
+    )
     want, leftover = EXPECTED[phase]
     run = Run(width=64, seed=5)
     state = run.load(str(root))
     ref = dg.load(str(refs / f"step-{want}.safetensors"))
     good = state.step == want and same(run.params(), {n: t.numpy() for n, t in ref.items()})
-    fault_record("7 SIGKILL at each phase of a save", checkpoint.PHASES.index(phase),
-                 guard="pointer commit" if want == 2 else "trash rename before delete",
-                 orphans=job.orphans, false_accepts=int(not good))
+    fault_record(
+        "7 SIGKILL at each phase of a save",
+        checkpoint.PHASES.index(phase),
+        guard="pointer commit" if want == 2 else "trash rename before delete",
+        orphans=job.orphans,
+        false_accepts=int(not good),
+    )
     assert job.returncode == -9, job.describe()
     assert job.orphans == 0
     assert good, f"loaded step {state.step}, expected {want} with its exact parameters"
@@ -341,6 +464,7 @@ def _under(root):
             return os.readlink(f"/proc/self/fd/{fd}").startswith(root)
         except OSError:
             return False
+
     return check
 
 
@@ -361,33 +485,53 @@ def _failed_save_keeps_previous(root, refs, run, scenario, rep, fault_record, gu
     return error
 
 
-@pytest.mark.parametrize("cut", ["start", "mid model", "end of model", "mid optimizer",
-                                 "mid ranks", "manifest"])
+@pytest.mark.parametrize(
+    "cut", ["start", "mid model", "end of model", "mid optimizer", "mid ranks", "manifest"]
+)
 def test_enospc_injected(saved, monkeypatch, fault_record, cut):
     root, refs = saved
     files = json.load(open(os.path.join(root, MANIFEST)))["files"]
-    sizes = {n: files[n]["bytes"] for n in ("model.safetensors", "optimizer.safetensors",
-                                            "meta.safetensors", "ranks.safetensors")}
+    sizes = {
+        n: files[n]["bytes"]
+        for n in (
+            "model.safetensors",
+            "optimizer.safetensors",
+            "meta.safetensors",
+            "ranks.safetensors",
+        )
+    }
     ends = np.cumsum(list(sizes.values())).tolist()
-    budget = [{"start": 0, "mid model": ends[0] // 2, "end of model": ends[0],
-               "mid optimizer": (ends[0] + ends[1]) // 2, "mid ranks": (ends[2] + ends[3]) // 2,
-               "manifest": ends[3] + 10}[cut]]
+    budget = [
+        {
+            "start": 0,
+            "mid model": ends[0] // 2,
+            "end of model": ends[0],
+            "mid optimizer": (ends[0] + ends[1]) // 2,
+            "mid ranks": (ends[2] + ends[3]) // 2,
+            "manifest": ends[3] + 10,
+        }[cut]
+    ]
     real_write, under = os.write, _under(root)
 
     def write(fd, data):
         if under(fd):
             if budget[0] <= 0:
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-            data = memoryview(data)[:budget[0]]
+            data = memoryview(data)[: budget[0]]
             budget[0] -= len(data)
         return real_write(fd, data)
 
     run = Run().step().step().step()
     monkeypatch.setattr(os, "write", write)
-    error = _failed_save_keeps_previous(root, refs, run, "7 full disk (ENOSPC injected)",
-                                        ["start", "mid model", "end of model", "mid optimizer",
-                                         "mid ranks", "manifest"].index(cut), fault_record,
-                                        "staging dir + pointer commit")
+    error = _failed_save_keeps_previous(
+        root,
+        refs,
+        run,
+        "7 full disk (ENOSPC injected)",
+        ["start", "mid model", "end of model", "mid optimizer", "mid ranks", "manifest"].index(cut),
+        fault_record,
+        "staging dir + pointer commit",
+    )
     assert error is not None and error.errno == errno.ENOSPC
     assert ".staging-ckpt-000000003" in error.filename, error.filename
     assert sorted(os.listdir(root)) == ["LATEST", "ckpt-000000001", "ckpt-000000002"]
@@ -407,6 +551,7 @@ def _failing_fsync(root, fail_at):
             if fsync.calls == fail_at:
                 raise OSError(errno.EIO, os.strerror(errno.EIO))
         return real(fd)
+
     fsync.calls = 0
     return fsync
 
@@ -437,8 +582,12 @@ def test_fsync_failure_at_every_call(tmp_path, monkeypatch, fault_record):
         state = fresh.load(root)
         want = refs[2] if committed == 2 else run.params()
         good = state.step == committed and same(fresh.params(), want)
-        fault_record("7 fsync error (EIO injected)", k - 1, guard="pointer commit",
-                     false_accepts=int(not good))
+        fault_record(
+            "7 fsync error (EIO injected)",
+            k - 1,
+            guard="pointer commit",
+            false_accepts=int(not good),
+        )
         assert good, (k, committed, state.step)
         assert visible_checkpoints_verify(root)
 
@@ -448,8 +597,12 @@ def tiny_disk(tmp_path):
     """A 1 MiB tmpfs (needs root and a kernel that lets us mount; skipped otherwise)."""
     disk = tmp_path / "disk"
     disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)],
-                             capture_output=True).returncode == 0
+    mounted = (
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True
+        ).returncode
+        == 0
+    )
     if not mounted:
         pytest.skip("cannot mount a tmpfs here (needs root); ENOSPC is covered by injection")
     yield str(disk)
@@ -471,8 +624,13 @@ def test_enospc_real_full_disk(tiny_disk, fault_record):
         took = time.perf_counter() - start
         fresh = Run(width=16, seed=9)
         good = fresh.load(root).step == 2 and same(fresh.params(), refs[2])
-        fault_record("7 full disk (real 1 MiB tmpfs)", rep, detection_s=took,
-                     guard="staging dir + pointer commit", false_accepts=int(not good))
+        fault_record(
+            "7 full disk (real 1 MiB tmpfs)",
+            rep,
+            detection_s=took,
+            guard="staging dir + pointer commit",
+            false_accepts=int(not good),
+        )
         assert info.value.errno == errno.ENOSPC and good
         assert sorted(os.listdir(root)) == ["LATEST", "ckpt-000000001", "ckpt-000000002"]
     small.save(root, 3)  # the failed saves left no garbage: a small save still fits
@@ -483,15 +641,24 @@ def test_enospc_real_full_disk(tiny_disk, fault_record):
 MODES = ["save-fails-on-rank0", "load-fails-on-rank1", "corrupt"]
 
 
-@pytest.mark.skipif(not faultlib.MPIEXEC.exists() or importlib.util.find_spec("mpi4py") is None,
-                    reason="needs mpi4py and the mpiexec next to Python")
+@pytest.mark.skipif(
+    not faultlib.MPIEXEC.exists() or importlib.util.find_spec("mpi4py") is None,
+    reason="needs mpi4py and the mpiexec next to Python",
+)
 @pytest.mark.parametrize("mode", MODES)
 def test_two_ranks(tmp_path, fault_record, mode):
     job = faultlib.run_job("ckpt_dist.py", tmp_path / "ckpt", mode, timeout=60)
-    fault_record("7 checkpoint failure on 2 ranks (mpiexec)", MODES.index(mode),
-                 detection_s=job.detection_s,
-                 deadline_s=30, guard={"save-fails-on-rank0": "rank 0 status broadcast",
-                                       "load-fails-on-rank1": "verdict allgather",
-                                       "corrupt": "file sha256"}[mode], orphans=job.orphans)
+    fault_record(
+        "7 checkpoint failure on 2 ranks (mpiexec)",
+        MODES.index(mode),
+        detection_s=job.detection_s,
+        deadline_s=30,
+        guard={
+            "save-fails-on-rank0": "rank 0 status broadcast",
+            "load-fails-on-rank1": "verdict allgather",
+            "corrupt": "file sha256",
+        }[mode],
+        orphans=job.orphans,
+    )
     assert job.returncode == 0 and job.orphans == 0, job.describe()
     assert "RANK 0 OK" in job.stdout and "RANK 1 OK" in job.stdout, job.describe()

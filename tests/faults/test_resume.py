@@ -3,6 +3,7 @@ NEW process and N more: the parameters must be bit-identical. Mid-epoch and at e
 SGD with momentum and Adam, dropout, a shuffling DataLoader (or DistributedSampler), numpy's
 and Python's global streams; on one process (killed after the checkpoint, losing the steps it
 made after it) and on 2 ranks with DataParallel."""
+
 import importlib.util
 import os
 import sys
@@ -19,11 +20,13 @@ from . import faultlib
 SCRIPT = faultlib.WORKERS / "resume_train.py"
 
 # (total steps, checkpoint step, optimizer, flags): 12 batches per epoch on one process
-SINGLE = [(30, 17, "sgd", ["--crash"]),  # mid-epoch 1
-          (30, 5, "adam", ["--crash"]),  # mid-epoch 0
-          (30, 12, "adam", []),  # the last batch of epoch 0, saved inside the epoch
-          (30, 12, "sgd", ["--epoch-end"]),  # saved after epoch 0 ended
-          (30, 19, "adam", ["--crash", "--workers"])]  # DataLoader worker processes
+SINGLE = [
+    (30, 17, "sgd", ["--crash"]),  # mid-epoch 1
+    (30, 5, "adam", ["--crash"]),  # mid-epoch 0
+    (30, 12, "adam", []),  # the last batch of epoch 0, saved inside the epoch
+    (30, 12, "sgd", ["--epoch-end"]),  # saved after epoch 0 ended
+    (30, 19, "adam", ["--crash", "--workers"]),
+]  # DataLoader worker processes
 # 6 batches per epoch per rank on 2 ranks
 RANKS = [(20, 9, "adam", []), (20, 6, "sgd", ["--epoch-end"]), (20, 14, "sgd", [])]
 
@@ -38,30 +41,52 @@ def _check(job, n):
 @pytest.mark.fault("9 resume determinism (1 process, restart in a new process)")
 def test_resume_one_process(tmp_path, fault_record, rep, case):
     steps, half, opt, flags = case
-    first = faultlib.run_command([sys.executable, SCRIPT, "first", tmp_path, steps, half, opt,
-                                  *flags], timeout=60)
+    first = faultlib.run_command(
+        [sys.executable, SCRIPT, "first", tmp_path, steps, half, opt, *flags], timeout=60
+    )
     assert first.returncode == (-9 if "--crash" in flags else 0), first.describe()
-    resumed = faultlib.run_command([sys.executable, SCRIPT, "resume", tmp_path, steps, half,
-                                    opt, *[f for f in flags if f == "--workers"]], timeout=60)
-    fault_record("9 resume determinism (1 process, restart in a new process)", rep,
-                 guard="bit-identical parameters", orphans=first.orphans + resumed.orphans)
+    resumed = faultlib.run_command(
+        [
+            sys.executable,
+            SCRIPT,
+            "resume",
+            tmp_path,
+            steps,
+            half,
+            opt,
+            *[f for f in flags if f == "--workers"],
+        ],
+        timeout=60,
+    )
+    fault_record(
+        "9 resume determinism (1 process, restart in a new process)",
+        rep,
+        guard="bit-identical parameters",
+        orphans=first.orphans + resumed.orphans,
+    )
     assert first.orphans == 0, first.describe()
     _check(resumed, 1)
 
 
-@pytest.mark.skipif(not faultlib.MPIEXEC.exists() or importlib.util.find_spec("mpi4py") is None,
-                    reason="needs mpi4py and the mpiexec next to Python")
+@pytest.mark.skipif(
+    not faultlib.MPIEXEC.exists() or importlib.util.find_spec("mpi4py") is None,
+    reason="needs mpi4py and the mpiexec next to Python",
+)
 @pytest.mark.parametrize("rep,case", list(enumerate(RANKS)))
 @pytest.mark.fault("9 resume determinism (mpiexec -n 2, DataParallel)")
 def test_resume_two_ranks(tmp_path, fault_record, rep, case):
     steps, half, opt, flags = case
-    first = faultlib.run_job(SCRIPT, "first", tmp_path, steps, half, opt, "--dist", *flags,
-                             timeout=60)
+    first = faultlib.run_job(
+        SCRIPT, "first", tmp_path, steps, half, opt, "--dist", *flags, timeout=60
+    )
     assert first.returncode == 0 and first.orphans == 0, first.describe()
-    resumed = faultlib.run_job(SCRIPT, "resume", tmp_path, steps, half, opt, "--dist",
-                               timeout=60)
-    fault_record("9 resume determinism (mpiexec -n 2, DataParallel)", rep,
-                 guard="bit-identical parameters", orphans=first.orphans + resumed.orphans)
+    resumed = faultlib.run_job(SCRIPT, "resume", tmp_path, steps, half, opt, "--dist", timeout=60)
+    fault_record(
+        "9 resume determinism (mpiexec -n 2, DataParallel)",
+        rep,
+        guard="bit-identical parameters",
+        orphans=first.orphans + resumed.orphans,
+    )
     _check(resumed, 2)
 
 
@@ -82,14 +107,14 @@ def test_manager_round_trip_and_keep(tmp_path):
     model = nn.Linear(3, 2)
     opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     sched = optim.lr_scheduler.StepLR(opt, 2, gamma=0.5)
-    ckpt = checkpoint.CheckpointManager(tmp_path / "run", model=model, optimizer=opt,
-                                        scheduler=sched, keep=2)
+    ckpt = checkpoint.CheckpointManager(
+        tmp_path / "run", model=model, optimizer=opt, scheduler=sched, keep=2
+    )
     assert ckpt.restore() is None and ckpt.latest() is None
     for step in (1, 2, 3):
         _step(model, opt, sched)
         ckpt.save(step, epoch=step // 2, seed=7, extra={"loss": 0.5 * step, "best": dg.ones(2)})
-    assert sorted(os.listdir(tmp_path / "run")) == ["LATEST", "ckpt-000000002",
-                                                     "ckpt-000000003"]
+    assert sorted(os.listdir(tmp_path / "run")) == ["LATEST", "ckpt-000000002", "ckpt-000000003"]
     want, lr, last = _arrays(model, opt), opt.param_groups[0]["lr"], sched.last_epoch
     _step(model, opt, sched)
     _step(model, opt, sched)
@@ -119,8 +144,9 @@ def test_fallback_then_a_lower_step_becomes_the_newest(tmp_path):
 def test_resumable_loader_replays_the_rest_of_the_epoch(batch_size):
     def fresh():
         dg.manual_seed(0)
-        return checkpoint.ResumableLoader(DataLoader(TensorDataset(dg.arange(10)),
-                                                     batch_size=batch_size, shuffle=True))
+        return checkpoint.ResumableLoader(
+            DataLoader(TensorDataset(dg.arange(10)), batch_size=batch_size, shuffle=True)
+        )
 
     def epochs(loader, n):
         return [[b[0].tolist() for b in loader] for _ in range(n)]

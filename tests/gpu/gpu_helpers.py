@@ -1,6 +1,7 @@
 """Shared by the GPU tests: how many GPUs there are, and starting real MPI jobs whose ranks
 use the GPU (``run_gpu_job``). The mpiexec is ``$DISTGRAD_MPIEXEC``, else the one next to this
 Python, else the first on ``PATH``; it must belong to the MPI library mpi4py uses."""
+
 from __future__ import annotations
 
 import importlib
@@ -23,8 +24,11 @@ def gpu_count() -> int:
 
 
 def mpiexec() -> str | None:
-    candidates = [os.environ.get("DISTGRAD_MPIEXEC"), str(Path(sys.executable).parent / "mpiexec"),
-                  shutil.which("mpiexec")]
+    candidates = [
+        os.environ.get("DISTGRAD_MPIEXEC"),
+        str(Path(sys.executable).parent / "mpiexec"),
+        shutil.which("mpiexec"),
+    ]
     return next((c for c in candidates if c and os.path.exists(c)), None)
 
 
@@ -36,8 +40,9 @@ def _mpi_usable() -> bool:
     return mpiexec() is not None
 
 
-requires_mpi = pytest.mark.skipif(not _mpi_usable(),
-                                  reason="needs mpi4py with an MPI library and its mpiexec")
+requires_mpi = pytest.mark.skipif(
+    not _mpi_usable(), reason="needs mpi4py with an MPI library and its mpiexec"
+)
 requires_2_gpus = pytest.mark.skipif(gpu_count() < 2, reason="needs two GPUs")
 
 
@@ -49,8 +54,10 @@ def run_gpu_job(n: int, script: str, *args, env: dict | None = None, timeout: fl
     environ.setdefault("DISTGRAD_COLLECTIVE_TIMEOUT", "60")
     environ.update({k: str(v) for k, v in (env or {}).items()})
     command = [mpiexec(), "-n", str(n), sys.executable, str(WORKERS / script), *map(str, args)]
-    proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
-                          env=environ, cwd=ROOT)
-    assert proc.returncode == 0, (f"exit code {proc.returncode}\n--- stdout\n{proc.stdout}\n"
-                                  f"--- stderr\n{proc.stderr}")
+    proc = subprocess.run(
+        command, capture_output=True, text=True, timeout=timeout, env=environ, cwd=ROOT
+    )
+    assert proc.returncode == 0, (
+        f"exit code {proc.returncode}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
+    )
     return proc

@@ -1,5 +1,6 @@
 """Device support on a real GPU: moving tensors and modules, factories, the ``distgrad.cuda``
 functions, ops running under their tensor's GPU, mixing devices, double backward on cupy."""
+
 import numpy as np
 import pytest
 
@@ -30,17 +31,24 @@ def test_factories_on_the_gpu():
     dg.manual_seed(3)
     on_gpu = dg.randn(5, device="cuda")
     np.testing.assert_array_equal(on_gpu.cpu().numpy(), on_cpu.numpy())  # one seeded stream
-    for t in (dg.zeros(2, 3, device="cuda"), dg.ones(2, device="cuda:0"),
-              dg.full((2,), 7.0, device="cuda"), dg.arange(4, device="cuda"),
-              dg.eye(3, device="cuda"), dg.tensor([1, 2], device="cuda"),
-              dg.zeros_like(on_gpu), dg.rand(3, device=dg.device("cuda"))):
+    for t in (
+        dg.zeros(2, 3, device="cuda"),
+        dg.ones(2, device="cuda:0"),
+        dg.full((2,), 7.0, device="cuda"),
+        dg.arange(4, device="cuda"),
+        dg.eye(3, device="cuda"),
+        dg.tensor([1, 2], device="cuda"),
+        dg.zeros_like(on_gpu),
+        dg.rand(3, device=dg.device("cuda")),
+    ):
         assert t.device.type == "cuda", t
     assert dg.tensor(on_gpu.array, device="cpu").device.type == "cpu"  # a cupy array to cpu
 
 
 def test_module_to_and_optimizer_step_on_the_gpu():
-    model = dg.nn.Sequential(dg.nn.Linear(4, 8), dg.nn.BatchNorm1d(8), dg.nn.ReLU(),
-                             dg.nn.Linear(8, 2)).to("cuda")
+    model = dg.nn.Sequential(
+        dg.nn.Linear(4, 8), dg.nn.BatchNorm1d(8), dg.nn.ReLU(), dg.nn.Linear(8, 2)
+    ).to("cuda")
     assert all(p.device.type == "cuda" for p in model.parameters())
     assert all(b.device.type == "cuda" for b in model.buffers())
     opt = dg.optim.Adam(model.parameters(), lr=1e-2)
@@ -79,13 +87,13 @@ def test_mixing_cpu_and_gpu_names_both_devices():
 
 def test_double_backward_on_the_gpu():
     x = dg.tensor([0.5, -1.0, 2.0], device="cuda", dtype=dg.float64, requires_grad=True)
-    y = (dg.tanh(x) * x ** 3).sum()
+    y = (dg.tanh(x) * x**3).sum()
     (g,) = dg.autograd.grad(y, x, create_graph=True)
     (gg,) = dg.autograd.grad(g.sum(), x)
     t = np.tanh(x.detach().cpu().numpy())
     xs = x.detach().cpu().numpy()
-    d1 = (1 - t ** 2) * xs ** 3 + 3 * t * xs ** 2
-    d2 = -2 * t * (1 - t ** 2) * xs ** 3 + 6 * (1 - t ** 2) * xs ** 2 + 6 * t * xs
+    d1 = (1 - t**2) * xs**3 + 3 * t * xs**2
+    d2 = -2 * t * (1 - t**2) * xs**3 + 6 * (1 - t**2) * xs**2 + 6 * t * xs
     np.testing.assert_allclose(g.detach().cpu().numpy(), d1, rtol=1e-10)
     np.testing.assert_allclose(gg.cpu().numpy(), d2, rtol=1e-10)
 

@@ -3,6 +3,7 @@ communicator), the automatic choice of NCCL for GPU tensors, stream ordering, th
 timeline DataParallel reports; then MPI jobs: two ranks sharing the GPU (host staging, since
 NCCL refuses two ranks on one GPU), and with two GPUs the same over NCCL, for the tensor
 collectives and for DataParallel."""
+
 import numpy as np
 import pytest
 
@@ -19,8 +20,10 @@ pytestmark = pytest.mark.gpu
 
 
 NCCL_PROBLEM = nc.local_nccl_problem({})
-needs_nccl = pytest.mark.skipif(not dg.cuda.is_available() or NCCL_PROBLEM is not None,
-                                reason=f"NCCL is not usable here: {NCCL_PROBLEM}")
+needs_nccl = pytest.mark.skipif(
+    not dg.cuda.is_available() or NCCL_PROBLEM is not None,
+    reason=f"NCCL is not usable here: {NCCL_PROBLEM}",
+)
 
 
 @pytest.fixture
@@ -33,11 +36,19 @@ def cp():
 
 
 @needs_nccl
-@pytest.mark.parametrize("dtype, ops", [
-    ("float32", "SUM AVG MAX MIN PRODUCT"), ("float16", "SUM AVG"), ("float64", "SUM AVG"),
-    ("int64", "SUM MAX MIN"), ("int32", "SUM"), ("uint8", "MAX"), ("bool", "SUM PRODUCT"),
-    ("complex64", "SUM AVG"),
-])
+@pytest.mark.parametrize(
+    "dtype, ops",
+    [
+        ("float32", "SUM AVG MAX MIN PRODUCT"),
+        ("float16", "SUM AVG"),
+        ("float64", "SUM AVG"),
+        ("int64", "SUM MAX MIN"),
+        ("int32", "SUM"),
+        ("uint8", "MAX"),
+        ("bool", "SUM PRODUCT"),
+        ("complex64", "SUM AVG"),
+    ],
+)
 def test_allreduce_one_rank(comm, dtype, ops):
     values = np.arange(1, 7).reshape(2, 3).astype(dtype)
     for name in ops.split():

@@ -1,6 +1,7 @@
 """The training examples' models (MLP with dropout, CNN with BatchNorm and pooling) trained on
 the GPU give the CPU's losses and weights to float32 tolerance, from the same weights, batches
 and dropout masks (random numbers come from one seeded host stream on both)."""
+
 import copy
 import importlib.util
 
@@ -30,7 +31,7 @@ def train(model, make_opt, x, y, device, steps=30, batch=64):
     losses = []
     for step in range(steps):
         lo = (step * batch) % (len(y) - batch)
-        loss = dg.nn.functional.cross_entropy(model(x[lo:lo + batch]), y[lo:lo + batch])
+        loss = dg.nn.functional.cross_entropy(model(x[lo : lo + batch]), y[lo : lo + batch])
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -41,10 +42,13 @@ def train(model, make_opt, x, y, device, steps=30, batch=64):
     return np.array(losses), [p.detach().cpu().numpy() for p in model.parameters()], accuracy
 
 
-@pytest.mark.parametrize("name, images, make_opt", [
-    ("train_mlp_digits", False, lambda ps: dg.optim.Adam(ps, lr=2e-3)),
-    ("train_cnn_digits", True, lambda ps: dg.optim.AdamW(ps, lr=3e-3, weight_decay=1e-4)),
-])
+@pytest.mark.parametrize(
+    "name, images, make_opt",
+    [
+        ("train_mlp_digits", False, lambda ps: dg.optim.Adam(ps, lr=2e-3)),
+        ("train_cnn_digits", True, lambda ps: dg.optim.AdamW(ps, lr=3e-3, weight_decay=1e-4)),
+    ],
+)
 def test_example_trains_the_same_on_gpu(name, images, make_opt):
     module = example(name)
     dg.manual_seed(0)

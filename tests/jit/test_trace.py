@@ -1,4 +1,5 @@
 """Graph mode: traced replays give exactly the eager outputs and gradients (float64)."""
+
 import copy
 
 import numpy as np
@@ -51,8 +52,9 @@ def eager_and_traced(make, loss_fn, batches, seed=1):
 
 
 def mlp():
-    return nn.Sequential(nn.Linear(12, 32), nn.ReLU(), nn.Linear(32, 32), nn.Tanh(),
-                         nn.Linear(32, 5))
+    return nn.Sequential(
+        nn.Linear(12, 32), nn.ReLU(), nn.Linear(32, 32), nn.Tanh(), nn.Linear(32, 5)
+    )
 
 
 def batch(n=8, features=12, classes=5):
@@ -60,17 +62,25 @@ def batch(n=8, features=12, classes=5):
 
 
 def test_mlp_outputs_and_gradients_equal_eager():
-    _, _, traced = eager_and_traced(mlp, lambda m, x, y: F.cross_entropy(m(x), y),
-                                    [batch() for _ in range(3)])
+    _, _, traced = eager_and_traced(
+        mlp, lambda m, x, y: F.cross_entropy(m(x), y), [batch() for _ in range(3)]
+    )
     assert traced.graph.has_backward and len(traced.graph) == 6
     assert "CrossEntropy" in str(traced.graph)
 
 
 def test_cnn_with_batchnorm_and_pooling_equals_eager():
     def cnn():
-        return nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
-                             nn.MaxPool2d(2), nn.Conv2d(4, 4, 3), nn.ReLU(), nn.Flatten(),
-                             nn.Linear(4, 3))
+        return nn.Sequential(
+            nn.Conv2d(2, 4, 3, padding=1),
+            nn.BatchNorm2d(4),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(4, 4, 3),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(4, 3),
+        )
 
     batches = [(dg.randn(4, 2, 6, 6), dg.randint(0, 3, (4,))) for _ in range(2)]
     model, twin, _ = eager_and_traced(cnn, lambda m, x, y: F.cross_entropy(m(x), y), batches)
@@ -84,8 +94,9 @@ def test_dropout_masks_are_redrawn_per_replay_like_eager():
         return nn.Sequential(nn.Linear(12, 64), nn.ReLU(), nn.Dropout(0.5), nn.Linear(64, 5))
 
     x, y = batch()
-    model, twin, traced = eager_and_traced(make, lambda m, x, y: F.mse_loss(m(x).sum(1), y * 1.0),
-                                           [(x, y)] * 3)
+    model, twin, traced = eager_and_traced(
+        make, lambda m, x, y: F.mse_loss(m(x).sum(1), y * 1.0), [(x, y)] * 3
+    )
     dg.manual_seed(5)
     a = traced(x, y).item()
     dg.manual_seed(6)
@@ -111,8 +122,10 @@ def test_module_trace_reads_parameters_live():
 
 
 def test_trace_step_equals_eager_training():
-    for make_opt in (lambda p: dg.optim.SGD(p, lr=0.1, momentum=0.9),
-                     lambda p: dg.optim.Adam(p, lr=0.01)):
+    for make_opt in (
+        lambda p: dg.optim.SGD(p, lr=0.1, momentum=0.9),
+        lambda p: dg.optim.Adam(p, lr=0.01),
+    ):
         model = mlp()
         twin = copy.deepcopy(model)
         opt, twin_opt = make_opt(model.parameters()), make_opt(twin.parameters())
@@ -124,8 +137,10 @@ def test_trace_step_equals_eager_training():
             loss.backward()
             opt.step()
             assert step(x, y).item() == loss.item()
-        assert_same([p.numpy(force=True) for p in twin.parameters()],
-                    [p.numpy(force=True) for p in model.parameters()])
+        assert_same(
+            [p.numpy(force=True) for p in twin.parameters()],
+            [p.numpy(force=True) for p in model.parameters()],
+        )
 
 
 def test_inputs_must_match_the_trace():
@@ -191,7 +206,7 @@ def test_in_place_ops_and_user_functions_replay():
 
         @staticmethod
         def backward(ctx, g):
-            x, = ctx.saved_tensors
+            (x,) = ctx.saved_tensors
             return 3 * x * x * g
 
     w = dg.randn(5, requires_grad=True)
@@ -245,8 +260,7 @@ def test_cuda_graph_needs_cuda_tensors():
     if dg.cuda.is_available():
         pytest.skip("covered by the GPU test")
     with pytest.raises(RuntimeError, match="cupy"):
-        jit.trace_step(lambda x, y: F.cross_entropy(model(x), y), batch(), opt,
-                       cuda_graph=True)
+        jit.trace_step(lambda x, y: F.cross_entropy(model(x), y), batch(), opt, cuda_graph=True)
 
 
 @pytest.mark.gpu
@@ -256,8 +270,9 @@ def test_cuda_graph_step_matches_eager():
     opt = dg.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     twin_opt = dg.optim.SGD(twin.parameters(), lr=0.1, momentum=0.9)
     batches = [tuple(t.to("cuda") for t in batch()) for _ in range(4)]
-    step = jit.trace_step(lambda x, y: F.cross_entropy(twin(x), y), batches[0], twin_opt,
-                          cuda_graph=True, warmup=1)
+    step = jit.trace_step(
+        lambda x, y: F.cross_entropy(twin(x), y), batches[0], twin_opt, cuda_graph=True, warmup=1
+    )
     x, y = batches[0]  # the warm-up step, taken eagerly on the twin
     opt.zero_grad()
     F.cross_entropy(model(x), y).backward()

@@ -16,8 +16,7 @@ for folder in (Path(__file__).resolve().parents[2], Path(__file__).resolve().par
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
 
-from launcher_testing import (  # noqa: E402
-    MPI_MISSING, Training, distgrad_run, training_command)
+from launcher_testing import MPI_MISSING, Training, distgrad_run, training_command  # noqa: E402
 
 
 @pytest.fixture

@@ -99,7 +99,7 @@ class Training:
     steps: int  # optimizer steps (each one allreduced every gradient)
 
     @staticmethod
-    def read(output: str, out_dir: Path) -> "Training":
+    def read(output: str, out_dir: Path) -> Training:
         import distgrad  # only here: the launcher itself never imports distgrad
 
         losses = re.findall(r"epoch +\d+ +loss (\S+?),?\s", output)
@@ -115,10 +115,13 @@ class Training:
         """Bytes of gradients each rank contributes to allreduces over the run."""
         return sum(param.nbytes for param in self.params.values()) * self.steps
 
-    def assert_same_as(self, reference: "Training") -> None:
+    def assert_same_as(self, reference: Training) -> None:
         """Same printed loss and accuracy, bit-identical parameters."""
         assert (self.loss, self.accuracy, self.steps) == (
-            reference.loss, reference.accuracy, reference.steps)
+            reference.loss,
+            reference.accuracy,
+            reference.steps,
+        )
         assert self.params.keys() == reference.params.keys()
         for name, value in self.params.items():
             assert np.array_equal(value, reference.params[name]), f"parameter {name} differs"

@@ -29,11 +29,27 @@ def dry_run(*argv: str, environ=ENVIRON, machine=NODE0) -> str:
 
 
 def test_mpich_two_hosts():
-    assert dry_run(
-        "--mpi-flavor", "mpich", "--mpiexec", "/opt/mpich/bin/mpiexec", "-H", "n1:2,n2:2",
-        "--iface", "eth1", "--ssh", "/usr/bin/ssh-wrapper", "-x", "SEED=7", "--tag-output",
-        "python3", "train.py", "--epochs", "2",
-    ) == f"""\
+    assert (
+        dry_run(
+            "--mpi-flavor",
+            "mpich",
+            "--mpiexec",
+            "/opt/mpich/bin/mpiexec",
+            "-H",
+            "n1:2,n2:2",
+            "--iface",
+            "eth1",
+            "--ssh",
+            "/usr/bin/ssh-wrapper",
+            "-x",
+            "SEED=7",
+            "--tag-output",
+            "python3",
+            "train.py",
+            "--epochs",
+            "2",
+        )
+        == f"""\
 launcher: MPICH (hydra)
 command:
   /opt/mpich/bin/mpiexec -n 4 -hosts n1:2,n2:2 -launcher ssh -launcher-exec /usr/bin/ssh-wrapper -iface eth1 -prepend-rank -genvlist CUDA_VISIBLE_DEVICES,FI_TCP_IFACE,NCCL_DEBUG,NCCL_SOCKET_IFNAME,PATH,PYTHONPATH,SEED python3 {RANK_MAIN} train.py --epochs 2
@@ -50,14 +66,25 @@ per rank (threads from 8 cores per host, as here):
   rank 1 on n1: DISTGRAD_LOCAL_RANK=1 DISTGRAD_LOCAL_SIZE=2 OMP_NUM_THREADS=4 OPENBLAS_NUM_THREADS=4 MKL_NUM_THREADS=4 CUDA_VISIBLE_DEVICES=1
   rank 2 on n2: DISTGRAD_LOCAL_RANK=0 DISTGRAD_LOCAL_SIZE=2 OMP_NUM_THREADS=4 OPENBLAS_NUM_THREADS=4 MKL_NUM_THREADS=4 CUDA_VISIBLE_DEVICES=0
   rank 3 on n2: DISTGRAD_LOCAL_RANK=1 DISTGRAD_LOCAL_SIZE=2 OMP_NUM_THREADS=4 OPENBLAS_NUM_THREADS=4 MKL_NUM_THREADS=4 CUDA_VISIBLE_DEVICES=1"""
+    )
 
 
 def test_mpich_this_machine_runs_any_program_with_gpus_found_here():
     machine = Here(8, "node0", "/usr/bin/python3", root=False, gpus=lambda: ["0", "1", "2", "3"])
-    assert dry_run(
-        "--mpi-flavor", "mpich", "--mpiexec", "mpiexec", "-np", "3", "hostname", "-s",
-        environ={"PATH": "/usr/bin"}, machine=machine,
-    ) == f"""\
+    assert (
+        dry_run(
+            "--mpi-flavor",
+            "mpich",
+            "--mpiexec",
+            "mpiexec",
+            "-np",
+            "3",
+            "hostname",
+            "-s",
+            environ={"PATH": "/usr/bin"},
+            machine=machine,
+        )
+        == f"""\
 launcher: MPICH (hydra)
 command:
   mpiexec -n 3 -genvlist PATH /usr/bin/python3 {RANK_MAIN} --exec hostname -s
@@ -67,16 +94,37 @@ per rank (threads from 8 cores per host, as here):
   rank 0 on node0: DISTGRAD_LOCAL_RANK=0 DISTGRAD_LOCAL_SIZE=3 OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 MKL_NUM_THREADS=2 CUDA_VISIBLE_DEVICES=0
   rank 1 on node0: DISTGRAD_LOCAL_RANK=1 DISTGRAD_LOCAL_SIZE=3 OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 MKL_NUM_THREADS=2 CUDA_VISIBLE_DEVICES=1
   rank 2 on node0: DISTGRAD_LOCAL_RANK=2 DISTGRAD_LOCAL_SIZE=3 OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 MKL_NUM_THREADS=2 CUDA_VISIBLE_DEVICES=2"""
+    )
 
 
 def test_open_mpi_as_root_oversubscribed_with_threads_and_no_gpu_binding():
-    assert dry_run(
-        "--mpi-flavor", "openmpi", "--mpiexec", "/usr/bin/mpirun", "-H", "n1:1,n2:1", "-np", "3",
-        "--oversubscribe", "--iface", "ib0", "--ssh", "rsh", "--threads-per-rank", "2",
-        "--gpus-per-node", "0", "--", "/venv/bin/python", "-m", "pkg.train",
-        environ={"PATH": "/usr/bin", "OMP_NUM_THREADS": "1"},
-        machine=Here(8, "node0", "/usr/bin/python3", root=True, gpus=lambda: ["0"]),
-    ) == f"""\
+    assert (
+        dry_run(
+            "--mpi-flavor",
+            "openmpi",
+            "--mpiexec",
+            "/usr/bin/mpirun",
+            "-H",
+            "n1:1,n2:1",
+            "-np",
+            "3",
+            "--oversubscribe",
+            "--iface",
+            "ib0",
+            "--ssh",
+            "rsh",
+            "--threads-per-rank",
+            "2",
+            "--gpus-per-node",
+            "0",
+            "--",
+            "/venv/bin/python",
+            "-m",
+            "pkg.train",
+            environ={"PATH": "/usr/bin", "OMP_NUM_THREADS": "1"},
+            machine=Here(8, "node0", "/usr/bin/python3", root=True, gpus=lambda: ["0"]),
+        )
+        == f"""\
 launcher: Open MPI
 command:
   /usr/bin/mpirun -np 3 --host n1:1,n2:1 --oversubscribe --allow-run-as-root --mca plm_rsh_agent rsh --mca btl_tcp_if_include ib0 --mca oob_tcp_if_include ib0 -x DISTGRAD_GPUS_PER_NODE -x FI_TCP_IFACE -x MKL_NUM_THREADS -x NCCL_SOCKET_IFNAME -x OMP_NUM_THREADS -x OPENBLAS_NUM_THREADS -x PATH /venv/bin/python {RANK_MAIN} -m pkg.train
@@ -92,6 +140,7 @@ per rank (threads from 8 cores per host, as here):
   rank 0 on n1: DISTGRAD_LOCAL_RANK=0 DISTGRAD_LOCAL_SIZE=2 OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 MKL_NUM_THREADS=2
   rank 1 on n2: DISTGRAD_LOCAL_RANK=0 DISTGRAD_LOCAL_SIZE=1 OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 MKL_NUM_THREADS=2
   rank 2 on n1: DISTGRAD_LOCAL_RANK=1 DISTGRAD_LOCAL_SIZE=2 OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 MKL_NUM_THREADS=2"""
+    )
 
 
 def test_open_mpi_on_this_machine_always_oversubscribes():
@@ -102,16 +151,27 @@ def test_open_mpi_on_this_machine_always_oversubscribes():
 
 def test_srun_inside_an_allocation():
     environ = {**ENVIRON, "SLURM_JOB_ID": "42", "SLURM_CPUS_PER_TASK": "4"}
-    assert dry_run(
-        "--mpiexec", "/usr/bin/srun", "-np", "8", "-x", "SEED=7", "--tag-output",
-        "python", "train.py", environ=environ,
-    ) == f"""\
+    assert (
+        dry_run(
+            "--mpiexec",
+            "/usr/bin/srun",
+            "-np",
+            "8",
+            "-x",
+            "SEED=7",
+            "--tag-output",
+            "python",
+            "train.py",
+            environ=environ,
+        )
+        == f"""\
 launcher: Slurm srun
 command:
   /usr/bin/srun --mpi=pmi2 --kill-on-bad-exit=1 --ntasks=8 --cpus-per-task=4 --label python {RANK_MAIN} train.py
 forwarded to every rank: the whole environment (srun --export=ALL), with:
   SEED=7
 per rank: placed by Slurm; each rank sets DISTGRAD_LOCAL_RANK/SIZE from SLURM_LOCALID/SLURM_STEP_TASKS_PER_NODE, OMP/OPENBLAS/MKL_NUM_THREADS (unless set) from SLURM_CPUS_PER_TASK or cores / local ranks, and CUDA_VISIBLE_DEVICES to GPU i for local rank i (unless --gpus-per-node 0 or Slurm bound it with --gpus-per-task)"""
+    )
 
 
 @pytest.mark.parametrize(
@@ -140,10 +200,14 @@ def test_srun_refuses_host_lists():
     "command, argv",
     [
         (["python", "train.py", "--lr", "1"], ["python", RANK_MAIN, "train.py", "--lr", "1"]),
-        (["/v/bin/python3.12", "-u", "-X", "dev", "-Wignore", "t.py"],
-         ["/v/bin/python3.12", "-u", "-X", "dev", "-Wignore", RANK_MAIN, "t.py"]),
-        (["python", "-m", "pkg.train", "-c", "x"],
-         ["python", RANK_MAIN, "-m", "pkg.train", "-c", "x"]),
+        (
+            ["/v/bin/python3.12", "-u", "-X", "dev", "-Wignore", "t.py"],
+            ["/v/bin/python3.12", "-u", "-X", "dev", "-Wignore", RANK_MAIN, "t.py"],
+        ),
+        (
+            ["python", "-m", "pkg.train", "-c", "x"],
+            ["python", RANK_MAIN, "-m", "pkg.train", "-c", "x"],
+        ),
         (["pypy3", "-OO", "-c", "print(1)"], ["pypy3", "-OO", RANK_MAIN, "-c", "print(1)"]),
         (["train.py", "--epochs", "2"], ["/py", RANK_MAIN, "train.py", "--epochs", "2"]),
         (["./run.sh", "a.py"], ["/py", RANK_MAIN, "--exec", "./run.sh", "a.py"]),
@@ -157,8 +221,17 @@ def test_command_goes_through_the_rank_wrapper(command, argv):
 
 
 def test_gpus_per_node_refuses_more_local_ranks():
-    args = ("--mpi-flavor", "mpich", "--mpiexec", "mpiexec", "-H", "n1:3,n2:1", "--gpus-per-node",
-            "2", "x.py")
+    args = (
+        "--mpi-flavor",
+        "mpich",
+        "--mpiexec",
+        "mpiexec",
+        "-H",
+        "n1:3,n2:1",
+        "--gpus-per-node",
+        "2",
+        "x.py",
+    )
     with pytest.raises(LaunchError) as error:
         plan(*args)
     assert str(error.value) == (
@@ -172,22 +245,47 @@ def test_gpus_per_node_refuses_more_local_ranks():
 
 def test_gpus_found_here_limit_local_ranks():
     machine = Here(8, "node0", "/usr/bin/python3", root=False, gpus=lambda: ["0"])
-    with pytest.raises(LaunchError, match=r"^host node0: 2 local ranks but 1 GPU\(s\) "
-                                          r"\(nvidia-smi -L\), and each rank takes one GPU"):
-        plan("--mpi-flavor", "mpich", "--mpiexec", "m", "-np", "2", "x.py", environ={},
-             machine=machine)
+    with pytest.raises(
+        LaunchError,
+        match=r"^host node0: 2 local ranks but 1 GPU\(s\) "
+        r"\(nvidia-smi -L\), and each rank takes one GPU",
+    ):
+        plan(
+            "--mpi-flavor",
+            "mpich",
+            "--mpiexec",
+            "m",
+            "-np",
+            "2",
+            "x.py",
+            environ={},
+            machine=machine,
+        )
 
 
 def test_dry_run_through_main(capsys):
-    status = main(["--mpi-flavor", "mpich", "--mpiexec", "mpiexec", "--dry-run", "-np", "2",
-                   "python", "x.py"])
+    status = main(
+        ["--mpi-flavor", "mpich", "--mpiexec", "mpiexec", "--dry-run", "-np", "2", "python", "x.py"]
+    )
     assert status == 0
     assert capsys.readouterr().out.startswith("launcher: MPICH (hydra)\ncommand:\n  mpiexec -n 2 ")
 
 
 def test_bad_input_exits_2_with_the_reason(capsys):
-    status = main(["--mpi-flavor", "mpich", "--mpiexec", "mpiexec", "-H", "a:2,b:2", "-np", "5",
-                   "python", "x.py"])
+    status = main(
+        [
+            "--mpi-flavor",
+            "mpich",
+            "--mpiexec",
+            "mpiexec",
+            "-H",
+            "a:2,b:2",
+            "-np",
+            "5",
+            "python",
+            "x.py",
+        ]
+    )
     assert status == 2
     assert capsys.readouterr().err == (
         "distgrad-run: error: -np 5 is more than the 4 slots available (a: 2, b: 2). Lower -np, "
@@ -201,8 +299,10 @@ def test_bad_input_exits_2_with_the_reason(capsys):
     [
         (["-np", "2"], "no COMMAND given (e.g. distgrad-run -np 2 python train.py)"),
         (["-np", "0", "x.py"], "argument -np/-n: must be at least 1, got 0"),
-        (["--threads-per-rank", "two", "x.py"],
-         "argument --threads-per-rank: must be a whole number, got 'two'"),
+        (
+            ["--threads-per-rank", "two", "x.py"],
+            "argument --threads-per-rank: must be a whole number, got 'two'",
+        ),
         (["--gpus-per-node", "-1", "x.py"], "argument --gpus-per-node: must be at least 0, got -1"),
         (["--launcher", "mpich", "x.py"], "argument --launcher: invalid choice: 'mpich'"),
         (["--timeout", "0", "x.py"], "argument --timeout: must be more than 0 seconds, got 0"),
@@ -235,6 +335,9 @@ def test_detect_flavor_unknown(tmp_path):
     fake = tmp_path / "mpiexec"
     fake.write_text("#!/bin/sh\necho 'mystery launcher 1.0'\n")
     fake.chmod(0o755)
-    with pytest.raises(LaunchError, match="says 'mystery launcher 1.0', which is neither MPICH "
-                                          r"\(hydra\) nor Open MPI; pass --mpi-flavor mpich"):
+    with pytest.raises(
+        LaunchError,
+        match="says 'mystery launcher 1.0', which is neither MPICH "
+        r"\(hydra\) nor Open MPI; pass --mpi-flavor mpich",
+    ):
         detect_flavor(str(fake))

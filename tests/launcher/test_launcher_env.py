@@ -4,8 +4,14 @@ import pytest
 
 from launcher import LaunchError
 from launcher.env import forwarded_names, parse_env_options
-from launcher.rank_main import (THREAD_VARS, Placement, gpu_for_rank, nvidia_smi_gpus,
-                                placement_from_env, rank_environment)
+from launcher.rank_main import (
+    THREAD_VARS,
+    Placement,
+    gpu_for_rank,
+    nvidia_smi_gpus,
+    placement_from_env,
+    rank_environment,
+)
 
 HYDRA = {"PMI_RANK": "5", "PMI_SIZE": "8", "MPI_LOCALRANKID": "1", "MPI_LOCALNRANKS": "4"}
 OPEN_MPI = {
@@ -30,8 +36,10 @@ SLURM = {
         (HYDRA, Placement(5, 8, 1, 4)),
         (OPEN_MPI, Placement(5, 8, 1, 4)),
         (SLURM, Placement(6, 7, 0, 1)),
-        ({**SLURM, "SLURM_NODEID": "1", "SLURM_LOCALID": "2", "SLURM_PROCID": "5"},
-         Placement(5, 7, 2, 3)),
+        (
+            {**SLURM, "SLURM_NODEID": "1", "SLURM_LOCALID": "2", "SLURM_PROCID": "5"},
+            Placement(5, 7, 2, 3),
+        ),
         ({**SLURM, **HYDRA}, Placement(5, 8, 1, 4)),  # mpiexec inside a Slurm job
         ({}, Placement(0, 1, 0, 1)),
     ],
@@ -41,8 +49,9 @@ def test_placement_from_launcher_variables(environ, place):
 
 
 def test_rank_environment_sets_local_rank_threads_and_gpu():
-    env = rank_environment(Placement(5, 8, 1, 4), {}, cpu_count=16,
-                           detect=lambda: ["0", "1", "2", "3"])
+    env = rank_environment(
+        Placement(5, 8, 1, 4), {}, cpu_count=16, detect=lambda: ["0", "1", "2", "3"]
+    )
     assert env == {
         "DISTGRAD_LOCAL_RANK": "1",
         "DISTGRAD_LOCAL_SIZE": "4",
@@ -65,8 +74,9 @@ def test_rank_environment_sets_local_rank_threads_and_gpu():
     ],
 )
 def test_threads_per_rank(environ, cpu_count, local_size, threads):
-    env = rank_environment(Placement(0, local_size, 0, local_size), environ, cpu_count,
-                           detect=lambda: [])
+    env = rank_environment(
+        Placement(0, local_size, 0, local_size), environ, cpu_count, detect=lambda: []
+    )
     assert tuple(env[name] for name in THREAD_VARS) == threads
 
 
@@ -91,7 +101,9 @@ def _never() -> list[str]:
     ],
 )
 def test_gpu_assignment(local_rank, local_size, environ, detect, expected):
-    assert gpu_for_rank(Placement(local_rank, 8, local_rank, local_size), environ, detect) == expected
+    assert (
+        gpu_for_rank(Placement(local_rank, 8, local_rank, local_size), environ, detect) == expected
+    )
 
 
 @pytest.mark.parametrize(
@@ -115,7 +127,7 @@ def test_more_local_ranks_than_gpus_is_refused(environ, detect, source):
 def test_nvidia_smi_gpus(tmp_path, monkeypatch):
     fake = tmp_path / "nvidia-smi"
     fake.write_text(
-        "#!/bin/sh\n[ \"$1\" = -L ] || exit 9\n"
+        '#!/bin/sh\n[ "$1" = -L ] || exit 9\n'
         "echo 'GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-1)'\n"
         "echo '  MIG 3g.40gb     Device  0: (UUID: MIG-2)'\n"
         "echo 'GPU 1: NVIDIA H100 80GB HBM3 (UUID: GPU-3)'\n"
@@ -144,15 +156,23 @@ def test_allow_list():
         "MY_SETTING": "x",
     }
     assert forwarded_names(environ, ["MY_SETTING"]) == [
-        "DISTGRAD_SEED", "FI_PROVIDER", "MPIR_CVAR_CH4_NETMOD", "MY_SETTING", "NCCL_DEBUG",
-        "OMP_NUM_THREADS", "PATH", "PYTHONPATH", "UCX_TLS",
+        "DISTGRAD_SEED",
+        "FI_PROVIDER",
+        "MPIR_CVAR_CH4_NETMOD",
+        "MY_SETTING",
+        "NCCL_DEBUG",
+        "OMP_NUM_THREADS",
+        "PATH",
+        "PYTHONPATH",
+        "UCX_TLS",
     ]
 
 
 def test_env_options():
     assert parse_env_options(["A", "B=2", "C="], {"A": "1"}) == {"A": "1", "B": "2", "C": ""}
-    with pytest.raises(LaunchError, match="^-x MISSING: MISSING is not set here; set it or "
-                                          "write -x MISSING=VALUE$"):
+    with pytest.raises(
+        LaunchError, match="^-x MISSING: MISSING is not set here; set it or write -x MISSING=VALUE$"
+    ):
         parse_env_options(["MISSING"], {})
     with pytest.raises(LaunchError, match="'1BAD' is not a valid variable name"):
         parse_env_options(["1BAD=x"], {})

@@ -7,7 +7,11 @@ from launcher.hosts import Host, parse_host_list, parse_hostfile, parse_hostfile
 
 
 def test_host_list_with_and_without_slots():
-    assert parse_host_list("n1:4,n2,10.0.0.3:2") == [Host("n1", 4), Host("n2", 1), Host("10.0.0.3", 2)]
+    assert parse_host_list("n1:4,n2,10.0.0.3:2") == [
+        Host("n1", 4),
+        Host("n2", 1),
+        Host("10.0.0.3", 2),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -16,8 +20,11 @@ def test_host_list_with_and_without_slots():
         ("n1:0", "-H 'n1:0': slots must be a whole number >= 1, got '0'"),
         ("n1:x", "-H 'n1:x': slots must be a whole number >= 1, got 'x'"),
         ("n1,,n2", "-H 'n1,,n2': empty host name (stray comma?)"),
-        ("n1,n1:2", "-H 'n1,n1:2': host 'n1' is listed twice; list it once with the total "
-                    "number of slots (e.g. n1:2)"),
+        (
+            "n1,n1:2",
+            "-H 'n1,n1:2': host 'n1' is listed twice; list it once with the total "
+            "number of slots (e.g. n1:2)",
+        ),
         ("n 1", "-H 'n 1': 'n 1' is not a host name or IPv4 address"),
     ],
 )
@@ -37,22 +44,36 @@ node3
   node4   slots=8
 """
     assert parse_hostfile_text(text) == [
-        Host("node1", 4), Host("node2", 2), Host("node3", 1), Host("node4", 8)
+        Host("node1", 4),
+        Host("node2", 2),
+        Host("node3", 1),
+        Host("node4", 8),
     ]
 
 
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("n1 max_slots=4\n", "hosts.txt line 1 ('n1 max_slots=4'): unexpected 'max_slots=4'; "
-                             "write 'host', 'host:N' or 'host slots=N'"),
-        ("n1\nn2:2 slots=2\n", "hosts.txt line 2 ('n2:2 slots=2'): unexpected 'slots=2'; "
-                               "write 'host', 'host:N' or 'host slots=N'"),
-        ("n1 slots=-1\n", "hosts.txt line 1 ('n1 slots=-1'): slots must be a whole number >= 1, "
-                          "got '-1'"),
+        (
+            "n1 max_slots=4\n",
+            "hosts.txt line 1 ('n1 max_slots=4'): unexpected 'max_slots=4'; "
+            "write 'host', 'host:N' or 'host slots=N'",
+        ),
+        (
+            "n1\nn2:2 slots=2\n",
+            "hosts.txt line 2 ('n2:2 slots=2'): unexpected 'slots=2'; "
+            "write 'host', 'host:N' or 'host slots=N'",
+        ),
+        (
+            "n1 slots=-1\n",
+            "hosts.txt line 1 ('n1 slots=-1'): slots must be a whole number >= 1, got '-1'",
+        ),
         ("# nothing\n\n", "hosts.txt: no hosts in it (only blank lines or comments)"),
-        ("n1\nn1 slots=2\n", "hosts.txt: host 'n1' is listed twice; list it once with the total "
-                             "number of slots (e.g. n1:2)"),
+        (
+            "n1\nn1 slots=2\n",
+            "hosts.txt: host 'n1' is listed twice; list it once with the total "
+            "number of slots (e.g. n1:2)",
+        ),
     ],
 )
 def test_hostfile_errors(text, message):

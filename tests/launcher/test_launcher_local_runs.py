@@ -9,7 +9,6 @@ import sys
 import time
 
 import pytest
-
 from launcher_testing import PROGRAMS, ROOT, distgrad_run, launcher_env, needs_mpi, pids_with
 
 pytestmark = needs_mpi
@@ -20,24 +19,44 @@ PYTHON = sys.executable
 
 @pytest.mark.parametrize("nprocs, tag", [(2, True), (3, False)])
 def test_allreduce_on_n_ranks(nprocs, tag, token):
-    args = ["-np", str(nprocs), "--oversubscribe", *(["--tag-output"] if tag else []),
-            PYTHON, ALLREDUCE, "1000", token]
+    args = [
+        "-np",
+        str(nprocs),
+        "--oversubscribe",
+        *(["--tag-output"] if tag else []),
+        PYTHON,
+        ALLREDUCE,
+        "1000",
+        token,
+    ]
     result = distgrad_run(args)
     assert result.returncode == 0, result.stderr
     lines = sorted(re.findall(r"^(?:\[\d+\] )?rank \d+/\d+ .*$", result.stdout, re.M))
     expected_sum = nprocs * (nprocs + 1) / 2
     assert len(lines) == nprocs, result.stdout
     for rank, line in enumerate(lines):  # launcher and MPI agree on the local ranks
-        assert line.startswith(f"{f'[{rank}] ' if tag else ''}rank {rank}/{nprocs} "
-                               f"local {rank}/{nprocs} mpi-local {rank}/{nprocs} "), line
+        assert line.startswith(
+            f"{f'[{rank}] ' if tag else ''}rank {rank}/{nprocs} "
+            f"local {rank}/{nprocs} mpi-local {rank}/{nprocs} "
+        ), line
         assert line.endswith(f"allreduce ok {expected_sum:g}"), line
     assert pids_with(token) == []
 
 
 def test_any_program_gets_the_rank_variables():
-    result = distgrad_run(["-np", "2", "--oversubscribe", "--threads-per-rank", "3", "sh", "-c",
-                           'echo "$PMI_RANK: $DISTGRAD_LOCAL_RANK/$DISTGRAD_LOCAL_SIZE '
-                           '$OMP_NUM_THREADS $OPENBLAS_NUM_THREADS $MKL_NUM_THREADS"'])
+    result = distgrad_run(
+        [
+            "-np",
+            "2",
+            "--oversubscribe",
+            "--threads-per-rank",
+            "3",
+            "sh",
+            "-c",
+            'echo "$PMI_RANK: $DISTGRAD_LOCAL_RANK/$DISTGRAD_LOCAL_SIZE '
+            '$OMP_NUM_THREADS $OPENBLAS_NUM_THREADS $MKL_NUM_THREADS"',
+        ]
+    )
     assert result.returncode == 0, result.stderr
     assert sorted(result.stdout.splitlines()) == ["0: 0/2 3 3 3", "1: 1/2 3 3 3"]
 
@@ -52,8 +71,9 @@ def test_any_program_gets_the_rank_variables():
 )
 def test_failing_rank_ends_the_job(mode, status, message, token):
     started = time.monotonic()
-    result = distgrad_run(["-np", "3", "--oversubscribe", PYTHON, MISBEHAVE, mode, "1", token],
-                          timeout=30)
+    result = distgrad_run(
+        ["-np", "3", "--oversubscribe", PYTHON, MISBEHAVE, mode, "1", token], timeout=30
+    )
     elapsed = time.monotonic() - started
     assert result.returncode == status, result.stdout + result.stderr
     if message:
@@ -66,8 +86,23 @@ def test_failing_rank_ends_the_job(mode, status, message, token):
 
 def test_timeout_stops_the_job(token):
     started = time.monotonic()
-    result = distgrad_run(["-np", "2", "--oversubscribe", "--timeout", "2", "--grace", "2",
-                           PYTHON, MISBEHAVE, "hang", "0", token], timeout=30)
+    result = distgrad_run(
+        [
+            "-np",
+            "2",
+            "--oversubscribe",
+            "--timeout",
+            "2",
+            "--grace",
+            "2",
+            PYTHON,
+            MISBEHAVE,
+            "hang",
+            "0",
+            token,
+        ],
+        timeout=30,
+    )
     elapsed = time.monotonic() - started
     assert result.returncode == 124, result.stderr
     assert "distgrad-run: timeout: job still running after 2 s; stopping it" in result.stderr
@@ -77,9 +112,24 @@ def test_timeout_stops_the_job(token):
 
 def test_ctrl_c_stops_the_job(token):
     proc = subprocess.Popen(
-        [PYTHON, "-m", "launcher.cli", "-np", "2", "--oversubscribe", PYTHON, MISBEHAVE, "hang",
-         "0", token],
-        cwd=ROOT, env=launcher_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            PYTHON,
+            "-m",
+            "launcher.cli",
+            "-np",
+            "2",
+            "--oversubscribe",
+            PYTHON,
+            MISBEHAVE,
+            "hang",
+            "0",
+            token,
+        ],
+        cwd=ROOT,
+        env=launcher_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         for _ in range(2):  # both ranks are up

@@ -25,13 +25,19 @@ import sys
 import textwrap
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import pytest
-
-from launcher_testing import (PROGRAMS, Training, distgrad_run, launcher_env, needs_mpi,
-                              pids_with, training_command)
+from launcher_testing import (
+    PROGRAMS,
+    Training,
+    distgrad_run,
+    launcher_env,
+    needs_mpi,
+    pids_with,
+    training_command,
+)
 
 pytestmark = needs_mpi
 IFACE = "dgveth"
@@ -61,8 +67,19 @@ class TwoHosts:
         first host and reaching the second through --ssh."""
         hosts = ",".join(f"{address}:{slots}" for address in self.addresses)
         return distgrad_run(
-            ["-H", hosts, "--iface", IFACE, "--ssh", self.ssh, "--timeout", str(timeout),
-             "--grace", "2", *args],
+            [
+                "-H",
+                hosts,
+                "--iface",
+                IFACE,
+                "--ssh",
+                self.ssh,
+                "--timeout",
+                str(timeout),
+                "--grace",
+                "2",
+                *args,
+            ],
             env=env,
             timeout=timeout + 20,
             prefix=("ip", "netns", "exec", self.namespaces[0]),
@@ -79,8 +96,10 @@ def _wait_for_carrier(namespaces: tuple[str, str], seconds: float = 10) -> None:
     """Wait until both veth ends are operationally up (UCX ignores them before that)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        states = [_ip("netns", "exec", ns, "cat", f"/sys/class/net/{IFACE}/operstate").strip()
-                  for ns in namespaces]
+        states = [
+            _ip("netns", "exec", ns, "cat", f"/sys/class/net/{IFACE}/operstate").strip()
+            for ns in namespaces
+        ]
         if states == ["up", "up"]:
             return
         time.sleep(0.05)
@@ -90,8 +109,9 @@ def _wait_for_carrier(namespaces: tuple[str, str], seconds: float = 10) -> None:
 def _teardown(namespaces: list[str]) -> None:
     """Kill every process left in the namespaces (by pid), then delete them."""
     for ns in namespaces:
-        pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True,
-                              timeout=20, check=False).stdout.split()
+        pids = subprocess.run(
+            ["ip", "netns", "pids", ns], capture_output=True, text=True, timeout=20, check=False
+        ).stdout.split()
         for pid in pids:
             try:
                 os.kill(int(pid), signal.SIGKILL)
@@ -114,11 +134,30 @@ def two_hosts(request, tmp_path):
             _ip("netns", "add", ns)
             created.append(ns)
             # No IPv6: a fresh link's tentative IPv6 address makes libfabric's tcp provider fail.
-            _ip("netns", "exec", ns, "sh", "-c",
+            _ip(
+                "netns",
+                "exec",
+                ns,
+                "sh",
+                "-c",
                 "echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6; "
-                "echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6")
-        _ip("link", "add", "name", IFACE, "netns", namespaces[0], "type", "veth",
-            "peer", "name", IFACE, "netns", namespaces[1])
+                "echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6",
+            )
+        _ip(
+            "link",
+            "add",
+            "name",
+            IFACE,
+            "netns",
+            namespaces[0],
+            "type",
+            "veth",
+            "peer",
+            "name",
+            IFACE,
+            "netns",
+            namespaces[1],
+        )
         for ns, address in zip(namespaces, ADDRESSES):
             _ip("-n", ns, "addr", "add", f"{address}/24", "dev", IFACE)
             _ip("-n", ns, "link", "set", IFACE, "up")
@@ -127,7 +166,8 @@ def two_hosts(request, tmp_path):
         pytest.skip(f"cannot create network namespaces: {error.stderr.strip()}")
     _wait_for_carrier(namespaces)
     ssh = tmp_path / "ssh-to-netns"
-    ssh.write_text(textwrap.dedent(f"""\
+    ssh.write_text(
+        textwrap.dedent(f"""\
         #!/bin/sh
         # ssh stand-in: [OPTIONS] HOST COMMAND -> COMMAND in HOST's network namespace,
         # from a fresh environment as a login over ssh would have.
@@ -139,7 +179,8 @@ def two_hosts(request, tmp_path):
             *) echo "ssh stand-in: unknown host $host" >&2; exit 255 ;;
         esac
         exec {shutil.which("ip")} netns exec "$ns" env -i HOME="$HOME" PATH=/usr/bin:/bin sh -c "$*"
-        """))
+        """)
+    )
     ssh.chmod(0o755)
     return TwoHosts(namespaces, ADDRESSES, str(ssh))
 
@@ -169,8 +210,11 @@ def job_on_two_hosts(reference_training, tmp_path) -> Job:
 
 def test_job_spans_two_hosts_over_the_network(two_hosts, job_on_two_hosts):
     before = two_hosts.tx_bytes()
-    result = two_hosts.run(job_on_two_hosts.command, launcher_env(**TRANSPORTS["ucx-tcp"]),
-                           slots=job_on_two_hosts.slots)
+    result = two_hosts.run(
+        job_on_two_hosts.command,
+        launcher_env(**TRANSPORTS["ucx-tcp"]),
+        slots=job_on_two_hosts.slots,
+    )
     sent = [after - start for after, start in zip(two_hosts.tx_bytes(), before)]
     assert result.returncode == 0, result.stdout + result.stderr
     job_on_two_hosts.verify(result.stdout)
@@ -181,8 +225,10 @@ def test_job_spans_two_hosts_over_the_network(two_hosts, job_on_two_hosts):
 def test_ranks_fill_both_hosts(two_hosts, transport):
     count = 1 << 20  # 8 MiB of doubles per rank
     before = two_hosts.tx_bytes()
-    result = two_hosts.run([sys.executable, str(PROGRAMS / "allreduce.py"), str(count)],
-                           launcher_env(**TRANSPORTS[transport]))
+    result = two_hosts.run(
+        [sys.executable, str(PROGRAMS / "allreduce.py"), str(count)],
+        launcher_env(**TRANSPORTS[transport]),
+    )
     sent = [after - start for after, start in zip(two_hosts.tx_bytes(), before)]
     assert result.returncode == 0, result.stdout + result.stderr
     lines = sorted(re.findall(r"^rank \d+/4 .*$", result.stdout, re.M))

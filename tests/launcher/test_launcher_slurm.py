@@ -21,9 +21,16 @@ import time
 from pathlib import Path
 
 import pytest
-
-from launcher_testing import (PROGRAMS, ROOT, Training, distgrad_run, launcher_env, needs_mpi,
-                              pids_with, training_command)
+from launcher_testing import (
+    PROGRAMS,
+    ROOT,
+    Training,
+    distgrad_run,
+    launcher_env,
+    needs_mpi,
+    pids_with,
+    training_command,
+)
 
 pytestmark = needs_mpi
 START = ROOT / "cluster" / "ci" / "start_slurm.sh"
@@ -51,11 +58,16 @@ def slurm_env(tmp_path_factory):
     if os.geteuid() != 0:
         pytest.skip("the test Slurm cluster runs its daemons as root")
     state = tmp_path_factory.mktemp("slurm")
-    env = launcher_env(SLURM_CI_PORT=str(_free_port_triple()),
-                       SLURM_CONF=str(state / "slurm.conf"))
+    env = launcher_env(SLURM_CI_PORT=str(_free_port_triple()), SLURM_CONF=str(state / "slurm.conf"))
     try:
-        started = subprocess.run(["bash", str(START), str(state)], env=env, capture_output=True,
-                                 text=True, timeout=90, check=False)
+        started = subprocess.run(
+            ["bash", str(START), str(state)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=90,
+            check=False,
+        )
         reason = f"exit status {started.returncode}: {(started.stdout + started.stderr)[-1500:]}"
     except subprocess.TimeoutExpired:
         started, reason = None, "start_slurm.sh took more than 90 s"
@@ -69,12 +81,25 @@ def slurm_env(tmp_path_factory):
 def _sbatch(args: list[str], env: dict[str, str], timeout: float = 90) -> str:
     """Submit with sbatch, wait for the job (polling faster than ``sbatch --wait``), and
     return its ``ExitCode`` as ``scontrol`` reports it, e.g. ``'0:0'``."""
-    job = subprocess.run(["sbatch", "--parsable", *args], env=env, cwd=ROOT, capture_output=True,
-                         text=True, timeout=30, check=True).stdout.strip()
+    job = subprocess.run(
+        ["sbatch", "--parsable", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout.strip()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        info = subprocess.run(["scontrol", "show", "job", "--oneliner", job], env=env,
-                              capture_output=True, text=True, timeout=30, check=True).stdout
+        info = subprocess.run(
+            ["scontrol", "show", "job", "--oneliner", job],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout
         if not re.search(r"JobState=(PENDING|CONFIGURING|RUNNING|COMPLETING) ", info):
             return re.search(r" ExitCode=(\S+)", info)[1]
         time.sleep(0.2)
@@ -89,15 +114,23 @@ def _sbatch(args: list[str], env: dict[str, str], timeout: float = 90) -> str:
         ("single_node.sbatch", ["--nodes=1", "--ntasks-per-node=2"], "n1"),
     ],
 )
-def test_sbatch_trains_with_the_cluster_script(slurm_env, reference_training, tmp_path, script,
-                                               layout, nodes):
+def test_sbatch_trains_with_the_cluster_script(
+    slurm_env, reference_training, tmp_path, script, layout, nodes
+):
     venv = Path(sys.prefix)  # the scripts' VENV: its bin/ must hold python and distgrad-run
     if not (venv / "bin" / "distgrad-run").exists():
         pytest.skip(f"distgrad-run is not installed in {venv} (pip install -e .)")
     output, out = tmp_path / "job.out", tmp_path / "run"
     exit_code = _sbatch(
-        ["--gpus-per-node=0", "--cpus-per-task=1", "--time=2", *layout, f"--output={output}",
-         str(ROOT / "cluster" / "slurm" / script), *training_command(out)[2:]],
+        [
+            "--gpus-per-node=0",
+            "--cpus-per-task=1",
+            "--time=2",
+            *layout,
+            f"--output={output}",
+            str(ROOT / "cluster" / "slurm" / script),
+            *training_command(out)[2:],
+        ],
         {**slurm_env, "VENV": str(venv)},
     )
     text = output.read_text() if output.exists() else ""
@@ -107,12 +140,17 @@ def test_sbatch_trains_with_the_cluster_script(slurm_env, reference_training, tm
     Training.read(text, out).assert_same_as(reference_training)
 
 
-def test_distgrad_run_in_an_allocation_trains_across_both_nodes(slurm_env, reference_training,
-                                                                tmp_path):
+def test_distgrad_run_in_an_allocation_trains_across_both_nodes(
+    slurm_env, reference_training, tmp_path
+):
     out = tmp_path / "run"
     salloc = ("salloc", "--nodes=2", "--ntasks-per-node=1", "--cpus-per-task=1", "--time=2")
-    result = distgrad_run(["--tag-output", "--timeout", "60", *training_command(out)],
-                          env=slurm_env, timeout=90, prefix=salloc)
+    result = distgrad_run(
+        ["--tag-output", "--timeout", "60", *training_command(out)],
+        env=slurm_env,
+        timeout=90,
+        prefix=salloc,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     # --launcher auto chose srun (its --label tags, not hydra's [0]), one task per node.
     assert re.search(r"^0: test accuracy ", result.stdout, re.M), result.stdout
@@ -120,8 +158,11 @@ def test_distgrad_run_in_an_allocation_trains_across_both_nodes(slurm_env, refer
 
 
 def test_distgrad_run_through_srun_places_ranks(slurm_env):
-    result = distgrad_run(["--launcher", "srun", "-np", "3", "--tag-output", "--timeout", "60",
-                           PYTHON, ALLREDUCE], env=slurm_env, timeout=90)
+    result = distgrad_run(
+        ["--launcher", "srun", "-np", "3", "--tag-output", "--timeout", "60", PYTHON, ALLREDUCE],
+        env=slurm_env,
+        timeout=90,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     lines = sorted(re.findall(r"^\d+: (rank \d+/3 .*)$", result.stdout, re.M))
     assert len(lines) == 3, result.stdout
@@ -136,8 +177,20 @@ def test_distgrad_run_through_srun_places_ranks(slurm_env):
 
 def test_failing_rank_ends_the_srun_job(slurm_env, token):
     started = time.monotonic()
-    args = ["--launcher", "srun", "-np", "3", "--tag-output", "--timeout", "60",
-            PYTHON, str(PROGRAMS / "misbehave.py"), "raise", "2", token]
+    args = [
+        "--launcher",
+        "srun",
+        "-np",
+        "3",
+        "--tag-output",
+        "--timeout",
+        "60",
+        PYTHON,
+        str(PROGRAMS / "misbehave.py"),
+        "raise",
+        "2",
+        token,
+    ]
     result = distgrad_run(args, env=slurm_env, timeout=90)
     assert result.returncode != 0
     assert "2: [rank 2] RuntimeError: rank 2 fails on purpose" in result.stderr

@@ -10,9 +10,11 @@ from tests.ops.harness import Fixed, Float, Int, OpCase, make_tests
 
 def _seeded(fn, seed=3):
     """``fn`` with the RNG reseeded first, so every call draws the same dropout mask."""
+
     def run(*args):
         dg.manual_seed(seed)
         return fn(*args)
+
     return run
 
 
@@ -46,45 +48,88 @@ Q, K, V = Float((2, 3, 4)), Float((2, 5, 4)), Float((2, 5, 3))
 MASK = Fixed((np.random.default_rng(5).random((3, 5)) < 0.5) | np.eye(3, 5, dtype=bool))
 
 CASES = [
-    OpCase("dropout", _seeded(lambda x: F.dropout(x, 0.4)),
-           lambda x: x * _host_mask((4, 5), 0.4), (Float((4, 5)),)),
-    OpCase("dropout2d", _seeded(lambda x: F.dropout2d(x, 0.5)),
-           lambda x: x * _host_mask((2, 3, 1, 1), 0.5), (Float((2, 3, 2, 2)),)),
-    OpCase("dropout_eval", lambda x: F.dropout(x, 0.5, training=False), lambda x: x,
-           (Float((3,)),)),
-    OpCase("embedding", F.embedding, lambda i, w: w[i], (Int((2, 3), 6), Float((6, 4))),
-           double=False),
-    OpCase("embedding_freq", lambda i, w: F.embedding(i, w, scale_grad_by_freq=True),
-           lambda i, w: w[i], (Int((5,), 3), Float((3, 2))), grad=False),
+    OpCase(
+        "dropout",
+        _seeded(lambda x: F.dropout(x, 0.4)),
+        lambda x: x * _host_mask((4, 5), 0.4),
+        (Float((4, 5)),),
+    ),
+    OpCase(
+        "dropout2d",
+        _seeded(lambda x: F.dropout2d(x, 0.5)),
+        lambda x: x * _host_mask((2, 3, 1, 1), 0.5),
+        (Float((2, 3, 2, 2)),),
+    ),
+    OpCase(
+        "dropout_eval", lambda x: F.dropout(x, 0.5, training=False), lambda x: x, (Float((3,)),)
+    ),
+    OpCase(
+        "embedding", F.embedding, lambda i, w: w[i], (Int((2, 3), 6), Float((6, 4))), double=False
+    ),
+    OpCase(
+        "embedding_freq",
+        lambda i, w: F.embedding(i, w, scale_grad_by_freq=True),
+        lambda i, w: w[i],
+        (Int((5,), 3), Float((3, 2))),
+        grad=False,
+    ),
     OpCase("normalize", F.normalize, _normalize, (Float((3, 4)),)),
-    OpCase("normalize_p1_dim0", lambda x: F.normalize(x, p=1, dim=0),
-           lambda x: _normalize(x, 1, 0), (Float((3, 4), away_from=0.0),)),
-    OpCase("normalize_p3", lambda x: F.normalize(x, p=3, dim=-1),
-           lambda x: _normalize(x, 3, -1), (Float((2, 3, 4), away_from=0.0),)),
-    OpCase("normalize_tiny", lambda x: F.normalize(x, eps=1e-3), lambda x: x / 1e-3,
-           (Fixed([[1e-4, -2e-4], [3e-4, 1e-4]]),),),
-    OpCase("cosine_similarity", F.cosine_similarity,
-           lambda a, b: (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)),
-           (Float((3, 4)), Float((1, 4)))),
-    OpCase("pairwise_distance", F.pairwise_distance,
-           lambda a, b: np.linalg.norm(a - b + 1e-6, axis=-1), (Float((3, 4)), Float((3, 4)))),
-    OpCase("glu", lambda x: F.glu(x, 1), lambda x: x[:, :2] / (1 + np.exp(-x[:, 2:])),
-           (Float((3, 4)),)),
+    OpCase(
+        "normalize_p1_dim0",
+        lambda x: F.normalize(x, p=1, dim=0),
+        lambda x: _normalize(x, 1, 0),
+        (Float((3, 4), away_from=0.0),),
+    ),
+    OpCase(
+        "normalize_p3",
+        lambda x: F.normalize(x, p=3, dim=-1),
+        lambda x: _normalize(x, 3, -1),
+        (Float((2, 3, 4), away_from=0.0),),
+    ),
+    OpCase(
+        "normalize_tiny",
+        lambda x: F.normalize(x, eps=1e-3),
+        lambda x: x / 1e-3,
+        (Fixed([[1e-4, -2e-4], [3e-4, 1e-4]]),),
+    ),
+    OpCase(
+        "cosine_similarity",
+        F.cosine_similarity,
+        lambda a, b: (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)),
+        (Float((3, 4)), Float((1, 4))),
+    ),
+    OpCase(
+        "pairwise_distance",
+        F.pairwise_distance,
+        lambda a, b: np.linalg.norm(a - b + 1e-6, axis=-1),
+        (Float((3, 4)), Float((3, 4))),
+    ),
+    OpCase(
+        "glu", lambda x: F.glu(x, 1), lambda x: x[:, :2] / (1 + np.exp(-x[:, 2:])), (Float((3, 4)),)
+    ),
     OpCase("softmax", lambda x: F.softmax(x, dim=0), lambda x: _softmax(x, 0), (Float((3, 4)),)),
-    OpCase("log_softmax", lambda x: F.log_softmax(x, dim=-1), lambda x: np.log(_softmax(x)),
-           (Float((3, 4)),)),
+    OpCase(
+        "log_softmax",
+        lambda x: F.log_softmax(x, dim=-1),
+        lambda x: np.log(_softmax(x)),
+        (Float((3, 4)),),
+    ),
     OpCase("softmin", lambda x: F.softmin(x, dim=1), lambda x: _softmax(-x, 1), (Float((3, 4)),)),
     OpCase("sdpa", F.scaled_dot_product_attention, _attention, (Q, K, V)),
-    OpCase("sdpa_causal_scale", lambda q, k, v: F.scaled_dot_product_attention(
-        q, k, v, is_causal=True, scale=0.3),
-        lambda q, k, v: _attention(q, k, v, causal=True, scale=0.3), (Q, K, V)),
+    OpCase(
+        "sdpa_causal_scale",
+        lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=0.3),
+        lambda q, k, v: _attention(q, k, v, causal=True, scale=0.3),
+        (Q, K, V),
+    ),
     OpCase("sdpa_bool_mask", F.scaled_dot_product_attention, _attention, (Q, K, V, MASK)),
-    OpCase("sdpa_float_mask", F.scaled_dot_product_attention, _attention,
-           (Q, K, V, Float((3, 5)))),
-    OpCase("sdpa_dropout", _seeded(lambda q, k, v: F.scaled_dot_product_attention(
-        q, k, v, dropout_p=0.3)),
-        lambda q, k, v: (_softmax(q @ np.swapaxes(k, -1, -2) / 2) * _host_mask((2, 3, 5), 0.3))
-        @ v, (Q, K, V)),
+    OpCase("sdpa_float_mask", F.scaled_dot_product_attention, _attention, (Q, K, V, Float((3, 5)))),
+    OpCase(
+        "sdpa_dropout",
+        _seeded(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, dropout_p=0.3)),
+        lambda q, k, v: (_softmax(q @ np.swapaxes(k, -1, -2) / 2) * _host_mask((2, 3, 5), 0.3)) @ v,
+        (Q, K, V),
+    ),
 ]
 
 globals().update(make_tests(CASES))
@@ -184,8 +229,11 @@ def test_softmax_implicit_dim_warns_like_pytorch():
 def test_sdpa_causal_equals_explicit_mask_and_rejects_both():
     q = dg.randn(2, 4, 4, 8)
     mask = dg.tensor(np.tril(np.ones((4, 4), bool)))
-    np.testing.assert_allclose(F.scaled_dot_product_attention(q, q, q, is_causal=True).numpy(),
-                               F.scaled_dot_product_attention(q, q, q, mask).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(
+        F.scaled_dot_product_attention(q, q, q, is_causal=True).numpy(),
+        F.scaled_dot_product_attention(q, q, q, mask).numpy(),
+        rtol=1e-6,
+    )
     with pytest.raises(RuntimeError, match="is_causal"):
         F.scaled_dot_product_attention(q, q, q, mask, is_causal=True)
 
@@ -195,10 +243,30 @@ def test_glu_odd_dimension():
         F.glu(dg.randn(2, 3))
 
 
-@pytest.mark.parametrize("name", [
-    "relu", "gelu", "silu", "softmax", "log_softmax", "sigmoid", "tanh", "cross_entropy",
-    "nll_loss", "mse_loss", "binary_cross_entropy_with_logits", "pad", "linear", "dropout",
-    "embedding", "one_hot", "normalize", "cosine_similarity", "scaled_dot_product_attention",
-    "conv2d"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "relu",
+        "gelu",
+        "silu",
+        "softmax",
+        "log_softmax",
+        "sigmoid",
+        "tanh",
+        "cross_entropy",
+        "nll_loss",
+        "mse_loss",
+        "binary_cross_entropy_with_logits",
+        "pad",
+        "linear",
+        "dropout",
+        "embedding",
+        "one_hot",
+        "normalize",
+        "cosine_similarity",
+        "scaled_dot_product_attention",
+        "conv2d",
+    ],
+)
 def test_functional_namespace_has_pytorch_names(name):
     assert callable(getattr(F, name))

@@ -1,4 +1,5 @@
 """Layers: shapes, PyTorch's default initialisations, numerics against numpy, gradients."""
+
 import math
 
 import numpy as np
@@ -16,8 +17,9 @@ def test_linear_matches_numpy_and_default_init_bounds():
     assert np.abs(w).max() <= bound and np.abs(w).max() > 0.8 * bound
     assert np.abs(lin.bias.detach().numpy()).max() <= bound
     x = dg.randn(7, 50)
-    np.testing.assert_allclose(lin(x).detach().numpy(),
-                               x.numpy() @ w.T + lin.bias.detach().numpy(), rtol=1e-5)
+    np.testing.assert_allclose(
+        lin(x).detach().numpy(), x.numpy() @ w.T + lin.bias.detach().numpy(), rtol=1e-5
+    )
     with pytest.raises(RuntimeError, match="in_features=50.*\\[7, 3\\]"):
         lin(dg.randn(7, 3))
 
@@ -33,15 +35,18 @@ def test_batchnorm_running_stats_and_eval():
     x = dg.randn(16, 3) * 2 + 1
     y = bn(x)
     xn = x.numpy()
-    np.testing.assert_allclose(y.detach().numpy(), (xn - xn.mean(0)) / np.sqrt(xn.var(0) + 1e-5),
-                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        y.detach().numpy(), (xn - xn.mean(0)) / np.sqrt(xn.var(0) + 1e-5), rtol=1e-4, atol=1e-5
+    )
     np.testing.assert_allclose(bn.running_mean.numpy(), 0.1 * xn.mean(0), rtol=1e-5)
     np.testing.assert_allclose(bn.running_var.numpy(), 0.9 + 0.1 * xn.var(0, ddof=1), rtol=1e-5)
     assert bn.num_batches_tracked.item() == 1
     bn.eval()
     np.testing.assert_allclose(
         bn(x).detach().numpy(),
-        (xn - bn.running_mean.numpy()) / np.sqrt(bn.running_var.numpy() + 1e-5), rtol=1e-4)
+        (xn - bn.running_mean.numpy()) / np.sqrt(bn.running_var.numpy() + 1e-5),
+        rtol=1e-4,
+    )
     with pytest.raises(ValueError, match="expected 3 channels"):
         bn(dg.randn(4, 5))
 
@@ -66,9 +71,8 @@ def test_layernorm_groupnorm_match_numpy():
     np.testing.assert_allclose(ln(x).detach().numpy(), ref, rtol=1e-4, atol=1e-5)
     gn = nn.GroupNorm(3, 6)
     g = xn.reshape(4, 3, -1)
-    ref = ((g - g.mean(-1, keepdims=True)) / np.sqrt(g.var(-1, keepdims=True) + 1e-5))
-    np.testing.assert_allclose(gn(x).detach().numpy(), ref.reshape(4, 6, 5), rtol=1e-4,
-                               atol=1e-5)
+    ref = (g - g.mean(-1, keepdims=True)) / np.sqrt(g.var(-1, keepdims=True) + 1e-5)
+    np.testing.assert_allclose(gn(x).detach().numpy(), ref.reshape(4, 6, 5), rtol=1e-4, atol=1e-5)
 
 
 def test_dropout_train_and_eval():
@@ -97,15 +101,17 @@ def _numpy_mha(x, mha):
     b = mha.in_proj_bias.detach().numpy()
     L, N, E = x.shape
     H, D = mha.num_heads, E // mha.num_heads
-    q, k, v = (x @ w[i * E:(i + 1) * E].T + b[i * E:(i + 1) * E] for i in range(3))
+    q, k, v = (x @ w[i * E : (i + 1) * E].T + b[i * E : (i + 1) * E] for i in range(3))
     split = lambda t: t.reshape(L, N, H, D).transpose(1, 2, 0, 3)  # noqa: E731
     q, k, v = split(q), split(k), split(v)
     s = q @ k.transpose(0, 1, 3, 2) / np.sqrt(D)
     s = np.exp(s - s.max(-1, keepdims=True))
     a = s / s.sum(-1, keepdims=True)
     out = (a @ v).transpose(2, 0, 1, 3).reshape(L, N, E)
-    return out @ mha.out_proj.weight.detach().numpy().T + mha.out_proj.bias.detach().numpy(), \
-        a.mean(1)
+    return (
+        out @ mha.out_proj.weight.detach().numpy().T + mha.out_proj.bias.detach().numpy(),
+        a.mean(1),
+    )
 
 
 def test_multihead_attention_matches_numpy_and_has_gradients():
@@ -125,8 +131,9 @@ def test_multihead_attention_matches_numpy_and_has_gradients():
 
 def test_transformer_encoder_layer_trains():
     dg.manual_seed(0)
-    layer = nn.TransformerEncoderLayer(d_model=16, nhead=4, dim_feedforward=32, dropout=0.0,
-                                       batch_first=True)
+    layer = nn.TransformerEncoderLayer(
+        d_model=16, nhead=4, dim_feedforward=32, dropout=0.0, batch_first=True
+    )
     x = dg.randn(4, 6, 16)
     target = dg.randn(4, 6, 16)
     opt = dg.optim.Adam(layer.parameters(), lr=1e-2)
@@ -159,7 +166,7 @@ def test_clip_grad_norm_and_value():
     a.grad, b.grad = dg.tensor([3.0, 0.0]), dg.tensor([4.0])
     total = nn.utils.clip_grad_norm_([a, b], max_norm=1.0)
     assert total.item() == pytest.approx(5.0)
-    norm = math.sqrt(float((a.grad ** 2).sum() + (b.grad ** 2).sum()))
+    norm = math.sqrt(float((a.grad**2).sum() + (b.grad**2).sum()))
     assert norm == pytest.approx(1.0, rel=1e-5)
     nn.utils.clip_grad_value_([a, b], 0.1)
     assert float(abs(b.grad).max()) <= 0.1 + 1e-7

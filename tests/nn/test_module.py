@@ -1,4 +1,5 @@
 """nn.Module: registration, iteration, state dicts, modes, devices/dtypes, hooks, repr."""
+
 import copy
 
 import numpy as np
@@ -24,9 +25,20 @@ class Net(nn.Module):
 def test_attribute_assignment_registers_parameters_buffers_and_modules():
     net = Net()
     assert [n for n, _ in net.named_parameters()] == [
-        "fc1.weight", "fc1.bias", "bn.weight", "bn.bias", "fc2.weight", "fc2.bias"]
+        "fc1.weight",
+        "fc1.bias",
+        "bn.weight",
+        "bn.bias",
+        "fc2.weight",
+        "fc2.bias",
+    ]
     assert [n for n, _ in net.named_buffers()] == [
-        "steps", "scratch", "bn.running_mean", "bn.running_var", "bn.num_batches_tracked"]
+        "steps",
+        "scratch",
+        "bn.running_mean",
+        "bn.running_var",
+        "bn.num_batches_tracked",
+    ]
     assert [n for n, _ in net.named_children()] == ["fc1", "bn", "fc2"]
     assert [n for n, _ in net.named_modules()] == ["", "fc1", "bn", "fc2"]
     assert isinstance(net.fc1.weight, nn.Parameter) and net.fc1.weight.requires_grad
@@ -51,7 +63,7 @@ def test_load_state_dict_roundtrip():
     a, b = Net(), Net()
     result = b.load_state_dict(a.state_dict())
     assert result.missing_keys == [] and result.unexpected_keys == []
-    for (n, p), (_, q) in zip(a.named_parameters(), b.named_parameters()):
+    for (_n, p), (_, q) in zip(a.named_parameters(), b.named_parameters()):
         np.testing.assert_array_equal(p.detach().numpy(), q.detach().numpy())
 
 
@@ -67,8 +79,10 @@ def test_load_state_dict_errors_name_keys_and_shapes_and_change_nothing():
     msg = str(err.value)
     assert 'Missing key(s) in state_dict: "fc1.bias"' in msg
     assert 'Unexpected key(s) in state_dict: "extra.weight"' in msg
-    assert "size mismatch for fc2.weight: copying a param with shape [5, 8] from checkpoint, " \
-           "the shape in current model is [3, 8]" in msg
+    assert (
+        "size mismatch for fc2.weight: copying a param with shape [5, 8] from checkpoint, "
+        "the shape in current model is [3, 8]" in msg
+    )
     for k, v in net.state_dict().items():
         np.testing.assert_array_equal(v.numpy(), before[k])
 
@@ -142,7 +156,7 @@ def test_assigning_wrong_types_raises():
     with pytest.raises(TypeError, match="cannot assign 'Tensor' as parameter 'weight'"):
         net.fc1.weight = dg.zeros(8, 4)
     with pytest.raises(AttributeError, match="has no attribute 'nope'"):
-        net.nope
+        net.nope  # noqa: B018
 
 
 def test_deepcopy_gives_independent_parameters():

@@ -6,10 +6,12 @@ central differences in float64 (``gradcheck``), double backward (``gradgradcheck
 op is once-differentiable, non-contiguous inputs, and the same forward/gradients on cupy when a
 GPU is present.
 """
+
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -22,6 +24,7 @@ from distgrad.autograd import gradcheck, gradgradcheck
 class Float:
     """A random float input of ``shape`` drawn uniformly from [low, high]; ``away_from`` keeps
     values at least ``gap`` away from a point (kinks such as 0 for abs/relu)."""
+
     shape: tuple
     low: float = -2.0
     high: float = 2.0
@@ -33,14 +36,16 @@ class Float:
         x = rng.uniform(self.low, self.high, self.shape)
         if self.away_from is not None:
             close = np.abs(x - self.away_from) < self.gap
-            x = np.where(close, self.away_from + np.where(x >= self.away_from, 1, -1) * 2 * self.gap,
-                         x)
+            x = np.where(
+                close, self.away_from + np.where(x >= self.away_from, 1, -1) * 2 * self.gap, x
+            )
         return x
 
 
 @dataclasses.dataclass(frozen=True)
 class Int:
     """A random int64 input in [low, high) (indices, class labels); never differentiated."""
+
     shape: tuple
     high: int
     low: int = 0
@@ -61,6 +66,7 @@ class Bool:
 @dataclasses.dataclass(frozen=True)
 class Fixed:
     """A given array; differentiated when floating and ``grad``."""
+
     value: Any
     grad: bool = True
 
@@ -72,6 +78,7 @@ class Fixed:
 class OpCase:
     """``fn(*tensors)`` is the distgrad call, ``ref(*arrays)`` its numpy reference. Inputs
     that are not Float/Int/Bool/Fixed specs are passed as they are (Python scalars, dims)."""
+
     name: str
     fn: Callable
     ref: Callable | None
@@ -141,8 +148,9 @@ def check_forward(case, dtype=np.float64, device="cpu", contiguous=True):
     arrays = _arrays(case)
     tensors = _tensors(case, arrays, dtype, device, requires_grad=False, contiguous=contiguous)
     got = _to_numpy(case.fn(*tensors))
-    ref_inputs = [a.astype(dtype) if isinstance(a, np.ndarray) and a.dtype.kind == "f" else a
-                  for a in arrays]
+    ref_inputs = [
+        a.astype(dtype) if isinstance(a, np.ndarray) and a.dtype.kind == "f" else a for a in arrays
+    ]
     want = case.ref(*ref_inputs)
     tol = (case.atol, case.rtol) if dtype == np.float64 else (max(case.atol, 1e-4), 1e-3)
     _assert_close(got, want, *tol, f"{case.name} forward ({np.dtype(dtype).name}, {device})")
@@ -154,6 +162,7 @@ def _scalarised(case):
     def fn(*xs):
         out = case.fn(*xs)
         return out if isinstance(out, tuple) else (out,)
+
     return fn
 
 

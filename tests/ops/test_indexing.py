@@ -35,10 +35,12 @@ def _scatter_ref(a, dim, index, src, add=False):
 
 def _setitem(key):
     """``y = a * 1; y[key] = v``: gradients reach ``a`` (zero where written) and ``v``."""
+
     def fn(a, v):
         y = a * 1
         y[key] = v
         return y
+
     return fn
 
 
@@ -47,6 +49,7 @@ def _setitem_ref(key):
         y = a.copy()
         y[key] = v
         return y
+
     return ref
 
 
@@ -59,93 +62,214 @@ CASES = [
     OpCase("getitem_negative_int", lambda a: a[-1, 2], lambda a: a[-1, 2], (Float(S),)),
     OpCase("getitem_slices", lambda a: a[::2, 1:], lambda a: a[::2, 1:], (Float(S),)),
     OpCase("getitem_reverse_step", lambda a: a[1:, ::-2], lambda a: a[1:, ::-2], (Float(S),)),
-    OpCase("getitem_none_ellipsis", lambda a: a[None, ..., 1], lambda a: a[None, ..., 1],
-           (Float(S3),)),
-    OpCase("getitem_ellipsis_middle", lambda a: a[0, ..., None, 2:],
-           lambda a: a[0, ..., None, 2:], (Float(S3),)),
+    OpCase(
+        "getitem_none_ellipsis", lambda a: a[None, ..., 1], lambda a: a[None, ..., 1], (Float(S3),)
+    ),
+    OpCase(
+        "getitem_ellipsis_middle",
+        lambda a: a[0, ..., None, 2:],
+        lambda a: a[0, ..., None, 2:],
+        (Float(S3),),
+    ),
     OpCase("getitem_0d_tensor_int", lambda a, i: a[i], lambda a, i: a[i], (Float(S), Fixed(2))),
     # advanced indexing (copies)
-    OpCase("getitem_list_repeats", lambda a: a[[0, 2, 2, -1]], lambda a: a[[0, 2, 2, -1]],
-           (Float(S),)),
+    OpCase(
+        "getitem_list_repeats", lambda a: a[[0, 2, 2, -1]], lambda a: a[[0, 2, 2, -1]], (Float(S),)
+    ),
     OpCase("getitem_int_tensor", lambda a, i: a[i], lambda a, i: a[i], (Float(S), Int((2, 5), 3))),
-    OpCase("getitem_int_tensor_and_slice", lambda a, i: a[1:, i], lambda a, i: a[1:, i],
-           (Float(S3), Int((5,), 3))),
-    OpCase("getitem_two_arrays", lambda a, i, j: a[i, :, j], lambda a, i, j: a[i, :, j],
-           (Float(S3), Int((3, 1), 2), Int((4,), 4))),
+    OpCase(
+        "getitem_int_tensor_and_slice",
+        lambda a, i: a[1:, i],
+        lambda a, i: a[1:, i],
+        (Float(S3), Int((5,), 3)),
+    ),
+    OpCase(
+        "getitem_two_arrays",
+        lambda a, i, j: a[i, :, j],
+        lambda a, i, j: a[i, :, j],
+        (Float(S3), Int((3, 1), 2), Int((4,), 4)),
+    ),
     OpCase("getitem_bool_mask", lambda a, m: a[m], lambda a, m: a[m], (Float(S), Bool(S))),
-    OpCase("getitem_bool_rows", lambda a, m: a[:, m], lambda a, m: a[:, m],
-           (Float(S3), Fixed(np.array([True, False, True])))),
-    OpCase("getitem_int32_index", lambda a, i: a[i.int()], lambda a, i: a[i],
-           (Float(S), Int((6,), 3))),
+    OpCase(
+        "getitem_bool_rows",
+        lambda a, m: a[:, m],
+        lambda a, m: a[:, m],
+        (Float(S3), Fixed(np.array([True, False, True]))),
+    ),
+    OpCase(
+        "getitem_int32_index", lambda a, i: a[i.int()], lambda a, i: a[i], (Float(S), Int((6,), 3))
+    ),
     # __setitem__ (in place, gradients to the old tensor and to the value)
     OpCase("setitem_row", _setitem(1), _setitem_ref(1), (Float(S), Float((4,)))),
-    OpCase("setitem_broadcast_value", _setitem((slice(None), slice(1, 3))),
-           _setitem_ref((slice(None), slice(1, 3))), (Float(S), Float((1, 2)))),
-    OpCase("setitem_scalar_tensor", _setitem((Ellipsis, 2)), _setitem_ref((Ellipsis, 2)),
-           (Float(S3), Float(()))),
-    OpCase("setitem_int_index", _setitem(([0, 2],)), _setitem_ref(([0, 2],)),
-           (Float(S), Float((2, 4)))),
-    OpCase("setitem_mask", lambda a, m, v: _setitem((slice(None), m))(a, v),
-           lambda a, m, v: _setitem_ref((slice(None), m))(a, v), (Float(S), Bool((4,)), Float(()))),
-    OpCase("setitem_number", lambda a: _setitem((0, 1))(a, 2.5),
-           lambda a: _setitem_ref((0, 1))(a, 2.5), (Float(S),)),
+    OpCase(
+        "setitem_broadcast_value",
+        _setitem((slice(None), slice(1, 3))),
+        _setitem_ref((slice(None), slice(1, 3))),
+        (Float(S), Float((1, 2))),
+    ),
+    OpCase(
+        "setitem_scalar_tensor",
+        _setitem((Ellipsis, 2)),
+        _setitem_ref((Ellipsis, 2)),
+        (Float(S3), Float(())),
+    ),
+    OpCase(
+        "setitem_int_index", _setitem(([0, 2],)), _setitem_ref(([0, 2],)), (Float(S), Float((2, 4)))
+    ),
+    OpCase(
+        "setitem_mask",
+        lambda a, m, v: _setitem((slice(None), m))(a, v),
+        lambda a, m, v: _setitem_ref((slice(None), m))(a, v),
+        (Float(S), Bool((4,)), Float(())),
+    ),
+    OpCase(
+        "setitem_number",
+        lambda a: _setitem((0, 1))(a, 2.5),
+        lambda a: _setitem_ref((0, 1))(a, 2.5),
+        (Float(S),),
+    ),
     # gather / scatter
-    OpCase("gather_dim0", lambda a, i: dg.gather(a, 0, i), lambda a, i: _gather_ref(a, 0, i),
-           (Float(S), Int((5, 3), 3))),
-    OpCase("gather_dim1", lambda a, i: a.gather(1, i), lambda a, i: _gather_ref(a, 1, i),
-           (Float(S), Int((2, 6), 4))),
-    OpCase("gather_3d_last", lambda a, i: a.gather(-1, i), lambda a, i: _gather_ref(a, 2, i),
-           (Float(S3), Int((2, 3, 2), 4))),
-    OpCase("scatter_src", lambda a, i, s: dg.scatter(a, 0, i, s),
-           lambda a, i, s: _scatter_ref(a, 0, i, s),
-           (Float(S), Fixed(_PERM_ROWS), Float((3, 5)))),
-    OpCase("scatter_value", lambda a, i: a.scatter(1, i, 1.5),
-           lambda a, i: _scatter_ref(a, 1, i, 1.5), (Float(S), Int((3, 2), 4))),
-    OpCase("scatter_add", lambda a, i, s: dg.scatter_add(a, 1, i, s),
-           lambda a, i, s: _scatter_ref(a, 1, i, s, add=True),
-           (Float(S), Int((3, 6), 4), Float((3, 6)))),
-    OpCase("scatter_add_dim0_partial", lambda a, i, s: a.scatter_add(0, i, s),
-           lambda a, i, s: _scatter_ref(a, 0, i, s, add=True),
-           (Float(S), Int((4, 2), 3), Float((5, 3)))),
-    OpCase("take_along_dim", lambda a, i: dg.take_along_dim(a, i, 1),
-           lambda a, i: np.take_along_axis(a, i, 1), (Float(S), Int((3, 5), 4))),
-    OpCase("take_along_dim_broadcast", lambda a, i: a.take_along_dim(i, dim=2),
-           lambda a, i: np.take_along_axis(np.broadcast_to(a, (2, 3, 4)),
-                                           np.broadcast_to(i, (2, 3, 5)), 2),
-           (Float((1, 3, 4)), Int((2, 1, 5), 4))),
-    OpCase("take_along_dim_flat", lambda a, i: dg.take_along_dim(a, i),
-           lambda a, i: a.ravel()[i], (Float(S), Int((7,), 12))),
+    OpCase(
+        "gather_dim0",
+        lambda a, i: dg.gather(a, 0, i),
+        lambda a, i: _gather_ref(a, 0, i),
+        (Float(S), Int((5, 3), 3)),
+    ),
+    OpCase(
+        "gather_dim1",
+        lambda a, i: a.gather(1, i),
+        lambda a, i: _gather_ref(a, 1, i),
+        (Float(S), Int((2, 6), 4)),
+    ),
+    OpCase(
+        "gather_3d_last",
+        lambda a, i: a.gather(-1, i),
+        lambda a, i: _gather_ref(a, 2, i),
+        (Float(S3), Int((2, 3, 2), 4)),
+    ),
+    OpCase(
+        "scatter_src",
+        lambda a, i, s: dg.scatter(a, 0, i, s),
+        lambda a, i, s: _scatter_ref(a, 0, i, s),
+        (Float(S), Fixed(_PERM_ROWS), Float((3, 5))),
+    ),
+    OpCase(
+        "scatter_value",
+        lambda a, i: a.scatter(1, i, 1.5),
+        lambda a, i: _scatter_ref(a, 1, i, 1.5),
+        (Float(S), Int((3, 2), 4)),
+    ),
+    OpCase(
+        "scatter_add",
+        lambda a, i, s: dg.scatter_add(a, 1, i, s),
+        lambda a, i, s: _scatter_ref(a, 1, i, s, add=True),
+        (Float(S), Int((3, 6), 4), Float((3, 6))),
+    ),
+    OpCase(
+        "scatter_add_dim0_partial",
+        lambda a, i, s: a.scatter_add(0, i, s),
+        lambda a, i, s: _scatter_ref(a, 0, i, s, add=True),
+        (Float(S), Int((4, 2), 3), Float((5, 3))),
+    ),
+    OpCase(
+        "take_along_dim",
+        lambda a, i: dg.take_along_dim(a, i, 1),
+        lambda a, i: np.take_along_axis(a, i, 1),
+        (Float(S), Int((3, 5), 4)),
+    ),
+    OpCase(
+        "take_along_dim_broadcast",
+        lambda a, i: a.take_along_dim(i, dim=2),
+        lambda a, i: np.take_along_axis(
+            np.broadcast_to(a, (2, 3, 4)), np.broadcast_to(i, (2, 3, 5)), 2
+        ),
+        (Float((1, 3, 4)), Int((2, 1, 5), 4)),
+    ),
+    OpCase(
+        "take_along_dim_flat",
+        lambda a, i: dg.take_along_dim(a, i),
+        lambda a, i: a.ravel()[i],
+        (Float(S), Int((7,), 12)),
+    ),
     # index_select / index_add / index_put / take
-    OpCase("index_select", lambda a, i: dg.index_select(a, 0, i), lambda a, i: a[i],
-           (Float(S), Fixed(_IDX))),
-    OpCase("index_select_dim1", lambda a, i: a.index_select(-1, i), lambda a, i: a[..., i],
-           (Float(S3), Fixed(_IDX))),
-    OpCase("index_add", lambda a, i, s: dg.index_add(a, 1, i, s),
-           lambda a, i, s: _index_add_ref(a, 1, i, s), (Float(S), Fixed(_IDX), Float((3, 4)))),
-    OpCase("index_add_alpha", lambda a, i, s: a.index_add(0, i, s, alpha=-2.0),
-           lambda a, i, s: _index_add_ref(a, 0, i, -2.0 * s),
-           (Float(S), Fixed(_IDX), Float((4, 4)))),
-    OpCase("index_put", lambda a, i, v: dg.index_put(a, (i,), v),
-           lambda a, i, v: _setitem_ref((i,))(a, v), (Float(S), Fixed([2, 0]), Float((4,)))),
-    OpCase("index_put_accumulate", lambda a, i, j, v: a.index_put((i, j), v, accumulate=True),
-           lambda a, i, j, v: _index_put_add_ref(a, (i, j), v),
-           (Float(S), Int((6,), 3), Int((6,), 4), Float((6,)))),
-    OpCase("take", lambda a, i: dg.take(a, i), lambda a, i: a.ravel()[i],
-           (Float(S), Int((2, 3), 12, low=-12))),
+    OpCase(
+        "index_select",
+        lambda a, i: dg.index_select(a, 0, i),
+        lambda a, i: a[i],
+        (Float(S), Fixed(_IDX)),
+    ),
+    OpCase(
+        "index_select_dim1",
+        lambda a, i: a.index_select(-1, i),
+        lambda a, i: a[..., i],
+        (Float(S3), Fixed(_IDX)),
+    ),
+    OpCase(
+        "index_add",
+        lambda a, i, s: dg.index_add(a, 1, i, s),
+        lambda a, i, s: _index_add_ref(a, 1, i, s),
+        (Float(S), Fixed(_IDX), Float((3, 4))),
+    ),
+    OpCase(
+        "index_add_alpha",
+        lambda a, i, s: a.index_add(0, i, s, alpha=-2.0),
+        lambda a, i, s: _index_add_ref(a, 0, i, -2.0 * s),
+        (Float(S), Fixed(_IDX), Float((4, 4))),
+    ),
+    OpCase(
+        "index_put",
+        lambda a, i, v: dg.index_put(a, (i,), v),
+        lambda a, i, v: _setitem_ref((i,))(a, v),
+        (Float(S), Fixed([2, 0]), Float((4,))),
+    ),
+    OpCase(
+        "index_put_accumulate",
+        lambda a, i, j, v: a.index_put((i, j), v, accumulate=True),
+        lambda a, i, j, v: _index_put_add_ref(a, (i, j), v),
+        (Float(S), Int((6,), 3), Int((6,), 4), Float((6,))),
+    ),
+    OpCase(
+        "take",
+        lambda a, i: dg.take(a, i),
+        lambda a, i: a.ravel()[i],
+        (Float(S), Int((2, 3), 12, low=-12)),
+    ),
     # masks
-    OpCase("masked_fill", lambda a, m: a.masked_fill(m, -1.5), lambda a, m: np.where(m, -1.5, a),
-           (Float(S), Bool(S))),
-    OpCase("masked_fill_broadcast_tensor_value", lambda a, m, v: dg.masked_fill(a, m, v),
-           lambda a, m, v: np.where(m, v, a), (Float(S), Bool((4,)), Float(()))),
-    OpCase("masked_select", lambda a, m: dg.masked_select(a, m), lambda a, m: a[m],
-           (Float(S), Bool(S))),
-    OpCase("masked_select_broadcast", lambda a, m: a.masked_select(m),
-           lambda a, m: np.broadcast_to(a, (2, 3, 4))[np.broadcast_to(m, (2, 3, 4))],
-           (Float((3, 4)), Bool((2, 1, 4)))),
-    OpCase("nonzero", lambda a: dg.nonzero(a), np.argwhere,
-           (Fixed([[0.0, 1.5, 0.0], [2.0, 0.0, -1.0]]),), grad=False),
-    OpCase("nonzero_as_tuple", lambda a: a.nonzero(as_tuple=True), np.nonzero,
-           (Fixed([[0.0, 1.5, 0.0], [2.0, 0.0, -1.0]]),), grad=False),
+    OpCase(
+        "masked_fill",
+        lambda a, m: a.masked_fill(m, -1.5),
+        lambda a, m: np.where(m, -1.5, a),
+        (Float(S), Bool(S)),
+    ),
+    OpCase(
+        "masked_fill_broadcast_tensor_value",
+        lambda a, m, v: dg.masked_fill(a, m, v),
+        lambda a, m, v: np.where(m, v, a),
+        (Float(S), Bool((4,)), Float(())),
+    ),
+    OpCase(
+        "masked_select", lambda a, m: dg.masked_select(a, m), lambda a, m: a[m], (Float(S), Bool(S))
+    ),
+    OpCase(
+        "masked_select_broadcast",
+        lambda a, m: a.masked_select(m),
+        lambda a, m: np.broadcast_to(a, (2, 3, 4))[np.broadcast_to(m, (2, 3, 4))],
+        (Float((3, 4)), Bool((2, 1, 4))),
+    ),
+    OpCase(
+        "nonzero",
+        lambda a: dg.nonzero(a),
+        np.argwhere,
+        (Fixed([[0.0, 1.5, 0.0], [2.0, 0.0, -1.0]]),),
+        grad=False,
+    ),
+    OpCase(
+        "nonzero_as_tuple",
+        lambda a: a.nonzero(as_tuple=True),
+        np.nonzero,
+        (Fixed([[0.0, 1.5, 0.0], [2.0, 0.0, -1.0]]),),
+        grad=False,
+    ),
 ]
 
 
@@ -284,37 +408,66 @@ def test_index_with_cpu_lists_and_numpy_arrays():
 
 
 # ---- errors -------------------------------------------------------------------------------
-@pytest.mark.parametrize("fn, exc, match", [
-    (lambda x: x[dg.tensor([0.0, 1.0])], IndexError,
-     "tensors used as indices must be long, int, byte or bool tensors"),
-    (lambda x: x[dg.tensor([0, 1], dtype=dg.int16)], IndexError, "must be long, int"),
-    (lambda x: x[[0, 5]], IndexError, r"index 5 is out of bounds for axis 0 with size 3"),
-    (lambda x: x[1, 4], IndexError, r"index 4 is out of bounds for axis 1 with size 4"),
-    (lambda x: x[0, 0, 0], IndexError, "too many indices"),
-    (lambda x: x.gather(1, dg.tensor([[0, 4]])), IndexError,
-     r"gather: index 4 is out of bounds for dimension 1 with size 4"),
-    (lambda x: x.gather(0, dg.tensor([[-1]])), IndexError,
-     r"index -1 is out of bounds for dimension 0 with size 3"),
-    (lambda x: x.gather(0, dg.tensor([[0.0]])), IndexError, "must be long, int"),
-    (lambda x: x.gather(0, dg.tensor([0])), RuntimeError, "same number of dimensions"),
-    (lambda x: x.gather(0, dg.zeros(2, 5, dtype=dg.int64)), RuntimeError,
-     "Size does not match at dimension 1"),
-    (lambda x: x.scatter(0, dg.zeros(2, 2, dtype=dg.int64), dg.zeros(1, 2)), RuntimeError,
-     "smaller than src"),
-    (lambda x: x.scatter(0, dg.zeros(1, 1, dtype=dg.int64), dg.zeros(1, 1, dtype=dg.float64)),
-     RuntimeError, "Expected self.dtype to be equal to src.dtype"),
-    (lambda x: x.index_select(0, dg.tensor([3])), IndexError,
-     "index 3 is out of bounds for dimension 0 with size 3"),
-    (lambda x: x.index_select(0, dg.tensor([[0]])), IndexError, "supposed to be a vector"),
-    (lambda x: x.index_add(0, dg.tensor([0]), dg.zeros(2, 4)), RuntimeError, "source shape"),
-    (lambda x: x.masked_fill(dg.zeros(3, 4), 1.0), RuntimeError, "only supports boolean masks"),
-    (lambda x: x.masked_fill(x > 0, dg.zeros(2)), RuntimeError, "0-dimensional value tensor"),
-    (lambda x: x.take(dg.tensor([12])), IndexError, "out of bounds"),
-    (lambda x: x.take_along_dim(dg.tensor([0]), 0), RuntimeError, "same number of dimensions"),
-    (lambda x: x.__setitem__(0, dg.zeros(3)), RuntimeError,
-     r"shape mismatch: value tensor of shape \[3\] cannot be broadcast to indexing result of "
-     r"shape \[4\]"),
-])
+@pytest.mark.parametrize(
+    "fn, exc, match",
+    [
+        (
+            lambda x: x[dg.tensor([0.0, 1.0])],
+            IndexError,
+            "tensors used as indices must be long, int, byte or bool tensors",
+        ),
+        (lambda x: x[dg.tensor([0, 1], dtype=dg.int16)], IndexError, "must be long, int"),
+        (lambda x: x[[0, 5]], IndexError, r"index 5 is out of bounds for axis 0 with size 3"),
+        (lambda x: x[1, 4], IndexError, r"index 4 is out of bounds for axis 1 with size 4"),
+        (lambda x: x[0, 0, 0], IndexError, "too many indices"),
+        (
+            lambda x: x.gather(1, dg.tensor([[0, 4]])),
+            IndexError,
+            r"gather: index 4 is out of bounds for dimension 1 with size 4",
+        ),
+        (
+            lambda x: x.gather(0, dg.tensor([[-1]])),
+            IndexError,
+            r"index -1 is out of bounds for dimension 0 with size 3",
+        ),
+        (lambda x: x.gather(0, dg.tensor([[0.0]])), IndexError, "must be long, int"),
+        (lambda x: x.gather(0, dg.tensor([0])), RuntimeError, "same number of dimensions"),
+        (
+            lambda x: x.gather(0, dg.zeros(2, 5, dtype=dg.int64)),
+            RuntimeError,
+            "Size does not match at dimension 1",
+        ),
+        (
+            lambda x: x.scatter(0, dg.zeros(2, 2, dtype=dg.int64), dg.zeros(1, 2)),
+            RuntimeError,
+            "smaller than src",
+        ),
+        (
+            lambda x: x.scatter(
+                0, dg.zeros(1, 1, dtype=dg.int64), dg.zeros(1, 1, dtype=dg.float64)
+            ),
+            RuntimeError,
+            "Expected self.dtype to be equal to src.dtype",
+        ),
+        (
+            lambda x: x.index_select(0, dg.tensor([3])),
+            IndexError,
+            "index 3 is out of bounds for dimension 0 with size 3",
+        ),
+        (lambda x: x.index_select(0, dg.tensor([[0]])), IndexError, "supposed to be a vector"),
+        (lambda x: x.index_add(0, dg.tensor([0]), dg.zeros(2, 4)), RuntimeError, "source shape"),
+        (lambda x: x.masked_fill(dg.zeros(3, 4), 1.0), RuntimeError, "only supports boolean masks"),
+        (lambda x: x.masked_fill(x > 0, dg.zeros(2)), RuntimeError, "0-dimensional value tensor"),
+        (lambda x: x.take(dg.tensor([12])), IndexError, "out of bounds"),
+        (lambda x: x.take_along_dim(dg.tensor([0]), 0), RuntimeError, "same number of dimensions"),
+        (
+            lambda x: x.__setitem__(0, dg.zeros(3)),
+            RuntimeError,
+            r"shape mismatch: value tensor of shape \[3\] cannot be broadcast to indexing result of "
+            r"shape \[4\]",
+        ),
+    ],
+)
 def test_errors(fn, exc, match):
     with pytest.raises(exc, match=match):
         fn(dg.zeros(3, 4))
@@ -325,8 +478,10 @@ def test_graph_namespace_take_matches_numpy():
     a = np.random.default_rng(0).standard_normal((3, 4))
     i = np.array([[0, -1], [2, 1]])
     for axis in (None, 0, 1):
-        np.testing.assert_array_equal(graph_xp.take(dg.tensor(a), i, axis).numpy(),
-                                      np.take(a, i, axis))
+        np.testing.assert_array_equal(
+            graph_xp.take(dg.tensor(a), i, axis).numpy(), np.take(a, i, axis)
+        )
     j = np.array([[0, 3], [1, 1], [2, 0]])
-    np.testing.assert_array_equal(graph_xp.take_along_axis(dg.tensor(a), j, 1).numpy(),
-                                  np.take_along_axis(a, j, 1))
+    np.testing.assert_array_equal(
+        graph_xp.take_along_axis(dg.tensor(a), j, 1).numpy(), np.take_along_axis(a, j, 1)
+    )

@@ -11,13 +11,21 @@ def _linear(x, w, b=None):
 
 
 def _matmul_case(a, b):
-    return OpCase(f"matmul_{'x'.join(map(str, a))}_{'x'.join(map(str, b))}", dg.matmul,
-                  np.matmul, (Float(a), Float(b)))
+    return OpCase(
+        f"matmul_{'x'.join(map(str, a))}_{'x'.join(map(str, b))}",
+        dg.matmul,
+        np.matmul,
+        (Float(a), Float(b)),
+    )
 
 
 def _einsum_case(name, equation, *shapes, ref_equation=None):
-    return OpCase(f"einsum_{name}", lambda *xs: dg.einsum(equation, *xs),
-                  lambda *xs: np.einsum(ref_equation or equation, *xs), tuple(map(Float, shapes)))
+    return OpCase(
+        f"einsum_{name}",
+        lambda *xs: dg.einsum(equation, *xs),
+        lambda *xs: np.einsum(ref_equation or equation, *xs),
+        tuple(map(Float, shapes)),
+    )
 
 
 CASES = [
@@ -61,8 +69,9 @@ CASES = [
 globals().update(make_tests(CASES))
 
 
-@pytest.mark.parametrize("fn", [lambda a, b: a @ b.T, dg.linear,
-                                lambda a, b: dg.einsum("ij,kj->ik", a, b)])
+@pytest.mark.parametrize(
+    "fn", [lambda a, b: a @ b.T, dg.linear, lambda a, b: dg.einsum("ij,kj->ik", a, b)]
+)
 def test_float32_gradients_stay_float32(fn):
     a = dg.randn(5, 3, requires_grad=True)
     b = dg.randn(4, 3, requires_grad=True)
@@ -95,8 +104,9 @@ def test_mismatched_dtypes_raise(op):
     shape = (2, 3, 3) if op is dg.bmm else (3, 3)
     a = dg.ones(*shape)
     b = dg.ones(*shape, dtype=dg.float64)
-    with pytest.raises(RuntimeError, match="expected m1 and m2 to have the same dtype, but got: "
-                                           "float != double"):
+    with pytest.raises(
+        RuntimeError, match="expected m1 and m2 to have the same dtype, but got: float != double"
+    ):
         op(a, b)
 
 

@@ -25,8 +25,9 @@ def _reduce(losses, batch_shape, reduction, denom):
     return losses.sum() if reduction == "sum" else losses.sum() / denom
 
 
-def ref_cross_entropy(x, t, weight=None, ignore_index=-100, reduction="mean",
-                      label_smoothing=0.0, log_probs=False):
+def ref_cross_entropy(
+    x, t, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0, log_probs=False
+):
     axis = 0 if x.ndim == 1 else 1
     c = x.shape[axis]
     batch = tuple(n for i, n in enumerate(x.shape) if i != axis)
@@ -55,8 +56,10 @@ def ref_nll(x, t, *weight, **kw):
 def _pointwise(loss):
     def ref(x, t, *extra, reduction="mean", **kw):
         values = loss(x, t, *extra, **kw)
-        return values if reduction == "none" else values.sum() if reduction == "sum" \
-            else values.mean()
+        return (
+            values if reduction == "none" else values.sum() if reduction == "sum" else values.mean()
+        )
+
     return ref
 
 
@@ -67,13 +70,13 @@ ref_l1 = _pointwise(lambda x, t: np.abs(x - t))
 @_pointwise
 def ref_smooth_l1(x, t, beta=1.0):
     d = np.abs(x - t)
-    return np.where(d < beta, 0.5 * d ** 2 / beta, d - 0.5 * beta)
+    return np.where(d < beta, 0.5 * d**2 / beta, d - 0.5 * beta)
 
 
 @_pointwise
 def ref_huber(x, t, delta=1.0):
     d = np.abs(x - t)
-    return np.where(d < delta, 0.5 * d ** 2, delta * (d - 0.5 * delta))
+    return np.where(d < delta, 0.5 * d**2, delta * (d - 0.5 * delta))
 
 
 @_pointwise
@@ -117,71 +120,151 @@ CASES = [
     OpCase("ce_none", ce(reduction="none"), ce_ref(reduction="none"), (LOGITS, Int((6,), 4))),
     OpCase("ce_weight", F.cross_entropy, ref_cross_entropy, (LOGITS, Int((6,), 4), W4)),
     OpCase("ce_ignore", F.cross_entropy, ref_cross_entropy, (LOGITS, IGNORED)),
-    OpCase("ce_ignore_weight_none", ce(reduction="none"), ce_ref(reduction="none"),
-           (LOGITS, IGNORED, W4)),
-    OpCase("ce_custom_ignore_index", ce(ignore_index=2), ce_ref(ignore_index=2),
-           (LOGITS, Fixed([2, 1, 2, 0, 3, 3]))),
-    OpCase("ce_smoothing", ce(label_smoothing=0.2), ce_ref(label_smoothing=0.2),
-           (LOGITS, Int((6,), 4))),
-    OpCase("ce_smoothing_weight_ignore", ce(label_smoothing=0.3), ce_ref(label_smoothing=0.3),
-           (LOGITS, IGNORED, W4)),
-    OpCase("ce_smoothing_none", ce(label_smoothing=0.1, reduction="none"),
-           ce_ref(label_smoothing=0.1, reduction="none"), (LOGITS, IGNORED, W4)),
-    OpCase("ce_spatial", F.cross_entropy, ref_cross_entropy,
-           (Float((2, 3, 4, 2)), Int((2, 4, 2), 3))),
-    OpCase("ce_spatial_smoothing_none", ce(label_smoothing=0.25, reduction="none"),
-           ce_ref(label_smoothing=0.25, reduction="none"),
-           (Float((2, 3, 4)), Int((2, 4), 3), Fixed([0.5, 1.0, 2.0], grad=False))),
+    OpCase(
+        "ce_ignore_weight_none",
+        ce(reduction="none"),
+        ce_ref(reduction="none"),
+        (LOGITS, IGNORED, W4),
+    ),
+    OpCase(
+        "ce_custom_ignore_index",
+        ce(ignore_index=2),
+        ce_ref(ignore_index=2),
+        (LOGITS, Fixed([2, 1, 2, 0, 3, 3])),
+    ),
+    OpCase(
+        "ce_smoothing", ce(label_smoothing=0.2), ce_ref(label_smoothing=0.2), (LOGITS, Int((6,), 4))
+    ),
+    OpCase(
+        "ce_smoothing_weight_ignore",
+        ce(label_smoothing=0.3),
+        ce_ref(label_smoothing=0.3),
+        (LOGITS, IGNORED, W4),
+    ),
+    OpCase(
+        "ce_smoothing_none",
+        ce(label_smoothing=0.1, reduction="none"),
+        ce_ref(label_smoothing=0.1, reduction="none"),
+        (LOGITS, IGNORED, W4),
+    ),
+    OpCase(
+        "ce_spatial", F.cross_entropy, ref_cross_entropy, (Float((2, 3, 4, 2)), Int((2, 4, 2), 3))
+    ),
+    OpCase(
+        "ce_spatial_smoothing_none",
+        ce(label_smoothing=0.25, reduction="none"),
+        ce_ref(label_smoothing=0.25, reduction="none"),
+        (Float((2, 3, 4)), Int((2, 4), 3), Fixed([0.5, 1.0, 2.0], grad=False)),
+    ),
     OpCase("ce_unbatched", F.cross_entropy, ref_cross_entropy, (Float((5,)), Int((), 5))),
     OpCase("ce_probs", F.cross_entropy, ref_cross_entropy, (LOGITS, Float((6, 4), 0, 1))),
-    OpCase("ce_probs_weight_smoothing_none", ce(label_smoothing=0.2, reduction="none"),
-           ce_ref(label_smoothing=0.2, reduction="none"), (LOGITS, Float((6, 4), 0, 1), W4)),
-    OpCase("ce_probs_spatial_sum", ce(reduction="sum"), ce_ref(reduction="sum"),
-           (Float((2, 3, 4)), Float((2, 3, 4), 0, 1))),
+    OpCase(
+        "ce_probs_weight_smoothing_none",
+        ce(label_smoothing=0.2, reduction="none"),
+        ce_ref(label_smoothing=0.2, reduction="none"),
+        (LOGITS, Float((6, 4), 0, 1), W4),
+    ),
+    OpCase(
+        "ce_probs_spatial_sum",
+        ce(reduction="sum"),
+        ce_ref(reduction="sum"),
+        (Float((2, 3, 4)), Float((2, 3, 4), 0, 1)),
+    ),
     OpCase("nll", F.nll_loss, ref_nll, (LOGITS, Int((6,), 4))),
     OpCase("nll_weight_ignore", F.nll_loss, ref_nll, (LOGITS, IGNORED, W4)),
-    OpCase("nll_none", lambda x, t: F.nll_loss(x, t, reduction="none"),
-           lambda x, t: ref_nll(x, t, reduction="none"), (LOGITS, IGNORED)),
-    OpCase("nll_spatial_sum", lambda x, t: F.nll_loss(x, t, reduction="sum"),
-           lambda x, t: ref_nll(x, t, reduction="sum"), (Float((2, 3, 4)), Int((2, 4), 3))),
+    OpCase(
+        "nll_none",
+        lambda x, t: F.nll_loss(x, t, reduction="none"),
+        lambda x, t: ref_nll(x, t, reduction="none"),
+        (LOGITS, IGNORED),
+    ),
+    OpCase(
+        "nll_spatial_sum",
+        lambda x, t: F.nll_loss(x, t, reduction="sum"),
+        lambda x, t: ref_nll(x, t, reduction="sum"),
+        (Float((2, 3, 4)), Int((2, 4), 3)),
+    ),
     OpCase("mse", F.mse_loss, ref_mse, (Float((3, 4)), Float((3, 4)))),
-    OpCase("mse_sum", lambda x, t: F.mse_loss(x, t, reduction="sum"),
-           lambda x, t: ref_mse(x, t, reduction="sum"), (Float((3, 4)), Float((3, 4)))),
-    OpCase("mse_none_0d", lambda x, t: F.mse_loss(x, t, reduction="none"),
-           lambda x, t: ref_mse(x, t, reduction="none"), (Float(()), Float(()))),
+    OpCase(
+        "mse_sum",
+        lambda x, t: F.mse_loss(x, t, reduction="sum"),
+        lambda x, t: ref_mse(x, t, reduction="sum"),
+        (Float((3, 4)), Float((3, 4))),
+    ),
+    OpCase(
+        "mse_none_0d",
+        lambda x, t: F.mse_loss(x, t, reduction="none"),
+        lambda x, t: ref_mse(x, t, reduction="none"),
+        (Float(()), Float(())),
+    ),
     OpCase("l1", F.l1_loss, ref_l1, (Float((3, 4)), Float((3, 4)))),
-    OpCase("l1_none", lambda x, t: F.l1_loss(x, t, reduction="none"),
-           lambda x, t: ref_l1(x, t, reduction="none"), (Float((3, 4)), Float((3, 4)))),
+    OpCase(
+        "l1_none",
+        lambda x, t: F.l1_loss(x, t, reduction="none"),
+        lambda x, t: ref_l1(x, t, reduction="none"),
+        (Float((3, 4)), Float((3, 4))),
+    ),
     OpCase("smooth_l1", F.smooth_l1_loss, ref_smooth_l1, (Float((3, 4)), Float((3, 4)))),
-    OpCase("smooth_l1_beta", lambda x, t: F.smooth_l1_loss(x, t, beta=0.5, reduction="sum"),
-           lambda x, t: ref_smooth_l1(x, t, beta=0.5, reduction="sum"),
-           (Float((3, 4)), Float((3, 4)))),
-    OpCase("smooth_l1_beta0", lambda x, t: F.smooth_l1_loss(x, t, beta=0.0),
-           ref_l1, (Float((3, 4)), Float((3, 4)))),
+    OpCase(
+        "smooth_l1_beta",
+        lambda x, t: F.smooth_l1_loss(x, t, beta=0.5, reduction="sum"),
+        lambda x, t: ref_smooth_l1(x, t, beta=0.5, reduction="sum"),
+        (Float((3, 4)), Float((3, 4))),
+    ),
+    OpCase(
+        "smooth_l1_beta0",
+        lambda x, t: F.smooth_l1_loss(x, t, beta=0.0),
+        ref_l1,
+        (Float((3, 4)), Float((3, 4))),
+    ),
     OpCase("huber", F.huber_loss, ref_huber, (Float((3, 4)), Float((3, 4)))),
-    OpCase("huber_delta_none", lambda x, t: F.huber_loss(x, t, reduction="none", delta=0.7),
-           lambda x, t: ref_huber(x, t, delta=0.7, reduction="none"),
-           (Float((3, 4)), Float((3, 4)))),
-    OpCase("bce", F.binary_cross_entropy, ref_bce, (Float((3, 4), 0.05, 0.95),
-                                                    Float((3, 4), 0, 1))),
-    OpCase("bce_weight_none", lambda x, t, w: F.binary_cross_entropy(x, t, w, reduction="none"),
-           lambda x, t, w: ref_bce(x, t, w, reduction="none"),
-           (Float((3, 4), 0.05, 0.95), Float((3, 4), 0, 1), Float((4,), 0.5, 2, grad=False))),
-    OpCase("bce_logits", F.binary_cross_entropy_with_logits, ref_bce_logits,
-           (Float((3, 4), -4, 4), Float((3, 4), 0, 1))),
-    OpCase("bce_logits_weights", lambda x, t, w, pw: F.binary_cross_entropy_with_logits(
-        x, t, w, reduction="sum", pos_weight=pw),
+    OpCase(
+        "huber_delta_none",
+        lambda x, t: F.huber_loss(x, t, reduction="none", delta=0.7),
+        lambda x, t: ref_huber(x, t, delta=0.7, reduction="none"),
+        (Float((3, 4)), Float((3, 4))),
+    ),
+    OpCase(
+        "bce", F.binary_cross_entropy, ref_bce, (Float((3, 4), 0.05, 0.95), Float((3, 4), 0, 1))
+    ),
+    OpCase(
+        "bce_weight_none",
+        lambda x, t, w: F.binary_cross_entropy(x, t, w, reduction="none"),
+        lambda x, t, w: ref_bce(x, t, w, reduction="none"),
+        (Float((3, 4), 0.05, 0.95), Float((3, 4), 0, 1), Float((4,), 0.5, 2, grad=False)),
+    ),
+    OpCase(
+        "bce_logits",
+        F.binary_cross_entropy_with_logits,
+        ref_bce_logits,
+        (Float((3, 4), -4, 4), Float((3, 4), 0, 1)),
+    ),
+    OpCase(
+        "bce_logits_weights",
+        lambda x, t, w, pw: F.binary_cross_entropy_with_logits(
+            x, t, w, reduction="sum", pos_weight=pw
+        ),
         lambda x, t, w, pw: ref_bce_logits(x, t, w, pw, reduction="sum"),
-        (Float((3, 4), -4, 4), Float((3, 4), 0, 1), Float((3, 1), 0.5, 2, grad=False),
-         Float((4,), 0.5, 3, grad=False))),
+        (
+            Float((3, 4), -4, 4),
+            Float((3, 4), 0, 1),
+            Float((3, 1), 0.5, 2, grad=False),
+            Float((4,), 0.5, 3, grad=False),
+        ),
+    ),
     OpCase("kl_div", F.kl_div, ref_kl, (Float((3, 4)), Float((3, 4), 0.1, 1))),
-    OpCase("kl_div_batchmean", lambda x, t: F.kl_div(x, t, reduction="batchmean"),
-           lambda x, t: ref_kl(x, t, reduction="batchmean"),
-           (Float((3, 4)), Float((3, 4), 0.1, 1))),
-    OpCase("kl_div_log_target_none", lambda x, t: F.kl_div(x, t, reduction="none",
-                                                           log_target=True),
-           lambda x, t: ref_kl(x, t, reduction="none", log_target=True),
-           (Float((3, 4)), Float((3, 4)))),
+    OpCase(
+        "kl_div_batchmean",
+        lambda x, t: F.kl_div(x, t, reduction="batchmean"),
+        lambda x, t: ref_kl(x, t, reduction="batchmean"),
+        (Float((3, 4)), Float((3, 4), 0.1, 1)),
+    ),
+    OpCase(
+        "kl_div_log_target_none",
+        lambda x, t: F.kl_div(x, t, reduction="none", log_target=True),
+        lambda x, t: ref_kl(x, t, reduction="none", log_target=True),
+        (Float((3, 4)), Float((3, 4))),
+    ),
 ]
 
 globals().update(make_tests(CASES))
@@ -203,11 +286,9 @@ def test_cross_entropy_gradient_is_softmax_minus_onehot_over_n():
 
 
 def test_cross_entropy_is_stable_for_huge_and_infinite_logits():
-    x = dg.tensor([[1e4, -1e4, 0.0], [0.0, -math.inf, 5.0]], dtype=dg.float64,
-                  requires_grad=True)
+    x = dg.tensor([[1e4, -1e4, 0.0], [0.0, -math.inf, 5.0]], dtype=dg.float64, requires_grad=True)
     loss = F.cross_entropy(x, dg.tensor([1, 2]), reduction="none")
-    np.testing.assert_allclose(loss.detach().numpy(),
-                               [2e4, math.log(1 + math.exp(-5))], rtol=1e-12)
+    np.testing.assert_allclose(loss.detach().numpy(), [2e4, math.log(1 + math.exp(-5))], rtol=1e-12)
     loss.sum().backward()
     assert np.isfinite(x.grad.numpy()).all()
     assert x.grad.numpy()[1, 1] == 0
@@ -233,14 +314,18 @@ def test_legacy_size_average_and_reduce():
 def test_regression_losses_broadcast_with_a_warning():
     x = dg.randn(3, 4, dtype=dg.float64, requires_grad=True)
     t = dg.randn(4, dtype=dg.float64, requires_grad=True)
-    with pytest.warns(UserWarning, match=r"target size \(\[4\]\) that is different to the input "
-                                         r"size \(\[3, 4\]\)"):
+    with pytest.warns(
+        UserWarning,
+        match=r"target size \(\[4\]\) that is different to the input "
+        r"size \(\[3, 4\]\)",
+    ):
         loss = F.mse_loss(x, t)
     np.testing.assert_allclose(loss.item(), ref_mse(x.detach().numpy(), t.detach().numpy()))
     loss.backward()
     assert t.grad.shape == (4,)
-    np.testing.assert_allclose(t.grad.numpy(),
-                               -2 * (x.detach().numpy() - t.detach().numpy()).sum(0) / 12)
+    np.testing.assert_allclose(
+        t.grad.numpy(), -2 * (x.detach().numpy() - t.detach().numpy()).sum(0) / 12
+    )
 
 
 def test_cross_entropy_target_out_of_range_names_value_and_classes():
@@ -253,14 +338,23 @@ def test_cross_entropy_target_out_of_range_names_value_and_classes():
 
 def test_cross_entropy_shape_and_dtype_errors_name_both_shapes():
     x = dg.randn(3, 5)
-    with pytest.raises(ValueError, match=r"expected target of shape \[3\] for input of shape "
-                                         r"\[3, 5\].*got target of shape \[4\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"expected target of shape \[3\] for input of shape "
+        r"\[3, 5\].*got target of shape \[4\]",
+    ):
         F.cross_entropy(x, dg.tensor([0, 1, 2, 3]))
-    with pytest.raises(RuntimeError, match=r"class indices.*class probabilities.*got a "
-                                           r"distgrad.float32 target of shape \[3\]"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"class indices.*class probabilities.*got a "
+        r"distgrad.float32 target of shape \[3\]",
+    ):
         F.cross_entropy(x, dg.tensor([0.0, 1.0, 2.0]))
-    with pytest.raises(RuntimeError, match=r"weight tensor should be defined either for all 5 "
-                                           r"classes"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"weight tensor should be defined either for all 5 "
+        r"classes",
+    ):
         F.cross_entropy(x, dg.tensor([0, 1, 2]), weight=dg.ones(4))
     with pytest.raises(TypeError, match="floating-point input"):
         F.cross_entropy(dg.tensor([[1, 2]]), dg.tensor([0]))
@@ -281,8 +375,9 @@ def test_binary_cross_entropy_checks():
 
 def test_bce_with_logits_is_stable_for_large_logits():
     x = dg.tensor([-500.0, 500.0], dtype=dg.float64, requires_grad=True)
-    loss = F.binary_cross_entropy_with_logits(x, dg.tensor([1.0, 0.0], dtype=dg.float64),
-                                              reduction="none")
+    loss = F.binary_cross_entropy_with_logits(
+        x, dg.tensor([1.0, 0.0], dtype=dg.float64), reduction="none"
+    )
     np.testing.assert_allclose(loss.detach().numpy(), [500, 500])
     loss.sum().backward()
     np.testing.assert_allclose(x.grad.numpy(), [-1, 1])

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import distgrad as dg
-from tests.ops.harness import OpCase, Bool, Fixed, Float, make_tests
+from tests.ops.harness import Bool, Fixed, Float, OpCase, make_tests
 
 S = (3, 4)
 S3 = (2, 3, 4)
@@ -26,75 +26,128 @@ TIED_PAIR = Fixed([[1.0, 3.0, 0.5], [3.0, -1.0, 2.0]])  # the maximum 3.0 appear
 CASES = [
     OpCase("sum_all", dg.sum, np.sum, (Float(S),)),
     OpCase("sum_dim", lambda a: a.sum(1), lambda a: a.sum(1), (Float(S),)),
-    OpCase("sum_neg_dim_keepdim", lambda a: a.sum(-1, keepdim=True),
-           lambda a: a.sum(-1, keepdims=True), (Float(S3),)),
+    OpCase(
+        "sum_neg_dim_keepdim",
+        lambda a: a.sum(-1, keepdim=True),
+        lambda a: a.sum(-1, keepdims=True),
+        (Float(S3),),
+    ),
     OpCase("sum_tuple", lambda a: dg.sum(a, (0, 2)), lambda a: a.sum((0, 2)), (Float(S3),)),
     OpCase("sum_0d", dg.sum, np.sum, (Float(()),)),
     OpCase("sum_0d_dim", lambda a: a.sum(0), np.sum, (Float(()),)),
     OpCase("mean_all", dg.mean, np.mean, (Float(S),)),
-    OpCase("mean_tuple_keepdim", lambda a: a.mean((0, -1), keepdim=True),
-           lambda a: a.mean((0, 2), keepdims=True), (Float(S3),)),
+    OpCase(
+        "mean_tuple_keepdim",
+        lambda a: a.mean((0, -1), keepdim=True),
+        lambda a: a.mean((0, 2), keepdims=True),
+        (Float(S3),),
+    ),
     OpCase("prod_all", dg.prod, np.prod, (Float(S, 0.5, 1.5),)),
     OpCase("prod_dim", lambda a: a.prod(0), lambda a: a.prod(0), (Float(S3),)),
     OpCase("prod_one_zero", lambda a: a.prod(1), lambda a: a.prod(1), (ONE_ZERO_PER_ROW,)),
     # across two zeros of one slice only the first derivative is exact
-    OpCase("prod_two_zeros", lambda a: a.prod(1), lambda a: a.prod(1), (TWO_ZEROS,),
-           double=False),
+    OpCase("prod_two_zeros", lambda a: a.prod(1), lambda a: a.prod(1), (TWO_ZEROS,), double=False),
     OpCase("max_all", dg.max, np.max, (Float(S),)),
-    OpCase("max_dim", lambda a: tuple(dg.max(a, 1)), lambda a: (a.max(1), a.argmax(1)),
-           (Float(S3),)),
-    OpCase("max_dim_keepdim", lambda a: tuple(a.max(0, keepdim=True)),
-           lambda a: (a.max(0, keepdims=True), a.argmax(0)[None]), (Float(S),)),
-    OpCase("min_dim", lambda a: tuple(a.min(-1)), lambda a: (a.min(-1), a.argmin(-1)),
-           (Float(S),)),
+    OpCase(
+        "max_dim", lambda a: tuple(dg.max(a, 1)), lambda a: (a.max(1), a.argmax(1)), (Float(S3),)
+    ),
+    OpCase(
+        "max_dim_keepdim",
+        lambda a: tuple(a.max(0, keepdim=True)),
+        lambda a: (a.max(0, keepdims=True), a.argmax(0)[None]),
+        (Float(S),),
+    ),
+    OpCase("min_dim", lambda a: tuple(a.min(-1)), lambda a: (a.min(-1), a.argmin(-1)), (Float(S),)),
     OpCase("min_all", lambda a: a.min(), np.min, (Float(S3),)),
-    OpCase("max_0d_dim", lambda a: tuple(dg.max(a, 0)), lambda a: (a, np.int64(0)),
-           (Float(()),)),
+    OpCase("max_0d_dim", lambda a: tuple(dg.max(a, 0)), lambda a: (a, np.int64(0)), (Float(()),)),
     OpCase("max_binary", lambda a, b: dg.max(a, b), np.maximum, (Float(S), Float((4,)))),
     OpCase("max_tied_pair", dg.max, np.max, (TIED_PAIR,), double=False),
     OpCase("amax_tuple", lambda a: dg.amax(a, (0, 2)), lambda a: a.max((0, 2)), (Float(S3),)),
-    OpCase("amax_tied_pair", lambda a: a.amax(1), lambda a: a.max(1), (TIED_PAIR,),
-           double=False),
-    OpCase("amin_keepdim", lambda a: a.amin(-1, keepdim=True),
-           lambda a: a.min(-1, keepdims=True), (Float(S3),)),
-    OpCase("argmax", lambda a: a.argmax(), lambda a: np.int64(a.argmax()), (Float(S),),
-           grad=False),
-    OpCase("argmax_dim_keepdim", lambda a: dg.argmax(a, 1, keepdim=True),
-           lambda a: a.argmax(1)[:, None], (Float(S),), grad=False),
-    OpCase("argmin_dim", lambda a: a.argmin(0), lambda a: a.argmin(0), (Float(S3),),
-           grad=False),
+    OpCase("amax_tied_pair", lambda a: a.amax(1), lambda a: a.max(1), (TIED_PAIR,), double=False),
+    OpCase(
+        "amin_keepdim",
+        lambda a: a.amin(-1, keepdim=True),
+        lambda a: a.min(-1, keepdims=True),
+        (Float(S3),),
+    ),
+    OpCase("argmax", lambda a: a.argmax(), lambda a: np.int64(a.argmax()), (Float(S),), grad=False),
+    OpCase(
+        "argmax_dim_keepdim",
+        lambda a: dg.argmax(a, 1, keepdim=True),
+        lambda a: a.argmax(1)[:, None],
+        (Float(S),),
+        grad=False,
+    ),
+    OpCase("argmin_dim", lambda a: a.argmin(0), lambda a: a.argmin(0), (Float(S3),), grad=False),
     OpCase("var_all", dg.var, lambda a: a.var(ddof=1), (Float(S),)),
-    OpCase("var_dim_biased", lambda a: a.var(1, unbiased=False), lambda a: a.var(1),
-           (Float(S3),)),
-    OpCase("var_correction_keepdim", lambda a: dg.var(a, (0, 2), correction=2, keepdim=True),
-           lambda a: a.var((0, 2), ddof=2, keepdims=True), (Float(S3),)),
+    OpCase("var_dim_biased", lambda a: a.var(1, unbiased=False), lambda a: a.var(1), (Float(S3),)),
+    OpCase(
+        "var_correction_keepdim",
+        lambda a: dg.var(a, (0, 2), correction=2, keepdim=True),
+        lambda a: a.var((0, 2), ddof=2, keepdims=True),
+        (Float(S3),),
+    ),
     OpCase("std_all", dg.std, lambda a: a.std(ddof=1), (Float(S),)),
     OpCase("std_dim", lambda a: a.std(0), lambda a: a.std(0, ddof=1), (Float(S),)),
     OpCase("norm_default", dg.norm, np.linalg.norm, (Float(S3),)),
-    OpCase("norm_fro_dims", lambda a: a.norm("fro", (1, 2)),
-           lambda a: np.sqrt((a * a).sum((1, 2))), (Float(S3),)),
-    OpCase("norm_2_keepdim", lambda a: a.norm(2, -1, keepdim=True),
-           lambda a: np.linalg.norm(a, axis=-1, keepdims=True), (Float(S),)),
-    OpCase("norm_1", lambda a: a.norm(1, 0), lambda a: np.abs(a).sum(0),
-           (Float(S, away_from=0.0),)),
-    OpCase("norm_inf", lambda a: dg.norm(a, math.inf, 1), lambda a: np.abs(a).max(1),
-           (Float(S, away_from=0.0),)),
-    OpCase("norm_neg_inf", lambda a: dg.norm(a, -math.inf), lambda a: np.abs(a).min(),
-           (Float(S, away_from=0.0),)),
-    OpCase("norm_3", lambda a: dg.norm(a, 3, 1), lambda a: _pnorm(a, 3, 1),
-           (Float(S, away_from=0.0),)),
-    OpCase("norm_0", lambda a: dg.norm(a, 0), lambda a: np.count_nonzero(a) * 1.0,
-           (Fixed([[0.0, 1.5], [2.0, 0.0], [0.0, 0.0]]),), grad=False),
-    OpCase("logsumexp_dim", lambda a: dg.logsumexp(a, 1), lambda a: np.log(np.exp(a).sum(1)),
-           (Float(S3),)),
-    OpCase("logsumexp_tuple_keepdim", lambda a: a.logsumexp((0, 2), keepdim=True),
-           lambda a: np.log(np.exp(a).sum((0, 2), keepdims=True)), (Float(S3),)),
+    OpCase(
+        "norm_fro_dims",
+        lambda a: a.norm("fro", (1, 2)),
+        lambda a: np.sqrt((a * a).sum((1, 2))),
+        (Float(S3),),
+    ),
+    OpCase(
+        "norm_2_keepdim",
+        lambda a: a.norm(2, -1, keepdim=True),
+        lambda a: np.linalg.norm(a, axis=-1, keepdims=True),
+        (Float(S),),
+    ),
+    OpCase(
+        "norm_1", lambda a: a.norm(1, 0), lambda a: np.abs(a).sum(0), (Float(S, away_from=0.0),)
+    ),
+    OpCase(
+        "norm_inf",
+        lambda a: dg.norm(a, math.inf, 1),
+        lambda a: np.abs(a).max(1),
+        (Float(S, away_from=0.0),),
+    ),
+    OpCase(
+        "norm_neg_inf",
+        lambda a: dg.norm(a, -math.inf),
+        lambda a: np.abs(a).min(),
+        (Float(S, away_from=0.0),),
+    ),
+    OpCase(
+        "norm_3", lambda a: dg.norm(a, 3, 1), lambda a: _pnorm(a, 3, 1), (Float(S, away_from=0.0),)
+    ),
+    OpCase(
+        "norm_0",
+        lambda a: dg.norm(a, 0),
+        lambda a: np.count_nonzero(a) * 1.0,
+        (Fixed([[0.0, 1.5], [2.0, 0.0], [0.0, 0.0]]),),
+        grad=False,
+    ),
+    OpCase(
+        "logsumexp_dim",
+        lambda a: dg.logsumexp(a, 1),
+        lambda a: np.log(np.exp(a).sum(1)),
+        (Float(S3),),
+    ),
+    OpCase(
+        "logsumexp_tuple_keepdim",
+        lambda a: a.logsumexp((0, 2), keepdim=True),
+        lambda a: np.log(np.exp(a).sum((0, 2), keepdims=True)),
+        (Float(S3),),
+    ),
     OpCase("logsumexp_0d", lambda a: a.logsumexp(0), lambda a: a, (Float(()),)),
-    OpCase("softmax_last", lambda a: dg.softmax(a, -1), lambda a: _softmax(a, -1),
-           (Float(S3),)),
+    OpCase("softmax_last", lambda a: dg.softmax(a, -1), lambda a: _softmax(a, -1), (Float(S3),)),
     OpCase("softmax_dim0", lambda a: a.softmax(0), lambda a: _softmax(a, 0), (Float(S),)),
-    OpCase("log_softmax", lambda a: dg.log_softmax(a, 1), lambda a: np.log(_softmax(a, 1)),
-           (Float(S3),)),
+    OpCase(
+        "log_softmax",
+        lambda a: dg.log_softmax(a, 1),
+        lambda a: np.log(_softmax(a, 1)),
+        (Float(S3),),
+    ),
     OpCase("softmax_0d", lambda a: a.softmax(0), lambda a: np.ones_like(a), (Float(()),)),
     OpCase("cumsum", lambda a: dg.cumsum(a, 1), lambda a: a.cumsum(1), (Float(S3),)),
     OpCase("cumsum_neg_dim", lambda a: a.cumsum(-1), lambda a: a.cumsum(-1), (Float(S),)),
@@ -229,11 +282,15 @@ def test_all_any():
     assert x.all(1).tolist() == [False, True] and x.any(0, keepdim=True).tolist() == [[True, True]]
 
 
-@pytest.mark.parametrize("op", ["sum", "mean", "amax", "logsumexp", "softmax", "cumsum", "var",
-                                "argmax", "all"])
+@pytest.mark.parametrize(
+    "op", ["sum", "mean", "amax", "logsumexp", "softmax", "cumsum", "var", "argmax", "all"]
+)
 def test_dim_out_of_range(op):
-    with pytest.raises(IndexError, match=r"Dimension out of range \(expected to be in range of "
-                                         r"\[-2, 1\], but got 2\)"):
+    with pytest.raises(
+        IndexError,
+        match=r"Dimension out of range \(expected to be in range of "
+        r"\[-2, 1\], but got 2\)",
+    ):
         getattr(dg.ones(2, 3), op)(2)
 
 

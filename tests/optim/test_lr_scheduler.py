@@ -1,5 +1,6 @@
 """Learning-rate schedulers: the sequence of learning rates against closed forms written from
 PyTorch's documented formulas, state-dict resumption, and errors."""
+
 import math
 import pickle
 import warnings
@@ -40,29 +41,46 @@ def _cos_anneal(start, end, pct):
 
 
 CLOSED_FORMS = {
-    "StepLR": (lambda o: S.StepLR(o, step_size=3, gamma=0.5),
-               lambda t, base: base * 0.5 ** (t // 3)),
-    "MultiStepLR": (lambda o: S.MultiStepLR(o, milestones=[9, 2, 5, 5], gamma=0.3),
-                    lambda t, base: base * 0.3 ** sum(m <= t for m in [2, 5, 5, 9])),
-    "ExponentialLR": (lambda o: S.ExponentialLR(o, gamma=0.9),
-                      lambda t, base: base * 0.9 ** t),
-    "CosineAnnealingLR": (lambda o: S.CosineAnnealingLR(o, T_max=7, eta_min=0.01),
-                          lambda t, base: 0.01 + (base - 0.01) * (1 + math.cos(math.pi * t / 7))
-                          / 2),
-    "LambdaLR": (lambda o: S.LambdaLR(o, lambda e: 1 / (e + 1)),
-                 lambda t, base: base / (t + 1)),
-    "ConstantLR": (lambda o: S.ConstantLR(o, factor=0.25, total_iters=4),
-                   lambda t, base: base * (0.25 if t < 4 else 1.0)),
-    "LinearLR": (lambda o: S.LinearLR(o, start_factor=0.1, end_factor=0.8, total_iters=6),
-                 lambda t, base: base * (0.1 + 0.7 * min(t, 6) / 6)),
-    "LinearLR-decay": (lambda o: S.LinearLR(o, start_factor=1.0, end_factor=0.0, total_iters=5),
-                       lambda t, base: base * (1 - min(t, 5) / 5)),
-    "SequentialLR": (lambda o: S.SequentialLR(o, [S.LinearLR(o, 0.1, total_iters=4),
-                                                  S.CosineAnnealingLR(o, T_max=8)], [4]),
-                     lambda t, base: base * (0.1 + 0.9 * t / 4) if t < 4 else
-                     base * (1 + math.cos(math.pi * (t - 4) / 8)) / 2),
-    "OneCycleLR": (lambda o: S.OneCycleLR(o, max_lr=[1.0, 2.0], total_steps=20),
-                   lambda t, base: _one_cycle(t, 10 * base)),
+    "StepLR": (
+        lambda o: S.StepLR(o, step_size=3, gamma=0.5),
+        lambda t, base: base * 0.5 ** (t // 3),
+    ),
+    "MultiStepLR": (
+        lambda o: S.MultiStepLR(o, milestones=[9, 2, 5, 5], gamma=0.3),
+        lambda t, base: base * 0.3 ** sum(m <= t for m in [2, 5, 5, 9]),
+    ),
+    "ExponentialLR": (lambda o: S.ExponentialLR(o, gamma=0.9), lambda t, base: base * 0.9**t),
+    "CosineAnnealingLR": (
+        lambda o: S.CosineAnnealingLR(o, T_max=7, eta_min=0.01),
+        lambda t, base: 0.01 + (base - 0.01) * (1 + math.cos(math.pi * t / 7)) / 2,
+    ),
+    "LambdaLR": (lambda o: S.LambdaLR(o, lambda e: 1 / (e + 1)), lambda t, base: base / (t + 1)),
+    "ConstantLR": (
+        lambda o: S.ConstantLR(o, factor=0.25, total_iters=4),
+        lambda t, base: base * (0.25 if t < 4 else 1.0),
+    ),
+    "LinearLR": (
+        lambda o: S.LinearLR(o, start_factor=0.1, end_factor=0.8, total_iters=6),
+        lambda t, base: base * (0.1 + 0.7 * min(t, 6) / 6),
+    ),
+    "LinearLR-decay": (
+        lambda o: S.LinearLR(o, start_factor=1.0, end_factor=0.0, total_iters=5),
+        lambda t, base: base * (1 - min(t, 5) / 5),
+    ),
+    "SequentialLR": (
+        lambda o: S.SequentialLR(
+            o, [S.LinearLR(o, 0.1, total_iters=4), S.CosineAnnealingLR(o, T_max=8)], [4]
+        ),
+        lambda t, base: (
+            base * (0.1 + 0.9 * t / 4)
+            if t < 4
+            else base * (1 + math.cos(math.pi * (t - 4) / 8)) / 2
+        ),
+    ),
+    "OneCycleLR": (
+        lambda o: S.OneCycleLR(o, max_lr=[1.0, 2.0], total_steps=20),
+        lambda t, base: _one_cycle(t, 10 * base),
+    ),
 }
 
 
@@ -79,14 +97,15 @@ def test_learning_rates_follow_the_closed_form(kind):
     opt = _optimizer()
     sched = make(opt)
     steps = 20 if kind == "OneCycleLR" else 25
-    np.testing.assert_allclose(_lrs(opt, sched, steps), _expected(formula, steps), rtol=1e-10,
-                               atol=1e-14)
+    np.testing.assert_allclose(
+        _lrs(opt, sched, steps), _expected(formula, steps), rtol=1e-10, atol=1e-14
+    )
 
 
 def test_lambda_lr_per_group():
     opt = _optimizer()
-    sched = S.LambdaLR(opt, [lambda e: 1 / (e + 1), lambda e: 0.5 ** e])
-    expected = [[BASE[0] / (t + 1), BASE[1] * 0.5 ** t] for t in range(6)]
+    sched = S.LambdaLR(opt, [lambda e: 1 / (e + 1), lambda e: 0.5**e])
+    expected = [[BASE[0] / (t + 1), BASE[1] * 0.5**t] for t in range(6)]
     np.testing.assert_allclose(_lrs(opt, sched, 6), expected, rtol=1e-14)
     with pytest.raises(ValueError, match="Expected 2 lr_lambdas, but got 1"):
         S.LambdaLR(_optimizer(), [lambda e: 1.0])
@@ -94,9 +113,18 @@ def test_lambda_lr_per_group():
 
 def test_one_cycle_three_phase_linear_with_momentum():
     opt = _optimizer(momentum=0.9)
-    sched = S.OneCycleLR(opt, max_lr=1.0, total_steps=20, pct_start=0.25, three_phase=True,
-                         anneal_strategy="linear", div_factor=10.0, final_div_factor=100.0,
-                         base_momentum=0.8, max_momentum=0.9)
+    sched = S.OneCycleLR(
+        opt,
+        max_lr=1.0,
+        total_steps=20,
+        pct_start=0.25,
+        three_phase=True,
+        anneal_strategy="linear",
+        div_factor=10.0,
+        final_div_factor=100.0,
+        base_momentum=0.8,
+        max_momentum=0.9,
+    )
 
     def lin(a, b, pct):
         return a + (b - a) * pct
@@ -115,8 +143,9 @@ def test_one_cycle_three_phase_linear_with_momentum():
         assert [g["momentum"] for g in opt.param_groups] == pytest.approx([momentum] * 2)
         opt.step()
         sched.step()
-    with pytest.raises(ValueError, match="Tried to step 21 times. The specified number of "
-                                         "total steps is 20"):
+    with pytest.raises(
+        ValueError, match="Tried to step 21 times. The specified number of total steps is 20"
+    ):
         sched.step()
 
 
@@ -133,16 +162,22 @@ def test_one_cycle_cycles_adam_beta1_and_takes_epochs():
     assert sched.get_last_lr() == pytest.approx([0.5, 0.5])
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    (dict(max_lr=1.0), r"You must define either total_steps OR \(epochs AND steps_per_epoch\)"),
-    (dict(max_lr=1.0, total_steps=0), "Expected positive integer total_steps, but got 0"),
-    (dict(max_lr=1.0, epochs=-1, steps_per_epoch=3), "Expected positive integer epochs"),
-    (dict(max_lr=1.0, total_steps=10, pct_start=1), "Expected float between 0 and 1 pct_start"),
-    (dict(max_lr=1.0, total_steps=10, anneal_strategy="exp"), "anneal_strategy must be one of"),
-    (dict(max_lr=[1.0], total_steps=10), "max_lr must have the same length as "
-                                         "optimizer.param_groups. max_lr has 1 values, "
-                                         "param_groups has 2."),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(max_lr=1.0), r"You must define either total_steps OR \(epochs AND steps_per_epoch\)"),
+        (dict(max_lr=1.0, total_steps=0), "Expected positive integer total_steps, but got 0"),
+        (dict(max_lr=1.0, epochs=-1, steps_per_epoch=3), "Expected positive integer epochs"),
+        (dict(max_lr=1.0, total_steps=10, pct_start=1), "Expected float between 0 and 1 pct_start"),
+        (dict(max_lr=1.0, total_steps=10, anneal_strategy="exp"), "anneal_strategy must be one of"),
+        (
+            dict(max_lr=[1.0], total_steps=10),
+            "max_lr must have the same length as "
+            "optimizer.param_groups. max_lr has 1 values, "
+            "param_groups has 2.",
+        ),
+    ],
+)
 def test_one_cycle_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
         S.OneCycleLR(_optimizer(), **kwargs)
@@ -158,23 +193,28 @@ def test_one_cycle_needs_momentum_to_cycle_it():
 def test_scheduler_errors():
     with pytest.raises(TypeError, match="SGD_like is not an Optimizer"):
         S.StepLR(type("SGD_like", (), {})(), 3)
-    with pytest.raises(KeyError, match=r"param 'initial_lr' is not specified in "
-                                       r"param_groups\[0\]"):
+    with pytest.raises(
+        KeyError,
+        match=r"param 'initial_lr' is not specified in "
+        r"param_groups\[0\]",
+    ):
         S.StepLR(_optimizer(), 3, last_epoch=5)
-    with pytest.raises(ValueError, match="Constant multiplicative factor expected to be between "
-                                         "0 and 1"):
+    with pytest.raises(
+        ValueError, match="Constant multiplicative factor expected to be between 0 and 1"
+    ):
         S.ConstantLR(_optimizer(), factor=1.5)
-    with pytest.raises(ValueError, match="Starting multiplicative factor expected to be greater "
-                                         "than 0"):
+    with pytest.raises(
+        ValueError, match="Starting multiplicative factor expected to be greater than 0"
+    ):
         S.LinearLR(_optimizer(), start_factor=0)
     with pytest.raises(ValueError, match="Ending multiplicative factor expected to be between"):
         S.LinearLR(_optimizer(), end_factor=1.5)
     opt = _optimizer()
-    with pytest.raises(ValueError, match="number of schedulers 2 and the number of milestones "
-                                         "to be equal to 2"):
+    with pytest.raises(
+        ValueError, match="number of schedulers 2 and the number of milestones to be equal to 2"
+    ):
         S.SequentialLR(opt, [S.StepLR(opt, 2), S.StepLR(opt, 3)], milestones=[2, 4])
-    with pytest.raises(ValueError, match="expects all schedulers to belong to the same "
-                                         "optimizer"):
+    with pytest.raises(ValueError, match="expects all schedulers to belong to the same optimizer"):
         S.SequentialLR(opt, [S.StepLR(opt, 2), S.StepLR(_optimizer(), 3)], milestones=[2])
     with pytest.raises(ValueError, match="expects at least one scheduler"):
         S.SequentialLR(opt, [], milestones=[])
@@ -183,8 +223,11 @@ def test_scheduler_errors():
 def test_warns_when_scheduler_steps_before_optimizer():
     opt = _optimizer()
     sched = S.StepLR(opt, 2)
-    with pytest.warns(UserWarning, match=r"Detected call of `lr_scheduler.step\(\)` before "
-                                         r"`optimizer.step\(\)`"):
+    with pytest.warns(
+        UserWarning,
+        match=r"Detected call of `lr_scheduler.step\(\)` before "
+        r"`optimizer.step\(\)`",
+    ):
         sched.step()
     opt2 = _optimizer()
     sched2 = S.StepLR(opt2, 2)
@@ -202,8 +245,9 @@ def test_step_with_an_epoch_uses_the_closed_form():
     with pytest.warns(UserWarning, match="deprecated"):
         sched.step(4)
     assert sched.last_epoch == 4
-    assert sched.get_last_lr() == pytest.approx([b * (1 + math.cos(math.pi * 0.4)) / 2
-                                                 for b in BASE])
+    assert sched.get_last_lr() == pytest.approx(
+        [b * (1 + math.cos(math.pi * 0.4)) / 2 for b in BASE]
+    )
 
 
 def test_state_dict_excludes_the_optimizer_and_functions():
@@ -212,7 +256,7 @@ def test_state_dict_excludes_the_optimizer_and_functions():
             self.scale = 2.0
 
         def __call__(self, epoch):
-            return self.scale * 0.5 ** epoch
+            return self.scale * 0.5**epoch
 
     opt = _optimizer()
     factor = Factor()
@@ -228,13 +272,15 @@ def test_state_dict_excludes_the_optimizer_and_functions():
     assert factor2.scale == 2.0
     seq = S.SequentialLR(opt, [S.ConstantLR(opt), S.ExponentialLR(opt, 0.5)], [3])
     sd = seq.state_dict()
-    assert "optimizer" not in sd and [set(s) >= {"last_epoch", "base_lrs"}
-                                      for s in sd["_schedulers"]] == [True, True]
+    assert "optimizer" not in sd and [
+        set(s) >= {"last_epoch", "base_lrs"} for s in sd["_schedulers"]
+    ] == [True, True]
     pickle.dumps(sd)
 
 
-@pytest.mark.parametrize("kind", ["StepLR", "CosineAnnealingLR", "LinearLR", "SequentialLR",
-                                  "OneCycleLR", "MultiStepLR"])
+@pytest.mark.parametrize(
+    "kind", ["StepLR", "CosineAnnealingLR", "LinearLR", "SequentialLR", "OneCycleLR", "MultiStepLR"]
+)
 def test_resume_gives_the_uninterrupted_schedule(kind):
     make, _ = CLOSED_FORMS[kind]
     opt = _optimizer(momentum=0.9)

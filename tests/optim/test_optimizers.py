@@ -1,5 +1,6 @@
 """Each built-in optimizer against an independent numpy reference of its update rule (float64,
 several steps, two parameter groups, a parameter without gradient)."""
+
 import math
 
 import numpy as np
@@ -9,16 +10,31 @@ import distgrad as dg
 from distgrad import optim
 
 DEFAULTS = {
-    "SGD": dict(lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False,
-                maximize=False),
-    "Adam": dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False,
-                 maximize=False, decoupled_weight_decay=False),
-    "AdamW": dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False,
-                  maximize=False, decoupled_weight_decay=True),
-    "RMSprop": dict(lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=False,
-                    maximize=False),
-    "Adagrad": dict(lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0,
-                    eps=1e-10, maximize=False),
+    "SGD": dict(lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False, maximize=False),
+    "Adam": dict(
+        lr=1e-3,
+        betas=(0.9, 0.999),
+        eps=1e-8,
+        weight_decay=0,
+        amsgrad=False,
+        maximize=False,
+        decoupled_weight_decay=False,
+    ),
+    "AdamW": dict(
+        lr=1e-3,
+        betas=(0.9, 0.999),
+        eps=1e-8,
+        weight_decay=1e-2,
+        amsgrad=False,
+        maximize=False,
+        decoupled_weight_decay=True,
+    ),
+    "RMSprop": dict(
+        lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=False, maximize=False
+    ),
+    "Adagrad": dict(
+        lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0, eps=1e-10, maximize=False
+    ),
 }
 
 
@@ -27,8 +43,9 @@ def ref_sgd(theta, grad, st, h):
     g = -grad if h["maximize"] else grad.copy()
     g = g + h["weight_decay"] * theta
     if h["momentum"]:
-        st["buf"] = g.copy() if "buf" not in st else \
-            h["momentum"] * st["buf"] + (1 - h["dampening"]) * g
+        st["buf"] = (
+            g.copy() if "buf" not in st else h["momentum"] * st["buf"] + (1 - h["dampening"]) * g
+        )
         g = g + h["momentum"] * st["buf"] if h["nesterov"] else st["buf"]
     return theta - h["lr"] * g
 
@@ -46,8 +63,8 @@ def ref_adam(theta, grad, st, h):
     v = st["v"]
     if h["amsgrad"]:
         v = st["vmax"] = np.maximum(st.get("vmax", 0), st["v"])
-    m_hat = st["m"] / (1 - b1 ** t)
-    v_hat = v / (1 - b2 ** t)
+    m_hat = st["m"] / (1 - b1**t)
+    v_hat = v / (1 - b2**t)
     return theta - h["lr"] * m_hat / (np.sqrt(v_hat) + h["eps"])
 
 
@@ -74,8 +91,13 @@ def ref_adagrad(theta, grad, st, h):
     return theta - lr_t * g / (np.sqrt(st["sum"]) + h["eps"])
 
 
-REFERENCES = {"SGD": ref_sgd, "Adam": ref_adam, "AdamW": ref_adam, "RMSprop": ref_rmsprop,
-              "Adagrad": ref_adagrad}
+REFERENCES = {
+    "SGD": ref_sgd,
+    "Adam": ref_adam,
+    "AdamW": ref_adam,
+    "RMSprop": ref_rmsprop,
+    "Adagrad": ref_adagrad,
+}
 
 CASES = [
     ("SGD", dict(lr=0.1)),
@@ -260,9 +282,15 @@ def test_nn_parameters_are_optimized():
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("name,kwargs", [c for c in CASES if c[1].get("momentum") or
-                                         c[1].get("amsgrad") or c[1].get("centered") or
-                                         c[0] == "Adagrad"], ids=lambda c: str(c))
+@pytest.mark.parametrize(
+    "name,kwargs",
+    [
+        c
+        for c in CASES
+        if c[1].get("momentum") or c[1].get("amsgrad") or c[1].get("centered") or c[0] == "Adagrad"
+    ],
+    ids=lambda c: str(c),
+)
 def test_cuda_matches_cpu(name, kwargs):
     rng = np.random.default_rng(2)
     init = [rng.standard_normal((3, 4)), np.asarray(rng.standard_normal(()))]
@@ -283,5 +311,6 @@ def test_cuda_matches_cpu(name, kwargs):
     o_fresh = getattr(optim, name)(fresh, **kwargs)
     o_fresh.load_state_dict(o_gpu.state_dict())
     for p in fresh:
-        assert all(v.device.type == "cpu" for v in o_fresh.state[p].values()
-                   if isinstance(v, dg.Tensor))
+        assert all(
+            v.device.type == "cpu" for v in o_fresh.state[p].values() if isinstance(v, dg.Tensor)
+        )

@@ -1,5 +1,6 @@
 """Optional cross-check against PyTorch's optimizers and schedulers (skipped when torch is not
 importable); the main tests use independent numpy references and need no torch."""
+
 import numpy as np
 import pytest
 
@@ -61,16 +62,37 @@ def _schedulers(lib, opt):
         "constant": lambda: S.ConstantLR(opt, factor=0.25, total_iters=4),
         "linear": lambda: S.LinearLR(opt, start_factor=0.1, end_factor=0.8, total_iters=6),
         "onecycle": lambda: S.OneCycleLR(opt, max_lr=[1.0, 2.0], total_steps=20),
-        "onecycle3": lambda: S.OneCycleLR(opt, max_lr=1.0, total_steps=20, three_phase=True,
-                                          anneal_strategy="linear", pct_start=0.25),
-        "sequential": lambda: S.SequentialLR(opt, [S.LinearLR(opt, 0.1, total_iters=4),
-                                                   S.CosineAnnealingLR(opt, T_max=8)],
-                                             milestones=[4]),
+        "onecycle3": lambda: S.OneCycleLR(
+            opt,
+            max_lr=1.0,
+            total_steps=20,
+            three_phase=True,
+            anneal_strategy="linear",
+            pct_start=0.25,
+        ),
+        "sequential": lambda: S.SequentialLR(
+            opt,
+            [S.LinearLR(opt, 0.1, total_iters=4), S.CosineAnnealingLR(opt, T_max=8)],
+            milestones=[4],
+        ),
     }
 
 
-@pytest.mark.parametrize("kind", ["step", "multistep", "exp", "cos", "lambda", "constant",
-                                  "linear", "onecycle", "onecycle3", "sequential"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "step",
+        "multistep",
+        "exp",
+        "cos",
+        "lambda",
+        "constant",
+        "linear",
+        "onecycle",
+        "onecycle3",
+        "sequential",
+    ],
+)
 def test_scheduler_matches_torch(kind):
     pa, pb = dg.zeros(2, requires_grad=True), dg.zeros(2, requires_grad=True)
     o1 = optim.SGD([{"params": [pa]}, {"params": [pb], "lr": 0.2}], lr=0.1, momentum=0.9)
@@ -80,8 +102,9 @@ def test_scheduler_matches_torch(kind):
     s2 = _schedulers(torch, o2)[kind]()
     for _ in range(20 if "onecycle" in kind else 25):
         assert s1.get_last_lr() == pytest.approx(s2.get_last_lr(), rel=1e-14, abs=1e-15)
-        assert [g["momentum"] for g in o1.param_groups] == \
-            pytest.approx([g["momentum"] for g in o2.param_groups], rel=1e-14)
+        assert [g["momentum"] for g in o1.param_groups] == pytest.approx(
+            [g["momentum"] for g in o2.param_groups], rel=1e-14
+        )
         o1.step()
         o2.step()
         s1.step()

@@ -1,12 +1,31 @@
 """Activation functions as modules (``ReLU``, ``GELU``, ``Softmax``, ...)."""
+
 from __future__ import annotations
 
 from .. import functional as F
 from ..module import Module
 
-__all__ = ["ReLU", "ReLU6", "LeakyReLU", "ELU", "SELU", "GELU", "SiLU", "Mish", "Softplus",
-           "Tanh", "Sigmoid", "Hardtanh", "Hardsigmoid", "Hardswish", "LogSigmoid", "Softsign",
-           "Softmax", "LogSoftmax", "Threshold"]
+__all__ = [
+    "ReLU",
+    "ReLU6",
+    "LeakyReLU",
+    "ELU",
+    "SELU",
+    "GELU",
+    "SiLU",
+    "Mish",
+    "Softplus",
+    "Tanh",
+    "Sigmoid",
+    "Hardtanh",
+    "Hardsigmoid",
+    "Hardswish",
+    "LogSigmoid",
+    "Softsign",
+    "Softmax",
+    "LogSoftmax",
+    "Threshold",
+]
 
 
 def _activation(name, fn, params=(), doc=None):
@@ -32,34 +51,53 @@ def _activation(name, fn, params=(), doc=None):
     def extra_repr(self):
         return ", ".join(f"{k}={getattr(self, k)}" for k in names)
 
-    return type(name, (Module,), {"__init__": __init__, "forward": forward,
-                                  "extra_repr": extra_repr, "__doc__": doc or
-                                  f"Applies ``nn.functional.{fn.__name__}`` elementwise.",
-                                  "__module__": __name__})
+    return type(
+        name,
+        (Module,),
+        {
+            "__init__": __init__,
+            "forward": forward,
+            "extra_repr": extra_repr,
+            "__doc__": doc or f"Applies ``nn.functional.{fn.__name__}`` elementwise.",
+            "__module__": __name__,
+        },
+    )
 
 
 ReLU = _activation("ReLU", lambda x: F.relu(x))
 ReLU6 = _activation("ReLU6", lambda x: F.relu6(x))
-LeakyReLU = _activation("LeakyReLU", lambda x, negative_slope: F.leaky_relu(x, negative_slope),
-                        [("negative_slope", 0.01)])
+LeakyReLU = _activation(
+    "LeakyReLU",
+    lambda x, negative_slope: F.leaky_relu(x, negative_slope),
+    [("negative_slope", 0.01)],
+)
 ELU = _activation("ELU", lambda x, alpha: F.elu(x, alpha), [("alpha", 1.0)])
 SELU = _activation("SELU", lambda x: F.selu(x))
-GELU = _activation("GELU", lambda x, approximate: F.gelu(x, approximate=approximate),
-                   [("approximate", "none")])
+GELU = _activation(
+    "GELU", lambda x, approximate: F.gelu(x, approximate=approximate), [("approximate", "none")]
+)
 SiLU = _activation("SiLU", lambda x: F.silu(x))
 Mish = _activation("Mish", lambda x: F.mish(x))
-Softplus = _activation("Softplus", lambda x, beta, threshold: F.softplus(x, beta, threshold),
-                       [("beta", 1.0), ("threshold", 20.0)])
+Softplus = _activation(
+    "Softplus",
+    lambda x, beta, threshold: F.softplus(x, beta, threshold),
+    [("beta", 1.0), ("threshold", 20.0)],
+)
 Tanh = _activation("Tanh", lambda x: F.tanh(x))
 Sigmoid = _activation("Sigmoid", lambda x: F.sigmoid(x))
-Hardtanh = _activation("Hardtanh", lambda x, min_val, max_val: F.hardtanh(x, min_val, max_val),
-                       [("min_val", -1.0), ("max_val", 1.0)])
+Hardtanh = _activation(
+    "Hardtanh",
+    lambda x, min_val, max_val: F.hardtanh(x, min_val, max_val),
+    [("min_val", -1.0), ("max_val", 1.0)],
+)
 Hardsigmoid = _activation("Hardsigmoid", lambda x: F.hardsigmoid(x))
 Hardswish = _activation("Hardswish", lambda x: F.hardswish(x))
 LogSigmoid = _activation("LogSigmoid", lambda x: F.logsigmoid(x))
 Softsign = _activation("Softsign", lambda x: F.softsign(x))
 Softmax = _activation("Softmax", lambda x, dim: F.softmax(x, dim=dim), [("dim", None)])
-LogSoftmax = _activation("LogSoftmax", lambda x, dim: F.log_softmax(x, dim=dim),
-                         [("dim", None)])
-Threshold = _activation("Threshold", lambda x, threshold, value: F.threshold(x, threshold, value),
-                        [("threshold", 0.0), ("value", 0.0)])
+LogSoftmax = _activation("LogSoftmax", lambda x, dim: F.log_softmax(x, dim=dim), [("dim", None)])
+Threshold = _activation(
+    "Threshold",
+    lambda x, threshold, value: F.threshold(x, threshold, value),
+    [("threshold", 0.0), ("value", 0.0)],
+)

@@ -1,4 +1,5 @@
 """Convolutions: ``Conv1d``, ``Conv2d``, ``ConvTranspose2d``."""
+
 from __future__ import annotations
 
 import math
@@ -20,29 +21,50 @@ class _ConvNd(Module):
     _dims = 2
     _transposed = False
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
-                 groups=1, bias=True, padding_mode="zeros", output_padding=0, device=None,
-                 dtype=None):
+    def __init__(
+        self,
+        in_channels,
+        out_channels,
+        kernel_size,
+        stride=1,
+        padding=0,
+        dilation=1,
+        groups=1,
+        bias=True,
+        padding_mode="zeros",
+        output_padding=0,
+        device=None,
+        dtype=None,
+    ):
         super().__init__()
         n = self._dims
         if groups <= 0 or in_channels % groups or out_channels % groups:
-            raise ValueError(f"in_channels ({in_channels}) and out_channels ({out_channels}) "
-                             f"must both be divisible by groups ({groups})")
+            raise ValueError(
+                f"in_channels ({in_channels}) and out_channels ({out_channels}) "
+                f"must both be divisible by groups ({groups})"
+            )
         if padding_mode != "zeros":
-            raise NotImplementedError(f"padding_mode={padding_mode!r}: only 'zeros' is "
-                                      f"supported; pad explicitly with F.pad first")
+            raise NotImplementedError(
+                f"padding_mode={padding_mode!r}: only 'zeros' is "
+                f"supported; pad explicitly with F.pad first"
+            )
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         self.kernel_size = _tuple(kernel_size, n)
         self.stride, self.dilation = _tuple(stride, n), _tuple(dilation, n)
         if min(self.kernel_size + self.stride + self.dilation) <= 0:
-            raise ValueError(f"{type(self).__name__}: kernel_size, stride and dilation must be "
-                             f"positive, got kernel_size={self.kernel_size}, "
-                             f"stride={self.stride}, dilation={self.dilation}")
+            raise ValueError(
+                f"{type(self).__name__}: kernel_size, stride and dilation must be "
+                f"positive, got kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, dilation={self.dilation}"
+            )
         self.padding = padding if isinstance(padding, str) else _tuple(padding, n)
         self.output_padding = _tuple(output_padding, n)
         self.padding_mode = padding_mode
-        shape = ((in_channels, out_channels // groups) if self._transposed
-                 else (out_channels, in_channels // groups)) + self.kernel_size
+        shape = (
+            (in_channels, out_channels // groups)
+            if self._transposed
+            else (out_channels, in_channels // groups)
+        ) + self.kernel_size
         self.weight = Parameter(ops.empty(*shape, device=device, dtype=dtype))
         if bias:
             self.bias = Parameter(ops.empty(out_channels, device=device, dtype=dtype))
@@ -51,12 +73,15 @@ class _ConvNd(Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        reset_weight_and_bias(self.weight, self.bias,
-                              self.weight.shape[1] * math.prod(self.kernel_size))
+        reset_weight_and_bias(
+            self.weight, self.bias, self.weight.shape[1] * math.prod(self.kernel_size)
+        )
 
     def extra_repr(self):
-        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-             f"stride={self.stride}")
+        s = (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}"
+        )
         if self.padding not in ((0,) * self._dims, "valid"):
             s += f", padding={self.padding}"
         if self.dilation != (1,) * self._dims:
@@ -72,16 +97,18 @@ class Conv1d(_ConvNd):
     _dims = 1
 
     def forward(self, input):
-        return F.conv1d(input, self.weight, self.bias, self.stride, self.padding, self.dilation,
-                        self.groups)
+        return F.conv1d(
+            input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups
+        )
 
 
 class Conv2d(_ConvNd):
     _dims = 2
 
     def forward(self, input):
-        return F.conv2d(input, self.weight, self.bias, self.stride, self.padding, self.dilation,
-                        self.groups)
+        return F.conv2d(
+            input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups
+        )
 
 
 class ConvTranspose2d(_ConvNd):
@@ -89,5 +116,13 @@ class ConvTranspose2d(_ConvNd):
     _transposed = True
 
     def forward(self, input):
-        return F.conv_transpose2d(input, self.weight, self.bias, self.stride, self.padding,
-                                  self.output_padding, self.groups, self.dilation)
+        return F.conv_transpose2d(
+            input,
+            self.weight,
+            self.bias,
+            self.stride,
+            self.padding,
+            self.output_padding,
+            self.groups,
+            self.dilation,
+        )

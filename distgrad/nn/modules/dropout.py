@@ -1,4 +1,5 @@
 """``Dropout`` and ``Embedding``."""
+
 from __future__ import annotations
 
 from ... import ops
@@ -30,19 +31,31 @@ class Embedding(Module):
     """A lookup table of ``num_embeddings`` vectors of size ``embedding_dim`` (N(0, 1) init;
     the ``padding_idx`` row starts at zero and gets no gradient)."""
 
-    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx=None, device=None,
-                 dtype=None, _weight=None):
+    def __init__(
+        self,
+        num_embeddings: int,
+        embedding_dim: int,
+        padding_idx=None,
+        device=None,
+        dtype=None,
+        _weight=None,
+    ):
         super().__init__()
         if padding_idx is not None:
             if not -num_embeddings <= padding_idx < num_embeddings:
-                raise ValueError(f"padding_idx {padding_idx} must be within num_embeddings "
-                                 f"({num_embeddings})")
+                raise ValueError(
+                    f"padding_idx {padding_idx} must be within num_embeddings ({num_embeddings})"
+                )
             padding_idx %= num_embeddings
-        self.num_embeddings, self.embedding_dim, self.padding_idx = (num_embeddings,
-                                                                     embedding_dim, padding_idx)
+        self.num_embeddings, self.embedding_dim, self.padding_idx = (
+            num_embeddings,
+            embedding_dim,
+            padding_idx,
+        )
         if _weight is None:
-            self.weight = Parameter(ops.empty(num_embeddings, embedding_dim, device=device,
-                                              dtype=dtype))
+            self.weight = Parameter(
+                ops.empty(num_embeddings, embedding_dim, device=device, dtype=dtype)
+            )
             self.reset_parameters()
         else:
             self.weight = Parameter(_weight)

@@ -1,4 +1,5 @@
 """``Identity``, ``Linear``, ``Bilinear``-free basics, ``Flatten``/``Unflatten``."""
+
 from __future__ import annotations
 
 import math
@@ -39,8 +40,9 @@ class Linear(Module):
     """``y = x @ W.T + b`` with ``W`` of shape (out_features, in_features), initialised as
     PyTorch does (kaiming-uniform with a=sqrt(5), bias uniform in ±1/sqrt(fan_in))."""
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, device=None,
-                 dtype=None):
+    def __init__(
+        self, in_features: int, out_features: int, bias: bool = True, device=None, dtype=None
+    ):
         super().__init__()
         self.in_features = in_features
         self.out_features = out_features
@@ -56,13 +58,17 @@ class Linear(Module):
 
     def forward(self, input):
         if input.shape[-1:] != (self.in_features,):
-            raise RuntimeError(f"Linear: input's last dimension must be in_features="
-                               f"{self.in_features}, got input of shape {list(input.shape)}")
+            raise RuntimeError(
+                f"Linear: input's last dimension must be in_features="
+                f"{self.in_features}, got input of shape {list(input.shape)}"
+            )
         return F.linear(input, self.weight, self.bias)
 
     def extra_repr(self):
-        return (f"in_features={self.in_features}, out_features={self.out_features}, "
-                f"bias={self.bias is not None}")
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"bias={self.bias is not None}"
+        )
 
 
 class Flatten(Module):

@@ -1,4 +1,5 @@
 """Normalisation layers: ``BatchNorm1d``, ``BatchNorm2d``, ``LayerNorm``, ``GroupNorm``."""
+
 from __future__ import annotations
 
 from ... import ops
@@ -14,9 +15,16 @@ __all__ = ["BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm"]
 class _BatchNorm(Module):
     _expected_dims: tuple = ()
 
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
-                 affine: bool = True, track_running_stats: bool = True, device=None,
-                 dtype=None):
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+        device=None,
+        dtype=None,
+    ):
         super().__init__()
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
@@ -27,10 +35,10 @@ class _BatchNorm(Module):
             self.register_parameter("weight", None)
             self.register_parameter("bias", None)
         if track_running_stats:
-            self.register_buffer("running_mean", ops.zeros(num_features, device=device,
-                                                           dtype=dtype))
-            self.register_buffer("running_var", ops.ones(num_features, device=device,
-                                                         dtype=dtype))
+            self.register_buffer(
+                "running_mean", ops.zeros(num_features, device=device, dtype=dtype)
+            )
+            self.register_buffer("running_var", ops.ones(num_features, device=device, dtype=dtype))
             self.register_buffer("num_batches_tracked", ops.tensor(0, device=device))
         else:
             self.register_buffer("running_mean", None)
@@ -52,12 +60,16 @@ class _BatchNorm(Module):
 
     def _check_input(self, input):
         if input.ndim not in self._expected_dims:
-            raise ValueError(f"{type(self).__name__}: expected "
-                             f"{' or '.join(f'{d}D' for d in self._expected_dims)} input, got "
-                             f"{input.ndim}D input of shape {list(input.shape)}")
+            raise ValueError(
+                f"{type(self).__name__}: expected "
+                f"{' or '.join(f'{d}D' for d in self._expected_dims)} input, got "
+                f"{input.ndim}D input of shape {list(input.shape)}"
+            )
         if input.shape[1] != self.num_features:
-            raise ValueError(f"{type(self).__name__}: expected {self.num_features} channels "
-                             f"(dim 1), got input of shape {list(input.shape)}")
+            raise ValueError(
+                f"{type(self).__name__}: expected {self.num_features} channels "
+                f"(dim 1), got input of shape {list(input.shape)}"
+            )
 
     def forward(self, input):
         self._check_input(input)
@@ -69,13 +81,22 @@ class _BatchNorm(Module):
             if self.momentum is None:  # cumulative moving average
                 momentum = 1.0 / float(self.num_batches_tracked.item())
         track = self.track_running_stats and self.training
-        return F.batch_norm(input, self.running_mean if track or not self.training else None,
-                            self.running_var if track or not self.training else None,
-                            self.weight, self.bias, use_batch_stats, momentum, self.eps)
+        return F.batch_norm(
+            input,
+            self.running_mean if track or not self.training else None,
+            self.running_var if track or not self.training else None,
+            self.weight,
+            self.bias,
+            use_batch_stats,
+            momentum,
+            self.eps,
+        )
 
     def extra_repr(self):
-        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
-                f"affine={self.affine}, track_running_stats={self.track_running_stats}")
+        return (
+            f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
+            f"affine={self.affine}, track_running_stats={self.track_running_stats}"
+        )
 
 
 class BatchNorm1d(_BatchNorm):
@@ -91,8 +112,15 @@ class BatchNorm2d(_BatchNorm):
 
 
 class LayerNorm(Module):
-    def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True,
-                 bias: bool = True, device=None, dtype=None):
+    def __init__(
+        self,
+        normalized_shape,
+        eps: float = 1e-5,
+        elementwise_affine: bool = True,
+        bias: bool = True,
+        device=None,
+        dtype=None,
+    ):
         super().__init__()
         if isinstance(normalized_shape, int):
             normalized_shape = (normalized_shape,)
@@ -101,8 +129,7 @@ class LayerNorm(Module):
         if elementwise_affine:
             self.weight = Parameter(ops.ones(*self.normalized_shape, device=device, dtype=dtype))
             if bias:
-                self.bias = Parameter(ops.zeros(*self.normalized_shape, device=device,
-                                                dtype=dtype))
+                self.bias = Parameter(ops.zeros(*self.normalized_shape, device=device, dtype=dtype))
             else:
                 self.register_parameter("bias", None)
         else:
@@ -113,19 +140,32 @@ class LayerNorm(Module):
         return F.layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)
 
     def extra_repr(self):
-        return (f"{self.normalized_shape}, eps={self.eps}, "
-                f"elementwise_affine={self.elementwise_affine}")
+        return (
+            f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
+        )
 
 
 class GroupNorm(Module):
-    def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5,
-                 affine: bool = True, device=None, dtype=None):
+    def __init__(
+        self,
+        num_groups: int,
+        num_channels: int,
+        eps: float = 1e-5,
+        affine: bool = True,
+        device=None,
+        dtype=None,
+    ):
         super().__init__()
         if num_channels % num_groups:
-            raise ValueError(f"num_channels ({num_channels}) must be divisible by num_groups "
-                             f"({num_groups})")
-        self.num_groups, self.num_channels, self.eps, self.affine = (num_groups, num_channels,
-                                                                     eps, affine)
+            raise ValueError(
+                f"num_channels ({num_channels}) must be divisible by num_groups ({num_groups})"
+            )
+        self.num_groups, self.num_channels, self.eps, self.affine = (
+            num_groups,
+            num_channels,
+            eps,
+            affine,
+        )
         if affine:
             self.weight = Parameter(ops.ones(num_channels, device=device, dtype=dtype))
             self.bias = Parameter(ops.zeros(num_channels, device=device, dtype=dtype))

@@ -1,4 +1,5 @@
 """``MultiheadAttention`` and ``TransformerEncoderLayer`` (composed from differentiable ops)."""
+
 from __future__ import annotations
 
 import math
@@ -20,16 +21,26 @@ class MultiheadAttention(Module):
     """Multi-head scaled dot-product attention with PyTorch's parameters
     (``in_proj_weight`` (3E, E), ``in_proj_bias``, ``out_proj``) and call signature."""
 
-    def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
-                 batch_first: bool = False, device=None, dtype=None):
+    def __init__(
+        self,
+        embed_dim: int,
+        num_heads: int,
+        dropout: float = 0.0,
+        bias: bool = True,
+        batch_first: bool = False,
+        device=None,
+        dtype=None,
+    ):
         super().__init__()
         if embed_dim % num_heads:
-            raise ValueError(f"embed_dim ({embed_dim}) must be divisible by num_heads "
-                             f"({num_heads})")
+            raise ValueError(
+                f"embed_dim ({embed_dim}) must be divisible by num_heads ({num_heads})"
+            )
         self.embed_dim, self.num_heads, self.dropout = embed_dim, num_heads, dropout
         self.head_dim, self.batch_first = embed_dim // num_heads, batch_first
-        self.in_proj_weight = Parameter(ops.empty(3 * embed_dim, embed_dim, device=device,
-                                                  dtype=dtype))
+        self.in_proj_weight = Parameter(
+            ops.empty(3 * embed_dim, embed_dim, device=device, dtype=dtype)
+        )
         if bias:
             self.in_proj_bias = Parameter(ops.zeros(3 * embed_dim, device=device, dtype=dtype))
         else:
@@ -39,18 +50,30 @@ class MultiheadAttention(Module):
         if bias:
             init.zeros_(self.out_proj.bias)
 
-    def forward(self, query, key, value, key_padding_mask=None, need_weights: bool = True,
-                attn_mask=None, average_attn_weights: bool = True, is_causal: bool = False):
+    def forward(
+        self,
+        query,
+        key,
+        value,
+        key_padding_mask=None,
+        need_weights: bool = True,
+        attn_mask=None,
+        average_attn_weights: bool = True,
+        is_causal: bool = False,
+    ):
         if self.batch_first:
             query, key, value = (x.transpose(0, 1) for x in (query, key, value))
         tgt_len, batch, embed = query.shape
         if embed != self.embed_dim:
-            raise ValueError(f"MultiheadAttention: query's last dim must be embed_dim="
-                             f"{self.embed_dim}, got query of shape {list(query.shape)}")
+            raise ValueError(
+                f"MultiheadAttention: query's last dim must be embed_dim="
+                f"{self.embed_dim}, got query of shape {list(query.shape)}"
+            )
         src_len = key.shape[0]
         w_q, w_k, w_v = self.in_proj_weight.chunk(3)
-        b_q, b_k, b_v = (self.in_proj_bias.chunk(3) if self.in_proj_bias is not None
-                         else (None, None, None))
+        b_q, b_k, b_v = (
+            self.in_proj_bias.chunk(3) if self.in_proj_bias is not None else (None, None, None)
+        )
         q, k, v = F.linear(query, w_q, b_q), F.linear(key, w_k, b_k), F.linear(value, w_v, b_v)
 
         def heads(x, length):  # (L, N, E) -> (N, H, L, D)
@@ -58,8 +81,9 @@ class MultiheadAttention(Module):
 
         q, k, v = heads(q, tgt_len), heads(k, src_len), heads(v, src_len)
         scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(self.head_dim))
-        mask = _combined_mask(attn_mask, key_padding_mask, is_causal, tgt_len, src_len, batch,
-                              self.num_heads, scores)
+        mask = _combined_mask(
+            attn_mask, key_padding_mask, is_causal, tgt_len, src_len, batch, self.num_heads, scores
+        )
         if mask is not None:
             scores = scores + mask
         weights = F.softmax(scores, dim=-1)
@@ -74,8 +98,7 @@ class MultiheadAttention(Module):
         return out, (weights.mean(dim=1) if average_attn_weights else weights)
 
 
-def _combined_mask(attn_mask, key_padding_mask, is_causal, tgt_len, src_len, batch, heads,
-                   like):
+def _combined_mask(attn_mask, key_padding_mask, is_causal, tgt_len, src_len, batch, heads, like):
     """An additive float mask broadcastable to (N, H, L, S): -inf where attention is
     forbidden. Boolean masks are True where attention is NOT allowed (PyTorch's convention)."""
     import numpy as np
@@ -102,10 +125,20 @@ class TransformerEncoderLayer(Module):
     """Self-attention + feed-forward block (post-norm by default, ``norm_first`` for pre-norm),
     as ``torch.nn.TransformerEncoderLayer``."""
 
-    def __init__(self, d_model: int, nhead: int, dim_feedforward: int = 2048,
-                 dropout: float = 0.1, activation="relu", layer_norm_eps: float = 1e-5,
-                 batch_first: bool = False, norm_first: bool = False, bias: bool = True,
-                 device=None, dtype=None):
+    def __init__(
+        self,
+        d_model: int,
+        nhead: int,
+        dim_feedforward: int = 2048,
+        dropout: float = 0.1,
+        activation="relu",
+        layer_norm_eps: float = 1e-5,
+        batch_first: bool = False,
+        norm_first: bool = False,
+        bias: bool = True,
+        device=None,
+        dtype=None,
+    ):
         super().__init__()
         kw = dict(device=device, dtype=dtype)
         self.self_attn = MultiheadAttention(d_model, nhead, dropout, bias, batch_first, **kw)
@@ -133,8 +166,15 @@ class TransformerEncoderLayer(Module):
         return x
 
     def _sa_block(self, x, attn_mask, key_padding_mask, is_causal):
-        out, _ = self.self_attn(x, x, x, attn_mask=attn_mask, key_padding_mask=key_padding_mask,
-                                need_weights=False, is_causal=is_causal)
+        out, _ = self.self_attn(
+            x,
+            x,
+            x,
+            attn_mask=attn_mask,
+            key_padding_mask=key_padding_mask,
+            need_weights=False,
+            is_causal=is_causal,
+        )
         return self.dropout1(out)
 
     def _ff_block(self, x):

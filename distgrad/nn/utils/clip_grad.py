@@ -1,4 +1,5 @@
 """Gradient clipping: ``clip_grad_norm_`` and ``clip_grad_value_``."""
+
 from __future__ import annotations
 
 import math
@@ -14,8 +15,9 @@ def _grads(parameters):
     return [p.grad for p in parameters if p.grad is not None]
 
 
-def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
-                    error_if_nonfinite: bool = False) -> Tensor:
+def clip_grad_norm_(
+    parameters, max_norm: float, norm_type: float = 2.0, error_if_nonfinite: bool = False
+) -> Tensor:
     """Scale gradients in place so their total ``norm_type``-norm is at most ``max_norm``;
     returns the total norm before clipping."""
     grads = _grads(parameters)
@@ -28,13 +30,16 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
     if math.isinf(norm_type):
         total = max(float(xp.abs(g.array).max()) for g in grads)
     else:
-        total = sum(float((xp.abs(g.array.astype(xp.float64)) ** norm_type).sum())
-                    for g in grads) ** (1.0 / norm_type)
+        total = sum(
+            float((xp.abs(g.array.astype(xp.float64)) ** norm_type).sum()) for g in grads
+        ) ** (1.0 / norm_type)
     if error_if_nonfinite and not math.isfinite(total):
-        raise RuntimeError(f"The total norm of order {norm_type} for gradients from "
-                           f"`parameters` is non-finite ({total}), so it cannot be clipped. To "
-                           f"disable this error and scale the gradients by the non-finite norm "
-                           f"anyway, set `error_if_nonfinite=False`")
+        raise RuntimeError(
+            f"The total norm of order {norm_type} for gradients from "
+            f"`parameters` is non-finite ({total}), so it cannot be clipped. To "
+            f"disable this error and scale the gradients by the non-finite norm "
+            f"anyway, set `error_if_nonfinite=False`"
+        )
     coef = max_norm / (total + 1e-6)
     if coef < 1:
         with no_grad():

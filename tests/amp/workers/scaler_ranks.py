@@ -1,5 +1,6 @@
 """Run on 2 MPI ranks: only rank 1's gradients hold an inf; GradScaler must skip the step and
 back off the scale on both ranks (the found-inf flag is all-reduced)."""
+
 import numpy as np
 
 import distgrad as dg

@@ -4,6 +4,7 @@
 Every rank builds every rank's input from the same seeds, so each can compute the expected
 result locally.
 """
+
 import numpy as np
 import pytest
 
@@ -15,8 +16,13 @@ pytestmark = pytest.mark.mpi(min_size=2)
 
 DTYPES = ["float32", "float64", "float16", "int32", "int64", "uint8", "bool"]
 OPS = [ReduceOp.SUM, ReduceOp.AVG, ReduceOp.PRODUCT, ReduceOp.MAX, ReduceOp.MIN]
-NP_REDUCE = {ReduceOp.SUM: np.sum, ReduceOp.PRODUCT: np.prod, ReduceOp.MAX: np.max,
-             ReduceOp.MIN: np.min, ReduceOp.AVG: np.mean}
+NP_REDUCE = {
+    ReduceOp.SUM: np.sum,
+    ReduceOp.PRODUCT: np.prod,
+    ReduceOp.MAX: np.max,
+    ReduceOp.MIN: np.min,
+    ReduceOp.AVG: np.mean,
+}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -134,7 +140,7 @@ def test_reduce_scatter_tensor_async():
     full = [inputs((w * 3,), "float32", seed=s)[0] for s in range(w)]
     out = distgrad.zeros(3)
     dist.reduce_scatter_tensor(out, distgrad.tensor(full[r]), async_op=True).wait()
-    np.testing.assert_allclose(out.numpy(), np.sum(full, axis=0)[3 * r:3 * r + 3])
+    np.testing.assert_allclose(out.numpy(), np.sum(full, axis=0)[3 * r : 3 * r + 3])
 
 
 @pytest.mark.parametrize("op", [ReduceOp.SUM, ReduceOp.MIN, ReduceOp.PRODUCT])
@@ -153,8 +159,9 @@ def test_gather_and_scatter(async_op):
     arrays = inputs((3,), "float64", seed=5)
     for root in range(w):
         gathered = [distgrad.zeros(3, dtype=distgrad.float64) for _ in range(w)]
-        work = dist.gather(distgrad.tensor(arrays[r]), gathered if r == root else None,
-                           dst=root, async_op=async_op)
+        work = dist.gather(
+            distgrad.tensor(arrays[r]), gathered if r == root else None, dst=root, async_op=async_op
+        )
         if async_op:
             work.wait()
         if r == root:
@@ -237,7 +244,7 @@ def test_chunked_messages(small_chunks, async_op):
     full = [inputs((w * 10,), "float64", seed=s)[0] for s in range(w)]
     got = distgrad.zeros(10, dtype=distgrad.float64)
     done(dist.reduce_scatter_tensor(got, distgrad.tensor(full[r]), async_op=async_op))
-    np.testing.assert_allclose(got.numpy(), np.sum(full, axis=0)[10 * r:10 * r + 10])
+    np.testing.assert_allclose(got.numpy(), np.sum(full, axis=0)[10 * r : 10 * r + 10])
 
     t = distgrad.tensor(arrays[r].copy())
     done(dist.reduce(t, dst=0, op=ReduceOp.MAX, async_op=async_op))

@@ -1,5 +1,6 @@
 """DataParallel's module API on 2 ranks: buffers broadcast at forward (train mode with grad
 only), a rank evaluating alone, state_dict without prefix."""
+
 import numpy as np
 
 import distgrad

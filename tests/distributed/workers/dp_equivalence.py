@@ -5,6 +5,7 @@ different seed (DataParallel must broadcast rank 0's), on its own batches, and a
 reference model (rank 0's initial weights) on every rank's batches, with the loss averaged over
 ranks. Parameters and buffers must agree to 1e-12; the last line printed is ``OK <max diff>``.
 """
+
 import contextlib
 import sys
 
@@ -13,8 +14,8 @@ import numpy as np
 import distgrad
 import distgrad.distributed as dist
 import distgrad.nn as nn
-import distgrad.optim
 import distgrad.nn.functional as F
+import distgrad.optim
 from distgrad.distributed import DataParallel, SyncBatchNorm
 
 distgrad.set_default_dtype(distgrad.float64)
@@ -47,8 +48,9 @@ def make_model(seed):
         return Branchy()
     if scenario == "syncbn":
         return nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3))
-    return nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 16), nn.ReLU(),
-                         nn.Linear(16, 3))
+    return nn.Sequential(
+        nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 3)
+    )
 
 
 def batch(step, rank, micro=0):
@@ -105,12 +107,13 @@ for step in range(STEPS):
 
 
 def max_diff(a, b):
-    return max((float(np.max(np.abs(x.detach().numpy() - y.detach().numpy())))
-                for x, y in zip(a, b)), default=0.0)
+    return max(
+        (float(np.max(np.abs(x.detach().numpy() - y.detach().numpy()))) for x, y in zip(a, b)),
+        default=0.0,
+    )
 
 
-diff = max(max_diff(model.parameters(), ref.parameters()),
-           max_diff(model.buffers(), ref.buffers()))
+diff = max(max_diff(model.parameters(), ref.parameters()), max_diff(model.buffers(), ref.buffers()))
 assert diff <= TOL, f"rank {R}: DataParallel differs from the single process by {diff}"
 everywhere = [None] * W
 dist.all_gather_object(everywhere, [p.detach().numpy() for p in model.parameters()])

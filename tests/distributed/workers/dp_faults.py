@@ -1,4 +1,5 @@
 """DataParallel faults; the mode (argv[1]) says which."""
+
 import sys
 
 import distgrad

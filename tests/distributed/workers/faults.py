@@ -1,4 +1,5 @@
 """A job that fails on purpose; the mode (argv[1]) says how."""
+
 import sys
 import threading
 import time
@@ -18,8 +19,10 @@ if mode == "raise":
     dist.barrier()
 elif mode == "thread":
     if rank == 1:
+
         def work():
             raise KeyError("boom in a thread")
+
         threading.Thread(target=work, name="loader").start()
         time.sleep(30)
     dist.barrier()

@@ -1,4 +1,5 @@
 """distgrad.distributed in a plain process (not started by mpiexec): a world of one."""
+
 import datetime
 
 import numpy as np

@@ -9,18 +9,18 @@ fail); both ranks must raise and neither may change its model.
 ``corrupt``: the committed checkpoint's model file is damaged on disk; both ranks must raise,
 and with fallback=True both load the previous one.
 Each rank prints ``RANK r OK: <message>`` when it saw what it must."""
+
 import errno
 import os
 import sys
 import time
 
 import numpy as np
+from common import mark_fault
 
 import distgrad as dg
 from distgrad import checkpoint, nn, optim
 from distgrad.checkpoint import store
-
-from common import mark_fault
 
 root, mode = sys.argv[1:3]
 dg.distributed.init()
@@ -58,6 +58,7 @@ if mode == "save-fails-on-rank0":
             if os.readlink(f"/proc/self/fd/{fd}").startswith(root):
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
             return real(fd, data)
+
         os.write = full
     mark_fault("enospc")
     try:
@@ -73,9 +74,12 @@ if mode == "save-fails-on-rank0":
     assert state.step == 1 and same(params(), first), state
 else:
     if mode == "load-fails-on-rank1" and rank == 1:
+
         def damaged(path):
-            raise checkpoint.CheckpointError(f"cannot load checkpoint {path!r}: checksum "
-                                             f"mismatch (injected on rank 1)")
+            raise checkpoint.CheckpointError(
+                f"cannot load checkpoint {path!r}: checksum mismatch (injected on rank 1)"
+            )
+
         store.verify = damaged
     checkpoint.save(root, model=model, optimizer=opt, step=2)
     if mode == "corrupt" and rank == 0:
@@ -101,5 +105,6 @@ else:
         assert "checksum mismatch" in message and "model.safetensors" in message, message
         state = checkpoint.load(root, model=model, optimizer=opt, fallback=True)
         assert state.step == 1 and same(params(), first), state
-print(f"RANK {rank} OK after {time.monotonic() - start:.3f}s: {message.splitlines()[0]}",
-      flush=True)
+print(
+    f"RANK {rank} OK after {time.monotonic() - start:.3f}s: {message.splitlines()[0]}", flush=True
+)

@@ -6,13 +6,14 @@ Saves checkpoints at steps 1 and 2 into ROOT (keep=2), then asks distgrad.checkp
 SIGKILL this process at PHASE of the save of step 3 (``DISTGRAD_CHECKPOINT_TEST_KILL_AT``).
 Before each save the parameters are written to REFS/step-<n>.safetensors, so the test can
 check which checkpoint survived, bit for bit."""
+
 import os
 import sys
 
+from common import mark_fault
+
 import distgrad as dg
 from distgrad import checkpoint, nn, optim
-
-from common import mark_fault
 
 root, refs, phase = sys.argv[1:4]
 dg.manual_seed(0)
@@ -22,8 +23,10 @@ for step in (1, 2, 3):
     model(dg.randn(4, 64)).pow(2).sum().backward()
     opt.step()
     opt.zero_grad()
-    dg.save({n: p.detach().clone() for n, p in model.named_parameters()},
-            os.path.join(refs, f"step-{step}.safetensors"))
+    dg.save(
+        {n: p.detach().clone() for n, p in model.named_parameters()},
+        os.path.join(refs, f"step-{step}.safetensors"),
+    )
     if step == 3:
         os.environ[checkpoint.KILL_ENV] = phase
         mark_fault(phase)

@@ -1,4 +1,5 @@
 """Shared by the fault workers (their folder is first on ``sys.path`` when they run)."""
+
 import json
 import os
 import time
@@ -46,7 +47,9 @@ def batch(step: int, rank: int, n: int = 4):
 
 
 def flat_params(module) -> np.ndarray:
-    return np.concatenate([p.detach().numpy().ravel().astype(np.float64) for p in module.parameters()])
+    return np.concatenate(
+        [p.detach().numpy().ravel().astype(np.float64) for p in module.parameters()]
+    )
 
 
 def assert_replicas_equal(module, where: str) -> None:

@@ -1,12 +1,14 @@
 """Scenario 2: a Python exception on rank 1 only, at step 2, in the place argv[1] names:
 forward, hook (a gradient hook during backward), optimizer, save."""
+
 import os
 import sys
+
+from common import Net, assert_replicas_equal, batch, emit, mark_fault
 
 import distgrad
 import distgrad.distributed as dist
 import distgrad.optim as optim
-from common import Net, assert_replicas_equal, batch, emit, mark_fault
 
 where, out = sys.argv[1], sys.argv[2]
 dist.init()

@@ -1,12 +1,13 @@
 """Scenario 3: rank 1 hangs (sleeps) before a collective: a plain allreduce ("collective") or
 the backward of a DataParallel step, so rank 0 waits for a bucket ("bucket")."""
+
 import sys
 import time
 
 import numpy as np
+from common import Net, batch, emit, mark_fault
 
 import distgrad.distributed as dist
-from common import Net, batch, emit, mark_fault
 
 variant = sys.argv[1]
 dist.init()

@@ -1,11 +1,12 @@
 """Scenario 1: rank 1 SIGKILLs itself while an allreduce is in flight."""
+
 import os
 import signal
 
 import numpy as np
+from common import emit, mark_fault
 
 import distgrad.distributed as dist
-from common import emit, mark_fault
 
 dist.init()
 comm = dist.get_communicator()

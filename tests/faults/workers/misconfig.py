@@ -1,6 +1,8 @@
 """Scenario 10: a job started by a launcher that is not the MPI library's own."""
-import distgrad.distributed as dist
+
 from common import emit, mark_fault
+
+import distgrad.distributed as dist
 
 mark_fault("init")
 dist.init()

@@ -1,13 +1,15 @@
 """Scenario 4: models or bucket plans that differ between ranks, at DataParallel construction
 and at rebuild_buckets; each case must raise CollectiveMismatchError on every rank, and the job
 goes on to the next case."""
+
 import time
+
+from common import Net, assert_replicas_equal, batch, emit, mark_fault
 
 import distgrad
 import distgrad.distributed as dist
 import distgrad.optim as optim
 from distgrad import nn
-from common import Net, assert_replicas_equal, batch, emit, mark_fault
 
 dist.init()
 rank = dist.rank()
@@ -50,6 +52,7 @@ def rebuild():
         opt.step()
         opt.zero_grad()
         assert_replicas_equal(model, f"rebuild step {step}")
+
     train(0)
     try:
         model.rebuild_buckets(first_bucket_mb=1e-9 if rank == 1 else 1)
@@ -76,6 +79,7 @@ for case in (shape, count, dtype, buffer, bucket_plan, rebuild, collective_count
         case()
         emit(case=case.__name__, raised=False)
     except dist.CollectiveMismatchError as e:
-        emit(case=case.__name__, raised=True, message=str(e),
-             detection_s=time.perf_counter() - start)
+        emit(
+            case=case.__name__, raised=True, message=str(e), detection_s=time.perf_counter() - start
+        )
 emit(finished=True)

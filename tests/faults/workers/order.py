@@ -1,21 +1,25 @@
 """Scenario 5: ranks issue collectives in a different order ("order") or with different sizes
 ("shape") or dtypes ("dtype") at run time. Under DISTGRAD_DEBUG=1 every rank raises
 CollectiveMismatchError before running it; without, see the test."""
+
 import sys
 import time
 
 import numpy as np
+from common import emit, mark_fault
 
 import distgrad.distributed as dist
-from common import emit, mark_fault
 
 mode = sys.argv[1]
 dist.init()
 rank = dist.rank()
 comm = dist.get_communicator()
 comm.allreduce(np.ones(8, np.float32), async_op=False)
-a = np.full(100 if (mode != "shape" or rank == 0) else 200, rank + 1.0,
-            np.float32 if (mode != "dtype" or rank == 0) else np.float64)
+a = np.full(
+    100 if (mode != "shape" or rank == 0) else 200,
+    rank + 1.0,
+    np.float32 if (mode != "dtype" or rank == 0) else np.float64,
+)
 mark_fault(mode)
 start = time.perf_counter()
 try:

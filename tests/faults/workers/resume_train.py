@@ -13,6 +13,7 @@ also draws from numpy's global RNG and Python's random, so every stream must be 
 ``--epoch-end``: when HALF ends an epoch, save after the epoch (with epoch + 1) instead of
 inside it. ``--workers``: load batches in 2 worker processes.
 """
+
 import os
 import random
 import signal
@@ -52,8 +53,13 @@ def build():
     sched = optim.lr_scheduler.StepLR(opt, step_size=5, gamma=0.8)
     dataset = TensorDataset(x, y)
     sampler = DistributedSampler(dataset, seed=SEED) if distributed else None
-    loader = DataLoader(dataset, batch_size=4, shuffle=sampler is None, sampler=sampler,
-                        num_workers=2 if "--workers" in flags else 0)
+    loader = DataLoader(
+        dataset,
+        batch_size=4,
+        shuffle=sampler is None,
+        sampler=sampler,
+        num_workers=2 if "--workers" in flags else 0,
+    )
     return model, opt, sched, sampler, checkpoint.ResumableLoader(loader)
 
 
@@ -74,14 +80,30 @@ def train(model, opt, sched, sampler, loader, step, epoch, stop, save_at=None):
             step += 1
             deferred = "--epoch-end" in flags and loader.batches_done == len(loader)
             if step == save_at and not deferred:
-                checkpoint.save(ckpt, model=model, optimizer=opt, scheduler=sched,
-                                loader=loader, step=step, epoch=epoch, seed=SEED)
+                checkpoint.save(
+                    ckpt,
+                    model=model,
+                    optimizer=opt,
+                    scheduler=sched,
+                    loader=loader,
+                    step=step,
+                    epoch=epoch,
+                    seed=SEED,
+                )
             if step == stop and not (deferred and step == save_at):
                 return
         epoch += 1
         if step == save_at and "--epoch-end" in flags:  # saved between epochs
-            checkpoint.save(ckpt, model=model, optimizer=opt, scheduler=sched, loader=loader,
-                            step=step, epoch=epoch, seed=SEED)
+            checkpoint.save(
+                ckpt,
+                model=model,
+                optimizer=opt,
+                scheduler=sched,
+                loader=loader,
+                step=step,
+                epoch=epoch,
+                seed=SEED,
+            )
         if step == stop:
             return
 
@@ -102,16 +124,19 @@ if mode == "first":
         os.kill(os.getpid(), signal.SIGKILL)  # the two steps after the checkpoint are lost
 else:
     model, opt, sched, sampler, loader = build()
-    state = checkpoint.load(os.path.join(directory, "ckpt"), model=model, optimizer=opt,
-                            scheduler=sched, loader=loader)
+    state = checkpoint.load(
+        os.path.join(directory, "ckpt"), model=model, optimizer=opt, scheduler=sched, loader=loader
+    )
     assert state.step == half and state.seed == SEED, state
     train(model, opt, sched, sampler, loader, step=state.step, epoch=state.epoch, stop=steps)
     want = dg.load(os.path.join(directory, "straight.safetensors"))
-    bad = [n for n, p in params(model).items()
-           if not np.array_equal(p.numpy(), want[n].numpy())]
+    bad = [n for n, p in params(model).items() if not np.array_equal(p.numpy(), want[n].numpy())]
     if bad:
         diff = max(float(np.abs(params(model)[n].numpy() - want[n].numpy()).max()) for n in bad)
         print(f"rank {rank}: RESUME-DIFFERS in {bad} (max abs diff {diff:g})", flush=True)
         sys.exit(3)
-    print(f"rank {rank}: RESUME-IDENTICAL after {steps} steps (resumed at {half}, epoch "
-          f"{state.epoch}, batch {state.batches_done})", flush=True)
+    print(
+        f"rank {rank}: RESUME-IDENTICAL after {steps} steps (resumed at {half}, epoch "
+        f"{state.epoch}, batch {state.batches_done})",
+        flush=True,
+    )

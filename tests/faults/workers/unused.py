@@ -1,9 +1,11 @@
 """Scenario 6: a parameter used on one rank only (alternating which), SGD and Adam; the
 replicas must stay bit-identical after every step and match the single-process average."""
+
+from common import Net, assert_replicas_equal, batch, emit
+
 import distgrad
 import distgrad.distributed as dist
 import distgrad.optim as optim
-from common import Net, assert_replicas_equal, batch, emit
 
 dist.init()
 rank = dist.rank()

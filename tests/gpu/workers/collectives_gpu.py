@@ -1,5 +1,6 @@
 """Every tensor collective on GPU tensors, on each rank of an MPI job; the last line printed
 is ``OK <communicator kind>`` (nccl, or mpi where GPU tensors are staged through the host)."""
+
 import os
 
 import numpy as np
