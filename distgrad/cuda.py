@@ -33,15 +33,18 @@ def _cupy():
 
 
 def is_available() -> bool:
+    """Whether cupy is installed and a CUDA device answers."""
     return cupy_or_none() is not None
 
 
 def device_count() -> int:
+    """The number of CUDA devices visible (0 without cupy)."""
     cp = cupy_or_none()
     return 0 if cp is None else cp.cuda.runtime.getDeviceCount()
 
 
 def current_device() -> int:
+    """The index of the current CUDA device."""
     return _cupy().cuda.runtime.getDevice()
 
 
@@ -69,6 +72,7 @@ def synchronize(device=None) -> None:
 
 
 def get_device_name(device=None) -> str:
+    """The name of CUDA device ``device`` (default: the current one)."""
     name = _cupy().cuda.runtime.getDeviceProperties(_index(device))["name"]
     return name.decode() if isinstance(name, bytes) else name
 

@@ -144,15 +144,19 @@ class GradScaler:
         return self._scale if self._enabled else 1.0
 
     def is_enabled(self) -> bool:
+        """Whether loss scaling is on."""
         return self._enabled
 
     def get_growth_factor(self) -> float:
+        """The factor the scale grows by after ``growth_interval`` good steps."""
         return self._growth_factor
 
     def get_backoff_factor(self) -> float:
+        """The factor the scale shrinks by after a step with non-finite gradients."""
         return self._backoff_factor
 
     def get_growth_interval(self) -> int:
+        """How many steps without non-finite gradients before the scale grows."""
         return self._growth_interval
 
     def state_dict(self) -> dict:
@@ -168,6 +172,7 @@ class GradScaler:
         }
 
     def load_state_dict(self, state_dict: dict) -> None:
+        """Restore scale and growth counter from :meth:`state_dict`."""
         if not self._enabled:
             return
         if not state_dict:

@@ -11,6 +11,7 @@ __all__ = ["detect_anomaly", "set_detect_anomaly", "is_anomaly_enabled"]
 
 
 def is_anomaly_enabled() -> bool:
+    """Whether anomaly mode is on."""
     return _anomaly["enabled"]
 
 

@@ -45,6 +45,7 @@ def _tasks() -> list:
 
 
 def is_backward_running() -> bool:
+    """Whether a backward pass is running in this thread (true inside hooks and callbacks)."""
     return bool(_tasks())
 
 

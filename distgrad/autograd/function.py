@@ -45,6 +45,7 @@ class RemovableHandle:
         self.id = next(RemovableHandle._ids)
 
     def remove(self) -> None:
+        """Remove the hook this handle was returned for (a second call does nothing)."""
         self._hooks.pop(self.id, None)
 
     def __enter__(self):
@@ -110,6 +111,7 @@ class BackwardNode:
 
     @property
     def saved_tensors(self) -> tuple:
+        """The tensors saved by forward for backward."""
         if self._freed:
             raise RuntimeError(
                 f"Trying to backward through the graph a second time (or directly access saved "
@@ -164,10 +166,12 @@ class BackwardNode:
 
     # ---- graph API (what tensor.grad_fn users read) -------------------------------------
     def name(self) -> str:
+        """The node's class name, e.g. ``"MulBackward"``."""
         return type(self).__name__
 
     @property
     def next_functions(self) -> tuple:
+        """``(node, output_nr)`` of each input's producer (``(None, 0)`` for inputs without gradient)."""
         return tuple(e if e is not None else (None, 0) for e in self._next)
 
     def register_hook(self, fn) -> RemovableHandle:
@@ -232,14 +236,17 @@ class Function:
 
     @staticmethod
     def forward(ctx, *args):
+        """Compute the outputs from the inputs; ``ctx`` saves what backward needs. Subclasses implement it."""
         raise NotImplementedError("a Function subclass must implement forward(ctx, *args)")
 
     @staticmethod
     def backward(ctx, *grad_outputs):
+        """Given the gradients of the outputs, return one gradient (or ``None``) per forward input."""
         raise NotImplementedError("a Function subclass must implement backward(ctx, *grads)")
 
     @classmethod
     def apply(cls, *args):
+        """Run the function on the inputs and record it in the graph (the way to call a Function)."""
         if _interceptors:
             return _intercepted_apply(cls, args)
         return cls._apply(args)

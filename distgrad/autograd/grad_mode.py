@@ -29,10 +29,12 @@ _state = _State()
 
 
 def is_grad_enabled() -> bool:
+    """Whether operations are recorded for autograd in this thread."""
     return _state.grad_enabled
 
 
 def is_inference_mode_enabled() -> bool:
+    """Whether inference mode is on in this thread."""
     return _state.inference
 
 

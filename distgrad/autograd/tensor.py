@@ -42,6 +42,7 @@ class AccumulateGrad(BackwardNode):
 
     @property
     def variable(self):
+        """The leaf tensor whose ``.grad`` this node accumulates into."""
         return self.variable_ref()
 
 
@@ -115,47 +116,60 @@ class Tensor:
 
     @property
     def dtype(self):
+        """The element type (``distgrad.float32``, ...)."""
         return from_numpy_dtype(self._array.dtype)
 
     @property
     def device(self):
+        """The device the data lives on (``cpu`` or ``cuda:N``)."""
         return device_of(self._array)
 
     @property
     def is_cuda(self) -> bool:
+        """Whether the data is on a CUDA device."""
         return self.device.type == "cuda"
 
     @property
     def shape(self) -> tuple:
+        """The size of each dimension (a ``Size``, a tuple)."""
         return self._array.shape
 
     def size(self, dim: int | None = None):
+        """The shape, or the size of dimension ``dim`` when given."""
         return self._array.shape if dim is None else self._array.shape[dim]
 
     @property
     def ndim(self) -> int:
+        """The number of dimensions."""
         return self._array.ndim
 
     def dim(self) -> int:
+        """The number of dimensions."""
         return self._array.ndim
 
     def numel(self) -> int:
+        """The number of elements."""
         return int(self._array.size)
 
     def element_size(self) -> int:
+        """The size of one element in bytes."""
         return self._array.itemsize
 
     @property
     def itemsize(self) -> int:
+        """The size of one element in bytes."""
         return self._array.itemsize
 
     def is_floating_point(self) -> bool:
+        """Whether the dtype is a floating-point type."""
         return is_floating(self._array.dtype)
 
     def is_contiguous(self) -> bool:
+        """Whether the data is laid out in row-major order without gaps."""
         return bool(self._array.flags.c_contiguous)
 
     def stride(self, dim: int | None = None):
+        """The step in elements between neighbours along each dimension (or along ``dim``)."""
         strides = tuple(s // self._array.itemsize for s in self._array.strides)
         return strides if dim is None else strides[dim]
 
@@ -167,6 +181,7 @@ class Tensor:
     # ---- autograd state ----------------------------------------------------------------
     @property
     def requires_grad(self) -> bool:
+        """Whether autograd records operations on this tensor (settable on leaves)."""
         return self._requires_grad
 
     @requires_grad.setter
@@ -193,14 +208,17 @@ class Tensor:
 
     @property
     def grad_fn(self):
+        """The graph node that produced this tensor (``None`` for leaves)."""
         return self._grad_fn
 
     @property
     def is_leaf(self) -> bool:
+        """Whether the tensor was not produced by a recorded operation (its gradient accumulates in ``.grad``)."""
         return self._grad_fn is None
 
     @property
     def output_nr(self) -> int:
+        """Which output of its ``grad_fn`` this tensor is."""
         return self._output_nr
 
     @property
@@ -209,6 +227,7 @@ class Tensor:
 
     @property
     def grad(self):
+        """The accumulated gradient of a leaf (``None`` until a backward reaches it)."""
         if self._grad_fn is not None and not self._retains_grad:
             import warnings
 
@@ -260,6 +279,7 @@ class Tensor:
         return Tensor._alias(self)
 
     def detach_(self) -> Tensor:
+        """Detach this tensor from the graph in place (it becomes a leaf); return self."""
         self._grad_fn = None
         self._requires_grad = False
         return self
@@ -280,6 +300,7 @@ class Tensor:
 
     @property
     def retains_grad(self) -> bool:
+        """Whether :meth:`retain_grad` was called on this non-leaf tensor."""
         return self._retains_grad
 
     def register_hook(self, hook) -> RemovableHandle:
@@ -339,6 +360,7 @@ class Tensor:
         return self._host_array().reshape(()).item()
 
     def tolist(self):
+        """The data as (nested) Python lists of Python numbers."""
         return self._host_array().tolist()
 
     def __array__(self, dtype=None, copy=None):

@@ -28,6 +28,7 @@ def cupy_or_none():
 
 
 def cuda_unavailable_reason() -> str | None:
+    """Why CUDA cannot be used here (``None`` when it can), for error messages."""
     cupy_or_none()
     return _cupy_error
 
@@ -99,6 +100,7 @@ def device(spec) -> Device:
 
 
 def is_array(x) -> bool:
+    """Whether ``obj`` is a numpy or cupy array."""
     if isinstance(x, np.ndarray):
         return True
     return _cupy is not None and isinstance(x, _cupy.ndarray)
@@ -113,10 +115,12 @@ def get_array_module(*arrays):
 
 
 def array_module_for(array):
+    """numpy or cupy, whichever owns ``array``."""
     return np if type(array) is np.ndarray else get_array_module(array)
 
 
 def device_of(array) -> Device:
+    """The :class:`Device` an array lives on."""
     if type(array) is np.ndarray:
         return CPU
     if _cupy is not None and isinstance(array, _cupy.ndarray):

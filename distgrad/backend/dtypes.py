@@ -77,6 +77,7 @@ _default_float = float32
 
 
 def get_default_dtype() -> dtype:
+    """The floating dtype that new float tensors get (float32 unless changed)."""
     return _default_float
 
 
@@ -119,6 +120,7 @@ def is_floating(np_dtype) -> bool:
 
 
 def from_numpy_dtype(np_dtype) -> dtype:
+    """The distgrad dtype for a numpy dtype."""
     found = _BY_NUMPY.get(np_dtype)
     if found is None:
         raise TypeError(

@@ -82,9 +82,11 @@ class CollectiveInfo:
 
     @property
     def nbytes(self) -> int:
+        """The size of the collective's buffer in bytes."""
         return 0 if self.dtype is None else self.count * np.dtype(self.dtype).itemsize
 
     def describe(self) -> str:
+        """One line naming the collective, its sequence number, sizes and rank, for error messages."""
         parts = [f"collective #{self.seq} {self.op}"]
         if self.reduce_op is not None:
             parts.append(f"op={self.reduce_op.name}")
@@ -170,6 +172,7 @@ class Work:
 
     @property
     def info(self) -> CollectiveInfo:
+        """What this collective is (op, sequence number, count, dtype), for messages."""
         comm, array = self._comm, self._array
         sizes = () if array is None else (int(array.size), array.dtype)
         return CollectiveInfo(
@@ -204,6 +207,7 @@ class Work:
                 callback()
 
     def is_completed(self) -> bool:
+        """Whether the collective has finished (never blocks)."""
         if not self._done and self._test():
             self._complete()
         return self._done

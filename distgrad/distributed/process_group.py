@@ -169,6 +169,7 @@ def _require() -> _World:
 
 
 def is_initialized() -> bool:
+    """Whether :func:`init` has run in this process."""
     return _world is not None
 
 
@@ -198,6 +199,7 @@ def rank() -> int:
 
 
 def world_size() -> int:
+    """The number of processes in the job."""
     return _require().comm.world_size
 
 
@@ -225,6 +227,7 @@ def set_timeout(timeout) -> None:
 
 
 def get_timeout() -> float:
+    """The deadline of each collective in seconds."""
     return _require().comm.timeout
 
 

@@ -124,14 +124,17 @@ class Graph:
 
     @property
     def has_backward(self) -> bool:
+        """Whether the graph was captured with a backward pass."""
         return bool(self._backward_ops)
 
     @property
     def has_random(self) -> bool:
+        """Whether the graph draws random numbers (dropout, ...), replayed from the live generator."""
         return any(make.random for op in self.ops for _, make in op.setup)
 
     # ---- ctx objects, allocated once and reused ------------------------------------------
     def take_ctxs(self) -> list:
+        """Hand over the recorded backward contexts of the last replay (each once)."""
         if self._pool:
             return self._pool.pop()
         ctxs = []

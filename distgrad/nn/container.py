@@ -57,6 +57,7 @@ class Sequential(Module):
         return iter(self._modules.values())
 
     def append(self, module: Module) -> Sequential:
+        """Add a module at the end; return self."""
         self.add_module(str(len(self)), module)
         return self
 
@@ -91,15 +92,18 @@ class ModuleList(Module):
         return iter(self._modules.values())
 
     def append(self, module: Module) -> ModuleList:
+        """Add a module at the end; return self."""
         self.add_module(str(len(self)), module)
         return self
 
     def extend(self, modules) -> ModuleList:
+        """Add modules from an iterable at the end; return self."""
         for m in modules:
             self.append(m)
         return self
 
     def insert(self, index: int, module: Module) -> None:
+        """Insert a module before ``index``."""
         items = list(self._modules.values())
         items.insert(index, module)
         self._modules.clear()
@@ -134,18 +138,23 @@ class ModuleDict(Module):
         return key in self._modules
 
     def keys(self):
+        """The names of the modules."""
         return self._modules.keys()
 
     def items(self):
+        """The ``(name, module)`` pairs."""
         return self._modules.items()
 
     def values(self):
+        """The modules."""
         return self._modules.values()
 
     def pop(self, key):
+        """Remove the module ``key`` and return it."""
         return self._modules.pop(key)
 
     def update(self, modules) -> None:
+        """Add or replace modules from a mapping or ``(name, module)`` pairs."""
         items = modules.items() if hasattr(modules, "items") else modules
         for key, module in items:
             self[key] = module
@@ -169,6 +178,7 @@ class ParameterList(Module):
         return iter(self._parameters.values())
 
     def append(self, value) -> ParameterList:
+        """Add a parameter at the end; return self."""
         if not isinstance(value, Parameter):
             value = Parameter(value)
         self.register_parameter(str(len(self)), value)

@@ -70,11 +70,13 @@ def _fan(tensor, mode):
 
 
 def uniform_(tensor, a: float = 0.0, b: float = 1.0, generator=None):
+    """Fill ``tensor`` in place with samples from U(``a``, ``b``); return it."""
     with no_grad():
         return tensor.uniform_(a, b, generator=generator)
 
 
 def normal_(tensor, mean: float = 0.0, std: float = 1.0, generator=None):
+    """Fill ``tensor`` in place with samples from N(``mean``, ``std``²); return it."""
     with no_grad():
         return tensor.normal_(mean, std, generator=generator)
 
@@ -96,19 +98,23 @@ def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0, generator=None):
 
 
 def constant_(tensor, val: float):
+    """Fill ``tensor`` with ``val`` in place; return it."""
     with no_grad():
         return tensor.fill_(val)
 
 
 def zeros_(tensor):
+    """Fill ``tensor`` with zeros in place; return it."""
     return constant_(tensor, 0.0)
 
 
 def ones_(tensor):
+    """Fill ``tensor`` with ones in place; return it."""
     return constant_(tensor, 1.0)
 
 
 def eye_(tensor):
+    """Fill a 2-D ``tensor`` with the identity matrix in place; return it."""
     import numpy as np
 
     if tensor.ndim != 2:
@@ -120,12 +126,14 @@ def eye_(tensor):
 
 
 def xavier_uniform_(tensor, gain: float = 1.0, generator=None):
+    """Glorot uniform: U(-a, a) with ``a = gain * sqrt(6 / (fan_in + fan_out))``; return ``tensor``."""
     fan_in, fan_out = _fans(tensor)
     bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
     return uniform_(tensor, -bound, bound, generator)
 
 
 def xavier_normal_(tensor, gain: float = 1.0, generator=None):
+    """Glorot normal: N(0, std²) with ``std = gain * sqrt(2 / (fan_in + fan_out))``; return ``tensor``."""
     fan_in, fan_out = _fans(tensor)
     return normal_(tensor, 0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)), generator)
 
@@ -141,6 +149,7 @@ def _zero_elements(tensor) -> bool:
 def kaiming_uniform_(
     tensor, a: float = 0, mode: str = "fan_in", nonlinearity="leaky_relu", generator=None
 ):
+    """He uniform: U(-b, b) with ``b = gain * sqrt(3 / fan)`` (``fan`` per ``mode``, gain per ``nonlinearity``); return ``tensor``."""
     if _zero_elements(tensor):
         return tensor
     bound = calculate_gain(nonlinearity, a) * math.sqrt(3.0 / _fan(tensor, mode))
@@ -150,6 +159,7 @@ def kaiming_uniform_(
 def kaiming_normal_(
     tensor, a: float = 0, mode: str = "fan_in", nonlinearity="leaky_relu", generator=None
 ):
+    """He normal: N(0, std²) with ``std = gain / sqrt(fan)`` (``fan`` per ``mode``, gain per ``nonlinearity``); return ``tensor``."""
     if _zero_elements(tensor):
         return tensor
     std = calculate_gain(nonlinearity, a) / math.sqrt(_fan(tensor, mode))
@@ -157,6 +167,7 @@ def kaiming_normal_(
 
 
 def orthogonal_(tensor, gain: float = 1.0, generator=None):
+    """Fill ``tensor`` (at least 2-D) with a (semi-)orthogonal matrix scaled by ``gain``; return it."""
     import numpy as np
 
     from ..backend import random as _random

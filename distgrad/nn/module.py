@@ -33,6 +33,9 @@ class Module:
             object.__setattr__(self, name, value)
 
     def forward(self, *args, **kwargs):
+        """The computation of the module, called by ``module(*args)``; every subclass implements it.
+        
+        Call the module rather than ``forward`` so that forward hooks run."""
         raise NotImplementedError(
             f'Module [{type(self).__name__}] is missing the required "forward" function'
         )
@@ -129,6 +132,7 @@ class Module:
             raise KeyError(f"attribute '{name}' already exists")
 
     def register_parameter(self, name: str, param: Parameter | None) -> None:
+        """Add a parameter (or ``None``) under ``name``; it shows in ``parameters()`` and the state dict."""
         if "_parameters" not in self.__dict__:
             raise AttributeError("cannot assign parameter before Module.__init__() call")
         self._check_name("parameter", name)
@@ -161,6 +165,8 @@ class Module:
             self._non_persistent_buffers.add(name)
 
     def add_module(self, name: str, module: Module | None) -> None:
+        """Add a submodule (or ``None``) under ``name``, as assigning an attribute does."""
+        """Alias of :meth:`add_module`."""
         if module is not None and not isinstance(module, Module):
             raise TypeError(f"{type(module).__name__} is not a Module subclass")
         self._check_name("module", name)
@@ -169,6 +175,7 @@ class Module:
     register_module = add_module
 
     def get_submodule(self, target: str) -> Module:
+        """Return the submodule at a dotted path such as ``"encoder.layers.0"``."""
         module = self
         for item in target.split(".") if target else []:
             if item not in module._modules:
@@ -179,6 +186,7 @@ class Module:
         return module
 
     def get_parameter(self, target: str) -> Parameter:
+        """Return the parameter at a dotted path such as ``"encoder.weight"``."""
         module_path, _, name = target.rpartition(".")
         module = self.get_submodule(module_path)
         if name not in module._parameters:
@@ -187,6 +195,7 @@ class Module:
 
     # ---- iteration -----------------------------------------------------------------------
     def named_modules(self, memo=None, prefix: str = "", remove_duplicate: bool = True):
+        """Iterate over ``(name, module)`` for this module and all submodules, depth first, each once."""
         memo = set() if memo is None else memo
         stack = [(prefix, self)]
         while stack:  # pre-order, children in registration order
@@ -204,10 +213,12 @@ class Module:
             stack.extend(reversed(children))
 
     def modules(self):
+        """Iterate over this module and all its submodules, each once."""
         for _, m in self.named_modules():
             yield m
 
     def named_children(self):
+        """Iterate over ``(name, module)`` of the direct submodules."""
         seen = set()
         for name, m in self._modules.items():
             if m is not None and id(m) not in seen:
@@ -215,6 +226,7 @@ class Module:
                 yield name, m
 
     def children(self):
+        """Iterate over the direct submodules."""
         for _, m in self.named_children():
             yield m
 
@@ -235,16 +247,20 @@ class Module:
     def named_parameters(
         self, prefix: str = "", recurse: bool = True, remove_duplicate: bool = True
     ):
+        """Iterate over ``(dotted name, parameter)``, each shared parameter once."""
         yield from self._named_members("_parameters", prefix, recurse, remove_duplicate)
 
     def parameters(self, recurse: bool = True):
+        """Iterate over the parameters (of submodules too when ``recurse``), each shared one once."""
         for _, p in self.named_parameters(recurse=recurse):
             yield p
 
     def named_buffers(self, prefix: str = "", recurse: bool = True, remove_duplicate: bool = True):
+        """Iterate over ``(dotted name, buffer)`` of the registered buffers."""
         yield from self._named_members("_buffers", prefix, recurse, remove_duplicate)
 
     def buffers(self, recurse: bool = True):
+        """Iterate over the registered buffers."""
         for _, b in self.named_buffers(recurse=recurse):
             yield b
 
@@ -323,6 +339,7 @@ class Module:
 
     # ---- modes, devices, dtypes ----------------------------------------------------------
     def train(self, mode: bool = True) -> Module:
+        """Set training mode (``mode=True``) or evaluation mode on this module and its submodules; return self."""
         if not isinstance(mode, bool):
             raise ValueError("training mode is expected to be boolean")
         for m in self.modules():
@@ -330,14 +347,17 @@ class Module:
         return self
 
     def eval(self) -> Module:
+        """Set evaluation mode (dropout off, batch norm uses running statistics); return self."""
         return self.train(False)
 
     def requires_grad_(self, requires_grad: bool = True) -> Module:
+        """Set ``requires_grad`` on every parameter; return self."""
         for p in self.parameters():
             p.requires_grad_(requires_grad)
         return self
 
     def zero_grad(self, set_to_none: bool = True) -> None:
+        """Reset every parameter's gradient: to ``None`` (default) or to zeros."""
         for p in self.parameters():
             if p.grad is None:
                 continue
@@ -388,24 +408,29 @@ class Module:
         return self._apply_to_tensors(convert)
 
     def cpu(self) -> Module:
+        """Move parameters and buffers to host memory (numpy); return self."""
         return self.to("cpu")
 
     def cuda(self, device=None) -> Module:
+        """Move parameters and buffers to a CUDA device (cupy); return self."""
         return self.to(
             "cuda" if device is None else f"cuda:{device}" if isinstance(device, int) else device
         )
 
     def float(self) -> Module:
+        """Cast floating-point parameters and buffers to float32; return self."""
         from ..backend.dtypes import float32
 
         return self.to(float32)
 
     def double(self) -> Module:
+        """Cast floating-point parameters and buffers to float64; return self."""
         from ..backend.dtypes import float64
 
         return self.to(float64)
 
     def half(self) -> Module:
+        """Cast floating-point parameters and buffers to float16; return self."""
         from ..backend.dtypes import float16
 
         return self.to(float16)
@@ -421,6 +446,7 @@ class Module:
 
     # ---- printing ------------------------------------------------------------------------
     def extra_repr(self) -> str:
+        """The module's own settings shown inside ``repr(module)``; subclasses override it."""
         return ""
 
     def __repr__(self):

@@ -213,6 +213,7 @@ def erf(input):
 
 @tensor_method("erf_")
 def erf_(input):
+    """In-place :func:`erf`."""
     return apply_inplace(input, "erf_", erf)
 
 
@@ -245,6 +246,7 @@ def relu(input, inplace=False):
 
 @tensor_method("relu_")
 def relu_(input):
+    """In-place :func:`relu`."""
     return apply_inplace(input, "relu_", relu, fast=lambda a: input.device.xp.maximum(a, 0, out=a))
 
 
@@ -269,6 +271,7 @@ def leaky_relu(input, negative_slope=0.01, inplace=False):
 
 
 def leaky_relu_(input, negative_slope=0.01):
+    """In-place :func:`distgrad.nn.functional.leaky_relu`."""
     return leaky_relu(input, negative_slope, inplace=True)
 
 
@@ -301,6 +304,7 @@ def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
 
 
 def hardtanh_(input, min_val=-1.0, max_val=1.0):
+    """In-place :func:`distgrad.nn.functional.hardtanh`."""
     return hardtanh(input, min_val, max_val, inplace=True)
 
 
@@ -369,6 +373,7 @@ def threshold(input, threshold, value, inplace=False):
 
 
 def threshold_(input, threshold, value):
+    """In-place :func:`distgrad.nn.functional.threshold`."""
     return _run(Threshold, input, threshold, value, inplace=True, name="threshold_")
 
 
@@ -472,6 +477,7 @@ def elu(input, alpha=1.0, inplace=False):
 
 
 def elu_(input, alpha=1.0):
+    """In-place :func:`distgrad.nn.functional.elu`."""
     return elu(input, alpha, inplace=True)
 
 
@@ -481,6 +487,7 @@ def selu(input, inplace=False):
 
 
 def selu_(input):
+    """In-place :func:`distgrad.nn.functional.selu`."""
     return selu(input, inplace=True)
 
 
@@ -492,6 +499,7 @@ def celu(input, alpha=1.0, inplace=False):
 
 
 def celu_(input, alpha=1.0):
+    """In-place :func:`distgrad.nn.functional.celu`."""
     return celu(input, alpha, inplace=True)
 
 

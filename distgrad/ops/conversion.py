@@ -145,16 +145,19 @@ def type_(self, dtype=None):
 
 @tensor_method("type_as")
 def type_as(self, other):
+    """This tensor cast to ``other``'s dtype."""
     return to(self, other.dtype)
 
 
 @tensor_method("cpu")
 def cpu(self):
+    """This tensor in host memory (itself if already there)."""
     return to(self, "cpu")
 
 
 @tensor_method("cuda")
 def cuda(self, device=None):
+    """This tensor on a CUDA device (default: the current one)."""
     return to(
         self,
         make_device(

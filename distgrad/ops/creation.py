@@ -126,18 +126,22 @@ def _filled(fill, size, dtype, device, requires_grad):
 
 
 def zeros(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
+    """A tensor of the given size filled with zeros."""
     return _filled(lambda xp, s, d: xp.zeros(s, d), size, dtype, device, requires_grad)
 
 
 def ones(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
+    """A tensor of the given size filled with ones."""
     return _filled(lambda xp, s, d: xp.ones(s, d), size, dtype, device, requires_grad)
 
 
 def empty(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
+    """A tensor of the given size with unspecified values (zeros here)."""
     return _filled(lambda xp, s, d: xp.empty(s, d), size, dtype, device, requires_grad)
 
 
 def full(size, fill_value, dtype=None, device=None, requires_grad=False) -> Tensor:
+    """A tensor of the given size filled with ``fill_value`` (its dtype inferred from the value unless given)."""
     if dtype is None:
         dtype = (
             np.bool_
@@ -163,12 +167,14 @@ def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False
 
 
 def linspace(start, end, steps, dtype=None, device=None, requires_grad=False) -> Tensor:
+    """``steps`` evenly spaced values from ``start`` to ``end`` inclusive."""
     return _finish(
         np.linspace(start, end, steps), dtype or get_default_dtype(), device, requires_grad
     )
 
 
 def eye(n, m=None, dtype=None, device=None, requires_grad=False) -> Tensor:
+    """The ``n`` x ``m`` identity matrix (``m`` defaults to ``n``)."""
     return _finish(np.eye(n, m), dtype or get_default_dtype(), device, requires_grad)
 
 
@@ -205,12 +211,14 @@ def randint(low, high=None, size=None, *, generator=None, dtype=None, device=Non
 
 
 def randperm(n, *, generator=None, dtype=None, device=None) -> Tensor:
+    """A random permutation of ``0 .. n-1`` (int64)."""
     if n < 0:
         raise RuntimeError(f"randperm: n must be non-negative, got {n}")
     return _finish(_rng(generator).permutation(n), dtype or np.int64, device, False)
 
 
 def normal(mean, std, size=None, *, generator=None, dtype=None, device=None) -> Tensor:
+    """Samples from normal distributions with the given ``mean`` and ``std`` (tensors or floats)."""
     if size is None:
         size = np.broadcast_shapes(np.shape(mean), np.shape(std))
     return _finish(
@@ -241,6 +249,7 @@ randn_like = _like(randn)
 
 
 def full_like(input, fill_value, dtype=None, device=None, requires_grad=False) -> Tensor:
+    """A tensor of ``input``'s shape (and dtype and device unless given) filled with ``fill_value``."""
     return full(
         input.shape,
         fill_value,
@@ -251,6 +260,7 @@ def full_like(input, fill_value, dtype=None, device=None, requires_grad=False) -
 
 
 def randint_like(input, low, high=None, dtype=None, device=None) -> Tensor:
+    """Random integers in ``[low, high)`` of ``input``'s shape."""
     return randint(
         low, high, input.shape, dtype=dtype or input.dtype, device=device or input.device
     )
@@ -274,11 +284,13 @@ def _fill_inplace(self, op, values_fn):
 
 @tensor_method("zero_")
 def zero_(self):
+    """Fill with zeros in place; return self."""
     return _fill_inplace(self, "zero_", lambda: 0)
 
 
 @tensor_method("fill_")
 def fill_(self, value):
+    """Fill with ``value`` in place; return self."""
     return _fill_inplace(
         self, "fill_", lambda: value._array if isinstance(value, Tensor) else value
     )
@@ -286,6 +298,7 @@ def fill_(self, value):
 
 @tensor_method("uniform_")
 def uniform_(self, a=0.0, b=1.0, *, generator=None):
+    """Fill in place with samples from U(``from_``, ``to``); return self."""
     return _fill_inplace(
         self, "uniform_", lambda: _host_to(self, _rng(generator).uniform(a, b, self.shape))
     )
@@ -293,6 +306,7 @@ def uniform_(self, a=0.0, b=1.0, *, generator=None):
 
 @tensor_method("normal_")
 def normal_(self, mean=0.0, std=1.0, *, generator=None):
+    """Fill in place with samples from N(``mean``, ``std``²); return self."""
     return _fill_inplace(
         self, "normal_", lambda: _host_to(self, _rng(generator).normal(mean, std, self.shape))
     )
@@ -300,6 +314,7 @@ def normal_(self, mean=0.0, std=1.0, *, generator=None):
 
 @tensor_method("bernoulli_")
 def bernoulli_(self, p=0.5, *, generator=None):
+    """Fill in place with 1 with probability ``p``, else 0; return self."""
     return _fill_inplace(
         self, "bernoulli_", lambda: _host_to(self, _rng(generator).random(self.shape) < p)
     )

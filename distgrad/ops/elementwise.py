@@ -217,6 +217,7 @@ def _rsub(input, other):
 
 @tensor_method("mul", "__mul__", "__rmul__")
 def mul(input, other):
+    """Element-wise product ``input * other``, with broadcasting and PyTorch's type promotion."""
     return _binary(Mul, "mul", input, other)
 
 
@@ -279,6 +280,7 @@ def fmod(input, other):
 
 @tensor_method("floor_divide", "__floordiv__")
 def floor_divide(input, other):
+    """Element-wise division rounded down (``input // other``)."""
     return div(input, other, rounding_mode="floor")
 
 
@@ -625,6 +627,8 @@ tensor_method("__abs__")(abs)
 
 @tensor_method("neg", "negative", "__neg__")
 def neg(input):
+    """Alias of :meth:`neg`."""
+    """Element-wise negation ``-input``."""
     return Neg.apply(input)
 
 
@@ -713,11 +717,13 @@ class Minimum(_MaxMin):
 
 @tensor_method("maximum")
 def maximum(input, other):
+    """Element-wise maximum of two tensors (NaN if either is NaN); the gradient goes to the larger, split on ties."""
     return _binary(Maximum, "maximum", input, other)
 
 
 @tensor_method("minimum")
 def minimum(input, other):
+    """Element-wise minimum of two tensors (NaN if either is NaN); the gradient goes to the smaller, split on ties."""
     return _binary(Minimum, "minimum", input, other)
 
 
@@ -864,6 +870,7 @@ def equal(input, other) -> bool:
 
 @tensor_method("isclose")
 def isclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False):
+    """Element-wise ``|input - other| <= atol + rtol * |other|`` (NaNs equal when ``equal_nan``)."""
     other = as_tensor(other, input)
     return Tensor(
         input.device.xp.isclose(
@@ -874,6 +881,7 @@ def isclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False):
 
 @tensor_method("allclose")
 def allclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False) -> bool:
+    """``True`` when every element satisfies :func:`isclose` (``|a - b| <= atol + rtol * |b|``)."""
     return bool(isclose(input, other, rtol, atol, equal_nan)._array.all())
 
 
@@ -915,16 +923,32 @@ for _name, _dunder, _fn, _uf in (
 
 @tensor_method("pow_")
 def pow_(self, exponent):
+    """In-place :meth:`pow`."""
     return apply_inplace(self, "pow_", pow, exponent)
 
 
 @tensor_method("clamp_", "clip_")
 def clamp_(self, min=None, max=None):
+    """In-place :meth:`clamp`."""
+    """In-place :meth:`clip` (alias of :meth:`clamp_`)."""
     return apply_inplace(self, "clamp_", lambda s: clamp(s, min, max))
 
 
 def _unary_inplace(name, fn):
     def op(self):
+        """In-place :meth:`abs`."""
+        """In-place :meth:`ceil`."""
+        """In-place :meth:`cos`."""
+        """In-place :meth:`exp`."""
+        """In-place :meth:`floor`."""
+        """In-place :meth:`log`."""
+        """In-place :meth:`neg`."""
+        """In-place :meth:`reciprocal`."""
+        """In-place :meth:`round`."""
+        """In-place :meth:`sigmoid`."""
+        """In-place :meth:`sin`."""
+        """In-place :meth:`sqrt`."""
+        """In-place :meth:`tanh`."""
         return apply_inplace(self, name, fn)
 
     op.__name__ = name
@@ -951,6 +975,7 @@ for _name, _fn in (
 
 @tensor_method("lerp_")
 def lerp_(self, end, weight):
+    """In-place :meth:`lerp`."""
     return apply_inplace(self, "lerp_", lambda s: lerp(s, end, weight))
 
 

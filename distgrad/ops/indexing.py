@@ -313,6 +313,7 @@ def scatter(input, dim, index, src=None, *, value=None):
 
 @tensor_method("scatter_")
 def scatter_(self, dim, index, src=None, *, value=None):
+    """In-place :meth:`scatter`."""
     return apply_inplace(self, "scatter_", lambda s: scatter(s, dim, index, src, value=value))
 
 
@@ -328,6 +329,7 @@ def scatter_add(input, dim, index, src):
 
 @tensor_method("scatter_add_")
 def scatter_add_(self, dim, index, src):
+    """In-place :meth:`scatter_add`."""
     return apply_inplace(self, "scatter_add_", lambda s: scatter_add(s, dim, index, src))
 
 
@@ -394,6 +396,7 @@ def index_add(input, dim, index, source, *, alpha=1):
 
 @tensor_method("index_add_")
 def index_add_(self, dim, index, source, *, alpha=1):
+    """In-place :meth:`index_add`."""
     return apply_inplace(
         self, "index_add_", lambda s: index_add(s, dim, index, source, alpha=alpha)
     )
@@ -411,6 +414,7 @@ def index_put(input, indices, values, accumulate=False):
 
 @tensor_method("index_put_")
 def index_put_(self, indices, values, accumulate=False):
+    """Write ``values`` at ``indices`` (a tuple of index tensors) in place; ``accumulate`` adds instead."""
     return apply_inplace(self, "index_put_", lambda s: index_put(s, indices, values, accumulate))
 
 
@@ -449,6 +453,7 @@ def masked_fill(input, mask, value):
 
 @tensor_method("masked_fill_")
 def masked_fill_(self, mask, value):
+    """In-place :meth:`masked_fill`."""
     return apply_inplace(self, "masked_fill_", lambda s: masked_fill(s, mask, value))
 
 

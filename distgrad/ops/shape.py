@@ -151,11 +151,13 @@ def view(self, *shape):
 
 @tensor_method("view_as")
 def view_as(self, other):
+    """A view with ``other``'s shape."""
     return view(self, other.shape)
 
 
 @tensor_method("reshape_as")
 def reshape_as(self, other):
+    """This tensor reshaped to ``other``'s shape."""
     return _reshape(self, other.shape)
 
 
@@ -361,6 +363,7 @@ broadcast_to = expand
 
 @tensor_method("expand_as")
 def expand_as(self, other):
+    """This tensor broadcast (as a view) to ``other``'s shape."""
     return expand(self, other.shape)
 
 
@@ -598,6 +601,7 @@ def flip(input, *args, dims=None):
 
 @tensor_method("fliplr")
 def fliplr(input):
+    """Reverse the order of the columns (dimension 1); needs at least 2 dimensions."""
     if input.ndim < 2:
         raise RuntimeError("fliplr: input tensor must be at least 2-D")
     return Flip.apply(input, (1,))
@@ -605,6 +609,7 @@ def fliplr(input):
 
 @tensor_method("flipud")
 def flipud(input):
+    """Reverse the order of the rows (dimension 0)."""
     if input.ndim < 1:
         raise RuntimeError("flipud: input tensor must be at least 1-D")
     return Flip.apply(input, (0,))
@@ -674,6 +679,8 @@ def _triangle(fn, name):
         return fn.apply(input, operator.index(diagonal))
 
     def op_(self, diagonal=0):
+        """In-place :meth:`tril`."""
+        """In-place :meth:`triu`."""
         return apply_inplace(self, f"{name}_", lambda s: op(s, diagonal))
 
     op.__name__, op_.__name__ = name, f"{name}_"

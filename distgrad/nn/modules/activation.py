@@ -51,6 +51,9 @@ def _activation(name, fn, params=(), doc=None):
     def extra_repr(self):
         return ", ".join(f"{k}={getattr(self, k)}" for k in names)
 
+    forward.__doc__ = f"Apply {name} to ``input`` elementwise."
+    extra_repr.__doc__ = Module.extra_repr.__doc__
+
     return type(
         name,
         (Module,),
@@ -58,7 +61,7 @@ def _activation(name, fn, params=(), doc=None):
             "__init__": __init__,
             "forward": forward,
             "extra_repr": extra_repr,
-            "__doc__": doc or f"Applies ``nn.functional.{fn.__name__}`` elementwise.",
+            "__doc__": doc or f"Applies the {name} function elementwise (see ``nn.functional``).",
             "__module__": __name__,
         },
     )

@@ -61,6 +61,7 @@ class Embedding(Module):
             self.weight = Parameter(_weight)
 
     def reset_parameters(self) -> None:
+        """Draw the weights again from N(0, 1) (the padding row zero)."""
         init.normal_(self.weight)
         if self.padding_idx is not None:
             from ...autograd import no_grad
@@ -73,6 +74,7 @@ class Embedding(Module):
 
     @classmethod
     def from_pretrained(cls, embeddings, freeze: bool = True, padding_idx=None):
+        """An Embedding whose weight is ``embeddings`` (frozen unless ``freeze=False``)."""
         rows, cols = embeddings.shape
         module = cls(rows, cols, padding_idx=padding_idx, _weight=embeddings.detach().clone())
         module.weight.requires_grad_(not freeze)

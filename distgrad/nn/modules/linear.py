@@ -54,6 +54,7 @@ class Linear(Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
+        """Draw weight and bias again from PyTorch's default U(-1/sqrt(in_features), 1/sqrt(in_features))."""
         reset_weight_and_bias(self.weight, self.bias, self.in_features)
 
     def forward(self, input):
