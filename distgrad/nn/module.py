@@ -34,7 +34,7 @@ class Module:
 
     def forward(self, *args, **kwargs):
         """The computation of the module, called by ``module(*args)``; every subclass implements it.
-        
+
         Call the module rather than ``forward`` so that forward hooks run."""
         raise NotImplementedError(
             f'Module [{type(self).__name__}] is missing the required "forward" function'
