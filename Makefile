@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 NP ?= 2
 
-.PHONY: demo test bench clean
+.PHONY: demo test docs bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,12 +17,19 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/distgrad-run -np $(NP) $(PY) examples/train_data_parallel.py
 
+# -rs: the reason of every skipped test is listed at the end.
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -rs
+
+# The API reference, generated from the docstrings (docs/apipages.py); any warning fails.
+docs: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[docs]'
+	$(PY) -m sphinx -b html -W --keep-going -q docs docs/_build/html
+	@echo "API reference: docs/_build/html/index.html"
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_mlp.py
 	$(PY) benchmarks/bench_overhead.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info docs/_build docs/api

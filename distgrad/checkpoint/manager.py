@@ -277,18 +277,20 @@ def load(
 
 
 class CheckpointManager:
-    """A checkpoint directory bound to the objects of one training run::
+    """A checkpoint directory bound to the objects of one training run.
 
-    ckpt = CheckpointManager("runs/exp1", model=model, optimizer=opt, scheduler=sched,
-                             loader=loader, keep=3)        # loader: a ResumableLoader
-    state = ckpt.restore()                                 # None on a fresh start
-    start = state.epoch if state else 0
-    for epoch in range(start, epochs):
-        for x, y in loader:
-            ...
-            if step % 100 == 0:
-                ckpt.save(step, epoch)                     # mid-epoch: resumes here
-        ckpt.save(step, epoch + 1)                         # end of epoch: the next one
+    Typical use::
+
+        ckpt = CheckpointManager("runs/exp1", model=model, optimizer=opt, scheduler=sched,
+                                 loader=loader, keep=3)        # loader: a ResumableLoader
+        state = ckpt.restore()                                 # None on a fresh start
+        start = state.epoch if state else 0
+        for epoch in range(start, epochs):
+            for x, y in loader:
+                ...
+                if step % 100 == 0:
+                    ckpt.save(step, epoch)                     # mid-epoch: resumes here
+            ckpt.save(step, epoch + 1)                         # end of epoch: the next one
     """
 
     def __init__(

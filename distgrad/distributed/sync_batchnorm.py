@@ -83,7 +83,7 @@ class _SyncBatchNormFunction(Function):
 
 
 class SyncBatchNorm(_BatchNorm):
-    """Batch normalisation over (N, C, *) input whose statistics cover the batches of all
+    """Batch normalisation over ``(N, C, *)`` input whose statistics cover the batches of all
     ranks (PyTorch's ``nn.SyncBatchNorm``); ``convert_sync_batchnorm`` swaps it in for every
     ``BatchNorm`` of a model."""
 

@@ -76,7 +76,7 @@ def uniform_(tensor, a: float = 0.0, b: float = 1.0, generator=None):
 
 
 def normal_(tensor, mean: float = 0.0, std: float = 1.0, generator=None):
-    """Fill ``tensor`` in place with samples from N(``mean``, ``std``²); return it."""
+    """Fill ``tensor`` in place with samples from N(``mean``, ``std**2``); return it."""
     with no_grad():
         return tensor.normal_(mean, std, generator=generator)
 
@@ -133,7 +133,7 @@ def xavier_uniform_(tensor, gain: float = 1.0, generator=None):
 
 
 def xavier_normal_(tensor, gain: float = 1.0, generator=None):
-    """Glorot normal: N(0, std²) with ``std = gain * sqrt(2 / (fan_in + fan_out))``; return ``tensor``."""
+    """Glorot normal: N(0, ``std**2``) with ``std = gain * sqrt(2 / (fan_in + fan_out))``; return ``tensor``."""
     fan_in, fan_out = _fans(tensor)
     return normal_(tensor, 0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)), generator)
 
@@ -159,7 +159,7 @@ def kaiming_uniform_(
 def kaiming_normal_(
     tensor, a: float = 0, mode: str = "fan_in", nonlinearity="leaky_relu", generator=None
 ):
-    """He normal: N(0, std²) with ``std = gain / sqrt(fan)`` (``fan`` per ``mode``, gain per ``nonlinearity``); return ``tensor``."""
+    """He normal: N(0, ``std**2``) with ``std = gain / sqrt(fan)`` (``fan`` per ``mode``, gain per ``nonlinearity``); return ``tensor``."""
     if _zero_elements(tensor):
         return tensor
     std = calculate_gain(nonlinearity, a) / math.sqrt(_fan(tensor, mode))

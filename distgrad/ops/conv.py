@@ -524,8 +524,8 @@ def unfold(input, kernel_size, dilation=1, padding=0, stride=1):
 
 
 def fold(input, output_size, kernel_size, dilation=1, padding=0, stride=1):
-    """Combine sliding blocks into an image (col2im, summing overlaps): ((N,) C*kh*kw, L) ->
-    ((N,) C, *output_size)."""
+    """Combine sliding blocks into an image (col2im, summing overlaps):
+    ``((N,) C*kh*kw, L)`` -> ``((N,) C, *output_size)``."""
     op = "fold"
     if not isinstance(input, Tensor) or input.ndim not in (2, 3):
         shape = list(input.shape) if isinstance(input, Tensor) else type(input).__name__

@@ -306,7 +306,7 @@ def uniform_(self, a=0.0, b=1.0, *, generator=None):
 
 @tensor_method("normal_")
 def normal_(self, mean=0.0, std=1.0, *, generator=None):
-    """Fill in place with samples from N(``mean``, ``std``²); return self."""
+    """Fill in place with samples from N(``mean``, ``std**2``); return self."""
     return _fill_inplace(
         self, "normal_", lambda: _host_to(self, _rng(generator).normal(mean, std, self.shape))
     )

@@ -149,7 +149,7 @@ def _need_spread(op, input, count):
 def batch_norm(
     input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5
 ):
-    """Normalise (N, C, *) per channel over the batch and spatial axes. Training uses the
+    """Normalise ``(N, C, *)`` per channel over the batch and spatial axes. Training uses the
     batch's (biased) variance and updates the running stats in place (the variance unbiased);
     evaluation uses the running stats."""
     op = "batch_norm"
@@ -212,7 +212,7 @@ def instance_norm(
     momentum=0.1,
     eps=1e-5,
 ):
-    """Normalise (N, C, *) per sample and channel over the spatial axes; with running stats,
+    """Normalise ``(N, C, *)`` per sample and channel over the spatial axes; with running stats,
     updates them (``use_input_stats``) or uses them instead."""
     op = "instance_norm"
     (c,), pshape = (
@@ -278,7 +278,7 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
 
 
 def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
-    """Normalise (N, C, *) over each group of C/num_groups channels (and the spatial axes);
+    """Normalise ``(N, C, *)`` over each group of C/num_groups channels (and the spatial axes);
     weight and bias are per channel."""
     op = "group_norm"
     (c,), pshape = (
