@@ -35,6 +35,7 @@ PAGES = [
     ("distgrad.utils", "distgrad.utils"),
     ("distgrad.viz", "distgrad.viz"),
     ("distgrad.cuda", "distgrad.cuda"),
+    ("distgrad.backend.logconfig", "distgrad.backend.logconfig: logging"),
     ("distgrad.backend", "distgrad.backend"),
 ]
 SKIP = {"distgrad.launcher", "distgrad.ops", "distgrad.nn.modules"}  # CLI; re-exported elsewhere

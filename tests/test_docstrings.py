@@ -16,6 +16,7 @@ import distgrad
 # Public modules that are not packages (packages are found by walking distgrad).
 PUBLIC_MODULES = [
     "distgrad.autograd.graph",
+    "distgrad.backend.logconfig",
     "distgrad.cuda",
     "distgrad.data.datasets",
     "distgrad.data.distributed",

@@ -3,7 +3,7 @@
 Imports nothing else of distgrad. cupy is imported lazily, so numpy alone is enough.
 """
 
-from . import dtypes, random
+from . import dtypes, logconfig, random
 from .device import (
     CPU,
     Device,

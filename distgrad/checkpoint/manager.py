@@ -4,6 +4,7 @@ ranks (see the package docstring)."""
 from __future__ import annotations
 
 import io
+import logging
 import numbers
 import warnings
 from dataclasses import dataclass, field
@@ -13,6 +14,8 @@ from .. import serialization
 from ..safetensors import CheckpointError
 from . import rng, store
 from .data import ResumableLoader
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["save", "load", "CheckpointManager", "CheckpointState"]
 
@@ -108,6 +111,7 @@ def save(
         info = {"step": step, "epoch": epoch, "world_size": len(ranks)}
         try:
             path = store.commit(directory, files, info, keep, serialization.save)
+            logger.info("saved checkpoint %s (step %s, epoch %s)", path, step, epoch)
         except Exception as exc:
             if comm is None:
                 raise
@@ -263,6 +267,7 @@ def load(
     if isinstance(loader, ResumableLoader):
         loader.load_state_dict(ranks[rank]["loader"])
     meta = parts["meta"]
+    logger.info("loaded checkpoint %s (step %s, epoch %s)", path, meta["step"], meta["epoch"])
     position = ranks[min(rank, len(ranks) - 1)]["loader"]
     return CheckpointState(
         step=meta["step"],

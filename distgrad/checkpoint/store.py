@@ -31,14 +31,16 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
 import signal
 import tempfile
-import warnings
 
 from ..safetensors import CheckpointError, _sniff, atomic_write
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["commit", "open_checkpoint", "latest", "verify", "KILL_ENV", "PHASES"]
 
@@ -406,9 +408,5 @@ def commit(root: str, files: dict, info: dict, keep: int, write) -> str:
         try:
             _remove(os.path.join(root, old), "prune")
         except OSError as exc:  # the new checkpoint is committed: report, don't fail the save
-            warnings.warn(
-                f"distgrad.checkpoint: could not prune {old!r} in {root!r}: {exc}",
-                RuntimeWarning,
-                stacklevel=3,
-            )
+            logger.warning("could not prune %r in %r: %s", old, root, exc)
     return path

@@ -24,6 +24,7 @@ import warnings
 
 import numpy as np
 
+from ..backend.logconfig import set_log_rank
 from .communicator import DEFAULT_TIMEOUT, Communicator, LocalCommunicator, Work
 from .contract import debug_requested, enable_debug
 from .env import cross_check, launcher_claims
@@ -116,6 +117,7 @@ def init(timeout=None) -> Communicator:
                 f"pip install 'distgrad[mpi]'"
             )
         _world = _World(LocalCommunicator(seconds), 0, 1)
+    set_log_rank(_world.comm.rank if _world.comm.world_size > 1 else None)
     _install_failure_handlers(_world)
     return _world.comm
 
