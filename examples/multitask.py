@@ -1,5 +1,10 @@
 """A multi-task network on the digits: a shared trunk with two heads (the digit class, and
-whether the digit is even), trained on the sum of both losses."""
+whether the digit is even), trained on the sum of both losses.
+
+    python examples/multitask.py
+"""
+
+import common  # first: sets the BLAS threads before numpy loads
 
 import distgrad as dg
 from distgrad import nn
@@ -29,7 +34,9 @@ loader = DataLoader(
 )
 model = TwoHeads()
 opt = dg.optim.Adam(model.parameters(), lr=1e-3)
-for _epoch in range(25):
+bar = common.progress(range(25), desc="train", unit="epoch")
+for _epoch in bar:
+    total, count = 0.0, 0
     for xb, yb in loader:
         digit_logits, parity_logit = model(xb)
         loss = nn.functional.cross_entropy(
@@ -38,6 +45,8 @@ for _epoch in range(25):
         opt.zero_grad()
         loss.backward()
         opt.step()
+        total, count = total + loss.item() * len(yb), count + len(yb)
+    bar.set_postfix(loss=f"{total / count:.4f}")
 
 model.eval()
 with dg.no_grad():

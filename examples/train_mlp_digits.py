@@ -1,15 +1,25 @@
-"""Train an MLP on scikit-learn's digits (1,797 real 8x8 images, bundled, no download):
-progress bar, test accuracy, checkpoint save + resume, loss-curve PNG.
+"""Train an MLP on scikit-learn's digits (1,797 real 8x8 images, bundled, no download), with a
+progress bar, a checkpoint after every epoch, automatic resume, and a loss-curve PNG.
 
     python examples/train_mlp_digits.py [--epochs 30] [--out runs/mlp]
-    python examples/train_mlp_digits.py --resume runs/mlp/checkpoint.safetensors --epochs 35
+
+Stop it at any time (Ctrl-C) and run the same command again: it resumes after the last
+completed epoch, and the result is the same as that of an uninterrupted run, bit for bit
+(the checkpoint holds the model, the Adam moments, the learning-rate schedule, and every random
+stream: dropout, shuffling). ``--stop-after N`` stops after epoch N on purpose, to try it;
+``--fresh`` ignores an existing checkpoint.
 """
 
 import argparse
+import hashlib
 import os
+import shutil
+
+import common  # first: sets the BLAS threads before numpy loads
 
 import distgrad as dg
 from distgrad import nn
+from distgrad.checkpoint import CheckpointManager
 from distgrad.data import DataLoader, TensorDataset
 from distgrad.data.datasets import load_digits
 
@@ -33,58 +43,48 @@ def accuracy(model, x, y):
     return acc
 
 
-def save_loss_curve(losses, path):
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib not installed: no loss curve")
-        return
-    fig, ax = plt.subplots(figsize=(5, 3))
-    ax.plot(range(1, len(losses) + 1), losses)
-    ax.set(xlabel="epoch", ylabel="training loss", title="MLP on digits")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+def digest(model):
+    """SHA-256 of the parameters, to compare two runs bit for bit."""
+    h = hashlib.sha256()
+    for p in model.parameters():
+        h.update(p.detach().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--epochs", type=int, default=30)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--epochs", type=int, default=3 if common.quick() else 30)
     parser.add_argument("--out", default="runs/mlp")
-    parser.add_argument("--resume", default=None, help="checkpoint to continue from")
+    parser.add_argument("--stop-after", type=int, default=None, help="stop after this epoch")
+    parser.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args()
-    os.makedirs(args.out, exist_ok=True)
+    directory = os.path.join(args.out, "checkpoints")
+    if args.fresh:
+        shutil.rmtree(directory, ignore_errors=True)
 
     dg.manual_seed(0)
     x_train, y_train, x_test, y_test = load_digits()
     model = make_model()
     opt = dg.optim.Adam(model.parameters(), lr=2e-3)
     sched = dg.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=args.epochs)
-    generator = dg.Generator().manual_seed(0)
     loader = DataLoader(
-        TensorDataset(x_train, y_train), batch_size=64, shuffle=True, generator=generator
+        TensorDataset(x_train, y_train),
+        batch_size=64,
+        shuffle=True,
+        generator=dg.Generator().manual_seed(0),
     )
-    start_epoch, losses = 0, []
-    if args.resume:
-        state = dg.load(args.resume)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        generator.set_state(state["generator"])
-        start_epoch, losses = state["epoch"], list(state["losses"])
-        print(f"resumed from {args.resume} at epoch {start_epoch}")
+    ckpt = CheckpointManager(directory, model=model, optimizer=opt, scheduler=sched, loader=loader)
+    state = ckpt.restore()
+    start, losses = (state.epoch, list(state.extra["losses"])) if state else (0, [])
+    if state:
+        print(f"resumed from {state.path} at epoch {start}")
 
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        tqdm = None
-    epochs = range(start_epoch, args.epochs)
-    bar = tqdm(epochs, desc="train", disable=args.no_progress) if tqdm else epochs
-    for _epoch in bar:
+    bar = common.progress(
+        range(start, args.epochs), desc="train", enabled=not args.no_progress, unit="epoch"
+    )
+    bar.update(0)
+    for epoch in bar:
         total, count = 0.0, 0
         for xb, yb in loader:
             loss = nn.functional.cross_entropy(model(xb), yb)
@@ -95,24 +95,23 @@ def main():
             count += len(yb)
         sched.step()
         losses.append(total / count)
-        if tqdm:
-            bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        ckpt.save(step=epoch + 1, epoch=epoch + 1, extra={"losses": losses})
+        bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        if args.stop_after is not None and epoch + 1 == args.stop_after:
+            print(f"stopped after epoch {epoch + 1} (--stop-after); run again to resume")
+            return None
 
-    checkpoint = os.path.join(args.out, "checkpoint.safetensors")
-    dg.save(
-        {
-            "model": model.state_dict(),
-            "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(),
-            "generator": generator.get_state(),
-            "epoch": args.epochs,
-            "losses": losses,
-        },
-        checkpoint,
+    png = common.save_curves(
+        os.path.join(args.out, "loss.png"),
+        {"training loss": (list(range(1, len(losses) + 1)), losses)},
+        xlabel="epoch",
+        title="MLP on digits",
     )
-    save_loss_curve(losses, os.path.join(args.out, "loss.png"))
     acc = accuracy(model, x_test, y_test)
-    print(f"test accuracy {acc:.4f} after {args.epochs} epochs; checkpoint {checkpoint}")
+    print(
+        f"test accuracy {acc:.4f} after {args.epochs} epochs; parameters sha256 "
+        f"{digest(model)}; checkpoints {directory}" + (f"; loss curve {png}" if png else "")
+    )
     return acc
 
 

@@ -24,6 +24,7 @@ from .rank_main import (
     Placement,
     nvidia_smi_gpus,
     rank_environment,
+    usable_cpus,
 )
 
 __all__ = ["Here", "Plan", "describe", "here", "make_plan", "plan_here"]
@@ -42,7 +43,7 @@ class Here:
 
 def here() -> Here:
     """This machine, this Python."""
-    return Here(os.cpu_count() or 1, socket.gethostname(), sys.executable, os.geteuid() == 0)
+    return Here(usable_cpus(), socket.gethostname(), sys.executable, os.geteuid() == 0)
 
 
 @dataclass(frozen=True)

@@ -148,6 +148,23 @@ def gpu_for_rank(
     return ids[place.local_rank % count % len(ids)]
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on: its affinity mask (Slurm, taskset, containers), further
+    limited by a cgroup v2 CPU quota (``cpu.max``); ``os.cpu_count()`` counts the whole host."""
+    try:
+        count = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        count = os.cpu_count() or 1
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as f:
+            quota, period = f.read().split()[:2]
+        if quota != "max":
+            count = min(count, max(1, int(quota) // int(period)))
+    except (OSError, ValueError):
+        pass
+    return max(1, count)
+
+
 def rank_environment(
     place: Placement,
     environ: Mapping[str, str],
@@ -273,7 +290,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(USAGE)
     place = placement_from_env(os.environ)
     try:
-        os.environ.update(rank_environment(place, os.environ, os.cpu_count() or 1))
+        os.environ.update(rank_environment(place, os.environ, usable_cpus()))
     except ValueError as error:
         print(
             f"[rank {place.rank}] distgrad-run: on {socket.gethostname()}: {error}", file=sys.stderr
