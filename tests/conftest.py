@@ -1,11 +1,54 @@
 import os
+import shutil
 import sys
+import tempfile
 
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
+
+
+# ---- temporary files ---------------------------------------------------------------------------
+# The run gets a private temporary directory (TMPDIR and tempfile.tempdir, so every process the
+# tests start uses it too; pytest's tmp_path lives there as well). At the end whatever the
+# tests or their processes left in it, besides pytest's own tmp_path tree, fails the run, and
+# the directory is removed (kept with DISTGRAD_KEEP_TEST_TMP=1, e.g. to look at a failure).
+# tests/test_tempfiles.py checks that a leak fails a run.
+
+
+def pytest_configure(config):
+    base = tempfile.mkdtemp(prefix="distgrad-tests-")
+    config._distgrad_tmp = (base, os.environ.get("TMPDIR"))
+    os.environ["TMPDIR"] = base
+    tempfile.tempdir = base
+
+
+def pytest_sessionfinish(session, exitstatus):
+    base, old = getattr(session.config, "_distgrad_tmp", (None, None))
+    if base is None:
+        return
+    left = sorted(name for name in os.listdir(base) if not name.startswith("pytest-of-"))
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if left:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        if reporter:
+            reporter.write_line(
+                f"FAILED temp-file check: the run left {len(left)} entries in {base}: "
+                + ", ".join(left[:20]),
+                red=True,
+            )
+    if os.environ.get("DISTGRAD_KEEP_TEST_TMP"):
+        if reporter:
+            reporter.write_line(f"temporary files of this run kept in {base}")
+    else:
+        shutil.rmtree(base, ignore_errors=True)
+    tempfile.tempdir = None
+    if old is None:
+        os.environ.pop("TMPDIR", None)
+    else:
+        os.environ["TMPDIR"] = old
 
 
 def _gpu_available() -> bool:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -148,8 +149,9 @@ class Job:
     elapsed: float
     orphans: int
     tag: str
-    fault_dir: Path
+    fault_dir: Path  # removed after the job when run_command made it
     ended_at: float = 0.0  # time.time() when the job's launcher exited
+    marks: dict | None = None  # read from fault_dir when the job ended
 
     @property
     def output(self) -> str:
@@ -174,6 +176,8 @@ class Job:
 
     def fault_marks(self) -> dict:
         """``{label: time.time()}`` of every ``common.mark_fault(label)`` in the job."""
+        if self.marks is not None:
+            return dict(self.marks)
         marks = {}
         for path in self.fault_dir.glob("fault-*"):
             label, _, when = path.read_text().strip().rpartition(" ")
@@ -209,6 +213,7 @@ def run_command(
     ``timeout`` its process group is killed and ``returncode`` is None. Orphans are counted
     after it ended."""
     tag = tag or new_tag()
+    own_dir = fault_dir is None
     fault_dir = Path(fault_dir or tempfile.mkdtemp(prefix="distgrad-fault-"))
     full_env = job_env(tag, fault_dir, **(env or {}))
     # Output goes to files, not pipes: a leftover process holding a pipe open would keep
@@ -232,7 +237,11 @@ def run_command(
     ended_at, elapsed = time.time(), time.monotonic() - start
     leftovers = orphans(tag)
     stdout, stderr = ((fault_dir / name).read_text() for name in ("stdout", "stderr"))
-    return Job(list(command), code, stdout, stderr, elapsed, leftovers, tag, fault_dir, ended_at)
+    job = Job(list(command), code, stdout, stderr, elapsed, leftovers, tag, fault_dir, ended_at)
+    job.marks = job.fault_marks()
+    if own_dir:  # everything the job left there is read: leave no directory behind
+        shutil.rmtree(fault_dir, ignore_errors=True)
+    return job
 
 
 def run_job(
