@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 NP ?= 2
 
-.PHONY: demo test docs bench clean
+.PHONY: demo test test-wheel docs bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ demo: $(STAMP)
 # -rs: the reason of every skipped test is listed at the end.
 test: $(STAMP)
 	$(PY) -m pytest -q -rs
+
+# The suite against the built wheel installed in a fresh venv (not the source tree).
+test-wheel: $(STAMP)
+	PYTHON=$(PY) bash tests/run_from_wheel.sh
 
 # The API reference, generated from the docstrings (docs/apipages.py); any warning fails.
 docs: $(STAMP)

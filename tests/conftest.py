@@ -19,6 +19,12 @@ if ROOT not in sys.path:
 
 
 def pytest_configure(config):
+    if os.environ.get("DISTGRAD_TEST_INSTALLED"):  # tests/run_from_wheel.sh: not the source
+        import distgrad
+
+        where = os.path.dirname(os.path.abspath(distgrad.__file__))
+        if os.path.commonpath([where, ROOT]) == ROOT or "site-packages" not in where:
+            raise pytest.UsageError(f"DISTGRAD_TEST_INSTALLED: distgrad comes from {where}")
     base = tempfile.mkdtemp(prefix="distgrad-tests-")
     config._distgrad_tmp = (base, os.environ.get("TMPDIR"))
     os.environ["TMPDIR"] = base

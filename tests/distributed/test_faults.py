@@ -1,6 +1,10 @@
-"""Failures take the whole job down promptly, with the failing rank's traceback."""
+"""Failures take the whole job down promptly, with the failing rank's traceback.
 
-import time
+"Promptly" is checked without timing the job (start-up alone takes seconds on a loaded
+machine, which made a wall-clock bound flaky): the healthy rank sleeps 30 s before it would
+print ``rank N finished``, so a job that is taken down never prints it, and ``run_mpi``'s
+60 s timeout catches a job that hangs instead.
+"""
 
 import pytest
 
@@ -10,43 +14,40 @@ pytestmark = requires_mpi
 
 
 def run_fault(mode, python_args=()):
-    start = time.monotonic()
-    proc = run_mpi(2, "faults.py", mode, timeout=60, python_args=python_args)
-    return proc, time.monotonic() - start
+    return run_mpi(2, "faults.py", mode, timeout=60, python_args=python_args)
 
 
 @pytest.mark.parametrize("python_args", [(), ("-m", "mpi4py")], ids=["python", "mpi4py"])
 def test_uncaught_exception_aborts_job(python_args):
-    proc, elapsed = run_fault("raise", python_args)
+    proc = run_fault("raise", python_args)
     assert proc.returncode != 0
     assert "[rank 1] Traceback (most recent call last):" in proc.stderr
     assert "[rank 1] ValueError: boom on purpose" in proc.stderr
     assert "finished" not in proc.stdout  # rank 0 was stuck in a barrier and got killed
-    assert elapsed < 15
 
 
 def test_uncaught_exception_in_thread_aborts_job():
-    proc, elapsed = run_fault("thread")
+    proc = run_fault("thread")
     assert proc.returncode != 0
     assert "[rank 1] Exception in thread loader:" in proc.stderr
     assert "[rank 1] KeyError: 'boom in a thread'" in proc.stderr
-    assert elapsed < 15
+    assert "finished" not in proc.stdout  # neither rank got past the sleep and barrier
 
 
 def test_deadline_names_the_collective():
-    proc, elapsed = run_fault("timeout")
+    proc = run_fault("timeout")
     assert proc.returncode != 0
     assert (
         "CollectiveTimeoutError: [rank 0] collective #2 allreduce op=SUM (1000 x float32, "
         "4000 bytes) on rank 0 of 2 did not complete" in proc.stderr
     )
-    assert elapsed < 15  # the sleeping rank would take 30 s
+    assert "rank 1 finished" not in proc.stdout  # the sleeping rank was taken down
 
 
 def test_swallowed_timeout_still_takes_job_down():
-    proc, elapsed = run_fault("swallow_timeout")
+    proc = run_fault("swallow_timeout")
     assert proc.returncode != 0
     assert "swallowed" in proc.stdout
     assert "communicator is broken since collective #2 allreduce" in proc.stdout
     assert "exiting after collective #2 allreduce" in proc.stderr
-    assert elapsed < 15
+    assert "rank 1 finished" not in proc.stdout  # the sleeping rank was taken down
