@@ -1,5 +1,6 @@
-"""distgrad: a define-by-run deep-learning framework on numpy (CPU) and cupy (GPU) that
-scales from one process to many GPUs across nodes. The public API follows PyTorch."""
+"""distgrad: a define-by-run deep-learning framework on numpy (CPU) and cupy (GPU), with
+data-parallel training over MPI from one process to many nodes. The public API follows
+PyTorch."""
 
 from . import (
     amp,
