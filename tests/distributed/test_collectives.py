@@ -1,4 +1,5 @@
-"""Collectives over real MPI processes (the checks run inside the ranks, see ``ranks/``), in a
+"""Collectives over real MPI processes (the checks run inside the ranks, see
+``workers/collectives_in_ranks.py``), in a
 world of one, and the pieces that need no MPI (local communicator, launcher cross-checks)."""
 
 import numpy as np
@@ -15,7 +16,7 @@ from .mpi_helpers import HERE, check, requires_mpi, run_mpi, run_python
 def test_collectives_in_ranks(n):
     proc = run_mpi(
         n,
-        HERE / "ranks" / "test_collectives_ranks.py",
+        HERE / "workers" / "collectives_in_ranks.py",
         "-q",
         "-p",
         "no:cacheprovider",

@@ -4,14 +4,16 @@ import time
 
 import pytest
 
-from .mpi_helpers import requires_mpi, run_mpi
+from tests.distributed.mpi_helpers import requires_mpi, run_mpi
+
+from .faultlib import WORKERS
 
 pytestmark = requires_mpi
 
 
 def run_fault(mode, python_args=()):
     start = time.monotonic()
-    proc = run_mpi(2, "faults.py", mode, timeout=60, python_args=python_args)
+    proc = run_mpi(2, WORKERS / "abort.py", mode, timeout=60, python_args=python_args)
     return proc, time.monotonic() - start
 
 
