@@ -50,6 +50,23 @@ def lenet(ns):
     )
 
 
+def small_cnn(ns):
+    """The CNN of ``bench_cnn.py`` on 1x28x28: conv 3x3 (16, pad 1) - relu - maxpool 2 -
+    conv 3x3 (32, pad 1) - relu - maxpool 2 - linear 1568 -> 10 (more convolution work per
+    sample than LeNet-5)."""
+    nn = ns.nn
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(32 * 7 * 7, 10),
+    )
+
+
 def resnet(ns):
     """A small ResNet: conv 3x3 (3 -> 32) + BN + ReLU, ``RESNET["blocks"]`` basic blocks of
     32 channels at 32x32 (conv-BN-ReLU-conv-BN + identity, ReLU), global average pool,
