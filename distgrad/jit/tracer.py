@@ -43,7 +43,7 @@ from ..backend import array_module_for, is_array
 from ..backend import random as _random
 from ..nn import Module
 from ..ops import dropout as _dropout
-from .graph import Graph, InputView, Op, RandomArray, TracedGraph
+from .graph import Graph, InputView, RandomArray, Step, TracedGraph
 
 __all__ = ["trace", "TracedFunction", "TraceError", "TracerWarning"]
 
@@ -65,10 +65,10 @@ class _Recorder:
     """The interceptor that records one eager run into ops over numbered slots."""
 
     def __init__(self, inputs):
-        self.ops = []  # [Op]
+        self.ops = []  # [Step]
         self.n_slots = 0
         self.constants = {}  # slot -> value
-        self.first_use = {}  # constant or external slot -> the first Op using it
+        self.first_use = {}  # constant or external slot -> the first Step using it
         self.externals = {}  # slot -> tensor
         self.error = None
         self._by_edge = {}  # (id(grad_fn), output_nr) -> slot
@@ -112,13 +112,13 @@ class _Recorder:
         )
         needs = tuple(isinstance(a, Tensor) and a._requires_grad and record for a in args)
         out_slots = [None if o is None else self._register(o, self._new_slot()) for o in outs]
-        op = Op(
+        op = Step(
             cls,
             arg_slots,
             out_slots,
-            needs if record or not cls.on_arrays else (),
+            needs if record else (),
             setup,
-            () if cls.on_arrays else [isinstance(a, Tensor) for a in args],
+            [isinstance(a, Tensor) for a in args],
             [None if o is None else (o._array.shape, o._array.dtype) for o in outs],
             single,
             [a._array.dtype if isinstance(a, Tensor) else None for a in args],

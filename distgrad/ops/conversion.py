@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..autograd import Function, Tensor
+from ..autograd import Op, Tensor
 from ..backend import Device, as_dtype
 from ..backend import device as make_device
 from ._helpers import graph_xp, tensor_method
@@ -14,9 +14,7 @@ from ._helpers import graph_xp, tensor_method
 __all__ = ["clone"]
 
 
-class Cast(Function):
-    on_arrays = True
-
+class Cast(Op):
     @staticmethod
     def forward(ctx, x, np_dtype):
         ctx.src = x.dtype
@@ -27,9 +25,7 @@ class Cast(Function):
         return _cast(g, ctx.src), None
 
 
-class ToDevice(Function):
-    on_arrays = True
-
+class ToDevice(Op):
     @staticmethod
     def forward(ctx, x, device):
         ctx.src_device = _device_of_array(x)
@@ -42,9 +38,7 @@ class ToDevice(Function):
         return move_array(g, ctx.src_device), None
 
 
-class Clone(Function):
-    on_arrays = True
-
+class Clone(Op):
     @staticmethod
     def forward(ctx, x):
         return x.copy()

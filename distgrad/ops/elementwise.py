@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..autograd import Function, Tensor
+from ..autograd import Op, Tensor
 from ..backend import get_default_dtype, result_type
 from ._helpers import (
     apply_inplace,
@@ -90,9 +90,7 @@ def _xp(*xs):
 
 
 # ---- binary arithmetic --------------------------------------------------------------------
-class Add(Function):
-    on_arrays = True
-
+class Add(Op):
     @staticmethod
     def forward(ctx, a, b):
         ctx.shapes = (np.shape(a), np.shape(b))
@@ -107,9 +105,7 @@ class Add(Function):
         )
 
 
-class Sub(Function):
-    on_arrays = True
-
+class Sub(Op):
     @staticmethod
     def forward(ctx, a, b):
         ctx.shapes = (np.shape(a), np.shape(b))
@@ -124,9 +120,7 @@ class Sub(Function):
         )
 
 
-class Mul(Function):
-    on_arrays = True
-
+class Mul(Op):
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
@@ -141,9 +135,7 @@ class Mul(Function):
         return ga, gb
 
 
-class Div(Function):
-    on_arrays = True
-
+class Div(Op):
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
@@ -158,8 +150,7 @@ class Div(Function):
         return ga, gb
 
 
-class Pow(Function):
-    on_arrays = True
+class Pow(Op):
     autocast = "float32"
 
     @staticmethod
@@ -288,9 +279,7 @@ def _rfloordiv(input, other):
 
 
 # ---- unary math ---------------------------------------------------------------------------
-class Neg(Function):
-    on_arrays = True
-
+class Neg(Op):
     @staticmethod
     def forward(ctx, x):
         return -x
@@ -300,8 +289,7 @@ class Neg(Function):
         return -g
 
 
-class Exp(Function):
-    on_arrays = True
+class Exp(Op):
     autocast = "float32"
 
     @staticmethod
@@ -316,8 +304,7 @@ class Exp(Function):
         return g * y
 
 
-class Expm1(Function):
-    on_arrays = True
+class Expm1(Op):
     autocast = "float32"
 
     @staticmethod
@@ -332,8 +319,7 @@ class Expm1(Function):
         return g * (y + 1)
 
 
-class Log(Function):
-    on_arrays = True
+class Log(Op):
     autocast = "float32"
 
     @staticmethod
@@ -347,8 +333,7 @@ class Log(Function):
         return g / x
 
 
-class Log2(Function):
-    on_arrays = True
+class Log2(Op):
     autocast = "float32"
 
     @staticmethod
@@ -362,8 +347,7 @@ class Log2(Function):
         return g / (x * float(np.log(2.0)))
 
 
-class Log10(Function):
-    on_arrays = True
+class Log10(Op):
     autocast = "float32"
 
     @staticmethod
@@ -377,8 +361,7 @@ class Log10(Function):
         return g / (x * float(np.log(10.0)))
 
 
-class Log1p(Function):
-    on_arrays = True
+class Log1p(Op):
     autocast = "float32"
 
     @staticmethod
@@ -392,9 +375,7 @@ class Log1p(Function):
         return g / (x + 1)
 
 
-class Sqrt(Function):
-    on_arrays = True
-
+class Sqrt(Op):
     @staticmethod
     def forward(ctx, x):
         y = ctx.xp.sqrt(x)
@@ -407,8 +388,7 @@ class Sqrt(Function):
         return g / (2 * y)
 
 
-class Rsqrt(Function):
-    on_arrays = True
+class Rsqrt(Op):
     autocast = "float32"
 
     @staticmethod
@@ -424,8 +404,7 @@ class Rsqrt(Function):
         return g * (-0.5) * y * y * y
 
 
-class Square(Function):
-    on_arrays = True
+class Square(Op):
     autocast = "float32"
 
     @staticmethod
@@ -439,8 +418,7 @@ class Square(Function):
         return g * (2 * x)
 
 
-class Reciprocal(Function):
-    on_arrays = True
+class Reciprocal(Op):
     autocast = "float32"
 
     @staticmethod
@@ -455,9 +433,7 @@ class Reciprocal(Function):
         return -g * y * y
 
 
-class Abs(Function):
-    on_arrays = True
-
+class Abs(Op):
     @staticmethod
     def forward(ctx, x):
         ctx.save_for_backward(x)
@@ -469,9 +445,7 @@ class Abs(Function):
         return g * ctx.xp.sign(x)
 
 
-class Sin(Function):
-    on_arrays = True
-
+class Sin(Op):
     @staticmethod
     def forward(ctx, x):
         ctx.save_for_backward(x)
@@ -483,9 +457,7 @@ class Sin(Function):
         return g * ctx.xp.cos(x)
 
 
-class Cos(Function):
-    on_arrays = True
-
+class Cos(Op):
     @staticmethod
     def forward(ctx, x):
         ctx.save_for_backward(x)
@@ -497,8 +469,7 @@ class Cos(Function):
         return -g * ctx.xp.sin(x)
 
 
-class Tan(Function):
-    on_arrays = True
+class Tan(Op):
     autocast = "float32"
 
     @staticmethod
@@ -513,9 +484,7 @@ class Tan(Function):
         return g * (1 + y * y)
 
 
-class Tanh(Function):
-    on_arrays = True
-
+class Tanh(Op):
     @staticmethod
     def forward(ctx, x):
         y = ctx.xp.tanh(x)
@@ -528,9 +497,7 @@ class Tanh(Function):
         return g * (1 - y * y)
 
 
-class Sigmoid(Function):
-    on_arrays = True
-
+class Sigmoid(Op):
     @staticmethod
     def forward(ctx, x):
         xp = ctx.xp
@@ -546,10 +513,9 @@ class Sigmoid(Function):
         return g * y * (1 - y)
 
 
-class _Sign(Function):
+class _Sign(Op):
     """Sign and the rounding ops: piecewise constant, so their gradient is zero."""
 
-    on_arrays = True
     _ufunc = "sign"
 
     @classmethod
@@ -634,9 +600,7 @@ def _pos(input):
 
 
 # ---- clamp, maximum/minimum, where, lerp --------------------------------------------------
-class Clamp(Function):
-    on_arrays = True
-
+class Clamp(Op):
     @staticmethod
     def forward(ctx, x, lo, hi):
         xp = ctx.xp
@@ -677,10 +641,9 @@ def clamp(input, min=None, max=None):
 clip = clamp
 
 
-class _MaxMin(Function):
+class _MaxMin(Op):
     """maximum/minimum; where both inputs are equal the gradient is split evenly (PyTorch)."""
 
-    on_arrays = True
     _take_first = None
 
     @classmethod
@@ -721,9 +684,7 @@ def minimum(input, other):
     return _binary(Minimum, "minimum", input, other)
 
 
-class Where(Function):
-    on_arrays = True
-
+class Where(Op):
     @staticmethod
     def forward(ctx, cond, a, b):
         ctx.save_for_backward(cond)

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from ..autograd import Function, Tensor
+from ..autograd import Op, Tensor
 from ._helpers import check_same_device
 
 __all__ = ["embedding"]
 
 
-class Embedding(Function):
+class Embedding(Op):
     """``weight[idx]``; the weight's gradient scatter-adds the output gradient into the rows
     that were picked (``add.at``), so this backward is not itself differentiable."""
 
-    on_arrays = True
     once_differentiable = True
 
     @staticmethod

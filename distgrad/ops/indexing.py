@@ -12,7 +12,7 @@ import numbers
 
 import numpy as np
 
-from ..autograd import Function, Tensor
+from ..autograd import Op, Tensor
 from ..backend import array_module_for, is_array
 from ._helpers import apply_inplace, as_tensor, graph_xp, normalize_dim, tensor_method, unbroadcast
 from .conversion import move_array
@@ -59,10 +59,9 @@ def _write(out, key, v, accumulate: bool) -> None:
         ) from None
 
 
-class Index(Function):
+class Index(Op):
     """``x[key]``: a view for basic keys, a copy with index arrays."""
 
-    on_arrays = True
     is_view = True
 
     @staticmethod
@@ -80,10 +79,9 @@ class Index(Function):
         return out, None
 
 
-class IndexPut(Function):
+class IndexPut(Op):
     """A copy of ``x`` with ``v`` (broadcast) written at ``key``."""
 
-    on_arrays = True
     accumulate = False
 
     @classmethod

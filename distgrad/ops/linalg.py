@@ -5,7 +5,7 @@ from __future__ import annotations
 import collections
 import string
 
-from ..autograd import Function, Tensor
+from ..autograd import Op, Tensor
 from ..autograd.function import autocasting
 from ..backend import array_module_for
 from ._helpers import as_tensor, check_same_device, graph_xp, tensor_method, unbroadcast
@@ -75,8 +75,7 @@ def _mm(xp, a, b):
 
 
 # ---- matmul and its restricted forms ------------------------------------------------------
-class Matmul(Function):
-    on_arrays = True
+class Matmul(Op):
     autocast = "lower"
 
     @staticmethod
@@ -191,8 +190,7 @@ def outer(input, vec2):
 
 
 # ---- linear -------------------------------------------------------------------------------
-class Linear(Function):
-    on_arrays = True
+class Linear(Op):
     autocast = "lower"
 
     @staticmethod
@@ -279,8 +277,7 @@ def _parse_einsum(equation: str, shapes) -> tuple:
     return inputs, output, sizes
 
 
-class Einsum(Function):
-    on_arrays = True
+class Einsum(Op):
     autocast = "lower"
 
     @staticmethod

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import warnings
 
-from ..autograd import Function, Tensor
+from ..autograd import Op, Tensor
 from ..backend import array_module_for
 from ._helpers import check_broadcast, check_same_device, unbroadcast
 from .activation import stable_sigmoid, stable_softplus
@@ -116,11 +116,10 @@ def _softmax_terms(xp, x):
     return z, e, xp.sum(e, axis=1, keepdims=True)
 
 
-class _ClassLoss(Function):
+class _ClassLoss(Op):
     """Shared by the losses over classes: reduction state, and the incoming gradient as a
     column (divided by the denominator of a mean)."""
 
-    on_arrays = True
     autocast = "float32"
 
     @staticmethod
@@ -340,12 +339,11 @@ def nll_loss(
 
 
 # ---- elementwise losses -------------------------------------------------------------------
-class _Pointwise(Function):
+class _Pointwise(Op):
     """A loss ``loss(xp, x, t, *params)`` applied elementwise (with broadcasting) and reduced.
     Subclasses give the loss and its partial derivatives ``grad_input`` and (unless it is
     ``-grad_input``) ``grad_target``, written for arrays and tensors alike."""
 
-    on_arrays = True
     autocast = "float32"
 
     @classmethod

@@ -9,7 +9,7 @@ import types
 
 import numpy as np
 
-from ..autograd import Function, Tensor
+from ..autograd import Op, Tensor
 from ..backend import array_module_for, as_dtype, get_default_dtype
 from ._helpers import graph_xp, normalize_dim, normalize_dims, tensor_method
 from .elementwise import abs as _abs
@@ -115,8 +115,7 @@ def _check_nonempty(x: Tensor, axes, op: str) -> None:
 
 
 # ---- sum, mean, prod ----------------------------------------------------------------------
-class Sum(Function):
-    on_arrays = True
+class Sum(Op):
     autocast = "float32"
 
     @staticmethod
@@ -130,8 +129,7 @@ class Sum(Function):
         return xp.broadcast_to(_keep(xp, g, ctx.kept), ctx.shape), None, None
 
 
-class Mean(Function):
-    on_arrays = True
+class Mean(Op):
     autocast = "float32"
 
     @staticmethod
@@ -146,8 +144,7 @@ class Mean(Function):
         return xp.broadcast_to(_keep(xp, g, ctx.kept) / n, ctx.shape), None, None
 
 
-class Prod(Function):
-    on_arrays = True
+class Prod(Op):
     autocast = "float32"
 
     @staticmethod
@@ -194,10 +191,9 @@ def prod(input, dim=None, keepdim=False, *, dtype=None):
 
 
 # ---- max, min, amax, amin -----------------------------------------------------------------
-class _Extreme(Function):
+class _Extreme(Op):
     """amax/amin: the gradient is shared evenly among the elements equal to the result."""
 
-    on_arrays = True
     _reduce = None
 
     @classmethod
@@ -224,10 +220,9 @@ class Amin(_Extreme):
     _reduce = "min"
 
 
-class _ExtremeAlongDim(Function):
+class _ExtremeAlongDim(Op):
     """max/min along one dim with indices: the gradient goes to the selected index only."""
 
-    on_arrays = True
     _arg = None
 
     @classmethod
@@ -335,8 +330,7 @@ def argmin(input, dim=None, keepdim=False):
 
 
 # ---- var, std, norm -----------------------------------------------------------------------
-class Var(Function):
-    on_arrays = True
+class Var(Op):
     autocast = "float32"
 
     @staticmethod
@@ -373,10 +367,9 @@ def std(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
     return sqrt(var(input, dim, unbiased, keepdim, correction=correction))
 
 
-class Norm2(Function):
+class Norm2(Op):
     """The 2-norm; its gradient is 0 (not nan) where the norm is 0."""
 
-    on_arrays = True
     autocast = "float32"
 
     @staticmethod
@@ -427,8 +420,7 @@ def _shift(xp, x, axes):
     return xp.where(xp.isfinite(m), m, 0)
 
 
-class LogSumExp(Function):
-    on_arrays = True
+class LogSumExp(Op):
     autocast = "float32"
 
     @staticmethod
@@ -459,8 +451,7 @@ def logsumexp(input, dim, keepdim=False):
     return LogSumExp.apply(input, _axes(input, dim, "logsumexp"), keepdim)
 
 
-class Softmax(Function):
-    on_arrays = True
+class Softmax(Op):
     autocast = "float32"
 
     @staticmethod
@@ -480,8 +471,7 @@ class Softmax(Function):
         return gy - y * ctx.xp.sum(gy, axis=ctx.axis, keepdims=True), None
 
 
-class LogSoftmax(Function):
-    on_arrays = True
+class LogSoftmax(Op):
     autocast = "float32"
 
     @staticmethod
@@ -515,8 +505,7 @@ def log_softmax(input, dim, dtype=None):
 
 
 # ---- cumsum -------------------------------------------------------------------------------
-class Cumsum(Function):
-    on_arrays = True
+class Cumsum(Op):
     autocast = "float32"
 
     @staticmethod
