@@ -55,10 +55,15 @@ class RemovableHandle:
         self.remove()
 
 
-def _add_hook(hooks: dict, fn) -> RemovableHandle:
+def add_hook(hooks: dict, fn) -> RemovableHandle:
+    """Put ``fn`` into the ``{id: hook}`` dict ``hooks``; the handle's ``remove()`` takes it
+    out (the registry behind every ``register_*hook``)."""
     handle = RemovableHandle(hooks)
     hooks[handle.id] = fn
     return handle
+
+
+_add_hook = add_hook
 
 
 class _Saved:
@@ -388,7 +393,13 @@ def push_interceptor(interceptor) -> None:
 
 
 def pop_interceptor(interceptor) -> None:
+    """Deactivate an interceptor activated by ``push_interceptor``."""
     _interceptors.remove(interceptor)
+
+
+def active_interceptors() -> tuple:
+    """The active interceptors, innermost last."""
+    return tuple(_interceptors)
 
 
 def autocasting(*tensors) -> bool:

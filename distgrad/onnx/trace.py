@@ -70,19 +70,19 @@ class _Recorder:
             self._register(t, ref)
 
     def _register(self, t: Tensor, ref: Ref) -> None:
-        self._alive.append((t, t._grad_fn, t._array))
-        if t._grad_fn is not None:
-            self._by_node[(id(t._grad_fn), t._output_nr)] = ref
+        self._alive.append((t, t.grad_fn, t.array))
+        if t.grad_fn is not None:
+            self._by_node[(id(t.grad_fn), t.output_nr)] = ref
         self._by_id[id(t)] = ref
-        self._by_array[id(t._array)] = ref
+        self._by_array[id(t.array)] = ref
 
     def resolve(self, t: Tensor) -> Ref:
-        if t._grad_fn is not None:
-            ref = self._by_node.get((id(t._grad_fn), t._output_nr))
+        if t.grad_fn is not None:
+            ref = self._by_node.get((id(t.grad_fn), t.output_nr))
             if ref is not None:
                 return ref
-        ref = self._by_id.get(id(t)) or self._by_array.get(id(t._array))
-        return ref if ref is not None else Ref("const", t._array)
+        ref = self._by_id.get(id(t)) or self._by_array.get(id(t.array))
+        return ref if ref is not None else Ref("const", t.array)
 
     def before(self, cls, args):
         self._frames.append(len(self.calls))
@@ -110,7 +110,7 @@ class _Recorder:
             if o is None:
                 refs.append(None)
                 continue
-            ref = self._by_id.get(id(o)) or self._by_array.get(id(o._array))
+            ref = self._by_id.get(id(o)) or self._by_array.get(id(o.array))
             if ref is None:
                 return False
             refs.append(ref)

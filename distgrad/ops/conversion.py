@@ -122,7 +122,7 @@ def to(self, *args, **kwargs):
     out = self
     if device is not None and device != self.device:
         out = ToDevice.apply(out, device)
-    if dtype is not None and dtype.np != out._array.dtype:
+    if dtype is not None and dtype.np != out.array.dtype:
         out = Cast.apply(out, dtype.np)
     if copy and out is self:
         out = Clone.apply(self)
@@ -191,7 +191,7 @@ def clone(input):
 @tensor_method("contiguous")
 def contiguous(self):
     """``self`` if already C-contiguous, else a contiguous copy."""
-    return self if self._array.flags.c_contiguous else Clone.apply(self)
+    return self if self.array.flags.c_contiguous else Clone.apply(self)
 
 
 graph_xp.register("copy")(clone)

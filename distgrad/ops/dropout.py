@@ -41,7 +41,7 @@ def _dropout(op, input, p, training, inplace, mask_shape):
         raise ValueError(f"{op}: dropout probability has to be between 0 and 1, but got {p}")
     if not training or p == 0:
         return input
-    mask = _mask(mask_shape, p, input._array.dtype, input.device)
+    mask = _mask(mask_shape, p, input.array.dtype, input.device)
     if inplace:
         return apply_inplace(input, op + "_", lambda s: Dropout.apply(s, mask))
     return Dropout.apply(input, mask)

@@ -79,7 +79,7 @@ __all__ = [
 
 
 def _raw(x):
-    return x._array if isinstance(x, Tensor) else x
+    return x.array if isinstance(x, Tensor) else x
 
 
 def _xp(*xs):
@@ -549,7 +549,7 @@ class Trunc(_Sign):
 
 def _unary(fn, x, floating=True):
     x = as_tensor(x)
-    if floating and not x.is_floating_point() and x._array.dtype.kind != "c":
+    if floating and not x.is_floating_point() and x.array.dtype.kind != "c":
         x = x.to(get_default_dtype())
     return fn.apply(x)
 
@@ -713,13 +713,13 @@ def where(condition, input=None, other=None):
     """Elementwise ``input if condition else other``. With only ``condition``, the indices of
     its non-zero elements (as ``nonzero(as_tuple=True)``)."""
     if input is None and other is None:
-        cond = condition._array
+        cond = condition.array
         return tuple(Tensor(i) for i in condition.device.xp.nonzero(cond))
     cond = condition if isinstance(condition, Tensor) else as_tensor(condition)
     a, b = prepare_operands("where", input, other)
     check_broadcast("where", cond.shape, np.shape(a), np.shape(b))
-    if cond._array.dtype != np.bool_:
-        cond = Tensor(cond._array.astype(bool))
+    if cond.array.dtype != np.bool_:
+        cond = Tensor(cond.array.astype(bool))
     return Where.apply(cond, a, b)
 
 
@@ -743,8 +743,8 @@ def lerp(input, end, weight):
 def _compare(ufunc_name, doc):
     def op(input, other):
         a, b = prepare_operands(ufunc_name, input, other)
-        xa = a._array if isinstance(a, Tensor) else a
-        xb = b._array if isinstance(b, Tensor) else b
+        xa = a.array if isinstance(a, Tensor) else a
+        xb = b.array if isinstance(b, Tensor) else b
         return Tensor(getattr(_xp(a, b), ufunc_name)(xa, xb))
 
     op.__doc__ = doc
@@ -767,9 +767,9 @@ def _logical(ufunc_name):
     def op(input, other=None):
         xp = input.device.xp
         if other is None:
-            return Tensor(getattr(xp, ufunc_name)(input._array))
+            return Tensor(getattr(xp, ufunc_name)(input.array))
         other = as_tensor(other, input)
-        return Tensor(getattr(xp, ufunc_name)(input._array, other._array))
+        return Tensor(getattr(xp, ufunc_name)(input.array, other.array))
 
     op.__name__ = ufunc_name
     op.__doc__ = f"Elementwise ``{ufunc_name}`` (a bool tensor)."
@@ -785,7 +785,7 @@ logical_not = _logical("logical_not")
 def _bitwise(ufunc_name):
     def op(input, other):
         other = as_tensor(other, input)
-        return Tensor(getattr(input.device.xp, ufunc_name)(input._array, other._array))
+        return Tensor(getattr(input.device.xp, ufunc_name)(input.array, other.array))
 
     return op
 
@@ -800,12 +800,12 @@ for _name, _uf in (
 
 @tensor_method("__invert__")
 def _invert(input):
-    return Tensor(input.device.xp.invert(input._array))
+    return Tensor(input.device.xp.invert(input.array))
 
 
 def _predicate(ufunc_name):
     def op(input):
-        return Tensor(getattr(input.device.xp, ufunc_name)(input._array))
+        return Tensor(getattr(input.device.xp, ufunc_name)(input.array))
 
     op.__name__ = ufunc_name
     op.__doc__ = f"Elementwise ``{ufunc_name}`` (a bool tensor)."
@@ -820,22 +820,20 @@ isfinite = _predicate("isfinite")
 @tensor_method("equal")
 def equal(input, other) -> bool:
     """True when both tensors have the same shape and elements."""
-    return input.shape == other.shape and bool((input._array == other._array).all())
+    return input.shape == other.shape and bool((input.array == other.array).all())
 
 
 @tensor_method("isclose")
 def isclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False):
     other = as_tensor(other, input)
     return Tensor(
-        input.device.xp.isclose(
-            input._array, other._array, rtol=rtol, atol=atol, equal_nan=equal_nan
-        )
+        input.device.xp.isclose(input.array, other.array, rtol=rtol, atol=atol, equal_nan=equal_nan)
     )
 
 
 @tensor_method("allclose")
 def allclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False) -> bool:
-    return bool(isclose(input, other, rtol, atol, equal_nan)._array.all())
+    return bool(isclose(input, other, rtol, atol, equal_nan).array.all())
 
 
 # ---- in-place arithmetic ------------------------------------------------------------------

@@ -88,7 +88,7 @@ def _constant(op, name, value, input):
     if not isinstance(value, Tensor):
         raise TypeError(f"{op}: {name} must be a Tensor or None, got {type(value).__name__}")
     check_same_device(op, input, value)
-    return value._array.astype(input._array.dtype, copy=False)
+    return value.array.astype(input.array.dtype, copy=False)
 
 
 # ---- cross entropy and NLL over classes ---------------------------------------------------
@@ -102,7 +102,7 @@ def _rows(a):
 def _shift(x):
     """The log-sum-exp shift, each row's maximum (0 where not finite), as a constant column:
     softmax does not depend on it, so neither do its derivatives."""
-    a = x._array if isinstance(x, Tensor) else x
+    a = x.array if isinstance(x, Tensor) else x
     xp = array_module_for(a)
     m = a[_rows(a), a.argmax(axis=1)]  # numpy's max over a short axis is several times slower
     return xp.where(xp.isfinite(m), m, 0)[:, None]
@@ -246,11 +246,11 @@ def _index_targets(op, input, target, batch, weight, ignore_index):
     arrays: indices with ignored ones set to 0, each target's class weight (0 where ignored),
     the not-ignored mask, the class weights (or None) and the sum of ``w`` (a weighted mean's
     denominator)."""
-    x = input._array
+    x = input.array
     if not isinstance(target, Tensor):
         raise TypeError(f"{op}: expected target to be a Tensor, got {type(target).__name__}")
     check_same_device(op, input, target)
-    if target._array.dtype.kind not in "iu":
+    if target.array.dtype.kind not in "iu":
         raise RuntimeError(
             f"{op}: expected target of class indices (an integer tensor of shape "
             f"{list(batch)}) or of class probabilities (a float tensor of the input's shape "
@@ -264,8 +264,8 @@ def _index_targets(op, input, target, batch, weight, ignore_index):
         )
     xp = input.device.xp
     classes = x.shape[0 if x.ndim == 1 else 1]
-    valid = target._array.ravel() != ignore_index
-    t = xp.where(valid, target._array.ravel(), 0)
+    valid = target.array.ravel() != ignore_index
+    t = xp.where(valid, target.array.ravel(), 0)
     if t.size:
         bad = (t < 0) | (t >= classes)
         if bad.any():
@@ -544,7 +544,7 @@ def binary_cross_entropy(
     -100, as in PyTorch), times ``weight`` (broadcast to the input)."""
     op = "binary_cross_entropy"
     reduction = _reduction(size_average, reduce, reduction)
-    x = _float_input(op, input)._array
+    x = _float_input(op, input).array
     if x.size and bool(((x < 0) | (x > 1)).any()):
         raise RuntimeError(f"{op}: all elements of input should be between 0 and 1")
     return _pointwise(

@@ -128,13 +128,13 @@ def _channel_params(input):
 
 
 def _arrays(*tensors):
-    return tuple(None if t is None else t._array for t in tensors)
+    return tuple(None if t is None else t.array for t in tensors)
 
 
 def _bump(*tensors):
     for t in tensors:
         if t is not None:
-            t._version.value += 1
+            t.bump_version()
 
 
 def _need_spread(op, input, count):

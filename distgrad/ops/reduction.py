@@ -95,7 +95,7 @@ def _accumulating(x: Tensor, dtype) -> Tensor:
     """The input of sum/prod/cumsum: cast to ``dtype``, integers and bools to int64."""
     if dtype is not None:
         return x.to(as_dtype(dtype))
-    if x._array.dtype.kind in "biu" and x._array.dtype != np.int64:
+    if x.array.dtype.kind in "biu" and x.array.dtype != np.int64:
         return x.to(as_dtype("int64"))
     return x
 
@@ -241,7 +241,7 @@ class _ExtremeAlongDim(Op):
         (index,) = ctx.saved_tensors
         xp = ctx.xp
         (axis,) = ctx.axes
-        raw = index._array if isinstance(index, Tensor) else index
+        raw = index.array if isinstance(index, Tensor) else index
         positions = (
             array_module_for(raw)
             .arange(ctx.shape[axis])
@@ -306,7 +306,7 @@ def amin(input, dim=(), keepdim=False):
 
 
 def _arg_extreme(op, input, dim, keepdim):
-    x = input._array
+    x = input.array
     if dim is None:
         _check_nonempty(input, (), op)
         out = getattr(x, op)(keepdims=keepdim)
@@ -535,7 +535,7 @@ def cumsum(input, dim, *, dtype=None):
 def _logical_reduction(op):
     def reduce(input, dim=None, keepdim=False):
         axes = _axes(input, dim, op)
-        out = getattr(input._array.astype(bool, copy=False), op)(axis=axes, keepdims=keepdim)
+        out = getattr(input.array.astype(bool, copy=False), op)(axis=axes, keepdims=keepdim)
         return Tensor(input.device.xp.asarray(out))
 
     reduce.__name__ = reduce.__qualname__ = op

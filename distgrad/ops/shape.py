@@ -134,11 +134,11 @@ def view(self, *shape):
     input) — use ``reshape`` then. ``view(dtype)`` reinterprets the bytes (not
     differentiable)."""
     if len(shape) == 1 and isinstance(shape[0], _dtype):
-        out = Tensor(self._array.view(shape[0].np))
-        out._version = self._version
+        out = Tensor(self.array.view(shape[0].np))
+        out.share_version(self)
         return out
     out = _reshape(self, _sizes(shape))
-    if out._version is not self._version and self.numel():
+    if not out.shares_version(self) and self.numel():
         raise RuntimeError(
             f"view size is not compatible with input tensor's size and stride (at least one "
             f"dimension spans across two contiguous subspaces): cannot view a tensor of shape "
@@ -422,7 +422,7 @@ def _joinable(op: str, tensors) -> list:
             )
     check_same_device(op, *tensors)
     dtype = result_type(*tensors)
-    return [x if x._array.dtype == dtype.np else x.to(dtype) for x in tensors]
+    return [x if x.array.dtype == dtype.np else x.to(dtype) for x in tensors]
 
 
 def cat(tensors, dim=0):
