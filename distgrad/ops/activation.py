@@ -13,6 +13,7 @@ import math
 from ..autograd import Op
 from ..backend import get_default_dtype
 from ._helpers import apply_inplace, as_tensor, graph_xp, tensor_method, unbroadcast
+from ._stable import stable_sigmoid, stable_softplus
 
 __all__ = [
     "relu",
@@ -48,18 +49,6 @@ __all__ = [
 
 _SELU_ALPHA = 1.6732632423543772848170429916717
 _SELU_SCALE = 1.0507009873554804934193349852946
-
-
-# ---- helpers shared with the losses (they run on arrays and, in double backward, on tensors) --
-def stable_sigmoid(xp, x):
-    """``1 / (1 + exp(-x))`` without overflow: exp only of ``-|x|``."""
-    e = xp.exp(-xp.abs(x))
-    return xp.where(x >= 0, 1, e) / (1 + e)
-
-
-def stable_softplus(xp, x):
-    """``log(1 + exp(x))`` without overflow: ``max(x, 0) + log1p(exp(-|x|))``."""
-    return xp.maximum(x, 0) + xp.log1p(xp.exp(-xp.abs(x)))
 
 
 def _floating(x):

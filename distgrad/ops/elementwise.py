@@ -16,6 +16,7 @@ from ._helpers import (
     tensor_method,
     unbroadcast,
 )
+from ._stable import stable_sigmoid
 
 __all__ = [
     "add",
@@ -500,10 +501,7 @@ class Tanh(Op):
 class Sigmoid(Op):
     @staticmethod
     def forward(ctx, x):
-        xp = ctx.xp
-        # exp of a non-positive argument only, so large |x| neither overflows nor warns
-        e = xp.exp(-xp.abs(x))
-        y = xp.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+        y = stable_sigmoid(ctx.xp, x).astype(x.dtype, copy=False)
         ctx.save_for_backward(y)
         return y
 

@@ -15,7 +15,7 @@ import warnings
 from ..autograd import Op, Tensor
 from ..backend import array_module_for
 from ._helpers import check_broadcast, check_same_device, unbroadcast
-from .activation import stable_sigmoid, stable_softplus
+from ._stable import logsumexp_shift, stable_sigmoid, stable_softplus
 
 __all__ = [
     "cross_entropy",
@@ -99,19 +99,10 @@ def _rows(a):
     return array_module_for(a).arange(a.shape[0])
 
 
-def _shift(x):
-    """The log-sum-exp shift, each row's maximum (0 where not finite), as a constant column:
-    softmax does not depend on it, so neither do its derivatives."""
-    a = x.array if isinstance(x, Tensor) else x
-    xp = array_module_for(a)
-    m = a[_rows(a), a.argmax(axis=1)]  # numpy's max over a short axis is several times slower
-    return xp.where(xp.isfinite(m), m, 0)[:, None]
-
-
 def _softmax_terms(xp, x):
     """``(z, e, se)``: the shifted logits, ``exp(z)`` and its row sums, so that
     ``softmax = e / se`` and ``log_softmax = z - log(se)``."""
-    z = x - _shift(x)
+    z = x - logsumexp_shift(x, 1)
     e = xp.exp(z)
     return z, e, xp.sum(e, axis=1, keepdims=True)
 

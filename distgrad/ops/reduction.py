@@ -12,6 +12,7 @@ import numpy as np
 from ..autograd import Op, Tensor
 from ..backend import array_module_for, as_dtype, get_default_dtype
 from ._helpers import graph_xp, normalize_dim, normalize_dims, tensor_method
+from ._stable import logsumexp_shift
 from .elementwise import abs as _abs
 from .elementwise import maximum, minimum, sqrt
 
@@ -413,13 +414,6 @@ def norm(input, p="fro", dim=None, keepdim=False, dtype=None):
 
 
 # ---- logsumexp, softmax, log_softmax ------------------------------------------------------
-def _shift(xp, x, axes):
-    """The maximum over ``axes`` (kept dims), 0 where it is infinite: subtracting it makes
-    ``exp`` safe."""
-    m = x.max(axis=axes, keepdims=True)
-    return xp.where(xp.isfinite(m), m, 0)
-
-
 class LogSumExp(Op):
     autocast = "float32"
 
@@ -427,7 +421,7 @@ class LogSumExp(Op):
     def forward(ctx, x, axes, keepdim):
         _setup(ctx, x, axes)
         xp = ctx.xp
-        m = _shift(xp, x, axes)
+        m = logsumexp_shift(x, axes)
         with np.errstate(divide="ignore"):  # log(0) = -inf where every element is -inf
             out = xp.log(xp.exp(x - m).sum(axis=axes, keepdims=True)) + m
         out = xp.asarray(
@@ -457,7 +451,7 @@ class Softmax(Op):
     @staticmethod
     def forward(ctx, x, axis):
         xp = ctx.xp
-        y = xp.asarray(x - _shift(xp, x, axis))
+        y = xp.asarray(x - logsumexp_shift(x, axis))
         xp.exp(y, out=y)
         y /= y.sum(axis=axis, keepdims=True)
         ctx.axis = axis
@@ -477,7 +471,7 @@ class LogSoftmax(Op):
     @staticmethod
     def forward(ctx, x, axis):
         xp = ctx.xp
-        y = xp.asarray(x - _shift(xp, x, axis))
+        y = xp.asarray(x - logsumexp_shift(x, axis))
         y -= xp.log(xp.exp(y).sum(axis=axis, keepdims=True))
         ctx.axis = axis
         ctx.save_for_backward(y)
