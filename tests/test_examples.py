@@ -1,9 +1,9 @@
 """Every example runs as a user would run it and reaches its stated result.
 
 The examples run in quick mode (``DISTGRAD_EXAMPLE_QUICK=1``: a few steps) unless a test asks
-for more; they import distgrad from wherever it is installed (an editable install or a wheel),
-and the multi-process ones run on 2 real MPI ranks, under the installed ``distgrad-run`` or
-the ``mpiexec`` next to the Python.
+for more, through ``tests/mpijob.py``; they import distgrad from wherever it is installed (an
+editable install or a wheel), and the multi-process ones run on 2 real MPI ranks, under
+``mpiexec`` or the installed launcher.
 """
 
 import os
@@ -11,39 +11,37 @@ import re
 import signal
 import subprocess
 import sys
-import time
+import tempfile
 from pathlib import Path
 
 import pytest
 
-from tests.distributed.mpi_helpers import MPIEXEC, requires_mpi
+from tests import mpijob
+from tests.mpijob import MPIEXEC, requires_mpi
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
-DISTGRAD_RUN = Path(sys.executable).parent / "distgrad-run"
 
 pytest.importorskip("sklearn", reason="examples need scikit-learn (the 'examples' extra)")
+pytestmark = pytest.mark.multiprocess
+QUICK = {
+    "DISTGRAD_EXAMPLE_QUICK": "1",
+    "PYTHONUNBUFFERED": "1",
+    "DISTGRAD_COLLECTIVE_TIMEOUT": "60",
+}
 
 
-def example_env(**extra):
-    env = dict(os.environ, DISTGRAD_EXAMPLE_QUICK="1", PYTHONUNBUFFERED="1")
-    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        env.pop(name, None)  # the examples choose (examples/common.py)
-    env.setdefault("DISTGRAD_COLLECTIVE_TIMEOUT", "60")
-    env.update(extra)
-    return env
-
-
-def run_example(name, *args, ranks=None, timeout=240, **env):
-    """Run ``examples/NAME`` (on ``ranks`` MPI ranks when given); return stdout + stderr."""
-    command = [sys.executable, str(EXAMPLES / name), *map(str, args)]
-    if ranks is not None:
-        command = [str(MPIEXEC), "-n", str(ranks), *command]
-    proc = subprocess.run(
-        command, capture_output=True, text=True, timeout=timeout, env=example_env(**env)
-    )
-    assert proc.returncode == 0, f"{name} failed:\n{proc.stdout}\n{proc.stderr}"
-    return proc.stdout, proc.stderr
+def run_example(name, *args, ranks=None, launcher="mpiexec", timeout=240):
+    """Run ``examples/NAME`` (on ``ranks`` MPI ranks when given); return (stdout, stderr)."""
+    if ranks is None:
+        job = mpijob.run_python(EXAMPLES / name, *args, timeout=timeout, env=QUICK)
+    else:
+        job = mpijob.run(
+            EXAMPLES / name, *args, n=ranks, launcher=launcher, timeout=timeout, env=QUICK
+        )
+    job.check()
+    assert job.orphans == 0, job.describe()
+    return job.stdout, job.stderr
 
 
 def _number(pattern, text):
@@ -97,18 +95,9 @@ def test_cnn_digits_learns_and_draws_its_curves(tmp_path):
 
 @requires_mpi
 def test_main_demo_under_distgrad_run(tmp_path):
-    if not DISTGRAD_RUN.exists():
-        pytest.skip("distgrad-run is not installed next to this Python")
-    proc = subprocess.run(
-        [str(DISTGRAD_RUN), "-np", "2", sys.executable, str(EXAMPLES / "train_data_parallel.py")]
-        + ["--epochs", "4", "--out", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        env=example_env(),
+    out, _ = run_example(
+        "train_data_parallel.py", "--epochs", 4, "--out", tmp_path, ranks=2, launcher="distgrad-run"
     )
-    out = proc.stdout
-    assert proc.returncode == 0, f"{out}\n{proc.stderr}"
     assert "2 rank(s), 719 samples" in out
     assert re.search(r"rank 0: host .*, pid \d+", out) and re.search(r"rank 1: host", out)
     assert float(_number(r"throughput: ([0-9,]+) samples/s", out).replace(",", "")) > 0
@@ -118,48 +107,38 @@ def test_main_demo_under_distgrad_run(tmp_path):
     assert (tmp_path / "checkpoint.safetensors").exists()
 
 
-def _processes_mentioning(text):
-    """PIDs of processes whose command line contains ``text`` (orphans of a killed job)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if text in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode():
-                    found.append(int(entry.name))
-            except OSError:
-                pass
-    return found
-
-
 @requires_mpi
 def test_resumable_training_killed_and_rerun_is_bit_exact(tmp_path):
     args = ["--epochs", 3, "--save-every", 10]
     straight, _ = run_example("train_resumable.py", *args, "--out", tmp_path / "a", ranks=2)
 
+    # The interrupted run is started here rather than through mpijob, which waits for the end:
+    # its output is read as it comes, and the whole job is SIGKILLed after its second
+    # checkpoint. Its processes are tagged as mpijob's are, to find any left behind.
     out = tmp_path / "b"
     command = [str(MPIEXEC), "-n", "2", sys.executable, str(EXAMPLES / "train_resumable.py")]
     command += [*map(str, args), "--out", str(out)]
-    job = subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env=example_env(),
-        start_new_session=True,
-    )
-    seen = []
-    for line in job.stdout:  # kill the whole job right after its second checkpoint
-        seen.append(line)
-        if "checkpoint saved at step 20" in line:
-            os.killpg(job.pid, signal.SIGKILL)
-            break
-    job.wait(timeout=60)
-    job.stdout.close()
+    tag = mpijob.new_tag()
+    with tempfile.TemporaryDirectory(prefix="distgrad-job-") as scratch:
+        env = mpijob.job_env(tag, Path(scratch), **QUICK)
+        job = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env=env,
+            start_new_session=True,
+        )
+        seen = []
+        for line in job.stdout:
+            seen.append(line)
+            if "checkpoint saved at step 20" in line:
+                os.killpg(job.pid, signal.SIGKILL)
+                break
+        job.wait(timeout=60)
+        job.stdout.close()
     assert job.returncode == -signal.SIGKILL, "".join(seen)
-    deadline = time.monotonic() + 10
-    while _processes_mentioning(str(out)) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not _processes_mentioning(str(out)), "the killed job left processes behind"
+    assert mpijob.orphans(tag) == 0, "the killed job left processes behind"
 
     resumed, _ = run_example("train_resumable.py", *args, "--out", out, ranks=2)
     step = int(_number(r"resumed from .*: step (\d+)", resumed))

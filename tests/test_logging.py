@@ -3,6 +3,7 @@ real MPI ranks), and no bare ``print``/stderr writes in library code."""
 
 import ast
 import logging
+import os
 import subprocess
 import sys
 import textwrap
@@ -12,15 +13,14 @@ import pytest
 
 import distgrad
 from distgrad.backend import logconfig
-from tests.distributed.mpi_helpers import rank_env, requires_mpi, run_mpi
+from tests import mpijob
 
 PACKAGE = Path(distgrad.__file__).parent
+FOREIGN = ("DISTGRAD_", "RANK", "PMI_", "OMPI_", "SLURM_")  # levels and ranks of an outer job
 
 
 def run_python(code, **env):
-    environment = dict(rank_env(), **env)
-    for name in ("RANK", "PMI_RANK", "OMPI_COMM_WORLD_RANK", "SLURM_PROCID"):
-        environment.pop(name, None)
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(FOREIGN)}
     environment.update(env)
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
@@ -31,6 +31,7 @@ def run_python(code, **env):
     )
 
 
+@pytest.mark.multiprocess
 def test_level_comes_from_the_environment():
     code = """
         import logging, distgrad
@@ -44,12 +45,14 @@ def test_level_comes_from_the_environment():
     assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
 
 
+@pytest.mark.multiprocess
 def test_a_bad_level_is_named():
     bad = run_python("import distgrad", DISTGRAD_LOG_LEVEL="loud")
     assert bad.returncode != 0
     assert "DISTGRAD_LOG_LEVEL='loud' is not a logging level" in bad.stderr
 
 
+@pytest.mark.multiprocess
 def test_rank_from_launcher_variables_before_init():
     out = run_python(
         "import logging, distgrad; logging.getLogger('distgrad.x').warning('w')", PMI_RANK="3"
@@ -84,7 +87,8 @@ def test_set_log_level_accepts_names_and_numbers():
         logger.setLevel(before)
 
 
-@requires_mpi
+@mpijob.requires_mpi
+@pytest.mark.multiprocess
 def test_records_on_mpi_ranks_name_their_rank(tmp_path):
     script = tmp_path / "log_ranks.py"
     script.write_text(
@@ -99,12 +103,8 @@ def test_records_on_mpi_ranks_name_their_rank(tmp_path):
             """
         )
     )
-    env = rank_env(DISTGRAD_LOG_LEVEL="INFO")
-    for name in ("RANK", "PMI_RANK", "OMPI_COMM_WORLD_RANK", "SLURM_PROCID"):
-        env.pop(name, None)
-    proc = run_mpi(2, script, env=env)
-    assert proc.returncode == 0, proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if "saved checkpoint" in line]
+    job = mpijob.run(script, n=2, env={"DISTGRAD_LOG_LEVEL": "INFO"}).check()
+    lines = [line for line in job.stderr.splitlines() if "saved checkpoint" in line]
     assert len(lines) == 1 and lines[0].startswith("[rank 0] INFO distgrad.checkpoint"), lines
 
 

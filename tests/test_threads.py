@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from distgrad.launcher.rank_main import usable_cpus
 
+pytestmark = pytest.mark.multiprocess  # starts processes
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
