@@ -13,8 +13,9 @@ then mpiexec's own). Child scripts live in ``workers/`` next to the tests that s
 
 The environment is ours minus launcher variables (``SLURM_*``, ``PMI_*``, ``OMPI_*``,
 ``MPI_LOCAL*``) and ``DISTGRAD_*`` (a job sees exactly what its test sets), plus the repository
-on ``PYTHONPATH``, one BLAS thread per process, a 30 s collective deadline unless ``env`` says
-otherwise, and no GPU unless ``gpu=True``. Every process of a job inherits
+on ``PYTHONPATH``, one BLAS thread per process, a 30 s collective deadline and the watchdog's
+reports in the job's scratch directory (removed with it) unless ``env`` says otherwise, and no
+GPU unless ``gpu=True``. Every process of a job inherits
 ``DISTGRAD_FAULT_TAG=<unique>``: once the job has ended, the live processes that still carry it
 (in ``/proc/*/environ``) are killed and counted (``Job.orphans``). Output goes to files, not
 pipes, so a leftover process holding a pipe cannot keep a test waiting. Scripts may mark the
@@ -140,6 +141,9 @@ def job_env(tag: str, fault_dir: Path, gpu: bool = False, **extra) -> dict:
     if not gpu:
         env["CUDA_VISIBLE_DEVICES"] = ""
     env["DISTGRAD_COLLECTIVE_TIMEOUT"] = "30"
+    # A missed deadline leaves the watchdog's report (distgrad-watchdog-<job>/) in this
+    # directory, which goes away with the job, unless the test names its own.
+    env["DISTGRAD_WATCHDOG_DIR"] = str(fault_dir)
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env[name] = "1"
     env.update({k: str(v) for k, v in extra.items()})

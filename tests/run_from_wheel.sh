@@ -11,6 +11,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 python=${PYTHON:-python3}
 work=$(mktemp -d -t distgrad-wheel-XXXXXX)
 trap 'rm -rf "$work"' EXIT
+trap 'exit 130' INT TERM
 
 "$python" -m pip wheel --quiet --no-deps -w "$work/dist" "$root"
 "$python" -m venv "$work/venv"
