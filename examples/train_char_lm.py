@@ -10,9 +10,11 @@ position embeddings, ``--layers`` pre-norm ``TransformerEncoderLayer`` blocks wi
 mask (a character sees only those before it), and a linear head over the vocabulary.
 
 Every ``--sample-every`` steps rank 0 prints a sample: the model continues ``def `` one
-character at a time. At first it is noise; within a few hundred steps it writes
-Python-looking lines (indentation, ``self.``, ``return``, parentheses). The loss curves
-(training and held-out, in bits per character) go to a PNG next to the checkpoint.
+character at a time. At first it is noise (held-out ~4 bits per character after 20 steps);
+after 300 steps (2.8 bits/char, one process) it has learnt Python's layout: indented lines,
+``=``, parentheses, underscores and dunder-like ``__(`` fragments between word-like pieces;
+more steps, ``--width`` and ``--layers`` make it more fluent. The loss curves (training and
+held-out, in bits per character) go to a PNG next to the checkpoint.
 """
 
 import argparse
