@@ -10,8 +10,8 @@ import tomllib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytestmark = pytest.mark.skipif(
-    not os.path.exists(os.path.join(ROOT, "pyproject.toml")),
-    reason="checks the source tree (pyproject.toml, distgrad/, launcher/): not here, as when "
+    not os.path.exists(os.path.join(ROOT, "distgrad", "__init__.py")),
+    reason="checks the source tree (distgrad/, launcher/, pyproject.toml): not here, as when "
     "the tests run against an installed wheel",
 )
 
