@@ -129,6 +129,12 @@ def main():
             curves[name][0].append(epoch + 1)
             curves[name][1].append(value)
         bar.set_postfix(loss=f"{loss_value:.3f}", acc=f"{acc:.3f}", samples_s=f"{rate:,.0f}")
+        if rank == 0:
+            common.say(
+                bar,
+                f"epoch {epoch + 1:3d}  loss {loss_value:.4f}  test accuracy {acc:.4f}  "
+                f"{rate:,.0f} samples/s",
+            )
     bar.close()
 
     if rank == 0:

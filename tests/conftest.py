@@ -35,6 +35,7 @@ def pytest_sessionfinish(session, exitstatus):
     base, old = getattr(session.config, "_distgrad_tmp", (None, None))
     if base is None:
         return
+    _remove_multiprocessing_tempdir()
     left = sorted(name for name in os.listdir(base) if not name.startswith("pytest-of-"))
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if left:
@@ -55,6 +56,16 @@ def pytest_sessionfinish(session, exitstatus):
         os.environ.pop("TMPDIR", None)
     else:
         os.environ["TMPDIR"] = old
+
+
+def _remove_multiprocessing_tempdir():
+    """multiprocessing keeps a pymp-* directory in TMPDIR for this process until it exits; run
+    its own clean-up now (once), so that it neither counts as left over nor fails at exit."""
+    import multiprocessing.util as mp_util
+
+    for finalizer in list(getattr(mp_util, "_finalizer_registry", {}).values()):
+        if getattr(finalizer, "_callback", None) is getattr(mp_util, "_remove_temp_dir", None):
+            finalizer()
 
 
 def _gpu_available() -> bool:

@@ -38,6 +38,7 @@ def test_environment_is_the_tests_own(monkeypatch):
         "DISTGRAD_FAULT_DIR",
         "DISTGRAD_FAULT_TAG",
         "DISTGRAD_MINE",
+        "DISTGRAD_WATCHDOG_DIR",
     ]
 
 
