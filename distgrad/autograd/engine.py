@@ -30,7 +30,7 @@ class _GraphTask:
 
     def __init__(self, create_graph: bool):
         self.create_graph = create_graph
-        self.callbacks = []
+        self.callbacks: list = []
         self.needed = None  # set of nodes that will execute
 
 

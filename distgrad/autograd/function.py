@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import traceback
+from typing import Any
 
 import numpy as np
 
@@ -28,7 +29,7 @@ _anomaly = {"enabled": False, "check_nan": True}
 # The differentiable numpy-like namespace used by create_graph backwards; the ops layer
 # installs it (autograd cannot import ops).
 _graph_namespace = None
-Tensor = None  # set by tensor.py once the class exists (it imports this module)
+Tensor: Any = None  # set by tensor.py once the class exists (it imports this module)
 
 
 def set_graph_namespace(namespace) -> None:
@@ -84,7 +85,7 @@ class BackwardNode:
     """A node of the backward graph. For an op ``Foo`` the node class is ``FooBackward`` and the
     node is the ``ctx`` its forward and backward receive."""
 
-    _function: type = None
+    _function: Any = None
     _is_accumulator = False
     _device = None  # the cupy Device a GPU op ran under; its backward runs there too
     tensor_args = None  # in a jit replay: which arguments of forward were tensors
@@ -228,17 +229,17 @@ class Op:
     out) adapts them.
     """
 
-    once_differentiable = False
+    once_differentiable: bool = False
     # View ops (reshape, transpose, basic indexing...): an output array that aliases the first
     # argument's memory shares its version counter, so in-place changes through either one are
     # seen by the saved-tensor checks of the other.
-    is_view = False
+    is_view: bool = False
     # How ``distgrad.amp.autocast`` casts this op's floating inputs: "lower" (to the autocast
     # dtype: matmul, conv), "float32" (reductions, softmax, norms, losses) or None (run in
     # the widest floating input dtype).
-    autocast = None
-    _node_base = BackwardNode
-    _backward_cls = BackwardNode
+    autocast: str | None = None
+    _node_base: type[BackwardNode] = BackwardNode
+    _backward_cls: type[BackwardNode] = BackwardNode
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

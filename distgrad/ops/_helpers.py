@@ -126,7 +126,9 @@ def check_broadcast(op: str, *shapes, out=None) -> None:
             raise error
         full = tuple(np.broadcast_shapes(full, tuple(shape)))
     if out is not None and full != tuple(out):
-        raise broadcast_error(op, full, (), out=out)
+        error = broadcast_error(op, full, (), out=out)
+        if error is not None:
+            raise error
 
 
 def unbroadcast(xp, grad, shape):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from ..autograd import Op, Tensor
@@ -642,7 +644,7 @@ clip = clamp
 class _MaxMin(Op):
     """maximum/minimum; where both inputs are equal the gradient is split evenly (PyTorch)."""
 
-    _take_first = None
+    _take_first: Any = None
 
     @classmethod
     def forward(cls, ctx, a, b):
