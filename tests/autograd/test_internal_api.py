@@ -13,7 +13,7 @@ from distgrad.autograd.graph import AccumulateGrad, get_gradient_edge
 
 ROOT = pathlib.Path(dg.__file__).parent
 PRIVATE = re.compile(
-    r"\._(array|grad|version|grad_fn|requires_grad|output_nr|accumulator|hooks|post_acc_hooks|"
+    r"(?<=[\w)\]])\._(array|grad|version|grad_fn|requires_grad|output_nr|accumulator|hooks|post_acc_hooks|"
     r"retains_grad|make|alias|edge|version_value|host_array)\b"
 )
 # distributed/ is converted by its own owners; autograd/ is where the attributes live.
