@@ -38,6 +38,13 @@ _KNOWN = _BUILTINS | {"None", "Tensor", "Any", "RemovableHandle", "BackwardNode"
 _TENSOR_MAKERS = {"Tensor", "as_tensor", "_run", "_floating"}
 # Tensor's comparisons return tensors, as PyTorch's (its stubs silence the same check).
 _IGNORES = {"__eq__": "  # type: ignore[override]", "__ne__": "  # type: ignore[override]"}
+# The types of Tensor's attrgetter properties.
+_GETTER_TYPES = {
+    "shape": "builtins.tuple",
+    "ndim": "builtins.int",
+    "requires_grad": "builtins.bool",
+    "output_nr": "builtins.int",
+}
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
 
 
@@ -145,7 +152,10 @@ def _class_stub(cls, seen, base: str = "") -> list[str]:
         if isinstance(value, types.MemberDescriptorType):
             lines.append(f"    {name}: Any")
         elif isinstance(value, property):
-            ret = _returns(value.fget, seen) if value.fget else "Any"
+            if isinstance(value.fget, types.FunctionType):
+                ret = _returns(value.fget, seen)
+            else:  # a C-level getter (operator.attrgetter): no annotations to read
+                ret = _GETTER_TYPES.get(name, "Any")
             lines += ["    @property", f"    def {name}(self) -> {ret}: ..."]
             if value.fset is not None:
                 lines += [f"    @{name}.setter", f"    def {name}(self, value: Any) -> None: ..."]

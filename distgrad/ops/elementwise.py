@@ -15,6 +15,7 @@ from ._helpers import (
     check_broadcast,
     graph_xp,
     prepare_operands,
+    shape_of,
     tensor_method,
     unbroadcast,
 )
@@ -96,7 +97,7 @@ def _xp(*xs):
 class Add(Op):
     @staticmethod
     def forward(ctx, a, b):
-        ctx.shapes = (np.shape(a), np.shape(b))
+        ctx.shapes = (shape_of(a), shape_of(b))
         return a + b
 
     @staticmethod
@@ -111,7 +112,7 @@ class Add(Op):
 class Sub(Op):
     @staticmethod
     def forward(ctx, a, b):
-        ctx.shapes = (np.shape(a), np.shape(b))
+        ctx.shapes = (shape_of(a), shape_of(b))
         return a - b
 
     @staticmethod
@@ -548,6 +549,8 @@ class Trunc(_Sign):
 
 
 def _unary(fn, x, floating=True):
+    if isinstance(x, Tensor) and x.array.dtype.kind in "fc":  # the common case, at once
+        return fn.apply(x)
     x = as_tensor(x)
     if floating and not x.is_floating_point() and x.array.dtype.kind != "c":
         x = x.to(get_default_dtype())
@@ -688,7 +691,7 @@ class Where(Op):
     @staticmethod
     def forward(ctx, cond, a, b):
         ctx.save_for_backward(cond)
-        ctx.shapes = (np.shape(a), np.shape(b))
+        ctx.shapes = (shape_of(a), shape_of(b))
         return ctx.xp.where(cond, a, b)
 
     @staticmethod
