@@ -19,6 +19,8 @@ __all__ = [
     "OUTPUT_GRACE_S",
     "abort_job",
     "die",
+    "exit_status",
+    "record_exit_status",
     "launched_placement",
     "pmi_abort",
     "tagged",
@@ -77,13 +79,20 @@ def abort_job(code: int) -> None:
     os._exit(code)
 
 
-def die(text: str, rank: int, size: int, code: int, abort: Callable[[int], None] = abort_job):
-    """Print ``text`` tagged with the rank, say that the job is being aborted, give the
+def die(
+    text: str,
+    rank: int,
+    size: int,
+    code: int,
+    abort: Callable[[int], None] = abort_job,
+    reason: str = "uncaught exception",
+):
+    """Print ``text`` tagged with the rank, say why the job is being aborted, give the
     process manager a moment to forward it, and ``abort(code)`` (never returns)."""
     if text:
         sys.stderr.write(tagged(text, rank) + "\n")
     if size > 1:
-        sys.stderr.write(f"[rank {rank}] aborting all {size} ranks\n")
+        sys.stderr.write(f"[rank {rank}] {reason}: aborting all {size} ranks\n")
     sys.stderr.flush()
     sys.stdout.flush()
     time.sleep(OUTPUT_GRACE_S)
@@ -106,3 +115,27 @@ def launched_placement(environ: Mapping[str, str] | None = None) -> tuple[int, i
         if rank.isdigit() and size.isdigit():
             return int(rank), int(size)
     return None
+
+
+_exit_status: list[int] = []
+
+
+def record_exit_status() -> None:
+    """Make ``sys.exit(status)`` remember an integer status (for messages and abort codes at
+    exit, which Python does not otherwise tell atexit handlers). Idempotent."""
+    if getattr(sys.exit, "_records_status", False):
+        return
+    real_exit = sys.exit
+
+    def exit(status=None):  # noqa: A001 - stands in for sys.exit
+        _exit_status[:] = [status if isinstance(status, int) else (0 if status is None else 1)]
+        real_exit(status)
+
+    exit._records_status = True  # type: ignore[attr-defined]
+    exit.__doc__ = real_exit.__doc__
+    sys.exit = exit
+
+
+def exit_status() -> int:
+    """The status of the last ``sys.exit`` (after :func:`record_exit_status`), else 0."""
+    return _exit_status[0] if _exit_status else 0

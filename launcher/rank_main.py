@@ -242,8 +242,8 @@ def main(argv: list[str] | None = None) -> None:
             raise
         if isinstance(exit_.code, int):
             text = f"exited with status {exit_.code}" if place.size > 1 else ""
-            die(text, place.rank, place.size, exit_.code)
-        die(str(exit_.code), place.rank, place.size, 1)
+            die(text, place.rank, place.size, exit_.code, reason="exit")
+        die(str(exit_.code), place.rank, place.size, 1, reason="exit")
     except BaseException as error:  # noqa: BLE001 - every failure must end the job
         text = traceback_text(type(error), error, error.__traceback__, skip=_wrapper_frame)
         die(text, place.rank, place.size, 1)
