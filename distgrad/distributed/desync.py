@@ -137,7 +137,7 @@ class DesyncCheck:
             lines.append(f"{who}: {_describe(fp)}{marker}")
         first = int(every[:, 0].min())
         message = (
-            f"[rank {self.ranks[comm.rank]}] desync on {self.label}: the ranks issued different "
+            f"desync on {self.label}: the ranks issued different "
             f"collectives at collective #{first}:\n  "
             + "\n  ".join(lines)
             + "\nEvery rank must issue the same collectives in the same order, with the same "
@@ -148,7 +148,7 @@ class DesyncCheck:
         comm.failure = f"desync at collective #{first}"
         if exiting:
             return message
-        raise CollectiveDesyncError(message)
+        raise CollectiveDesyncError(f"[rank {self.ranks[comm.rank]}] {message}")
 
 
 def finish(comms, status: int, timeout: float) -> str | None:
@@ -177,7 +177,7 @@ def finish(comms, status: int, timeout: float) -> str | None:
             comm, check = pending[0][:2]
             comm.failure = "exit timed out"
             return (
-                f"[rank {check.ranks[comm.rank]}] finished, but the other ranks of "
+                f"finished, but the other ranks of "
                 f"{check.label} did not finish or issue a collective within {timeout:g} s "
                 f"(the collective deadline): they are stuck or still working."
             )
