@@ -47,6 +47,9 @@ THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 GPUS_VAR = "DISTGRAD_GPUS_PER_NODE"
 #: ``--oversubscribe-gpus``: ``1`` lets more local ranks than GPUs share them round-robin.
 OVERSUBSCRIBE_GPUS_VAR = "DISTGRAD_OVERSUBSCRIBE_GPUS"
+#: Where rank 0 runs and a port there, chosen by distgrad-run (torchrun's MASTER_ADDR/PORT).
+MASTER_ADDR_VAR, MASTER_PORT_VAR = "DISTGRAD_MASTER_ADDR", "DISTGRAD_MASTER_PORT"
+DEFAULT_MASTER_PORT = "29500"  # torchrun's
 
 
 @dataclass(frozen=True)
@@ -166,7 +169,10 @@ def rank_environment(
 ) -> dict[str, str]:
     """Variables to set for one rank before the user program starts.
 
-    - ``DISTGRAD_LOCAL_RANK`` / ``DISTGRAD_LOCAL_SIZE`` from the placement;
+    - ``DISTGRAD_LOCAL_RANK`` / ``DISTGRAD_LOCAL_SIZE`` from the placement, and torchrun's
+      ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``LOCAL_WORLD_SIZE``, ``MASTER_ADDR`` and
+      ``MASTER_PORT`` (rank 0's host and a port there, from ``DISTGRAD_MASTER_ADDR/PORT``
+      set by distgrad-run; MPI does the rendezvous, so they are for programs that read them);
     - ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THREADS``: each one
       already set keeps its value (``--threads-per-rank`` sets all three); the others
       take OMP_NUM_THREADS if set, else ``SLURM_CPUS_PER_TASK``, else this node's
@@ -176,6 +182,14 @@ def rank_environment(
     result = {
         "DISTGRAD_LOCAL_RANK": str(place.local_rank),
         "DISTGRAD_LOCAL_SIZE": str(place.local_size),
+        "RANK": str(place.rank),
+        "WORLD_SIZE": str(place.size),
+        "LOCAL_RANK": str(place.local_rank),
+        "LOCAL_WORLD_SIZE": str(place.local_size),
+        "MASTER_ADDR": environ.get(MASTER_ADDR_VAR) or environ.get("MASTER_ADDR") or "127.0.0.1",
+        "MASTER_PORT": environ.get(MASTER_PORT_VAR)
+        or environ.get("MASTER_PORT")
+        or DEFAULT_MASTER_PORT,
     }
     threads = (
         environ.get("OMP_NUM_THREADS")

@@ -1,7 +1,7 @@
 """Running fault-injection jobs and checking that they left nothing behind.
 
 ``run_job(script, *args, n=2, launcher="mpiexec" | "distgrad-run")`` starts a real job (the
-mpiexec next to this Python, or ``distgrad-run`` as ``python -m launcher.cli``) and returns a
+mpiexec next to this Python, or ``distgrad-run`` as ``python -m distgrad.launcher``) and returns a
 ``Job``: exit code, output, wall time, the orphan count and the fault marks. Every process of a
 job inherits ``DISTGRAD_FAULT_TAG=<unique>``; once the job has ended, ``orphans(tag)`` finds
 the live processes that still carry it in ``/proc/*/environ``, kills them (they are ours) and
@@ -256,7 +256,7 @@ def run_job(
     if launcher == "mpiexec":
         command = [MPIEXEC, "-n", n, *program]
     elif launcher == "distgrad-run":
-        command = [sys.executable, "-m", "launcher.cli", "-np", n, *launcher_args, "--", *program]
+        command = [sys.executable, "-m", "distgrad.launcher", "-np", n, *launcher_args, "--", *program]
     else:
         raise ValueError(f"launcher must be 'mpiexec' or 'distgrad-run', got {launcher!r}")
     return run_command(command, timeout, env, **kwargs)

@@ -610,7 +610,7 @@ class LaunchFailed(Exception):
 
 def launch(tmp, *args):
     job = faultlib.run_command(
-        [sys.executable, "-m", "launcher.cli", "--dry-run", *args], timeout=60
+        [sys.executable, "-m", "distgrad.launcher", "--dry-run", *args], timeout=60
     )
     launch.orphans += job.orphans
     if job.returncode != 0:

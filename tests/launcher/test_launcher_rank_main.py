@@ -6,7 +6,7 @@ import sys
 import pytest
 from launcher_testing import ROOT, launcher_env
 
-from launcher.command import RANK_MAIN
+from distgrad.launcher.command import RANK_MAIN
 
 
 def wrapper(*argv: str, cwd=ROOT, **env: str) -> subprocess.CompletedProcess:
