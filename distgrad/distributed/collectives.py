@@ -79,10 +79,13 @@ def _root(op: str, group, rank, group_rank, name: str) -> int:
             rank = 0  # PyTorch's default for dst/src where it has one
         else:
             raise ValueError(f"{op}: pass {name} or group_{name}, not both")
-    if group_rank is not None:
-        g.global_rank(group_rank)  # (validates)
-        return int(group_rank)
-    return g.group_rank(int(rank))
+    try:
+        if group_rank is not None:
+            g.global_rank(group_rank)  # (validates)
+            return int(group_rank)
+        return g.group_rank(int(rank))
+    except ValueError as error:
+        raise ValueError(f"{op}: {name} {error}") from None
 
 
 def _finish(work: Work | None, written, async_op: bool, unpack=None):
@@ -230,7 +233,7 @@ def gather(
     if comm.rank != root:
         return _finish(comm.gather(tensor.array, None, root, async_op), [], async_op)
     if gather_list is None:
-        raise ValueError("gather: the destination rank must pass gather_list")
+        raise ValueError(f"gather: rank {resolve(group).global_rank(root)} (dst) must pass gather_list")
     _check_list("gather", "gather_list", gather_list, tensor, comm.world_size)
     rows = tensor.device.xp.empty((comm.world_size,) + tensor.shape, tensor.array.dtype)
     work = comm.gather(tensor.array, rows, root, async_op)
@@ -254,7 +257,9 @@ def scatter(
     send = None
     if comm.rank == root:
         if scatter_list is None:
-            raise ValueError("scatter: the source rank must pass scatter_list")
+            raise ValueError(
+                f"scatter: rank {resolve(group).global_rank(root)} (src) must pass scatter_list"
+            )
         _check_list("scatter", "scatter_list", scatter_list, tensor, comm.world_size)
         send = _stack(tensor.device.xp, scatter_list)
     return _finish(comm.scatter(send, tensor.array, root, async_op), [tensor], async_op)

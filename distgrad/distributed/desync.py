@@ -5,7 +5,9 @@ of failing inside MPI, completing with wrong data or hanging until the deadline.
 The fingerprint (sequence number, operation, dtype, element count, root, reduction, group) is
 all-gathered on a private duplicate of the group's MPI communicator, started together with
 the collective itself (no extra round trip: the two travel side by side); the collective is
-reported complete only once the fingerprints have arrived and agree. The n-th fingerprint of
+reported complete only once the fingerprints have arrived and agree (sequence numbers are
+shown but not compared: collectives issued outside distgrad, e.g. on raw MPI, shift them
+without harm; DataParallel's contract check counts them). The n-th fingerprint of
 a rank meets the n-th of every other rank, so a rank that skipped a collective, issued an extra
 one or a different one is seen at the first collective where the ranks differ. A rank that
 finishes (``destroy_process_group()``, or the end of the program) sends an *exit* fingerprint:
@@ -123,8 +125,10 @@ class DesyncCheck:
                 if not pending[0].Test():
                     return False
                 pending.clear()
-                if every.tobytes() != mine.tobytes() * self.size:
-                    self._raise(comm, every.reshape(self.size, _FIELDS))
+                if every.tobytes() != mine.tobytes() * self.size:  # (the common case: equal)
+                    rows = every.reshape(self.size, _FIELDS)
+                    if (rows[:, 1:] != rows[0, 1:]).any():  # sequence numbers aside
+                        self._raise(comm, rows)
             return test()
 
         return guarded
@@ -133,7 +137,7 @@ class DesyncCheck:
         lines = []
         for r, fp in enumerate(every):
             who = f"rank {self.ranks[r]}" + (f" (group rank {r})" if self.index else "")
-            marker = "" if (fp == every[0]).all() else "   <- differs"
+            marker = "" if (fp[1:] == every[0, 1:]).all() else "   <- differs"
             lines.append(f"{who}: {_describe(fp)}{marker}")
         first = int(every[:, 0].min())
         message = (
@@ -171,7 +175,7 @@ def finish(comms, status: int, timeout: float) -> str | None:
                 continue
             pending.remove(item)
             rows = every.reshape(check.size, _FIELDS)
-            if (rows[:, 1] != _EXIT).any() or (rows[:, 0] != rows[0, 0]).any():
+            if (rows[:, 1] != _EXIT).any():
                 return check._raise(comm, rows, exiting=True)
         if pending and time.monotonic() > deadline:
             comm, check = pending[0][:2]
