@@ -11,7 +11,7 @@ must run the layer, others may not use it).
 
 from __future__ import annotations
 
-from ..autograd import Function, no_grad
+from ..autograd import Op, no_grad
 from ..nn.modules.normalization import _BatchNorm
 from .communicator import ReduceOp
 from .groups import resolve
@@ -21,8 +21,7 @@ from .process_group import rank as world_rank
 __all__ = ["SyncBatchNorm"]
 
 
-class _SyncBatchNormFunction(Function):
-    on_arrays = True
+class _SyncBatchNormFunction(Op):
     once_differentiable = True
 
     @staticmethod

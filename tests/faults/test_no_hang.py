@@ -6,9 +6,12 @@ settings)."""
 
 import pytest
 
-from .faultlib import DEADLINE_S, REPS, requires_mpi, run_job
+from tests import mpijob
+from tests.mpijob import requires_mpi
 
-pytestmark = requires_mpi
+from .faultlib import DEADLINE_S, REPS, WORKERS
+
+pytestmark = [requires_mpi, pytest.mark.multiprocess]
 
 
 def _record(fault_record, name, rep, job, guard, deadline=None):
@@ -24,7 +27,7 @@ def _record(fault_record, name, rep, job, guard, deadline=None):
 
 @pytest.mark.parametrize("rep", range(REPS))
 def test_raise_before_init_plain_mpiexec(rep, fault_record):
-    job = run_job("nohang.py", "raise_before_init", timeout=60)
+    job = mpijob.run(WORKERS / "nohang.py", "raise_before_init", timeout=60)
     _record(fault_record, "13 raise before init, plain mpiexec", rep, job, "import hook + PMI abort")
     assert job.returncode not in (0, None) and job.orphans == 0, job.describe()
     assert "[rank 1] RuntimeError: rank 1 fails before init" in job.stderr, job.describe()
@@ -33,7 +36,7 @@ def test_raise_before_init_plain_mpiexec(rep, fault_record):
 
 @pytest.mark.parametrize("rep", range(REPS))
 def test_sys_exit_mid_training_plain_mpiexec(rep, fault_record):
-    job = run_job("nohang.py", "exit_mid", timeout=60)
+    job = mpijob.run(WORKERS / "nohang.py", "exit_mid", timeout=60)
     _record(fault_record, "13 sys.exit(3) mid-training, plain mpiexec", rep, job, "exit fingerprint")
     assert job.returncode not in (0, None) and job.orphans == 0, job.describe()
     assert "rank 1: nothing: it has finished (exit status 3)" in job.stderr, job.describe()
@@ -42,8 +45,7 @@ def test_sys_exit_mid_training_plain_mpiexec(rep, fault_record):
 
 @pytest.mark.parametrize("rep", range(REPS))
 def test_sigstop_plain_mpiexec(rep, fault_record):
-    job = run_job(
-        "nohang.py", "sigstop", timeout=60, env={"DISTGRAD_COLLECTIVE_TIMEOUT": DEADLINE_S}
+    job = mpijob.run(WORKERS / "nohang.py", "sigstop", timeout=60, env={"DISTGRAD_COLLECTIVE_TIMEOUT": DEADLINE_S}
     )
     _record(
         fault_record, "13 SIGSTOP, plain mpiexec", rep, job, "deadline + watchdog", DEADLINE_S
@@ -57,7 +59,7 @@ def test_sigstop_plain_mpiexec(rep, fault_record):
 @pytest.mark.parametrize("rep", range(REPS))
 @pytest.mark.parametrize("mode", ["skip_backward", "out_of_data", "extra_collective"])
 def test_desync_named_on_every_rank(mode, rep, fault_record):
-    job = run_job("nohang.py", mode, timeout=60)
+    job = mpijob.run(WORKERS / "nohang.py", mode, timeout=60)
     _record(fault_record, f"13 desync: {mode.replace('_', ' ')}", rep, job, "desync fingerprint")
     assert job.returncode not in (0, None) and job.orphans == 0, job.describe()
     assert "[rank 1] desync on WORLD: the ranks issued different collectives" in job.stderr
