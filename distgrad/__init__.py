@@ -13,6 +13,7 @@ from . import (
     cuda,
     data,
     distributed,
+    multiprocessing,
     func,
     jit,
     nn,

@@ -45,7 +45,7 @@ __all__ = [
 
 # ---- helpers ---------------------------------------------------------------------------------
 def _bump(t: Tensor) -> None:
-    t._version.value += 1  # an in-place write, as far as autograd's checks are concerned
+    t.bump_version()  # an in-place write, as far as autograd's checks are concerned
 
 
 def _check_tensor(op: str, name: str, t) -> None:

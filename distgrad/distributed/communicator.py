@@ -142,7 +142,7 @@ class Work:
         "seq",
         "_comm",
         "_op",
-        "_array",
+        "_data",
         "_root",
         "_reduce_op",
         "_callbacks",
@@ -156,7 +156,7 @@ class Work:
         comm.seq += 1
         self.seq = comm.seq
         comm.in_flight[self.seq] = self
-        self._comm, self._op, self._array, self._root, self._reduce_op = (
+        self._comm, self._op, self._data, self._root, self._reduce_op = (
             comm,
             op,
             array,
@@ -171,7 +171,7 @@ class Work:
 
     @property
     def info(self) -> CollectiveInfo:
-        comm, array = self._comm, self._array
+        comm, array = self._comm, self._data
         sizes = () if array is None else (int(array.size), array.dtype)
         return CollectiveInfo(
             self._op,
@@ -357,6 +357,25 @@ class Communicator(ABC):
         if report:
             message += f" Watchdog report: {report}"
         raise CollectiveTimeoutError(message)
+
+    # ---- argument checks shared by implementations ---------------------------------------
+    def _check_root(self, op: str, root) -> None:
+        """Raise if the communicator is broken or ``root`` (if given) is not one of its ranks."""
+        if self.failure is not None:
+            self._raise_broken(op)
+        if root is not None and not 0 <= root < self.world_size:
+            raise ValueError(
+                f"{op}: root {root} is not a rank of this world (size {self.world_size})"
+            )
+
+    def _check_blocks(self, op: str, block, full) -> None:
+        """Raise unless the rank-major buffer ``full`` holds world_size blocks like ``block``."""
+        if full.size != block.size * self.world_size or full.dtype != block.dtype:
+            raise ValueError(
+                f"{op}: the rank-major buffer must hold world_size ({self.world_size})"
+                f" x {block.size} elements of {block.dtype}, got {full.size} of "
+                f"{full.dtype}"
+            )
 
     @staticmethod
     def _check_reduce(op: ReduceOp, dtype) -> None:

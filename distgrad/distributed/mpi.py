@@ -111,20 +111,9 @@ class MPICommunicator(Communicator):
     def _check(self, op: str, root=None, block=None, full=None) -> None:
         """Raise if the communicator is broken, ``root`` is not a rank, or the rank-major
         buffer ``full`` does not hold world_size blocks like ``block``."""
-        if self.failure is not None:
-            self._raise_broken(op)
-        if root is not None and not 0 <= root < self.world_size:
-            raise ValueError(
-                f"{op}: root {root} is not a rank of this world (size {self.world_size})"
-            )
-        if full is not None and (
-            full.size != block.size * self.world_size or full.dtype != block.dtype
-        ):
-            raise ValueError(
-                f"{op}: the rank-major buffer must hold world_size ({self.world_size})"
-                f" x {block.size} elements of {block.dtype}, got {full.size} of "
-                f"{full.dtype}"
-            )
+        self._check_root(op, root)
+        if full is not None:
+            self._check_blocks(op, block, full)
 
     def _average(self, buf, op):
         if op is ReduceOp.AVG:

@@ -135,7 +135,7 @@ class SyncBatchNorm(_BatchNorm):
         )
         for t in running:
             if t is not None:
-                t._version.value += 1
+                t.bump_version()
         return y
 
     @classmethod
