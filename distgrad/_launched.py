@@ -20,13 +20,15 @@ import os
 import sys
 import threading
 
-from .launcher import failure
-
 __all__ = ["prepare", "THREAD_VARS"]
 
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 _LOCAL_SIZE_VARS = ("MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE")
 _placement: tuple[int, int] | None = None
+failure = None  # distgrad.launcher.failure, imported when launched as a rank
+
+
+_LAUNCHER_RANK_VARS = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "SLURM_PROCID")
 
 
 def _distributed_is_up() -> bool:
@@ -88,7 +90,11 @@ def limit_threads(environ=None, cpu_count: int | None = None, warn=True) -> int 
 
 def prepare() -> None:
     """Install the failure hooks and the thread limit when launched as one of several ranks."""
-    global _placement
+    global _placement, failure
+    if not any(name in os.environ for name in _LAUNCHER_RANK_VARS):
+        return  # a plain python: nothing to do, nothing imported
+    from .launcher import failure
+
     place = failure.launched_placement()
     if place is None or place[1] < 2:
         return
