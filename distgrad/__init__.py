@@ -1,11 +1,8 @@
 """distgrad: a define-by-run deep-learning framework on numpy (CPU) and cupy (GPU) that
 scales from one process to many GPUs across nodes. The public API follows PyTorch."""
 
-from ._launched import prepare as _prepare_launched_rank
-
-_prepare_launched_rank()  # first, before numpy: see distgrad/_launched.py
-
 from . import (
+    _launched,  # noqa: F401 - first, before numpy: see distgrad/_launched.py
     amp,
     autograd,
     backend,
@@ -13,9 +10,9 @@ from . import (
     cuda,
     data,
     distributed,
-    multiprocessing,
     func,
     jit,
+    multiprocessing,
     nn,
     ops,
     optim,

@@ -106,3 +106,6 @@ def prepare() -> None:
     failure.record_exit_status()
     atexit.register(_exit_before_init)
     limit_threads()
+
+
+prepare()  # at import: ``import distgrad`` imports this module first

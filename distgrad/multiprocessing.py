@@ -68,8 +68,7 @@ def _reference(fn) -> tuple:
     name = getattr(fn, "__qualname__", "")
     if module is None or "<locals>" in name or "<lambda>" in name:
         raise ValueError(
-            f"spawn: fn must be a module-level function (found by name in each process), "
-            f"got {fn!r}"
+            f"spawn: fn must be a module-level function (found by name in each process), got {fn!r}"
         )
     main = None
     if module == "__main__":
@@ -90,7 +89,9 @@ def start_processes(
     if not isinstance(nprocs, int) or nprocs < 1:
         raise ValueError(f"spawn: nprocs must be a positive int, got {nprocs!r}")
     module, name, main = _reference(fn)
-    with tempfile.NamedTemporaryFile("wb", prefix="distgrad-spawn-", suffix=".pkl", delete=False) as f:
+    with tempfile.NamedTemporaryFile(
+        "wb", prefix="distgrad-spawn-", suffix=".pkl", delete=False
+    ) as f:
         pickle.dump({"module": module, "name": name, "main": main, "args": tuple(args)}, f)
     command = [
         sys.executable,
@@ -112,7 +113,9 @@ def start_processes(
     return None
 
 
-def spawn(fn, args=(), nprocs: int = 1, join: bool = True, daemon: bool = False, start_method="spawn"):
+def spawn(
+    fn, args=(), nprocs: int = 1, join: bool = True, daemon: bool = False, start_method="spawn"
+):
     """Run ``fn(rank, *args)`` in ``nprocs`` new processes that form one distgrad world
     (``torch.multiprocessing.spawn``); see the module docstring. Returns None after they have
     all finished, or with ``join=False`` a ``SpawnContext`` at once."""

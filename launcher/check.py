@@ -98,9 +98,7 @@ def _check_distgrad(python: str) -> None:
     _say("ok", f"distgrad imports in {python}")
 
 
-def _probe_args(
-    args: argparse.Namespace, host_names: list[str], python: str
-) -> argparse.Namespace:
+def _probe_args(args: argparse.Namespace, host_names: list[str], python: str) -> argparse.Namespace:
     """The job's options, changed to run the allreduce probe on 2 ranks with the program's
     Python, one per host on the first two hosts, leaving GPUs unbound (the probe counts
     them)."""

@@ -70,7 +70,14 @@ class Plan:
 
 
 #: torchrun's per-rank variables (rank_main sets them); --dry-run shows them once.
-TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+TORCHRUN_VARS = (
+    "RANK",
+    "WORLD_SIZE",
+    "LOCAL_RANK",
+    "LOCAL_WORLD_SIZE",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+)
 
 
 def _hosts(args: argparse.Namespace) -> list[Host]:
@@ -234,8 +241,7 @@ def describe(plan: Plan) -> str:
         names = plan.changed
         how = "srun --export=ALL" if plan.flavor == "srun" else "one local process"
         lines.append(
-            f"forwarded to every rank: the whole environment ({how})"
-            + (", with:" if names else "")
+            f"forwarded to every rank: the whole environment ({how})" + (", with:" if names else "")
         )
     else:
         names = plan.forwarded

@@ -61,7 +61,10 @@ def init_process_group(
             "init_process_group was already called; destroy_process_group() first)"
         )
     comm = _pg.init(timeout)
-    for name, given, actual in (("world_size", world_size, comm.world_size), ("rank", rank, comm.rank)):
+    for name, given, actual in (
+        ("world_size", world_size, comm.world_size),
+        ("rank", rank, comm.rank),
+    ):
         if given is not None and int(given) >= 0 and int(given) != actual:
             problem = (
                 f"init_process_group: {name}={given} was passed but MPI says this process has "

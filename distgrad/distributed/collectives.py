@@ -233,7 +233,9 @@ def gather(
     if comm.rank != root:
         return _finish(comm.gather(tensor.array, None, root, async_op), [], async_op)
     if gather_list is None:
-        raise ValueError(f"gather: rank {resolve(group).global_rank(root)} (dst) must pass gather_list")
+        raise ValueError(
+            f"gather: rank {resolve(group).global_rank(root)} (dst) must pass gather_list"
+        )
     _check_list("gather", "gather_list", gather_list, tensor, comm.world_size)
     rows = tensor.device.xp.empty((comm.world_size,) + tensor.shape, tensor.array.dtype)
     work = comm.gather(tensor.array, rows, root, async_op)
@@ -358,7 +360,9 @@ def irecv(tensor: Tensor, src=None, group=None, tag: int = 0, group_src=None):
     comm = _comm(group, tensor.array)
     if comm is None:
         return None
-    peer = None if src is None and group_src is None else _root("irecv", group, src, group_src, "src")
+    peer = (
+        None if src is None and group_src is None else _root("irecv", group, src, group_src, "src")
+    )
     work = comm.recv(tensor.array, peer, tag)
     work._then = (*work._then, lambda: _bump(tensor))
     return work
@@ -481,7 +485,9 @@ def broadcast_object_list(object_list: list, src=None, group=None, device=None, 
     object_list[:] = objects
 
 
-def gather_object(obj, object_gather_list: list | None = None, dst=None, group=None, group_dst=None):
+def gather_object(
+    obj, object_gather_list: list | None = None, dst=None, group=None, group_dst=None
+):
     """Every group rank's picklable ``obj`` into ``object_gather_list`` on rank ``dst`` (pass
     None elsewhere). Objects are pickled, so ``dst`` trusts every rank (unpickling can run
     code)."""

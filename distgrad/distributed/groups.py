@@ -72,7 +72,9 @@ class ProcessGroup:
     def global_rank(self, group_rank: int) -> int:
         """The world rank of group rank ``group_rank``."""
         if not 0 <= group_rank < len(self.ranks):
-            raise ValueError(f"group rank {group_rank} is not in {self.label} of size {self.size()}")
+            raise ValueError(
+                f"group rank {group_rank} is not in {self.label} of size {self.size()}"
+            )
         return self.ranks[group_rank]
 
     @property

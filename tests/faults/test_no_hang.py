@@ -28,7 +28,9 @@ def _record(fault_record, name, rep, job, guard, deadline=None):
 @pytest.mark.parametrize("rep", range(REPS))
 def test_raise_before_init_plain_mpiexec(rep, fault_record):
     job = mpijob.run(WORKERS / "nohang.py", "raise_before_init", timeout=60)
-    _record(fault_record, "13 raise before init, plain mpiexec", rep, job, "import hook + PMI abort")
+    _record(
+        fault_record, "13 raise before init, plain mpiexec", rep, job, "import hook + PMI abort"
+    )
     assert job.returncode not in (0, None) and job.orphans == 0, job.describe()
     assert "[rank 1] RuntimeError: rank 1 fails before init" in job.stderr, job.describe()
     assert "[rank 1] uncaught exception: aborting all 2 ranks" in job.stderr
@@ -37,7 +39,9 @@ def test_raise_before_init_plain_mpiexec(rep, fault_record):
 @pytest.mark.parametrize("rep", range(REPS))
 def test_sys_exit_mid_training_plain_mpiexec(rep, fault_record):
     job = mpijob.run(WORKERS / "nohang.py", "exit_mid", timeout=60)
-    _record(fault_record, "13 sys.exit(3) mid-training, plain mpiexec", rep, job, "exit fingerprint")
+    _record(
+        fault_record, "13 sys.exit(3) mid-training, plain mpiexec", rep, job, "exit fingerprint"
+    )
     assert job.returncode not in (0, None) and job.orphans == 0, job.describe()
     assert "rank 1: nothing: it has finished (exit status 3)" in job.stderr, job.describe()
     assert "[rank 0] distgrad.distributed.desync.CollectiveDesyncError" in job.stderr
@@ -45,11 +49,13 @@ def test_sys_exit_mid_training_plain_mpiexec(rep, fault_record):
 
 @pytest.mark.parametrize("rep", range(REPS))
 def test_sigstop_plain_mpiexec(rep, fault_record):
-    job = mpijob.run(WORKERS / "nohang.py", "sigstop", timeout=60, env={"DISTGRAD_COLLECTIVE_TIMEOUT": DEADLINE_S}
+    job = mpijob.run(
+        WORKERS / "nohang.py",
+        "sigstop",
+        timeout=60,
+        env={"DISTGRAD_COLLECTIVE_TIMEOUT": DEADLINE_S},
     )
-    _record(
-        fault_record, "13 SIGSTOP, plain mpiexec", rep, job, "deadline + watchdog", DEADLINE_S
-    )
+    _record(fault_record, "13 SIGSTOP, plain mpiexec", rep, job, "deadline + watchdog", DEADLINE_S)
     assert job.returncode not in (0, None) and job.orphans == 0, job.describe()
     assert "[rank 0] distgrad.distributed.communicator.CollectiveTimeoutError" in job.stderr
     assert "collective #11 allreduce" in job.stderr

@@ -118,7 +118,8 @@ def test_runtime_order_mismatch_without_checks(rep, fault_record, tmp_path):
     """With the desync check off (DISTGRAD_DESYNC_CHECK=0) and no debug mode a different
     order hangs both ranks until the deadline; the watchdog sees every rank at the same
     collective number and points to DISTGRAD_DEBUG."""
-    job = mpijob.run(WORKERS / "order.py",
+    job = mpijob.run(
+        WORKERS / "order.py",
         "order",
         timeout=60,
         env={
@@ -242,7 +243,8 @@ def test_uneven_inputs_unprotected(rep, fault_record, tmp_path):
     """Without join or padding (and with the desync check off, see test_no_hang.py for the
     default) the longer rank waits in its next allreduce for a rank that has finished: the
     deadline and the watchdog catch it."""
-    job = mpijob.run(WORKERS / "uneven.py",
+    job = mpijob.run(
+        WORKERS / "uneven.py",
         "naive",
         timeout=60,
         env={

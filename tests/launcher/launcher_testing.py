@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from distgrad.launcher import LaunchError
 from distgrad.launcher.mpi_flavor import find_program
 

@@ -2,7 +2,6 @@
 launcher, how COMMAND reaches the per-rank wrapper, and option errors."""
 
 import pytest
-
 from distgrad.launcher import LaunchError
 from distgrad.launcher.cli import main, parse_args
 from distgrad.launcher.command import RANK_MAIN, rank_argv
@@ -363,11 +362,23 @@ def test_torchrun_options():
     assert [r.env["LOCAL_RANK"] for r in job.ranks] == ["0", "1", "0", "1"]
     assert {r.env["MASTER_ADDR"] for r in job.ranks} == {"n1"}
     assert {r.env["WORLD_SIZE"] for r in job.ranks} == {"4"}
-    local = plan("--mpi-flavor", "mpich", "--mpiexec", "m", "--nproc-per-node", "3", "--gpus-per-node", "0", "x.py")
+    local = plan(
+        "--mpi-flavor",
+        "mpich",
+        "--mpiexec",
+        "m",
+        "--nproc-per-node",
+        "3",
+        "--gpus-per-node",
+        "0",
+        "x.py",
+    )
     assert local.command[:3] == ["m", "-n", "3"]
     with pytest.raises(LaunchError, match="disagrees with --nproc-per-node 3"):
         plan("--mpiexec", "m", "--mpi-flavor", "mpich", "--nproc-per-node", "3", "-np", "2", "x")
     with pytest.raises(LaunchError, match="--nnodes 2 needs the nodes"):
         plan("--nnodes", "2", "--nproc-per-node", "1", "x.py")
-    srun = plan("--launcher", "srun", "--mpiexec", "srun", "--nnodes", "2", "--nproc-per-node", "4", "x.py")
+    srun = plan(
+        "--launcher", "srun", "--mpiexec", "srun", "--nnodes", "2", "--nproc-per-node", "4", "x.py"
+    )
     assert "--nodes=2" in srun.command and "--ntasks-per-node=4" in srun.command

@@ -1,7 +1,6 @@
 """Per-rank environment: placement from launcher variables, threads, GPU binding, allow-list."""
 
 import pytest
-
 from distgrad.launcher import LaunchError
 from distgrad.launcher.env import forwarded_names, parse_env_options
 from distgrad.launcher.rank_main import (

@@ -1,9 +1,14 @@
 """Host lists: -H and hostfile parsing, validation, rank placement."""
 
 import pytest
-
 from distgrad.launcher import LaunchError
-from distgrad.launcher.hosts import Host, parse_host_list, parse_hostfile, parse_hostfile_text, place_ranks
+from distgrad.launcher.hosts import (
+    Host,
+    parse_host_list,
+    parse_hostfile,
+    parse_hostfile_text,
+    place_ranks,
+)
 
 
 def test_host_list_with_and_without_slots():

@@ -4,9 +4,8 @@ import subprocess
 import sys
 
 import pytest
-from launcher_testing import ROOT, launcher_env
-
 from distgrad.launcher.command import RANK_MAIN
+from launcher_testing import ROOT, launcher_env
 
 
 def wrapper(*argv: str, cwd=ROOT, **env: str) -> subprocess.CompletedProcess:

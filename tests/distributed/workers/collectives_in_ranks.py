@@ -233,7 +233,9 @@ def test_chunked_messages(small_chunks, async_op):
     np.testing.assert_array_equal(out.numpy(), np.stack(arrays))
 
     gathered = [distgrad.zeros(10, dtype=distgrad.float64) for _ in range(w)]
-    done(dist.gather(distgrad.tensor(arrays[r]), gathered if r == 0 else None, 0, async_op=async_op))
+    done(
+        dist.gather(distgrad.tensor(arrays[r]), gathered if r == 0 else None, 0, async_op=async_op)
+    )
     if r == 0:
         np.testing.assert_array_equal(np.stack([g.numpy() for g in gathered]), np.stack(arrays))
 

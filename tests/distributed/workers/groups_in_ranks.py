@@ -238,7 +238,9 @@ def test_sync_batchnorm_on_a_group(pair):
     ref_y = ref_bn(full)
     (ref_y * ref_y).sum().backward()
     i = MEMBERS.index(me())
-    np.testing.assert_allclose(y.detach().numpy(), ref_y.detach().numpy()[4 * i : 4 * i + 4], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        y.detach().numpy(), ref_y.detach().numpy()[4 * i : 4 * i + 4], rtol=1e-12, atol=1e-12
+    )
     np.testing.assert_allclose(
         xt.grad.numpy(), full.grad.numpy()[4 * i : 4 * i + 4], rtol=1e-10, atol=1e-12
     )
