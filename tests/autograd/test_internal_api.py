@@ -12,6 +12,7 @@ from distgrad.autograd import Function, Op
 from distgrad.autograd.graph import AccumulateGrad, get_gradient_edge
 
 ROOT = pathlib.Path(dg.__file__).parent
+# An attribute access on some object (``x._array``), not a relative import (``from ._version``).
 PRIVATE = re.compile(
     r"(?<=[\w)\]])\._(array|grad|version|grad_fn|requires_grad|output_nr|accumulator|hooks|post_acc_hooks|"
     r"retains_grad|make|alias|edge|version_value|host_array)\b"
