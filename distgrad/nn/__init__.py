@@ -19,5 +19,6 @@ from .modules.loss import (
 )
 from .modules.normalization import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm
 from .modules.pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
+from .modules.rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNBase, RNNCell, RNNCellBase
 from .modules.transformer import MultiheadAttention, TransformerEncoder, TransformerEncoderLayer
 from .parameter import Parameter
