@@ -20,5 +20,12 @@ from .modules.loss import (
 from .modules.normalization import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm
 from .modules.pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 from .modules.rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNBase, RNNCell, RNNCellBase
-from .modules.transformer import MultiheadAttention, TransformerEncoder, TransformerEncoderLayer
+from .modules.transformer import (
+    MultiheadAttention,
+    Transformer,
+    TransformerDecoder,
+    TransformerDecoderLayer,
+    TransformerEncoder,
+    TransformerEncoderLayer,
+)
 from .parameter import Parameter

@@ -44,9 +44,9 @@ def _check(ours, theirs, inputs, seed=0):
     for i, (a, b) in enumerate(zip(flat(out_dg), flat(out_t))):
         assert_close(a, b, what=f"output {i}")
     backward_both(flat(out_dg), flat(out_t), torch, seed)
-    assert_grads_match(ours, theirs, [a for a in args_dg if a is not None], [
-        b for b in args_t if b is not None
-    ])
+    assert_grads_match(
+        ours, theirs, [a for a in args_dg if a is not None], [b for b in args_t if b is not None]
+    )
     return out_dg, out_t
 
 
@@ -62,7 +62,9 @@ def _group(module, args):
 
 
 @pytest.mark.parametrize("name", ["LSTM", "GRU", "RNN"])
-@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()))
+@pytest.mark.parametrize(
+    "config", CONFIGS, ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items())
+)
 def test_layer_matches_torch(name, config):
     ours, theirs = _pair(name, 5, 7, **config)
     rng = np.random.default_rng(1)
@@ -312,7 +314,9 @@ def test_gru_and_cell_bad_input():
     before = _snapshot(cell)
     with pytest.raises(RuntimeError, match="input has inconsistent input_size: got 5 expected 3"):
         cell(dg.randn(2, 5))
-    with pytest.raises(RuntimeError, match="hidden0 has inconsistent hidden_size: got 3, expected 4"):
+    with pytest.raises(
+        RuntimeError, match="hidden0 has inconsistent hidden_size: got 3, expected 4"
+    ):
         cell(dg.randn(2, 3), (dg.zeros(2, 3), dg.zeros(2, 4)))
     with pytest.raises(RuntimeError, match="Input batch size 2 doesn't match hidden1 batch size 3"):
         cell(dg.randn(2, 3), (dg.zeros(2, 4), dg.zeros(3, 4)))

@@ -336,7 +336,13 @@ class RNNCellBase(Module):
     ``(chunks*H, H)``, ``bias_ih``, ``bias_hh``."""
 
     def __init__(
-        self, input_size: int, hidden_size: int, bias: bool, num_chunks: int, device=None, dtype=None
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool,
+        num_chunks: int,
+        device=None,
+        dtype=None,
     ):
         super().__init__()
         _check_sizes(input_size, hidden_size)
