@@ -15,12 +15,13 @@ from ..ops.activation import *  # noqa: F401,F403
 from ..ops.conv import *  # noqa: F401,F403
 from ..ops.dropout import dropout, dropout1d, dropout2d, dropout3d  # noqa: F401
 from ..ops.elementwise import sigmoid, tanh  # noqa: F401
-from ..ops.embedding import embedding  # noqa: F401
+from ..ops.embedding import embedding, embedding_bag  # noqa: F401
 from ..ops.linalg import linear  # noqa: F401
 from ..ops.loss import *  # noqa: F401,F403
 from ..ops.normalization import *  # noqa: F401,F403
 from ..ops.pool import *  # noqa: F401,F403
 from ..ops.shape import pad  # noqa: F401
+from ..ops.upsample import *  # noqa: F401,F403
 
 
 # ---- softmax family -----------------------------------------------------------------------
@@ -64,6 +65,16 @@ def glu(input, dim=-1):
         raise RuntimeError(f"Halving dimension must be even, but dimension {dim} is size {n}")
     a, b = input.chunk(2, dim)
     return a * sigmoid(b)
+
+
+def upsample_nearest(input, size=None, scale_factor=None):
+    """Deprecated: ``interpolate(..., mode="nearest")``."""
+    return interpolate(input, size, scale_factor, mode="nearest")  # noqa: F405
+
+
+def upsample_bilinear(input, size=None, scale_factor=None):
+    """Deprecated: ``interpolate(..., mode="bilinear", align_corners=True)``."""
+    return interpolate(input, size, scale_factor, mode="bilinear", align_corners=True)  # noqa: F405
 
 
 # ---- tensor utilities ---------------------------------------------------------------------
