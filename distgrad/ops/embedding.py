@@ -142,7 +142,8 @@ def _bags(op, input, offsets, include_last_offset, per_sample_weights):
     if per_sample_weights is not None:
         from .shape import cat
 
-        padded = cat([per_sample_weights, per_sample_weights.new_zeros(1)])
+        zero = Tensor(xp.zeros(1, per_sample_weights.array.dtype))
+        padded = cat([per_sample_weights, zero])
         weights = padded[Tensor(flat).to(input.device)]
     return idx, mask, weights
 
