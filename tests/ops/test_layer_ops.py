@@ -9,7 +9,7 @@ import numpy as np
 
 import distgrad as dg
 import distgrad.nn.functional as F
-from tests.ops.harness import Fixed, Float, Int, OpCase, make_tests
+from tests.ops.harness import Fixed, Float, OpCase, make_tests
 
 
 def _src(out, size, align, scale=None, clamp=True):
