@@ -82,7 +82,9 @@ def _transformer_pair(torch, d_model, nhead, layers, ff):
         kw = dict(dim_feedforward=ff, dropout=0.0, batch_first=True)
         ours = dg.nn.TransformerEncoder(dg.nn.TransformerEncoderLayer(d_model, nhead, **kw), layers)
         theirs = torch.nn.TransformerEncoder(
-            torch.nn.TransformerEncoderLayer(d_model, nhead, **kw), layers, enable_nested_tensor=False
+            torch.nn.TransformerEncoderLayer(d_model, nhead, **kw),
+            layers,
+            enable_nested_tensor=False,
         )
         return ours, theirs
 
