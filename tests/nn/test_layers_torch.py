@@ -254,3 +254,30 @@ def test_failed_calls_change_no_state():
             module(*args)
         for k, v in module.state_dict().items():
             np.testing.assert_array_equal(before[k], v.detach().numpy(), err_msg=k)
+
+
+# ---- nn.init ----------------------------------------------------------------------------------
+def test_dirac_and_eye_match_torch():
+    for shape, groups in (((4, 2, 3), 1), ((6, 3, 3, 3), 2), ((2, 2, 1, 3, 3), 1)):
+        ours, theirs = dg.empty(*shape), torch.empty(*shape)
+        nn.init.dirac_(ours, groups)
+        torch.nn.init.dirac_(theirs, groups)
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+    ours, theirs = dg.empty(3, 5), torch.empty(3, 5)
+    np.testing.assert_array_equal(nn.init.eye_(ours).numpy(), torch.nn.init.eye_(theirs).numpy())
+
+
+def test_random_inits_have_torch_statistics():
+    w = dg.empty(300, 200)
+    nn.init.sparse_(w, sparsity=0.3, std=0.05)
+    a = w.numpy()
+    assert ((a == 0).sum(0) == 90).all()  # ceil(0.3 * 300) zeros in every column
+    assert abs(a[a != 0].std() - 0.05) < 0.003
+    nn.init.orthogonal_(w, gain=2.0)
+    np.testing.assert_allclose(w.numpy().T @ w.numpy(), 4 * np.eye(200), atol=1e-4)
+    nn.init.trunc_normal_(w, std=1.0, a=-0.5, b=1.0)
+    assert w.numpy().min() >= -0.5 and w.numpy().max() <= 1.0
+    with pytest.warns(FutureWarning, match="nn.init.xavier_uniform_"):
+        nn.init.xavier_uniform(w)
+    with pytest.raises(ValueError, match="Only tensors with 3, 4, or 5 dimensions"):
+        nn.init.dirac_(dg.empty(3, 3))
