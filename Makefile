@@ -1,12 +1,14 @@
 # Quick start: `make demo` runs the main training job, `make test` runs the whole test suite.
-# Each target creates ./.venv and installs what it needs on first use.
+# `make lint` (ruff, mypy) and `make unit` (fast tests, no MPI jobs, warnings as errors) are
+# the first two stages of CI (.ci/run). Each target creates ./.venv and installs what it needs
+# on first use.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 NP ?= 2
 
-.PHONY: demo test bench clean
+.PHONY: demo lint unit test cupy-api bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +18,22 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(VENV)/bin/distgrad-run -np $(NP) $(PY) examples/train_data_parallel.py
+
+# mypy checks what the [tool.mypy] section of pyproject.toml names (its `files`).
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	@if grep -q '^\[tool\.mypy\]' pyproject.toml; then \
+		echo "$(VENV)/bin/mypy"; $(VENV)/bin/mypy; \
+	else \
+		echo "lint: mypy skipped: pyproject.toml has no [tool.mypy] section (naming the typed modules) yet"; \
+	fi
+
+# Tests that start no processes (not marked multiprocess, slow or gpu), warnings as errors.
+# DISTGRAD_TEST_NO_PROCESSES makes tests/mpijob.py fail a test that starts a job unmarked.
+unit: $(STAMP)
+	DISTGRAD_TEST_NO_PROCESSES=1 $(PY) -m pytest -q -p no:cacheprovider -W error \
+		-m "not multiprocess and not slow and not gpu"
 
 test: $(STAMP)
 	$(PY) -m pytest -q

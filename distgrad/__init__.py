@@ -17,6 +17,7 @@ from . import (
     utils,
     viz,
 )
+from ._version import __version__
 from .autograd import (
     Tensor,
     enable_grad,
@@ -44,7 +45,6 @@ from .ops import *  # noqa: F401,F403
 from .serialization import load, save
 
 double, half, long = float64, float16, int64
-__version__ = "0.1.0"
 
 
 def __getattr__(name):

@@ -87,10 +87,10 @@ class GradScaler:
                 g = p.grad
                 if g is None:
                     continue
-                arr = g._array
+                arr = g.array
                 xp = array_module_for(arr)
                 xp.multiply(arr, arr.dtype.type(inv), out=arr)
-                g._version.value += 1
+                g.bump_version()
                 finite = finite and bool(xp.isfinite(arr).all())
         state["found_inf"] = _agreed(not finite)
         state["stage"] = _UNSCALED
@@ -193,4 +193,4 @@ def _agreed(found_inf: bool) -> bool:
         return found_inf
     flag = Tensor(np.array([1.0 if found_inf else 0.0], dtype=np.float32))
     dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-    return bool(flag._array[0] > 0)
+    return bool(flag.array[0] > 0)

@@ -226,25 +226,20 @@ def _run_backward(node, grads, create_graph):
                 shape, dtype = node._output_meta[nr]
                 z = xp.zeros(shape, dtype)
                 grads[nr] = Tensor(z) if create_graph else z
-    if fn.on_arrays and not create_graph:
-        return fn.backward(node, *grads)
-    if fn.once_differentiable and create_graph:
+    if not create_graph:
+        return fn.array_backward(node, *grads)
+    if fn.once_differentiable:
         arrays = [g._array if isinstance(g, Tensor) else g for g in grads]
+        return _wrap_once_differentiable(node, fn.array_backward(node, *arrays), grads)
+    node._create_graph = True
+    try:
+        return fn.array_backward(node, *[_as_tensor(g) for g in grads])
+    finally:
         node._create_graph = False
-        # A user Function's backward still sees tensors (as without create_graph).
-        result = fn.backward(node, *arrays) if fn.on_arrays else _run_backward(node, arrays, False)
-        return _wrap_once_differentiable(node, result, grads)
-    node._create_graph = create_graph
-    tgrads = [Tensor(g) if g is not None and not isinstance(g, Tensor) else g for g in grads]
-    with grad_mode.set_grad_enabled(create_graph):
-        result = fn.backward(node, *tgrads)
-    node._create_graph = False
-    if create_graph:
-        return result
-    single = not isinstance(result, tuple)
-    result = (result,) if single else result
-    out = tuple(r._array if isinstance(r, Tensor) else r for r in result)
-    return out[0] if single else out
+
+
+def _as_tensor(g):
+    return Tensor(g) if g is not None and not isinstance(g, Tensor) else g
 
 
 class _OnceDifferentiableResult(Function):

@@ -9,7 +9,7 @@ other parameter's. Outside training, or in a world of one, it is a plain ``Batch
 
 from __future__ import annotations
 
-from ..autograd import Function, no_grad
+from ..autograd import Op, no_grad
 from ..nn.modules.normalization import _BatchNorm
 from .communicator import ReduceOp
 from .process_group import get_communicator, is_initialized
@@ -17,8 +17,7 @@ from .process_group import get_communicator, is_initialized
 __all__ = ["SyncBatchNorm"]
 
 
-class _SyncBatchNormFunction(Function):
-    on_arrays = True
+class _SyncBatchNormFunction(Op):
     once_differentiable = True
 
     @staticmethod

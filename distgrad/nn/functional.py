@@ -81,12 +81,12 @@ def upsample_bilinear(input, size=None, scale_factor=None):
 def one_hot(tensor, num_classes=-1):
     """int64 one-hot encoding: ``tensor.shape + (num_classes,)``; ``num_classes=-1`` means
     ``max(tensor) + 1``. Not differentiable."""
-    if not isinstance(tensor, Tensor) or tensor._array.dtype.kind not in "iu":
+    if not isinstance(tensor, Tensor) or tensor.array.dtype.kind not in "iu":
         what = tensor.dtype if isinstance(tensor, Tensor) else type(tensor).__name__
         raise RuntimeError(
             f"one_hot is only applicable to index tensor (an integer tensor), got {what}"
         )
-    idx = tensor._array
+    idx = tensor.array
     xp = tensor.device.xp
     if idx.size and int(idx.min()) < 0:
         raise RuntimeError("one_hot: Class values must be non-negative.")

@@ -126,7 +126,7 @@ class Node:
 
     def dtype(self, i: int):
         a = self.args[i]
-        return a._array.dtype if isinstance(a, Tensor) else np.asarray(a).dtype
+        return a.array.dtype if isinstance(a, Tensor) else np.asarray(a).dtype
 
     def shape(self, i: int) -> tuple:
         a = self.args[i]

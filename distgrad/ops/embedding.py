@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from ..autograd import Function, Tensor
+from ..autograd import Op, Tensor
 from ._helpers import check_same_device
 
 __all__ = ["embedding"]
 
 
-class Embedding(Function):
+class Embedding(Op):
     """``weight[idx]``; the weight's gradient scatter-adds the output gradient into the rows
     that were picked (``add.at``), so this backward is not itself differentiable."""
 
-    on_arrays = True
     once_differentiable = True
 
     @staticmethod
@@ -42,13 +41,13 @@ class Embedding(Function):
 def _renorm_(weight, idx, max_norm, norm_type):
     """Scale (in place, no grad) the rows of ``weight`` picked by ``idx`` whose
     ``norm_type``-norm exceeds ``max_norm`` down to norm ``max_norm``."""
-    w = weight._array
+    w = weight.array
     xp = weight.device.xp
     rows = xp.unique(idx)
     norms = (xp.abs(w[rows]) ** norm_type).sum(axis=1) ** (1.0 / norm_type)
     scale = xp.where(norms > max_norm, max_norm / (norms + 1e-7), 1.0).astype(w.dtype)
     w[rows] *= scale[:, None]
-    weight._version.value += 1
+    weight.bump_version()
 
 
 def embedding(
@@ -63,7 +62,7 @@ def embedding(
     """Rows of ``weight`` (num_embeddings, embedding_dim) at the integer indices ``input``:
     output shape ``input.shape + (embedding_dim,)``. The ``padding_idx`` row gets no gradient;
     ``max_norm`` renormalises the looked-up rows of ``weight`` in place first."""
-    if not isinstance(input, Tensor) or input._array.dtype.kind not in "iu":
+    if not isinstance(input, Tensor) or input.array.dtype.kind not in "iu":
         what = input.dtype if isinstance(input, Tensor) else type(input).__name__
         raise TypeError(f"embedding: expected input to be an integer (index) tensor, got {what}")
     if weight.ndim != 2:
@@ -81,7 +80,7 @@ def embedding(
                 f"embedding: padding_idx ({padding_idx}) must be within num_embeddings ({num})"
             )
         padding_idx %= num
-    idx = input._array
+    idx = input.array
     if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= num):
         bad = idx[(idx < 0) | (idx >= num)].ravel()[0]
         raise IndexError(

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import warnings
 
-from ..autograd import Function, Tensor
+from ..autograd import Op, Tensor
 from ..backend import array_module_for
 from ._helpers import check_broadcast, check_same_device, unbroadcast
-from .activation import stable_sigmoid, stable_softplus
+from ._stable import logsumexp_shift, stable_sigmoid, stable_softplus
 
 __all__ = [
     "cross_entropy",
@@ -88,7 +88,7 @@ def _constant(op, name, value, input):
     if not isinstance(value, Tensor):
         raise TypeError(f"{op}: {name} must be a Tensor or None, got {type(value).__name__}")
     check_same_device(op, input, value)
-    return value._array.astype(input._array.dtype, copy=False)
+    return value.array.astype(input.array.dtype, copy=False)
 
 
 # ---- cross entropy and NLL over classes ---------------------------------------------------
@@ -99,28 +99,18 @@ def _rows(a):
     return array_module_for(a).arange(a.shape[0])
 
 
-def _shift(x):
-    """The log-sum-exp shift, each row's maximum (0 where not finite), as a constant column:
-    softmax does not depend on it, so neither do its derivatives."""
-    a = x._array if isinstance(x, Tensor) else x
-    xp = array_module_for(a)
-    m = a[_rows(a), a.argmax(axis=1)]  # numpy's max over a short axis is several times slower
-    return xp.where(xp.isfinite(m), m, 0)[:, None]
-
-
 def _softmax_terms(xp, x):
     """``(z, e, se)``: the shifted logits, ``exp(z)`` and its row sums, so that
     ``softmax = e / se`` and ``log_softmax = z - log(se)``."""
-    z = x - _shift(x)
+    z = x - logsumexp_shift(x, 1)
     e = xp.exp(z)
     return z, e, xp.sum(e, axis=1, keepdims=True)
 
 
-class _ClassLoss(Function):
+class _ClassLoss(Op):
     """Shared by the losses over classes: reduction state, and the incoming gradient as a
     column (divided by the denominator of a mean)."""
 
-    on_arrays = True
     autocast = "float32"
 
     @staticmethod
@@ -247,11 +237,11 @@ def _index_targets(op, input, target, batch, weight, ignore_index):
     arrays: indices with ignored ones set to 0, each target's class weight (0 where ignored),
     the not-ignored mask, the class weights (or None) and the sum of ``w`` (a weighted mean's
     denominator)."""
-    x = input._array
+    x = input.array
     if not isinstance(target, Tensor):
         raise TypeError(f"{op}: expected target to be a Tensor, got {type(target).__name__}")
     check_same_device(op, input, target)
-    if target._array.dtype.kind not in "iu":
+    if target.array.dtype.kind not in "iu":
         raise RuntimeError(
             f"{op}: expected target of class indices (an integer tensor of shape "
             f"{list(batch)}) or of class probabilities (a float tensor of the input's shape "
@@ -265,8 +255,8 @@ def _index_targets(op, input, target, batch, weight, ignore_index):
         )
     xp = input.device.xp
     classes = x.shape[0 if x.ndim == 1 else 1]
-    valid = target._array.ravel() != ignore_index
-    t = xp.where(valid, target._array.ravel(), 0)
+    valid = target.array.ravel() != ignore_index
+    t = xp.where(valid, target.array.ravel(), 0)
     if t.size:
         bad = (t < 0) | (t >= classes)
         if bad.any():
@@ -340,12 +330,11 @@ def nll_loss(
 
 
 # ---- elementwise losses -------------------------------------------------------------------
-class _Pointwise(Function):
+class _Pointwise(Op):
     """A loss ``loss(xp, x, t, *params)`` applied elementwise (with broadcasting) and reduced.
     Subclasses give the loss and its partial derivatives ``grad_input`` and (unless it is
     ``-grad_input``) ``grad_target``, written for arrays and tensors alike."""
 
-    on_arrays = True
     autocast = "float32"
 
     @classmethod
@@ -546,7 +535,7 @@ def binary_cross_entropy(
     -100, as in PyTorch), times ``weight`` (broadcast to the input)."""
     op = "binary_cross_entropy"
     reduction = _reduction(size_average, reduce, reduction)
-    x = _float_input(op, input)._array
+    x = _float_input(op, input).array
     if x.size and bool(((x < 0) | (x > 1)).any()):
         raise RuntimeError(f"{op}: all elements of input should be between 0 and 1")
     return _pointwise(

@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from ..autograd import Function
+from ..autograd import Op
 from .conv import _check_input, _restore, _shape4, _spatial, pad_into, strided
 
 __all__ = [
@@ -218,8 +218,7 @@ def _scatter(xp, g, idx, targets, overlap: bool) -> None:
             xp.multiply(g, mask, out=t)
 
 
-class MaxPool(Function):
-    on_arrays = True
+class MaxPool(Op):
     once_differentiable = True
 
     @staticmethod
@@ -258,8 +257,7 @@ class MaxPool(Function):
         return geo.unpadded(xp, flat, n, c).reshape(ctx.x_shape), None, None, None
 
 
-class AvgPool(Function):
-    on_arrays = True
+class AvgPool(Op):
     once_differentiable = True
 
     @staticmethod
@@ -284,11 +282,10 @@ class AvgPool(Function):
         return geo.unpadded(xp, flat, n, c).reshape(ctx.x_shape), None, None, None
 
 
-class AdaptiveAvgPool(Function):
+class AdaptiveAvgPool(Op):
     """Adaptive average pooling as two matrix products with the bin-averaging matrices
     ``mh`` (OH, H) and ``mw`` (OW, W): out = mh @ x @ mw.T per plane."""
 
-    on_arrays = True
     once_differentiable = True
 
     @staticmethod

@@ -29,8 +29,7 @@ from distgrad.data import (
     TensorDataset,
     default_collate,
 )
-
-from . import faultlib
+from tests import mpijob
 
 CASES = []
 
@@ -609,9 +608,7 @@ class LaunchFailed(Exception):
 
 
 def launch(tmp, *args):
-    job = faultlib.run_command(
-        [sys.executable, "-m", "launcher.cli", "--dry-run", *args], timeout=60
-    )
+    job = mpijob.run_command([sys.executable, "-m", "launcher.cli", "--dry-run", *args], timeout=60)
     launch.orphans += job.orphans
     if job.returncode != 0:
         raise LaunchFailed(f"exit {job.returncode}: {job.stderr}")
@@ -670,7 +667,11 @@ def test_catalogue_is_large_and_broad():
     assert set(AREAS) >= {"ops", "modules", "optimizers", "collectives", "launcher"}
 
 
-@pytest.mark.parametrize("area,name,build,error,words", CASES, ids=[c[1] for c in CASES])
+@pytest.mark.parametrize(
+    "area,name,build,error,words",
+    [pytest.param(*c, marks=[pytest.mark.multiprocess] * (c[0] == "launcher")) for c in CASES],
+    ids=[c[1] for c in CASES],
+)
 def test_bad_input(area, name, build, error, words, fault_record, tmp_path, request):
     if area == "collectives":
         request.getfixturevalue("world")

@@ -1,5 +1,6 @@
 """Collectives checked inside every rank of a real MPI job against numpy references (run by
-``tests/distributed/test_collectives.py`` as ``mpiexec -n N pytest --with-mpi``).
+``tests/distributed/test_collectives.py`` as ``mpiexec -n N pytest --with-mpi``; the file
+name has no ``test_`` prefix, so a plain pytest run does not collect it).
 
 Every rank builds every rank's input from the same seeds, so each can compute the expected
 result locally.
