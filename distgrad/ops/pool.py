@@ -456,12 +456,11 @@ def _bin_edges(size: int, out: int):
     return (i * size) // out, -((-(i + 1) * size) // out)
 
 
-class AdaptiveMaxPool(Function):
+class AdaptiveMaxPool(Op):
     """Max over each adaptive bin of ((N,) C, H, W) planes; one pass per output cell (bins
     may overlap). Returns the values and, per cell, the flat index (``h * W + w``) of its
     first maximum, as PyTorch; backward adds the gradient at those indices."""
 
-    on_arrays = True
     once_differentiable = True
 
     @staticmethod

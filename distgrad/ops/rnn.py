@@ -16,7 +16,7 @@ its own last step. Differentiable once (its backward is array code).
 
 from __future__ import annotations
 
-from ..autograd import Function, Tensor
+from ..autograd import Op, Tensor
 from ._helpers import check_same_device
 
 __all__ = ["rnn_sequence", "MODES"]
@@ -49,14 +49,13 @@ def _linear(xp, x, w, b):
     return out
 
 
-class RNNSequence(Function):
+class RNNSequence(Op):
     """One recurrent layer in one direction over a packed sequence.
 
     ``forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mode, batch_sizes, reverse)`` returns
     ``(y, h_n, c_n)``: ``y`` of shape ``(rows, P)``, ``h_n`` ``(N, P)`` and, for LSTM, ``c_n``
     ``(N, H)`` (else None). ``c0``, the biases and ``w_hr`` (LSTM projection) may be None."""
 
-    on_arrays = True
     once_differentiable = True
 
     @staticmethod

@@ -72,8 +72,8 @@ def _update(p, g, state, group):
     rho, eps = group["rho"], group["eps"]
     _count_step(state)
     d = _gradient(p, g, group)
-    v = state["square_avg"]._array
-    u = state["acc_delta"]._array
+    v = state["square_avg"].array
+    u = state["acc_delta"].array
     v *= rho
     v += (1 - rho) * d * d
     delta = xp.sqrt(u + eps)
