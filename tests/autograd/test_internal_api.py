@@ -12,8 +12,9 @@ from distgrad.autograd import Function, Op
 from distgrad.autograd.graph import AccumulateGrad, get_gradient_edge
 
 ROOT = pathlib.Path(dg.__file__).parent
+# An attribute access on some object (``x._array``), not a relative import (``from ._version``).
 PRIVATE = re.compile(
-    r"\._(array|grad|version|grad_fn|requires_grad|output_nr|accumulator|hooks|post_acc_hooks|"
+    r"(?<=[\w)\]])\._(array|grad|version|grad_fn|requires_grad|output_nr|accumulator|hooks|post_acc_hooks|"
     r"retains_grad|make|alias|edge|version_value|host_array)\b"
 )
 # distributed/ is converted by its own owners; autograd/ is where the attributes live.
