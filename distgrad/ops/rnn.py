@@ -63,6 +63,10 @@ class RNNSequence(Op):
         xp = ctx.xp
         hidden = w_hh.shape[1] if mode != "LSTM" else w_ih.shape[0] // 4
         steps = _steps(batch_sizes, reverse)
+        ctx.mode, ctx.steps, ctx.hidden = mode, steps, hidden
+        ctx.has_bias = b_ih is not None
+        if mode == "LSTM":
+            return _lstm_forward(ctx, xp, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, steps)
         gx = x @ w_ih.T  # (rows, G): the input's share of every gate, one GEMM
         if b_ih is not None:
             gx += b_ih
@@ -72,36 +76,7 @@ class RNNSequence(Op):
         h_prev = xp.empty((x.shape[0], h.shape[1]), x.dtype)  # h entering each step
         y = xp.empty((x.shape[0], h.shape[1]), x.dtype)
         c_n = None
-        if mode == "LSTM":
-            c = c0.copy()
-            c_prev = xp.empty((x.shape[0], hidden), x.dtype)
-            tanh_c = xp.empty_like(c_prev)
-            m = xp.empty_like(c_prev) if w_hr is not None else None
-            for off, b in steps:
-                rows = slice(off, off + b)
-                hb, cb = h[:b], c[:b]
-                h_prev[rows] = hb
-                c_prev[rows] = cb
-                a = gx[rows]
-                a += hb @ w_hh.T
-                g = a[:, 2 * hidden : 3 * hidden]
-                g *= 2  # tanh(x) = 2 sigmoid(2x) - 1: one in-place pass for all four gates
-                _sigmoid_(xp, a)
-                g *= 2
-                g -= 1
-                i, f, o = a[:, :hidden], a[:, hidden : 2 * hidden], a[:, 3 * hidden :]
-                cb *= f
-                cb += i * g
-                tc = xp.tanh(cb, out=tanh_c[rows])
-                out = o * tc
-                if m is not None:
-                    m[rows] = out
-                    out = out @ w_hr.T
-                hb[...] = out
-                y[rows] = out
-            c_n = c
-            ctx.save_for_backward(x, w_ih, w_hh, w_hr, h_prev, c_prev, gx, tanh_c, m)
-        elif mode == "GRU":
+        if mode == "GRU":
             h3 = slice(2 * hidden, 3 * hidden)
             gh_n = xp.empty((x.shape[0], hidden), x.dtype)
             for off, b in steps:
@@ -145,41 +120,15 @@ class RNNSequence(Op):
     @staticmethod
     def backward(ctx, gy, gh_n, gc_n):
         xp = ctx.xp
+        if ctx.mode == "LSTM":
+            return _lstm_backward(ctx, xp, gy, gh_n, gc_n)
         x, w_ih, w_hh, w_hr, h_prev, c_prev, acts, aux, m = ctx.saved_tensors
         mode, hidden = ctx.mode, ctx.hidden
         dh = xp.array(gh_n, copy=True)
         d_gates = xp.empty_like(acts)
         d_gh = None
         d_out = None
-        if mode == "LSTM":
-            dc = xp.array(gc_n, copy=True)
-            tanh_c = aux
-            if m is not None:
-                d_out = xp.empty_like(h_prev)  # gradient at the projection's output
-            for off, b in reversed(ctx.steps):
-                rows = slice(off, off + b)
-                dhb = dh[:b] + gy[rows]
-                if m is not None:
-                    d_out[rows] = dhb
-                    dhb = dhb @ w_hr
-                a = acts[rows]
-                i, f, g, o = (a[:, k * hidden : (k + 1) * hidden] for k in range(4))
-                tc = tanh_c[rows]
-                dg = d_gates[rows]
-                dcb = dc[:b]
-                do = dhb * tc
-                dhb *= o
-                dhb *= 1 - tc * tc
-                dcb += dhb
-                dg[:, :hidden] = dcb * g * i * (1 - i)
-                dg[:, hidden : 2 * hidden] = dcb * c_prev[rows] * f * (1 - f)
-                dg[:, 2 * hidden : 3 * hidden] = dcb * i * (1 - g * g)
-                dg[:, 3 * hidden :] = do * o * (1 - o)
-                dcb *= f
-                dh[:b] = dg @ w_hh
-            d_gh = d_gates
-            dc0 = dc
-        elif mode == "GRU":
+        if mode == "GRU":
             gh_n_saved = aux
             d_gh = xp.empty_like(acts)
             h3 = slice(2 * hidden, 3 * hidden)
@@ -255,3 +204,111 @@ def rnn_sequence(
     if dense:
         y = y.reshape(steps, batch, y.shape[-1])
     return y, h_n, c_n
+
+
+# ---- LSTM ----------------------------------------------------------------------------------
+# Internally the gates are ordered o, i, f, g (PyTorch's i, f, g, o permuted), so that the three
+# sigmoid gates are one contiguous block and the three gates scaled by dc (i, f, g) another.
+# The sigmoid gates' weights are pre-scaled by 1/2 (exact in floating point), so one tanh over
+# all four gates gives tanh(x/2) there, and sigmoid(x) = tanh(x/2) / 2 + 1/2.
+def _gate_order(xp, hidden):
+    h = hidden
+    return xp.concatenate([xp.arange(3 * h, 4 * h), xp.arange(0, 3 * h)])
+
+
+def _lstm_forward(ctx, xp, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, steps):
+    hidden = w_ih.shape[0] // 4
+    perm = _gate_order(xp, hidden)
+    scale = xp.ones((4 * hidden, 1), x.dtype)
+    scale[: 3 * hidden] = 0.5
+    w_ih_p, w_hh_p = w_ih[perm], w_hh[perm]
+    w_hh_s = (w_hh_p * scale).T.copy()
+    gx = x @ (w_ih_p * scale).T  # (rows, 4H): the input's share of every gate, one GEMM
+    if b_ih is not None:
+        gx += (b_ih + b_hh)[perm] * scale[:, 0]
+    rows_total = x.shape[0]
+    h, c = h0.copy(), c0.copy()
+    h_prev = xp.empty((rows_total, h.shape[1]), x.dtype)  # h entering each step
+    c_prev = xp.empty((rows_total, hidden), x.dtype)
+    tanh_c = xp.empty_like(c_prev)
+    y = xp.empty((rows_total, h.shape[1]), x.dtype)
+    m = xp.empty_like(c_prev) if w_hr is not None else None
+    w_hr_t = None if w_hr is None else w_hr.T.copy()
+    sig = slice(0, 3 * hidden)
+    for off, b in steps:
+        rows = slice(off, off + b)
+        hb, cb = h[:b], c[:b]
+        h_prev[rows] = hb
+        c_prev[rows] = cb
+        a = gx[rows]
+        a += hb @ w_hh_s
+        xp.tanh(a, out=a)
+        s = a[:, sig]
+        s *= 0.5
+        s += 0.5
+        o, i, f, g = (a[:, k * hidden : (k + 1) * hidden] for k in range(4))
+        cb *= f
+        cb += i * g
+        tc = xp.tanh(cb, out=tanh_c[rows])
+        if m is None:
+            out = xp.multiply(o, tc, out=y[rows])
+            hb[...] = out
+        else:
+            mr = xp.multiply(o, tc, out=m[rows])
+            xp.matmul(mr, w_hr_t, out=hb)
+            y[rows] = hb
+    ctx.save_for_backward(x, w_ih_p, w_hh_p, w_hr, h_prev, c_prev, gx, tanh_c, m)
+    ctx.perm = perm
+    return y, h, c
+
+
+def _lstm_backward(ctx, xp, gy, gh_n, gc_n):
+    x, w_ih_p, w_hh_p, w_hr, h_prev, c_prev, acts, tanh_c, m = ctx.saved_tensors
+    hidden = ctx.hidden
+    o, i, f, g = (acts[:, k * hidden : (k + 1) * hidden] for k in range(4))
+    # every factor that does not depend on the incoming gradients, for all steps at once
+    factors = xp.empty_like(acts)
+    xp.multiply(tanh_c, o * (1 - o), out=factors[:, :hidden])  # dG_o = dh * this
+    xp.multiply(g, i * (1 - i), out=factors[:, hidden : 2 * hidden])  # dG_i = dc * this
+    xp.multiply(c_prev, f * (1 - f), out=factors[:, 2 * hidden : 3 * hidden])  # dG_f
+    xp.multiply(i, 1 - g * g, out=factors[:, 3 * hidden :])  # dG_g = dc * this
+    to_c = o * (1 - tanh_c * tanh_c)  # dc += dh * this
+    dh = xp.array(gh_n, copy=True)
+    dc = xp.array(gc_n, copy=True)
+    d_gates = xp.empty_like(acts)
+    d_out = xp.empty_like(h_prev) if m is not None else None
+    d_gates3 = d_gates.reshape(-1, 4, hidden)  # views: (rows, gate, H)
+    factors3 = factors.reshape(-1, 4, hidden)
+    for off, b in reversed(ctx.steps):
+        rows = slice(off, off + b)
+        dhb = dh[:b] + gy[rows]
+        if m is not None:
+            d_out[rows] = dhb
+            dhb = dhb @ w_hr
+        dcb = dc[:b]
+        dcb += dhb * to_c[rows]
+        dg, fr = d_gates[rows], factors[rows]
+        xp.multiply(dhb, fr[:, :hidden], out=dg[:, :hidden])
+        xp.multiply(dcb[:, None, :], factors3[rows, 1:], out=d_gates3[rows, 1:])
+        dcb *= f[rows]
+        xp.matmul(dg, w_hh_p, out=dh[:b])
+    need = ctx.needs_input_grad
+    inverse = xp.argsort(ctx.perm)
+    dx = d_gates @ w_ih_p if need[0] else None
+    dw_ih = (d_gates.T @ x)[inverse] if need[3] else None
+    dw_hh = (d_gates.T @ h_prev)[inverse] if need[4] else None
+    db = d_gates.sum(0)[inverse] if ctx.has_bias and (need[5] or need[6]) else None
+    dw_hr = d_out.T @ m if d_out is not None and need[7] else None
+    return (
+        dx,
+        dh,
+        dc,
+        dw_ih,
+        dw_hh,
+        db if need[5] else None,
+        db if need[6] else None,
+        dw_hr,
+        None,
+        None,
+        None,
+    )
