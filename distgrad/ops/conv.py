@@ -16,7 +16,7 @@ import dataclasses
 
 import numpy as np
 
-from ..autograd import Function, Tensor
+from ..autograd import Op, Tensor
 from ..autograd.function import autocasting
 from ._helpers import check_same_device
 from .windows import (
@@ -275,10 +275,9 @@ def scatter(xp, cols, g: Geometry):
 
 
 # ---- convolution ----------------------------------------------------------------------------
-class Conv(Function):
+class Conv(Op):
     """Cross-correlation of x ((N,) C, [H,] W) with weight (F, C/groups, [kh,] kw)."""
 
-    on_arrays = True
     autocast = "lower"
     once_differentiable = True
 
@@ -316,11 +315,10 @@ class Conv(Function):
         return gx, gw, gb, None, None, None, None
 
 
-class ConvTranspose(Function):
+class ConvTranspose(Op):
     """The adjoint of ``Conv`` in x: weight (C, F/groups, [kh,] kw). Its forward is a
     convolution's input gradient, its backward a convolution and its kernel gradient."""
 
-    on_arrays = True
     autocast = "lower"
     once_differentiable = True
 
@@ -508,10 +506,9 @@ def conv_transpose2d(
 
 
 # ---- unfold / fold ----------------------------------------------------------------------------
-class Unfold(Function):
+class Unfold(Op):
     """x ((N,) C, H, W) -> blocks ((N,) C*kh*kw, L)."""
 
-    on_arrays = True
     once_differentiable = True
 
     @staticmethod
@@ -530,10 +527,9 @@ class Unfold(Function):
         return scatter(ctx.xp, cols, g).reshape(ctx.x_shape), None, None, None, None
 
 
-class Fold(Function):
+class Fold(Op):
     """Blocks ((N,) C*kh*kw, L) -> ((N,) C, H, W), overlapping values summed."""
 
-    on_arrays = True
     once_differentiable = True
 
     @staticmethod
