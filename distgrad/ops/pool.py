@@ -2,9 +2,10 @@
 
 A 2-d window's max (or sum) is the max over its kh rows of the max over kw columns of each row,
 so pooling runs as two 1-d passes, each a loop over one axis' kernel offsets: along W on a flat
-strided view of the padded buffer (all rows as one long run: row width ``Wb = Wq*sw`` puts
-output column ``ow`` of every row at ``m*sw`` for one running index ``m``; columns ``OW..Wq``
-are garbage and dropped), then along H over whole rows. Max pooling keeps, per pass, which
+strided view of the padded buffer (the shared ``windows.Geometry``; all rows as one long run:
+the padded width ``Wp = Wq*sw`` puts output column ``ow`` of every row at ``m*sw`` for one
+running index ``m``; columns ``OW..Wq`` are garbage and dropped), then along H over whole
+rows. Max pooling keeps, per pass, which
 offset won (strictly greater, so the first maximum in row-major order wins, as in PyTorch);
 backward routes the gradient back through both passes. Backwards are once-differentiable.
 """
