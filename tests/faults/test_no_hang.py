@@ -84,3 +84,12 @@ def test_groups_created_in_a_different_order(rep, fault_record):
     ) or "is in its new_group call #2 for ranks [1, 2], but rank 1 is in its call #1" in (
         job.stderr
     ), job.describe()
+
+
+@pytest.mark.parametrize("rep", range(REPS))
+def test_monitored_barrier_names_absent_ranks(rep, fault_record):
+    job = mpijob.run(WORKERS / "monitored.py", n=3, timeout=60)
+    _record(fault_record, "13 monitored_barrier, a rank absent", rep, job, "monitored_barrier", 2)
+    assert job.returncode not in (0, None) and job.orphans == 0, job.describe()
+    assert "monitored_barrier: rank(s) [2] did not reach the barrier within 2 s" in job.stderr
+    assert "passed the barrier" not in job.stdout
