@@ -27,7 +27,12 @@ from .communicator import (
     Work,
 )
 from .contract import CollectiveMismatchError
-from .data_parallel import DataParallel, NonFiniteGradientError, StepStats
+from .data_parallel import (
+    DataParallel,
+    DistributedDataParallel,
+    NonFiniteGradientError,
+    StepStats,
+)
 from .process_group import (
     barrier,
     finalize,
@@ -80,6 +85,7 @@ __all__ = [
     "CollectiveTimeoutError",
     "CommunicatorBrokenError",
     "CollectiveMismatchError",
+    "DistributedDataParallel",
     "DataParallel",
     "StepStats",
     "NonFiniteGradientError",
