@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..autograd import Tensor, graph
+from ..autograd.engine import set_grad_writer
 from .communicator import ReduceOp
 from .contract import check_agreement
 from .nccl import OverlapTimeline
@@ -110,15 +111,29 @@ class AllreduceBucket(_BucketBase):
         self.nbytes = int(self.flat.nbytes)
         self.reset()
 
+        self.prescaled = [False] * len(params)  # written by the engine, already scaled
+
     def reset(self) -> None:
         super().reset()
         self.saved = {}  # slot -> .grad of an unused parameter, restored if no rank used it
+
+    def write_first(self, slot: int, scale, array):
+        """The engine's grad writer (``gradient_as_bucket_view``): the first gradient of a
+        backward goes straight into the slot, times ``scale`` (None: unscaled, no_sync)."""
+        if scale is None:
+            self.views[slot][...] = array
+        else:
+            self.xp.multiply(array, scale, out=self.views[slot])
+            self.prescaled[slot] = True
+        return self.grads[slot]
 
     def fill(self, slot: int, scale: float, used: bool) -> None:
         """Put the parameter's gradient (zeros if None), times ``scale``, into its slot."""
         param = self.params[slot]
         view, grad = self.views[slot], param.grad
-        if grad is None:
+        if self.prescaled[slot]:
+            self.prescaled[slot] = False
+        elif grad is None:
             view[...] = 0
         elif grad.array is view:
             if not used:
@@ -315,16 +330,25 @@ class Reducer:
         self.buckets = [self.buckets[i] for i in order]
 
     def attach(self) -> None:
-        """Register the post-accumulate-grad hook of every parameter of the buckets."""
+        """Register the post-accumulate-grad hook of every parameter of the buckets, and for
+        allreduce buckets the engine's grad writer (gradients straight into the bucket)."""
         for bucket in self.buckets:
-            for p in bucket.params:
+            for j, p in enumerate(bucket.params):
                 self._handles.append(p.register_post_accumulate_grad_hook(self._on_ready))
+                if bucket.kind == "allreduce":
+                    set_grad_writer(p, functools.partial(self._write_first, bucket, j))
+        self._attached = [p for b in self.buckets for p in b.params]
 
     def detach(self) -> None:
-        """Remove the hooks."""
+        """Remove the hooks and grad writers."""
         for handle in self._handles:
             handle.remove()
-        self._handles = []
+        for p in getattr(self, "_attached", ()):
+            set_grad_writer(p, None)
+        self._handles, self._attached = [], []
+
+    def _write_first(self, bucket, slot: int, array):
+        return bucket.write_first(slot, self.scale if self.require_sync else None, array)
 
     # ---- during backward -------------------------------------------------------------------
     def _on_ready(self, param: Tensor) -> None:
