@@ -108,6 +108,7 @@ class AllreduceBucket(_BucketBase):
         ]
         self.grads = [Tensor(v) for v in self.views]  # what param.grad becomes after a step
         self.flags = self.flat[total:]
+        self.probe = self.flat  # an array on the bucket's device
         self.nbytes = int(self.flat.nbytes)
         self.reset()
 
@@ -232,8 +233,9 @@ class ShardLayout:
 
 class ShardBucket(_BucketBase):
     """Rank-major gradients of parameters of one dtype, reduce-scattered into this rank's
-    shard; ``on_reduced(shard, add)`` receives the reduced block (``add``: the shards' current
-    ``.grad`` must be added to, not replaced)."""
+    shard; ``on_reduced(block)`` receives the reduced block (a new array each time, which the
+    owner may keep). Both buffers live only from the first gradient of a backward to the end of
+    the reduction (or across ``no_sync`` backwards, which accumulate into the send buffer)."""
 
     kind = "reduce_scatter"
 
@@ -241,47 +243,58 @@ class ShardBucket(_BucketBase):
         super().__init__(params, names)
         self.layout, self.rank, self.on_reduced = layout, rank, on_reduced
         first = params[0].array
-        dtype = first.dtype if dtype is None else np.dtype(dtype)
-        with _on_device(first):
-            self.send = self.xp.zeros((layout.world, layout.block), dtype)
-            self.recv = self.xp.zeros(layout.block, dtype)
-        self.flat = self.send
-        self.nbytes = int(self.send.nbytes)
+        self.dtype = first.dtype if dtype is None else np.dtype(dtype)
+        self._device = self.probe = first
+        self.send = self.recv = None
+        self.nbytes = layout.world * layout.block * self.dtype.itemsize
         self.accumulated = False  # no_sync backwards have added into ``send``
         self.pre_scale, self.post_scale = 1.0 / layout.world, None
+        self.written = False
         self.reset()
+
+    @property
+    def flat(self):
+        """The send buffer (allocated when needed)."""
+        if self.send is None:
+            with _on_device(self._device):
+                self.send = self.xp.zeros((self.layout.world, self.layout.block), self.dtype)
+        return self.send
+
+    def reset(self) -> None:
+        super().reset()
+        self.written = False
 
     def fill(self, slot: int, scale: float, used: bool) -> None:
         """Write (or, after no_sync backwards, add) the parameter's gradient into its rows of
         every block and free the full gradient."""
         param = self.params[slot]
         grad = param.grad if used else None
-        index, rows = slot, None
+        rows = None
         if grad is not None:
-            rows = grad.array.reshape(self.layout.dim0[index], self.layout.inner[index])
-            if rows.dtype != self.send.dtype:
-                rows = rows.astype(self.send.dtype)
-        if self.ready[slot]:  # a second contribution in the same backward (ZeRO-3 recompute)
-            if rows is not None:
-                self.layout.scatter_into(self.xp, rows, index, self.send, self.pre_scale, True)
-        else:
-            self.layout.scatter_into(
-                self.xp, rows, index, self.send, self.pre_scale, self.accumulated
-            )
+            rows = grad.array.reshape(self.layout.dim0[slot], self.layout.inner[slot])
+            if rows.dtype != self.dtype:
+                rows = rows.astype(self.dtype)
+        add = self.ready[slot] or self.accumulated  # a second contribution, or accumulating
+        if rows is not None or not add:
+            self.layout.scatter_into(self.xp, rows, slot, self.flat, self.pre_scale, add)
         param.grad = None
 
     def launch(self, comm):
-        return comm.reduce_scatter(self.send.reshape(-1), self.recv, ReduceOp.SUM)
+        with _on_device(self._device):
+            self.recv = self.xp.empty(self.layout.block, self.dtype)
+        return comm.reduce_scatter(self.flat.reshape(-1), self.recv, ReduceOp.SUM)
 
     def write_back(self) -> None:
+        recv, self.recv, self.send = self.recv, None, None
         if self.post_scale is not None:
-            self.recv *= self.post_scale
-        self.on_reduced(self.recv)
+            recv *= self.post_scale
+        self.on_reduced(recv)
         self.accumulated = False
+        self.written = True
 
     def describe(self):
         """What must agree across ranks."""
-        return (str(self.send.dtype), _device_kind(self.send), self.names, int(self.send.size))
+        return (str(self.dtype), _device_kind(self._device), self.names, int(self.nbytes))
 
 
 def _device_kind(array) -> str:
@@ -367,7 +380,7 @@ class Reducer:
         self._t_start = time.perf_counter()
         self._next = 0
         self._timeline = (
-            OverlapTimeline.start(self.comm, self.buckets[0].flat) if self.buckets else None
+            OverlapTimeline.start(self.comm, self.buckets[0].probe) if self.buckets else None
         )
         for bucket in self.buckets:
             bucket.reset()
@@ -432,19 +445,14 @@ class Reducer:
         end = time.perf_counter()
         if self._timeline is not None:
             self._timeline.backward_ended()
-        launched_early = sum(b.work is not None for b in self.buckets)
+        launched_early = sum(b.launched_at is not None for b in self.buckets)
         completed_early = sum(b.done_at is not None for b in self.buckets)
         for bucket in self.buckets:  # reached by the graph, but no gradient arrived
             self.complete(bucket)
         for bucket in self.buckets:
-            if bucket.work is None:
-                continue
-            if bucket.done_at is None:
-                bucket.work.wait()
-                bucket.done_at = time.perf_counter()
-            bucket.write_back()
+            self.settle(bucket)
         self.active = False
-        launched = [b for b in self.buckets if b.work is not None]
+        launched = [b for b in self.buckets if b.launched_at is not None]
         if not launched:
             return
         done = time.perf_counter()
@@ -463,6 +471,17 @@ class Reducer:
             overlap,
             done - end,
         )
+
+    def settle(self, bucket) -> None:
+        """Wait for ``bucket``'s reduction (if launched) and write its result back, once."""
+        if bucket.work is None or getattr(bucket, "written", False):
+            return  # not launched (no_sync), or already written back
+        if bucket.done_at is None:
+            bucket.work.wait()
+            bucket.done_at = time.perf_counter()
+        bucket.write_back()
+        if bucket.kind == "reduce_scatter":
+            bucket.work = None  # the Work holds the (freed) send buffer
 
     def watchdog_state(self):
         """The buckets, for the hang watchdog: ``(name, state, {seq: label})``."""

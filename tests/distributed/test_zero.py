@@ -9,7 +9,7 @@ from .mpi_helpers import check, requires_mpi, run_mpi
 
 pytestmark = requires_mpi
 
-STAGES = [1]
+STAGES = [1, 2, 3]
 
 
 def digests(proc, n):
