@@ -5,7 +5,8 @@ ZeroRedundancyOptimizer, 2 and 3 are fully_shard (reshard_after_forward False / 
 layer, the tied embedding and the root. OPTIMIZER is ``adam`` or ``sgd`` (momentum). The model
 has shapes that do not divide by the world size (Linear(7, 15)), an unused layer and an
 embedding tied to the output layer (a tie across units for fully_shard); every step
-accumulates two micro-batches, the first under ``no_sync``. After 10 steps the parameters
+accumulates two micro-batches, the first under ``no_sync``, and clips the gradients to a global
+norm of 0.5 (which must be the single process's). After 10 steps the parameters
 must equal the single process's to 1e-12. Prints ``OK <max diff> <sha256 of the parameters>``.
 """
 
@@ -20,6 +21,7 @@ import distgrad.distributed as dist
 import distgrad.nn as nn
 import distgrad.nn.functional as F
 import distgrad.optim
+from distgrad.nn.utils import clip_grad_norm_
 from distgrad.distributed.optim import ZeroRedundancyOptimizer
 
 distgrad.set_default_dtype(distgrad.float64)
@@ -88,6 +90,11 @@ for step in range(STEPS):
             F.cross_entropy(ref(*batch(step, s, k)[:1]), batch(step, s, k)[1]) for s in range(W)
         )
         (ref_loss / W).backward()
+    # one global norm for sharded and replicated parameters alike, the same on every rank
+    mine = wrapped.parameters() if stage == 1 else model.parameters()
+    norm = clip_grad_norm_(mine, max_norm=0.5).item()
+    ref_norm = clip_grad_norm_(ref.parameters(), max_norm=0.5).item()
+    assert abs(norm - ref_norm) <= TOL * max(1.0, ref_norm), (step, norm, ref_norm)
     opt.step()
     ref_opt.step()
     opt.zero_grad()
