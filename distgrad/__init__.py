@@ -2,6 +2,7 @@
 scales from one process to many GPUs across nodes. The public API follows PyTorch."""
 
 from . import (
+    _launched,  # noqa: F401 - first, before numpy: see distgrad/_launched.py
     amp,
     autograd,
     backend,
@@ -11,12 +12,14 @@ from . import (
     distributed,
     func,
     jit,
+    multiprocessing,
     nn,
     ops,
     optim,
     utils,
     viz,
 )
+from ._version import __version__
 from .autograd import (
     Tensor,
     enable_grad,
@@ -44,7 +47,6 @@ from .ops import *  # noqa: F401,F403
 from .serialization import load, save
 
 double, half, long = float64, float16, int64
-__version__ = "0.1.0"
 
 
 def __getattr__(name):

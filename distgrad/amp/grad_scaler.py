@@ -53,7 +53,7 @@ class GradScaler:
         self._growth_factor, self._backoff_factor = float(growth_factor), float(backoff_factor)
         self._growth_interval = int(growth_interval)
         self._growth_tracker = 0
-        self._per_optimizer = {}  # id(optimizer) -> {"stage": ..., "found_inf": bool}
+        self._per_optimizer: dict = {}  # id(optimizer) -> {"stage": ..., "found_inf": bool}
 
     # ---- the loop ---------------------------------------------------------------------
     def scale(self, outputs):
@@ -86,10 +86,10 @@ class GradScaler:
                 g = p.grad
                 if g is None:
                     continue
-                arr = g._array
+                arr = g.array
                 xp = array_module_for(arr)
                 xp.multiply(arr, arr.dtype.type(inv), out=arr)
-                g._version.value += 1
+                g.bump_version()
                 arrays.append(arr)
         state["found_inf"] = any_nonfinite(arrays)
         state["stage"] = _UNSCALED

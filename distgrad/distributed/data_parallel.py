@@ -190,7 +190,7 @@ class DistributedDataParallel(Module):
         works = [self.comm.broadcast(t.array, 0) for t in tensors]
         for t, work in zip(tensors, works):
             work.wait()
-            t._version.value += 1
+            t.bump_version()
 
     # ---- the wrapped module ------------------------------------------------------------------
     def forward(self, *args, **kwargs):

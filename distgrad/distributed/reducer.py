@@ -159,7 +159,7 @@ class AllreduceBucket(_BucketBase):
                     self.views[j][...] = self.saved[j]
                 continue
             grad = self.grads[j]
-            grad._version.value += 1
+            grad.bump_version()
             if p.grad is not grad:
                 p.grad = grad
 

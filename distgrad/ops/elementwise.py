@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from ..autograd import Function, Tensor
+from ..autograd import Op, Tensor
 from ..backend import get_default_dtype, result_type
 from ._helpers import (
     apply_inplace,
@@ -13,9 +15,11 @@ from ._helpers import (
     check_broadcast,
     graph_xp,
     prepare_operands,
+    shape_of,
     tensor_method,
     unbroadcast,
 )
+from ._stable import stable_sigmoid
 
 __all__ = [
     "add",
@@ -79,7 +83,7 @@ __all__ = [
 
 
 def _raw(x):
-    return x._array if isinstance(x, Tensor) else x
+    return x.array if isinstance(x, Tensor) else x
 
 
 def _xp(*xs):
@@ -90,12 +94,10 @@ def _xp(*xs):
 
 
 # ---- binary arithmetic --------------------------------------------------------------------
-class Add(Function):
-    on_arrays = True
-
+class Add(Op):
     @staticmethod
     def forward(ctx, a, b):
-        ctx.shapes = (np.shape(a), np.shape(b))
+        ctx.shapes = (shape_of(a), shape_of(b))
         return a + b
 
     @staticmethod
@@ -107,12 +109,10 @@ class Add(Function):
         )
 
 
-class Sub(Function):
-    on_arrays = True
-
+class Sub(Op):
     @staticmethod
     def forward(ctx, a, b):
-        ctx.shapes = (np.shape(a), np.shape(b))
+        ctx.shapes = (shape_of(a), shape_of(b))
         return a - b
 
     @staticmethod
@@ -124,9 +124,7 @@ class Sub(Function):
         )
 
 
-class Mul(Function):
-    on_arrays = True
-
+class Mul(Op):
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
@@ -141,9 +139,7 @@ class Mul(Function):
         return ga, gb
 
 
-class Div(Function):
-    on_arrays = True
-
+class Div(Op):
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
@@ -158,8 +154,7 @@ class Div(Function):
         return ga, gb
 
 
-class Pow(Function):
-    on_arrays = True
+class Pow(Op):
     autocast = "float32"
 
     @staticmethod
@@ -288,9 +283,7 @@ def _rfloordiv(input, other):
 
 
 # ---- unary math ---------------------------------------------------------------------------
-class Neg(Function):
-    on_arrays = True
-
+class Neg(Op):
     @staticmethod
     def forward(ctx, x):
         return -x
@@ -300,8 +293,7 @@ class Neg(Function):
         return -g
 
 
-class Exp(Function):
-    on_arrays = True
+class Exp(Op):
     autocast = "float32"
 
     @staticmethod
@@ -316,8 +308,7 @@ class Exp(Function):
         return g * y
 
 
-class Expm1(Function):
-    on_arrays = True
+class Expm1(Op):
     autocast = "float32"
 
     @staticmethod
@@ -332,8 +323,7 @@ class Expm1(Function):
         return g * (y + 1)
 
 
-class Log(Function):
-    on_arrays = True
+class Log(Op):
     autocast = "float32"
 
     @staticmethod
@@ -347,8 +337,7 @@ class Log(Function):
         return g / x
 
 
-class Log2(Function):
-    on_arrays = True
+class Log2(Op):
     autocast = "float32"
 
     @staticmethod
@@ -362,8 +351,7 @@ class Log2(Function):
         return g / (x * float(np.log(2.0)))
 
 
-class Log10(Function):
-    on_arrays = True
+class Log10(Op):
     autocast = "float32"
 
     @staticmethod
@@ -377,8 +365,7 @@ class Log10(Function):
         return g / (x * float(np.log(10.0)))
 
 
-class Log1p(Function):
-    on_arrays = True
+class Log1p(Op):
     autocast = "float32"
 
     @staticmethod
@@ -392,9 +379,7 @@ class Log1p(Function):
         return g / (x + 1)
 
 
-class Sqrt(Function):
-    on_arrays = True
-
+class Sqrt(Op):
     @staticmethod
     def forward(ctx, x):
         y = ctx.xp.sqrt(x)
@@ -407,8 +392,7 @@ class Sqrt(Function):
         return g / (2 * y)
 
 
-class Rsqrt(Function):
-    on_arrays = True
+class Rsqrt(Op):
     autocast = "float32"
 
     @staticmethod
@@ -424,8 +408,7 @@ class Rsqrt(Function):
         return g * (-0.5) * y * y * y
 
 
-class Square(Function):
-    on_arrays = True
+class Square(Op):
     autocast = "float32"
 
     @staticmethod
@@ -439,8 +422,7 @@ class Square(Function):
         return g * (2 * x)
 
 
-class Reciprocal(Function):
-    on_arrays = True
+class Reciprocal(Op):
     autocast = "float32"
 
     @staticmethod
@@ -455,9 +437,7 @@ class Reciprocal(Function):
         return -g * y * y
 
 
-class Abs(Function):
-    on_arrays = True
-
+class Abs(Op):
     @staticmethod
     def forward(ctx, x):
         ctx.save_for_backward(x)
@@ -469,9 +449,7 @@ class Abs(Function):
         return g * ctx.xp.sign(x)
 
 
-class Sin(Function):
-    on_arrays = True
-
+class Sin(Op):
     @staticmethod
     def forward(ctx, x):
         ctx.save_for_backward(x)
@@ -483,9 +461,7 @@ class Sin(Function):
         return g * ctx.xp.cos(x)
 
 
-class Cos(Function):
-    on_arrays = True
-
+class Cos(Op):
     @staticmethod
     def forward(ctx, x):
         ctx.save_for_backward(x)
@@ -497,8 +473,7 @@ class Cos(Function):
         return -g * ctx.xp.sin(x)
 
 
-class Tan(Function):
-    on_arrays = True
+class Tan(Op):
     autocast = "float32"
 
     @staticmethod
@@ -513,9 +488,7 @@ class Tan(Function):
         return g * (1 + y * y)
 
 
-class Tanh(Function):
-    on_arrays = True
-
+class Tanh(Op):
     @staticmethod
     def forward(ctx, x):
         y = ctx.xp.tanh(x)
@@ -528,15 +501,10 @@ class Tanh(Function):
         return g * (1 - y * y)
 
 
-class Sigmoid(Function):
-    on_arrays = True
-
+class Sigmoid(Op):
     @staticmethod
     def forward(ctx, x):
-        xp = ctx.xp
-        # exp of a non-positive argument only, so large |x| neither overflows nor warns
-        e = xp.exp(-xp.abs(x))
-        y = xp.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+        y = stable_sigmoid(ctx.xp, x).astype(x.dtype, copy=False)
         ctx.save_for_backward(y)
         return y
 
@@ -546,10 +514,9 @@ class Sigmoid(Function):
         return g * y * (1 - y)
 
 
-class _Sign(Function):
+class _Sign(Op):
     """Sign and the rounding ops: piecewise constant, so their gradient is zero."""
 
-    on_arrays = True
     _ufunc = "sign"
 
     @classmethod
@@ -582,8 +549,10 @@ class Trunc(_Sign):
 
 
 def _unary(fn, x, floating=True):
+    if isinstance(x, Tensor) and x.array.dtype.kind in "fc":  # the common case, at once
+        return fn.apply(x)
     x = as_tensor(x)
-    if floating and not x.is_floating_point() and x._array.dtype.kind != "c":
+    if floating and not x.is_floating_point() and x.array.dtype.kind != "c":
         x = x.to(get_default_dtype())
     return fn.apply(x)
 
@@ -634,9 +603,7 @@ def _pos(input):
 
 
 # ---- clamp, maximum/minimum, where, lerp --------------------------------------------------
-class Clamp(Function):
-    on_arrays = True
-
+class Clamp(Op):
     @staticmethod
     def forward(ctx, x, lo, hi):
         xp = ctx.xp
@@ -677,11 +644,10 @@ def clamp(input, min=None, max=None):
 clip = clamp
 
 
-class _MaxMin(Function):
+class _MaxMin(Op):
     """maximum/minimum; where both inputs are equal the gradient is split evenly (PyTorch)."""
 
-    on_arrays = True
-    _take_first = None
+    _take_first: Any = None
 
     @classmethod
     def forward(cls, ctx, a, b):
@@ -721,13 +687,11 @@ def minimum(input, other):
     return _binary(Minimum, "minimum", input, other)
 
 
-class Where(Function):
-    on_arrays = True
-
+class Where(Op):
     @staticmethod
     def forward(ctx, cond, a, b):
         ctx.save_for_backward(cond)
-        ctx.shapes = (np.shape(a), np.shape(b))
+        ctx.shapes = (shape_of(a), shape_of(b))
         return ctx.xp.where(cond, a, b)
 
     @staticmethod
@@ -752,13 +716,13 @@ def where(condition, input=None, other=None):
     """Elementwise ``input if condition else other``. With only ``condition``, the indices of
     its non-zero elements (as ``nonzero(as_tuple=True)``)."""
     if input is None and other is None:
-        cond = condition._array
+        cond = condition.array
         return tuple(Tensor(i) for i in condition.device.xp.nonzero(cond))
     cond = condition if isinstance(condition, Tensor) else as_tensor(condition)
     a, b = prepare_operands("where", input, other)
     check_broadcast("where", cond.shape, np.shape(a), np.shape(b))
-    if cond._array.dtype != np.bool_:
-        cond = Tensor(cond._array.astype(bool))
+    if cond.array.dtype != np.bool_:
+        cond = Tensor(cond.array.astype(bool))
     return Where.apply(cond, a, b)
 
 
@@ -782,8 +746,8 @@ def lerp(input, end, weight):
 def _compare(ufunc_name, doc):
     def op(input, other):
         a, b = prepare_operands(ufunc_name, input, other)
-        xa = a._array if isinstance(a, Tensor) else a
-        xb = b._array if isinstance(b, Tensor) else b
+        xa = a.array if isinstance(a, Tensor) else a
+        xb = b.array if isinstance(b, Tensor) else b
         return Tensor(getattr(_xp(a, b), ufunc_name)(xa, xb))
 
     op.__doc__ = doc
@@ -806,9 +770,9 @@ def _logical(ufunc_name):
     def op(input, other=None):
         xp = input.device.xp
         if other is None:
-            return Tensor(getattr(xp, ufunc_name)(input._array))
+            return Tensor(getattr(xp, ufunc_name)(input.array))
         other = as_tensor(other, input)
-        return Tensor(getattr(xp, ufunc_name)(input._array, other._array))
+        return Tensor(getattr(xp, ufunc_name)(input.array, other.array))
 
     op.__name__ = ufunc_name
     op.__doc__ = f"Elementwise ``{ufunc_name}`` (a bool tensor)."
@@ -824,7 +788,7 @@ logical_not = _logical("logical_not")
 def _bitwise(ufunc_name):
     def op(input, other):
         other = as_tensor(other, input)
-        return Tensor(getattr(input.device.xp, ufunc_name)(input._array, other._array))
+        return Tensor(getattr(input.device.xp, ufunc_name)(input.array, other.array))
 
     return op
 
@@ -839,12 +803,12 @@ for _name, _uf in (
 
 @tensor_method("__invert__")
 def _invert(input):
-    return Tensor(input.device.xp.invert(input._array))
+    return Tensor(input.device.xp.invert(input.array))
 
 
 def _predicate(ufunc_name):
     def op(input):
-        return Tensor(getattr(input.device.xp, ufunc_name)(input._array))
+        return Tensor(getattr(input.device.xp, ufunc_name)(input.array))
 
     op.__name__ = ufunc_name
     op.__doc__ = f"Elementwise ``{ufunc_name}`` (a bool tensor)."
@@ -859,22 +823,20 @@ isfinite = _predicate("isfinite")
 @tensor_method("equal")
 def equal(input, other) -> bool:
     """True when both tensors have the same shape and elements."""
-    return input.shape == other.shape and bool((input._array == other._array).all())
+    return input.shape == other.shape and bool((input.array == other.array).all())
 
 
 @tensor_method("isclose")
 def isclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False):
     other = as_tensor(other, input)
     return Tensor(
-        input.device.xp.isclose(
-            input._array, other._array, rtol=rtol, atol=atol, equal_nan=equal_nan
-        )
+        input.device.xp.isclose(input.array, other.array, rtol=rtol, atol=atol, equal_nan=equal_nan)
     )
 
 
 @tensor_method("allclose")
 def allclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False) -> bool:
-    return bool(isclose(input, other, rtol, atol, equal_nan)._array.all())
+    return bool(isclose(input, other, rtol, atol, equal_nan).array.all())
 
 
 # ---- in-place arithmetic ------------------------------------------------------------------

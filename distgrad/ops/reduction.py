@@ -9,9 +9,10 @@ import types
 
 import numpy as np
 
-from ..autograd import Function, Tensor
+from ..autograd import Op, Tensor
 from ..backend import array_module_for, as_dtype, get_default_dtype
 from ._helpers import graph_xp, normalize_dim, normalize_dims, tensor_method
+from ._stable import logsumexp_shift
 from .elementwise import abs as _abs
 from .elementwise import maximum, minimum, sqrt
 
@@ -95,7 +96,7 @@ def _accumulating(x: Tensor, dtype) -> Tensor:
     """The input of sum/prod/cumsum: cast to ``dtype``, integers and bools to int64."""
     if dtype is not None:
         return x.to(as_dtype(dtype))
-    if x._array.dtype.kind in "biu" and x._array.dtype != np.int64:
+    if x.array.dtype.kind in "biu" and x.array.dtype != np.int64:
         return x.to(as_dtype("int64"))
     return x
 
@@ -115,8 +116,7 @@ def _check_nonempty(x: Tensor, axes, op: str) -> None:
 
 
 # ---- sum, mean, prod ----------------------------------------------------------------------
-class Sum(Function):
-    on_arrays = True
+class Sum(Op):
     autocast = "float32"
 
     @staticmethod
@@ -130,8 +130,7 @@ class Sum(Function):
         return xp.broadcast_to(_keep(xp, g, ctx.kept), ctx.shape), None, None
 
 
-class Mean(Function):
-    on_arrays = True
+class Mean(Op):
     autocast = "float32"
 
     @staticmethod
@@ -146,8 +145,7 @@ class Mean(Function):
         return xp.broadcast_to(_keep(xp, g, ctx.kept) / n, ctx.shape), None, None
 
 
-class Prod(Function):
-    on_arrays = True
+class Prod(Op):
     autocast = "float32"
 
     @staticmethod
@@ -194,11 +192,10 @@ def prod(input, dim=None, keepdim=False, *, dtype=None):
 
 
 # ---- max, min, amax, amin -----------------------------------------------------------------
-class _Extreme(Function):
+class _Extreme(Op):
     """amax/amin: the gradient is shared evenly among the elements equal to the result."""
 
-    on_arrays = True
-    _reduce = None
+    _reduce: str | None = None
 
     @classmethod
     def forward(cls, ctx, x, axes, keepdim):
@@ -224,11 +221,10 @@ class Amin(_Extreme):
     _reduce = "min"
 
 
-class _ExtremeAlongDim(Function):
+class _ExtremeAlongDim(Op):
     """max/min along one dim with indices: the gradient goes to the selected index only."""
 
-    on_arrays = True
-    _arg = None
+    _arg: str | None = None
 
     @classmethod
     def forward(cls, ctx, x, axis, keepdim):
@@ -246,7 +242,7 @@ class _ExtremeAlongDim(Function):
         (index,) = ctx.saved_tensors
         xp = ctx.xp
         (axis,) = ctx.axes
-        raw = index._array if isinstance(index, Tensor) else index
+        raw = index.array if isinstance(index, Tensor) else index
         positions = (
             array_module_for(raw)
             .arange(ctx.shape[axis])
@@ -311,7 +307,7 @@ def amin(input, dim=(), keepdim=False):
 
 
 def _arg_extreme(op, input, dim, keepdim):
-    x = input._array
+    x = input.array
     if dim is None:
         _check_nonempty(input, (), op)
         out = getattr(x, op)(keepdims=keepdim)
@@ -335,8 +331,7 @@ def argmin(input, dim=None, keepdim=False):
 
 
 # ---- var, std, norm -----------------------------------------------------------------------
-class Var(Function):
-    on_arrays = True
+class Var(Op):
     autocast = "float32"
 
     @staticmethod
@@ -373,10 +368,9 @@ def std(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
     return sqrt(var(input, dim, unbiased, keepdim, correction=correction))
 
 
-class Norm2(Function):
+class Norm2(Op):
     """The 2-norm; its gradient is 0 (not nan) where the norm is 0."""
 
-    on_arrays = True
     autocast = "float32"
 
     @staticmethod
@@ -420,22 +414,14 @@ def norm(input, p="fro", dim=None, keepdim=False, dtype=None):
 
 
 # ---- logsumexp, softmax, log_softmax ------------------------------------------------------
-def _shift(xp, x, axes):
-    """The maximum over ``axes`` (kept dims), 0 where it is infinite: subtracting it makes
-    ``exp`` safe."""
-    m = x.max(axis=axes, keepdims=True)
-    return xp.where(xp.isfinite(m), m, 0)
-
-
-class LogSumExp(Function):
-    on_arrays = True
+class LogSumExp(Op):
     autocast = "float32"
 
     @staticmethod
     def forward(ctx, x, axes, keepdim):
         _setup(ctx, x, axes)
         xp = ctx.xp
-        m = _shift(xp, x, axes)
+        m = logsumexp_shift(x, axes)
         with np.errstate(divide="ignore"):  # log(0) = -inf where every element is -inf
             out = xp.log(xp.exp(x - m).sum(axis=axes, keepdims=True)) + m
         out = xp.asarray(
@@ -459,14 +445,13 @@ def logsumexp(input, dim, keepdim=False):
     return LogSumExp.apply(input, _axes(input, dim, "logsumexp"), keepdim)
 
 
-class Softmax(Function):
-    on_arrays = True
+class Softmax(Op):
     autocast = "float32"
 
     @staticmethod
     def forward(ctx, x, axis):
         xp = ctx.xp
-        y = xp.asarray(x - _shift(xp, x, axis))
+        y = xp.asarray(x - logsumexp_shift(x, axis))
         xp.exp(y, out=y)
         y /= y.sum(axis=axis, keepdims=True)
         ctx.axis = axis
@@ -480,14 +465,13 @@ class Softmax(Function):
         return gy - y * ctx.xp.sum(gy, axis=ctx.axis, keepdims=True), None
 
 
-class LogSoftmax(Function):
-    on_arrays = True
+class LogSoftmax(Op):
     autocast = "float32"
 
     @staticmethod
     def forward(ctx, x, axis):
         xp = ctx.xp
-        y = xp.asarray(x - _shift(xp, x, axis))
+        y = xp.asarray(x - logsumexp_shift(x, axis))
         y -= xp.log(xp.exp(y).sum(axis=axis, keepdims=True))
         ctx.axis = axis
         ctx.save_for_backward(y)
@@ -515,8 +499,7 @@ def log_softmax(input, dim, dtype=None):
 
 
 # ---- cumsum -------------------------------------------------------------------------------
-class Cumsum(Function):
-    on_arrays = True
+class Cumsum(Op):
     autocast = "float32"
 
     @staticmethod
@@ -546,7 +529,7 @@ def cumsum(input, dim, *, dtype=None):
 def _logical_reduction(op):
     def reduce(input, dim=None, keepdim=False):
         axes = _axes(input, dim, op)
-        out = getattr(input._array.astype(bool, copy=False), op)(axis=axes, keepdims=keepdim)
+        out = getattr(input.array.astype(bool, copy=False), op)(axis=axes, keepdims=keepdim)
         return Tensor(input.device.xp.asarray(out))
 
     reduce.__name__ = reduce.__qualname__ = op

@@ -3,12 +3,24 @@ wire against the ZeRO model, memory against ``estimate()``, divergent control fl
 
 import re
 import time
+from pathlib import Path
 
 import pytest
 
-from .mpi_helpers import check, requires_mpi, run_mpi
+from tests import mpijob
 
-pytestmark = requires_mpi
+WORKERS = Path(__file__).resolve().parent / "workers"
+
+
+def run_mpi(n, script, *args, timeout=60):
+    return mpijob.run(WORKERS / script, *args, n=n, timeout=timeout)
+
+
+def check(job):
+    return job.check()
+
+
+pytestmark = mpijob.requires_mpi
 
 
 def numbers(proc, tag, n):

@@ -2,12 +2,24 @@
 training on all ranks' batches (float64, 1e-12), bitwise identical from run to run."""
 
 import re
+from pathlib import Path
 
 import pytest
 
-from .mpi_helpers import check, requires_mpi, run_mpi
+from tests import mpijob
 
-pytestmark = requires_mpi
+WORKERS = Path(__file__).resolve().parent / "workers"
+
+
+def run_mpi(n, script, *args, timeout=60):
+    return mpijob.run(WORKERS / script, *args, n=n, timeout=timeout)
+
+
+def check(job):
+    return job.check()
+
+
+pytestmark = mpijob.requires_mpi
 
 STAGES = [1, 2, 3]
 

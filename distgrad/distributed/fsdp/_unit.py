@@ -297,7 +297,7 @@ class Unit:
                 shard.grad = Tensor(rows)  # a view of this step's new block: no copy
             else:
                 shard.grad.array[...] += rows
-                shard.grad._version.value += 1
+                shard.grad.bump_version()
 
     # ---- a call --------------------------------------------------------------------------------
     @property

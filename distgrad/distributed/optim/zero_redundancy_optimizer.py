@@ -148,7 +148,7 @@ class ZeroRedundancyOptimizer(Optimizer):
             self.comm.allgather(send, recv, async_op=False)
             for i, p in enumerate(params):
                 layout.gather_from(recv, i, p.array)
-                p._version.value += 1
+                p.bump_version()
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Reset the gradients of the full parameters (and of the local views)."""

@@ -21,8 +21,8 @@ import distgrad.distributed as dist
 import distgrad.nn as nn
 import distgrad.nn.functional as F
 import distgrad.optim
-from distgrad.nn.utils import clip_grad_norm_
 from distgrad.distributed.optim import ZeroRedundancyOptimizer
+from distgrad.nn.utils import clip_grad_norm_
 
 distgrad.set_default_dtype(distgrad.float64)
 dist.init()
