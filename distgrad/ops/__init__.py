@@ -8,6 +8,7 @@ from . import (
     creation,
     elementwise,
     indexing,
+    legacy,
     linalg,
     loss,
     normalization,
@@ -21,6 +22,7 @@ from .conversion import *  # noqa: F401,F403
 from .creation import *  # noqa: F401,F403
 from .elementwise import *  # noqa: F401,F403
 from .indexing import *  # noqa: F401,F403
+from .legacy import *  # noqa: F401,F403
 from .linalg import *  # noqa: F401,F403
 from .reduction import *  # noqa: F401,F403
 from .shape import *  # noqa: F401,F403
@@ -33,6 +35,7 @@ __all__ = [
         creation,
         elementwise,
         indexing,
+        legacy,
         linalg,
         reduction,
         shape,

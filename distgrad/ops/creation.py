@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..autograd import Tensor, grad_mode
-from ..backend import CPU, as_dtype, device_of, get_default_dtype, is_array
+from ..backend import CPU, as_dtype, device_of, get_default_device, get_default_dtype, is_array
 from ..backend import device as make_device
 from ..backend import random as _random
 from ._helpers import apply_inplace, check_broadcast, tensor_method
@@ -50,7 +50,7 @@ def _size(size):
 def _finish(array, dtype, device, requires_grad):
     if dtype is not None:
         array = array.astype(as_dtype(dtype).np, copy=False)
-    device = make_device(device)
+    device = get_default_device() if device is None else make_device(device)
     if device != CPU or type(array) is not np.ndarray:
         array = move_array(array, device)
     return Tensor(array, requires_grad=requires_grad)
@@ -117,7 +117,7 @@ def from_numpy(array: np.ndarray) -> Tensor:
 
 def _filled(fill, size, dtype, device, requires_grad):
     dtype = as_dtype(dtype) if dtype is not None else get_default_dtype()
-    device = make_device(device)
+    device = get_default_device() if device is None else make_device(device)
     xp = device.xp
     if device == CPU:
         return Tensor(fill(xp, _size(size), dtype.np), requires_grad=requires_grad)
