@@ -11,6 +11,7 @@ from . import (
     cuda,
     data,
     distributed,
+    distributions,
     func,
     jit,
     nn,

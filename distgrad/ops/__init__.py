@@ -15,6 +15,7 @@ from . import (
     pool,
     reduction,
     shape,
+    sorting,
 )
 from ._helpers import graph_xp
 from .activation import *  # noqa: F401,F403
@@ -26,6 +27,7 @@ from .legacy import *  # noqa: F401,F403
 from .linalg import *  # noqa: F401,F403
 from .reduction import *  # noqa: F401,F403
 from .shape import *  # noqa: F401,F403
+from .sorting import *  # noqa: F401,F403
 
 __all__ = [
     name
@@ -39,6 +41,7 @@ __all__ = [
         linalg,
         reduction,
         shape,
+        sorting,
     )
     for name in module.__all__
 ]

@@ -24,6 +24,7 @@ __all__ = [
     "normalize_dim",
     "normalize_dims",
     "check_same_device",
+    "write_out",
 ]
 
 
@@ -244,3 +245,28 @@ class _GraphNamespace:
 
 graph_xp = _GraphNamespace()
 set_graph_namespace(graph_xp)
+
+
+def write_out(op: str, result: Tensor, out) -> Tensor:
+    """PyTorch's ``out=``: ``result`` written into ``out`` (resized when its shape differs,
+    cast to ``out``'s dtype when that is a safe cast) and ``out`` returned. As in PyTorch,
+    ``out=`` does not record gradients."""
+    if out is None:
+        return result
+    if not isinstance(out, Tensor):
+        raise TypeError(f"{op}(): argument 'out' must be Tensor, not {type(out).__name__}")
+    if grad_mode.is_grad_enabled() and (result.requires_grad or out.requires_grad):
+        raise RuntimeError(
+            f"{op}(): functions with out=... arguments don't support automatic "
+            f"differentiation, but one of the arguments requires grad."
+        )
+    if not np.can_cast(result.array.dtype, out.array.dtype, casting="same_kind"):
+        raise RuntimeError(
+            f"{op}(): result type {result.dtype} can't be cast to the desired output type "
+            f"{out.dtype}"
+        )
+    if out.shape == result.shape:
+        out.array[...] = result.array
+    else:  # resized, as PyTorch does for an out tensor of another shape
+        out.data = Tensor(result.array.astype(out.array.dtype, copy=False))
+    return out

@@ -15,6 +15,7 @@ from ._helpers import (
     prepare_operands,
     tensor_method,
     unbroadcast,
+    write_out,
 )
 
 __all__ = [
@@ -216,7 +217,10 @@ def _rsub(input, other):
 
 
 @tensor_method("mul", "__mul__", "__rmul__")
-def mul(input, other):
+def mul(input, other, *, out=None):
+    """``input * other`` with broadcasting and PyTorch's type promotion."""
+    if out is not None:
+        return write_out("mul", _binary(Mul, "mul", input, other), out)
     return _binary(Mul, "mul", input, other)
 
 

@@ -30,6 +30,7 @@ __all__ = [
     "softmax",
     "log_softmax",
     "cumsum",
+    "cumprod",
     "argmax",
     "argmin",
     "all",
@@ -540,6 +541,55 @@ def cumsum(input, dim, *, dtype=None):
     if axis is None:  # 0-d: the element itself
         return Sum.apply(input, (), False)
     return Cumsum.apply(input, axis)
+
+
+class Cumprod(Function):
+    """Cumulative product. Its gradient divides by the input where that has no zeros, and
+    otherwise builds, per position, the products that leave that position out."""
+
+    on_arrays = True
+    autocast = "float32"
+
+    @staticmethod
+    def forward(ctx, x, axis):
+        ctx.axis = axis
+        out = ctx.xp.cumprod(x, axis=axis)
+        ctx.save_for_backward(x, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        xp, axis = ctx.xp, ctx.axis
+        x, out = ctx.saved_tensors
+        raw = x.array if isinstance(x, Tensor) else x  # a Tensor under create_graph
+        am = array_module_for(raw)
+        if not bool(am.any(raw == 0)):
+            # d out_j / d x_i = out_j / x_i for j >= i: a suffix sum of g * out, over x
+            return xp.flip(xp.cumsum(xp.flip(g * out, axis), axis=axis), axis) / x, None
+        # with zeros: P[..., i, j] = prod_{k <= j, k != i} x_k, summed against g_j for j >= i
+        x_last, g_last = xp.moveaxis(x, axis, -1), xp.moveaxis(g, axis, -1)
+        n = x_last.shape[-1]
+        eye = am.eye(n, dtype=bool)
+        left_out = xp.where(eye, 1, xp.expand_dims(x_last, -2))  # [..., i, k]
+        prods = xp.cumprod(left_out, axis=-1)
+        upper = am.triu(am.ones((n, n), dtype=bool))  # j >= i
+        gx = xp.sum(xp.where(upper, prods * xp.expand_dims(g_last, -2), 0), axis=-1)
+        return xp.moveaxis(gx, -1, axis), None
+
+
+@graph_xp.register("cumprod")
+def _graph_cumprod(a, axis):
+    return Cumprod.apply(a, axis)
+
+
+@tensor_method("cumprod")
+def cumprod(input, dim, *, dtype=None):
+    """Cumulative product along ``dim``; integers accumulate in int64."""
+    input = _accumulating(input, dtype)
+    axis = _axis(input, dim, "cumprod")
+    if axis is None:  # 0-d: the element itself
+        return Sum.apply(input, (), False)
+    return Cumprod.apply(input, axis)
 
 
 # ---- all, any -----------------------------------------------------------------------------
