@@ -226,6 +226,8 @@ def randint(low, high=None, size=None, *, generator=None, dtype=None, device=Non
     """Integers in [low, high) (``randint(high, size)`` as in PyTorch)."""
     if size is None:
         low, high, size = 0, low, high
+    elif high is None:  # randint(high, size=...)
+        low, high = 0, low
     if size is None:
         raise TypeError("randint() missing required argument 'size'")
     shape = _size((size,), "randint")
