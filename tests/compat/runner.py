@@ -165,7 +165,7 @@ def falls_like(mine: list, ref: list, trend: bool = True) -> str:
     if trend and len(ref) >= 2 and r1 < r0 and not (m1 <= 1.05 * m0 or m1 <= 1.5 * r1):
         return f"loss does not fall: {m0:.4g} -> {m1:.4g} (torch {r0:.4g} -> {r1:.4g})"
     a, b = abs(mine[0]), abs(ref[0])
-    if max(a, b) > 1e-3 and not (max(a, b) <= 5 * min(a, b) + 1e-2):
+    if max(a, b) > 1e-3 and not (max(a, b) <= 10 * min(a, b) + 1e-2):
         return f"first loss {mine[0]:.4g} is not on torch's scale ({ref[0]:.4g})"
     return ""
 

@@ -49,6 +49,8 @@ print(f"Does `a` require gradients?: {a.requires_grad}")
 b = x + z
 print(f"Does `b` require gradients?: {b.requires_grad}")
 
+from torch import nn, optim
+
 model = nn.Sequential(nn.Linear(512, 1000))  # compat: in place of resnet18(weights=...)
 
 # Freeze all the parameters in the network
