@@ -74,6 +74,14 @@ def prepare_operands(op: str, *operands, floating: bool = False):
             return operands  # numpy keeps a float array's dtype for a Python scalar, as PyTorch
         if isinstance(b, Tensor) and type(a) in (float, int) and b._array.dtype.kind == "f":
             return operands
+    for x in operands:
+        if isinstance(x, (str, bytes)) or x is None or not (
+            isinstance(x, (Tensor, numbers.Number, np.generic, list, tuple)) or is_array(x)
+        ):
+            names = ", ".join(
+                f"'{'Tensor' if isinstance(v, Tensor) else type(v).__name__}'" for v in operands
+            )
+            raise TypeError(f"{op}(): unsupported operand type(s): {names}")
     tensors = [x for x in operands if isinstance(x, Tensor)]
     if len(tensors) == len(operands) and all(
         t._array.dtype == tensors[0]._array.dtype for t in tensors[1:]
@@ -202,7 +210,12 @@ def apply_inplace(self: Tensor, op: str, compute, *args, fast=None) -> Tensor:
         _check_inplace_target(self, None, op)
         if fast is not None:
             raw = [a._array if isinstance(a, Tensor) else a for a in args]
-            fast(self._array, *raw)
+            try:
+                fast(self._array, *raw)
+            except TypeError as e:  # numpy's "Cannot cast ufunc ... output" (a casting error)
+                if "cast" not in str(e):
+                    raise
+                raise cast_error(result_type(self, *args), self.dtype) from None
         else:
             with grad_mode.no_grad():
                 result = compute(self, *args)
@@ -221,6 +234,29 @@ def apply_inplace(self: Tensor, op: str, compute, *args, fast=None) -> Tensor:
     self._output_nr = result._output_nr
     self._requires_grad = result._requires_grad
     return self
+
+
+_TORCH_TYPE_NAMES = {
+    "float32": "Float",
+    "float64": "Double",
+    "float16": "Half",
+    "bfloat16": "BFloat16",
+    "int64": "Long",
+    "int32": "Int",
+    "int16": "Short",
+    "int8": "Char",
+    "uint8": "Byte",
+    "bool": "Bool",
+}
+
+
+def cast_error(result_dtype, out_dtype) -> RuntimeError:
+    """PyTorch's error for an in-place/out= result that cannot be cast to the output."""
+    name = _TORCH_TYPE_NAMES.get
+    return RuntimeError(
+        f"result type {name(result_dtype.name, result_dtype.name)} can't be cast to the "
+        f"desired output type {name(out_dtype.name, out_dtype.name)}"
+    )
 
 
 class _GraphNamespace:

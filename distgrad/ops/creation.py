@@ -111,6 +111,11 @@ def tensor(data, dtype=None, device=None, requires_grad: bool = False) -> Tensor
             if cp is not None and isinstance(data, cp.ndarray):
                 return tensor(data, dtype, device, requires_grad)
         array = np.asarray(data)
+        if array.dtype.kind in "USa":
+            raise TypeError(
+                f"tensor(): could not make a tensor from {type(data).__name__} holding strings "
+                f"({array.reshape(-1)[0]!r}, ...); tensors hold numbers and bools only"
+            )
         if array.dtype == object:
             raise TypeError(
                 f"tensor(): could not make a tensor from data of type "

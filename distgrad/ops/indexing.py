@@ -444,8 +444,30 @@ def masked_fill(input, mask, value):
             )
         value = value.to(input.device, input.dtype)
     else:
+        if not isinstance(value, (numbers.Number, np.generic)) or isinstance(value, complex):
+            raise TypeError(
+                f"masked_fill(): argument 'value' must be a number or a 0-dim Tensor, not "
+                f"{type(value).__name__}"
+            )
+        _check_fits("masked_fill", value, input.dtype)
         value = as_tensor(value, input, dtype=input.dtype)
     return where(_mask(input, mask, "masked_fill"), value, input)
+
+
+_C_TYPES = {"int8": "int8_t", "int16": "int16_t", "int32": "int", "int64": "int64_t", "uint8": "uint8_t"}
+
+
+def _check_fits(op, value, dtype) -> None:
+    """PyTorch's error for a Python number that does not fit ``dtype`` (numpy would raise an
+    OverflowError, or wrap around)."""
+    np_dtype = dtype.np
+    if np_dtype.kind in "iu" and isinstance(value, numbers.Real):
+        info = np.iinfo(np_dtype)
+        if not info.min <= value <= info.max:
+            raise RuntimeError(
+                f"value cannot be converted to type {_C_TYPES.get(dtype.name, dtype.name)} "
+                f"without overflow"
+            )
 
 
 @tensor_method("masked_fill_")

@@ -152,3 +152,22 @@ Tensor.is_sparse = property(lambda self: False, doc="Always False: distgrad tens
 Tensor.is_quantized = property(lambda self: False, doc="Always False: no quantized tensors.")
 Tensor.is_complex = lambda self: False
 Tensor.is_complex.__doc__ = "Always False: distgrad has no complex dtypes."
+
+
+def _inplace_shape(name: str):
+    def method(self, *args):
+        if self.requires_grad:
+            raise RuntimeError(
+                f"{name}(): distgrad changes the shape of a tensor in place only when it does "
+                f"not require grad; use the out-of-place {name[:-1]}() instead"
+            )
+        self.data = getattr(self, name[:-1])(*args)
+        return self
+
+    method.__name__ = name
+    method.__doc__ = f"In-place ``{name[:-1]}`` (tensors that do not require grad)."
+    return tensor_method(name)(method)
+
+
+for _name in ("unsqueeze_", "squeeze_", "t_", "transpose_", "swapaxes_", "swapdims_"):
+    _inplace_shape(_name)

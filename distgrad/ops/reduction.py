@@ -428,6 +428,13 @@ def _shift(xp, x, axes):
     return xp.where(xp.isfinite(m), m, 0)
 
 
+def _nan_rows_with_inf(xp, y, m):
+    """NaN for every element of a softmax row that holds +inf (PyTorch: inf - inf there)."""
+    if xp.isposinf(m).any():
+        y = xp.where(xp.isposinf(m), xp.nan, y).astype(y.dtype, copy=False)
+    return y
+
+
 class LogSumExp(Function):
     on_arrays = True
     autocast = "float32"
@@ -467,9 +474,11 @@ class Softmax(Function):
     @staticmethod
     def forward(ctx, x, axis):
         xp = ctx.xp
-        y = xp.asarray(x - _shift(xp, x, axis))
+        m = x.max(axis=axis, keepdims=True)
+        y = xp.asarray(x - xp.where(xp.isfinite(m), m, 0))
         xp.exp(y, out=y)
         y /= y.sum(axis=axis, keepdims=True)
+        y = _nan_rows_with_inf(xp, y, m)
         ctx.axis = axis
         ctx.save_for_backward(y)
         return y
@@ -488,8 +497,10 @@ class LogSoftmax(Function):
     @staticmethod
     def forward(ctx, x, axis):
         xp = ctx.xp
-        y = xp.asarray(x - _shift(xp, x, axis))
+        m = x.max(axis=axis, keepdims=True)
+        y = xp.asarray(x - xp.where(xp.isfinite(m), m, 0))
         y -= xp.log(xp.exp(y).sum(axis=axis, keepdims=True))
+        y = _nan_rows_with_inf(xp, y, m)
         ctx.axis = axis
         ctx.save_for_backward(y)
         return y
@@ -597,6 +608,8 @@ def _logical_reduction(op):
     def reduce(input, dim=None, keepdim=False):
         axes = _axes(input, dim, op)
         out = getattr(input._array.astype(bool, copy=False), op)(axis=axes, keepdims=keepdim)
+        if input._array.dtype == np.uint8:  # PyTorch keeps uint8 for all/any of uint8
+            out = out.astype(np.uint8)
         return Tensor(input.device.xp.asarray(out))
 
     reduce.__name__ = reduce.__qualname__ = op

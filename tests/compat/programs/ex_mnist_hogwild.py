@@ -1,5 +1,6 @@
 # Source: pytorch/examples mnist_hogwild/main.py (Net) + train.py (train_epoch, test_epoch)
 # Cut: one process instead of a Hogwild pool; synthetic MNIST-shaped data (128 images), 1 epoch.
+# Needs: nn.Dropout2d
 import os
 import torch
 import torch.nn as nn
