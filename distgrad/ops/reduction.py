@@ -4,6 +4,7 @@ log_softmax, cumsum, argmax/argmin, all/any."""
 from __future__ import annotations
 
 import collections
+import contextlib
 import math
 import types
 
@@ -428,6 +429,14 @@ def _shift(xp, x, axes):
     return xp.where(xp.isfinite(m), m, 0)
 
 
+def _quiet_if_infinite(xp, m):
+    """numpy's warnings off for rows whose maximum is infinite (their inf - inf is expected
+    and becomes PyTorch's NaN row); a no-op context otherwise, and on cupy."""
+    if xp is np and not np.isfinite(m).all():
+        return np.errstate(invalid="ignore", divide="ignore")
+    return contextlib.nullcontext()
+
+
 def _nan_rows_with_inf(xp, y, m):
     """NaN for every element of a softmax row that holds +inf (PyTorch: inf - inf there)."""
     if xp.isposinf(m).any():
@@ -475,9 +484,10 @@ class Softmax(Function):
     def forward(ctx, x, axis):
         xp = ctx.xp
         m = x.max(axis=axis, keepdims=True)
-        y = xp.asarray(x - xp.where(xp.isfinite(m), m, 0))
-        xp.exp(y, out=y)
-        y /= y.sum(axis=axis, keepdims=True)
+        with _quiet_if_infinite(xp, m):
+            y = xp.asarray(x - xp.where(xp.isfinite(m), m, 0))
+            xp.exp(y, out=y)
+            y /= y.sum(axis=axis, keepdims=True)
         y = _nan_rows_with_inf(xp, y, m)
         ctx.axis = axis
         ctx.save_for_backward(y)
@@ -498,8 +508,9 @@ class LogSoftmax(Function):
     def forward(ctx, x, axis):
         xp = ctx.xp
         m = x.max(axis=axis, keepdims=True)
-        y = xp.asarray(x - xp.where(xp.isfinite(m), m, 0))
-        y -= xp.log(xp.exp(y).sum(axis=axis, keepdims=True))
+        with _quiet_if_infinite(xp, m):
+            y = xp.asarray(x - xp.where(xp.isfinite(m), m, 0))
+            y -= xp.log(xp.exp(y).sum(axis=axis, keepdims=True))
         y = _nan_rows_with_inf(xp, y, m)
         ctx.axis = axis
         ctx.save_for_backward(y)

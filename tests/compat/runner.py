@@ -91,7 +91,7 @@ class Outcome:
 
 
 class _Timeout(Exception):
-    pass
+    """A program ran past the runner's time limit."""
 
 
 def _alarm(signum, frame):
@@ -105,17 +105,19 @@ def _reset(framework) -> None:
     framework.manual_seed(0)
 
 
-def execute(program: Program, framework: str) -> Outcome:
-    """Run ``program`` under ``"distgrad"`` or ``"torch"`` in this process."""
+def execute(program: Program, framework: str, time_limit: int | None = None) -> Outcome:
+    """Run ``program`` under ``"distgrad"`` or ``"torch"`` in this process (stopped after
+    ``time_limit`` seconds by SIGALRM when given; pytest runs leave that to pytest-timeout)."""
     import importlib
 
     module = importlib.import_module(framework)
     source = rewrite_imports(program.source) if framework == "distgrad" else program.source
     namespace = {"__name__": "__main__", "__file__": str(program.path)}
     _reset(module)
-    old = signal.signal(signal.SIGALRM, _alarm) if hasattr(signal, "SIGALRM") else None
+    use_alarm = time_limit is not None and hasattr(signal, "SIGALRM")
+    old = signal.signal(signal.SIGALRM, _alarm) if use_alarm else None
     if old is not None:
-        signal.alarm(TIME_LIMIT_S)
+        signal.alarm(time_limit)
     out = io.StringIO()
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
@@ -186,12 +188,12 @@ class Row:
     failure: str
 
 
-def check(program: Program, with_torch: bool | None = None) -> Row:
+def check(program: Program, with_torch: bool | None = None, time_limit: int | None = None) -> Row:
     """Run one program under distgrad (and torch) and judge it."""
     if with_torch is None:
         with_torch = torch_available()
-    ref = execute(program, "torch") if with_torch else None
-    mine = execute(program, "distgrad")
+    ref = execute(program, "torch", time_limit) if with_torch else None
+    mine = execute(program, "distgrad", time_limit)
     failure = mine.error
     if mine.ok and ref is not None and ref.ok:
         failure = falls_like(mine.losses, ref.losses, program.trend)
@@ -211,7 +213,7 @@ def table(rows: list[Row]) -> str:
 
 
 def main(argv: list[str]) -> int:
-    rows = [check(p) for p in programs(argv)]
+    rows = [check(p, time_limit=TIME_LIMIT_S) for p in programs(argv)]
     print(table(rows))
     counted = [r for r in rows if r.runs_torch is not False]
     return 0 if all(r.runs for r in counted) else 1
