@@ -1,12 +1,14 @@
 # Quick start: `make demo` runs the main training job, `make test` runs the whole test suite.
-# Each target creates ./.venv and installs what it needs on first use.
+# `make lint` (ruff, mypy) and `make unit` (fast tests, no MPI jobs, warnings as errors) are
+# the first two stages of CI (.ci/run). Each target creates ./.venv and installs what it needs
+# on first use.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 NP ?= 2
 
-.PHONY: demo test bench clean
+.PHONY: demo lint unit test cupy-api bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,12 +19,40 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/distgrad-run -np $(NP) $(PY) examples/train_data_parallel.py
 
+# mypy checks what the [tool.mypy] section of pyproject.toml names (its `files`).
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	@if grep -q '^\[tool\.mypy\]' pyproject.toml; then \
+		echo "$(VENV)/bin/mypy"; $(VENV)/bin/mypy; \
+	else \
+		echo "lint: mypy skipped: pyproject.toml has no [tool.mypy] section (naming the typed modules) yet"; \
+	fi
+
+# Tests that start no processes (not marked multiprocess, slow or gpu), warnings as errors.
+# DISTGRAD_TEST_NO_PROCESSES makes tests/mpijob.py fail a test that starts a job unmarked.
+unit: $(STAMP)
+	DISTGRAD_TEST_NO_PROCESSES=1 $(PY) -m pytest -q -p no:cacheprovider -W error \
+		-m "not multiprocess and not slow and not gpu"
+
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# distgrad's GPU code against the real cupy API, without a GPU (tests/gpu/README.md): the real
+# wheels (about 490 MB to download, 760 MB installed) go to .cupy-site/, which is put first on
+# PYTHONPATH for this one test file. CUPY_WHEELS: as the cuda12 extra in pyproject.toml.
+CUPY_SITE := .cupy-site
+CUPY_WHEELS := 'cupy-cuda12x>=13' nvidia-nccl-cu12
+$(CUPY_SITE)/.installed:
+	$(PY) -m pip install --quiet --target $(CUPY_SITE) $(CUPY_WHEELS)
+	touch $@
+
+cupy-api: $(STAMP) $(CUPY_SITE)/.installed
+	PYTHONPATH=$(CUPY_SITE) $(PY) -m pytest -q -p no:cacheprovider -rs tests/gpu/test_cupy_api.py
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_mlp.py
 	$(PY) benchmarks/bench_overhead.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(CUPY_SITE) build *.egg-info

@@ -2,6 +2,7 @@
 scales from one process to many GPUs across nodes. The public API follows PyTorch."""
 
 from . import (
+    _launched,  # noqa: F401 - first, before numpy: see distgrad/_launched.py
     accelerator,
     amp,
     autograd,
@@ -14,12 +15,14 @@ from . import (
     distributions,
     func,
     jit,
+    multiprocessing,
     nn,
     ops,
     optim,
     utils,
     viz,
 )
+from ._version import __version__
 from .autograd import (
     Tensor,
     enable_grad,
@@ -63,7 +66,6 @@ short = int16
 cfloat = None  # no complex dtypes in distgrad; kept None so `x.dtype == torch.cfloat` is False
 Size = tuple  # ``x.shape == torch.Size([2, 3])``: distgrad's shapes are plain tuples
 from .autograd import Variable  # noqa: E402
-__version__ = "0.1.0"
 
 
 def __getattr__(name):

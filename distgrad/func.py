@@ -18,17 +18,15 @@ from __future__ import annotations
 
 import functools
 
-from .autograd import Function, Tensor, enable_grad, is_grad_enabled
+from .autograd import Op, Tensor, enable_grad, is_grad_enabled
 from .autograd import grad as _autograd_grad
 from .ops import eye, ones_like, stack, zeros_like
 
 __all__ = ["vjp", "jvp", "grad", "grad_and_value", "jacrev", "jacfwd", "hessian"]
 
 
-class _Alias(Function):
+class _Alias(Op):
     """Identity: a new tensor, distinct from its input, whose gradient flows to the input."""
-
-    on_arrays = True
 
     @staticmethod
     def forward(ctx, x):

@@ -80,7 +80,7 @@ def describe(file) -> str:
 # ---- writing -----------------------------------------------------------------------------
 def _host_bytes(name: str, value) -> tuple[np.ndarray, np.ndarray]:
     """(array with the tensor's dtype and shape, its little-endian row-major bytes)."""
-    array = value._host_array() if hasattr(value, "_host_array") else np.asarray(value)
+    array = value.numpy(force=True) if hasattr(value, "numpy") else np.asarray(value)
     if array.dtype not in _NAME_OF:
         raise TypeError(
             f"cannot save {name!r}: arrays of dtype {array.dtype} are not "

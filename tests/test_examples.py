@@ -2,35 +2,20 @@
 
 import os
 import re
-import subprocess
-import sys
 
 import pytest
+
+from tests import mpijob
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(ROOT, "examples")
 
 pytest.importorskip("sklearn", reason="examples need scikit-learn (the 'examples' extra)")
+pytestmark = pytest.mark.multiprocess
 
 
 def run_example(name, *args, timeout=120):
-    env = dict(
-        os.environ,
-        OMP_NUM_THREADS="1",
-        OPENBLAS_NUM_THREADS="1",
-        MKL_NUM_THREADS="1",
-        PYTHONPATH=ROOT,
-    )
-    proc = subprocess.run(
-        [sys.executable, os.path.join(EXAMPLES, name), *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
-    assert proc.returncode == 0, f"{name} failed:\n{proc.stdout}\n{proc.stderr}"
-    return proc.stdout
+    return mpijob.run_python(os.path.join(EXAMPLES, name), *args, timeout=timeout).check().stdout
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ import pytest
 
 import distgrad as dg
 from distgrad import func
-from distgrad.autograd import Function
+from distgrad.autograd import Op
 
 EPS = 1e-6
 TOL = dict(rtol=1e-6, atol=1e-7, equal_nan=False)
@@ -165,8 +165,7 @@ def test_errors():
     with pytest.raises(TypeError, match="return a Tensor"):
         func.vjp(lambda x: 3.0, x)
 
-    class Once(Function):
-        on_arrays = True
+    class Once(Op):
         once_differentiable = True
 
         @staticmethod

@@ -3,6 +3,7 @@ layers above them."""
 
 import ast
 import os
+from pathlib import Path
 
 import tomllib
 
@@ -37,7 +38,7 @@ ALLOWED = {
 
 
 def _imports(path, package):
-    tree = ast.parse(open(path).read())
+    tree = ast.parse(Path(path).read_text())
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
             if node.level:  # relative: resolve against the file's package
@@ -76,7 +77,7 @@ def test_launcher_imports_nothing_of_distgrad():
     for dirpath, _, files in os.walk(top):
         for f in files:
             if f.endswith(".py"):
-                src = open(os.path.join(dirpath, f)).read()
+                src = Path(dirpath, f).read_text()
                 tree = ast.parse(src)
                 for node in ast.walk(tree):
                     if isinstance(node, ast.Import):
@@ -88,3 +89,27 @@ def test_launcher_imports_nothing_of_distgrad():
                     ):
                         bad.append(node.module)
     assert not bad, bad
+
+
+def test_version_is_written_once():
+    """pyproject.toml reads the version from distgrad/_version.py; nothing else assigns one."""
+    import distgrad
+    from distgrad import _version
+
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        config = tomllib.load(f)
+    assert "version" not in config["project"] and "version" in config["project"]["dynamic"]
+    dynamic = config["tool"]["setuptools"]["dynamic"]["version"]
+    assert dynamic == {"attr": "distgrad._version.__version__"}
+    assert distgrad.__version__ == _version.__version__
+    others = []
+    for base in ("distgrad", "launcher"):
+        for dirpath, _, files in os.walk(os.path.join(ROOT, base)):
+            for name in files:
+                path = os.path.join(dirpath, name)
+                if name.endswith(".py") and not path.endswith(
+                    os.path.join("distgrad", "_version.py")
+                ):
+                    if "__version__ =" in Path(path).read_text():
+                        others.append(path)
+    assert others == []

@@ -3,13 +3,13 @@
 import os
 import re
 import shutil
-import subprocess
-import sys
+from pathlib import Path
 
 import pytest
 
 import distgrad as dg
 from distgrad import nn, viz
+from tests import mpijob
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot not installed")
@@ -100,28 +100,22 @@ def test_render_without_graphviz_raises(monkeypatch, tmp_path):
 def test_render_png_and_svg(tmp_path):
     y, params = known_graph()
     png = viz.render(y, tmp_path / "g.png", params=params)
-    assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    assert Path(png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     svg = viz.render(y, tmp_path / "graph", format="svg", params=params)
-    assert "<svg" in open(svg).read() and "MulBackward" in open(svg).read()
+    assert "<svg" in Path(svg).read_text() and "MulBackward" in Path(svg).read_text()
 
 
+@pytest.mark.multiprocess
 def test_visualize_example_writes_graph_and_loss_curve(tmp_path):
     pytest.importorskip("sklearn")
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT)
-    subprocess.run(
-        [
-            sys.executable,
-            os.path.join(ROOT, "examples", "visualize_graph.py"),
-            "--out",
-            str(tmp_path),
-            "--epochs",
-            "2",
-        ],
-        check=True,
-        env=env,
-        capture_output=True,
+    mpijob.run_python(
+        os.path.join(ROOT, "examples", "visualize_graph.py"),
+        "--out",
+        tmp_path,
+        "--epochs",
+        2,
         timeout=120,
-    )
+    ).check()
     assert "CrossEntropyBackward" in (tmp_path / "graph.dot").read_text()
     assert "0.weight" in (tmp_path / "graph.mmd").read_text()
     if shutil.which("dot"):

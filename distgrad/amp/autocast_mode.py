@@ -54,9 +54,9 @@ class _Caster:
         if cls.autocast != "lower" or target is dtypes.float16:
             return None
         if isinstance(outputs, Tensor):
-            return outputs.to(target) if outputs._array.dtype == np.float32 else None
+            return outputs.to(target) if outputs.array.dtype == np.float32 else None
         return tuple(
-            o.to(target) if isinstance(o, Tensor) and o._array.dtype == np.float32 else o
+            o.to(target) if isinstance(o, Tensor) and o.array.dtype == np.float32 else o
             for o in outputs
         )
 
@@ -67,7 +67,7 @@ _caster = _Caster()
 def _cast(args, eligible, target):
     out = None
     for i, a in enumerate(args):
-        if isinstance(a, Tensor) and a._array.dtype in eligible:
+        if isinstance(a, Tensor) and a.array.dtype in eligible:
             if out is None:
                 out = list(args)
             out[i] = a.to(target)
@@ -76,7 +76,7 @@ def _cast(args, eligible, target):
 
 def _promoted(args):
     """The floating tensor arguments cast to the widest of their dtypes (when they differ)."""
-    found = {a._array.dtype for a in args if isinstance(a, Tensor)} & _FLOATING.keys()
+    found = {a.array.dtype for a in args if isinstance(a, Tensor)} & _FLOATING.keys()
     if len(found) < 2:
         return args
     widest = dtypes.result_type(*(_FLOATING[d] for d in found))
@@ -86,7 +86,7 @@ def _promoted(args):
 def _sync() -> None:
     """Install the interceptor iff the innermost region is enabled."""
     want = bool(_stack) and _stack[-1].enabled
-    installed = _caster in _function._interceptors
+    installed = _caster in _function.active_interceptors()
     if want and not installed:
         _function.push_interceptor(_caster)
     elif installed and not want:

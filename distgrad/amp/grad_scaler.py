@@ -54,7 +54,7 @@ class GradScaler:
         self._growth_factor, self._backoff_factor = float(growth_factor), float(backoff_factor)
         self._growth_interval = int(growth_interval)
         self._growth_tracker = 0
-        self._per_optimizer = {}  # id(optimizer) -> {"stage": ..., "found_inf": bool}
+        self._per_optimizer: dict = {}  # id(optimizer) -> {"stage": ..., "found_inf": bool}
 
     # ---- the loop ---------------------------------------------------------------------
     def scale(self, outputs):
@@ -87,10 +87,10 @@ class GradScaler:
                 g = p.grad
                 if g is None:
                     continue
-                arr = g._array
+                arr = g.array
                 xp = array_module_for(arr)
                 xp.multiply(arr, arr.dtype.type(inv), out=arr)
-                g._version.value += 1
+                g.bump_version()
                 finite = finite and bool(xp.isfinite(arr).all())
         state["found_inf"] = _agreed(not finite)
         state["stage"] = _UNSCALED
@@ -192,5 +192,5 @@ def _agreed(found_inf: bool) -> bool:
     if not dist.is_initialized() or dist.get_world_size() <= 1:
         return found_inf
     flag = Tensor(np.array([1.0 if found_inf else 0.0], dtype=np.float32))
-    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-    return bool(flag._array[0] > 0)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)  # type: ignore[attr-defined]
+    return bool(flag.array[0] > 0)

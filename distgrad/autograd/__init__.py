@@ -3,7 +3,7 @@
 from . import graph
 from .anomaly import detect_anomaly, is_anomaly_enabled, set_detect_anomaly
 from .engine import backward, grad
-from .function import BackwardNode, Function, RemovableHandle, once_differentiable
+from .function import BackwardNode, Function, Op, RemovableHandle, once_differentiable
 from .grad_mode import (
     enable_grad,
     inference_mode,
@@ -17,6 +17,7 @@ from .tensor import Tensor
 
 __all__ = [
     "Tensor",
+    "Op",
     "Function",
     "BackwardNode",
     "once_differentiable",

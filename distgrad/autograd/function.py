@@ -1,18 +1,20 @@
-"""``Function``: one differentiable op, forward and backward side by side; its ``ctx`` is the
-backward node of the graph (``tensor.grad_fn``), as in PyTorch.
+"""The op contract: ``Op``, one differentiable op on arrays, forward and backward side by side;
+``Function``, PyTorch's tensors-in/tensors-out ``autograd.Function``, an adapter over ``Op``.
+An op's ``ctx`` is the backward node of the graph (``tensor.grad_fn``), as in PyTorch.
 
-Built-in ops set ``on_arrays = True``: their ``forward(ctx, *args)`` receives the raw numpy/cupy
-arrays of tensor arguments and returns arrays, and their ``backward(ctx, *grads)`` receives and
+Built-in ops subclass ``Op``: their ``forward(ctx, *args)`` receives the raw numpy/cupy arrays
+of tensor arguments and returns arrays, and their ``backward(ctx, *grads)`` receives and
 returns arrays. When a backward runs with ``create_graph=True`` the same code receives tensors
 instead and ``ctx.xp`` is a differentiable numpy-like namespace, so one backward formula serves
-first and higher-order gradients. User Functions (``on_arrays = False``, the default) see
-tensors, exactly as in PyTorch.
+first and higher-order gradients. User Functions see tensors, exactly as in PyTorch; the engine,
+``jit`` and ``onnx`` know only the array-level contract (``array_forward``/``array_backward``).
 """
 
 from __future__ import annotations
 
 import itertools
 import traceback
+from typing import Any
 
 import numpy as np
 
@@ -20,14 +22,14 @@ from ..backend import array_module_for, is_floating
 from . import grad_mode
 from .grad_mode import _state
 
-__all__ = ["Function", "BackwardNode", "once_differentiable", "RemovableHandle"]
+__all__ = ["Op", "Function", "BackwardNode", "once_differentiable", "RemovableHandle"]
 
 _sequence = itertools.count()
 _anomaly = {"enabled": False, "check_nan": True}
 # The differentiable numpy-like namespace used by create_graph backwards; the ops layer
 # installs it (autograd cannot import ops).
 _graph_namespace = None
-Tensor = None  # set by tensor.py once the class exists (it imports this module)
+Tensor: Any = None  # set by tensor.py once the class exists (it imports this module)
 
 
 def set_graph_namespace(namespace) -> None:
@@ -54,10 +56,15 @@ class RemovableHandle:
         self.remove()
 
 
-def _add_hook(hooks: dict, fn) -> RemovableHandle:
+def add_hook(hooks: dict, fn) -> RemovableHandle:
+    """Put ``fn`` into the ``{id: hook}`` dict ``hooks``; the handle's ``remove()`` takes it
+    out (the registry behind every ``register_*hook``)."""
     handle = RemovableHandle(hooks)
     hooks[handle.id] = fn
     return handle
+
+
+_add_hook = add_hook
 
 
 class _Saved:
@@ -78,34 +85,44 @@ class BackwardNode:
     """A node of the backward graph. For an op ``Foo`` the node class is ``FooBackward`` and the
     node is the ``ctx`` its forward and backward receive."""
 
-    _function: type = None
+    _function: Any = None
     _is_accumulator = False
-    _device = None  # the cupy Device an on_arrays GPU op ran under; its backward runs there too
+    _device = None  # the cupy Device a GPU op ran under; its backward runs there too
+    tensor_args = None  # in a jit replay: which arguments of forward were tensors
+    # Per-node state starts as these class-level defaults (one node is made per recorded op,
+    # so its constructor sets only the sequence number); assignments make instance values.
+    _to_save: tuple = ()
+    _saved: list | None = None
+    _freed = False
+    _dirty: tuple = ()
+    _non_differentiable: tuple = ()
+    _materialize_grads = True
+    _create_graph = False
+    _xp: Any = np
+    _next: tuple = ()
+    _input_meta: tuple = ()
+    _output_meta: tuple = ()
+    _pre_hooks: dict | None = None
+    _post_hooks: dict | None = None
+    _tensor_pre_hooks: dict | None = None  # {output_nr: {id: hook}}
+    _retain_grad: dict | None = None  # {output_nr: weakref to tensor}
+    _trace: str | None = None
+    needs_input_grad: tuple = ()
 
     def __init__(self):
         self._seq = next(_sequence)
-        self._to_save = ()
-        self._saved = None
-        self._freed = False
-        self._dirty = ()
-        self._non_differentiable = ()
-        self._materialize_grads = True
-        self._create_graph = False
-        self._xp = np
-        self._next = ()
-        self._input_meta = ()
-        self._output_meta = ()
-        self._pre_hooks = None
-        self._post_hooks = None
-        self._tensor_pre_hooks = None  # {output_nr: {id: hook}}
-        self._retain_grad = None  # {output_nr: weakref to tensor}
-        self._trace = None
-        self.needs_input_grad = ()
-        self.metadata = {}
+
+    @property
+    def metadata(self) -> dict:
+        """A dict for users' own annotations of this node (PyTorch's ``Node.metadata``)."""
+        d = self.__dict__.get("_metadata")
+        if d is None:
+            d = self.__dict__["_metadata"] = {}
+        return d
 
     # ---- ctx API used inside forward/backward -------------------------------------------
     def save_for_backward(self, *values) -> None:
-        """Keep tensors (or, in ``on_arrays`` ops, arrays) for backward."""
+        """Keep values for backward: arrays in an ``Op``, tensors in a ``Function``."""
         self._to_save = values
 
     @property
@@ -136,8 +153,14 @@ class BackwardNode:
                 f"in-place op (x.add_(...), x[...] = ..., x += ...) by its out-of-place form "
                 f"(x = x + ...), or clone() the tensor before changing it."
             )
-        if self._function.on_arrays and not self._create_graph:
-            return s.array
+        return self._saved_value(s)
+
+    def _saved_value(self, s: _Saved):
+        """What ``saved_tensors`` gives for ``s``: its array, or a tensor in a recorded
+        backward (``create_graph``)."""
+        return self._saved_tensor(s) if self._create_graph else s.array
+
+    def _saved_tensor(self, s: _Saved):
         if s.tensor is not None:
             return s.tensor
         if s.output_nr is not None:
@@ -200,82 +223,194 @@ class BackwardNode:
         return self._function.backward(self, *grads)
 
 
-class Function:
-    """Base class of differentiable operations (PyTorch's ``torch.autograd.Function``).
+class Op:
+    """Base class of built-in ops: the one contract the engine, ``jit`` and ``onnx`` know.
 
-    Subclass it with static ``forward(ctx, *args)`` and ``backward(ctx, *grad_outputs)`` and
-    call ``YourFunction.apply(*args)``. ``backward`` returns one gradient (or None) per argument
-    of ``forward``.
+    ``forward(ctx, *args)`` receives the raw numpy/cupy arrays of tensor arguments (other
+    arguments as given) and returns arrays; ``backward(ctx, *grads)`` receives and returns
+    arrays, one gradient (or None) per argument of ``forward``. With ``create_graph=True`` the
+    same backward receives tensors and ``ctx.xp`` is the differentiable namespace, so one
+    formula serves first and higher-order gradients; a backward that cannot run that way sets
+    ``once_differentiable = True``. Call an op with ``YourOp.apply(*args)``.
+
+    ``array_forward`` / ``array_backward`` are what the engine and a ``jit`` replay call: for
+    an ``Op`` they are ``forward`` / ``backward`` themselves; ``Function`` (tensors in, tensors
+    out) adapts them.
     """
 
-    on_arrays = False
-    once_differentiable = False
+    once_differentiable: bool = False
     # View ops (reshape, transpose, basic indexing...): an output array that aliases the first
     # argument's memory shares its version counter, so in-place changes through either one are
     # seen by the saved-tensor checks of the other.
-    is_view = False
+    is_view: bool = False
     # How ``distgrad.amp.autocast`` casts this op's floating inputs: "lower" (to the autocast
     # dtype: matmul, conv), "float32" (reductions, softmax, norms, losses) or None (run in
     # the widest floating input dtype).
-    autocast = None
-    _backward_cls = BackwardNode
+    autocast: str | None = None
+    _node_base: type[BackwardNode] = BackwardNode
+    _backward_cls: type[BackwardNode] = BackwardNode
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
+        if "on_arrays" in cls.__dict__:
+            raise TypeError(
+                f"{cls.__name__}: the on_arrays flag is gone; an op on arrays subclasses "
+                f"distgrad.autograd.Op (class {cls.__name__}(Op): ...), a Function on tensors "
+                f"subclasses Function"
+            )
         if getattr(cls.backward, "__once_differentiable__", False):
             cls.once_differentiable = True
         cls._backward_cls = type(
             f"{cls.__name__}Backward",
-            (BackwardNode,),
+            (cls._node_base,),
             {"_function": cls, "__module__": cls.__module__},
         )
+        cls._bind_contract()
+
+    @classmethod
+    def _bind_contract(cls) -> None:
+        # An op on arrays is its own array-level contract (no adapter call per op).
+        cls.array_forward = staticmethod(cls.forward)
+        cls.array_backward = staticmethod(cls.backward)
 
     @staticmethod
     def forward(ctx, *args):
-        raise NotImplementedError("a Function subclass must implement forward(ctx, *args)")
+        raise NotImplementedError("an Op subclass must implement forward(ctx, *args)")
 
     @staticmethod
     def backward(ctx, *grad_outputs):
-        raise NotImplementedError("a Function subclass must implement backward(ctx, *grads)")
+        raise NotImplementedError("an Op subclass must implement backward(ctx, *grads)")
+
+    array_forward = forward
+    array_backward = backward
 
     @classmethod
     def apply(cls, *args):
+        """Run the op on ``args``, recording the graph when an input requires grad."""
         if _interceptors:
             return _intercepted_apply(cls, args)
         return cls._apply(args)
 
     @classmethod
-    def _apply(cls, args):
+    def _apply(cls, args, raw=None):
+        # The per-op path: one loop over the arguments, no helper calls in the common case.
         ctx = cls._backward_cls()
-        tensors = [a for a in args if isinstance(a, Tensor)]
-        record = _state.grad_enabled and any(t._requires_grad for t in tensors)
-        if cls.on_arrays:
-            raw = [a._array if isinstance(a, Tensor) else a for a in args]
-            if tensors:
-                ctx._xp = array_module_for(tensors[0]._array)
-            if record:
-                ctx.needs_input_grad = tuple(
-                    isinstance(a, Tensor) and a._requires_grad for a in args
-                )
-            if ctx._xp is np:
-                out = cls.forward(ctx, *raw)
-            else:  # a GPU op runs with its first tensor's GPU current (cupy's rule)
-                ctx._device = tensors[0]._array.device
-                with ctx._device:
-                    out = cls.forward(ctx, *raw)
+        first = None
+        requires_grad = False
+        arrays, needs = [], []
+        for a in args:
+            if isinstance(a, Tensor):
+                if first is None:
+                    first = a._array
+                arrays.append(a._array)
+                if a._requires_grad:
+                    requires_grad = True
+                    needs.append(True)
+                else:
+                    needs.append(False)
+            else:
+                arrays.append(a)
+                needs.append(False)
+        if raw is None:
+            raw = arrays
+        record = requires_grad and _state.grad_enabled
+        if record:
+            ctx.needs_input_grad = tuple(needs)
+        if first is None or type(first) is np.ndarray:
+            out = cls.array_forward(ctx, *raw)
         else:
-            ctx.needs_input_grad = tuple(
-                isinstance(a, Tensor) and a._requires_grad and record for a in args
-            )
-            raw = [Tensor._alias(a) if isinstance(a, Tensor) else a for a in args]
-            with grad_mode.no_grad():
-                out = cls.forward(ctx, *raw)
-        single = not isinstance(out, tuple)
-        outputs = _wrap_outputs(cls, ctx, args, raw, (out,) if single else out)
+            ctx._xp = xp = array_module_for(first)
+            if xp is np:
+                out = cls.array_forward(ctx, *raw)
+            else:  # a GPU op runs with its first tensor's GPU current (cupy's rule)
+                ctx._device = first.device
+                with ctx._device:
+                    out = cls.array_forward(ctx, *raw)
+        if type(out) is np.ndarray and not ctx._dirty and not cls.is_view:
+            single, outputs = True, (Tensor(out),)
+        else:
+            single = not isinstance(out, tuple)
+            outputs = _wrap_outputs(cls, ctx, args, raw, (out,) if single else out)
         if record:
             _connect(cls, ctx, args, raw, outputs)
-        ctx._to_save = ()
+        if ctx._to_save:
+            ctx._to_save = ()
         return outputs[0] if single else outputs
+
+
+class _FunctionNode(BackwardNode):
+    """The ctx of a ``Function``: its saved values are tensors, in every backward."""
+
+    def _saved_value(self, s: _Saved):
+        return self._saved_tensor(s)
+
+
+class Function(Op):
+    """Base class of differentiable operations on tensors (PyTorch's
+    ``torch.autograd.Function``).
+
+    Subclass it with static ``forward(ctx, *args)`` and ``backward(ctx, *grad_outputs)`` and
+    call ``YourFunction.apply(*args)``: forward receives tensors (detached, under no_grad),
+    backward receives and returns tensors, one gradient (or None) per argument of
+    ``forward``. The ctx API is the same as an ``Op``'s. This class is the adapter that runs
+    such a Function through the array-level ``Op`` contract.
+    """
+
+    _node_base = _FunctionNode
+
+    @classmethod
+    def _bind_contract(cls) -> None:
+        pass  # array_forward / array_backward stay the adapter below
+
+    @classmethod
+    def _apply(cls, args, raw=None):
+        # The adapter's forward receives the argument tensors themselves (their identity tells
+        # inputs returned, marked dirty or saved).
+        return super()._apply(args, list(args))
+
+    @classmethod
+    def array_forward(cls, ctx, *args):
+        """Run the user's forward on tensors. ``args`` are the call's arguments (eager) or, in
+        a ``jit`` replay, arrays for the arguments that were tensors (``ctx.tensor_args``)."""
+        replay = ctx.tensor_args is not None
+        if replay:
+            inputs = [Tensor(a) if t else a for a, t in zip(args, ctx.tensor_args)]
+        else:
+            inputs = [Tensor._alias(a) if isinstance(a, Tensor) else a for a in args]
+        if not ctx.needs_input_grad:
+            ctx.needs_input_grad = (False,) * len(args)
+        with grad_mode.no_grad():
+            out = cls.forward(ctx, *inputs)
+        single = not isinstance(out, tuple)
+        outs = (out,) if single else out
+        if replay:
+            outs = tuple(o._array if isinstance(o, Tensor) else o for o in outs)
+        else:  # an input returned: itself when marked dirty, else a new tensor sharing it
+            originals = {id(i): a for i, a in zip(inputs, args) if isinstance(a, Tensor)}
+            dirty = {id(d) for d in ctx._dirty}
+            ctx._dirty = tuple(originals.get(id(d), d) for d in ctx._dirty)
+            ctx._to_save = tuple(originals.get(id(v), v) for v in ctx._to_save)
+            outs = tuple(
+                o
+                if id(o) not in originals
+                else originals[id(o)]
+                if id(o) in dirty
+                else Tensor._alias(o)
+                for o in outs
+            )
+        return outs[0] if single else outs
+
+    @classmethod
+    def array_backward(cls, ctx, *grads):
+        """Run the user's backward: arrays in and out (tensors inside); under
+        ``create_graph`` tensors in and out, recorded."""
+        if ctx._create_graph:
+            return cls.backward(ctx, *grads)
+        with grad_mode.no_grad():
+            result = cls.backward(ctx, *[None if g is None else Tensor(g) for g in grads])
+        if isinstance(result, tuple):
+            return tuple(r._array if isinstance(r, Tensor) else r for r in result)
+        return result._array if isinstance(result, Tensor) else result
 
 
 # Interceptors see every op call: ``before(cls, args) -> args`` may rewrite the arguments
@@ -290,7 +425,13 @@ def push_interceptor(interceptor) -> None:
 
 
 def pop_interceptor(interceptor) -> None:
+    """Deactivate an interceptor activated by ``push_interceptor``."""
     _interceptors.remove(interceptor)
+
+
+def active_interceptors() -> tuple:
+    """The active interceptors, innermost last."""
+    return tuple(_interceptors)
 
 
 def autocasting(*tensors) -> bool:
@@ -324,7 +465,7 @@ def _wrap_outputs(cls, ctx, args, raw, outs):
         if not isinstance(o, Tensor) and (not hasattr(o, "shape") or isinstance(o, np.generic)):
             scalar, o = o, np.asarray(o)  # numpy ufuncs give scalars for 0-d arrays
             ctx._to_save = tuple(o if v is scalar else v for v in ctx._to_save)
-        if ctx._dirty or not cls.on_arrays:
+        if ctx._dirty:
             for a, r in zip(args, raw):
                 if o is r:
                     o = a if any(o is d for d in ctx._dirty) else Tensor._alias(a)
@@ -345,12 +486,21 @@ def _wrap_outputs(cls, ctx, args, raw, outs):
 
 def _connect(cls, ctx, args, raw, outputs):
     """Record the graph: edges to the inputs, saved values, outputs' grad_fn."""
-    ctx._next = tuple(
-        a._edge() if isinstance(a, Tensor) and a._requires_grad else None for a in args
-    )
-    ctx._input_meta = tuple(
-        (a._array.shape, a._array.dtype) if isinstance(a, Tensor) else None for a in args
-    )
+    edges, in_meta = [], []
+    for a in args:
+        if isinstance(a, Tensor):
+            array = a._array
+            in_meta.append((array.shape, array.dtype))
+            if a._requires_grad:
+                node = a._grad_fn
+                edges.append((node, a._output_nr) if node is not None else a._edge())
+            else:
+                edges.append(None)
+        else:
+            in_meta.append(None)
+            edges.append(None)
+    ctx._next = tuple(edges)
+    ctx._input_meta = tuple(in_meta)
     non_diff = ctx._non_differentiable
     dirty = ctx._dirty
     meta = []
@@ -358,12 +508,14 @@ def _connect(cls, ctx, args, raw, outputs):
         if o is None:
             meta.append(None)
             continue
-        meta.append((o._array.shape, o._array.dtype))
+        array = o._array
+        dtype = array.dtype
+        meta.append((array.shape, dtype))
         if (
-            o._array.dtype.kind not in "fc"
-            and not is_floating(o._array.dtype)
+            dtype.kind not in "fc"
+            and not is_floating(dtype)
             or non_diff
-            and any(o is n or getattr(n, "_array", None) is o._array for n in non_diff)
+            and any(o is n or getattr(n, "_array", None) is array for n in non_diff)
         ):
             continue
         if dirty and any(o is a for a in args):  # the input now carries this node

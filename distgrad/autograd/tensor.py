@@ -3,10 +3,35 @@ applied to it so that ``backward()`` can compute gradients.
 
 Operators and most methods (``x + y``, ``x.sum()``, ``x.reshape``...) are installed by the ops
 layer (``distgrad.ops``), which this module cannot import.
+
+Internal API for the layers above autograd (ops, optim, amp, jit, onnx, nn, data,
+distributed, checkpoint). Code outside ``distgrad/autograd`` uses only these (and the public
+PyTorch API: ``requires_grad``, ``grad``, ``grad_fn``, ``output_nr``, ``detach()``...), never the
+private attributes:
+
+- ``t.array``: the numpy/cupy array, shared (read it; writing into it goes through the next
+  two so that autograd's saved-tensor checks see the change).
+- ``t.write_array_(values)``: copy ``values`` into the storage in place and count the change.
+- ``t.bump_version()``: count an in-place change made directly on ``t.array`` (an ``out=``
+  ufunc, an optimizer's update, a collective writing into the buffer).
+- ``t.version``: how many in-place changes the storage has seen (PyTorch's ``t._version``).
+- ``t.set_array(array)``: hold another array (a new storage: nothing to count).
+- ``t.share_version(other)`` / ``t.shares_version(other)``: make ``t`` (a view of ``other``'s
+  storage made outside an op) share ``other``'s version counter / whether it does.
+- ``t.set_grad_array(array)``: ``.grad`` becomes a tensor holding ``array`` (or None), without
+  the ``.grad`` setter's checks (the caller guarantees shape, dtype and device).
+- ``t.with_history(array)``: a tensor holding ``array`` at ``t``'s place in the graph (same
+  ``grad_fn``, ``output_nr`` and ``requires_grad``, its own version counter): what an in-place
+  op computes from.
+- ``t.take_history_(other)``: ``t`` takes ``other``'s place in the graph (``grad_fn``,
+  ``output_nr``, ``requires_grad``): ``t`` now holds the result of an in-place op.
+- ``autograd.graph.get_gradient_edge(t)``: the (node, output_nr) gradients for ``t`` flow into
+  (a leaf's ``AccumulateGrad``), as PyTorch's.
 """
 
 from __future__ import annotations
 
+import operator
 import weakref
 
 import numpy as np
@@ -104,11 +129,67 @@ class Tensor:
         return t
 
     # ---- array, dtype, device, shape ----------------------------------------------------
+    # The most read accessors are C-level getters (attrgetter): the per-op path reads them.
+    array = property(
+        operator.attrgetter("_array"),
+        doc="""The underlying numpy (CPU) or cupy (GPU) array, shared, not copied. Changing it
+        in place bypasses autograd's version checks unless followed by ``bump_version()``;
+        prefer tensor ops.""",
+    )
+
+    # ---- internal API for the layers above autograd (see the module docstring) -----------
+    def write_array_(self, values) -> None:
+        """Copy ``values`` (an array or scalar) into this tensor's storage, in place, and count
+        the change (version + 1)."""
+        self._array[...] = values
+        self._version.value += 1
+
+    def bump_version(self) -> None:
+        """Count an in-place change made directly on ``self.array``, so that a backward that
+        saved this tensor raises instead of using the changed values."""
+        self._version.value += 1
+
     @property
-    def array(self):
-        """The underlying numpy (CPU) or cupy (GPU) array, shared, not copied. Changing it in
-        place bypasses autograd's version checks; prefer tensor ops."""
-        return self._array
+    def version(self) -> int:
+        """How many in-place changes this tensor's storage has seen."""
+        return self._version.value
+
+    def set_array(self, array) -> None:
+        """Hold ``array`` from now on (another storage; nothing is counted)."""
+        self._array = array
+
+    def share_version(self, other: Tensor) -> None:
+        """Share ``other``'s version counter (``self`` views ``other``'s storage)."""
+        self._version = other._version
+
+    def shares_version(self, other: Tensor) -> bool:
+        """Whether ``self`` and ``other`` share one version counter (one storage)."""
+        return self._version is other._version
+
+    def set_grad_array(self, array) -> None:
+        """Make ``.grad`` a tensor holding ``array`` (None clears it), without the ``.grad``
+        setter's checks: the caller guarantees shape, dtype and device."""
+        self._grad = None if array is None else Tensor(array)
+
+    def with_history(self, array) -> Tensor:
+        """A tensor holding ``array`` at this tensor's place in the graph (same ``grad_fn``,
+        ``output_nr``, ``requires_grad``; its own version counter)."""
+        t = Tensor(array)
+        t._grad_fn, t._output_nr, t._requires_grad = (
+            self._grad_fn,
+            self._output_nr,
+            self._requires_grad,
+        )
+        return t
+
+    def take_history_(self, other: Tensor) -> None:
+        """Take ``other``'s place in the graph (``grad_fn``, ``output_nr``,
+        ``requires_grad``): ``self`` now holds the result of an in-place op."""
+        self._grad_fn, self._output_nr, self._requires_grad = (
+            other._grad_fn,
+            other._output_nr,
+            other._requires_grad,
+        )
 
     @property
     def data(self) -> Tensor:
@@ -134,16 +215,12 @@ class Tensor:
     def is_cuda(self) -> bool:
         return self.device.type == "cuda"
 
-    @property
-    def shape(self) -> tuple:
-        return self._array.shape
+    shape = property(operator.attrgetter("_array.shape"), doc="The size of each dimension.")
 
     def size(self, dim: int | None = None):
         return self._array.shape if dim is None else self._array.shape[dim]
 
-    @property
-    def ndim(self) -> int:
-        return self._array.ndim
+    ndim = property(operator.attrgetter("_array.ndim"), doc="The number of dimensions.")
 
     def dim(self) -> int:
         return self._array.ndim
@@ -174,13 +251,14 @@ class Tensor:
         return self._array.shape[0]
 
     # ---- autograd state ----------------------------------------------------------------
-    @property
-    def requires_grad(self) -> bool:
-        return self._requires_grad
-
-    @requires_grad.setter
-    def requires_grad(self, value: bool) -> None:
+    def _set_requires_grad(self, value: bool) -> None:
         self.requires_grad_(value)
+
+    requires_grad = property(
+        operator.attrgetter("_requires_grad"),
+        _set_requires_grad,
+        doc="Whether autograd records operations on this tensor.",
+    )
 
     def requires_grad_(self, requires_grad: bool = True) -> Tensor:
         """Set whether autograd records operations on this (leaf) tensor."""
@@ -200,17 +278,18 @@ class Tensor:
         self._requires_grad = bool(requires_grad)
         return self
 
-    @property
-    def grad_fn(self):
-        return self._grad_fn
+    grad_fn = property(
+        operator.attrgetter("_grad_fn"),
+        doc="The graph node that produced this tensor (None for a leaf).",
+    )
 
     @property
     def is_leaf(self) -> bool:
         return self._grad_fn is None
 
-    @property
-    def output_nr(self) -> int:
-        return self._output_nr
+    output_nr = property(
+        operator.attrgetter("_output_nr"), doc="Which output of ``grad_fn`` this tensor is."
+    )
 
     @property
     def _version_value(self) -> int:

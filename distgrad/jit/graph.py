@@ -1,8 +1,8 @@
 """The static graph a trace records, and its replay on raw arrays.
 
-A ``Graph`` is a flat list of ``Op`` records over numbered value slots: the traced function's
+A ``Graph`` is a flat list of ``Step`` records over numbered value slots: the traced function's
 inputs, the "external" tensors it read (module parameters and buffers, read live at each
-call), constants, and each op's outputs. Replaying it calls every op's ``forward(ctx,
+call), constants, and each op's outputs. Replaying it calls every op's ``array_forward(ctx,
 *arrays)`` on the slots' arrays with ctx objects allocated once and reused, then (for
 gradients) every recorded op's ``backward`` in reverse order — no Tensor, graph node or engine
 work per op. One replay is one autograd node, ``TracedGraphBackward``, so ``loss.backward()``
@@ -12,11 +12,13 @@ DataParallel and all).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from ..autograd import Function, Tensor, grad_mode
+from ..autograd import BackwardNode, Op
 
-__all__ = ["Graph", "Op", "TracedGraph", "RandomArray", "InputView"]
+__all__ = ["Graph", "Step", "TracedGraph", "RandomArray", "InputView"]
 
 _SCALARS = (np.generic, int, float, complex)
 
@@ -47,20 +49,19 @@ class InputView:
         return vals[self.slot].reshape(self.shape).astype(self.dtype, copy=False)
 
 
-class Op:
-    """One recorded ``Function`` call: ``outs = fn.forward(ctx, *slots[args])``.
+class Step:
+    """One recorded op call: ``outs = fn.array_forward(ctx, *slots[args])``.
 
     ``needs`` is the call's ``needs_input_grad`` (empty when it recorded no graph: then it has
     no backward); ``grad_edges`` the (argument position, slot, dtype) of the arguments that
     receive gradients (``in_dtypes``: each argument's dtype, None for non-tensors);
     ``setup`` the (slot, make) pairs computed right before the op (``make(slots)``: a fresh
-    dropout mask, a reshaped input); ``tensor_args`` which arguments were tensors (user
-    Functions receive tensors); ``out_meta`` the outputs' (shape, dtype), for zero gradients.
+    dropout mask, a reshaped input); ``tensor_args`` which arguments were tensors (the ctx
+    is told: a user Function's adapter wraps those); ``out_meta`` the outputs' (shape, dtype), for zero gradients.
     """
 
     __slots__ = (
         "fn",
-        "on_arrays",
         "args",
         "outs",
         "needs",
@@ -73,7 +74,6 @@ class Op:
 
     def __init__(self, fn, args, outs, needs, setup, tensor_args, out_meta, single, in_dtypes):
         self.fn, self.args, self.outs, self.needs = fn, tuple(args), tuple(outs), tuple(needs)
-        self.on_arrays = fn.on_arrays
         self.grad_edges = tuple(
             (i, s, in_dtypes[i])
             for i, s in enumerate(self.args)
@@ -88,7 +88,7 @@ class Op:
 
 
 class Graph:
-    """Ops over ``n_slots`` value slots. ``arg_slots``: the slots filled per call (inputs, then
+    """Steps over ``n_slots`` value slots. ``arg_slots``: the slots filled per call (inputs, then
     externals); ``constants``: slot -> value, filled once; ``outputs``: the returned slots,
     of which ``diff_outputs`` carry gradients and ``plain_outputs`` do not; ``externals``: the
     tensors read live at each call (``external_names`` names them where known)."""
@@ -139,6 +139,7 @@ class Graph:
             ctx = op.fn._backward_cls()
             ctx._xp = self.xp
             ctx.needs_input_grad = op.needs
+            ctx.tensor_args = op.tensor_args
             ctxs.append(ctx)
         return ctxs
 
@@ -158,10 +159,7 @@ class Graph:
         for op, ctx in zip(self.ops, ctxs):
             for slot, make in op.setup:
                 vals[slot] = make(vals)
-            if not op.on_arrays:
-                out = _user_forward(op, ctx, vals)
-            else:
-                out = op.fn.forward(ctx, *[vals[i] for i in op.args])
+            out = op.fn.array_forward(ctx, *[vals[i] for i in op.args])
             if op.single:
                 vals[op.outs[0]] = _array_output(ctx, out) if isinstance(out, _SCALARS) else out
             else:
@@ -195,10 +193,7 @@ class Graph:
                     for nr, g in enumerate(gs):
                         if g is None and op.out_meta[nr] is not None:
                             gs[nr] = self.xp.zeros(*op.out_meta[nr])
-            if not op.on_arrays:
-                result = _user_backward(op, ctx, gs)
-            else:
-                result = op.fn.backward(ctx, *gs)
+            result = op.fn.array_backward(ctx, *gs)
             if not isinstance(result, tuple):
                 result = (result,)
             for i, slot, dtype in op.grad_edges:
@@ -236,33 +231,29 @@ def _array_output(ctx, value):
     return array
 
 
-def _user_forward(op, ctx, vals):
-    """A user Function (``on_arrays = False``) sees tensors, as in eager mode."""
-    args = [
-        Tensor(vals[s]) if is_tensor else vals[s] for s, is_tensor in zip(op.args, op.tensor_args)
-    ]
-    with grad_mode.no_grad():
-        out = op.fn.forward(ctx, *args)
-    if isinstance(out, tuple):
-        return tuple(o._array if isinstance(o, Tensor) else o for o in out)
-    return out._array if isinstance(out, Tensor) else out
+class _ReplayNode(BackwardNode):
+    """The node of one replay: the engine frees a node's saved values after its backward
+    (without retain_graph), which here hands the replay's ctx objects back to the graph for
+    the next call."""
+
+    graph: Any = None
+    ctxs: Any = None
+
+    def _release(self) -> None:
+        ctxs = getattr(self, "ctxs", None)
+        if ctxs is not None:
+            self.ctxs = None
+            self.graph.give_back(ctxs)
+            self._freed = True
 
 
-def _user_backward(op, ctx, grads):
-    with grad_mode.set_grad_enabled(False):
-        result = op.fn.backward(ctx, *[None if g is None else Tensor(g) for g in grads])
-    if isinstance(result, tuple):
-        return tuple(r._array if isinstance(r, Tensor) else r for r in result)
-    return result._array if isinstance(result, Tensor) else result
-
-
-class TracedGraph(Function):
+class TracedGraph(Op):
     """One replay of a ``Graph`` as a single autograd node. ``apply(graph, plain, *tensors)``:
     the inputs then the externals; returns the differentiable outputs and appends the others
     (integer results, values that needed no gradient) to the list ``plain``."""
 
-    on_arrays = True
     once_differentiable = True
+    _node_base = _ReplayNode
 
     @staticmethod
     def forward(ctx, graph, plain, *arrays):
@@ -286,18 +277,3 @@ class TracedGraph(Function):
                 "backward to go through it again."
             )
         return (None, None) + ctx.graph.run_backward(ctx.ctxs, grads)
-
-
-class _TracedGraphBackward(TracedGraph._backward_cls):
-    def _release(self) -> None:
-        """The engine frees a node's saved values after its backward (without retain_graph):
-        hand the replay's ctx objects back to the graph for the next call."""
-        ctxs = getattr(self, "ctxs", None)
-        if ctxs is not None:
-            self.ctxs = None
-            self.graph.give_back(ctxs)
-            self._freed = True
-
-
-_TracedGraphBackward.__name__ = _TracedGraphBackward.__qualname__ = "TracedGraphBackward"
-TracedGraph._backward_cls = _TracedGraphBackward

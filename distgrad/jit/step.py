@@ -110,7 +110,7 @@ class _CudaGraphStep:
         cp = cupy_or_none()
         if cp is None:
             raise RuntimeError("trace_step(cuda_graph=True) needs cupy and a CUDA device")
-        if any(isinstance(t._array, np.ndarray) for t in inputs):
+        if any(isinstance(t.array, np.ndarray) for t in inputs):
             raise TraceError("trace_step(cuda_graph=True) needs CUDA tensors as inputs")
         if step.forward.graph.has_random:
             raise TraceError(
@@ -124,7 +124,7 @@ class _CudaGraphStep:
                 f"the host, which a CUDA graph would freeze"
             )
         self.cp, self.step = cp, step
-        self.static = [Tensor(t._array.copy(), requires_grad=t._requires_grad) for t in inputs]
+        self.static = [Tensor(t.array.copy(), requires_grad=t.requires_grad) for t in inputs]
         self.stream = cp.cuda.Stream(non_blocking=True)
         self.stream.wait_event(cp.cuda.get_current_stream().record())
         with self.stream:
@@ -146,7 +146,7 @@ class _CudaGraphStep:
         self.stream.wait_event(caller.record())
         with self.stream:
             for buffer, t in zip(self.static, inputs):
-                buffer._array[...] = t._array
+                buffer.write_array_(t.array)
             self.graph.launch(self.stream)
         caller.wait_event(self.stream.record())
         return self.out

@@ -38,12 +38,12 @@ import numpy as np
 
 from ..autograd import Tensor, grad_mode
 from ..autograd.engine import is_backward_running
-from ..autograd.function import _interceptors, pop_interceptor, push_interceptor
+from ..autograd.function import active_interceptors, pop_interceptor, push_interceptor
 from ..backend import array_module_for, is_array
 from ..backend import random as _random
 from ..nn import Module
 from ..ops import dropout as _dropout
-from .graph import Graph, InputView, Op, RandomArray, TracedGraph
+from .graph import Graph, InputView, RandomArray, Step, TracedGraph
 
 __all__ = ["trace", "TracedFunction", "TraceError", "TracerWarning"]
 
@@ -65,10 +65,10 @@ class _Recorder:
     """The interceptor that records one eager run into ops over numbered slots."""
 
     def __init__(self, inputs):
-        self.ops = []  # [Op]
+        self.ops = []  # [Step]
         self.n_slots = 0
         self.constants = {}  # slot -> value
-        self.first_use = {}  # constant or external slot -> the first Op using it
+        self.first_use = {}  # constant or external slot -> the first Step using it
         self.externals = {}  # slot -> tensor
         self.error = None
         self._by_edge = {}  # (id(grad_fn), output_nr) -> slot
@@ -82,9 +82,10 @@ class _Recorder:
 
     # ---- interceptor protocol ------------------------------------------------------------
     def before(self, cls, args):
-        if _interceptors[-1] is not self:
+        innermost = active_interceptors()[-1]
+        if innermost is not self:
             raise TraceError(
-                f"an interceptor ({type(_interceptors[-1]).__name__}, e.g. "
+                f"an interceptor ({type(innermost).__name__}, e.g. "
                 f"autocast) was activated inside the traced function, before "
                 f"{cls.__name__}; activate it around the trace instead (with "
                 f"autocast(): traced = jit.trace(fn, inputs)): casts are then "
@@ -108,20 +109,20 @@ class _Recorder:
         arg_slots = [self._slot_of_arg(a, setup) for a in args]
         self._drop_since(start)  # ops that a user Function's forward ran: part of this op
         record = grad_mode.is_grad_enabled() and any(
-            isinstance(a, Tensor) and a._requires_grad for a in args
+            isinstance(a, Tensor) and a.requires_grad for a in args
         )
-        needs = tuple(isinstance(a, Tensor) and a._requires_grad and record for a in args)
+        needs = tuple(isinstance(a, Tensor) and a.requires_grad and record for a in args)
         out_slots = [None if o is None else self._register(o, self._new_slot()) for o in outs]
-        op = Op(
+        op = Step(
             cls,
             arg_slots,
             out_slots,
-            needs if record or not cls.on_arrays else (),
+            needs if record else (),
             setup,
-            () if cls.on_arrays else [isinstance(a, Tensor) for a in args],
-            [None if o is None else (o._array.shape, o._array.dtype) for o in outs],
+            [isinstance(a, Tensor) for a in args],
+            [None if o is None else (o.array.shape, o.array.dtype) for o in outs],
             single,
-            [a._array.dtype if isinstance(a, Tensor) else None for a in args],
+            [a.array.dtype if isinstance(a, Tensor) else None for a in args],
         )
         for slot in arg_slots:
             if slot in self.constants or slot in self.externals:
@@ -135,22 +136,22 @@ class _Recorder:
         return self.n_slots - 1
 
     def _register(self, t: Tensor, slot: int) -> int:
-        self._by_tensor[id(t)] = (slot, t._version.value)
-        self._by_array[id(t._array)] = slot
-        if t._grad_fn is not None:
-            self._by_edge[(id(t._grad_fn), t._output_nr)] = slot
+        self._by_tensor[id(t)] = (slot, t.version)
+        self._by_array[id(t.array)] = slot
+        if t.grad_fn is not None:
+            self._by_edge[(id(t.grad_fn), t.output_nr)] = slot
         self._keep.append(t)
         return slot
 
     def slot_of_tensor(self, t: Tensor) -> int:
-        if t._grad_fn is not None:  # also finds the snapshot an in-place op works on
-            slot = self._by_edge.get((id(t._grad_fn), t._output_nr))
+        if t.grad_fn is not None:  # also finds the snapshot an in-place op works on
+            slot = self._by_edge.get((id(t.grad_fn), t.output_nr))
             if slot is not None:
                 return slot
         entry = self._by_tensor.get(id(t))
         if entry is not None:
             slot, version = entry
-            if t._version.value != version:
+            if t.version != version:
                 raise TraceError(
                     f"a tensor of shape {list(t.shape)} ({t.dtype}) was modified in place "
                     f"outside autograd inside the traced function (no gradient recorded the "
@@ -158,7 +159,7 @@ class _Recorder:
                     f"(y = x.add(1) rather than x.add_(1))."
                 )
             return slot
-        slot = self._by_array.get(id(t._array))  # detach() / .data of a traced value
+        slot = self._by_array.get(id(t.array))  # detach() / .data of a traced value
         if slot is not None:
             return slot
         slot = self._register(t, self._new_slot())
@@ -248,10 +249,10 @@ def _unflatten(spec, leaves):
 
 # ---- check_trace: a second run on permuted inputs --------------------------------------------
 def _permuted(t: Tensor, rng) -> Tensor:
-    a = t._array
+    a = t.array
     xp = array_module_for(a)
     order = xp.asarray(rng.permutation(a.size))
-    return Tensor(a.reshape(-1)[order].reshape(a.shape), requires_grad=t._requires_grad)
+    return Tensor(a.reshape(-1)[order].reshape(a.shape), requires_grad=t.requires_grad)
 
 
 def _arrays_in(value):
@@ -287,8 +288,8 @@ def _view_of_input(c1, c2, inputs1, inputs2):
     if not (_is_array(c1) and _is_array(c2)):
         return None
     for k, (x1, x2) in enumerate(zip(inputs1, inputs2)):
-        if x1._array.size == c1.size and all(
-            _same(x._array.reshape(c.shape).astype(c.dtype, copy=False), c)
+        if x1.array.size == c1.size and all(
+            _same(x.array.reshape(c.shape).astype(c.dtype, copy=False), c)
             for x, c in ((x1, c1), (x2, c2))
         ):
             return k
@@ -348,7 +349,7 @@ def _check(fn, rec, inputs, out_slots):
         elif rec.externals[slot] is probe.externals[slot]:
             continue  # a parameter, buffer or captured tensor, read live
         else:  # a tensor made inside the function without autograd (comparison, argmax...)
-            v1, v2 = rec.externals[slot]._array, probe.externals[slot]._array
+            v1, v2 = rec.externals[slot].array, probe.externals[slot].array
         op = rec.first_use.get(slot)
         if _same(v1, v2) or op is None and slot not in out_slots:  # equal, or unused
             continue
@@ -384,7 +385,7 @@ def _as_inputs(example_inputs) -> tuple:
 
 
 def _spec(t: Tensor) -> tuple:
-    return t._array.shape, t._array.dtype, type(t._array), t._requires_grad
+    return t.array.shape, t.array.dtype, type(t.array), t.requires_grad
 
 
 def _describe(spec) -> str:
@@ -406,9 +407,9 @@ def trace(fn, example_inputs, *, check_trace: bool = True) -> TracedFunction:
     rec, structure, out_slots, leaves = _run_recorded(fn, inputs)
     if check_trace:
         _check(fn, rec, inputs, out_slots)
-    diff = [s for s, t in zip(out_slots, leaves) if t._requires_grad]
+    diff = [s for s, t in zip(out_slots, leaves) if t.requires_grad]
     tensors = list(inputs) + list(rec.externals.values())
-    xp = array_module_for(tensors[0]._array) if tensors else np
+    xp = array_module_for(tensors[0].array) if tensors else np
     names = {}
     if module is not None:
         by_id = {
@@ -431,7 +432,7 @@ def trace(fn, example_inputs, *, check_trace: bool = True) -> TracedFunction:
         graph,
         [_spec(t) for t in inputs],
         structure,
-        [t._requires_grad for t in leaves],
+        [t.requires_grad for t in leaves],
         module,
         grad_enabled,
     )
@@ -485,14 +486,14 @@ class TracedFunction:
         if (
             not self._traced_grad
             and grad_mode.is_grad_enabled()
-            and any(t._requires_grad for t in args)
+            and any(t.requires_grad for t in args)
         ):
             raise TraceError(
                 "this function was traced under no_grad, so its replays have no "
                 "backward; trace it again with gradients enabled to differentiate "
                 "them"
             )
-        if any(isinstance(i, _Recorder) for i in _interceptors):
+        if any(isinstance(i, _Recorder) for i in active_interceptors()):
             raise TraceError(
                 "a traced function was called inside jit.trace; trace the outer "
                 "function with the original one instead"

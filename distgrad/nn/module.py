@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import OrderedDict, namedtuple
 
 from ..autograd import RemovableHandle, Tensor, no_grad
-from ..autograd.function import _add_hook
+from ..autograd.function import add_hook
 from .parameter import Parameter
 
 __all__ = ["Module"]
@@ -413,11 +413,11 @@ class Module:
     # ---- hooks ---------------------------------------------------------------------------
     def register_forward_pre_hook(self, hook) -> RemovableHandle:
         """``hook(module, args)`` before forward; may return replacement args."""
-        return _add_hook(self._forward_pre_hooks, hook)
+        return add_hook(self._forward_pre_hooks, hook)
 
     def register_forward_hook(self, hook) -> RemovableHandle:
         """``hook(module, args, output)`` after forward; may return a replacement output."""
-        return _add_hook(self._forward_hooks, hook)
+        return add_hook(self._forward_hooks, hook)
 
     # ---- printing ------------------------------------------------------------------------
     def extra_repr(self) -> str:

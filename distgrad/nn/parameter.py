@@ -19,7 +19,7 @@ class Parameter(Tensor):
 
             array = np.empty((0,), np.float32)
         else:
-            array = data._array if isinstance(data, Tensor) else data
+            array = data.array if isinstance(data, Tensor) else data
         super().__init__(array, requires_grad=requires_grad)
 
     def __repr__(self):

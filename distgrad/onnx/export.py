@@ -70,11 +70,11 @@ def export(
         g.nodes,
         type(module).__name__,
         [
-            value_info(name, args[i]._array.dtype, args[i].shape, in_dims[name])
+            value_info(name, args[i].array.dtype, args[i].shape, in_dims[name])
             for i, name in zip(positions, in_names)
         ],
         [
-            value_info(name, t._array.dtype, t.shape, out_dims[name])
+            value_info(name, t.array.dtype, t.shape, out_dims[name])
             for t, name in zip(outputs, out_names)
         ],
         g.initializers,
@@ -113,7 +113,7 @@ def _convert(g, names: dict, first, second, named, out_names) -> None:
         if ref.kind == "out" and ref not in names:
             names[ref] = g.reserve(name)
     tensors = {ref: t for ref, t in named}
-    buffers = {id(t._array): ref for ref, t in named if ref.kind == "buffer"}
+    buffers = {id(t.array): ref for ref, t in named if ref.kind == "buffer"}
 
     def value(ref: Ref) -> str:
         if ref.kind == "const":
@@ -121,7 +121,7 @@ def _convert(g, names: dict, first, second, named, out_names) -> None:
                 return g.const(ref.key, hint="const")
             ref = buffers[id(ref.key)]
         if ref not in names:  # a parameter or buffer met for the first time
-            names[ref] = g.initializer(g.reserve(ref.key), tensors[ref]._array)
+            names[ref] = g.initializer(g.reserve(ref.key), tensors[ref].array)
         return names[ref]
 
     for index in sorted(_live(calls, out_refs)):
@@ -196,7 +196,7 @@ def _input_dims(dynamic_axes, in_names, tensors) -> dict:
 def _output_dims(dynamic_axes, out_names, outputs, second_outputs, inputs) -> dict:
     """Named dims of each output: those given, and any other that changed between the
     traces, named as the input dim that changed alike (or ``<output>_dynamic_axes_<d>``)."""
-    by_sizes = {}
+    by_sizes: dict = {}
     for (a, b), dims in inputs:
         for d, dim_name in dims.items():
             by_sizes.setdefault((a.shape[d], b.shape[d]), dim_name)
@@ -218,7 +218,7 @@ def _trace_inputs(args, positions, in_dims, variant: bool) -> tuple:
     growth = _growth(in_dims)
     out = list(args)
     for i, name in zip(positions, in_dims):
-        a = args[i]._array
+        a = args[i].array
         if variant:
             for axis, dim_name in in_dims[name].items():
                 extra = np.take(a, [0] * growth[dim_name], axis=axis)
@@ -241,7 +241,7 @@ def _growth(in_dims) -> dict:
 
 def _same(a, b) -> bool:
     if isinstance(a, Tensor) or isinstance(b, Tensor):
-        return isinstance(a, Tensor) and isinstance(b, Tensor) and _same(a._array, b._array)
+        return isinstance(a, Tensor) and isinstance(b, Tensor) and _same(a.array, b.array)
     if hasattr(a, "shape") and hasattr(a, "dtype") or hasattr(b, "shape") and hasattr(b, "dtype"):
         return np.shape(a) == np.shape(b) and np.array_equal(a, b, equal_nan=True)
     if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):

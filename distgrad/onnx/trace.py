@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+import types
 from typing import NamedTuple
 
 from ..autograd import Tensor, enable_grad
@@ -47,8 +48,8 @@ class Call:
 
 def _user_frame() -> str:
     """The innermost caller outside distgrad (``file:line in function``)."""
-    frame = sys._getframe(2)
-    first = frame
+    first = sys._getframe(2)
+    frame: types.FrameType | None = first
     while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
         frame = frame.f_back
     frame = frame or first
@@ -62,6 +63,7 @@ class _Recorder:
         self.calls = []
         self._by_node, self._by_id, self._by_array = {}, {}, {}
         self._alive = []  # keeps every keyed object alive, so ids stay unique
+        self._frames = []  # len(calls) when each active call began
         for i, t in enumerate(inputs):
             if isinstance(t, Tensor):
                 self._register(t, Ref("input", i))
@@ -69,26 +71,28 @@ class _Recorder:
             self._register(t, ref)
 
     def _register(self, t: Tensor, ref: Ref) -> None:
-        self._alive.append((t, t._grad_fn, t._array))
-        if t._grad_fn is not None:
-            self._by_node[(id(t._grad_fn), t._output_nr)] = ref
+        self._alive.append((t, t.grad_fn, t.array))
+        if t.grad_fn is not None:
+            self._by_node[(id(t.grad_fn), t.output_nr)] = ref
         self._by_id[id(t)] = ref
-        self._by_array[id(t._array)] = ref
+        self._by_array[id(t.array)] = ref
 
     def resolve(self, t: Tensor) -> Ref:
-        if t._grad_fn is not None:
-            ref = self._by_node.get((id(t._grad_fn), t._output_nr))
+        if t.grad_fn is not None:
+            ref = self._by_node.get((id(t.grad_fn), t.output_nr))
             if ref is not None:
                 return ref
-        ref = self._by_id.get(id(t)) or self._by_array.get(id(t._array))
-        return ref if ref is not None else Ref("const", t._array)
+        ref = self._by_id.get(id(t)) or self._by_array.get(id(t.array))
+        return ref if ref is not None else Ref("const", t.array)
 
     def before(self, cls, args):
+        self._frames.append(len(self.calls))
         return args
 
     def after(self, cls, args, outputs):
         outs = outputs if isinstance(outputs, tuple) else (outputs,)
-        if not cls.on_arrays and self._user_function_outputs(args, outs):
+        composite = len(self.calls) > self._frames.pop()
+        if composite and self._composite_outputs(outs):
             return
         call = Call(cls, args, outs, _user_frame())
         call.refs = tuple(self.resolve(a) if isinstance(a, Tensor) else None for a in args)
@@ -98,15 +102,16 @@ class _Recorder:
             if o is not None:
                 self._register(o, Ref("out", (index, k)))
 
-    def _user_function_outputs(self, args, outs) -> bool:
-        """A user Function's ops were recorded as its forward ran: its outputs are those ops'
-        outputs (or its inputs). Register them under their new node; False if one is not."""
-        refs = []
+    def _composite_outputs(self, outs) -> bool:
+        """Ops were recorded while this call ran (a user Function's forward): its outputs are
+        those ops' outputs (or its inputs). Register them under their new node; False if one
+        is not."""
+        refs: list = []
         for o in outs:
             if o is None:
                 refs.append(None)
                 continue
-            ref = self._by_id.get(id(o)) or self._by_array.get(id(o._array))
+            ref = self._by_id.get(id(o)) or self._by_array.get(id(o.array))
             if ref is None:
                 return False
             refs.append(ref)

@@ -54,7 +54,24 @@ def as_tensor(x, like: Tensor | None = None, dtype=None) -> Tensor:
     return Tensor(arr)
 
 
+def shape_of(x) -> tuple:
+    """The shape of an array, tensor or Python scalar (``np.shape`` without its cost)."""
+    shape = getattr(x, "shape", None)
+    return () if shape is None else shape
+
+
+_TENSOR_DEVICE = Tensor.device  # a subclass may say otherwise (tests fake devices so)
+
+
 def check_same_device(op: str, *tensors: Tensor) -> None:
+    """Raise PyTorch's error unless the tensors among ``tensors`` share one device."""
+    for t in tensors:
+        if isinstance(t, Tensor) and (
+            type(t.array) is not np.ndarray or type(t).device is not _TENSOR_DEVICE
+        ):
+            break
+    else:
+        return  # all numpy arrays: all on the CPU
     devices = {t.device for t in tensors if isinstance(t, Tensor)}
     if len(devices) > 1:
         names = ", ".join(dict.fromkeys(str(t.device) for t in tensors if isinstance(t, Tensor)))
@@ -70,9 +87,9 @@ def prepare_operands(op: str, *operands, floating: bool = False):
     dtype (true division). Returns tensors or raw constant arrays, ready for ``apply``."""
     if len(operands) == 2:
         a, b = operands
-        if isinstance(a, Tensor) and type(b) in (float, int) and a._array.dtype.kind == "f":
+        if isinstance(a, Tensor) and type(b) in (float, int) and a.array.dtype.kind == "f":
             return operands  # numpy keeps a float array's dtype for a Python scalar, as PyTorch
-        if isinstance(b, Tensor) and type(a) in (float, int) and b._array.dtype.kind == "f":
+        if isinstance(b, Tensor) and type(a) in (float, int) and b.array.dtype.kind == "f":
             return operands
     for x in operands:
         if isinstance(x, (str, bytes)) or x is None or not (
@@ -84,11 +101,11 @@ def prepare_operands(op: str, *operands, floating: bool = False):
             raise TypeError(f"{op}(): unsupported operand type(s): {names}")
     tensors = [x for x in operands if isinstance(x, Tensor)]
     if len(tensors) == len(operands) and all(
-        t._array.dtype == tensors[0]._array.dtype for t in tensors[1:]
+        t.array.dtype == tensors[0].array.dtype for t in tensors[1:]
     ):
         if len(tensors) > 1:
             check_same_device(op, *tensors)
-        if not floating or tensors[0]._array.dtype.kind in "fc":
+        if not floating or tensors[0].array.dtype.kind in "fc":
             return operands
     dtype = result_type(*operands)
     if floating and not dtype.is_floating_point:
@@ -99,7 +116,7 @@ def prepare_operands(op: str, *operands, floating: bool = False):
     out = []
     for x in operands:
         if isinstance(x, Tensor):
-            out.append(x if x._array.dtype == dtype.np else x.to(dtype))
+            out.append(x if x.array.dtype == dtype.np else x.to(dtype))
         else:
             out.append(xp.asarray(x, dtype=dtype.np))
     return tuple(out)
@@ -135,7 +152,9 @@ def check_broadcast(op: str, *shapes, out=None) -> None:
             raise error
         full = tuple(np.broadcast_shapes(full, tuple(shape)))
     if out is not None and full != tuple(out):
-        raise broadcast_error(op, full, (), out=out)
+        error = broadcast_error(op, full, (), out=out)
+        if error is not None:
+            raise error
 
 
 def unbroadcast(xp, grad, shape):
@@ -179,7 +198,7 @@ def _kind(np_dtype) -> str:
 
 
 def _check_inplace_target(self: Tensor, result_dtype, op: str) -> None:
-    if grad_mode.is_grad_enabled() and self._requires_grad and self._grad_fn is None:
+    if grad_mode.is_grad_enabled() and self.requires_grad and self.grad_fn is None:
         raise RuntimeError(
             f"a leaf Variable that requires grad is being used in an in-place operation "
             f"({op} on a tensor of shape {list(self.shape)}). Wrap it in `with "
@@ -188,12 +207,12 @@ def _check_inplace_target(self: Tensor, result_dtype, op: str) -> None:
     kind = _kind(result_dtype) if result_dtype is not None else None
     if (
         kind is not None
-        and kind != _kind(self._array.dtype)
-        and "biuf".index(kind) > "biuf".index(_kind(self._array.dtype))
+        and kind != _kind(self.array.dtype)
+        and "biuf".index(kind) > "biuf".index(_kind(self.array.dtype))
     ):
         raise RuntimeError(
             f"{op}: result type {result_dtype} can't be cast to the desired "
-            f"output type {self._array.dtype}"
+            f"output type {self.array.dtype}"
         )
 
 
@@ -204,35 +223,31 @@ def apply_inplace(self: Tensor, op: str, compute, *args, fast=None) -> Tensor:
     used when nothing needs gradients. With gradients, ``compute`` runs on a snapshot of
     ``self`` (its graph edge, a copy of its values), as PyTorch saves the original ``self``."""
     record = grad_mode.is_grad_enabled() and (
-        self._requires_grad or any(isinstance(a, Tensor) and a._requires_grad for a in args)
+        self.requires_grad or any(isinstance(a, Tensor) and a.requires_grad for a in args)
     )
     if not record:
         _check_inplace_target(self, None, op)
         if fast is not None:
-            raw = [a._array if isinstance(a, Tensor) else a for a in args]
+            raw = [a.array if isinstance(a, Tensor) else a for a in args]
             try:
-                fast(self._array, *raw)
+                fast(self.array, *raw)
             except TypeError as e:  # numpy's "Cannot cast ufunc ... output" (a casting error)
                 if "cast" not in str(e):
                     raise
                 raise cast_error(result_type(self, *args), self.dtype) from None
+            self.bump_version()
         else:
             with grad_mode.no_grad():
                 result = compute(self, *args)
-            _check_inplace_target(self, result._array.dtype, op)
-            self._array[...] = result._array
-        self._version.value += 1
+            _check_inplace_target(self, result.array.dtype, op)
+            self.write_array_(result.array)
         return self
     _check_inplace_target(self, None, op)
-    snapshot = Tensor._make(self._array.copy(), self._grad_fn, self._output_nr, None)
-    snapshot._requires_grad = self._requires_grad
+    snapshot = self.with_history(self.array.copy())
     result = compute(snapshot, *args)
-    _check_inplace_target(self, result._array.dtype, op)
-    self._array[...] = result._array
-    self._version.value += 1
-    self._grad_fn = result._grad_fn
-    self._output_nr = result._output_nr
-    self._requires_grad = result._requires_grad
+    _check_inplace_target(self, result.array.dtype, op)
+    self.write_array_(result.array)
+    self.take_history_(result)
     return self
 
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import math
 
-from ..autograd import Function
+from ..autograd import Op
 from ..backend import get_default_dtype
 from ._helpers import apply_inplace, as_tensor, graph_xp, tensor_method, unbroadcast
+from ._stable import stable_sigmoid, stable_softplus
 
 __all__ = [
     "relu",
@@ -48,18 +49,6 @@ __all__ = [
 
 _SELU_ALPHA = 1.6732632423543772848170429916717
 _SELU_SCALE = 1.0507009873554804934193349852946
-
-
-# ---- helpers shared with the losses (they run on arrays and, in double backward, on tensors) --
-def stable_sigmoid(xp, x):
-    """``1 / (1 + exp(-x))`` without overflow: exp only of ``-|x|``."""
-    e = xp.exp(-xp.abs(x))
-    return xp.where(x >= 0, 1, e) / (1 + e)
-
-
-def stable_softplus(xp, x):
-    """``log(1 + exp(x))`` without overflow: ``max(x, 0) + log1p(exp(-|x|))``."""
-    return xp.maximum(x, 0) + xp.log1p(xp.exp(-xp.abs(x)))
 
 
 def _floating(x):
@@ -191,9 +180,7 @@ def _erf(xp, x):
     return erf(x) if xp is graph_xp else erf_array(xp, x)
 
 
-class Erf(Function):
-    on_arrays = True
-
+class Erf(Op):
     @staticmethod
     def forward(ctx, x):
         ctx.save_for_backward(x)
@@ -220,9 +207,7 @@ graph_xp.register("erf")(erf)
 
 
 # ---- piecewise-linear activations ---------------------------------------------------------
-class ReLU(Function):
-    on_arrays = True
-
+class ReLU(Op):
     @staticmethod
     def forward(ctx, x):
         y = ctx.xp.maximum(x, 0)
@@ -248,9 +233,7 @@ def relu_(input):
     return apply_inplace(input, "relu_", relu, fast=lambda a: input.device.xp.maximum(a, 0, out=a))
 
 
-class LeakyReLU(Function):
-    on_arrays = True
-
+class LeakyReLU(Op):
     @staticmethod
     def forward(ctx, x, slope):
         ctx.save_for_backward(x)
@@ -272,11 +255,9 @@ def leaky_relu_(input, negative_slope=0.01):
     return leaky_relu(input, negative_slope, inplace=True)
 
 
-class Hardtanh(Function):
+class Hardtanh(Op):
     """Clamp into ``[lo, hi]``; unlike ``clamp`` the gradient is zero on the boundary (as in
     PyTorch's hardtanh and relu6)."""
-
-    on_arrays = True
 
     @staticmethod
     def forward(ctx, x, lo, hi):
@@ -309,9 +290,7 @@ def relu6(input, inplace=False):
     return hardtanh(input, 0.0, 6.0, inplace)
 
 
-class Hardsigmoid(Function):
-    on_arrays = True
-
+class Hardsigmoid(Op):
     @staticmethod
     def forward(ctx, x):
         ctx.save_for_backward(x)
@@ -328,9 +307,7 @@ def hardsigmoid(input, inplace=False):
     return _run(Hardsigmoid, input, inplace=inplace, name="hardsigmoid_")
 
 
-class Hardswish(Function):
-    on_arrays = True
-
+class Hardswish(Op):
     @staticmethod
     def forward(ctx, x):
         ctx.save_for_backward(x)
@@ -348,9 +325,7 @@ def hardswish(input, inplace=False):
     return _run(Hardswish, input, inplace=inplace, name="hardswish_")
 
 
-class Threshold(Function):
-    on_arrays = True
-
+class Threshold(Op):
     @staticmethod
     def forward(ctx, x, threshold, value):
         keep = x > threshold
@@ -372,10 +347,8 @@ def threshold_(input, threshold, value):
     return _run(Threshold, input, threshold, value, inplace=True, name="threshold_")
 
 
-class _Shrink(Function):
+class _Shrink(Op):
     """hardshrink (``soft=False``) and softshrink: zero on ``[-lambd, lambd]``."""
-
-    on_arrays = True
 
     @staticmethod
     def forward(ctx, x, lambd, soft):
@@ -402,10 +375,8 @@ def softshrink(input, lambd=0.5):
     return _Shrink.apply(_floating(input), lambd, True)
 
 
-class PReLU(Function):
+class PReLU(Op):
     """leaky relu whose slope is a parameter: one per channel (dim 1) or a single one."""
-
-    on_arrays = True
 
     @staticmethod
     def forward(ctx, x, w):
@@ -444,10 +415,8 @@ def prelu(input, weight):
 
 
 # ---- smooth activations -------------------------------------------------------------------
-class ELU(Function):
+class ELU(Op):
     """``scale * (x if x > 0 else alpha * (exp(x * input_scale) - 1))``: elu, selu, celu."""
-
-    on_arrays = True
 
     @staticmethod
     def forward(ctx, x, alpha, scale, input_scale):
@@ -501,11 +470,9 @@ _SQRT_2_PI = math.sqrt(2 / math.pi)
 _GELU_C = 0.044715
 
 
-class GELU(Function):
+class GELU(Op):
     """``x * Phi(x)`` (Phi the standard normal CDF, through erf), or with ``tanh`` its
     approximation ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``."""
-
-    on_arrays = True
 
     @staticmethod
     def forward(ctx, x, tanh):
@@ -536,9 +503,7 @@ def gelu(input, approximate="none"):
     return GELU.apply(_floating(input), approximate == "tanh")
 
 
-class SiLU(Function):
-    on_arrays = True
-
+class SiLU(Op):
     @staticmethod
     def forward(ctx, x):
         ctx.save_for_backward(x)
@@ -556,9 +521,7 @@ def silu(input, inplace=False):
     return _run(SiLU, input, inplace=inplace, name="silu_")
 
 
-class Mish(Function):
-    on_arrays = True
-
+class Mish(Op):
     @staticmethod
     def forward(ctx, x):
         ctx.save_for_backward(x)
@@ -577,8 +540,7 @@ def mish(input, inplace=False):
     return _run(Mish, input, inplace=inplace, name="mish_")
 
 
-class Softplus(Function):
-    on_arrays = True
+class Softplus(Op):
     autocast = "float32"
 
     @staticmethod
@@ -601,9 +563,7 @@ def softplus(input, beta=1.0, threshold=20.0):
     return Softplus.apply(_floating(input), beta, threshold)
 
 
-class LogSigmoid(Function):
-    on_arrays = True
-
+class LogSigmoid(Op):
     @staticmethod
     def forward(ctx, x):
         ctx.save_for_backward(x)
@@ -620,9 +580,7 @@ def logsigmoid(input):
     return LogSigmoid.apply(_floating(input))
 
 
-class Softsign(Function):
-    on_arrays = True
-
+class Softsign(Op):
     @staticmethod
     def forward(ctx, x):
         ctx.save_for_backward(x)
@@ -640,9 +598,7 @@ def softsign(input):
     return Softsign.apply(_floating(input))
 
 
-class Tanhshrink(Function):
-    on_arrays = True
-
+class Tanhshrink(Op):
     @staticmethod
     def forward(ctx, x):
         ctx.save_for_backward(x)
@@ -658,3 +614,30 @@ class Tanhshrink(Function):
 def tanhshrink(input):
     """``input - tanh(input)``."""
     return Tanhshrink.apply(_floating(input))
+
+
+def rrelu(input, lower=1.0 / 8, upper=1.0 / 3, training=False, inplace=False):
+    """Randomized leaky ReLU: in training each negative element is scaled by a slope drawn
+    uniformly from [lower, upper] (the seeded host stream); in evaluation by their mean."""
+    if not training:
+        return leaky_relu(input, (lower + upper) / 2, inplace)
+    import numpy as np
+
+    from ..backend.random import default_generator
+    from .conversion import move_array
+
+    x = _floating(input)
+    slopes = default_generator.numpy.uniform(lower, upper, x.shape)
+    factor = np.where(np.asarray(x.detach().cpu().array) >= 0, 1.0, slopes)
+    factor = as_tensor(move_array(factor.astype(x.array.dtype), x.device))
+    if inplace:
+        return apply_inplace(input, "rrelu_", lambda s: s * factor)
+    return x * factor
+
+
+def rrelu_(input, lower=1.0 / 8, upper=1.0 / 3, training=False):
+    """In-place ``rrelu``."""
+    return rrelu(input, lower, upper, training, inplace=True)
+
+
+__all__ += ["rrelu", "rrelu_"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from ..autograd import Function, Tensor
+from ..autograd import Op, Tensor
 from ..autograd.function import autocasting
 from ._helpers import check_same_device
 
@@ -219,10 +219,9 @@ def _restore(a, nd: int, batched: bool):
 
 
 # ---- convolution ----------------------------------------------------------------------------
-class Conv(Function):
+class Conv(Op):
     """Cross-correlation of x ((N,) C, [H,] W) with weight (F, C/groups, [kh,] kw)."""
 
-    on_arrays = True
     autocast = "lower"
     once_differentiable = True
 
@@ -260,10 +259,9 @@ class Conv(Function):
         return gx, gw, gb, None, None, None, None
 
 
-class ConvTranspose(Function):
+class ConvTranspose(Op):
     """The adjoint of ``Conv`` in x: weight (C, F/groups, [kh,] kw)."""
 
-    on_arrays = True
     autocast = "lower"
     once_differentiable = True
 
@@ -452,10 +450,9 @@ def conv_transpose2d(
 
 
 # ---- unfold / fold ----------------------------------------------------------------------------
-class Unfold(Function):
+class Unfold(Op):
     """x ((N,) C, H, W) -> blocks ((N,) C*kh*kw, L)."""
 
-    on_arrays = True
     once_differentiable = True
 
     @staticmethod
@@ -477,10 +474,9 @@ class Unfold(Function):
         return col2im(ctx.xp, cols, g, n).reshape(ctx.x_shape), None, None, None, None
 
 
-class Fold(Function):
+class Fold(Op):
     """Blocks ((N,) C*kh*kw, L) -> ((N,) C, H, W), overlapping values summed."""
 
-    on_arrays = True
     once_differentiable = True
 
     @staticmethod

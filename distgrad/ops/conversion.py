@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..autograd import Function, Tensor
+from ..autograd import Op, Tensor
 from ..backend import Device, as_dtype
 from ..backend import device as make_device
 from ._helpers import graph_xp, tensor_method
@@ -14,9 +14,7 @@ from ._helpers import graph_xp, tensor_method
 __all__ = ["clone"]
 
 
-class Cast(Function):
-    on_arrays = True
-
+class Cast(Op):
     @staticmethod
     def forward(ctx, x, np_dtype):
         ctx.src = x.dtype
@@ -27,9 +25,7 @@ class Cast(Function):
         return _cast(g, ctx.src), None
 
 
-class ToDevice(Function):
-    on_arrays = True
-
+class ToDevice(Op):
     @staticmethod
     def forward(ctx, x, device):
         ctx.src_device = _device_of_array(x)
@@ -42,9 +38,7 @@ class ToDevice(Function):
         return move_array(g, ctx.src_device), None
 
 
-class Clone(Function):
-    on_arrays = True
-
+class Clone(Op):
     @staticmethod
     def forward(ctx, x):
         return x.copy()
@@ -128,7 +122,7 @@ def to(self, *args, **kwargs):
     out = self
     if device is not None and device != self.device:
         out = ToDevice.apply(out, device)
-    if dtype is not None and dtype.np != out._array.dtype:
+    if dtype is not None and dtype.np != out.array.dtype:
         out = Cast.apply(out, dtype.np)
     if copy and out is self:
         out = Clone.apply(self)
@@ -199,7 +193,7 @@ def clone(input):
 @tensor_method("contiguous")
 def contiguous(self):
     """``self`` if already C-contiguous, else a contiguous copy."""
-    return self if self._array.flags.c_contiguous else Clone.apply(self)
+    return self if self.array.flags.c_contiguous else Clone.apply(self)
 
 
 graph_xp.register("copy")(clone)

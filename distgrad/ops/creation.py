@@ -96,7 +96,7 @@ def tensor(data, dtype=None, device=None, requires_grad: bool = False) -> Tensor
     """A new tensor copied from ``data`` (nested lists, numbers, arrays or tensors). Python
     floats become the default dtype (float32), Python ints int64, as in PyTorch."""
     if isinstance(data, Tensor):
-        data = data._array
+        data = data.array
     if is_array(data):
         moved = device is not None and make_device(device) != device_of(data)
         device = device_of(data) if device is None else device
@@ -341,11 +341,9 @@ def _fill_inplace(self, op, values_fn):
 
     _check_inplace_target(self, None, op)
     values = values_fn()
-    self._array[...] = values
-    self._version.value += 1
-    if grad_mode.is_grad_enabled() and self._grad_fn is not None:
-        self._grad_fn = None
-        self._requires_grad = False
+    self.write_array_(values)
+    if grad_mode.is_grad_enabled() and self.grad_fn is not None:
+        self.detach_()
     return self
 
 
@@ -356,9 +354,7 @@ def zero_(self):
 
 @tensor_method("fill_")
 def fill_(self, value):
-    return _fill_inplace(
-        self, "fill_", lambda: value._array if isinstance(value, Tensor) else value
-    )
+    return _fill_inplace(self, "fill_", lambda: value.array if isinstance(value, Tensor) else value)
 
 
 @tensor_method("uniform_")
@@ -383,7 +379,7 @@ def bernoulli_(self, p=0.5, *, generator=None):
 
 
 def _host_to(like, host_array):
-    host_array = host_array.astype(like._array.dtype, copy=False)
+    host_array = host_array.astype(like.array.dtype, copy=False)
     return host_array if like.device == CPU else move_array(host_array, like.device)
 
 

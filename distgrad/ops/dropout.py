@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..autograd import Function
+from ..autograd import Op
 from ..backend.random import default_generator
 from ._helpers import apply_inplace
 from .conversion import move_array
@@ -16,10 +16,8 @@ from .conversion import move_array
 __all__ = ["dropout", "dropout1d", "dropout2d", "dropout3d"]
 
 
-class Dropout(Function):
+class Dropout(Op):
     """``x * mask``; the mask (0 or ``1 / (1 - p)``, broadcast over ``x``) is a constant."""
-
-    on_arrays = True
 
     @staticmethod
     def forward(ctx, x, mask):
@@ -43,7 +41,7 @@ def _dropout(op, input, p, training, inplace, mask_shape):
         raise ValueError(f"{op}: dropout probability has to be between 0 and 1, but got {p}")
     if not training or p == 0:
         return input
-    mask = _mask(mask_shape, p, input._array.dtype, input.device)
+    mask = _mask(mask_shape, p, input.array.dtype, input.device)
     if inplace:
         return apply_inplace(input, op + "_", lambda s: Dropout.apply(s, mask))
     return Dropout.apply(input, mask)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from ..autograd import Function, Tensor
+from ..autograd import Op, Tensor
 from ..backend import as_dtype, get_default_dtype, result_type
 from ._helpers import (
     apply_inplace,
@@ -13,10 +15,12 @@ from ._helpers import (
     check_broadcast,
     graph_xp,
     prepare_operands,
+    shape_of,
     tensor_method,
     unbroadcast,
     write_out,
 )
+from ._stable import stable_sigmoid
 
 __all__ = [
     "add",
@@ -80,7 +84,7 @@ __all__ = [
 
 
 def _raw(x):
-    return x._array if isinstance(x, Tensor) else x
+    return x.array if isinstance(x, Tensor) else x
 
 
 def _xp(*xs):
@@ -91,12 +95,10 @@ def _xp(*xs):
 
 
 # ---- binary arithmetic --------------------------------------------------------------------
-class Add(Function):
-    on_arrays = True
-
+class Add(Op):
     @staticmethod
     def forward(ctx, a, b):
-        ctx.shapes = (np.shape(a), np.shape(b))
+        ctx.shapes = (shape_of(a), shape_of(b))
         return a + b
 
     @staticmethod
@@ -108,12 +110,10 @@ class Add(Function):
         )
 
 
-class Sub(Function):
-    on_arrays = True
-
+class Sub(Op):
     @staticmethod
     def forward(ctx, a, b):
-        ctx.shapes = (np.shape(a), np.shape(b))
+        ctx.shapes = (shape_of(a), shape_of(b))
         return a - b
 
     @staticmethod
@@ -125,9 +125,7 @@ class Sub(Function):
         )
 
 
-class Mul(Function):
-    on_arrays = True
-
+class Mul(Op):
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
@@ -142,9 +140,7 @@ class Mul(Function):
         return ga, gb
 
 
-class Div(Function):
-    on_arrays = True
-
+class Div(Op):
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
@@ -159,8 +155,7 @@ class Div(Function):
         return ga, gb
 
 
-class Pow(Function):
-    on_arrays = True
+class Pow(Op):
     autocast = "float32"
 
     @staticmethod
@@ -273,11 +268,10 @@ def _rpow(input, other):
     return _binary(Pow, "pow", other, input)
 
 
-class Remainder(Function):
+class Remainder(Op):
     """Python-style modulus (the sign of the divisor), computed exactly by ``xp.remainder``
     (not as ``a - floor(a / b) * b``, which loses everything for large quotients)."""
 
-    on_arrays = True
     _ufunc = "remainder"
     _round = "floor"
 
@@ -358,9 +352,7 @@ def _rfloordiv(input, other):
 
 
 # ---- unary math ---------------------------------------------------------------------------
-class Neg(Function):
-    on_arrays = True
-
+class Neg(Op):
     @staticmethod
     def forward(ctx, x):
         return -x
@@ -370,8 +362,7 @@ class Neg(Function):
         return -g
 
 
-class Exp(Function):
-    on_arrays = True
+class Exp(Op):
     autocast = "float32"
 
     @staticmethod
@@ -386,8 +377,7 @@ class Exp(Function):
         return g * y
 
 
-class Expm1(Function):
-    on_arrays = True
+class Expm1(Op):
     autocast = "float32"
 
     @staticmethod
@@ -402,8 +392,7 @@ class Expm1(Function):
         return g * (y + 1)
 
 
-class Log(Function):
-    on_arrays = True
+class Log(Op):
     autocast = "float32"
 
     @staticmethod
@@ -417,8 +406,7 @@ class Log(Function):
         return g / x
 
 
-class Log2(Function):
-    on_arrays = True
+class Log2(Op):
     autocast = "float32"
 
     @staticmethod
@@ -432,8 +420,7 @@ class Log2(Function):
         return g / (x * float(np.log(2.0)))
 
 
-class Log10(Function):
-    on_arrays = True
+class Log10(Op):
     autocast = "float32"
 
     @staticmethod
@@ -447,8 +434,7 @@ class Log10(Function):
         return g / (x * float(np.log(10.0)))
 
 
-class Log1p(Function):
-    on_arrays = True
+class Log1p(Op):
     autocast = "float32"
 
     @staticmethod
@@ -462,9 +448,7 @@ class Log1p(Function):
         return g / (x + 1)
 
 
-class Sqrt(Function):
-    on_arrays = True
-
+class Sqrt(Op):
     @staticmethod
     def forward(ctx, x):
         y = ctx.xp.sqrt(x)
@@ -477,8 +461,7 @@ class Sqrt(Function):
         return g / (2 * y)
 
 
-class Rsqrt(Function):
-    on_arrays = True
+class Rsqrt(Op):
     autocast = "float32"
 
     @staticmethod
@@ -494,8 +477,7 @@ class Rsqrt(Function):
         return g * (-0.5) * y * y * y
 
 
-class Square(Function):
-    on_arrays = True
+class Square(Op):
     autocast = "float32"
 
     @staticmethod
@@ -509,8 +491,7 @@ class Square(Function):
         return g * (2 * x)
 
 
-class Reciprocal(Function):
-    on_arrays = True
+class Reciprocal(Op):
     autocast = "float32"
 
     @staticmethod
@@ -525,9 +506,7 @@ class Reciprocal(Function):
         return -g * y * y
 
 
-class Abs(Function):
-    on_arrays = True
-
+class Abs(Op):
     @staticmethod
     def forward(ctx, x):
         ctx.save_for_backward(x)
@@ -539,9 +518,7 @@ class Abs(Function):
         return g * ctx.xp.sign(x)
 
 
-class Sin(Function):
-    on_arrays = True
-
+class Sin(Op):
     @staticmethod
     def forward(ctx, x):
         ctx.save_for_backward(x)
@@ -553,9 +530,7 @@ class Sin(Function):
         return g * ctx.xp.cos(x)
 
 
-class Cos(Function):
-    on_arrays = True
-
+class Cos(Op):
     @staticmethod
     def forward(ctx, x):
         ctx.save_for_backward(x)
@@ -567,8 +542,7 @@ class Cos(Function):
         return -g * ctx.xp.sin(x)
 
 
-class Tan(Function):
-    on_arrays = True
+class Tan(Op):
     autocast = "float32"
 
     @staticmethod
@@ -583,9 +557,7 @@ class Tan(Function):
         return g * (1 + y * y)
 
 
-class Tanh(Function):
-    on_arrays = True
-
+class Tanh(Op):
     @staticmethod
     def forward(ctx, x):
         y = ctx.xp.tanh(x)
@@ -598,15 +570,10 @@ class Tanh(Function):
         return g * (1 - y * y)
 
 
-class Sigmoid(Function):
-    on_arrays = True
-
+class Sigmoid(Op):
     @staticmethod
     def forward(ctx, x):
-        xp = ctx.xp
-        # exp of a non-positive argument only, so large |x| neither overflows nor warns
-        e = xp.exp(-xp.abs(x))
-        y = xp.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+        y = stable_sigmoid(ctx.xp, x).astype(x.dtype, copy=False)
         ctx.save_for_backward(y)
         return y
 
@@ -616,10 +583,9 @@ class Sigmoid(Function):
         return g * y * (1 - y)
 
 
-class _Sign(Function):
+class _Sign(Op):
     """Sign and the rounding ops: piecewise constant, so their gradient is zero."""
 
-    on_arrays = True
     _ufunc = "sign"
 
     @classmethod
@@ -654,8 +620,10 @@ class Trunc(_Sign):
 
 
 def _unary(fn, x, floating=True):
+    if isinstance(x, Tensor) and x.array.dtype.kind in "fc":  # the common case, at once
+        return fn.apply(x)
     x = as_tensor(x)
-    if floating and not x.is_floating_point() and x._array.dtype.kind != "c":
+    if floating and not x.is_floating_point() and x.array.dtype.kind != "c":
         x = x.to(get_default_dtype())
     return fn.apply(x)
 
@@ -717,9 +685,7 @@ def _pos(input):
 
 
 # ---- clamp, maximum/minimum, where, lerp --------------------------------------------------
-class Clamp(Function):
-    on_arrays = True
-
+class Clamp(Op):
     @staticmethod
     def forward(ctx, x, lo, hi):
         xp = ctx.xp
@@ -760,11 +726,10 @@ def clamp(input, min=None, max=None):
 clip = clamp
 
 
-class _MaxMin(Function):
+class _MaxMin(Op):
     """maximum/minimum; where both inputs are equal the gradient is split evenly (PyTorch)."""
 
-    on_arrays = True
-    _take_first = None
+    _take_first: Any = None
 
     @classmethod
     def forward(cls, ctx, a, b):
@@ -804,13 +769,11 @@ def minimum(input, other):
     return _binary(Minimum, "minimum", input, other)
 
 
-class Where(Function):
-    on_arrays = True
-
+class Where(Op):
     @staticmethod
     def forward(ctx, cond, a, b):
         ctx.save_for_backward(cond)
-        ctx.shapes = (np.shape(a), np.shape(b))
+        ctx.shapes = (shape_of(a), shape_of(b))
         return ctx.xp.where(cond, a, b)
 
     @staticmethod
@@ -835,13 +798,13 @@ def where(condition, input=None, other=None):
     """Elementwise ``input if condition else other``. With only ``condition``, the indices of
     its non-zero elements (as ``nonzero(as_tuple=True)``)."""
     if input is None and other is None:
-        cond = condition._array
+        cond = condition.array
         return tuple(Tensor(i) for i in condition.device.xp.nonzero(cond))
     cond = condition if isinstance(condition, Tensor) else as_tensor(condition)
     a, b = prepare_operands("where", input, other)
     check_broadcast("where", cond.shape, np.shape(a), np.shape(b))
-    if cond._array.dtype != np.bool_:
-        cond = Tensor(cond._array.astype(bool))
+    if cond.array.dtype != np.bool_:
+        cond = Tensor(cond.array.astype(bool))
     return Where.apply(cond, a, b)
 
 
@@ -865,8 +828,8 @@ def lerp(input, end, weight):
 def _compare(ufunc_name, doc):
     def op(input, other):
         a, b = prepare_operands(ufunc_name, input, other)
-        xa = a._array if isinstance(a, Tensor) else a
-        xb = b._array if isinstance(b, Tensor) else b
+        xa = a.array if isinstance(a, Tensor) else a
+        xb = b.array if isinstance(b, Tensor) else b
         try:
             return Tensor(getattr(_xp(a, b), ufunc_name)(xa, xb))
         except ValueError:
@@ -896,10 +859,10 @@ def _logical(ufunc_name):
         _require_tensor(ufunc_name, input)
         xp = input.device.xp
         if other is None:
-            return Tensor(getattr(xp, ufunc_name)(input._array))
+            return Tensor(getattr(xp, ufunc_name)(input.array))
         _require_tensor(ufunc_name, other, "other", 2)
         check_broadcast(ufunc_name, input.shape, other.shape)
-        return Tensor(getattr(xp, ufunc_name)(input._array, other._array))
+        return Tensor(getattr(xp, ufunc_name)(input.array, other.array))
 
     op.__name__ = ufunc_name
     op.__doc__ = f"Elementwise ``{ufunc_name}`` (a bool tensor)."
@@ -915,7 +878,7 @@ logical_not = _logical("logical_not")
 def _bitwise(ufunc_name):
     def op(input, other):
         other = as_tensor(other, input)
-        return Tensor(getattr(input.device.xp, ufunc_name)(input._array, other._array))
+        return Tensor(getattr(input.device.xp, ufunc_name)(input.array, other.array))
 
     return op
 
@@ -930,7 +893,7 @@ for _name, _uf in (
 
 @tensor_method("__invert__")
 def _invert(input):
-    return Tensor(input.device.xp.invert(input._array))
+    return Tensor(input.device.xp.invert(input.array))
 
 
 def _require_tensor(op, value, name="input", position=1):
@@ -944,7 +907,7 @@ def _require_tensor(op, value, name="input", position=1):
 def _predicate(ufunc_name):
     def op(input):
         _require_tensor(ufunc_name, input)
-        return Tensor(getattr(input.device.xp, ufunc_name)(input._array))
+        return Tensor(getattr(input.device.xp, ufunc_name)(input.array))
 
     op.__name__ = ufunc_name
     op.__doc__ = f"Elementwise ``{ufunc_name}`` (a bool tensor)."
@@ -959,22 +922,20 @@ isfinite = _predicate("isfinite")
 @tensor_method("equal")
 def equal(input, other) -> bool:
     """True when both tensors have the same shape and elements."""
-    return input.shape == other.shape and bool((input._array == other._array).all())
+    return input.shape == other.shape and bool((input.array == other.array).all())
 
 
 @tensor_method("isclose")
 def isclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False):
     other = as_tensor(other, input)
     return Tensor(
-        input.device.xp.isclose(
-            input._array, other._array, rtol=rtol, atol=atol, equal_nan=equal_nan
-        )
+        input.device.xp.isclose(input.array, other.array, rtol=rtol, atol=atol, equal_nan=equal_nan)
     )
 
 
 @tensor_method("allclose")
 def allclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False) -> bool:
-    return bool(isclose(input, other, rtol, atol, equal_nan)._array.all())
+    return bool(isclose(input, other, rtol, atol, equal_nan).array.all())
 
 
 # ---- in-place arithmetic ------------------------------------------------------------------

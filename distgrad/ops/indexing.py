@@ -12,7 +12,7 @@ import numbers
 
 import numpy as np
 
-from ..autograd import Function, Tensor
+from ..autograd import Op, Tensor
 from ..backend import array_module_for, is_array
 from ._helpers import apply_inplace, as_tensor, graph_xp, normalize_dim, tensor_method, unbroadcast
 from .conversion import move_array
@@ -60,10 +60,9 @@ def _write(out, key, v, accumulate: bool) -> None:
         ) from None
 
 
-class Index(Function):
+class Index(Op):
     """``x[key]``: a view for basic keys, a copy with index arrays."""
 
-    on_arrays = True
     is_view = True
 
     @staticmethod
@@ -74,17 +73,16 @@ class Index(Function):
     @staticmethod
     def backward(ctx, g):
         if isinstance(g, Tensor):  # create_graph: a recorded scatter into constant zeros
-            zeros = Tensor(g.device.xp.zeros(ctx.shape, g._array.dtype))
+            zeros = Tensor(g.device.xp.zeros(ctx.shape, g.array.dtype))
             return IndexAdd.apply(zeros, g, ctx.key), None
         out = array_module_for(g).zeros(ctx.shape, g.dtype)
         _write(out, ctx.key, g, accumulate=True)
         return out, None
 
 
-class IndexPut(Function):
+class IndexPut(Op):
     """A copy of ``x`` with ``v`` (broadcast) written at ``key``."""
 
-    on_arrays = True
     accumulate = False
 
     @classmethod
@@ -123,7 +121,7 @@ def _put(x, v, key):
 def _index_array(x: Tensor, k, op: str = "index"):
     """An index (tensor, array, list) as an integer or boolean array on ``x``'s device."""
     if isinstance(k, Tensor):
-        arr = k._array
+        arr = k.array
         if arr.dtype == np.uint8:  # byte tensors are masks in PyTorch
             arr = arr.astype(bool)
         ok = arr.dtype in (np.int64, np.int32, np.bool_)
@@ -143,7 +141,7 @@ def _index_array(x: Tensor, k, op: str = "index"):
 def _key(x: Tensor, key) -> tuple:
     """``key`` normalised for ``Index``: index arrays moved to ``x``'s device, and a trailing
     Ellipsis so that indexing every dimension still gives a 0-d view, not a scalar."""
-    out = []
+    out: list = []
     for k in key if isinstance(key, tuple) else (key,):
         if k is None or k is Ellipsis or isinstance(k, (slice, bool, np.bool_)):
             out.append(k)
@@ -426,7 +424,7 @@ def take(input, index):
 
 # ---- masks --------------------------------------------------------------------------------
 def _mask(input: Tensor, mask, op: str):
-    arr = mask._array if isinstance(mask, Tensor) else np.asarray(mask)
+    arr = mask.array if isinstance(mask, Tensor) else np.asarray(mask)
     if arr.dtype != np.bool_:
         raise RuntimeError(f"{op} only supports boolean masks, but got mask with dtype {arr.dtype}")
     return Tensor(move_array(arr, input.device))
@@ -483,9 +481,9 @@ def masked_select(input, mask):
     if input.shape != shape:
         input = expand(input, shape)
     m = (
-        mask._array
+        mask.array
         if mask.shape == shape
-        else array_module_for(mask._array).broadcast_to(mask._array, shape)
+        else array_module_for(mask.array).broadcast_to(mask.array, shape)
     )
     return Index.apply(input, (m,))
 
@@ -495,7 +493,7 @@ def nonzero(input, *, as_tuple=False):
     """The indices of non-zero elements: an ``(n, ndim)`` int64 tensor, or with
     ``as_tuple`` one 1-d tensor per dimension. Not differentiable."""
     xp = input.device.xp
-    arr = input._array
+    arr = input.array
     if as_tuple:
         return tuple(
             Tensor(i.astype(np.int64, copy=False))

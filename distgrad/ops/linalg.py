@@ -5,7 +5,7 @@ from __future__ import annotations
 import collections
 import string
 
-from ..autograd import Function, Tensor
+from ..autograd import Op, Tensor
 from ..autograd.function import autocasting
 from ..backend import array_module_for
 from ._helpers import as_tensor, check_same_device, graph_xp, tensor_method, unbroadcast, write_out
@@ -38,7 +38,7 @@ def _operands(op: str, a, b):
         a = as_tensor(a, b if isinstance(b, Tensor) else None)
     if not isinstance(b, Tensor):
         b = as_tensor(b, a)
-    if a._array.dtype != b._array.dtype and not autocasting(a, b):
+    if a.array.dtype != b.array.dtype and not autocasting(a, b):
         raise RuntimeError(
             f"{op}: expected m1 and m2 to have the same dtype, but got: "
             f"{_C_NAMES.get(a.dtype.name, a.dtype.name)} != "
@@ -75,8 +75,7 @@ def _mm(xp, a, b):
 
 
 # ---- matmul and its restricted forms ------------------------------------------------------
-class Matmul(Function):
-    on_arrays = True
+class Matmul(Op):
     autocast = "lower"
 
     @staticmethod
@@ -193,8 +192,7 @@ def outer(input, vec2):
 
 
 # ---- linear -------------------------------------------------------------------------------
-class Linear(Function):
-    on_arrays = True
+class Linear(Op):
     autocast = "lower"
 
     @staticmethod
@@ -274,15 +272,14 @@ def _parse_einsum(equation: str, shapes) -> tuple:
     else:  # implicit output: broadcast dims, then the letters used once, in order
         counts = collections.Counter(lhs.replace("...", "").replace(",", ""))
         output = ellipsis + "".join(sorted(c for c, n in counts.items() if n == 1))
-    sizes = {}
+    sizes: dict = {}
     for term, shape in zip(inputs, shapes):
         for letter, n in zip(term, shape):
             sizes[letter] = n if sizes.get(letter, 1) == 1 else sizes[letter]
     return inputs, output, sizes
 
 
-class Einsum(Function):
-    on_arrays = True
+class Einsum(Op):
     autocast = "lower"
 
     @staticmethod
@@ -314,7 +311,7 @@ def _einsum_grad(ctx, g, operands, i):
     letters summed in it alone through vectors of ones, and dims it broadcast are summed."""
     xp = ctx.xp
     term, shape = ctx.subscripts[i], tuple(operands[i].shape)
-    raw = g._array if isinstance(g, Tensor) else g
+    raw = g.array if isinstance(g, Tensor) else g
     const_xp = array_module_for(raw)
     others = [(g, ctx.output)] + [
         (x, s) for j, (x, s) in enumerate(zip(operands, ctx.subscripts)) if j != i

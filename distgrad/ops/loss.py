@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import warnings
 
-from ..autograd import Function, Tensor
+from ..autograd import Op, Tensor
 from ..backend import array_module_for
 from ._helpers import check_broadcast, check_same_device, unbroadcast
-from .activation import stable_sigmoid, stable_softplus
+from ._stable import logsumexp_shift, stable_sigmoid, stable_softplus
 
 __all__ = [
     "cross_entropy",
@@ -88,7 +88,7 @@ def _constant(op, name, value, input):
     if not isinstance(value, Tensor):
         raise TypeError(f"{op}: {name} must be a Tensor or None, got {type(value).__name__}")
     check_same_device(op, input, value)
-    return value._array.astype(input._array.dtype, copy=False)
+    return value.array.astype(input.array.dtype, copy=False)
 
 
 # ---- cross entropy and NLL over classes ---------------------------------------------------
@@ -99,28 +99,18 @@ def _rows(a):
     return array_module_for(a).arange(a.shape[0])
 
 
-def _shift(x):
-    """The log-sum-exp shift, each row's maximum (0 where not finite), as a constant column:
-    softmax does not depend on it, so neither do its derivatives."""
-    a = x._array if isinstance(x, Tensor) else x
-    xp = array_module_for(a)
-    m = a[_rows(a), a.argmax(axis=1)]  # numpy's max over a short axis is several times slower
-    return xp.where(xp.isfinite(m), m, 0)[:, None]
-
-
 def _softmax_terms(xp, x):
     """``(z, e, se)``: the shifted logits, ``exp(z)`` and its row sums, so that
     ``softmax = e / se`` and ``log_softmax = z - log(se)``."""
-    z = x - _shift(x)
+    z = x - logsumexp_shift(x, 1)
     e = xp.exp(z)
     return z, e, xp.sum(e, axis=1, keepdims=True)
 
 
-class _ClassLoss(Function):
+class _ClassLoss(Op):
     """Shared by the losses over classes: reduction state, and the incoming gradient as a
     column (divided by the denominator of a mean)."""
 
-    on_arrays = True
     autocast = "float32"
 
     @staticmethod
@@ -247,11 +237,11 @@ def _index_targets(op, input, target, batch, weight, ignore_index):
     arrays: indices with ignored ones set to 0, each target's class weight (0 where ignored),
     the not-ignored mask, the class weights (or None) and the sum of ``w`` (a weighted mean's
     denominator)."""
-    x = input._array
+    x = input.array
     if not isinstance(target, Tensor):
         raise TypeError(f"{op}: expected target to be a Tensor, got {type(target).__name__}")
     check_same_device(op, input, target)
-    if target._array.dtype.kind not in "iu":
+    if target.array.dtype.kind not in "iu":
         raise RuntimeError(
             f"{op}: expected target of class indices (an integer tensor of shape "
             f"{list(batch)}) or of class probabilities (a float tensor of the input's shape "
@@ -265,8 +255,8 @@ def _index_targets(op, input, target, batch, weight, ignore_index):
         )
     xp = input.device.xp
     classes = x.shape[0 if x.ndim == 1 else 1]
-    valid = target._array.ravel() != ignore_index
-    t = xp.where(valid, target._array.ravel(), 0)
+    valid = target.array.ravel() != ignore_index
+    t = xp.where(valid, target.array.ravel(), 0)
     if t.size:
         bad = (t < 0) | (t >= classes)
         if bad.any():
@@ -340,12 +330,11 @@ def nll_loss(
 
 
 # ---- elementwise losses -------------------------------------------------------------------
-class _Pointwise(Function):
+class _Pointwise(Op):
     """A loss ``loss(xp, x, t, *params)`` applied elementwise (with broadcasting) and reduced.
     Subclasses give the loss and its partial derivatives ``grad_input`` and (unless it is
     ``-grad_input``) ``grad_target``, written for arrays and tensors alike."""
 
-    on_arrays = True
     autocast = "float32"
 
     @classmethod
@@ -546,7 +535,7 @@ def binary_cross_entropy(
     -100, as in PyTorch), times ``weight`` (broadcast to the input)."""
     op = "binary_cross_entropy"
     reduction = _reduction(size_average, reduce, reduction)
-    x = _float_input(op, input)._array
+    x = _float_input(op, input).array
     if x.size and bool(((x < 0) | (x > 1)).any()):
         raise RuntimeError(f"{op}: all elements of input should be between 0 and 1")
     return _pointwise(
@@ -586,3 +575,201 @@ def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_
     if reduction == "batchmean":
         denom = input.shape[0] if input.ndim else 1
     return _pointwise(KLDivLoss, "kl_div", input, target, reduction, (log_target,), denom)
+
+
+# ---- losses composed of differentiable ops (first and higher-order gradients come free) ------
+def _check_same_shape(op, *tensors):
+    shapes = [tuple(t.shape) for t in tensors]
+    if any(s != shapes[0] for s in shapes[1:]):
+        raise ValueError(
+            f"{op}: expected inputs of one shape, got {', '.join(str(list(s)) for s in shapes)}"
+        )
+
+
+def _composed_reduce(loss, reduction):
+    if reduction == "none":
+        return loss
+    return loss.sum() if reduction == "sum" else loss.mean()
+
+
+def cosine_embedding_loss(
+    input1, input2, target, margin=0.0, size_average=None, reduce=None, reduction="mean"
+):
+    """``1 - cos(x1, x2)`` where ``target`` is 1, ``max(0, cos(x1, x2) - margin)`` where -1
+    (cosine over the last dim, PyTorch's eps of 1e-12 on the squared norms)."""
+    reduction = _reduction(size_average, reduce, reduction)
+    op = "cosine_embedding_loss"
+    _float_input(op, input1)
+    if input1.shape != input2.shape:
+        raise RuntimeError(
+            f"{op}: input1 and input2 must have the same shape, got {list(input1.shape)} and "
+            f"{list(input2.shape)}"
+        )
+    if input1.ndim not in (1, 2):
+        raise RuntimeError(
+            f"{op}: expected 1D or 2D inputs, got {input1.ndim}D of shape {list(input1.shape)}"
+        )
+    if tuple(target.shape) != tuple(input1.shape[:-1]):
+        raise RuntimeError(
+            f"{op}: expected target of shape {list(input1.shape[:-1])}, got {list(target.shape)}"
+        )
+    eps = 1e-12
+    prod = (input1 * input2).sum(-1)
+    mag1 = (input1 * input1).sum(-1) + eps
+    mag2 = (input2 * input2).sum(-1) + eps
+    cos = prod / (mag1 * mag2).sqrt()
+    t = target.to(input1.dtype)
+    pos = (1 - cos) * (t == 1).to(cos.dtype)
+    neg = (cos - margin).clamp(min=0) * (t == -1).to(cos.dtype)
+    return _composed_reduce(pos + neg, reduction)
+
+
+def margin_ranking_loss(
+    input1, input2, target, margin=0.0, size_average=None, reduce=None, reduction="mean"
+):
+    """``max(0, -target * (input1 - input2) + margin)``."""
+    reduction = _reduction(size_average, reduce, reduction)
+    op = "margin_ranking_loss"
+    if input1.ndim != input2.ndim or input1.ndim != target.ndim:
+        raise RuntimeError(
+            f"{op} : All input tensors should have same dimension but got sizes: input1: "
+            f"{list(input1.shape)}, input2: {list(input2.shape)}, target: {list(target.shape)} "
+        )
+    loss = (-target.to(input1.dtype) * (input1 - input2) + margin).clamp(min=0)
+    return _composed_reduce(loss, reduction)
+
+
+def hinge_embedding_loss(
+    input, target, margin=1.0, size_average=None, reduce=None, reduction="mean"
+):
+    """``input`` where ``target`` is 1, ``max(0, margin - input)`` where it is -1."""
+    reduction = _reduction(size_average, reduce, reduction)
+    _float_input("hinge_embedding_loss", input)
+    t = target.to(input.dtype)
+    out_margin = (margin - input).clamp(min=0) * (t != 1).to(input.dtype)
+    out_self = input * (t != -1).to(input.dtype)
+    return _composed_reduce(out_margin + out_self, reduction)
+
+
+def soft_margin_loss(input, target, size_average=None, reduce=None, reduction="mean"):
+    """``log(1 + exp(-target * input))``."""
+    from .activation import softplus
+
+    reduction = _reduction(size_average, reduce, reduction)
+    _float_input("soft_margin_loss", input)
+    return _composed_reduce(softplus(-target.to(input.dtype) * input), reduction)
+
+
+def triplet_margin_loss(
+    anchor,
+    positive,
+    negative,
+    margin=1.0,
+    p=2,
+    eps=1e-6,
+    swap=False,
+    size_average=None,
+    reduce=None,
+    reduction="mean",
+):
+    """``max(d(a, p) - d(a, n) + margin, 0)`` with ``d`` the ``p``-norm of the difference
+    (plus ``eps``) over the last dim; ``swap`` uses ``min(d(a, n), d(p, n))``."""
+    reduction = _reduction(size_average, reduce, reduction)
+    op = "triplet_margin_loss"
+    dims = (anchor.ndim, positive.ndim, negative.ndim)
+    if len(set(dims)) != 1:
+        raise RuntimeError(
+            f"The anchor, positive, and negative tensors are expected to have the same number "
+            f"of dimensions, but got: anchor {dims[0]}D, positive {dims[1]}D, and negative "
+            f"{dims[2]}D inputs"
+        )
+    _float_input(op, anchor)
+
+    def dist(x, y):
+        d = (x - y + eps).abs()
+        return (d**p).sum(-1) ** (1.0 / p)
+
+    d_pos, d_neg = dist(anchor, positive), dist(anchor, negative)
+    if swap:
+        d_swap = dist(positive, negative)
+        d_neg = d_neg.minimum(d_swap)
+    return _composed_reduce((d_pos - d_neg + margin).clamp(min=0), reduction)
+
+
+def poisson_nll_loss(
+    input,
+    target,
+    log_input=True,
+    full=False,
+    size_average=None,
+    eps=1e-8,
+    reduce=None,
+    reduction="mean",
+):
+    """Poisson negative log-likelihood: ``exp(input) - target * input`` (``log_input``) or
+    ``input - target * log(input + eps)``; ``full`` adds Stirling's term for targets > 1."""
+    import math
+
+    reduction = _reduction(size_average, reduce, reduction)
+    _float_input("poisson_nll_loss", input)
+    t = target.to(input.dtype)
+    loss = input.exp() - t * input if log_input else input - t * (input + eps).log()
+    if full:
+        stirling = t * t.clamp(min=1).log() - t + 0.5 * (2 * math.pi * t.clamp(min=1)).log()
+        loss = loss + stirling * (t > 1).to(input.dtype)
+    return _composed_reduce(loss, reduction)
+
+
+def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"):
+    """``0.5 * (log(max(var, eps)) + (input - target)^2 / max(var, eps))`` (+ ``0.5 log(2 pi)``
+    when ``full``); ``var`` is one per element or one per sample (last dim 1 or missing)."""
+    import math
+
+    op = "gaussian_nll_loss"
+    _float_input(op, input)
+    if var.shape != input.shape:
+        if input.shape[:-1] == var.shape:
+            var = var.unsqueeze(-1)
+        elif not (input.shape[:-1] == var.shape[:-1] and var.shape[-1] == 1):
+            raise ValueError("var is of incorrect size")
+    if reduction not in ("none", "mean", "sum"):
+        raise ValueError(reduction + " is not valid")
+    if bool((var.detach() < 0).any()):
+        raise ValueError("var has negative entry/entries")
+    from ..autograd import no_grad
+
+    with no_grad():  # PyTorch clamps var in place, outside autograd
+        floor = var.detach().clamp(min=eps) - var.detach()
+    var = var + floor
+    loss = 0.5 * (var.log() + (input - target) ** 2 / var)
+    if full:
+        loss = loss + 0.5 * math.log(2 * math.pi)
+    return _composed_reduce(loss, reduction)
+
+
+def multilabel_soft_margin_loss(
+    input, target, weight=None, size_average=None, reduce=None, reduction="mean"
+):
+    """Binary cross-entropy with logits per class, averaged over the classes (last dim)."""
+    from .activation import logsigmoid
+
+    reduction = _reduction(size_average, reduce, reduction)
+    _float_input("multilabel_soft_margin_loss", input)
+    t = target.to(input.dtype)
+    loss = -(t * logsigmoid(input) + (1 - t) * logsigmoid(-input))
+    if weight is not None:
+        loss = loss * weight
+    loss = loss.sum(-1) / input.shape[-1]
+    return _composed_reduce(loss, reduction)
+
+
+__all__ += [
+    "cosine_embedding_loss",
+    "margin_ranking_loss",
+    "hinge_embedding_loss",
+    "soft_margin_loss",
+    "triplet_margin_loss",
+    "poisson_nll_loss",
+    "gaussian_nll_loss",
+    "multilabel_soft_margin_loss",
+]

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import math
 
-from ..autograd import Function, Tensor
+from ..autograd import Op, Tensor
 from ..autograd.function import autocasting
 from ._helpers import check_same_device, unbroadcast
 
 __all__ = ["batch_norm", "instance_norm", "layer_norm", "group_norm"]
 
 
-class Normalize(Function):
+class Normalize(Op):
     """y = (x - mean) / sqrt(var + eps) * weight + bias.
 
     x is viewed as ``view`` and normalised over ``axes``; weight and bias broadcast against x as
@@ -27,7 +27,6 @@ class Normalize(Function):
     the running stats' size, and the variance unbiased), as PyTorch does.
     """
 
-    on_arrays = True
     autocast = "float32"
     once_differentiable = True
 
@@ -129,13 +128,13 @@ def _channel_params(input):
 
 
 def _arrays(*tensors):
-    return tuple(None if t is None else t._array for t in tensors)
+    return tuple(None if t is None else t.array for t in tensors)
 
 
 def _bump(*tensors):
     for t in tensors:
         if t is not None:
-            t._version.value += 1
+            t.bump_version()
 
 
 def _need_spread(op, input, count):

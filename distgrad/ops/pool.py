@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from ..autograd import Function
+from ..autograd import Op
 from .conv import _check_input, _restore, _shape4, _spatial, pad_into, strided
 
 __all__ = [
@@ -218,8 +218,7 @@ def _scatter(xp, g, idx, targets, overlap: bool) -> None:
             xp.multiply(g, mask, out=t)
 
 
-class MaxPool(Function):
-    on_arrays = True
+class MaxPool(Op):
     once_differentiable = True
 
     @staticmethod
@@ -258,8 +257,7 @@ class MaxPool(Function):
         return geo.unpadded(xp, flat, n, c).reshape(ctx.x_shape), None, None, None
 
 
-class AvgPool(Function):
-    on_arrays = True
+class AvgPool(Op):
     once_differentiable = True
 
     @staticmethod
@@ -284,11 +282,10 @@ class AvgPool(Function):
         return geo.unpadded(xp, flat, n, c).reshape(ctx.x_shape), None, None, None
 
 
-class AdaptiveAvgPool(Function):
+class AdaptiveAvgPool(Op):
     """Adaptive average pooling as two matrix products with the bin-averaging matrices
     ``mh`` (OH, H) and ``mw`` (OW, W): out = mh @ x @ mw.T per plane."""
 
-    on_arrays = True
     once_differentiable = True
 
     @staticmethod
@@ -450,3 +447,124 @@ def adaptive_avg_pool2d(input, output_size):
     """Average ((N,) C, H, W) over adaptive bins giving ``output_size`` (an int, a pair, None
     keeping that size)."""
     return _adaptive_avg_pool("adaptive_avg_pool2d", 2, input, output_size)
+
+
+# ---- adaptive max pooling --------------------------------------------------------------------
+def _bin_edges(size: int, out: int):
+    """PyTorch's adaptive bins along one axis: [floor(i*size/out), ceil((i+1)*size/out))."""
+    i = np.arange(out)
+    return (i * size) // out, -((-(i + 1) * size) // out)
+
+
+class AdaptiveMaxPool(Op):
+    """Max over each adaptive bin of ((N,) C, H, W) planes; one pass per output cell (bins
+    may overlap). Returns the values and, per cell, the flat index (``h * W + w``) of its
+    first maximum, as PyTorch; backward adds the gradient at those indices."""
+
+    once_differentiable = True
+
+    @staticmethod
+    def forward(ctx, x, nd, oh, ow):
+        xp = ctx.xp
+        x4 = x.reshape(_shape4(x.shape, nd))
+        n, c, h, w = x4.shape
+        planes = x4.reshape(n * c, h, w)
+        out = xp.empty((n * c, oh, ow), x.dtype)
+        index = xp.empty((n * c, oh, ow), xp.int64)
+        (h0, h1), (w0, w1) = _bin_edges(h, oh), _bin_edges(w, ow)
+        for i in range(oh):
+            for j in range(ow):
+                win = planes[:, h0[i] : h1[i], w0[j] : w1[j]].reshape(n * c, -1)
+                k = xp.argmax(win, axis=1)  # first maximum, NaN wins as in PyTorch
+                out[:, i, j] = xp.take_along_axis(win, k[:, None], 1)[:, 0]
+                bw = w1[j] - w0[j]
+                index[:, i, j] = (h0[i] + k // bw) * w + w0[j] + k % bw
+        ctx.save_for_backward(index)
+        ctx.nd, ctx.x_shape = nd, x.shape
+        batched = x.ndim == nd + 2
+        return (
+            _restore(out.reshape(n, c, oh, ow), nd, batched),
+            _restore(index.reshape(n, c, oh, ow), nd, batched),
+        )
+
+    @staticmethod
+    def backward(ctx, grad, _):
+        xp = ctx.xp
+        (index,) = ctx.saved_tensors
+        n, c, h, w = _shape4(ctx.x_shape, ctx.nd)
+        g = grad.reshape(n * c, -1)
+        idx = index.reshape(n * c, -1)
+        out = xp.zeros((n * c, h * w), grad.dtype)
+        rows = xp.arange(n * c)[:, None]
+        for k in range(idx.shape[1]):  # within one column every row's index is distinct
+            out[rows[:, 0], idx[:, k]] += g[:, k]
+        return out.reshape(ctx.x_shape), None, None, None
+
+
+def _adaptive_max_pool(op, nd, input, output_size, return_indices):
+    _check_input(op, input, nd)
+    h, w = _shape4(input.shape, nd)[2:]
+    size = (
+        (output_size,) * nd
+        if output_size is None or isinstance(output_size, int)
+        else tuple(output_size)
+    )
+    if len(size) != nd:
+        raise ValueError(f"{op}: output_size must be an int or a tuple of {nd}, got {output_size}")
+    oh, ow = (1,) * (2 - nd) + tuple(
+        int(s) if s is not None else i for s, i in zip(size, (h, w)[2 - nd :])
+    )
+    if min(oh, ow) < 1:
+        raise RuntimeError(f"{op}: output_size must be positive, got {output_size}")
+    if min(h, w) < 1:
+        raise RuntimeError(
+            f"{op}(): Expected input to have non-zero size for non-batch dimensions, but "
+            f"input has sizes {list(input.shape)}"
+        )
+    values, indices = AdaptiveMaxPool.apply(input, nd, oh, ow)
+    return (values, indices) if return_indices else values
+
+
+def adaptive_max_pool1d(input, output_size, return_indices=False):
+    """Max of ((N,) C, L) over ``output_size`` adaptive bins (and the winners' indices)."""
+    return _adaptive_max_pool("adaptive_max_pool1d", 1, input, output_size, return_indices)
+
+
+def adaptive_max_pool2d(input, output_size, return_indices=False):
+    """Max of ((N,) C, H, W) over adaptive bins giving ``output_size`` (an int, a pair, None
+    keeping that size), and the flat indices ``h * W + w`` of the winners if asked."""
+    return _adaptive_max_pool("adaptive_max_pool2d", 2, input, output_size, return_indices)
+
+
+def adaptive_max_pool1d_with_indices(input, output_size, return_indices=True):
+    """``adaptive_max_pool1d`` returning ``(values, indices)``."""
+    return adaptive_max_pool1d(input, output_size, True)
+
+
+def adaptive_max_pool2d_with_indices(input, output_size, return_indices=True):
+    """``adaptive_max_pool2d`` returning ``(values, indices)``."""
+    return adaptive_max_pool2d(input, output_size, True)
+
+
+def max_pool1d_with_indices(
+    input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=True
+):
+    """``max_pool1d`` returning ``(values, indices)``."""
+    return max_pool1d(input, kernel_size, stride, padding, dilation, ceil_mode, True)
+
+
+def max_pool2d_with_indices(
+    input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=True
+):
+    """``max_pool2d`` returning ``(values, indices)``."""
+    return max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode, True)
+
+
+__all__ += [
+    "adaptive_max_pool1d",
+    "adaptive_max_pool2d",
+    "adaptive_max_pool1d_with_indices",
+    "adaptive_max_pool2d_with_indices",
+    "max_pool1d_with_indices",
+    "max_pool2d_with_indices",
+]

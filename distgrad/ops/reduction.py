@@ -4,15 +4,15 @@ log_softmax, cumsum, argmax/argmin, all/any."""
 from __future__ import annotations
 
 import collections
-import contextlib
 import math
 import types
 
 import numpy as np
 
-from ..autograd import Function, Tensor
+from ..autograd import Op, Tensor
 from ..backend import array_module_for, as_dtype, get_default_dtype
 from ._helpers import graph_xp, normalize_dim, normalize_dims, tensor_method
+from ._stable import logsumexp_shift
 from .elementwise import abs as _abs
 from .elementwise import maximum, minimum, sqrt
 
@@ -97,7 +97,7 @@ def _accumulating(x: Tensor, dtype) -> Tensor:
     """The input of sum/prod/cumsum: cast to ``dtype``, integers and bools to int64."""
     if dtype is not None:
         return x.to(as_dtype(dtype))
-    if x._array.dtype.kind in "biu" and x._array.dtype != np.int64:
+    if x.array.dtype.kind in "biu" and x.array.dtype != np.int64:
         return x.to(as_dtype("int64"))
     return x
 
@@ -117,8 +117,7 @@ def _check_nonempty(x: Tensor, axes, op: str) -> None:
 
 
 # ---- sum, mean, prod ----------------------------------------------------------------------
-class Sum(Function):
-    on_arrays = True
+class Sum(Op):
     autocast = "float32"
 
     @staticmethod
@@ -132,8 +131,7 @@ class Sum(Function):
         return xp.broadcast_to(_keep(xp, g, ctx.kept), ctx.shape), None, None
 
 
-class Mean(Function):
-    on_arrays = True
+class Mean(Op):
     autocast = "float32"
 
     @staticmethod
@@ -148,8 +146,7 @@ class Mean(Function):
         return xp.broadcast_to(_keep(xp, g, ctx.kept) / n, ctx.shape), None, None
 
 
-class Prod(Function):
-    on_arrays = True
+class Prod(Op):
     autocast = "float32"
 
     @staticmethod
@@ -196,11 +193,10 @@ def prod(input, dim=None, keepdim=False, *, dtype=None):
 
 
 # ---- max, min, amax, amin -----------------------------------------------------------------
-class _Extreme(Function):
+class _Extreme(Op):
     """amax/amin: the gradient is shared evenly among the elements equal to the result."""
 
-    on_arrays = True
-    _reduce = None
+    _reduce: str | None = None
 
     @classmethod
     def forward(cls, ctx, x, axes, keepdim):
@@ -226,11 +222,10 @@ class Amin(_Extreme):
     _reduce = "min"
 
 
-class _ExtremeAlongDim(Function):
+class _ExtremeAlongDim(Op):
     """max/min along one dim with indices: the gradient goes to the selected index only."""
 
-    on_arrays = True
-    _arg = None
+    _arg: str | None = None
 
     @classmethod
     def forward(cls, ctx, x, axis, keepdim):
@@ -248,7 +243,7 @@ class _ExtremeAlongDim(Function):
         (index,) = ctx.saved_tensors
         xp = ctx.xp
         (axis,) = ctx.axes
-        raw = index._array if isinstance(index, Tensor) else index
+        raw = index.array if isinstance(index, Tensor) else index
         positions = (
             array_module_for(raw)
             .arange(ctx.shape[axis])
@@ -313,7 +308,7 @@ def amin(input, dim=(), keepdim=False):
 
 
 def _arg_extreme(op, input, dim, keepdim):
-    x = input._array
+    x = input.array
     if dim is None:
         _check_nonempty(input, (), op)
         out = getattr(x, op)(keepdims=keepdim)
@@ -337,8 +332,7 @@ def argmin(input, dim=None, keepdim=False):
 
 
 # ---- var, std, norm -----------------------------------------------------------------------
-class Var(Function):
-    on_arrays = True
+class Var(Op):
     autocast = "float32"
 
     @staticmethod
@@ -375,10 +369,9 @@ def std(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
     return sqrt(var(input, dim, unbiased, keepdim, correction=correction))
 
 
-class Norm2(Function):
+class Norm2(Op):
     """The 2-norm; its gradient is 0 (not nan) where the norm is 0."""
 
-    on_arrays = True
     autocast = "float32"
 
     @staticmethod
@@ -422,37 +415,21 @@ def norm(input, p="fro", dim=None, keepdim=False, dtype=None):
 
 
 # ---- logsumexp, softmax, log_softmax ------------------------------------------------------
-def _shift(xp, x, axes):
-    """The maximum over ``axes`` (kept dims), 0 where it is infinite: subtracting it makes
-    ``exp`` safe."""
-    m = x.max(axis=axes, keepdims=True)
-    return xp.where(xp.isfinite(m), m, 0)
+def _nan_rows_with_inf(xp, y, total):
+    """PyTorch's softmax of a row holding +inf is NaN everywhere (inf - inf); numpy would
+    give NaN at the inf and 0 elsewhere. ``total`` is the row's sum of exp (inf there)."""
+    hot = xp.isposinf(total)
+    return xp.where(hot, xp.nan, y).astype(y.dtype, copy=False)
 
 
-def _quiet_if_infinite(xp, m):
-    """numpy's warnings off for rows whose maximum is infinite (their inf - inf is expected
-    and becomes PyTorch's NaN row); a no-op context otherwise, and on cupy."""
-    if xp is np and not np.isfinite(m).all():
-        return np.errstate(invalid="ignore", divide="ignore")
-    return contextlib.nullcontext()
-
-
-def _nan_rows_with_inf(xp, y, m):
-    """NaN for every element of a softmax row that holds +inf (PyTorch: inf - inf there)."""
-    if xp.isposinf(m).any():
-        y = xp.where(xp.isposinf(m), xp.nan, y).astype(y.dtype, copy=False)
-    return y
-
-
-class LogSumExp(Function):
-    on_arrays = True
+class LogSumExp(Op):
     autocast = "float32"
 
     @staticmethod
     def forward(ctx, x, axes, keepdim):
         _setup(ctx, x, axes)
         xp = ctx.xp
-        m = _shift(xp, x, axes)
+        m = logsumexp_shift(x, axes)
         with np.errstate(divide="ignore"):  # log(0) = -inf where every element is -inf
             out = xp.log(xp.exp(x - m).sum(axis=axes, keepdims=True)) + m
         out = xp.asarray(
@@ -476,19 +453,21 @@ def logsumexp(input, dim, keepdim=False):
     return LogSumExp.apply(input, _axes(input, dim, "logsumexp"), keepdim)
 
 
-class Softmax(Function):
-    on_arrays = True
+class Softmax(Op):
     autocast = "float32"
 
     @staticmethod
     def forward(ctx, x, axis):
         xp = ctx.xp
-        m = x.max(axis=axis, keepdims=True)
-        with _quiet_if_infinite(xp, m):
-            y = xp.asarray(x - xp.where(xp.isfinite(m), m, 0))
-            xp.exp(y, out=y)
-            y /= y.sum(axis=axis, keepdims=True)
-        y = _nan_rows_with_inf(xp, y, m)
+        y = xp.asarray(x - logsumexp_shift(x, axis))
+        xp.exp(y, out=y)
+        total = y.sum(axis=axis, keepdims=True)
+        if bool(xp.isinf(total).any()):
+            with np.errstate(invalid="ignore"):
+                y /= total
+            y = _nan_rows_with_inf(xp, y, total)
+        else:
+            y /= total
         ctx.axis = axis
         ctx.save_for_backward(y)
         return y
@@ -500,18 +479,20 @@ class Softmax(Function):
         return gy - y * ctx.xp.sum(gy, axis=ctx.axis, keepdims=True), None
 
 
-class LogSoftmax(Function):
-    on_arrays = True
+class LogSoftmax(Op):
     autocast = "float32"
 
     @staticmethod
     def forward(ctx, x, axis):
         xp = ctx.xp
-        m = x.max(axis=axis, keepdims=True)
-        with _quiet_if_infinite(xp, m):
-            y = xp.asarray(x - xp.where(xp.isfinite(m), m, 0))
-            y -= xp.log(xp.exp(y).sum(axis=axis, keepdims=True))
-        y = _nan_rows_with_inf(xp, y, m)
+        y = xp.asarray(x - logsumexp_shift(x, axis))
+        total = xp.exp(y).sum(axis=axis, keepdims=True)
+        if bool((xp.isinf(total) | (total == 0)).any()):
+            with np.errstate(invalid="ignore", divide="ignore"):
+                y -= xp.log(total)
+            y = _nan_rows_with_inf(xp, y, total)
+        else:
+            y -= xp.log(total)
         ctx.axis = axis
         ctx.save_for_backward(y)
         return y
@@ -538,8 +519,7 @@ def log_softmax(input, dim, dtype=None):
 
 
 # ---- cumsum -------------------------------------------------------------------------------
-class Cumsum(Function):
-    on_arrays = True
+class Cumsum(Op):
     autocast = "float32"
 
     @staticmethod
@@ -565,11 +545,10 @@ def cumsum(input, dim, *, dtype=None):
     return Cumsum.apply(input, axis)
 
 
-class Cumprod(Function):
+class Cumprod(Op):
     """Cumulative product. Its gradient divides by the input where that has no zeros, and
     otherwise builds, per position, the products that leave that position out."""
 
-    on_arrays = True
     autocast = "float32"
 
     @staticmethod
@@ -618,8 +597,8 @@ def cumprod(input, dim, *, dtype=None):
 def _logical_reduction(op):
     def reduce(input, dim=None, keepdim=False):
         axes = _axes(input, dim, op)
-        out = getattr(input._array.astype(bool, copy=False), op)(axis=axes, keepdims=keepdim)
-        if input._array.dtype == np.uint8:  # PyTorch keeps uint8 for all/any of uint8
+        out = getattr(input.array.astype(bool, copy=False), op)(axis=axes, keepdims=keepdim)
+        if input.array.dtype == np.uint8:  # PyTorch keeps uint8 for all/any of uint8
             out = out.astype(np.uint8)
         return Tensor(input.device.xp.asarray(out))
 

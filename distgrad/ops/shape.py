@@ -14,7 +14,7 @@ import operator
 
 import numpy as np
 
-from ..autograd import Function, Tensor
+from ..autograd import Op, Tensor
 from ..backend import array_module_for, is_array, result_type
 from ..backend.dtypes import dtype as _dtype
 from ._helpers import (
@@ -84,11 +84,10 @@ def _as_graph_tensor(x):
 
 
 # ---- views: reshape, permute, expand ------------------------------------------------------
-class Reshape(Function):
+class Reshape(Op):
     """Every reshape-like op (view, flatten, squeeze, unsqueeze...): a view when the layout
     allows, else a copy (as numpy's reshape)."""
 
-    on_arrays = True
     is_view = True
 
     @staticmethod
@@ -135,11 +134,11 @@ def view(self, *shape):
     input) — use ``reshape`` then. ``view(dtype)`` reinterprets the bytes (not
     differentiable)."""
     if len(shape) == 1 and isinstance(shape[0], _dtype):
-        out = Tensor(self._array.view(shape[0].np))
-        out._version = self._version
+        out = Tensor(self.array.view(shape[0].np))
+        out.share_version(self)
         return out
     out = _reshape(self, _sizes(shape))
-    if out._version is not self._version and self.numel():
+    if not out.shares_version(self) and self.numel():
         raise RuntimeError(
             f"view size is not compatible with input tensor's size and stride (at least one "
             f"dimension spans across two contiguous subspaces): cannot view a tensor of shape "
@@ -212,8 +211,7 @@ def unsqueeze(input, dim):
     return _reshape(input, input.shape[:d] + (1,) + input.shape[d:])
 
 
-class Permute(Function):
-    on_arrays = True
+class Permute(Op):
     is_view = True
 
     @staticmethod
@@ -309,10 +307,9 @@ def movedim(input, source, destination):
 moveaxis = movedim
 
 
-class Expand(Function):
+class Expand(Op):
     """Broadcast to a larger shape: a read-only view (no copy)."""
 
-    on_arrays = True
     is_view = True
 
     @staticmethod
@@ -381,9 +378,7 @@ def broadcast_tensors(*tensors):
 
 
 # ---- joining and splitting ----------------------------------------------------------------
-class Cat(Function):
-    on_arrays = True
-
+class Cat(Op):
     @staticmethod
     def forward(ctx, dim, *xs):
         ctx.dim = dim
@@ -399,9 +394,7 @@ class Cat(Function):
         )
 
 
-class Stack(Function):
-    on_arrays = True
-
+class Stack(Op):
     @staticmethod
     def forward(ctx, dim, *xs):
         ctx.dim = dim
@@ -429,7 +422,7 @@ def _joinable(op: str, tensors) -> list:
             )
     check_same_device(op, *tensors)
     dtype = result_type(*tensors)
-    return [x if x._array.dtype == dtype.np else x.to(dtype) for x in tensors]
+    return [x if x.array.dtype == dtype.np else x.to(dtype) for x in tensors]
 
 
 def cat(tensors, dim=0):
@@ -484,10 +477,9 @@ def vstack(tensors):
     return cat([x if x.ndim >= 2 else _reshape(x, (1, -1)) for x in tensors], 0)
 
 
-class Split(Function):
+class Split(Op):
     """Consecutive pieces of ``sizes`` along ``dim``: views."""
 
-    on_arrays = True
     is_view = True
 
     @staticmethod
@@ -502,8 +494,7 @@ class Split(Function):
         return ctx.xp.concatenate(grads, axis=ctx.dim), None, None
 
 
-class Unbind(Function):
-    on_arrays = True
+class Unbind(Op):
     is_view = True
 
     @staticmethod
@@ -578,9 +569,7 @@ def narrow(input, dim, start, length):
 
 
 # ---- flip, roll, tril/triu ----------------------------------------------------------------
-class Flip(Function):
-    on_arrays = True
-
+class Flip(Op):
     @staticmethod
     def forward(ctx, x, dims):
         ctx.dims = dims
@@ -612,9 +601,7 @@ def flipud(input):
     return Flip.apply(input, (0,))
 
 
-class Roll(Function):
-    on_arrays = True
-
+class Roll(Op):
     @staticmethod
     def forward(ctx, x, shifts, dims):
         ctx.shifts, ctx.dims = shifts, dims
@@ -644,8 +631,7 @@ def roll(input, shifts, dims=None):
     return Roll.apply(input, shifts, tuple(normalize_dim(d, input.ndim, "roll") for d in dims))
 
 
-class _Triangle(Function):
-    on_arrays = True
+class _Triangle(Op):
     _name = "tril"
 
     @classmethod
@@ -692,9 +678,7 @@ triu = _triangle(Triu, "triu")
 
 
 # ---- repeat / tile ------------------------------------------------------------------------
-class Repeat(Function):
-    on_arrays = True
-
+class Repeat(Op):
     @staticmethod
     def forward(ctx, x, reps):
         ctx.shape, ctx.reps = x.shape, reps
@@ -733,10 +717,8 @@ def tile(input, *args, dims=None):
 
 
 # ---- pad ----------------------------------------------------------------------------------
-class ConstantPad(Function):
+class ConstantPad(Op):
     """Pad with ``value`` (negative widths crop); its gradient is the opposite crop/pad."""
-
-    on_arrays = True
 
     @staticmethod
     def forward(ctx, x, widths, value):

@@ -47,8 +47,8 @@ class Adagrad(Optimizer):
         )
         for group in self.param_groups:
             for p in group["params"]:
-                with _on_device(p._array):
-                    _init_state(p._array, self.state[p], group)
+                with _on_device(p.array):
+                    _init_state(p.array, self.state[p], group)
 
     def _check_hyperparameters(self, group):
         _check_nonnegative(
@@ -72,7 +72,7 @@ def _update(p, g, state, group):
     xp = array_module_for(p)
     t = _count_step(state)
     d = _gradient(p, g, group)
-    s = state["sum"]._array
+    s = state["sum"].array
     s += d * d
     step = xp.divide(d, xp.sqrt(s) + group["eps"], out=d)
     step *= group["lr"] / (1 + (t - 1) * group["lr_decay"])

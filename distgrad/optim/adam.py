@@ -111,7 +111,7 @@ def _update(p, g, state, group):
     d = _gradient(p, g, group, l2=not decoupled)
     if decoupled and wd != 0:
         p *= 1 - lr * wd
-    m, v = state["exp_avg"]._array, state["exp_avg_sq"]._array
+    m, v = state["exp_avg"].array, state["exp_avg_sq"].array
     m += (d - m) * (1 - beta1)
     v *= beta2
     v += (1 - beta2) * d * d

@@ -19,7 +19,7 @@ from collections import defaultdict
 import numpy as np
 
 from ..autograd import Tensor, enable_grad
-from ..autograd.function import RemovableHandle, _add_hook
+from ..autograd.function import RemovableHandle, add_hook
 from ..backend import array_module_for, get_default_dtype
 
 __all__ = ["Optimizer", "required"]
@@ -81,7 +81,7 @@ def _new_step() -> Tensor:
 
 def _count_step(state: dict) -> float:
     """Add one to ``state["step"]`` (in place) and return the new count."""
-    step = state["step"]._array
+    step = state["step"].array
     step += 1
     return float(step)
 
@@ -106,7 +106,7 @@ def _buffer(state: dict, key: str, like):
     hyperparameter such as ``momentum`` or ``amsgrad`` turns on)."""
     if key not in state:
         state[key] = _zeros_like(like)
-    return state[key]._array
+    return state[key].array
 
 
 def _on_device(array):
@@ -143,8 +143,8 @@ class Optimizer:
 
     def __init__(self, params, defaults: dict):
         self.defaults = defaults
-        self._step_pre_hooks = {}
-        self._step_post_hooks = {}
+        self._step_pre_hooks: dict = {}
+        self._step_post_hooks: dict = {}
         self._check_hyperparameters(defaults)
         if isinstance(params, Tensor):
             raise TypeError(
@@ -157,8 +157,8 @@ class Optimizer:
                 "but the ordering of tensors in sets will change between runs. "
                 "Please use a list instead."
             )
-        self.state = defaultdict(dict)
-        self.param_groups = []
+        self.state: defaultdict = defaultdict(dict)
+        self.param_groups: list[dict] = []
         groups = list(params)
         if not groups:
             raise ValueError("optimizer got an empty parameter list")
@@ -269,11 +269,11 @@ class Optimizer:
     def register_step_pre_hook(self, hook) -> RemovableHandle:
         """``hook(optimizer, args, kwargs)`` runs before each ``step``; returning a tuple
         ``(new_args, new_kwargs)`` replaces the step's arguments."""
-        return _add_hook(self._step_pre_hooks, hook)
+        return add_hook(self._step_pre_hooks, hook)
 
     def register_step_post_hook(self, hook) -> RemovableHandle:
         """``hook(optimizer, args, kwargs)`` runs after each ``step``."""
-        return _add_hook(self._step_post_hooks, hook)
+        return add_hook(self._step_post_hooks, hook)
 
     def _update_each(self, update, init_state=None) -> None:
         """The update loop of the built-in optimizers: ``update(param_array, grad_array, state,
@@ -291,16 +291,16 @@ class Optimizer:
                 for key, value in self.state.get(p, {}).items():
                     if key != "step" and isinstance(value, Tensor):
                         self._check_like(p, value, f"state[{key!r}] of {where}")
-                todo.append((group, p, g._array))
+                todo.append((group, p, g.array))
         for group, p, g in todo:
             state = self.state.get(p) or {}
-            with _on_device(p._array):
+            with _on_device(p.array):
                 if not state and init_state is not None:
-                    init_state(p._array, state, group)
-                update(p._array, g, state, group)
+                    init_state(p.array, state, group)
+                update(p.array, g, state, group)
             if state:
                 self.state[p] = state
-            p._version.value += 1
+            p.bump_version()
 
     def _check_like(self, p: Tensor, t: Tensor, what: str) -> None:
         for attr in ("shape", "dtype", "device"):
@@ -319,7 +319,7 @@ class Optimizer:
         "param_groups": [{..., "params": [index, ...]}]}``, parameters numbered in group order.
         State tensors are the optimizer's own, not copies (deep-copy the dict to keep a
         snapshot while training goes on)."""
-        index = {}
+        index: dict = {}
         for p in itertools.chain.from_iterable(g["params"] for g in self.param_groups):
             index.setdefault(id(p), len(index))
         groups = [
@@ -358,7 +358,7 @@ class Optimizer:
                 itertools.chain.from_iterable(g["params"] for g in groups),
             )
         )
-        state = defaultdict(dict)
+        state: defaultdict = defaultdict(dict)
         for k, v in state_dict["state"].items():
             if k in id_map:
                 state[id_map[k]] = _cast(id_map[k], v)

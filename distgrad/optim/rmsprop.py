@@ -68,7 +68,7 @@ def _update(p, g, state, group):
     alpha, momentum = group["alpha"], group["momentum"]
     _count_step(state)
     d = _gradient(p, g, group)
-    v = state["square_avg"]._array
+    v = state["square_avg"].array
     v *= alpha
     v += (1 - alpha) * d * d
     if group["centered"]:

@@ -58,10 +58,10 @@ def _update(p, g, state, group):
         if state.get("momentum_buffer") is None:
             state["momentum_buffer"] = Tensor(d.copy())
         else:
-            buf = state["momentum_buffer"]._array
+            buf = state["momentum_buffer"].array
             buf *= momentum
             buf += d if dampening == 0 else (1 - dampening) * d
-        buf = state["momentum_buffer"]._array
+        buf = state["momentum_buffer"].array
         if not group["nesterov"]:
             p -= array_module_for(p).multiply(buf, lr, out=d)
             return

@@ -10,7 +10,8 @@ import pytest
 
 import distgrad as dg
 from distgrad import amp, nn
-from tests.distributed.mpi_helpers import check, requires_mpi, run_mpi
+from tests import mpijob
+from tests.mpijob import requires_mpi
 
 
 def _setup(lr=0.1):
@@ -131,6 +132,7 @@ def test_state_dict_round_trip_and_disabled_scaler():
 
 
 @requires_mpi
+@pytest.mark.multiprocess
 def test_inf_decision_is_agreed_across_ranks():
     """Only rank 1 sees an inf; both ranks skip the step and back off the scale."""
-    check(run_mpi(2, Path(__file__).parent / "workers" / "scaler_ranks.py", timeout=120))
+    mpijob.run(Path(__file__).parent / "workers" / "scaler_ranks.py", n=2, timeout=120).check()

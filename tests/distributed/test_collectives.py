@@ -1,49 +1,62 @@
-"""Collectives over real MPI processes (the checks run inside the ranks, see ``ranks/``), in a
-world of one, and the pieces that need no MPI (local communicator, launcher cross-checks)."""
+"""Collectives over real MPI processes (the checks run inside the ranks, see
+``workers/collectives_in_ranks.py``), in a world of one, and the pieces that need no MPI
+(local communicator, launcher cross-checks)."""
+
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from distgrad.distributed import LocalCommunicator, ReduceOp
 from distgrad.distributed.env import cross_check, launcher_claims
+from tests import mpijob
+from tests.mpijob import requires_mpi
 
-from .mpi_helpers import HERE, check, requires_mpi, run_mpi, run_python
+WORKERS = Path(__file__).resolve().parent / "workers"
 
 
 @requires_mpi
+@pytest.mark.multiprocess
 @pytest.mark.parametrize("n", [2, 3])
 def test_collectives_in_ranks(n):
-    proc = run_mpi(
-        n,
-        HERE / "ranks" / "test_collectives_ranks.py",
+    proc = mpijob.run(
+        WORKERS / "collectives_in_ranks.py",
         "-q",
         "-p",
         "no:cacheprovider",
+        n=n,
         python_args=("-m", "pytest", "--with-mpi"),
         timeout=90,
-    )
-    check(proc)
+    ).check()
     assert proc.stdout.count(" passed") == n
 
 
 @requires_mpi
+@pytest.mark.multiprocess
 def test_world_of_one_without_launcher():
-    assert "single process ok mpi" in check(run_python("single_process.py")).stdout
+    assert (
+        "single process ok mpi" in mpijob.run_python(WORKERS / "single_process.py").check().stdout
+    )
 
 
 @requires_mpi
+@pytest.mark.multiprocess
 def test_bad_timeout_variable():
-    proc = run_python("single_process.py", env={"DISTGRAD_COLLECTIVE_TIMEOUT": "soon"})
-    assert proc.returncode != 0
+    proc = mpijob.run_python(
+        WORKERS / "single_process.py", env={"DISTGRAD_COLLECTIVE_TIMEOUT": "soon"}
+    )
+    assert proc.failed, proc.describe()
     assert "DISTGRAD_COLLECTIVE_TIMEOUT='soon' is not a positive number of seconds" in proc.stderr
 
 
 @requires_mpi
+@pytest.mark.multiprocess
 def test_foreign_launcher_singleton_is_a_clear_error():
-    proc = run_python(
-        "single_process.py", env={"OMPI_COMM_WORLD_SIZE": "2", "OMPI_COMM_WORLD_RANK": "1"}
+    proc = mpijob.run_python(
+        WORKERS / "single_process.py",
+        env={"OMPI_COMM_WORLD_SIZE": "2", "OMPI_COMM_WORLD_RANK": "1"},
     )
-    assert proc.returncode != 0
+    assert proc.failed, proc.describe()
     assert "OMPI_COMM_WORLD_SIZE=2" in proc.stderr
     assert "does not belong to the MPI library" in proc.stderr
 

@@ -7,7 +7,7 @@ import pytest
 
 from .mpi_helpers import check, requires_mpi, run_mpi
 
-pytestmark = requires_mpi
+pytestmark = [requires_mpi, pytest.mark.multiprocess]
 
 
 def assert_ok(proc, n):

@@ -5,11 +5,12 @@ import re
 import pytest
 
 import distgrad
-
-from .mpi_helpers import ROOT, check, requires_mpi, run_mpi, run_python
+from tests import mpijob
+from tests.mpijob import ROOT, requires_mpi
 
 pytest.importorskip("sklearn", reason="the example needs scikit-learn (the 'examples' extra)")
 EXAMPLE = ROOT / "examples" / "train_data_parallel.py"
+pytestmark = pytest.mark.multiprocess
 
 
 def assert_trained(out, path):
@@ -21,12 +22,14 @@ def assert_trained(out, path):
 
 @requires_mpi
 def test_two_ranks(tmp_path):
-    out = check(run_mpi(2, EXAMPLE, "--epochs", "12", "--out", tmp_path, timeout=120)).stdout
+    out = mpijob.run(EXAMPLE, "--epochs", "12", "--out", tmp_path, n=2, timeout=120).check().stdout
     assert "2 rank(s), 719 samples" in out
     assert_trained(out, tmp_path)
 
 
 def test_one_process(tmp_path):
-    out = check(run_python(EXAMPLE, "--epochs", "12", "--out", tmp_path, timeout=120)).stdout
+    out = (
+        mpijob.run_python(EXAMPLE, "--epochs", "12", "--out", tmp_path, timeout=120).check().stdout
+    )
     assert "1 rank(s), 1438 samples" in out
     assert_trained(out, tmp_path)

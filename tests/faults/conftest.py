@@ -14,7 +14,7 @@ guard=None, orphans=0, false_accepts=0)`` — the fixture (a function) adds one 
   ``deadline_s``: the deadline it is held against (e.g. the collective timeout).
 - ``guard``: what caught the fault (``"CollectiveTimeoutError"``, ``"contract check"``,
   ``"manifest sha256"``, ...).
-- ``orphans``: processes left behind (``Job.orphans``, from ``faultlib.orphans(tag)``);
+- ``orphans``: processes left behind (``Job.orphans``, from ``mpijob.orphans(tag)``);
   ``false_accepts``: corrupt checkpoints that loaded without an error. Both must be 0.
 
 A test using ``fault_record`` that fails before recording anything still gets a failed row,
@@ -25,10 +25,10 @@ At the end of the run one table is printed: scenario, repetitions, passed, detec
 (median/max) against the deadline, the guards that fired, orphan processes, false accepts.
 With ``DISTGRAD_FAULT_TABLE=path`` it is also written to that file.
 
-Jobs: ``faultlib.run_job(script, *args, n=2, launcher="mpiexec" | "distgrad-run", env=...,
-timeout=...)`` runs ``workers/<script>`` (or any path) tagged, and returns a ``faultlib.Job``
+Jobs: ``mpijob.run(WORKERS / "script.py", *args, n=2, launcher="mpiexec" | "distgrad-run",
+env=..., timeout=...)`` (``tests/mpijob.py``) runs a script tagged and returns a ``mpijob.Job``
 (``returncode``, ``stdout``, ``stderr``, ``output``, ``elapsed``, ``orphans``,
-``detection_s``, ``describe()``); ``faultlib.run_command(argv, ...)`` for other programs.
+``detection_s``, ``describe()``); ``mpijob.run_command(argv, ...)`` for other programs.
 """
 
 from __future__ import annotations

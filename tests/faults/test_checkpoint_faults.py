@@ -11,7 +11,6 @@ errors; and on 2 ranks, failures seen by one rank only."""
 
 import errno
 import hashlib
-import importlib.util
 import json
 import os
 import pickle
@@ -28,6 +27,7 @@ import pytest
 import distgrad as dg
 from distgrad import checkpoint, nn, optim
 from distgrad.checkpoint import CheckpointError
+from tests import mpijob
 
 from . import faultlib
 
@@ -424,12 +424,13 @@ EXPECTED = {
 }
 
 
+@pytest.mark.multiprocess
 @pytest.mark.parametrize("phase", checkpoint.PHASES)
 def test_sigkill_during_save(tmp_path, fault_record, phase):
     assert set(EXPECTED) == set(checkpoint.PHASES)
     root, refs = tmp_path / "ckpt", tmp_path / "refs"
     refs.mkdir()
-    job = faultlib.run_command(
+    job = mpijob.run_command(
         [sys.executable, faultlib.WORKERS / "ckpt_kill.py", root, refs, phase], timeout=60
     )
     want, leftover = EXPECTED[phase]
@@ -490,7 +491,8 @@ def _failed_save_keeps_previous(root, refs, run, scenario, rep, fault_record, gu
 )
 def test_enospc_injected(saved, monkeypatch, fault_record, cut):
     root, refs = saved
-    files = json.load(open(os.path.join(root, MANIFEST)))["files"]
+    with open(os.path.join(root, MANIFEST)) as f:
+        files = json.load(f)["files"]
     sizes = {
         n: files[n]["bytes"]
         for n in (
@@ -641,13 +643,11 @@ def test_enospc_real_full_disk(tiny_disk, fault_record):
 MODES = ["save-fails-on-rank0", "load-fails-on-rank1", "corrupt"]
 
 
-@pytest.mark.skipif(
-    not faultlib.MPIEXEC.exists() or importlib.util.find_spec("mpi4py") is None,
-    reason="needs mpi4py and the mpiexec next to Python",
-)
+@mpijob.requires_mpi
+@pytest.mark.multiprocess
 @pytest.mark.parametrize("mode", MODES)
 def test_two_ranks(tmp_path, fault_record, mode):
-    job = faultlib.run_job("ckpt_dist.py", tmp_path / "ckpt", mode, timeout=60)
+    job = mpijob.run(faultlib.WORKERS / "ckpt_dist.py", tmp_path / "ckpt", mode, timeout=60)
     fault_record(
         "7 checkpoint failure on 2 ranks (mpiexec)",
         MODES.index(mode),

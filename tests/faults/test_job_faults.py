@@ -8,10 +8,12 @@ import sys
 import pytest
 
 import distgrad
+from tests import mpijob
+from tests.mpijob import requires_mpi, run_command
 
-from .faultlib import DEADLINE_S, REPS, WORKERS, requires_mpi, run_command, run_job
+from .faultlib import DEADLINE_S, REPS, WORKERS
 
-pytestmark = requires_mpi
+pytestmark = [requires_mpi, pytest.mark.multiprocess]
 COLLECTIVE_TIMEOUT = 30.0  # the jobs' deadline where it is not what should catch the fault
 
 
@@ -25,7 +27,7 @@ def assert_went_down(job, within: float):
 @pytest.mark.parametrize("launcher", ["mpiexec", "distgrad-run"])
 def test_sigkill_during_allreduce(launcher, rep, fault_record):
     """hydra notices the dead rank and kills the others (no deadline needed)."""
-    job = run_job("kill.py", launcher=launcher, timeout=60)
+    job = mpijob.run(WORKERS / "kill.py", launcher=launcher, timeout=60)
     fault_record(
         f"1 SIGKILL during allreduce ({launcher})",
         rep,
@@ -44,7 +46,7 @@ def test_sigkill_during_allreduce(launcher, rep, fault_record):
 def test_exception_on_one_rank(where, rep, fault_record, tmp_path):
     """The failing rank prints its traceback and MPI_Aborts; the other, waiting in a
     collective, is killed; earlier saves stay intact."""
-    job = run_job("exception.py", where, tmp_path, timeout=60)
+    job = mpijob.run(WORKERS / "exception.py", where, tmp_path, timeout=60)
     fault_record(
         f"2 exception on one rank ({where})",
         rep,
@@ -70,8 +72,8 @@ def test_exception_on_one_rank(where, rep, fault_record, tmp_path):
 def test_hang_before_collective(variant, rep, fault_record, tmp_path):
     """The deadline fires on the waiting rank; the watchdog collects both ranks' states
     (the hung one answers from its watchdog thread) into report.json; the job is aborted."""
-    job = run_job(
-        "hang.py",
+    job = mpijob.run(
+        WORKERS / "hang.py",
         variant,
         timeout=60,
         env={"DISTGRAD_COLLECTIVE_TIMEOUT": DEADLINE_S, "DISTGRAD_WATCHDOG_DIR": tmp_path},
@@ -148,7 +150,7 @@ def test_foreign_mpiexec_makes_singletons(rep, fault_record):
 def test_stale_launcher_world_size(rep, fault_record):
     """A launcher variable claiming another world size than MPI's: a warning, MPI's values
     are used and the job runs."""
-    job = run_job("misconfig.py", env={"OMPI_COMM_WORLD_SIZE": "4"}, timeout=60)
+    job = mpijob.run(WORKERS / "misconfig.py", env={"OMPI_COMM_WORLD_SIZE": "4"}, timeout=60)
     fault_record(
         "10 wrong world size in the environment", rep, guard="init() warning", orphans=job.orphans
     )
@@ -165,8 +167,8 @@ def test_stale_launcher_world_size(rep, fault_record):
 @pytest.mark.parametrize("rep", range(REPS))
 def test_more_ranks_than_slots(rep, fault_record):
     """distgrad-run refuses -np above the slots before starting anything."""
-    job = run_job(
-        "misconfig.py",
+    job = mpijob.run(
+        WORKERS / "misconfig.py",
         n=3,
         launcher="distgrad-run",
         launcher_args=["-H", "localhost:2"],

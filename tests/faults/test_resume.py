@@ -4,7 +4,6 @@ SGD with momentum and Adam, dropout, a shuffling DataLoader (or DistributedSampl
 and Python's global streams; on one process (killed after the checkpoint, losing the steps it
 made after it) and on 2 ranks with DataParallel."""
 
-import importlib.util
 import os
 import sys
 
@@ -14,6 +13,7 @@ import pytest
 import distgrad as dg
 from distgrad import checkpoint, nn, optim
 from distgrad.data import DataLoader, TensorDataset
+from tests import mpijob
 
 from . import faultlib
 
@@ -37,15 +37,16 @@ def _check(job, n):
     assert job.stdout.count("RESUME-IDENTICAL") == n, job.describe()
 
 
+@pytest.mark.multiprocess
 @pytest.mark.parametrize("rep,case", list(enumerate(SINGLE)))
 @pytest.mark.fault("9 resume determinism (1 process, restart in a new process)")
 def test_resume_one_process(tmp_path, fault_record, rep, case):
     steps, half, opt, flags = case
-    first = faultlib.run_command(
+    first = mpijob.run_command(
         [sys.executable, SCRIPT, "first", tmp_path, steps, half, opt, *flags], timeout=60
     )
     assert first.returncode == (-9 if "--crash" in flags else 0), first.describe()
-    resumed = faultlib.run_command(
+    resumed = mpijob.run_command(
         [
             sys.executable,
             SCRIPT,
@@ -68,19 +69,15 @@ def test_resume_one_process(tmp_path, fault_record, rep, case):
     _check(resumed, 1)
 
 
-@pytest.mark.skipif(
-    not faultlib.MPIEXEC.exists() or importlib.util.find_spec("mpi4py") is None,
-    reason="needs mpi4py and the mpiexec next to Python",
-)
+@mpijob.requires_mpi
+@pytest.mark.multiprocess
 @pytest.mark.parametrize("rep,case", list(enumerate(RANKS)))
 @pytest.mark.fault("9 resume determinism (mpiexec -n 2, DataParallel)")
 def test_resume_two_ranks(tmp_path, fault_record, rep, case):
     steps, half, opt, flags = case
-    first = faultlib.run_job(
-        SCRIPT, "first", tmp_path, steps, half, opt, "--dist", *flags, timeout=60
-    )
+    first = mpijob.run(SCRIPT, "first", tmp_path, steps, half, opt, "--dist", *flags, timeout=60)
     assert first.returncode == 0 and first.orphans == 0, first.describe()
-    resumed = faultlib.run_job(SCRIPT, "resume", tmp_path, steps, half, opt, "--dist", timeout=60)
+    resumed = mpijob.run(SCRIPT, "resume", tmp_path, steps, half, opt, "--dist", timeout=60)
     fault_record(
         "9 resume determinism (mpiexec -n 2, DataParallel)",
         rep,

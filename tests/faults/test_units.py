@@ -193,11 +193,3 @@ def test_summary_table_groups_scenarios():
         "3 scenarios, 4 runs, 1 failed, 1 orphan processes (must be 0), "
         "2 false accepts of corrupt checkpoints (must be 0)"
     )
-
-
-def test_orphans_are_found_and_killed():
-    job = faultlib.run_command(
-        ["bash", "-c", "setsid sleep 30 >/dev/null 2>&1 </dev/null &"], timeout=20
-    )
-    assert job.returncode == 0 and job.orphans == 1
-    assert faultlib.tagged_pids(job.tag) == []

@@ -132,6 +132,7 @@ def test_overlap_timeline_on_the_gpu(comm):
 
 
 @requires_mpi
+@pytest.mark.multiprocess
 def test_two_ranks_sharing_the_gpu_use_host_staging():
     proc = run_gpu_job(2, "collectives_gpu.py", env={"CUDA_VISIBLE_DEVICES": "0"})
     assert proc.stdout.count("OK mpi") == 2, proc.stdout
@@ -139,12 +140,14 @@ def test_two_ranks_sharing_the_gpu_use_host_staging():
 
 
 @requires_mpi
+@pytest.mark.multiprocess
 def test_data_parallel_on_a_shared_gpu():
     proc = run_gpu_job(2, "dp_gpu.py", env={"CUDA_VISIBLE_DEVICES": "0"})
     assert proc.stdout.count("OK mpi") == 2, proc.stdout
 
 
 @requires_mpi
+@pytest.mark.multiprocess
 @requires_2_gpus
 @needs_nccl
 def test_two_ranks_over_nccl():
@@ -153,6 +156,7 @@ def test_two_ranks_over_nccl():
 
 
 @requires_mpi
+@pytest.mark.multiprocess
 @requires_2_gpus
 @needs_nccl
 def test_data_parallel_over_nccl():

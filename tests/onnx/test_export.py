@@ -9,7 +9,7 @@ import pytest
 
 import distgrad as dg
 from distgrad import nn
-from distgrad.autograd import Function
+from distgrad.autograd import Op
 from distgrad.nn import functional as F
 
 onnx = pytest.importorskip("onnx")
@@ -335,9 +335,7 @@ def test_static_shapes_without_dynamic_axes(tmp_path):
     assert [d.dim_value for d in dims] == [3, 4]
 
 
-class Cube(Function):
-    on_arrays = True
-
+class Cube(Op):
     @staticmethod
     def forward(ctx, x):
         return x**3

@@ -4,21 +4,23 @@ import time
 
 import pytest
 
-from .mpi_helpers import requires_mpi, run_mpi
+from tests import mpijob
 
-pytestmark = requires_mpi
+from .faultlib import WORKERS
+
+pytestmark = [mpijob.requires_mpi, pytest.mark.multiprocess]
 
 
 def run_fault(mode, python_args=()):
     start = time.monotonic()
-    proc = run_mpi(2, "faults.py", mode, timeout=60, python_args=python_args)
+    proc = mpijob.run(WORKERS / "abort.py", mode, n=2, timeout=60, python_args=python_args)
     return proc, time.monotonic() - start
 
 
 @pytest.mark.parametrize("python_args", [(), ("-m", "mpi4py")], ids=["python", "mpi4py"])
 def test_uncaught_exception_aborts_job(python_args):
     proc, elapsed = run_fault("raise", python_args)
-    assert proc.returncode != 0
+    assert proc.failed, proc.describe()
     assert "[rank 1] Traceback (most recent call last):" in proc.stderr
     assert "[rank 1] ValueError: boom on purpose" in proc.stderr
     assert "finished" not in proc.stdout  # rank 0 was stuck in a barrier and got killed
@@ -27,7 +29,7 @@ def test_uncaught_exception_aborts_job(python_args):
 
 def test_uncaught_exception_in_thread_aborts_job():
     proc, elapsed = run_fault("thread")
-    assert proc.returncode != 0
+    assert proc.failed, proc.describe()
     assert "[rank 1] Exception in thread loader:" in proc.stderr
     assert "[rank 1] KeyError: 'boom in a thread'" in proc.stderr
     assert elapsed < 15
@@ -35,7 +37,7 @@ def test_uncaught_exception_in_thread_aborts_job():
 
 def test_deadline_names_the_collective():
     proc, elapsed = run_fault("timeout")
-    assert proc.returncode != 0
+    assert proc.failed, proc.describe()
     assert (
         "CollectiveTimeoutError: [rank 0] collective #2 allreduce op=SUM (1000 x float32, "
         "4000 bytes) on rank 0 of 2 did not complete" in proc.stderr
@@ -45,7 +47,7 @@ def test_deadline_names_the_collective():
 
 def test_swallowed_timeout_still_takes_job_down():
     proc, elapsed = run_fault("swallow_timeout")
-    assert proc.returncode != 0
+    assert proc.failed, proc.describe()
     assert "swallowed" in proc.stdout
     assert "communicator is broken since collective #2 allreduce" in proc.stdout
     assert "exiting after collective #2 allreduce" in proc.stderr

@@ -1,0 +1,60 @@
+"""The test job runner itself (``tests/mpijob.py``): orphans are found and killed, a job past
+its timeout is killed and reported as such, each rank's output is kept apart, and a job sees
+only the environment its test gives it."""
+
+import sys
+
+import pytest
+
+from tests import mpijob
+
+pytestmark = pytest.mark.multiprocess
+
+
+def test_orphans_are_found_and_killed():
+    job = mpijob.run_command(
+        ["bash", "-c", "setsid sleep 30 >/dev/null 2>&1 </dev/null &"], timeout=20
+    )
+    assert job.returncode == 0 and job.orphans == 1
+    assert mpijob.tagged_pids(job.tag) == []
+
+
+def test_timeout_kills_the_job():
+    job = mpijob.run_command(["bash", "-c", "echo started; sleep 30"], timeout=1)
+    assert job.timed_out and not job.failed
+    assert job.stdout == "started\n" and job.elapsed < 20
+    assert "timed out (killed)" in job.describe()
+    assert mpijob.tagged_pids(job.tag) == []
+
+
+def test_environment_is_the_tests_own(monkeypatch):
+    monkeypatch.setenv("DISTGRAD_SOMETHING", "leaks")
+    monkeypatch.setenv("PMI_RANK", "3")
+    code = "import os; print(sorted(k for k in os.environ if k.startswith(('DISTGRAD_', 'PMI_'))))"
+    job = mpijob.run_command([sys.executable, "-c", code], env={"DISTGRAD_MINE": 1}).check()
+    names = eval(job.stdout)
+    assert names == [
+        "DISTGRAD_COLLECTIVE_TIMEOUT",
+        "DISTGRAD_FAULT_DIR",
+        "DISTGRAD_FAULT_TAG",
+        "DISTGRAD_MINE",
+    ]
+
+
+@mpijob.requires_mpi
+def test_each_ranks_output_is_kept_apart(tmp_path):
+    script = tmp_path / "hello.py"
+    script.write_text(
+        "import os, sys\n"
+        "rank = os.environ['PMI_RANK']\n"
+        "print('out of', rank)\n"
+        "print('err of', rank, file=sys.stderr)\n"
+        "sys.exit(3 if rank == '1' else 0)\n"
+    )
+    job = mpijob.run(script, n=3)
+    assert job.failed
+    if not mpijob.hydra():
+        return  # only hydra writes each rank's output to its own file
+    assert [job.rank_stdout(r) for r in range(3)] == [f"out of {r}\n" for r in range(3)]
+    assert [job.rank_stderr(r) for r in range(3)] == [f"err of {r}\n" for r in range(3)]
+    assert job.stdout.startswith("out of 0\nout of 1\nout of 2\n")
