@@ -1,6 +1,6 @@
 # Source: pytorch/examples time_sequence_prediction/train.py (+ generate_sine_wave.py)
-# Cut: the sine-wave data generated in memory (N=8 waves of length L=60 instead of 100 x 1000),
-# 2 LBFGS steps, future=20, no plots.
+# Cut: the sine-wave data generated in memory (N=6 waves of length L=30 instead of 100 x 1000),
+# 1 LBFGS step (up to 20 evaluations), future=10, no plots.
 # Needs: nn.LSTMCell optim.LBFGS
 from __future__ import print_function
 import argparse
@@ -42,13 +42,13 @@ class Sequence(nn.Module):
 
 if __name__ == '__main__':
     parser = argparse.ArgumentParser()
-    parser.add_argument('--steps', type=int, default=2, help='steps to run')
+    parser.add_argument('--steps', type=int, default=1, help='steps to run')
     opt = parser.parse_args([])
     # set random seed to 0
     np.random.seed(0)
     torch.manual_seed(0)
     # compat: generate_sine_wave.py, in memory
-    T, L, N = 20, 60, 8
+    T, L, N = 20, 30, 6
     x = np.empty((N, L), 'int64')
     x[:] = np.array(range(L)) + np.random.randint(-4 * T, 4 * T, N).reshape(N, 1)
     data = np.sin(x / 1.0 / T).astype('float64')
@@ -76,7 +76,7 @@ if __name__ == '__main__':
         optimizer.step(closure)
         # begin to predict, no need to track gradient here
         with torch.no_grad():
-            future = 20
+            future = 10
             pred = seq(test_input, future=future)
             loss = criterion(pred[:, :-future], test_target)
             print('test loss:', loss.item())
