@@ -531,7 +531,9 @@ def _legacy_data(data, second, sizes, dtype):
         try:
             array = np.array(data, dtype=dtype)
         except (ValueError, TypeError) as e:
-            raise TypeError(f"Tensor(): could not make a tensor from {type(data).__name__}: {e}") from None
+            raise TypeError(
+                f"Tensor(): could not make a tensor from {type(data).__name__}: {e}"
+            ) from None
         return array
     raise TypeError(
         f"Tensor(): expected a sequence, a number, sizes or an array, got {type(data).__name__}"

@@ -95,7 +95,7 @@ def set_default_device(spec) -> None:
     global _default_device
     new = CPU if spec is None else device(spec)
     if new.type != "cpu":
-        new.xp  # raises, saying why, when there is no usable GPU
+        _ = new.xp  # raises, saying why, when there is no usable GPU
     _default_device = new
 
 

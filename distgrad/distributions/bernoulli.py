@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from .. import ops
+from ..autograd import Tensor, no_grad
 from ..backend.dtypes import float32
 from ..ops.loss import binary_cross_entropy_with_logits as _bce_logits
-from ..autograd import Tensor, no_grad
 from .distribution import Distribution, check_tensor
 
 

@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 from .. import ops
-from ..backend.dtypes import float32
 from ..autograd import Tensor, no_grad
+from ..backend.dtypes import float32
 from .distribution import Distribution, check_tensor
 
 

@@ -15,7 +15,9 @@ class Normal(Distribution):
     has_rsample = True
 
     def __init__(self, loc, scale, validate_args=None):
-        self.loc, self.scale = ops.broadcast_tensors(check_tensor("loc", loc), check_tensor("scale", scale))
+        self.loc, self.scale = ops.broadcast_tensors(
+            check_tensor("loc", loc), check_tensor("scale", scale)
+        )
         super().__init__(self.loc.shape, (), validate_args)
 
     @property
@@ -47,7 +49,11 @@ class Normal(Distribution):
     def log_prob(self, value) -> Tensor:
         """The log density at ``value``."""
         var = self.scale**2
-        return -((value - self.loc) ** 2) / (2 * var) - ops.log(self.scale) - math.log(math.sqrt(2 * math.pi))
+        return (
+            -((value - self.loc) ** 2) / (2 * var)
+            - ops.log(self.scale)
+            - math.log(math.sqrt(2 * math.pi))
+        )
 
     def entropy(self) -> Tensor:
         """``0.5 + 0.5 log(2 pi) + log(scale)``."""

@@ -92,8 +92,10 @@ def prepare_operands(op: str, *operands, floating: bool = False):
         if isinstance(b, Tensor) and type(a) in (float, int) and b.array.dtype.kind == "f":
             return operands
     for x in operands:
-        if isinstance(x, (str, bytes)) or x is None or not (
-            isinstance(x, (Tensor, numbers.Number, np.generic, list, tuple)) or is_array(x)
+        if (
+            isinstance(x, (str, bytes))
+            or x is None
+            or not (isinstance(x, (Tensor, numbers.Number, np.generic, list, tuple)) or is_array(x))
         ):
             names = ", ".join(
                 f"'{'Tensor' if isinstance(v, Tensor) else type(v).__name__}'" for v in operands

@@ -157,19 +157,49 @@ def _filled(fill, size, dtype, device, requires_grad, op="tensor", keyword=_MISS
         return Tensor(fill(xp, _size(size, op, keyword), dtype.np), requires_grad=requires_grad)
 
 
-def zeros(*sizes, size=_MISSING, dtype=None, device=None, requires_grad=False, layout=None, pin_memory=False) -> Tensor:
+def zeros(
+    *sizes,
+    size=_MISSING,
+    dtype=None,
+    device=None,
+    requires_grad=False,
+    layout=None,
+    pin_memory=False,
+) -> Tensor:
     """A new tensor of the given size (``zeros(2, 3)``, ``zeros((2, 3))``, ``zeros(size=(2, 3))``)."""
-    return _filled(lambda xp, s, d: xp.zeros(s, d), sizes, dtype, device, requires_grad, "zeros", size)
+    return _filled(
+        lambda xp, s, d: xp.zeros(s, d), sizes, dtype, device, requires_grad, "zeros", size
+    )
 
 
-def ones(*sizes, size=_MISSING, dtype=None, device=None, requires_grad=False, layout=None, pin_memory=False) -> Tensor:
+def ones(
+    *sizes,
+    size=_MISSING,
+    dtype=None,
+    device=None,
+    requires_grad=False,
+    layout=None,
+    pin_memory=False,
+) -> Tensor:
     """A new tensor of the given size (``ones(2, 3)``, ``ones((2, 3))``, ``ones(size=(2, 3))``)."""
-    return _filled(lambda xp, s, d: xp.ones(s, d), sizes, dtype, device, requires_grad, "ones", size)
+    return _filled(
+        lambda xp, s, d: xp.ones(s, d), sizes, dtype, device, requires_grad, "ones", size
+    )
 
 
-def empty(*sizes, size=_MISSING, dtype=None, device=None, requires_grad=False, layout=None, pin_memory=False) -> Tensor:
+def empty(
+    *sizes,
+    size=_MISSING,
+    dtype=None,
+    device=None,
+    requires_grad=False,
+    layout=None,
+    pin_memory=False,
+) -> Tensor:
     """A new tensor of the given size (``empty(2, 3)``, ``empty((2, 3))``, ``empty(size=(2, 3))``)."""
-    return _filled(lambda xp, s, d: xp.empty(s, d), sizes, dtype, device, requires_grad, "empty", size)
+    return _filled(
+        lambda xp, s, d: xp.empty(s, d), sizes, dtype, device, requires_grad, "empty", size
+    )
 
 
 def full(size, fill_value, dtype=None, device=None, requires_grad=False) -> Tensor:
@@ -211,13 +241,19 @@ def _rng(generator):
     return (generator or _random.default_generator).numpy
 
 
-def rand(*sizes, size=_MISSING, generator=None, dtype=None, device=None, requires_grad=False) -> Tensor:
+def rand(
+    *sizes, size=_MISSING, generator=None, dtype=None, device=None, requires_grad=False
+) -> Tensor:
     """Uniform samples on [0, 1)."""
     shape = _size(sizes, "rand", size)
-    return _finish(_rng(generator).random(shape), dtype or get_default_dtype(), device, requires_grad)
+    return _finish(
+        _rng(generator).random(shape), dtype or get_default_dtype(), device, requires_grad
+    )
 
 
-def randn(*sizes, size=_MISSING, generator=None, dtype=None, device=None, requires_grad=False) -> Tensor:
+def randn(
+    *sizes, size=_MISSING, generator=None, dtype=None, device=None, requires_grad=False
+) -> Tensor:
     """Standard normal samples."""
     return _finish(
         _rng(generator).standard_normal(_size(sizes, "randn", size)),
@@ -237,8 +273,12 @@ def randint(low, high=None, size=None, *, generator=None, dtype=None, device=Non
         raise TypeError("randint() missing required argument 'size'")
     shape = _size((size,), "randint")
     if high <= low:
-        raise RuntimeError(f"random_ expects 'from' to be less than 'to', but got from={low} >= to={high}")
-    return _finish(_rng(generator).integers(low, high, size=shape), dtype or np.int64, device, False)
+        raise RuntimeError(
+            f"random_ expects 'from' to be less than 'to', but got from={low} >= to={high}"
+        )
+    return _finish(
+        _rng(generator).integers(low, high, size=shape), dtype or np.int64, device, False
+    )
 
 
 def randperm(n, *, generator=None, dtype=None, device=None) -> Tensor:
@@ -253,7 +293,9 @@ def multinomial(input, num_samples, replacement=False, *, generator=None) -> Ten
     (non-negative weights, not necessarily normalized): ``num_samples`` per row, without
     replacement unless ``replacement``. Drawn on the host from distgrad's stream."""
     if not isinstance(input, Tensor):
-        raise TypeError(f"multinomial(): argument 'input' must be Tensor, not {type(input).__name__}")
+        raise TypeError(
+            f"multinomial(): argument 'input' must be Tensor, not {type(input).__name__}"
+        )
     if input.ndim not in (1, 2):
         raise RuntimeError(f"multinomial(): prob_dist must be 1 or 2 dim, got {input.ndim}")
     if not input.is_floating_point():
@@ -261,17 +303,23 @@ def multinomial(input, num_samples, replacement=False, *, generator=None) -> Ten
     probs = np.asarray(input.detach().cpu().numpy(), np.float64).reshape(-1, input.shape[-1])
     n = probs.shape[1]
     if num_samples <= 0:
-        raise RuntimeError(f"multinomial(): cannot sample n_sample <= 0 samples (got {num_samples})")
+        raise RuntimeError(
+            f"multinomial(): cannot sample n_sample <= 0 samples (got {num_samples})"
+        )
     if not replacement and num_samples > n:
         raise RuntimeError(
             f"multinomial(): cannot sample n_sample > prob_dist.size(-1) samples without "
             f"replacement ({num_samples} > {n})"
         )
     if not np.all(np.isfinite(probs)) or np.any(probs < 0):
-        raise RuntimeError("multinomial(): probability tensor contains either `inf`, `nan` or element < 0")
+        raise RuntimeError(
+            "multinomial(): probability tensor contains either `inf`, `nan` or element < 0"
+        )
     totals = probs.sum(axis=1, keepdims=True)
     if np.any(totals <= 0):
-        raise RuntimeError("multinomial(): invalid multinomial distribution (sum of probabilities <= 0)")
+        raise RuntimeError(
+            "multinomial(): invalid multinomial distribution (sum of probabilities <= 0)"
+        )
     rng = _rng(generator)
     rows = []
     for p in probs / totals:

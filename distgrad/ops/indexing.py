@@ -452,7 +452,13 @@ def masked_fill(input, mask, value):
     return where(_mask(input, mask, "masked_fill"), value, input)
 
 
-_C_TYPES = {"int8": "int8_t", "int16": "int16_t", "int32": "int", "int64": "int64_t", "uint8": "uint8_t"}
+_C_TYPES = {
+    "int8": "int8_t",
+    "int16": "int16_t",
+    "int32": "int",
+    "int64": "int64_t",
+    "uint8": "uint8_t",
+}
 
 
 def _check_fits(op, value, dtype) -> None:

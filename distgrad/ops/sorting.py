@@ -124,9 +124,7 @@ def unique(
         inverse = inverse.reshape(x.shape)
     else:
         axis = normalize_dim(dim, input.ndim, "unique")
-        values, inverse, counts = xp.unique(
-            x, return_inverse=True, return_counts=True, axis=axis
-        )
+        values, inverse, counts = xp.unique(x, return_inverse=True, return_counts=True, axis=axis)
         inverse = inverse.reshape(-1)
     out = [Tensor(values)]
     if return_inverse:
@@ -134,5 +132,3 @@ def unique(
     if return_counts:
         out.append(Tensor(counts.astype(xp.int64, copy=False)))
     return out[0] if len(out) == 1 else tuple(out)
-
-

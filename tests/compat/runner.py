@@ -32,7 +32,10 @@ TIME_LIMIT_S = 60
 _REWRITES = [
     (re.compile(r"^(\s*)import torch\.([\w.]+) as (\w+)\s*$"), r"\1import distgrad.\2 as \3"),
     (re.compile(r"^(\s*)import torch as (\w+)\s*$"), r"\1import distgrad as \2"),
-    (re.compile(r"^(\s*)import torch\.([\w.]+)\s*$"), r"\1import distgrad.\2; import distgrad as torch"),
+    (
+        re.compile(r"^(\s*)import torch\.([\w.]+)\s*$"),
+        r"\1import distgrad.\2; import distgrad as torch",
+    ),
     (re.compile(r"^(\s*)import torch\s*$"), r"\1import distgrad as torch"),
     (re.compile(r"^(\s*)from torch\.([\w.]+) import "), r"\1from distgrad.\2 import "),
     (re.compile(r"^(\s*)from torch import "), r"\1from distgrad import "),

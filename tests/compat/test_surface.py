@@ -42,7 +42,7 @@ def test_typed_constructors():
 
 def test_format():
     loss = dg.tensor(0.123456)
-    assert f"{loss:.4f}" == "0.1235" and "{:+.2f}".format(dg.tensor([1.5])[0]) == "+1.50"
+    assert f"{loss:.4f}" == "0.1235" and f"{dg.tensor([1.5])[0]:+.2f}" == "+1.50"
     assert f"{dg.tensor(3)}" == "3" and f"{dg.ones(2)}" == str(dg.ones(2))
     with pytest.raises(TypeError):
         format(dg.ones(2), ".2f")
@@ -164,7 +164,9 @@ def test_distributions_categorical():
     assert np.allclose(lp.tolist(), [math.log(0.8), math.log(0.5)])
     lp.sum().backward()
     assert np.allclose(p.grad.tolist(), [[-1.0, 0.25], [1.0, -1.0]])
-    assert np.allclose(m.entropy().tolist(), [-(0.2 * math.log(0.2) + 0.8 * math.log(0.8)), math.log(2)], atol=1e-6)
+    assert np.allclose(
+        m.entropy().tolist(), [-(0.2 * math.log(0.2) + 0.8 * math.log(0.8)), math.log(2)], atol=1e-6
+    )
     dg.manual_seed(0)
     draws = Categorical(logits=dg.tensor([0.0, 10.0])).sample((50,))
     assert draws.shape == (50,) and draws.sum().item() >= 45

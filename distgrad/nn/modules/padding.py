@@ -72,6 +72,16 @@ ConstantPad1d = _pad_class("ConstantPad1d", "constant", 1, constant=True)
 ConstantPad2d = _pad_class("ConstantPad2d", "constant", 2, constant=True)
 CircularPad1d = _pad_class("CircularPad1d", "circular", 1)
 CircularPad2d = _pad_class("CircularPad2d", "circular", 2)
-for _cls in (ReflectionPad1d, ReflectionPad2d, ReplicationPad1d, ReplicationPad2d, ZeroPad1d,
-             ZeroPad2d, ConstantPad1d, ConstantPad2d, CircularPad1d, CircularPad2d):
+for _cls in (
+    ReflectionPad1d,
+    ReflectionPad2d,
+    ReplicationPad1d,
+    ReplicationPad2d,
+    ZeroPad1d,
+    ZeroPad2d,
+    ConstantPad1d,
+    ConstantPad2d,
+    CircularPad1d,
+    CircularPad2d,
+):
     _cls.__module__ = __name__
