@@ -233,19 +233,60 @@ def _lstm_forward(ctx, xp, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, steps):
     if b_ih is not None:
         gx += (b_ih + b_hh)[perm] * scale[:, 0]
     rows_total = x.shape[0]
-    h, c = h0.copy(), c0.copy()
-    h_prev = xp.empty((rows_total, h.shape[1]), x.dtype)  # h entering each step
-    c_prev = xp.empty((rows_total, hidden), x.dtype)
-    tanh_c = xp.empty_like(c_prev)
-    y = xp.empty((rows_total, h.shape[1]), x.dtype)
-    m = xp.empty_like(c_prev) if w_hr is not None else None
+    tanh_c = xp.empty((rows_total, hidden), x.dtype)
+    y = xp.empty((rows_total, h0.shape[1]), x.dtype)
+    m = xp.empty_like(tanh_c) if w_hr is not None else None
     w_hr_t = None if w_hr is None else w_hr.T.copy()
     quiet = np.errstate(over="ignore") if xp is np else contextlib.nullcontext()
-    with quiet:  # exp(-x) overflows to inf for x < -88 (float32): sigmoid is then exactly 0
-        _lstm_steps(xp, steps, gx, w_hh_s, w_hr_t, h, c, h_prev, c_prev, tanh_c, y, m, hidden)
+    if len({b for _, b in steps}) == 1:  # every sequence runs every step: no state copies
+        c_all = xp.empty_like(tanh_c)
+        with quiet:  # exp(-x) overflows to inf for x < -88 (float32): sigmoid is then exactly 0
+            _lstm_dense_steps(xp, steps, gx, w_hh_s, w_hr_t, h0, c0, c_all, tanh_c, y, m, hidden)
+        first, last = steps[0], steps[-1]
+        h = y[last[0] : last[0] + last[1]].copy()
+        c = c_all[last[0] : last[0] + last[1]].copy()
+        h_prev, c_prev = _shifted(xp, y, h0, first), _shifted(xp, c_all, c0, first)
+    else:
+        h, c = h0.copy(), c0.copy()
+        h_prev = xp.empty((rows_total, h.shape[1]), x.dtype)  # h entering each step
+        c_prev = xp.empty((rows_total, hidden), x.dtype)
+        with quiet:
+            _lstm_steps(xp, steps, gx, w_hh_s, w_hr_t, h, c, h_prev, c_prev, tanh_c, y, m, hidden)
     ctx.save_for_backward(x, w_ih_p, w_hh_p, w_hr, h_prev, c_prev, gx, tanh_c, m)
     ctx.perm = perm
     return y, h, c
+
+
+def _shifted(xp, states, initial, first):
+    """The state entering each step of a dense sequence: ``initial`` at the first step, the
+    previous step's output elsewhere (the previous step is the row block before, or after in
+    the reverse direction)."""
+    n = initial.shape[0]
+    if first[0] == 0:
+        return xp.concatenate([initial, states[:-n]])
+    return xp.concatenate([states[n:], initial])
+
+
+def _lstm_dense_steps(xp, steps, gx, w_hh_s, w_hr_t, h0, c0, c_all, tanh_c, y, m, hidden):
+    h_in, c_in = h0, c0
+    for off, b in steps:
+        rows = slice(off, off + b)
+        a = gx[rows]
+        a += h_in @ w_hh_s
+        xp.exp(a, out=a)
+        a += 1
+        xp.reciprocal(a, out=a)
+        o, i, f, g = (a[:, k * hidden : (k + 1) * hidden] for k in range(4))
+        g *= 2
+        g -= 1
+        c_out = xp.multiply(f, c_in, out=c_all[rows])
+        c_out += i * g
+        tc = xp.tanh(c_out, out=tanh_c[rows])
+        if m is None:
+            h_in = xp.multiply(o, tc, out=y[rows])
+        else:
+            h_in = xp.matmul(xp.multiply(o, tc, out=m[rows]), w_hr_t, out=y[rows])
+        c_in = c_out
 
 
 def _lstm_steps(xp, steps, gx, w_hh_s, w_hr_t, h, c, h_prev, c_prev, tanh_c, y, m, hidden):
