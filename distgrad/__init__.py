@@ -2,6 +2,7 @@
 scales from one process to many GPUs across nodes. The public API follows PyTorch."""
 
 from . import (
+    _launched,  # noqa: F401 - first, before numpy: see distgrad/_launched.py
     amp,
     autograd,
     backend,
@@ -11,6 +12,7 @@ from . import (
     distributed,
     func,
     jit,
+    multiprocessing,
     nn,
     ops,
     optim,

@@ -54,7 +54,7 @@ class GradScaler:
         self._growth_factor, self._backoff_factor = float(growth_factor), float(backoff_factor)
         self._growth_interval = int(growth_interval)
         self._growth_tracker = 0
-        self._per_optimizer = {}  # id(optimizer) -> {"stage": ..., "found_inf": bool}
+        self._per_optimizer: dict = {}  # id(optimizer) -> {"stage": ..., "found_inf": bool}
 
     # ---- the loop ---------------------------------------------------------------------
     def scale(self, outputs):
@@ -192,5 +192,5 @@ def _agreed(found_inf: bool) -> bool:
     if not dist.is_initialized() or dist.get_world_size() <= 1:
         return found_inf
     flag = Tensor(np.array([1.0 if found_inf else 0.0], dtype=np.float32))
-    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)  # type: ignore[attr-defined]
     return bool(flag.array[0] > 0)

@@ -31,6 +31,7 @@ private attributes:
 
 from __future__ import annotations
 
+import operator
 import weakref
 
 import numpy as np
@@ -119,12 +120,13 @@ class Tensor:
         return t
 
     # ---- array, dtype, device, shape ----------------------------------------------------
-    @property
-    def array(self):
-        """The underlying numpy (CPU) or cupy (GPU) array, shared, not copied. Changing it in
-        place bypasses autograd's version checks unless followed by ``bump_version()``;
-        prefer tensor ops."""
-        return self._array
+    # The most read accessors are C-level getters (attrgetter): the per-op path reads them.
+    array = property(
+        operator.attrgetter("_array"),
+        doc="""The underlying numpy (CPU) or cupy (GPU) array, shared, not copied. Changing it
+        in place bypasses autograd's version checks unless followed by ``bump_version()``;
+        prefer tensor ops.""",
+    )
 
     # ---- internal API for the layers above autograd (see the module docstring) -----------
     def write_array_(self, values) -> None:
@@ -204,16 +206,12 @@ class Tensor:
     def is_cuda(self) -> bool:
         return self.device.type == "cuda"
 
-    @property
-    def shape(self) -> tuple:
-        return self._array.shape
+    shape = property(operator.attrgetter("_array.shape"), doc="The size of each dimension.")
 
     def size(self, dim: int | None = None):
         return self._array.shape if dim is None else self._array.shape[dim]
 
-    @property
-    def ndim(self) -> int:
-        return self._array.ndim
+    ndim = property(operator.attrgetter("_array.ndim"), doc="The number of dimensions.")
 
     def dim(self) -> int:
         return self._array.ndim
@@ -244,13 +242,14 @@ class Tensor:
         return self._array.shape[0]
 
     # ---- autograd state ----------------------------------------------------------------
-    @property
-    def requires_grad(self) -> bool:
-        return self._requires_grad
-
-    @requires_grad.setter
-    def requires_grad(self, value: bool) -> None:
+    def _set_requires_grad(self, value: bool) -> None:
         self.requires_grad_(value)
+
+    requires_grad = property(
+        operator.attrgetter("_requires_grad"),
+        _set_requires_grad,
+        doc="Whether autograd records operations on this tensor.",
+    )
 
     def requires_grad_(self, requires_grad: bool = True) -> Tensor:
         """Set whether autograd records operations on this (leaf) tensor."""
@@ -270,17 +269,18 @@ class Tensor:
         self._requires_grad = bool(requires_grad)
         return self
 
-    @property
-    def grad_fn(self):
-        return self._grad_fn
+    grad_fn = property(
+        operator.attrgetter("_grad_fn"),
+        doc="The graph node that produced this tensor (None for a leaf).",
+    )
 
     @property
     def is_leaf(self) -> bool:
         return self._grad_fn is None
 
-    @property
-    def output_nr(self) -> int:
-        return self._output_nr
+    output_nr = property(
+        operator.attrgetter("_output_nr"), doc="Which output of ``grad_fn`` this tensor is."
+    )
 
     @property
     def _version_value(self) -> int:

@@ -53,7 +53,24 @@ def as_tensor(x, like: Tensor | None = None, dtype=None) -> Tensor:
     return Tensor(arr)
 
 
+def shape_of(x) -> tuple:
+    """The shape of an array, tensor or Python scalar (``np.shape`` without its cost)."""
+    shape = getattr(x, "shape", None)
+    return () if shape is None else shape
+
+
+_TENSOR_DEVICE = Tensor.device  # a subclass may say otherwise (tests fake devices so)
+
+
 def check_same_device(op: str, *tensors: Tensor) -> None:
+    """Raise PyTorch's error unless the tensors among ``tensors`` share one device."""
+    for t in tensors:
+        if isinstance(t, Tensor) and (
+            type(t.array) is not np.ndarray or type(t).device is not _TENSOR_DEVICE
+        ):
+            break
+    else:
+        return  # all numpy arrays: all on the CPU
     devices = {t.device for t in tensors if isinstance(t, Tensor)}
     if len(devices) > 1:
         names = ", ".join(dict.fromkeys(str(t.device) for t in tensors if isinstance(t, Tensor)))
@@ -126,7 +143,9 @@ def check_broadcast(op: str, *shapes, out=None) -> None:
             raise error
         full = tuple(np.broadcast_shapes(full, tuple(shape)))
     if out is not None and full != tuple(out):
-        raise broadcast_error(op, full, (), out=out)
+        error = broadcast_error(op, full, (), out=out)
+        if error is not None:
+            raise error
 
 
 def unbroadcast(xp, grad, shape):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from ..autograd import Op, Tensor
@@ -13,6 +15,7 @@ from ._helpers import (
     check_broadcast,
     graph_xp,
     prepare_operands,
+    shape_of,
     tensor_method,
     unbroadcast,
 )
@@ -94,7 +97,7 @@ def _xp(*xs):
 class Add(Op):
     @staticmethod
     def forward(ctx, a, b):
-        ctx.shapes = (np.shape(a), np.shape(b))
+        ctx.shapes = (shape_of(a), shape_of(b))
         return a + b
 
     @staticmethod
@@ -109,7 +112,7 @@ class Add(Op):
 class Sub(Op):
     @staticmethod
     def forward(ctx, a, b):
-        ctx.shapes = (np.shape(a), np.shape(b))
+        ctx.shapes = (shape_of(a), shape_of(b))
         return a - b
 
     @staticmethod
@@ -546,6 +549,8 @@ class Trunc(_Sign):
 
 
 def _unary(fn, x, floating=True):
+    if isinstance(x, Tensor) and x.array.dtype.kind in "fc":  # the common case, at once
+        return fn.apply(x)
     x = as_tensor(x)
     if floating and not x.is_floating_point() and x.array.dtype.kind != "c":
         x = x.to(get_default_dtype())
@@ -642,7 +647,7 @@ clip = clamp
 class _MaxMin(Op):
     """maximum/minimum; where both inputs are equal the gradient is split evenly (PyTorch)."""
 
-    _take_first = None
+    _take_first: Any = None
 
     @classmethod
     def forward(cls, ctx, a, b):
@@ -686,7 +691,7 @@ class Where(Op):
     @staticmethod
     def forward(ctx, cond, a, b):
         ctx.save_for_backward(cond)
-        ctx.shapes = (np.shape(a), np.shape(b))
+        ctx.shapes = (shape_of(a), shape_of(b))
         return ctx.xp.where(cond, a, b)
 
     @staticmethod

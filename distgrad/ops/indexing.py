@@ -140,7 +140,7 @@ def _index_array(x: Tensor, k, op: str = "index"):
 def _key(x: Tensor, key) -> tuple:
     """``key`` normalised for ``Index``: index arrays moved to ``x``'s device, and a trailing
     Ellipsis so that indexing every dimension still gives a 0-d view, not a scalar."""
-    out = []
+    out: list = []
     for k in key if isinstance(key, tuple) else (key,):
         if k is None or k is Ellipsis or isinstance(k, (slice, bool, np.bool_)):
             out.append(k)

@@ -270,7 +270,7 @@ def _parse_einsum(equation: str, shapes) -> tuple:
     else:  # implicit output: broadcast dims, then the letters used once, in order
         counts = collections.Counter(lhs.replace("...", "").replace(",", ""))
         output = ellipsis + "".join(sorted(c for c, n in counts.items() if n == 1))
-    sizes = {}
+    sizes: dict = {}
     for term, shape in zip(inputs, shapes):
         for letter, n in zip(term, shape):
             sizes[letter] = n if sizes.get(letter, 1) == 1 else sizes[letter]

@@ -195,7 +195,7 @@ def prod(input, dim=None, keepdim=False, *, dtype=None):
 class _Extreme(Op):
     """amax/amin: the gradient is shared evenly among the elements equal to the result."""
 
-    _reduce = None
+    _reduce: str | None = None
 
     @classmethod
     def forward(cls, ctx, x, axes, keepdim):
@@ -224,7 +224,7 @@ class Amin(_Extreme):
 class _ExtremeAlongDim(Op):
     """max/min along one dim with indices: the gradient goes to the selected index only."""
 
-    _arg = None
+    _arg: str | None = None
 
     @classmethod
     def forward(cls, ctx, x, axis, keepdim):
