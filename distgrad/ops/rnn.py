@@ -65,6 +65,7 @@ class RNNSequence(Op):
 
     @staticmethod
     def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mode, batch_sizes, reverse):
+        """Run the recurrence over every step; see the class docstring."""
         xp = ctx.xp
         hidden = w_hh.shape[1] if mode != "LSTM" else w_ih.shape[0] // 4
         steps = _steps(batch_sizes, reverse)
@@ -124,6 +125,7 @@ class RNNSequence(Op):
 
     @staticmethod
     def backward(ctx, gy, gh_n, gc_n):
+        """Backpropagation through time: gradients of the inputs, states and weights."""
         xp = ctx.xp
         if ctx.mode == "LSTM":
             return _lstm_backward(ctx, xp, gy, gh_n, gc_n)
