@@ -1,7 +1,7 @@
 """The one way tests start processes: MPI jobs, plain Python scripts, any command line.
 
     job = mpijob.run(WORKERS / "script.py", "arg", n=2)          # mpiexec -n 2 python script arg
-    job = mpijob.run(script, n=2, launcher="distgrad-run")       # through the project's launcher
+    job = mpijob.run(script, n=2, launcher="distgrad-run")       # through the installed launcher
     job = mpijob.run_python(script, "arg")                       # one plain process
     job = mpijob.run_command([...])                              # anything else
     job.check()                      # fails the test, showing the output, unless it exited 0
@@ -309,8 +309,9 @@ def run(
     **kwargs,
 ) -> Job:
     """Run ``python [python_args] script args`` on ``n`` ranks through ``launcher``:
-    ``"mpiexec"`` (``MPIEXEC``; with hydra each rank's output is also kept apart) or ``"distgrad-run"``
-    (the project's launcher, with ``launcher_args``). ``kwargs`` go to ``run_command``."""
+    ``"mpiexec"`` (``MPIEXEC``; with hydra each rank's output is also kept apart) or
+    ``"distgrad-run"`` (the installed console script, see ``distgrad_run``, with
+    ``launcher_args``). ``kwargs`` go to ``run_command``."""
     program = [sys.executable, *python_args, script, *args]
     if launcher == "mpiexec":
         if MPIEXEC is None:
@@ -331,9 +332,16 @@ def run(
             command, timeout, env, gpu, ranks=int(n), per_rank_args=per_rank, **kwargs
         )
     if launcher == "distgrad-run":
-        command = [sys.executable, "-m", "launcher.cli", "-np", n, *launcher_args, "--", *program]
+        command = [*distgrad_run(), "-np", n, *launcher_args, "--", *program]
         return run_command(command, timeout, env, gpu, **kwargs)
     raise ValueError(f"launcher must be 'mpiexec' or 'distgrad-run', got {launcher!r}")
+
+
+def distgrad_run() -> list:
+    """The ``distgrad-run`` a user runs: the installed console script next to this Python;
+    from a source tree without an install, ``python -m launcher.cli``."""
+    script = Path(sys.executable).parent / "distgrad-run"
+    return [script] if script.exists() else [sys.executable, "-m", "launcher.cli"]
 
 
 def run_python(script, *args, timeout: float = 60, env: dict | None = None, **kwargs) -> Job:
