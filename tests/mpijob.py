@@ -31,6 +31,7 @@ out and sets ``DISTGRAD_TEST_NO_PROCESSES=1``, under which starting a job fails 
 
 from __future__ import annotations
 
+import ctypes
 import importlib.util
 import json
 import os
@@ -229,6 +230,15 @@ class Job:
         return self
 
 
+def _end_with_parent() -> None:
+    """In the child before exec: SIGTERM it when the test process dies (a job runs in its own
+    session, so a killed pytest would otherwise leave it running)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the orphan scan still catches leftovers
+        pass
+
+
 def _read(path: Path) -> str:
     return path.read_text(errors="replace") if path.exists() else ""
 
@@ -274,7 +284,13 @@ def run_command(
         with open(folder / "stdout", "w+") as out, open(folder / "stderr", "w+") as err:
             start = time.monotonic()
             proc = subprocess.Popen(
-                argv, stdout=out, stderr=err, env=full_env, cwd=cwd, start_new_session=True
+                argv,
+                stdout=out,
+                stderr=err,
+                env=full_env,
+                cwd=cwd,
+                start_new_session=True,
+                preexec_fn=_end_with_parent,
             )
             try:
                 code = proc.wait(timeout=timeout)
@@ -282,6 +298,11 @@ def run_command(
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
                 code = None
+            except BaseException:  # Ctrl-C or an error in the test: the job must not outlive it
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                orphans(tag, grace=0)
+                raise
         ended_at, elapsed = time.time(), time.monotonic() - start
         leftovers = orphans(tag)
         stdout, stderr = _read(folder / "stdout"), _read(folder / "stderr")
