@@ -66,6 +66,7 @@ def find_mpiexec() -> Path | None:
 
 
 MPIEXEC = find_mpiexec()
+DISTGRAD_RUN = Path(sys.executable).parent / "distgrad-run"  # the installed entry point
 
 requires_mpi = pytest.mark.skipif(
     importlib.util.find_spec("mpi4py") is None or MPIEXEC is None,
@@ -115,6 +116,7 @@ def orphans(tag: str, grace: float = 1.0) -> int:
     (a process in the middle of exiting gets that long); they are killed (by pid), so one
     test's leftovers cannot disturb the next."""
     deadline = time.monotonic() + grace
+    pids = tagged_pids(tag)
     while time.monotonic() < deadline:
         pids = tagged_pids(tag)
         if not pids:  # a process caught in exec() has no readable environment for a moment:
@@ -331,8 +333,8 @@ def run(
 ) -> Job:
     """Run ``python [python_args] script args`` on ``n`` ranks through ``launcher``:
     ``"mpiexec"`` (``MPIEXEC``; with hydra each rank's output is also kept apart) or
-    ``"distgrad-run"`` (the installed console script, see ``distgrad_run``, with
-    ``launcher_args``). ``kwargs`` go to ``run_command``."""
+    ``"distgrad-run"`` (the installed console script ``DISTGRAD_RUN``, with ``launcher_args``).
+    ``kwargs`` go to ``run_command``."""
     program = [sys.executable, *python_args, script, *args]
     if launcher == "mpiexec":
         if MPIEXEC is None:
@@ -353,16 +355,9 @@ def run(
             command, timeout, env, gpu, ranks=int(n), per_rank_args=per_rank, **kwargs
         )
     if launcher == "distgrad-run":
-        command = [*distgrad_run(), "-np", n, *launcher_args, "--", *program]
+        command = [DISTGRAD_RUN, "-np", n, *launcher_args, "--", *program]
         return run_command(command, timeout, env, gpu, **kwargs)
     raise ValueError(f"launcher must be 'mpiexec' or 'distgrad-run', got {launcher!r}")
-
-
-def distgrad_run() -> list:
-    """The ``distgrad-run`` a user runs: the installed console script next to this Python;
-    from a source tree without an install, ``python -m launcher.cli``."""
-    script = Path(sys.executable).parent / "distgrad-run"
-    return [script] if script.exists() else [sys.executable, "-m", "launcher.cli"]
 
 
 def run_python(script, *args, timeout: float = 60, env: dict | None = None, **kwargs) -> Job:

@@ -2,6 +2,7 @@
 its timeout is killed and reported as such, each rank's output is kept apart, and a job sees
 only the environment its test gives it."""
 
+import signal
 import sys
 import time
 
@@ -77,4 +78,22 @@ def test_a_killed_test_process_takes_its_job_along():
     deadline = time.monotonic() + 10
     while mpijob.tagged_pids(tag) and time.monotonic() < deadline:
         time.sleep(0.1)
+    assert mpijob.tagged_pids(tag) == []
+
+
+def test_an_interrupted_test_kills_its_job():
+    """Ctrl-C (or any exception) while a job runs ends the job before it propagates."""
+    tag = mpijob.new_tag()
+
+    def interrupt(*_):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.alarm(2)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            mpijob.run_command(["sleep", "60"], tag=tag, timeout=60)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
     assert mpijob.tagged_pids(tag) == []

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import traceback
+from typing import Any
 
 import numpy as np
 
@@ -28,7 +29,7 @@ _anomaly = {"enabled": False, "check_nan": True}
 # The differentiable numpy-like namespace used by create_graph backwards; the ops layer
 # installs it (autograd cannot import ops).
 _graph_namespace = None
-Tensor = None  # set by tensor.py once the class exists (it imports this module)
+Tensor: Any = None  # set by tensor.py once the class exists (it imports this module)
 
 
 def set_graph_namespace(namespace) -> None:
@@ -84,31 +85,40 @@ class BackwardNode:
     """A node of the backward graph. For an op ``Foo`` the node class is ``FooBackward`` and the
     node is the ``ctx`` its forward and backward receive."""
 
-    _function: type = None
+    _function: Any = None
     _is_accumulator = False
     _device = None  # the cupy Device a GPU op ran under; its backward runs there too
     tensor_args = None  # in a jit replay: which arguments of forward were tensors
+    # Per-node state starts as these class-level defaults (one node is made per recorded op,
+    # so its constructor sets only the sequence number); assignments make instance values.
+    _to_save: tuple = ()
+    _saved: list | None = None
+    _freed = False
+    _dirty: tuple = ()
+    _non_differentiable: tuple = ()
+    _materialize_grads = True
+    _create_graph = False
+    _xp: Any = np
+    _next: tuple = ()
+    _input_meta: tuple = ()
+    _output_meta: tuple = ()
+    _pre_hooks: dict | None = None
+    _post_hooks: dict | None = None
+    _tensor_pre_hooks: dict | None = None  # {output_nr: {id: hook}}
+    _retain_grad: dict | None = None  # {output_nr: weakref to tensor}
+    _trace: str | None = None
+    needs_input_grad: tuple = ()
 
     def __init__(self):
         self._seq = next(_sequence)
-        self._to_save = ()
-        self._saved = None
-        self._freed = False
-        self._dirty = ()
-        self._non_differentiable = ()
-        self._materialize_grads = True
-        self._create_graph = False
-        self._xp = np
-        self._next = ()
-        self._input_meta = ()
-        self._output_meta = ()
-        self._pre_hooks = None
-        self._post_hooks = None
-        self._tensor_pre_hooks = None  # {output_nr: {id: hook}}
-        self._retain_grad = None  # {output_nr: weakref to tensor}
-        self._trace = None
-        self.needs_input_grad = ()
-        self.metadata = {}
+
+    @property
+    def metadata(self) -> dict:
+        """A dict for users' own annotations of this node (PyTorch's ``Node.metadata``)."""
+        d = self.__dict__.get("_metadata")
+        if d is None:
+            d = self.__dict__["_metadata"] = {}
+        return d
 
     # ---- ctx API used inside forward/backward -------------------------------------------
     def save_for_backward(self, *values) -> None:
@@ -228,17 +238,17 @@ class Op:
     out) adapts them.
     """
 
-    once_differentiable = False
+    once_differentiable: bool = False
     # View ops (reshape, transpose, basic indexing...): an output array that aliases the first
     # argument's memory shares its version counter, so in-place changes through either one are
     # seen by the saved-tensor checks of the other.
-    is_view = False
+    is_view: bool = False
     # How ``distgrad.amp.autocast`` casts this op's floating inputs: "lower" (to the autocast
     # dtype: matmul, conv), "float32" (reductions, softmax, norms, losses) or None (run in
     # the widest floating input dtype).
-    autocast = None
-    _node_base = BackwardNode
-    _backward_cls = BackwardNode
+    autocast: str | None = None
+    _node_base: type[BackwardNode] = BackwardNode
+    _backward_cls: type[BackwardNode] = BackwardNode
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -283,26 +293,48 @@ class Op:
 
     @classmethod
     def _apply(cls, args, raw=None):
+        # The per-op path: one loop over the arguments, no helper calls in the common case.
         ctx = cls._backward_cls()
-        tensors = [a for a in args if isinstance(a, Tensor)]
-        record = _state.grad_enabled and any(t._requires_grad for t in tensors)
+        first = None
+        requires_grad = False
+        arrays, needs = [], []
+        for a in args:
+            if isinstance(a, Tensor):
+                if first is None:
+                    first = a._array
+                arrays.append(a._array)
+                if a._requires_grad:
+                    requires_grad = True
+                    needs.append(True)
+                else:
+                    needs.append(False)
+            else:
+                arrays.append(a)
+                needs.append(False)
         if raw is None:
-            raw = [a._array if isinstance(a, Tensor) else a for a in args]
-        if tensors:
-            ctx._xp = array_module_for(tensors[0]._array)
+            raw = arrays
+        record = requires_grad and _state.grad_enabled
         if record:
-            ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a._requires_grad for a in args)
-        if ctx._xp is np:
+            ctx.needs_input_grad = tuple(needs)
+        if first is None or type(first) is np.ndarray:
             out = cls.array_forward(ctx, *raw)
-        else:  # a GPU op runs with its first tensor's GPU current (cupy's rule)
-            ctx._device = tensors[0]._array.device
-            with ctx._device:
+        else:
+            ctx._xp = xp = array_module_for(first)
+            if xp is np:
                 out = cls.array_forward(ctx, *raw)
-        single = not isinstance(out, tuple)
-        outputs = _wrap_outputs(cls, ctx, args, raw, (out,) if single else out)
+            else:  # a GPU op runs with its first tensor's GPU current (cupy's rule)
+                ctx._device = first.device
+                with ctx._device:
+                    out = cls.array_forward(ctx, *raw)
+        if type(out) is np.ndarray and not ctx._dirty and not cls.is_view:
+            single, outputs = True, (Tensor(out),)
+        else:
+            single = not isinstance(out, tuple)
+            outputs = _wrap_outputs(cls, ctx, args, raw, (out,) if single else out)
         if record:
             _connect(cls, ctx, args, raw, outputs)
-        ctx._to_save = ()
+        if ctx._to_save:
+            ctx._to_save = ()
         return outputs[0] if single else outputs
 
 
@@ -454,12 +486,21 @@ def _wrap_outputs(cls, ctx, args, raw, outs):
 
 def _connect(cls, ctx, args, raw, outputs):
     """Record the graph: edges to the inputs, saved values, outputs' grad_fn."""
-    ctx._next = tuple(
-        a._edge() if isinstance(a, Tensor) and a._requires_grad else None for a in args
-    )
-    ctx._input_meta = tuple(
-        (a._array.shape, a._array.dtype) if isinstance(a, Tensor) else None for a in args
-    )
+    edges, in_meta = [], []
+    for a in args:
+        if isinstance(a, Tensor):
+            array = a._array
+            in_meta.append((array.shape, array.dtype))
+            if a._requires_grad:
+                node = a._grad_fn
+                edges.append((node, a._output_nr) if node is not None else a._edge())
+            else:
+                edges.append(None)
+        else:
+            in_meta.append(None)
+            edges.append(None)
+    ctx._next = tuple(edges)
+    ctx._input_meta = tuple(in_meta)
     non_diff = ctx._non_differentiable
     dirty = ctx._dirty
     meta = []
@@ -467,12 +508,14 @@ def _connect(cls, ctx, args, raw, outputs):
         if o is None:
             meta.append(None)
             continue
-        meta.append((o._array.shape, o._array.dtype))
+        array = o._array
+        dtype = array.dtype
+        meta.append((array.shape, dtype))
         if (
-            o._array.dtype.kind not in "fc"
-            and not is_floating(o._array.dtype)
+            dtype.kind not in "fc"
+            and not is_floating(dtype)
             or non_diff
-            and any(o is n or getattr(n, "_array", None) is o._array for n in non_diff)
+            and any(o is n or getattr(n, "_array", None) is array for n in non_diff)
         ):
             continue
         if dirty and any(o is a for a in args):  # the input now carries this node

@@ -12,9 +12,11 @@ DataParallel and all).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from ..autograd import Op
+from ..autograd import BackwardNode, Op
 
 __all__ = ["Graph", "Step", "TracedGraph", "RandomArray", "InputView"]
 
@@ -229,12 +231,29 @@ def _array_output(ctx, value):
     return array
 
 
+class _ReplayNode(BackwardNode):
+    """The node of one replay: the engine frees a node's saved values after its backward
+    (without retain_graph), which here hands the replay's ctx objects back to the graph for
+    the next call."""
+
+    graph: Any = None
+    ctxs: Any = None
+
+    def _release(self) -> None:
+        ctxs = getattr(self, "ctxs", None)
+        if ctxs is not None:
+            self.ctxs = None
+            self.graph.give_back(ctxs)
+            self._freed = True
+
+
 class TracedGraph(Op):
     """One replay of a ``Graph`` as a single autograd node. ``apply(graph, plain, *tensors)``:
     the inputs then the externals; returns the differentiable outputs and appends the others
     (integer results, values that needed no gradient) to the list ``plain``."""
 
     once_differentiable = True
+    _node_base = _ReplayNode
 
     @staticmethod
     def forward(ctx, graph, plain, *arrays):
@@ -258,18 +277,3 @@ class TracedGraph(Op):
                 "backward to go through it again."
             )
         return (None, None) + ctx.graph.run_backward(ctx.ctxs, grads)
-
-
-class _TracedGraphBackward(TracedGraph._backward_cls):
-    def _release(self) -> None:
-        """The engine frees a node's saved values after its backward (without retain_graph):
-        hand the replay's ctx objects back to the graph for the next call."""
-        ctxs = getattr(self, "ctxs", None)
-        if ctxs is not None:
-            self.ctxs = None
-            self.graph.give_back(ctxs)
-            self._freed = True
-
-
-_TracedGraphBackward.__name__ = _TracedGraphBackward.__qualname__ = "TracedGraphBackward"
-TracedGraph._backward_cls = _TracedGraphBackward
