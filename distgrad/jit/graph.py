@@ -137,7 +137,7 @@ class Graph:
         ctxs = []
         for op in self.ops:
             ctx = op.fn._backward_cls()
-            ctx._xp = self.xp
+            ctx._xp = ctx.xp = self.xp
             ctx.needs_input_grad = op.needs
             ctx.tensor_args = op.tensor_args
             ctxs.append(ctx)
