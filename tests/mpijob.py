@@ -65,6 +65,7 @@ def find_mpiexec() -> Path | None:
 
 
 MPIEXEC = find_mpiexec()
+DISTGRAD_RUN = Path(sys.executable).parent / "distgrad-run"  # the installed entry point
 
 requires_mpi = pytest.mark.skipif(
     importlib.util.find_spec("mpi4py") is None or MPIEXEC is None,
@@ -331,7 +332,7 @@ def run(
             command, timeout, env, gpu, ranks=int(n), per_rank_args=per_rank, **kwargs
         )
     if launcher == "distgrad-run":
-        command = [sys.executable, "-m", "launcher.cli", "-np", n, *launcher_args, "--", *program]
+        command = [DISTGRAD_RUN, "-np", n, *launcher_args, "--", *program]
         return run_command(command, timeout, env, gpu, **kwargs)
     raise ValueError(f"launcher must be 'mpiexec' or 'distgrad-run', got {launcher!r}")
 

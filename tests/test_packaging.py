@@ -3,6 +3,7 @@ layers above them."""
 
 import ast
 import os
+from pathlib import Path
 
 import tomllib
 
@@ -37,7 +38,7 @@ ALLOWED = {
 
 
 def _imports(path, package):
-    tree = ast.parse(open(path).read())
+    tree = ast.parse(Path(path).read_text())
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
             if node.level:  # relative: resolve against the file's package
@@ -76,7 +77,7 @@ def test_launcher_imports_nothing_of_distgrad():
     for dirpath, _, files in os.walk(top):
         for f in files:
             if f.endswith(".py"):
-                src = open(os.path.join(dirpath, f)).read()
+                src = Path(dirpath, f).read_text()
                 tree = ast.parse(src)
                 for node in ast.walk(tree):
                     if isinstance(node, ast.Import):
@@ -109,6 +110,6 @@ def test_version_is_written_once():
                 if name.endswith(".py") and not path.endswith(
                     os.path.join("distgrad", "_version.py")
                 ):
-                    if "__version__ =" in open(path).read():
+                    if "__version__ =" in Path(path).read_text():
                         others.append(path)
     assert others == []

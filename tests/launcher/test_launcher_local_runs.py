@@ -115,7 +115,7 @@ def test_ctrl_c_stops_the_job(token):
         [
             PYTHON,
             "-m",
-            "launcher.cli",
+            "distgrad.launcher",
             "-np",
             "2",
             "--oversubscribe",
