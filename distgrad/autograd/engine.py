@@ -34,7 +34,7 @@ __all__ = [
 
 # leaf -> writer(array) -> Tensor: where a leaf's first gradient of a backward goes instead of
 # a new .grad (DataParallel's bucket views; see set_grad_writer)
-_grad_writers = {}  # id(tensor) -> (weakref to it, writer)
+_grad_writers: dict = {}  # id(tensor) -> (weakref to it, writer)
 
 
 def set_grad_writer(tensor: Tensor, writer) -> None:
