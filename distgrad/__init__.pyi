@@ -269,6 +269,7 @@ from .serialization import save as save
 
 Size: Any
 __version__: str
+cfloat: None
 
 broadcast_to = _expand_
 clip = _clamp_
