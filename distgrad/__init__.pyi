@@ -9,6 +9,8 @@ from . import data as data
 from . import distributed as distributed
 from . import func as func
 from . import jit as jit
+from . import launcher as launcher
+from . import multiprocessing as multiprocessing
 from . import nn as nn
 from . import onnx as onnx
 from . import ops as ops
@@ -68,6 +70,8 @@ from .ops.activation import prelu as prelu
 from .ops.activation import relu as relu
 from .ops.activation import relu6 as relu6
 from .ops.activation import relu_ as relu_
+from .ops.activation import rrelu as rrelu
+from .ops.activation import rrelu_ as rrelu_
 from .ops.activation import selu as selu
 from .ops.activation import selu_ as selu_
 from .ops.activation import silu as silu
