@@ -16,7 +16,8 @@ Rows (``--rows``, comma-separated):
   chain       101-op chain forward + backward on (4,) (50 x (mul, tanh) + sum)
   replay      jit.trace_step replay vs eager step (distgrad vs distgrad): tiny chain,
               LeNet, ResNet, LM
-  checkpoint  distgrad.save / load of 100 MiB against torch.save + fsync / torch.load
+  checkpoint  distgrad.save / load of 100 MiB against torch.save + fsync / torch.load (and
+              both loads with mmap=True)
 
 Each model row builds the same code (``benchmarks/models.py``) for both frameworks from the
 same weights and checks that both give the same loss (two steps) before timing. A training
@@ -222,6 +223,7 @@ def checkpoint_rows(torch, blocks):
         dg_path = os.path.join(tmp, "distgrad.safetensors")
         save, load = {"distgrad": lambda: dg.save(dg_obj, dg_path)}, {}
         load["distgrad"] = lambda: dg.load(dg_path)
+        mapped = {"distgrad": lambda: dg.load(dg_path, mmap=True)}
         if torch is not None:
             t_obj = {k: torch.from_numpy(v) for k, v in arrays.items()}
             t_path = os.path.join(tmp, "torch.pt")
@@ -234,6 +236,7 @@ def checkpoint_rows(torch, blocks):
 
             save["torch"] = t_save
             load["torch"] = lambda: torch.load(t_path)
+            mapped["torch"] = lambda: torch.load(t_path, mmap=True)
         for f in save.values():
             f()
         loaded = load["distgrad"]()
@@ -245,6 +248,7 @@ def checkpoint_rows(torch, blocks):
         return [
             compare("save 100 MiB (torch: + fsync)", save, blocks=n, per_block=1, warmup=1),
             compare("load 100 MiB", load, blocks=n, per_block=1, warmup=1),
+            compare("load 100 MiB, mmap=True", mapped, blocks=n, per_block=1, warmup=1),
         ]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -52,7 +52,12 @@ from .communicator import (
     Work,
 )
 from .contract import CollectiveMismatchError
-from .data_parallel import DataParallel, NonFiniteGradientError, StepStats
+from .data_parallel import (
+    DataParallel,
+    DistributedDataParallel,
+    NonFiniteGradientError,
+    StepStats,
+)
 from .desync import CollectiveDesyncError
 from .groups import ProcessGroup, group, new_group
 from .process_group import (
@@ -123,6 +128,7 @@ __all__ = [
     "CollectiveTimeoutError",
     "CommunicatorBrokenError",
     "CollectiveMismatchError",
+    "DistributedDataParallel",
     "DataParallel",
     "StepStats",
     "NonFiniteGradientError",
