@@ -269,7 +269,6 @@ from .serialization import save as save
 
 Size: Any
 __version__: str
-cfloat: None
 
 broadcast_to = _expand_
 clip = _clamp_
