@@ -97,6 +97,15 @@ class _Encoder:
             return {"tensor": name}
         if isinstance(obj, np.ndarray):
             return {"ndarray": self.name_for(obj, path)}
+        if not isinstance(obj, (dict, list, tuple)) and hasattr(obj, "state_dict"):
+            kind = type(obj).__name__
+            raise TypeError(
+                f"distgrad.save: cannot save a whole {kind} object (at {_where(path)}): distgrad "
+                f"checkpoints hold tensors, not pickled Python objects, which would run code "
+                f"when loaded. Save its state instead: distgrad.save(model.state_dict(), "
+                f"path), and restore it into a newly built {kind} with "
+                f"model.load_state_dict(distgrad.load(path))."
+            )
         if not isinstance(obj, (dict, list, tuple)):
             raise TypeError(
                 f"distgrad.save: cannot save {type(obj).__name__} at "

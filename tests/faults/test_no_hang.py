@@ -71,3 +71,25 @@ def test_desync_named_on_every_rank(mode, rep, fault_record):
     assert "[rank 1] desync on WORLD: the ranks issued different collectives" in job.stderr
     assert "CollectiveDesyncError: [rank 0] desync on WORLD" in job.stderr
     assert "rank 1: nothing: it has finished (exit status 0)" in job.stderr
+
+
+@pytest.mark.parametrize("rep", range(REPS))
+def test_groups_created_in_a_different_order(rep, fault_record):
+    job = mpijob.run(WORKERS / "group_order.py", n=3, timeout=60)
+    _record(fault_record, "13 groups created in a different order", rep, job, "new_group check")
+    assert job.returncode not in (0, None) and job.orphans == 0, job.describe()
+    assert "new_group mismatch" in job.stderr, job.describe()
+    assert "is in its new_group call #1 for ranks [1, 2], but rank 2 is in its call #2" in (
+        job.stderr
+    ) or "is in its new_group call #2 for ranks [1, 2], but rank 1 is in its call #1" in (
+        job.stderr
+    ), job.describe()
+
+
+@pytest.mark.parametrize("rep", range(REPS))
+def test_monitored_barrier_names_absent_ranks(rep, fault_record):
+    job = mpijob.run(WORKERS / "monitored.py", n=3, timeout=60)
+    _record(fault_record, "13 monitored_barrier, a rank absent", rep, job, "monitored_barrier", 2)
+    assert job.returncode not in (0, None) and job.orphans == 0, job.describe()
+    assert "monitored_barrier: rank(s) [2] did not reach the barrier within 2 s" in job.stderr
+    assert "passed the barrier" not in job.stdout

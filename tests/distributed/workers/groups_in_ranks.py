@@ -258,3 +258,36 @@ def test_second_group_and_destroy():
         dist.destroy_process_group(other)
         with pytest.raises(RuntimeError, match="destroyed"):
             dist.all_reduce(t, group=other)
+
+
+def test_data_parallel_on_a_group(pair):
+    """DataParallel over the pair (``communicator=pair.communicator_for(...)``, the hook for
+    process_group=) trains like one process on both members' rows; others are not involved."""
+    if me() not in MEMBERS:
+        return
+
+    def make():
+        distgrad.manual_seed(0)
+        return distgrad.nn.Linear(3, 2).double()
+
+    rng = np.random.default_rng(7)
+    x, y = rng.standard_normal((8, 3)), rng.standard_normal((8, 2))
+    net = make()
+    first = next(iter(net.parameters()))
+    dp = dist.DataParallel(net, communicator=pair.communicator_for(first.array))
+    opt = distgrad.optim.SGD(dp.parameters(), lr=0.1)
+    i = MEMBERS.index(me())
+    for _ in range(3):
+        loss = ((dp(tensor(x[i::2])) - tensor(y[i::2])) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    ref = make()
+    ref_opt = distgrad.optim.SGD(ref.parameters(), lr=0.1)
+    for _ in range(3):
+        loss = ((ref(tensor(x)) - tensor(y)) ** 2).mean()
+        ref_opt.zero_grad()
+        loss.backward()
+        ref_opt.step()
+    for p, q in zip(net.parameters(), ref.parameters()):
+        np.testing.assert_allclose(p.detach().numpy(), q.detach().numpy(), rtol=1e-12, atol=1e-12)
