@@ -204,7 +204,7 @@ def padded_flat(xp, x4, g: Geometry, fill, slack: int = 0):
 
 # ---- scratch buffers ---------------------------------------------------------------------------
 class _Workspaces(threading.local):
-    def __init__(self):
+    def __init__(self) -> None:
         self.buffers: dict = {}
 
 
