@@ -91,6 +91,24 @@ def _transformer_pair(torch, d_model, nhead, layers, ff):
     return make
 
 
+def _full_transformer_pair(torch, d_model, nhead, layers, ff, seq):
+    def wrap(lib, base):
+        class Model(base):
+            def __init__(self):
+                super().__init__()
+                self.t = lib.nn.Transformer(
+                    d_model, nhead, layers, layers, ff, dropout=0.0, batch_first=True
+                )
+                self.mask = lib.nn.Transformer.generate_square_subsequent_mask(seq)
+
+            def forward(self, x):
+                return self.t(x, x, tgt_mask=self.mask, tgt_is_causal=True)
+
+        return Model()
+
+    return lambda: (wrap(dg, dg.nn.Module), wrap(torch, torch.nn.Module))
+
+
 def main(quick: bool = False) -> None:
     torch = torch_or_none()
     if torch is None:
@@ -110,6 +128,13 @@ def main(quick: bool = False) -> None:
         y = rng.standard_normal((batch, seq, d_model)).astype(np.float32)
         f_dg, f_t = _step_fns(torch, _transformer_pair(torch, d_model, nhead, layers, ff), x, y)
         name = f"TransformerEncoder N={batch} S={seq} E={d_model} H={nhead} L={layers} FF={ff}"
+        rows.append(compare(name, {"distgrad": f_dg, "torch": f_t}, blocks=blocks))
+    for batch, seq, d_model, nhead, layers, ff in ((16, 32, 128, 4, 2, 512),):
+        x = rng.standard_normal((batch, seq, d_model)).astype(np.float32)
+        y = rng.standard_normal((batch, seq, d_model)).astype(np.float32)
+        pair = _full_transformer_pair(torch, d_model, nhead, layers, ff, seq)
+        f_dg, f_t = _step_fns(torch, pair, x, y)
+        name = f"Transformer enc-dec N={batch} S=T={seq} E={d_model} H={nhead} L={layers}+{layers}"
         rows.append(compare(name, {"distgrad": f_dg, "torch": f_t}, blocks=blocks))
     report(rows, "training step (forward + MSE + backward + Adam), float32")
 

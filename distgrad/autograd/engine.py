@@ -13,16 +13,40 @@ from __future__ import annotations
 import heapq
 import sys
 import threading
+import weakref
 
 from ..backend import array_module_for, is_floating
 from ..backend.dtypes import bfloat16
-from . import grad_mode
+from . import function, grad_mode
 from .function import Function, _anomaly
 from .tensor import Tensor
 
 _BF16 = bfloat16.np if bfloat16 is not None else None  # numpy's bfloat16 (ml_dtypes)
 
-__all__ = ["backward", "grad", "queue_callback", "will_execute", "is_backward_running"]
+__all__ = [
+    "backward",
+    "grad",
+    "queue_callback",
+    "will_execute",
+    "is_backward_running",
+    "set_grad_writer",
+]
+
+# leaf -> writer(array) -> Tensor: where a leaf's first gradient of a backward goes instead of
+# a new .grad (DataParallel's bucket views; see set_grad_writer)
+_grad_writers: dict = {}  # id(tensor) -> (weakref to it, writer)
+
+
+def set_grad_writer(tensor: Tensor, writer) -> None:
+    """When a backward (without ``create_graph``) produces the gradient of leaf ``tensor``
+    while its ``.grad`` is None, call ``writer(array)`` instead of adopting the array: the
+    writer stores it (e.g. straight into a communication buffer) and returns the tensor that
+    becomes ``.grad``. ``writer=None`` removes it. Hooks run as usual around it."""
+    key = id(tensor)
+    if writer is None:
+        _grad_writers.pop(key, None)
+    else:
+        _grad_writers[key] = (weakref.ref(tensor, lambda _: _grad_writers.pop(key, None)), writer)
 
 
 class _GraphTask:
@@ -112,7 +136,7 @@ def _discover(root_nodes, targets):
     """Nodes that will run and their dependency counts. With ``targets`` (for ``grad`` and
     ``backward(inputs=...)``) only nodes on a path to a target are kept."""
     if targets is None:  # every reachable node: one pass, counting edges as they are seen
-        deps: dict = {}
+        deps = {}
         visited = set(root_nodes)
         stack = list(visited)
         while stack:
@@ -187,7 +211,11 @@ def _accumulate_leaf(node, buffer, task, capture):
         tensor._grad = g if tensor._grad is None else tensor._grad + g
     elif tensor._grad is None:
         buffer[0] = None
-        tensor._grad = Tensor(g if _stealable(g) else g.copy())
+        entry = _grad_writers.get(id(tensor)) if _grad_writers else None
+        if entry is not None and entry[0]() is tensor:
+            tensor._grad = entry[1](g)
+        else:
+            tensor._grad = Tensor(g if _stealable(g) else g.copy())
     else:
         grad_array = tensor._grad._array
         if grad_array.shape == g.shape:
@@ -241,11 +269,11 @@ def _run_backward(node, grads, create_graph):
     if fn.once_differentiable:
         arrays = [g._array if isinstance(g, Tensor) else g for g in grads]
         return _wrap_once_differentiable(node, fn.array_backward(node, *arrays), grads)
-    node._create_graph = True
+    node._create_graph, node.xp = True, function._graph_namespace
     try:
         return fn.array_backward(node, *[_as_tensor(g) for g in grads])
     finally:
-        node._create_graph = False
+        node._create_graph, node.xp = False, node._xp
 
 
 def _as_tensor(g):

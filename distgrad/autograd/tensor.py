@@ -36,7 +36,14 @@ import weakref
 
 import numpy as np
 
-from ..backend import array_module_for, device_of, from_numpy_dtype, is_floating
+from ..backend import (
+    array_module_for,
+    device_of,
+    from_numpy_dtype,
+    get_default_dtype,
+    is_array,
+    is_floating,
+)
 from . import function as _function_module
 from .function import BackwardNode, RemovableHandle, _add_hook
 
@@ -88,7 +95,9 @@ class Tensor:
         "__weakref__",
     )
 
-    def __init__(self, array, requires_grad: bool = False):
+    def __init__(self, array=None, requires_grad: bool = False, *sizes):
+        if type(array) is not np.ndarray and not is_array(array):
+            array, requires_grad = _legacy_array(array, requires_grad, sizes)
         self._array = array
         self._grad = None
         self._grad_fn = None
@@ -469,6 +478,12 @@ class Tensor:
         memo[id(self)] = t
         return t
 
+    def __format__(self, spec: str) -> str:
+        # as PyTorch: a 0-d tensor formats as its Python number (f"{loss:.4f}")
+        if self._array.ndim == 0:
+            return format(self.item(), spec)
+        return object.__format__(self, spec)
+
     def __repr__(self):
         body = np.array2string(self._host_array(), separator=", ", precision=4, prefix="tensor(")
         extras = []
@@ -484,6 +499,45 @@ class Tensor:
 
 
 _function_module.Tensor = Tensor
+
+
+def _legacy_array(data, second, sizes):
+    """The array of PyTorch's legacy constructor ``Tensor(data)`` / ``Tensor(*sizes)``:
+    Python data become the default float dtype; ints are sizes (``Tensor(2, 3)``, zero-filled
+    where PyTorch leaves memory uninitialized); ``Tensor()`` is empty. (A numpy/cupy array is
+    wrapped as it is, without a copy or a dtype change: the documented raw constructor.)"""
+    dtype = get_default_dtype().np
+    if isinstance(data, np.generic):
+        return np.asarray(data), second
+    return _legacy_data(data, second, sizes, dtype), False
+
+
+def _legacy_data(data, second, sizes, dtype):
+    if data is None and second is False and not sizes:
+        return np.empty((0,), dtype)
+    dims = (data, second, *sizes) if second is not False else (data,)
+    if all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in dims):
+        if any(d < 0 for d in dims):
+            raise RuntimeError(f"Tensor(): negative dimension in size {list(dims)}")
+        return np.zeros(tuple(int(d) for d in dims), dtype)
+    if second is not False or sizes:
+        raise TypeError(
+            f"Tensor() takes data (a sequence or number) or sizes (ints), got "
+            f"{', '.join(type(d).__name__ for d in dims)}"
+        )
+    if isinstance(data, Tensor):
+        return data._array.astype(dtype, copy=False)
+    if isinstance(data, (list, tuple, float, bool)):
+        try:
+            array = np.array(data, dtype=dtype)
+        except (ValueError, TypeError) as e:
+            raise TypeError(
+                f"Tensor(): could not make a tensor from {type(data).__name__}: {e}"
+            ) from None
+        return array
+    raise TypeError(
+        f"Tensor(): expected a sequence, a number, sizes or an array, got {type(data).__name__}"
+    )
 
 
 def _rebuild_tensor(array, requires_grad, device):

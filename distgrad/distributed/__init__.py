@@ -52,8 +52,14 @@ from .communicator import (
     Work,
 )
 from .contract import CollectiveMismatchError
-from .data_parallel import DataParallel, NonFiniteGradientError, StepStats
+from .data_parallel import (
+    DataParallel,
+    DistributedDataParallel,
+    NonFiniteGradientError,
+    StepStats,
+)
 from .desync import CollectiveDesyncError
+from .device_mesh import DeviceMesh, init_device_mesh
 from .groups import ProcessGroup, group, new_group
 from .process_group import (
     finalize,
@@ -123,6 +129,9 @@ __all__ = [
     "CollectiveTimeoutError",
     "CommunicatorBrokenError",
     "CollectiveMismatchError",
+    "DistributedDataParallel",
+    "DeviceMesh",
+    "init_device_mesh",
     "DataParallel",
     "StepStats",
     "NonFiniteGradientError",

@@ -1,6 +1,6 @@
 """``distgrad.nn``: modules, layers, losses, ``functional``, ``init`` and ``utils``."""
 
-from . import functional, init, utils
+from . import functional, init, parallel, utils
 from .container import ModuleDict, ModuleList, ParameterList, Sequential
 from .module import Module
 from .modules.activation import *  # noqa: F401,F403
@@ -27,7 +27,15 @@ from .modules.loss import (
     SoftMarginLoss,
     TripletMarginLoss,
 )
-from .modules.normalization import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm
+from .modules.normalization import (
+    BatchNorm1d,
+    BatchNorm2d,
+    GroupNorm,
+    InstanceNorm1d,
+    InstanceNorm2d,
+    LayerNorm,
+)
+from .modules.padding import *  # noqa: F401,F403
 from .modules.pixelshuffle import ChannelShuffle, PixelShuffle, PixelUnshuffle
 from .modules.pooling import (
     AdaptiveAvgPool1d,

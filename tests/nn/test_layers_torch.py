@@ -281,3 +281,31 @@ def test_random_inits_have_torch_statistics():
         nn.init.xavier_uniform(w)
     with pytest.raises(ValueError, match="Only tensors with 3, 4, or 5 dimensions"):
         nn.init.dirac_(dg.empty(3, 3))
+
+
+# ---- parametrizations ------------------------------------------------------------------------
+@pytest.mark.parametrize("dim", [0, 1, None])
+def test_weight_norm_matches_torch(dim):
+    t_conv = torch.nn.utils.parametrizations.weight_norm(torch.nn.Conv1d(3, 4, 3), dim=dim)
+    d_conv = nn.utils.parametrizations.weight_norm(nn.Conv1d(3, 4, 3), dim=dim)
+    t_conv, d_conv = t_conv.double(), d_conv.double()
+    assert list(d_conv.state_dict()) == list(t_conv.state_dict())
+    load_torch_state(d_conv, t_conv)
+    _check(d_conv, t_conv, [rng.standard_normal((2, 3, 7))])
+    assert type(d_conv).__name__ == "ParametrizedConv1d"
+    w = d_conv.weight.detach().numpy().copy()
+    nn.utils.parametrize.remove_parametrizations(d_conv, "weight")
+    torch.nn.utils.parametrize.remove_parametrizations(t_conv, "weight")
+    assert type(d_conv) is nn.Conv1d
+    assert list(d_conv.state_dict()) == list(t_conv.state_dict())
+    np.testing.assert_allclose(d_conv.weight.detach().numpy(), w)
+
+
+def test_parametrization_setter_and_errors():
+    m = nn.utils.parametrizations.weight_norm(nn.Linear(3, 2))
+    target = dg.randn(2, 3)
+    m.weight = target
+    np.testing.assert_allclose(m.weight.detach().numpy(), target.numpy(), rtol=1e-6)
+    assert nn.utils.parametrize.is_parametrized(m, "weight")
+    with pytest.raises(ValueError, match="does not have a parameter, a buffer"):
+        nn.utils.parametrize.register_parametrization(m, "nothing", nn.Identity())

@@ -20,6 +20,7 @@ class CosineSimilarity(Module):
         return F.cosine_similarity(x1, x2, self.dim, self.eps)
 
     def extra_repr(self):
+        """The constructor arguments shown by ``repr``."""
         return f"dim={self.dim}, eps={self.eps}"
 
 
@@ -35,4 +36,5 @@ class PairwiseDistance(Module):
         return F.pairwise_distance(x1, x2, self.norm, self.eps, self.keepdim)
 
     def extra_repr(self):
+        """The constructor arguments shown by ``repr``."""
         return f"p={self.norm}, eps={self.eps}, keepdim={self.keepdim}"

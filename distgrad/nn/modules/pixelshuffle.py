@@ -20,6 +20,7 @@ class PixelShuffle(Module):
         return F.pixel_shuffle(input, self.upscale_factor)
 
     def extra_repr(self):
+        """The constructor arguments shown by ``repr``."""
         return f"upscale_factor={self.upscale_factor}"
 
 
@@ -35,6 +36,7 @@ class PixelUnshuffle(Module):
         return F.pixel_unshuffle(input, self.downscale_factor)
 
     def extra_repr(self):
+        """The constructor arguments shown by ``repr``."""
         return f"downscale_factor={self.downscale_factor}"
 
 
@@ -50,4 +52,5 @@ class ChannelShuffle(Module):
         return F.channel_shuffle(input, self.groups)
 
     def extra_repr(self):
+        """The constructor arguments shown by ``repr``."""
         return f"groups={self.groups}"

@@ -145,6 +145,7 @@ class RNNBase(Module):
         return [[getattr(self, n) for n in names] for names in self._all_weights]
 
     def extra_repr(self) -> str:
+        """The constructor arguments shown by ``repr``."""
         s = f"{self.input_size}, {self.hidden_size}"
         if self.proj_size:
             s += f", proj_size={self.proj_size}"
@@ -365,6 +366,7 @@ class RNNCellBase(Module):
             init.uniform_(weight, -stdv, stdv)
 
     def extra_repr(self) -> str:
+        """The constructor arguments shown by ``repr``."""
         s = f"{self.input_size}, {self.hidden_size}"
         if not self.bias:
             s += ", bias=False"

@@ -37,6 +37,7 @@ class Upsample(Module):
         )
 
     def extra_repr(self):
+        """The constructor arguments shown by ``repr``."""
         if self.scale_factor is not None:
             info = f"scale_factor={self.scale_factor!r}"
         else:
