@@ -63,7 +63,6 @@ half = float16
 long = int64
 int = int32  # noqa: A001
 short = int16
-cfloat = None  # no complex dtypes in distgrad; kept None so `x.dtype == torch.cfloat` is False
 Size = tuple  # ``x.shape == torch.Size([2, 3])``: distgrad's shapes are plain tuples
 from .autograd import Variable  # noqa: E402
 
