@@ -239,6 +239,9 @@ def top_level_stub() -> str:
         if name == "__version__":
             lines.append("__version__: str")
             continue
+        if obj is None or isinstance(obj, (bool, int, float, str)):  # a plain value
+            lines.append(f"{name}: {'None' if obj is None else type(obj).__name__}")
+            continue
         where = _defining_module(name, obj)
         if where is None:
             lines.append(f"{name}: Any")

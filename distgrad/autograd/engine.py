@@ -17,7 +17,7 @@ import weakref
 
 from ..backend import array_module_for, is_floating
 from ..backend.dtypes import bfloat16
-from . import grad_mode
+from . import function, grad_mode
 from .function import Function, _anomaly
 from .tensor import Tensor
 
@@ -34,7 +34,7 @@ __all__ = [
 
 # leaf -> writer(array) -> Tensor: where a leaf's first gradient of a backward goes instead of
 # a new .grad (DataParallel's bucket views; see set_grad_writer)
-_grad_writers = {}  # id(tensor) -> (weakref to it, writer)
+_grad_writers: dict = {}  # id(tensor) -> (weakref to it, writer)
 
 
 def set_grad_writer(tensor: Tensor, writer) -> None:
@@ -136,7 +136,7 @@ def _discover(root_nodes, targets):
     """Nodes that will run and their dependency counts. With ``targets`` (for ``grad`` and
     ``backward(inputs=...)``) only nodes on a path to a target are kept."""
     if targets is None:  # every reachable node: one pass, counting edges as they are seen
-        deps: dict = {}
+        deps = {}
         visited = set(root_nodes)
         stack = list(visited)
         while stack:
@@ -269,11 +269,11 @@ def _run_backward(node, grads, create_graph):
     if fn.once_differentiable:
         arrays = [g._array if isinstance(g, Tensor) else g for g in grads]
         return _wrap_once_differentiable(node, fn.array_backward(node, *arrays), grads)
-    node._create_graph = True
+    node._create_graph, node.xp = True, function._graph_namespace
     try:
         return fn.array_backward(node, *[_as_tensor(g) for g in grads])
     finally:
-        node._create_graph = False
+        node._create_graph, node.xp = False, node._xp
 
 
 def _as_tensor(g):

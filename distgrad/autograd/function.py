@@ -13,6 +13,7 @@ first and higher-order gradients. User Functions see tensors, exactly as in PyTo
 from __future__ import annotations
 
 import itertools
+import operator
 import traceback
 from typing import Any
 
@@ -67,18 +68,24 @@ def add_hook(hooks: dict, fn) -> RemovableHandle:
 _add_hook = add_hook
 
 
-class _Saved:
+class _Saved(tuple):
     """One value given to ``save_for_backward``: the array plus enough to detect an in-place
-    change (the tensor's version counter and the version seen at save time)."""
+    change (the tensor's version counter and the version seen at save time). A tuple, made
+    with one C call per saved value (``_saved``)."""
 
-    __slots__ = ("array", "tensor", "output_nr", "counter", "version")
+    __slots__ = ()
+    array = property(operator.itemgetter(0))
+    tensor = property(operator.itemgetter(1))
+    output_nr = property(operator.itemgetter(2))
+    counter = property(operator.itemgetter(3))
+    version = property(operator.itemgetter(4))
 
-    def __init__(self, array, tensor, output_nr, counter):
-        self.array = array
-        self.tensor = tensor
-        self.output_nr = output_nr
-        self.counter = counter
-        self.version = counter.value if counter is not None else 0
+
+_new_tuple = tuple.__new__
+
+
+def _saved(array, tensor, output_nr, counter) -> _Saved:
+    return _new_tuple(_Saved, (array, tensor, output_nr, counter, counter.value))
 
 
 class BackwardNode:
@@ -98,7 +105,10 @@ class BackwardNode:
     _non_differentiable: tuple = ()
     _materialize_grads = True
     _create_graph = False
-    _xp: Any = np
+    _xp: Any = np  # the op's array module (numpy or cupy)
+    # The array namespace for forward/backward formulas: ``_xp``, or the differentiable one
+    # while the backward is being recorded (``create_graph=True``; the engine sets it).
+    xp: Any = np
     _next: tuple = ()
     _input_meta: tuple = ()
     _output_meta: tuple = ()
@@ -108,6 +118,7 @@ class BackwardNode:
     _retain_grad: dict | None = None  # {output_nr: weakref to tensor}
     _trace: str | None = None
     needs_input_grad: tuple = ()
+    _saved_as_tensors = False  # saved values come back as tensors even in a first-order backward
 
     def __init__(self):
         self._seq = next(_sequence)
@@ -136,9 +147,20 @@ class BackwardNode:
                 f"the graph a second time or if you need to access saved tensors after calling "
                 f"backward."
             )
-        if self._saved is None:
+        saved = self._saved
+        if saved is None:
             return self._to_save
-        return tuple(self._unpack(s) for s in self._saved)
+        if self._create_graph or self._saved_as_tensors:
+            return tuple([self._unpack(s) for s in saved])
+        out = []  # the first-order backward of an Op: the arrays, once their versions check
+        for s in saved:
+            if s is not None:
+                counter = s[3]
+                if counter is not None and counter.value != s[4]:
+                    self._unpack(s)  # raises
+                s = s[0]
+            out.append(s)
+        return tuple(out)
 
     def _unpack(self, s: _Saved | None):
         if s is None:
@@ -153,12 +175,7 @@ class BackwardNode:
                 f"in-place op (x.add_(...), x[...] = ..., x += ...) by its out-of-place form "
                 f"(x = x + ...), or clone() the tensor before changing it."
             )
-        return self._saved_value(s)
-
-    def _saved_value(self, s: _Saved):
-        """What ``saved_tensors`` gives for ``s``: its array, or a tensor in a recorded
-        backward (``create_graph``)."""
-        return self._saved_tensor(s) if self._create_graph else s.array
+        return self._saved_tensor(s) if self._create_graph or self._saved_as_tensors else s.array
 
     def _saved_tensor(self, s: _Saved):
         if s.tensor is not None:
@@ -166,12 +183,6 @@ class BackwardNode:
         if s.output_nr is not None:
             return Tensor._make(s.array, self, s.output_nr, s.counter)
         return Tensor(s.array) if hasattr(s.array, "shape") else s.array  # scalars stay
-
-    @property
-    def xp(self):
-        """The array namespace for backward formulas: numpy/cupy, or the differentiable one
-        when the backward is being recorded (``create_graph=True``)."""
-        return _graph_namespace if self._create_graph else self._xp
 
     def mark_dirty(self, *tensors) -> None:
         """Declare inputs that forward modified in place (and returns)."""
@@ -293,33 +304,51 @@ class Op:
 
     @classmethod
     def _apply(cls, args, raw=None):
-        # The per-op path: one loop over the arguments, no helper calls in the common case.
+        # The per-op path: one loop over the arguments (gathering the graph edges too when
+        # recording), no helper calls in the common case.
         ctx = cls._backward_cls()
         first = None
-        requires_grad = False
-        arrays, needs = [], []
-        for a in args:
-            if isinstance(a, Tensor):
-                if first is None:
-                    first = a._array
-                arrays.append(a._array)
-                if a._requires_grad:
-                    requires_grad = True
-                    needs.append(True)
+        arrays = []
+        edges = None
+        if _state.grad_enabled:
+            needs, edges, in_meta = [], [], []
+            for a in args:
+                if isinstance(a, Tensor):
+                    array = a._array
+                    arrays.append(array)
+                    if first is None:
+                        first = array
+                    if a._requires_grad:
+                        needs.append(True)
+                        node = a._grad_fn
+                        edges.append((node, a._output_nr) if node is not None else a._edge())
+                        in_meta.append((array.shape, array.dtype))
+                        continue
                 else:
-                    needs.append(False)
-            else:
-                arrays.append(a)
+                    arrays.append(a)
                 needs.append(False)
+                edges.append(None)
+                in_meta.append(None)
+            if edges.count(None) == len(edges):
+                edges = None  # nothing to record
+            else:
+                ctx.needs_input_grad = tuple(needs)
+                ctx._next = tuple(edges)
+                ctx._input_meta = tuple(in_meta)
+        else:
+            for a in args:
+                if isinstance(a, Tensor):
+                    arrays.append(a._array)
+                    if first is None:
+                        first = a._array
+                else:
+                    arrays.append(a)
         if raw is None:
             raw = arrays
-        record = requires_grad and _state.grad_enabled
-        if record:
-            ctx.needs_input_grad = tuple(needs)
         if first is None or type(first) is np.ndarray:
             out = cls.array_forward(ctx, *raw)
         else:
-            ctx._xp = xp = array_module_for(first)
+            ctx._xp = ctx.xp = xp = array_module_for(first)
             if xp is np:
                 out = cls.array_forward(ctx, *raw)
             else:  # a GPU op runs with its first tensor's GPU current (cupy's rule)
@@ -331,7 +360,7 @@ class Op:
         else:
             single = not isinstance(out, tuple)
             outputs = _wrap_outputs(cls, ctx, args, raw, (out,) if single else out)
-        if record:
+        if edges is not None:
             _connect(cls, ctx, args, raw, outputs)
         if ctx._to_save:
             ctx._to_save = ()
@@ -341,8 +370,7 @@ class Op:
 class _FunctionNode(BackwardNode):
     """The ctx of a ``Function``: its saved values are tensors, in every backward."""
 
-    def _saved_value(self, s: _Saved):
-        return self._saved_tensor(s)
+    _saved_as_tensors = True
 
 
 class Function(Op):
@@ -485,22 +513,7 @@ def _wrap_outputs(cls, ctx, args, raw, outs):
 
 
 def _connect(cls, ctx, args, raw, outputs):
-    """Record the graph: edges to the inputs, saved values, outputs' grad_fn."""
-    edges, in_meta = [], []
-    for a in args:
-        if isinstance(a, Tensor):
-            array = a._array
-            in_meta.append((array.shape, array.dtype))
-            if a._requires_grad:
-                node = a._grad_fn
-                edges.append((node, a._output_nr) if node is not None else a._edge())
-            else:
-                edges.append(None)
-        else:
-            in_meta.append(None)
-            edges.append(None)
-    ctx._next = tuple(edges)
-    ctx._input_meta = tuple(in_meta)
+    """Record the graph (its edges to the inputs are set): saved values, outputs' grad_fn."""
     non_diff = ctx._non_differentiable
     dirty = ctx._dirty
     meta = []
@@ -530,7 +543,18 @@ def _connect(cls, ctx, args, raw, outputs):
         o._output_nr = nr
     ctx._output_meta = tuple(meta)
     if ctx._to_save:
-        ctx._saved = [_saved_entry(v, args, raw, outputs) for v in ctx._to_save]
+        saved = []
+        for v in ctx._to_save:  # an input or an output (by identity), else kept as is
+            if v is not None:
+                for a, r in zip(args, raw):
+                    if v is r and isinstance(a, Tensor):
+                        counter = a._version
+                        v = _new_tuple(_Saved, (a._array, a, None, counter, counter.value))
+                        break
+                else:
+                    v = _saved_entry(v, outputs)
+            saved.append(v)
+        ctx._saved = saved
     if _anomaly["enabled"]:
         ctx._trace = _user_stack()
 
@@ -542,18 +566,14 @@ def _user_stack(limit: int = 12) -> str:
     return "".join(traceback.format_list(frames[-limit:]))
 
 
-def _saved_entry(value, args, raw, outputs):
-    if value is None:
-        return None
-    for a, r in zip(args, raw):
-        if value is r and isinstance(a, Tensor):
-            return _Saved(a._array, a, None, a._version)
+def _saved_entry(value, outputs):
+    """The saved entry of a value that is not an input: an output, a tensor, or a constant."""
     for nr, o in enumerate(outputs):
         if o is not None and (value is o or value is o._array):
-            return _Saved(o._array, None, nr, o._version)
+            return _saved(o._array, None, nr, o._version)
     if isinstance(value, Tensor):
-        return _Saved(value._array, value, None, value._version)
-    return _Saved(value, None, None, None)
+        return _saved(value._array, value, None, value._version)
+    return _new_tuple(_Saved, (value, None, None, None, 0))
 
 
 def once_differentiable(backward):

@@ -59,6 +59,7 @@ from .data_parallel import (
     StepStats,
 )
 from .desync import CollectiveDesyncError
+from .device_mesh import DeviceMesh, init_device_mesh
 from .groups import ProcessGroup, group, new_group
 from .process_group import (
     finalize,
@@ -129,6 +130,8 @@ __all__ = [
     "CommunicatorBrokenError",
     "CollectiveMismatchError",
     "DistributedDataParallel",
+    "DeviceMesh",
+    "init_device_mesh",
     "DataParallel",
     "StepStats",
     "NonFiniteGradientError",

@@ -389,7 +389,7 @@ class Reducer:
         if unreached:
             for bucket in self.buckets:
                 for j, p in enumerate(bucket.params):
-                    if not graph.will_execute(p._edge()[0]):
+                    if not graph.will_execute(graph.get_gradient_edge(p)[0]):
                         self.mark_ready(bucket, j, used=False)
 
     def mark_ready(self, bucket, slot: int, used: bool) -> None:

@@ -85,11 +85,24 @@ def prepare_operands(op: str, *operands, floating: bool = False):
     """Promote operands to one dtype as PyTorch does (Python scalars become constants of that
     dtype on the tensors' device). ``floating`` promotes integer results to the default float
     dtype (true division). Returns tensors or raw constant arrays, ready for ``apply``."""
-    if len(operands) == 2:
+    if len(operands) == 2:  # the common cases first, without building anything
         a, b = operands
-        if isinstance(a, Tensor) and type(b) in (float, int) and a.array.dtype.kind == "f":
-            return operands  # numpy keeps a float array's dtype for a Python scalar, as PyTorch
-        if isinstance(b, Tensor) and type(a) in (float, int) and b.array.dtype.kind == "f":
+        if isinstance(a, Tensor):
+            kind = a.array.dtype.kind
+            if isinstance(b, Tensor):
+                x, y = a.array, b.array
+                if x.dtype == y.dtype and (not floating or kind in "fc"):
+                    if (
+                        type(x) is not np.ndarray
+                        or type(y) is not np.ndarray
+                        or type(a).device is not _TENSOR_DEVICE
+                        or type(b).device is not _TENSOR_DEVICE
+                    ):
+                        check_same_device(op, a, b)
+                    return operands
+            elif type(b) in (float, int) and kind == "f":
+                return operands  # numpy keeps a float array's dtype for a Python scalar
+        elif isinstance(b, Tensor) and type(a) in (float, int) and b.array.dtype.kind == "f":
             return operands
     for x in operands:
         if (

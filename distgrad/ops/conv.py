@@ -64,6 +64,7 @@ def _check_bias(bias, channels: int, weight) -> None:
 # many bytes, in reused workspaces, so the matrix product reads them from cache; on a GPU the
 # whole batch goes at once.
 PATCH_BYTES = 2 << 20
+FOLD_BELOW = 1024  # outputs per sample below which samples are folded into the columns
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,14 +77,20 @@ class Patches:
     an output row are one contiguous run of the plane (of all rows, with stride 1 in height
     too), and columns [OW, Wp) of each output row are garbage, dropped by ``crop``; the last
     window reads ``slack`` elements past the last plane. Otherwise Ow = OW.
+
+    With small outputs per sample the chunk's samples are *folded* into the columns: one
+    (C*kh*kw, m*OH*Ow) matrix per chunk, so one GEMM of useful size replaces m small ones
+    (the outputs then need one transposing copy, in cache).
     """
 
     g: Geometry
     wide: bool
+    folded: bool
 
     @classmethod
     def of(cls, g: Geometry) -> Patches:
-        return cls(g, g.sw == 1 and 4 * (g.Wp - g.OW) <= g.OW)
+        wide = g.sw == 1 and 4 * (g.Wp - g.OW) <= g.OW
+        return cls(g, wide, g.OH * (g.Wp if wide else g.OW) < FOLD_BELOW)
 
     @property
     def width(self) -> int:
@@ -128,7 +135,6 @@ class Patches:
             flat = workspace(xp, ("pad", g), (m * c * g.plane + self.slack,), x4.dtype, 0)
             planes = flat[: m * c * g.plane].reshape(m, c, g.Hp, g.Wp)
             inner = planes[:, :, g.pt : g.pt + g.H, g.pl : g.pl + g.W]
-        work = workspace(xp, "patches", (m, c, g.kh, g.kw, g.OH, self.width), x4.dtype)
         for n0 in range(0, n, m):
             n1 = min(n, n0 + m)
             if direct:
@@ -138,12 +144,22 @@ class Patches:
                 inner[: n1 - n0] = x4[n0:n1]
                 if n1 - n0 < m and self.slack:  # the last window reads past the chunk's planes
                     src[(n1 - n0) * c * g.plane :][: self.slack] = 0
-            cols = work[: n1 - n0]
-            cols[...] = self.view(xp, src, c, n1 - n0)
-            yield n0, n1, cols.reshape(n1 - n0, groups, k // groups, self.size)
+            view = self.view(xp, src, c, n1 - n0)
+            if self.folded:
+                shape = (c, g.kh, g.kw, n1 - n0, g.OH, self.width)
+                cols = workspace(xp, "patches", shape, x4.dtype)
+                cols[...] = view.transpose(1, 2, 3, 0, 4, 5)
+                yield n0, n1, cols.reshape(groups, k // groups, -1)
+            else:
+                cols = workspace(xp, "patches", view.shape, x4.dtype)
+                cols[...] = view
+                yield n0, n1, cols.reshape(n1 - n0, groups, k // groups, self.size)
 
     def crop(self, y):
-        """Outputs (m, F, OH*Ow) -> the (m, F, OH, OW) view without garbage columns."""
+        """Outputs (m, F, OH*Ow), or (F, m*OH*Ow) folded, -> the (m, F, OH, OW) view without
+        garbage columns."""
+        if self.folded:
+            y = y.reshape(y.shape[0], -1, self.size).swapaxes(0, 1)
         return y.reshape(y.shape[:2] + (self.g.OH, self.width))[..., : self.g.OW]
 
 
@@ -156,19 +172,18 @@ def correlate(xp, x4, w3, g: Geometry, groups: int, bias=None):
     p = Patches.of(g)
     out = xp.empty((n, f, g.OH, g.OW), dtype=x4.dtype)
     b = None if bias is None else bias.reshape(-1, 1, 1)
-    y = None
     for n0, n1, cols in p.chunks(xp, x4, groups):
-        if not p.wide:  # straight into the output
-            part = out[n0:n1].reshape(n1 - n0, groups, -1, p.size)
+        m = n1 - n0
+        if not p.wide and not p.folded:  # straight into the output
+            part = out[n0:n1].reshape(m, groups, -1, p.size)
             xp.matmul(w3, cols, out=part)
             if b is not None:
                 out[n0:n1] += b
             continue
-        if y is None:
-            y = workspace(xp, "outputs", (cols.shape[0], groups, w3.shape[1], p.size), x4.dtype)
-        part = y[: n1 - n0]
+        shape = (groups, w3.shape[1], m * p.size) if p.folded else (m, groups, w3.shape[1], p.size)
+        part = workspace(xp, "outputs", shape, x4.dtype)
         xp.matmul(w3, cols, out=part)
-        wide = p.crop(part.reshape(n1 - n0, f, p.size))
+        wide = p.crop(part.reshape(f, -1) if p.folded else part.reshape(m, f, p.size))
         if b is None:
             out[n0:n1] = wide
         else:
@@ -181,19 +196,22 @@ def kernel_grad(xp, x4, gy, g: Geometry, groups: int):
     x4 (N, C, H, W) and output gradient gy (N, F, OH, OW)."""
     f = gy.shape[1]
     p = Patches.of(g)
-    total = gyw = None
+    total = None
     for n0, n1, cols in p.chunks(xp, x4, groups):
         m = n1 - n0
-        if not p.wide:
+        if p.folded:  # (F, m, OH, Ow), zero at the garbage columns
+            gyw = workspace(xp, "grad_outputs", (f, m, g.OH, p.width), gy.dtype, 0)
+            gyw[:, :, :, : g.OW] = gy[n0:n1].swapaxes(0, 1)
+            part = gyw.reshape(groups, f // groups, -1)
+        elif p.wide:  # (m, F, OH, Ow), zero at the garbage columns
+            gyw = workspace(xp, "grad_outputs", (m, f, g.OH, p.width), gy.dtype, 0)
+            gyw[:, :, :, : g.OW] = gy[n0:n1]
+            part = gyw.reshape(m, groups, f // groups, p.size)
+        else:
             part = gy[n0:n1].reshape(m, groups, f // groups, p.size)
-        else:  # the output gradient in the wide layout, zero at the garbage columns
-            if gyw is None:
-                shape = (cols.shape[0], f, g.OH, p.width)
-                gyw = workspace(xp, "grad_outputs", shape, gy.dtype, 0)
-            gyw[:m, :, :, : g.OW] = gy[n0:n1]
-            part = gyw[:m].reshape(m, groups, f // groups, p.size)
         prod = xp.matmul(part, cols.swapaxes(-1, -2))
-        prod = prod.sum(axis=0) if m > 1 else prod[0]
+        if not p.folded:
+            prod = prod.sum(axis=0) if m > 1 else prod[0]
         if total is None:
             total = prod
         else:
@@ -225,7 +243,7 @@ def input_grad(xp, gy, w, g: Geometry, groups: int, c: int):
             xp, gy, xp.ascontiguousarray(flipped).reshape(groups, cg, -1), full, groups
         )
     k = c * kh * kw
-    m = Patches(g, False).batch(xp, n, k, gy.itemsize)
+    m = Patches(g, False, False).batch(xp, n, k, gy.itemsize)
     w3t = w.reshape(groups, fg, -1).swapaxes(-1, -2)
     gy3 = gy.reshape(n, groups, fg, g.OH * g.OW)
     out = xp.empty((n, c, g.H, g.W), dtype=gy.dtype)
@@ -244,7 +262,7 @@ def unfold_windows(xp, x4, g: Geometry):
     """x4 (N, C, H, W) -> its windows (N, C*kh*kw, OH*OW) (im2col)."""
     n, c = x4.shape[:2]
     flat = padded_flat(xp, x4, g, 0)
-    view = Patches(g, False).view(xp, flat, c, n)
+    view = Patches(g, False, False).view(xp, flat, c, n)
     return xp.ascontiguousarray(view).reshape(n, c * g.kh * g.kw, g.OH * g.OW)
 
 

@@ -651,7 +651,7 @@ square = _define_unary("square", Square, floating=False)
 _square_any = square
 
 
-def square(input):  # noqa: F811 - PyTorch: the square of a bool tensor is int64
+def square(input):  # type: ignore[no-redef]  # noqa: F811 - bool squares to int64 (PyTorch)
     """Elementwise ``input * input``; bool squares to int64, as in PyTorch."""
     if isinstance(input, Tensor) and input.dtype == as_dtype("bool"):
         input = input.to(as_dtype("int64"))

@@ -467,7 +467,7 @@ def _check_fits(op, value, dtype) -> None:
     np_dtype = dtype.np
     if np_dtype.kind in "iu" and isinstance(value, numbers.Real):
         info = np.iinfo(np_dtype)
-        if not info.min <= value <= info.max:
+        if not info.min <= value <= info.max:  # type: ignore[operator]
             raise RuntimeError(
                 f"value cannot be converted to type {_C_TYPES.get(dtype.name, dtype.name)} "
                 f"without overflow"

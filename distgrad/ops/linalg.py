@@ -5,6 +5,8 @@ from __future__ import annotations
 import collections
 import string
 
+import numpy as np
+
 from ..autograd import Op, Tensor
 from ..autograd.function import autocasting
 from ..backend import array_module_for
@@ -45,7 +47,10 @@ def _operands(op: str, a, b):
             f"{_C_NAMES.get(b.dtype.name, b.dtype.name)} ({a.dtype} of shape {list(a.shape)} "
             f"and {b.dtype} of shape {list(b.shape)}); convert one with .to(dtype)"
         )
-    check_same_device(op, a, b)
+    if type(a.array) is not np.ndarray or type(b.array) is not np.ndarray:
+        check_same_device(op, a, b)
+    elif type(a).device is not Tensor.device or type(b).device is not Tensor.device:
+        check_same_device(op, a, b)  # a subclass with a device of its own
     return a, b
 
 

@@ -68,7 +68,7 @@ def _axis(x: Tensor, dim: int, op: str):
 
 
 def _kept_shape(shape, axes) -> tuple:
-    return tuple(1 if i in axes else n for i, n in enumerate(shape))
+    return tuple([1 if i in axes else n for i, n in enumerate(shape)])
 
 
 def _setup(ctx, x, axes) -> None:
@@ -123,7 +123,7 @@ class Sum(Op):
     @staticmethod
     def forward(ctx, x, axes, keepdim):
         _setup(ctx, x, axes)
-        return x.sum(axis=axes, keepdims=keepdim)
+        return ctx.xp.asarray(x.sum(axis=axes, keepdims=keepdim))  # numpy: a scalar for ()
 
     @staticmethod
     def backward(ctx, g):

@@ -43,3 +43,9 @@ def test_equal_to_single_process(stage, ranks, optimizer):
 def test_bitwise_identical_run_to_run(stage):
     first = digests(run_mpi(3, "zero_equivalence.py", stage, "adam", timeout=120), 3)
     assert digests(run_mpi(3, "zero_equivalence.py", stage, "adam", timeout=120), 3) == first
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_hybrid_sharding_equal_to_single_process(optimizer):
+    """A (2, 2) mesh: shard within each row, all-reduce across rows (HSDP, ZeRO-3)."""
+    digests(run_mpi(4, "zero_equivalence.py", 4, optimizer, timeout=180), 4)

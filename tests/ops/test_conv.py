@@ -301,7 +301,9 @@ def test_other_bad_arguments():
         ((5, 3, 6, 6), (4, 3, 1, 1), dict(padding=2)),  # padding beyond the kernel's reach
     ],
 )
-def test_chunked_conv_matches_reference(monkeypatch, x_shape, w_shape, kw):
+@pytest.mark.parametrize("fold_below", [0, 1 << 20])  # per-sample GEMMs / samples folded
+def test_chunked_conv_matches_reference(monkeypatch, x_shape, w_shape, kw, fold_below):
+    monkeypatch.setattr(C, "FOLD_BELOW", fold_below)
     monkeypatch.setattr(C, "PATCH_BYTES", 1)  # one sample per chunk
     rng = np.random.default_rng(3)
     x = rng.standard_normal(x_shape)

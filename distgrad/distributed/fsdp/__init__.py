@@ -13,7 +13,9 @@ there); ``False`` (ZeRO-2) keeps them until backward has finished. The root keep
 parameters gathered until backward ends (as FSDP2). Tied parameters used across units are
 found when the outer unit is made and move to it, kept as one storage.
 
-Differences from torch: the local shard is padded to ``ceil(rows / world_size)`` rows (zeros
+Before each of its collectives a unit checks, with a 3-int all-gather, that every rank is about
+to issue the same one (``ShardingDesyncError`` otherwise, on every rank);
+``DISTGRAD_FSDP_CHECK=0`` turns that off. Differences from torch: the local shard is padded to ``ceil(rows / world_size)`` rows (zeros
 that stay zero), not a ragged DTensor; an int ``reshard_after_forward`` (hpZ) is not supported
 yet; ``fully_shard([a, b])`` units keep their parameters until backward ends. Every rank must
 start from the same parameter values (same seed or a loaded checkpoint), as in torch.
@@ -22,6 +24,7 @@ start from the same parameter values (same seed or a loaded checkpoint), as in t
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -98,10 +101,12 @@ class _Root:
     """What the units of one model share: the recorded forward order, prefetching, the header
     check, and the end of backward."""
 
-    def __init__(self, units: list, top: Unit, comm):
+    def __init__(self, units: list, top: Unit, comm, world_headers: bool = False):
         self.units, self.top, self.comm = units, top, comm
-        # headers are small host arrays: on a GPU (NCCL) unit they go over the host world
-        self.header_comm = comm if getattr(comm, "device", "cpu") == "cpu" else get_communicator()
+        # headers are small host arrays: on a GPU (NCCL) unit, or with a 2-D mesh (units run
+        # collectives on two groups), they go over the host world
+        on_host = getattr(comm, "device", "cpu") == "cpu"
+        self.header_comm = comm if on_host and not world_headers else get_communicator()
         for i, unit in enumerate(units):
             unit.root, unit.index = self, i
         self.events = None
@@ -215,12 +220,12 @@ class _Root:
     # ---- the header check -------------------------------------------------------------------
     def check_header(self, unit: Unit, phase: int) -> None:
         """All ranks agree on the collective they issue next for a unit, or all raise."""
-        if self.comm.world_size == 1:
+        if self.header_comm.world_size == 1 or not _CHECK:
             return
         key = (unit.index, phase)
         self.counts[key] = self.counts.get(key, 0) + 1
         mine = np.array([unit.index, phase, self.counts[key]], np.int64)
-        every = np.empty((self.comm.world_size, 3), np.int64)
+        every = np.empty((self.header_comm.world_size, 3), np.int64)
         self.header_comm.allgather(mine, every, async_op=False)
         if (every == every[0]).all():
             return
@@ -230,7 +235,7 @@ class _Root:
             for r, (i, p, c) in enumerate(every.tolist())
         ]
         raise ShardingDesyncError(
-            f"fully_shard: the ranks diverged (rank {self.comm.rank} raises this, as every "
+            f"fully_shard: the ranks diverged (rank {self.header_comm.rank} raises this, as every "
             f"rank does): a rank called a unit a different number of times than the others "
             f"(data-dependent control flow around sharded modules). Next collective per rank:"
             f"\n  " + "\n  ".join(lines)
@@ -261,7 +266,9 @@ def fully_shard(
     """Make ``module`` (or a list of modules, one unit) a sharded unit (FSDP2's
     ``torch.distributed.fsdp.fully_shard``; see the package docstring) and return it.
 
-    ``mesh``: None for the world, a 1-D ``DeviceMesh``, a process group or a communicator;
+    ``mesh``: None for the world, a ``DeviceMesh`` (2-D ``(replicate, shard)``: shard within
+    each row, all-reduce the shards' gradients across rows: HSDP), a process group or a
+    communicator;
     ``reshard_after_forward``: True (ZeRO-3) or False (ZeRO-2); ``mp_policy``: a
     ``MixedPrecisionPolicy``. Every rank must call it the same way (the ranks check)."""
     modules = list(module) if isinstance(module, (list, tuple)) else [module]
@@ -279,6 +286,9 @@ def fully_shard(
             raise ValueError(f"fully_shard: {type(m).__name__} is already a unit")
     mp_policy = mp_policy or MixedPrecisionPolicy()
     comm = _communicator(mesh, modules)
+    replicate = (
+        mesh.replicate_communicator(modules) if hasattr(mesh, "replicate_communicator") else None
+    )
     name = ", ".join(type(m).__name__ for m in modules)
     # every parameter of the subtree with all its locations; shards belong to child units
     located = [
@@ -310,6 +320,7 @@ def fully_shard(
     unit = Unit(
         modules, entries, comm, reshard_after_forward and len(modules) == 1, mp_policy, name
     )
+    unit.replicate_comm = replicate
     unit.children = children
     units = []
     for child in children:
@@ -317,7 +328,7 @@ def fully_shard(
             if u not in units:
                 units.append(u)
     units.append(unit)
-    _Root(units, unit, comm)
+    _Root(units, unit, comm, world_headers=replicate is not None)
     paths = {id(sub): prefix for m in modules for prefix, sub in m.named_modules()}
     for u in units:  # name units by their path in the model, for messages and the event log
         path = paths.get(id(u.modules[0]))
@@ -354,6 +365,9 @@ def _release_ties(ties: dict) -> list:
 
 
 _classes = {}
+# DISTGRAD_FSDP_CHECK=0 turns the per-collective header check off (one small blocking
+# all-gather before each unit collective; benchmarks/README.md has its cost)
+_CHECK = os.environ.get("DISTGRAD_FSDP_CHECK", "1").lower() not in ("0", "false", "no", "off")
 
 
 def _fsdp_class(cls):

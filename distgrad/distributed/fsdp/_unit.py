@@ -71,7 +71,12 @@ class ShardedParameter(Parameter):
 
         buf = np.array([value], np.float64)
         op = ReduceOp.MAX if np.isinf(norm_type) else ReduceOp.SUM
-        unit.comm.allreduce(buf, op, async_op=False)
+        comm = unit.comm
+        if getattr(comm, "device", "cpu") != "cpu":  # a GPU communicator: the host world's
+            from ..process_group import get_communicator
+
+            comm = get_communicator()
+        comm.allreduce(buf, op, async_op=False)
         return float(buf[0])
 
 
@@ -141,6 +146,7 @@ class Unit:
         self.calls = 0
         self.backward_calls_left = 0
         self.reducer = self.bucket = None
+        self.replicate_comm = None  # HSDP: the ranks holding the same shard
         self._build(entries)
 
     # ---- construction ------------------------------------------------------------------------
@@ -201,9 +207,11 @@ class Unit:
             bucket = ShardBucket(
                 self.full, names, self.layout, self.comm.rank, self._on_reduced, reduce_np
             )
+            replicas = 1 if self.replicate_comm is None else self.replicate_comm.world_size
+            bucket.pre_scale = 1.0 / (world * replicas)
             if bucket.dtype.itemsize < 4 and world > 1:  # fp16/bf16: divide before + after
-                factor = 2.0 ** round(np.log2(np.sqrt(world)))
-                bucket.pre_scale, bucket.post_scale = 1.0 / factor, factor / world
+                factor = 2.0 ** round(np.log2(np.sqrt(world * replicas)))
+                bucket.pre_scale, bucket.post_scale = 1.0 / factor, factor / (world * replicas)
             return [bucket]
 
         self.reducer = Reducer(
@@ -286,7 +294,11 @@ class Unit:
     # ---- reduce-scatter ----------------------------------------------------------------------
     def _on_reduced(self, recv) -> None:
         """This rank's reduced rows: the shards' ``.grad`` (added to a gradient already there,
-        as torch accumulates sharded gradients)."""
+        as torch accumulates sharded gradients). HSDP: first summed over the replicas."""
+        if self.replicate_comm is not None and self.replicate_comm.world_size > 1:
+            from ..communicator import ReduceOp
+
+            self.replicate_comm.allreduce(recv, ReduceOp.SUM, async_op=False)
         for i, shard in enumerate(self.sharded):
             if not shard.requires_grad:
                 continue

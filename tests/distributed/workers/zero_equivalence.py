@@ -2,7 +2,7 @@
 
 ``python zero_equivalence.py STAGE OPTIMIZER``: STAGE 1 is DistributedDataParallel +
 ZeroRedundancyOptimizer, 2 and 3 are fully_shard (reshard_after_forward False / True) on every
-layer, the tied embedding and the root. OPTIMIZER is ``adam`` or ``sgd`` (momentum). The model
+layer, the tied embedding and the root, 4 is 3 on a (2, world / 2) device mesh (hybrid). OPTIMIZER is ``adam`` or ``sgd`` (momentum). The model
 has shapes that do not divide by the world size (Linear(7, 15)), an unused layer and an
 embedding tied to the output layer (a tie across units for fully_shard); every step
 accumulates two micro-batches, the first under ``no_sync``, and clips the gradients to a global
@@ -12,6 +12,7 @@ must equal the single process's to 1e-12. Prints ``OK <max diff> <sha256 of the 
 
 import contextlib
 import hashlib
+import os
 import sys
 
 import numpy as np
@@ -47,14 +48,18 @@ class Net(nn.Module):
         return self.head(self.mid(h))
 
 
+DEVICE = os.environ.get("ZERO_DEVICE", "cpu")  # "cuda": the same on cupy arrays (GPU tests)
+
+
 def make_model():
     distgrad.manual_seed(7)  # the same initial weights on every rank
-    return Net()
+    return Net().to(DEVICE)
 
 
 def batch(step, rank, micro):
     rng = np.random.default_rng(1000 * step + 10 * rank + micro)
-    return distgrad.tensor(rng.integers(0, VOCAB, 5)), distgrad.tensor(rng.integers(0, VOCAB, 5))
+    x, y = rng.integers(0, VOCAB, 5), rng.integers(0, VOCAB, 5)
+    return distgrad.tensor(x).to(DEVICE), distgrad.tensor(y).to(DEVICE)
 
 
 def optimizer(params, zero=False):
@@ -74,9 +79,14 @@ if stage == 1:
 else:
     from distgrad.distributed.fsdp import fully_shard
 
+    mesh = None
+    if stage == 4:  # hybrid: shard within rows of the mesh, all-reduce across them (ZeRO-3)
+        from distgrad.distributed.device_mesh import init_device_mesh
+
+        mesh = init_device_mesh("cpu", (2, W // 2), mesh_dim_names=("replicate", "shard"))
     for unit in (model.embed, model.body, model.mid):
-        fully_shard(unit, reshard_after_forward=stage == 3)
-    wrapped = fully_shard(model, reshard_after_forward=stage == 3)
+        fully_shard(unit, mesh=mesh, reshard_after_forward=stage >= 3)
+    wrapped = fully_shard(model, mesh=mesh, reshard_after_forward=stage >= 3)
     opt = optimizer(model.parameters())
 ref_opt = optimizer(ref.parameters())
 
