@@ -89,19 +89,23 @@ class Patches:
 
     @classmethod
     def of(cls, g: Geometry) -> Patches:
+        """The layout chosen for geometry ``g``."""
         wide = g.sw == 1 and 4 * (g.Wp - g.OW) <= g.OW
         return cls(g, wide, g.OH * (g.Wp if wide else g.OW) < FOLD_BELOW)
 
     @property
     def width(self) -> int:
+        """Ow, the columns of an output row in the patch matrices."""
         return self.g.Wp if self.wide else self.g.OW
 
     @property
     def size(self) -> int:
+        """OH*Ow, a sample's columns."""
         return self.g.OH * self.width
 
     @property
     def slack(self) -> int:
+        """Elements read past the last padded plane."""
         return self.g.dw * (self.g.kw - 1) if self.wide else 0
 
     def view(self, xp, flat, c: int, m: int):

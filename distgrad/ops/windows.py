@@ -164,6 +164,7 @@ class Geometry:
 
     @property
     def plane(self) -> int:
+        """Elements of one padded plane, Hp*Wp."""
         return self.Hp * self.Wp
 
 
