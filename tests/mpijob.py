@@ -25,8 +25,9 @@ The mpiexec is ``$DISTGRAD_MPIEXEC``, else the one next to this Python (the pip 
 wheel's in the project venv), else the first on ``PATH``; it must belong to the MPI library
 mpi4py uses. ``requires_mpi`` skips a test without one.
 
-Tests that start processes are marked ``@pytest.mark.multiprocess``; ``make unit`` leaves them
-out and sets ``DISTGRAD_TEST_NO_PROCESSES=1``, under which starting a job fails the test.
+Tests that start processes are marked ``@pytest.mark.multiprocess`` (a test marked
+``requires_mpi`` is, automatically: tests/conftest.py); ``make unit`` leaves them out and sets
+``DISTGRAD_TEST_NO_PROCESSES=1``, under which starting a job fails the test.
 """
 
 from __future__ import annotations

@@ -194,6 +194,7 @@ class DistributedDataParallel(Module):
 
     # ---- the wrapped module ------------------------------------------------------------------
     def forward(self, *args, **kwargs):
+        """The wrapped module's forward (training forwards first broadcast rank 0's buffers)."""
         if self._active:
             raise RuntimeError(
                 "DataParallel: the previous backward was interrupted before its "

@@ -115,6 +115,7 @@ class AllreduceBucket(_BucketBase):
         self.prescaled = [False] * len(params)  # written by the engine, already scaled
 
     def reset(self) -> None:
+        """Forget the previous backward."""
         super().reset()
         self.saved = {}  # slot -> .grad of an unused parameter, restored if no rank used it
 
@@ -147,6 +148,7 @@ class AllreduceBucket(_BucketBase):
         self.flags[slot] = used
 
     def launch(self, comm):
+        """Start the allreduce of the bucket (returns the Work)."""
         return comm.allreduce(self.flat, ReduceOp.SUM)
 
     def write_back(self) -> None:
@@ -261,6 +263,7 @@ class ShardBucket(_BucketBase):
         return self.send
 
     def reset(self) -> None:
+        """Forget the previous backward."""
         super().reset()
         self.written = False
 
@@ -280,11 +283,13 @@ class ShardBucket(_BucketBase):
         param.grad = None
 
     def launch(self, comm):
+        """Start the reduce-scatter into a new receive buffer (returns the Work)."""
         with _on_device(self._device):
             self.recv = self.xp.empty(self.layout.block, self.dtype)
         return comm.reduce_scatter(self.flat.reshape(-1), self.recv, ReduceOp.SUM)
 
     def write_back(self) -> None:
+        """Hand the reduced block to ``on_reduced`` and free both buffers."""
         recv, self.recv, self.send = self.recv, None, None
         if self.post_scale is not None:
             recv *= self.post_scale

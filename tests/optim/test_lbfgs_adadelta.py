@@ -25,7 +25,7 @@ def _run_lbfgs(lib, start, steps, **kwargs):
         return loss
 
     for _ in range(steps):
-        losses.append(float(opt.step(closure)))
+        losses.append(float(opt.step(closure).detach()))
     return p.detach().numpy().copy(), losses, opt
 
 
@@ -125,7 +125,7 @@ def test_lbfgs_trains_a_model_like_torch():
             loss.backward()
             return loss
 
-        losses = [float(opt.step(closure)) for _ in range(3)]
+        losses = [float(opt.step(closure).detach()) for _ in range(3)]
         results.append((losses, [p.detach().numpy().copy() for p in model.parameters()]))
     np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-8)
     for a, b in zip(results[0][1], results[1][1]):

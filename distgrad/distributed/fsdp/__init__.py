@@ -65,6 +65,7 @@ class FSDPModule:
     """Mixed into the class of every module ``fully_shard`` was called on (as FSDP2)."""
 
     def forward(self, *args, **kwargs):
+        """The module's forward, run as its unit (gathered parameters, see the package)."""
         unit = self.__dict__["_fsdp_unit"]
         return unit.call(super().forward, args, kwargs)
 

@@ -342,6 +342,7 @@ class Unit:
         return out
 
     def log(self, kind: str, phase: str) -> None:
+        """Append ``(kind, unit, phase)`` to the root's event log when one is recording."""
         if self.root is not None and self.root.events is not None:
             self.root.events.append((kind, self.name, phase))
 

@@ -1,5 +1,5 @@
 # Source: pytorch/tutorials beginner_source/knowledge_distillation_tutorial.py (DeepNN, LightNN, train, train_knowledge_distillation)
-# Cut: CIFAR10 replaced by 32 random 3x32x32 images, batch 8; 1 epoch each.
+# Cut: CIFAR10 replaced by 16 random 3x32x32 images, batch 8; 1 epoch each.
 import torch
 import torch.nn as nn
 import torch.optim as optim
@@ -7,7 +7,7 @@ import torch.optim as optim
 LOSSES = []
 
 device = torch.accelerator.current_accelerator().type if torch.accelerator.is_available() else "cpu"
-train_dataset = torch.utils.data.TensorDataset(torch.randn(32, 3, 32, 32), torch.randint(0, 10, (32,)))
+train_dataset = torch.utils.data.TensorDataset(torch.randn(16, 3, 32, 32), torch.randint(0, 10, (16,)))
 train_loader = torch.utils.data.DataLoader(train_dataset, batch_size=8, shuffle=True, num_workers=0)
 
 
