@@ -13,7 +13,7 @@ NP ?= 2
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,examples]'
+	$(PY) -m pip install --quiet -e '.[dev,examples,torch]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -49,9 +49,21 @@ docs: $(STAMP)
 	$(PY) -m sphinx -b html -W --keep-going -q docs docs/_build/html
 	@echo "API reference: docs/_build/html/index.html"
 
+# distgrad's GPU code against the real cupy API, without a GPU (tests/gpu/README.md): the real
+# wheels (about 490 MB to download, 760 MB installed) go to .cupy-site/, which is put first on
+# PYTHONPATH for this one test file. CUPY_WHEELS: as the cuda12 extra in pyproject.toml.
+CUPY_SITE := .cupy-site
+CUPY_WHEELS := 'cupy-cuda12x>=13' nvidia-nccl-cu12
+$(CUPY_SITE)/.installed:
+	$(PY) -m pip install --quiet --target $(CUPY_SITE) $(CUPY_WHEELS)
+	touch $@
+
+cupy-api: $(STAMP) $(CUPY_SITE)/.installed
+	PYTHONPATH=$(CUPY_SITE) $(PY) -m pytest -q -p no:cacheprovider -rs tests/gpu/test_cupy_api.py
+
 bench: $(STAMP)
 	$(PY) benchmarks/bench_mlp.py
 	$(PY) benchmarks/bench_overhead.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info docs/_build docs/api
+	rm -rf $(VENV) $(CUPY_SITE) build *.egg-info docs/_build docs/api

@@ -16,7 +16,8 @@ Rows (``--rows``, comma-separated):
   chain       101-op chain forward + backward on (4,) (50 x (mul, tanh) + sum)
   replay      jit.trace_step replay vs eager step (distgrad vs distgrad): tiny chain,
               LeNet, ResNet, LM
-  checkpoint  distgrad.save / load of 100 MiB against torch.save + fsync / torch.load
+  checkpoint  distgrad.save / load of 100 MiB against torch.save + fsync / torch.load (and
+              both loads with mmap=True)
 
 Each model row builds the same code (``benchmarks/models.py``) for both frameworks from the
 same weights and checks that both give the same loss (two steps) before timing. A training
@@ -31,10 +32,12 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import os
 import shutil
 import sys
 import tempfile
+import time
 
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
@@ -44,6 +47,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import models  # noqa: E402
+import sidebyside  # noqa: E402
 from sidebyside import compare, report, torch_or_none  # noqa: E402
 
 import distgrad as dg  # noqa: E402
@@ -211,6 +215,11 @@ def replay_rows(blocks):
     return rows
 
 
+def wall(*args, **kwargs):
+    """``compare`` by wall time whatever ``--cpu-time`` says."""
+    return sidebyside.compare(*args, clock=time.perf_counter, **kwargs)
+
+
 def checkpoint_rows(torch, blocks):
     """100 MiB in 25 float32 tensors of 1 Mi elements; save to a path (torch: + fsync) and
     load back, the same data on both sides."""
@@ -222,6 +231,7 @@ def checkpoint_rows(torch, blocks):
         dg_path = os.path.join(tmp, "distgrad.safetensors")
         save, load = {"distgrad": lambda: dg.save(dg_obj, dg_path)}, {}
         load["distgrad"] = lambda: dg.load(dg_path)
+        mapped = {"distgrad": lambda: dg.load(dg_path, mmap=True)}
         if torch is not None:
             t_obj = {k: torch.from_numpy(v) for k, v in arrays.items()}
             t_path = os.path.join(tmp, "torch.pt")
@@ -234,6 +244,7 @@ def checkpoint_rows(torch, blocks):
 
             save["torch"] = t_save
             load["torch"] = lambda: torch.load(t_path)
+            mapped["torch"] = lambda: torch.load(t_path, mmap=True)
         for f in save.values():
             f()
         loaded = load["distgrad"]()
@@ -243,8 +254,9 @@ def checkpoint_rows(torch, blocks):
             assert all(np.array_equal(loaded[k].numpy(), v) for k, v in arrays.items())
         n = max(3, blocks // 2)
         return [
-            compare("save 100 MiB (torch: + fsync)", save, blocks=n, per_block=1, warmup=1),
-            compare("load 100 MiB", load, blocks=n, per_block=1, warmup=1),
+            wall("save 100 MiB (torch: + fsync)", save, blocks=n, per_block=1, warmup=1),
+            wall("load 100 MiB", load, blocks=n, per_block=1, warmup=1),
+            wall("load 100 MiB, mmap=True", mapped, blocks=n, per_block=1, warmup=1),
         ]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -255,12 +267,21 @@ def main(argv=None):
     parser.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated: {ROWS}")
     parser.add_argument("--blocks", type=int, default=15, help="interleaved blocks per row")
     parser.add_argument("--quick", action="store_true", help="5 blocks per row")
+    parser.add_argument(
+        "--cpu-time",
+        action="store_true",
+        help="time model, op and replay rows by process CPU time (steadier under load); the "
+        "checkpoint rows always use wall time (their hashing runs on threads)",
+    )
     args = parser.parse_args(argv)
     rows = [r.strip() for r in args.rows.split(",") if r.strip()]
     unknown = [r for r in rows if r not in ROWS]
     if unknown:
         parser.error(f"unknown rows {unknown}; choose from {', '.join(ROWS)}")
     blocks = 5 if args.quick else args.blocks
+    if args.cpu_time:
+        global compare
+        compare = functools.partial(compare, clock=time.process_time)
     torch = torch_or_none()
     threads = os.environ["OMP_NUM_THREADS"]
     print(

@@ -55,9 +55,12 @@ def compare(
     warmup: int = 3,
     reference: str = "torch",
     min_block_s: float = 0.02,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> Row:
     """Time every side of one case in interleaved blocks; sides whose callable is None are
-    skipped (for example torch when it is not installed)."""
+    skipped (for example torch when it is not installed). ``clock=time.process_time`` measures
+    the process's CPU time instead of wall time: steadier on a shared machine, but blind to
+    work done in parallel threads (use wall time for multi-threaded cases)."""
     sides = {k: f for k, f in sides.items() if f is not None}
     for f in sides.values():
         for _ in range(warmup):
@@ -65,9 +68,9 @@ def compare(
     if per_block is None:  # enough calls that a block lasts about min_block_s on the slowest side
         slowest = 0.0
         for f in sides.values():
-            t0 = time.perf_counter()
+            t0 = clock()
             f()
-            slowest = max(slowest, time.perf_counter() - t0)
+            slowest = max(slowest, clock() - t0)
         per_block = max(1, int(min_block_s / max(slowest, 1e-7)))
     row = Row(name, {k: [] for k in sides}, reference)
     for b in range(blocks):
@@ -75,10 +78,10 @@ def compare(
         if b % 2:
             order.reverse()
         for side, f in order:
-            t0 = time.perf_counter()
+            t0 = clock()
             for _ in range(per_block):
                 f()
-            row.blocks[side].append((time.perf_counter() - t0) / per_block)
+            row.blocks[side].append((clock() - t0) / per_block)
     return row
 
 

@@ -3,15 +3,20 @@ data-parallel training over MPI from one process to many nodes. The public API f
 PyTorch."""
 
 from . import (
+    _launched,  # noqa: F401 - first, before numpy: see distgrad/_launched.py
+    accelerator,
     amp,
     autograd,
     backend,
+    backends,
     checkpoint,
     cuda,
     data,
     distributed,
+    distributions,
     func,
     jit,
+    multiprocessing,
     nn,
     ops,
     optim,
@@ -27,7 +32,14 @@ from .autograd import (
     no_grad,
     set_grad_enabled,
 )
-from .backend import Device, device, get_default_dtype, set_default_dtype
+from .backend import (
+    Device,
+    device,
+    get_default_device,
+    get_default_dtype,
+    set_default_device,
+    set_default_dtype,
+)
 from .backend.dtypes import (
     bfloat16,
     bool,
@@ -45,7 +57,15 @@ from .backend.random import Generator, get_rng_state, initial_seed, manual_seed,
 from .ops import *  # noqa: F401,F403
 from .serialization import load, save
 
-double, half, long = float64, float16, int64
+# PyTorch's dtype aliases (``torch.float`` is float32 whatever the default dtype, as there)
+float = float32  # noqa: A001
+double = float64
+half = float16
+long = int64
+int = int32  # noqa: A001
+short = int16
+Size = tuple  # ``x.shape == torch.Size([2, 3])``: distgrad's shapes are plain tuples
+from .autograd import Variable  # noqa: E402
 
 
 def __getattr__(name):

@@ -5,6 +5,9 @@ that says why (cupy not installed, no driver, no device)."""
 
 from __future__ import annotations
 
+import sys as _sys
+import types as _types
+
 from .backend import cuda_unavailable_reason, cupy_or_none
 from .backend import device as _make_device
 from .backend import random as _random
@@ -115,3 +118,34 @@ def mem_get_info(device=None) -> tuple:
     """``(free, total)`` bytes of the GPU, as the driver reports them."""
     with _cupy().cuda.Device(_index(device)):
         return tuple(_cupy().cuda.runtime.memGetInfo())
+
+
+class _AmpModule(_types.ModuleType):
+    """``distgrad.cuda.amp``: PyTorch's older spelling of ``amp`` for CUDA.
+
+    ``autocast(enabled=True, dtype=float16, cache_enabled=True)`` is ``distgrad.amp.autocast``
+    with ``device_type="cuda"``; ``GradScaler`` is ``distgrad.amp.GradScaler``. Resolved on
+    first use, as ``distgrad.amp`` sits in a layer above this module."""
+
+    def __getattr__(self, name):
+        from . import amp as _amp
+
+        if name == "autocast":
+
+            class autocast(_amp.autocast):
+                """``torch.cuda.amp.autocast``: ``amp.autocast("cuda", ...)``."""
+
+                def __init__(self, enabled=True, dtype=None, cache_enabled=True):
+                    super().__init__("cuda", dtype=dtype, enabled=enabled)
+
+            value = autocast
+        elif name in ("GradScaler", "custom_fwd", "custom_bwd"):
+            value = getattr(_amp, name)
+        else:
+            raise AttributeError(f"module 'distgrad.cuda.amp' has no attribute {name!r}")
+        setattr(self, name, value)
+        return value
+
+
+amp = _AmpModule("distgrad.cuda.amp", _AmpModule.__doc__)
+_sys.modules[amp.__name__] = amp

@@ -13,16 +13,22 @@ Layout::
 
 Dtypes: BOOL, U8, I8, I16, I32, I64, F16, F32, F64, and BF16 when ml_dtypes is installed.
 
-Files written here carry two metadata keys of their own: ``distgrad.version`` and
-``distgrad.sha256``, the SHA-256 of the canonical header JSON (sorted keys, no spaces, without
-the digest itself) followed by the data section. When a file has any ``distgrad.`` key the
-digest is required and verified, so a corrupted byte anywhere in it is reported; files of other
-writers are checked structurally. Every problem raises ``CheckpointError`` naming the file and
-what is wrong; nothing in a file is ever executed.
+Files written here carry metadata keys of their own: ``distgrad.version`` ("2"),
+``distgrad.chunk_bytes`` and ``distgrad.sha256``: the SHA-256 of the canonical header JSON
+(sorted keys, no spaces, without the digest itself) followed by the SHA-256 digests (32 bytes
+each) of the data section's consecutive chunks of ``chunk_bytes`` (the last one shorter). The
+chunks are hashed on worker threads while the main thread writes or reads (hashlib releases the
+GIL), so checking costs little more than the I/O. Version "1" files (one SHA-256 over header and
+data) are still read. When a file has any ``distgrad.`` key the digest is required and
+verified, so a corrupted byte anywhere in it is reported; files of other writers are checked
+structurally. Every problem raises ``CheckpointError`` naming the file and what is wrong;
+nothing in a file is ever executed.
 
 Writing to a path is atomic: the data goes to a temporary file in the same directory, which is
 flushed, fsynced and renamed over the target (then the directory is fsynced). A failure midway
-removes the temporary file and leaves any previous file at the path as it was."""
+removes the temporary file and leaves any previous file at the path as it was. To a seekable
+file the header is written first with a placeholder digest of the same length and rewritten
+once the data is written and hashed; to others the data is hashed before it is written."""
 
 from __future__ import annotations
 
@@ -32,10 +38,12 @@ import hashlib
 import io
 import json
 import math
+import mmap as _mmap
 import os
 import struct
 import tempfile
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -58,7 +66,9 @@ if bfloat16 is not None:
     _NUMPY_OF["BF16"] = bfloat16.np
 _NUMPY_OF = {name: np.dtype(t) for name, t in _NUMPY_OF.items()}
 _NAME_OF = {t: name for name, t in _NUMPY_OF.items()}
-_OWN_KEYS = ("distgrad.version", "distgrad.sha256")
+_OWN_KEYS = ("distgrad.version", "distgrad.sha256", "distgrad.chunk_bytes")
+CHUNK_BYTES = 4 << 20  # hashed separately, so several threads can hash one file
+_HASH_THREADS = max(1, min(4, os.cpu_count() or 1))
 _MAX_HEADER = 100_000_000  # the safetensors package's own limit
 _ENTRY_KEYS = {"dtype", "shape", "data_offsets"}
 _UMASK = os.umask(0)
@@ -127,6 +137,60 @@ def atomic_write(path):
         os.close(dir_fd)
 
 
+class _ChunkHasher:
+    """The SHA-256 digests of consecutive ``chunk`` -byte pieces of a byte stream fed in
+    order (``feed``), computed on worker threads; ``digests()`` waits for them. As a context
+    manager it owns its threads (made per file: a pool kept across calls would not survive a
+    fork). ``chunk=None`` hashes the whole stream as one piece, in order, on one thread
+    (version 1 files)."""
+
+    def __init__(self, chunk: int | None):
+        self.chunk, self.pending, self.futures = chunk, [], []
+        self.filled = 0
+        self.pool = ThreadPoolExecutor(1 if chunk is None else _HASH_THREADS)
+        self.whole = hashlib.sha256() if chunk is None else None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def feed(self, data: memoryview) -> None:
+        if self.whole is not None:
+            self.futures.append(self.pool.submit(self.whole.update, data))
+            return
+        while len(data):
+            take = min(len(data), self.chunk - self.filled)
+            self.pending.append(data[:take])
+            self.filled += take
+            data = data[take:]
+            if self.filled == self.chunk:
+                self._flush()
+
+    def _flush(self) -> None:
+        pieces, self.pending, self.filled = self.pending, [], 0
+        self.futures.append(self.pool.submit(_sha256_of, pieces))
+
+    def digests(self) -> bytes:
+        """The concatenated chunk digests (or, for one piece, the hasher's state)."""
+        if self.pending:
+            self._flush()
+        results = [f.result() for f in self.futures]
+        return b"" if self.whole is not None else b"".join(results)
+
+
+def _sha256_of(pieces) -> bytes:
+    h = hashlib.sha256()
+    for piece in pieces:
+        h.update(piece)
+    return h.digest()
+
+
+def _file_digest(header_bytes: bytes, chunk_digests: bytes) -> str:
+    return hashlib.sha256(header_bytes + chunk_digests).hexdigest()
+
+
 def _write(f, tensors: Mapping, metadata: Mapping[str, str]) -> None:
     for key, value in metadata.items():
         if not isinstance(key, str) or not isinstance(value, str):
@@ -139,7 +203,8 @@ def _write(f, tensors: Mapping, metadata: Mapping[str, str]) -> None:
             raise ValueError(f"invalid tensor name {name!r}")
         items.append((name, *_host_bytes(name, value)))
     items.sort(key=lambda item: -item[1].itemsize)  # keeps every tensor aligned to its itemsize
-    header, offset = {"__metadata__": {**metadata, "distgrad.version": "1"}}, 0
+    own = {"distgrad.version": "2", "distgrad.chunk_bytes": str(CHUNK_BYTES)}
+    header, offset = {"__metadata__": {**metadata, **own}}, 0
     for name, array, data in items:
         header[name] = {
             "dtype": _NAME_OF[array.dtype],
@@ -147,16 +212,43 @@ def _write(f, tensors: Mapping, metadata: Mapping[str, str]) -> None:
             "data_offsets": [offset, offset + data.nbytes],
         }
         offset += data.nbytes
-    digest = hashlib.sha256(_canonical(header))
-    for _, _, data in items:
-        digest.update(data)
-    header["__metadata__"]["distgrad.sha256"] = digest.hexdigest()
-    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
-    text += b" " * (-(8 + len(text)) % 8)
-    f.write(struct.pack("<Q", len(text)))
-    f.write(text)
-    for _, _, data in items:
-        f.write(data)
+    signed = _canonical(header)
+
+    def encoded(digest: str) -> bytes:
+        header["__metadata__"]["distgrad.sha256"] = digest
+        text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+        return (
+            struct.pack("<Q", len(text) + (-(8 + len(text)) % 8))
+            + text
+            + b" " * (-(8 + len(text)) % 8)
+        )
+
+    seekable = _seekable(f)
+    with _ChunkHasher(CHUNK_BYTES) as hasher:
+        if seekable:  # header first with a placeholder digest of the same length
+            start = f.tell()
+            f.write(encoded("0" * 64))
+            for _, _, data in items:
+                view = memoryview(data)
+                hasher.feed(view)
+                f.write(view)
+            end = f.tell()
+            f.seek(start)
+            f.write(encoded(_file_digest(signed, hasher.digests())))
+            f.seek(end)
+        else:
+            for _, _, data in items:
+                hasher.feed(memoryview(data))
+            f.write(encoded(_file_digest(signed, hasher.digests())))
+            for _, _, data in items:
+                f.write(data)
+
+
+def _seekable(f) -> bool:
+    try:
+        return f.seekable()
+    except (AttributeError, ValueError, OSError):
+        return False
 
 
 def save_file(tensors: Mapping, file, metadata: Mapping[str, str] | None = None) -> None:
@@ -298,49 +390,87 @@ class _Reader:
         return metadata
 
     def checksum(self, header: dict, metadata: dict):
-        """A hasher primed with the canonical header, or None for files of other writers."""
+        """(the signed canonical header, the chunk size or None for one whole-file hash), or
+        None for files of other writers."""
         if not any(k.startswith("distgrad.") for k in metadata):
             return None
         if "distgrad.sha256" not in metadata:
             raise self.fail("its checksum is missing: the header is corrupted")
         unsigned = {k: v for k, v in metadata.items() if k != "distgrad.sha256"}
-        return hashlib.sha256(_canonical({**header, "__metadata__": unsigned}))
+        signed = _canonical({**header, "__metadata__": unsigned})
+        if "distgrad.chunk_bytes" not in metadata:
+            return signed, None
+        chunk = metadata["distgrad.chunk_bytes"]
+        if not chunk.isdigit() or int(chunk) < 1:
+            raise self.fail(f"invalid distgrad.chunk_bytes {chunk!r}: the header is corrupted")
+        return signed, int(chunk)
 
-    def read(self, size: int):
+    def read(self, size: int, mapped: memoryview | None = None):
+        """``mapped``: the whole file, mapped; the arrays are then views of it."""
         header, data_size = self.header(size)
+        data_start = size - data_size
         metadata = self.metadata(header)
-        hasher = self.checksum(header, metadata)
+        check = self.checksum(header, metadata)
         arrays = {}
-        for name, dtype, shape, _, _ in self.entries(header, data_size):
-            array = np.empty(shape, dtype=dtype.newbyteorder("<"))
-            raw = array.reshape(-1).view(np.uint8)
-            self.read_exact(memoryview(raw))
-            if hasher is not None:
-                hasher.update(raw)
-            elif dtype == np.bool_ and np.any(raw > 1):
-                raise self.fail(f"bool tensor {name!r} holds bytes other than 0 and 1")
-            arrays[name] = array.astype(dtype, copy=False)
-        if hasher is not None and hasher.hexdigest() != metadata["distgrad.sha256"]:
-            raise self.fail("checksum mismatch: the file is corrupted")
+        entries = self.entries(header, data_size)
+        with _ChunkHasher(None if check is None else check[1]) as hasher:
+            if check is not None and check[1] is None:  # version 1: one hash, header first
+                hasher.whole.update(check[0])
+            for name, dtype, shape, begin, end in entries:
+                if mapped is not None:
+                    raw = mapped[data_start + begin : data_start + end]
+                    array = np.frombuffer(raw, dtype=dtype.newbyteorder("<")).reshape(shape)
+                else:
+                    array = np.empty(shape, dtype=dtype.newbyteorder("<"))
+                    raw = memoryview(array.reshape(-1).view(np.uint8))
+                for at in range(0, len(raw), CHUNK_BYTES):  # hashed while the next is read
+                    piece = raw[at : at + CHUNK_BYTES]
+                    if mapped is None:
+                        self.read_exact(piece)
+                    if check is not None:
+                        hasher.feed(piece)
+                if check is None and dtype == np.bool_ and np.any(np.asarray(raw) > 1):
+                    raise self.fail(f"bool tensor {name!r} holds bytes other than 0 and 1")
+                arrays[name] = array.astype(dtype, copy=False)
+            if check is not None:
+                digests = hasher.digests()
+                if check[1] is None:
+                    digest = hasher.whole.hexdigest()
+                else:
+                    digest = _file_digest(check[0], digests)
+                if digest != metadata["distgrad.sha256"]:
+                    raise self.fail("checksum mismatch: the file is corrupted")
         return arrays, metadata
 
 
-def read(file) -> tuple[dict, dict]:
+def read(file, mmap: bool = False) -> tuple[dict, dict]:
     """Read a safetensors file (a path or a binary file object): ``(arrays, metadata)``, with
-    ``arrays`` mapping each tensor's name to a numpy array."""
+    ``arrays`` mapping each tensor's name to a numpy array.
+
+    ``mmap=True`` (a path only) maps the file instead of reading it: the arrays are
+    copy-on-write views of the file's pages (no copy; the checksum is still verified, through
+    the mapping). As with ``torch.load(mmap=True)``, the file must not be truncated or
+    rewritten in place while they are alive (replacing it by a rename, as ``save_file`` does, is
+    safe)."""
     if isinstance(file, (str, bytes, os.PathLike)):
         with open(file, "rb") as f:
-            return _read_open(f, describe(file))
-    return _read_open(file, describe(file))
+            return _read_open(f, describe(file), mmap)
+    if mmap:
+        raise ValueError("mmap=True needs a file path, not a file object")
+    return _read_open(file, describe(file), False)
 
 
-def _read_open(f, name: str):
+def _read_open(f, name: str, use_mmap: bool):
     if not f.seekable():
         f = io.BytesIO(f.read())
     start = f.tell()
     size = f.seek(0, io.SEEK_END) - start
     f.seek(start)
-    return _Reader(f, name).read(size)
+    if not use_mmap or size < 8:
+        return _Reader(f, name).read(size)
+    # not closed here: the arrays keep the mapping alive, and it is unmapped with the last one
+    mapped = _mmap.mmap(f.fileno(), 0, access=_mmap.ACCESS_COPY)
+    return _Reader(f, name).read(size, memoryview(mapped)[start:])
 
 
 def load_file(file) -> dict:

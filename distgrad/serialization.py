@@ -97,6 +97,15 @@ class _Encoder:
             return {"tensor": name}
         if isinstance(obj, np.ndarray):
             return {"ndarray": self.name_for(obj, path)}
+        if not isinstance(obj, (dict, list, tuple)) and hasattr(obj, "state_dict"):
+            kind = type(obj).__name__
+            raise TypeError(
+                f"distgrad.save: cannot save a whole {kind} object (at {_where(path)}): distgrad "
+                f"checkpoints hold tensors, not pickled Python objects, which would run code "
+                f"when loaded. Save its state instead: distgrad.save(model.state_dict(), "
+                f"path), and restore it into a newly built {kind} with "
+                f"model.load_state_dict(distgrad.load(path))."
+            )
         if not isinstance(obj, (dict, list, tuple)):
             raise TypeError(
                 f"distgrad.save: cannot save {type(obj).__name__} at "
@@ -187,15 +196,17 @@ def _placed(place, array, device: str, requires_grad: bool):
     return t
 
 
-def load(f, map_location=None, *, weights_only: bool = True):
+def load(f, map_location=None, *, weights_only: bool = True, mmap: bool | None = None):
     """Load what ``save`` wrote to ``f`` (a path or a binary file object).
 
     ``map_location``: None puts every tensor back on the device it was saved from; a device
     (``"cpu"``, ``"cuda:0"``, a ``Device``, an index) puts all of them there; a dict maps saved
     device names to new ones (``{"cuda:1": "cuda:0"}``); a callable
     ``(cpu_tensor, saved_device_name) -> tensor`` decides per tensor. ``weights_only`` is
-    accepted for PyTorch compatibility: distgrad checkpoints only ever hold data."""
-    arrays, metadata = read(f)
+    accepted for PyTorch compatibility: distgrad checkpoints only ever hold data. ``mmap=True``
+    (``f`` a path) maps the file instead of reading it, as in PyTorch: CPU tensors are then
+    copy-on-write views of its pages (see ``distgrad.safetensors.read``)."""
+    arrays, metadata = read(f, mmap=bool(mmap))
     place = _placer(map_location)
     if _STRUCTURE not in metadata:
         return {name: place(array, "cpu") for name, array in arrays.items()}

@@ -140,7 +140,11 @@ def main():
         os.makedirs(args.out, exist_ok=True)
         checkpoint = os.path.join(args.out, "checkpoint.safetensors")
         dg.save(
-            {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": args.epochs},
+            {
+                "model": model.module.state_dict(),
+                "optimizer": opt.state_dict(),
+                "epoch": args.epochs,
+            },
             checkpoint,
         )
         png = common.save_curves(

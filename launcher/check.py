@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -20,6 +21,7 @@ import time
 from collections import Counter
 
 from . import LaunchError
+from .command import PYTHON_NAME
 from .mpi_flavor import FLAVOR_NAMES
 from .plan import Plan, plan_here
 from .supervise import run_supervised
@@ -56,7 +58,12 @@ _LIBRARY_PROBE = (
     "import mpi4py; mpi4py.rc.initialize = False; from mpi4py import MPI; "
     "print(MPI.Get_library_version().splitlines()[0])"
 )
-_LIBRARY_WORDS = {"mpich": ("MPICH", "Intel"), "openmpi": ("Open MPI",), "srun": ("",)}
+_LIBRARY_WORDS = {
+    "mpich": ("MPICH", "Intel"),
+    "openmpi": ("Open MPI",),
+    "srun": ("",),
+    "local": ("",),
+}
 _TRANSPORT_PREFIXES = ("UCX_", "FI_", "MPIR_CVAR_CH4", "OMPI_MCA_", "NCCL_SOCKET", "NCCL_IB")
 
 
@@ -68,11 +75,36 @@ def _say(tag: str, message: str) -> None:
     print(f"  [{tag}] {message}", flush=True)
 
 
-def _probe_args(args: argparse.Namespace, host_names: list[str]) -> argparse.Namespace:
-    """The job's options, changed to run the allreduce probe on 2 ranks, one per host
-    on the first two hosts, leaving GPUs unbound (the probe counts them)."""
+def interpreter(command: list[str]) -> str:
+    """The Python the ranks of ``command`` will run: its own ``python...`` (as PATH finds
+    it), else the one running distgrad-run (bare ``*.py`` scripts and the wrapper of other
+    programs)."""
+    if command and PYTHON_NAME.match(os.path.basename(command[0])):
+        return shutil.which(command[0]) or command[0]
+    return sys.executable
+
+
+def _check_distgrad(python: str) -> None:
+    """The program's Python must import distgrad (and numpy) as the ranks will."""
+    try:
+        result = subprocess.run(
+            [python, "-c", "import distgrad"], capture_output=True, text=True, timeout=60
+        )
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise _Failed(f"cannot run {python}: {error}") from None
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise _Failed(f"distgrad does not import in {python}, which runs the program: {last}")
+    _say("ok", f"distgrad imports in {python}")
+
+
+def _probe_args(args: argparse.Namespace, host_names: list[str], python: str) -> argparse.Namespace:
+    """The job's options, changed to run the allreduce probe on 2 ranks with the program's
+    Python, one per host on the first two hosts, leaving GPUs unbound (the probe counts
+    them)."""
     probe = argparse.Namespace(**vars(args))
-    probe.np, probe.command, probe.oversubscribe = 2, [sys.executable, "-c", PROBE], True
+    probe.np, probe.command, probe.oversubscribe = 2, [python, "-c", PROBE], True
+    probe.nproc_per_node = probe.nnodes = None
     probe.tag_output, probe.gpus_per_node, probe.oversubscribe_gpus = False, 0, False
     if host_names:
         probe.hosts, probe.hostfile = ",".join(f"{name}:1" for name in host_names[:2]), None
@@ -140,9 +172,9 @@ def _check_gpus(text: str, probed: list[str], plan: Plan, args: argparse.Namespa
             )
 
 
-def _check_allreduce(args: argparse.Namespace, plan: Plan) -> None:
+def _check_allreduce(args: argparse.Namespace, plan: Plan, python: str) -> None:
     host_names = [host.name for host in plan.hosts]
-    probe = plan_here(_probe_args(args, host_names))
+    probe = plan_here(_probe_args(args, host_names, python))
     transport = [
         f"{name}={probe.env[name]}"
         for name in probe.forwarded
@@ -179,7 +211,10 @@ def run_check(args: argparse.Namespace) -> int:
     try:
         plan = plan_here(args if args.command else _job_without_command(args))
         _say("ok", f"launcher: {FLAVOR_NAMES[plan.flavor]} at {plan.command[0]}")
-        _check_library(plan.flavor, sys.executable)
+        python = interpreter(args.command)
+        _check_library(plan.flavor, python)
+        if args.command:
+            _check_distgrad(python)
         layout = _layout(plan)
         _say(
             "info",
@@ -193,7 +228,7 @@ def run_check(args: argparse.Namespace) -> int:
             _check_hosts(host_names)
         if args.iface:
             _check_iface(args.iface)
-        _check_allreduce(args, plan)
+        _check_allreduce(args, plan, python)
     except (_Failed, LaunchError) as failure:
         print(f"distgrad-run --check: FAILED: {failure}", flush=True)
         return 1

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import textwrap
 
 from . import LaunchError
 from .check import run_check
 from .env import ALLOW_NAMES, ALLOW_PREFIXES
-from .mpi_flavor import MPI_FLAVORS
+from .mpi_flavor import FLAVOR_NAMES, MPI_FLAVORS
 from .plan import describe, plan_here
 from .supervise import run_supervised
 
 USAGE = """\
 distgrad-run -np N [-H host1:slots,host2:slots | --hostfile FILE] [--launcher auto|mpiexec|srun]
-                    [--gpus-per-node K] [--threads-per-rank T] [--timeout SECONDS] [--dry-run]
-                    [--check] [--tag-output] [-x VAR[=VALUE]]... [ADVANCED OPTIONS]
-                    [--] COMMAND [ARGS...]"""
+                    [--nproc-per-node N] [--nnodes M] [--gpus-per-node K]
+                    [--threads-per-rank T] [--timeout SECONDS] [--dry-run] [--check]
+                    [--tag-output] [-x VAR[=VALUE]]... [-v] [--version] [ADVANCED OPTIONS]
+                    [--] COMMAND [ARGS...]
+(also: python -m distgrad.launcher ...)"""
 
 EPILOG = f"""\
 COMMAND runs on every rank, as with mpirun. A Python program (python [OPTIONS]
@@ -27,7 +30,9 @@ traceback ([rank N] on every line) and aborts the whole job; distgrad-run exits
 with the failing rank's status (124 after --timeout). Any other program starts
 through the same wrapper, which sets the variables and then execs it.
 
-Each rank gets DISTGRAD_LOCAL_RANK/DISTGRAD_LOCAL_SIZE (its index among the
+Each rank gets torchrun's RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE,
+MASTER_ADDR (rank 0's host) and MASTER_PORT (29500 unless set), and
+DISTGRAD_LOCAL_RANK/DISTGRAD_LOCAL_SIZE (its index among the
 ranks on its node, and their number), OMP_NUM_THREADS, OPENBLAS_NUM_THREADS and
 MKL_NUM_THREADS (--threads-per-rank, else those already set, else cores / local
 ranks) and CUDA_VISIBLE_DEVICES=GPU i for local rank i (GPUs from
@@ -45,6 +50,7 @@ no binding). mpiexec forwards only these variables of this environment, plus
 
 examples:
   distgrad-run -np 2 python examples/train_data_parallel.py --epochs 3
+  distgrad-run --nproc-per-node 4 train.py           (torchrun style; -np 1 needs no mpiexec)
   distgrad-run -np 2 --dry-run -x SEED=1 python -m mypackage.train
   distgrad-run -H node1:4,node2:4 --iface eth0 python examples/train_data_parallel.py
   distgrad-run --hostfile cluster/hostfile.example --iface eth0 --check
@@ -75,10 +81,19 @@ def _seconds(text: str) -> float:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return f"distgrad-run (distgrad {version('distgrad')})"
+    except Exception:  # not installed (run from a source tree)
+        return "distgrad-run (distgrad, version unknown: not installed)"
+
+
+def build_parser(prog: str = "distgrad-run") -> argparse.ArgumentParser:
     """The argument parser of distgrad-run."""
     parser = argparse.ArgumentParser(
-        prog="distgrad-run",
+        prog=prog,
         usage=USAGE,
         description="Start COMMAND as the ranks of an MPI job on one or many nodes, through\n"
         "mpiexec (MPICH/hydra or Open MPI, detected) or Slurm's srun.",
@@ -94,6 +109,22 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="number of ranks (default: all slots of -H/--hostfile, else 1; "
         "with srun: the allocation's task count)",
+    )
+    add(
+        "--nproc-per-node",
+        "--nproc_per_node",
+        dest="nproc_per_node",
+        type=_count(1),
+        metavar="N",
+        help="torchrun's option: N ranks on each node (with -H/--hostfile: on each host; "
+        "-np defaults to N x nodes)",
+    )
+    add(
+        "--nnodes",
+        type=_count(1),
+        metavar="M",
+        help="torchrun's option: run on M nodes (the first M of -H/--hostfile, or srun's "
+        "--nodes inside a Slurm allocation)",
     )
     where = parser.add_mutually_exclusive_group()
     where.add_argument(
@@ -148,6 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
         "each probe bounded in time, with a verdict line",
     )
     add("--tag-output", action="store_true", help="prefix every output line with its rank")
+    add("-v", "--verbose", action="store_true", help="print the command line before running it")
+    add("--version", action="version", version=_version(), help="print the version and exit")
     add(
         "-x",
         dest="env",
@@ -226,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.dry_run:
             print(describe(plan))
             return 0
+        if args.verbose:
+            print(f"distgrad-run: {FLAVOR_NAMES[plan.flavor]}", file=sys.stderr)
+            print(f"distgrad-run: {shlex.join(plan.command)}", file=sys.stderr, flush=True)
         return run_supervised(plan.command, plan.env, args.timeout, args.grace)
     except LaunchError as error:
         print(f"distgrad-run: error: {error}", file=sys.stderr)

@@ -19,7 +19,7 @@ from . import LaunchError
 #: The per-rank wrapper every rank runs first, by path (see :mod:`.rank_main`).
 RANK_MAIN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rank_main.py")
 
-_PYTHON = re.compile(r"^(python|pypy)[0-9.]*$")
+PYTHON_NAME = re.compile(r"^(python|pypy)[0-9.]*$")
 #: Interpreter options that run a program normally: flags, and options with a value.
 _FLAGS = re.compile(r"^-[bBdEIOPqRsSuv]+$")
 _WITH_VALUE = ("-X", "-W", "--check-hash-based-pycs")
@@ -54,7 +54,7 @@ def rank_argv(command: list[str], python: str) -> list[str]:
         )
     if command[0].endswith(".py"):
         return [python, RANK_MAIN, *command]
-    if _PYTHON.match(os.path.basename(command[0])):
+    if PYTHON_NAME.match(os.path.basename(command[0])):
         start = _split_python(command)
         if start is not None:
             return [*command[:start], RANK_MAIN, *command[start:]]

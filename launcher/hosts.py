@@ -8,14 +8,23 @@ from dataclasses import dataclass
 from . import LaunchError
 
 _HOST_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
+_IPV6 = re.compile(r"^[0-9A-Fa-f:.]+(%[A-Za-z0-9_.\-]+)?$")
 
 
 @dataclass(frozen=True)
 class Host:
-    """A host and how many ranks it takes before it counts as oversubscribed."""
+    """A host, how many ranks it takes before it counts as oversubscribed (``slots``) and
+    at most (``max_slots``, Open MPI hostfiles; None: no limit)."""
 
     name: str
     slots: int
+    max_slots: int | None = None
+
+    @property
+    def spec(self) -> str:
+        """``name:slots`` for mpiexec, with an IPv6 address in brackets."""
+        name = f"[{self.name}]" if ":" in self.name else self.name
+        return f"{name}:{self.slots}"
 
 
 def _slots(text: str, where: str) -> int:
@@ -25,9 +34,25 @@ def _slots(text: str, where: str) -> int:
 
 
 def _host(name: str, where: str) -> str:
-    if not _HOST_NAME.match(name):
-        raise LaunchError(f"{where}: {name!r} is not a host name or IPv4 address")
-    return name
+    if _HOST_NAME.match(name) or (":" in name and _IPV6.match(name)):
+        return name
+    raise LaunchError(
+        f"{where}: {name!r} is not a host name, IPv4 address or IPv6 address "
+        f"(write IPv6 with slots as [addr]:N)"
+    )
+
+
+def _split_slots(item: str) -> tuple[str, str, str]:
+    """``(name, ':' or '', slots)`` of ``host``, ``host:N``, ``[ipv6]``, ``[ipv6]:N`` or a
+    bare IPv6 address (which takes no ``:N``)."""
+    if item.startswith("["):
+        name, bracket, rest = item[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            return item, "", ""  # rejected by _host
+        return name, rest[:1], rest[1:]
+    if item.count(":") > 1:
+        return item, "", ""
+    return item.partition(":")
 
 
 def _unique(hosts: list[Host], where: str) -> list[Host]:
@@ -47,7 +72,7 @@ def parse_host_list(spec: str) -> list[Host]:
     hosts = []
     for item in spec.split(","):
         where = f"-H {spec!r}"
-        name, sep, slots = item.strip().partition(":")
+        name, sep, slots = _split_slots(item.strip())
         if not name:
             raise LaunchError(f"{where}: empty host name (stray comma?)")
         hosts.append(Host(_host(name, where), _slots(slots, where) if sep else 1))
@@ -57,8 +82,9 @@ def parse_host_list(spec: str) -> list[Host]:
 def parse_hostfile_text(text: str, source: str = "hostfile") -> list[Host]:
     """Parse hostfile text in either format, one host per line.
 
-    MPICH style ``host`` / ``host:slots`` and Open MPI style ``host slots=N``
-    are both accepted; ``#`` starts a comment, blank lines are ignored.
+    MPICH style ``host`` / ``host:slots`` and Open MPI style ``host slots=N
+    [max_slots=M]`` are both accepted (IPv6 addresses bare or as ``[addr]:N``); ``#``
+    starts a comment, blank lines are ignored.
     """
     hosts = []
     for number, raw in enumerate(text.splitlines(), start=1):
@@ -67,16 +93,23 @@ def parse_hostfile_text(text: str, source: str = "hostfile") -> list[Host]:
             continue
         where = f"{source} line {number} ({raw.strip()!r})"
         first, *fields = line.split()
-        name, sep, slots = first.partition(":")
+        name, sep, slots = _split_slots(first)
         count = _slots(slots, where) if sep else 1
+        limit = None
         for field in fields:
             key, eq, value = field.partition("=")
+            if key == "max_slots" and eq:
+                limit = _slots(value, where)
+                continue
             if key != "slots" or not eq or sep:
                 raise LaunchError(
-                    f"{where}: unexpected {field!r}; write 'host', 'host:N' or 'host slots=N'"
+                    f"{where}: unexpected {field!r}; write 'host', 'host:N' or "
+                    f"'host slots=N [max_slots=M]'"
                 )
             count = _slots(value, where)
-        hosts.append(Host(_host(name, where), count))
+        if limit is not None and limit < count:
+            raise LaunchError(f"{where}: max_slots={limit} is less than slots={count}")
+        hosts.append(Host(_host(name, where), count, limit))
     if not hosts:
         raise LaunchError(f"{source}: no hosts in it (only blank lines or comments)")
     return _unique(hosts, source)
@@ -114,4 +147,11 @@ def place_ranks(hosts: list[Host], nprocs: int, oversubscribe: bool) -> list[str
             f"to run more ranks than slots."
         )
     order = [host.name for host in hosts for _ in range(host.slots)]
-    return [order[rank % total] for rank in range(nprocs)]
+    placed = [order[rank % total] for rank in range(nprocs)]
+    for host in hosts:
+        if host.max_slots is not None and placed.count(host.name) > host.max_slots:
+            raise LaunchError(
+                f"-np {nprocs} would put {placed.count(host.name)} ranks on {host.name}, "
+                f"more than its max_slots={host.max_slots}. Lower -np or raise max_slots."
+            )
+    return placed

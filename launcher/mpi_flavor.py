@@ -12,10 +12,15 @@ from . import LaunchError
 from .hosts import Host
 
 #: Launchers distgrad-run can drive; ``mpich`` covers hydra-based mpiexec (MPICH, Intel MPI).
-FLAVORS = ("mpich", "openmpi", "srun")
+FLAVORS = ("mpich", "openmpi", "srun", "local")
 #: What ``--mpi-flavor`` may force instead of detecting it from ``mpiexec --version``.
 MPI_FLAVORS = ("mpich", "openmpi")
-FLAVOR_NAMES = {"mpich": "MPICH (hydra)", "openmpi": "Open MPI", "srun": "Slurm srun"}
+FLAVOR_NAMES = {
+    "mpich": "MPICH (hydra)",
+    "openmpi": "Open MPI",
+    "srun": "Slurm srun",
+    "local": "none (-np 1: one process started directly, no mpiexec)",
+}
 
 
 def find_program(name: str) -> str:
@@ -66,12 +71,14 @@ class LaunchOptions:
     forward: list[str]  # names of the variables every rank receives
     cpus_per_task: str | None = None  # srun: SLURM_CPUS_PER_TASK of the allocation
     as_root: bool = False  # Open MPI refuses to start as root without being told
+    nodes: int | None = None  # srun: --nnodes
+    per_node: int | None = None  # srun: --nproc-per-node
 
 
 def _mpich(opts: LaunchOptions) -> list[str]:
     args = ["-n", str(opts.nprocs)]
     if opts.hosts:
-        args += ["-hosts", ",".join(f"{host.name}:{host.slots}" for host in opts.hosts)]
+        args += ["-hosts", ",".join(host.spec for host in opts.hosts)]
     if opts.ssh:
         args += ["-launcher", "ssh", "-launcher-exec", opts.ssh]
     if opts.iface:
@@ -86,7 +93,7 @@ def _mpich(opts: LaunchOptions) -> list[str]:
 def _openmpi(opts: LaunchOptions) -> list[str]:
     args = ["-np", str(opts.nprocs)]
     if opts.hosts:
-        args += ["--host", ",".join(f"{host.name}:{host.slots}" for host in opts.hosts)]
+        args += ["--host", ",".join(host.spec for host in opts.hosts)]
     # Without a host list distgrad-run has checked -np against this machine's logical
     # cores; Open MPI would count physical cores only.
     if opts.oversubscribe or not opts.hosts:
@@ -115,6 +122,10 @@ def _srun(opts: LaunchOptions) -> list[str]:
     args = ["--mpi=pmi2", "--kill-on-bad-exit=1"]
     if opts.nprocs is not None:
         args.append(f"--ntasks={opts.nprocs}")
+    if opts.nodes is not None:
+        args.append(f"--nodes={opts.nodes}")
+    if opts.per_node is not None:
+        args.append(f"--ntasks-per-node={opts.per_node}")
     if opts.cpus_per_task:  # srun does not inherit it from sbatch since Slurm 22.05
         args.append(f"--cpus-per-task={opts.cpus_per_task}")
     if opts.oversubscribe:
@@ -133,6 +144,9 @@ def build_command(
     """The full command line: ``program`` (mpiexec/srun), its options, then ``rank_argv``.
 
     srun forwards the whole environment itself (``--export=ALL``); mpiexec is
-    given the allow-list explicitly (``-genvlist`` / ``-x``).
+    given the allow-list explicitly (``-genvlist`` / ``-x``). ``local`` (one rank here) is
+    the rank's command alone.
     """
+    if flavor == "local":
+        return list(rank_argv)
     return [program, *_BUILDERS[flavor](opts), *rank_argv]

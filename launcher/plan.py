@@ -19,6 +19,7 @@ from .hosts import Host, parse_host_list, parse_hostfile, place_ranks
 from .mpi_flavor import FLAVOR_NAMES, LaunchOptions, build_command, detect_flavor, find_program
 from .rank_main import (
     GPUS_VAR,
+    MASTER_ADDR_VAR,
     OVERSUBSCRIBE_GPUS_VAR,
     THREAD_VARS,
     Placement,
@@ -69,12 +70,50 @@ class Plan:
     machine: Here
 
 
+#: torchrun's per-rank variables (rank_main sets them); --dry-run shows them once.
+TORCHRUN_VARS = (
+    "RANK",
+    "WORLD_SIZE",
+    "LOCAL_RANK",
+    "LOCAL_WORLD_SIZE",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+)
+
+
 def _hosts(args: argparse.Namespace) -> list[Host]:
+    """The host list, with torchrun's ``--nnodes`` (the first N hosts) and
+    ``--nproc-per-node`` (that many slots on each) applied."""
     if args.hosts:
-        return parse_host_list(args.hosts)
-    if args.hostfile:
-        return parse_hostfile(args.hostfile)
-    return []
+        hosts = parse_host_list(args.hosts)
+    elif args.hostfile:
+        hosts = parse_hostfile(args.hostfile)
+    else:
+        return []
+    nnodes = getattr(args, "nnodes", None)
+    if nnodes is not None:
+        if nnodes > len(hosts):
+            raise LaunchError(f"--nnodes {nnodes} but only {len(hosts)} host(s) are listed")
+        hosts = hosts[:nnodes]
+    per_node = getattr(args, "nproc_per_node", None)
+    if per_node is not None:
+        hosts = [Host(h.name, per_node, max(per_node, h.max_slots or per_node)) for h in hosts]
+    return hosts
+
+
+def _nprocs(args: argparse.Namespace, hosts: list[Host]) -> int | None:
+    """-np, else --nproc-per-node x nodes, else every slot of the hosts, else 1 (None under
+    srun without -np: the allocation decides)."""
+    per_node, nnodes = getattr(args, "nproc_per_node", None), getattr(args, "nnodes", None)
+    implied = None
+    if per_node is not None:
+        implied = per_node * (len(hosts) if hosts else (nnodes or 1))
+    if args.np is not None and implied is not None and args.np != implied:
+        raise LaunchError(
+            f"-np {args.np} disagrees with --nproc-per-node {per_node} on "
+            f"{len(hosts) if hosts else nnodes or 1} node(s) ({implied} ranks); give one of them"
+        )
+    return args.np or implied
 
 
 def _launcher(
@@ -86,6 +125,15 @@ def _launcher(
     if launcher == "auto":
         in_slurm = "SLURM_JOB_ID" in environ and not (hosts or args.ssh)
         launcher = "srun" if in_slurm else "mpiexec"
+        nnodes = getattr(args, "nnodes", None)
+        if launcher == "mpiexec" and not hosts and nnodes not in (None, 1):
+            raise LaunchError(
+                f"--nnodes {nnodes} needs the nodes: list them with -H/--hostfile, or run "
+                f"inside a Slurm allocation (srun places the ranks)"
+            )
+        single = not hosts and not args.ssh and not args.mpiexec
+        if launcher == "mpiexec" and single and _nprocs(args, hosts) in (None, 1):
+            return "local", ""  # one rank here: no mpiexec needed
     if launcher == "srun":
         if hosts or args.ssh:
             raise LaunchError(
@@ -97,7 +145,9 @@ def _launcher(
     return args.mpi_flavor or detect_flavor(program), program
 
 
-def _job_environment(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[dict, list]:
+def _job_environment(
+    args: argparse.Namespace, environ: Mapping[str, str], hosts: list[Host]
+) -> tuple[dict, list]:
     """The environment mpiexec/srun gets (ours, -x and the options' variables) and the
     ``-x`` names."""
     extra = parse_env_options(args.env, environ)
@@ -111,6 +161,8 @@ def _job_environment(args: argparse.Namespace, environ: Mapping[str, str]) -> tu
         env[GPUS_VAR] = str(args.gpus_per_node)
     if args.oversubscribe_gpus:
         env[OVERSUBSCRIBE_GPUS_VAR] = "1"
+    if hosts:  # torchrun's MASTER_ADDR: where rank 0 runs
+        env.setdefault(MASTER_ADDR_VAR, hosts[0].name)
     return env, list(extra)
 
 
@@ -137,11 +189,11 @@ def make_plan(args: argparse.Namespace, environ: Mapping[str, str], machine: Her
     """Check the options and build the plan; raises LaunchError on bad input."""
     hosts = _hosts(args)
     flavor, program = _launcher(args, environ, hosts)
-    env, extra = _job_environment(args, environ)
+    env, extra = _job_environment(args, environ, hosts)
     if flavor == "srun":
-        nprocs, ranks = args.np, None  # Slurm knows the resources and places the ranks
+        nprocs, ranks = _nprocs(args, hosts), None  # Slurm places the ranks
     else:
-        nprocs = args.np or (sum(host.slots for host in hosts) if hosts else 1)
+        nprocs = _nprocs(args, hosts) or (sum(host.slots for host in hosts) if hosts else 1)
         local = Host(machine.hostname, machine.cpu_count)
         rank_hosts = place_ranks(hosts or [local], nprocs, args.oversubscribe)
         ranks = _previews(rank_hosts, env, machine, local_only=not hosts)
@@ -156,6 +208,8 @@ def make_plan(args: argparse.Namespace, environ: Mapping[str, str], machine: Her
         forward=forwarded,
         cpus_per_task=env.get("SLURM_CPUS_PER_TASK"),
         as_root=machine.root,
+        nodes=getattr(args, "nnodes", None),
+        per_node=getattr(args, "nproc_per_node", None),
     )
     command = build_command(flavor, program, opts, rank_argv(args.command, machine.python))
     changed = sorted(name for name in env if environ.get(name) != env[name])
@@ -168,7 +222,8 @@ def plan_here(args: argparse.Namespace) -> Plan:
 
 
 _SLURM_RANKS = (
-    "per rank: placed by Slurm; each rank sets DISTGRAD_LOCAL_RANK/SIZE from "
+    "per rank: placed by Slurm; each rank sets RANK, WORLD_SIZE, LOCAL_RANK, "
+    "LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT (torchrun's) and DISTGRAD_LOCAL_RANK/SIZE from "
     "SLURM_LOCALID/SLURM_STEP_TASKS_PER_NODE, OMP/OPENBLAS/MKL_NUM_THREADS (unless set) "
     "from SLURM_CPUS_PER_TASK or cores / local ranks, and CUDA_VISIBLE_DEVICES to GPU i "
     "for local rank i (unless --gpus-per-node 0 or Slurm bound it with --gpus-per-task)"
@@ -183,11 +238,11 @@ def describe(plan: Plan) -> str:
     """Human-readable plan: the exact command, the forwarded variables, and the
     variables each rank sets for itself at start-up."""
     lines = [f"launcher: {FLAVOR_NAMES[plan.flavor]}", "command:", "  " + shlex.join(plan.command)]
-    if plan.flavor == "srun":
+    if plan.flavor in ("srun", "local"):
         names = plan.changed
+        how = "srun --export=ALL" if plan.flavor == "srun" else "one local process"
         lines.append(
-            "forwarded to every rank: the whole environment (srun --export=ALL)"
-            + (", with:" if names else "")
+            f"forwarded to every rank: the whole environment ({how})" + (", with:" if names else "")
         )
     else:
         names = plan.forwarded
@@ -198,8 +253,15 @@ def describe(plan: Plan) -> str:
         return "\n".join(lines)
     lines.append(f"per rank (threads from {plan.machine.cpu_count} cores per host, as here):")
     for preview in plan.ranks:
-        values = " ".join(f"{name}={value}" for name, value in preview.env.items())
+        values = " ".join(
+            f"{name}={value}" for name, value in preview.env.items() if name not in TORCHRUN_VARS
+        )
         lines.append(f"  rank {preview.rank} on {preview.host}: {values}")
+    first = plan.ranks[0].env
+    lines.append(
+        "  and torchrun's RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE (the same numbers), "
+        f"MASTER_ADDR={first['MASTER_ADDR']} MASTER_PORT={first['MASTER_PORT']}"
+    )
     if plan.hosts and not any(name in plan.env for name in (GPUS_VAR, "CUDA_VISIBLE_DEVICES")):
         lines.append(_REMOTE_GPUS)
     return "\n".join(lines)

@@ -24,10 +24,20 @@ import runpy
 import socket
 import subprocess
 import sys
-import time
-import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+
+if __package__:  # imported (distgrad.launcher.rank_main)
+    from .failure import die, traceback_text
+else:  # run by file path: load the sibling without making launcher/ an import root
+    import importlib.util as _util
+
+    _spec = _util.spec_from_file_location(
+        "distgrad_launcher_failure", os.path.join(os.path.dirname(__file__), "failure.py")
+    )
+    _failure = _util.module_from_spec(_spec)
+    _spec.loader.exec_module(_failure)
+    die, traceback_text = _failure.die, _failure.traceback_text
 
 USAGE = "usage: python rank_main.py (SCRIPT | -m MODULE | -c CODE | --exec PROGRAM) [ARGS...]"
 
@@ -37,6 +47,9 @@ THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 GPUS_VAR = "DISTGRAD_GPUS_PER_NODE"
 #: ``--oversubscribe-gpus``: ``1`` lets more local ranks than GPUs share them round-robin.
 OVERSUBSCRIBE_GPUS_VAR = "DISTGRAD_OVERSUBSCRIBE_GPUS"
+#: Where rank 0 runs and a port there, chosen by distgrad-run (torchrun's MASTER_ADDR/PORT).
+MASTER_ADDR_VAR, MASTER_PORT_VAR = "DISTGRAD_MASTER_ADDR", "DISTGRAD_MASTER_PORT"
+DEFAULT_MASTER_PORT = "29500"  # torchrun's
 
 
 @dataclass(frozen=True)
@@ -173,7 +186,10 @@ def rank_environment(
 ) -> dict[str, str]:
     """Variables to set for one rank before the user program starts.
 
-    - ``DISTGRAD_LOCAL_RANK`` / ``DISTGRAD_LOCAL_SIZE`` from the placement;
+    - ``DISTGRAD_LOCAL_RANK`` / ``DISTGRAD_LOCAL_SIZE`` from the placement, and torchrun's
+      ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``LOCAL_WORLD_SIZE``, ``MASTER_ADDR`` and
+      ``MASTER_PORT`` (rank 0's host and a port there, from ``DISTGRAD_MASTER_ADDR/PORT``
+      set by distgrad-run; MPI does the rendezvous, so they are for programs that read them);
     - ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THREADS``: each one
       already set keeps its value (``--threads-per-rank`` sets all three); the others
       take OMP_NUM_THREADS if set, else ``SLURM_CPUS_PER_TASK``, else this node's
@@ -183,6 +199,14 @@ def rank_environment(
     result = {
         "DISTGRAD_LOCAL_RANK": str(place.local_rank),
         "DISTGRAD_LOCAL_SIZE": str(place.local_size),
+        "RANK": str(place.rank),
+        "WORLD_SIZE": str(place.size),
+        "LOCAL_RANK": str(place.local_rank),
+        "LOCAL_WORLD_SIZE": str(place.local_size),
+        "MASTER_ADDR": environ.get(MASTER_ADDR_VAR) or environ.get("MASTER_ADDR") or "127.0.0.1",
+        "MASTER_PORT": environ.get(MASTER_PORT_VAR)
+        or environ.get("MASTER_PORT")
+        or DEFAULT_MASTER_PORT,
     }
     threads = (
         environ.get("OMP_NUM_THREADS")
@@ -195,46 +219,6 @@ def rank_environment(
     if gpu is not None:
         result["CUDA_VISIBLE_DEVICES"] = gpu
     return result
-
-
-def _pmi_abort(code: int) -> None:
-    """Ask the process manager to kill the job through the PMI-1 wire protocol.
-
-    Used when MPI was never initialised (e.g. the program failed while importing):
-    hydra would otherwise wait forever for the other ranks, which sit in MPI_Init.
-    Does nothing without ``PMI_FD`` or when the server does not answer.
-    """
-    fd = os.environ.get("PMI_FD")
-    if fd is None or not fd.isdigit():
-        return
-    try:
-        with socket.socket(fileno=int(fd)) as conn:
-            conn.settimeout(5)
-            conn.sendall(b"cmd=init pmi_version=1 pmi_subversion=1\n")
-            if b"rc=0" in conn.recv(1024):
-                conn.sendall(f"cmd=abort exitcode={code}\n".encode())
-                conn.recv(1024)  # the process manager kills us before an answer comes
-    except OSError:
-        pass
-
-
-# MPI_Abort makes the process manager kill every rank at once; output this rank wrote just
-# before, still in the pipe to the manager, would be lost without a moment's grace.
-OUTPUT_GRACE_S = 0.2
-
-
-def abort_job(code: int) -> None:
-    """End the whole job with exit status ``code``: MPI_Abort through mpi4py when this
-    process initialised MPI with it, else a PMI abort, else just exit (skipping atexit
-    handlers, which could block in MPI_Finalize)."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    time.sleep(OUTPUT_GRACE_S)  # let the process manager forward what we printed
-    mpi = sys.modules.get("mpi4py.MPI")
-    if mpi is not None and mpi.Is_initialized() and not mpi.Is_finalized():
-        mpi.COMM_WORLD.Abort(code)
-    _pmi_abort(code)
-    os._exit(code)
 
 
 def _run(argv: list[str]) -> None:
@@ -253,30 +237,15 @@ def _run(argv: list[str]) -> None:
         runpy.run_path(argv[0], run_name="__main__")
 
 
-def _tagged(text: str, rank: int) -> str:
-    return "\n".join(f"[rank {rank}] {line}" for line in text.rstrip("\n").split("\n"))
+def _wrapper_frame(frame) -> bool:
+    return frame.f_code.co_filename == __file__ or frame.f_globals.get("__name__") == "runpy"
 
 
-def _tagged_traceback(error: BaseException, rank: int) -> str:
-    """The traceback of ``error`` without this wrapper's and runpy's frames, each line
-    prefixed ``[rank N]``."""
-    tb = error.__traceback__
-    while tb is not None and (
-        tb.tb_frame.f_code.co_filename == __file__
-        or tb.tb_frame.f_globals.get("__name__") == "runpy"
-    ):
-        tb = tb.tb_next
-    return _tagged("".join(traceback.format_exception(type(error), error, tb)), rank)
-
-
-def _exec(argv: list[str], rank: int) -> None:
+def _exec(argv: list[str], place: Placement) -> None:
     try:
         os.execvp(argv[0], argv)
     except OSError as error:
-        print(
-            f"[rank {rank}] distgrad-run: cannot run {argv[0]!r}: {error.strerror}", file=sys.stderr
-        )
-        abort_job(127)
+        die(f"distgrad-run: cannot run {argv[0]!r}: {error.strerror}", place.rank, 1, 127)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -292,12 +261,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         os.environ.update(rank_environment(place, os.environ, usable_cpus()))
     except ValueError as error:
-        print(
-            f"[rank {place.rank}] distgrad-run: on {socket.gethostname()}: {error}", file=sys.stderr
-        )
-        abort_job(1)
+        die(f"distgrad-run: on {socket.gethostname()}: {error}", place.rank, 1, 1)
     if argv[0] == "--exec":
-        _exec(argv[1:], place.rank)
+        _exec(argv[1:], place)
     for stream in (sys.stdout, sys.stderr):  # live, whole lines: tagged output stays readable
         stream.reconfigure(line_buffering=True, write_through=False)
     try:
@@ -305,12 +271,13 @@ def main(argv: list[str] | None = None) -> None:
     except SystemExit as exit_:
         if exit_.code in (None, 0):
             raise
-        if not isinstance(exit_.code, int):
-            print(_tagged(str(exit_.code), place.rank), file=sys.stderr)
-        abort_job(exit_.code if isinstance(exit_.code, int) else 1)
+        if isinstance(exit_.code, int):
+            text = f"exited with status {exit_.code}" if place.size > 1 else ""
+            die(text, place.rank, place.size, exit_.code, reason="exit")
+        die(str(exit_.code), place.rank, place.size, 1, reason="exit")
     except BaseException as error:  # noqa: BLE001 - every failure must end the job
-        print(_tagged_traceback(error, place.rank), file=sys.stderr)
-        abort_job(1)
+        text = traceback_text(type(error), error, error.__traceback__, skip=_wrapper_frame)
+        die(text, place.rank, place.size, 1)
 
 
 if __name__ == "__main__":

@@ -87,11 +87,25 @@ UNMARKED_MULTIPROCESS = {
 }
 
 
+#: torch is only a reference for comparisons: its own warnings (deprecations, hints) are not
+#: distgrad's and do not fail a test, even where warnings are errors (make unit).
+IGNORE_TORCH_WARNINGS = pytest.mark.filterwarnings("ignore:::torch")
+
+
+def _needs_mpi(item) -> bool:
+    from tests import mpijob
+
+    reason = mpijob.requires_mpi.mark.kwargs["reason"]
+    return any(m.kwargs.get("reason") == reason for m in item.iter_markers("skipif"))
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if item.path.name in UNMARKED_MULTIPROCESS:
+        # a test that needs MPI starts a job: it is multiprocess whether marked so or not
+        if item.path.name in UNMARKED_MULTIPROCESS or _needs_mpi(item):
             item.add_marker(pytest.mark.multiprocess)
+        item.add_marker(IGNORE_TORCH_WARNINGS)
     if _gpu_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA GPU with cupy (none here)")

@@ -1,7 +1,7 @@
 """The one way tests start processes: MPI jobs, plain Python scripts, any command line.
 
     job = mpijob.run(WORKERS / "script.py", "arg", n=2)          # mpiexec -n 2 python script arg
-    job = mpijob.run(script, n=2, launcher="distgrad-run")       # through the project's launcher
+    job = mpijob.run(script, n=2, launcher="distgrad-run")       # through the installed launcher
     job = mpijob.run_python(script, "arg")                       # one plain process
     job = mpijob.run_command([...])                              # anything else
     job.check()                      # fails the test, showing the output, unless it exited 0
@@ -26,12 +26,14 @@ The mpiexec is ``$DISTGRAD_MPIEXEC``, else the one next to this Python (the pip 
 wheel's in the project venv), else the first on ``PATH``; it must belong to the MPI library
 mpi4py uses. ``requires_mpi`` skips a test without one.
 
-Tests that start processes are marked ``@pytest.mark.multiprocess``; ``make unit`` leaves them
-out and sets ``DISTGRAD_TEST_NO_PROCESSES=1``, under which starting a job fails the test.
+Tests that start processes are marked ``@pytest.mark.multiprocess`` (a test marked
+``requires_mpi`` is, automatically: tests/conftest.py); ``make unit`` leaves them out and sets
+``DISTGRAD_TEST_NO_PROCESSES=1``, under which starting a job fails the test.
 """
 
 from __future__ import annotations
 
+import ctypes
 import importlib.util
 import json
 import os
@@ -66,6 +68,7 @@ def find_mpiexec() -> Path | None:
 
 
 MPIEXEC = find_mpiexec()
+DISTGRAD_RUN = Path(sys.executable).parent / "distgrad-run"  # the installed entry point
 
 requires_mpi = pytest.mark.skipif(
     importlib.util.find_spec("mpi4py") is None or MPIEXEC is None,
@@ -115,6 +118,7 @@ def orphans(tag: str, grace: float = 1.0) -> int:
     (a process in the middle of exiting gets that long); they are killed (by pid), so one
     test's leftovers cannot disturb the next."""
     deadline = time.monotonic() + grace
+    pids = tagged_pids(tag)
     while time.monotonic() < deadline:
         pids = tagged_pids(tag)
         if not pids:  # a process caught in exec() has no readable environment for a moment:
@@ -233,6 +237,15 @@ class Job:
         return self
 
 
+def _end_with_parent() -> None:
+    """In the child before exec: SIGTERM it when the test process dies (a job runs in its own
+    session, so a killed pytest would otherwise leave it running)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the orphan scan still catches leftovers
+        pass
+
+
 def _read(path: Path) -> str:
     return path.read_text(errors="replace") if path.exists() else ""
 
@@ -278,7 +291,13 @@ def run_command(
         with open(folder / "stdout", "w+") as out, open(folder / "stderr", "w+") as err:
             start = time.monotonic()
             proc = subprocess.Popen(
-                argv, stdout=out, stderr=err, env=full_env, cwd=cwd, start_new_session=True
+                argv,
+                stdout=out,
+                stderr=err,
+                env=full_env,
+                cwd=cwd,
+                start_new_session=True,
+                preexec_fn=_end_with_parent,
             )
             try:
                 code = proc.wait(timeout=timeout)
@@ -286,6 +305,11 @@ def run_command(
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
                 code = None
+            except BaseException:  # Ctrl-C or an error in the test: the job must not outlive it
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                orphans(tag, grace=0)
+                raise
         ended_at, elapsed = time.time(), time.monotonic() - start
         leftovers = orphans(tag)
         stdout, stderr = _read(folder / "stdout"), _read(folder / "stderr")
@@ -313,8 +337,9 @@ def run(
     **kwargs,
 ) -> Job:
     """Run ``python [python_args] script args`` on ``n`` ranks through ``launcher``:
-    ``"mpiexec"`` (``MPIEXEC``; with hydra each rank's output is also kept apart) or ``"distgrad-run"``
-    (the project's launcher, with ``launcher_args``). ``kwargs`` go to ``run_command``."""
+    ``"mpiexec"`` (``MPIEXEC``; with hydra each rank's output is also kept apart) or
+    ``"distgrad-run"`` (the installed console script ``DISTGRAD_RUN``, with ``launcher_args``).
+    ``kwargs`` go to ``run_command``."""
     program = [sys.executable, *python_args, script, *args]
     if launcher == "mpiexec":
         if MPIEXEC is None:
@@ -335,16 +360,7 @@ def run(
             command, timeout, env, gpu, ranks=int(n), per_rank_args=per_rank, **kwargs
         )
     if launcher == "distgrad-run":
-        command = [
-            sys.executable,
-            "-m",
-            "distgrad.launcher.cli",
-            "-np",
-            n,
-            *launcher_args,
-            "--",
-            *program,
-        ]
+        command = [DISTGRAD_RUN, "-np", n, *launcher_args, "--", *program]
         return run_command(command, timeout, env, gpu, **kwargs)
     raise ValueError(f"launcher must be 'mpiexec' or 'distgrad-run', got {launcher!r}")
 

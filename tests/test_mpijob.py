@@ -2,7 +2,9 @@
 its timeout is killed and reported as such, each rank's output is kept apart, and a job sees
 only the environment its test gives it."""
 
+import signal
 import sys
+import time
 
 import pytest
 
@@ -59,3 +61,40 @@ def test_each_ranks_output_is_kept_apart(tmp_path):
     assert [job.rank_stdout(r) for r in range(3)] == [f"out of {r}\n" for r in range(3)]
     assert [job.rank_stderr(r) for r in range(3)] == [f"err of {r}\n" for r in range(3)]
     assert job.stdout.startswith("out of 0\nout of 1\nout of 2\n")
+
+
+def test_a_killed_test_process_takes_its_job_along():
+    """A job runs in its own session; when the process that started it dies (a test run
+    killed), the job gets SIGTERM instead of running on."""
+    tag = mpijob.new_tag()
+    code = (
+        "import os, signal, sys, threading\n"
+        f"sys.path.insert(0, {str(mpijob.ROOT)!r})\n"
+        "from tests import mpijob\n"
+        "threading.Timer(2, os.kill, (os.getpid(), signal.SIGKILL)).start()\n"
+        f"mpijob.run_command(['sleep', '60'], tag={tag!r}, timeout=120)\n"
+    )
+    job = mpijob.run_command([sys.executable, "-c", code], timeout=60)
+    assert job.returncode == -9, job.describe()
+    deadline = time.monotonic() + 10
+    while mpijob.tagged_pids(tag) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert mpijob.tagged_pids(tag) == []
+
+
+def test_an_interrupted_test_kills_its_job():
+    """Ctrl-C (or any exception) while a job runs ends the job before it propagates."""
+    tag = mpijob.new_tag()
+
+    def interrupt(*_):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.alarm(2)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            mpijob.run_command(["sleep", "60"], tag=tag, timeout=60)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert mpijob.tagged_pids(tag) == []

@@ -493,3 +493,88 @@ def test_safetensors_writer_rejects_bad_input(tmp_path):
     with pytest.raises(TypeError, match="dtype complex128"):
         st.save_file({"c": np.zeros(1, complex)}, tmp_path / "x")
     assert os.listdir(tmp_path) == []
+
+
+# ---- chunked checksums, version 1 files, mmap -------------------------------------------------
+def _v1_file(path, arrays: dict, metadata=None):
+    """A file as version 1 wrote it: one SHA-256 over the canonical header and the data."""
+    import hashlib
+
+    header, offset, blobs = {"__metadata__": {**(metadata or {}), "distgrad.version": "1"}}, 0, []
+    for name, a in arrays.items():
+        raw = np.ascontiguousarray(a).tobytes()
+        header[name] = {
+            "dtype": {np.float32: "F32", np.float64: "F64"}[a.dtype.type],
+            "shape": list(a.shape),
+            "data_offsets": [offset, offset + len(raw)],
+        }
+        offset += len(raw)
+        blobs.append(raw)
+    canonical = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    digest = hashlib.sha256(canonical + b"".join(blobs)).hexdigest()
+    header["__metadata__"]["distgrad.sha256"] = digest
+    text = json.dumps(header, separators=(",", ":")).encode()
+    path.write_bytes(struct.pack("<Q", len(text)) + text + b"".join(blobs))
+    return path
+
+
+def test_version_1_files_still_load_and_are_still_checked(tmp_path):
+    arrays = {"a": np.arange(6.0).reshape(2, 3), "b": np.ones(5, np.float32)}
+    path = _v1_file(tmp_path / "v1.safetensors", arrays)
+    got = st.load_file(path)
+    for name, a in arrays.items():
+        np.testing.assert_array_equal(got[name], a)
+        assert got[name].dtype == a.dtype
+    raw = bytearray(path.read_bytes())
+    raw[-3] ^= 1
+    path.write_bytes(bytes(raw))
+    expect_checkpoint_error(path, "checksum mismatch")
+
+
+@pytest.mark.parametrize("mmap", [False, True])
+def test_every_flipped_byte_is_caught_across_small_chunks(tmp_path, monkeypatch, mmap):
+    # chunks of 24 bytes: tensors of 40, 12 and 8 bytes straddle chunk boundaries
+    monkeypatch.setattr(st, "CHUNK_BYTES", 24)
+    arrays = {"a": np.arange(5.0), "b": np.arange(3, dtype=np.float32), "c": np.ones(2, np.int32)}
+    path = tmp_path / "ck.safetensors"
+    st.save_file(arrays, path)
+    good = path.read_bytes()
+    got = st.read(path, mmap=mmap)[0]
+    for name, a in arrays.items():
+        np.testing.assert_array_equal(got[name], a)
+    data_start = len(good) - 60
+    for at in range(data_start, len(good)):
+        raw = bytearray(good)
+        raw[at] ^= 0x10
+        path.write_bytes(bytes(raw))
+        with pytest.raises(CheckpointError, match="checksum mismatch"):
+            st.read(path, mmap=mmap)
+
+
+def test_mmap_load_is_a_copy_on_write_view(tmp_path):
+    path = tmp_path / "m.dgt"
+    dg.save({"w": dg.arange(4.0), "n": 3}, path)
+    loaded = dg.load(path, mmap=True)
+    assert loaded["n"] == 3 and loaded["w"].tolist() == [0.0, 1.0, 2.0, 3.0]
+    loaded["w"].add_(1)  # private to this process: the file is unchanged
+    assert dg.load(path)["w"].tolist() == [0.0, 1.0, 2.0, 3.0]
+    with open(path, "rb") as f, pytest.raises(ValueError, match="needs a file path"):
+        st.read(f, mmap=True)
+
+
+def test_save_to_an_unseekable_file_object(tmp_path):
+    class Pipe(io.RawIOBase):
+        def __init__(self):
+            self.chunks = []
+
+        def writable(self):
+            return True
+
+        def write(self, b):
+            self.chunks.append(bytes(b))
+            return len(b)
+
+    pipe = Pipe()
+    dg.save({"w": dg.arange(3.0)}, pipe)
+    assert not pipe.seekable()
+    assert dg.load(io.BytesIO(b"".join(pipe.chunks)))["w"].tolist() == [0.0, 1.0, 2.0]

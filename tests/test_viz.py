@@ -3,6 +3,7 @@
 import os
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -99,9 +100,9 @@ def test_render_without_graphviz_raises(monkeypatch, tmp_path):
 def test_render_png_and_svg(tmp_path):
     y, params = known_graph()
     png = viz.render(y, tmp_path / "g.png", params=params)
-    assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    assert Path(png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     svg = viz.render(y, tmp_path / "graph", format="svg", params=params)
-    assert "<svg" in open(svg).read() and "MulBackward" in open(svg).read()
+    assert "<svg" in Path(svg).read_text() and "MulBackward" in Path(svg).read_text()
 
 
 @pytest.mark.multiprocess

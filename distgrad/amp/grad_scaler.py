@@ -10,10 +10,9 @@ decision (the inf/NaN flag is all-reduced).
 
 from __future__ import annotations
 
-import numpy as np
-
 from ..autograd import Tensor
 from ..backend import array_module_for
+from .nonfinite import any_nonfinite
 
 __all__ = ["GradScaler"]
 
@@ -54,7 +53,7 @@ class GradScaler:
         self._growth_factor, self._backoff_factor = float(growth_factor), float(backoff_factor)
         self._growth_interval = int(growth_interval)
         self._growth_tracker = 0
-        self._per_optimizer = {}  # id(optimizer) -> {"stage": ..., "found_inf": bool}
+        self._per_optimizer: dict = {}  # id(optimizer) -> {"stage": ..., "found_inf": bool}
 
     # ---- the loop ---------------------------------------------------------------------
     def scale(self, outputs):
@@ -81,7 +80,7 @@ class GradScaler:
         if state["stage"] is _STEPPED:
             raise RuntimeError("unscale_() is being called after step().")
         inv = 1.0 / self._scale
-        finite = True
+        arrays = []
         for group in optimizer.param_groups:
             for p in group["params"]:
                 g = p.grad
@@ -91,8 +90,8 @@ class GradScaler:
                 xp = array_module_for(arr)
                 xp.multiply(arr, arr.dtype.type(inv), out=arr)
                 g.bump_version()
-                finite = finite and bool(xp.isfinite(arr).all())
-        state["found_inf"] = _agreed(not finite)
+                arrays.append(arr)
+        state["found_inf"] = any_nonfinite(arrays)
         state["stage"] = _UNSCALED
 
     def step(self, optimizer, *args, **kwargs):
@@ -185,17 +184,3 @@ class GradScaler:
         self._backoff_factor = float(state_dict["backoff_factor"])
         self._growth_interval = int(state_dict["growth_interval"])
         self._growth_tracker = int(state_dict["_growth_tracker"])
-
-
-def _agreed(found_inf: bool) -> bool:
-    """``found_inf`` or'ed over all ranks when distributed training is initialised (so every
-    rank skips the same steps and keeps the same scale)."""
-    try:
-        from .. import distributed as dist
-    except ImportError:
-        return found_inf
-    if not dist.is_initialized() or dist.get_world_size() <= 1:
-        return found_inf
-    flag = Tensor(np.array([1.0 if found_inf else 0.0], dtype=np.float32))
-    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-    return bool(flag.array[0] > 0)

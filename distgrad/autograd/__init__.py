@@ -38,3 +38,16 @@ __all__ = [
     "graph",
     "RemovableHandle",
 ]
+
+
+def Variable(data, requires_grad: bool = False, volatile: bool = False):  # noqa: N802
+    """PyTorch's deprecated ``autograd.Variable(t, requires_grad=...)``: since PyTorch 0.4 a
+    Variable is a Tensor, so this returns ``data`` itself (``requires_grad`` set when True)."""
+    if not isinstance(data, Tensor):
+        raise TypeError(f"Variable data has to be a tensor, but got {type(data).__name__}")
+    if requires_grad:
+        data.requires_grad_(True)
+    return data
+
+
+__all__.append("Variable")

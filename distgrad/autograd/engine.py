@@ -13,16 +13,40 @@ from __future__ import annotations
 import heapq
 import sys
 import threading
+import weakref
 
 from ..backend import array_module_for, is_floating
 from ..backend.dtypes import bfloat16
-from . import grad_mode
+from . import function, grad_mode
 from .function import Function, _anomaly
 from .tensor import Tensor
 
 _BF16 = bfloat16.np if bfloat16 is not None else None  # numpy's bfloat16 (ml_dtypes)
 
-__all__ = ["backward", "grad", "queue_callback", "will_execute", "is_backward_running"]
+__all__ = [
+    "backward",
+    "grad",
+    "queue_callback",
+    "will_execute",
+    "is_backward_running",
+    "set_grad_writer",
+]
+
+# leaf -> writer(array) -> Tensor: where a leaf's first gradient of a backward goes instead of
+# a new .grad (DataParallel's bucket views; see set_grad_writer)
+_grad_writers: dict = {}  # id(tensor) -> (weakref to it, writer)
+
+
+def set_grad_writer(tensor: Tensor, writer) -> None:
+    """When a backward (without ``create_graph``) produces the gradient of leaf ``tensor``
+    while its ``.grad`` is None, call ``writer(array)`` instead of adopting the array: the
+    writer stores it (e.g. straight into a communication buffer) and returns the tensor that
+    becomes ``.grad``. ``writer=None`` removes it. Hooks run as usual around it."""
+    key = id(tensor)
+    if writer is None:
+        _grad_writers.pop(key, None)
+    else:
+        _grad_writers[key] = (weakref.ref(tensor, lambda _: _grad_writers.pop(key, None)), writer)
 
 
 class _GraphTask:
@@ -30,7 +54,7 @@ class _GraphTask:
 
     def __init__(self, create_graph: bool):
         self.create_graph = create_graph
-        self.callbacks = []
+        self.callbacks: list = []
         self.needed = None  # set of nodes that will execute
 
 
@@ -112,6 +136,19 @@ def _root_grads(roots, grad_tensors, create_graph):
 def _discover(root_nodes, targets):
     """Nodes that will run and their dependency counts. With ``targets`` (for ``grad`` and
     ``backward(inputs=...)``) only nodes on a path to a target are kept."""
+    if targets is None:  # every reachable node: one pass, counting edges as they are seen
+        deps = {}
+        visited = set(root_nodes)
+        stack = list(visited)
+        while stack:
+            for edge in stack.pop()._next:
+                if edge is not None:
+                    child = edge[0]
+                    deps[child] = deps.get(child, 0) + 1
+                    if child not in visited:
+                        visited.add(child)
+                        stack.append(child)
+        return deps, visited
     order, visited = [], set()
     for root in root_nodes:  # iterative post-order: children before parents
         if root in visited:
@@ -128,13 +165,10 @@ def _discover(root_nodes, targets):
             else:
                 stack.pop()
                 order.append(node)
-    if targets is None:
-        needed = visited
-    else:
-        needed = set()
-        for node in order:
-            if node in targets or any(e is not None and e[0] in needed for e in node._next):
-                needed.add(node)
+    needed = set()
+    for node in order:
+        if node in targets or any(e is not None and e[0] in needed for e in node._next):
+            needed.add(node)
     deps = {}
     for node in needed:
         for edge in node._next:
@@ -178,7 +212,11 @@ def _accumulate_leaf(node, buffer, task, capture):
         tensor._grad = g if tensor._grad is None else tensor._grad + g
     elif tensor._grad is None:
         buffer[0] = None
-        tensor._grad = Tensor(g if _stealable(g) else g.copy())
+        entry = _grad_writers.get(id(tensor)) if _grad_writers else None
+        if entry is not None and entry[0]() is tensor:
+            tensor._grad = entry[1](g)
+        else:
+            tensor._grad = Tensor(g if _stealable(g) else g.copy())
     else:
         grad_array = tensor._grad._array
         if grad_array.shape == g.shape:
@@ -221,7 +259,7 @@ def _call_backward(node, grads, create_graph):
 def _run_backward(node, grads, create_graph):
     fn = node._function
     xp = node._xp
-    if node._materialize_grads:
+    if node._materialize_grads and (len(grads) > 1 or grads[0] is None):
         for nr, g in enumerate(grads):
             if g is None and node._output_meta[nr] is not None:
                 shape, dtype = node._output_meta[nr]
@@ -232,11 +270,11 @@ def _run_backward(node, grads, create_graph):
     if fn.once_differentiable:
         arrays = [g._array if isinstance(g, Tensor) else g for g in grads]
         return _wrap_once_differentiable(node, fn.array_backward(node, *arrays), grads)
-    node._create_graph = True
+    node._create_graph, node.xp = True, function._graph_namespace
     try:
         return fn.array_backward(node, *[_as_tensor(g) for g in grads])
     finally:
-        node._create_graph = False
+        node._create_graph, node.xp = False, node._xp
 
 
 def _as_tensor(g):
@@ -336,7 +374,9 @@ def _execute(root_nodes, root_grads, retain_graph, create_graph, capture=None, l
         _accumulate_into(buf, nr, g)
     ready = [(-n._seq, id(n), n) for n in buffers if deps.get(n, 0) == 0 and n in task.needed]
     heapq.heapify(ready)
-    executed = []
+    skipped = []  # nodes whose inputs need nothing: not run, their saved values freed at the end
+    needed = task.needed
+    check_nan = _anomaly["enabled"] and _anomaly["check_nan"]
     tasks = _tasks()
     tasks.append(task)
     try:
@@ -347,15 +387,22 @@ def _execute(root_nodes, root_grads, retain_graph, create_graph, capture=None, l
                 if node._is_accumulator:
                     _accumulate_leaf(node, grads, task, capture)
                     continue
-                _pre_hooks(node, grads, create_graph)
+                if node._tensor_pre_hooks or node._retain_grad or node._pre_hooks:
+                    _pre_hooks(node, grads, create_graph)
                 if capture is not None:
                     for nr, g in enumerate(grads):
                         if (node, nr) in capture:
                             capture[(node, nr)] = g
-                if not any(e is not None and e[0] in task.needed for e in node._next):
-                    executed.append(node)
+                    if not any(e is not None and e[0] in needed for e in node._next):
+                        skipped.append(node)
+                        continue
+                elif node._next.count(None) == len(node._next):
+                    skipped.append(node)
                     continue
-                result = _call_backward(node, grads, create_graph)
+                if node._device is None:
+                    result = _run_backward(node, grads, create_graph)
+                else:
+                    result = _call_backward(node, grads, create_graph)
                 del grads
                 result = result if isinstance(result, tuple) else (result,)
                 if len(result) != len(node._next):
@@ -369,22 +416,24 @@ def _execute(root_nodes, root_grads, retain_graph, create_graph, capture=None, l
                         out = hook(result, ())
                         if out is not None:
                             result = tuple(out)
-                if _anomaly["enabled"] and _anomaly["check_nan"]:
+                if check_nan:
                     _check_anomaly(node, result)
                 if not retain_graph:
                     node._release()  # free its saved arrays now, as PyTorch (checkpointing)
-                executed.append(node)
                 for i, (edge, g) in enumerate(zip(node._next, result)):
                     if edge is None or g is None:
                         continue
                     child, nr = edge
-                    if child not in task.needed:
+                    if child not in needed:
                         continue
-                    g = _check_grad(node, i, g)
+                    meta = node._input_meta[i]
+                    if meta is not None and (g.shape != meta[0] or g.dtype != meta[1]):
+                        g = _check_grad(node, i, g)
                     buf = buffers.get(child)
                     if buf is None:
                         buf = buffers[child] = [None] * max(len(child._output_meta), 1)
-                    _accumulate_into(buf, nr, g)
+                    old = buf[nr]
+                    buf[nr] = g if old is None else old + g
                     left = deps[child] - 1
                     deps[child] = left
                     if left == 0:
@@ -395,7 +444,7 @@ def _execute(root_nodes, root_grads, retain_graph, create_graph, capture=None, l
     finally:
         tasks.pop()
         if not retain_graph:
-            for node in executed:
+            for node in skipped:
                 node._release()
 
 

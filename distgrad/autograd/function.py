@@ -13,7 +13,9 @@ first and higher-order gradients. User Functions see tensors, exactly as in PyTo
 from __future__ import annotations
 
 import itertools
+import operator
 import traceback
+from typing import Any
 
 import numpy as np
 
@@ -28,7 +30,7 @@ _anomaly = {"enabled": False, "check_nan": True}
 # The differentiable numpy-like namespace used by create_graph backwards; the ops layer
 # installs it (autograd cannot import ops).
 _graph_namespace = None
-Tensor = None  # set by tensor.py once the class exists (it imports this module)
+Tensor: Any = None  # set by tensor.py once the class exists (it imports this module)
 
 
 def set_graph_namespace(namespace) -> None:
@@ -67,49 +69,68 @@ def add_hook(hooks: dict, fn) -> RemovableHandle:
 _add_hook = add_hook
 
 
-class _Saved:
+class _Saved(tuple):
     """One value given to ``save_for_backward``: the array plus enough to detect an in-place
-    change (the tensor's version counter and the version seen at save time)."""
+    change (the tensor's version counter and the version seen at save time). A tuple, made
+    with one C call per saved value (``_saved``)."""
 
-    __slots__ = ("array", "tensor", "output_nr", "counter", "version")
+    __slots__ = ()
+    array = property(operator.itemgetter(0))
+    tensor = property(operator.itemgetter(1))
+    output_nr = property(operator.itemgetter(2))
+    counter = property(operator.itemgetter(3))
+    version = property(operator.itemgetter(4))
 
-    def __init__(self, array, tensor, output_nr, counter):
-        self.array = array
-        self.tensor = tensor
-        self.output_nr = output_nr
-        self.counter = counter
-        self.version = counter.value if counter is not None else 0
+
+_new_tuple = tuple.__new__
+
+
+def _saved(array, tensor, output_nr, counter) -> _Saved:
+    return _new_tuple(_Saved, (array, tensor, output_nr, counter, counter.value))
 
 
 class BackwardNode:
     """A node of the backward graph. For an op ``Foo`` the node class is ``FooBackward`` and the
     node is the ``ctx`` its forward and backward receive."""
 
-    _function: type = None
+    _function: Any = None
     _is_accumulator = False
     _device = None  # the cupy Device a GPU op ran under; its backward runs there too
     tensor_args = None  # in a jit replay: which arguments of forward were tensors
+    # Per-node state starts as these class-level defaults (one node is made per recorded op,
+    # so its constructor sets only the sequence number); assignments make instance values.
+    _to_save: tuple = ()
+    _saved: list | None = None
+    _freed = False
+    _dirty: tuple = ()
+    _non_differentiable: tuple = ()
+    _materialize_grads = True
+    _create_graph = False
+    _xp: Any = np  # the op's array module (numpy or cupy)
+    # The array namespace for forward/backward formulas: ``_xp``, or the differentiable one
+    # while the backward is being recorded (``create_graph=True``; the engine sets it).
+    xp: Any = np
+    _next: tuple = ()
+    _input_meta: tuple = ()
+    _output_meta: tuple = ()
+    _pre_hooks: dict | None = None
+    _post_hooks: dict | None = None
+    _tensor_pre_hooks: dict | None = None  # {output_nr: {id: hook}}
+    _retain_grad: dict | None = None  # {output_nr: weakref to tensor}
+    _trace: str | None = None
+    needs_input_grad: tuple = ()
+    _saved_as_tensors = False  # saved values come back as tensors even in a first-order backward
 
     def __init__(self):
         self._seq = next(_sequence)
-        self._to_save = ()
-        self._saved = None
-        self._freed = False
-        self._dirty = ()
-        self._non_differentiable = ()
-        self._materialize_grads = True
-        self._create_graph = False
-        self._xp = np
-        self._next = ()
-        self._input_meta = ()
-        self._output_meta = ()
-        self._pre_hooks = None
-        self._post_hooks = None
-        self._tensor_pre_hooks = None  # {output_nr: {id: hook}}
-        self._retain_grad = None  # {output_nr: weakref to tensor}
-        self._trace = None
-        self.needs_input_grad = ()
-        self.metadata = {}
+
+    @property
+    def metadata(self) -> dict:
+        """A dict for users' own annotations of this node (PyTorch's ``Node.metadata``)."""
+        d = self.__dict__.get("_metadata")
+        if d is None:
+            d = self.__dict__["_metadata"] = {}
+        return d
 
     # ---- ctx API used inside forward/backward -------------------------------------------
     def save_for_backward(self, *values) -> None:
@@ -128,9 +149,20 @@ class BackwardNode:
                 f"the graph a second time or if you need to access saved tensors after calling "
                 f"backward."
             )
-        if self._saved is None:
+        saved = self._saved
+        if saved is None:
             return self._to_save
-        return tuple(self._unpack(s) for s in self._saved)
+        if self._create_graph or self._saved_as_tensors:
+            return tuple([self._unpack(s) for s in saved])
+        out = []  # the first-order backward of an Op: the arrays, once their versions check
+        for s in saved:
+            if s is not None:
+                counter = s[3]
+                if counter is not None and counter.value != s[4]:
+                    self._unpack(s)  # raises
+                s = s[0]
+            out.append(s)
+        return tuple(out)
 
     def _unpack(self, s: _Saved | None):
         if s is None:
@@ -145,12 +177,7 @@ class BackwardNode:
                 f"in-place op (x.add_(...), x[...] = ..., x += ...) by its out-of-place form "
                 f"(x = x + ...), or clone() the tensor before changing it."
             )
-        return self._saved_value(s)
-
-    def _saved_value(self, s: _Saved):
-        """What ``saved_tensors`` gives for ``s``: its array, or a tensor in a recorded
-        backward (``create_graph``)."""
-        return self._saved_tensor(s) if self._create_graph else s.array
+        return self._saved_tensor(s) if self._create_graph or self._saved_as_tensors else s.array
 
     def _saved_tensor(self, s: _Saved):
         if s.tensor is not None:
@@ -158,12 +185,6 @@ class BackwardNode:
         if s.output_nr is not None:
             return Tensor._make(s.array, self, s.output_nr, s.counter)
         return Tensor(s.array) if hasattr(s.array, "shape") else s.array  # scalars stay
-
-    @property
-    def xp(self):
-        """The array namespace for backward formulas: numpy/cupy, or the differentiable one
-        when the backward is being recorded (``create_graph=True``)."""
-        return _graph_namespace if self._create_graph else self._xp
 
     def mark_dirty(self, *tensors) -> None:
         """Declare inputs that forward modified in place (and returns)."""
@@ -232,17 +253,17 @@ class Op:
     out) adapts them.
     """
 
-    once_differentiable = False
+    once_differentiable: bool = False
     # View ops (reshape, transpose, basic indexing...): an output array that aliases the first
     # argument's memory shares its version counter, so in-place changes through either one are
     # seen by the saved-tensor checks of the other.
-    is_view = False
+    is_view: bool = False
     # How ``distgrad.amp.autocast`` casts this op's floating inputs: "lower" (to the autocast
     # dtype: matmul, conv), "float32" (reductions, softmax, norms, losses) or None (run in
     # the widest floating input dtype).
-    autocast = None
-    _node_base = BackwardNode
-    _backward_cls = BackwardNode
+    autocast: str | None = None
+    _node_base: type[BackwardNode] = BackwardNode
+    _backward_cls: type[BackwardNode] = BackwardNode
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -289,34 +310,73 @@ class Op:
 
     @classmethod
     def _apply(cls, args, raw=None):
+        # The per-op path: one loop over the arguments (gathering the graph edges too when
+        # recording), no helper calls in the common case.
         ctx = cls._backward_cls()
-        tensors = [a for a in args if isinstance(a, Tensor)]
-        record = _state.grad_enabled and any(t._requires_grad for t in tensors)
+        first = None
+        arrays = []
+        edges = None
+        if _state.grad_enabled:
+            needs, edges, in_meta = [], [], []
+            for a in args:
+                if isinstance(a, Tensor):
+                    array = a._array
+                    arrays.append(array)
+                    if first is None:
+                        first = array
+                    if a._requires_grad:
+                        needs.append(True)
+                        node = a._grad_fn
+                        edges.append((node, a._output_nr) if node is not None else a._edge())
+                        in_meta.append((array.shape, array.dtype))
+                        continue
+                else:
+                    arrays.append(a)
+                needs.append(False)
+                edges.append(None)
+                in_meta.append(None)
+            if edges.count(None) == len(edges):
+                edges = None  # nothing to record
+            else:
+                ctx.needs_input_grad = tuple(needs)
+                ctx._next = tuple(edges)
+                ctx._input_meta = tuple(in_meta)
+        else:
+            for a in args:
+                if isinstance(a, Tensor):
+                    arrays.append(a._array)
+                    if first is None:
+                        first = a._array
+                else:
+                    arrays.append(a)
         if raw is None:
-            raw = [a._array if isinstance(a, Tensor) else a for a in args]
-        if tensors:
-            ctx._xp = array_module_for(tensors[0]._array)
-        if record:
-            ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a._requires_grad for a in args)
-        if ctx._xp is np:
+            raw = arrays
+        if first is None or type(first) is np.ndarray:
             out = cls.array_forward(ctx, *raw)
-        else:  # a GPU op runs with its first tensor's GPU current (cupy's rule)
-            ctx._device = tensors[0]._array.device
-            with ctx._device:
+        else:
+            ctx._xp = ctx.xp = xp = array_module_for(first)
+            if xp is np:
                 out = cls.array_forward(ctx, *raw)
-        single = not isinstance(out, tuple)
-        outputs = _wrap_outputs(cls, ctx, args, raw, (out,) if single else out)
-        if record:
+            else:  # a GPU op runs with its first tensor's GPU current (cupy's rule)
+                ctx._device = first.device
+                with ctx._device:
+                    out = cls.array_forward(ctx, *raw)
+        if type(out) is np.ndarray and not ctx._dirty and not cls.is_view:
+            single, outputs = True, (Tensor(out),)
+        else:
+            single = not isinstance(out, tuple)
+            outputs = _wrap_outputs(cls, ctx, args, raw, (out,) if single else out)
+        if edges is not None:
             _connect(cls, ctx, args, raw, outputs)
-        ctx._to_save = ()
+        if ctx._to_save:
+            ctx._to_save = ()
         return outputs[0] if single else outputs
 
 
 class _FunctionNode(BackwardNode):
     """The ctx of a ``Function``: its saved values are tensors, in every backward."""
 
-    def _saved_value(self, s: _Saved):
-        return self._saved_tensor(s)
+    _saved_as_tensors = True
 
 
 class Function(Op):
@@ -459,13 +519,7 @@ def _wrap_outputs(cls, ctx, args, raw, outs):
 
 
 def _connect(cls, ctx, args, raw, outputs):
-    """Record the graph: edges to the inputs, saved values, outputs' grad_fn."""
-    ctx._next = tuple(
-        a._edge() if isinstance(a, Tensor) and a._requires_grad else None for a in args
-    )
-    ctx._input_meta = tuple(
-        (a._array.shape, a._array.dtype) if isinstance(a, Tensor) else None for a in args
-    )
+    """Record the graph (its edges to the inputs are set): saved values, outputs' grad_fn."""
     non_diff = ctx._non_differentiable
     dirty = ctx._dirty
     meta = []
@@ -473,12 +527,14 @@ def _connect(cls, ctx, args, raw, outputs):
         if o is None:
             meta.append(None)
             continue
-        meta.append((o._array.shape, o._array.dtype))
+        array = o._array
+        dtype = array.dtype
+        meta.append((array.shape, dtype))
         if (
-            o._array.dtype.kind not in "fc"
-            and not is_floating(o._array.dtype)
+            dtype.kind not in "fc"
+            and not is_floating(dtype)
             or non_diff
-            and any(o is n or getattr(n, "_array", None) is o._array for n in non_diff)
+            and any(o is n or getattr(n, "_array", None) is array for n in non_diff)
         ):
             continue
         if dirty and any(o is a for a in args):  # the input now carries this node
@@ -493,7 +549,18 @@ def _connect(cls, ctx, args, raw, outputs):
         o._output_nr = nr
     ctx._output_meta = tuple(meta)
     if ctx._to_save:
-        ctx._saved = [_saved_entry(v, args, raw, outputs) for v in ctx._to_save]
+        saved = []
+        for v in ctx._to_save:  # an input or an output (by identity), else kept as is
+            if v is not None:
+                for a, r in zip(args, raw):
+                    if v is r and isinstance(a, Tensor):
+                        counter = a._version
+                        v = _new_tuple(_Saved, (a._array, a, None, counter, counter.value))
+                        break
+                else:
+                    v = _saved_entry(v, outputs)
+            saved.append(v)
+        ctx._saved = saved
     if _anomaly["enabled"]:
         ctx._trace = _user_stack()
 
@@ -505,18 +572,14 @@ def _user_stack(limit: int = 12) -> str:
     return "".join(traceback.format_list(frames[-limit:]))
 
 
-def _saved_entry(value, args, raw, outputs):
-    if value is None:
-        return None
-    for a, r in zip(args, raw):
-        if value is r and isinstance(a, Tensor):
-            return _Saved(a._array, a, None, a._version)
+def _saved_entry(value, outputs):
+    """The saved entry of a value that is not an input: an output, a tensor, or a constant."""
     for nr, o in enumerate(outputs):
         if o is not None and (value is o or value is o._array):
-            return _Saved(o._array, None, nr, o._version)
+            return _saved(o._array, None, nr, o._version)
     if isinstance(value, Tensor):
-        return _Saved(value._array, value, None, value._version)
-    return _Saved(value, None, None, None)
+        return _saved(value._array, value, None, value._version)
+    return _new_tuple(_Saved, (value, None, None, None, 0))
 
 
 def once_differentiable(backward):

@@ -31,11 +31,19 @@ private attributes:
 
 from __future__ import annotations
 
+import operator
 import weakref
 
 import numpy as np
 
-from ..backend import array_module_for, device_of, from_numpy_dtype, is_floating
+from ..backend import (
+    array_module_for,
+    device_of,
+    from_numpy_dtype,
+    get_default_dtype,
+    is_array,
+    is_floating,
+)
 from . import function as _function_module
 from .function import BackwardNode, RemovableHandle, _add_hook
 
@@ -88,7 +96,9 @@ class Tensor:
         "__weakref__",
     )
 
-    def __init__(self, array, requires_grad: bool = False):
+    def __init__(self, array=None, requires_grad: bool = False, *sizes):
+        if type(array) is not np.ndarray and not is_array(array):
+            array, requires_grad = _legacy_array(array, requires_grad, sizes)
         self._array = array
         self._grad = None
         self._grad_fn = None
@@ -120,12 +130,13 @@ class Tensor:
         return t
 
     # ---- array, dtype, device, shape ----------------------------------------------------
-    @property
-    def array(self):
-        """The underlying numpy (CPU) or cupy (GPU) array, shared, not copied. Changing it in
-        place bypasses autograd's version checks unless followed by ``bump_version()``;
-        prefer tensor ops."""
-        return self._array
+    # The most read accessors are C-level getters (attrgetter): the per-op path reads them.
+    array = property(
+        operator.attrgetter("_array"),
+        doc="""The underlying numpy (CPU) or cupy (GPU) array, shared, not copied. Changing it
+        in place bypasses autograd's version checks unless followed by ``bump_version()``;
+        prefer tensor ops.""",
+    )
 
     # ---- internal API for the layers above autograd (see the module docstring) -----------
     def write_array_(self, values) -> None:
@@ -208,19 +219,13 @@ class Tensor:
         """Whether the data is on a CUDA device."""
         return self.device.type == "cuda"
 
-    @property
-    def shape(self) -> tuple:
-        """The size of each dimension (a ``Size``, a tuple)."""
-        return self._array.shape
+    shape = property(operator.attrgetter("_array.shape"), doc="The size of each dimension.")
 
     def size(self, dim: int | None = None):
         """The shape, or the size of dimension ``dim`` when given."""
         return self._array.shape if dim is None else self._array.shape[dim]
 
-    @property
-    def ndim(self) -> int:
-        """The number of dimensions."""
-        return self._array.ndim
+    ndim = property(operator.attrgetter("_array.ndim"), doc="The number of dimensions.")
 
     def dim(self) -> int:
         """The number of dimensions."""
@@ -258,14 +263,14 @@ class Tensor:
         return self._array.shape[0]
 
     # ---- autograd state ----------------------------------------------------------------
-    @property
-    def requires_grad(self) -> bool:
-        """Whether autograd records operations on this tensor (settable on leaves)."""
-        return self._requires_grad
-
-    @requires_grad.setter
-    def requires_grad(self, value: bool) -> None:
+    def _set_requires_grad(self, value: bool) -> None:
         self.requires_grad_(value)
+
+    requires_grad = property(
+        operator.attrgetter("_requires_grad"),
+        _set_requires_grad,
+        doc="Whether autograd records operations on this tensor.",
+    )
 
     def requires_grad_(self, requires_grad: bool = True) -> Tensor:
         """Set whether autograd records operations on this (leaf) tensor."""
@@ -285,20 +290,19 @@ class Tensor:
         self._requires_grad = bool(requires_grad)
         return self
 
-    @property
-    def grad_fn(self):
-        """The graph node that produced this tensor (``None`` for leaves)."""
-        return self._grad_fn
+    grad_fn = property(
+        operator.attrgetter("_grad_fn"),
+        doc="The graph node that produced this tensor (None for a leaf).",
+    )
 
     @property
     def is_leaf(self) -> bool:
         """Whether the tensor was not produced by a recorded operation (its gradient accumulates in ``.grad``)."""
         return self._grad_fn is None
 
-    @property
-    def output_nr(self) -> int:
-        """Which output of its ``grad_fn`` this tensor is."""
-        return self._output_nr
+    output_nr = property(
+        operator.attrgetter("_output_nr"), doc="Which output of ``grad_fn`` this tensor is."
+    )
 
     @property
     def _version_value(self) -> int:
@@ -491,6 +495,12 @@ class Tensor:
         memo[id(self)] = t
         return t
 
+    def __format__(self, spec: str) -> str:
+        # as PyTorch: a 0-d tensor formats as its Python number (f"{loss:.4f}")
+        if self._array.ndim == 0:
+            return format(self.item(), spec)
+        return object.__format__(self, spec)
+
     def __repr__(self):
         body = np.array2string(self._host_array(), separator=", ", precision=4, prefix="tensor(")
         extras = []
@@ -506,6 +516,45 @@ class Tensor:
 
 
 _function_module.Tensor = Tensor
+
+
+def _legacy_array(data, second, sizes):
+    """The array of PyTorch's legacy constructor ``Tensor(data)`` / ``Tensor(*sizes)``:
+    Python data become the default float dtype; ints are sizes (``Tensor(2, 3)``, zero-filled
+    where PyTorch leaves memory uninitialized); ``Tensor()`` is empty. (A numpy/cupy array is
+    wrapped as it is, without a copy or a dtype change: the documented raw constructor.)"""
+    dtype = get_default_dtype().np
+    if isinstance(data, np.generic):
+        return np.asarray(data), second
+    return _legacy_data(data, second, sizes, dtype), False
+
+
+def _legacy_data(data, second, sizes, dtype):
+    if data is None and second is False and not sizes:
+        return np.empty((0,), dtype)
+    dims = (data, second, *sizes) if second is not False else (data,)
+    if all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in dims):
+        if any(d < 0 for d in dims):
+            raise RuntimeError(f"Tensor(): negative dimension in size {list(dims)}")
+        return np.zeros(tuple(int(d) for d in dims), dtype)
+    if second is not False or sizes:
+        raise TypeError(
+            f"Tensor() takes data (a sequence or number) or sizes (ints), got "
+            f"{', '.join(type(d).__name__ for d in dims)}"
+        )
+    if isinstance(data, Tensor):
+        return data._array.astype(dtype, copy=False)
+    if isinstance(data, (list, tuple, float, bool)):
+        try:
+            array = np.array(data, dtype=dtype)
+        except (ValueError, TypeError) as e:
+            raise TypeError(
+                f"Tensor(): could not make a tensor from {type(data).__name__}: {e}"
+            ) from None
+        return array
+    raise TypeError(
+        f"Tensor(): expected a sequence, a number, sizes or an array, got {type(data).__name__}"
+    )
 
 
 def _rebuild_tensor(array, requires_grad, device):

@@ -13,7 +13,9 @@ from .device import (
     device,
     device_of,
     get_array_module,
+    get_default_device,
     is_array,
+    set_default_device,
 )
 from .dtypes import (
     as_dtype,

@@ -86,6 +86,23 @@ class Device:
 
 
 CPU = Device("cpu")
+_default_device = CPU
+
+
+def set_default_device(spec) -> None:
+    """``distgrad.set_default_device("cuda")``: the device factory functions (``zeros``,
+    ``randn``, ``tensor``, ...) use when given no ``device``. ``None`` resets it to the CPU.
+    A GPU is checked when set, so a missing one fails here rather than at the next factory."""
+    global _default_device
+    new = CPU if spec is None else device(spec)
+    if new.type != "cpu":
+        _ = new.xp  # raises, saying why, when there is no usable GPU
+    _default_device = new
+
+
+def get_default_device() -> Device:
+    """The device factory functions use when given none (the CPU unless changed)."""
+    return _default_device
 
 
 def device(spec) -> Device:

@@ -75,11 +75,27 @@ class RandomSampler(Sampler):
         return len(self.data_source) if self._num_samples is None else self._num_samples
 
     def __iter__(self) -> Iterator[int]:
+        # drawn lazily, as PyTorch: num_samples may be far larger than memory (minGPT asks
+        # for 10**10 with replacement and stops after a few batches). As in PyTorch, the
+        # epoch's stream without a generator is a private one seeded by one draw of the
+        # default stream, so other draws made while the epoch runs (dropout, ...) do not
+        # change its order.
         n, count, rng = len(self.data_source), self.num_samples, numpy_rng(self.generator)
+        if self.generator is None:
+            rng = np.random.default_rng(int(rng.integers(2**63)))
         if self.replacement:
-            return iter(rng.integers(0, n, size=count).tolist())
-        rounds = [rng.permutation(n) for _ in range(-(-count // n))]
-        return iter(np.concatenate(rounds)[:count].tolist())
+            return self._with_replacement(rng, n, count)
+        return self._permutations(rng, n, count)
+
+    @staticmethod
+    def _with_replacement(rng, n: int, count: int) -> Iterator[int]:
+        for start in range(0, count, 32):
+            yield from rng.integers(0, n, size=min(32, count - start)).tolist()
+
+    @staticmethod
+    def _permutations(rng, n: int, count: int) -> Iterator[int]:
+        for start in range(0, count, n):
+            yield from rng.permutation(n)[: count - start].tolist()
 
     def __len__(self) -> int:
         return self.num_samples

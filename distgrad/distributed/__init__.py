@@ -1,21 +1,45 @@
-"""``distgrad.distributed``: the process group, collectives on tensors (``torch.distributed``
-names), communicators, ``DataParallel`` and ``SyncBatchNorm``.
+"""``distgrad.distributed``: ``torch.distributed``'s API (``init_process_group``, process
+groups, collectives on tensors with ``group=``/``async_op=``, point to point, object
+collectives), communicators, ``DataParallel`` and ``SyncBatchNorm``.
 
-mpi4py is imported only by ``init()``, so ``import distgrad.distributed`` needs numpy alone.
+distgrad's short names are aliases, one way: ``init`` = ``init_process_group`` (timeout only),
+``finalize`` = ``destroy_process_group()``, ``rank``/``world_size`` = ``get_rank``/
+``get_world_size`` of the world. mpi4py is imported only by ``init()``, so
+``import distgrad.distributed`` needs numpy alone. docs/coming_from_torch_distributed.md maps
+torch.distributed, torchrun and Horovod names to distgrad's.
 """
 
+from .api import (
+    destroy_process_group,
+    get_backend,
+    get_global_rank,
+    get_group_rank,
+    get_process_group_ranks,
+    get_rank,
+    get_world_size,
+    init_process_group,
+)
 from .collectives import (
     all_gather,
     all_gather_into_tensor,
     all_gather_object,
     all_reduce,
+    all_to_all,
+    all_to_all_single,
+    barrier,
     broadcast,
     broadcast_object_list,
     gather,
+    gather_object,
+    irecv,
+    isend,
+    monitored_barrier,
+    recv,
     reduce,
     reduce_scatter,
     reduce_scatter_tensor,
     scatter,
+    send,
 )
 from .communicator import (
     CollectiveInfo,
@@ -23,18 +47,24 @@ from .communicator import (
     Communicator,
     CommunicatorBrokenError,
     LocalCommunicator,
+    P2PWork,
     ReduceOp,
     Work,
 )
 from .contract import CollectiveMismatchError
-from .data_parallel import DataParallel, NonFiniteGradientError, StepStats
+from .data_parallel import (
+    DataParallel,
+    DistributedDataParallel,
+    NonFiniteGradientError,
+    StepStats,
+)
+from .desync import CollectiveDesyncError
+from .device_mesh import DeviceMesh, init_device_mesh
+from .groups import ProcessGroup, group, new_group
 from .process_group import (
-    barrier,
     finalize,
     get_communicator,
-    get_rank,
     get_timeout,
-    get_world_size,
     init,
     is_available,
     is_initialized,
@@ -47,6 +77,25 @@ from .process_group import (
 from .sync_batchnorm import SyncBatchNorm
 
 __all__ = [
+    "init_process_group",
+    "destroy_process_group",
+    "get_backend",
+    "get_global_rank",
+    "get_group_rank",
+    "get_process_group_ranks",
+    "new_group",
+    "group",
+    "ProcessGroup",
+    "all_to_all",
+    "all_to_all_single",
+    "send",
+    "recv",
+    "isend",
+    "irecv",
+    "monitored_barrier",
+    "gather_object",
+    "P2PWork",
+    "CollectiveDesyncError",
     "init",
     "is_available",
     "is_initialized",
@@ -80,6 +129,9 @@ __all__ = [
     "CollectiveTimeoutError",
     "CommunicatorBrokenError",
     "CollectiveMismatchError",
+    "DistributedDataParallel",
+    "DeviceMesh",
+    "init_device_mesh",
     "DataParallel",
     "StepStats",
     "NonFiniteGradientError",

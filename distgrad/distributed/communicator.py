@@ -32,6 +32,7 @@ __all__ = [
     "CollectiveTimeoutError",
     "CommunicatorBrokenError",
     "LocalCommunicator",
+    "P2PWork",
 ]
 
 DEFAULT_TIMEOUT = 1800.0
@@ -143,7 +144,7 @@ class Work:
         "seq",
         "_comm",
         "_op",
-        "_array",
+        "_data",
         "_root",
         "_reduce_op",
         "_callbacks",
@@ -157,7 +158,7 @@ class Work:
         comm.seq += 1
         self.seq = comm.seq
         comm.in_flight[self.seq] = self
-        self._comm, self._op, self._array, self._root, self._reduce_op = (
+        self._comm, self._op, self._data, self._root, self._reduce_op = (
             comm,
             op,
             array,
@@ -173,7 +174,7 @@ class Work:
     @property
     def info(self) -> CollectiveInfo:
         """What this collective is (op, sequence number, count, dtype), for messages."""
-        comm, array = self._comm, self._array
+        comm, array = self._comm, self._data
         sizes = () if array is None else (int(array.size), array.dtype)
         return CollectiveInfo(
             self._op,
@@ -229,6 +230,60 @@ class Work:
         return f"<Work {self.info.describe()}, {state}>"
 
 
+class P2PInfo(CollectiveInfo):
+    """What a point-to-point transfer was (``op``: ``"send"``/``"recv"``, ``root``: the peer)."""
+
+    __slots__ = ("tag",)
+
+    def __init__(self, op, rank, world_size, peer, tag, count=0, dtype=None):
+        super().__init__(op, 0, rank, world_size, count, dtype, root=peer)
+        self.tag = tag
+
+    def describe(self) -> str:
+        peer = "any rank" if self.root is None else f"rank {self.root}"
+        where = "to" if self.op == "send" else "from"
+        sizes = "" if self.dtype is None else f" ({self.count} x {self.dtype}, {self.nbytes} bytes)"
+        return f"{self.op} {where} {peer} (tag {self.tag}){sizes} on rank {self.rank}"
+
+
+class P2PWork:
+    """Handle of a point-to-point transfer (``isend``/``irecv``; not numbered: only the two
+    ranks involved take part). ``wait()`` enforces the communicator's deadline; for a receive
+    from any rank, ``source`` is the sender once it has completed."""
+
+    def __init__(self, comm: Communicator, test, info: P2PInfo, then=(), source=None):
+        self._comm, self._test, self.info = comm, test, info
+        self._then, self._done, self._started = then, False, time.monotonic()
+        self._source = source  # () -> the sender's rank
+        self.source = info.root
+
+    def _complete(self) -> None:
+        self._done = True
+        if self._source is not None:
+            self.source = self._source()
+        for callback in self._then:
+            if callback is not None:
+                callback()
+
+    def is_completed(self) -> bool:
+        """Whether the send or receive has finished (never blocks)."""
+        if not self._done and self._test():
+            self._complete()
+        return self._done
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the transfer completes (``CollectiveTimeoutError`` past the
+        deadline, or ``timeout`` seconds from now if sooner)."""
+        if not self._done:
+            _wait(self._comm, self._test, self._started, timeout, lambda: self.info)
+            self._complete()
+        return True
+
+    def __repr__(self):
+        state = "completed" if self._done else "in flight"
+        return f"<P2PWork {self.info.describe()}, {state}>"
+
+
 class Communicator(ABC):
     """A group of ranks that run collectives together on arrays of one kind (``device``).
 
@@ -252,12 +307,16 @@ class Communicator(ABC):
         self.in_flight = {}  # seq -> Work not completed yet
         self.last_done = self.blocking = None  # a Work, or a function returning CollectiveInfo
         self.watchdog = None  # reports every rank's state on a missed deadline
+        self.desync = None  # the fingerprint channel (desync.py), if checked
+        self.label = "WORLD"  # the process group, for messages
 
     # ---- bookkeeping shared by implementations ------------------------------------------
     def _issue(self, test, async_op: bool, op: str, array=None, root=None, reduce_op=None, then=()):
         """Finish starting a collective whose transfer ``test()`` tracks: return a ``Work``
         when ``async_op``, else wait for it here and return None. ``then``: callbacks (None
         entries skipped) to run, in order, once it has completed."""
+        if self.desync is not None:
+            test = self.desync.guard(self, test, op, array, root, reduce_op)
         if async_op:
             return Work(self, test, op, array, root, reduce_op)._then(*then)
         self.seq += 1
@@ -303,6 +362,25 @@ class Communicator(ABC):
         if report:
             message += f" Watchdog report: {report}"
         raise CollectiveTimeoutError(message)
+
+    # ---- argument checks shared by implementations ---------------------------------------
+    def _check_root(self, op: str, root) -> None:
+        """Raise if the communicator is broken or ``root`` (if given) is not one of its ranks."""
+        if self.failure is not None:
+            self._raise_broken(op)
+        if root is not None and not 0 <= root < self.world_size:
+            raise ValueError(
+                f"{op}: root {root} is not a rank of this world (size {self.world_size})"
+            )
+
+    def _check_blocks(self, op: str, block, full) -> None:
+        """Raise unless the rank-major buffer ``full`` holds world_size blocks like ``block``."""
+        if full.size != block.size * self.world_size or full.dtype != block.dtype:
+            raise ValueError(
+                f"{op}: the rank-major buffer must hold world_size ({self.world_size})"
+                f" x {block.size} elements of {block.dtype}, got {full.size} of "
+                f"{full.dtype}"
+            )
 
     @staticmethod
     def _check_reduce(op: ReduceOp, dtype) -> None:
@@ -358,6 +436,24 @@ class Communicator(ABC):
     @abstractmethod
     def abort(self, code: int = 1) -> None:
         """Take the whole job down now (never returns)."""
+
+    def alltoall(self, send, recv, async_op: bool = True) -> Work | None:
+        """Block r of the rank-major ``send`` goes to rank r, which receives it as block
+        (this rank) of its rank-major ``recv``."""
+        raise NotImplementedError(f"{type(self).__name__} has no alltoall")
+
+    def alltoallv(self, send, send_counts, recv, recv_counts, async_op: bool = True):
+        """``alltoall`` with blocks of ``send_counts[r]`` elements to rank r and
+        ``recv_counts[r]`` from rank r (flat ``send`` and ``recv``, rank-major)."""
+        raise NotImplementedError(f"{type(self).__name__} has no alltoallv")
+
+    def send(self, array, dst: int, tag: int = 0) -> P2PWork:
+        """Start sending ``array`` to rank ``dst``."""
+        raise NotImplementedError(f"{type(self).__name__} has no point-to-point transfers")
+
+    def recv(self, array, src: int | None, tag: int = 0) -> P2PWork:
+        """Start receiving into ``array`` from rank ``src`` (None: any rank)."""
+        raise NotImplementedError(f"{type(self).__name__} has no point-to-point transfers")
 
     # ---- small Python objects (pickled; not for arrays) ----------------------------------
     def allgather_object(self, obj) -> list:
@@ -440,6 +536,25 @@ class LocalCommunicator(Communicator):
 
     def barrier(self, async_op=True):
         return self._done(async_op, "barrier")
+
+    def alltoall(self, send, recv, async_op=True):
+        recv[...] = send.reshape(recv.shape)
+        return self._done(async_op, "alltoall", send)
+
+    def alltoallv(self, send, send_counts, recv, recv_counts, async_op=True):
+        if list(send_counts) != list(recv_counts):
+            raise ValueError(
+                f"alltoallv: in a world of one the send counts {list(send_counts)} must equal "
+                f"the receive counts {list(recv_counts)}"
+            )
+        recv.reshape(-1)[...] = send.reshape(-1)
+        return self._done(async_op, "alltoall")
+
+    def send(self, array, dst, tag=0):
+        raise ValueError(f"send: a world of one has no rank {dst} to send to (only rank 0)")
+
+    def recv(self, array, src, tag=0):
+        raise ValueError(f"recv: a world of one has no rank {src} to receive from (only rank 0)")
 
     def abort(self, code=1):
         sys.stdout.flush()

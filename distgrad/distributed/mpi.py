@@ -15,7 +15,7 @@ import functools
 import numpy as np
 
 from ..backend import array_module_for
-from .communicator import DEFAULT_TIMEOUT, Communicator, ReduceOp
+from .communicator import DEFAULT_TIMEOUT, Communicator, P2PInfo, P2PWork, ReduceOp
 
 __all__ = ["MPICommunicator"]
 
@@ -111,20 +111,9 @@ class MPICommunicator(Communicator):
     def _check(self, op: str, root=None, block=None, full=None) -> None:
         """Raise if the communicator is broken, ``root`` is not a rank, or the rank-major
         buffer ``full`` does not hold world_size blocks like ``block``."""
-        if self.failure is not None:
-            self._raise_broken(op)
-        if root is not None and not 0 <= root < self.world_size:
-            raise ValueError(
-                f"{op}: root {root} is not a rank of this world (size {self.world_size})"
-            )
-        if full is not None and (
-            full.size != block.size * self.world_size or full.dtype != block.dtype
-        ):
-            raise ValueError(
-                f"{op}: the rank-major buffer must hold world_size ({self.world_size})"
-                f" x {block.size} elements of {block.dtype}, got {full.size} of "
-                f"{full.dtype}"
-            )
+        self._check_root(op, root)
+        if full is not None:
+            self._check_blocks(op, block, full)
 
     def _average(self, buf, op):
         if op is ReduceOp.AVG:
@@ -252,6 +241,82 @@ class MPICommunicator(Communicator):
     def barrier(self, async_op=True):
         self._check("barrier")
         return self._issue(self.comm.Ibarrier().Test, async_op, "barrier")
+
+    def alltoall(self, send, recv, async_op=True):
+        self._check("alltoall")
+        if send.size != recv.size or send.size % self.world_size or send.dtype != recv.dtype:
+            raise ValueError(
+                f"all_to_all: input and output must hold the same number of elements, "
+                f"divisible by the group size ({self.world_size}), of one dtype: got "
+                f"{send.size} x {send.dtype} and {recv.size} x {recv.dtype}"
+            )
+        if send.size // self.world_size > self.max_count:
+            raise ValueError(f"alltoall: blocks of more than {self.max_count} elements")
+        sbuf, dt, _ = self._stage(send)
+        rbuf, _, writeback = self._stage(recv, write=True)
+        request = self.comm.Ialltoall([sbuf, dt], [rbuf, dt])
+        return self._issue(request.Test, async_op, "alltoall", send, then=(writeback,))
+
+    def alltoallv(self, send, send_counts, recv, recv_counts, async_op=True):
+        self._check("alltoall")
+        for name, counts, buf in (("send", send_counts, send), ("recv", recv_counts, recv)):
+            if len(counts) != self.world_size or sum(counts) != buf.size:
+                raise ValueError(
+                    f"all_to_all: the {name} split sizes {list(counts)} must be world_size "
+                    f"({self.world_size}) numbers adding up to the {buf.size} elements"
+                )
+        if send.dtype != recv.dtype:
+            raise ValueError(f"all_to_all: send is {send.dtype} but recv is {recv.dtype}")
+        sbuf, dt, _ = self._stage(send)
+        rbuf, _, writeback = self._stage(recv, write=True)
+
+        def layout(counts):
+            counts = np.asarray(counts, np.int64)
+            displs = np.concatenate([[0], np.cumsum(counts)[:-1]])
+            if displs[-1] + counts[-1] > self.max_count:
+                raise ValueError(f"all_to_all: more than {self.max_count} elements")
+            return counts.astype(np.int32), displs.astype(np.int32)
+
+        request = self.comm.Ialltoallv(
+            [sbuf, layout(send_counts), dt], [rbuf, layout(recv_counts), dt]
+        )
+        return self._issue(request.Test, async_op, "alltoall", None, then=(writeback,))
+
+    def _peer(self, op: str, peer) -> None:
+        if self.failure is not None:
+            self._raise_broken(op)
+        if peer is not None and not 0 <= peer < self.world_size:
+            raise ValueError(f"{op}: rank {peer} is not in this group (size {self.world_size})")
+        if peer == self.rank:
+            raise ValueError(f"{op}: rank {peer} cannot {op} to or from itself")
+
+    def send(self, array, dst, tag=0):
+        self._peer("send", dst)
+        buf, dt, _ = self._stage(array)
+        requests = [self.comm.Isend([piece, dt], dst, tag) for piece in self._pieces(buf)]
+        info = P2PInfo("send", self.rank, self.world_size, dst, tag, array.size, array.dtype)
+        keep = (buf,)  # the staged copy must live until the send completes
+        return P2PWork(self, _tester(requests), info, then=(lambda: keep,))
+
+    def recv(self, array, src, tag=0):
+        self._peer("recv", src)
+        buf, dt, writeback = self._stage(array, write=True)
+        pieces = self._pieces(buf)
+        if src is None and len(pieces) > 1:
+            raise ValueError(f"recv: name the sender (src) for more than {self.max_count} elements")
+        status = self.MPI.Status()
+        source = self.MPI.ANY_SOURCE if src is None else src
+        requests = [self.comm.Irecv([piece, dt], source, tag) for piece in pieces]
+        if len(requests) == 1:
+
+            def test():
+                return requests[0].Test(status)
+
+        else:
+            test = _tester(requests)
+        info = P2PInfo("recv", self.rank, self.world_size, src, tag, array.size, array.dtype)
+        sender = (lambda: status.Get_source()) if src is None else None
+        return P2PWork(self, test, info, then=(writeback,), source=sender)
 
     def abort(self, code=1):
         import sys

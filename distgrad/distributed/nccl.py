@@ -263,12 +263,7 @@ class NCCLCommunicator(Communicator):
         return nccl_plan(self.nccl, array.dtype, array.size, op, self.native_avg)
 
     def _check(self, op: str, *arrays, root=None) -> None:
-        if self.failure is not None:
-            self._raise_broken(op)
-        if root is not None and not 0 <= root < self.world_size:
-            raise ValueError(
-                f"{op}: root {root} is not a rank of this world (size {self.world_size})"
-            )
+        self._check_root(op, root)
         for a in arrays:
             if a is None:
                 continue
@@ -283,14 +278,6 @@ class NCCLCommunicator(Communicator):
                     f"{self.rank}'s NCCL communicator uses cuda:"
                     f"{self.device_index}; move it there first"
                 )
-
-    def _check_blocks(self, op: str, block, full) -> None:
-        if full.size != block.size * self.world_size or full.dtype != block.dtype:
-            raise ValueError(
-                f"{op}: the rank-major buffer must hold world_size ({self.world_size})"
-                f" x {block.size} elements of {block.dtype}, got {full.size} of "
-                f"{full.dtype}"
-            )
 
     def _contiguous(self, array, write: bool):
         """``(buffer, writeback)``: ``array`` itself if C-contiguous, else a contiguous copy

@@ -19,14 +19,15 @@ import socket
 import sys
 import threading
 import time
-import traceback
 import warnings
 
 import numpy as np
 
 from ..backend.logconfig import set_log_rank
+from ..launcher import failure
 from .communicator import DEFAULT_TIMEOUT, Communicator, LocalCommunicator, Work
 from .contract import debug_requested, enable_debug
+from .desync import DesyncCheck, desync_requested, finish
 from .env import cross_check, launcher_claims
 from .nccl import gpu_communicator, select_local_gpu
 from .watchdog import Watchdog
@@ -60,6 +61,9 @@ class _World:
         self.hooks = (sys.excepthook, threading.excepthook)
         self.gpu_comm = None  # made by communicator_for at the first GPU array
         self.watchdog = None  # for a world of more than one rank
+        self.groups = []  # ProcessGroups made by new_group (groups.py), in creation order
+        self.group_calls = 0  # new_group calls so far (members or not)
+        self.ctrl = None  # private MPI communicator for control messages (groups.py)
 
 
 _world: _World | None = None
@@ -143,6 +147,9 @@ def _mpi_world(seconds: float) -> _World:
         )
     # A private duplicate: users' own traffic on COMM_WORLD cannot interleave with ours.
     result = _World(MPICommunicator(world.Dup(), seconds), local_rank, local_size)
+    result.ctrl = world.Dup()
+    if world.Get_size() > 1 and desync_requested():
+        result.comm.desync = DesyncCheck(world.Dup(), 0, range(world.Get_size()), "WORLD")
     if world.Get_size() > 1:  # (on COMM_WORLD: the job id takes none of our sequence numbers)
         job = world.bcast(
             f"{time.strftime('%Y%m%d-%H%M%S')}-{socket.gethostname()}-{os.getpid()}"
@@ -157,9 +164,25 @@ def _mpi_world(seconds: float) -> _World:
 
 def _watch(world: _World, comm: Communicator) -> None:
     """Put ``comm`` under the world's watchdog, and in debug mode if asked for."""
+    if world.watchdog is None:
+        return
     world.watchdog.watch(comm)
     if debug_requested():
         enable_debug(comm)
+
+
+def gpu_communicator_over(host: Communicator, array, index: int, ranks, label: str):
+    """The communicator for GPU ``array`` over the ranks of ``host`` (all of them call this
+    together), with its own desync channel and under the watchdog."""
+    world = _require()
+    comm = gpu_communicator(host, array.device.id)
+    if comm is not host:
+        comm.label = label
+        mpi_host = getattr(host, "comm", None)
+        if host.desync is not None and mpi_host is not None:
+            comm.desync = DesyncCheck(mpi_host.Dup(), index, ranks, label)
+        _watch(world, comm)
+    return comm
 
 
 def _require() -> _World:
@@ -181,17 +204,19 @@ def get_communicator() -> Communicator:
     return world.comm if world is not None else _require().comm
 
 
-def communicator_for(array) -> Communicator:
-    """The communicator for ``array``: the world's for host arrays; for GPU arrays, NCCL
-    (set up by all ranks together at the first GPU array) or, where NCCL cannot be used, the
-    world's, which stages them through host memory."""
+def communicator_for(array, group=None) -> Communicator:
+    """The communicator of ``group`` (None: the world) for ``array``: the host communicator
+    for host arrays; for GPU arrays, NCCL (set up by the group's ranks together at its first
+    GPU array) or, where NCCL cannot be used, the host one, which stages them through host
+    memory."""
+    if group is not None and not getattr(group, "is_world", False):
+        return group.communicator_for(array)
     world = _require()
     if array is None or isinstance(array, np.ndarray):
         return world.comm
     if world.gpu_comm is None:
-        world.gpu_comm = gpu_communicator(world.comm, array.device.id)
-        if world.watchdog is not None and world.gpu_comm is not world.comm:
-            _watch(world, world.gpu_comm)
+        ranks = range(world.comm.world_size)
+        world.gpu_comm = gpu_communicator_over(world.comm, array, 0, ranks, "WORLD")
     return world.gpu_comm
 
 
@@ -233,36 +258,66 @@ def get_timeout() -> float:
     return _require().comm.timeout
 
 
+def distinct(comms) -> list:
+    """The communicators of ``comms``, each once, without None."""
+    out = []
+    for comm in comms:
+        if comm is not None and all(comm is not c for c in out):
+            out.append(comm)
+    return out
+
+
+def _communicators(world: _World) -> list:
+    comms = [world.comm, world.gpu_comm]
+    for group in world.groups:
+        comms += group._communicators()
+    return distinct(comms)
+
+
 def finalize() -> None:
-    """Leave the world: release distgrad's communicator and failure handlers. MPI itself is
-    finalized by mpi4py when the interpreter exits."""
+    """Leave the world: check that every rank finishes here too (desync detection: a rank
+    still issuing collectives gets a named error on every rank), then release distgrad's
+    communicators and failure handlers. MPI itself is finalized by mpi4py when the
+    interpreter exits."""
     global _world
     if _world is None:
         return
+    _finish(_world, 0)
     world, _world = _world, None
     sys.excepthook, threading.excepthook = world.hooks
-    atexit.unregister(_abort_if_broken)
+    atexit.unregister(_at_exit)
     if world.watchdog is not None:
         world.watchdog.stop()
-    if getattr(world.comm, "comm", None) is not None and world.comm.failure is None:
-        world.comm.comm.Free()
+    if world.comm.failure is None:
+        for comm in _communicators(world):
+            mpi = getattr(comm, "comm", None)
+            if mpi is not None:
+                mpi.Free()
+            if comm.desync is not None:
+                comm.desync.mpi.Free()
+        if world.ctrl is not None:
+            world.ctrl.Free()
+
+
+def _finish(world: _World, status: int) -> None:
+    """The exit fingerprints (desync.py); a difference or a timeout takes the job down."""
+    if world.comm.world_size == 1 or world.comm.failure is not None:
+        return
+    finish_communicators(world, _communicators(world), status)
+
+
+def finish_communicators(world: _World, comms, status: int) -> None:
+    """Exit fingerprints on ``comms``; a difference or a timeout takes the job down."""
+    problem = finish(comms, status, world.comm.timeout)
+    if problem is not None:
+        comm = world.comm
+        failure.die(problem, comm.rank, comm.world_size, status or 1, comm.abort, "desync")
 
 
 # ---- failures take the whole job down ---------------------------------------------------------
-# MPI_Abort makes the process manager kill every rank at once; output a rank wrote just
-# before, still in the pipe to the manager, would be lost without a moment's grace.
-OUTPUT_GRACE_S = 0.2
-
-
-def _die(lines, code: int) -> None:
+def _die(text: str, code: int) -> None:
     comm = _world.comm
-    prefix = f"[rank {comm.rank}] "
-    text = "".join(lines)
-    sys.stderr.write("".join(prefix + line for line in text.splitlines(True)))
-    sys.stderr.write(f"{prefix}uncaught exception: aborting all {comm.world_size} ranks\n")
-    sys.stderr.flush()
-    time.sleep(OUTPUT_GRACE_S)  # let the process manager forward the traceback first
-    comm.abort(code)
+    failure.die(text, comm.rank, comm.world_size, code, comm.abort)
 
 
 def _excepthook(exc_type, exc, tb):
@@ -271,7 +326,7 @@ def _excepthook(exc_type, exc, tb):
         (world.hooks[0] if world else sys.__excepthook__)(exc_type, exc, tb)
         return
     _die(
-        traceback.format_exception(exc_type, exc, tb),
+        failure.traceback_text(exc_type, exc, tb),
         130 if issubclass(exc_type, KeyboardInterrupt) else 1,
     )
 
@@ -283,25 +338,29 @@ def _thread_excepthook(args):
         return
     name = args.thread.name if args.thread is not None else "?"
     _die(
-        [f"Exception in thread {name}:\n"]
-        + traceback.format_exception(args.exc_type, args.exc_value, args.exc_traceback),
+        f"Exception in thread {name}:\n"
+        + failure.traceback_text(args.exc_type, args.exc_value, args.exc_traceback),
         1,
     )
 
 
-def _abort_if_broken():
-    """At exit, a communicator left broken by a timeout may have collectives in flight that
-    would hang MPI_Finalize: abort instead."""
+def _at_exit():
+    """At exit: a communicator left broken by a timeout may have collectives in flight that
+    would hang MPI_Finalize: abort. Otherwise check that the other ranks finish too."""
     world = _world
-    if world is not None and world.comm.failure is not None and world.comm.world_size > 1:
+    if world is None or world.comm.world_size == 1:
+        return
+    if world.comm.failure is not None:
         sys.stderr.write(
             f"[rank {world.comm.rank}] exiting after {world.comm.failure}: "
             f"aborting all {world.comm.world_size} ranks\n"
         )
         world.comm.abort(1)
+    _finish(world, failure.exit_status())
 
 
 def _install_failure_handlers(world: _World) -> None:
     sys.excepthook = _excepthook
     threading.excepthook = _thread_excepthook
-    atexit.register(_abort_if_broken)
+    failure.record_exit_status()
+    atexit.register(_at_exit)

@@ -4,7 +4,9 @@ Forward all-gathers each rank's per-channel count, mean and sum of squared devia
 combines them (Chan's parallel formula: exact and free of the cancellation of sum/sum-of-squares
 at large means); backward all-reduces the two per-channel gradient sums that the input gradient
 needs. The gradients of weight and bias stay local: ``DataParallel`` averages them like any
-other parameter's. Outside training, or in a world of one, it is a plain ``BatchNorm``.
+other parameter's. Outside training, or in a world (or group) of one, it is a plain
+``BatchNorm``. ``process_group`` restricts the statistics to a group's ranks (every member
+must run the layer, others may not use it).
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from __future__ import annotations
 from ..autograd import Op, no_grad
 from ..nn.modules.normalization import _BatchNorm
 from .communicator import ReduceOp
-from .process_group import get_communicator, is_initialized
+from .groups import resolve
+from .process_group import is_initialized
+from .process_group import rank as world_rank
 
 __all__ = ["SyncBatchNorm"]
 
@@ -88,8 +92,33 @@ class SyncBatchNorm(_BatchNorm):
 
     _expected_dims = (2, 3, 4, 5)
 
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+        process_group=None,
+        device=None,
+        dtype=None,
+    ):
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
+        self.process_group = process_group
+
+    def _communicator(self, array):
+        if not is_initialized():
+            return None
+        group = resolve(self.process_group)
+        if not group.is_member:
+            raise RuntimeError(
+                f"SyncBatchNorm: rank {world_rank()} is not a member of its process_group "
+                f"(ranks {list(group.ranks)}), so it cannot take part in its statistics"
+            )
+        return group.communicator_for(array)
+
     def forward(self, input):
-        comm = get_communicator() if is_initialized() else None
+        comm = self._communicator(input.array) if self.training else None
         if not self.training or comm is None or comm.world_size == 1:
             return super().forward(input)
         self._check_input(input)
@@ -106,14 +135,14 @@ class SyncBatchNorm(_BatchNorm):
         )
         for t in running:
             if t is not None:
-                t._version.value += 1
+                t.bump_version()
         return y
 
     @classmethod
     def convert_sync_batchnorm(cls, module, process_group=None):
         """``module`` with every ``BatchNorm*d`` replaced by a ``SyncBatchNorm`` sharing its
         parameters and buffers (returns the new module when ``module`` itself is one).
-        ``process_group`` is accepted for PyTorch compatibility: distgrad has one world."""
+        ``process_group``: the group the new layers synchronise over (None: the world)."""
         out = module
         if isinstance(module, _BatchNorm) and not isinstance(module, cls):
             out = cls(
@@ -122,6 +151,7 @@ class SyncBatchNorm(_BatchNorm):
                 module.momentum,
                 module.affine,
                 module.track_running_stats,
+                process_group,
             )
             for name in ("weight", "bias"):
                 if module._parameters.get(name) is not None:

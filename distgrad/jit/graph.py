@@ -12,9 +12,11 @@ DataParallel and all).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from ..autograd import Op
+from ..autograd import BackwardNode, Op
 
 __all__ = ["Graph", "Step", "TracedGraph", "RandomArray", "InputView"]
 
@@ -138,16 +140,22 @@ class Graph:
         ctxs = []
         for op in self.ops:
             ctx = op.fn._backward_cls()
-            ctx._xp = self.xp
+            ctx._xp = ctx.xp = self.xp
             ctx.needs_input_grad = op.needs
             ctx.tensor_args = op.tensor_args
             ctxs.append(ctx)
         return ctxs
 
     def give_back(self, ctxs: list) -> None:
-        """Drop the saved arrays of one replay and keep its ctx objects for the next."""
+        """Drop everything one replay left on its ctx objects (saved arrays, intermediates
+        that ops keep as ctx attributes: as much memory as the activations) and keep the
+        objects for the next replay. Holding them until the next replay overwrote them made
+        a step's peak memory twice eager's, and the replay slower than eager."""
         for ctx in ctxs:
-            ctx._to_save = ()
+            fixed = (ctx._xp, ctx.needs_input_grad, ctx.tensor_args)
+            ctx.__dict__.clear()
+            ctx._xp = ctx.xp = fixed[0]
+            ctx.needs_input_grad, ctx.tensor_args = fixed[1], fixed[2]
         if not self._pool:
             self._pool.append(ctxs)
 
@@ -232,12 +240,29 @@ def _array_output(ctx, value):
     return array
 
 
+class _ReplayNode(BackwardNode):
+    """The node of one replay: the engine frees a node's saved values after its backward
+    (without retain_graph), which here hands the replay's ctx objects back to the graph for
+    the next call."""
+
+    graph: Any = None
+    ctxs: Any = None
+
+    def _release(self) -> None:
+        ctxs = getattr(self, "ctxs", None)
+        if ctxs is not None:
+            self.ctxs = None
+            self.graph.give_back(ctxs)
+            self._freed = True
+
+
 class TracedGraph(Op):
     """One replay of a ``Graph`` as a single autograd node. ``apply(graph, plain, *tensors)``:
     the inputs then the externals; returns the differentiable outputs and appends the others
     (integer results, values that needed no gradient) to the list ``plain``."""
 
     once_differentiable = True
+    _node_base = _ReplayNode
 
     @staticmethod
     def forward(ctx, graph, plain, *arrays):
@@ -261,18 +286,3 @@ class TracedGraph(Op):
                 "backward to go through it again."
             )
         return (None, None) + ctx.graph.run_backward(ctx.ctxs, grads)
-
-
-class _TracedGraphBackward(TracedGraph._backward_cls):
-    def _release(self) -> None:
-        """The engine frees a node's saved values after its backward (without retain_graph):
-        hand the replay's ctx objects back to the graph for the next call."""
-        ctxs = getattr(self, "ctxs", None)
-        if ctxs is not None:
-            self.ctxs = None
-            self.graph.give_back(ctxs)
-            self._freed = True
-
-
-_TracedGraphBackward.__name__ = _TracedGraphBackward.__qualname__ = "TracedGraphBackward"
-TracedGraph._backward_cls = _TracedGraphBackward

@@ -7,18 +7,21 @@ from __future__ import annotations
 import math
 import warnings
 
+import numpy as np
+
 from ..autograd import Tensor
 from ..ops import reduction as _reduction
 from ..ops.activation import *  # noqa: F401,F403
 from ..ops.conv import *  # noqa: F401,F403
 from ..ops.dropout import dropout, dropout1d, dropout2d, dropout3d  # noqa: F401
 from ..ops.elementwise import sigmoid, tanh  # noqa: F401
-from ..ops.embedding import embedding  # noqa: F401
+from ..ops.embedding import embedding, embedding_bag  # noqa: F401
 from ..ops.linalg import linear  # noqa: F401
 from ..ops.loss import *  # noqa: F401,F403
 from ..ops.normalization import *  # noqa: F401,F403
 from ..ops.pool import *  # noqa: F401,F403
 from ..ops.shape import pad  # noqa: F401
+from ..ops.upsample import *  # noqa: F401,F403
 
 
 # ---- softmax family -----------------------------------------------------------------------
@@ -62,6 +65,16 @@ def glu(input, dim=-1):
         raise RuntimeError(f"Halving dimension must be even, but dimension {dim} is size {n}")
     a, b = input.chunk(2, dim)
     return a * sigmoid(b)
+
+
+def upsample_nearest(input, size=None, scale_factor=None):
+    """Deprecated: ``interpolate(..., mode="nearest")``."""
+    return interpolate(input, size, scale_factor, mode="nearest")  # noqa: F405
+
+
+def upsample_bilinear(input, size=None, scale_factor=None):
+    """Deprecated: ``interpolate(..., mode="bilinear", align_corners=True)``."""
+    return interpolate(input, size, scale_factor, mode="bilinear", align_corners=True)  # noqa: F405
 
 
 # ---- tensor utilities ---------------------------------------------------------------------
@@ -115,17 +128,83 @@ def pairwise_distance(x1, x2, p=2.0, eps=1e-6, keepdim=False):
 
 
 # ---- attention ----------------------------------------------------------------------------
+def _check_attention(query, key, value, attn_mask, enable_gqa):
+    op = "scaled_dot_product_attention"
+    if query.dtype != key.dtype or query.dtype != value.dtype:
+        raise RuntimeError(
+            f"Expected query, key, and value to have the same dtype, but got query.dtype: "
+            f"{query.dtype} key.dtype: {key.dtype} and value.dtype: {value.dtype} instead."
+        )
+    if min(query.ndim, key.ndim, value.ndim) < 2:
+        raise RuntimeError(
+            f"{op}: query, key and value must have at least 2 dims (..., L, E), got shapes "
+            f"{list(query.shape)}, {list(key.shape)} and {list(value.shape)}"
+        )
+    if query.shape[-1] != key.shape[-1]:
+        raise RuntimeError(
+            f"{op}: query's last dim ({query.shape[-1]}) must equal key's ({key.shape[-1]}); "
+            f"got query of shape {list(query.shape)} and key of shape {list(key.shape)}"
+        )
+    if key.shape[-2] != value.shape[-2]:
+        raise RuntimeError(
+            f"{op}: key and value must have the same sequence length, got key of shape "
+            f"{list(key.shape)} and value of shape {list(value.shape)}"
+        )
+    if enable_gqa and query.ndim >= 3 and query.shape[-3] % key.shape[-3]:
+        raise RuntimeError(
+            f"{op}: with enable_gqa the query heads ({query.shape[-3]}) must be a multiple "
+            f"of the key/value heads ({key.shape[-3]})"
+        )
+    if attn_mask is not None:
+        scores = (*query.shape[:-1], key.shape[-2])
+        try:
+            full = np.broadcast_shapes(tuple(attn_mask.shape), scores)
+        except ValueError:
+            full = None
+        if full != scores:
+            raise RuntimeError(
+                f"{op}: attn_mask of shape {list(attn_mask.shape)} does not broadcast to the "
+                f"attention scores' shape {list(scores)} (..., L, S)"
+            )
+        if attn_mask.dtype.name != "bool" and attn_mask.dtype != query.dtype:
+            raise RuntimeError(
+                f"Expected attn_mask dtype to be bool or float or to match query dtype, but "
+                f"got attn_mask.dtype: {attn_mask.dtype} and query.dtype: {query.dtype} instead."
+            )
+
+
+def _repeat_heads(x, repeats):
+    """``(..., Hkv, S, D)`` -> ``(..., Hkv * repeats, S, D)``, each head repeated in place."""
+    if repeats == 1:
+        return x
+    shape = tuple(x.shape)
+    x = x.unsqueeze(-3).expand(*shape[:-2], repeats, *shape[-2:])
+    return x.reshape(*shape[:-3], shape[-3] * repeats, *shape[-2:])
+
+
 def scaled_dot_product_attention(
-    query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None
+    query,
+    key,
+    value,
+    attn_mask=None,
+    dropout_p=0.0,
+    is_causal=False,
+    scale=None,
+    enable_gqa=False,
 ):
     """``softmax(query @ key^T * scale + mask) @ value`` over the last two dims (batch dims
     broadcast). ``attn_mask`` is boolean (True = attend) or added to the scores;
     ``is_causal`` masks out keys after each query; ``scale`` defaults to
-    ``1 / sqrt(query.size(-1))``. Composed of differentiable ops."""
+    ``1 / sqrt(query.size(-1))``; ``enable_gqa`` repeats key/value heads to the query's
+    (grouped-query attention). Composed of differentiable ops."""
     if is_causal and attn_mask is not None:
         raise RuntimeError(
             "scaled_dot_product_attention: explicit attn_mask should not be set when is_causal=True"
         )
+    _check_attention(query, key, value, attn_mask, enable_gqa)
+    if enable_gqa and query.ndim >= 3:
+        key = _repeat_heads(key, query.shape[-3] // key.shape[-3])
+        value = _repeat_heads(value, query.shape[-3] // value.shape[-3])
     if scale is None:
         scale = 1.0 / math.sqrt(query.shape[-1])
     scores = (query @ key.transpose(-2, -1)) * scale

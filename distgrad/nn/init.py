@@ -185,3 +185,72 @@ def orthogonal_(tensor, gain: float = 1.0, generator=None):
         q = q.T
     with no_grad():
         return tensor.copy_(Tensor(np.ascontiguousarray(gain * q).reshape(tensor.shape)))
+
+
+def dirac_(tensor, groups: int = 1):
+    """The identity for convolutions: a 3-, 4- or 5-D weight that passes each input channel
+    through unchanged (per group)."""
+    import numpy as np
+
+    if tensor.ndim not in (3, 4, 5):
+        raise ValueError("Only tensors with 3, 4, or 5 dimensions are supported")
+    sizes = tensor.shape
+    if sizes[0] % groups != 0:
+        raise ValueError("dim 0 must be divisible by groups")
+    out_per_group = sizes[0] // groups
+    min_dim = min(out_per_group, sizes[1])
+    w = np.zeros(sizes)
+    centre = tuple(s // 2 for s in sizes[2:])
+    for g in range(groups):
+        for d in range(min_dim):
+            w[(g * out_per_group + d, d) + centre] = 1
+    with no_grad():
+        return tensor.copy_(Tensor(w))
+
+
+def sparse_(tensor, sparsity: float, std: float = 0.01, generator=None):
+    """A 2-D weight drawn from N(0, std) with a fraction ``sparsity`` of each column zeroed."""
+    import numpy as np
+
+    from ..backend import random as _random
+
+    if tensor.ndim != 2:
+        raise ValueError("Only tensors with 2 dimensions are supported")
+    rows, cols = tensor.shape
+    rng = (generator or _random.default_generator).numpy
+    w = rng.normal(0.0, std, (rows, cols))
+    zeros = int(math.ceil(sparsity * rows))
+    for c in range(cols):
+        w[rng.permutation(rows)[:zeros], c] = 0
+    with no_grad():
+        return tensor.copy_(Tensor(np.asarray(w)))
+
+
+def _deprecated(new):
+    def old(*args, **kwargs):
+        warnings.warn(
+            f"`nn.init.{new.__name__[:-1]}` is now deprecated in favor of "
+            f"`nn.init.{new.__name__}`.",
+            FutureWarning,
+            stacklevel=2,
+        )
+        return new(*args, **kwargs)
+
+    old.__name__ = new.__name__[:-1]
+    old.__doc__ = f"Deprecated alias of ``{new.__name__}``."
+    return old
+
+
+uniform = _deprecated(uniform_)
+normal = _deprecated(normal_)
+constant = _deprecated(constant_)
+eye = _deprecated(eye_)
+dirac = _deprecated(dirac_)
+xavier_uniform = _deprecated(xavier_uniform_)
+xavier_normal = _deprecated(xavier_normal_)
+kaiming_uniform = _deprecated(kaiming_uniform_)
+kaiming_normal = _deprecated(kaiming_normal_)
+orthogonal = _deprecated(orthogonal_)
+sparse = _deprecated(sparse_)
+
+__all__ += ["dirac_", "sparse_"]

@@ -407,6 +407,12 @@ class Module:
 
         return self._apply_to_tensors(convert)
 
+    def share_memory(self) -> Module:
+        """Returns ``self``. PyTorch moves parameters to shared memory for Hogwild-style
+        training in forked processes; distgrad's processes do not share tensors (they
+        communicate through collectives), so there is nothing to move."""
+        return self
+
     def cpu(self) -> Module:
         """Move parameters and buffers to host memory (numpy); return self."""
         return self.to("cpu")

@@ -573,16 +573,16 @@ def _conv_transpose(n):
 
 
 def _pool_attrs(geo, nd: int) -> dict:
-    """kernel_shape, strides, pads, ceil_mode of ONNX pooling for a PoolGeometry."""
+    """kernel_shape, strides, pads, ceil_mode of ONNX pooling for a pooling ``Geometry``."""
 
     def floor_size(size, k, s, p, d):
         return (size + 2 * p - d * (k - 1) - 1) // s + 1
 
     ceil = (geo.OH, geo.OW) != (
-        floor_size(geo.H, geo.kh, geo.sh, geo.ph, geo.dh),
-        floor_size(geo.W, geo.kw, geo.sw, geo.pw, geo.dw),
+        floor_size(geo.H, geo.kh, geo.sh, geo.pt, geo.dh),
+        floor_size(geo.W, geo.kw, geo.sw, geo.pl, geo.dw),
     )
-    pads = _last((geo.ph, geo.pw), nd)
+    pads = _last((geo.pt, geo.pl), nd)
     return dict(
         kernel_shape=_last((geo.kh, geo.kw), nd),
         strides=_last((geo.sh, geo.sw), nd),

@@ -196,7 +196,7 @@ def _input_dims(dynamic_axes, in_names, tensors) -> dict:
 def _output_dims(dynamic_axes, out_names, outputs, second_outputs, inputs) -> dict:
     """Named dims of each output: those given, and any other that changed between the
     traces, named as the input dim that changed alike (or ``<output>_dynamic_axes_<d>``)."""
-    by_sizes = {}
+    by_sizes: dict = {}
     for (a, b), dims in inputs:
         for d, dim_name in dims.items():
             by_sizes.setdefault((a.shape[d], b.shape[d]), dim_name)

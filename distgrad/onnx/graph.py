@@ -16,9 +16,10 @@ class Graph:
 
     def __init__(self, opset: int):
         self.opset = opset
-        self.nodes, self.initializers = [], []
-        self._taken = set()
-        self._consts = {}
+        self.nodes: list = []
+        self.initializers: list = []
+        self._taken: set = set()
+        self._consts: dict = {}
 
     def fresh(self, hint: str) -> str:
         name, n = hint, 0
@@ -115,7 +116,7 @@ class Node:
             return ""
         if hasattr(a, "shape"):
             return self.array(a)
-        return self.g.const(a, self.dtype(like))
+        return self.g.const(a, None if like is None else self.dtype(like))
 
     def array(self, a) -> str:
         """The value name of a raw array argument (a buffer's name when it is one)."""

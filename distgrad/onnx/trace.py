@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+import types
 from typing import NamedTuple
 
 from ..autograd import Tensor, enable_grad
@@ -47,8 +48,8 @@ class Call:
 
 def _user_frame() -> str:
     """The innermost caller outside distgrad (``file:line in function``)."""
-    frame = sys._getframe(2)
-    first = frame
+    first = sys._getframe(2)
+    frame: types.FrameType | None = first
     while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
         frame = frame.f_back
     frame = frame or first
@@ -105,7 +106,7 @@ class _Recorder:
         """Ops were recorded while this call ran (a user Function's forward): its outputs are
         those ops' outputs (or its inputs). Register them under their new node; False if one
         is not."""
-        refs = []
+        refs: list = []
         for o in outs:
             if o is None:
                 refs.append(None)

@@ -8,12 +8,14 @@ from . import (
     creation,
     elementwise,
     indexing,
+    legacy,
     linalg,
     loss,
     normalization,
     pool,
     reduction,
     shape,
+    sorting,
 )
 from ._helpers import graph_xp
 from .activation import *  # noqa: F401,F403
@@ -21,9 +23,11 @@ from .conversion import *  # noqa: F401,F403
 from .creation import *  # noqa: F401,F403
 from .elementwise import *  # noqa: F401,F403
 from .indexing import *  # noqa: F401,F403
+from .legacy import *  # noqa: F401,F403
 from .linalg import *  # noqa: F401,F403
 from .reduction import *  # noqa: F401,F403
 from .shape import *  # noqa: F401,F403
+from .sorting import *  # noqa: F401,F403
 
 __all__ = [
     name
@@ -33,9 +37,11 @@ __all__ = [
         creation,
         elementwise,
         indexing,
+        legacy,
         linalg,
         reduction,
         shape,
+        sorting,
     )
     for name in module.__all__
 ]

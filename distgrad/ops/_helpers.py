@@ -24,6 +24,7 @@ __all__ = [
     "normalize_dim",
     "normalize_dims",
     "check_same_device",
+    "write_out",
 ]
 
 
@@ -53,7 +54,24 @@ def as_tensor(x, like: Tensor | None = None, dtype=None) -> Tensor:
     return Tensor(arr)
 
 
+def shape_of(x) -> tuple:
+    """The shape of an array, tensor or Python scalar (``np.shape`` without its cost)."""
+    shape = getattr(x, "shape", None)
+    return () if shape is None else shape
+
+
+_TENSOR_DEVICE = Tensor.device  # a subclass may say otherwise (tests fake devices so)
+
+
 def check_same_device(op: str, *tensors: Tensor) -> None:
+    """Raise PyTorch's error unless the tensors among ``tensors`` share one device."""
+    for t in tensors:
+        if isinstance(t, Tensor) and (
+            type(t.array) is not np.ndarray or type(t).device is not _TENSOR_DEVICE
+        ):
+            break
+    else:
+        return  # all numpy arrays: all on the CPU
     devices = {t.device for t in tensors if isinstance(t, Tensor)}
     if len(devices) > 1:
         names = ", ".join(dict.fromkeys(str(t.device) for t in tensors if isinstance(t, Tensor)))
@@ -67,12 +85,35 @@ def prepare_operands(op: str, *operands, floating: bool = False):
     """Promote operands to one dtype as PyTorch does (Python scalars become constants of that
     dtype on the tensors' device). ``floating`` promotes integer results to the default float
     dtype (true division). Returns tensors or raw constant arrays, ready for ``apply``."""
-    if len(operands) == 2:
+    if len(operands) == 2:  # the common cases first, without building anything
         a, b = operands
-        if isinstance(a, Tensor) and type(b) in (float, int) and a.array.dtype.kind == "f":
-            return operands  # numpy keeps a float array's dtype for a Python scalar, as PyTorch
-        if isinstance(b, Tensor) and type(a) in (float, int) and b.array.dtype.kind == "f":
+        if isinstance(a, Tensor):
+            kind = a.array.dtype.kind
+            if isinstance(b, Tensor):
+                x, y = a.array, b.array
+                if x.dtype == y.dtype and (not floating or kind in "fc"):
+                    if (
+                        type(x) is not np.ndarray
+                        or type(y) is not np.ndarray
+                        or type(a).device is not _TENSOR_DEVICE
+                        or type(b).device is not _TENSOR_DEVICE
+                    ):
+                        check_same_device(op, a, b)
+                    return operands
+            elif type(b) in (float, int) and kind == "f":
+                return operands  # numpy keeps a float array's dtype for a Python scalar
+        elif isinstance(b, Tensor) and type(a) in (float, int) and b.array.dtype.kind == "f":
             return operands
+    for x in operands:
+        if (
+            isinstance(x, (str, bytes))
+            or x is None
+            or not (isinstance(x, (Tensor, numbers.Number, np.generic, list, tuple)) or is_array(x))
+        ):
+            names = ", ".join(
+                f"'{'Tensor' if isinstance(v, Tensor) else type(v).__name__}'" for v in operands
+            )
+            raise TypeError(f"{op}(): unsupported operand type(s): {names}")
     tensors = [x for x in operands if isinstance(x, Tensor)]
     if len(tensors) == len(operands) and all(
         t.array.dtype == tensors[0].array.dtype for t in tensors[1:]
@@ -126,7 +167,9 @@ def check_broadcast(op: str, *shapes, out=None) -> None:
             raise error
         full = tuple(np.broadcast_shapes(full, tuple(shape)))
     if out is not None and full != tuple(out):
-        raise broadcast_error(op, full, (), out=out)
+        error = broadcast_error(op, full, (), out=out)
+        if error is not None:
+            raise error
 
 
 def unbroadcast(xp, grad, shape):
@@ -201,7 +244,12 @@ def apply_inplace(self: Tensor, op: str, compute, *args, fast=None) -> Tensor:
         _check_inplace_target(self, None, op)
         if fast is not None:
             raw = [a.array if isinstance(a, Tensor) else a for a in args]
-            fast(self.array, *raw)
+            try:
+                fast(self.array, *raw)
+            except TypeError as e:  # numpy's "Cannot cast ufunc ... output" (a casting error)
+                if "cast" not in str(e):
+                    raise
+                raise cast_error(result_type(self, *args), self.dtype) from None
             self.bump_version()
         else:
             with grad_mode.no_grad():
@@ -216,6 +264,29 @@ def apply_inplace(self: Tensor, op: str, compute, *args, fast=None) -> Tensor:
     self.write_array_(result.array)
     self.take_history_(result)
     return self
+
+
+_TORCH_TYPE_NAMES = {
+    "float32": "Float",
+    "float64": "Double",
+    "float16": "Half",
+    "bfloat16": "BFloat16",
+    "int64": "Long",
+    "int32": "Int",
+    "int16": "Short",
+    "int8": "Char",
+    "uint8": "Byte",
+    "bool": "Bool",
+}
+
+
+def cast_error(result_dtype, out_dtype) -> RuntimeError:
+    """PyTorch's error for an in-place/out= result that cannot be cast to the output."""
+    name = _TORCH_TYPE_NAMES.get
+    return RuntimeError(
+        f"result type {name(result_dtype.name, result_dtype.name)} can't be cast to the "
+        f"desired output type {name(out_dtype.name, out_dtype.name)}"
+    )
 
 
 class _GraphNamespace:
@@ -240,3 +311,28 @@ class _GraphNamespace:
 
 graph_xp = _GraphNamespace()
 set_graph_namespace(graph_xp)
+
+
+def write_out(op: str, result: Tensor, out) -> Tensor:
+    """PyTorch's ``out=``: ``result`` written into ``out`` (resized when its shape differs,
+    cast to ``out``'s dtype when that is a safe cast) and ``out`` returned. As in PyTorch,
+    ``out=`` does not record gradients."""
+    if out is None:
+        return result
+    if not isinstance(out, Tensor):
+        raise TypeError(f"{op}(): argument 'out' must be Tensor, not {type(out).__name__}")
+    if grad_mode.is_grad_enabled() and (result.requires_grad or out.requires_grad):
+        raise RuntimeError(
+            f"{op}(): functions with out=... arguments don't support automatic "
+            f"differentiation, but one of the arguments requires grad."
+        )
+    if not np.can_cast(result.array.dtype, out.array.dtype, casting="same_kind"):
+        raise RuntimeError(
+            f"{op}(): result type {result.dtype} can't be cast to the desired output type "
+            f"{out.dtype}"
+        )
+    if out.shape == result.shape:
+        out.array[...] = result.array
+    else:  # resized, as PyTorch does for an out tensor of another shape
+        out.data = Tensor(result.array.astype(out.array.dtype, copy=False))
+    return out

@@ -622,3 +622,30 @@ class Tanhshrink(Op):
 def tanhshrink(input):
     """``input - tanh(input)``."""
     return Tanhshrink.apply(_floating(input))
+
+
+def rrelu(input, lower=1.0 / 8, upper=1.0 / 3, training=False, inplace=False):
+    """Randomized leaky ReLU: in training each negative element is scaled by a slope drawn
+    uniformly from [lower, upper] (the seeded host stream); in evaluation by their mean."""
+    if not training:
+        return leaky_relu(input, (lower + upper) / 2, inplace)
+    import numpy as np
+
+    from ..backend.random import default_generator
+    from .conversion import move_array
+
+    x = _floating(input)
+    slopes = default_generator.numpy.uniform(lower, upper, x.shape)
+    factor = np.where(np.asarray(x.detach().cpu().array) >= 0, 1.0, slopes)
+    factor = as_tensor(move_array(factor.astype(x.array.dtype), x.device))
+    if inplace:
+        return apply_inplace(input, "rrelu_", lambda s: s * factor)
+    return x * factor
+
+
+def rrelu_(input, lower=1.0 / 8, upper=1.0 / 3, training=False):
+    """In-place ``rrelu``."""
+    return rrelu(input, lower, upper, training, inplace=True)
+
+
+__all__ += ["rrelu", "rrelu_"]

@@ -1,67 +1,41 @@
 """Convolutions: conv1d/conv2d, conv_transpose1d/conv_transpose2d, unfold/fold (im2col).
 
-Everything is computed as 2-d (a 1-d signal is an image of height 1) with im2col: the padded
-input is copied once, through a strided view, into a column matrix of shape
-``(C*kh*kw, N*OH*OW)`` (channel-major, so one matrix product per group covers the whole batch
-and BLAS can thread it), and col2im is ``kh*kw`` strided additions. The backwards are
-once-differentiable.
+Everything is computed in 2-d (a 1-d signal is an image of height 1), NCHW throughout, as
+matrix products with patch matrices (``Patches``): per sample, one strided view of the padded
+input copied into a (C*kh*kw, OH*OW) matrix, a few samples at a time into a reused workspace,
+so one product per chunk writes the (F, OH*OW) output of each sample in place — no transposes
+before or after. The input gradient of a stride-1 convolution is the same path again (the
+padded output gradient correlated with the flipped kernel); strided ones sum the windows'
+gradients back with ``kh*kw`` strided additions (``scatter``). ``conv_transpose`` is a
+convolution's input gradient. The backwards are once-differentiable.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
+
 from ..autograd import Op, Tensor
 from ..autograd.function import autocasting
 from ._helpers import check_same_device
+from .windows import (
+    Geometry,
+    check_input,
+    check_positive,
+    ntuple,
+    padded_flat,
+    restore,
+    shape4,
+    spatial,
+    strided,
+    workspace,
+)
 
 __all__ = ["conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d", "unfold", "fold"]
 
 
-# ---- argument normalisation and checks ----------------------------------------------------
-def _ntuple(value, n: int, name: str, op: str) -> tuple:
-    if isinstance(value, int):
-        return (value,) * n
-    value = tuple(int(v) for v in value)
-    if len(value) == 1:
-        return value * n
-    if len(value) != n:
-        raise ValueError(f"{op}: expected {name} to be an int or a tuple of {n} ints, got {value}")
-    return value
-
-
-def _spatial(value, nd: int, name: str, op: str, height: int = 1) -> tuple:
-    """``value`` for a ``nd``-d op as a 2-d (height, width) pair (``height`` for 1-d)."""
-    v = _ntuple(value, nd, name, op)
-    return v if nd == 2 else (height,) + v
-
-
-def _check_positive(op: str, stride, dilation) -> None:
-    if any(s <= 0 for s in stride):
-        raise RuntimeError(f"{op}: non-positive stride is not supported (got stride={stride})")
-    if any(d <= 0 for d in dilation):
-        raise RuntimeError(f"{op}: dilation should be greater than zero (got {dilation})")
-
-
-def _shape4(shape: tuple, nd: int) -> tuple:
-    """An input shape of a ``nd``-d op ((N,) C, *spatial) as (N, C, H, W)."""
-    batched = len(shape) == nd + 2
-    n, c = (shape[0], shape[1]) if batched else (1, shape[0])
-    return (n, c) + ((1,) if nd == 1 else ()) + tuple(shape[-nd:])
-
-
-def _check_input(op: str, x, nd: int) -> None:
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{op}: expected input to be a Tensor, got {type(x).__name__}")
-    if x.ndim not in (nd + 1, nd + 2):
-        raise RuntimeError(
-            f"Expected {nd + 1}D (unbatched) or {nd + 2}D (batched) input to "
-            f"{op}, but got input of size: {list(x.shape)}"
-        )
-    if not x.is_floating_point():
-        raise RuntimeError(f"{op}: expected a floating point input, got {x.dtype}")
-
-
+# ---- argument checks ------------------------------------------------------------------------
 def _check_params(op: str, x, weight, bias, nd: int) -> None:
     if not isinstance(weight, Tensor) or weight.ndim != nd + 2:
         shape = list(weight.shape) if isinstance(weight, Tensor) else type(weight).__name__
@@ -85,137 +59,241 @@ def _check_bias(bias, channels: int, weight) -> None:
         )
 
 
-# ---- geometry, im2col, col2im ---------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class Geometry:
-    """Where the windows of a 2-d sliding-window op lie: the input (H, W) sits at (pt, pl) of a
-    zero-padded (Hp, Wp) buffer, and output (oh, ow) with kernel offset (i, j) reads buffer
-    element (oh*sh + i*dh, ow*sw + j*dw)."""
+# ---- patch matrices -------------------------------------------------------------------------
+# On the CPU a few samples at a time are padded and copied into patch matrices of about this
+# many bytes, in reused workspaces, so the matrix product reads them from cache; on a GPU the
+# whole batch goes at once.
+PATCH_BYTES = 2 << 20
+FOLD_BELOW = 1024  # outputs per sample below which samples are folded into the columns
 
-    H: int
-    W: int
-    kh: int
-    kw: int
-    sh: int
-    sw: int
-    dh: int
-    dw: int
-    pt: int
-    pl: int
-    Hp: int
-    Wp: int
-    OH: int
-    OW: int
+
+@dataclasses.dataclass(frozen=True)
+class Patches:
+    """How a convolution reads its padded input: per sample, a patch matrix
+    (C*kh*kw, OH*Ow) copied from one strided view of the padded planes.
+
+    With stride 1 along the width and few discarded columns the layout is *wide*: Ow = Wp,
+    each output row spans the whole padded row, so for fixed (c, i, j) the window elements of
+    an output row are one contiguous run of the plane (of all rows, with stride 1 in height
+    too), and columns [OW, Wp) of each output row are garbage, dropped by ``crop``; the last
+    window reads ``slack`` elements past the last plane. Otherwise Ow = OW.
+
+    With small outputs per sample the chunk's samples are *folded* into the columns: one
+    (C*kh*kw, m*OH*Ow) matrix per chunk, so one GEMM of useful size replaces m small ones
+    (the outputs then need one transposing copy, in cache).
+    """
+
+    g: Geometry
+    wide: bool
+    folded: bool
 
     @classmethod
-    def make(cls, op, H, W, kernel, stride, pads, dilation):
-        """``pads`` is (top, bottom, left, right); raises PyTorch's error when the dilated kernel
-        does not fit the padded input."""
-        (kh, kw), (sh, sw), (dh, dw), (pt, pb, pl, pr) = kernel, stride, dilation, pads
-        hp, wp = H + pt + pb, W + pl + pr
-        ekh, ekw = dh * (kh - 1) + 1, dw * (kw - 1) + 1
-        if ekh > hp or ekw > wp:
-            raise RuntimeError(
-                f"{op}: Calculated padded input size per channel: ({hp} x {wp}). "
-                f"Kernel size: ({ekh} x {ekw}). Kernel size can't be greater "
-                f"than actual input size"
-            )
-        return cls(
-            H, W, kh, kw, sh, sw, dh, dw, pt, pl, hp, wp, (hp - ekh) // sh + 1, (wp - ekw) // sw + 1
+    def of(cls, g: Geometry) -> Patches:
+        """The layout chosen for geometry ``g``."""
+        wide = g.sw == 1 and 4 * (g.Wp - g.OW) <= g.OW
+        return cls(g, wide, g.OH * (g.Wp if wide else g.OW) < FOLD_BELOW)
+
+    @property
+    def width(self) -> int:
+        """Ow, the columns of an output row in the patch matrices."""
+        return self.g.Wp if self.wide else self.g.OW
+
+    @property
+    def size(self) -> int:
+        """OH*Ow, a sample's columns."""
+        return self.g.OH * self.width
+
+    @property
+    def slack(self) -> int:
+        """Elements read past the last padded plane."""
+        return self.g.dw * (self.g.kw - 1) if self.wide else 0
+
+    def view(self, xp, flat, c: int, m: int):
+        """The (m, C, kh, kw, OH, Ow) windows of the first m samples' planes in ``flat``."""
+        g, plane = self.g, self.g.plane
+        return strided(
+            xp,
+            flat,
+            0,
+            (m, c, g.kh, g.kw, g.OH, self.width),
+            (c * plane, plane, g.dh * g.Wp, g.dw, g.sh * g.Wp, g.sw),
         )
 
+    def batch(self, xp, n: int, k: int, itemsize: int) -> int:
+        """Samples per chunk."""
+        if xp is not np:
+            return n
+        return max(1, min(n, PATCH_BYTES // max(1, k * self.size * itemsize)))
 
-def strided(xp, buf, offset: int, shape: tuple, strides: tuple):
-    """A view of contiguous ``buf`` starting at flat element ``offset`` with element strides."""
-    item = buf.itemsize
-    return xp.lib.stride_tricks.as_strided(
-        buf.reshape(-1)[offset:], shape, tuple(s * item for s in strides)
-    )
+    def chunks(self, xp, x4, groups: int):
+        """Yield (n0, n1, cols): the patch matrices of samples n0..n1 of x4 (N, C, H, W) as
+        (n1-n0, groups, C/groups*kh*kw, OH*Ow), padded and copied chunk by chunk."""
+        g = self.g
+        n, c = x4.shape[:2]
+        k = c * g.kh * g.kw
+        m = self.batch(xp, n, k, x4.itemsize)
+        direct = (g.pt, g.pl, g.Hp, g.Wp, self.slack) == (0, 0, g.H, g.W, 0)
+        if direct:  # no padding: the windows are views of x itself
+            flat = xp.ascontiguousarray(x4).reshape(-1)
+        else:  # borders and slack stay zero; each chunk writes only the planes' interior
+            flat = workspace(xp, ("pad", g), (m * c * g.plane + self.slack,), x4.dtype, 0)
+            planes = flat[: m * c * g.plane].reshape(m, c, g.Hp, g.Wp)
+            inner = planes[:, :, g.pt : g.pt + g.H, g.pl : g.pl + g.W]
+        for n0 in range(0, n, m):
+            n1 = min(n, n0 + m)
+            if direct:
+                src = flat[n0 * c * g.H * g.W :]
+            else:
+                src = flat
+                inner[: n1 - n0] = x4[n0:n1]
+                if n1 - n0 < m and self.slack:  # the last window reads past the chunk's planes
+                    src[(n1 - n0) * c * g.plane :][: self.slack] = 0
+            view = self.view(xp, src, c, n1 - n0)
+            if self.folded:
+                shape = (c, g.kh, g.kw, n1 - n0, g.OH, self.width)
+                cols = workspace(xp, "patches", shape, x4.dtype)
+                cols[...] = view.transpose(1, 2, 3, 0, 4, 5)
+                yield n0, n1, cols.reshape(groups, k // groups, -1)
+            else:
+                cols = workspace(xp, "patches", view.shape, x4.dtype)
+                cols[...] = view
+                yield n0, n1, cols.reshape(n1 - n0, groups, k // groups, self.size)
 
-
-def pad_into(buf, x, top: int, left: int, fill):
-    """Fill buffer (N, C, Hp, Wp) with ``x`` (N, C, H, W) at (top, left) and ``fill`` around."""
-    h, w = x.shape[2:]
-    buf[:, :, top : top + h, left : left + w] = x
-    buf[:, :, :top] = fill
-    buf[:, :, top + h :] = fill
-    buf[:, :, top : top + h, :left] = fill
-    buf[:, :, top : top + h, left + w :] = fill
-    return buf
-
-
-def _windows(xp, buf, g: Geometry, i: int, j: int):
-    """The (C, N, OH, OW) view of buffer (N, C, Hp, Wp) read by kernel offset (i, j)."""
-    n, c = buf.shape[:2]
-    plane = g.Hp * g.Wp
-    return strided(
-        xp,
-        buf,
-        i * g.dh * g.Wp + j * g.dw,
-        (c, n, g.OH, g.OW),
-        (plane, c * plane, g.sh * g.Wp, g.sw),
-    )
-
-
-def im2col(xp, x, g: Geometry):
-    """x (N, C, H, W) -> columns (C*kh*kw, N*OH*OW)."""
-    n, c = x.shape[:2]
-    buf = pad_into(xp.empty((n, c, g.Hp, g.Wp), dtype=x.dtype), x, g.pt, g.pl, 0)
-    plane = g.Hp * g.Wp
-    view = strided(
-        xp,
-        buf,
-        0,
-        (c, g.kh, g.kw, n, g.OH, g.OW),
-        (plane, g.dh * g.Wp, g.dw, c * plane, g.sh * g.Wp, g.sw),
-    )
-    return xp.ascontiguousarray(view).reshape(c * g.kh * g.kw, n * g.OH * g.OW)
-
-
-def col2im(xp, cols, g: Geometry, n: int):
-    """The adjoint of ``im2col``: columns (C*kh*kw, N*OH*OW) -> (N, C, H, W), overlapping
-    windows summed (one strided addition per kernel offset)."""
-    c = cols.shape[0] // (g.kh * g.kw)
-    cols = cols.reshape(c, g.kh, g.kw, n, g.OH, g.OW)
-    buf = xp.zeros((n, c, g.Hp, g.Wp), dtype=cols.dtype)
-    for i in range(g.kh):
-        for j in range(g.kw):
-            view = _windows(xp, buf, g, i, j)
-            view += cols[:, i, j]
-    return xp.ascontiguousarray(buf[:, :, g.pt : g.pt + g.H, g.pl : g.pl + g.W])
+    def crop(self, y):
+        """Outputs (m, F, OH*Ow), or (F, m*OH*Ow) folded, -> the (m, F, OH, OW) view without
+        garbage columns."""
+        if self.folded:
+            y = y.reshape(y.shape[0], -1, self.size).swapaxes(0, 1)
+        return y.reshape(y.shape[:2] + (self.g.OH, self.width))[..., : self.g.OW]
 
 
-def to_columns(xp, y):
-    """An output-grid array (N, C, OH, OW) in column layout (C, N*OH*OW)."""
-    return xp.ascontiguousarray(y.transpose(1, 0, 2, 3)).reshape(y.shape[1], -1)
-
-
-def from_columns(xp, cols, n: int, size: tuple, bias=None):
-    """Column layout (C, N*OH*OW) -> contiguous (N, C, OH, OW), plus ``bias`` per channel."""
-    c = cols.shape[0]
-    out = xp.empty((n, c) + tuple(size), dtype=cols.dtype)
-    # iterating in the columns' order (channel-major) is the faster way round
-    src, dst = cols.reshape((c, n) + tuple(size)), out.transpose(1, 0, 2, 3)
-    if bias is None:
-        dst[...] = src
-    else:
-        xp.add(src, bias.reshape(c, 1, 1, 1), out=dst)
+def correlate(xp, x4, w3, g: Geometry, groups: int, bias=None):
+    """Cross-correlation of x4 (N, C, H, W) with the grouped kernel w3
+    (groups, F/groups, C/groups*kh*kw): contiguous (N, F, OH, OW), plus ``bias`` per channel.
+    One matrix product per chunk of samples, cropped (and biased) into the output."""
+    n = x4.shape[0]
+    f = groups * w3.shape[1]
+    p = Patches.of(g)
+    out = xp.empty((n, f, g.OH, g.OW), dtype=x4.dtype)
+    b = None if bias is None else bias.reshape(-1, 1, 1)
+    for n0, n1, cols in p.chunks(xp, x4, groups):
+        m = n1 - n0
+        if not p.wide and not p.folded:  # straight into the output
+            part = out[n0:n1].reshape(m, groups, -1, p.size)
+            xp.matmul(w3, cols, out=part)
+            if b is not None:
+                out[n0:n1] += b
+            continue
+        shape = (groups, w3.shape[1], m * p.size) if p.folded else (m, groups, w3.shape[1], p.size)
+        part = workspace(xp, "outputs", shape, x4.dtype)
+        xp.matmul(w3, cols, out=part)
+        wide = p.crop(part.reshape(f, -1) if p.folded else part.reshape(m, f, p.size))
+        if b is None:
+            out[n0:n1] = wide
+        else:
+            xp.add(wide, b, out=out[n0:n1])
     return out
 
 
-def _grouped(a, groups: int):
-    """(groups*m, ...) -> (groups, m, prod(...))."""
-    return a.reshape(groups, a.shape[0] // groups, -1)
+def kernel_grad(xp, x4, gy, g: Geometry, groups: int):
+    """Gradient of ``correlate`` in its kernel: (groups, F/groups, C/groups*kh*kw) from input
+    x4 (N, C, H, W) and output gradient gy (N, F, OH, OW)."""
+    f = gy.shape[1]
+    p = Patches.of(g)
+    total = None
+    for n0, n1, cols in p.chunks(xp, x4, groups):
+        m = n1 - n0
+        if p.folded:  # (F, m, OH, Ow), zero at the garbage columns
+            gyw = workspace(xp, "grad_outputs", (f, m, g.OH, p.width), gy.dtype, 0)
+            gyw[:, :, :, : g.OW] = gy[n0:n1].swapaxes(0, 1)
+            part = gyw.reshape(groups, f // groups, -1)
+        elif p.wide:  # (m, F, OH, Ow), zero at the garbage columns
+            gyw = workspace(xp, "grad_outputs", (m, f, g.OH, p.width), gy.dtype, 0)
+            gyw[:, :, :, : g.OW] = gy[n0:n1]
+            part = gyw.reshape(m, groups, f // groups, p.size)
+        else:
+            part = gy[n0:n1].reshape(m, groups, f // groups, p.size)
+        prod = xp.matmul(part, cols.swapaxes(-1, -2))
+        if not p.folded:
+            prod = prod.sum(axis=0) if m > 1 else prod[0]
+        if total is None:
+            total = prod
+        else:
+            total += prod
+    return total
 
 
-def _swap(a):
-    return a.swapaxes(-1, -2)
+def input_grad(xp, gy, w, g: Geometry, groups: int, c: int):
+    """Gradient of ``correlate`` in its input, (N, C, H, W), from gy (N, F, OH, OW) and the
+    kernel w (F, C/groups, kh, kw). With stride 1 (and F <= 2C) it is the correlation of gy,
+    padded to full size, with the flipped kernel (the same patch-matrix path as the forward);
+    otherwise the kernel's transpose times gy gives the windows' gradients, summed back per
+    chunk of samples by ``scatter_into``."""
+    n, f = gy.shape[:2]
+    fg, cg, kh, kw = w.shape[0] // groups, w.shape[1], g.kh, g.kw
+    # the flipped correlation copies F*kh*kw rows per output position, the scatter adds
+    # C*kh*kw: measured, the first wins up to about F = 2C
+    if g.sh == g.sw == 1 and f <= 2 * c:
+        ph, pw = g.dh * (kh - 1), g.dw * (kw - 1)
+        pads = (ph - g.pt, ph - (g.Hp - g.H - g.pt), pw - g.pl, pw - (g.Wp - g.W - g.pl))
+        # padding beyond the dilated kernel's reach: those outputs see no input at all
+        crop = [max(0, -p) for p in pads]
+        gy = gy[:, :, crop[0] : g.OH - crop[1], crop[2] : g.OW - crop[3]]
+        full = Geometry.conv(
+            "conv", *gy.shape[2:], (kh, kw), (1, 1), [max(0, p) for p in pads], (g.dh, g.dw)
+        )
+        flipped = w.reshape(groups, fg, cg, kh, kw)[..., ::-1, ::-1].transpose(0, 2, 1, 3, 4)
+        return correlate(
+            xp, gy, xp.ascontiguousarray(flipped).reshape(groups, cg, -1), full, groups
+        )
+    k = c * kh * kw
+    m = Patches(g, False, False).batch(xp, n, k, gy.itemsize)
+    w3t = w.reshape(groups, fg, -1).swapaxes(-1, -2)
+    gy3 = gy.reshape(n, groups, fg, g.OH * g.OW)
+    out = xp.empty((n, c, g.H, g.W), dtype=gy.dtype)
+    cols = workspace(xp, "window_grads", (m, groups, k // groups, g.OH * g.OW), gy.dtype)
+    buf = workspace(xp, ("scatter", g), (m, c, g.Hp, g.Wp), gy.dtype)
+    for n0 in range(0, n, m):
+        n1 = min(n, n0 + m)
+        part = cols[: n1 - n0]
+        xp.matmul(w3t, gy3[n0:n1], out=part)
+        windows = part.reshape(n1 - n0, c, kh, kw, g.OH, g.OW)
+        out[n0:n1] = scatter_into(xp, buf[: n1 - n0], windows, g)
+    return out
 
 
-def _restore(a, nd: int, batched: bool):
-    """(N, C, H, W) -> the layout of a ``nd``-d op's tensors (no H for 1-d, no N unbatched)."""
-    shape = a.shape[:2] + a.shape[4 - nd :]
-    return a.reshape(shape if batched else shape[1:])
+def unfold_windows(xp, x4, g: Geometry):
+    """x4 (N, C, H, W) -> its windows (N, C*kh*kw, OH*OW) (im2col)."""
+    n, c = x4.shape[:2]
+    flat = padded_flat(xp, x4, g, 0)
+    view = Patches(g, False, False).view(xp, flat, c, n)
+    return xp.ascontiguousarray(view).reshape(n, c * g.kh * g.kw, g.OH * g.OW)
+
+
+def scatter_into(xp, buf, cols, g: Geometry):
+    """Sum windows (m, C, kh, kw, OH, OW) into the padded planes ``buf`` (m, C, Hp, Wp), one
+    strided addition per kernel offset; returns the (m, C, H, W) view of the interior."""
+    m, c = cols.shape[:2]
+    buf[...] = 0
+    for i in range(g.kh):
+        for j in range(g.kw):
+            view = strided(
+                xp,
+                buf,
+                i * g.dh * g.Wp + j * g.dw,
+                (m, c, g.OH, g.OW),
+                (c * g.plane, g.plane, g.sh * g.Wp, g.sw),
+            )
+            view += cols[:, :, i, j]
+    return buf[:, :, g.pt : g.pt + g.H, g.pl : g.pl + g.W]
+
+
+def scatter(xp, cols, g: Geometry):
+    """The adjoint of ``unfold_windows``: windows (N, C, kh, kw, OH, OW) -> (N, C, H, W),
+    overlapping windows summed."""
+    n, c = cols.shape[:2]
+    buf = xp.empty((n, c, g.Hp, g.Wp), dtype=cols.dtype)
+    return xp.ascontiguousarray(scatter_into(xp, buf, cols, g))
 
 
 # ---- convolution ----------------------------------------------------------------------------
@@ -228,39 +306,40 @@ class Conv(Op):
     @staticmethod
     def forward(ctx, x, weight, bias, stride, pads, dilation, groups):
         xp, nd = ctx.xp, weight.ndim - 2
-        x4 = x.reshape(_shape4(x.shape, nd))
-        g = Geometry.make(
-            f"conv{nd}d", *x4.shape[2:], _shape4(weight.shape, nd)[2:], stride, pads, dilation
+        x4 = x.reshape(shape4(x.shape, nd))
+        kernel = shape4(weight.shape, nd)[2:]
+        g = Geometry.conv(f"conv{nd}d", *x4.shape[2:], kernel, stride, pads, dilation)
+        out = correlate(
+            xp, x4, weight.reshape(groups, weight.shape[0] // groups, -1), g, groups, bias
         )
-        cols = _grouped(im2col(xp, x4, g), groups)
-        y = xp.matmul(_grouped(weight, groups), cols).reshape(weight.shape[0], -1)
         need = ctx.needs_input_grad or (False,) * 3
-        ctx.save_for_backward(weight if need[0] else None, cols if need[1] else None)
+        # the input is needed for the kernel's gradient, the kernel for the input's
+        ctx.save_for_backward(x if need[1] else None, weight if need[0] else None)
         ctx.geometry, ctx.groups, ctx.shapes = g, groups, (x.shape, weight.shape)
-        out = from_columns(xp, y, x4.shape[0], (g.OH, g.OW), bias)
-        return _restore(out, nd, x.ndim == nd + 2)
+        return restore(out, nd, x.ndim == nd + 2)
 
     @staticmethod
     def backward(ctx, grad):
         xp = ctx.xp
-        weight, cols = ctx.saved_tensors
+        x, weight = ctx.saved_tensors
         g, groups, (x_shape, w_shape) = ctx.geometry, ctx.groups, ctx.shapes
-        n = _shape4(x_shape, len(w_shape) - 2)[0]
-        gy = to_columns(xp, grad.reshape(n, w_shape[0], g.OH, g.OW))
+        nd = len(w_shape) - 2
+        x4_shape = shape4(x_shape, nd)
+        gy = grad.reshape(x4_shape[0], w_shape[0], g.OH, g.OW)
         gx = gw = gb = None
         if ctx.needs_input_grad[0]:
-            gcols = xp.matmul(_swap(_grouped(weight, groups)), _grouped(gy, groups))
-            gx = col2im(xp, gcols.reshape(-1, gy.shape[1]), g, n).reshape(x_shape)
+            w4 = weight.reshape(shape4(w_shape, nd))
+            gx = input_grad(xp, gy, w4, g, groups, x4_shape[1]).reshape(x_shape)
         if ctx.needs_input_grad[1]:
-            gw_t = xp.matmul(cols, _swap(_grouped(gy, groups)))
-            gw = xp.ascontiguousarray(_swap(gw_t)).reshape(w_shape)
+            gw = kernel_grad(xp, x.reshape(x4_shape), gy, g, groups).reshape(w_shape)
         if ctx.needs_input_grad[2]:
-            gb = gy.sum(axis=1)
+            gb = gy.sum(axis=(0, 2, 3))
         return gx, gw, gb, None, None, None, None
 
 
 class ConvTranspose(Op):
-    """The adjoint of ``Conv`` in x: weight (C, F/groups, [kh,] kw)."""
+    """The adjoint of ``Conv`` in x: weight (C, F/groups, [kh,] kw). Its forward is a
+    convolution's input gradient, its backward a convolution and its kernel gradient."""
 
     autocast = "lower"
     once_differentiable = True
@@ -269,9 +348,10 @@ class ConvTranspose(Op):
     def forward(ctx, x, weight, bias, stride, padding, output_padding, dilation, groups):
         xp, nd = ctx.xp, weight.ndim - 2
         op = f"conv_transpose{nd}d"
-        x4 = x.reshape(_shape4(x.shape, nd))
-        n, _, h, w = x4.shape
-        kernel = _shape4(weight.shape, nd)[2:]
+        x4 = x.reshape(shape4(x.shape, nd))
+        h, w = x4.shape[2:]
+        w4 = weight.reshape(shape4(weight.shape, nd))
+        kernel = w4.shape[2:]
         size = [
             (i - 1) * s - 2 * p + d * (k - 1) + o + 1
             for i, s, p, d, k, o in zip((h, w), stride, padding, dilation, kernel, output_padding)
@@ -282,33 +362,31 @@ class ConvTranspose(Op):
                 f"output of size {size[2 - nd :]}; reduce the padding"
             )
         (ph, pw) = padding
-        g = Geometry.make(op, *size, kernel, stride, (ph, ph, pw, pw), dilation)
+        g = Geometry.conv(op, *size, kernel, stride, (ph, ph, pw, pw), dilation)
         # output_padding >= stride (allowed below the dilation) adds windows x does not have
         g = dataclasses.replace(g, OH=h, OW=w)
-        xc = _grouped(to_columns(xp, x4), groups)
-        cols = xp.matmul(_swap(_grouped(weight, groups)), xc)
-        out = col2im(xp, cols.reshape(-1, xc.shape[-1]), g, n)
+        out = input_grad(xp, x4, w4, g, groups, w4.shape[1] * groups)
         if bias is not None:
             out += bias.reshape(-1, 1, 1)
         need = ctx.needs_input_grad or (False,) * 3
-        ctx.save_for_backward(weight if need[0] else None, xc if need[1] else None)
+        ctx.save_for_backward(x if need[1] else None, weight if need[0] else None)
         ctx.geometry, ctx.groups, ctx.shapes = g, groups, (x.shape, weight.shape)
-        return _restore(out, nd, x.ndim == nd + 2)
+        return restore(out, nd, x.ndim == nd + 2)
 
     @staticmethod
     def backward(ctx, grad):
         xp = ctx.xp
-        weight, xc = ctx.saved_tensors
+        x, weight = ctx.saved_tensors
         g, groups, (x_shape, w_shape) = ctx.geometry, ctx.groups, ctx.shapes
-        n = _shape4(x_shape, len(w_shape) - 2)[0]
-        grad4 = grad.reshape(n, -1, g.H, g.W)
-        gcols = _grouped(im2col(xp, grad4, g), groups)
+        nd = len(w_shape) - 2
+        x4_shape = shape4(x_shape, nd)
+        grad4 = grad.reshape(x4_shape[0], -1, g.H, g.W)
         gx = gw = gb = None
         if ctx.needs_input_grad[0]:
-            gxc = xp.matmul(_grouped(weight, groups), gcols).reshape(w_shape[0], -1)
-            gx = from_columns(xp, gxc, n, (g.OH, g.OW)).reshape(x_shape)
+            w3 = weight.reshape(groups, w_shape[0] // groups, -1)
+            gx = correlate(xp, grad4, w3, g, groups).reshape(x_shape)
         if ctx.needs_input_grad[1]:
-            gw = xp.matmul(xc, _swap(gcols)).reshape(w_shape)
+            gw = kernel_grad(xp, grad4, x.reshape(x4_shape), g, groups).reshape(w_shape)
         if ctx.needs_input_grad[2]:
             gb = grad4.sum(axis=(0, 2, 3))
         return gx, gw, gb, None, None, None, None, None
@@ -331,7 +409,7 @@ def _conv_pads(op, padding, nd, kernel, stride, dilation) -> tuple:
         # PyTorch puts the odd element of an even total padding at the end
         th, tw = (d * (k - 1) for d, k in zip(dilation, kernel))
         return (th // 2, th - th // 2, tw // 2, tw - tw // 2)
-    ph, pw = _spatial(padding, nd, "padding", op, 0)
+    ph, pw = spatial(padding, nd, "padding", op, 0)
     if ph < 0 or pw < 0:
         raise RuntimeError(f"{op}: negative padding is not supported (got {padding})")
     return (ph, ph, pw, pw)
@@ -349,10 +427,10 @@ def _check_groups(op, weight, groups) -> None:
 
 
 def _conv(op, nd, input, weight, bias, stride, padding, dilation, groups):
-    _check_input(op, input, nd)
+    check_input(op, input, nd)
     _check_params(op, input, weight, bias, nd)
     _check_groups(op, weight, groups)
-    channels = _shape4(input.shape, nd)[1]
+    channels = shape4(input.shape, nd)[1]
     if channels != weight.shape[1] * groups:
         raise RuntimeError(
             f"{op}: Given groups={groups}, weight of size {list(weight.shape)}, "
@@ -361,10 +439,10 @@ def _conv(op, nd, input, weight, bias, stride, padding, dilation, groups):
             f"instead"
         )
     _check_bias(bias, weight.shape[0], weight)
-    stride = _spatial(stride, nd, "stride", op)
-    dilation = _spatial(dilation, nd, "dilation", op)
-    _check_positive(op, stride, dilation)
-    kernel = _shape4(weight.shape, nd)[2:]
+    stride = spatial(stride, nd, "stride", op)
+    dilation = spatial(dilation, nd, "dilation", op)
+    check_positive(op, stride, dilation)
+    kernel = shape4(weight.shape, nd)[2:]
     pads = _conv_pads(op, padding, nd, kernel, stride, dilation)
     return Conv.apply(input, weight, bias, stride, pads, dilation, groups)
 
@@ -382,10 +460,10 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
 
 
 def _conv_transpose(op, nd, input, weight, bias, stride, padding, output_padding, groups, dilation):
-    _check_input(op, input, nd)
+    check_input(op, input, nd)
     _check_params(op, input, weight, bias, nd)
     _check_groups(op, weight, groups)
-    channels = _shape4(input.shape, nd)[1]
+    channels = shape4(input.shape, nd)[1]
     if channels != weight.shape[0]:
         raise RuntimeError(
             f"{op}: Given transposed=1, weight of size {list(weight.shape)}, "
@@ -393,11 +471,11 @@ def _conv_transpose(op, nd, input, weight, bias, stride, padding, output_padding
             f"channels, but got {channels} channels instead"
         )
     _check_bias(bias, weight.shape[1] * groups, weight)
-    stride = _spatial(stride, nd, "stride", op)
-    dilation = _spatial(dilation, nd, "dilation", op)
-    _check_positive(op, stride, dilation)
-    padding = _spatial(padding, nd, "padding", op, 0)
-    output_padding = _spatial(output_padding, nd, "output_padding", op, 0)
+    stride = spatial(stride, nd, "stride", op)
+    dilation = spatial(dilation, nd, "dilation", op)
+    check_positive(op, stride, dilation)
+    padding = spatial(padding, nd, "padding", op, 0)
+    output_padding = spatial(output_padding, nd, "output_padding", op, 0)
     if min(padding) < 0 or min(output_padding) < 0:
         raise RuntimeError(f"{op}: negative padding is not supported")
     if any(o >= s and o >= d for o, s, d in zip(output_padding, stride, dilation)):
@@ -457,21 +535,18 @@ class Unfold(Op):
 
     @staticmethod
     def forward(ctx, x, kernel, dilation, padding, stride):
-        xp = ctx.xp
-        x4 = x.reshape(_shape4(x.shape, 2))
-        (ph, pw), n = padding, x4.shape[0]
-        g = Geometry.make("unfold", *x4.shape[2:], kernel, stride, (ph, ph, pw, pw), dilation)
-        cols = im2col(xp, x4, g)
+        x4 = x.reshape(shape4(x.shape, 2))
+        (ph, pw) = padding
+        g = Geometry.conv("unfold", *x4.shape[2:], kernel, stride, (ph, ph, pw, pw), dilation)
         ctx.geometry, ctx.x_shape = g, x.shape
-        out = xp.ascontiguousarray(cols.reshape(cols.shape[0], n, -1).transpose(1, 0, 2))
+        out = unfold_windows(ctx.xp, x4, g)
         return out if x.ndim == 4 else out[0]
 
     @staticmethod
     def backward(ctx, grad):
         g = ctx.geometry
-        n = _shape4(ctx.x_shape, 2)[0]
-        cols = grad.reshape(n, -1, g.OH * g.OW).transpose(1, 0, 2).reshape(-1, n * g.OH * g.OW)
-        return col2im(ctx.xp, cols, g, n).reshape(ctx.x_shape), None, None, None, None
+        cols = grad.reshape(-1, ctx.x_shape[-3], g.kh, g.kw, g.OH, g.OW)
+        return scatter(ctx.xp, cols, g).reshape(ctx.x_shape), None, None, None, None
 
 
 class Fold(Op):
@@ -480,29 +555,25 @@ class Fold(Op):
     once_differentiable = True
 
     @staticmethod
-    def forward(ctx, x, geometry):
-        x3 = x.reshape((-1,) + x.shape[-2:])
-        n = x3.shape[0]
-        cols = x3.transpose(1, 0, 2).reshape(x3.shape[1], -1)
-        ctx.geometry, ctx.x_shape = geometry, x.shape
-        out = col2im(ctx.xp, cols, geometry, n)
+    def forward(ctx, x, g):
+        ctx.geometry, ctx.x_shape = g, x.shape
+        out = scatter(
+            ctx.xp, x.reshape(-1, x.shape[-2] // (g.kh * g.kw), g.kh, g.kw, g.OH, g.OW), g
+        )
         return out if x.ndim == 3 else out[0]
 
     @staticmethod
     def backward(ctx, grad):
-        g = ctx.geometry
         grad4 = grad.reshape((-1,) + grad.shape[-3:])
-        cols = im2col(ctx.xp, grad4, g)
-        out = cols.reshape(cols.shape[0], grad4.shape[0], -1).transpose(1, 0, 2)
-        return ctx.xp.ascontiguousarray(out).reshape(ctx.x_shape), None
+        return unfold_windows(ctx.xp, grad4, ctx.geometry).reshape(ctx.x_shape), None
 
 
 def _block_args(op, kernel_size, dilation, padding, stride):
-    kernel = _ntuple(kernel_size, 2, "kernel_size", op)
-    dilation = _ntuple(dilation, 2, "dilation", op)
-    padding = _ntuple(padding, 2, "padding", op)
-    stride = _ntuple(stride, 2, "stride", op)
-    _check_positive(op, stride, dilation)
+    kernel = ntuple(kernel_size, 2, "kernel_size", op)
+    dilation = ntuple(dilation, 2, "dilation", op)
+    padding = ntuple(padding, 2, "padding", op)
+    stride = ntuple(stride, 2, "stride", op)
+    check_positive(op, stride, dilation)
     if min(kernel) < 1 or min(padding) < 0:
         raise RuntimeError(
             f"{op}: expected positive kernel_size and non-negative padding, got "
@@ -514,7 +585,7 @@ def _block_args(op, kernel_size, dilation, padding, stride):
 def unfold(input, kernel_size, dilation=1, padding=0, stride=1):
     """Extract sliding blocks (im2col): ((N,) C, H, W) -> ((N,) C*kh*kw, L), L the number of
     blocks."""
-    _check_input("unfold", input, 2)
+    check_input("unfold", input, 2)
     args = _block_args("unfold", kernel_size, dilation, padding, stride)
     return Unfold.apply(input, *args)
 
@@ -529,8 +600,8 @@ def fold(input, output_size, kernel_size, dilation=1, padding=0, stride=1):
             f"{op}: Expected 2D (unbatched) or 3D (batched) input, but got input of size: {shape}"
         )
     kernel, dilation, (ph, pw), stride = _block_args(op, kernel_size, dilation, padding, stride)
-    size = _ntuple(output_size, 2, "output_size", op)
-    g = Geometry.make(op, *size, kernel, stride, (ph, ph, pw, pw), dilation)
+    size = ntuple(output_size, 2, "output_size", op)
+    g = Geometry.conv(op, *size, kernel, stride, (ph, ph, pw, pw), dilation)
     blocks, length = input.shape[-2:]
     if blocks % (kernel[0] * kernel[1]) or length != g.OH * g.OW:
         raise RuntimeError(

@@ -134,6 +134,8 @@ def type_(self, dtype=None):
     """With no argument, the type name (``'distgrad.FloatTensor'``-style); else ``to(dtype)``."""
     if dtype is None:
         return f"distgrad.{self.dtype.name}"
+    if hasattr(dtype, "dtype_name"):  # a legacy constructor: t.type(LongTensor)
+        dtype = as_dtype(dtype.dtype_name)
     return to(self, dtype)
 
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 import numpy as np
 
 from ..autograd import Tensor, grad_mode
-from ..backend import CPU, as_dtype, device_of, get_default_dtype, is_array
+from ..backend import CPU, as_dtype, device_of, get_default_device, get_default_dtype, is_array
 from ..backend import device as make_device
 from ..backend import random as _random
 from ._helpers import apply_inplace, check_broadcast, tensor_method
 from .conversion import move_array
 
 __all__ = [
+    "multinomial",
     "tensor",
     "as_tensor",
     "from_numpy",
@@ -41,16 +42,42 @@ __all__ = [
 ]
 
 
-def _size(size):
-    if len(size) == 1 and isinstance(size[0], (tuple, list)):
-        return tuple(size[0])
-    return tuple(size)
+_MISSING = object()
+
+
+def _size(size, op: str = "tensor", keyword=_MISSING):
+    """The shape of a factory call: ``f(2, 3)``, ``f((2, 3))``, ``f([2, 3])`` or
+    ``f(size=(2, 3))``, checked with PyTorch's messages."""
+    if keyword is not _MISSING:
+        if size:
+            raise TypeError(f"{op}(): got multiple values for argument 'size'")
+        size = (keyword,)
+    if len(size) == 1 and not isinstance(size[0], (int, np.integer)):
+        size = size[0]
+        if isinstance(size, Tensor):
+            size = size.tolist()
+        if not isinstance(size, (tuple, list)):
+            raise TypeError(
+                f"{op}(): argument 'size' must be tuple of ints, but got {type(size).__name__}"
+            )
+    shape = []
+    for pos, n in enumerate(size):
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+            raise TypeError(
+                f"{op}(): argument 'size' must be tuple of ints, but found element of type "
+                f"{type(n).__name__} at pos {pos}"
+            )
+        shape.append(int(n))
+    if any(n < 0 for n in shape):
+        neg = next(n for n in shape if n < 0)
+        raise RuntimeError(f"Trying to create tensor with negative dimension {neg}: {shape}")
+    return tuple(shape)
 
 
 def _finish(array, dtype, device, requires_grad):
     if dtype is not None:
         array = array.astype(as_dtype(dtype).np, copy=False)
-    device = make_device(device)
+    device = get_default_device() if device is None else make_device(device)
     if device != CPU or type(array) is not np.ndarray:
         array = move_array(array, device)
     return Tensor(array, requires_grad=requires_grad)
@@ -84,6 +111,11 @@ def tensor(data, dtype=None, device=None, requires_grad: bool = False) -> Tensor
             if cp is not None and isinstance(data, cp.ndarray):
                 return tensor(data, dtype, device, requires_grad)
         array = np.asarray(data)
+        if array.dtype.kind in "USa":
+            raise TypeError(
+                f"tensor(): could not make a tensor from {type(data).__name__} holding strings "
+                f"({array.reshape(-1)[0]!r}, ...); tensors hold numbers and bools only"
+            )
         if array.dtype == object:
             raise TypeError(
                 f"tensor(): could not make a tensor from data of type "
@@ -115,29 +147,59 @@ def from_numpy(array: np.ndarray) -> Tensor:
     return Tensor(array)
 
 
-def _filled(fill, size, dtype, device, requires_grad):
+def _filled(fill, size, dtype, device, requires_grad, op="tensor", keyword=_MISSING):
     dtype = as_dtype(dtype) if dtype is not None else get_default_dtype()
-    device = make_device(device)
+    device = get_default_device() if device is None else make_device(device)
     xp = device.xp
     if device == CPU:
-        return Tensor(fill(xp, _size(size), dtype.np), requires_grad=requires_grad)
+        return Tensor(fill(xp, _size(size, op, keyword), dtype.np), requires_grad=requires_grad)
     with xp.cuda.Device(device.index):
-        return Tensor(fill(xp, _size(size), dtype.np), requires_grad=requires_grad)
+        return Tensor(fill(xp, _size(size, op, keyword), dtype.np), requires_grad=requires_grad)
 
 
-def zeros(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
-    """A tensor of the given size filled with zeros."""
-    return _filled(lambda xp, s, d: xp.zeros(s, d), size, dtype, device, requires_grad)
+def zeros(
+    *sizes,
+    size=_MISSING,
+    dtype=None,
+    device=None,
+    requires_grad=False,
+    layout=None,
+    pin_memory=False,
+) -> Tensor:
+    """A new tensor of the given size (``zeros(2, 3)``, ``zeros((2, 3))``, ``zeros(size=(2, 3))``)."""
+    return _filled(
+        lambda xp, s, d: xp.zeros(s, d), sizes, dtype, device, requires_grad, "zeros", size
+    )
 
 
-def ones(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
-    """A tensor of the given size filled with ones."""
-    return _filled(lambda xp, s, d: xp.ones(s, d), size, dtype, device, requires_grad)
+def ones(
+    *sizes,
+    size=_MISSING,
+    dtype=None,
+    device=None,
+    requires_grad=False,
+    layout=None,
+    pin_memory=False,
+) -> Tensor:
+    """A new tensor of the given size (``ones(2, 3)``, ``ones((2, 3))``, ``ones(size=(2, 3))``)."""
+    return _filled(
+        lambda xp, s, d: xp.ones(s, d), sizes, dtype, device, requires_grad, "ones", size
+    )
 
 
-def empty(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
-    """A tensor of the given size with unspecified values (zeros here)."""
-    return _filled(lambda xp, s, d: xp.empty(s, d), size, dtype, device, requires_grad)
+def empty(
+    *sizes,
+    size=_MISSING,
+    dtype=None,
+    device=None,
+    requires_grad=False,
+    layout=None,
+    pin_memory=False,
+) -> Tensor:
+    """A new tensor of the given size (``empty(2, 3)``, ``empty((2, 3))``, ``empty(size=(2, 3))``)."""
+    return _filled(
+        lambda xp, s, d: xp.empty(s, d), sizes, dtype, device, requires_grad, "empty", size
+    )
 
 
 def full(size, fill_value, dtype=None, device=None, requires_grad=False) -> Tensor:
@@ -182,17 +244,22 @@ def _rng(generator):
     return (generator or _random.default_generator).numpy
 
 
-def rand(*size, generator=None, dtype=None, device=None, requires_grad=False) -> Tensor:
+def rand(
+    *sizes, size=_MISSING, generator=None, dtype=None, device=None, requires_grad=False
+) -> Tensor:
     """Uniform samples on [0, 1)."""
+    shape = _size(sizes, "rand", size)
     return _finish(
-        _rng(generator).random(_size(size)), dtype or get_default_dtype(), device, requires_grad
+        _rng(generator).random(shape), dtype or get_default_dtype(), device, requires_grad
     )
 
 
-def randn(*size, generator=None, dtype=None, device=None, requires_grad=False) -> Tensor:
+def randn(
+    *sizes, size=_MISSING, generator=None, dtype=None, device=None, requires_grad=False
+) -> Tensor:
     """Standard normal samples."""
     return _finish(
-        _rng(generator).standard_normal(_size(size)),
+        _rng(generator).standard_normal(_size(sizes, "randn", size)),
         dtype or get_default_dtype(),
         device,
         requires_grad,
@@ -203,10 +270,17 @@ def randint(low, high=None, size=None, *, generator=None, dtype=None, device=Non
     """Integers in [low, high) (``randint(high, size)`` as in PyTorch)."""
     if size is None:
         low, high, size = 0, low, high
+    elif high is None:  # randint(high, size=...)
+        low, high = 0, low
     if size is None:
         raise TypeError("randint() missing required argument 'size'")
+    shape = _size((size,), "randint")
+    if high <= low:
+        raise RuntimeError(
+            f"random_ expects 'from' to be less than 'to', but got from={low} >= to={high}"
+        )
     return _finish(
-        _rng(generator).integers(low, high, size=tuple(size)), dtype or np.int64, device, False
+        _rng(generator).integers(low, high, size=shape), dtype or np.int64, device, False
     )
 
 
@@ -215,6 +289,54 @@ def randperm(n, *, generator=None, dtype=None, device=None) -> Tensor:
     if n < 0:
         raise RuntimeError(f"randperm: n must be non-negative, got {n}")
     return _finish(_rng(generator).permutation(n), dtype or np.int64, device, False)
+
+
+@tensor_method("multinomial")
+def multinomial(input, num_samples, replacement=False, *, generator=None) -> Tensor:
+    """Indices drawn from the categorical distributions given by the rows of ``input``
+    (non-negative weights, not necessarily normalized): ``num_samples`` per row, without
+    replacement unless ``replacement``. Drawn on the host from distgrad's stream."""
+    if not isinstance(input, Tensor):
+        raise TypeError(
+            f"multinomial(): argument 'input' must be Tensor, not {type(input).__name__}"
+        )
+    if input.ndim not in (1, 2):
+        raise RuntimeError(f"multinomial(): prob_dist must be 1 or 2 dim, got {input.ndim}")
+    if not input.is_floating_point():
+        raise RuntimeError(f"multinomial(): expected a floating point tensor, got {input.dtype}")
+    probs = np.asarray(input.detach().cpu().numpy(), np.float64).reshape(-1, input.shape[-1])
+    n = probs.shape[1]
+    if num_samples <= 0:
+        raise RuntimeError(
+            f"multinomial(): cannot sample n_sample <= 0 samples (got {num_samples})"
+        )
+    if not replacement and num_samples > n:
+        raise RuntimeError(
+            f"multinomial(): cannot sample n_sample > prob_dist.size(-1) samples without "
+            f"replacement ({num_samples} > {n})"
+        )
+    if not np.all(np.isfinite(probs)) or np.any(probs < 0):
+        raise RuntimeError(
+            "multinomial(): probability tensor contains either `inf`, `nan` or element < 0"
+        )
+    totals = probs.sum(axis=1, keepdims=True)
+    if np.any(totals <= 0):
+        raise RuntimeError(
+            "multinomial(): invalid multinomial distribution (sum of probabilities <= 0)"
+        )
+    rng = _rng(generator)
+    rows = []
+    for p in probs / totals:
+        if not replacement and np.count_nonzero(p) < num_samples:
+            raise RuntimeError(
+                "multinomial(): invalid multinomial distribution (with replacement=False, not "
+                "enough non-negative category to sample)"
+            )
+        rows.append(rng.choice(n, size=num_samples, replace=replacement, p=p))
+    out = np.stack(rows).astype(np.int64)
+    if input.ndim == 1:
+        out = out[0]
+    return _finish(out, None, input.device, False)
 
 
 def normal(mean, std, size=None, *, generator=None, dtype=None, device=None) -> Tensor:

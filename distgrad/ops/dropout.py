@@ -6,6 +6,8 @@ tensor's device, so a seed gives the same masks on every device."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from ..autograd import Op
@@ -70,7 +72,17 @@ def dropout1d(input, p=0.5, training=True, inplace=False):
 
 
 def dropout2d(input, p=0.5, training=True, inplace=False):
-    """Channel dropout for ``(N, C, H, W)`` or ``(C, H, W)`` inputs."""
+    """Channel dropout for ``(N, C, H, W)`` or ``(C, H, W)`` inputs. A 2-D input is
+    accepted with PyTorch's deprecation warning and dropped element by element, as there."""
+    if input.ndim == 2:
+        warnings.warn(
+            "dropout2d: Received a 2-D input to dropout2d, which is deprecated and will result "
+            "in an error in a future release. To retain the behavior and silence this warning, "
+            "please use dropout instead.",
+            UserWarning,
+            stacklevel=2,
+        )
+        return dropout(input, p, training, inplace)
     return _channel_dropout("dropout2d", 2, input, p, training, inplace)
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from ..autograd import Op, Tensor
-from ..backend import get_default_dtype, result_type
+from ..backend import as_dtype, get_default_dtype, result_type
 from ._helpers import (
     apply_inplace,
     as_tensor,
@@ -13,8 +15,10 @@ from ._helpers import (
     check_broadcast,
     graph_xp,
     prepare_operands,
+    shape_of,
     tensor_method,
     unbroadcast,
+    write_out,
 )
 from ._stable import stable_sigmoid
 
@@ -94,7 +98,7 @@ def _xp(*xs):
 class Add(Op):
     @staticmethod
     def forward(ctx, a, b):
-        ctx.shapes = (np.shape(a), np.shape(b))
+        ctx.shapes = (shape_of(a), shape_of(b))
         return a + b
 
     @staticmethod
@@ -109,7 +113,7 @@ class Add(Op):
 class Sub(Op):
     @staticmethod
     def forward(ctx, a, b):
-        ctx.shapes = (np.shape(a), np.shape(b))
+        ctx.shapes = (shape_of(a), shape_of(b))
         return a - b
 
     @staticmethod
@@ -208,8 +212,10 @@ def _rsub(input, other):
 
 
 @tensor_method("mul", "__mul__", "__rmul__")
-def mul(input, other):
-    """Element-wise product ``input * other``, with broadcasting and PyTorch's type promotion."""
+def mul(input, other, *, out=None):
+    """``input * other`` with broadcasting and PyTorch's type promotion."""
+    if out is not None:
+        return write_out("mul", _binary(Mul, "mul", input, other), out)
     return _binary(Mul, "mul", input, other)
 
 
@@ -225,8 +231,12 @@ def div(input, other, *, rounding_mode=None):
             f"found '{rounding_mode}'"
         )
     a, b = prepare_operands("div", input, other)
+    _check_int_divisor("division", a, b)
     xa, xb = _raw(a), _raw(b)
     xp = _xp(a, b)
+    error = broadcast_error("div", np.shape(xa), np.shape(xb))
+    if error is not None:
+        raise error
     if rounding_mode == "floor":
         return Tensor(xp.asarray(xp.floor_divide(xa, xb)))
     q = xp.trunc(xa / xb)
@@ -258,21 +268,81 @@ def _rpow(input, other):
     return _binary(Pow, "pow", other, input)
 
 
+class Remainder(Op):
+    """Python-style modulus (the sign of the divisor), computed exactly by ``xp.remainder``
+    (not as ``a - floor(a / b) * b``, which loses everything for large quotients)."""
+
+    _ufunc = "remainder"
+    _round = "floor"
+
+    @classmethod
+    def forward(cls, ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return getattr(ctx.xp, cls._ufunc)(a, b)
+
+    @classmethod
+    def backward(cls, ctx, g):
+        a, b = ctx.saved_tensors
+        xp = ctx.xp
+        ga = unbroadcast(xp, g, a.shape) if ctx.needs_input_grad[0] else None
+        gb = None
+        if ctx.needs_input_grad[1]:  # d/db (a - q b) = -q with q the rounded quotient
+            q = getattr(xp, cls._round)(a / b)
+            gb = unbroadcast(xp, -g * q, b.shape)
+        return ga, gb
+
+
+class Fmod(Remainder):
+    """C-style modulus (the sign of the dividend), exactly, by ``xp.fmod``."""
+
+    _ufunc = "fmod"
+    _round = "trunc"
+
+
+def _check_int_divisor(op, a, b):
+    """PyTorch raises for an integer division by zero (numpy returns 0 with a warning)."""
+    xa, xb = _raw(a), _raw(b)
+    if getattr(xb, "dtype", None) is not None and xb.dtype.kind in "iub" and xa.dtype.kind in "iub":
+        if bool((xb == 0).any()):
+            raise RuntimeError(f"ZeroDivisionError: integer {op} by zero")
+
+
+def _modulus(fn, op, input, other):
+    a, b = prepare_operands(op, input, other)
+    _check_int_divisor(op, a, b)
+    if not isinstance(a, Tensor):
+        a = Tensor(a)
+    if not isinstance(b, Tensor):
+        b = Tensor(a.device.xp.asarray(b, dtype=a.array.dtype))
+    try:
+        return fn.apply(a, b)
+    except ValueError:
+        error = broadcast_error(op, np.shape(a), np.shape(b))
+        if error is None:
+            raise
+        raise error from None
+
+
 @tensor_method("remainder", "__mod__")
 def remainder(input, other):
-    """Python-style modulus (sign of the divisor): ``input - floor(input / other) * other``."""
-    return input - div(input, other, rounding_mode="floor") * other
+    """Python-style modulus (the result has the sign of the divisor), exact."""
+    return _modulus(Remainder, "remainder", input, other)
+
+
+@tensor_method("__rmod__")
+def _rmod(input, other):
+    return _modulus(Remainder, "remainder", other, input)
 
 
 @tensor_method("fmod")
 def fmod(input, other):
-    """C-style modulus (sign of the dividend): ``input - trunc(input / other) * other``."""
-    return input - div(input, other, rounding_mode="trunc") * other
+    """C-style modulus (the result has the sign of the dividend), exact."""
+    return _modulus(Fmod, "fmod", input, other)
 
 
 @tensor_method("floor_divide", "__floordiv__")
 def floor_divide(input, other):
-    """Element-wise division rounded down (``input // other``)."""
+    """``floor(input / other)``; integers by zero raise."""
     return div(input, other, rounding_mode="floor")
 
 
@@ -520,6 +590,8 @@ class _Sign(Op):
 
     @classmethod
     def forward(cls, ctx, x):
+        if cls._ufunc != "sign" and x.dtype.kind in "iub":
+            return x.copy()  # rounding an integer is the integer (numpy would give floats)
         return getattr(ctx.xp, cls._ufunc)(x)
 
     @staticmethod
@@ -548,6 +620,8 @@ class Trunc(_Sign):
 
 
 def _unary(fn, x, floating=True):
+    if isinstance(x, Tensor) and x.array.dtype.kind in "fc":  # the common case, at once
+        return fn.apply(x)
     x = as_tensor(x)
     if floating and not x.is_floating_point() and x.array.dtype.kind != "c":
         x = x.to(get_default_dtype())
@@ -574,6 +648,17 @@ log1p = _define_unary("log1p", Log1p)
 sqrt = _define_unary("sqrt", Sqrt)
 rsqrt = _define_unary("rsqrt", Rsqrt)
 square = _define_unary("square", Square, floating=False)
+_square_any = square
+
+
+def square(input):  # type: ignore[no-redef]  # noqa: F811 - bool squares to int64 (PyTorch)
+    """Elementwise ``input * input``; bool squares to int64, as in PyTorch."""
+    if isinstance(input, Tensor) and input.dtype == as_dtype("bool"):
+        input = input.to(as_dtype("int64"))
+    return _square_any(input)
+
+
+tensor_method("square")(square)
 reciprocal = _define_unary("reciprocal", Reciprocal)
 sin = _define_unary("sin", Sin)
 cos = _define_unary("cos", Cos)
@@ -646,7 +731,7 @@ clip = clamp
 class _MaxMin(Op):
     """maximum/minimum; where both inputs are equal the gradient is split evenly (PyTorch)."""
 
-    _take_first = None
+    _take_first: Any = None
 
     @classmethod
     def forward(cls, ctx, a, b):
@@ -692,7 +777,7 @@ class Where(Op):
     @staticmethod
     def forward(ctx, cond, a, b):
         ctx.save_for_backward(cond)
-        ctx.shapes = (np.shape(a), np.shape(b))
+        ctx.shapes = (shape_of(a), shape_of(b))
         return ctx.xp.where(cond, a, b)
 
     @staticmethod
@@ -749,7 +834,13 @@ def _compare(ufunc_name, doc):
         a, b = prepare_operands(ufunc_name, input, other)
         xa = a.array if isinstance(a, Tensor) else a
         xb = b.array if isinstance(b, Tensor) else b
-        return Tensor(getattr(_xp(a, b), ufunc_name)(xa, xb))
+        try:
+            return Tensor(getattr(_xp(a, b), ufunc_name)(xa, xb))
+        except ValueError:
+            error = broadcast_error(ufunc_name, np.shape(xa), np.shape(xb))
+            if error is None:
+                raise
+            raise error from None
 
     op.__doc__ = doc
     return op
@@ -769,10 +860,12 @@ greater, less, greater_equal, less_equal, not_equal = gt, lt, ge, le, ne
 
 def _logical(ufunc_name):
     def op(input, other=None):
+        _require_tensor(ufunc_name, input)
         xp = input.device.xp
         if other is None:
             return Tensor(getattr(xp, ufunc_name)(input.array))
-        other = as_tensor(other, input)
+        _require_tensor(ufunc_name, other, "other", 2)
+        check_broadcast(ufunc_name, input.shape, other.shape)
         return Tensor(getattr(xp, ufunc_name)(input.array, other.array))
 
     op.__name__ = ufunc_name
@@ -807,8 +900,17 @@ def _invert(input):
     return Tensor(input.device.xp.invert(input.array))
 
 
+def _require_tensor(op, value, name="input", position=1):
+    if not isinstance(value, Tensor):
+        raise TypeError(
+            f"{op}(): argument '{name}' (position {position}) must be Tensor, not "
+            f"{type(value).__name__}"
+        )
+
+
 def _predicate(ufunc_name):
     def op(input):
+        _require_tensor(ufunc_name, input)
         return Tensor(getattr(input.device.xp, ufunc_name)(input.array))
 
     op.__name__ = ufunc_name

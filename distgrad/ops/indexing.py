@@ -32,6 +32,7 @@ __all__ = [
     "take_along_dim",
     "nonzero",
     "argwhere",
+    "repeat_interleave",
 ]
 
 
@@ -140,7 +141,7 @@ def _index_array(x: Tensor, k, op: str = "index"):
 def _key(x: Tensor, key) -> tuple:
     """``key`` normalised for ``Index``: index arrays moved to ``x``'s device, and a trailing
     Ellipsis so that indexing every dimension still gives a 0-d view, not a scalar."""
-    out = []
+    out: list = []
     for k in key if isinstance(key, tuple) else (key,):
         if k is None or k is Ellipsis or isinstance(k, (slice, bool, np.bool_)):
             out.append(k)
@@ -445,8 +446,36 @@ def masked_fill(input, mask, value):
             )
         value = value.to(input.device, input.dtype)
     else:
+        if not isinstance(value, (numbers.Number, np.generic)) or isinstance(value, complex):
+            raise TypeError(
+                f"masked_fill(): argument 'value' must be a number or a 0-dim Tensor, not "
+                f"{type(value).__name__}"
+            )
+        _check_fits("masked_fill", value, input.dtype)
         value = as_tensor(value, input, dtype=input.dtype)
     return where(_mask(input, mask, "masked_fill"), value, input)
+
+
+_C_TYPES = {
+    "int8": "int8_t",
+    "int16": "int16_t",
+    "int32": "int",
+    "int64": "int64_t",
+    "uint8": "uint8_t",
+}
+
+
+def _check_fits(op, value, dtype) -> None:
+    """PyTorch's error for a Python number that does not fit ``dtype`` (numpy would raise an
+    OverflowError, or wrap around)."""
+    np_dtype = dtype.np
+    if np_dtype.kind in "iu" and isinstance(value, numbers.Real):
+        info = np.iinfo(np_dtype)
+        if not info.min <= value <= info.max:  # type: ignore[operator]
+            raise RuntimeError(
+                f"value cannot be converted to type {_C_TYPES.get(dtype.name, dtype.name)} "
+                f"without overflow"
+            )
 
 
 @tensor_method("masked_fill_")
@@ -503,3 +532,45 @@ def _graph_take(a, indices, axis=None):
 @graph_xp.register("take_along_axis")
 def _graph_take_along_axis(arr, indices, axis):
     return take_along_dim(arr, indices, axis)
+
+
+@tensor_method("repeat_interleave")
+def repeat_interleave(input, repeats=None, dim=None, *, output_size=None):
+    """Each element (or slice along ``dim``) repeated ``repeats`` times in place; ``repeats``
+    is an int or one count per element. ``repeat_interleave(counts)`` alone gives the
+    indices ``0`` repeated ``counts[0]`` times, ``1`` ``counts[1]`` times, ...
+    Differentiable through ``index_select`` (repeated slices sum their gradients)."""
+    if repeats is None:  # repeat_interleave(repeats_tensor)
+        counts = input.array
+        xp = array_module_for(counts)
+        if counts.ndim > 1 or counts.dtype.kind not in "iu":
+            raise RuntimeError("repeat_interleave: repeats must be a 0-dim or 1-dim integer tensor")
+        return Tensor(xp.repeat(xp.arange(counts.size, dtype=xp.int64), counts.reshape(-1)))
+    if dim is None:
+        input, dim = _reshape(input, (-1,)), 0
+    d = normalize_dim(dim, max(input.ndim, 1), "repeat_interleave")
+    if input.ndim == 0:
+        input = _reshape(input, (1,))
+    n = input.shape[d]
+    xp = input.device.xp
+    counts = repeats.array if isinstance(repeats, Tensor) else repeats
+    if isinstance(counts, numbers.Integral):
+        counts = int(counts)
+    elif np.ndim(counts) == 0:
+        counts = int(counts)
+    else:
+        counts = xp.asarray(counts).reshape(-1)
+        if counts.size not in (1, n):
+            raise RuntimeError(
+                f"repeat_interleave: repeats must have the same size as input along dim, but "
+                f"got repeats.size(0) = {counts.size} and input.size({dim}) = {n}"
+            )
+    if bool(xp.any(xp.asarray(counts) < 0)):
+        raise RuntimeError("repeat_interleave: repeats can not be negative")
+    index = xp.repeat(xp.arange(n, dtype=xp.int64), counts)
+    if output_size is not None and index.size != output_size:
+        raise RuntimeError(
+            f"repeat_interleave: output_size {output_size} does not match the "
+            f"{index.size} repeated elements"
+        )
+    return index_select(input, d, Tensor(index))

@@ -5,13 +5,15 @@ from __future__ import annotations
 import collections
 import string
 
+import numpy as np
+
 from ..autograd import Op, Tensor
 from ..autograd.function import autocasting
 from ..backend import array_module_for
-from ._helpers import as_tensor, check_same_device, graph_xp, tensor_method, unbroadcast
+from ._helpers import as_tensor, check_same_device, graph_xp, tensor_method, unbroadcast, write_out
 from .shape import reshape
 
-__all__ = ["matmul", "mm", "bmm", "dot", "outer", "einsum", "linear"]
+__all__ = ["matmul", "mm", "bmm", "dot", "outer", "einsum", "linear", "addmm", "baddbmm"]
 
 # PyTorch's (C++) names of scalar types, used in its dtype-mismatch messages
 _C_NAMES = {
@@ -45,7 +47,10 @@ def _operands(op: str, a, b):
             f"{_C_NAMES.get(b.dtype.name, b.dtype.name)} ({a.dtype} of shape {list(a.shape)} "
             f"and {b.dtype} of shape {list(b.shape)}); convert one with .to(dtype)"
         )
-    check_same_device(op, a, b)
+    if type(a.array) is not np.ndarray or type(b.array) is not np.ndarray:
+        check_same_device(op, a, b)
+    elif type(a).device is not Tensor.device or type(b).device is not Tensor.device:
+        check_same_device(op, a, b)  # a subclass with a device of its own
     return a, b
 
 
@@ -114,9 +119,11 @@ class Matmul(Op):
 
 
 @tensor_method("matmul", "__matmul__")
-def matmul(input, other):
+def matmul(input, other, *, out=None):
     """Matrix product with numpy's rules: vectors (1-D) are promoted and the added dim
     removed, leading (batch) dims broadcast. Both operands must have the same dtype."""
+    if out is not None:
+        return write_out("matmul", matmul(input, other), out)
     a, b = _operands("matmul", input, other)
     if a.ndim == 0 or b.ndim == 0:
         raise RuntimeError(
@@ -270,7 +277,7 @@ def _parse_einsum(equation: str, shapes) -> tuple:
     else:  # implicit output: broadcast dims, then the letters used once, in order
         counts = collections.Counter(lhs.replace("...", "").replace(",", ""))
         output = ellipsis + "".join(sorted(c for c, n in counts.items() if n == 1))
-    sizes = {}
+    sizes: dict = {}
     for term, shape in zip(inputs, shapes):
         for letter, n in zip(term, shape):
             sizes[letter] = n if sizes.get(letter, 1) == 1 else sizes[letter]
@@ -358,3 +365,28 @@ graph_xp.register("matmul")(lambda a, b: matmul(a, b))
 @graph_xp.register("einsum")
 def _graph_einsum(subscripts, *operands, optimize=False):
     return einsum(subscripts, *operands)
+
+
+def _scaled_sum(op, input, product, beta, alpha):
+    """``beta * input + alpha * product`` (``beta == 0``: ``input`` is ignored, NaN included,
+    as PyTorch)."""
+    from .elementwise import add, mul
+
+    if alpha != 1:
+        product = mul(product, alpha)
+    if beta == 0:
+        return add(product, mul(input, 0).detach()) if input.shape != product.shape else product
+    return add(mul(input, beta) if beta != 1 else input, product)
+
+
+@tensor_method("addmm")
+def addmm(input, mat1, mat2, *, beta=1, alpha=1):
+    """``beta * input + alpha * (mat1 @ mat2)`` (``input`` broadcast to the product's shape)."""
+    return _scaled_sum("addmm", input, mm(mat1, mat2), beta, alpha)
+
+
+@tensor_method("baddbmm")
+def baddbmm(input, batch1, batch2, *, beta=1, alpha=1):
+    """``beta * input + alpha * bmm(batch1, batch2)`` (``input`` broadcast to the product's
+    shape)."""
+    return _scaled_sum("baddbmm", input, bmm(batch1, batch2), beta, alpha)

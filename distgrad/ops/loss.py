@@ -575,3 +575,201 @@ def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_
     if reduction == "batchmean":
         denom = input.shape[0] if input.ndim else 1
     return _pointwise(KLDivLoss, "kl_div", input, target, reduction, (log_target,), denom)
+
+
+# ---- losses composed of differentiable ops (first and higher-order gradients come free) ------
+def _check_same_shape(op, *tensors):
+    shapes = [tuple(t.shape) for t in tensors]
+    if any(s != shapes[0] for s in shapes[1:]):
+        raise ValueError(
+            f"{op}: expected inputs of one shape, got {', '.join(str(list(s)) for s in shapes)}"
+        )
+
+
+def _composed_reduce(loss, reduction):
+    if reduction == "none":
+        return loss
+    return loss.sum() if reduction == "sum" else loss.mean()
+
+
+def cosine_embedding_loss(
+    input1, input2, target, margin=0.0, size_average=None, reduce=None, reduction="mean"
+):
+    """``1 - cos(x1, x2)`` where ``target`` is 1, ``max(0, cos(x1, x2) - margin)`` where -1
+    (cosine over the last dim, PyTorch's eps of 1e-12 on the squared norms)."""
+    reduction = _reduction(size_average, reduce, reduction)
+    op = "cosine_embedding_loss"
+    _float_input(op, input1)
+    if input1.shape != input2.shape:
+        raise RuntimeError(
+            f"{op}: input1 and input2 must have the same shape, got {list(input1.shape)} and "
+            f"{list(input2.shape)}"
+        )
+    if input1.ndim not in (1, 2):
+        raise RuntimeError(
+            f"{op}: expected 1D or 2D inputs, got {input1.ndim}D of shape {list(input1.shape)}"
+        )
+    if tuple(target.shape) != tuple(input1.shape[:-1]):
+        raise RuntimeError(
+            f"{op}: expected target of shape {list(input1.shape[:-1])}, got {list(target.shape)}"
+        )
+    eps = 1e-12
+    prod = (input1 * input2).sum(-1)
+    mag1 = (input1 * input1).sum(-1) + eps
+    mag2 = (input2 * input2).sum(-1) + eps
+    cos = prod / (mag1 * mag2).sqrt()
+    t = target.to(input1.dtype)
+    pos = (1 - cos) * (t == 1).to(cos.dtype)
+    neg = (cos - margin).clamp(min=0) * (t == -1).to(cos.dtype)
+    return _composed_reduce(pos + neg, reduction)
+
+
+def margin_ranking_loss(
+    input1, input2, target, margin=0.0, size_average=None, reduce=None, reduction="mean"
+):
+    """``max(0, -target * (input1 - input2) + margin)``."""
+    reduction = _reduction(size_average, reduce, reduction)
+    op = "margin_ranking_loss"
+    if input1.ndim != input2.ndim or input1.ndim != target.ndim:
+        raise RuntimeError(
+            f"{op} : All input tensors should have same dimension but got sizes: input1: "
+            f"{list(input1.shape)}, input2: {list(input2.shape)}, target: {list(target.shape)} "
+        )
+    loss = (-target.to(input1.dtype) * (input1 - input2) + margin).clamp(min=0)
+    return _composed_reduce(loss, reduction)
+
+
+def hinge_embedding_loss(
+    input, target, margin=1.0, size_average=None, reduce=None, reduction="mean"
+):
+    """``input`` where ``target`` is 1, ``max(0, margin - input)`` where it is -1."""
+    reduction = _reduction(size_average, reduce, reduction)
+    _float_input("hinge_embedding_loss", input)
+    t = target.to(input.dtype)
+    out_margin = (margin - input).clamp(min=0) * (t != 1).to(input.dtype)
+    out_self = input * (t != -1).to(input.dtype)
+    return _composed_reduce(out_margin + out_self, reduction)
+
+
+def soft_margin_loss(input, target, size_average=None, reduce=None, reduction="mean"):
+    """``log(1 + exp(-target * input))``."""
+    from .activation import softplus
+
+    reduction = _reduction(size_average, reduce, reduction)
+    _float_input("soft_margin_loss", input)
+    return _composed_reduce(softplus(-target.to(input.dtype) * input), reduction)
+
+
+def triplet_margin_loss(
+    anchor,
+    positive,
+    negative,
+    margin=1.0,
+    p=2,
+    eps=1e-6,
+    swap=False,
+    size_average=None,
+    reduce=None,
+    reduction="mean",
+):
+    """``max(d(a, p) - d(a, n) + margin, 0)`` with ``d`` the ``p``-norm of the difference
+    (plus ``eps``) over the last dim; ``swap`` uses ``min(d(a, n), d(p, n))``."""
+    reduction = _reduction(size_average, reduce, reduction)
+    op = "triplet_margin_loss"
+    dims = (anchor.ndim, positive.ndim, negative.ndim)
+    if len(set(dims)) != 1:
+        raise RuntimeError(
+            f"The anchor, positive, and negative tensors are expected to have the same number "
+            f"of dimensions, but got: anchor {dims[0]}D, positive {dims[1]}D, and negative "
+            f"{dims[2]}D inputs"
+        )
+    _float_input(op, anchor)
+
+    def dist(x, y):
+        d = (x - y + eps).abs()
+        return (d**p).sum(-1) ** (1.0 / p)
+
+    d_pos, d_neg = dist(anchor, positive), dist(anchor, negative)
+    if swap:
+        d_swap = dist(positive, negative)
+        d_neg = d_neg.minimum(d_swap)
+    return _composed_reduce((d_pos - d_neg + margin).clamp(min=0), reduction)
+
+
+def poisson_nll_loss(
+    input,
+    target,
+    log_input=True,
+    full=False,
+    size_average=None,
+    eps=1e-8,
+    reduce=None,
+    reduction="mean",
+):
+    """Poisson negative log-likelihood: ``exp(input) - target * input`` (``log_input``) or
+    ``input - target * log(input + eps)``; ``full`` adds Stirling's term for targets > 1."""
+    import math
+
+    reduction = _reduction(size_average, reduce, reduction)
+    _float_input("poisson_nll_loss", input)
+    t = target.to(input.dtype)
+    loss = input.exp() - t * input if log_input else input - t * (input + eps).log()
+    if full:
+        stirling = t * t.clamp(min=1).log() - t + 0.5 * (2 * math.pi * t.clamp(min=1)).log()
+        loss = loss + stirling * (t > 1).to(input.dtype)
+    return _composed_reduce(loss, reduction)
+
+
+def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"):
+    """``0.5 * (log(max(var, eps)) + (input - target)^2 / max(var, eps))`` (+ ``0.5 log(2 pi)``
+    when ``full``); ``var`` is one per element or one per sample (last dim 1 or missing)."""
+    import math
+
+    op = "gaussian_nll_loss"
+    _float_input(op, input)
+    if var.shape != input.shape:
+        if input.shape[:-1] == var.shape:
+            var = var.unsqueeze(-1)
+        elif not (input.shape[:-1] == var.shape[:-1] and var.shape[-1] == 1):
+            raise ValueError("var is of incorrect size")
+    if reduction not in ("none", "mean", "sum"):
+        raise ValueError(reduction + " is not valid")
+    if bool((var.detach() < 0).any()):
+        raise ValueError("var has negative entry/entries")
+    from ..autograd import no_grad
+
+    with no_grad():  # PyTorch clamps var in place, outside autograd
+        floor = var.detach().clamp(min=eps) - var.detach()
+    var = var + floor
+    loss = 0.5 * (var.log() + (input - target) ** 2 / var)
+    if full:
+        loss = loss + 0.5 * math.log(2 * math.pi)
+    return _composed_reduce(loss, reduction)
+
+
+def multilabel_soft_margin_loss(
+    input, target, weight=None, size_average=None, reduce=None, reduction="mean"
+):
+    """Binary cross-entropy with logits per class, averaged over the classes (last dim)."""
+    from .activation import logsigmoid
+
+    reduction = _reduction(size_average, reduce, reduction)
+    _float_input("multilabel_soft_margin_loss", input)
+    t = target.to(input.dtype)
+    loss = -(t * logsigmoid(input) + (1 - t) * logsigmoid(-input))
+    if weight is not None:
+        loss = loss * weight
+    loss = loss.sum(-1) / input.shape[-1]
+    return _composed_reduce(loss, reduction)
+
+
+__all__ += [
+    "cosine_embedding_loss",
+    "margin_ranking_loss",
+    "hinge_embedding_loss",
+    "soft_margin_loss",
+    "triplet_margin_loss",
+    "poisson_nll_loss",
+    "gaussian_nll_loss",
+    "multilabel_soft_margin_loss",
+]

@@ -13,6 +13,7 @@ import math
 from ..autograd import Op, Tensor
 from ..autograd.function import autocasting
 from ._helpers import check_same_device, unbroadcast
+from .windows import workspace
 
 __all__ = ["batch_norm", "instance_norm", "layer_norm", "group_norm"]
 
@@ -33,6 +34,9 @@ class Normalize(Op):
     @staticmethod
     def forward(ctx, x, weight, bias, view, axes, param_shape, eps, stats, running):
         xp = ctx.xp
+        ctx.per_channel = _per_channel(x, view, axes, param_shape, stats)
+        if ctx.per_channel:
+            return _channel_forward(ctx, xp, x, weight, bias, eps, stats, running)
         if stats is None:
             xv = x.reshape(view)
             mean = xv.mean(axis=axes, keepdims=True)
@@ -60,6 +64,8 @@ class Normalize(Op):
 
     @staticmethod
     def backward(ctx, grad):
+        if ctx.per_channel:
+            return _channel_backward(ctx, ctx.xp, grad) + (None,) * 6
         xhat, invstd, weight = ctx.saved_tensors
         gw = gb = None
         pshape = ctx.param_shape
@@ -82,6 +88,91 @@ class Normalize(Op):
             else:
                 gx = gxhat * invstd
         return gx, gw, gb, None, None, None, None, None, None
+
+
+# ---- statistics per channel (batch_norm): a few passes, no full-size temporaries -------------
+def _per_channel(x, view, axes, param_shape, stats) -> bool:
+    """Whether this is batch_norm's case: statistics and parameters per channel (axis 1),
+    statistics over all other axes (or given)."""
+    if x.ndim < 2 or tuple(view) != tuple(x.shape):
+        return False
+    if tuple(param_shape) != (1, x.shape[1]) + (1,) * (x.ndim - 2):
+        return False
+    if stats is not None:
+        return True
+    return axes is not None and tuple(axes) == (0,) + tuple(range(2, x.ndim))
+
+
+def _channel_sums(xp, a, b=None):
+    """Per-channel sums over (N, C, L) of ``a`` (or of ``a * b``), without a temporary."""
+    if b is None:
+        return a.sum(axis=(0, 2))
+    return xp.einsum("ncl,ncl->c", a, b)
+
+
+def _channel_forward(ctx, xp, x, weight, bias, eps, stats, running):
+    """y = x * scale + shift per channel, scale = invstd * weight and shift = bias - mean *
+    scale: two passes over x for the batch statistics (mean, then the centred sum of
+    squares, chunk by chunk through a small buffer), one for the output."""
+    n, c = x.shape[:2]
+    x3 = x.reshape(n, c, -1)
+    if stats is None:
+        count = x3.shape[0] * x3.shape[2]
+        mean = _channel_sums(xp, x3) / count
+        m = max(1, min(n, (1 << 20) // max(1, x3[0].nbytes)))
+        centred = workspace(xp, "centred", (m,) + x3.shape[1:], x.dtype)
+        sq = None
+        for n0 in range(0, n, m):
+            part = centred[: min(n, n0 + m) - n0]
+            xp.subtract(x3[n0 : n0 + m], mean[:, None], out=part)
+            s = _channel_sums(xp, part, part)
+            sq = s if sq is None else sq + s
+        var = sq / count
+        if running is not None:
+            _update_running(running, mean, var, count)
+    else:
+        mean, var = (s.reshape(c) for s in stats)
+    invstd = 1.0 / xp.sqrt(var + eps)
+    scale = invstd if weight is None else invstd * weight
+    shift = -mean * scale if bias is None else bias - mean * scale
+    y = xp.multiply(x3, scale[:, None].astype(x.dtype, copy=False))
+    y += shift[:, None].astype(x.dtype, copy=False)
+    ctx.save_for_backward(x, weight)
+    ctx.stats, ctx.batch_stats = (mean, invstd), stats is None
+    ctx.bias_shape = None if bias is None else bias.shape
+    return y.reshape(x.shape)
+
+
+def _channel_backward(ctx, xp, grad):
+    """With xhat = (x - mean) * invstd and S = sum(grad * xhat) per channel: the bias
+    gradient is sum(grad), the weight's S, and x's (weight * invstd) * (grad - sum(grad)/M -
+    xhat * S/M) with batch statistics (M values per channel), else weight * invstd * grad;
+    written as a * grad + k1 * x + k0 per channel, one pass."""
+    x, weight = ctx.saved_tensors
+    mean, invstd = ctx.stats
+    n, c = x.shape[:2]
+    x3, g3 = x.reshape(n, c, -1), grad.reshape(n, c, -1)
+    gsum = _channel_sums(xp, g3)
+    s = invstd * (_channel_sums(xp, g3, x3) - mean * gsum)
+    gw = s if ctx.needs_input_grad[1] else None
+    gb = gsum.reshape(ctx.bias_shape) if ctx.needs_input_grad[2] else None
+    gx = None
+    if ctx.needs_input_grad[0]:
+        a = invstd if weight is None else invstd * weight
+        gx = xp.multiply(g3, a[:, None].astype(grad.dtype, copy=False))
+        if ctx.batch_stats:
+            m = x3.shape[0] * x3.shape[2]
+            k1 = -a * invstd * s / m
+            k0 = -a * gsum / m - k1 * mean
+            m_ = max(1, min(n, (1 << 20) // max(1, x3[0].nbytes)))
+            tmp = workspace(xp, "centred", (m_,) + x3.shape[1:], x.dtype)
+            for n0 in range(0, n, m_):
+                part = tmp[: min(n, n0 + m_) - n0]
+                xp.multiply(x3[n0 : n0 + m_], k1[:, None].astype(x.dtype, copy=False), out=part)
+                part += k0[:, None].astype(x.dtype, copy=False)
+                gx[n0 : n0 + m_] += part
+        gx = gx.reshape(x.shape)
+    return gx, gw, gb
 
 
 def _update_running(running, mean, var, count: int) -> None:

@@ -2,22 +2,22 @@
 
 A 2-d window's max (or sum) is the max over its kh rows of the max over kw columns of each row,
 so pooling runs as two 1-d passes, each a loop over one axis' kernel offsets: along W on a flat
-strided view of the padded buffer (all rows as one long run: row width ``Wb = Wq*sw`` puts
-output column ``ow`` of every row at ``m*sw`` for one running index ``m``; columns ``OW..Wq``
-are garbage and dropped), then along H over whole rows. Max pooling keeps, per pass, which
+strided view of the padded buffer (the shared ``windows.Geometry``; all rows as one long run:
+the padded width ``Wp = Wq*sw`` puts output column ``ow`` of every row at ``m*sw`` for one
+running index ``m``; columns ``OW..Wq`` are garbage and dropped), then along H over whole
+rows. Max pooling keeps, per pass, which
 offset won (strictly greater, so the first maximum in row-major order wins, as in PyTorch);
 backward routes the gradient back through both passes. Backwards are once-differentiable.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import numpy as np
 
 from ..autograd import Op
-from .conv import _check_input, _restore, _shape4, _spatial, pad_into, strided
+from .windows import Geometry, check_input, padded_flat, restore, shape4, spatial, strided
 
 __all__ = [
     "max_pool1d",
@@ -29,149 +29,71 @@ __all__ = [
 ]
 
 
-def _out_size(size, k, s, p, d, ceil_mode) -> int:
-    """PyTorch's pooling output size; in ceil mode the last window must start inside the input
-    or its left padding."""
-    out = (size + 2 * p - d * (k - 1) - 1 + (s - 1 if ceil_mode else 0)) // s + 1
-    if ceil_mode and (out - 1) * s >= size + p:
-        out -= 1
+def _wq(g: Geometry) -> int:
+    """Output columns per row of the first pass (the valid OW ones and garbage)."""
+    return g.Wp // g.sw
+
+
+def _slack(g: Geometry) -> int:
+    """Elements past the buffer read by the garbage columns of the last row."""
+    return max(0, (g.kw - 1) * g.dw - g.sw + 1)
+
+
+def _unpadded(xp, g: Geometry, flat, n, c):
+    buf = flat[: n * c * g.plane].reshape(n, c, g.Hp, g.Wp)
+    return xp.ascontiguousarray(buf[:, :, g.pt : g.pt + g.H, g.pl : g.pl + g.W])
+
+
+def _w_views(xp, g: Geometry, flat, nc):
+    """Per column offset j: the (NC*Hp*Wq,) view, element (row, ow) at row*Wq + ow."""
+    return [strided(xp, flat, j * g.dw, (nc * g.Hp * _wq(g),), (g.sw,)) for j in range(g.kw)]
+
+
+def _h_views(xp, g: Geometry, rows, nc):
+    """Per row offset i: the (NC, OH, Wq) view of row-reduced (NC, Hp, Wq) ``rows``."""
+    wq = _wq(g)
+    return [
+        strided(xp, rows, i * g.dh * wq, (nc, g.OH, wq), (g.Hp * wq, g.sh * wq, 1))
+        for i in range(g.kh)
+    ]
+
+
+def _passes(xp, g: Geometry, flat, nc, reduce):
+    """Both passes with ``reduce`` (``_max_over`` or ``_sum_over``): the (NC, OH, Wq) output
+    and the row and column winners (None for sums)."""
+    rows = xp.empty((nc, g.Hp, _wq(g)), dtype=flat.dtype)
+    cidx = _index_array(xp, reduce, g.kw, rows.size)
+    reduce(xp, _w_views(xp, g, flat, nc), rows.reshape(-1), cidx)
+    out = xp.empty((nc, g.OH, _wq(g)), dtype=flat.dtype)
+    ridx = _index_array(xp, reduce, g.kh, out.shape)
+    reduce(xp, _h_views(xp, g, rows, nc), out, ridx)
+    return out, ridx, cidx
+
+
+def _passes_backward(xp, g: Geometry, grad, ridx, cidx, nc):
+    """Reverse both passes: gradient (NC, OH, Wq) -> gradient of the flat buffer. Buffers
+    start as zeros unless the windows tile them exactly."""
+    tiles_h = g.kh == g.sh and (g.dh == 1 or g.kh == 1) and g.OH * g.sh == g.Hp
+    tiles_w = g.kw == g.sw and (g.dw == 1 or g.kw == 1)
+    rows = (xp.empty if tiles_h else xp.zeros)((nc, g.Hp, _wq(g)), dtype=grad.dtype)
+    _scatter(xp, grad, ridx, _h_views(xp, g, rows, nc), (g.kh - 1) * g.dh >= g.sh)
+    flat = (xp.empty if tiles_w else xp.zeros)(rows.size * g.sw + _slack(g), dtype=grad.dtype)
+    _scatter(xp, rows.reshape(-1), cidx, _w_views(xp, g, flat, nc), (g.kw - 1) * g.dw >= g.sw)
+    return flat
+
+
+def _crop(xp, g: Geometry, out):
+    """(NC, OH, Wq) -> contiguous (NC, OH, OW)."""
+    return xp.ascontiguousarray(out[..., : g.OW])
+
+
+def _widen(xp, g: Geometry, grad):
+    """(NC, OH, OW) -> (NC, OH, Wq) with zero garbage columns."""
+    if _wq(g) == g.OW:
+        return xp.ascontiguousarray(grad)
+    out = xp.zeros(grad.shape[:2] + (_wq(g),), dtype=grad.dtype)
+    out[..., : g.OW] = grad
     return out
-
-
-@dataclasses.dataclass(frozen=True)
-class PoolGeometry:
-    """The input (H, W) sits at (ph, pw) of a (Hp, Wb) buffer (plus ``slack`` elements at the
-    end, read by the last garbage columns); output (oh, ow) with kernel offset (i, j) reads
-    buffer element (oh*sh + i*dh, ow*sw + j*dw)."""
-
-    H: int
-    W: int
-    kh: int
-    kw: int
-    sh: int
-    sw: int
-    dh: int
-    dw: int
-    ph: int
-    pw: int
-    OH: int
-    OW: int
-    Hp: int
-    Wq: int
-
-    @classmethod
-    def make(cls, op, nd, C, H, W, kernel, stride, padding, dilation, ceil_mode):
-        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
-        if min(kernel) < 1 or min(stride) < 1 or min(dilation) < 1 or min(padding) < 0:
-            raise RuntimeError(
-                f"{op}: kernel_size, stride and dilation must be positive and "
-                f"padding non-negative, got kernel_size={kernel[2 - nd :]}, "
-                f"stride={stride[2 - nd :]}, padding={padding[2 - nd :]}, "
-                f"dilation={dilation[2 - nd :]}"
-            )
-        if 2 * ph > kh or 2 * pw > kw:
-            raise RuntimeError(
-                f"{op}: pad should be smaller than or equal to half of kernel "
-                f"size, but got padding={padding[2 - nd :]}, "
-                f"kernel_size={kernel[2 - nd :]}"
-            )
-        oh = _out_size(H, kh, sh, ph, dh, ceil_mode)
-        ow = _out_size(W, kw, sw, pw, dw, ceil_mode)
-        if oh < 1 or ow < 1:
-            raise RuntimeError(
-                f"{op}: Given input size: ({C}x{H}x{W}). Calculated output size: "
-                f"({C}x{oh}x{ow}). Output size is too small"
-            )
-        hp = max(H + 2 * ph, (oh - 1) * sh + (kh - 1) * dh + 1)
-        wp = max(W + 2 * pw, (ow - 1) * sw + (kw - 1) * dw + 1)
-        return cls(H, W, kh, kw, sh, sw, dh, dw, ph, pw, oh, ow, hp, -(-wp // sw))
-
-    @property
-    def Wb(self) -> int:
-        return self.Wq * self.sw
-
-    @property
-    def slack(self) -> int:
-        return max(0, (self.kw - 1) * self.dw - self.sw + 1)
-
-    def padded(self, xp, x4, fill):
-        """The flat padded buffer (x itself when no padding is needed)."""
-        n, c = x4.shape[:2]
-        if (self.ph, self.pw, self.Hp, self.Wb, self.slack) == (0, 0, self.H, self.W, 0):
-            return xp.ascontiguousarray(x4).reshape(-1)
-        size = n * c * self.Hp * self.Wb
-        flat = xp.empty(size + self.slack, dtype=x4.dtype)
-        flat[size:] = fill
-        pad_into(flat[:size].reshape(n, c, self.Hp, self.Wb), x4, self.ph, self.pw, fill)
-        return flat
-
-    def unpadded(self, xp, flat, n, c):
-        buf = flat[: n * c * self.Hp * self.Wb].reshape(n, c, self.Hp, self.Wb)
-        return xp.ascontiguousarray(
-            buf[:, :, self.ph : self.ph + self.H, self.pw : self.pw + self.W]
-        )
-
-    def w_views(self, xp, flat, nc):
-        """Per column offset j: the (NC*Hp*Wq,) view, element (row, ow) at row*Wq + ow."""
-        return [
-            strided(xp, flat, j * self.dw, (nc * self.Hp * self.Wq,), (self.sw,))
-            for j in range(self.kw)
-        ]
-
-    def h_views(self, xp, rows, nc):
-        """Per row offset i: the (NC, OH, Wq) view of row-reduced (NC, Hp, Wq) ``rows``."""
-        return [
-            strided(
-                xp,
-                rows,
-                i * self.dh * self.Wq,
-                (nc, self.OH, self.Wq),
-                (self.Hp * self.Wq, self.sh * self.Wq, 1),
-            )
-            for i in range(self.kh)
-        ]
-
-    def forward(self, xp, flat, nc, reduce):
-        """Both passes with ``reduce`` (``_max_over`` or ``_sum_over``): the (NC, OH, Wq)
-        output and the row and column winners (None for sums)."""
-        rows = xp.empty((nc, self.Hp, self.Wq), dtype=flat.dtype)
-        cidx = _index_array(xp, reduce, self.kw, rows.size)
-        reduce(xp, self.w_views(xp, flat, nc), rows.reshape(-1), cidx)
-        out = xp.empty((nc, self.OH, self.Wq), dtype=flat.dtype)
-        ridx = _index_array(xp, reduce, self.kh, out.shape)
-        reduce(xp, self.h_views(xp, rows, nc), out, ridx)
-        return out, ridx, cidx
-
-    def backward(self, xp, g, ridx, cidx, nc):
-        """Reverse both passes: gradient (NC, OH, Wq) -> gradient of the flat buffer. Buffers
-        start as zeros unless the windows tile them exactly."""
-        tiles_h = (
-            self.kh == self.sh and (self.dh == 1 or self.kh == 1) and self.OH * self.sh == self.Hp
-        )
-        tiles_w = self.kw == self.sw and (self.dw == 1 or self.kw == 1)
-        rows = (xp.empty if tiles_h else xp.zeros)((nc, self.Hp, self.Wq), dtype=g.dtype)
-        _scatter(xp, g, ridx, self.h_views(xp, rows, nc), (self.kh - 1) * self.dh >= self.sh)
-        flat = (xp.empty if tiles_w else xp.zeros)(rows.size * self.sw + self.slack, dtype=g.dtype)
-        _scatter(
-            xp,
-            rows.reshape(-1),
-            cidx,
-            self.w_views(xp, flat, nc),
-            (self.kw - 1) * self.dw >= self.sw,
-        )
-        return flat
-
-    def crop(self, xp, out):
-        """(NC, OH, Wq) -> contiguous (NC, OH, OW)."""
-        return xp.ascontiguousarray(out[..., : self.OW])
-
-    def widen(self, xp, g):
-        """(NC, OH, OW) -> (NC, OH, Wq) with zero garbage columns."""
-        if self.Wq == self.OW:
-            return xp.ascontiguousarray(g)
-        out = xp.zeros(g.shape[:2] + (self.Wq,), dtype=g.dtype)
-        out[..., : self.OW] = g
-        return out
 
 
 def _index_array(xp, reduce, views: int, shape):
@@ -224,37 +146,38 @@ class MaxPool(Op):
     @staticmethod
     def forward(ctx, x, geo, nd, return_indices):
         xp = ctx.xp
-        x4 = x.reshape(_shape4(x.shape, nd))
+        x4 = x.reshape(shape4(x.shape, nd))
         n, c = x4.shape[:2]
-        out, ridx, cidx = geo.forward(xp, geo.padded(xp, x4, -math.inf), n * c, _max_over)
+        flat = padded_flat(xp, x4, geo, -math.inf, _slack(geo))
+        out, ridx, cidx = _passes(xp, geo, flat, n * c, _max_over)
         ctx.save_for_backward(cidx, ridx)
         ctx.geometry, ctx.nd, ctx.x_shape = geo, nd, x.shape
         batched = x.ndim == nd + 2
-        y = _restore(geo.crop(xp, out).reshape(n, c, geo.OH, geo.OW), nd, batched)
+        y = restore(_crop(xp, geo, out).reshape(n, c, geo.OH, geo.OW), nd, batched)
         if not return_indices:
             return y
         # flat index into the input plane of each winner: row from ridx, column from cidx
         row = xp.arange(geo.OH).reshape(1, -1, 1) * geo.sh
         if ridx is not None:
             row = row + ridx.astype(xp.int64) * geo.dh
-        col = xp.arange(geo.Wq) * geo.sw
+        col = xp.arange(_wq(geo)) * geo.sw
         if cidx is not None:
             kj = xp.take_along_axis(
-                cidx.reshape(n * c, geo.Hp, geo.Wq), xp.broadcast_to(row, out.shape), 1
+                cidx.reshape(n * c, geo.Hp, _wq(geo)), xp.broadcast_to(row, out.shape), 1
             )
             col = col + kj.astype(xp.int64) * geo.dw
-        index = (row - geo.ph) * geo.W + col - geo.pw
-        return y, geo.crop(xp, xp.broadcast_to(index, out.shape)).reshape(y.shape)
+        index = (row - geo.pt) * geo.W + col - geo.pl
+        return y, _crop(xp, geo, xp.broadcast_to(index, out.shape)).reshape(y.shape)
 
     @staticmethod
     def backward(ctx, grad, *_):
         xp = ctx.xp
         cidx, ridx = ctx.saved_tensors
         geo = ctx.geometry
-        n, c = _shape4(ctx.x_shape, ctx.nd)[:2]
-        g = geo.widen(xp, grad.reshape(n * c, geo.OH, geo.OW))
-        flat = geo.backward(xp, g, ridx, cidx, n * c)
-        return geo.unpadded(xp, flat, n, c).reshape(ctx.x_shape), None, None, None
+        n, c = shape4(ctx.x_shape, ctx.nd)[:2]
+        g = _widen(xp, geo, grad.reshape(n * c, geo.OH, geo.OW))
+        flat = _passes_backward(xp, geo, g, ridx, cidx, n * c)
+        return _unpadded(xp, geo, flat, n, c).reshape(ctx.x_shape), None, None, None
 
 
 class AvgPool(Op):
@@ -263,23 +186,24 @@ class AvgPool(Op):
     @staticmethod
     def forward(ctx, x, geo, nd, divisor):
         xp = ctx.xp
-        x4 = x.reshape(_shape4(x.shape, nd))
+        x4 = x.reshape(shape4(x.shape, nd))
         n, c = x4.shape[:2]
-        out = geo.crop(xp, geo.forward(xp, geo.padded(xp, x4, 0), n * c, _sum_over)[0])
+        flat = padded_flat(xp, x4, geo, 0, _slack(geo))
+        out = _crop(xp, geo, _passes(xp, geo, flat, n * c, _sum_over)[0])
         if not isinstance(divisor, float):
             divisor = xp.asarray(divisor, dtype=x.dtype)
         out /= divisor
         ctx.geometry, ctx.nd, ctx.x_shape, ctx.divisor = geo, nd, x.shape, divisor
-        return _restore(out.reshape(n, c, geo.OH, geo.OW), nd, x.ndim == nd + 2)
+        return restore(out.reshape(n, c, geo.OH, geo.OW), nd, x.ndim == nd + 2)
 
     @staticmethod
     def backward(ctx, grad):
         xp = ctx.xp
         geo = ctx.geometry
-        n, c = _shape4(ctx.x_shape, ctx.nd)[:2]
-        g = geo.widen(xp, grad.reshape(n * c, geo.OH, geo.OW) / ctx.divisor)
-        flat = geo.backward(xp, g, None, None, n * c)
-        return geo.unpadded(xp, flat, n, c).reshape(ctx.x_shape), None, None, None
+        n, c = shape4(ctx.x_shape, ctx.nd)[:2]
+        g = _widen(xp, geo, grad.reshape(n * c, geo.OH, geo.OW) / ctx.divisor)
+        flat = _passes_backward(xp, geo, g, None, None, n * c)
+        return _unpadded(xp, geo, flat, n, c).reshape(ctx.x_shape), None, None, None
 
 
 class AdaptiveAvgPool(Op):
@@ -291,19 +215,19 @@ class AdaptiveAvgPool(Op):
     @staticmethod
     def forward(ctx, x, nd, mh, mw):
         xp = ctx.xp
-        x4 = x.reshape(_shape4(x.shape, nd))
+        x4 = x.reshape(shape4(x.shape, nd))
         n, c, h, w = x4.shape
         mh, mw = xp.asarray(mh, dtype=x.dtype), xp.asarray(mw, dtype=x.dtype)
         t = (x4.reshape(-1, w) @ mw.T).reshape(n * c, h, -1)
         out = xp.ascontiguousarray(xp.tensordot(mh, t, axes=([1], [1])).transpose(1, 0, 2))
         ctx.nd, ctx.x_shape, ctx.mats = nd, x.shape, (mh, mw)
-        return _restore(out.reshape(n, c, *out.shape[1:]), nd, x.ndim == nd + 2)
+        return restore(out.reshape(n, c, *out.shape[1:]), nd, x.ndim == nd + 2)
 
     @staticmethod
     def backward(ctx, grad):
         xp = ctx.xp
         mh, mw = ctx.mats
-        n, c = _shape4(ctx.x_shape, ctx.nd)[:2]
+        n, c = shape4(ctx.x_shape, ctx.nd)[:2]
         g = grad.reshape(n * c, mh.shape[0], mw.shape[0])
         t = xp.tensordot(mh.T, g, axes=([1], [1])).transpose(1, 0, 2)
         return (t.reshape(-1, mw.shape[0]) @ mw).reshape(ctx.x_shape), None, None, None
@@ -311,17 +235,17 @@ class AdaptiveAvgPool(Op):
 
 # ---- public functions ------------------------------------------------------------------------
 def _geometry(op, nd, input, kernel_size, stride, padding, dilation, ceil_mode):
-    _check_input(op, input, nd)
-    kernel = _spatial(kernel_size, nd, "kernel_size", op)
+    check_input(op, input, nd)
+    kernel = spatial(kernel_size, nd, "kernel_size", op)
     stride = (
         kernel
         if stride is None or (not isinstance(stride, int) and len(stride) == 0)
-        else _spatial(stride, nd, "stride", op)
+        else spatial(stride, nd, "stride", op)
     )
-    padding = _spatial(padding, nd, "padding", op, 0)
-    dilation = _spatial(dilation, nd, "dilation", op)
-    c, h, w = _shape4(input.shape, nd)[1:]
-    return PoolGeometry.make(op, nd, c, h, w, kernel, stride, padding, dilation, ceil_mode)
+    padding = spatial(padding, nd, "padding", op, 0)
+    dilation = spatial(dilation, nd, "dilation", op)
+    c, h, w = shape4(input.shape, nd)[1:]
+    return Geometry.pool(op, nd, c, h, w, kernel, stride, padding, dilation, ceil_mode)
 
 
 def _max_pool(op, nd, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices):
@@ -365,7 +289,7 @@ def _divisor(geo, count_include_pad, divisor_override):
         return np.minimum(end, size) - np.maximum(start, 0)
 
     d = np.outer(
-        counts(geo.H, geo.OH, geo.kh, geo.sh, geo.ph), counts(geo.W, geo.OW, geo.kw, geo.sw, geo.pw)
+        counts(geo.H, geo.OH, geo.kh, geo.sh, geo.pt), counts(geo.W, geo.OW, geo.kw, geo.sw, geo.pl)
     ).astype(np.float64)
     return float(d.flat[0]) if (d == d.flat[0]).all() else d
 
@@ -419,8 +343,8 @@ def _bins(size: int, out: int):
 
 
 def _adaptive_avg_pool(op, nd, input, output_size):
-    _check_input(op, input, nd)
-    h, w = _shape4(input.shape, nd)[2:]
+    check_input(op, input, nd)
+    h, w = shape4(input.shape, nd)[2:]
     size = (
         (output_size,) * nd
         if output_size is None or isinstance(output_size, int)
@@ -447,3 +371,124 @@ def adaptive_avg_pool2d(input, output_size):
     """Average ((N,) C, H, W) over adaptive bins giving ``output_size`` (an int, a pair, None
     keeping that size)."""
     return _adaptive_avg_pool("adaptive_avg_pool2d", 2, input, output_size)
+
+
+# ---- adaptive max pooling --------------------------------------------------------------------
+def _bin_edges(size: int, out: int):
+    """PyTorch's adaptive bins along one axis: [floor(i*size/out), ceil((i+1)*size/out))."""
+    i = np.arange(out)
+    return (i * size) // out, -((-(i + 1) * size) // out)
+
+
+class AdaptiveMaxPool(Op):
+    """Max over each adaptive bin of ((N,) C, H, W) planes; one pass per output cell (bins
+    may overlap). Returns the values and, per cell, the flat index (``h * W + w``) of its
+    first maximum, as PyTorch; backward adds the gradient at those indices."""
+
+    once_differentiable = True
+
+    @staticmethod
+    def forward(ctx, x, nd, oh, ow):
+        xp = ctx.xp
+        x4 = x.reshape(shape4(x.shape, nd))
+        n, c, h, w = x4.shape
+        planes = x4.reshape(n * c, h, w)
+        out = xp.empty((n * c, oh, ow), x.dtype)
+        index = xp.empty((n * c, oh, ow), xp.int64)
+        (h0, h1), (w0, w1) = _bin_edges(h, oh), _bin_edges(w, ow)
+        for i in range(oh):
+            for j in range(ow):
+                win = planes[:, h0[i] : h1[i], w0[j] : w1[j]].reshape(n * c, -1)
+                k = xp.argmax(win, axis=1)  # first maximum, NaN wins as in PyTorch
+                out[:, i, j] = xp.take_along_axis(win, k[:, None], 1)[:, 0]
+                bw = w1[j] - w0[j]
+                index[:, i, j] = (h0[i] + k // bw) * w + w0[j] + k % bw
+        ctx.save_for_backward(index)
+        ctx.nd, ctx.x_shape = nd, x.shape
+        batched = x.ndim == nd + 2
+        return (
+            restore(out.reshape(n, c, oh, ow), nd, batched),
+            restore(index.reshape(n, c, oh, ow), nd, batched),
+        )
+
+    @staticmethod
+    def backward(ctx, grad, _):
+        xp = ctx.xp
+        (index,) = ctx.saved_tensors
+        n, c, h, w = shape4(ctx.x_shape, ctx.nd)
+        g = grad.reshape(n * c, -1)
+        idx = index.reshape(n * c, -1)
+        out = xp.zeros((n * c, h * w), grad.dtype)
+        rows = xp.arange(n * c)[:, None]
+        for k in range(idx.shape[1]):  # within one column every row's index is distinct
+            out[rows[:, 0], idx[:, k]] += g[:, k]
+        return out.reshape(ctx.x_shape), None, None, None
+
+
+def _adaptive_max_pool(op, nd, input, output_size, return_indices):
+    check_input(op, input, nd)
+    h, w = shape4(input.shape, nd)[2:]
+    size = (
+        (output_size,) * nd
+        if output_size is None or isinstance(output_size, int)
+        else tuple(output_size)
+    )
+    if len(size) != nd:
+        raise ValueError(f"{op}: output_size must be an int or a tuple of {nd}, got {output_size}")
+    oh, ow = (1,) * (2 - nd) + tuple(
+        int(s) if s is not None else i for s, i in zip(size, (h, w)[2 - nd :])
+    )
+    if min(oh, ow) < 1:
+        raise RuntimeError(f"{op}: output_size must be positive, got {output_size}")
+    if min(h, w) < 1:
+        raise RuntimeError(
+            f"{op}(): Expected input to have non-zero size for non-batch dimensions, but "
+            f"input has sizes {list(input.shape)}"
+        )
+    values, indices = AdaptiveMaxPool.apply(input, nd, oh, ow)
+    return (values, indices) if return_indices else values
+
+
+def adaptive_max_pool1d(input, output_size, return_indices=False):
+    """Max of ((N,) C, L) over ``output_size`` adaptive bins (and the winners' indices)."""
+    return _adaptive_max_pool("adaptive_max_pool1d", 1, input, output_size, return_indices)
+
+
+def adaptive_max_pool2d(input, output_size, return_indices=False):
+    """Max of ((N,) C, H, W) over adaptive bins giving ``output_size`` (an int, a pair, None
+    keeping that size), and the flat indices ``h * W + w`` of the winners if asked."""
+    return _adaptive_max_pool("adaptive_max_pool2d", 2, input, output_size, return_indices)
+
+
+def adaptive_max_pool1d_with_indices(input, output_size, return_indices=True):
+    """``adaptive_max_pool1d`` returning ``(values, indices)``."""
+    return adaptive_max_pool1d(input, output_size, True)
+
+
+def adaptive_max_pool2d_with_indices(input, output_size, return_indices=True):
+    """``adaptive_max_pool2d`` returning ``(values, indices)``."""
+    return adaptive_max_pool2d(input, output_size, True)
+
+
+def max_pool1d_with_indices(
+    input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=True
+):
+    """``max_pool1d`` returning ``(values, indices)``."""
+    return max_pool1d(input, kernel_size, stride, padding, dilation, ceil_mode, True)
+
+
+def max_pool2d_with_indices(
+    input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=True
+):
+    """``max_pool2d`` returning ``(values, indices)``."""
+    return max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode, True)
+
+
+__all__ += [
+    "adaptive_max_pool1d",
+    "adaptive_max_pool2d",
+    "adaptive_max_pool1d_with_indices",
+    "adaptive_max_pool2d_with_indices",
+    "max_pool1d_with_indices",
+    "max_pool2d_with_indices",
+]

@@ -31,6 +31,7 @@ __all__ = [
     "softmax",
     "log_softmax",
     "cumsum",
+    "cumprod",
     "argmax",
     "argmin",
     "all",
@@ -67,7 +68,7 @@ def _axis(x: Tensor, dim: int, op: str):
 
 
 def _kept_shape(shape, axes) -> tuple:
-    return tuple(1 if i in axes else n for i, n in enumerate(shape))
+    return tuple([1 if i in axes else n for i, n in enumerate(shape)])
 
 
 def _setup(ctx, x, axes) -> None:
@@ -122,7 +123,7 @@ class Sum(Op):
     @staticmethod
     def forward(ctx, x, axes, keepdim):
         _setup(ctx, x, axes)
-        return x.sum(axis=axes, keepdims=keepdim)
+        return ctx.xp.asarray(x.sum(axis=axes, keepdims=keepdim))  # numpy: a scalar for ()
 
     @staticmethod
     def backward(ctx, g):
@@ -195,7 +196,7 @@ def prod(input, dim=None, keepdim=False, *, dtype=None):
 class _Extreme(Op):
     """amax/amin: the gradient is shared evenly among the elements equal to the result."""
 
-    _reduce = None
+    _reduce: str | None = None
 
     @classmethod
     def forward(cls, ctx, x, axes, keepdim):
@@ -224,7 +225,7 @@ class Amin(_Extreme):
 class _ExtremeAlongDim(Op):
     """max/min along one dim with indices: the gradient goes to the selected index only."""
 
-    _arg = None
+    _arg: str | None = None
 
     @classmethod
     def forward(cls, ctx, x, axis, keepdim):
@@ -414,6 +415,13 @@ def norm(input, p="fro", dim=None, keepdim=False, dtype=None):
 
 
 # ---- logsumexp, softmax, log_softmax ------------------------------------------------------
+def _nan_rows_with_inf(xp, y, total):
+    """PyTorch's softmax of a row holding +inf is NaN everywhere (inf - inf); numpy would
+    give NaN at the inf and 0 elsewhere. ``total`` is the row's sum of exp (inf there)."""
+    hot = xp.isposinf(total)
+    return xp.where(hot, xp.nan, y).astype(y.dtype, copy=False)
+
+
 class LogSumExp(Op):
     autocast = "float32"
 
@@ -453,7 +461,13 @@ class Softmax(Op):
         xp = ctx.xp
         y = xp.asarray(x - logsumexp_shift(x, axis))
         xp.exp(y, out=y)
-        y /= y.sum(axis=axis, keepdims=True)
+        total = y.sum(axis=axis, keepdims=True)
+        if bool(xp.isinf(total).any()):
+            with np.errstate(invalid="ignore"):
+                y /= total
+            y = _nan_rows_with_inf(xp, y, total)
+        else:
+            y /= total
         ctx.axis = axis
         ctx.save_for_backward(y)
         return y
@@ -472,7 +486,13 @@ class LogSoftmax(Op):
     def forward(ctx, x, axis):
         xp = ctx.xp
         y = xp.asarray(x - logsumexp_shift(x, axis))
-        y -= xp.log(xp.exp(y).sum(axis=axis, keepdims=True))
+        total = xp.exp(y).sum(axis=axis, keepdims=True)
+        if bool((xp.isinf(total) | (total == 0)).any()):
+            with np.errstate(invalid="ignore", divide="ignore"):
+                y -= xp.log(total)
+            y = _nan_rows_with_inf(xp, y, total)
+        else:
+            y -= xp.log(total)
         ctx.axis = axis
         ctx.save_for_backward(y)
         return y
@@ -525,11 +545,61 @@ def cumsum(input, dim, *, dtype=None):
     return Cumsum.apply(input, axis)
 
 
+class Cumprod(Op):
+    """Cumulative product. Its gradient divides by the input where that has no zeros, and
+    otherwise builds, per position, the products that leave that position out."""
+
+    autocast = "float32"
+
+    @staticmethod
+    def forward(ctx, x, axis):
+        ctx.axis = axis
+        out = ctx.xp.cumprod(x, axis=axis)
+        ctx.save_for_backward(x, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        xp, axis = ctx.xp, ctx.axis
+        x, out = ctx.saved_tensors
+        raw = x.array if isinstance(x, Tensor) else x  # a Tensor under create_graph
+        am = array_module_for(raw)
+        if not bool(am.any(raw == 0)):
+            # d out_j / d x_i = out_j / x_i for j >= i: a suffix sum of g * out, over x
+            return xp.flip(xp.cumsum(xp.flip(g * out, axis), axis=axis), axis) / x, None
+        # with zeros: P[..., i, j] = prod_{k <= j, k != i} x_k, summed against g_j for j >= i
+        x_last, g_last = xp.moveaxis(x, axis, -1), xp.moveaxis(g, axis, -1)
+        n = x_last.shape[-1]
+        eye = am.eye(n, dtype=bool)
+        left_out = xp.where(eye, 1, xp.expand_dims(x_last, -2))  # [..., i, k]
+        prods = xp.cumprod(left_out, axis=-1)
+        upper = am.triu(am.ones((n, n), dtype=bool))  # j >= i
+        gx = xp.sum(xp.where(upper, prods * xp.expand_dims(g_last, -2), 0), axis=-1)
+        return xp.moveaxis(gx, -1, axis), None
+
+
+@graph_xp.register("cumprod")
+def _graph_cumprod(a, axis):
+    return Cumprod.apply(a, axis)
+
+
+@tensor_method("cumprod")
+def cumprod(input, dim, *, dtype=None):
+    """Cumulative product along ``dim``; integers accumulate in int64."""
+    input = _accumulating(input, dtype)
+    axis = _axis(input, dim, "cumprod")
+    if axis is None:  # 0-d: the element itself
+        return Sum.apply(input, (), False)
+    return Cumprod.apply(input, axis)
+
+
 # ---- all, any -----------------------------------------------------------------------------
 def _logical_reduction(op):
     def reduce(input, dim=None, keepdim=False):
         axes = _axes(input, dim, op)
         out = getattr(input.array.astype(bool, copy=False), op)(axis=axes, keepdims=keepdim)
+        if input.array.dtype == np.uint8:  # PyTorch keeps uint8 for all/any of uint8
+            out = out.astype(np.uint8)
         return Tensor(input.device.xp.asarray(out))
 
     reduce.__name__ = reduce.__qualname__ = op

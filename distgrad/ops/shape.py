@@ -543,6 +543,8 @@ def chunk(input, chunks, dim=0):
     if chunks <= 0:
         raise RuntimeError(f"chunk expects `chunks` to be greater than 0, got: {chunks}")
     n = input.shape[normalize_dim(dim, input.ndim, "chunk")]
+    if n == 0:  # PyTorch: `chunks` empty pieces
+        return tuple(narrow(input, dim, 0, 0) for _ in range(chunks))
     return split(input, -(-n // chunks), dim)
 
 

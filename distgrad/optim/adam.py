@@ -52,6 +52,11 @@ class Adam(Optimizer):
 
     def _check_hyperparameters(self, group):
         _check_nonnegative(group, "lr", "eps")
+        if len(group["betas"]) != 2:
+            raise ValueError(
+                f"betas must be a pair (beta1, beta2), got {len(group['betas'])} value(s): "
+                f"{group['betas']}"
+            )
         for i, beta in enumerate(group["betas"]):
             if not 0.0 <= beta < 1.0:
                 raise ValueError(f"Invalid beta parameter at index {i}: {beta}")

@@ -143,8 +143,8 @@ class Optimizer:
 
     def __init__(self, params, defaults: dict):
         self.defaults = defaults
-        self._step_pre_hooks = {}
-        self._step_post_hooks = {}
+        self._step_pre_hooks: dict = {}
+        self._step_post_hooks: dict = {}
         self._check_hyperparameters(defaults)
         if isinstance(params, Tensor):
             raise TypeError(
@@ -157,8 +157,8 @@ class Optimizer:
                 "but the ordering of tensors in sets will change between runs. "
                 "Please use a list instead."
             )
-        self.state = defaultdict(dict)
-        self.param_groups = []
+        self.state: defaultdict = defaultdict(dict)
+        self.param_groups: list[dict] = []
         groups = list(params)
         if not groups:
             raise ValueError("optimizer got an empty parameter list")
@@ -319,7 +319,7 @@ class Optimizer:
         "param_groups": [{..., "params": [index, ...]}]}``, parameters numbered in group order.
         State tensors are the optimizer's own, not copies (deep-copy the dict to keep a
         snapshot while training goes on)."""
-        index = {}
+        index: dict = {}
         for p in itertools.chain.from_iterable(g["params"] for g in self.param_groups):
             index.setdefault(id(p), len(index))
         groups = [
@@ -358,7 +358,7 @@ class Optimizer:
                 itertools.chain.from_iterable(g["params"] for g in groups),
             )
         )
-        state = defaultdict(dict)
+        state: defaultdict = defaultdict(dict)
         for k, v in state_dict["state"].items():
             if k in id_map:
                 state[id_map[k]] = _cast(id_map[k], v)

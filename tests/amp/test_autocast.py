@@ -175,6 +175,7 @@ def _train_digits(use_amp: bool, epochs: int = 8):
     return total / len(X), accuracy
 
 
+@pytest.mark.slow
 def test_amp_training_converges_like_float32():
     """float16 autocast + GradScaler on the digits MLP (same seed, data order and init as the
     float32 run) reaches float32's quality: test accuracy >= 0.95 and within 0.02 of float32's,

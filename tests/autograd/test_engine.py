@@ -256,6 +256,7 @@ def test_backward_inputs_only_accumulates_into_those():
     assert a.grad.item() == 2 and b.grad is None
 
 
+@pytest.mark.slow
 def test_long_chain_does_not_recurse():
     x = leaf([1.0])
     y = x

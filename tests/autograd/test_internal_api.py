@@ -17,15 +17,16 @@ PRIVATE = re.compile(
     r"(?<=[\w)\]])\._(array|grad|version|grad_fn|requires_grad|output_nr|accumulator|hooks|post_acc_hooks|"
     r"retains_grad|make|alias|edge|version_value|host_array)\b"
 )
-# distributed/ is converted by its own owners; autograd/ is where the attributes live.
-EXEMPT = ("autograd", "distributed")
+# autograd/ is where the attributes live; data_parallel.py is being rewritten by its owner.
+EXEMPT = ("autograd",)
+EXEMPT_FILES = ("distributed/data_parallel.py",)
 
 
 def test_no_private_tensor_attributes_outside_autograd():
     uses = []
     for path in sorted(ROOT.rglob("*.py")):
         rel = path.relative_to(ROOT)
-        if rel.parts[0] in EXEMPT:
+        if rel.parts[0] in EXEMPT or rel.as_posix() in EXEMPT_FILES:
             continue
         for n, line in enumerate(path.read_text().splitlines(), 1):
             if PRIVATE.search(line):

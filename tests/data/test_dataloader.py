@@ -302,6 +302,7 @@ def test_break_leaves_no_worker_processes():
             os.kill(pid, 0)
 
 
+@pytest.mark.multiprocess
 def test_workers_exit_when_main_process_dies():
     script = textwrap.dedent(f"""
         import os, sys, time
@@ -409,6 +410,7 @@ def test_persistent_workers_restart_iterable_streams():
     loader._iterator._shutdown()
 
 
+@pytest.mark.slow
 def test_forkserver_context():
     # workers that are not children of the main process (Python 3.14's default start method)
     loader = DataLoader(

@@ -491,7 +491,8 @@ def _failed_save_keeps_previous(root, refs, run, scenario, rep, fault_record, gu
 )
 def test_enospc_injected(saved, monkeypatch, fault_record, cut):
     root, refs = saved
-    files = json.load(open(os.path.join(root, MANIFEST)))["files"]
+    with open(os.path.join(root, MANIFEST)) as f:
+        files = json.load(f)["files"]
     sizes = {
         n: files[n]["bytes"]
         for n in (

@@ -83,18 +83,53 @@ def test_runtime_mismatch_debug(mode, rep, fault_record):
         assert f"rank 1: {rank1}   <- differs from rank 0" in r["message"], r["message"]
 
 
+RANK1_COLLECTIVE = {
+    "order": "collective #2 broadcast root=0 (100 x float32)",
+    "shape": "collective #2 allreduce op=SUM (200 x float32)",
+    "dtype": "collective #2 allreduce op=SUM (100 x float64)",
+}
+
+
 @pytest.mark.parametrize("rep", range(REPS))
-def test_runtime_order_mismatch_without_debug(rep, fault_record, tmp_path):
-    """Without debug mode a different order hangs both ranks until the deadline; the watchdog
-    sees every rank at the same collective number and points to DISTGRAD_DEBUG."""
+@pytest.mark.parametrize("mode", ["order", "shape", "dtype"])
+def test_runtime_mismatch_desync_check(mode, rep, fault_record):
+    """Default settings: the desync fingerprints that travel with every collective make
+    every rank raise CollectiveDesyncError naming both collectives; the communicator is then
+    broken (the mismatched collective was started), so the job is taken down."""
+    job = mpijob.run(WORKERS / "order.py", mode, timeout=60)
+    records = job.results(raised=True)
+    fault_record(
+        f"5 {mode} mismatch at run time, default desync check",
+        rep,
+        detection_s=max((r["detection_s"] for r in records), default=None),
+        guard="desync fingerprint",
+        orphans=job.orphans,
+    )
+    assert job.returncode not in (0, None) and job.orphans == 0, job.describe()
+    assert len(records) == 2, job.describe()
+    for r in records:
+        assert "desync on WORLD: the ranks issued different collectives" in r["message"]
+        assert "rank 0: collective #2 allreduce op=SUM (100 x float32)\n" in r["message"]
+        assert f"rank 1: {RANK1_COLLECTIVE[mode]}   <- differs" in r["message"], r["message"]
+
+
+@pytest.mark.parametrize("rep", range(REPS))
+def test_runtime_order_mismatch_without_checks(rep, fault_record, tmp_path):
+    """With the desync check off (DISTGRAD_DESYNC_CHECK=0) and no debug mode a different
+    order hangs both ranks until the deadline; the watchdog sees every rank at the same
+    collective number and points to DISTGRAD_DEBUG."""
     job = mpijob.run(
         WORKERS / "order.py",
         "order",
         timeout=60,
-        env={"DISTGRAD_COLLECTIVE_TIMEOUT": DEADLINE_S, "DISTGRAD_WATCHDOG_DIR": tmp_path},
+        env={
+            "DISTGRAD_COLLECTIVE_TIMEOUT": DEADLINE_S,
+            "DISTGRAD_WATCHDOG_DIR": tmp_path,
+            "DISTGRAD_DESYNC_CHECK": "0",
+        },
     )
     fault_record(
-        "5 order mismatch at run time, no debug",
+        "5 order mismatch at run time, no checks",
         rep,
         detection_s=job.detection_s,
         deadline_s=DEADLINE_S,
@@ -112,16 +147,16 @@ def test_runtime_order_mismatch_without_debug(rep, fault_record, tmp_path):
 
 @pytest.mark.parametrize("rep", range(REPS))
 @pytest.mark.parametrize("mode", ["shape", "dtype"])
-def test_runtime_size_mismatch_without_debug(mode, rep, fault_record):
-    """Documented limitation: for the same operation with other sizes or dtypes MPI either
-    completes, with wrong data on some rank, or fails with an MPI error (then the job is
-    aborted); which one is up to the MPI library. Debug mode (and DataParallel's contract
-    check, for gradients) turns it into an error before the collective runs."""
-    job = mpijob.run(WORKERS / "order.py", mode, timeout=60)
+def test_runtime_size_mismatch_without_checks(mode, rep, fault_record):
+    """Documented limitation with the desync check off (DISTGRAD_DESYNC_CHECK=0): for the
+    same operation with other sizes or dtypes MPI either completes, with wrong data on some
+    rank, or fails with an MPI error (then the job is aborted); which one is up to the MPI
+    library."""
+    job = mpijob.run(WORKERS / "order.py", mode, timeout=60, env={"DISTGRAD_DESYNC_CHECK": "0"})
     records = job.results(raised=False)
     failed = job.returncode != 0
     fault_record(
-        f"5 {mode} mismatch at run time, no debug",
+        f"5 {mode} mismatch at run time, no checks",
         rep,
         detection_s=job.detection_s if failed else None,
         guard="MPI error -> abort" if failed else "none: wrong data (use DEBUG)",
@@ -205,13 +240,18 @@ def test_uneven_inputs(mode, rep, fault_record):
 
 @pytest.mark.parametrize("rep", range(REPS))
 def test_uneven_inputs_unprotected(rep, fault_record, tmp_path):
-    """Without join or padding the longer rank waits in its next allreduce for a rank that has
-    finished: the deadline and the watchdog catch it."""
+    """Without join or padding (and with the desync check off, see test_no_hang.py for the
+    default) the longer rank waits in its next allreduce for a rank that has finished: the
+    deadline and the watchdog catch it."""
     job = mpijob.run(
         WORKERS / "uneven.py",
         "naive",
         timeout=60,
-        env={"DISTGRAD_COLLECTIVE_TIMEOUT": DEADLINE_S, "DISTGRAD_WATCHDOG_DIR": tmp_path},
+        env={
+            "DISTGRAD_COLLECTIVE_TIMEOUT": DEADLINE_S,
+            "DISTGRAD_WATCHDOG_DIR": tmp_path,
+            "DISTGRAD_DESYNC_CHECK": "0",
+        },
     )
     fault_record(
         "11 uneven inputs, unprotected",

@@ -17,7 +17,7 @@ from distgrad.distributed import (
 )
 from distgrad.distributed.communicator import ReduceOp, Work
 from distgrad.distributed.contract import _describe, _fingerprint, debug_requested
-from distgrad.distributed.data_parallel import _explain_contract
+from distgrad.distributed.reducer import _explain
 from distgrad.distributed.watchdog import Watchdog
 
 from . import faultlib
@@ -116,7 +116,7 @@ def test_contract_diff_names_rank_and_difference():
         "collectives": 4,
     }
     plan = dict(ref, buckets=[("float32", "numpy", ["w"], 7), ("float32", "numpy", ["v"], 2)])
-    message = _explain_contract([ref, ref, plan])
+    message = _explain("DataParallel", [ref, ref, plan])
     assert message.startswith("DataParallel: the ranks do not agree on the collective contract")
     assert (
         "rank 0 has 1 buckets and rank 2 has 2; bucket 1 holds nothing on rank 0 but 1 "
@@ -124,13 +124,13 @@ def test_contract_diff_names_rank_and_difference():
     )
     assert "rank 1" not in message
     count = dict(ref, collectives=5)
-    assert "rank 0 had issued 4 collectives but rank 1 had issued 5" in _explain_contract(
-        [ref, count]
+    assert "rank 0 had issued 4 collectives but rank 1 had issued 5" in _explain(
+        "DataParallel", [ref, count]
     )
     shape = dict(ref, parameters=[("w", [3, 3], "float32")])
     assert (
         "parameter 'w' has shape [2, 3] (float32) on rank 0 but [3, 3] (float32) on rank 1"
-        in _explain_contract([ref, shape])
+        in _explain("DataParallel", [ref, shape])
     )
 
 

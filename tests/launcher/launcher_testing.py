@@ -13,13 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from launcher import LaunchError
-from launcher.mpi_flavor import find_program
+from distgrad.launcher import LaunchError
+from distgrad.launcher.mpi_flavor import find_program
 
 ROOT = Path(__file__).resolve().parents[2]
 PROGRAMS = Path(__file__).resolve().parent / "programs"
 EXAMPLE = ROOT / "examples" / "train_data_parallel.py"
+DISTGRAD_RUN = Path(sys.executable).parent / "distgrad-run"  # the installed entry point
 
 
 def _mpi_missing() -> str | None:
@@ -54,10 +54,11 @@ def distgrad_run(
     env: dict[str, str] | None = None,
     prefix: tuple[str, ...] = (),
 ) -> subprocess.CompletedProcess:
-    """Run ``distgrad-run ARGS`` (as ``python -m launcher.cli``, after the ``prefix``
-    command such as ``ip netns exec NS``) and capture its output."""
+    """Run ``distgrad-run ARGS`` (the console script installed next to this Python, as
+    users run it; after the ``prefix`` command such as ``ip netns exec NS``) and capture
+    its output."""
     return subprocess.run(
-        [*prefix, sys.executable, "-m", "launcher.cli", *args],
+        [*prefix, str(DISTGRAD_RUN), *args],
         env=env or launcher_env(),
         cwd=ROOT,
         capture_output=True,

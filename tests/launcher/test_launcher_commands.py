@@ -2,12 +2,11 @@
 launcher, how COMMAND reaches the per-rank wrapper, and option errors."""
 
 import pytest
-
-from launcher import LaunchError
-from launcher.cli import main, parse_args
-from launcher.command import RANK_MAIN, rank_argv
-from launcher.mpi_flavor import detect_flavor
-from launcher.plan import Here, describe, make_plan
+from distgrad.launcher import LaunchError
+from distgrad.launcher.cli import main, parse_args
+from distgrad.launcher.command import RANK_MAIN, rank_argv
+from distgrad.launcher.mpi_flavor import detect_flavor
+from distgrad.launcher.plan import Here, describe, make_plan
 
 ENVIRON = {
     "PATH": "/usr/bin:/bin",
@@ -52,9 +51,10 @@ def test_mpich_two_hosts():
         == f"""\
 launcher: MPICH (hydra)
 command:
-  /opt/mpich/bin/mpiexec -n 4 -hosts n1:2,n2:2 -launcher ssh -launcher-exec /usr/bin/ssh-wrapper -iface eth1 -prepend-rank -genvlist CUDA_VISIBLE_DEVICES,FI_TCP_IFACE,NCCL_DEBUG,NCCL_SOCKET_IFNAME,PATH,PYTHONPATH,SEED python3 {RANK_MAIN} train.py --epochs 2
+  /opt/mpich/bin/mpiexec -n 4 -hosts n1:2,n2:2 -launcher ssh -launcher-exec /usr/bin/ssh-wrapper -iface eth1 -prepend-rank -genvlist CUDA_VISIBLE_DEVICES,DISTGRAD_MASTER_ADDR,FI_TCP_IFACE,NCCL_DEBUG,NCCL_SOCKET_IFNAME,PATH,PYTHONPATH,SEED python3 {RANK_MAIN} train.py --epochs 2
 forwarded to every rank (the allow-list and -x):
   CUDA_VISIBLE_DEVICES=0,1
+  DISTGRAD_MASTER_ADDR=n1
   FI_TCP_IFACE=eth1
   NCCL_DEBUG=WARN
   NCCL_SOCKET_IFNAME=eth1
@@ -65,7 +65,8 @@ per rank (threads from 8 cores per host, as here):
   rank 0 on n1: DISTGRAD_LOCAL_RANK=0 DISTGRAD_LOCAL_SIZE=2 OMP_NUM_THREADS=4 OPENBLAS_NUM_THREADS=4 MKL_NUM_THREADS=4 CUDA_VISIBLE_DEVICES=0
   rank 1 on n1: DISTGRAD_LOCAL_RANK=1 DISTGRAD_LOCAL_SIZE=2 OMP_NUM_THREADS=4 OPENBLAS_NUM_THREADS=4 MKL_NUM_THREADS=4 CUDA_VISIBLE_DEVICES=1
   rank 2 on n2: DISTGRAD_LOCAL_RANK=0 DISTGRAD_LOCAL_SIZE=2 OMP_NUM_THREADS=4 OPENBLAS_NUM_THREADS=4 MKL_NUM_THREADS=4 CUDA_VISIBLE_DEVICES=0
-  rank 3 on n2: DISTGRAD_LOCAL_RANK=1 DISTGRAD_LOCAL_SIZE=2 OMP_NUM_THREADS=4 OPENBLAS_NUM_THREADS=4 MKL_NUM_THREADS=4 CUDA_VISIBLE_DEVICES=1"""
+  rank 3 on n2: DISTGRAD_LOCAL_RANK=1 DISTGRAD_LOCAL_SIZE=2 OMP_NUM_THREADS=4 OPENBLAS_NUM_THREADS=4 MKL_NUM_THREADS=4 CUDA_VISIBLE_DEVICES=1
+  and torchrun's RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE (the same numbers), MASTER_ADDR=n1 MASTER_PORT=29500"""
     )
 
 
@@ -93,7 +94,8 @@ forwarded to every rank (the allow-list and -x):
 per rank (threads from 8 cores per host, as here):
   rank 0 on node0: DISTGRAD_LOCAL_RANK=0 DISTGRAD_LOCAL_SIZE=3 OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 MKL_NUM_THREADS=2 CUDA_VISIBLE_DEVICES=0
   rank 1 on node0: DISTGRAD_LOCAL_RANK=1 DISTGRAD_LOCAL_SIZE=3 OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 MKL_NUM_THREADS=2 CUDA_VISIBLE_DEVICES=1
-  rank 2 on node0: DISTGRAD_LOCAL_RANK=2 DISTGRAD_LOCAL_SIZE=3 OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 MKL_NUM_THREADS=2 CUDA_VISIBLE_DEVICES=2"""
+  rank 2 on node0: DISTGRAD_LOCAL_RANK=2 DISTGRAD_LOCAL_SIZE=3 OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 MKL_NUM_THREADS=2 CUDA_VISIBLE_DEVICES=2
+  and torchrun's RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE (the same numbers), MASTER_ADDR=127.0.0.1 MASTER_PORT=29500"""
     )
 
 
@@ -127,9 +129,10 @@ def test_open_mpi_as_root_oversubscribed_with_threads_and_no_gpu_binding():
         == f"""\
 launcher: Open MPI
 command:
-  /usr/bin/mpirun -np 3 --host n1:1,n2:1 --oversubscribe --allow-run-as-root --mca plm_rsh_agent rsh --mca btl_tcp_if_include ib0 --mca oob_tcp_if_include ib0 -x DISTGRAD_GPUS_PER_NODE -x FI_TCP_IFACE -x MKL_NUM_THREADS -x NCCL_SOCKET_IFNAME -x OMP_NUM_THREADS -x OPENBLAS_NUM_THREADS -x PATH /venv/bin/python {RANK_MAIN} -m pkg.train
+  /usr/bin/mpirun -np 3 --host n1:1,n2:1 --oversubscribe --allow-run-as-root --mca plm_rsh_agent rsh --mca btl_tcp_if_include ib0 --mca oob_tcp_if_include ib0 -x DISTGRAD_GPUS_PER_NODE -x DISTGRAD_MASTER_ADDR -x FI_TCP_IFACE -x MKL_NUM_THREADS -x NCCL_SOCKET_IFNAME -x OMP_NUM_THREADS -x OPENBLAS_NUM_THREADS -x PATH /venv/bin/python {RANK_MAIN} -m pkg.train
 forwarded to every rank (the allow-list and -x):
   DISTGRAD_GPUS_PER_NODE=0
+  DISTGRAD_MASTER_ADDR=n1
   FI_TCP_IFACE=ib0
   MKL_NUM_THREADS=2
   NCCL_SOCKET_IFNAME=ib0
@@ -139,7 +142,8 @@ forwarded to every rank (the allow-list and -x):
 per rank (threads from 8 cores per host, as here):
   rank 0 on n1: DISTGRAD_LOCAL_RANK=0 DISTGRAD_LOCAL_SIZE=2 OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 MKL_NUM_THREADS=2
   rank 1 on n2: DISTGRAD_LOCAL_RANK=0 DISTGRAD_LOCAL_SIZE=1 OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 MKL_NUM_THREADS=2
-  rank 2 on n1: DISTGRAD_LOCAL_RANK=1 DISTGRAD_LOCAL_SIZE=2 OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 MKL_NUM_THREADS=2"""
+  rank 2 on n1: DISTGRAD_LOCAL_RANK=1 DISTGRAD_LOCAL_SIZE=2 OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 MKL_NUM_THREADS=2
+  and torchrun's RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE (the same numbers), MASTER_ADDR=n1 MASTER_PORT=29500"""
     )
 
 
@@ -170,7 +174,7 @@ command:
   /usr/bin/srun --mpi=pmi2 --kill-on-bad-exit=1 --ntasks=8 --cpus-per-task=4 --label python {RANK_MAIN} train.py
 forwarded to every rank: the whole environment (srun --export=ALL), with:
   SEED=7
-per rank: placed by Slurm; each rank sets DISTGRAD_LOCAL_RANK/SIZE from SLURM_LOCALID/SLURM_STEP_TASKS_PER_NODE, OMP/OPENBLAS/MKL_NUM_THREADS (unless set) from SLURM_CPUS_PER_TASK or cores / local ranks, and CUDA_VISIBLE_DEVICES to GPU i for local rank i (unless --gpus-per-node 0 or Slurm bound it with --gpus-per-task)"""
+per rank: placed by Slurm; each rank sets RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT (torchrun's) and DISTGRAD_LOCAL_RANK/SIZE from SLURM_LOCALID/SLURM_STEP_TASKS_PER_NODE, OMP/OPENBLAS/MKL_NUM_THREADS (unless set) from SLURM_CPUS_PER_TASK or cores / local ranks, and CUDA_VISIBLE_DEVICES to GPU i for local rank i (unless --gpus-per-node 0 or Slurm bound it with --gpus-per-task)"""
     )
 
 
@@ -179,7 +183,8 @@ per rank: placed by Slurm; each rank sets DISTGRAD_LOCAL_RANK/SIZE from SLURM_LO
     [
         ([], {"SLURM_JOB_ID": "42"}, "srun"),  # auto, inside a Slurm job
         (["-H", "n1,n2"], {"SLURM_JOB_ID": "42"}, "mpich"),  # hosts named: mpiexec
-        ([], {}, "mpich"),  # auto, outside Slurm
+        (["-np", "2"], {}, "mpich"),  # auto, outside Slurm
+        ([], {}, "mpich"),  # one rank, but --mpiexec named
         (["--launcher", "mpiexec"], {"SLURM_JOB_ID": "42"}, "mpich"),
         (["--launcher", "srun"], {}, "srun"),  # srun outside an allocation makes one
     ],
@@ -341,3 +346,39 @@ def test_detect_flavor_unknown(tmp_path):
         r"\(hydra\) nor Open MPI; pass --mpi-flavor mpich",
     ):
         detect_flavor(str(fake))
+
+
+def test_one_rank_needs_no_mpiexec():
+    job = plan("-np", "1", "python", "train.py", environ={"PATH": "/nowhere"})
+    assert job.flavor == "local"
+    assert job.command == ["python", RANK_MAIN, "train.py"]
+
+
+def test_torchrun_options():
+    args = ("--mpi-flavor", "mpich", "--mpiexec", "m", "-H", "n1:8,n2:8,n3:8")
+    job = plan(*args, "--nproc_per_node", "2", "--nnodes", "2", "x.py")
+    assert job.command[:5] == ["m", "-n", "4", "-hosts", "n1:2,n2:2"]
+    assert [r.env["RANK"] for r in job.ranks] == ["0", "1", "2", "3"]
+    assert [r.env["LOCAL_RANK"] for r in job.ranks] == ["0", "1", "0", "1"]
+    assert {r.env["MASTER_ADDR"] for r in job.ranks} == {"n1"}
+    assert {r.env["WORLD_SIZE"] for r in job.ranks} == {"4"}
+    local = plan(
+        "--mpi-flavor",
+        "mpich",
+        "--mpiexec",
+        "m",
+        "--nproc-per-node",
+        "3",
+        "--gpus-per-node",
+        "0",
+        "x.py",
+    )
+    assert local.command[:3] == ["m", "-n", "3"]
+    with pytest.raises(LaunchError, match="disagrees with --nproc-per-node 3"):
+        plan("--mpiexec", "m", "--mpi-flavor", "mpich", "--nproc-per-node", "3", "-np", "2", "x")
+    with pytest.raises(LaunchError, match="--nnodes 2 needs the nodes"):
+        plan("--nnodes", "2", "--nproc-per-node", "1", "x.py")
+    srun = plan(
+        "--launcher", "srun", "--mpiexec", "srun", "--nnodes", "2", "--nproc-per-node", "4", "x.py"
+    )
+    assert "--nodes=2" in srun.command and "--ntasks-per-node=4" in srun.command

@@ -1,10 +1,9 @@
 """Per-rank environment: placement from launcher variables, threads, GPU binding, allow-list."""
 
 import pytest
-
-from launcher import LaunchError
-from launcher.env import forwarded_names, parse_env_options
-from launcher.rank_main import (
+from distgrad.launcher import LaunchError
+from distgrad.launcher.env import forwarded_names, parse_env_options
+from distgrad.launcher.rank_main import (
     THREAD_VARS,
     Placement,
     gpu_for_rank,
@@ -55,6 +54,12 @@ def test_rank_environment_sets_local_rank_threads_and_gpu():
     assert env == {
         "DISTGRAD_LOCAL_RANK": "1",
         "DISTGRAD_LOCAL_SIZE": "4",
+        "RANK": "5",
+        "WORLD_SIZE": "8",
+        "LOCAL_RANK": "1",
+        "LOCAL_WORLD_SIZE": "4",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": "29500",
         "OMP_NUM_THREADS": "4",
         "OPENBLAS_NUM_THREADS": "4",
         "MKL_NUM_THREADS": "4",

@@ -1,9 +1,14 @@
 """Host lists: -H and hostfile parsing, validation, rank placement."""
 
 import pytest
-
-from launcher import LaunchError
-from launcher.hosts import Host, parse_host_list, parse_hostfile, parse_hostfile_text, place_ranks
+from distgrad.launcher import LaunchError
+from distgrad.launcher.hosts import (
+    Host,
+    parse_host_list,
+    parse_hostfile,
+    parse_hostfile_text,
+    place_ranks,
+)
 
 
 def test_host_list_with_and_without_slots():
@@ -25,7 +30,11 @@ def test_host_list_with_and_without_slots():
             "-H 'n1,n1:2': host 'n1' is listed twice; list it once with the total "
             "number of slots (e.g. n1:2)",
         ),
-        ("n 1", "-H 'n 1': 'n 1' is not a host name or IPv4 address"),
+        (
+            "n 1",
+            "-H 'n 1': 'n 1' is not a host name, IPv4 address or IPv6 address "
+            "(write IPv6 with slots as [addr]:N)",
+        ),
     ],
 )
 def test_host_list_errors(spec, message):
@@ -55,14 +64,13 @@ node3
     "text, message",
     [
         (
-            "n1 max_slots=4\n",
-            "hosts.txt line 1 ('n1 max_slots=4'): unexpected 'max_slots=4'; "
-            "write 'host', 'host:N' or 'host slots=N'",
+            "n1 slots=4 max_slots=2\n",
+            "hosts.txt line 1 ('n1 slots=4 max_slots=2'): max_slots=2 is less than slots=4",
         ),
         (
             "n1\nn2:2 slots=2\n",
             "hosts.txt line 2 ('n2:2 slots=2'): unexpected 'slots=2'; "
-            "write 'host', 'host:N' or 'host slots=N'",
+            "write 'host', 'host:N' or 'host slots=N [max_slots=M]'",
         ),
         (
             "n1 slots=-1\n",
@@ -104,3 +112,17 @@ def test_too_many_ranks_names_slots_and_suggests_oversubscribe():
         "slots (-H host:N or 'host slots=N' in the hostfile), or pass --oversubscribe to run "
         "more ranks than slots."
     )
+
+
+def test_max_slots_and_ipv6_hosts():
+    hosts = parse_hostfile_text("n1 slots=2 max_slots=3\nfe80::2 slots=4\n[::1]:2\n")
+    assert hosts == [Host("n1", 2, 3), Host("fe80::2", 4), Host("::1", 2)]
+    assert [h.spec for h in hosts] == ["n1:2", "[fe80::2]:4", "[::1]:2"]
+    assert parse_host_list("[fe80::1]:4,node2,::1") == [
+        Host("fe80::1", 4),
+        Host("node2", 1),
+        Host("::1", 1),
+    ]
+    assert place_ranks(hosts, 9, oversubscribe=True).count("n1") == 3
+    with pytest.raises(LaunchError, match="more than its max_slots=3"):
+        place_ranks(hosts, 11, oversubscribe=True)

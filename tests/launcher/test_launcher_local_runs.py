@@ -6,7 +6,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 from launcher_testing import PROGRAMS, ROOT, distgrad_run, launcher_env, needs_mpi, pids_with
@@ -70,22 +69,19 @@ def test_any_program_gets_the_rank_variables():
     ],
 )
 def test_failing_rank_ends_the_job(mode, status, message, token):
-    started = time.monotonic()
     result = distgrad_run(
         ["-np", "3", "--oversubscribe", PYTHON, MISBEHAVE, mode, "1", token], timeout=30
     )
-    elapsed = time.monotonic() - started
     assert result.returncode == status, result.stdout + result.stderr
     if message:
         assert "[rank 1] Traceback (most recent call last):" in result.stderr
         assert f"[rank 1] {message}" in result.stderr
         assert "rank_main.py" not in result.stderr  # the wrapper's frames are hidden
-    assert elapsed < 15, f"took {elapsed:.1f} s"
+    # (no bound on the time: the team asserts no times; the subprocess timeout bounds it)
     assert pids_with(token) == []
 
 
 def test_timeout_stops_the_job(token):
-    started = time.monotonic()
     result = distgrad_run(
         [
             "-np",
@@ -103,10 +99,9 @@ def test_timeout_stops_the_job(token):
         ],
         timeout=30,
     )
-    elapsed = time.monotonic() - started
     assert result.returncode == 124, result.stderr
     assert "distgrad-run: timeout: job still running after 2 s; stopping it" in result.stderr
-    assert elapsed < 10, f"took {elapsed:.1f} s"
+    # (no bound on elapsed: the team asserts no times; timeout=30 above bounds the run)
     assert pids_with(token) == []
 
 
@@ -115,7 +110,7 @@ def test_ctrl_c_stops_the_job(token):
         [
             PYTHON,
             "-m",
-            "launcher.cli",
+            "distgrad.launcher",
             "-np",
             "2",
             "--oversubscribe",

@@ -4,9 +4,8 @@ import subprocess
 import sys
 
 import pytest
+from distgrad.launcher.command import RANK_MAIN
 from launcher_testing import ROOT, launcher_env
-
-from launcher.command import RANK_MAIN
 
 
 def wrapper(*argv: str, cwd=ROOT, **env: str) -> subprocess.CompletedProcess:

@@ -166,7 +166,9 @@ def test_channel_dropout_zeroes_whole_channels_and_checks_rank():
     assert ((per_channel == 0).all(-1) | (per_channel == 2).all(-1)).all()
     assert F.dropout1d(dg.ones(3, 5), 0.5).shape == (3, 5)  # unbatched (C, L)
     with pytest.raises(RuntimeError, match=r"dropout2d: expected a 3-D .* or 4-D"):
-        F.dropout2d(dg.ones(2, 3), 0.5)
+        F.dropout2d(dg.ones(6), 0.5)
+    with pytest.warns(UserWarning, match="Received a 2-D input to dropout2d"):  # as PyTorch
+        assert F.dropout2d(dg.ones(2, 3), 0.5).shape == (2, 3)
 
 
 def test_dropout_inplace():

@@ -287,3 +287,49 @@ def test_other_bad_arguments():
         C.conv_transpose2d(_t(1, 3, 4, 4), _t(3, 2, 3, 3), stride=2, output_padding=2)
     with pytest.raises(RuntimeError, match="expected size|sliding block"):
         C.fold(_t(1, 8, 7), (4, 5), 2)
+
+
+# ---- the chunked patch-matrix paths (small workspaces: several chunks, a ragged last one) ---
+@pytest.mark.parametrize(
+    "x_shape,w_shape,kw",
+    [
+        ((5, 3, 7, 8), (4, 3, 3, 3), dict(padding=1)),  # wide, flipped-kernel input gradient
+        ((5, 2, 9, 6), (6, 2, 3, 2), dict(padding=(1, 0))),  # F > 2C: scattered input gradient
+        ((5, 4, 8, 9), (4, 2, 3, 3), dict(padding=2, dilation=2, groups=2)),
+        ((5, 3, 9, 9), (4, 3, 3, 3), dict(stride=2, padding=1)),  # strided: exact windows
+        ((5, 3, 6, 12), (4, 3, 2, 5), dict()),  # narrow rows: exact windows
+        ((5, 3, 6, 6), (4, 3, 1, 1), dict(padding=2)),  # padding beyond the kernel's reach
+    ],
+)
+@pytest.mark.parametrize("fold_below", [0, 1 << 20])  # per-sample GEMMs / samples folded
+def test_chunked_conv_matches_reference(monkeypatch, x_shape, w_shape, kw, fold_below):
+    monkeypatch.setattr(C, "FOLD_BELOW", fold_below)
+    monkeypatch.setattr(C, "PATCH_BYTES", 1)  # one sample per chunk
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(x_shape)
+    w = rng.standard_normal(w_shape)
+    b = rng.standard_normal(w_shape[0])
+    xt, wt, bt = (dg.tensor(a, requires_grad=True) for a in (x, w, b))
+    y = C.conv2d(xt, wt, bt, **kw)
+    want = ref_conv2d(x, w, b, **kw)
+    np.testing.assert_allclose(y.detach().numpy(), want, rtol=1e-10, atol=1e-10)
+    g = rng.standard_normal(y.shape)
+    y.backward(dg.tensor(g))
+    monkeypatch.setattr(C, "PATCH_BYTES", 1 << 30)  # the same gradients in one chunk
+    xt2, wt2, bt2 = (dg.tensor(a, requires_grad=True) for a in (x, w, b))
+    C.conv2d(xt2, wt2, bt2, **kw).backward(dg.tensor(g))
+    for a, a2 in ((xt, xt2), (wt, wt2), (bt, bt2)):
+        np.testing.assert_allclose(a.grad.numpy(), a2.grad.numpy(), rtol=1e-10, atol=1e-10)
+    # and against central differences of the reference in one direction
+    d = rng.standard_normal(x_shape) * 1e-6
+    fd = ((ref_conv2d(x + d, w, b, **kw) - ref_conv2d(x - d, w, b, **kw)) * g).sum() / 2
+    np.testing.assert_allclose((xt.grad.numpy() * d).sum(), fd, rtol=1e-5)
+
+
+def test_saved_input_modified_in_place_is_an_error():
+    x = dg.tensor(np.ones((1, 1, 4, 4)), requires_grad=True) * 1
+    w = dg.tensor(np.ones((1, 1, 3, 3)), requires_grad=True)
+    y = C.conv2d(x, w)
+    x.add_(1)  # the kernel's gradient needs x as it was (PyTorch saves the input too)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        y.sum().backward()

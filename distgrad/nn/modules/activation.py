@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from ... import ops
 from .. import functional as F
 from ..module import Module
+from ..parameter import Parameter
 
 __all__ = [
     "ReLU",
@@ -25,6 +27,15 @@ __all__ = [
     "Softmax",
     "LogSoftmax",
     "Threshold",
+    "CELU",
+    "GLU",
+    "Hardshrink",
+    "Softshrink",
+    "Tanhshrink",
+    "Softmin",
+    "Softmax2d",
+    "RReLU",
+    "PReLU",
 ]
 
 
@@ -104,3 +115,59 @@ Threshold = _activation(
     lambda x, threshold, value: F.threshold(x, threshold, value),
     [("threshold", 0.0), ("value", 0.0)],
 )
+CELU = _activation("CELU", lambda x, alpha: F.celu(x, alpha), [("alpha", 1.0)])
+GLU = _activation("GLU", lambda x, dim: F.glu(x, dim), [("dim", -1)])
+Hardshrink = _activation("Hardshrink", lambda x, lambd: F.hardshrink(x, lambd), [("lambd", 0.5)])
+Softshrink = _activation("Softshrink", lambda x, lambd: F.softshrink(x, lambd), [("lambd", 0.5)])
+Tanhshrink = _activation("Tanhshrink", lambda x: F.tanhshrink(x))
+Softmin = _activation("Softmin", lambda x, dim: F.softmin(x, dim=dim), [("dim", None)])
+
+
+def _softmax2d(x):
+    if x.ndim not in (3, 4):
+        raise ValueError(f"Softmax2d: expected input to be 3D or 4D, got {x.ndim}D instead")
+    return F.softmax(x, dim=-3)
+
+
+Softmax2d = _activation(
+    "Softmax2d", _softmax2d, doc="Softmax over the channels (dim -3) of (N, C, H, W) inputs."
+)
+
+
+class RReLU(Module):
+    """Randomized leaky ReLU: negative slopes drawn from U(lower, upper) in training, their
+    mean in evaluation."""
+
+    def __init__(self, lower: float = 1.0 / 8, upper: float = 1.0 / 3, inplace: bool = False):
+        super().__init__()
+        self.lower, self.upper, self.inplace = lower, upper, inplace
+
+    def forward(self, input):
+        """``F.rrelu(input, lower, upper, self.training)``."""
+        return F.rrelu(input, self.lower, self.upper, self.training, self.inplace)
+
+    def extra_repr(self):
+        return f"lower={self.lower}, upper={self.upper}"
+
+
+class PReLU(Module):
+    """``max(0, x) + a * min(0, x)`` with a learnt slope ``weight`` (one, or one per channel),
+    initialised to ``init``."""
+
+    def __init__(self, num_parameters: int = 1, init: float = 0.25, device=None, dtype=None):
+        super().__init__()
+        self.num_parameters, self.init = num_parameters, init
+        self.weight = Parameter(ops.full((num_parameters,), init, device=device, dtype=dtype))
+
+    def reset_parameters(self) -> None:
+        """Every slope back to ``init``."""
+        from .. import init as _init
+
+        _init.constant_(self.weight, self.init)
+
+    def forward(self, input):
+        """``F.prelu(input, self.weight)``."""
+        return F.prelu(input, self.weight)
+
+    def extra_repr(self):
+        return f"num_parameters={self.num_parameters}"

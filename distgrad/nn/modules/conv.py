@@ -1,4 +1,4 @@
-"""Convolutions: ``Conv1d``, ``Conv2d``, ``ConvTranspose2d``."""
+"""Convolutions: ``Conv1d``, ``Conv2d``, ``ConvTranspose1d``, ``ConvTranspose2d``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from ..module import Module
 from ..parameter import Parameter
 from .linear import reset_weight_and_bias
 
-__all__ = ["Conv1d", "Conv2d", "ConvTranspose2d"]
+__all__ = ["Conv1d", "Conv2d", "ConvTranspose1d", "ConvTranspose2d"]
 
 
 def _tuple(value, n):
@@ -77,6 +77,31 @@ class _ConvNd(Module):
             self.weight, self.bias, self.weight.shape[1] * math.prod(self.kernel_size)
         )
 
+    def _output_padding(self, input, output_size):
+        """``output_padding``, or the one giving ``output_size`` (PyTorch's rule)."""
+        if output_size is None:
+            return self.output_padding
+        n = self._dims
+        size = list(output_size)[-n:]
+        if len(size) != n:
+            raise ValueError(
+                f"ConvTranspose{n}D: for {input.ndim}D input, output_size must have {n} or "
+                f"{n + 2} elements (got {len(list(output_size))})"
+            )
+        pads = []
+        for d in range(n):
+            i = input.shape[input.ndim - n + d]
+            k, s, p, dil = self.kernel_size[d], self.stride[d], self.padding[d], self.dilation[d]
+            smallest = (i - 1) * s - 2 * p + dil * (k - 1) + 1
+            largest = smallest + max(s, dil) - 1
+            if not smallest <= size[d] <= largest:
+                raise ValueError(
+                    f"requested an output size of {size}, but valid sizes range from "
+                    f"{smallest} to {largest} (for an input of {list(input.shape[2:])})"
+                )
+            pads.append(size[d] - smallest)
+        return tuple(pads)
+
     def extra_repr(self):
         s = (
             f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
@@ -115,14 +140,35 @@ class ConvTranspose2d(_ConvNd):
     _dims = 2
     _transposed = True
 
-    def forward(self, input):
+    def forward(self, input, output_size=None):
         return F.conv_transpose2d(
             input,
             self.weight,
             self.bias,
             self.stride,
             self.padding,
-            self.output_padding,
+            self._output_padding(input, output_size),
+            self.groups,
+            self.dilation,
+        )
+
+
+class ConvTranspose1d(_ConvNd):
+    """The transpose (gradient) of ``Conv1d``: weight ``(in, out // groups, k)``."""
+
+    _dims = 1
+    _transposed = True
+
+    def forward(self, input, output_size=None):
+        """``F.conv_transpose1d`` with the module's settings (``output_size`` picks the
+        output padding, as PyTorch)."""
+        return F.conv_transpose1d(
+            input,
+            self.weight,
+            self.bias,
+            self.stride,
+            self.padding,
+            self._output_padding(input, output_size),
             self.groups,
             self.dilation,
         )

@@ -1,4 +1,5 @@
-"""Normalisation layers: ``BatchNorm1d``, ``BatchNorm2d``, ``LayerNorm``, ``GroupNorm``."""
+"""Normalisation layers: ``BatchNorm1d``, ``BatchNorm2d``, ``LayerNorm``, ``GroupNorm``,
+``InstanceNorm1d``, ``InstanceNorm2d``."""
 
 from __future__ import annotations
 
@@ -9,7 +10,14 @@ from .. import init
 from ..module import Module
 from ..parameter import Parameter
 
-__all__ = ["BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm"]
+__all__ = [
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "LayerNorm",
+    "GroupNorm",
+    "InstanceNorm1d",
+    "InstanceNorm2d",
+]
 
 
 class _BatchNorm(Module):
@@ -69,6 +77,12 @@ class _BatchNorm(Module):
             raise ValueError(
                 f"{type(self).__name__}: expected {self.num_features} channels "
                 f"(dim 1), got input of shape {list(input.shape)}"
+            )
+        if self.training and input.numel() // max(self.num_features, 1) <= 1:
+            # checked here, before num_batches_tracked or the running statistics change
+            raise ValueError(
+                f"Expected more than 1 value per channel when training, got input size "
+                f"{list(input.shape)}"
             )
 
     def forward(self, input):
@@ -178,3 +192,62 @@ class GroupNorm(Module):
 
     def extra_repr(self):
         return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}"
+
+
+class _InstanceNorm(_BatchNorm):
+    """Per-sample, per-channel normalisation over the spatial axes (PyTorch's defaults:
+    ``affine=False``, ``track_running_stats=False``)."""
+
+    _spatial: int = 0
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = False,
+        track_running_stats: bool = False,
+        device=None,
+        dtype=None,
+    ):
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
+
+    def forward(self, input):
+        batched = self._spatial + 2
+        if input.ndim not in (batched, batched - 1):
+            raise ValueError(
+                f"{type(self).__name__}: expected {batched - 1}D (unbatched) or {batched}D "
+                f"(batched) input, got {input.ndim}D input of shape {list(input.shape)}"
+            )
+        unbatched = input.ndim == batched - 1
+        if unbatched:
+            input = input.unsqueeze(0)
+        if input.shape[1] != self.num_features and self.affine:
+            raise ValueError(
+                f"{type(self).__name__}: expected input's size at dim=1 to match num_features "
+                f"({self.num_features}), but got: {input.shape[1]}."
+            )
+        use_input_stats = self.training or not self.track_running_stats
+        out = F.instance_norm(
+            input,
+            self.running_mean,
+            self.running_var,
+            self.weight,
+            self.bias,
+            use_input_stats,
+            0.1 if self.momentum is None else self.momentum,
+            self.eps,
+        )
+        return out.squeeze(0) if unbatched else out
+
+
+class InstanceNorm1d(_InstanceNorm):
+    """Instance normalisation of (N, C, L) or (C, L) inputs."""
+
+    _spatial = 1
+
+
+class InstanceNorm2d(_InstanceNorm):
+    """Instance normalisation of (N, C, H, W) or (C, H, W) inputs."""
+
+    _spatial = 2

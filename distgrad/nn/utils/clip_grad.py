@@ -15,24 +15,42 @@ def _grads(parameters):
     return [p.grad for p in parameters if p.grad is not None]
 
 
+def _partial(grads, norm_type: float) -> float:
+    """Sum of |g|^p over ``grads`` (max |g| for the inf-norm)."""
+    if not grads:
+        return 0.0
+    xp = grads[0].device.xp
+    if math.isinf(norm_type):
+        return max(float(xp.abs(g.array).max()) if g.array.size else 0.0 for g in grads)
+    return sum(float((xp.abs(g.array.astype(xp.float64)) ** norm_type).sum()) for g in grads)
+
+
 def clip_grad_norm_(
     parameters, max_norm: float, norm_type: float = 2.0, error_if_nonfinite: bool = False
 ) -> Tensor:
     """Scale gradients in place so their total ``norm_type``-norm is at most ``max_norm``;
-    returns the total norm before clipping."""
-    grads = _grads(parameters)
-    if not grads:
+    returns the total norm before clipping.
+
+    Sharded parameters (those with ``reduce_partial_norm``, e.g. ``fully_shard``'s) hold only
+    this rank's part of the gradient: their partial norm is combined over the ranks (a
+    collective, so every rank must call this), and the norm is the global one for sharded and
+    replicated parameters alike, the same on every rank."""
+    params = [parameters] if isinstance(parameters, Tensor) else list(parameters)
+    sharded = [p for p in params if p.grad is not None and hasattr(p, "reduce_partial_norm")]
+    ids = {id(p) for p in sharded}
+    grads = [p.grad for p in params if p.grad is not None and id(p) not in ids]
+    sharded_grads = [p.grad for p in sharded]
+    if not grads and not sharded_grads:
         from ... import ops
 
         return ops.tensor(0.0)
-    xp = grads[0].device.xp
     norm_type = float(norm_type)
-    if math.isinf(norm_type):
-        total = max(float(xp.abs(g.array).max()) for g in grads)
-    else:
-        total = sum(
-            float((xp.abs(g.array.astype(xp.float64)) ** norm_type).sum()) for g in grads
-        ) ** (1.0 / norm_type)
+    local = _partial(grads, norm_type)
+    if sharded:
+        part = sharded[0].reduce_partial_norm(_partial(sharded_grads, norm_type), norm_type)
+        local = max(local, part) if math.isinf(norm_type) else local + part
+    total = local if math.isinf(norm_type) else local ** (1.0 / norm_type)
+    grads = grads + sharded_grads
     if error_if_nonfinite and not math.isfinite(total):
         raise RuntimeError(
             f"The total norm of order {norm_type} for gradients from "

@@ -1,5 +1,5 @@
 """DataParallel's module API on 2 ranks: buffers broadcast at forward (train mode with grad
-only), a rank evaluating alone, state_dict without prefix."""
+only), a rank evaluating alone, state_dict with torch DDP's ``module.`` prefix."""
 
 import numpy as np
 
@@ -39,10 +39,12 @@ with distgrad.no_grad():
     if R == 1:
         dp(distgrad.ones(1, 3))
 assert dp.module is model
-assert list(dp.state_dict()) == ["scale", "fc.weight", "fc.bias"]
-assert [n for n, _ in dp.named_parameters()] == ["fc.weight", "fc.bias"]
-dp.load_state_dict({k: v * 0 for k, v in model.state_dict().items()})
+assert list(dp.state_dict()) == ["module.scale", "module.fc.weight", "module.fc.bias"]
+assert [n for n, _ in dp.named_parameters()] == ["module.fc.weight", "module.fc.bias"]
+dp.load_state_dict({k: v * 0 for k, v in model.state_dict().items()})  # a plain module's keys
 assert np.all(model.fc.weight.detach().numpy() == 0)
+dp.load_state_dict({k: v + 1 for k, v in dp.state_dict().items()})  # torch DDP's keys
+assert np.all(model.fc.weight.detach().numpy() == 1)
 
 # wrapping the same module again: only the new wrapper's hooks fire, and it averages once
 model.zero_grad()

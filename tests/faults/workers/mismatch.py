@@ -64,11 +64,15 @@ def rebuild():
 
 def collective_count():
     # rank 1 synchronises through raw MPI where rank 0 uses distgrad: MPI matches the two
-    # (non-blocking) barriers, but distgrad's counts now differ
+    # (non-blocking) barriers, but distgrad's counts now differ (the desync check, which
+    # would name the raw barrier first, is left out of this one so the contract check is
+    # what is tested)
+    saved, comm.desync = comm.desync, None
     if rank == 0:
         dist.barrier()
     else:
         comm.comm.Ibarrier().Wait()
+    comm.desync = saved
     return dist.DataParallel(Net())
 
 

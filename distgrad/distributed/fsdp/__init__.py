@@ -1,0 +1,397 @@
+"""``distgrad.distributed.fsdp``: sharded data parallel with FSDP2's API (``fully_shard``).
+
+``fully_shard(module)`` makes one unit of the module's parameters not already in a unit: each
+is cut on dim 0 into ``world_size`` padded row blocks, and the module holds this rank's rows as
+``ShardedParameter``s (what the optimizer steps, any distgrad optimizer unchanged). Call it on
+submodules first, then on the root. Per step: before a unit computes, its full parameters are
+all-gathered (the next unit's gather, in the order recorded in the previous forward, is
+issued before this one computes: prefetch); gradients are reduce-scattered during backward,
+from the post-accumulate-grad hooks, one bucket per unit (aligned to the shards by
+construction). ``reshard_after_forward=True`` (ZeRO-3) frees the full parameters after each
+call and gathers them again in backward (see ``_unit.py``: the unit's forward is recomputed
+there); ``False`` (ZeRO-2) keeps them until backward has finished. The root keeps its own
+parameters gathered until backward ends (as FSDP2). Tied parameters used across units are
+found when the outer unit is made and move to it, kept as one storage.
+
+Before each of its collectives a unit checks, with a 3-int all-gather, that every rank is about
+to issue the same one (``ShardingDesyncError`` otherwise, on every rank);
+``DISTGRAD_FSDP_CHECK=0`` turns that off. Differences from torch: the local shard is padded to ``ceil(rows / world_size)`` rows (zeros
+that stay zero), not a ragged DTensor; an int ``reshard_after_forward`` (hpZ) is not supported
+yet; ``fully_shard([a, b])`` units keep their parameters until backward ends. Every rank must
+start from the same parameter values (same seed or a loaded checkpoint), as in torch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from ...autograd import Tensor, graph
+from ...nn.module import Module
+from ...nn.parameter import Parameter
+from ..data_parallel import _resolve_communicator
+from ..process_group import get_communicator
+from ._unit import _PHASES, ShardedParameter, ShardingDesyncError, Unit
+
+__all__ = [
+    "fully_shard",
+    "FSDPModule",
+    "MixedPrecisionPolicy",
+    "ShardedParameter",
+    "ShardingDesyncError",
+    "record_events",
+]
+
+
+@dataclass(frozen=True)
+class MixedPrecisionPolicy:
+    """``param_dtype``: dtype of the gathered parameters the forward computes with (the shards
+    stay in their own dtype, the master copy); ``reduce_dtype``: dtype of the gradient
+    reduce-scatter (float16/bfloat16 divide by a power of two near sqrt(world) before the sum
+    and by the rest after, so sums do not overflow). None keeps the parameters' dtype.
+    ``output_dtype`` and ``cast_forward_inputs`` are accepted for torch compatibility; outputs
+    and inputs are not cast."""
+
+    param_dtype: object = None
+    reduce_dtype: object = None
+    output_dtype: object = None
+    cast_forward_inputs: bool = True
+
+
+class FSDPModule:
+    """Mixed into the class of every module ``fully_shard`` was called on (as FSDP2)."""
+
+    def forward(self, *args, **kwargs):
+        """The module's forward, run as its unit (gathered parameters, see the package)."""
+        unit = self.__dict__["_fsdp_unit"]
+        return unit.call(super().forward, args, kwargs)
+
+    def reshard(self) -> None:
+        """Free this unit's full parameters now."""
+        self.__dict__["_fsdp_unit"].reshard()
+
+    def unshard(self) -> None:
+        """All-gather this unit's full parameters now (a collective)."""
+        unit = self.__dict__["_fsdp_unit"]
+        unit.root.prepare()
+        unit.gather_now("forward")
+        unit.register(unit.full)
+
+    def set_requires_gradient_sync(self, requires_gradient_sync: bool) -> None:
+        """False: backward accumulates unsharded gradients without communicating (gradient
+        accumulation); the next backward with True reduce-scatters the sum."""
+        for unit in self.__dict__["_fsdp_unit"].root.units:
+            if unit.reducer is not None:
+                unit.reducer.require_sync = bool(requires_gradient_sync)
+            unit.root.require_sync = bool(requires_gradient_sync)
+
+    @contextlib.contextmanager
+    def no_sync(self):
+        """``set_requires_gradient_sync(False)`` inside the block (as DDP's ``no_sync``)."""
+        self.set_requires_gradient_sync(False)
+        try:
+            yield
+        finally:
+            self.set_requires_gradient_sync(True)
+
+
+class _Root:
+    """What the units of one model share: the recorded forward order, prefetching, the header
+    check, and the end of backward."""
+
+    def __init__(self, units: list, top: Unit, comm, world_headers: bool = False):
+        self.units, self.top, self.comm = units, top, comm
+        # headers are small host arrays: on a GPU (NCCL) unit, or with a 2-D mesh (units run
+        # collectives on two groups), they go over the host world
+        on_host = getattr(comm, "device", "cpu") == "cpu"
+        self.header_comm = comm if on_host and not world_headers else get_communicator()
+        for i, unit in enumerate(units):
+            unit.root, unit.index = self, i
+        self.events = None
+        self.prepared = False
+        self.in_forward = False
+        self.order, self.previous = [], []
+        self.counts = {}
+        self.backward_started = False
+        self.backward_order = []
+        self.require_sync = True
+        self.last_launched = None
+
+    def prepare(self) -> None:
+        """At the first forward: make the reducers (the ranks check they agree on them)."""
+        if not self.prepared:
+            for unit in self.units:
+                unit.make_reducer()
+                if unit.reducer is not None:
+                    unit.reducer.require_sync = self.require_sync
+            self.prepared = True
+
+    # ---- forward ---------------------------------------------------------------------------
+    def begin_forward(self, unit: Unit) -> bool:
+        if self.in_forward:
+            return False
+        self.prepare()
+        if self.backward_started:
+            raise RuntimeError(
+                f"fully_shard({unit.name}): the previous backward was interrupted before its "
+                f"gradients were reduced, so the ranks are out of step"
+            )
+        for u in self.units:  # a forward that no backward followed leaves units gathered
+            if u.gathered:
+                u.reshard()
+            u.calls = u.backward_calls_left = 0
+        self.in_forward = True
+        self.order = []
+        self.counts = {}
+        return True
+
+    def record(self, unit: Unit) -> None:
+        self.order.append(unit)
+
+    def prefetch_forward(self, unit: Unit) -> None:
+        """Issue the all-gather of the unit called after this call in the previous forward."""
+        position = len(self.order)
+        if position < len(self.previous) and self.previous[position - 1] is unit:
+            nxt = self.previous[position]
+            if nxt is not unit:
+                nxt.issue_gather("forward")
+
+    def end_forward(self, out, grad: bool):
+        self.in_forward = False
+        self.previous = list(self.order)
+        tensors = [t for t in _tensors(out) if t.requires_grad]
+        if not grad or not tensors:
+            for u in self.units:
+                if u.gathered:
+                    u.reshard()
+            return out
+        self.backward_order = [u for u in reversed(self.order) if u.recomputes]
+        for t in tensors:
+            t.register_hook(self._backward_starts)
+        return out
+
+    # ---- backward --------------------------------------------------------------------------
+    def _backward_starts(self, grad):
+        if not self.backward_started:
+            self.backward_started = True
+            graph.queue_callback(self.finish_backward)
+            for unit in self.units:
+                if unit.reducer is not None:
+                    unit.reducer.start_backward(unreached=not unit.recomputes)
+        return None
+
+    def prefetch_backward(self, unit: Unit) -> None:
+        """In backward: issue the all-gather of the unit that comes next in reverse forward
+        order (taken from the recorded forward, not guessed)."""
+        if self.backward_order and self.backward_order[0] is unit:
+            self.backward_order.pop(0)
+            if self.backward_order:
+                self.backward_order[0].issue_gather("backward")
+
+    def launched(self, unit: Unit) -> None:
+        """A unit's reduce-scatter started: finish the one before it (wait, gradients to the
+        shards, buffers freed), so at most two are alive at once."""
+        if self.last_launched is not None and self.last_launched is not unit:
+            previous = self.last_launched
+            previous.reducer.settle(previous.bucket)
+        self.last_launched = unit
+
+    def finish_backward(self) -> None:
+        """After the last node of backward: every unit's reduce-scatter launched and waited,
+        gradients written to the shards, the units kept for backward resharded."""
+        seen = []
+        for unit in reversed(self.order):
+            if unit not in seen:
+                seen.append(unit)
+        seen += [u for u in self.units if u not in seen]
+        for unit in seen:
+            if unit.reducer is not None:
+                unit.reducer.finish_backward()
+        for unit in self.units:
+            if unit.gathered:
+                unit.reshard()
+        self.backward_started = False
+        self.last_launched = None
+        if self.events is not None:
+            self.events.append(("backward_end", "", "backward"))
+
+    # ---- the header check -------------------------------------------------------------------
+    def check_header(self, unit: Unit, phase: int) -> None:
+        """All ranks agree on the collective they issue next for a unit, or all raise."""
+        if self.header_comm.world_size == 1 or not _CHECK:
+            return
+        key = (unit.index, phase)
+        self.counts[key] = self.counts.get(key, 0) + 1
+        mine = np.array([unit.index, phase, self.counts[key]], np.int64)
+        every = np.empty((self.header_comm.world_size, 3), np.int64)
+        self.header_comm.allgather(mine, every, async_op=False)
+        if (every == every[0]).all():
+            return
+        lines = [
+            f"rank {r}: {_PHASES[int(p)]} of unit {int(i)} {self.units[int(i)].name!r} "
+            f"(call {int(c)} of this step)"
+            for r, (i, p, c) in enumerate(every.tolist())
+        ]
+        raise ShardingDesyncError(
+            f"fully_shard: the ranks diverged (rank {self.header_comm.rank} raises this, as every "
+            f"rank does): a rank called a unit a different number of times than the others "
+            f"(data-dependent control flow around sharded modules). Next collective per rank:"
+            f"\n  " + "\n  ".join(lines)
+        )
+
+
+def _tensors(out) -> list:
+    if isinstance(out, Tensor):
+        return [out]
+    if isinstance(out, (list, tuple)):
+        return [t for o in out for t in _tensors(o)]
+    if isinstance(out, dict):
+        return [t for o in out.values() for t in _tensors(o)]
+    return []
+
+
+def _subtree(modules) -> set:
+    return {id(m) for module in modules for _, m in module.named_modules(remove_duplicate=False)}
+
+
+def fully_shard(
+    module,
+    *,
+    mesh=None,
+    reshard_after_forward: bool | int = True,
+    mp_policy: MixedPrecisionPolicy | None = None,
+):
+    """Make ``module`` (or a list of modules, one unit) a sharded unit (FSDP2's
+    ``torch.distributed.fsdp.fully_shard``; see the package docstring) and return it.
+
+    ``mesh``: None for the world, a ``DeviceMesh`` (2-D ``(replicate, shard)``: shard within
+    each row, all-reduce the shards' gradients across rows: HSDP), a process group or a
+    communicator;
+    ``reshard_after_forward``: True (ZeRO-3) or False (ZeRO-2); ``mp_policy``: a
+    ``MixedPrecisionPolicy``. Every rank must call it the same way (the ranks check)."""
+    modules = list(module) if isinstance(module, (list, tuple)) else [module]
+    if not modules or not all(isinstance(m, Module) for m in modules):
+        raise TypeError(
+            f"fully_shard expects an nn.Module or a list of them, got {type(module).__name__}"
+        )
+    if not isinstance(reshard_after_forward, bool):
+        raise NotImplementedError(
+            f"fully_shard: reshard_after_forward={reshard_after_forward!r} (resharding to a "
+            f"smaller group, hpZ) is not supported yet; pass True or False"
+        )
+    for m in modules:
+        if "_fsdp_unit" in m.__dict__:
+            raise ValueError(f"fully_shard: {type(m).__name__} is already a unit")
+    mp_policy = mp_policy or MixedPrecisionPolicy()
+    comm = _communicator(mesh, modules)
+    replicate = (
+        mesh.replicate_communicator(modules) if hasattr(mesh, "replicate_communicator") else None
+    )
+    name = ", ".join(type(m).__name__ for m in modules)
+    # every parameter of the subtree with all its locations; shards belong to child units
+    located = [
+        (prefix, sub, attr, p)
+        for m in modules
+        for prefix, sub in m.named_modules(remove_duplicate=False)
+        for attr, p in list(sub._parameters.items())
+        if p is not None
+    ]
+    children = []
+    for _, _, _, p in located:
+        if isinstance(p, ShardedParameter) and p._fsdp[0] not in children:
+            children.append(p._fsdp[0])
+    found, ties = {}, {}
+    for prefix, sub, attr, p in located:
+        if isinstance(p, ShardedParameter):
+            continue
+        owner = next((c for c in children if c.original_index(p) is not None), None)
+        if owner is not None:  # the same parameter, sharded by a child unit: tied across units
+            ties.setdefault(owner, {}).setdefault(owner.original_index(p), []).append((sub, attr))
+            continue
+        key = id(p)
+        if key not in found:
+            found[key] = [f"{prefix}.{attr}" if prefix else attr, p, []]
+        found[key][2].append((sub, attr))
+    for name_, p, locations in _release_ties(ties):
+        found[id(p)] = [name_, p, locations]
+    entries = [tuple(v) for v in found.values()]
+    unit = Unit(
+        modules, entries, comm, reshard_after_forward and len(modules) == 1, mp_policy, name
+    )
+    unit.replicate_comm = replicate
+    unit.children = children
+    units = []
+    for child in children:
+        for u in child.root.units:
+            if u not in units:
+                units.append(u)
+    units.append(unit)
+    _Root(units, unit, comm, world_headers=replicate is not None)
+    paths = {id(sub): prefix for m in modules for prefix, sub in m.named_modules()}
+    for u in units:  # name units by their path in the model, for messages and the event log
+        path = paths.get(id(u.modules[0]))
+        if path:
+            u.name = f"{path} ({type(u.modules[0]).__name__.removeprefix('FSDP')})"
+    for m in modules:
+        cls = type(m)
+        if not isinstance(m, FSDPModule):
+            m.__class__ = _fsdp_class(cls)
+        object.__setattr__(m, "_fsdp_unit", unit)
+    return module
+
+
+def _release_ties(ties: dict) -> list:
+    """Parameters of child units that modules outside the child also use (a tied embedding
+    and output layer in different units): taken out of the child (rebuilt without them) and
+    returned as ``(name, full parameter, locations)`` for the new, outer unit, which keeps
+    one storage for all their uses."""
+    released = []
+    for child, outside in ties.items():
+        values = [child.full_value(i) for i in range(len(child.entries))]
+        keep = []
+        for i, (name, requires_grad, locations) in enumerate(child.entries):
+            full = Parameter(values[i], requires_grad)
+            if i in outside:
+                released.append((name, full, locations + outside[i]))
+            else:
+                keep.append((name, full, locations))
+        child._build(keep)
+    for _, full, locations in released:
+        for module, attr in locations:
+            module._parameters[attr] = full
+    return released
+
+
+_classes = {}
+# DISTGRAD_FSDP_CHECK=0 turns the per-collective header check off (one small blocking
+# all-gather before each unit collective; benchmarks/README.md has its cost)
+_CHECK = os.environ.get("DISTGRAD_FSDP_CHECK", "1").lower() not in ("0", "false", "no", "off")
+
+
+def _fsdp_class(cls):
+    if cls not in _classes:
+        _classes[cls] = type(f"FSDP{cls.__name__}", (FSDPModule, cls), {})
+    return _classes[cls]
+
+
+def _communicator(mesh, modules):
+    if mesh is not None and hasattr(mesh, "shard_communicator"):
+        return mesh.shard_communicator(modules)
+    return _resolve_communicator(mesh, modules[0])
+
+
+@contextlib.contextmanager
+def record_events(module):
+    """Inside, the units of ``module`` (a ``fully_shard`` root) log ``(kind, unit, phase)``
+    events: ``allgather_issue``, ``allgather_done``, ``compute_start``, ``compute_end``,
+    ``reduce_scatter_issue``, ``backward_end``. Yields the list."""
+    root = module.__dict__["_fsdp_unit"].root
+    events, root.events = [], []
+    root.events = events
+    try:
+        yield events
+    finally:
+        root.events = None

@@ -1,0 +1,351 @@
+"""One ``fully_shard`` unit: its parameters' shards, all-gathers, reduce-scatter and lifecycle.
+
+A unit owns parameters of one dtype laid out by ``ShardLayout`` (rows of dim 0, padded): this
+rank's rows of all of them are one flat array (``shard_flat``) whose views are the
+``ShardedParameter``s the module holds while idle and the optimizer steps. The all-gather sends
+``shard_flat`` as it is and copies the rank-major result out into the unit's persistent full
+parameters (``full``), which replace the shards on the module during compute. Their gradients
+go, from the post-accumulate-grad hooks, into the unit's ``ShardBucket`` (the reducer shared
+with data parallel), reduce-scattered into this rank's rows, which become the shards' ``.grad``.
+
+ZeRO-3 (``reshard_after_forward=True``) frees the full parameters after each call; the graph
+then holds the call as one node (``_UnitCall``) that gathers again in backward and recomputes
+the unit's forward there before backpropagating through it. numpy arrays saved by a graph
+cannot be freed and refilled in place (torch resizes their storage), so recomputing is how the
+gathered parameters are really released between forward and backward; it costs one more forward
+of the unit and also frees the unit's inner activations.
+
+Before each of its collectives a unit all-gathers a small header (unit, phase, call number);
+ranks whose headers differ (a rank called a unit a different number of times: divergent control
+flow) raise ``ShardingDesyncError`` on every rank, naming the unit and what each rank did,
+instead of matching mismatched collectives.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+import numpy as np
+
+from ...autograd import Function, Tensor, enable_grad, is_grad_enabled
+from ...autograd import backward as _backward
+from ...backend import random as _random
+from ...nn.parameter import Parameter
+from ..reducer import Reducer, ShardBucket, ShardLayout
+
+__all__ = ["ShardingDesyncError", "ShardedParameter"]
+
+_PHASES = ("forward all-gather", "backward all-gather", "reduce-scatter")
+
+
+class ShardingDesyncError(RuntimeError):
+    """The ranks issued different sharded collectives (raised on every rank)."""
+
+
+class ShardedParameter(Parameter):
+    """This rank's rows of a sharded parameter (padded to ``ceil(rows / world_size)`` rows with
+    zeros, which stay zero); the optimizer steps it. ``full_tensor()`` is the whole parameter
+    (a collective), ``to_local()`` this shard, ``full_shape`` the whole shape."""
+
+    def full_tensor(self) -> Tensor:
+        """The whole parameter, gathered from every rank (all ranks must call it)."""
+        unit, i = self._fsdp
+        return unit.full_value(i)
+
+    def to_local(self) -> Tensor:
+        """This rank's shard (padded rows), sharing storage."""
+        return self.detach()
+
+    @property
+    def full_shape(self) -> tuple:
+        """The shape of the whole parameter."""
+        unit, i = self._fsdp
+        return unit.layout.shapes[i]
+
+    def reduce_partial_norm(self, value: float, norm_type: float) -> float:
+        """Combine the ranks' partial gradient norms of sharded parameters (``value``: this
+        rank's sum of |g|^p, or max |g| for the inf-norm) into the global one (a collective
+        over the unit's ranks; ``clip_grad_norm_`` calls it)."""
+        unit, _ = self._fsdp
+        from ..communicator import ReduceOp
+
+        buf = np.array([value], np.float64)
+        op = ReduceOp.MAX if np.isinf(norm_type) else ReduceOp.SUM
+        comm = unit.comm
+        if getattr(comm, "device", "cpu") != "cpu":  # a GPU communicator: the host world's
+            from ..process_group import get_communicator
+
+            comm = get_communicator()
+        comm.allreduce(buf, op, async_op=False)
+        return float(buf[0])
+
+
+class _UnitCall(Function):
+    """A ZeRO-3 unit's call: forward without a graph on gathered parameters (then freed);
+    backward gathers again, recomputes with a graph and backpropagates through it."""
+
+    @staticmethod
+    def forward(ctx, unit, fn, kwargs, *inputs):
+        args = inputs[: len(inputs) - len(unit.sharded)]
+        ctx.unit, ctx.fn, ctx.kwargs, ctx.nargs = unit, fn, kwargs, len(args)
+        ctx.call = unit.calls
+        ctx.rng_state = _random.get_rng_state()
+        ctx.args = [None if isinstance(a, Tensor) else a for a in args]
+        ctx.save_for_backward(*(a for a in args if isinstance(a, Tensor)))
+        return fn(*args, **kwargs)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        unit = ctx.unit
+        args = list(ctx.args)
+        saved = iter(ctx.saved_tensors)
+        for i, a in enumerate(ctx.args):
+            if a is None:
+                args[i] = next(saved).detach().requires_grad_(ctx.needs_input_grad[i + 3])
+        unit.gather_now("backward")
+        unit.root.prefetch_backward(unit)
+        outer = _random.get_rng_state()
+        _random.set_rng_state(ctx.rng_state)
+        try:
+            unit.register(unit.full)
+            unit.log("compute_start", "backward")
+            with enable_grad():
+                outputs = ctx.fn(*args, **ctx.kwargs)
+        finally:
+            _random.set_rng_state(outer)
+        outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+        pairs = [
+            (o, g)
+            for o, g in zip(outputs, grads)
+            if isinstance(o, Tensor) and o.requires_grad and g is not None
+        ]
+        if pairs:
+            _backward([o for o, _ in pairs], [g for _, g in pairs])
+        unit.log("compute_end", "backward")
+        unit.reshard()
+        unit.backward_calls_left -= 1
+        if unit.backward_calls_left == 0 and unit.reducer is not None:
+            unit.reducer.complete(unit.bucket)
+        input_grads = tuple(a.grad if t is None else None for a, t in zip(args, ctx.args))
+        return (None, None, None) + input_grads + (None,) * len(unit.sharded)
+
+
+class Unit:
+    """See the module docstring. ``entries``: ``(name, parameter, [(module, attribute), ...])``
+    for the unit's parameters; ``modules``: the modules ``fully_shard`` was called on."""
+
+    def __init__(self, modules, entries, comm, reshard_after_forward, mp_policy, name):
+        self.modules, self.comm, self.name = modules, comm, name
+        self.reshard_after_forward = reshard_after_forward
+        self.mp_policy = mp_policy
+        self.children = []
+        self.root = None  # the _Root of the model this unit belongs to (set by the outermost)
+        self.index = 0
+        self.gathered = False
+        self.pending = None  # (Work, recv) of an all-gather in flight
+        self.calls = 0
+        self.backward_calls_left = 0
+        self.reducer = self.bucket = None
+        self.replicate_comm = None  # HSDP: the ranks holding the same shard
+        self._build(entries)
+
+    # ---- construction ------------------------------------------------------------------------
+    def _build(self, entries) -> None:
+        self.entries = entries
+        world, rank = self.comm.world_size, self.comm.rank
+        self._originals = {}
+        if not entries:
+            self.layout, self.sharded, self.full = ShardLayout([], world), [], []
+            return
+        dtypes = {str(p.array.dtype) for _, p, _ in entries}
+        if len(dtypes) > 1:
+            shown = ", ".join(f"{n} ({p.array.dtype})" for n, p, _ in entries[:6])
+            raise TypeError(
+                f"fully_shard({self.name}): the parameters of one unit must share a dtype, got "
+                f"{shown}; cast the module first, or shard its parts separately"
+            )
+        params = [p for _, p, _ in entries]
+        self.layout = layout = ShardLayout([tuple(p.shape) for p in params], world)
+        xp = params[0].device.xp
+        self.xp = xp
+        dtype = params[0].array.dtype
+        self.shard_flat = xp.zeros(layout.block, dtype)
+        self.sharded = []
+        for i, p in enumerate(params):
+            start, stop = layout.owned_rows(i, rank)
+            rows = p.array.reshape(layout.dim0[i], layout.inner[i])[start:stop]
+            part = self.shard_flat[layout.offsets[i] : layout.offsets[i + 1]]
+            part[: rows.size] = rows.reshape(-1)
+            shard = ShardedParameter(layout.block_view(self.shard_flat, i), p.requires_grad)
+            shard._fsdp = (self, i)
+            self.sharded.append(shard)
+        self.param_dtype = np.dtype(
+            self.mp_policy.param_dtype.np if _has_np(self.mp_policy.param_dtype) else dtype
+        )
+        placeholder = xp.empty(0, self.param_dtype)
+        self.full = [Parameter(Tensor(placeholder), p.requires_grad) for p in params]
+        self.entries = [(n, p.requires_grad, locations) for n, p, locations in entries]
+        self._originals = {id(p): (i, weakref.ref(p)) for i, (_, p, _) in enumerate(entries)}
+        self.register(self.sharded)
+
+    def original_index(self, param) -> int | None:
+        """Index of ``param`` if it is one this unit sharded (still referenced elsewhere)."""
+        entry = self._originals.get(id(param))
+        return entry[0] if entry is not None and entry[1]() is param else None
+
+    def make_reducer(self) -> None:
+        """The unit's reduce-scatter bucket and reducer (when it has trainable parameters)."""
+        trainable = [p for p in self.full if p.requires_grad]
+        if not trainable:
+            return
+        reduce_dtype = self.mp_policy.reduce_dtype
+        reduce_np = reduce_dtype.np if _has_np(reduce_dtype) else None
+        names = [n for n, _, _ in self.entries]
+        world = self.comm.world_size
+
+        def make(named):
+            bucket = ShardBucket(
+                self.full, names, self.layout, self.comm.rank, self._on_reduced, reduce_np
+            )
+            replicas = 1 if self.replicate_comm is None else self.replicate_comm.world_size
+            bucket.pre_scale = 1.0 / (world * replicas)
+            if bucket.dtype.itemsize < 4 and world > 1:  # fp16/bf16: divide before + after
+                factor = 2.0 ** round(np.log2(np.sqrt(world * replicas)))
+                bucket.pre_scale, bucket.post_scale = 1.0 / factor, factor / (world * replicas)
+            return [bucket]
+
+        self.reducer = Reducer(
+            list(zip(names, self.full)),
+            self.comm,
+            make,
+            owner=f"fully_shard({self.name})",
+            finish="external",
+        )
+        self.bucket = self.reducer.buckets[0]
+        launch = self.bucket.launch
+
+        def checked_launch(comm):
+            self.root.check_header(self, _PHASES.index("reduce-scatter"))
+            self.log("reduce_scatter_issue", "backward")
+            work = launch(comm)
+            self.root.launched(self)
+            return work
+
+        self.bucket.launch = checked_launch
+        self.reducer.attach()
+
+    # ---- registration ------------------------------------------------------------------------
+    def register(self, params) -> None:
+        """Put ``params`` (the shards or the full parameters) on every module location."""
+        for param, (_, _, locations) in zip(params, self.entries):
+            for module, attr in locations:
+                module._parameters[attr] = param
+
+    # ---- all-gather --------------------------------------------------------------------------
+    def issue_gather(self, phase: str) -> None:
+        """Start the all-gather of this unit (after the header check), unless gathered or in
+        flight."""
+        if self.gathered or self.pending is not None or not self.full:
+            return
+        self.root.check_header(self, _PHASES.index(phase + " all-gather"))
+        send = self.shard_flat
+        if send.dtype != self.param_dtype:
+            send = send.astype(self.param_dtype)
+        recv = self.xp.empty((self.comm.world_size, self.layout.block), self.param_dtype)
+        self.log("allgather_issue", phase)
+        self.pending = (self.comm.allgather(send, recv), recv)
+
+    def gather_now(self, phase: str) -> None:
+        """Make the full parameters available (waiting for a prefetched all-gather)."""
+        if self.gathered or not self.full:
+            self.gathered = True
+            return
+        self.issue_gather(phase)
+        work, recv = self.pending
+        work.wait()
+        self.log("allgather_done", phase)
+        self.pending = None
+        for i, full in enumerate(self.full):
+            array = self.xp.empty(self.layout.shapes[i], self.param_dtype)
+            self.layout.gather_from(recv, i, array)
+            full.data = Tensor(array)
+        self.gathered = True
+
+    def reshard(self) -> None:
+        """Free the full parameters and put the shards back on the modules."""
+        if not self.full:
+            self.gathered = False
+            return
+        placeholder = self.xp.empty(0, self.param_dtype)
+        for full in self.full:
+            full.data = Tensor(placeholder)
+            full.grad = None
+        self.register(self.sharded)
+        self.gathered = False
+
+    def full_value(self, i: int) -> Tensor:
+        """Parameter i, whole (an all-gather of the shards; every rank must call it)."""
+        recv = self.xp.empty((self.comm.world_size, self.layout.block), self.shard_flat.dtype)
+        self.comm.allgather(self.shard_flat, recv, async_op=False)
+        array = self.xp.empty(self.layout.shapes[i], self.shard_flat.dtype)
+        self.layout.gather_from(recv, i, array)
+        return Tensor(array)
+
+    # ---- reduce-scatter ----------------------------------------------------------------------
+    def _on_reduced(self, recv) -> None:
+        """This rank's reduced rows: the shards' ``.grad`` (added to a gradient already there,
+        as torch accumulates sharded gradients). HSDP: first summed over the replicas."""
+        if self.replicate_comm is not None and self.replicate_comm.world_size > 1:
+            from ..communicator import ReduceOp
+
+            self.replicate_comm.allreduce(recv, ReduceOp.SUM, async_op=False)
+        for i, shard in enumerate(self.sharded):
+            if not shard.requires_grad:
+                continue
+            rows = self.layout.block_view(recv, i)
+            if rows.dtype != shard.array.dtype:
+                rows = rows.astype(shard.array.dtype)
+            if shard.grad is None:
+                shard.grad = Tensor(rows)  # a view of this step's new block: no copy
+            else:
+                shard.grad.array[...] += rows
+                shard.grad.bump_version()
+
+    # ---- a call --------------------------------------------------------------------------------
+    @property
+    def recomputes(self) -> bool:
+        """ZeRO-3 behaviour: free after each call, gather and recompute in backward. A unit
+        holding other units keeps its parameters until backward ends (as FSDP2's root)."""
+        return bool(self.reshard_after_forward) and not self.children and bool(self.full)
+
+    def call(self, fn, args, kwargs):
+        """Run the module's forward ``fn`` as this unit."""
+        root = self.root
+        outermost = root.begin_forward(self)
+        self.calls += 1
+        root.record(self)
+        self.gather_now("forward")
+        root.prefetch_forward(self)
+        grad = is_grad_enabled()
+        self.log("compute_start", "forward")
+        self.register(self.full)
+        if self.recomputes and grad:
+            self.backward_calls_left += 1
+            out = _UnitCall.apply(self, fn, kwargs, *args, *self.sharded)
+        else:
+            out = fn(*args, **kwargs)
+        self.log("compute_end", "forward")
+        if (self.recomputes and grad) or not grad:
+            self.reshard()
+        if outermost:
+            out = root.end_forward(out, grad)
+        return out
+
+    def log(self, kind: str, phase: str) -> None:
+        """Append ``(kind, unit, phase)`` to the root's event log when one is recording."""
+        if self.root is not None and self.root.events is not None:
+            self.root.events.append((kind, self.name, phase))
+
+
+def _has_np(dtype) -> bool:
+    return dtype is not None and getattr(dtype, "np", None) is not None

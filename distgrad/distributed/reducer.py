@@ -1,0 +1,595 @@
+"""The gradient reducer shared by ``DistributedDataParallel`` and the sharded modes (ZeRO-2/3).
+
+Gradients are grouped into buckets, each one flat buffer. A parameter's post-accumulate-grad
+hook writes its gradient, already divided by the world size, into its place in the bucket
+(``fill``). The moment a bucket is complete and every earlier bucket has been launched, its
+non-blocking collective starts while backward goes on; later hooks test the requests in flight,
+which drives MPI's progress. At the end of backward what is left is launched and waited for,
+and the results are written back (``write_back``). Two kinds of bucket, one mechanism:
+
+- ``AllreduceBucket`` (data parallel): the parameters' gradients side by side, plus one 'used'
+  flag each; allreduced; afterwards each ``param.grad`` is a view of its slot
+  (``gradient_as_bucket_view``). The flags count the ranks that produced a gradient, so a
+  parameter no rank used keeps its ``.grad`` as it was.
+- ``ShardBucket`` (sharded data parallel): rank-major, block r holding rows
+  ``[r*c, (r+1)*c)`` of every parameter (c = ceil(rows / world size), dim 0, zero-padded);
+  reduce-scattered, so rank r receives the summed rows it owns: exactly the layout of the
+  parameter shards (``ShardLayout``). ``write_back`` hands the result to a callback (the owner
+  of the shards). Unused parameters contribute zeros; ``accumulate=True`` (no_sync) adds the
+  gradients of successive backwards into the buffer instead of reducing them.
+
+Parameters the graph does not reach are found at the first hook (``graph.will_execute``) and
+marked ready at once, so they never hold a bucket back. Whenever a bucket plan is made the ranks
+check that they agree on it and on the number of collectives issued (``contract.py``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..autograd import Tensor, graph
+from ..autograd.engine import set_grad_writer
+from .communicator import ReduceOp
+from .contract import check_agreement
+from .nccl import OverlapTimeline
+
+__all__ = ["Reducer", "StepStats", "AllreduceBucket", "ShardBucket", "ShardLayout"]
+
+_MB = 1024 * 1024
+
+
+@dataclass
+class StepStats:
+    """What the last synchronised backward did (``DataParallel.last_step_stats``).
+
+    ``launched_in_backward``: buckets whose collective started from a gradient hook, i.e. before
+    backward had run its last node; ``completed_in_backward``: those that had also finished by
+    then. ``communication_s`` runs from the first launch to the last completion, of which
+    ``overlap_s`` lay before the end of backward; ``wait_s`` is the time spent after backward
+    waiting for the reductions and writing the gradients back. For GPU buckets reduced on a
+    communicator stream (NCCL) the two spans are read from the GPU clock (CUDA events): from
+    the first bucket's gradients being ready on the compute stream to the last reduction's
+    end, and the part of it before backward's last kernel finished."""
+
+    buckets: int
+    bytes: int
+    launched_in_backward: int
+    completed_in_backward: int
+    backward_s: float
+    communication_s: float
+    overlap_s: float
+    wait_s: float
+
+    @property
+    def overlap_share(self) -> float:
+        """Share of the communication time that ran before backward ended."""
+        return self.overlap_s / self.communication_s if self.communication_s > 0 else 0.0
+
+
+def _on_device(array):
+    return contextlib.nullcontext() if isinstance(array, np.ndarray) else array.device
+
+
+class _BucketBase:
+    """What both kinds of bucket share: parameters, names, per-backward readiness."""
+
+    def __init__(self, params: list, names: list):
+        self.params, self.names = params, names
+        self.xp = params[0].device.xp
+        self.work = self.launched_at = self.done_at = None
+
+    def reset(self) -> None:
+        """Forget the previous backward."""
+        self.pending = len(self.params)
+        self.ready = [False] * len(self.params)
+        self.work = self.launched_at = self.done_at = None
+
+
+class AllreduceBucket(_BucketBase):
+    """A flat gradient buffer for some parameters of one dtype, plus one 'used' flag each."""
+
+    kind = "allreduce"
+
+    def __init__(self, params: list, names: list):
+        super().__init__(params, names)
+        sizes = [p.numel() for p in params]
+        total = sum(sizes)
+        first = params[0].array
+        with _on_device(first):
+            self.flat = self.xp.zeros(total + len(params), first.dtype)
+        offsets = np.cumsum([0] + sizes)
+        self.views = [
+            self.flat[a:b].reshape(p.shape) for a, b, p in zip(offsets[:-1], offsets[1:], params)
+        ]
+        self.grads = [Tensor(v) for v in self.views]  # what param.grad becomes after a step
+        self.flags = self.flat[total:]
+        self.probe = self.flat  # an array on the bucket's device
+        self.nbytes = int(self.flat.nbytes)
+        self.reset()
+
+        self.prescaled = [False] * len(params)  # written by the engine, already scaled
+
+    def reset(self) -> None:
+        """Forget the previous backward."""
+        super().reset()
+        self.saved = {}  # slot -> .grad of an unused parameter, restored if no rank used it
+
+    def write_first(self, slot: int, scale, array):
+        """The engine's grad writer (``gradient_as_bucket_view``): the first gradient of a
+        backward goes straight into the slot, times ``scale`` (None: unscaled, no_sync)."""
+        if scale is None:
+            self.views[slot][...] = array
+        else:
+            self.xp.multiply(array, scale, out=self.views[slot])
+            self.prescaled[slot] = True
+        return self.grads[slot]
+
+    def fill(self, slot: int, scale: float, used: bool) -> None:
+        """Put the parameter's gradient (zeros if None), times ``scale``, into its slot."""
+        param = self.params[slot]
+        view, grad = self.views[slot], param.grad
+        if self.prescaled[slot]:
+            self.prescaled[slot] = False
+        elif grad is None:
+            view[...] = 0
+        elif grad.array is view:
+            if not used:
+                self.saved[slot] = view.copy()
+            view *= scale
+        else:
+            self.xp.multiply(grad.array, scale, out=view)
+            if used:  # free the engine's array now, for the rest of backward to reuse
+                param.grad = self.grads[slot]
+        self.flags[slot] = used
+
+    def launch(self, comm):
+        """Start the allreduce of the bucket (returns the Work)."""
+        return comm.allreduce(self.flat, ReduceOp.SUM)
+
+    def write_back(self) -> None:
+        """Point each used parameter's ``.grad`` at its reduced slot; a parameter no rank
+        used keeps its ``.grad``."""
+        flags = self.flags.tolist()  # one device-to-host copy for a GPU bucket
+        for j, p in enumerate(self.params):
+            if flags[j] == 0:
+                if j in self.saved:
+                    self.views[j][...] = self.saved[j]
+                continue
+            grad = self.grads[j]
+            grad.bump_version()
+            if p.grad is not grad:
+                p.grad = grad
+
+    def describe(self):
+        """What must agree across ranks."""
+        return (str(self.flat.dtype), _device_kind(self.flat), self.names, int(self.flat.size))
+
+
+class ShardLayout:
+    """How parameters of one dtype are cut into ``world`` shards on dim 0 and laid out in a
+    flat rank-major buffer: parameter i owns ``rows_i = ceil(dim0 / world)`` rows (zero-padded)
+    of each rank's block, at ``offsets[i]`` within the block (0-d parameters count as one row)."""
+
+    def __init__(self, shapes: list, world: int):
+        self.world = world
+        self.shapes = [tuple(s) for s in shapes]
+        self.dim0 = [s[0] if s else 1 for s in self.shapes]
+        self.inner = [int(np.prod(s[1:])) if len(s) > 1 else 1 for s in self.shapes]
+        self.rows = [-(-d // world) for d in self.dim0]
+        sizes = [r * n for r, n in zip(self.rows, self.inner)]
+        self.offsets = [int(x) for x in np.cumsum([0] + sizes)]
+        self.block = self.offsets[-1]  # elements per rank
+
+    def shard_shape(self, i: int) -> tuple:
+        """Shape of parameter i's (padded) local shard."""
+        return (self.rows[i], *self.shapes[i][1:]) if self.shapes[i] else (1,)
+
+    def owned_rows(self, i: int, rank: int) -> tuple:
+        """The rows ``[start, stop)`` of parameter i that ``rank`` owns (stop - start may be
+        less than ``rows[i]``, even 0)."""
+        start = min(rank * self.rows[i], self.dim0[i])
+        return start, min(start + self.rows[i], self.dim0[i])
+
+    def block_view(self, block, i: int):
+        """Parameter i's shard inside one rank's flat ``block`` (shape ``shard_shape(i)``)."""
+        return block[self.offsets[i] : self.offsets[i + 1]].reshape(self.shard_shape(i))
+
+    def scatter_into(self, xp, full_rows, i: int, out2d, scale=None, add=False) -> None:
+        """Write parameter i's full array (``full_rows``: shape (dim0, inner), or None for
+        zeros) into its columns of the rank-major ``out2d`` (world, block), times ``scale``;
+        padding rows are left as they are (zero)."""
+        rows, inner, d = self.rows[i], self.inner[i], self.dim0[i]
+        dest = out2d[:, self.offsets[i] : self.offsets[i + 1]].reshape(self.world, rows, inner)
+        if full_rows is None:
+            if not add:
+                dest[...] = 0
+            return
+        k = d // rows
+        parts = [(dest[:k], full_rows[: k * rows].reshape(k, rows, inner))]
+        if k < self.world and d > k * rows:
+            parts.append((dest[k, : d - k * rows], full_rows[k * rows :]))
+        for target, source in parts:
+            if add:
+                target += source * scale if scale is not None else source
+            elif scale is not None:
+                xp.multiply(source, scale, out=target)
+            else:
+                target[...] = source
+
+    def gather_from(self, full2d, i: int, out) -> None:
+        """Copy parameter i's rows out of the rank-major ``full2d`` (world, block) into the
+        contiguous ``out`` (its full shape)."""
+        rows, inner, d = self.rows[i], self.inner[i], self.dim0[i]
+        source = full2d[:, self.offsets[i] : self.offsets[i + 1]].reshape(self.world, rows, inner)
+        flat = out.reshape(d, inner)
+        k = d // rows
+        flat[: k * rows].reshape(k, rows, inner)[...] = source[:k]
+        if k < self.world and d > k * rows:
+            flat[k * rows :] = source[k, : d - k * rows]
+
+
+class ShardBucket(_BucketBase):
+    """Rank-major gradients of parameters of one dtype, reduce-scattered into this rank's
+    shard; ``on_reduced(block)`` receives the reduced block (a new array each time, which the
+    owner may keep). Both buffers live only from the first gradient of a backward to the end of
+    the reduction (or across ``no_sync`` backwards, which accumulate into the send buffer)."""
+
+    kind = "reduce_scatter"
+
+    def __init__(self, params, names, layout: ShardLayout, rank: int, on_reduced, dtype=None):
+        super().__init__(params, names)
+        self.layout, self.rank, self.on_reduced = layout, rank, on_reduced
+        first = params[0].array
+        self.dtype = first.dtype if dtype is None else np.dtype(dtype)
+        self._device = self.probe = first
+        self.send = self.recv = None
+        self.nbytes = layout.world * layout.block * self.dtype.itemsize
+        self.accumulated = False  # no_sync backwards have added into ``send``
+        self.pre_scale, self.post_scale = 1.0 / layout.world, None
+        self.written = False
+        self.reset()
+
+    @property
+    def flat(self):
+        """The send buffer (allocated when needed)."""
+        if self.send is None:
+            with _on_device(self._device):
+                self.send = self.xp.zeros((self.layout.world, self.layout.block), self.dtype)
+        return self.send
+
+    def reset(self) -> None:
+        """Forget the previous backward."""
+        super().reset()
+        self.written = False
+
+    def fill(self, slot: int, scale: float, used: bool) -> None:
+        """Write (or, after no_sync backwards, add) the parameter's gradient into its rows of
+        every block and free the full gradient."""
+        param = self.params[slot]
+        grad = param.grad if used else None
+        rows = None
+        if grad is not None:
+            rows = grad.array.reshape(self.layout.dim0[slot], self.layout.inner[slot])
+            if rows.dtype != self.dtype:
+                rows = rows.astype(self.dtype)
+        add = self.ready[slot] or self.accumulated  # a second contribution, or accumulating
+        if rows is not None or not add:
+            self.layout.scatter_into(self.xp, rows, slot, self.flat, self.pre_scale, add)
+        param.grad = None
+
+    def launch(self, comm):
+        """Start the reduce-scatter into a new receive buffer (returns the Work)."""
+        with _on_device(self._device):
+            self.recv = self.xp.empty(self.layout.block, self.dtype)
+        return comm.reduce_scatter(self.flat.reshape(-1), self.recv, ReduceOp.SUM)
+
+    def write_back(self) -> None:
+        """Hand the reduced block to ``on_reduced`` and free both buffers."""
+        recv, self.recv, self.send = self.recv, None, None
+        if self.post_scale is not None:
+            recv *= self.post_scale
+        self.on_reduced(recv)
+        self.accumulated = False
+        self.written = True
+
+    def describe(self):
+        """What must agree across ranks."""
+        return (str(self.dtype), _device_kind(self._device), self.names, int(self.nbytes))
+
+
+def _device_kind(array) -> str:
+    return type(array).__module__.split(".")[0]
+
+
+class Reducer:
+    """Buckets of gradients reduced during backward (see the module docstring).
+
+    ``named``: ``(name, parameter)`` pairs in backward order; ``make_buckets(named)`` returns the
+    buckets (``cut_buckets`` for data parallel). ``comm``: the communicator. ``owner`` names the
+    user in error messages. ``finish``: ``"callback"`` queues the end of backward on the
+    current backward at the first hook (data parallel); ``"external"`` leaves it to the owner
+    (``finish_backward()``), which knows the outermost backward (sharded units that recompute).
+    ``contract``: more that every rank must agree on (e.g. the model's names and shapes).
+    """
+
+    def __init__(
+        self, named, comm, make_buckets, *, owner="DataParallel", finish="callback", contract=None
+    ):
+        self.comm, self.owner, self.finish = comm, owner, finish
+        self.scale = 1.0 / comm.world_size
+        self.require_sync = True
+        self.active = False
+        self.last_step_stats = None
+        self.buckets = []
+        self._make_buckets = make_buckets
+        self.named = named
+        self._handles = []
+        self.plan(make_buckets(named), contract)
+
+    # ---- the bucket plan -------------------------------------------------------------------
+    def plan(self, buckets, contract: dict | None = None) -> None:
+        """Use ``buckets``, after checking that every rank agrees on them, on ``contract`` and
+        on the number of collectives issued (else raise ``CollectiveMismatchError`` on every
+        rank, naming the differences)."""
+        description = dict(contract or {})
+        description["buckets"] = [b.describe() for b in buckets]
+        description["collectives"] = self.comm.seq
+        check_agreement(self.comm, description, functools.partial(_explain, self.owner))
+        self.buckets = buckets
+        self.slots = {id(p): (bucket, j) for bucket in buckets for j, p in enumerate(bucket.params)}
+
+    def reorder(self, order: list) -> None:
+        """Launch buckets in ``order`` (indices into the current list; the same on every rank)."""
+        self.buckets = [self.buckets[i] for i in order]
+
+    def attach(self) -> None:
+        """Register the post-accumulate-grad hook of every parameter of the buckets, and for
+        allreduce buckets the engine's grad writer (gradients straight into the bucket)."""
+        for bucket in self.buckets:
+            for j, p in enumerate(bucket.params):
+                self._handles.append(p.register_post_accumulate_grad_hook(self._on_ready))
+                if bucket.kind == "allreduce":
+                    set_grad_writer(p, functools.partial(self._write_first, bucket, j))
+        self._attached = [p for b in self.buckets for p in b.params]
+
+    def detach(self) -> None:
+        """Remove the hooks and grad writers."""
+        for handle in self._handles:
+            handle.remove()
+        for p in getattr(self, "_attached", ()):
+            set_grad_writer(p, None)
+        self._handles, self._attached = [], []
+
+    def _write_first(self, bucket, slot: int, array):
+        return bucket.write_first(slot, self.scale if self.require_sync else None, array)
+
+    # ---- during backward -------------------------------------------------------------------
+    def _on_ready(self, param: Tensor) -> None:
+        bucket, slot = self.slots[id(param)]
+        if bucket.kind == "allreduce" and not self.require_sync:
+            return
+        if not self.active:
+            self.start_backward()
+        self.mark_ready(bucket, slot, used=True)
+        self.progress()
+
+    def start_backward(self, unreached: bool = True) -> None:
+        """Begin a backward: reset the buckets; ``unreached``: mark the parameters this
+        backward will not reach ready at once."""
+        self.active = True
+        self._t_start = time.perf_counter()
+        self._next = 0
+        self._timeline = (
+            OverlapTimeline.start(self.comm, self.buckets[0].probe) if self.buckets else None
+        )
+        for bucket in self.buckets:
+            bucket.reset()
+        if self.finish == "callback":
+            graph.queue_callback(self.finish_backward)
+        if unreached:
+            for bucket in self.buckets:
+                for j, p in enumerate(bucket.params):
+                    if not graph.will_execute(graph.get_gradient_edge(p)[0]):
+                        self.mark_ready(bucket, j, used=False)
+
+    def mark_ready(self, bucket, slot: int, used: bool) -> None:
+        """Put the parameter's gradient (zeros if None), divided by the world size, into its
+        slot; launch what became launchable. Marking a ready slot again adds to it (sharded
+        buckets only)."""
+        bucket.fill(slot, self.scale, used)
+        if bucket.ready[slot]:
+            return
+        bucket.ready[slot] = True
+        bucket.pending -= 1
+        if bucket.pending == 0:
+            self._launch_ready()
+
+    def complete(self, bucket) -> None:
+        """Mark the parameters of ``bucket`` that got no gradient as unused (zeros)."""
+        for j in range(len(bucket.params)):
+            if not bucket.ready[j]:
+                self.mark_ready(bucket, j, used=False)
+
+    def _launch_ready(self) -> None:
+        """Launch buckets in order, as long as the next one is complete."""
+        while self._next < len(self.buckets) and self.buckets[self._next].pending == 0:
+            bucket = self.buckets[self._next]
+            if bucket.kind == "reduce_scatter" and not self.require_sync:
+                bucket.accumulated = True  # no_sync: keep the sum for the next backward
+                self._next += 1
+                continue
+            if self._timeline is not None:
+                self._timeline.before_launch()
+            bucket.work = bucket.launch(self.comm)
+            bucket.launched_at = time.perf_counter()
+            if self._timeline is not None:
+                self._timeline.after_launch()
+            if self.on_launch is not None:
+                self.on_launch(bucket)
+            self._next += 1
+
+    on_launch = None  # callback(bucket) after each launch (the sharded event log)
+
+    def progress(self) -> None:
+        """Test the reductions in flight (MPI progresses only inside MPI calls)."""
+        for bucket in self.buckets[: self._next]:
+            if bucket.work is not None and bucket.done_at is None:
+                if not bucket.work.is_completed():
+                    return
+                bucket.done_at = time.perf_counter()
+
+    def finish_backward(self) -> None:
+        """Launch what is left, wait, write the results back and record ``last_step_stats``."""
+        if not self.active:
+            return
+        end = time.perf_counter()
+        if self._timeline is not None:
+            self._timeline.backward_ended()
+        launched_early = sum(b.launched_at is not None for b in self.buckets)
+        completed_early = sum(b.done_at is not None for b in self.buckets)
+        for bucket in self.buckets:  # reached by the graph, but no gradient arrived
+            self.complete(bucket)
+        for bucket in self.buckets:
+            self.settle(bucket)
+        self.active = False
+        launched = [b for b in self.buckets if b.launched_at is not None]
+        if not launched:
+            return
+        done = time.perf_counter()
+        first = min(b.launched_at for b in launched)
+        last = max(b.done_at for b in launched)
+        communication, overlap = last - first, max(0.0, min(end, last) - first)
+        if self._timeline is not None:  # GPU: measured on the GPU clock instead
+            communication, overlap = self._timeline.spans()
+        self.last_step_stats = StepStats(
+            len(launched),
+            sum(b.nbytes for b in launched),
+            launched_early,
+            completed_early,
+            end - self._t_start,
+            communication,
+            overlap,
+            done - end,
+        )
+
+    def settle(self, bucket) -> None:
+        """Wait for ``bucket``'s reduction (if launched) and write its result back, once."""
+        if bucket.work is None or getattr(bucket, "written", False):
+            return  # not launched (no_sync), or already written back
+        if bucket.done_at is None:
+            bucket.work.wait()
+            bucket.done_at = time.perf_counter()
+        bucket.write_back()
+        if bucket.kind == "reduce_scatter":
+            bucket.work = None  # the Work holds the (freed) send buffer
+
+    def watchdog_state(self):
+        """The buckets, for the hang watchdog: ``(name, state, {seq: label})``."""
+        buckets, labels = [], {}
+        for i, b in enumerate(self.buckets):
+            work = b.work
+            label = (
+                f"{self.owner} bucket {i} of {len(self.buckets)} ({b.kind}): {len(b.params)} "
+                f"parameter(s) {b.names[0]!r}..{b.names[-1]!r}, {b.nbytes} bytes"
+            )
+            if not self.active:
+                state = "idle"
+            elif work is None:
+                state = f"collecting gradients ({len(b.params) - b.pending} of {len(b.params)})"
+            else:
+                state = f"collective #{work.seq} " + (
+                    "completed" if b.done_at is not None else "in flight"
+                )
+                labels[work.seq] = label
+            buckets.append({"bucket": i, "label": label, "state": state})
+        return self.owner, {"in_backward": self.active, "buckets": buckets}, labels
+
+
+def cut_buckets(named, bucket_cap_mb: float, first_bucket_mb: float) -> list:
+    """Cut ``named`` (in backward order) into allreduce buckets per dtype and device: the
+    first holds up to ``first_bucket_mb``, later ones up to ``bucket_cap_mb``. A bucket closes
+    once it reaches its cap (PyTorch's rule), so a tiny cap gives one parameter each."""
+    closed, open_, sizes, count = [], {}, {}, {}
+    for name, p in named:
+        key = (p.array.dtype, str(p.device))
+        params, names = open_.setdefault(key, ([], []))
+        params.append(p)
+        names.append(name)
+        sizes[key] = sizes.get(key, 0) + p.array.nbytes
+        cap = bucket_cap_mb if count.get(key) else first_bucket_mb
+        if sizes[key] >= cap * _MB:
+            closed.append(open_.pop(key))
+            sizes[key], count[key] = 0, count.get(key, 0) + 1
+    return [AllreduceBucket(params, names) for params, names in closed + list(open_.values())]
+
+
+def _explain(owner: str, every: list) -> str:
+    """The message naming how each rank's contract differs from rank 0's."""
+    ref = every[0]
+    problems = []
+    for kind in ("parameter", "buffer"):
+        if kind + "s" not in ref:
+            continue
+        for r in range(1, len(every)):
+            problems += _differences(kind, ref[kind + "s"], every[r][kind + "s"], r)
+    if problems:
+        return f"{owner}: the ranks do not hold the same model:\n  " + "\n  ".join(problems[:10])
+    for r in range(1, len(every)):
+        buckets = every[r]["buckets"]
+        if buckets != ref["buckets"]:
+            i = next(
+                (i for i, (a, b) in enumerate(zip(ref["buckets"], buckets)) if a != b),
+                min(len(buckets), len(ref["buckets"])),
+            )
+            mine, theirs = (
+                _bucket_text(x[i]) if i < len(x) else "nothing" for x in (ref["buckets"], buckets)
+            )
+            problems.append(
+                f"rank 0 has {len(ref['buckets'])} buckets and rank {r} has "
+                f"{len(buckets)}; bucket {i} holds {mine} on rank 0 but {theirs} on "
+                f"rank {r}. Pass the same bucket_cap_mb and first_bucket_mb on "
+                f"every rank"
+            )
+        if every[r]["collectives"] != ref["collectives"]:
+            problems.append(
+                f"rank 0 had issued {ref['collectives']} collectives but rank {r} "
+                f"had issued {every[r]['collectives']}: some collective ran on some "
+                f"ranks only"
+            )
+    return f"{owner}: the ranks do not agree on the collective contract:\n  " + "\n  ".join(
+        problems[:10] or ["(the plans differ in a way that could not be named)"]
+    )
+
+
+def _bucket_text(bucket) -> str:
+    dtype, device, names, size = bucket
+    shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+    return f"{len(names)} parameter(s) [{shown}] ({size} x {dtype} on {device})"
+
+
+def _differences(kind: str, ref: list, other: list, rank: int) -> list:
+    """How rank ``rank``'s ``(name, shape, dtype)`` list differs from rank 0's."""
+    problems = []
+    if len(ref) != len(other):
+        longer, where = (ref, 0) if len(ref) > len(other) else (other, rank)
+        tail = longer[min(len(ref), len(other)) :][:3]
+        extra = ", ".join(f"'{n}' {shape}" for n, shape, _ in tail)
+        problems.append(
+            f"rank 0 has {len(ref)} {kind}s but rank {rank} has {len(other)} "
+            f"(rank {where} also has {extra})"
+        )
+    for (name, shape, dtype), (oname, oshape, odtype) in zip(ref, other):
+        if name != oname:
+            problems.append(f"{kind} '{name}' on rank 0 is '{oname}' on rank {rank}")
+            break
+        if shape != oshape or dtype != odtype:
+            problems.append(
+                f"{kind} '{name}' has shape {shape} ({dtype}) on rank 0 but "
+                f"{oshape} ({odtype}) on rank {rank}"
+            )
+    return problems
