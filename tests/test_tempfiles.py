@@ -7,7 +7,12 @@ import pytest
 pytestmark = pytest.mark.multiprocess  # starts processes
 
 pytest_plugins = ["pytester"]
-CONFTEST = Path(__file__).with_name("conftest.py").read_text()
+ROOT = Path(__file__).resolve().parents[1]
+# The inner runs use the real check: tests/conftest.py's two hooks, imported from it.
+CONFTEST = (
+    f"import sys\nsys.path.insert(0, {str(ROOT)!r})\n"
+    "from tests.conftest import pytest_configure, pytest_sessionfinish  # noqa: F401\n"
+)
 
 
 def _run(pytester, body):

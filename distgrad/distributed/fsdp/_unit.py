@@ -64,7 +64,7 @@ class ShardedParameter(Parameter):
 
     def reduce_partial_norm(self, value: float, norm_type: float) -> float:
         """Combine the ranks' partial gradient norms of sharded parameters (``value``: this
-        rank's sum of ``|g|^p``, or ``max |g|`` for the inf-norm) into the global one (a collective
+        rank's sum of ``|g|**p``, or ``max |g|`` for the inf-norm) into the global one (a collective
         over the unit's ranks; ``clip_grad_norm_`` calls it)."""
         unit, _ = self._fsdp
         from ..communicator import ReduceOp
