@@ -128,8 +128,10 @@ def test_lbfgs_trains_a_model_like_torch():
         losses = [float(opt.step(closure).detach()) for _ in range(3)]
         results.append((losses, [p.detach().numpy().copy() for p in model.parameters()]))
     np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-8)
+    # Parameters after ~60 line-search evaluations: BLAS-vs-numpy rounding (and torch's thread
+    # count) moves them by up to ~5e-8 here; the losses above agree to 1e-8.
     for a, b in zip(results[0][1], results[1][1]):
-        np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-9)
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
 
 def test_lbfgs_state_dict_resumes_identically():
