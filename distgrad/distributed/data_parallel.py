@@ -24,6 +24,7 @@ from ..amp.nonfinite import any_nonfinite
 from ..autograd import is_grad_enabled
 from ..backend import array_module_for
 from ..nn.module import Module
+from . import timeline
 from .process_group import communicator_for, init
 from .reducer import Reducer, StepStats, cut_buckets
 
@@ -212,6 +213,9 @@ class DistributedDataParallel(Module):
             buffers = list(self.module.buffers())
             if buffers:
                 self._sync_state(buffers)
+        if timeline.ENABLED:
+            with timeline.span("forward"):
+                return timeline.forward_output(self.module(*args, **kwargs))
         return self.module(*args, **kwargs)
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
