@@ -395,14 +395,22 @@ def step_time(
 def fit(samples, kind: str = "allreduce") -> Link:
     """The ``Link`` whose ring ``kind`` (allreduce, or reduce_scatter / all_gather) best fits
     ``samples`` (``(n, bytes, seconds)`` triples): least squares on relative error, so small and
-    large messages weigh alike."""
+    large messages weigh alike; samples off the first fit by more than 2x (a burst of load on
+    a shared machine) are dropped and the rest fitted again."""
     hops = 2 if kind == "allreduce" else 1
     rows = np.array([[hops * (n - 1), hops * (n - 1) / n * b] for n, b, _ in samples], float)
     times = np.array([t for _, _, t in samples], float)
-    weights = 1.0 / times
-    (alpha, beta), *_ = np.linalg.lstsq(rows * weights[:, None], times * weights, rcond=None)
-    alpha = max(float(alpha), 0.0)
-    return Link(alpha, 1.0 / max(float(beta), 1e-15))
+    keep = np.ones(len(times), bool)
+    for _ in range(2):
+        weights = 1.0 / times[keep]
+        coef, *_ = np.linalg.lstsq(rows[keep] * weights[:, None], times[keep] * weights, rcond=None)
+        coef = np.maximum(coef, [0.0, 1e-15])
+        ratio = rows @ coef / times
+        inliers = (ratio > 0.5) & (ratio < 2.0)
+        if inliers.sum() < 2 or inliers.all():
+            break
+        keep = inliers
+    return Link(float(coef[0]), 1.0 / float(coef[1]))
 
 
 def _buffers(xp, kind: str, nbytes: int, n: int, dtype=np.float32) -> tuple:
