@@ -18,6 +18,7 @@ model's predicted communication time on this machine (the ``here`` presets). Nee
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import os
 import sys
@@ -151,7 +152,11 @@ def main():
             ranks_per_node=2 if "hierarchical" in name else None,
         )["total"]
         error = stats.compression_error
-        model_s = cost_model.step_time(mode, "mlp", n, here, "ring", rank=args.rank)
+        if "hierarchical" in name:
+            nodes = dataclasses.replace(here, gpus_per_node=2)
+            model_s = cost_model.step_time(mode, "mlp", n, nodes, "hierarchical")
+        else:
+            model_s = cost_model.step_time(mode, "mlp", n, here, "ring", rank=args.rank)
         print(
             f"| {name} | {step_s * 1e3:.2f} | {step_s / base:.2f} | {span_s * 1e3:.2f} | "
             f"{stats.sent_bytes} | {predicted} | "

@@ -26,8 +26,9 @@ inside link counts. Reductions' arithmetic is folded into B (what calibration me
 - ``ddp``: one allreduce per bucket; ``fp16``/``bf16`` hooks halve each bucket's bytes;
   ``powersgd`` (rank r, after ``start_powerSGD_iter``): per bucket three allreduces, the
   uncompressed tensors (vectors, and matrices where ``(m + n) r * min_compression_rate >=
-  m n``), then every P (``m r`` values per m x n matrix, a parameter viewed as dim 0 x the rest),
-  then every Q (``n r``).
+  m n``), then every P (``m r`` values per m x n matrix, a parameter viewed as dim 0 x the rest,
+  r at most min(m, n)), then every Q (``n r``). With a hook the parameters' 'used' flags
+  travel in one more (float32) allreduce after the last bucket.
 - ``zero1``: ``ZeroRedundancyOptimizer`` over DDP: the DDP allreduces plus one all-gather of
   Psi after the step (3 Psi on the wire, as torch's).
 - ``zero2``: ``fully_shard(reshard_after_forward=False)``: per unit one all-gather in forward
@@ -307,8 +308,9 @@ def _powersgd_parts(bucket: list, rank: int, min_compression_rate: float) -> tup
             plain += numel
             continue
         m, n = shape[0], numel // shape[0]
-        if (m + n) * rank * min_compression_rate < m * n:
-            ps, qs = ps + m * rank, qs + n * rank
+        r = min(m, n, rank)
+        if (m + n) * r * min_compression_rate < m * n:
+            ps, qs = ps + m * r, qs + n * r
         else:
             plain += numel
     return plain, ps, qs
@@ -354,6 +356,8 @@ def collectives(
             ]
     else:
         raise ValueError(f"cost_model: unknown mode {mode!r}; expected one of {MODES}")
+    if mode in ("fp16", "bf16", "powersgd"):  # with a hook, the 'used' flags go on their own
+        out.append(("allreduce", 4 * len(shapes)))
     return out
 
 
