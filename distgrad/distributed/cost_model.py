@@ -490,7 +490,8 @@ def calibrated_cluster(links: dict, name: str = "calibrated", description: str =
 
 # ---- the table --------------------------------------------------------------------------------
 def _fmt_ms(seconds: float) -> str:
-    return f"{seconds * 1e3:.3g}" if seconds < 10 else f"{seconds * 1e3:.0f}"
+    ms = seconds * 1e3
+    return f"{ms:.3g}" if ms < 100 else f"{ms:.0f}"
 
 
 def table(model, cluster: Cluster | str, gpus, itemsize: int = 4, rank: int = 4) -> str:
@@ -499,7 +500,7 @@ def table(model, cluster: Cluster | str, gpus, itemsize: int = 4, rank: int = 4)
     cluster = PRESETS[cluster] if isinstance(cluster, str) else cluster
     shapes = model_shapes(model)
     psi = sum(int(np.prod(s)) for _, s in shapes)
-    head = "| mode | MB/step | " + " | ".join(f"{n} GPUs" for n in gpus) + " |"
+    head = "| mode | MiB/step | " + " | ".join(f"{n} GPUs" for n in gpus) + " |"
     lines = [
         f"{cluster.name}: {cluster.description}",
         f"model: {psi / 1e6:.2f} M parameters, {psi * itemsize / _MB:.1f} MiB of gradients "
