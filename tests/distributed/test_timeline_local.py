@@ -85,3 +85,33 @@ def test_chart_renders(tmp_path):
     png = timeline.draw_overlap(timeline.merge(tmp_path), tmp_path / "chart.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert timeline.main([str(tmp_path)]) == 0
+
+
+def test_gpu_spans_from_cuda_events(tmp_path):
+    """The NCCL spans of a GPU backward, from the reducer's CUDA events (fake cupy: each event
+    records the next tick, 1 ms apart), placed at backward's start on the host clock."""
+    from types import SimpleNamespace
+
+    from distgrad.distributed import nccl as nc
+    from tests.distributed.fake_cuda import gpu
+    from tests.distributed.test_nccl_logic import make
+
+    comm, _, _ = make()
+    events = nc.OverlapTimeline.start(comm, gpu([0.0]))  # t0: tick 0
+    events.before_launch()  # tick 1: bucket 0 ready on the compute stream
+    events.after_launch()  # tick 2: its reduction done
+    events.before_launch()  # tick 3: bucket 1
+    events.after_launch()  # tick 4
+    bucket = SimpleNamespace(launched_at=5.0, nbytes=64, kind="allreduce")
+    reducer = SimpleNamespace(buckets=[bucket, bucket], _t_start=5.0)
+    timeline.start(tmp_path)
+    timeline._gpu_spans(reducer, events)
+    timeline.stop(merge_timeout=0)
+    doc = json.loads((tmp_path / "rank0.trace.json").read_text())
+    gpu_tid = timeline.STREAMS["gpu comm"]
+    spans = [e for e in doc["traceEvents"] if e["ph"] == "X" and e["tid"] == gpu_tid]
+    starts = [round(e["ts"] - 5e6, 3) for e in spans]
+    ends = [round(e["ts"] + e["dur"] - 5e6, 3) for e in spans]
+    tick = ends[0] - starts[0]
+    assert tick > 0 and starts == [tick, 3 * tick] and ends == [2 * tick, 4 * tick]
+    assert [e["name"] for e in spans] == ["nccl allreduce bucket 0", "nccl allreduce bucket 1"]
