@@ -127,23 +127,33 @@ def _gbit(gbps: float) -> float:
     return gbps * 1e9 / 8
 
 
-#: Calibrated on this machine by benchmarks/calibrate_cost_model.py (2 and 4 ranks, MPICH
-#: shared memory, float32 allreduce 1 KiB - 64 MiB; see benchmarks/README.md): the values of
-#: the joint fit; one "node" of up to 4 ranks.
+#: Calibrated on this machine by benchmarks/calibrate_cost_model.py (MPICH shared memory,
+#: float32, 1 KiB - 64 MiB, the fastest of 15 interleaved rounds, 04:30 UTC at load average
+#: ~10 on 2 cores; see benchmarks/README.md): 2 ranks, and 4 ranks on the 2 cores.
 HERE = Cluster(
     "here",
     4,
-    Link(24e-6, 2.2 * GB),
-    Link(24e-6, 2.2 * GB),
-    "this machine (2 cores, MPICH shared memory), fitted from 2- and 4-rank allreduces",
+    Link(17.9e-6, 3.09 * GB),
+    Link(17.9e-6, 3.09 * GB),
+    "this machine (2 cores, MPICH shared memory), fitted from 2-rank collectives",
+    {
+        "allreduce": Link(17.9e-6, 3.09 * GB),
+        "reduce_scatter": Link(74.0e-6, 2.23 * GB),
+        "all_gather": Link(35.1e-6, 2.27 * GB),
+    },
 )
 
 HERE_OVERSUBSCRIBED = Cluster(
     "here-oversubscribed",
     4,
-    Link(1e-3, 1.0 * GB),
-    Link(1e-3, 1.0 * GB),
-    "this machine with 4 ranks on its 2 cores (each hop waits for the scheduler)",
+    Link(21.4e-6, 0.57 * GB),
+    Link(21.4e-6, 0.57 * GB),
+    "this machine with 4 ranks on its 2 cores, fitted from 4-rank collectives",
+    {
+        "allreduce": Link(21.4e-6, 0.57 * GB),
+        "reduce_scatter": Link(50.0e-6, 0.57 * GB),
+        "all_gather": Link(36.8e-6, 1.06 * GB),
+    },
 )
 
 PRESETS = {
