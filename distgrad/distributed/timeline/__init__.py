@@ -18,7 +18,7 @@ model's output to the end of the reduction callback), each bucket's ``ready`` an
 (instants on ``compute``) and its collective from launch to the moment the reducer saw it
 complete (``comm``; MPI progresses inside MPI calls, so this is an upper bound), the ``wait``
 after backward for the reductions and the write-back, every optimizer's ``step``, and for
-``fully_shard`` units their all-gathers (issue to done) and reduce-scatter launches. For GPU
+``fully_shard`` units their all-gathers (issue to done) and their reducers' reduce-scatters. For GPU
 buckets reduced on an NCCL stream, the reductions are also drawn from CUDA events on the GPU
 clock (``gpu comm``: from the bucket's gradients being ready on the compute stream to the
 reduction's end). Times are ``time.perf_counter`` per process, put on a common clock through
@@ -371,17 +371,21 @@ def reducer_step(reducer, end: float) -> None:
         rec.backward_t0 = None
         complete("backward", "compute", t0, end, {"owner": reducer.owner})
     total = len(reducer.buckets)
+    # data parallel: "allreduce bucket i"; a sharded unit's reducer: "reduce_scatter <unit>"
+    where = "" if reducer.finish == "callback" else f" {reducer.owner}"
     for i, bucket in enumerate(reducer.buckets):
         args = {"bucket": i, "of": total, "bytes": int(bucket.nbytes), "params": len(bucket.params)}
+        args["owner"] = reducer.owner
         ready = rec.ready.pop(id(bucket), None)
         if ready is not None:
-            instant(f"bucket {i} ready", "compute", ready, args)
+            instant(f"bucket {i}{where} ready", "compute", ready, args)
         if bucket.launched_at is None:
             continue
-        instant(f"bucket {i} launch", "compute", bucket.launched_at, args)
+        instant(f"bucket {i}{where} launch", "compute", bucket.launched_at, args)
         done = bucket.done_at if bucket.done_at is not None else now
-        complete(f"{bucket.kind} bucket {i}", "comm", bucket.launched_at, done, args)
-    complete("wait", "compute", end, now, {"owner": reducer.owner})
+        complete(f"{bucket.kind} bucket {i}{where}", "comm", bucket.launched_at, done, args)
+    if reducer.finish == "callback":
+        complete("wait", "compute", end, now, {"owner": reducer.owner})
     gpu = getattr(reducer, "_timeline", None)
     if gpu is not None and gpu.done:
         _gpu_spans(reducer, gpu)
@@ -402,7 +406,7 @@ def _gpu_spans(reducer, gpu) -> None:
 
 def unit_event(kind: str, unit: str, phase: str) -> None:
     """A ``fully_shard`` unit's event (``_unit.Unit.log``): all-gathers become spans from
-    issue to done, reduce-scatter launches instants."""
+    issue to done (the unit's reduce-scatters come from its reducer, ``reducer_step``)."""
     rec = _rec
     if rec is None:
         return
@@ -412,8 +416,6 @@ def unit_event(kind: str, unit: str, phase: str) -> None:
     elif kind == "allgather_done":
         t0 = rec.gathers.pop((unit, phase), now)
         complete(f"all-gather {unit or 'root'}", "comm", t0, now, {"unit": unit, "phase": phase})
-    elif kind == "reduce_scatter_issue":
-        instant(f"reduce-scatter {unit or 'root'} launch", "compute", now, {"unit": unit})
 
 
 # ---- the overlap chart ------------------------------------------------------------------------
