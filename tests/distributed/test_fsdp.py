@@ -65,3 +65,11 @@ def test_divergent_control_flow_raises_on_every_rank():
         assert f"rank {rank} raised: fully_shard: the ranks diverged" in proc.stdout, proc.stdout
     assert proc.stdout.count("rank 0: forward all-gather of unit 1") == 2, proc.stdout
     assert proc.stdout.count("rank 1: forward all-gather of unit 2") == 2, proc.stdout
+
+
+@pytest.mark.parametrize("stage", [1, 2, 3])
+def test_sharded_state_dicts_round_trip_and_reshard_from_whole(stage):
+    """ShardedTensor values (model and optimizer state) equal the single process's; loading
+    whole tensors / covering pieces continues training exactly; a non-covering piece is refused."""
+    proc = check(run_mpi(3, "fsdp_state.py", stage, timeout=120))
+    assert proc.stdout.count("OK") == 3, proc.stdout

@@ -34,6 +34,8 @@ from ...nn.module import Module
 from ...nn.parameter import Parameter
 from ..data_parallel import _resolve_communicator
 from ..process_group import get_communicator
+from ..sharded_tensor import ShardedTensor
+from . import _state_dict
 from ._unit import _PHASES, ShardedParameter, ShardingDesyncError, Unit
 
 __all__ = [
@@ -41,6 +43,7 @@ __all__ = [
     "FSDPModule",
     "MixedPrecisionPolicy",
     "ShardedParameter",
+    "ShardedTensor",
     "ShardingDesyncError",
     "record_events",
 ]
@@ -87,6 +90,32 @@ class FSDPModule:
             if unit.reducer is not None:
                 unit.reducer.require_sync = bool(requires_gradient_sync)
             unit.root.require_sync = bool(requires_gradient_sync)
+
+    def state_dict(self, destination=None, prefix: str = "", keep_vars: bool = False):
+        """Parameters and buffers by their names in the unwrapped model; each sharded parameter
+        is a ``ShardedTensor`` of this rank's rows (``full_shape``, ``rows``, ``full_tensor()``),
+        as FSDP2 returns DTensors; no communication."""
+        own = super().state_dict(destination, prefix, keep_vars=True)  # type: ignore[misc]
+        return _state_dict.sharded_values(self, own, keep_vars)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """Load whole tensors (each rank keeps its rows) or sharded pieces covering this
+        rank's rows (``ShardedTensor``s, e.g. this layout's ``state_dict()``) for the sharded
+        parameters; buffers and other parameters as ``Module.load_state_dict``. Every key is
+        checked before anything is copied. ``assign=True`` is not supported for sharded
+        modules (the shards are views of the unit's flat storage)."""
+        if assign:
+            raise NotImplementedError(
+                "load_state_dict(assign=True) on a fully_shard module: the shards are views of "
+                "the unit's flat storage; load with assign=False"
+            )
+        for unit in self.__dict__["_fsdp_unit"].root.units:
+            if unit.gathered:
+                unit.reshard()
+        own = super().state_dict(keep_vars=True)  # type: ignore[misc]
+        own = _state_dict.sharded_values(self, own, keep_vars=True)
+        padded = _state_dict.padded_values(own, state_dict)
+        return super().load_state_dict(padded, strict, assign)  # type: ignore[misc]
 
     @contextlib.contextmanager
     def no_sync(self):

@@ -32,6 +32,7 @@ from ...autograd import backward as _backward
 from ...backend import random as _random
 from ...nn.parameter import Parameter
 from ..reducer import Reducer, ShardBucket, ShardLayout
+from ..sharded_tensor import ShardedTensor
 
 __all__ = ["ShardingDesyncError", "ShardedParameter"]
 
@@ -45,22 +46,45 @@ class ShardingDesyncError(RuntimeError):
 class ShardedParameter(Parameter):
     """This rank's rows of a sharded parameter (padded to ``ceil(rows / world_size)`` rows with
     zeros, which stay zero); the optimizer steps it. ``full_tensor()`` is the whole parameter
-    (a collective), ``to_local()`` this shard, ``full_shape`` the whole shape."""
+    (a collective), ``to_local()`` this rank's real rows as a ``ShardedTensor``, ``full_shape``
+    the whole shape, ``rows`` the rows of dim 0 this rank owns."""
 
     def full_tensor(self) -> Tensor:
         """The whole parameter, gathered from every rank (all ranks must call it)."""
         unit, i = self._fsdp
         return unit.full_value(i)
 
-    def to_local(self) -> Tensor:
-        """This rank's shard (padded rows), sharing storage."""
-        return self.detach()
+    def to_local(self) -> ShardedTensor:
+        """This rank's rows without the padding (``ShardedTensor``, sharing storage)."""
+        return self.local_view(self)
+
+    def local_view(self, tensor) -> ShardedTensor:
+        """For a tensor of this shard's (padded) shape, e.g. an optimizer's ``exp_avg`` of this
+        parameter: its real rows as a ``ShardedTensor`` laid out as this parameter (same
+        storage)."""
+        unit, i = self._fsdp
+        if tuple(tensor.shape) != tuple(self.shape):
+            raise ValueError(
+                f"local_view: expected a tensor of the shard's shape {tuple(self.shape)}, got "
+                f"{tuple(tensor.shape)}"
+            )
+        start, stop = self.rows
+        array = tensor.array if isinstance(tensor, Tensor) else tensor
+        piece = array[: stop - start]
+        return ShardedTensor(piece, self.full_shape, (start, stop), unit.comm)
 
     @property
     def full_shape(self) -> tuple:
         """The shape of the whole parameter."""
         unit, i = self._fsdp
         return unit.layout.shapes[i]
+
+    @property
+    def rows(self) -> tuple:
+        """``(start, stop)``: the rows of dim 0 of the whole parameter this rank holds (a 0-d
+        parameter counts as one row)."""
+        unit, i = self._fsdp
+        return unit.layout.owned_rows(i, unit.comm.rank)
 
     def reduce_partial_norm(self, value: float, norm_type: float) -> float:
         """Combine the ranks' partial gradient norms of sharded parameters (``value``: this

@@ -19,6 +19,7 @@ from ...nn.parameter import Parameter
 from ...optim.optimizer import Optimizer
 from ..data_parallel import _resolve_communicator
 from ..reducer import ShardLayout
+from ..sharded_tensor import ShardedTensor
 
 __all__ = ["ZeroRedundancyOptimizer"]
 
@@ -158,12 +159,25 @@ class ZeroRedundancyOptimizer(Optimizer):
                 s.view.grad = None
 
     # ---- state -------------------------------------------------------------------------------
+    def shard_rows(self, index: int) -> tuple:
+        """``(start, stop)``: the rows of dim 0 of parameter ``index`` (flat order of
+        ``param_groups``, as the state dict's indices) whose optimizer state this rank holds."""
+        s = self._slices[index]
+        return s.start, s.stop
+
     def sharded_state_dict(self) -> dict:
-        """This rank's state: the local optimizer's ``state_dict`` keyed by global parameter
-        index, plus the layout it was saved with (no communication)."""
+        """This rank's state (no communication): per global parameter index, the local
+        optimizer's state with every tensor as a ``ShardedTensor`` (``full_shape`` the
+        parameter's, ``rows`` this rank's, ``full_tensor()`` a collective), plus the layout."""
         local = self.optim.state_dict() if self.optim is not None else {"state": {}}
         owned = [i for i, s in enumerate(self._slices) if s.view is not None]
-        state = {owned[k]: v for k, v in local["state"].items()}
+        state = {}
+        for k, value in local["state"].items():
+            i = owned[k]
+            state[i] = {
+                key: self._sharded(i, v) if isinstance(v, Tensor) and key != "step" else v
+                for key, v in value.items()
+            }
         rows = {i: (self._slices[i].start, self._slices[i].stop) for i in owned}
         return {
             "rank": self.rank,
@@ -173,21 +187,62 @@ class ZeroRedundancyOptimizer(Optimizer):
             "param_groups": self._full_groups(),
         }
 
+    def _sharded(self, i: int, value: Tensor) -> ShardedTensor:
+        s = self._slices[i]
+        piece = value.array.reshape(s.stop - s.start, *s.param.shape[1:])
+        return ShardedTensor(piece, tuple(s.param.shape), (s.start, s.stop), self.comm)
+
     def load_sharded_state_dict(self, state_dict: dict) -> None:
-        """Load ``sharded_state_dict()`` of this rank from a run of the same world size."""
-        if (state_dict["rank"], state_dict["world_size"]) != (self.rank, self.world_size):
-            raise ValueError(
-                f"ZeroRedundancyOptimizer.load_sharded_state_dict: the state was saved by rank "
-                f"{state_dict['rank']} of {state_dict['world_size']}, this is rank {self.rank} "
-                f"of {self.world_size}; load a consolidated state_dict() to change the layout"
-            )
-        self._load_groups(state_dict["param_groups"])
+        """Load a sharded state: ``sharded_state_dict()`` of this rank, or, from a run of any
+        world size, state whose tensors are ``ShardedTensor``s covering this rank's rows or whole
+        tensors of the parameter's shape (what a resharding checkpoint assembles). Everything
+        is checked before anything is loaded."""
+        same = (state_dict.get("rank"), state_dict.get("world_size")) == (
+            self.rank,
+            self.world_size,
+        )
         owned = [i for i, s in enumerate(self._slices) if s.view is not None]
+        state = {}
+        for i, saved in state_dict["state"].items():
+            if self._slices[i].view is None:
+                continue
+            state[i] = {
+                key: self._rows_of(i, key, v, same)
+                if isinstance(v, Tensor) and key != "step"
+                else v
+                for key, v in saved.items()
+            }
+        self._load_groups(state_dict["param_groups"])
         if self.optim is not None:
             position = {i: k for k, i in enumerate(owned)}
             local = self.optim.state_dict()
-            local["state"] = {position[i]: v for i, v in state_dict["state"].items()}
+            local["state"] = {position[i]: v for i, v in state.items()}
             self.optim.load_state_dict(local)
+
+    def _rows_of(self, i: int, key: str, value: Tensor, same_layout: bool) -> Tensor:
+        """This rank's rows of parameter i's state tensor ``value`` (a copy)."""
+        s = self._slices[i]
+        rows, full_shape = (s.start, s.stop), tuple(s.param.shape)
+        if isinstance(value, ShardedTensor):
+            if value.full_shape != full_shape or not value.covers(rows):
+                raise ValueError(
+                    f"ZeroRedundancyOptimizer.load_sharded_state_dict: state {key!r} of "
+                    f"parameter {i} holds rows {list(value.rows)} of shape "
+                    f"{list(value.full_shape)}; rank {self.rank} needs rows {list(rows)} of "
+                    f"{list(full_shape)}"
+                )
+            return Tensor(value.take(rows).copy())
+        if tuple(value.shape) == full_shape:
+            d0 = full_shape[0] if full_shape else 1
+            piece = value.array.reshape(d0, -1)[s.start : s.stop]
+            return Tensor(piece.reshape(s.view.shape).copy())
+        if same_layout and tuple(value.shape) == tuple(s.view.shape):
+            return Tensor(value.array.copy())
+        raise ValueError(
+            f"ZeroRedundancyOptimizer.load_sharded_state_dict: state {key!r} of parameter {i} "
+            f"has shape {list(value.shape)}; expected a ShardedTensor of rows {list(rows)} or "
+            f"the whole {list(full_shape)}"
+        )
 
     def consolidate_state_dict(self, to: int = 0) -> None:
         """Gather every rank's optimizer state on rank ``to`` (every rank must call it); then
