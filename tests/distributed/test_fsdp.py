@@ -73,3 +73,21 @@ def test_sharded_state_dicts_round_trip_and_reshard_from_whole(stage):
     whole tensors / covering pieces continues training exactly; a non-covering piece is refused."""
     proc = check(run_mpi(3, "fsdp_state.py", stage, timeout=120))
     assert proc.stdout.count("OK") == 3, proc.stdout
+
+
+@pytest.mark.parametrize("stage", [2, 3])
+def test_a_list_of_modules_is_one_unit_gathered_once(stage):
+    proc = check(run_mpi(2, "fsdp_units.py", "group", stage, timeout=120))
+    assert proc.stdout.count("OK") == 2, proc.stdout
+
+
+@pytest.mark.parametrize("cast", [1, 0])
+def test_mixed_precision_casts_inputs_and_outputs(cast):
+    proc = check(run_mpi(2, "fsdp_units.py", "mp", cast, timeout=120))
+    assert proc.stdout.count("OK") == 2, proc.stdout
+
+
+def test_hpz_reshards_to_groups_and_gathers_backward_within_them():
+    """reshard_after_forward=2 on 4 ranks: exact; only 2 Psi on the world per step."""
+    proc = check(run_mpi(4, "fsdp_units.py", "hpz", 2, timeout=240))
+    assert proc.stdout.count("OK") == 4, proc.stdout

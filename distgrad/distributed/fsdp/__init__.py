@@ -16,9 +16,12 @@ found when the outer unit is made and move to it, kept as one storage.
 Before each of its collectives a unit checks, with a 3-int all-gather, that every rank is about
 to issue the same one (``ShardingDesyncError`` otherwise, on every rank);
 ``DISTGRAD_FSDP_CHECK=0`` turns that off. Differences from torch: the local shard is padded to ``ceil(rows / world_size)`` rows (zeros
-that stay zero), not a ragged DTensor; an int ``reshard_after_forward`` (hpZ) is not supported
-yet; ``fully_shard([a, b])`` units keep their parameters until backward ends. Every rank must
-start from the same parameter values (same seed or a loaded checkpoint), as in torch.
+that stay zero), not a ragged DTensor. An int ``reshard_after_forward`` k (hpZ) keeps, from
+forward to backward, this rank's rows of the parameters sharded over its group of k ranks
+(1/k of them instead of 1/world), and backward all-gathers within that group; it needs the
+world as the shard group. ``fully_shard([a, b])`` makes one unit of several modules: gathered before the first of
+them runs, resharded once each has run (as FSDP2's grouped hooks). Every rank must start from
+the same parameter values (same seed or a loaded checkpoint), as in torch.
 """
 
 from __future__ import annotations
@@ -55,8 +58,9 @@ class MixedPrecisionPolicy:
     stay in their own dtype, the master copy); ``reduce_dtype``: dtype of the gradient
     reduce-scatter (float16/bfloat16 divide by a power of two near sqrt(world) before the sum
     and by the rest after, so sums do not overflow). None keeps the parameters' dtype.
-    ``output_dtype`` and ``cast_forward_inputs`` are accepted for torch compatibility; outputs
-    and inputs are not cast."""
+    ``cast_forward_inputs``: floating-point tensor inputs of the unit's forward are cast to
+    ``param_dtype`` (when set); ``output_dtype``: its floating-point outputs are cast to it
+    (both differentiable, as FSDP2)."""
 
     param_dtype: object = None
     reduce_dtype: object = None
@@ -70,7 +74,7 @@ class FSDPModule:
     def forward(self, *args, **kwargs):
         """The module's forward, run as its unit (gathered parameters, see the package)."""
         unit = self.__dict__["_fsdp_unit"]
-        return unit.call(super().forward, args, kwargs)
+        return unit.call(super().forward, args, kwargs, self)
 
     def reshard(self) -> None:
         """Free this unit's full parameters now."""
@@ -172,6 +176,8 @@ class _Root:
             if u.gathered:
                 u.reshard()
             u.calls = u.backward_calls_left = 0
+            u.to_run = set()
+            u.secondary = None
         self.in_forward = True
         self.order = []
         self.counts = {}
@@ -299,23 +305,21 @@ def fully_shard(
     ``mesh``: None for the world, a ``DeviceMesh`` (2-D ``(replicate, shard)``: shard within
     each row, all-reduce the shards' gradients across rows: HSDP), a process group or a
     communicator;
-    ``reshard_after_forward``: True (ZeRO-3) or False (ZeRO-2); ``mp_policy``: a
+    ``reshard_after_forward``: True (ZeRO-3), False (ZeRO-2) or an int k (hpZ: after forward
+    keep the parameters sharded over groups of k consecutive ranks, e.g. a node, so that
+    backward's all-gather stays within the group; k divides the world size); ``mp_policy``: a
     ``MixedPrecisionPolicy``. Every rank must call it the same way (the ranks check)."""
     modules = list(module) if isinstance(module, (list, tuple)) else [module]
     if not modules or not all(isinstance(m, Module) for m in modules):
         raise TypeError(
             f"fully_shard expects an nn.Module or a list of them, got {type(module).__name__}"
         )
-    if not isinstance(reshard_after_forward, bool):
-        raise NotImplementedError(
-            f"fully_shard: reshard_after_forward={reshard_after_forward!r} (resharding to a "
-            f"smaller group, hpZ) is not supported yet; pass True or False"
-        )
     for m in modules:
         if "_fsdp_unit" in m.__dict__:
             raise ValueError(f"fully_shard: {type(m).__name__} is already a unit")
     mp_policy = mp_policy or MixedPrecisionPolicy()
     comm = _communicator(mesh, modules)
+    hpz = _hpz_communicator(reshard_after_forward, comm, mesh, modules)
     replicate = (
         mesh.replicate_communicator(modules) if hasattr(mesh, "replicate_communicator") else None
     )
@@ -347,10 +351,10 @@ def fully_shard(
     for name_, p, locations in _release_ties(ties):
         found[id(p)] = [name_, p, locations]
     entries = [tuple(v) for v in found.values()]
-    unit = Unit(
-        modules, entries, comm, reshard_after_forward and len(modules) == 1, mp_policy, name
-    )
+    unit = Unit(modules, entries, comm, reshard_after_forward, mp_policy, name)
     unit.replicate_comm = replicate
+    if hpz is not None:
+        unit.use_hpz(hpz)
     unit.children = children
     units = []
     for child in children:
@@ -404,6 +408,40 @@ def _fsdp_class(cls):
     if cls not in _classes:
         _classes[cls] = type(f"FSDP{cls.__name__}", (FSDPModule, cls), {})
     return _classes[cls]
+
+
+_hpz_groups: dict = {}
+
+
+def _hpz_communicator(reshard_after_forward, comm, mesh, modules):
+    """hpZ (an int ``reshard_after_forward``): this rank's group of that many consecutive
+    ranks (one process group per size, made once; every rank makes all of them)."""
+    if isinstance(reshard_after_forward, bool):
+        return None
+    if not isinstance(reshard_after_forward, int):
+        raise TypeError(
+            f"fully_shard: reshard_after_forward must be a bool or an int, got "
+            f"{type(reshard_after_forward).__name__}"
+        )
+    world, size = comm.world_size, reshard_after_forward
+    if not 1 < size < world or world % size:
+        raise ValueError(
+            f"fully_shard: reshard_after_forward={size} must be a non-trivial divisor of the "
+            f"shard world size {world} (2..{world - 1}); use True or False otherwise"
+        )
+    from .. import new_group
+
+    if getattr(mesh, "ndim", 1) > 1 or world != get_communicator().world_size:
+        raise NotImplementedError(
+            "fully_shard: an int reshard_after_forward (hpZ) is supported when sharding over the "
+            "world (mesh=None), not over a sub-group or a 2-D mesh"
+        )
+    key = (id(get_communicator()), size)
+    if key not in _hpz_groups:
+        groups = [new_group(range(g, g + size)) for g in range(0, world, size)]
+        _hpz_groups[key] = groups[comm.rank // size]
+    first = next((p for m in modules for p in m.parameters()), None)
+    return _hpz_groups[key].communicator_for(None if first is None else first.array)
 
 
 def _communicator(mesh, modules):
