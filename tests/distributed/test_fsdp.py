@@ -36,9 +36,10 @@ def test_prefetch_and_reduce_scatter_overlap():
 
 
 @pytest.mark.parametrize("ranks", [2, 4])
-@pytest.mark.parametrize("stage, factor", [(0, 2), (1, 3), (2, 2), (3, 3)])
+@pytest.mark.parametrize("stage, factor", [(0, 2), (1, 3), (5, 2), (2, 2), (3, 3)])
 def test_bytes_per_step_match_the_model(ranks, stage, factor):
-    """DDP and ZeRO-2: 2 Psi; ZeRO-3: 3 Psi; ZeRO-1 on DDP (torch's form): 2 Psi + Psi."""
+    """DDP and ZeRO-2: 2 Psi; ZeRO-3: 3 Psi; ZeRO-1 on DDP (torch's form): 2 Psi + Psi;
+    ZeRO-1 with ``ddp=`` (stage 5 here: DDP reduce-scatters to the optimizer): 2 Psi."""
     for counted, predicted, psi in numbers(
         run_mpi(ranks, "fsdp_checks.py", "bytes", stage, timeout=120), "BYTES", ranks
     ):
