@@ -322,6 +322,8 @@ class Communicator(ABC):
         self.last_done = self.blocking = None  # a Work, or a function returning CollectiveInfo
         self.watchdog = None  # reports every rank's state on a missed deadline
         self.desync = None  # the fingerprint channel (desync.py), if checked
+        self.next_tag = None  # a caller's label of its next collective (desync.py)
+        self.tag_error = None  # tags of every rank -> the exception to raise when they differ
         self.label = "WORLD"  # the process group, for messages
 
     # ---- bookkeeping shared by implementations ------------------------------------------

@@ -13,9 +13,11 @@ there); ``False`` (ZeRO-2) keeps them until backward has finished. The root keep
 parameters gathered until backward ends (as FSDP2). Tied parameters used across units are
 found when the outer unit is made and move to it, kept as one storage.
 
-Before each of its collectives a unit checks, with a 3-int all-gather, that every rank is about
-to issue the same one (``ShardingDesyncError`` otherwise, on every rank);
-``DISTGRAD_FSDP_CHECK=0`` turns that off. Differences from torch: the local shard is padded to ``ceil(rows / world_size)`` rows (zeros
+Every rank checks that the others issue the same unit collective (``ShardingDesyncError``
+otherwise, on every rank, naming the unit and what each rank did): the unit, phase and call
+travel in the tag of the collective's desync fingerprint (no extra round trip), or, where the
+communicator has no desync check (GPU, 2-D mesh, ``DISTGRAD_DESYNC_CHECK=0``), in a 3-int
+all-gather before it. ``DISTGRAD_FSDP_CHECK=0`` turns the check off. Differences from torch: the local shard is padded to ``ceil(rows / world_size)`` rows (zeros
 that stay zero), not a ragged DTensor. An int ``reshard_after_forward`` k (hpZ) keeps, from
 forward to backward, this rank's rows of the parameters sharded over its group of k ranks
 (1/k of them instead of 1/world), and backward all-gathers within that group; it needs the
@@ -141,6 +143,9 @@ class _Root:
         # collectives on two groups), they go over the host world
         on_host = getattr(comm, "device", "cpu") == "cpu"
         self.header_comm = comm if on_host and not world_headers else get_communicator()
+        # a 2-D mesh: a unit's collectives run on two groups, so the blocking header on the
+        # world names divergence instead of the fingerprint tags of one group
+        self.tagged = not world_headers
         for i, unit in enumerate(units):
             unit.root, unit.index = self, i
         self.events = None
@@ -254,23 +259,47 @@ class _Root:
             self.events.append(("backward_end", "", "backward"))
 
     # ---- the header check -------------------------------------------------------------------
-    def check_header(self, unit: Unit, phase: int) -> None:
-        """All ranks agree on the collective they issue next for a unit, or all raise."""
-        if self.header_comm.world_size == 1 or not _CHECK:
+    def check_header(self, unit: Unit, phase: int, comm=None) -> None:
+        """All ranks agree on the collective they issue next for a unit (over ``comm``, the
+        unit's by default), or all raise ``ShardingDesyncError``. Where ``comm`` checks desyncs
+        (desync.py, on by default) the unit, phase and call travel as the tag of the
+        collective's own fingerprint (no extra round trip); elsewhere (GPU, 2-D mesh, desync
+        check off) a 3-int all-gather goes first."""
+        comm = unit.comm if comm is None else comm
+        if comm.world_size == 1 or not _CHECK:
             return
         key = (unit.index, phase)
         self.counts[key] = self.counts.get(key, 0) + 1
+        if self.tagged and getattr(comm, "desync", None) is not None:
+            comm.next_tag = (self.counts[key] << 24) | (unit.index << 2) | phase
+            comm.tag_error = self._tag_error
+            return
+        if self.header_comm.world_size == 1:
+            return
         mine = np.array([unit.index, phase, self.counts[key]], np.int64)
         every = np.empty((self.header_comm.world_size, 3), np.int64)
         self.header_comm.allgather(mine, every, async_op=False)
-        if (every == every[0]).all():
-            return
+        if not (every == every[0]).all():
+            raise self._error([tuple(row) for row in every.tolist()])
+
+    def _tag_error(self, tags: list) -> ShardingDesyncError:
+        """The error for the ranks' fingerprint tags (-1: a collective of no unit)."""
+        return self._error(
+            [None if t < 0 else (t >> 2 & (1 << 22) - 1, t & 3, t >> 24) for t in tags]
+        )
+
+    def _error(self, every: list) -> ShardingDesyncError:
         lines = [
-            f"rank {r}: {_PHASES[int(p)]} of unit {int(i)} {self.units[int(i)].name!r} "
-            f"(call {int(c)} of this step)"
-            for r, (i, p, c) in enumerate(every.tolist())
+            f"rank {r}: "
+            + (
+                "a collective of no unit of this model"
+                if row is None
+                else f"{_PHASES[int(row[1])]} of unit {int(row[0])} "
+                f"{self.units[int(row[0])].name!r} (call {int(row[2])} of this step)"
+            )
+            for r, row in enumerate(every)
         ]
-        raise ShardingDesyncError(
+        return ShardingDesyncError(
             f"fully_shard: the ranks diverged (rank {self.header_comm.rank} raises this, as every "
             f"rank does): a rank called a unit a different number of times than the others "
             f"(data-dependent control flow around sharded modules). Next collective per rank:"

@@ -15,8 +15,8 @@ cannot be freed and refilled in place (torch resizes their storage), so recomput
 gathered parameters are really released between forward and backward; it costs one more forward
 of the unit and also frees the unit's inner activations.
 
-Before each of its collectives a unit all-gathers a small header (unit, phase, call number);
-ranks whose headers differ (a rank called a unit a different number of times: divergent control
+Each unit collective carries a label (unit, phase, call number) in its desync fingerprint, or
+is preceded by a small all-gather of it where there is no fingerprint; ranks whose labels differ (a rank called a unit a different number of times: divergent control
 flow) raise ``ShardingDesyncError`` on every rank, naming the unit and what each rank did,
 instead of matching mismatched collectives.
 """
@@ -275,11 +275,11 @@ class Unit:
         flight. hpZ: in backward, from the group's secondary shards kept after forward."""
         if self.gathered or self.pending is not None or not self.full:
             return
-        self.root.check_header(self, _PHASES.index(phase + " all-gather"))
         comm, layout, send = self.comm, self.layout, self.shard_flat
         if self.secondary is not None:
             comm, layout, send = self.hpz_comm, self.hpz_layout, self.secondary
             self.secondary = None
+        self.root.check_header(self, _PHASES.index(phase + " all-gather"), comm)
         if send.dtype != self.param_dtype:
             send = send.astype(self.param_dtype)
         recv = self.xp.empty((comm.world_size, layout.block), self.param_dtype)
