@@ -74,15 +74,21 @@ class ShardedParameter(Parameter):
         return ShardedTensor(piece, self.full_shape, (start, stop), unit.comm)
 
     @property
+    def rows(self) -> tuple:
+        """``(start, stop)``: the rows of dim 0 of the whole parameter this rank holds (a 0-d
+        parameter counts as one row; ``local_rows`` is the same)."""
+        return self.local_rows
+
+    @property
     def full_shape(self) -> tuple:
         """The shape of the whole parameter."""
         unit, i = self._fsdp
         return unit.layout.shapes[i]
 
     @property
-    def rows(self) -> tuple:
-        """``(start, stop)``: the rows of dim 0 of the whole parameter this rank holds (a 0-d
-        parameter counts as one row)."""
+    def local_rows(self) -> tuple:
+        """The rows ``[start, stop)`` of the whole parameter (dim 0; a 0-d one has 1 row) held
+        unpadded at the top of this shard (``stop - start`` may be 0)."""
         unit, i = self._fsdp
         return unit.layout.owned_rows(i, unit.comm.rank)
 

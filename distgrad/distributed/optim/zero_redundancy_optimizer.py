@@ -247,11 +247,11 @@ class ZeroRedundancyOptimizer(Optimizer):
                 s.view.grad = None
 
     # ---- state -------------------------------------------------------------------------------
-    def shard_rows(self, index: int) -> tuple:
-        """``(start, stop)``: the rows of dim 0 of parameter ``index`` (flat order of
-        ``param_groups``, as the state dict's indices) whose optimizer state this rank holds."""
-        s = self._slices[index]
-        return s.start, s.stop
+    def local_shards(self) -> list:
+        """``(param, start, stop, view)`` for every parameter in group order: the dim-0 rows
+        ``[start, stop)`` this rank's local optimizer (``self.optim``) steps through ``view``
+        (None when it owns no row)."""
+        return [(s.param, s.start, s.stop, s.view) for s in self._slices]
 
     def sharded_state_dict(self) -> dict:
         """This rank's state (no communication): per global parameter index, the local
@@ -331,6 +331,12 @@ class ZeroRedundancyOptimizer(Optimizer):
             f"has shape {list(value.shape)}; expected a ShardedTensor of rows {list(rows)} or "
             f"the whole {list(full_shape)}"
         )
+
+    def shard_rows(self, index: int) -> tuple:
+        """``(start, stop)``: the rows of dim 0 of parameter ``index`` (flat order of
+        ``param_groups``, as the state dict's indices) whose optimizer state this rank holds."""
+        s = self._slices[index]
+        return s.start, s.stop
 
     def consolidate_state_dict(self, to: int = 0) -> None:
         """Gather every rank's optimizer state on rank ``to`` (every rank must call it); then
