@@ -62,6 +62,13 @@ class ShardedParameter(Parameter):
         unit, i = self._fsdp
         return unit.layout.shapes[i]
 
+    @property
+    def local_rows(self) -> tuple:
+        """The rows ``[start, stop)`` of the whole parameter (dim 0; a 0-d one has 1 row) held
+        unpadded at the top of this shard (``stop - start`` may be 0)."""
+        unit, i = self._fsdp
+        return unit.layout.owned_rows(i, unit.comm.rank)
+
     def reduce_partial_norm(self, value: float, norm_type: float) -> float:
         """Combine the ranks' partial gradient norms of sharded parameters (``value``: this
         rank's sum of ``|g|**p``, or ``max |g|`` for the inf-norm) into the global one (a collective

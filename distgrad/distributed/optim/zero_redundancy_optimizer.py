@@ -158,6 +158,12 @@ class ZeroRedundancyOptimizer(Optimizer):
                 s.view.grad = None
 
     # ---- state -------------------------------------------------------------------------------
+    def local_shards(self) -> list:
+        """``(param, start, stop, view)`` for every parameter in group order: the dim-0 rows
+        ``[start, stop)`` this rank's local optimizer (``self.optim``) steps through ``view``
+        (None when it owns no row)."""
+        return [(s.param, s.start, s.stop, s.view) for s in self._slices]
+
     def sharded_state_dict(self) -> dict:
         """This rank's state: the local optimizer's ``state_dict`` keyed by global parameter
         index, plus the layout it was saved with (no communication)."""

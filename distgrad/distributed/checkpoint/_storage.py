@@ -1,0 +1,305 @@
+"""Writing and reading a distributed checkpoint: the plan (which rank writes which piece), the
+per-rank files, the global metadata, the commit through ``distgrad.checkpoint.store``, and the
+verified, resharding read."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+
+import numpy as np
+
+from ...autograd import Tensor
+from ...checkpoint import store
+from ...safetensors import CheckpointError, _read_open, save_file
+from ._tree import PerRank, ShardedTensor, describe, flatten, is_stateful, key_of, to_json
+
+METADATA = ".metadata"
+FORMAT = "distgrad.distributed.checkpoint"
+
+
+def host(array) -> np.ndarray:
+    """A host numpy array of ``array`` (numpy or cupy)."""
+    return array if isinstance(array, np.ndarray) else array.get()
+
+
+def rows_of(array: np.ndarray) -> np.ndarray:
+    """``array`` as (rows, rest): dim 0 by the rest (a 0-d array is one row)."""
+    return array.reshape(array.shape[0] if array.ndim else 1, -1)
+
+
+def expand(state_dict) -> tuple[dict, list]:
+    """Replace Stateful values by their ``state_dict()`` (a shallow copy of the tree); returns
+    the tree and ``[(path, stateful)]`` to call ``load_state_dict`` on after a load."""
+    stateful = []
+
+    def walk(node, path):
+        if is_stateful(node):
+            stateful.append((path, node))
+            return walk(node.state_dict(), path)
+        if isinstance(node, dict):
+            return {k: walk(v, (*path, k)) for k, v in node.items()}
+        return node
+
+    return walk(state_dict, ()), stateful
+
+
+# ---- saving -------------------------------------------------------------------------------
+class Snapshot:
+    """What this rank contributes to a save: its tensor pieces (host copies when ``copy``) and
+    its plain values, flattened."""
+
+    def __init__(self, state_dict, rank: int, copy: bool):
+        tree, _ = expand(state_dict)
+        self.pieces = []  # (key, global shape, dtype, start, stop, host rows)
+        self.objects, self.per_rank = {}, {}
+        for path, value in flatten(tree):
+            key = key_of(path)
+            if isinstance(value, Tensor):
+                array = host(value.array)
+                shape = tuple(array.shape)
+                start = 0
+            elif isinstance(value, ShardedTensor):
+                array, shape, start = host(value.local.array), value.global_shape, value.row_start
+            elif isinstance(value, PerRank):
+                self.per_rank[key] = to_json(value.value)
+                continue
+            else:
+                self.objects[key] = to_json(value)
+                continue
+            rows = rows_of(array)
+            if copy:
+                rows = rows.copy()
+            self.pieces.append((key, shape, str(array.dtype), start, start + rows.shape[0], rows))
+
+    def plan(self) -> tuple:
+        """The part every rank sends to the others to agree who writes what."""
+        return (
+            [(k, s, d, a, b) for k, s, d, a, b, _ in self.pieces],
+            self.objects,
+            self.per_rank,
+        )
+
+
+def assign_writers(plans: list) -> dict:
+    """``{(key, start, stop): rank}``: each distinct piece is written by one of the ranks that
+    hold it, round-robin (a replicated tensor once, each shard by its owner). Raises if the
+    ranks disagree on a tensor's shape or dtype."""
+    holders, shapes = {}, {}
+    for rank, (pieces, _, _) in enumerate(plans):
+        for key, shape, dtype, start, stop in pieces:
+            seen = shapes.setdefault(key, (tuple(shape), dtype, rank))
+            if seen[:2] != (tuple(shape), dtype):
+                raise ValueError(
+                    f"distgrad.distributed.checkpoint.save: the ranks disagree on tensor "
+                    f"{describe(key)!r}: rank {seen[2]} has shape {seen[0]} {seen[1]}, rank "
+                    f"{rank} has {tuple(shape)} {dtype}"
+                )
+            if stop > start:
+                holders.setdefault((key, start, stop), []).append(rank)
+    return {
+        piece: ranks[i % len(ranks)] for i, (piece, ranks) in enumerate(sorted(holders.items()))
+    }
+
+
+def file_name(rank: int) -> str:
+    """The data file rank ``rank`` writes."""
+    return f"__{rank}_0.distcp"
+
+
+def piece_name(key: str, start: int) -> str:
+    return f"{start}:{key}"
+
+
+def write_rank_file(staging: str, snapshot: Snapshot, writers: dict, rank: int) -> dict:
+    """Write this rank's pieces into ``staging``; returns the manifest entry of its file."""
+    tensors = {
+        piece_name(key, start): rows
+        for key, _, _, start, stop, rows in snapshot.pieces
+        if writers.get((key, start, stop)) == rank
+    }
+    return store.write_file(
+        staging, file_name(rank), lambda obj, f: save_file(obj, f), tensors, "writing"
+    )
+
+
+def metadata(plans: list, writers: dict) -> dict:
+    """The global metadata: every tensor's global shape, dtype and pieces (file, rows), the
+    plain values (rank 0's, or the first rank holding one) and the per-rank values."""
+    tensors, objects, per_rank = {}, {}, {}
+    for rank, (pieces, objs, mine) in enumerate(plans):
+        for key, shape, dtype, start, stop in pieces:
+            entry = tensors.setdefault(key, {"shape": list(shape), "dtype": dtype, "pieces": []})
+            if writers.get((key, start, stop)) == rank:
+                entry["pieces"].append({"file": file_name(rank), "start": start, "stop": stop})
+        for key, value in objs.items():
+            objects.setdefault(key, value)
+        for key, value in mine.items():
+            per_rank.setdefault(key, [None] * len(plans))[rank] = value
+    for key, entry in tensors.items():
+        entry["pieces"].sort(key=lambda p: p["start"])
+        covered = 0
+        for p in entry["pieces"]:
+            covered = max(covered, p["stop"]) if p["start"] <= covered else covered
+        shape = entry["shape"]
+        if covered != (shape[0] if shape else 1):
+            raise ValueError(
+                f"distgrad.distributed.checkpoint.save: the ranks' pieces of tensor "
+                f"{describe(key)!r} cover rows 0:{covered} of {shape[0] if shape else 1}"
+            )
+    return {
+        "format": FORMAT,
+        "version": 1,
+        "world_size": len(plans),
+        "tensors": tensors,
+        "objects": objects,
+        "per_rank": per_rank,
+    }
+
+
+def write_metadata(staging: str, meta: dict) -> dict:
+    return store.write_file(
+        staging, METADATA, lambda obj, f: f.write(json.dumps(obj, sort_keys=True).encode()), meta
+    )
+
+
+# ---- loading ------------------------------------------------------------------------------
+def find(checkpoint_id: str) -> tuple[str, dict]:
+    """The committed checkpoint directory to load from ``checkpoint_id`` (a root with
+    ``LATEST``, or one checkpoint directory) and its checked manifest (rollback checks
+    included)."""
+    candidates = store._candidates(str(checkpoint_id), False)
+    problems = [c for c in candidates if isinstance(c, CheckpointError)]
+    if problems:
+        raise problems[0]
+    path = candidates[0]
+    return path, store._read_manifest(path)
+
+
+def read_verified(path: str, manifest: dict, name: str, needed_for: list) -> bytes:
+    """File ``name`` of checkpoint ``path``, its size and SHA-256 checked against the manifest;
+    errors name the file and the tensors (``needed_for``) this rank wanted from it."""
+    where = os.path.join(path, name)
+    wanted = ", ".join(repr(n) for n in needed_for[:4]) + (" ..." if len(needed_for) > 4 else "")
+    info = manifest["files"].get(name)
+    if info is None:
+        raise CheckpointError(
+            f"cannot load checkpoint {where!r} (needed for {wanted}): the manifest does not "
+            f"list it; the metadata and the manifest do not match"
+        )
+    try:
+        with open(where, "rb") as f:
+            blob = f.read()
+    except FileNotFoundError:
+        raise CheckpointError(
+            f"cannot load checkpoint {where!r}: the file is missing (needed for {wanted})"
+        ) from None
+    if len(blob) != info.get("bytes"):
+        raise CheckpointError(
+            f"cannot load checkpoint {where!r}: it has {len(blob)} bytes but the manifest says "
+            f"{info.get('bytes')}: it is damaged (needed for {wanted})"
+        )
+    if hashlib.sha256(blob).hexdigest() != info.get("sha256"):
+        raise CheckpointError(
+            f"cannot load checkpoint {where!r}: checksum mismatch: the file is corrupted "
+            f"(needed for {wanted})"
+        )
+    return blob
+
+
+def read_metadata(path: str, manifest: dict) -> dict:
+    blob = read_verified(path, manifest, METADATA, ["the metadata"])
+    try:
+        meta = json.loads(blob)
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"format {meta.get('format')!r}")
+        meta["tensors"], meta["objects"], meta["per_rank"]  # noqa: B018 (presence)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise CheckpointError(
+            f"cannot load checkpoint {os.path.join(path, METADATA)!r}: not a distributed "
+            f"checkpoint's metadata ({type(exc).__name__}: {exc})"
+        ) from None
+    return meta
+
+
+def plan_reads(tree: dict, meta: dict, where: str) -> tuple[list, list]:
+    """Match the target tree against the metadata: ``([(path, target, key, start, stop)],
+    [(path, target, key)])`` for tensors and plain values; raises ``CheckpointError`` naming the
+    tensor and the metadata file on a missing key, a shape or a dtype mismatch."""
+    tensors, values = [], []
+    for path, target in flatten(tree):
+        key = key_of(path)
+        if isinstance(target, (Tensor, ShardedTensor)):
+            entry = meta["tensors"].get(key)
+            if isinstance(target, Tensor):
+                shape, dtype, start = tuple(target.shape), str(target.array.dtype), 0
+                rows = shape[0] if shape else 1
+            else:
+                shape, dtype = target.global_shape, str(target.local.array.dtype)
+                start, rows = target.row_start, target.rows
+            if entry is None:
+                raise CheckpointError(
+                    f"cannot load checkpoint {where!r}: it has no tensor {describe(key)!r} "
+                    f"(the state dict asks for it; missing key)"
+                )
+            if tuple(entry["shape"]) != shape or entry["dtype"] != dtype:
+                raise CheckpointError(
+                    f"cannot load checkpoint {where!r}: tensor {describe(key)!r} was saved with "
+                    f"shape {tuple(entry['shape'])} {entry['dtype']}, the state dict has "
+                    f"{shape} {dtype} (metadata mismatch)"
+                )
+            tensors.append((path, target, key, start, start + rows))
+        else:
+            if key not in meta["objects"] and key not in meta["per_rank"]:
+                raise CheckpointError(
+                    f"cannot load checkpoint {where!r}: it has no value {describe(key)!r} "
+                    f"(the state dict asks for it; missing key)"
+                )
+            values.append((path, target, key))
+    return tensors, values
+
+
+def read_pieces(path: str, manifest: dict, meta: dict, tensors: list) -> list:
+    """For each planned tensor read, the rows it needs assembled from the overlapping pieces
+    (only the files holding them are read, each verified once)."""
+    needs = {}  # file -> [tensor names]
+    for _, _, key, start, stop in tensors:
+        for p in meta["tensors"][key]["pieces"]:
+            if p["start"] < stop and p["stop"] > start:
+                needs.setdefault(p["file"], []).append(describe(key))
+    arrays = {}
+    for name, wanted in needs.items():
+        blob = read_verified(path, manifest, name, wanted)
+        f = io.BytesIO(blob)
+        f.name = os.path.join(path, name)
+        arrays[name] = _read_open(f, f.name, False, verify=False)[0]
+    out = []
+    for _, _, key, start, stop in tensors:
+        entry = meta["tensors"][key]
+        shape = tuple(entry["shape"])
+        inner = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+        rows = np.empty((stop - start, inner), dtype=entry["dtype"])
+        covered = np.zeros(stop - start, bool)
+        for p in entry["pieces"]:
+            a, b = max(p["start"], start), min(p["stop"], stop)
+            if a >= b:
+                continue
+            piece = arrays[p["file"]].get(piece_name(key, p["start"]))
+            if piece is None or piece.shape != (p["stop"] - p["start"], inner):
+                raise CheckpointError(
+                    f"cannot load checkpoint {os.path.join(path, p['file'])!r}: it does not hold "
+                    f"rows {p['start']}:{p['stop']} of tensor {describe(key)!r} as the metadata "
+                    f"says (metadata mismatch)"
+                )
+            rows[a - start : b - start] = piece[a - p["start"] : b - p["start"]]
+            covered[a - start : b - start] = True
+        if not covered.all():
+            raise CheckpointError(
+                f"cannot load checkpoint {os.path.join(path, METADATA)!r}: rows "
+                f"{start}:{stop} of tensor {describe(key)!r} are not all in the checkpoint "
+                f"(a missing shard)"
+            )
+        out.append(rows)
+    return out
