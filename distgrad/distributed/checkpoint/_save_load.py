@@ -162,7 +162,16 @@ def load(
         path, manifest = st.find(checkpoint_id)
         meta = st.read_metadata(path, manifest)
         where = os.path.join(path, st.METADATA)
-        tensors, values = st.plan_reads(tree, meta, where)
+        skip = tuple(p for p, _ in stateful)
+        tensors, values = st.plan_reads(tree, meta, where, skip)
+        subtrees = {}
+        for p, _ in stateful:
+            subtrees[p] = st.saved_subtree(meta, p, rank)
+            if subtrees[p] is None:
+                raise CheckpointError(
+                    f"cannot load checkpoint {where!r}: it holds no state for "
+                    f"{'.'.join(map(str, p))!r} (missing key)"
+                )
         arrays = st.read_pieces(path, manifest, meta, tensors)
     except (CheckpointError, OSError) as exc:
         if comm is None:
@@ -204,5 +213,9 @@ def load(
         sub = tree
         for k in p:
             sub = sub[k]
-        obj.load_state_dict(sub)
+        merged = dict(subtrees[p])
+        for k, v in sub.items() if isinstance(sub, dict) else ():
+            if k not in merged:
+                merged[k] = v  # tensors of the Stateful's own dict, filled above
+        obj.load_state_dict(merged)
     logger.info("loaded distributed checkpoint %s on rank %d", path, rank)

@@ -14,7 +14,16 @@ import numpy as np
 from ...autograd import Tensor
 from ...checkpoint import store
 from ...safetensors import CheckpointError, _read_open, save_file
-from ._tree import PerRank, ShardedTensor, describe, flatten, is_stateful, key_of, to_json
+from ._tree import (
+    PerRank,
+    ShardedTensor,
+    describe,
+    flatten,
+    from_json,
+    is_stateful,
+    key_of,
+    to_json,
+)
 
 METADATA = ".metadata"
 FORMAT = "distgrad.distributed.checkpoint"
@@ -27,7 +36,7 @@ def host(array) -> np.ndarray:
 
 def rows_of(array: np.ndarray) -> np.ndarray:
     """``array`` as (rows, rest): dim 0 by the rest (a 0-d array is one row)."""
-    return array.reshape(array.shape[0] if array.ndim else 1, -1)
+    return array.reshape(array.shape[0] if array.ndim else 1, int(np.prod(array.shape[1:])))
 
 
 def expand(state_dict) -> tuple[dict, list]:
@@ -224,7 +233,38 @@ def read_metadata(path: str, manifest: dict) -> dict:
     return meta
 
 
-def plan_reads(tree: dict, meta: dict, where: str) -> tuple[list, list]:
+def saved_subtree(meta: dict, prefix: tuple, rank: int):
+    """The plain values saved under ``prefix`` (a Stateful's ``state_dict()``), rebuilt as
+    nested dicts and lists, every per-rank value as the list of all saved ranks' values."""
+    out: dict = {}
+    found = False
+    for table in ("objects", "per_rank"):
+        for key, value in meta[table].items():
+            path = tuple(json.loads(key))
+            if path[: len(prefix)] != prefix or len(path) == len(prefix):
+                continue
+            found = True
+            if table == "per_rank":
+                value = [from_json(v) for v in value]
+            else:
+                value = from_json(value)
+            node = out
+            for p in path[len(prefix) : -1]:
+                node = node.setdefault(p, {})
+            node[path[-1]] = value
+    return _lists(out) if found else None
+
+
+def _lists(node):
+    if not isinstance(node, dict):
+        return node
+    node = {k: _lists(v) for k, v in node.items()}
+    if node and all(isinstance(k, int) for k in node) and sorted(node) == list(range(len(node))):
+        return [node[i] for i in range(len(node))]
+    return node
+
+
+def plan_reads(tree: dict, meta: dict, where: str, skip: tuple = ()) -> tuple[list, list]:
     """Match the target tree against the metadata: ``([(path, target, key, start, stop)],
     [(path, target, key)])`` for tensors and plain values; raises ``CheckpointError`` naming the
     tensor and the metadata file on a missing key, a shape or a dtype mismatch."""
@@ -251,6 +291,8 @@ def plan_reads(tree: dict, meta: dict, where: str) -> tuple[list, list]:
                     f"{shape} {dtype} (metadata mismatch)"
                 )
             tensors.append((path, target, key, start, start + rows))
+        elif any(path[: len(p)] == p for p in skip):
+            continue  # a Stateful's plain values: taken whole from the metadata
         else:
             if key not in meta["objects"] and key not in meta["per_rank"]:
                 raise CheckpointError(

@@ -61,7 +61,7 @@ def _fqns(model) -> dict:
 
 
 def _rows(array):
-    return array.reshape(array.shape[0] if array.ndim else 1, -1)
+    return array.reshape(array.shape[0] if array.ndim else 1, int(np.prod(array.shape[1:])))
 
 
 def _gather(value: ShardedTensor) -> Tensor:
