@@ -12,6 +12,7 @@ rank 0 committed or gave up (the staging directory is gone)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -86,12 +87,24 @@ def _wait_records(staging: str, world: int) -> list:
         time.sleep(0.005)
 
 
+NICE = int(os.environ.get("DISTGRAD_ASYNC_SAVE_NICE", "19"))
+
+
+def _lower_priority() -> None:
+    """Let the step loop have the CPU first: this thread (and the hashing threads it starts,
+    which inherit it) runs at a higher nice value (Linux: threads are scheduled separately)."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICE)
+
+
 def _worker(future, checkpoint_id, snapshot, plans, writers, staging, name, sequence, rank, keep):
     world = len(plans)
+    if NICE:
+        _lower_priority()
     try:
         try:
-            info = st.write_rank_file(staging, snapshot, writers, rank)
-            entry = {"file": info}
+            files = st.waves(plans[rank], writers, rank)
+            entry = {"files": st.write_rank_files(staging, snapshot, files)}
         except Exception as exc:
             entry = {"error": f"{type(exc).__name__}: {exc}"}
             raise
@@ -109,7 +122,7 @@ def _worker(future, checkpoint_id, snapshot, plans, writers, staging, name, sequ
                 )
             for r in range(world):
                 os.unlink(os.path.join(staging, f".done-{r}"))
-            listed = {st.file_name(r): x["file"] for r, x in enumerate(records)}
+            listed = {name: info for x in records for name, info in x["files"].items()}
             path = commit(checkpoint_id, plans, writers, staging, name, sequence, listed, keep)
             logger.info("async_save committed %s", path)
         else:
@@ -162,6 +175,8 @@ def async_save(
     snapshot, plans, writers, staging, name, sequence = prepare(
         state_dict, checkpoint_id, comm, step, copy=False
     )
+    # the staging copy: only what this rank writes (on a GPU a device copy, brought to the
+    # host one wave at a time by the writer)
     snapshot.pieces = [
         (key, shape, dtype, a, b, rows.copy())
         for key, shape, dtype, a, b, rows in snapshot.pieces

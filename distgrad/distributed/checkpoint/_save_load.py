@@ -99,7 +99,7 @@ def save(
     )
     mine = error = None
     try:
-        mine = st.write_rank_file(staging, snapshot, writers, rank)
+        mine = st.write_rank_files(staging, snapshot, st.waves(plans[rank], writers, rank))
     except Exception as exc:
         if comm is None:
             store.abort(staging)
@@ -119,7 +119,7 @@ def save(
             store.abort(staging)
             failure = "writing failed, nothing was committed:\n  " + "\n  ".join(problems)
         else:
-            listed = {st.file_name(r): info for r, (info, _) in enumerate(reports)}
+            listed = {name: info for files, _ in reports for name, info in files.items()}
             try:
                 path = commit(checkpoint_id, plans, writers, staging, name, sequence, listed, keep)
                 logger.info("saved distributed checkpoint %s (%d ranks)", path, len(plans))

@@ -67,11 +67,11 @@ class Snapshot:
         for path, value in flatten(tree):
             key = key_of(path)
             if isinstance(value, Tensor):
-                array = host(value.array)
+                array = value.array
                 shape = tuple(array.shape)
                 start = 0
             elif isinstance(value, ShardedTensor):
-                array, shape, start = host(value.local.array), value.global_shape, value.row_start
+                array, shape, start = value.local.array, value.global_shape, value.row_start
             elif isinstance(value, PerRank):
                 self.per_rank[key] = to_json(value.value)
                 continue
@@ -113,36 +113,68 @@ def assign_writers(plans: list) -> dict:
     }
 
 
-def file_name(rank: int) -> str:
-    """The data file rank ``rank`` writes."""
-    return f"__{rank}_0.distcp"
+WAVE_BYTES = int(os.environ.get("DISTGRAD_CHECKPOINT_WAVE_BYTES", str(64 << 20)))
+
+
+def file_name(rank: int, wave: int) -> str:
+    """The data file of rank ``rank``'s wave ``wave``."""
+    return f"__{rank}_{wave}.distcp"
+
+
+def waves(plan: tuple, writers: dict, rank: int, limit: int | None = None) -> dict:
+    """``{(key, start, stop): file}``: the pieces rank ``rank`` writes, cut in plan order into
+    waves of at most ``limit`` bytes (a bigger piece is a wave of its own), one file each. Every
+    rank computes every rank's waves alike from the plans."""
+    limit = WAVE_BYTES if limit is None else limit
+    out, wave, size = {}, 0, 0
+    for key, shape, dtype, start, stop in plan[0]:
+        if writers.get((key, start, stop)) != rank:
+            continue
+        inner = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+        nbytes = (stop - start) * inner * np.dtype(dtype).itemsize
+        if size and size + nbytes > limit:
+            wave, size = wave + 1, 0
+        out[(key, start, stop)] = file_name(rank, wave)
+        size += nbytes
+    return out
 
 
 def piece_name(key: str, start: int) -> str:
     return f"{start}:{key}"
 
 
-def write_rank_file(staging: str, snapshot: Snapshot, writers: dict, rank: int) -> dict:
-    """Write this rank's pieces into ``staging``; returns the manifest entry of its file."""
-    tensors = {
-        piece_name(key, start): rows
-        for key, _, _, start, stop, rows in snapshot.pieces
-        if writers.get((key, start, stop)) == rank
-    }
-    return store.write_file(
-        staging, file_name(rank), lambda obj, f: save_file(obj, f), tensors, "writing"
-    )
+def write_rank_files(staging: str, snapshot: Snapshot, files: dict) -> dict:
+    """Write this rank's pieces into ``staging``, one file per wave (``files``: ``waves()``),
+    each wave's pieces brought to the host only when it is written (so a device snapshot needs
+    at most one wave of host memory) and dropped after; returns the files' manifest entries."""
+    by_file: dict = {}
+    for key, _, _, start, stop, rows in snapshot.pieces:
+        name = files.get((key, start, stop))
+        if name is not None:
+            by_file.setdefault(name, []).append((piece_name(key, start), rows))
+    snapshot.pieces = []
+    listed = {}
+    for name in sorted(by_file, key=lambda n: int(n.rsplit("_", 1)[1].split(".")[0])):
+        tensors = {piece: host(rows) for piece, rows in by_file.pop(name)}
+        listed[name] = store.write_file(
+            staging, name, lambda obj, f: save_file(obj, f), tensors, "writing"
+        )
+        del tensors
+    return listed
 
 
-def metadata(plans: list, writers: dict) -> dict:
+def metadata(plans: list, writers: dict, limit: int | None = None) -> dict:
     """The global metadata: every tensor's global shape, dtype and pieces (file, rows), the
     plain values (rank 0's, or the first rank holding one) and the per-rank values."""
     tensors, objects, per_rank = {}, {}, {}
     for rank, (pieces, objs, mine) in enumerate(plans):
+        files = waves(plans[rank], writers, rank, limit)
         for key, shape, dtype, start, stop in pieces:
             entry = tensors.setdefault(key, {"shape": list(shape), "dtype": dtype, "pieces": []})
-            if writers.get((key, start, stop)) == rank:
-                entry["pieces"].append({"file": file_name(rank), "start": start, "stop": stop})
+            if (key, start, stop) in files:
+                entry["pieces"].append(
+                    {"file": files[(key, start, stop)], "start": start, "stop": stop}
+                )
         for key, value in objs.items():
             objects.setdefault(key, value)
         for key, value in mine.items():
