@@ -56,23 +56,42 @@ def seen(out: Path, phase: str, layout: str, world: int) -> list:
     return [sorted(i for rank in per_rank for i in rank[s]) for s in range(len(per_rank[0]))]
 
 
+_SAVED: dict = {}
+
+
+def _save(tmp_path_factory, layout: str, world: int):
+    """One save job per (layout, world), shared by the tests of this module."""
+    if (layout, world) not in _SAVED:
+        out = tmp_path_factory.mktemp(f"dcp-{layout}-{world}")
+        root = out / "root"
+        mpijob.run(WORKER, "save", layout, str(root), str(out), n=world, timeout=240).check()
+        _SAVED[(layout, world)] = root, out
+    return _SAVED[(layout, world)]
+
+
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
-    out = tmp_path_factory.mktemp("dcp")
-    root = out / "root"
-    mpijob.run(WORKER, "save", "zero3", str(root), str(out), n=4, timeout=240).check()
-    return root, out
+    return _save(tmp_path_factory, "zero3", 4)
 
 
-@pytest.mark.parametrize(("world", "layout"), [(1, "ddp"), (2, "zero1"), (3, "zero3")])
-def test_resharded_resume_equals_uninterrupted_run(saved, world, layout):
-    root, out = saved
+@pytest.mark.parametrize(
+    ("saved_as", "world", "layout"),
+    [
+        (("zero3", 4), 1, "ddp"),
+        (("zero3", 4), 2, "zero1"),
+        (("zero3", 4), 3, "zero3"),
+        (("zero1", 3), 4, "zero2"),
+        (("zero1", 3), 2, "ddp"),
+    ],
+)
+def test_resharded_resume_equals_uninterrupted_run(tmp_path_factory, saved_as, world, layout):
+    root, out = _save(tmp_path_factory, *saved_as)
     mpijob.run(WORKER, "load", layout, str(root), str(out), n=world, timeout=240).check()
     want, batches = reference()
     got = np.load(out / f"params-load-{layout}-{world}.npz")
     for name, value in want.items():
-        assert np.max(np.abs(got[name] - value)) <= TOL, (name, layout, world)
-    before, after = seen(out, "save", "zero3", 4), seen(out, "load", layout, world)
+        assert np.max(np.abs(got[name] - value)) <= TOL, (name, saved_as, layout, world)
+    before, after = seen(out, "save", *saved_as), seen(out, "load", layout, world)
     assert before + after == batches  # the same global batches, in order
     epoch0 = [i for b in (before + after)[: N // GLOBAL] for i in b]
     assert sorted(epoch0) == list(range(N))  # every sample of the epoch exactly once
@@ -132,3 +151,12 @@ def test_damaged_missing_and_mismatched_pieces_are_refused(saved, tmp_path):
         ".metadata" in ln and "model.0.weight" in ln and "(7, 6)" in ln for ln in text["mismatch"]
     ), text["mismatch"]
     assert job.stdout.count("UNCHANGED") == 2
+
+
+def test_a_save_failing_on_one_rank_leaves_the_previous_checkpoint(tmp_path):
+    """Bad state, a write error (ENOSPC injected) and the same under async_save, each on rank 1
+    of 2: every rank raises, LATEST and the previous checkpoint stay, no staging is left."""
+    worker = WORKER.parent / "dcp_failures.py"
+    job = mpijob.run(worker, str(tmp_path / "root"), n=2, timeout=240).check()
+    for case in ("bad-state", "write-error", "async-write-error"):
+        assert job.stdout.count(f"OK {case} rank") == 2, job.stdout

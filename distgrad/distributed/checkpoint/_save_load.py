@@ -35,8 +35,28 @@ def prepare(state_dict, checkpoint_id, comm, step, copy: bool):
     Returns ``(snapshot, plans, writers, staging, name, sequence)``; raises on every rank if
     rank 0 could not open the staging directory."""
     rank = 0 if comm is None else comm.rank
-    snapshot = st.Snapshot(state_dict, rank, copy)
-    plans = [snapshot.plan()] if comm is None else comm.allgather_object(snapshot.plan())
+    if comm is None:
+        snapshot = st.Snapshot(state_dict, rank, copy)
+        plans = [snapshot.plan()]
+    else:  # a rank that cannot take its snapshot must not leave the others waiting
+        try:
+            snapshot, problem = st.Snapshot(state_dict, rank, copy), None
+        except Exception as exc:
+            snapshot, problem = None, exc
+        gathered = comm.allgather_object(
+            (None, f"{type(problem).__name__}: {problem}")
+            if problem is not None
+            else (snapshot.plan(), None)
+        )
+        if problem is not None:
+            raise problem
+        failed = [f"rank {r}: {m}" for r, (_, m) in enumerate(gathered) if m is not None]
+        if failed:
+            raise CheckpointError(
+                f"distgrad.distributed.checkpoint: save into {str(checkpoint_id)!r} failed on "
+                f"other ranks, nothing was written:\n  " + "\n  ".join(failed)
+            )
+        plans = [plan for plan, _ in gathered]
     writers = st.assign_writers(plans)
     opened = error = None
     if rank == 0:

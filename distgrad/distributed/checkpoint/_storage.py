@@ -327,6 +327,9 @@ def plan_reads(tree: dict, meta: dict, where: str, skip: tuple = ()) -> tuple[li
             continue  # a Stateful's plain values: taken whole from the metadata
         else:
             if key not in meta["objects"] and key not in meta["per_rank"]:
+                if len(path) >= 3 and path[-3] == "param_groups":
+                    continue  # a hyperparameter the saving optimizer did not have: kept
+
                 raise CheckpointError(
                     f"cannot load checkpoint {where!r}: it has no value {describe(key)!r} "
                     f"(the state dict asks for it; missing key)"

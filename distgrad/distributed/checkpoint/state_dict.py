@@ -150,9 +150,16 @@ def get_optimizer_state_dict(model, optimizers, *, options: StateDictOptions | N
     state, groups = {}, []
     for optim in _optimizers(optimizers):
         _init_state(optim)
+        # ZeRO-1's groups hold what it was given; its local optimizer's hold every
+        # hyperparameter (betas, eps...), as a plain optimizer's do
+        inner = (
+            getattr(optim, "optim", None) if isinstance(optim, ZeroRedundancyOptimizer) else None
+        )
+        extra = dict(inner.defaults) if inner is not None else {}
         for g in optim.param_groups:
             groups.append(
                 {
+                    **extra,
                     **{k: v for k, v in g.items() if k != "params"},
                     "params": [fqn[id(p)] for p in g["params"]],
                 }
