@@ -27,6 +27,8 @@ PAGES = [
     ("distgrad.data.distributed", "distgrad.data.distributed"),
     ("distgrad.distributed", "distgrad.distributed"),
     ("distgrad.checkpoint", "distgrad.checkpoint"),
+    ("distgrad.distributed.checkpoint", "distgrad.distributed.checkpoint"),
+    ("distgrad.distributed.checkpoint.state_dict", "distgrad.distributed.checkpoint.state_dict"),
     ("distgrad.serialization", "distgrad.save / distgrad.load"),
     ("distgrad.safetensors", "distgrad.safetensors"),
     ("distgrad.amp", "distgrad.amp"),
