@@ -25,12 +25,12 @@ class Future(Generic[T]):
     ``value()``, ``then(callback)``, ``add_done_callback(callback)``, ``set_result(result)``,
     ``set_exception(exception)``. ``devices`` is accepted for PyTorch compatibility."""
 
-    def __init__(self, *, devices=None):
+    def __init__(self, *, devices=None) -> None:
         self._done = False
         self._value: Any = None
         self._exception: BaseException | None = None
         self._callbacks: list = []
-        self._source = None  # (ready, block, resolve) of the work this future stands for
+        self._source: Any = None  # (ready, block, resolve) of the work this future stands for
 
     @classmethod
     def _pending(cls, ready, block, resolve) -> Future:

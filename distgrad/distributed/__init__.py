@@ -10,6 +10,8 @@ distgrad's short names are aliases, one way: ``init`` = ``init_process_group`` (
 torch.distributed, torchrun and Horovod names to distgrad's.
 """
 
+from ..futures import Future
+from . import algorithms, hierarchical
 from .api import (
     destroy_process_group,
     get_backend,
@@ -61,8 +63,6 @@ from .data_parallel import (
 )
 from .desync import CollectiveDesyncError
 from .device_mesh import DeviceMesh, init_device_mesh
-from ..futures import Future
-from . import algorithms, hierarchical
 from .grad_bucket import GradBucket
 from .groups import ProcessGroup, group, new_group
 from .process_group import (

@@ -58,7 +58,9 @@ class GradBucket:
         """Write ``buffer`` (same shape and dtype) into the bucket's buffer."""
         mine = self._buffer
         if not isinstance(buffer, Tensor):
-            raise TypeError(f"GradBucket.set_buffer: expected a Tensor, got {type(buffer).__name__}")
+            raise TypeError(
+                f"GradBucket.set_buffer: expected a Tensor, got {type(buffer).__name__}"
+            )
         if tuple(buffer.shape) != tuple(mine.shape) or buffer.dtype != mine.dtype:
             raise ValueError(
                 f"GradBucket.set_buffer: the buffer holds {list(mine.shape)} {mine.dtype}, got "
