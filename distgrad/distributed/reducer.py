@@ -419,6 +419,8 @@ class Reducer:
         self._timeline = (
             OverlapTimeline.start(self.comm, self.buckets[0].probe) if self.buckets else None
         )
+        if self._tally is not None:
+            self._tally.close()
         self._tally = Tally().open()
         self._flags_work = None
         for bucket in self.buckets:

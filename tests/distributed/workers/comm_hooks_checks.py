@@ -4,7 +4,8 @@
 parameter per bucket, so hooks run per bucket during backward) train on the rank's own
 batches; the exact average of the ranks' local gradients comes from a plain copy of the model
 and an all-gather. Checked:
-- ``allreduce_hook`` gives parameters bitwise equal to DDP without a hook (4 steps);
+- ``allreduce_hook`` gives parameters bitwise equal to DDP without a hook (4 steps, two of
+  them accumulating a first micro-batch under ``no_sync``);
 - ``fp16_compress_hook`` / ``bf16_compress_hook``: within world * unit roundoff (2^-11, 2^-8)
   of the exact average, relative to its largest entry, and no inf at gradients of 6e4;
 - ``powerSGD_hook``: after the uncompressed warm-up steps, equal (1e-10) to the exact average
@@ -98,8 +99,12 @@ def identity():
     opts = [distgrad.optim.SGD(m.parameters(), lr=0.1) for m in (plain_ddp, hooked)]
     for step in range(4):
         x, y = batch(step, R, distgrad.float64)
+        x2, y2 = batch(step + 50, R, distgrad.float64)
         for ddp, opt in zip((plain_ddp, hooked), opts):
             opt.zero_grad()
+            if step % 2:  # gradient accumulation: the first micro-batch under no_sync
+                with ddp.no_sync():
+                    loss_of(ddp, x2, y2).backward()
             loss_of(ddp, x, y).backward()
             opt.step()
         check_bytes(hooked, "allreduce", 8)
