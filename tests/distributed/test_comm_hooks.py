@@ -35,6 +35,7 @@ def test_hooks(ranks):
         "OK bf16 no overflow",
         "OK powerSGD exact",
         "OK powerSGD error feedback",
+        "OK batched powerSGD exact",
         "OK errors",
     )
 

@@ -84,6 +84,10 @@ def test_predicted_bytes_per_hook():
     # PowerSGD, rank 2: (10 x 20) -> P 10x2 + Q 20x2; (30 x 4): 30*4=120 <= (34*2)*2 -> plain
     power = predicted_step_bytes(buckets, 4, "powerSGD", matrix_approximation_rank=2)
     assert power["total"] == 2 * 4 * (10 + 20 + 40) + 2 * 4 * 120 + 2 * 4 * 3
+    # batched: bucket 0 (210 elements) as a 15 x 15 matrix, bucket 1 (120) as 11 x 11, rank 2
+    batched = predicted_step_bytes(buckets, 4, "batched_powerSGD", matrix_approximation_rank=2)
+    assert psgd.batched_side(210, 2) == (15, 2) and psgd.batched_side(3, 8) == (2, 2)
+    assert batched["total"] == 2 * 4 * (2 * 15 * 2 + 2 * 11 * 2) + 2 * 4 * 3
     level = hierarchical_bytes(1001, 8, 2)
     assert level == {"intra": 2 * 2 * 501 * 8, "inter": 2 * 501 * 8, "total": 6 * 501 * 8}
     hier = predicted_step_bytes([[(1001,)]], 8, "allreduce", ranks_per_node=2)

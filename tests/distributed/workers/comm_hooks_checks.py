@@ -12,6 +12,8 @@ and an all-gather. Checked:
   on gradients of rank <= r (batch of one per rank, r = world); at r = 1 the error-feedback
   residual of each bucket equals its input minus its result, and the next input equals the
   local gradient plus that residual;
+- ``batched_powerSGD_hook``: exact at full rank (r >= the bucket matrix's side), compressing at
+  r = 1;
 - ``StepStats.sent_bytes`` equals ``predicted_step_bytes`` for every hook and step, and
   ``compression_error`` is 0 for allreduce, > 0 for the compressing hooks;
 - registering twice, after the first backward, or a hook returning no Future: PyTorch's errors.
@@ -239,6 +241,35 @@ def powersgd_residual():
     print(f"OK powerSGD error feedback, compression error {errors[-1]:.3g}")
 
 
+def batched_powersgd():
+    """Full rank (r >= the bucket matrix's side): exact; rank 1: compresses (error > 0)."""
+    for rank in (8, 1):
+        model = make_model(distgrad.float64, hidden=7)
+        plain = make_model(distgrad.float64, hidden=7)
+        ddp = DDP(model, bucket_cap_mb=TINY, first_bucket_mb=TINY)
+        state = psgd.PowerSGDState(None, matrix_approximation_rank=rank, start_powerSGD_iter=2)
+        ddp.register_comm_hook(state, psgd.batched_powerSGD_hook)
+        worst = 0.0
+        for step in range(4):
+            x, y = batch(step, R, distgrad.float64)
+            copy_params(model, plain)
+            exact = exact_average(plain, x, y)
+            ddp.zero_grad()
+            loss_of(ddp, x, y).backward()
+            for n, p in model.named_parameters():
+                worst = max(worst, np.abs(p.grad.array - exact[n]).max() / np.abs(exact[n]).max())
+            kwargs = dict(matrix_approximation_rank=rank, compressing=step >= 2)
+            check_bytes(ddp, "batched_powerSGD", 8, **kwargs)
+            for p in model.parameters():
+                p.array[...] -= 0.05 * p.grad.array
+        error = ddp.last_step_stats.compression_error
+        if rank == 8:
+            assert worst < 1e-10, worst
+        else:
+            assert error > 0 and worst > 1e-6, (error, worst)
+    print(f"OK batched powerSGD exact at full rank, compression error {error:.3g} at rank 1")
+
+
 def api_errors():
     ddp = DDP(make_model(distgrad.float64), bucket_cap_mb=TINY, first_bucket_mb=TINY)
     ddp.register_comm_hook(None, hooks.allreduce_hook)
@@ -350,6 +381,7 @@ if which == "hooks":
     no_overflow(hooks.bf16_compress_hook, 2.0**-8, "bf16")
     powersgd_exact()
     powersgd_residual()
+    batched_powersgd()
     api_errors()
 elif which == "hier":
     hier()

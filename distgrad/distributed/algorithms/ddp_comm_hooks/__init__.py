@@ -3,7 +3,7 @@
 - ``default_hooks``: ``allreduce_hook`` (what DDP does without a hook), ``fp16_compress_hook``,
   ``bf16_compress_hook`` (half the bytes; divide by the world size before the cast, so large
   gradients on many ranks do not overflow);
-- ``powerSGD_hook``: ``PowerSGDState``, ``powerSGD_hook`` (rank-r low-rank compression with
+- ``powerSGD_hook``: ``PowerSGDState``, ``powerSGD_hook``, ``batched_powerSGD_hook`` (rank-r low-rank compression with
   error feedback and warm start, Vogels et al. 2019);
 - ``cost``: ``predicted_step_bytes``, the bytes one step sends with each hook (the formula the
   tests check the measured bytes against, and the cost model uses).

@@ -11,12 +11,12 @@ inside the node ("intra") and an allreduce of ceil(n/L) across nodes ("inter").
 from __future__ import annotations
 
 from ...hierarchical import hierarchical_bytes
-from .powerSGD_hook import should_compress
+from .powerSGD_hook import batched_side, should_compress
 
 __all__ = ["predicted_step_bytes", "HOOKS"]
 
 #: The names ``predicted_step_bytes`` knows (None: no hook).
-HOOKS = (None, "allreduce", "fp16", "bf16", "powerSGD")
+HOOKS = (None, "allreduce", "fp16", "bf16", "powerSGD", "batched_powerSGD")
 
 
 def _numel(shape) -> int:
@@ -52,8 +52,8 @@ def predicted_step_bytes(
 
     ``buckets``: the parameter shapes of each bucket, in launch order (``[[tuple(p.shape) for
     p in b.params] for b in ddp.buckets]``); ``itemsize``: the gradients' bytes per element;
-    ``hook``: None (no hook), ``"allreduce"``, ``"fp16"``, ``"bf16"`` or ``"powerSGD"``
-    (``compressing``: past ``start_powerSGD_iter``; the built-in hooks reducing over the
+    ``hook``: None (no hook), ``"allreduce"``, ``"fp16"``, ``"bf16"``, ``"powerSGD"`` or
+    ``"batched_powerSGD"`` (``compressing``: past ``start_powerSGD_iter``; the built-in hooks reducing over the
     DDP's own group); ``ranks_per_node``: set when the hierarchical allreduce is used.
     Returns ``{"total", "flat", "intra", "inter"}`` (flat: bytes of flat allreduces)."""
     if hook not in HOOKS:
@@ -64,8 +64,12 @@ def predicted_step_bytes(
         numel = sum(_numel(s) for s in shapes)
         if hook is None:  # gradients and one 'used' flag per parameter, in the bucket dtype
             _allreduce(numel + len(shapes), itemsize, ranks_per_node, out)
-        elif hook == "allreduce" or (hook == "powerSGD" and not compressing):
+        elif hook == "allreduce" or (hook.endswith("powerSGD") and not compressing):
             _allreduce(numel, itemsize, ranks_per_node, out)
+        elif hook == "batched_powerSGD":
+            side, r = batched_side(numel, matrix_approximation_rank)
+            for _ in range(2):  # P and Q: side x r each
+                _allreduce(side * r, itemsize, ranks_per_node, out)
         elif hook in ("fp16", "bf16"):
             _allreduce(numel, 2, ranks_per_node, out)
         else:

@@ -1,5 +1,6 @@
-"""PowerSGD (Vogels, Karimireddy, Jaggi 2019): ``PowerSGDState`` and ``powerSGD_hook``
-(``torch.distributed.algorithms.ddp_comm_hooks.powerSGD_hook``, same arguments and steps).
+"""PowerSGD (Vogels, Karimireddy, Jaggi 2019): ``PowerSGDState``, ``powerSGD_hook`` and
+``batched_powerSGD_hook`` (``torch.distributed.algorithms.ddp_comm_hooks.powerSGD_hook``, same
+arguments and steps).
 
 For each gradient M (n x m, a parameter viewed as ``(shape[0], -1)``) with
 r = min(n, m, matrix_approximation_rank): P = M Q; allreduce P; orthogonalize P; Q = M^T P;
@@ -21,6 +22,7 @@ allreduce starts when the reducer waits for the bucket at the end of backward, i
 from __future__ import annotations
 
 import logging
+import math
 
 import numpy as np
 
@@ -30,7 +32,13 @@ from ....futures import Future
 from ...grad_bucket import GradBucket
 from .default_hooks import allreduce_sum, group_size
 
-__all__ = ["PowerSGDState", "powerSGD_hook", "should_compress"]
+__all__ = [
+    "PowerSGDState",
+    "powerSGD_hook",
+    "batched_powerSGD_hook",
+    "should_compress",
+    "batched_side",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -245,3 +253,71 @@ def powerSGD_hook(state: PowerSGDState, bucket: GradBucket) -> Future:
         return buffer
 
     return p_future.then(compute_qs).then(decompress)
+
+
+def batched_side(numel: int, rank: int) -> tuple:
+    """``(side, r)``: a bucket of ``numel`` elements is compressed as one side x side matrix
+    (zero-padded) at rank r = min(rank, side) (``batched_powerSGD_hook``)."""
+    side = max(1, math.ceil(math.sqrt(numel)))
+    return side, min(rank, side)
+
+
+def batched_powerSGD_hook(state: PowerSGDState, bucket: GradBucket) -> Future:
+    """PowerSGD on the whole bucket at once, viewed as one square matrix of side
+    ceil(sqrt(numel)) (zero-padded): 4 side r elements sent instead of 2 numel, with the same
+    warm-up, error feedback and warm start as ``powerSGD_hook``, but coarser (the bucket's
+    tensors are not compressed one by one, and ``min_compression_rate`` is not applied)."""
+    group = state.process_group
+    world = group_size(group, bucket)
+    buffer = bucket.buffer()
+    flat = buffer.array
+    xp = array_module_for(flat)
+    if state.iter < state.start_powerSGD_iter:
+        state.maybe_increase_iter(bucket)
+        xp.multiply(flat, 1.0 / world, out=flat)
+        bucket._report_error(0.0, 0.0)
+        return allreduce_sum(group, buffer, bucket).then(lambda fut: fut.value()[0])
+
+    index, numel = bucket.index(), flat.size
+    side, r = batched_side(numel, state.matrix_approximation_rank)
+    state.total_numel_before_compression += numel
+    state.total_numel_after_compression += 2 * side * r
+    padded = xp.zeros(side * side, flat.dtype)
+    padded[:numel] = flat
+    if state.use_error_feedback:
+        if index in state.error_dict:
+            padded += state.error_dict[index]
+        input_copy = padded.copy()
+    matrix = padded.reshape(side, side)
+    if not state.warm_start or index not in state.p_memory_dict:
+        generator = np.random.default_rng(state.rng.randint(1_000_000_000))
+        state.p_memory_dict[index] = xp.empty((side, r), flat.dtype)
+        state.q_memory_dict[index] = xp.asarray(generator.standard_normal((side, r)))
+        state.q_memory_dict[index] = state.q_memory_dict[index].astype(flat.dtype)
+    p, q = state.p_memory_dict[index], state.q_memory_dict[index]
+    _orthogonalize(q, state.orthogonalization_epsilon)
+    xp.matmul(matrix, q, out=p)
+    p_future = allreduce_sum(group, Tensor(p), bucket)
+
+    def compute_q(fut: Future):
+        fut.value()
+        _orthogonalize(p, state.orthogonalization_epsilon)
+        xp.matmul(matrix.T, p, out=q)
+        m2, q2 = float(xp.vdot(matrix, matrix)), float(xp.vdot(q, q))
+        bucket._report_error(max(m2 - q2, 0.0), m2)
+        allreduce_sum(group, Tensor(q), bucket).wait()
+
+    def decompress(fut: Future) -> Tensor:
+        fut.value()
+        xp.multiply(q, 1.0 / world, out=q)
+        xp.matmul(p, q.T, out=matrix)
+        if state.use_error_feedback:
+            state.error_dict[index] = input_copy - padded
+        flat[...] = padded[:numel]
+        if not state.warm_start:
+            state.p_memory_dict.pop(index, None)
+            state.q_memory_dict.pop(index, None)
+        state.maybe_increase_iter(bucket)
+        return buffer
+
+    return p_future.then(compute_q).then(decompress)
