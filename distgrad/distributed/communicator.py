@@ -23,6 +23,7 @@ from abc import ABC, abstractmethod
 import numpy as np
 
 from ..backend import is_floating
+from . import traffic as _traffic
 
 __all__ = [
     "ReduceOp",
@@ -239,6 +240,17 @@ class Work:
         """The tensors this collective wrote (tensor-level collectives)."""
         return self._result
 
+    def get_future(self):
+        """A ``distgrad.futures.Future`` completed with this collective: its value is the
+        list of tensors it wrote (tensor-level collectives, as PyTorch's), else ``[array]``.
+        As everything here, it completes when tested (``done()``) or waited for."""
+        from ..futures import Future
+
+        def value():
+            return self._result if self._result is not None else [self._data]
+
+        return Future._pending(self.is_completed, self.wait, value)
+
     def __repr__(self):
         state = "completed" if self._done else "in flight"
         return f"<Work {self.info.describe()}, {state}>"
@@ -333,6 +345,8 @@ class Communicator(ABC):
         entries skipped) to run, in order, once it has completed."""
         if self.desync is not None:
             test = self.desync.guard(self, test, op, array, root, reduce_op)
+        if _traffic.TALLIES:
+            _traffic.record(self, op, array)
         if async_op:
             return Work(self, test, op, array, root, reduce_op)._then(*then)
         self.seq += 1
