@@ -31,6 +31,7 @@ from ...autograd import Function, Tensor, enable_grad, is_grad_enabled
 from ...autograd import backward as _backward
 from ...backend import random as _random
 from ...nn.parameter import Parameter
+from .. import timeline
 from ..reducer import Reducer, ShardBucket, ShardLayout
 from ..sharded_tensor import ShardedTensor
 
@@ -406,6 +407,8 @@ class Unit:
 
     def log(self, kind: str, phase: str) -> None:
         """Append ``(kind, unit, phase)`` to the root's event log when one is recording."""
+        if timeline.ENABLED:
+            timeline.unit_event(kind, self.name, phase)
         if self.root is not None and self.root.events is not None:
             self.root.events.append((kind, self.name, phase))
 
