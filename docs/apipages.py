@@ -29,6 +29,8 @@ PAGES = [
     ("distgrad.distributed.timeline", "distgrad.distributed.timeline"),
     ("distgrad.distributed.cost_model", "distgrad.distributed.cost_model"),
     ("distgrad.checkpoint", "distgrad.checkpoint"),
+    ("distgrad.distributed.checkpoint", "distgrad.distributed.checkpoint"),
+    ("distgrad.distributed.checkpoint.state_dict", "distgrad.distributed.checkpoint.state_dict"),
     ("distgrad.serialization", "distgrad.save / distgrad.load"),
     ("distgrad.safetensors", "distgrad.safetensors"),
     ("distgrad.amp", "distgrad.amp"),
