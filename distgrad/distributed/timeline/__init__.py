@@ -43,6 +43,7 @@ __all__ = [
     "ENABLED",
     "start",
     "stop",
+    "stop_quietly",
     "recording",
     "is_recording",
     "span",
@@ -419,9 +420,10 @@ def unit_event(kind: str, unit: str, phase: str) -> None:
 
 
 # ---- the overlap chart ------------------------------------------------------------------------
-def draw_overlap(merged, png, max_seconds: float | None = None) -> Path | None:
+def draw_overlap(merged, png, steps: int | None = 3) -> Path | None:
     """Draw the merged trace ``merged`` as a small PNG: per rank one row of compute spans
-    (forward, backward, wait, optimizer step) and one of communication spans. Needs
+    (forward, backward, wait, optimizer step) and one of communication spans, over the last
+    ``steps`` backwards (None: everything), from the forward before the first of them. Needs
     matplotlib; without it logs why and returns None."""
     try:
         import matplotlib
@@ -434,6 +436,11 @@ def draw_overlap(merged, png, max_seconds: float | None = None) -> Path | None:
     events = json.loads(Path(merged).read_text())["traceEvents"]
     spans = [e for e in events if e.get("ph") == "X"]
     ranks = sorted({e["pid"] for e in spans})
+    if not ranks:
+        logger.info("timeline: %s holds no spans, so %s is not drawn", merged, png)
+        return None
+    begin = _window_start(spans, steps)
+    spans = [e for e in spans if e["ts"] + e["dur"] >= begin]
     colours = {"forward": "tab:blue", "backward": "tab:green", "wait": "tab:red"}
     fig, ax = plt.subplots(figsize=(10, 0.9 + 0.8 * len(ranks)), dpi=100)
     labels, ticks = [], []
@@ -446,8 +453,6 @@ def draw_overlap(merged, png, max_seconds: float | None = None) -> Path | None:
         labels.append(f"rank {rank} {stream}")
         for e in mine:
             start_ms, width_ms = e["ts"] / 1e3, e["dur"] / 1e3
-            if max_seconds is not None and start_ms > max_seconds * 1e3:
-                continue
             colour = colours.get(e["name"], "tab:orange" if stream != "compute" else "tab:purple")
             ax.broken_barh([(start_ms, max(width_ms, 1e-3))], (y - 0.4, 0.8), color=colour)
     ax.set_yticks(ticks, labels)
@@ -462,13 +467,41 @@ def draw_overlap(merged, png, max_seconds: float | None = None) -> Path | None:
     return Path(png)
 
 
+def _window_start(spans: list, steps: int | None) -> float:
+    """Where the chart of the last ``steps`` backwards starts (the earliest time if fewer)."""
+    first_rank = min(e["pid"] for e in spans)
+    backward = sorted(e["ts"] for e in spans if e["name"] == "backward" and e["pid"] == first_rank)
+    if steps is None or len(backward) <= steps:
+        return min(e["ts"] for e in spans)
+    first = backward[-steps]
+    before = [e["ts"] for e in spans if e["name"] == "forward" and e["ts"] <= first]
+    before = [t for t in before if t >= backward[-steps - 1]]  # this step's forward(s) only
+    return max(before) if before else first
+
+
 # ---- DISTGRAD_TIMELINE ----------------------------------------------------------------------
 def _at_exit() -> None:
+    from .. import process_group
+
+    if ENABLED and _rec is not None and not _rec.events and not process_group.is_initialized():
+        # a process that imported distgrad but took no part (distgrad-run's supervisor, a
+        # script that starts mpiexec): writing would replace rank 0's file with an empty one
+        stop_quietly()
+        return
     if ENABLED:
         try:
             stop()
         except Exception:  # the process is ending: report, do not mask its exit status
             logger.exception("timeline: could not write the timeline")
+
+
+def stop_quietly() -> None:
+    """Stop recording without writing anything."""
+    global ENABLED, _rec
+    if _rec is not None:
+        for handle in _rec.handles:
+            handle.remove()
+    ENABLED, _rec = False, None
 
 
 def _start_from_environment() -> None:
