@@ -25,6 +25,7 @@ from ..amp.nonfinite import any_nonfinite
 from ..autograd import is_grad_enabled
 from ..backend import array_module_for
 from ..nn.module import Module
+from . import timeline
 from .grad_bucket import GradBucket
 from .hierarchical import HierarchicalAllreduce, hierarchical_wanted, node_layout
 from .process_group import communicator_for, init, local_world_size
@@ -258,6 +259,9 @@ class DistributedDataParallel(Module):
             buffers = list(self.module.buffers())
             if buffers:
                 self._sync_state(buffers)
+        if timeline.ENABLED:
+            with timeline.span("forward"):
+                return timeline.forward_output(self.module(*args, **kwargs))
         return self.module(*args, **kwargs)
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):

@@ -42,6 +42,7 @@ import numpy as np
 from ..autograd import Tensor, graph
 from ..autograd.engine import set_grad_writer
 from ..futures import Future
+from . import timeline
 from .communicator import ReduceOp
 from .contract import check_agreement
 from .grad_bucket import GradBucket, HookWork
@@ -415,6 +416,8 @@ class Reducer:
         backward will not reach ready at once."""
         self.active = True
         self._t_start = time.perf_counter()
+        if timeline.ENABLED:
+            timeline.backward_started(self._t_start)
         self._next = 0
         self._timeline = (
             OverlapTimeline.start(self.comm, self.buckets[0].probe) if self.buckets else None
@@ -443,6 +446,8 @@ class Reducer:
         bucket.ready[slot] = True
         bucket.pending -= 1
         if bucket.pending == 0:
+            if timeline.ENABLED:
+                timeline.bucket_ready(bucket)
             self._launch_ready()
 
     def complete(self, bucket) -> None:
@@ -555,6 +560,8 @@ class Reducer:
         tally, self._tally = self._tally, None
         if tally is not None:
             tally.close()
+        if timeline.ENABLED:
+            timeline.reducer_step(self, end)
         launched = [b for b in self.buckets if b.launched_at is not None]
         if not launched:
             return
