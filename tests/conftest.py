@@ -19,7 +19,7 @@ if ROOT not in sys.path:
 # tests/test_tempfiles.py checks that a leak fails a run.
 
 
-THIRD_PARTY_TMP = ("pytest-of-", "torchinductor_")
+THIRD_PARTY_TMP = ("pytest-of-", "torchinductor_", ".ses")
 
 
 def pytest_configure(config):
@@ -40,8 +40,9 @@ def pytest_sessionfinish(session, exitstatus):
     if base is None:
         return
     _remove_multiprocessing_tempdir()
-    # pytest's own tmp_path root and torch's compile cache (torch, the test oracle, makes
-    # torchinductor_<user> in TMPDIR when its parity tests run) are not distgrad's leftovers.
+    # pytest's own tmp_path root, torch's compile cache (torch, the test oracle, makes
+    # torchinductor_<user> in TMPDIR when its parity tests run) and onnxruntime's telemetry
+    # session file (.ses, written at its import now and then) are not distgrad's leftovers.
     left = sorted(name for name in os.listdir(base) if not name.startswith(THIRD_PARTY_TMP))
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if left:

@@ -12,6 +12,8 @@ from distgrad.distributed import timeline
 from tests import mpijob
 from tests.distributed.mpi_helpers import check, run_mpi
 
+pytestmark = pytest.mark.multiprocess
+
 
 def _events(path):
     return json.loads(path.read_text())["traceEvents"]
@@ -80,7 +82,6 @@ def test_zero3_timeline(tmp_path):
         assert len([e for e in spans if e["name"] == "SGD.step"]) == 3
 
 
-@pytest.mark.multiprocess
 def test_a_process_that_takes_no_part_writes_nothing(tmp_path):
     """distgrad-run's supervisor (or a script that starts mpiexec) imports distgrad under
     DISTGRAD_TIMELINE too; it must not replace rank 0's file with an empty one."""
