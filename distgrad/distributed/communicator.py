@@ -132,15 +132,6 @@ def _wait(comm, test, started: float, timeout, info) -> None:
             os.sched_yield()
 
 
-class _Described:
-    """Size and dtype of a completed collective's array (the array itself is released)."""
-
-    __slots__ = ("size", "dtype")
-
-    def __init__(self, size: int, dtype):
-        self.size, self.dtype = size, dtype
-
-
 class Work:
     """Handle of a collective in flight (``async_op=True``). ``wait()`` blocks until it is done
     (polling, so the deadline can be enforced); ``is_completed()`` tests without blocking.
@@ -211,12 +202,13 @@ class Work:
     def _complete(self) -> None:
         self._done = True
         self._comm.in_flight.pop(self.seq, None)
-        self._comm.last_done = self
-        # the communicator keeps its last Work (for the watchdog): let go of the arrays (the
-        # data, and the buffers the progress function holds), keeping what ``info`` reports
-        if self._data is not None:
-            self._data = _Described(int(self._data.size), self._data.dtype)
-        self._test = _finished
+        # what the watchdog reports as the last completed collective, without keeping this
+        # Work (and so its arrays) alive after its owner has let go of it
+        comm, op, seq, root, reduce_op = self._comm, self._op, self.seq, self._root, self._reduce_op
+        sizes = () if self._data is None else (int(self._data.size), self._data.dtype)
+        comm.last_done = lambda: CollectiveInfo(
+            op, seq, comm.rank, comm.world_size, *sizes, root=root, reduce_op=reduce_op
+        )
         if self._callbacks:
             callbacks, self._callbacks = self._callbacks, []
             for callback in callbacks:

@@ -69,10 +69,12 @@ def test_divergent_control_flow_raises_on_every_rank():
 
 
 @pytest.mark.parametrize("stage", [1, 2, 3])
-def test_sharded_state_dicts_round_trip_and_reshard_from_whole(stage):
+def test_sharded_state_dicts_round_trip_and_reshard_from_whole(stage, tmp_path):
     """ShardedTensor values (model and optimizer state) equal the single process's; loading
-    whole tensors / covering pieces continues training exactly; a non-covering piece is refused."""
-    proc = check(run_mpi(3, "fsdp_state.py", stage, timeout=120))
+    whole tensors / covering pieces continues training exactly; a non-covering piece is refused;
+    a fully_shard model's state_dict() saved with distgrad.distributed.checkpoint loads back."""
+    extra = () if stage == 1 else (tmp_path / "dcp",)
+    proc = check(run_mpi(3, "fsdp_state.py", stage, *extra, timeout=120))
     assert proc.stdout.count("OK") == 3, proc.stdout
 
 

@@ -8,6 +8,7 @@ import json
 import numpy as np
 
 from ...autograd import Tensor
+from ..sharded_tensor import ShardedTensor as RowShard
 
 __all__ = ["ShardedTensor", "PerRank", "flatten", "key_of", "to_json", "from_json", "assign"]
 
@@ -65,7 +66,13 @@ def is_stateful(value) -> bool:
 
 
 def flatten(tree, path: tuple = ()) -> list:
-    """``[(path, leaf)]`` of nested dicts and lists (paths are tuples of keys/indices)."""
+    """``[(path, leaf)]`` of nested dicts and lists (paths are tuples of keys/indices). A
+    ``sharded_tensor.ShardedTensor`` (what ``fully_shard`` models' ``state_dict()`` and
+    ``ZeroRedundancyOptimizer.sharded_state_dict()`` hold) becomes a ``ShardedTensor`` of the
+    same rows and storage, so ``save``/``load`` treat it as this rank's piece, not a whole
+    tensor."""
+    if isinstance(tree, RowShard):
+        return [(path, ShardedTensor(tree.to_local(), tree.full_shape, tree.rows[0]))]
     if isinstance(tree, dict):
         return [item for k, v in tree.items() for item in flatten(v, (*path, k))]
     if isinstance(tree, list) and any(

@@ -6,7 +6,10 @@ After 3 Adam steps against one process training on every rank's batch: the shard
 and of the optimizer state equal the single process's to 1e-12, and the ranks' rows tile dim 0
 once; a fresh sharded model/optimizer loads its state from whole tensors / covering pieces (what
 a resharding checkpoint hands it) and then trains 2 more steps equal to the single process; a
-piece that does not cover the rank's rows is refused with nothing changed. Prints ``OK``.
+piece that does not cover the rank's rows is refused with nothing changed. With a directory as
+second argument (fully_shard), the model's ``state_dict()`` also goes through
+``distgrad.distributed.checkpoint`` save/load (into whole tensors and back into shards).
+Prints ``OK``.
 """
 
 import pickle
@@ -164,6 +167,20 @@ else:
             piece = dict(model.named_parameters())[name].local_view(state[key])
             assert piece.rows == value.rows
             close(piece.full_tensor().numpy(), ref_state[name][key].numpy(), f"{name} {key}")
+    if len(sys.argv) > 2:  # DCP: save the sharded state dict as torch users do with FSDP2
+        import distgrad.distributed.checkpoint as dcp
+
+        dcp.save({"model": sd}, checkpoint_id=sys.argv[2])
+        whole = {"model": {n: distgrad.tensor(np.zeros(ref_params[n].shape)) for n in names}}
+        dcp.load(whole, checkpoint_id=sys.argv[2])  # every rank reads whole tensors
+        for name in names:
+            close(whole["model"][name].numpy(), ref_params[name].detach().numpy(), f"DCP {name}")
+        fresh = make(3)
+        sharded(fresh)
+        dcp.load({"model": fresh.state_dict()}, checkpoint_id=sys.argv[2])  # in place, by rows
+        got = full_params(fresh)
+        for name in names:
+            close(got[name], ref_params[name].detach().numpy(), f"DCP into shards {name}")
     # the same layout's state dict into a model with other weights
     other, _ = make(99), None
     other_module, other_opt = sharded(other)
