@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import distgrad
 import distgrad.distributed.checkpoint as dcp
@@ -27,6 +28,7 @@ def test_async_save_snapshot_is_taken_at_the_call(tmp_path):
     assert target["n"] == 1
 
 
+@pytest.mark.multiprocess
 def test_sigkill_during_async_save_leaves_previous_checkpoint(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(WORKER), str(tmp_path), "20", "15"],
