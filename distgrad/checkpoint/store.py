@@ -24,7 +24,15 @@ are removed by the next save. One process at a time may save into a root.
 damaged manifest is detected like a damaged file. ``sequence`` counts commits in the root and
 orders checkpoints (a resumed run may save a lower step after a higher one). Pruning removes
 first the checkpoints that a quick look (manifest, file sizes) shows damaged, then the oldest;
-the files' hashes are checked only when loading."""
+the files' hashes are checked only when loading.
+
+Rollback protection: after ``LATEST`` names a checkpoint, a ``COMMITTED`` marker is written into
+it (best effort; the next save re-marks ``LATEST``'s target). Loading refuses when ``LATEST``'s
+sequence differs from its target's manifest (the pointer was edited), when a checkpoint with a
+marker is newer than ``LATEST``'s (the pointer was rolled back), or when a ``ckpt-<step>``
+directory's manifest names another checkpoint or step (directories swapped); with ``fallback``
+the newest committed valid checkpoint is loaded instead, with the problem reported. A complete
+but unmarked newer checkpoint (a crash between rename and pointer) is not a rollback."""
 
 from __future__ import annotations
 
