@@ -26,6 +26,8 @@ PAGES = [
     ("distgrad.data.datasets", "distgrad.data.datasets"),
     ("distgrad.data.distributed", "distgrad.data.distributed"),
     ("distgrad.distributed", "distgrad.distributed"),
+    ("distgrad.distributed.timeline", "distgrad.distributed.timeline"),
+    ("distgrad.distributed.cost_model", "distgrad.distributed.cost_model"),
     ("distgrad.checkpoint", "distgrad.checkpoint"),
     ("distgrad.distributed.checkpoint", "distgrad.distributed.checkpoint"),
     ("distgrad.distributed.checkpoint.state_dict", "distgrad.distributed.checkpoint.state_dict"),

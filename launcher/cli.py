@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 import textwrap
 
 from . import LaunchError
 from .check import run_check
+from .elastic import run_with_restarts
 from .env import ALLOW_NAMES, ALLOW_PREFIXES
-from .mpi_flavor import FLAVOR_NAMES, MPI_FLAVORS
+from .mpi_flavor import MPI_FLAVORS
 from .plan import describe, plan_here
-from .supervise import run_supervised
 
 USAGE = """\
 distgrad-run -np N [-H host1:slots,host2:slots | --hostfile FILE] [--launcher auto|mpiexec|srun]
                     [--nproc-per-node N] [--nnodes M] [--gpus-per-node K]
                     [--threads-per-rank T] [--timeout SECONDS] [--dry-run] [--check]
+                    [--max-restarts K [--min-np M]]
                     [--tag-output] [-x VAR[=VALUE]]... [-v] [--version] [ADVANCED OPTIONS]
                     [--] COMMAND [ARGS...]
 (also: python -m distgrad.launcher ...)"""
@@ -166,6 +166,25 @@ def build_parser(prog: str = "distgrad-run") -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="stop the whole job after this long (exit status 124)",
     )
+    add(
+        "--max-restarts",
+        "--max_restarts",
+        dest="max_restarts",
+        type=_count(0),
+        default=0,
+        metavar="K",
+        help="torchrun's option: when a rank fails, end the job and start it again, at most K "
+        "times (the program resumes from its last checkpoint); ranks get "
+        "TORCHELASTIC_RESTART_COUNT and TORCHELASTIC_MAX_RESTARTS (default: 0)",
+    )
+    add(
+        "--min-np",
+        dest="min_np",
+        type=_count(1),
+        metavar="M",
+        help="with --max-restarts: relaunch on the slots left when the hosts lost some "
+        "(the --hostfile is read again before each restart), as long as at least M remain",
+    )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument(
         "--dry-run",
@@ -246,6 +265,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.command = args.command[1:]
     if not args.command and not args.check:
         parser.error("no COMMAND given (e.g. distgrad-run -np 2 python train.py)")
+    if args.min_np is not None and args.np is not None and args.min_np > args.np:
+        parser.error(f"--min-np {args.min_np} is more than -np {args.np}")
     return args
 
 
@@ -255,14 +276,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.check:
             return run_check(args)
-        plan = plan_here(args)
         if args.dry_run:
-            print(describe(plan))
+            print(describe(plan_here(args)))
             return 0
-        if args.verbose:
-            print(f"distgrad-run: {FLAVOR_NAMES[plan.flavor]}", file=sys.stderr)
-            print(f"distgrad-run: {shlex.join(plan.command)}", file=sys.stderr, flush=True)
-        return run_supervised(plan.command, plan.env, args.timeout, args.grace)
+        return run_with_restarts(args)
     except LaunchError as error:
         print(f"distgrad-run: error: {error}", file=sys.stderr)
         return 2

@@ -26,6 +26,7 @@ ALLOW_PREFIXES = (
     "UCX_",
     "FI_",
     "MPIR_CVAR_",
+    "TORCHELASTIC_",
 )
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

@@ -28,7 +28,7 @@ from .rank_main import (
     usable_cpus,
 )
 
-__all__ = ["Here", "Plan", "describe", "here", "make_plan", "plan_here"]
+__all__ = ["Here", "Plan", "describe", "here", "hosts_of", "make_plan", "plan_here"]
 
 
 @dataclass(frozen=True)
@@ -81,8 +81,8 @@ TORCHRUN_VARS = (
 )
 
 
-def _hosts(args: argparse.Namespace) -> list[Host]:
-    """The host list, with torchrun's ``--nnodes`` (the first N hosts) and
+def hosts_of(args: argparse.Namespace) -> list[Host]:
+    """The host list (a hostfile is read each time), with torchrun's ``--nnodes`` (the first N hosts) and
     ``--nproc-per-node`` (that many slots on each) applied."""
     if args.hosts:
         hosts = parse_host_list(args.hosts)
@@ -187,7 +187,7 @@ def _previews(
 
 def make_plan(args: argparse.Namespace, environ: Mapping[str, str], machine: Here) -> Plan:
     """Check the options and build the plan; raises LaunchError on bad input."""
-    hosts = _hosts(args)
+    hosts = hosts_of(args)
     flavor, program = _launcher(args, environ, hosts)
     env, extra = _job_environment(args, environ, hosts)
     if flavor == "srun":

@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import re
 import runpy
+import signal
 import socket
 import subprocess
 import sys
@@ -241,10 +242,119 @@ def _wrapper_frame(frame) -> bool:
     return frame.f_code.co_filename == __file__ or frame.f_globals.get("__name__") == "runpy"
 
 
+def die_with_parent(signum: int = signal.SIGKILL) -> None:
+    """Have the kernel send ``signum`` to this process when its parent dies (Linux
+    ``prctl(PR_SET_PDEATHSIG)``; it survives ``exec``). When the parent is already gone
+    (re-parented before the call), exit at once. Does nothing elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signum), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:
+        os._exit(128 + int(signum))
+
+
+#: The pipe end a rank writes to when it has reported its own failure (see :func:`_watch`).
+_reported_fd: list[int] = []
+
+
+def _mark_reported() -> None:
+    """Tell the watching wrapper this rank has said why it fails (no second message)."""
+    for fd in _reported_fd:
+        try:
+            os.write(fd, b"1")
+        except OSError:
+            pass
+
+
+def failure_text(place: Placement, pid: int, status: int, python: bool = True) -> str | None:
+    """The line naming a rank that ended without reporting why: killed by a signal, or a
+    non-zero exit status (``status`` as from ``os.waitpid``); None for a clean exit.
+    distgrad-run finds these lines in the job's output (``launcher.outcome``)."""
+    where = f"rank {place.rank} (pid {pid} on {socket.gethostname()})"
+    if os.WIFSIGNALED(status):
+        signum = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(signum).name
+        except ValueError:
+            name = f"signal {signum}"
+        return f"distgrad-run: {where} was killed by signal {name} ({signum})"
+    code = os.waitstatus_to_exitcode(status)
+    if code == 0:
+        return None
+    how = " without a Python exception" if python else ""
+    return f"distgrad-run: {where} exited with status {code}{how}"
+
+
+#: Signals the wrapper passes on to the rank it watches (process managers forward these).
+FORWARDED_SIGNALS = (
+    signal.SIGINT,
+    signal.SIGTERM,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+)
+
+
+def _pass_on(pid: int) -> Callable:
+    def handler(signum: int, _frame: object) -> None:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+    return handler
+
+
+def _watch(place: Placement, python: bool) -> None:
+    """Fork: the child returns and becomes the rank; this process stays as its watcher,
+    passes signals on, and when the rank ends without having reported why (a signal,
+    ``os._exit``, a crash in C) prints :func:`failure_text`, then ends the same way so the
+    process manager sees the rank's own status. The rank dies with its watcher, the watcher
+    with its process manager (:func:`die_with_parent`)."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_end)
+        die_with_parent(signal.SIGKILL)
+        _reported_fd.append(write_end)
+        return
+    os.close(write_end)
+    # (The PMI connection stays open here too: the process manager then learns of the rank's
+    # end from this process's exit, after the message below, not from the socket closing.)
+    for signum in FORWARDED_SIGNALS:
+        signal.signal(signum, _pass_on(pid))
+    _, status = os.waitpid(pid, 0)
+    os.set_blocking(read_end, False)  # a process the rank forked may hold the write end
+    try:
+        reported = os.read(read_end, 1) == b"1"
+    except BlockingIOError:
+        reported = False
+    text = None if reported else failure_text(place, pid, status, python)
+    if text:
+        sys.stderr.write(f"[rank {place.rank}] {text}\n")
+        sys.stderr.flush()
+    if os.WIFSIGNALED(status):
+        signum = os.WTERMSIG(status)
+        if signum not in (signal.SIGKILL, signal.SIGSTOP):
+            signal.signal(signum, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, [signum])
+        os.kill(os.getpid(), signum)
+        os._exit(128 + signum)
+    os._exit(os.waitstatus_to_exitcode(status))
+
+
 def _exec(argv: list[str], place: Placement) -> None:
     try:
         os.execvp(argv[0], argv)
     except OSError as error:
+        _mark_reported()
         die(f"distgrad-run: cannot run {argv[0]!r}: {error.strerror}", place.rank, 1, 127)
 
 
@@ -262,6 +372,8 @@ def main(argv: list[str] | None = None) -> None:
         os.environ.update(rank_environment(place, os.environ, usable_cpus()))
     except ValueError as error:
         die(f"distgrad-run: on {socket.gethostname()}: {error}", place.rank, 1, 1)
+    die_with_parent(signal.SIGKILL)  # the job's process manager (or distgrad-run) is gone
+    _watch(place, python=argv[0] != "--exec")
     if argv[0] == "--exec":
         _exec(argv[1:], place)
     for stream in (sys.stdout, sys.stderr):  # live, whole lines: tagged output stays readable
@@ -271,11 +383,13 @@ def main(argv: list[str] | None = None) -> None:
     except SystemExit as exit_:
         if exit_.code in (None, 0):
             raise
+        _mark_reported()
         if isinstance(exit_.code, int):
             text = f"exited with status {exit_.code}" if place.size > 1 else ""
             die(text, place.rank, place.size, exit_.code, reason="exit")
         die(str(exit_.code), place.rank, place.size, 1, reason="exit")
     except BaseException as error:  # noqa: BLE001 - every failure must end the job
+        _mark_reported()
         text = traceback_text(type(error), error, error.__traceback__, skip=_wrapper_frame)
         die(text, place.rank, place.size, 1)
 

@@ -44,21 +44,15 @@ def pytest_sessionfinish(session, exitstatus):
     # torchinductor_<user> in TMPDIR when its parity tests run) are not distgrad's leftovers.
     left = sorted(name for name in os.listdir(base) if not name.startswith(THIRD_PARTY_TMP))
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    # Known, not yet explained: a job's scratch directory (tests/mpijob.py, distgrad-job-*) is
-    # now and then re-created after the job and its removal, by a straggling process of the job.
-    # Reported with what it holds (to find the writer), not failed, until the cause is fixed.
-    stragglers = [name for name in left if name.startswith("distgrad-job-")]
-    left = [name for name in left if name not in stragglers]
-    for name in stragglers:
-        held = [str(p.relative_to(base)) for p in Path(base, name).rglob("*")]
-        if reporter:
-            reporter.write_line(f"NOTE temp-file check: {name} re-created after its job: {held}")
     if left:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
         if reporter:
+            # what a left directory holds names its writer (e.g. distgrad-watchdog-<job>/)
+            held = [str(p.relative_to(base)) for name in left for p in Path(base, name).rglob("*")]
             reporter.write_line(
                 f"FAILED temp-file check: the run left {len(left)} entries in {base}: "
-                + ", ".join(left[:20]),
+                + ", ".join(left[:20])
+                + (f" (holding: {', '.join(held[:20])})" if held else ""),
                 red=True,
             )
     if os.environ.get("DISTGRAD_KEEP_TEST_TMP"):

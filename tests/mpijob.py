@@ -262,6 +262,11 @@ def _marks(fault_dir: Path) -> dict:
 
 
 # ---- running ------------------------------------------------------------------------------------
+#: ``[started, ended]`` (``time.time()``) of every job run so far, to tell the files a test's
+#: jobs made from those of other programs on the machine (tests/faults: /dev/shm check).
+JOB_WINDOWS: list[list] = []
+
+
 def run_command(
     command: list,
     timeout: float = 60,
@@ -282,6 +287,8 @@ def run_command(
             "@pytest.mark.multiprocess: the unit stage (make unit) starts none"
         )
     tag = tag or new_tag()
+    window = [time.time(), None]
+    JOB_WINDOWS.append(window)
     with tempfile.TemporaryDirectory(prefix="distgrad-job-") as scratch:
         folder = Path(scratch)
         full_env = job_env(tag, folder, gpu=gpu, **(env or {}))
@@ -312,6 +319,7 @@ def run_command(
                 raise
         ended_at, elapsed = time.time(), time.monotonic() - start
         leftovers = orphans(tag)
+        window[1] = time.time()
         stdout, stderr = _read(folder / "stdout"), _read(folder / "stderr")
         per_rank = []
         if per_rank_args is not None:  # each rank's output in rank order, then the launcher's

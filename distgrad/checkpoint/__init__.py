@@ -44,12 +44,17 @@ its status, so a failure on rank 0 raises on every rank instead of hanging them)
 loads and verifies the files itself, and all raise if any rank cannot load. Resuming the data
 position needs the same number of ranks.
 
+**Locking.** ``CheckpointManager`` locks its directory for the job (``DirectoryLock``, the file
+``.lock`` naming the owner's host and pid): a second job gets ``DirectoryLockedError``; a lock
+whose owner is gone is taken over with a logged warning.
+
 Test hook: ``DISTGRAD_CHECKPOINT_TEST_KILL_AT=<phase>`` SIGKILLs the saving process at one of
 ``PHASES`` (writing the model file, files written before fsync, synced before the pointer,
 pointer written before its rename, pruning)."""
 
 from ..safetensors import CheckpointError
 from .data import ResumableLoader
+from .lock import DirectoryLock, DirectoryLockedError
 from .manager import CheckpointManager, CheckpointState, load, save
 from .store import KILL_ENV, PHASES, latest, verify
 
@@ -59,6 +64,8 @@ __all__ = [
     "CheckpointManager",
     "CheckpointState",
     "ResumableLoader",
+    "DirectoryLock",
+    "DirectoryLockedError",
     "CheckpointError",
     "latest",
     "verify",

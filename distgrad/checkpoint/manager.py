@@ -14,6 +14,7 @@ from .. import serialization
 from ..safetensors import CheckpointError
 from . import rng, store
 from .data import ResumableLoader
+from .lock import DirectoryLock, DirectoryLockedError
 
 logger = logging.getLogger(__name__)
 
@@ -285,6 +286,12 @@ def load(
 class CheckpointManager:
     """A checkpoint directory bound to the objects of one training run.
 
+    The directory is locked by the job while the manager is used (rank 0 holds
+    ``DirectoryLock(directory)`` from the first ``restore()`` or ``save()`` until ``close()`` or
+    exit): a second job writing the same directory gets ``DirectoryLockedError`` naming the
+    owner's host and pid on every rank; a lock whose owner is gone is taken over with a log
+    message (an elastic restart after a killed rank 0).
+
     Typical use::
 
         ckpt = CheckpointManager("runs/exp1", model=model, optimizer=opt, scheduler=sched,
@@ -319,9 +326,39 @@ class CheckpointManager:
             scheduler,
             loader,
         )
+        self._lock: DirectoryLock | None = None
+        self._locked = False
+
+    def _hold_lock(self) -> None:
+        """Rank 0 takes the directory's lock (once); every rank raises if it cannot."""
+        if self._locked:
+            return
+        comm = _world()
+        error = None
+        if comm is None or comm.rank == 0:
+            lock = DirectoryLock(self.directory)
+            try:
+                lock.acquire()
+                self._lock = lock
+            except (DirectoryLockedError, OSError) as exc:
+                error = exc
+        if comm is not None:
+            failure = comm.broadcast_object(None if error is None else str(error), 0)
+            if error is None and failure is not None:
+                error = DirectoryLockedError(f"rank 0 could not lock the directory: {failure}")
+        if error is not None:
+            raise error
+        self._locked = True
+
+    def close(self) -> None:
+        """Release the directory's lock (also done at exit); a later call locks it again."""
+        if self._lock is not None:
+            self._lock.release()
+        self._lock, self._locked = None, False
 
     def save(self, step: int, epoch: int = 0, *, seed: int | None = None, extra=None) -> str:
-        """``distgrad.checkpoint.save`` of the bound objects."""
+        """``distgrad.checkpoint.save`` of the bound objects (locking the directory first)."""
+        self._hold_lock()
         return save(
             self.directory,
             model=self.model,
@@ -336,8 +373,9 @@ class CheckpointManager:
         )
 
     def restore(self, fallback: bool = False) -> CheckpointState | None:
-        """``distgrad.checkpoint.load`` into the bound objects; None when the directory holds
-        no checkpoint yet."""
+        """``distgrad.checkpoint.load`` into the bound objects (locking the directory first);
+        None when the directory holds no checkpoint yet."""
+        self._hold_lock()
         try:
             return load(
                 self.directory,

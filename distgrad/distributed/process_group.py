@@ -30,6 +30,7 @@ from .contract import debug_requested, enable_debug
 from .desync import DesyncCheck, desync_requested, finish
 from .env import cross_check, launcher_claims
 from .nccl import gpu_communicator, select_local_gpu
+from .shm_files import unlink_mapped_mpich_files
 from .watchdog import Watchdog
 
 __all__ = [
@@ -134,6 +135,9 @@ def _mpi_world(seconds: float) -> _World:
     world = MPI.COMM_WORLD
     local = world.Split_type(MPI.COMM_TYPE_SHARED)
     local_rank, local_size = local.Get_rank(), local.Get_size()
+    local.Barrier()  # every rank of this node has mapped MPICH's shared memory
+    if local_rank == 0:
+        unlink_mapped_mpich_files()  # a job that fails later leaves nothing in /dev/shm
     local.Free()
     library = MPI.Get_library_version().strip().splitlines()[0]
     problems = cross_check(

@@ -78,6 +78,9 @@ class Watchdog:
         self.rank, self.world_size, self.job = rank, world_size, job
         base = base or os.environ.get(WATCHDOG_DIR_ENV) or tempfile.gettempdir()
         self.dir = os.path.join(base, f"distgrad-watchdog-{job}")
+        # A base that exists now is never re-created later: a rank still running after its job
+        # ended (and its scratch directory was removed) must not bring the directory back.
+        self._base, self._make_base = base, not os.path.isdir(base)
         self.trigger = os.path.join(self.dir, "trigger")
         self.comms = []
         self._sources = []
@@ -138,7 +141,12 @@ class Watchdog:
         }
 
     def _write(self, name: str, data: dict) -> str:
-        os.makedirs(self.dir, exist_ok=True)
+        if self._make_base:
+            os.makedirs(self._base, exist_ok=True)
+        try:
+            os.mkdir(self.dir)
+        except FileExistsError:
+            pass
         path = os.path.join(self.dir, name)
         tmp = f"{path}.{os.getpid()}.tmp"
         with open(tmp, "w") as f:

@@ -36,6 +36,9 @@ from __future__ import annotations
 import os
 
 import pytest
+from distgrad.launcher.shm import MPI_SHM_PREFIXES, SHM_DIR, stale_segments
+
+from tests import mpijob
 
 from . import faultlib
 
@@ -50,6 +53,48 @@ def pytest_runtest_makereport(item, call):
     if report.when == "call" or report.failed:
         item._fault_failed = getattr(item, "_fault_failed", False) or report.failed
     return report
+
+
+def _made_during(path: str, windows: list) -> bool:
+    """Whether ``path`` was created while one of these jobs ran (other programs on the
+    machine make such files too)."""
+    try:
+        made = os.stat(path).st_ctime
+    except OSError:
+        return False
+    return any(start - 0.5 <= made <= (end or made) + 0.5 for start, end in windows)
+
+
+def _shm_files() -> set[str]:
+    try:
+        return {name for name in os.listdir(SHM_DIR) if name.startswith(MPI_SHM_PREFIXES)}
+    except OSError:
+        return set()
+
+
+@pytest.fixture(autouse=True)
+def no_mpi_shm_files_left():
+    """Every scenario, failed jobs included, must leave no MPI shared-memory file in
+    /dev/shm: those that appeared during the test and that no live process has open or
+    mapped (a concurrent job's files are in use), created while one of its jobs ran, fail
+    it, and are removed."""
+    before, first_job = _shm_files(), len(mpijob.JOB_WINDOWS)
+    yield
+    new = _shm_files() - before
+    windows = mpijob.JOB_WINDOWS[first_job:]
+    if not new or not windows:
+        return
+    left = [
+        path
+        for path in stale_segments(0.0)
+        if os.path.basename(path) in new and _made_during(path, windows)
+    ]
+    for path in left:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+    assert not left, f"MPI shared-memory files left by the test's jobs: {left}"
 
 
 @pytest.fixture

@@ -193,3 +193,20 @@ def test_summary_table_groups_scenarios():
         "3 scenarios, 4 runs, 1 failed, 1 orphan processes (must be 0), "
         "2 false accepts of corrupt checkpoints (must be 0)"
     )
+
+
+def test_watchdog_never_recreates_a_removed_base_directory(tmp_path):
+    """A rank still running after its job ended (whose scratch directory, the watchdog's base,
+    was removed) must not bring the directory back; a base missing from the start is made."""
+    base = tmp_path / "job-scratch"
+    base.mkdir()
+    late = Watchdog(1, 2, "late", base=str(base))
+    late.stop()
+    base.rmdir()
+    with pytest.raises(FileNotFoundError):
+        late._answer()
+    assert not base.exists()
+    fresh = Watchdog(1, 2, "fresh", base=str(tmp_path / "made-on-demand"))
+    fresh.stop()
+    fresh._answer()
+    assert (tmp_path / "made-on-demand" / "distgrad-watchdog-fresh" / "rank-1.json").exists()

@@ -126,3 +126,88 @@ class Training:
         assert self.params.keys() == reference.params.keys()
         for name, value in self.params.items():
             assert np.array_equal(value, reference.params[name]), f"parameter {name} differs"
+
+
+def _parent_of(pid: str) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def descendants(pid: int) -> list[int]:
+    """``pid`` and every live process below it (children, their children, ...)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            parent = _parent_of(entry)
+            if parent is not None:
+                children.setdefault(parent, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo += children.get(current, [])
+    return found
+
+
+def alive(pids: list[int]) -> list[int]:
+    """Those of ``pids`` that are still running (not zombies: a zombie has ended)."""
+    running = []
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state not in ("Z", "X"):
+            running.append(pid)
+    return running
+
+
+def kill_launcher(
+    args: list[str],
+    ready: int,
+    env: dict[str, str] | None = None,
+    prefix: tuple[str, ...] = (),
+    within: float = 2.0,
+) -> tuple[list[int], list[int]]:
+    """Start ``distgrad-run ARGS`` (a program whose ranks print ``ready``), wait for ``ready``
+    such lines, SIGKILL distgrad-run and give its job ``within`` seconds to end. Returns
+    (the job's processes just before the kill, those still alive after ``within`` s)."""
+    import select
+    import signal
+    import time
+
+    proc = subprocess.Popen(
+        [*prefix, str(DISTGRAD_RUN), *args],
+        env=env or launcher_env(),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    job: list[int] = []
+    try:
+        seen, text, deadline = 0, b"", time.monotonic() + 60
+        while seen < ready:
+            assert time.monotonic() < deadline, f"ranks not ready after 60 s: {text!r}"
+            if select.select([proc.stdout], [], [], 1)[0]:
+                chunk = os.read(proc.stdout.fileno(), 4096)
+                assert chunk, f"the job ended before its ranks were ready: {text!r}"
+                text += chunk
+                seen = text.count(b"ready")
+        job = descendants(proc.pid)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        deadline = time.monotonic() + within
+        while alive(job) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return job, alive(job)
+    finally:
+        proc.kill()
+        proc.wait()
+        for pid in alive(job):  # never leave them to the next test
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        proc.stdout.close()

@@ -8,7 +8,15 @@ import subprocess
 import sys
 
 import pytest
-from launcher_testing import PROGRAMS, ROOT, distgrad_run, launcher_env, needs_mpi, pids_with
+from launcher_testing import (
+    PROGRAMS,
+    ROOT,
+    distgrad_run,
+    kill_launcher,
+    launcher_env,
+    needs_mpi,
+    pids_with,
+)
 
 pytestmark = needs_mpi
 ALLREDUCE = str(PROGRAMS / "allreduce.py")
@@ -151,3 +159,14 @@ def test_check_names_a_missing_interface():
     assert result.stdout.splitlines()[-1].startswith(
         "distgrad-run --check: FAILED: network interface 'nosuchif0' does not exist here (have: "
     )
+
+
+def test_sigkill_to_the_launcher_takes_the_job_down(token):
+    """The job's mpiexec dies with distgrad-run (PR_SET_PDEATHSIG), its proxy then ends the
+    ranks, and every rank dies with its proxy: nothing is left 2 s later, 10 times of 10."""
+    args = ["-np", "2", "--oversubscribe", PYTHON, MISBEHAVE, "hang", "0", token]
+    for attempt in range(10):
+        job, left = kill_launcher(args, ready=2)
+        assert len(job) >= 5, f"try {attempt}: expected launcher, mpiexec, proxy, 2 ranks: {job}"
+        assert left == [], f"try {attempt}: still running 2 s after the SIGKILL: {left}"
+    assert pids_with(token) == []
