@@ -175,6 +175,20 @@ def _read_manifest(path: str) -> dict:
     return manifest
 
 
+def read_whole(path: str) -> bytearray:
+    """The whole file, into a writable buffer (decoded arrays can be views of it)."""
+    with open(path, "rb") as f:
+        blob = bytearray(os.fstat(f.fileno()).st_size)
+        view, done = memoryview(blob), 0
+        while done < len(blob):
+            n = f.readinto(view[done:])
+            if not n:
+                return blob[:done]  # shrank while being read: the size check reports it
+            done += n
+        extra = f.read()
+    return blob + extra if extra else blob
+
+
 def verify(path: str) -> tuple[dict, dict]:
     """Check checkpoint directory ``path`` completely: its manifest, then the size and SHA-256
     of every file it lists. Returns ``(manifest, {file: bytes})``; raises ``CheckpointError``
@@ -184,8 +198,7 @@ def verify(path: str) -> tuple[dict, dict]:
     for name, info in manifest["files"].items():
         where = os.path.join(path, name)
         try:
-            with open(where, "rb") as f:
-                blob = f.read()
+            blob = read_whole(where)
         except FileNotFoundError:
             raise CheckpointError(
                 f"cannot load checkpoint {where!r}: the file is missing"
