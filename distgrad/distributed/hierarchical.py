@@ -246,20 +246,22 @@ def _device(array):
     return contextlib.nullcontext() if isinstance(array, np.ndarray) else array.device
 
 
-_CACHE: dict = {}
-
-
 def all_reduce(tensor, op: ReduceOp = ReduceOp.SUM, async_op: bool = False, ranks_per_node=None):
     """Sum ``tensor`` (a Tensor or an array) over the world hierarchically, in place. Every
     rank calls it (the first call creates the process groups). ``ranks_per_node``: see
     ``node_layout``. Returns a handle with ``async_op=True``, else None."""
-    from .process_group import get_communicator
+    from .process_group import _require, get_communicator
 
     array = tensor.array if isinstance(tensor, Tensor) else tensor
+    # the groups belong to the current world (kept on it): a new init() makes new ones
+    world = _require()
+    cache = getattr(world, "hierarchical_allreduce", None)
+    if cache is None:
+        cache = world.hierarchical_allreduce = {}
     key = (ranks_per_node, os.environ.get("DISTGRAD_FAKE_NODES"))
-    if key not in _CACHE:
-        _CACHE[key] = HierarchicalAllreduce(node_layout(get_communicator(), ranks_per_node))
-    handle = _CACHE[key].allreduce(array, op, async_op=async_op)
+    if key not in cache:
+        cache[key] = HierarchicalAllreduce(node_layout(get_communicator(), ranks_per_node))
+    handle = cache[key].allreduce(array, op, async_op=async_op)
     if isinstance(tensor, Tensor) and not async_op:
         tensor.bump_version()
     return handle

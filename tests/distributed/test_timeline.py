@@ -4,10 +4,12 @@ renders (skipped without matplotlib)."""
 
 import json
 import struct
+import sys
 
 import pytest
 
 from distgrad.distributed import timeline
+from tests import mpijob
 from tests.distributed.mpi_helpers import check, run_mpi
 
 
@@ -61,3 +63,32 @@ def test_two_rank_timeline(tmp_path, mode):
     assert header[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = struct.unpack(">II", header[16:24])
     assert 200 < width < 2000 and 50 < height < 2000
+
+
+def test_zero3_timeline(tmp_path):
+    """fully_shard (ZeRO-3, three units): per step each unit's all-gather in forward and again
+    in backward, and its reduce-scatter, on the comm thread."""
+    check(run_mpi(2, "dp_timeline.py", "zero3", str(tmp_path), timeout=120))
+    events = _events(tmp_path / "timeline.json")
+    for rank in (0, 1):
+        spans = [e for e in events if e["pid"] == rank and e.get("ph") == "X"]
+        gathers = [e for e in spans if e["name"].startswith("all-gather ")]
+        scatters = [e for e in spans if e["name"].startswith("reduce_scatter bucket 0 ")]
+        assert len(gathers) == 3 * 3 * 2 and len(scatters) == 3 * 3, [e["name"] for e in spans]
+        assert {e["args"]["phase"] for e in gathers} == {"forward", "backward"}
+        assert len({e["name"] for e in scatters}) == 3  # one per unit, named by its owner
+        assert len([e for e in spans if e["name"] == "SGD.step"]) == 3
+
+
+@pytest.mark.multiprocess
+def test_a_process_that_takes_no_part_writes_nothing(tmp_path):
+    """distgrad-run's supervisor (or a script that starts mpiexec) imports distgrad under
+    DISTGRAD_TIMELINE too; it must not replace rank 0's file with an empty one."""
+    env = {"DISTGRAD_TIMELINE": str(tmp_path)}
+    code = (  # rank 0 of the job writes its file while the supervisor runs
+        "import sys, pathlib, distgrad.distributed; "
+        "pathlib.Path(sys.argv[1], 'rank0.trace.json').write_text('{}')"
+    )
+    mpijob.run_command([sys.executable, "-c", code, str(tmp_path)], 60, env).check()
+    assert (tmp_path / "rank0.trace.json").read_text() == "{}"
+    assert not (tmp_path / "timeline.json").exists()

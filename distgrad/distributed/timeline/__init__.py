@@ -18,7 +18,7 @@ model's output to the end of the reduction callback), each bucket's ``ready`` an
 (instants on ``compute``) and its collective from launch to the moment the reducer saw it
 complete (``comm``; MPI progresses inside MPI calls, so this is an upper bound), the ``wait``
 after backward for the reductions and the write-back, every optimizer's ``step``, and for
-``fully_shard`` units their all-gathers (issue to done) and reduce-scatter launches. For GPU
+``fully_shard`` units their all-gathers (issue to done) and their reducers' reduce-scatters. For GPU
 buckets reduced on an NCCL stream, the reductions are also drawn from CUDA events on the GPU
 clock (``gpu comm``: from the bucket's gradients being ready on the compute stream to the
 reduction's end). Times are ``time.perf_counter`` per process, put on a common clock through
@@ -43,6 +43,7 @@ __all__ = [
     "ENABLED",
     "start",
     "stop",
+    "stop_quietly",
     "recording",
     "is_recording",
     "span",
@@ -371,17 +372,21 @@ def reducer_step(reducer, end: float) -> None:
         rec.backward_t0 = None
         complete("backward", "compute", t0, end, {"owner": reducer.owner})
     total = len(reducer.buckets)
+    # data parallel: "allreduce bucket i"; a sharded unit's reducer: "reduce_scatter <unit>"
+    where = "" if reducer.finish == "callback" else f" {reducer.owner}"
     for i, bucket in enumerate(reducer.buckets):
         args = {"bucket": i, "of": total, "bytes": int(bucket.nbytes), "params": len(bucket.params)}
+        args["owner"] = reducer.owner
         ready = rec.ready.pop(id(bucket), None)
         if ready is not None:
-            instant(f"bucket {i} ready", "compute", ready, args)
+            instant(f"bucket {i}{where} ready", "compute", ready, args)
         if bucket.launched_at is None:
             continue
-        instant(f"bucket {i} launch", "compute", bucket.launched_at, args)
+        instant(f"bucket {i}{where} launch", "compute", bucket.launched_at, args)
         done = bucket.done_at if bucket.done_at is not None else now
-        complete(f"{bucket.kind} bucket {i}", "comm", bucket.launched_at, done, args)
-    complete("wait", "compute", end, now, {"owner": reducer.owner})
+        complete(f"{bucket.kind} bucket {i}{where}", "comm", bucket.launched_at, done, args)
+    if reducer.finish == "callback":
+        complete("wait", "compute", end, now, {"owner": reducer.owner})
     gpu = getattr(reducer, "_timeline", None)
     if gpu is not None and gpu.done:
         _gpu_spans(reducer, gpu)
@@ -402,7 +407,7 @@ def _gpu_spans(reducer, gpu) -> None:
 
 def unit_event(kind: str, unit: str, phase: str) -> None:
     """A ``fully_shard`` unit's event (``_unit.Unit.log``): all-gathers become spans from
-    issue to done, reduce-scatter launches instants."""
+    issue to done (the unit's reduce-scatters come from its reducer, ``reducer_step``)."""
     rec = _rec
     if rec is None:
         return
@@ -412,14 +417,13 @@ def unit_event(kind: str, unit: str, phase: str) -> None:
     elif kind == "allgather_done":
         t0 = rec.gathers.pop((unit, phase), now)
         complete(f"all-gather {unit or 'root'}", "comm", t0, now, {"unit": unit, "phase": phase})
-    elif kind == "reduce_scatter_issue":
-        instant(f"reduce-scatter {unit or 'root'} launch", "compute", now, {"unit": unit})
 
 
 # ---- the overlap chart ------------------------------------------------------------------------
-def draw_overlap(merged, png, max_seconds: float | None = None) -> Path | None:
+def draw_overlap(merged, png, steps: int | None = 3) -> Path | None:
     """Draw the merged trace ``merged`` as a small PNG: per rank one row of compute spans
-    (forward, backward, wait, optimizer step) and one of communication spans. Needs
+    (forward, backward, wait, optimizer step) and one of communication spans, over the last
+    ``steps`` backwards (None: everything), from the forward before the first of them. Needs
     matplotlib; without it logs why and returns None."""
     try:
         import matplotlib
@@ -432,6 +436,11 @@ def draw_overlap(merged, png, max_seconds: float | None = None) -> Path | None:
     events = json.loads(Path(merged).read_text())["traceEvents"]
     spans = [e for e in events if e.get("ph") == "X"]
     ranks = sorted({e["pid"] for e in spans})
+    if not ranks:
+        logger.info("timeline: %s holds no spans, so %s is not drawn", merged, png)
+        return None
+    begin = _window_start(spans, steps)
+    spans = [e for e in spans if e["ts"] + e["dur"] >= begin]
     colours = {"forward": "tab:blue", "backward": "tab:green", "wait": "tab:red"}
     fig, ax = plt.subplots(figsize=(10, 0.9 + 0.8 * len(ranks)), dpi=100)
     labels, ticks = [], []
@@ -444,8 +453,6 @@ def draw_overlap(merged, png, max_seconds: float | None = None) -> Path | None:
         labels.append(f"rank {rank} {stream}")
         for e in mine:
             start_ms, width_ms = e["ts"] / 1e3, e["dur"] / 1e3
-            if max_seconds is not None and start_ms > max_seconds * 1e3:
-                continue
             colour = colours.get(e["name"], "tab:orange" if stream != "compute" else "tab:purple")
             ax.broken_barh([(start_ms, max(width_ms, 1e-3))], (y - 0.4, 0.8), color=colour)
     ax.set_yticks(ticks, labels)
@@ -460,13 +467,41 @@ def draw_overlap(merged, png, max_seconds: float | None = None) -> Path | None:
     return Path(png)
 
 
+def _window_start(spans: list, steps: int | None) -> float:
+    """Where the chart of the last ``steps`` backwards starts (the earliest time if fewer)."""
+    first_rank = min(e["pid"] for e in spans)
+    backward = sorted(e["ts"] for e in spans if e["name"] == "backward" and e["pid"] == first_rank)
+    if steps is None or len(backward) <= steps:
+        return min(e["ts"] for e in spans)
+    first = backward[-steps]
+    before = [e["ts"] for e in spans if e["name"] == "forward" and e["ts"] <= first]
+    before = [t for t in before if t >= backward[-steps - 1]]  # this step's forward(s) only
+    return max(before) if before else first
+
+
 # ---- DISTGRAD_TIMELINE ----------------------------------------------------------------------
 def _at_exit() -> None:
+    from .. import process_group
+
+    if ENABLED and _rec is not None and not _rec.events and not process_group.is_initialized():
+        # a process that imported distgrad but took no part (distgrad-run's supervisor, a
+        # script that starts mpiexec): writing would replace rank 0's file with an empty one
+        stop_quietly()
+        return
     if ENABLED:
         try:
             stop()
         except Exception:  # the process is ending: report, do not mask its exit status
             logger.exception("timeline: could not write the timeline")
+
+
+def stop_quietly() -> None:
+    """Stop recording without writing anything."""
+    global ENABLED, _rec
+    if _rec is not None:
+        for handle in _rec.handles:
+            handle.remove()
+    ENABLED, _rec = False, None
 
 
 def _start_from_environment() -> None:

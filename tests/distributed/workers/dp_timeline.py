@@ -1,6 +1,7 @@
 """A few DataParallel steps with the timeline on: through ``DISTGRAD_TIMELINE`` (argument
 ``env``, written at exit) or the API (argument ``api``, ``recording(dir)``); on the device
-``DISTGRAD_TEST_DEVICE`` (default cpu; tests/gpu runs it on cuda)."""
+``DISTGRAD_TEST_DEVICE`` (default cpu; tests/gpu runs it on cuda). Argument ``zero3``: the
+API around ZeRO-3 (``fully_shard`` per layer) steps instead."""
 
 import os
 import sys
@@ -9,6 +10,7 @@ import distgrad
 import distgrad.distributed as dist
 import distgrad.nn as nn
 from distgrad.distributed import DataParallel, timeline
+from distgrad.distributed.fsdp import fully_shard
 
 mode, directory = sys.argv[1], sys.argv[2]
 device = distgrad.device(os.environ.get("DISTGRAD_TEST_DEVICE", "cpu"))
@@ -17,7 +19,13 @@ distgrad.manual_seed(0)
 model = nn.Sequential(
     nn.Linear(64, 256), nn.Tanh(), nn.Linear(256, 256), nn.Tanh(), nn.Linear(256, 8)
 ).to(device)
-dp = DataParallel(model, bucket_cap_mb=1e-9, first_bucket_mb=1e-9)  # one per parameter
+if mode == "zero3":
+    for layer in (model[0], model[2], model[4]):
+        fully_shard(layer, mesh=dist.get_communicator(), reshard_after_forward=True)
+    dp = fully_shard(model, mesh=dist.get_communicator(), reshard_after_forward=True)
+    dp.buckets = [None] * 3  # one reduce-scatter per unit with parameters
+else:
+    dp = DataParallel(model, bucket_cap_mb=1e-9, first_bucket_mb=1e-9)  # one per parameter
 optimizer = distgrad.optim.SGD(dp.parameters(), lr=0.01)
 assert timeline.is_recording() == (mode == "env"), (mode, timeline.is_recording())
 
@@ -29,7 +37,7 @@ def train(steps):
         optimizer.step()
 
 
-if mode == "api":
+if mode in ("api", "zero3"):
     train(1)  # not recorded
     with timeline.recording(directory):
         train(3)
