@@ -476,6 +476,17 @@ def _read_open(f, name: str, use_mmap: bool, verify: bool = True):
     return _Reader(f, name).read(size, memoryview(mapped)[start:])
 
 
+def read_buffer(buffer, name: str) -> tuple[dict, dict]:
+    """Decode a whole safetensors file already in memory (``bytes``/``bytearray``) whose bytes
+    the caller has verified (e.g. against a checkpoint manifest's SHA-256): its own checksum is
+    not computed again, and the arrays are views of ``buffer`` (writable for a bytearray), so
+    nothing is copied."""
+    view = memoryview(buffer).cast("B")
+    n = struct.unpack("<Q", view[:8])[0] if len(view) >= 8 else 0
+    head = bytes(view[: 8 + min(n, max(len(view) - 8, 0))])
+    return _Reader(io.BytesIO(head), name).read(len(view), view, verify=False)
+
+
 def load_file(file) -> dict:
     """The tensors of a safetensors file as a dict of name -> numpy array."""
     return read(file)[0]

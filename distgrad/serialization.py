@@ -42,7 +42,7 @@ import numpy as np
 from .autograd import Tensor
 from .backend import Device
 from .backend import device as make_device
-from .safetensors import CheckpointError, _read_open, describe, read, save_file
+from .safetensors import CheckpointError, _read_open, describe, read, read_buffer, save_file
 
 __all__ = ["save", "load", "CheckpointError"]
 
@@ -209,20 +209,25 @@ def load(f, map_location=None, *, weights_only: bool = True, mmap: bool | None =
     return _load(f, map_location, bool(mmap), True)
 
 
-def _load(f, map_location, mmap: bool, verify: bool):
-    """``load``; ``verify=False`` (a file object whose SHA-256 the caller has checked, e.g.
-    against a checkpoint manifest) skips the file's own checksum, so it is hashed once."""
+def _load(f, map_location, mmap: bool, verify: bool, name: str | None = None):
+    """``load``; ``verify=False``: ``f`` is a whole file in memory (``bytes``/``bytearray``)
+    or a file object whose SHA-256 the caller has checked (e.g. against a checkpoint manifest):
+    the file's own checksum is skipped, so it is hashed once, and a buffer is decoded in place
+    (no copy). ``name``: how messages name the file (default: from ``f``)."""
+    name = describe(f) if name is None else name
     if verify:
         arrays, metadata = read(f, mmap=mmap)
+    elif isinstance(f, (bytes, bytearray, memoryview)):
+        arrays, metadata = read_buffer(f, name)
     else:
-        arrays, metadata = _read_open(f, describe(f), False, verify=False)
+        arrays, metadata = _read_open(f, name, False, verify=False)
     place = _placer(map_location)
     if _STRUCTURE not in metadata:
         return {name: place(array, "cpu") for name, array in arrays.items()}
 
     def malformed(exc):
         return CheckpointError(
-            f"cannot load checkpoint {describe(f)}: its structure is "
+            f"cannot load checkpoint {name}: its structure is "
             f"malformed ({type(exc).__name__}: {exc})"
         )
 

@@ -33,7 +33,11 @@ after that. A crash at any moment of a save leaves the previous checkpoint commi
 **Loading** verifies the manifest and every checksum before decoding anything and never
 unpickles. A checkpoint that fails verification is never used: ``load`` raises
 ``CheckpointError`` naming the file and the problem, or with ``fallback=True`` takes the newest
-older checkpoint that verifies. Nothing is changed by a load that fails.
+older checkpoint that verifies. A ``LATEST`` pointer that names an older checkpoint than the
+newest committed one, or swapped checkpoint directories, are refused the same way (with
+``fallback=True``: the newest committed valid checkpoint is loaded, with a warning). Nothing is
+changed by a load that fails. For checkpoints that each rank writes its shards of, and that load
+into another layout or number of ranks, see ``distgrad.distributed.checkpoint``.
 
 **Distributed.** Call ``save`` and ``load`` on every rank. Rank 0 writes (the others wait for
 its status, so a failure on rank 0 raises on every rank instead of hanging them); every rank

@@ -24,7 +24,15 @@ are removed by the next save. One process at a time may save into a root.
 damaged manifest is detected like a damaged file. ``sequence`` counts commits in the root and
 orders checkpoints (a resumed run may save a lower step after a higher one). Pruning removes
 first the checkpoints that a quick look (manifest, file sizes) shows damaged, then the oldest;
-the files' hashes are checked only when loading."""
+the files' hashes are checked only when loading.
+
+Rollback protection: after ``LATEST`` names a checkpoint, a ``COMMITTED`` marker is written into
+it (best effort; the next save re-marks ``LATEST``'s target). Loading refuses when ``LATEST``'s
+sequence differs from its target's manifest (the pointer was edited), when a checkpoint with a
+marker is newer than ``LATEST``'s (the pointer was rolled back), or when a ``ckpt-<step>``
+directory's manifest names another checkpoint or step (directories swapped); with ``fallback``
+the newest committed valid checkpoint is loaded instead, with the problem reported. A complete
+but unmarked newer checkpoint (a crash between rename and pointer) is not a rollback."""
 
 from __future__ import annotations
 
@@ -167,6 +175,20 @@ def _read_manifest(path: str) -> dict:
     return manifest
 
 
+def read_whole(path: str) -> bytearray:
+    """The whole file, into a writable buffer (decoded arrays can be views of it)."""
+    with open(path, "rb") as f:
+        blob = bytearray(os.fstat(f.fileno()).st_size)
+        view, done = memoryview(blob), 0
+        while done < len(blob):
+            n = f.readinto(view[done:])
+            if not n:
+                return blob[:done]  # shrank while being read: the size check reports it
+            done += n
+        extra = f.read()
+    return blob + extra if extra else blob
+
+
 def verify(path: str) -> tuple[dict, dict]:
     """Check checkpoint directory ``path`` completely: its manifest, then the size and SHA-256
     of every file it lists. Returns ``(manifest, {file: bytes})``; raises ``CheckpointError``
@@ -176,8 +198,7 @@ def verify(path: str) -> tuple[dict, dict]:
     for name, info in manifest["files"].items():
         where = os.path.join(path, name)
         try:
-            with open(where, "rb") as f:
-                blob = f.read()
+            blob = read_whole(where)
         except FileNotFoundError:
             raise CheckpointError(
                 f"cannot load checkpoint {where!r}: the file is missing"

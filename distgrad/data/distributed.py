@@ -67,18 +67,16 @@ class DistributedSampler(Sampler):
             indices = np.random.default_rng(self.seed + self.epoch).permutation(n)
         else:
             indices = np.arange(n)
-        start, self.start_index = min(int(self.start_index), n), 0
-        if start:  # resumed at a global sample index: share the rest of the order
-            rest = indices[start:]
-            per = (
-                len(rest) // self.num_replicas
-                if self.drop_last
-                else -(-len(rest) // self.num_replicas)
-            )
-            rest = np.resize(rest, per * self.num_replicas) if len(rest) else rest
-            return iter(rest[self.rank :: self.num_replicas].tolist())
         if self.total_size > n:
             indices = np.resize(indices, self.total_size)  # repeats from the start
+        start, self.start_index = min(int(self.start_index), self.total_size), 0
+        if start:  # resumed at a global sample index: deal out the rest of the order
+            rest = indices[start : self.total_size]
+            per = len(rest) // self.num_replicas
+            if not self.drop_last and len(rest) % self.num_replicas:
+                per += 1
+                rest = np.resize(rest, per * self.num_replicas)
+            return iter(rest[self.rank : per * self.num_replicas : self.num_replicas].tolist())
         indices = indices[self.rank : self.total_size : self.num_replicas]
         return iter(indices.tolist())
 

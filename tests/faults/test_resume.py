@@ -111,8 +111,13 @@ def test_manager_round_trip_and_keep(tmp_path):
     for step in (1, 2, 3):
         _step(model, opt, sched)
         ckpt.save(step, epoch=step // 2, seed=7, extra={"loss": 0.5 * step, "best": dg.ones(2)})
-    listed = sorted(os.listdir(tmp_path / "run"))
-    assert listed == [".lock", "LATEST", "ckpt-000000002", "ckpt-000000003"]  # the manager's lock
+    # the manager holds the directory lock (.lock) while it lives
+    assert sorted(os.listdir(tmp_path / "run")) == [
+        ".lock",
+        "LATEST",
+        "ckpt-000000002",
+        "ckpt-000000003",
+    ]
     want, lr, last = _arrays(model, opt), opt.param_groups[0]["lr"], sched.last_epoch
     _step(model, opt, sched)
     _step(model, opt, sched)

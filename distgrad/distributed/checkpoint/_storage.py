@@ -5,7 +5,6 @@ verified, resharding read."""
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 
@@ -13,7 +12,7 @@ import numpy as np
 
 from ...autograd import Tensor
 from ...checkpoint import store
-from ...safetensors import CheckpointError, _read_open, save_file
+from ...safetensors import CheckpointError, read_buffer, save_file
 from ._tree import (
     PerRank,
     ShardedTensor,
@@ -231,8 +230,7 @@ def read_verified(path: str, manifest: dict, name: str, needed_for: list) -> byt
             f"list it; the metadata and the manifest do not match"
         )
     try:
-        with open(where, "rb") as f:
-            blob = f.read()
+        blob = store.read_whole(where)
     except FileNotFoundError:
         raise CheckpointError(
             f"cannot load checkpoint {where!r}: the file is missing (needed for {wanted})"
@@ -349,9 +347,7 @@ def read_pieces(path: str, manifest: dict, meta: dict, tensors: list) -> list:
     arrays = {}
     for name, wanted in needs.items():
         blob = read_verified(path, manifest, name, wanted)
-        f = io.BytesIO(blob)
-        f.name = os.path.join(path, name)
-        arrays[name] = _read_open(f, f.name, False, verify=False)[0]
+        arrays[name] = read_buffer(blob, repr(os.path.join(path, name)))[0]
     out = []
     for _, _, key, start, stop in tensors:
         entry = meta["tensors"][key]

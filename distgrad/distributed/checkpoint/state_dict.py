@@ -95,8 +95,8 @@ def _finish(value, options: StateDictOptions):
 def _sharded(p: ShardedParameter, array) -> ShardedTensor:
     start, stop = p.local_rows
     shape = tuple(p.full_shape)
-    local = array[: stop - start] if shape else array.reshape(())
-    return ShardedTensor(Tensor(local), shape, start)
+    # a 0-d parameter's shard is one row (or none): its local part stays 1-d
+    return ShardedTensor(Tensor(array[: stop - start]), shape, start)
 
 
 def get_model_state_dict(model, *, options: StateDictOptions | None = None) -> dict:
