@@ -13,6 +13,7 @@ from . import data as data
 from . import distributed as distributed
 from . import distributions as distributions
 from . import func as func
+from . import futures as futures
 from . import jit as jit
 from . import launcher as launcher
 from . import multiprocessing as multiprocessing

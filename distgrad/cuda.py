@@ -61,7 +61,7 @@ def _index(device) -> int:
     resolved = _make_device(device)
     if resolved.type != "cuda":
         raise ValueError(f"expected a CUDA device, got {resolved}")
-    return resolved.index
+    return int(resolved.index or 0)
 
 
 def set_device(device) -> None:

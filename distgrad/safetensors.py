@@ -405,12 +405,15 @@ class _Reader:
             raise self.fail(f"invalid distgrad.chunk_bytes {chunk!r}: the header is corrupted")
         return signed, int(chunk)
 
-    def read(self, size: int, mapped: memoryview | None = None):
-        """``mapped``: the whole file, mapped; the arrays are then views of it."""
+    def read(self, size: int, mapped: memoryview | None = None, verify: bool = True):
+        """``mapped``: the whole file, mapped; the arrays are then views of it. ``verify=False``
+        skips the file's own checksum (for bytes whose SHA-256 the caller already checked)."""
         header, data_size = self.header(size)
         data_start = size - data_size
         metadata = self.metadata(header)
         check = self.checksum(header, metadata)
+        if not verify:
+            check = None
         arrays = {}
         entries = self.entries(header, data_size)
         with _ChunkHasher(None if check is None else check[1]) as hasher:
@@ -460,14 +463,14 @@ def read(file, mmap: bool = False) -> tuple[dict, dict]:
     return _read_open(file, describe(file), False)
 
 
-def _read_open(f, name: str, use_mmap: bool):
+def _read_open(f, name: str, use_mmap: bool, verify: bool = True):
     if not f.seekable():
         f = io.BytesIO(f.read())
     start = f.tell()
     size = f.seek(0, io.SEEK_END) - start
     f.seek(start)
     if not use_mmap or size < 8:
-        return _Reader(f, name).read(size)
+        return _Reader(f, name).read(size, None, verify)
     # not closed here: the arrays keep the mapping alive, and it is unmapped with the last one
     mapped = _mmap.mmap(f.fileno(), 0, access=_mmap.ACCESS_COPY)
     return _Reader(f, name).read(size, memoryview(mapped)[start:])

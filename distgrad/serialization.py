@@ -42,7 +42,7 @@ import numpy as np
 from .autograd import Tensor
 from .backend import Device
 from .backend import device as make_device
-from .safetensors import CheckpointError, describe, read, save_file
+from .safetensors import CheckpointError, _read_open, describe, read, save_file
 
 __all__ = ["save", "load", "CheckpointError"]
 
@@ -206,7 +206,16 @@ def load(f, map_location=None, *, weights_only: bool = True, mmap: bool | None =
     accepted for PyTorch compatibility: distgrad checkpoints only ever hold data. ``mmap=True``
     (``f`` a path) maps the file instead of reading it, as in PyTorch: CPU tensors are then
     copy-on-write views of its pages (see ``distgrad.safetensors.read``)."""
-    arrays, metadata = read(f, mmap=bool(mmap))
+    return _load(f, map_location, bool(mmap), True)
+
+
+def _load(f, map_location, mmap: bool, verify: bool):
+    """``load``; ``verify=False`` (a file object whose SHA-256 the caller has checked, e.g.
+    against a checkpoint manifest) skips the file's own checksum, so it is hashed once."""
+    if verify:
+        arrays, metadata = read(f, mmap=mmap)
+    else:
+        arrays, metadata = _read_open(f, describe(f), False, verify=False)
     place = _placer(map_location)
     if _STRUCTURE not in metadata:
         return {name: place(array, "cpu") for name, array in arrays.items()}

@@ -29,6 +29,7 @@ __all__ = [
     "queue_callback",
     "will_execute",
     "is_backward_running",
+    "retains_graph",
     "set_grad_writer",
 ]
 
@@ -52,8 +53,8 @@ def set_grad_writer(tensor: Tensor, writer) -> None:
 class _GraphTask:
     """State of one backward call."""
 
-    def __init__(self, create_graph: bool):
-        self.create_graph = create_graph
+    def __init__(self, create_graph: bool, retain_graph: bool = False):
+        self.create_graph, self.retain_graph = create_graph, retain_graph
         self.callbacks: list = []
         self.needed = None  # set of nodes that will execute
 
@@ -71,6 +72,13 @@ def _tasks() -> list:
 def is_backward_running() -> bool:
     """Whether a backward pass is running in this thread (true inside hooks and callbacks)."""
     return bool(_tasks())
+
+
+def retains_graph() -> bool:
+    """Whether the backward running in this thread keeps saved values (``retain_graph=True``);
+    a node whose backward frees its own saved values as it goes (a ``jit`` replay) asks this."""
+    tasks = _tasks()
+    return bool(tasks) and tasks[-1].retain_graph
 
 
 def queue_callback(callback) -> None:
@@ -361,7 +369,7 @@ def _execute(root_nodes, root_grads, retain_graph, create_graph, capture=None, l
     ``(node, output_nr)``) to the gradient they receive instead of accumulating it; ``leaves``
     are further accumulators to accumulate into as usual. With either, only nodes on a path to
     one of them run."""
-    task = _GraphTask(create_graph)
+    task = _GraphTask(create_graph, retain_graph)
     targets = None
     if capture is not None or leaves:
         targets = {k[0] if isinstance(k, tuple) else k for k in capture or ()} | set(leaves)

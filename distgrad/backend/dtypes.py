@@ -113,7 +113,7 @@ def as_dtype(d) -> dtype:
     return found
 
 
-def is_floating(np_dtype) -> bool:
+def is_floating(np_dtype) -> _builtin_bool:
     """Whether a numpy dtype is a real floating type: numpy's, or ml_dtypes' bfloat16 (whose
     numpy kind is 'V')."""
     return np_dtype.kind == "f" or (_bf16 is not None and np_dtype == _bf16)
@@ -163,4 +163,6 @@ def result_type(*operands) -> dtype:
             result = zero_dims
     if scalar_cat >= 0 and (result is None or scalar_cat > result._category):
         result = (bool, int64, _default_float)[scalar_cat]
+    if result is None:
+        raise TypeError("result_type() expected at least one tensor or number")
     return result

@@ -20,7 +20,7 @@ class Generator:
 
     def __init__(self, device="cpu"):
         self.device = device
-        self._seed = int(np.random.SeedSequence().entropy % (2**63))
+        self._seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0]) % (2**63)
         self._rng = np.random.default_rng(self._seed)
 
     def manual_seed(self, seed: int) -> Generator:
@@ -64,7 +64,7 @@ def manual_seed(seed: int) -> Generator:
 
 def seed() -> int:
     """Seed the default generator from the OS's entropy; return the seed."""
-    s = int(np.random.SeedSequence().entropy % (2**63))
+    s = int(np.random.SeedSequence().generate_state(1, np.uint64)[0]) % (2**63)
     manual_seed(s)
     return s
 

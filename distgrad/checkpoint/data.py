@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..data.dataset import IterableDataset
+from ..data.distributed import DistributedSampler
 from ..data.sampler import numpy_rng
 
 __all__ = ["ResumableLoader"]
@@ -93,6 +94,7 @@ class ResumableLoader:
         self._active = False
         self._resume = None
         self._run = 0  # which iteration the counters belong to
+        self._base_index = 0  # a DistributedSampler's global start index of this pass
 
     def _rng(self):
         return numpy_rng(self.loader.generator)
@@ -101,10 +103,18 @@ class ResumableLoader:
         self._run += 1
         run, resume, self._resume = self._run, self._resume, None
         rng = self._rng()
+        sampler = self._sampler()
         if resume is None:
             self._epoch_rng = rng.bit_generator.state
             self.batches_done = 0
+            self._base_index = getattr(sampler, "start_index", 0)
             iterator = iter(self.loader)
+        elif "global_index" in resume:  # the sampler restarts at the global sample index
+            now, rng.bit_generator.state = rng.bit_generator.state, resume["epoch_rng"]
+            self._epoch_rng, self.batches_done = resume["epoch_rng"], 0
+            self._base_index = sampler.start_index = resume["global_index"]
+            iterator = iter(self.loader)
+            self._rng().bit_generator.state = now
         else:  # the epoch's draws were made before the checkpoint: redo them, then undo them
             now, rng.bit_generator.state = rng.bit_generator.state, resume["epoch_rng"]
             self._epoch_rng, self.batches_done = resume["epoch_rng"], resume["batches_done"]
@@ -144,7 +154,14 @@ class ResumableLoader:
             "batches_done": self.batches_done if self._active else 0,
         }
         if self._active:
-            state["order"] = _pack(self._recorder.order, self._batched)
+            sampler = self._sampler()
+            if isinstance(sampler, DistributedSampler):
+                # a global sample index: independent of the number of ranks
+                done = self._recorder.order[: self.batches_done]
+                samples = sum(map(len, done)) if self._batched else len(done)
+                state["global_index"] = self._base_index + samples * sampler.num_replicas
+            else:
+                state["order"] = _pack(self._recorder.order, self._batched)
             state["epoch_rng"] = self._epoch_rng
         return state
 
@@ -152,7 +169,7 @@ class ResumableLoader:
         """Make the next ``iter()`` resume the epoch ``state`` was saved in (or, for a state
         saved between epochs, start the next one)."""
         order = state.get("order")
-        if state["active"]:
+        if state["active"] and "global_index" not in state:
             n = len(_unpack(order))
             if not 0 <= state["batches_done"] <= n:
                 raise ValueError(

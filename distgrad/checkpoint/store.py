@@ -42,10 +42,21 @@ from ..safetensors import CheckpointError, _sniff, atomic_write
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["commit", "open_checkpoint", "latest", "verify", "KILL_ENV", "PHASES"]
+__all__ = [
+    "commit",
+    "begin",
+    "write_file",
+    "finish",
+    "abort",
+    "open_checkpoint",
+    "latest",
+    "verify",
+    "KILL_ENV",
+    "PHASES",
+]
 
 FORMAT, VERSION = "distgrad.checkpoint", 1
-MANIFEST, POINTER = "MANIFEST.json", "LATEST"
+MANIFEST, POINTER, COMMITTED = "MANIFEST.json", "LATEST", "COMMITTED"
 KILL_ENV = "DISTGRAD_CHECKPOINT_TEST_KILL_AT"  # test-only: SIGKILL this process at a phase
 PHASES = ("writing", "written", "synced", "pointer", "prune")
 _NAME = re.compile(r"ckpt-(\d+)(?:\.(\d+))?")
@@ -142,6 +153,17 @@ def _read_manifest(path: str) -> dict:
         for n, i in files.items()
     ):
         raise CheckpointError(f"cannot load checkpoint {where!r}: its file list is malformed")
+    name = os.path.basename(os.path.normpath(path))
+    found = _NAME.fullmatch(name)
+    if found and (
+        manifest.get("name") != name
+        or (type(manifest.get("step")) is int and manifest["step"] != int(found.group(1)))
+    ):
+        raise CheckpointError(
+            f"cannot load checkpoint {where!r}: the manifest names checkpoint "
+            f"{manifest.get('name')!r} (step {manifest.get('step')}) but its directory is "
+            f"{name!r}: checkpoint directories were renamed or swapped"
+        )
     return manifest
 
 
@@ -216,6 +238,21 @@ def _sequence(path: str) -> int:
         return -1
 
 
+def _committed(path: str) -> bool:
+    """Whether ``LATEST`` ever named checkpoint directory ``path`` (its ``COMMITTED`` marker,
+    written after the pointer's rename)."""
+    return os.path.isfile(os.path.join(path, COMMITTED))
+
+
+def _mark_committed(path: str) -> None:
+    """Best effort, not fsynced: the marker only lets a later load see that the pointer was
+    rolled back; the next save re-marks the pointer's target if it was lost."""
+    with contextlib.suppress(OSError):
+        if os.path.isdir(path) and not _committed(path):
+            with open(os.path.join(path, COMMITTED), "wb") as f:
+                f.write(b"committed\n")
+
+
 def _sequences(root: str) -> dict:
     """``{name: sequence}`` of the checkpoint directories in ``root`` (see ``_sequence``)."""
     return {
@@ -262,6 +299,17 @@ def _candidates(root: str, fallback: bool) -> list:
         )
     out = [] if problem is None else [problem]
     if pointer is not None:
+        rollback = _rolled_back(root, pointer, sequences)
+        if rollback is not None:
+            if not fallback:
+                raise rollback
+            out.append(rollback)
+            newer = sorted((s, n) for n, s in sequences.items() if s > pointer["sequence"])
+            out += [
+                os.path.join(root, n)
+                for _, n in reversed(newer)
+                if _committed(os.path.join(root, n))
+            ]
         out.append(os.path.join(root, pointer["checkpoint"]))
     if fallback:
         limit = pointer["sequence"] if pointer is not None else float("inf")
@@ -272,6 +320,38 @@ def _candidates(root: str, fallback: bool) -> list:
         )
         out += [os.path.join(root, n) for _, n in reversed(older)]
     return out
+
+
+def _rolled_back(root: str, pointer: dict, sequences: dict) -> CheckpointError | None:
+    """The problem when ``LATEST`` does not name the newest committed checkpoint: its target's
+    manifest has another sequence number (the pointer was edited), or a checkpoint committed
+    after it exists (the pointer was put back). None when it is consistent."""
+    where = os.path.join(root, POINTER)
+    target = pointer["checkpoint"]
+    seq = sequences.get(target)
+    if seq is not None and seq >= 0 and seq != pointer["sequence"]:
+        return CheckpointError(
+            f"cannot load checkpoint {where!r}: it names {target!r} with commit sequence "
+            f"{pointer['sequence']} but that checkpoint's manifest says sequence {seq}: the "
+            f"pointer was edited or checkpoint directories were swapped. Refusing to resume "
+            f"from a checkpoint that may be older than the newest committed one; restore "
+            f"{POINTER}, or pass fallback=True to load the newest committed valid checkpoint"
+        )
+    newer = [
+        n
+        for n, s in sequences.items()
+        if s > pointer["sequence"] and _committed(os.path.join(root, n))
+    ]
+    if newer:
+        newest = max(newer, key=sequences.get)
+        return CheckpointError(
+            f"cannot load checkpoint {where!r}: it names {target!r} (sequence "
+            f"{pointer['sequence']}) but {newest!r} (sequence {sequences[newest]}) was "
+            f"committed after it: the pointer was rolled back. Refusing to resume from an older "
+            f"checkpoint silently; restore {POINTER}, remove the newer checkpoints, or pass "
+            f"fallback=True to load the newest committed valid checkpoint"
+        )
+    return None
 
 
 def open_checkpoint(root: str, fallback: bool = False, decode=None):
@@ -333,7 +413,7 @@ def _clean(root: str, pointer: dict | None, sequences: dict) -> None:
                     os.unlink(path)
     if pointer is not None:
         for name, seq in list(sequences.items()):
-            if seq > pointer["sequence"]:
+            if seq > pointer["sequence"] and not _committed(os.path.join(root, name)):
                 _remove(os.path.join(root, name))
                 del sequences[name]
 
@@ -346,34 +426,46 @@ def _free_name(root: str, step: int) -> str:
     return name
 
 
-def commit(root: str, files: dict, info: dict, keep: int, write) -> str:
-    """Write one checkpoint into ``root`` and commit it; return its path.
-
-    ``files`` maps file names to objects; ``write(obj, fileobj)`` serializes one (the model
-    file is the first). ``info`` adds fields to the manifest (``step``, ``epoch``...)."""
+def begin(root: str, step: int) -> tuple[str, str, int]:
+    """Start a checkpoint of ``step`` in ``root``: remove leftovers of interrupted saves and
+    make a staging directory. Returns ``(staging, name, sequence)``; the files go into
+    ``staging`` (``write_file``) and ``finish`` commits them."""
     os.makedirs(root, exist_ok=True)
     try:
         pointer = _read_pointer(root)
     except CheckpointError:
-        pointer = None  # damaged: the commit below replaces it
+        pointer = None  # damaged: the commit replaces it
+    if pointer is not None:
+        _mark_committed(os.path.join(root, pointer["checkpoint"]))
     sequences = _sequences(root)
     _clean(root, pointer, sequences)
     sequence = 1 + max([pointer["sequence"] if pointer else 0, *sequences.values()])
-    name = _free_name(root, info["step"])
+    name = _free_name(root, step)
     staging = tempfile.mkdtemp(prefix=f".staging-{name}-", dir=root)
-    handles = []
+    return staging, name, sequence
+
+
+def write_file(staging: str, fname: str, write, obj, phase: str | None = None) -> dict:
+    """Write ``obj`` as file ``fname`` of a staging directory with ``write(obj, fileobj)``,
+    hashing every byte, and fsync it; returns its manifest entry ``{"sha256", "bytes"}``."""
+    handle = _HashingFile(os.path.join(staging, fname), phase)
     try:
-        listed = {}
-        for i, (fname, obj) in enumerate(files.items()):
-            handles.append(
-                _HashingFile(os.path.join(staging, fname), "writing" if i == 0 else None)
-            )
-            write(obj, handles[-1])
-            listed[fname] = {"sha256": handles[-1].sha.hexdigest(), "bytes": handles[-1].size}
+        write(obj, handle)
         _phase("written")
-        for handle in handles:
-            os.fsync(handle.fd)
-            handle.close()
+        os.fsync(handle.fd)
+    finally:
+        handle.close()
+    return {"sha256": handle.sha.hexdigest(), "bytes": handle.size}
+
+
+def finish(
+    root: str, staging: str, name: str, sequence: int, info: dict, listed: dict, keep: int
+) -> str:
+    """Commit a staging directory whose files ``listed`` (name -> ``write_file``'s entry) are
+    written: manifest, rename to ``name``, then the ``LATEST`` pointer; prune beyond ``keep``.
+    Returns the checkpoint's path. On an error before the pointer is replaced the staging
+    directory is removed and the previous checkpoint stays committed."""
+    try:
         manifest = {
             "format": FORMAT,
             "version": VERSION,
@@ -383,16 +475,16 @@ def commit(root: str, files: dict, info: dict, keep: int, write) -> str:
             "files": listed,
         }
         manifest["manifest_sha256"] = hashlib.sha256(_canonical(manifest)).hexdigest()
-        handles.append(_HashingFile(os.path.join(staging, MANIFEST)))
-        handles[-1].write(json.dumps(manifest, indent=1, sort_keys=True).encode())
-        os.fsync(handles[-1].fd)
-        handles[-1].close()
+        handle = _HashingFile(os.path.join(staging, MANIFEST))
+        try:
+            handle.write(json.dumps(manifest, indent=1, sort_keys=True).encode())
+            os.fsync(handle.fd)
+        finally:
+            handle.close()
         _fsync_dir(staging)
         path = os.path.join(root, name)
         os.rename(staging, path)
     except BaseException:
-        for handle in handles:
-            handle.close()
         shutil.rmtree(staging, ignore_errors=True)
         raise
     _fsync_dir(root)
@@ -403,10 +495,33 @@ def commit(root: str, files: dict, info: dict, keep: int, write) -> str:
             + b"\n"
         )
         _phase("pointer")
-    sequences[name] = sequence
+    _mark_committed(path)
+    sequences = _sequences(root)
     for old in sorted(sequences, key=sequences.get)[:-keep]:
         try:
             _remove(os.path.join(root, old), "prune")
         except OSError as exc:  # the new checkpoint is committed: report, don't fail the save
             logger.warning("could not prune %r in %r: %s", old, root, exc)
     return path
+
+
+def abort(staging: str) -> None:
+    """Remove a staging directory (a save that failed): nothing of it becomes visible."""
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def commit(root: str, files: dict, info: dict, keep: int, write) -> str:
+    """Write one checkpoint into ``root`` and commit it; return its path.
+
+    ``files`` maps file names to objects; ``write(obj, fileobj)`` serializes one (the model
+    file is the first). ``info`` adds fields to the manifest (``step``, ``epoch``...)."""
+    staging, name, sequence = begin(root, info["step"])
+    try:
+        listed = {
+            fname: write_file(staging, fname, write, obj, "writing" if i == 0 else None)
+            for i, (fname, obj) in enumerate(files.items())
+        }
+    except BaseException:
+        abort(staging)
+        raise
+    return finish(root, staging, name, sequence, info, listed, keep)

@@ -139,7 +139,7 @@ def random_split(dataset: Dataset, lengths: Sequence, generator=None) -> list[Su
     """Split ``dataset`` at random into non-overlapping ``Subset``s of the given lengths
     (integers summing to ``len(dataset)``, or fractions summing to 1). ``generator``
     (default: the default stream) makes the split reproducible."""
-    counts = _split_lengths(len(dataset), lengths)
+    counts = _split_lengths(len(dataset), lengths)  # type: ignore[arg-type]
     order = numpy_rng(generator).permutation(sum(counts)).tolist()
     ends = np.cumsum(counts).tolist()
     return [Subset(dataset, order[end - c : end]) for c, end in zip(counts, ends)]

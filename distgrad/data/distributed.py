@@ -19,7 +19,13 @@ class DistributedSampler(Sampler):
     Every rank gets ``len(self)`` indices: without ``drop_last`` the order is padded by repeating
     its start, with it the tail that does not divide evenly is dropped. Call ``set_epoch`` at the
     start of every epoch so that each epoch is shuffled differently. ``num_replicas`` and
-    ``rank`` default to the world of ``distgrad.distributed``."""
+    ``rank`` default to the world of ``distgrad.distributed``.
+
+    ``start_index`` (0 unless a resumed checkpoint set it) is a global sample index: the next
+    iteration skips the first ``start_index`` positions of the epoch's order and shares the rest
+    among the ranks the same way (then it is reset to 0). As the order depends on ``seed`` and
+    the epoch only, a run resumed on a different number of ranks neither skips nor repeats a
+    sample of the epoch (see ``distgrad.checkpoint.ResumableLoader``)."""
 
     def __init__(
         self,
@@ -47,6 +53,7 @@ class DistributedSampler(Sampler):
         self.dataset, self.num_replicas, self.rank = dataset, num_replicas, rank
         self.shuffle, self.seed, self.drop_last = shuffle, seed, drop_last
         self.epoch = 0
+        self.start_index = 0
         n = len(dataset)
         if drop_last:
             self.num_samples = n // num_replicas
@@ -60,6 +67,16 @@ class DistributedSampler(Sampler):
             indices = np.random.default_rng(self.seed + self.epoch).permutation(n)
         else:
             indices = np.arange(n)
+        start, self.start_index = min(int(self.start_index), n), 0
+        if start:  # resumed at a global sample index: share the rest of the order
+            rest = indices[start:]
+            per = (
+                len(rest) // self.num_replicas
+                if self.drop_last
+                else -(-len(rest) // self.num_replicas)
+            )
+            rest = np.resize(rest, per * self.num_replicas) if len(rest) else rest
+            return iter(rest[self.rank :: self.num_replicas].tolist())
         if self.total_size > n:
             indices = np.resize(indices, self.total_size)  # repeats from the start
         indices = indices[self.rank : self.total_size : self.num_replicas]

@@ -1,6 +1,7 @@
 """``distgrad.distributed``: ``torch.distributed``'s API (``init_process_group``, process
 groups, collectives on tensors with ``group=``/``async_op=``, point to point, object
-collectives), communicators, ``DataParallel`` and ``SyncBatchNorm``.
+collectives), communicators, ``DataParallel`` (communication hooks: ``algorithms.ddp_comm_hooks``;
+``hierarchical`` allreduce) and ``SyncBatchNorm``.
 
 distgrad's short names are aliases, one way: ``init`` = ``init_process_group`` (timeout only),
 ``finalize`` = ``destroy_process_group()``, ``rank``/``world_size`` = ``get_rank``/
@@ -9,6 +10,8 @@ distgrad's short names are aliases, one way: ``init`` = ``init_process_group`` (
 torch.distributed, torchrun and Horovod names to distgrad's.
 """
 
+from ..futures import Future
+from . import algorithms, hierarchical
 from .api import (
     destroy_process_group,
     get_backend,
@@ -60,6 +63,7 @@ from .data_parallel import (
 )
 from .desync import CollectiveDesyncError
 from .device_mesh import DeviceMesh, init_device_mesh
+from .grad_bucket import GradBucket
 from .groups import ProcessGroup, group, new_group
 from .process_group import (
     finalize,
@@ -77,6 +81,10 @@ from .process_group import (
 from .sync_batchnorm import SyncBatchNorm
 
 __all__ = [
+    "Future",
+    "GradBucket",
+    "algorithms",
+    "hierarchical",
     "init_process_group",
     "destroy_process_group",
     "get_backend",

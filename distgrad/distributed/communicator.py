@@ -23,6 +23,7 @@ from abc import ABC, abstractmethod
 import numpy as np
 
 from ..backend import is_floating
+from . import traffic as _traffic
 
 __all__ = [
     "ReduceOp",
@@ -131,6 +132,15 @@ def _wait(comm, test, started: float, timeout, info) -> None:
             os.sched_yield()
 
 
+class _Described:
+    """Size and dtype of a completed collective's array (the array itself is released)."""
+
+    __slots__ = ("size", "dtype")
+
+    def __init__(self, size: int, dtype):
+        self.size, self.dtype = size, dtype
+
+
 class Work:
     """Handle of a collective in flight (``async_op=True``). ``wait()`` blocks until it is done
     (polling, so the deadline can be enforced); ``is_completed()`` tests without blocking.
@@ -202,6 +212,11 @@ class Work:
         self._done = True
         self._comm.in_flight.pop(self.seq, None)
         self._comm.last_done = self
+        # the communicator keeps its last Work (for the watchdog): let go of the arrays (the
+        # data, and the buffers the progress function holds), keeping what ``info`` reports
+        if self._data is not None:
+            self._data = _Described(int(self._data.size), self._data.dtype)
+        self._test = _finished
         if self._callbacks:
             callbacks, self._callbacks = self._callbacks, []
             for callback in callbacks:
@@ -224,6 +239,17 @@ class Work:
     def result(self):
         """The tensors this collective wrote (tensor-level collectives)."""
         return self._result
+
+    def get_future(self):
+        """A ``distgrad.futures.Future`` completed with this collective: its value is the
+        list of tensors it wrote (tensor-level collectives, as PyTorch's), else ``[array]``.
+        As everything here, it completes when tested (``done()``) or waited for."""
+        from ..futures import Future
+
+        def value():
+            return self._result if self._result is not None else [self._data]
+
+        return Future._pending(self.is_completed, self.wait, value)
 
     def __repr__(self):
         state = "completed" if self._done else "in flight"
@@ -308,6 +334,8 @@ class Communicator(ABC):
         self.last_done = self.blocking = None  # a Work, or a function returning CollectiveInfo
         self.watchdog = None  # reports every rank's state on a missed deadline
         self.desync = None  # the fingerprint channel (desync.py), if checked
+        self.next_tag = None  # a caller's label of its next collective (desync.py)
+        self.tag_error = None  # tags of every rank -> the exception to raise when they differ
         self.label = "WORLD"  # the process group, for messages
 
     # ---- bookkeeping shared by implementations ------------------------------------------
@@ -317,18 +345,15 @@ class Communicator(ABC):
         entries skipped) to run, in order, once it has completed."""
         if self.desync is not None:
             test = self.desync.guard(self, test, op, array, root, reduce_op)
+        if _traffic.TALLIES:
+            _traffic.record(self, op, array)
         if async_op:
             return Work(self, test, op, array, root, reduce_op)._then(*then)
         self.seq += 1
         seq = self.seq
-        self.blocking = info = lambda: CollectiveInfo(
-            op,
-            seq,
-            self.rank,
-            self.world_size,
-            *(() if array is None else (array.size, array.dtype)),
-            root=root,
-            reduce_op=reduce_op,
+        sizes = () if array is None else (int(array.size), array.dtype)  # not the array itself:
+        self.blocking = info = lambda: CollectiveInfo(  # ``last_done`` outlives the collective
+            op, seq, self.rank, self.world_size, *sizes, root=root, reduce_op=reduce_op
         )
         _wait(self, test, time.monotonic(), None, info)
         self.blocking, self.last_done = None, info

@@ -16,6 +16,7 @@ that they agree on it, on the model and on the number of collectives issued (``c
 from __future__ import annotations
 
 import contextlib
+import inspect
 import warnings
 
 import numpy as np
@@ -24,7 +25,11 @@ from ..amp.nonfinite import any_nonfinite
 from ..autograd import is_grad_enabled
 from ..backend import array_module_for
 from ..nn.module import Module
-from .process_group import communicator_for, init
+from . import timeline
+from .grad_bucket import GradBucket
+from .hierarchical import HierarchicalAllreduce, hierarchical_wanted, node_layout
+from .process_group import communicator_for, init, local_world_size
+from .process_group import world_size as _world_size
 from .reducer import Reducer, StepStats, cut_buckets
 
 __all__ = ["DistributedDataParallel", "DataParallel", "StepStats", "NonFiniteGradientError"]
@@ -64,7 +69,12 @@ class DistributedDataParallel(Module):
     ``named_parameters()`` is prefixed too, as torch's; ``.module.state_dict()`` is not.
 
     ``no_sync()`` skips the reduction for gradient accumulation; ``rebuild_buckets`` changes
-    the bucket caps later (all ranks together). After a step, ``last_step_stats`` (a
+    the bucket caps later (all ranks together). ``register_comm_hook(state, hook)`` replaces
+    the bucket allreduce with a communication hook (``distgrad.distributed.algorithms.
+    ddp_comm_hooks``: fp16/bf16 compression, PowerSGD). ``hierarchical_allreduce`` (None:
+    ``DISTGRAD_HIERARCHICAL_ALLREDUCE``, else when the world spans more than one node) and
+    ``ranks_per_node`` (force a node grouping) choose the hierarchical allreduce
+    (``distgrad.distributed.hierarchical``) for the buckets. After a step, ``last_step_stats`` (a
     ``StepStats``) tells what the communication did. Move or cast the module, and replace its
     parameters, before wrapping it.
 
@@ -93,6 +103,8 @@ class DistributedDataParallel(Module):
         communicator=None,
         nonfinite: str = "skip",
         max_consecutive_skips: int = 5,
+        hierarchical_allreduce: bool | None = None,
+        ranks_per_node: int | None = None,
     ):
         super().__init__()
         if not isinstance(module, Module):
@@ -130,6 +142,9 @@ class DistributedDataParallel(Module):
             return
         named = [(n, p) for n, p in module.named_parameters() if p.requires_grad][::-1]
         self.reducer = Reducer(named, comm, self._cut, contract=self._contract())
+        self.hierarchical = _hierarchical(comm, hierarchical_allreduce, ranks_per_node)
+        if self.hierarchical is not None:
+            self.reducer.allreduce_via = self.hierarchical
         self._sync_state(list(module.parameters()) + list(module.buffers()))
         # A module wrapped again drops the previous wrapper's hooks, which would otherwise go
         # on launching collectives into that wrapper's buckets.
@@ -153,6 +168,38 @@ class DistributedDataParallel(Module):
             "parameters": describe(self.module.named_parameters()),
             "buffers": describe(self.module.named_buffers()),
         }
+
+    def register_comm_hook(self, state: object, hook) -> None:
+        """Reduce the gradient buckets with ``hook(state, bucket: GradBucket) -> Future``
+        (PyTorch's ``register_comm_hook``): called during backward as soon as a bucket is
+        ready; the future's value (one tensor of the bucket buffer's shape) becomes the
+        bucket's reduced gradients. The buffer is NOT divided by the world size: the hook
+        divides (as PyTorch's). Call it once, on every rank, before the first backward.
+        Built-in hooks: ``distgrad.distributed.algorithms.ddp_comm_hooks``. In a world of one
+        there is no bucket and the hook is never called."""
+        if not callable(hook):
+            raise TypeError("Communication hook must be callable.")
+        params = inspect.signature(hook).parameters
+        bucket = params.get("bucket")
+        if bucket is not None and bucket.annotation not in (
+            inspect.Parameter.empty,
+            GradBucket,
+            "GradBucket",
+            "dist.GradBucket",
+        ):
+            raise ValueError("Communication hook: bucket annotation should be dist.GradBucket.")
+        if getattr(self, "_comm_hook", None) is not None:
+            raise RuntimeError(
+                "register_comm_hook or register_builtin_comm_hook can only be called once."
+            )
+        if self.reducer is not None and (self.reducer.synced_steps or self.reducer.active):
+            raise RuntimeError(
+                "register_comm_hook must be called before the first backward: "
+                f"{self.reducer.synced_steps} gradient reduction(s) already ran without it"
+            )
+        self._comm_hook = (state, hook)
+        if self.reducer is not None:
+            self.reducer.register_comm_hook(state, hook)
 
     # ---- what the reducer knows --------------------------------------------------------------
     @property
@@ -212,6 +259,9 @@ class DistributedDataParallel(Module):
             buffers = list(self.module.buffers())
             if buffers:
                 self._sync_state(buffers)
+        if timeline.ENABLED:
+            with timeline.span("forward"):
+                return timeline.forward_output(self.module(*args, **kwargs))
         return self.module(*args, **kwargs)
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
@@ -326,6 +376,26 @@ class DistributedDataParallel(Module):
 
 
 DataParallel = DistributedDataParallel
+
+
+def _hierarchical(comm, setting: bool | None, ranks_per_node: int | None):
+    """The hierarchical allreduce for the buckets, or None for the flat one. Nodes are only
+    looked up (a collective) when they may be several: forced groupings, or ranks on other
+    hosts (every rank sees the same: its node holds fewer than all ranks)."""
+    import os
+
+    if setting is False or comm.world_size != _world_size():
+        if setting:
+            raise ValueError(
+                "DistributedDataParallel: hierarchical_allreduce=True needs the world group "
+                f"(this one has {comm.world_size} of {_world_size()} ranks)"
+            )
+        return None
+    forced = ranks_per_node is not None or os.environ.get("DISTGRAD_FAKE_NODES")
+    if not forced and local_world_size() == comm.world_size:
+        return None
+    nodes = node_layout(comm, ranks_per_node)
+    return HierarchicalAllreduce(nodes) if hierarchical_wanted(nodes, setting) else None
 
 
 def _resolve_communicator(group, module: Module):

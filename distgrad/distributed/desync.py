@@ -15,6 +15,11 @@ a rank still issuing collectives then meets it, and every rank raises
 ``CollectiveDesyncError`` naming what each one issued (which is how a rank that ran out of
 data, skipped a backward and so has one step fewer, or left with ``sys.exit`` is caught).
 
+A caller may label its next collective on a communicator (``comm.next_tag = int``, consumed by
+that collective; -1 when unset) and give ``comm.tag_error(tags) -> Exception`` (``tags``: every
+rank's label): the labels travel in the fingerprint, and when they differ that exception is
+raised on every rank (``fully_shard`` names its units this way, at no extra round trip).
+
 ``DISTGRAD_DESYNC_CHECK=0`` turns it off (then such a job fails as MPI decides, or hangs until
 the collective deadline). ``DISTGRAD_DEBUG=1`` (``contract.py``) checks before each collective
 instead, so nothing of a mismatched collective runs.
@@ -48,7 +53,7 @@ _OPS = (
 _CODE = {op: i for i, op in enumerate(_OPS)}
 _EXIT = _CODE["exit"]
 _REDUCTIONS = ("SUM", "AVG", "PRODUCT", "MAX", "MIN")
-_FIELDS = 7  # seq, op, dtype, count, root (exit: status), reduction, group
+_FIELDS = 8  # seq, op, dtype, count, root (exit: status), reduction, group, caller's tag
 
 
 class CollectiveDesyncError(CollectiveMismatchError):
@@ -71,7 +76,7 @@ def _dtype_name(code: int) -> str | None:
 
 
 def _describe(fp) -> str:
-    seq, op, dtype, count, root, reduction, _ = (int(v) for v in fp)
+    seq, op, dtype, count, root, reduction, *_ = (int(v) for v in fp)
     if op == _EXIT:
         return f"nothing: it has finished (exit status {root}) after collective #{seq - 1}"
     info = CollectiveInfo(
@@ -106,7 +111,10 @@ class DesyncCheck:
 
     def guard(self, comm, test, op: str, array, root, reduce_op):
         """``test`` of a collective just started on ``comm``, preceded by the fingerprint
-        check (raises ``CollectiveDesyncError`` on a difference)."""
+        check (raises ``CollectiveDesyncError`` on a difference, or ``comm.tag_error``'s
+        exception when the callers' tags differ)."""
+        tag = getattr(comm, "next_tag", None)
+        comm.next_tag = None
         request, mine, every = self._start(
             (
                 comm.seq + 1,
@@ -116,6 +124,7 @@ class DesyncCheck:
                 -1 if root is None else root,
                 -1 if reduce_op is None else _REDUCTIONS.index(reduce_op.name),
                 self.index,
+                -1 if tag is None else int(tag),
             )
         )
         pending = [request]
@@ -127,6 +136,11 @@ class DesyncCheck:
                 pending.clear()
                 if every.tobytes() != mine.tobytes() * self.size:  # (the common case: equal)
                     rows = every.reshape(self.size, _FIELDS)
+                    explain = getattr(comm, "tag_error", None)
+                    if explain is not None and (rows[:, 7] != rows[0, 7]).any():
+                        # the ranks are still aligned (each issued this many collectives):
+                        # the caller's error, every rank raises it, the group stays usable
+                        raise explain(rows[:, 7].tolist())
                     if (rows[:, 1:] != rows[0, 1:]).any():  # sequence numbers aside
                         self._raise(comm, rows)
             return test()
@@ -165,7 +179,7 @@ def finish(comms, status: int, timeout: float) -> str | None:
         check = comm.desync
         if check is None or comm.failure is not None:
             continue
-        request, _, every = check._start((comm.seq + 1, _EXIT, -1, -1, status, -1, check.index))
+        request, _, every = check._start((comm.seq + 1, _EXIT, -1, -1, status, -1, check.index, -1))
         pending.append((comm, check, request, every))
     deadline = time.monotonic() + timeout
     while pending:

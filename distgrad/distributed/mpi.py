@@ -2,7 +2,10 @@
 
 Arrays go to MPI as buffers, never pickled. A C-contiguous numpy array of a type MPI knows is
 used in place; anything else (non-contiguous views, cupy arrays, bfloat16) is staged through a
-contiguous host copy that is written back when the collective completes. Messages are cut into
+contiguous host copy that is written back when the collective completes. MPI has no bfloat16
+type here (MPICH's ``MPI_BFLOAT16_T`` is null), so bfloat16 reductions send 2 bytes per element
+with a user-defined operation that adds in float32 and rounds each partial result to bfloat16
+(round to nearest even), as NCCL's bfloat16 reductions do; float16 uses MPI's own type. Messages are cut into
 chunks of at most ``max_count`` elements (MPI counts are C ints) so any size works with any MPI
 library; big rank-major buffers (allgather, gather, scatter, reduce_scatter) then go through
 per-chunk ``(world_size, chunk)`` temporaries.
@@ -39,6 +42,28 @@ def _copy_back(array, host) -> None:
 
 def _host(array) -> np.ndarray:
     return array if isinstance(array, np.ndarray) else array_module_for(array).asnumpy(array)
+
+
+def _is_bfloat16(dtype) -> bool:
+    return dtype.kind == "V" and dtype.itemsize == 2 and dtype.name == "bfloat16"
+
+
+_BF16_UFUNCS = {"SUM": np.add, "AVG": np.add, "PRODUCT": np.multiply, "MAX": np.maximum}
+_BF16_UFUNCS["MIN"] = np.minimum
+
+
+def _bfloat16_op(MPI, name: str):
+    """An MPI operation reducing bfloat16 elements (sent as 2-byte integers) with ``name``."""
+    import ml_dtypes
+
+    ufunc, bf16 = _BF16_UFUNCS[name], ml_dtypes.bfloat16
+
+    def reduce(inbuf, inoutbuf, datatype):
+        a = np.frombuffer(inbuf, np.uint16).view(bf16)
+        b = np.frombuffer(inoutbuf, np.uint16).view(bf16)
+        ufunc(b, a, out=b)
+
+    return MPI.Op.Create(reduce, commute=True)
 
 
 class MPICommunicator(Communicator):
@@ -79,7 +104,10 @@ class MPICommunicator(Communicator):
         dt = self._types.get(dtype.char) if dtype.kind in "biufc" else None
         if dt is not None and type(array) is np.ndarray and array.flags.c_contiguous:
             return array, dt, None
-        if dt is None and reduce:
+        if reduce and _is_bfloat16(dtype):
+            base = np.ascontiguousarray(_host(array)).reshape(-1)
+            buf, dt = base.view(np.uint16), self.MPI.UINT16_T
+        elif dt is None and reduce:
             base = np.ascontiguousarray(_host(array), np.float32).reshape(-1)
             buf, dt = base, self.MPI.FLOAT
         else:
@@ -105,7 +133,10 @@ class MPICommunicator(Communicator):
         key = (op, dtype.char)
         if key not in self._reductions:
             self._check_reduce(op, dtype)
-            self._reductions[key] = (self._bool_ops if dtype.kind == "b" else self._ops)[op]
+            if _is_bfloat16(dtype):
+                self._reductions[key] = _bfloat16_op(self.MPI, op.name)
+            else:
+                self._reductions[key] = (self._bool_ops if dtype.kind == "b" else self._ops)[op]
         return self._reductions[key]
 
     def _check(self, op: str, root=None, block=None, full=None) -> None:
@@ -115,8 +146,10 @@ class MPICommunicator(Communicator):
         if full is not None:
             self._check_blocks(op, block, full)
 
-    def _average(self, buf, op):
+    def _average(self, buf, op, dtype=None):
         if op is ReduceOp.AVG:
+            if dtype is not None and _is_bfloat16(dtype):
+                buf = buf.view(dtype)  # staged as 2-byte integers
             return lambda: np.divide(buf, self.world_size, out=buf)
         return None
 
@@ -131,7 +164,11 @@ class MPICommunicator(Communicator):
         comm, IN_PLACE = self.comm, self.MPI.IN_PLACE
         pieces = [buf] if buf.size <= self.max_count else self._pieces(buf)
         requests = [comm.Iallreduce(IN_PLACE, [piece, dt], mpi_op) for piece in pieces]
-        then = (self._average(buf, op), writeback) if op is ReduceOp.AVG or writeback else ()
+        then = (
+            (self._average(buf, op, array.dtype), writeback)
+            if op is ReduceOp.AVG or writeback
+            else ()
+        )
         return self._issue(_tester(requests), async_op, "allreduce", array, None, op, then)
 
     def broadcast(self, array, root, async_op=True):
@@ -152,7 +189,7 @@ class MPICommunicator(Communicator):
             else comm.Ireduce([piece, dt], None, mpi_op, root)
             for piece in self._pieces(buf)
         ]
-        then = (self._average(buf, op), writeback) if is_root else ()
+        then = (self._average(buf, op, array.dtype), writeback) if is_root else ()
         return self._issue(_tester(requests), async_op, "reduce", array, root, op, then)
 
     def allgather(self, send, recv, async_op=True):
@@ -235,7 +272,7 @@ class MPICommunicator(Communicator):
             send,
             None,
             op,
-            then=(self._average(rbuf, op), writeback),
+            then=(self._average(rbuf, op, send.dtype), writeback),
         )
 
     def barrier(self, async_op=True):

@@ -19,7 +19,14 @@ and the results are written back (``write_back``). Two kinds of bucket, one mech
   gradients of successive backwards into the buffer instead of reducing them.
 
 Parameters the graph does not reach are found at the first hook (``graph.will_execute``) and
-marked ready at once, so they never hold a bucket back. Whenever a bucket plan is made the ranks
+marked ready at once, so they never hold a bucket back.
+
+A communication hook (``register_comm_hook``, allreduce buckets only) replaces the launch: the
+bucket's gradients, not divided by the world size, go to ``hook(state, GradBucket)`` the moment
+the bucket is launchable; its future's value is written back (``grad_bucket.py``). The 'used'
+flags of all buckets then travel in one allreduce of their own, issued after the last bucket.
+Without a hook, allreduce buckets go through ``allreduce_via`` (the communicator, or the
+hierarchical allreduce of ``hierarchical.py``). Whenever a bucket plan is made the ranks
 check that they agree on it and on the number of collectives issued (``contract.py``).
 """
 
@@ -34,9 +41,13 @@ import numpy as np
 
 from ..autograd import Tensor, graph
 from ..autograd.engine import set_grad_writer
+from ..futures import Future
+from . import timeline
 from .communicator import ReduceOp
 from .contract import check_agreement
+from .grad_bucket import GradBucket, HookWork
 from .nccl import OverlapTimeline
+from .traffic import Tally
 
 __all__ = ["Reducer", "StepStats", "AllreduceBucket", "ShardBucket", "ShardLayout"]
 
@@ -54,7 +65,15 @@ class StepStats:
     waiting for the reductions and writing the gradients back. For GPU buckets reduced on a
     communicator stream (NCCL) the two spans are read from the GPU clock (CUDA events): from
     the first bucket's gradients being ready on the compute stream to the last reduction's
-    end, and the part of it before backward's last kernel finished."""
+    end, and the part of it before backward's last kernel finished.
+
+    ``sent_bytes``: every collective this rank issued during the step (hooks' included), in
+    ``traffic.py``'s accounting (an allreduce of n bytes counts 2n, a reduce-scatter its
+    input, an all-gather its output); ``sent_bytes_by_group``: the same by communicator label
+    (the levels of a hierarchical allreduce). ``compression_error``: the relative error that a
+    built-in compressing hook introduced into this rank's gradients, sqrt(sum |x - D(C(x))|^2
+    / sum |x|^2) over the buckets (0.0 without a hook or with ``allreduce_hook``; None when the
+    registered hook does not report one)."""
 
     buckets: int
     bytes: int
@@ -64,6 +83,9 @@ class StepStats:
     communication_s: float
     overlap_s: float
     wait_s: float
+    sent_bytes: int = 0
+    sent_bytes_by_group: dict | None = None
+    compression_error: float | None = 0.0
 
     @property
     def overlap_share(self) -> float:
@@ -107,6 +129,7 @@ class AllreduceBucket(_BucketBase):
             self.flat[a:b].reshape(p.shape) for a, b, p in zip(offsets[:-1], offsets[1:], params)
         ]
         self.grads = [Tensor(v) for v in self.views]  # what param.grad becomes after a step
+        self.buffer = Tensor(self.flat[:total])  # what a communication hook receives
         self.flags = self.flat[total:]
         self.probe = self.flat  # an array on the bucket's device
         self.nbytes = int(self.flat.nbytes)
@@ -329,7 +352,17 @@ class Reducer:
         self._make_buckets = make_buckets
         self.named = named
         self._handles = []
+        self.comm_hook = None  # (state, hook)
+        self.allreduce_via = comm  # what allreduces the buckets without a hook
+        self.synced_steps = 0
+        self._tally = self._flags_work = None
         self.plan(make_buckets(named), contract)
+
+    def register_comm_hook(self, state, hook) -> None:
+        """Reduce allreduce buckets with ``hook(state, GradBucket) -> Future`` from now on
+        (buckets then hold undivided gradients)."""
+        self.comm_hook = (state, hook)
+        self.scale = 1.0
 
     # ---- the bucket plan -------------------------------------------------------------------
     def plan(self, buckets, contract: dict | None = None) -> None:
@@ -383,10 +416,16 @@ class Reducer:
         backward will not reach ready at once."""
         self.active = True
         self._t_start = time.perf_counter()
+        if timeline.ENABLED:
+            timeline.backward_started(self._t_start)
         self._next = 0
         self._timeline = (
             OverlapTimeline.start(self.comm, self.buckets[0].probe) if self.buckets else None
         )
+        if self._tally is not None:
+            self._tally.close()
+        self._tally = Tally().open()
+        self._flags_work = None
         for bucket in self.buckets:
             bucket.reset()
         if self.finish == "callback":
@@ -407,6 +446,8 @@ class Reducer:
         bucket.ready[slot] = True
         bucket.pending -= 1
         if bucket.pending == 0:
+            if timeline.ENABLED:
+                timeline.bucket_ready(bucket)
             self._launch_ready()
 
     def complete(self, bucket) -> None:
@@ -425,13 +466,72 @@ class Reducer:
                 continue
             if self._timeline is not None:
                 self._timeline.before_launch()
-            bucket.work = bucket.launch(self.comm)
+            bucket.work = self._launch(bucket)
             bucket.launched_at = time.perf_counter()
             if self._timeline is not None:
                 self._timeline.after_launch()
             if self.on_launch is not None:
                 self.on_launch(bucket)
             self._next += 1
+        if self.comm_hook is not None and self._next == len(self.buckets):
+            self._launch_flags()
+
+    def _launch(self, bucket):
+        """Start reducing ``bucket``: its collective, or the communication hook."""
+        if bucket.kind != "allreduce":
+            return bucket.launch(self.comm)
+        if self.comm_hook is None:
+            return bucket.launch(self.allreduce_via)
+        state, hook = self.comm_hook
+        grad_bucket = GradBucket(
+            self._next, len(self.buckets), bucket.buffer, bucket.grads, bucket.params
+        )
+        grad_bucket._allreduce = self._allreduce_future
+        grad_bucket._world_size = self.comm.world_size
+        bucket.grad_bucket = grad_bucket
+        name = getattr(hook, "__qualname__", repr(hook))
+        future = hook(state, grad_bucket)
+        if not isinstance(future, Future):
+            raise TypeError(
+                f"DistributedDataParallel: the communication hook {name} must return a "
+                f"distgrad.futures.Future, got {type(future).__name__}"
+            )
+        return HookWork(future, grad_bucket, name)
+
+    def _allreduce_future(self, tensor: Tensor) -> Future:
+        """Sum ``tensor`` over the ranks with ``allreduce_via`` (in place): a Future of
+        ``[tensor]`` (what built-in hooks use for the DDP's own group)."""
+        work = self.allreduce_via.allreduce(tensor.array, ReduceOp.SUM)
+
+        def value():
+            tensor.bump_version()
+            return [tensor]
+
+        return Future._pending(work.is_completed, work.wait, value)
+
+    def _launch_flags(self) -> None:
+        """With a hook: allreduce every bucket's 'used' flags at once (after the last bucket)."""
+        if self._flags_work is not None or not self.buckets:
+            return
+        xp = self.buckets[0].xp
+        with _on_device(self.buckets[0].probe):
+            self._flags = xp.concatenate([b.flags.astype(xp.float32) for b in self.buckets])
+        self._flags_work = self.comm.allreduce(self._flags, ReduceOp.SUM)
+
+    def _take_hook_result(self, bucket) -> None:
+        """Copy the hook's reduced tensor into the bucket, and the reduced flags."""
+        result = bucket.work.value()
+        target = bucket.buffer.array
+        if result.array is not target:
+            target[...] = result.array.reshape(target.shape)
+        if self._flags_work is not None:
+            self._flags_work.wait()
+            start = 0
+            for b in self.buckets:  # this bucket's flags within the concatenated ones
+                if b is bucket:
+                    b.flags[...] = self._flags[start : start + b.flags.size]
+                    break
+                start += b.flags.size
 
     on_launch = None  # callback(bucket) after each launch (the sharded event log)
 
@@ -457,9 +557,15 @@ class Reducer:
         for bucket in self.buckets:
             self.settle(bucket)
         self.active = False
+        tally, self._tally = self._tally, None
+        if tally is not None:
+            tally.close()
+        if timeline.ENABLED:
+            timeline.reducer_step(self, end)
         launched = [b for b in self.buckets if b.launched_at is not None]
         if not launched:
             return
+        self.synced_steps += 1
         done = time.perf_counter()
         first = min(b.launched_at for b in launched)
         last = max(b.done_at for b in launched)
@@ -475,7 +581,21 @@ class Reducer:
             communication,
             overlap,
             done - end,
+            tally.total_bytes if tally is not None else 0,
+            dict(tally.by_label) if tally is not None else {},
+            self._compression_error(launched),
         )
+
+    def _compression_error(self, launched) -> float | None:
+        """sqrt(sum |error|^2 / sum |input|^2) over the buckets' hook reports (StepStats)."""
+        if self.comm_hook is None:
+            return 0.0
+        reports = [getattr(b, "grad_bucket", None) for b in launched]
+        reports = [g._error for g in reports if g is not None and g._error is not None]
+        if not reports:
+            return None
+        error, total = (sum(r[i] for r in reports) for i in range(2))
+        return float((error / total) ** 0.5) if total > 0 else 0.0
 
     def settle(self, bucket) -> None:
         """Wait for ``bucket``'s reduction (if launched) and write its result back, once."""
@@ -484,6 +604,8 @@ class Reducer:
         if bucket.done_at is None:
             bucket.work.wait()
             bucket.done_at = time.perf_counter()
+        if isinstance(bucket.work, HookWork):
+            self._take_hook_result(bucket)
         bucket.write_back()
         if bucket.kind == "reduce_scatter":
             bucket.work = None  # the Work holds the (freed) send buffer
@@ -502,9 +624,8 @@ class Reducer:
             elif work is None:
                 state = f"collecting gradients ({len(b.params) - b.pending} of {len(b.params)})"
             else:
-                state = f"collective #{work.seq} " + (
-                    "completed" if b.done_at is not None else "in flight"
-                )
+                what = f"collective #{work.seq}" if work.seq >= 0 else "communication hook"
+                state = f"{what} " + ("completed" if b.done_at is not None else "in flight")
                 labels[work.seq] = label
             buckets.append({"bucket": i, "label": label, "state": state})
         return self.owner, {"in_backward": self.active, "buckets": buckets}, labels

@@ -12,11 +12,64 @@ from __future__ import annotations
 
 from collections import Counter
 
-__all__ = ["CountingCommunicator"]
+__all__ = ["CountingCommunicator", "Tally", "collective_bytes"]
+
+TALLIES: list = []  # the open tallies (Communicator._issue reports to each)
 
 
 def _nbytes(array) -> int:
     return 0 if array is None else int(array.size) * array.dtype.itemsize
+
+
+def collective_bytes(op: str, nbytes: int, world_size: int) -> int:
+    """The bytes counted for collective ``op`` whose array argument (allgather, gather: the
+    per-rank input; reduce_scatter: the whole input) holds ``nbytes``."""
+    if op == "allreduce":
+        return 2 * nbytes
+    if op in ("allgather", "gather"):
+        return world_size * nbytes
+    return nbytes
+
+
+def record(comm, op: str, array) -> None:
+    """Add a collective issued by ``comm`` to every open ``Tally``."""
+    nbytes = collective_bytes(op, _nbytes(array), comm.world_size)
+    label = getattr(comm, "label", "")
+    for tally in TALLIES:
+        tally.calls[op] += 1
+        tally.bytes[op] += nbytes
+        tally.by_label[label] += nbytes
+
+
+class Tally:
+    """Counts every collective issued while it is open (a context manager, or ``open()`` /
+    ``close()``): ``calls`` and ``bytes`` by collective, ``by_label`` by communicator label,
+    ``total_bytes``."""
+
+    def __init__(self):
+        self.calls, self.bytes, self.by_label = Counter(), Counter(), Counter()
+
+    @property
+    def total_bytes(self) -> int:
+        """All bytes counted."""
+        return sum(self.bytes.values())
+
+    def open(self) -> Tally:
+        """Start counting."""
+        if self not in TALLIES:
+            TALLIES.append(self)
+        return self
+
+    def close(self) -> None:
+        """Stop counting."""
+        if self in TALLIES:
+            TALLIES.remove(self)
+
+    def __enter__(self) -> Tally:
+        return self.open()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 class CountingCommunicator:

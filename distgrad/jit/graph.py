@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..autograd import BackwardNode, Op
+from ..autograd.engine import retains_graph
 
 __all__ = ["Graph", "Step", "TracedGraph", "RandomArray", "InputView"]
 
@@ -120,6 +121,7 @@ class Graph:
         self._backward_ops = [
             (i, op) for i, op in reversed(list(enumerate(self.ops))) if op.recorded
         ]
+        self._dead_after = _dead_after(self.ops, self.outputs, self.constant_slots)
         self._pool = []
 
     @property
@@ -152,10 +154,7 @@ class Graph:
         objects for the next replay. Holding them until the next replay overwrote them made
         a step's peak memory twice eager's, and the replay slower than eager."""
         for ctx in ctxs:
-            fixed = (ctx._xp, ctx.needs_input_grad, ctx.tensor_args)
-            ctx.__dict__.clear()
-            ctx._xp = ctx.xp = fixed[0]
-            ctx.needs_input_grad, ctx.tensor_args = fixed[1], fixed[2]
+            _clear(ctx)
         if not self._pool:
             self._pool.append(ctxs)
 
@@ -165,7 +164,7 @@ class Graph:
         vals = self._template.copy()
         for slot, array in zip(self.arg_slots, arrays):
             vals[slot] = array
-        for op, ctx in zip(self.ops, ctxs):
+        for op, ctx, dead in zip(self.ops, ctxs, self._dead_after):
             for slot, make in op.setup:
                 vals[slot] = make(vals)
             out = op.fn.array_forward(ctx, *[vals[i] for i in op.args])
@@ -175,11 +174,15 @@ class Graph:
                 for slot, o in zip(op.outs, out):
                     if slot is not None:
                         vals[slot] = _array_output(ctx, o) if isinstance(o, _SCALARS) else o
+            for slot in dead:  # as eager: an intermediate nothing reads again is freed now
+                vals[slot] = None
         return vals
 
-    def run_backward(self, ctxs: list, out_grads) -> tuple:
+    def run_backward(self, ctxs: list, out_grads, release: bool = False) -> tuple:
         """Every recorded op's backward, newest first (the engine's order, so gradients are
-        summed in the same order as eager); returns the gradients of the argument slots."""
+        summed in the same order as eager); returns the gradients of the argument slots.
+        ``release``: free each op's saved values right after its backward, as the engine
+        does without ``retain_graph``."""
         grads = [None] * self.n_slots
         for slot, g in zip(self.diff_outputs, out_grads):
             if g is not None:
@@ -203,6 +206,8 @@ class Graph:
                         if g is None and op.out_meta[nr] is not None:
                             gs[nr] = self.xp.zeros(*op.out_meta[nr])
             result = op.fn.array_backward(ctx, *gs)
+            if release:
+                _clear(ctx)
             if not isinstance(result, tuple):
                 result = (result,)
             for i, slot, dtype in op.grad_edges:
@@ -231,6 +236,39 @@ class Graph:
             lines.append(f"  {outs} = {op.fn.__name__}({args})")
         lines.append(f"  return ({', '.join(name(s) for s in self.outputs)})")
         return "\n".join(lines)
+
+
+def _clear(ctx) -> None:
+    """Drop what a replay left on a ctx (saved arrays, intermediates ops keep as attributes),
+    keeping what the graph set once."""
+    fixed = (ctx._xp, ctx.needs_input_grad, ctx.tensor_args)
+    ctx.__dict__.clear()
+    ctx._xp = ctx.xp = fixed[0]
+    ctx.needs_input_grad, ctx.tensor_args = fixed[1], fixed[2]
+
+
+def _dead_after(ops, outputs, constants) -> list:
+    """Per step, the slots that no later step (nor a setup step) reads and that are not
+    returned: the replay drops them right after that step, so a forward's peak memory is
+    eager's (what backward needs, ops keep on their ctx)."""
+    last_use: dict = {}
+    for index, op in enumerate(ops):
+        for slot in op.args:
+            last_use[slot] = index
+        for slot, make in op.setup:
+            last_use[slot] = index
+            read = getattr(make, "slot", None)  # an InputView reads another slot
+            if read is not None:
+                last_use[read] = index
+        for slot in op.outs:
+            if slot is not None:
+                last_use.setdefault(slot, index)
+    keep = set(outputs) | set(constants)
+    dead: list = [[] for _ in ops]
+    for slot, index in last_use.items():
+        if slot not in keep:
+            dead[index].append(slot)
+    return [tuple(d) for d in dead]
 
 
 def _array_output(ctx, value):
@@ -285,4 +323,4 @@ class TracedGraph(Op):
                 "freed after the first backward. Specify retain_graph=True on the first "
                 "backward to go through it again."
             )
-        return (None, None) + ctx.graph.run_backward(ctx.ctxs, grads)
+        return (None, None) + ctx.graph.run_backward(ctx.ctxs, grads, not retains_graph())

@@ -63,7 +63,7 @@ def shape_of(x) -> tuple:
 _TENSOR_DEVICE = Tensor.device  # a subclass may say otherwise (tests fake devices so)
 
 
-def check_same_device(op: str, *tensors: Tensor) -> None:
+def check_same_device(op: str, *tensors: Tensor | None) -> None:
     """Raise PyTorch's error unless the tensors among ``tensors`` share one device."""
     for t in tensors:
         if isinstance(t, Tensor) and (

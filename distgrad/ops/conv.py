@@ -239,8 +239,9 @@ def input_grad(xp, gy, w, g: Geometry, groups: int, c: int):
         # padding beyond the dilated kernel's reach: those outputs see no input at all
         crop = [max(0, -p) for p in pads]
         gy = gy[:, :, crop[0] : g.OH - crop[1], crop[2] : g.OW - crop[3]]
+        oh, ow = gy.shape[2:]
         full = Geometry.conv(
-            "conv", *gy.shape[2:], (kh, kw), (1, 1), [max(0, p) for p in pads], (g.dh, g.dw)
+            "conv", oh, ow, (kh, kw), (1, 1), [max(0, p) for p in pads], (g.dh, g.dw)
         )
         flipped = w.reshape(groups, fg, cg, kh, kw)[..., ::-1, ::-1].transpose(0, 2, 1, 3, 4)
         return correlate(

@@ -6,6 +6,8 @@ the GPU when ``device`` is a GPU, so a seed gives the same values on every devic
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from ..autograd import Tensor, grad_mode
@@ -151,55 +153,44 @@ def _filled(fill, size, dtype, device, requires_grad, op="tensor", keyword=_MISS
     dtype = as_dtype(dtype) if dtype is not None else get_default_dtype()
     device = get_default_device() if device is None else make_device(device)
     xp = device.xp
-    if device == CPU:
+    on_gpu = contextlib.nullcontext() if device == CPU else xp.cuda.Device(device.index)
+    with on_gpu:
         return Tensor(fill(xp, _size(size, op, keyword), dtype.np), requires_grad=requires_grad)
-    with xp.cuda.Device(device.index):
-        return Tensor(fill(xp, _size(size, op, keyword), dtype.np), requires_grad=requires_grad)
 
 
-def zeros(
-    *sizes,
-    size=_MISSING,
-    dtype=None,
-    device=None,
-    requires_grad=False,
-    layout=None,
-    pin_memory=False,
-) -> Tensor:
-    """A new tensor of the given size (``zeros(2, 3)``, ``zeros((2, 3))``, ``zeros(size=(2, 3))``)."""
-    return _filled(
-        lambda xp, s, d: xp.zeros(s, d), sizes, dtype, device, requires_grad, "zeros", size
+def _constructor(name: str):
+    """``zeros``/``ones``/``empty``: one signature, filled by ``xp.<name>``."""
+
+    def construct(
+        *sizes,
+        size=_MISSING,
+        dtype=None,
+        device=None,
+        requires_grad=False,
+        layout=None,
+        pin_memory=False,
+    ) -> Tensor:
+        return _filled(
+            lambda xp, s, d: getattr(xp, name)(s, d),
+            sizes,
+            dtype,
+            device,
+            requires_grad,
+            name,
+            size,
+        )
+
+    construct.__name__ = construct.__qualname__ = name
+    construct.__doc__ = (
+        f"A new tensor of the given size (``{name}(2, 3)``, ``{name}((2, 3))``, "
+        f"``{name}(size=(2, 3))``)" + (", uninitialised." if name == "empty" else f", all {name}.")
     )
+    return construct
 
 
-def ones(
-    *sizes,
-    size=_MISSING,
-    dtype=None,
-    device=None,
-    requires_grad=False,
-    layout=None,
-    pin_memory=False,
-) -> Tensor:
-    """A new tensor of the given size (``ones(2, 3)``, ``ones((2, 3))``, ``ones(size=(2, 3))``)."""
-    return _filled(
-        lambda xp, s, d: xp.ones(s, d), sizes, dtype, device, requires_grad, "ones", size
-    )
-
-
-def empty(
-    *sizes,
-    size=_MISSING,
-    dtype=None,
-    device=None,
-    requires_grad=False,
-    layout=None,
-    pin_memory=False,
-) -> Tensor:
-    """A new tensor of the given size (``empty(2, 3)``, ``empty((2, 3))``, ``empty(size=(2, 3))``)."""
-    return _filled(
-        lambda xp, s, d: xp.empty(s, d), sizes, dtype, device, requires_grad, "empty", size
-    )
+zeros = _constructor("zeros")
+ones = _constructor("ones")
+empty = _constructor("empty")
 
 
 def full(size, fill_value, dtype=None, device=None, requires_grad=False) -> Tensor:

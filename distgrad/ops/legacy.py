@@ -33,6 +33,8 @@ __all__ = [
 class _LegacyTensorType(type):
     """Metaclass of the typed constructors: ``isinstance(t, LongTensor)`` tests the dtype."""
 
+    dtype_name: str
+
     def __instancecheck__(cls, obj) -> bool:
         return isinstance(obj, Tensor) and obj.dtype == as_dtype(cls.dtype_name)
 
@@ -148,9 +150,13 @@ def _device_predicate(kind: str):
 
 for _kind in ("cpu", "xpu", "mps", "meta", "ipu", "hpu", "xla", "mtia"):
     setattr(Tensor, f"is_{_kind}", _device_predicate(_kind))
-Tensor.is_sparse = property(lambda self: False, doc="Always False: distgrad tensors are dense.")
-Tensor.is_quantized = property(lambda self: False, doc="Always False: no quantized tensors.")
-Tensor.is_complex = lambda self: False
+Tensor.is_sparse = property(  # type: ignore[method-assign,assignment]
+    lambda self: False, doc="Always False: distgrad tensors are dense."
+)
+Tensor.is_quantized = property(  # type: ignore[method-assign,assignment]
+    lambda self: False, doc="Always False: no quantized tensors."
+)
+Tensor.is_complex = lambda self: False  # type: ignore[method-assign]
 Tensor.is_complex.__doc__ = "Always False: distgrad has no complex dtypes."
 
 

@@ -332,17 +332,22 @@ def avg_pool2d(
     )
 
 
-def _bins(size: int, out: int):
-    """The (out, size) matrix averaging PyTorch's adaptive bins
-    [floor(i*size/out), ceil((i+1)*size/out))."""
+def _bin_edges(size: int, out: int):
+    """PyTorch's adaptive bins along one axis: [floor(i*size/out), ceil((i+1)*size/out))."""
     i = np.arange(out)
-    start, end = (i * size) // out, -((-(i + 1) * size) // out)
+    return (i * size) // out, -((-(i + 1) * size) // out)
+
+
+def _bins(size: int, out: int):
+    """The (out, size) matrix averaging the adaptive bins of one axis."""
+    start, end = _bin_edges(size, out)
     cols = np.arange(size)
     inside = (cols >= start[:, None]) & (cols < end[:, None])
     return inside / (end - start)[:, None]
 
 
-def _adaptive_avg_pool(op, nd, input, output_size):
+def _adaptive_geometry(op, nd, input, output_size):
+    """The input's (h, w) and the output's (oh, ow) of an adaptive pool (1-d as h = 1)."""
     check_input(op, input, nd)
     h, w = shape4(input.shape, nd)[2:]
     size = (
@@ -357,6 +362,11 @@ def _adaptive_avg_pool(op, nd, input, output_size):
     )
     if min(oh, ow) < 1:
         raise RuntimeError(f"{op}: output_size must be positive, got {output_size}")
+    return h, w, oh, ow
+
+
+def _adaptive_avg_pool(op, nd, input, output_size):
+    h, w, oh, ow = _adaptive_geometry(op, nd, input, output_size)
     if h % oh == 0 and w % ow == 0 and (oh, ow) != (1, 1):
         return _avg_pool(op, nd, input, (h // oh, w // ow)[2 - nd :], None, 0, False, True)
     return AdaptiveAvgPool.apply(input, nd, _bins(h, oh), _bins(w, ow))
@@ -374,12 +384,6 @@ def adaptive_avg_pool2d(input, output_size):
 
 
 # ---- adaptive max pooling --------------------------------------------------------------------
-def _bin_edges(size: int, out: int):
-    """PyTorch's adaptive bins along one axis: [floor(i*size/out), ceil((i+1)*size/out))."""
-    i = np.arange(out)
-    return (i * size) // out, -((-(i + 1) * size) // out)
-
-
 class AdaptiveMaxPool(Op):
     """Max over each adaptive bin of ((N,) C, H, W) planes; one pass per output cell (bins
     may overlap). Returns the values and, per cell, the flat index (``h * W + w``) of its
@@ -426,20 +430,7 @@ class AdaptiveMaxPool(Op):
 
 
 def _adaptive_max_pool(op, nd, input, output_size, return_indices):
-    check_input(op, input, nd)
-    h, w = shape4(input.shape, nd)[2:]
-    size = (
-        (output_size,) * nd
-        if output_size is None or isinstance(output_size, int)
-        else tuple(output_size)
-    )
-    if len(size) != nd:
-        raise ValueError(f"{op}: output_size must be an int or a tuple of {nd}, got {output_size}")
-    oh, ow = (1,) * (2 - nd) + tuple(
-        int(s) if s is not None else i for s, i in zip(size, (h, w)[2 - nd :])
-    )
-    if min(oh, ow) < 1:
-        raise RuntimeError(f"{op}: output_size must be positive, got {output_size}")
+    h, w, oh, ow = _adaptive_geometry(op, nd, input, output_size)
     if min(h, w) < 1:
         raise RuntimeError(
             f"{op}(): Expected input to have non-zero size for non-batch dimensions, but "

@@ -206,7 +206,7 @@ def rnn_sequence(
         batch_sizes = (batch,) * steps
         x = x.reshape(steps * batch, x.shape[2])
     y, h_n, c_n = RNNSequence.apply(
-        x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mode, tuple(batch_sizes), reverse
+        x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mode, tuple(batch_sizes or ()), reverse
     )
     if dense:
         y = y.reshape(steps, batch, y.shape[-1])

@@ -21,7 +21,7 @@ __all__ = ["sort", "argsort", "msort", "topk", "kthvalue", "unique"]
 
 
 def _result(name: str):
-    cls = collections.namedtuple(name, ["values", "indices"])
+    cls = collections.namedtuple(name, ["values", "indices"])  # type: ignore[misc]
     cls.__qualname__ = f"return_types.{name}"
     setattr(return_types, name, cls)
     return cls

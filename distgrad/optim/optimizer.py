@@ -22,7 +22,27 @@ from ..autograd import Tensor, enable_grad
 from ..autograd.function import RemovableHandle, add_hook
 from ..backend import array_module_for, get_default_dtype
 
-__all__ = ["Optimizer", "required"]
+__all__ = [
+    "Optimizer",
+    "required",
+    "register_optimizer_step_pre_hook",
+    "register_optimizer_step_post_hook",
+]
+
+_global_step_pre_hooks: dict = {}
+_global_step_post_hooks: dict = {}
+
+
+def register_optimizer_step_pre_hook(hook) -> RemovableHandle:
+    """``hook(optimizer, args, kwargs)`` runs before every optimizer's ``step``, before the
+    optimizer's own pre-hooks (``torch.optim.optimizer.register_optimizer_step_pre_hook``)."""
+    return add_hook(_global_step_pre_hooks, hook)
+
+
+def register_optimizer_step_post_hook(hook) -> RemovableHandle:
+    """``hook(optimizer, args, kwargs)`` runs after every optimizer's ``step``, before the
+    optimizer's own post-hooks (``torch.optim.optimizer.register_optimizer_step_post_hook``)."""
+    return add_hook(_global_step_post_hooks, hook)
 
 
 class _RequiredParameter:
@@ -43,7 +63,7 @@ def _hooked(step):
     def wrapper(self, *args, **kwargs):
         if self._in_step:
             return step(self, *args, **kwargs)
-        for hook in list(self._step_pre_hooks.values()):
+        for hook in [*_global_step_pre_hooks.values(), *self._step_pre_hooks.values()]:
             result = hook(self, args, kwargs)
             if result is not None:
                 if not (isinstance(result, tuple) and len(result) == 2):
@@ -58,7 +78,7 @@ def _hooked(step):
         finally:
             self._in_step = False
         self._opt_called = True  # read by lr schedulers to warn about a wrong call order
-        for hook in list(self._step_post_hooks.values()):
+        for hook in [*_global_step_post_hooks.values(), *self._step_post_hooks.values()]:
             hook(self, args, kwargs)
         return out
 

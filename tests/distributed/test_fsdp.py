@@ -36,9 +36,10 @@ def test_prefetch_and_reduce_scatter_overlap():
 
 
 @pytest.mark.parametrize("ranks", [2, 4])
-@pytest.mark.parametrize("stage, factor", [(0, 2), (1, 3), (2, 2), (3, 3)])
+@pytest.mark.parametrize("stage, factor", [(0, 2), (1, 3), (5, 2), (2, 2), (3, 3)])
 def test_bytes_per_step_match_the_model(ranks, stage, factor):
-    """DDP and ZeRO-2: 2 Psi; ZeRO-3: 3 Psi; ZeRO-1 on DDP (torch's form): 2 Psi + Psi."""
+    """DDP and ZeRO-2: 2 Psi; ZeRO-3: 3 Psi; ZeRO-1 on DDP (torch's form): 2 Psi + Psi;
+    ZeRO-1 with ``ddp=`` (stage 5 here: DDP reduce-scatters to the optimizer): 2 Psi."""
     for counted, predicted, psi in numbers(
         run_mpi(ranks, "fsdp_checks.py", "bytes", stage, timeout=120), "BYTES", ranks
     ):
@@ -65,3 +66,29 @@ def test_divergent_control_flow_raises_on_every_rank():
         assert f"rank {rank} raised: fully_shard: the ranks diverged" in proc.stdout, proc.stdout
     assert proc.stdout.count("rank 0: forward all-gather of unit 1") == 2, proc.stdout
     assert proc.stdout.count("rank 1: forward all-gather of unit 2") == 2, proc.stdout
+
+
+@pytest.mark.parametrize("stage", [1, 2, 3])
+def test_sharded_state_dicts_round_trip_and_reshard_from_whole(stage):
+    """ShardedTensor values (model and optimizer state) equal the single process's; loading
+    whole tensors / covering pieces continues training exactly; a non-covering piece is refused."""
+    proc = check(run_mpi(3, "fsdp_state.py", stage, timeout=120))
+    assert proc.stdout.count("OK") == 3, proc.stdout
+
+
+@pytest.mark.parametrize("stage", [2, 3])
+def test_a_list_of_modules_is_one_unit_gathered_once(stage):
+    proc = check(run_mpi(2, "fsdp_units.py", "group", stage, timeout=120))
+    assert proc.stdout.count("OK") == 2, proc.stdout
+
+
+@pytest.mark.parametrize("cast", [1, 0])
+def test_mixed_precision_casts_inputs_and_outputs(cast):
+    proc = check(run_mpi(2, "fsdp_units.py", "mp", cast, timeout=120))
+    assert proc.stdout.count("OK") == 2, proc.stdout
+
+
+def test_hpz_reshards_to_groups_and_gathers_backward_within_them():
+    """reshard_after_forward=2 on 4 ranks: exact; only 2 Psi on the world per step."""
+    proc = check(run_mpi(4, "fsdp_units.py", "hpz", 2, timeout=240))
+    assert proc.stdout.count("OK") == 4, proc.stdout

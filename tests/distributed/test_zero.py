@@ -21,7 +21,7 @@ def check(job):
 
 pytestmark = mpijob.requires_mpi
 
-STAGES = [1, 2, 3]
+STAGES = [1, 2, 3, 5]  # 5: ZeRO-1 with ddp= (reduce-scatter)
 
 
 def digests(proc, n):

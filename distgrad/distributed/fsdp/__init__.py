@@ -13,12 +13,17 @@ there); ``False`` (ZeRO-2) keeps them until backward has finished. The root keep
 parameters gathered until backward ends (as FSDP2). Tied parameters used across units are
 found when the outer unit is made and move to it, kept as one storage.
 
-Before each of its collectives a unit checks, with a 3-int all-gather, that every rank is about
-to issue the same one (``ShardingDesyncError`` otherwise, on every rank);
-``DISTGRAD_FSDP_CHECK=0`` turns that off. Differences from torch: the local shard is padded to ``ceil(rows / world_size)`` rows (zeros
-that stay zero), not a ragged DTensor; an int ``reshard_after_forward`` (hpZ) is not supported
-yet; ``fully_shard([a, b])`` units keep their parameters until backward ends. Every rank must
-start from the same parameter values (same seed or a loaded checkpoint), as in torch.
+Every rank checks that the others issue the same unit collective (``ShardingDesyncError``
+otherwise, on every rank, naming the unit and what each rank did): the unit, phase and call
+travel in the tag of the collective's desync fingerprint (no extra round trip), or, where the
+communicator has no desync check (GPU, 2-D mesh, ``DISTGRAD_DESYNC_CHECK=0``), in a 3-int
+all-gather before it. ``DISTGRAD_FSDP_CHECK=0`` turns the check off. Differences from torch: the local shard is padded to ``ceil(rows / world_size)`` rows (zeros
+that stay zero), not a ragged DTensor. An int ``reshard_after_forward`` k (hpZ) keeps, from
+forward to backward, this rank's rows of the parameters sharded over its group of k ranks
+(1/k of them instead of 1/world), and backward all-gathers within that group; it needs the
+world as the shard group. ``fully_shard([a, b])`` makes one unit of several modules: gathered before the first of
+them runs, resharded once each has run (as FSDP2's grouped hooks). Every rank must start from
+the same parameter values (same seed or a loaded checkpoint), as in torch.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ from ...nn.module import Module
 from ...nn.parameter import Parameter
 from ..data_parallel import _resolve_communicator
 from ..process_group import get_communicator
+from ..sharded_tensor import ShardedTensor
+from . import _state_dict
 from ._unit import _PHASES, ShardedParameter, ShardingDesyncError, Unit
 
 __all__ = [
@@ -41,6 +48,7 @@ __all__ = [
     "FSDPModule",
     "MixedPrecisionPolicy",
     "ShardedParameter",
+    "ShardedTensor",
     "ShardingDesyncError",
     "record_events",
 ]
@@ -52,8 +60,9 @@ class MixedPrecisionPolicy:
     stay in their own dtype, the master copy); ``reduce_dtype``: dtype of the gradient
     reduce-scatter (float16/bfloat16 divide by a power of two near sqrt(world) before the sum
     and by the rest after, so sums do not overflow). None keeps the parameters' dtype.
-    ``output_dtype`` and ``cast_forward_inputs`` are accepted for torch compatibility; outputs
-    and inputs are not cast."""
+    ``cast_forward_inputs``: floating-point tensor inputs of the unit's forward are cast to
+    ``param_dtype`` (when set); ``output_dtype``: its floating-point outputs are cast to it
+    (both differentiable, as FSDP2)."""
 
     param_dtype: object = None
     reduce_dtype: object = None
@@ -67,7 +76,7 @@ class FSDPModule:
     def forward(self, *args, **kwargs):
         """The module's forward, run as its unit (gathered parameters, see the package)."""
         unit = self.__dict__["_fsdp_unit"]
-        return unit.call(super().forward, args, kwargs)
+        return unit.call(super().forward, args, kwargs, self)
 
     def reshard(self) -> None:
         """Free this unit's full parameters now."""
@@ -87,6 +96,32 @@ class FSDPModule:
             if unit.reducer is not None:
                 unit.reducer.require_sync = bool(requires_gradient_sync)
             unit.root.require_sync = bool(requires_gradient_sync)
+
+    def state_dict(self, destination=None, prefix: str = "", keep_vars: bool = False):
+        """Parameters and buffers by their names in the unwrapped model; each sharded parameter
+        is a ``ShardedTensor`` of this rank's rows (``full_shape``, ``rows``, ``full_tensor()``),
+        as FSDP2 returns DTensors; no communication."""
+        own = super().state_dict(destination, prefix, keep_vars=True)  # type: ignore[misc]
+        return _state_dict.sharded_values(self, own, keep_vars)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """Load whole tensors (each rank keeps its rows) or sharded pieces covering this
+        rank's rows (``ShardedTensor``s, e.g. this layout's ``state_dict()``) for the sharded
+        parameters; buffers and other parameters as ``Module.load_state_dict``. Every key is
+        checked before anything is copied. ``assign=True`` is not supported for sharded
+        modules (the shards are views of the unit's flat storage)."""
+        if assign:
+            raise NotImplementedError(
+                "load_state_dict(assign=True) on a fully_shard module: the shards are views of "
+                "the unit's flat storage; load with assign=False"
+            )
+        for unit in self.__dict__["_fsdp_unit"].root.units:
+            if unit.gathered:
+                unit.reshard()
+        own = super().state_dict(keep_vars=True)  # type: ignore[misc]
+        own = _state_dict.sharded_values(self, own, keep_vars=True)
+        padded = _state_dict.padded_values(own, state_dict)
+        return super().load_state_dict(padded, strict, assign)  # type: ignore[misc]
 
     @contextlib.contextmanager
     def no_sync(self):
@@ -108,6 +143,9 @@ class _Root:
         # collectives on two groups), they go over the host world
         on_host = getattr(comm, "device", "cpu") == "cpu"
         self.header_comm = comm if on_host and not world_headers else get_communicator()
+        # a 2-D mesh: a unit's collectives run on two groups, so the blocking header on the
+        # world names divergence instead of the fingerprint tags of one group
+        self.tagged = not world_headers
         for i, unit in enumerate(units):
             unit.root, unit.index = self, i
         self.events = None
@@ -143,6 +181,8 @@ class _Root:
             if u.gathered:
                 u.reshard()
             u.calls = u.backward_calls_left = 0
+            u.to_run = set()
+            u.secondary = None
         self.in_forward = True
         self.order = []
         self.counts = {}
@@ -219,23 +259,47 @@ class _Root:
             self.events.append(("backward_end", "", "backward"))
 
     # ---- the header check -------------------------------------------------------------------
-    def check_header(self, unit: Unit, phase: int) -> None:
-        """All ranks agree on the collective they issue next for a unit, or all raise."""
-        if self.header_comm.world_size == 1 or not _CHECK:
+    def check_header(self, unit: Unit, phase: int, comm=None) -> None:
+        """All ranks agree on the collective they issue next for a unit (over ``comm``, the
+        unit's by default), or all raise ``ShardingDesyncError``. Where ``comm`` checks desyncs
+        (desync.py, on by default) the unit, phase and call travel as the tag of the
+        collective's own fingerprint (no extra round trip); elsewhere (GPU, 2-D mesh, desync
+        check off) a 3-int all-gather goes first."""
+        comm = unit.comm if comm is None else comm
+        if comm.world_size == 1 or not _CHECK:
             return
         key = (unit.index, phase)
         self.counts[key] = self.counts.get(key, 0) + 1
+        if self.tagged and getattr(comm, "desync", None) is not None:
+            comm.next_tag = (self.counts[key] << 24) | (unit.index << 2) | phase
+            comm.tag_error = self._tag_error
+            return
+        if self.header_comm.world_size == 1:
+            return
         mine = np.array([unit.index, phase, self.counts[key]], np.int64)
         every = np.empty((self.header_comm.world_size, 3), np.int64)
         self.header_comm.allgather(mine, every, async_op=False)
-        if (every == every[0]).all():
-            return
+        if not (every == every[0]).all():
+            raise self._error([tuple(row) for row in every.tolist()])
+
+    def _tag_error(self, tags: list) -> ShardingDesyncError:
+        """The error for the ranks' fingerprint tags (-1: a collective of no unit)."""
+        return self._error(
+            [None if t < 0 else (t >> 2 & (1 << 22) - 1, t & 3, t >> 24) for t in tags]
+        )
+
+    def _error(self, every: list) -> ShardingDesyncError:
         lines = [
-            f"rank {r}: {_PHASES[int(p)]} of unit {int(i)} {self.units[int(i)].name!r} "
-            f"(call {int(c)} of this step)"
-            for r, (i, p, c) in enumerate(every.tolist())
+            f"rank {r}: "
+            + (
+                "a collective of no unit of this model"
+                if row is None
+                else f"{_PHASES[int(row[1])]} of unit {int(row[0])} "
+                f"{self.units[int(row[0])].name!r} (call {int(row[2])} of this step)"
+            )
+            for r, row in enumerate(every)
         ]
-        raise ShardingDesyncError(
+        return ShardingDesyncError(
             f"fully_shard: the ranks diverged (rank {self.header_comm.rank} raises this, as every "
             f"rank does): a rank called a unit a different number of times than the others "
             f"(data-dependent control flow around sharded modules). Next collective per rank:"
@@ -270,23 +334,21 @@ def fully_shard(
     ``mesh``: None for the world, a ``DeviceMesh`` (2-D ``(replicate, shard)``: shard within
     each row, all-reduce the shards' gradients across rows: HSDP), a process group or a
     communicator;
-    ``reshard_after_forward``: True (ZeRO-3) or False (ZeRO-2); ``mp_policy``: a
+    ``reshard_after_forward``: True (ZeRO-3), False (ZeRO-2) or an int k (hpZ: after forward
+    keep the parameters sharded over groups of k consecutive ranks, e.g. a node, so that
+    backward's all-gather stays within the group; k divides the world size); ``mp_policy``: a
     ``MixedPrecisionPolicy``. Every rank must call it the same way (the ranks check)."""
     modules = list(module) if isinstance(module, (list, tuple)) else [module]
     if not modules or not all(isinstance(m, Module) for m in modules):
         raise TypeError(
             f"fully_shard expects an nn.Module or a list of them, got {type(module).__name__}"
         )
-    if not isinstance(reshard_after_forward, bool):
-        raise NotImplementedError(
-            f"fully_shard: reshard_after_forward={reshard_after_forward!r} (resharding to a "
-            f"smaller group, hpZ) is not supported yet; pass True or False"
-        )
     for m in modules:
         if "_fsdp_unit" in m.__dict__:
             raise ValueError(f"fully_shard: {type(m).__name__} is already a unit")
     mp_policy = mp_policy or MixedPrecisionPolicy()
     comm = _communicator(mesh, modules)
+    hpz = _hpz_communicator(reshard_after_forward, comm, mesh, modules)
     replicate = (
         mesh.replicate_communicator(modules) if hasattr(mesh, "replicate_communicator") else None
     )
@@ -318,10 +380,10 @@ def fully_shard(
     for name_, p, locations in _release_ties(ties):
         found[id(p)] = [name_, p, locations]
     entries = [tuple(v) for v in found.values()]
-    unit = Unit(
-        modules, entries, comm, reshard_after_forward and len(modules) == 1, mp_policy, name
-    )
+    unit = Unit(modules, entries, comm, reshard_after_forward, mp_policy, name)
     unit.replicate_comm = replicate
+    if hpz is not None:
+        unit.use_hpz(hpz)
     unit.children = children
     units = []
     for child in children:
@@ -375,6 +437,40 @@ def _fsdp_class(cls):
     if cls not in _classes:
         _classes[cls] = type(f"FSDP{cls.__name__}", (FSDPModule, cls), {})
     return _classes[cls]
+
+
+_hpz_groups: dict = {}
+
+
+def _hpz_communicator(reshard_after_forward, comm, mesh, modules):
+    """hpZ (an int ``reshard_after_forward``): this rank's group of that many consecutive
+    ranks (one process group per size, made once; every rank makes all of them)."""
+    if isinstance(reshard_after_forward, bool):
+        return None
+    if not isinstance(reshard_after_forward, int):
+        raise TypeError(
+            f"fully_shard: reshard_after_forward must be a bool or an int, got "
+            f"{type(reshard_after_forward).__name__}"
+        )
+    world, size = comm.world_size, reshard_after_forward
+    if not 1 < size < world or world % size:
+        raise ValueError(
+            f"fully_shard: reshard_after_forward={size} must be a non-trivial divisor of the "
+            f"shard world size {world} (2..{world - 1}); use True or False otherwise"
+        )
+    from .. import new_group
+
+    if getattr(mesh, "ndim", 1) > 1 or world != get_communicator().world_size:
+        raise NotImplementedError(
+            "fully_shard: an int reshard_after_forward (hpZ) is supported when sharding over the "
+            "world (mesh=None), not over a sub-group or a 2-D mesh"
+        )
+    key = (id(get_communicator()), size)
+    if key not in _hpz_groups:
+        groups = [new_group(range(g, g + size)) for g in range(0, world, size)]
+        _hpz_groups[key] = groups[comm.rank // size]
+    first = next((p for m in modules for p in m.parameters()), None)
+    return _hpz_groups[key].communicator_for(None if first is None else first.array)
 
 
 def _communicator(mesh, modules):

@@ -15,8 +15,8 @@ cannot be freed and refilled in place (torch resizes their storage), so recomput
 gathered parameters are really released between forward and backward; it costs one more forward
 of the unit and also frees the unit's inner activations.
 
-Before each of its collectives a unit all-gathers a small header (unit, phase, call number);
-ranks whose headers differ (a rank called a unit a different number of times: divergent control
+Each unit collective carries a label (unit, phase, call number) in its desync fingerprint, or
+is preceded by a small all-gather of it where there is no fingerprint; ranks whose labels differ (a rank called a unit a different number of times: divergent control
 flow) raise ``ShardingDesyncError`` on every rank, naming the unit and what each rank did,
 instead of matching mismatched collectives.
 """
@@ -31,7 +31,9 @@ from ...autograd import Function, Tensor, enable_grad, is_grad_enabled
 from ...autograd import backward as _backward
 from ...backend import random as _random
 from ...nn.parameter import Parameter
+from .. import timeline
 from ..reducer import Reducer, ShardBucket, ShardLayout
+from ..sharded_tensor import ShardedTensor
 
 __all__ = ["ShardingDesyncError", "ShardedParameter"]
 
@@ -45,22 +47,51 @@ class ShardingDesyncError(RuntimeError):
 class ShardedParameter(Parameter):
     """This rank's rows of a sharded parameter (padded to ``ceil(rows / world_size)`` rows with
     zeros, which stay zero); the optimizer steps it. ``full_tensor()`` is the whole parameter
-    (a collective), ``to_local()`` this shard, ``full_shape`` the whole shape."""
+    (a collective), ``to_local()`` this rank's real rows as a ``ShardedTensor``, ``full_shape``
+    the whole shape, ``rows`` the rows of dim 0 this rank owns."""
 
     def full_tensor(self) -> Tensor:
         """The whole parameter, gathered from every rank (all ranks must call it)."""
         unit, i = self._fsdp
         return unit.full_value(i)
 
-    def to_local(self) -> Tensor:
-        """This rank's shard (padded rows), sharing storage."""
-        return self.detach()
+    def to_local(self) -> ShardedTensor:
+        """This rank's rows without the padding (``ShardedTensor``, sharing storage)."""
+        return self.local_view(self)
+
+    def local_view(self, tensor) -> ShardedTensor:
+        """For a tensor of this shard's (padded) shape, e.g. an optimizer's ``exp_avg`` of this
+        parameter: its real rows as a ``ShardedTensor`` laid out as this parameter (same
+        storage)."""
+        unit, i = self._fsdp
+        if tuple(tensor.shape) != tuple(self.shape):
+            raise ValueError(
+                f"local_view: expected a tensor of the shard's shape {tuple(self.shape)}, got "
+                f"{tuple(tensor.shape)}"
+            )
+        start, stop = self.rows
+        array = tensor.array if isinstance(tensor, Tensor) else tensor
+        piece = array[: stop - start]
+        return ShardedTensor(piece, self.full_shape, (start, stop), unit.comm)
+
+    @property
+    def rows(self) -> tuple:
+        """``(start, stop)``: the rows of dim 0 of the whole parameter this rank holds (a 0-d
+        parameter counts as one row; ``local_rows`` is the same)."""
+        return self.local_rows
 
     @property
     def full_shape(self) -> tuple:
         """The shape of the whole parameter."""
         unit, i = self._fsdp
         return unit.layout.shapes[i]
+
+    @property
+    def local_rows(self) -> tuple:
+        """The rows ``[start, stop)`` of the whole parameter (dim 0; a 0-d one has 1 row) held
+        unpadded at the top of this shard (``stop - start`` may be 0)."""
+        unit, i = self._fsdp
+        return unit.layout.owned_rows(i, unit.comm.rank)
 
     def reduce_partial_norm(self, value: float, norm_type: float) -> float:
         """Combine the ranks' partial gradient norms of sharded parameters (``value``: this
@@ -122,8 +153,9 @@ class _UnitCall(Function):
         if pairs:
             _backward([o for o, _ in pairs], [g for _, g in pairs])
         unit.log("compute_end", "backward")
-        unit.reshard()
         unit.backward_calls_left -= 1
+        if len(unit.modules) == 1 or unit.backward_calls_left == 0:
+            unit.reshard()  # a unit of several modules: once the last of its calls is done
         if unit.backward_calls_left == 0 and unit.reducer is not None:
             unit.reducer.complete(unit.bucket)
         input_grads = tuple(a.grad if t is None else None for a, t in zip(args, ctx.args))
@@ -145,8 +177,11 @@ class Unit:
         self.pending = None  # (Work, recv) of an all-gather in flight
         self.calls = 0
         self.backward_calls_left = 0
+        self.to_run = set()  # ids of the unit's modules not yet called in this forward
         self.reducer = self.bucket = None
         self.replicate_comm = None  # HSDP: the ranks holding the same shard
+        self.hpz_comm = self.hpz_layout = None  # hpZ: the smaller group kept after forward
+        self.secondary = None  # hpZ: this rank's rows of the group's sharding, forward->backward
         self._build(entries)
 
     # ---- construction ------------------------------------------------------------------------
@@ -244,16 +279,19 @@ class Unit:
     # ---- all-gather --------------------------------------------------------------------------
     def issue_gather(self, phase: str) -> None:
         """Start the all-gather of this unit (after the header check), unless gathered or in
-        flight."""
+        flight. hpZ: in backward, from the group's secondary shards kept after forward."""
         if self.gathered or self.pending is not None or not self.full:
             return
-        self.root.check_header(self, _PHASES.index(phase + " all-gather"))
-        send = self.shard_flat
+        comm, layout, send = self.comm, self.layout, self.shard_flat
+        if self.secondary is not None:
+            comm, layout, send = self.hpz_comm, self.hpz_layout, self.secondary
+            self.secondary = None
+        self.root.check_header(self, _PHASES.index(phase + " all-gather"), comm)
         if send.dtype != self.param_dtype:
             send = send.astype(self.param_dtype)
-        recv = self.xp.empty((self.comm.world_size, self.layout.block), self.param_dtype)
+        recv = self.xp.empty((comm.world_size, layout.block), self.param_dtype)
         self.log("allgather_issue", phase)
-        self.pending = (self.comm.allgather(send, recv), recv)
+        self.pending = (comm.allgather(send, recv), recv, layout)
 
     def gather_now(self, phase: str) -> None:
         """Make the full parameters available (waiting for a prefetched all-gather)."""
@@ -261,27 +299,43 @@ class Unit:
             self.gathered = True
             return
         self.issue_gather(phase)
-        work, recv = self.pending
+        work, recv, layout = self.pending
         work.wait()
         self.log("allgather_done", phase)
         self.pending = None
         for i, full in enumerate(self.full):
-            array = self.xp.empty(self.layout.shapes[i], self.param_dtype)
-            self.layout.gather_from(recv, i, array)
+            array = self.xp.empty(layout.shapes[i], self.param_dtype)
+            layout.gather_from(recv, i, array)
             full.data = Tensor(array)
         self.gathered = True
 
-    def reshard(self) -> None:
-        """Free the full parameters and put the shards back on the modules."""
+    def reshard(self, keep_secondary: bool = False) -> None:
+        """Free the full parameters and put the shards back on the modules. hpZ after forward
+        (``keep_secondary``): first keep this rank's rows of the group's smaller sharding."""
+        self.secondary = None
         if not self.full:
             self.gathered = False
             return
+        if keep_secondary and self.hpz_comm is not None and self.gathered:
+            layout, rank = self.hpz_layout, self.hpz_comm.rank
+            self.secondary = self.xp.zeros(layout.block, self.param_dtype)
+            for i, full in enumerate(self.full):
+                start, stop = layout.owned_rows(i, rank)
+                rows = full.array.reshape(layout.dim0[i], layout.inner[i])[start:stop]
+                part = self.secondary[layout.offsets[i] : layout.offsets[i + 1]]
+                part[: rows.size] = rows.reshape(-1)
         placeholder = self.xp.empty(0, self.param_dtype)
         for full in self.full:
             full.data = Tensor(placeholder)
             full.grad = None
         self.register(self.sharded)
         self.gathered = False
+
+    def use_hpz(self, comm) -> None:
+        """hpZ: after forward keep the parameters sharded over ``comm`` (this rank's group of
+        the smaller size), which backward's all-gather then uses."""
+        self.hpz_comm = comm
+        self.hpz_layout = ShardLayout(self.layout.shapes, comm.world_size)
 
     def full_value(self, i: int) -> Tensor:
         """Parameter i, whole (an all-gather of the shards; every rank must call it)."""
@@ -318,15 +372,23 @@ class Unit:
         holding other units keeps its parameters until backward ends (as FSDP2's root)."""
         return bool(self.reshard_after_forward) and not self.children and bool(self.full)
 
-    def call(self, fn, args, kwargs):
-        """Run the module's forward ``fn`` as this unit."""
+    def call(self, fn, args, kwargs, module=None):
+        """Run the forward ``fn`` of ``module`` (one of the unit's modules) as this unit. A
+        unit of several modules gathers before the first of them runs and reshards after each
+        has run once (as FSDP2's grouped hooks)."""
         root = self.root
         outermost = root.begin_forward(self)
         self.calls += 1
+        if not self.to_run:
+            self.to_run = {id(m) for m in self.modules}
+        self.to_run.discard(id(module) if module is not None else id(self.modules[0]))
         root.record(self)
         self.gather_now("forward")
         root.prefetch_forward(self)
         grad = is_grad_enabled()
+        policy = self.mp_policy
+        if policy.cast_forward_inputs and _has_np(policy.param_dtype):
+            args, kwargs = _cast(args, policy.param_dtype), _cast(kwargs, policy.param_dtype)
         self.log("compute_start", "forward")
         self.register(self.full)
         if self.recomputes and grad:
@@ -335,16 +397,32 @@ class Unit:
         else:
             out = fn(*args, **kwargs)
         self.log("compute_end", "forward")
-        if (self.recomputes and grad) or not grad:
-            self.reshard()
+        if ((self.recomputes and grad) or not grad) and not self.to_run:
+            self.reshard(keep_secondary=grad)
+        if policy.output_dtype is not None:
+            out = _cast(out, policy.output_dtype)
         if outermost:
             out = root.end_forward(out, grad)
         return out
 
     def log(self, kind: str, phase: str) -> None:
         """Append ``(kind, unit, phase)`` to the root's event log when one is recording."""
+        if timeline.ENABLED:
+            timeline.unit_event(kind, self.name, phase)
         if self.root is not None and self.root.events is not None:
             self.root.events.append((kind, self.name, phase))
+
+
+def _cast(value, dtype):
+    """``value`` (tensors in nested tuples, lists, dicts) with its floating-point tensors cast
+    to ``dtype`` (differentiable)."""
+    if isinstance(value, Tensor):
+        return value.to(dtype) if value.is_floating_point() and value.dtype != dtype else value
+    if isinstance(value, (list, tuple)):
+        return type(value)(_cast(v, dtype) for v in value)
+    if isinstance(value, dict):
+        return {k: _cast(v, dtype) for k, v in value.items()}
+    return value
 
 
 def _has_np(dtype) -> bool:

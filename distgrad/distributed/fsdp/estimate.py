@@ -11,7 +11,7 @@ stage        params       grads        optim state   peak transient         wire
 ===========  ===========  ===========  ============  =====================  ===============
 0 (DDP)      Psi          Psi          k Psi         T                      2 Psi
 1 (ZeRO-1)   Psi          Psi          k Psi_s       (N + 1) Psi_s          2 Psi + N Psi_s
-2 (ZeRO-2)   Psi_s        Psi_s        k Psi_s       Psi + 4 U              2 N Psi_s
+2 (ZeRO-2)   Psi_s        Psi_s        k Psi_s       Psi + 3 U              2 N Psi_s
 3 (ZeRO-3)   Psi_s        Psi_s        k Psi_s       5 U                    3 N Psi_s
 ===========  ===========  ===========  ============  =====================  ===============
 
@@ -19,9 +19,7 @@ Transients (each at least T, the optimizer step's temporaries: 3 arrays of the l
 parameter for Adam, 2 for the others): DDP none else (gradients are written straight into the
 buckets); ZeRO-1 the all-gather's send and receive buffers; ZeRO-2 every unit's gathered
 parameters, held from forward to backward, plus, at the worst moment of backward, one unit's
-fresh gradients, its reduce-scatter input, the previous unit's still in flight and the input
-of the last completed collective (the communicator keeps it for its watchdog report until the
-next one); ZeRO-3 the gathered unit, the next unit's prefetched all-gather, the unit's fresh
+fresh gradients, its reduce-scatter input and the previous unit's still in flight; ZeRO-3 the gathered unit, the next unit's prefetched all-gather, the unit's fresh
 gradients, its reduce-scatter input and the previous one's. Activations are not counted (they
 depend on the batch); the wire bytes use the ZeRO paper's accounting (``CountingCommunicator``).
 """
@@ -75,12 +73,21 @@ def _states(optimizer) -> int:
     return _STATES[key]
 
 
-def estimate(module, world_size: int, optimizer="adam", stage: int = 3, units=None):
+def estimate(
+    module,
+    world_size: int,
+    optimizer="adam",
+    stage: int = 3,
+    units=None,
+    zero1_reduce_scatter: bool = False,
+):
     """Predict per-rank memory and wire bytes of one step of ``module`` (not yet sharded) on
     ``world_size`` ranks at ZeRO ``stage`` (0: DistributedDataParallel, 1:
     ZeroRedundancyOptimizer over it, 2/3: ``fully_shard`` with ``reshard_after_forward``
     False/True). ``units``: the modules that will be units (default: every direct child with
-    parameters; the rest is the root's). Returns a ``MemoryEstimate``."""
+    parameters; the rest is the root's); ``zero1_reduce_scatter``: stage 1 with
+    ``ZeroRedundancyOptimizer(ddp=...)`` (DDP reduce-scatters: 2 N Psi_s on the wire, and
+    the gradients live only during backward). Returns a ``MemoryEstimate``."""
     if stage not in (0, 1, 2, 3):
         raise ValueError(f"estimate: stage must be 0, 1, 2 or 3, got {stage!r}")
     if not isinstance(world_size, int) or world_size < 1:
@@ -115,8 +122,11 @@ def estimate(module, world_size: int, optimizer="adam", stage: int = 3, units=No
         t = temporaries * largest
         return MemoryEstimate(psi, psi + flags, k * psi, t, 2 * (psi + flags))
     t = temporaries * largest_s
+    if stage == 1 and zero1_reduce_scatter:
+        peak = max(t, psi + psi_s, (n + 1) * psi_s)  # the buckets' send buffers in backward
+        return MemoryEstimate(psi, psi_s, k * psi_s, peak, 2 * n * psi_s)
     if stage == 1:
         return MemoryEstimate(psi, psi, k * psi_s, max(t, (n + 1) * psi_s), 2 * psi + n * psi_s)
     if stage == 2:
-        return MemoryEstimate(psi_s, psi_s, k * psi_s, max(t, psi + 4 * unit_max), 2 * n * psi_s)
+        return MemoryEstimate(psi_s, psi_s, k * psi_s, max(t, psi + 3 * unit_max), 2 * n * psi_s)
     return MemoryEstimate(psi_s, psi_s, k * psi_s, max(t, 5 * unit_max), 3 * n * psi_s)

@@ -8,17 +8,24 @@ balanced whatever the parameter sizes. Rank r's local optimizer (any ``optimizer
 unchanged) steps views of its rows, reading the rows of ``.grad``; then one all-gather per dtype
 brings every rank's updated rows to every rank. With ``DistributedDataParallel`` underneath the
 gradients are allreduced as usual, so per step the wire carries 2 Psi (allreduce) + Psi
-(all-gather) bytes, as torch's ZeroRedundancyOptimizer; the reduce-scatter form (2 Psi) is what
-``fully_shard(..., reshard_after_forward=False)`` (ZeRO-2) does.
+(all-gather) bytes, as torch's ZeroRedundancyOptimizer. Passing the DDP module as ``ddp=``
+switches its buckets to reduce-scatter each rank's rows to it (Psi) before the all-gather
+(Psi): 2 Psi, the ZeRO paper's stage-1 traffic (opt-in, see the class docstring).
 """
 
 from __future__ import annotations
 
+import functools
+
+import numpy as np
+
 from ...autograd import Tensor
 from ...nn.parameter import Parameter
 from ...optim.optimizer import Optimizer
+from ..communicator import ReduceOp
 from ..data_parallel import _resolve_communicator
-from ..reducer import ShardLayout
+from ..reducer import ShardBucket, ShardLayout
+from ..sharded_tensor import ShardedTensor
 
 __all__ = ["ZeroRedundancyOptimizer"]
 
@@ -52,6 +59,17 @@ class ZeroRedundancyOptimizer(Optimizer):
     ``overlap_with_ddp`` are accepted for torch compatibility; ``overlap_with_ddp=True`` is not
     supported (raises).
 
+    ``ddp`` (distgrad's own, keyword only): the ``DistributedDataParallel`` module whose
+    parameters these are. Its buckets then reduce-scatter instead of allreducing, so each rank
+    receives only the summed rows it steps (2 Psi per step instead of 3 Psi). Not the default
+    because it changes what backward leaves behind, which torch's ZeRO over DDP (allreduce)
+    does not: the parameters' ``.grad`` stay None (the reduced rows are the gradients of the
+    optimizer's local views), so code that reads or clips ``param.grad`` must use
+    ``zero.clip_grad_norm_`` instead of ``nn.utils.clip_grad_norm_``, and a parameter no rank
+    used gets a zero gradient rather than none (reduce-scatter carries no 'used' flags, as in
+    ``fully_shard``). It needs every trainable parameter of the DDP module in this optimizer,
+    over the same ranks.
+
     State: ``consolidate_state_dict(to=0)`` (a collective) gathers the full state on rank
     ``to``, whose ``state_dict()`` then returns it in the wrapped optimizer's format (loadable by
     ``load_state_dict`` on any world size, or by the plain optimizer). ``sharded_state_dict()``
@@ -66,6 +84,8 @@ class ZeroRedundancyOptimizer(Optimizer):
         process_group=None,
         parameters_as_bucket_view: bool = False,
         overlap_with_ddp: bool = False,
+        *,
+        ddp=None,
         **defaults,
     ):
         if overlap_with_ddp:
@@ -90,6 +110,9 @@ class ZeroRedundancyOptimizer(Optimizer):
         self.rank, self.world_size = self.comm.rank, self.comm.world_size
         self._consolidated = None
         self._build()
+        self._ddp = None
+        if ddp is not None:
+            self._reduce_scatter_from(ddp)
 
     def _build(self) -> None:
         everything = [p for g in self.param_groups for p in g["params"]]
@@ -127,9 +150,10 @@ class ZeroRedundancyOptimizer(Optimizer):
                 for key, value in self.param_groups[gi].items():
                     if key != "params":
                         local[key] = value
-            for s in self._slices:
-                if s.view is not None:
-                    s.view.grad = s.grad_view()
+            if self._ddp is None:  # with ddp= the reducer has set the views' gradients
+                for s in self._slices:
+                    if s.view is not None:
+                        s.view.grad = s.grad_view()
             self.optim.step()
         self._all_gather()
         return loss
@@ -150,6 +174,71 @@ class ZeroRedundancyOptimizer(Optimizer):
                 layout.gather_from(recv, i, p.array)
                 p.bump_version()
 
+    # ---- ZeRO-1 at 2 Psi: reduce-scatter from DDP --------------------------------------------
+    def _reduce_scatter_from(self, ddp) -> None:
+        """Rebuild ``ddp``'s buckets (same cut) as reduce-scatter buckets whose reduced rows
+        become the gradients of this optimizer's local views."""
+        reducer = getattr(ddp, "reducer", None)
+        if not hasattr(ddp, "_cut") or not hasattr(ddp, "module"):
+            raise TypeError(
+                f"ZeroRedundancyOptimizer: ddp must be a DistributedDataParallel module, got "
+                f"{type(ddp).__name__}"
+            )
+        if (ddp.comm.world_size, ddp.comm.rank) != (self.world_size, self.rank):
+            raise ValueError(
+                f"ZeroRedundancyOptimizer: ddp runs on {ddp.comm.world_size} ranks (this is rank "
+                f"{ddp.comm.rank}), the optimizer on {self.world_size} (rank {self.rank}); "
+                f"use the same process group"
+            )
+        if reducer is None:  # a world of one: nothing to reduce
+            return
+        mine = {id(s.param): s for s in self._slices}
+        missing = [n for n, p in reducer.named if id(p) not in mine]
+        if missing:
+            raise ValueError(
+                f"ZeroRedundancyOptimizer(ddp=...): DDP parameters {missing[:5]} are not in "
+                f"this optimizer; every trainable parameter of the DDP module must be"
+            )
+        plain_cut = ddp._cut
+
+        def cut(named):
+            buckets = []
+            for b in plain_cut(named):
+                layout = ShardLayout([tuple(p.shape) for p in b.params], self.world_size)
+                slices = [mine[id(p)] for p in b.params]
+                write = functools.partial(_write_rows, layout, slices)
+                buckets.append(ShardBucket(b.params, b.names, layout, self.rank, write))
+            return buckets
+
+        ddp._cut = cut  # rebuild_buckets keeps the reduce-scatter form
+        reducer.detach()
+        reducer.plan(cut(reducer.named), ddp._contract())
+        reducer.attach()
+        self._ddp = ddp
+
+    def clip_grad_norm_(self, max_norm: float, norm_type: float = 2.0) -> Tensor:
+        """Clip the gradients of this optimizer's rows to a global norm (a collective: the
+        ranks combine their rows' partial norms) and return the norm, as
+        ``nn.utils.clip_grad_norm_`` over the full gradients would. Needed with ``ddp=``."""
+        from ...nn.utils.clip_grad import _partial
+
+        norm_type = float(norm_type)
+        grads = [s.view.grad for s in self._slices if s.view is not None]
+        grads = [g for g in grads if g is not None]
+        if self._ddp is None:
+            grads = [s.grad_view() for s in self._slices if s.view is not None]
+            grads = [g for g in grads if g is not None]
+        buf = np.array([_partial(grads, norm_type) if grads else 0.0], np.float64)
+        op = ReduceOp.MAX if np.isinf(norm_type) else ReduceOp.SUM
+        self.comm.allreduce(buf, op, async_op=False)
+        total = float(buf[0]) if np.isinf(norm_type) else float(buf[0]) ** (1.0 / norm_type)
+        coef = float(max_norm) / (total + 1e-6)
+        if coef < 1.0:
+            for g in grads:
+                g.array[...] *= coef
+                g.bump_version()
+        return Tensor(np.array(total))
+
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Reset the gradients of the full parameters (and of the local views)."""
         super().zero_grad(set_to_none)
@@ -158,12 +247,25 @@ class ZeroRedundancyOptimizer(Optimizer):
                 s.view.grad = None
 
     # ---- state -------------------------------------------------------------------------------
+    def local_shards(self) -> list:
+        """``(param, start, stop, view)`` for every parameter in group order: the dim-0 rows
+        ``[start, stop)`` this rank's local optimizer (``self.optim``) steps through ``view``
+        (None when it owns no row)."""
+        return [(s.param, s.start, s.stop, s.view) for s in self._slices]
+
     def sharded_state_dict(self) -> dict:
-        """This rank's state: the local optimizer's ``state_dict`` keyed by global parameter
-        index, plus the layout it was saved with (no communication)."""
+        """This rank's state (no communication): per global parameter index, the local
+        optimizer's state with every tensor as a ``ShardedTensor`` (``full_shape`` the
+        parameter's, ``rows`` this rank's, ``full_tensor()`` a collective), plus the layout."""
         local = self.optim.state_dict() if self.optim is not None else {"state": {}}
         owned = [i for i, s in enumerate(self._slices) if s.view is not None]
-        state = {owned[k]: v for k, v in local["state"].items()}
+        state = {}
+        for k, value in local["state"].items():
+            i = owned[k]
+            state[i] = {
+                key: self._sharded(i, v) if isinstance(v, Tensor) and key != "step" else v
+                for key, v in value.items()
+            }
         rows = {i: (self._slices[i].start, self._slices[i].stop) for i in owned}
         return {
             "rank": self.rank,
@@ -173,21 +275,68 @@ class ZeroRedundancyOptimizer(Optimizer):
             "param_groups": self._full_groups(),
         }
 
+    def _sharded(self, i: int, value: Tensor) -> ShardedTensor:
+        s = self._slices[i]
+        piece = value.array.reshape(s.stop - s.start, *s.param.shape[1:])
+        return ShardedTensor(piece, tuple(s.param.shape), (s.start, s.stop), self.comm)
+
     def load_sharded_state_dict(self, state_dict: dict) -> None:
-        """Load ``sharded_state_dict()`` of this rank from a run of the same world size."""
-        if (state_dict["rank"], state_dict["world_size"]) != (self.rank, self.world_size):
-            raise ValueError(
-                f"ZeroRedundancyOptimizer.load_sharded_state_dict: the state was saved by rank "
-                f"{state_dict['rank']} of {state_dict['world_size']}, this is rank {self.rank} "
-                f"of {self.world_size}; load a consolidated state_dict() to change the layout"
-            )
-        self._load_groups(state_dict["param_groups"])
+        """Load a sharded state: ``sharded_state_dict()`` of this rank, or, from a run of any
+        world size, state whose tensors are ``ShardedTensor``s covering this rank's rows or whole
+        tensors of the parameter's shape (what a resharding checkpoint assembles). Everything
+        is checked before anything is loaded."""
+        same = (state_dict.get("rank"), state_dict.get("world_size")) == (
+            self.rank,
+            self.world_size,
+        )
         owned = [i for i, s in enumerate(self._slices) if s.view is not None]
+        state = {}
+        for i, saved in state_dict["state"].items():
+            if self._slices[i].view is None:
+                continue
+            state[i] = {
+                key: self._rows_of(i, key, v, same)
+                if isinstance(v, Tensor) and key != "step"
+                else v
+                for key, v in saved.items()
+            }
+        self._load_groups(state_dict["param_groups"])
         if self.optim is not None:
             position = {i: k for k, i in enumerate(owned)}
             local = self.optim.state_dict()
-            local["state"] = {position[i]: v for i, v in state_dict["state"].items()}
+            local["state"] = {position[i]: v for i, v in state.items()}
             self.optim.load_state_dict(local)
+
+    def _rows_of(self, i: int, key: str, value: Tensor, same_layout: bool) -> Tensor:
+        """This rank's rows of parameter i's state tensor ``value`` (a copy)."""
+        s = self._slices[i]
+        rows, full_shape = (s.start, s.stop), tuple(s.param.shape)
+        if isinstance(value, ShardedTensor):
+            if value.full_shape != full_shape or not value.covers(rows):
+                raise ValueError(
+                    f"ZeroRedundancyOptimizer.load_sharded_state_dict: state {key!r} of "
+                    f"parameter {i} holds rows {list(value.rows)} of shape "
+                    f"{list(value.full_shape)}; rank {self.rank} needs rows {list(rows)} of "
+                    f"{list(full_shape)}"
+                )
+            return Tensor(value.take(rows).copy())
+        if tuple(value.shape) == full_shape:
+            d0 = full_shape[0] if full_shape else 1
+            piece = value.array.reshape(d0, -1)[s.start : s.stop]
+            return Tensor(piece.reshape(s.view.shape).copy())
+        if same_layout and tuple(value.shape) == tuple(s.view.shape):
+            return Tensor(value.array.copy())
+        raise ValueError(
+            f"ZeroRedundancyOptimizer.load_sharded_state_dict: state {key!r} of parameter {i} "
+            f"has shape {list(value.shape)}; expected a ShardedTensor of rows {list(rows)} or "
+            f"the whole {list(full_shape)}"
+        )
+
+    def shard_rows(self, index: int) -> tuple:
+        """``(start, stop)``: the rows of dim 0 of parameter ``index`` (flat order of
+        ``param_groups``, as the state dict's indices) whose optimizer state this rank holds."""
+        s = self._slices[index]
+        return s.start, s.stop
 
     def consolidate_state_dict(self, to: int = 0) -> None:
         """Gather every rank's optimizer state on rank ``to`` (every rank must call it); then
@@ -274,6 +423,20 @@ class ZeroRedundancyOptimizer(Optimizer):
             for key, value in s.items():
                 if key != "params":
                     group[key] = value
+
+
+def _write_rows(layout: ShardLayout, slices: list, recv) -> None:
+    """A reduce-scattered block (this rank's rows of a bucket's parameters, padded): each
+    parameter's real rows become the gradient of the optimizer's view of them."""
+    for i, s in enumerate(slices):
+        if s.view is None:
+            continue
+        rows = layout.block_view(recv, i)[: s.stop - s.start].reshape(s.view.shape)
+        if s.view.grad is None:
+            s.view.grad = Tensor(rows)
+        else:  # accumulate, as gradients do
+            s.view.grad.array[...] += rows
+            s.view.grad.bump_version()
 
 
 def _to_host(obj):

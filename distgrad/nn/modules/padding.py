@@ -49,17 +49,14 @@ def _pad_class(name: str, mode: str, dims: int, constant: bool = False):
     side = "(left, right)" if dims == 1 else "(left, right, top, bottom)"
     doc = f"Pads the last {dims} dimension(s) in '{mode}' mode; ``padding`` is an int or {side}."
 
-    if constant:
+    def init_constant(self, padding, value: float):
+        _Pad.__init__(self, padding, value)
 
-        def __init__(self, padding, value: float):
-            _Pad.__init__(self, padding, value)
+    def init(self, padding):
+        _Pad.__init__(self, padding, 0.0)
 
-    else:
-
-        def __init__(self, padding):
-            _Pad.__init__(self, padding, 0.0)
-
-    return type(name, (_Pad,), {"mode": mode, "dims": dims, "__doc__": doc, "__init__": __init__})
+    body = {"mode": mode, "dims": dims, "__doc__": doc}
+    return type(name, (_Pad,), {**body, "__init__": init_constant if constant else init})
 
 
 ReflectionPad1d = _pad_class("ReflectionPad1d", "reflect", 1)

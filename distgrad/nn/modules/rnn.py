@@ -108,7 +108,7 @@ class RNNBase(Module):
             for direction in range(directions):
                 suffix = "_reverse" if direction else ""
                 layer_input = input_size if layer == 0 else real_hidden * directions
-                shapes = [
+                shapes: list[tuple[str, tuple[int, ...]]] = [
                     (f"weight_ih_l{layer}{suffix}", (gates, layer_input)),
                     (f"weight_hh_l{layer}{suffix}", (gates, real_hidden)),
                 ]

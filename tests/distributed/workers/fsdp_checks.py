@@ -3,7 +3,8 @@
 - ``overlap``: ZeRO-3 over 4 units; the event log of the second step must show unit g+1's
   all-gather issued before unit g's forward compute ends, and reduce-scatters issued before
   backward ends. Prints ``OK``.
-- ``bytes STAGE``: bytes per step counted by the communicator for ZeRO-STAGE (0 = DDP) on
+- ``bytes STAGE``: bytes per step counted by the communicator for ZeRO-STAGE (0 = DDP, 5 =
+  ZeRO-1 with ``ddp=``: reduce-scatter) on
   4 x Linear(128, 128); prints ``BYTES <counted> <estimate> <psi>``.
 - ``memory STAGE``: tracemalloc over one Adam step of 4 x Linear(1024, 1024) (float32, batch
   1); prints ``MEM <persistent> <peak> <estimated persistent> <estimated peak>``.
@@ -35,13 +36,17 @@ def layers(width, count=4, dtype=distgrad.float64):
 
 
 def wrap(model, stage, comm=None):
-    """(module to call, optimizer) for ZeRO-stage (0 = DDP)."""
-    if stage <= 1:
+    """(module to call, optimizer) for ZeRO-stage (0 = DDP, 5 = ZeRO-1 with ``ddp=``)."""
+    if stage <= 1 or stage == 5:
         ddp = dist.DistributedDataParallel(model, process_group=comm)
         if stage == 0:
             return ddp, distgrad.optim.Adam(ddp.parameters(), lr=1e-3)
         return ddp, ZeroRedundancyOptimizer(
-            ddp.parameters(), distgrad.optim.Adam, process_group=comm, lr=1e-3
+            ddp.parameters(),
+            distgrad.optim.Adam,
+            process_group=comm,
+            ddp=ddp if stage == 5 else None,
+            lr=1e-3,
         )
     for layer in model:
         fully_shard(layer, mesh=comm, reshard_after_forward=stage == 3)
@@ -79,7 +84,9 @@ if scenario == "overlap":
 elif scenario == "bytes":
     comm = CountingCommunicator(dist.get_communicator())
     model = layers(128)
-    predicted = estimate(model, W, "adam", stage).wire_bytes
+    predicted = estimate(
+        model, W, "adam", 1 if stage == 5 else stage, zero1_reduce_scatter=stage == 5
+    ).wire_bytes
     psi = sum(p.numel() * 8 for p in model.parameters())
     module, opt = wrap(model, stage, comm)
     x = distgrad.randn(2, 128, dtype=distgrad.float64)
@@ -98,7 +105,6 @@ elif scenario == "memory":
     step(module, opt, x)  # optimizer state exists from here on
     module(x).square().sum().backward()
     opt.step()  # gradients kept: parameters + gradients + optimizer state
-    dist.barrier()  # the communicator keeps its last collective's input until the next one
     persistent = tracemalloc.get_traced_memory()[0] - base
     opt.zero_grad()
     tracemalloc.reset_peak()

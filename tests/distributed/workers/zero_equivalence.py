@@ -62,20 +62,20 @@ def batch(step, rank, micro):
     return distgrad.tensor(x).to(DEVICE), distgrad.tensor(y).to(DEVICE)
 
 
-def optimizer(params, zero=False):
+def optimizer(params, zero=False, ddp=None):
     kwargs = (
         {"lr": 1e-2} if which == "adam" else {"lr": 0.1, "momentum": 0.9}
     )  # both: hyperparameters per optimizer
     cls = distgrad.optim.Adam if which == "adam" else distgrad.optim.SGD
     if zero:
-        return ZeroRedundancyOptimizer(params, optimizer_class=cls, **kwargs)
+        return ZeroRedundancyOptimizer(params, optimizer_class=cls, ddp=ddp, **kwargs)
     return cls(params, **kwargs)
 
 
 model, ref = make_model(), make_model()
-if stage == 1:
+if stage in (1, 5):
     wrapped = dist.DistributedDataParallel(model)
-    opt = optimizer(wrapped.parameters(), zero=True)
+    opt = optimizer(wrapped.parameters(), zero=True, ddp=wrapped if stage == 5 else None)
 else:
     from distgrad.distributed.fsdp import fully_shard
 
@@ -102,7 +102,11 @@ for step in range(STEPS):
         (ref_loss / W).backward()
     # one global norm for sharded and replicated parameters alike, the same on every rank
     mine = wrapped.parameters() if stage == 1 else model.parameters()
-    norm = clip_grad_norm_(mine, max_norm=0.5).item()
+    if stage == 5:  # .grad stays None: the optimizer's rows hold the reduced gradients
+        assert all(p.grad is None for p in model.parameters())
+        norm = opt.clip_grad_norm_(max_norm=0.5).item()
+    else:
+        norm = clip_grad_norm_(mine, max_norm=0.5).item()
     ref_norm = clip_grad_norm_(ref.parameters(), max_norm=0.5).item()
     assert abs(norm - ref_norm) <= TOL * max(1.0, ref_norm), (step, norm, ref_norm)
     opt.step()
@@ -117,7 +121,7 @@ def full(p):
 
 names = [n for n, _ in ref.named_parameters()]
 mine = dict(model.named_parameters())
-if stage == 1:
+if stage in (1, 5):
     mine = dict(wrapped.module.named_parameters())
 diff = 0.0
 digest = hashlib.sha256()
@@ -127,12 +131,20 @@ for name, p in ref.named_parameters():
     diff = max(diff, float(np.max(np.abs(value - p.detach().numpy()))))
 assert diff <= TOL, f"rank {R}: ZeRO-{stage} differs from the single process by {diff}"
 assert np.all(full(mine["unused.weight"]) == ref.unused.weight.detach().numpy())
-if stage == 1:  # the optimizer state: consolidated equals the single process's; round trips
+if stage in (1, 5):  # the optimizer state: consolidated equals the single process's; round trips
     opt.consolidate_state_dict(to=0)
     full_state = opt.state_dict() if R == 0 else None
     if R == 0:
         theirs = ref_opt.state_dict()["state"]
-        assert sorted(full_state["state"]) == sorted(theirs), (full_state["state"].keys(), theirs)
+        extra = sorted(set(full_state["state"]) - set(theirs))
+        if stage == 5:  # reduce-scatter has no 'used' flags: the unused layer got zero gradients
+            unused = [i for i, (n, _) in enumerate(ref.named_parameters()) if "unused" in n]
+            assert extra == unused, (extra, unused)
+            for i in extra:  # moments of zero gradients: zero
+                for key, value in full_state["state"][i].items():
+                    assert key == "step" or not np.any(value.numpy()), (i, key)
+            extra = []
+        assert not extra and set(theirs) <= set(full_state["state"]), (extra, theirs.keys())
         for i, entry in theirs.items():
             for key, value in entry.items():
                 if key != "step":

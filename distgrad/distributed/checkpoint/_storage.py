@@ -1,0 +1,382 @@
+"""Writing and reading a distributed checkpoint: the plan (which rank writes which piece), the
+per-rank files, the global metadata, the commit through ``distgrad.checkpoint.store``, and the
+verified, resharding read."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+
+import numpy as np
+
+from ...autograd import Tensor
+from ...checkpoint import store
+from ...safetensors import CheckpointError, _read_open, save_file
+from ._tree import (
+    PerRank,
+    ShardedTensor,
+    describe,
+    flatten,
+    from_json,
+    is_stateful,
+    key_of,
+    to_json,
+)
+
+METADATA = ".metadata"
+FORMAT = "distgrad.distributed.checkpoint"
+
+
+def host(array) -> np.ndarray:
+    """A host numpy array of ``array`` (numpy or cupy)."""
+    return array if isinstance(array, np.ndarray) else array.get()
+
+
+def rows_of(array: np.ndarray) -> np.ndarray:
+    """``array`` as (rows, rest): dim 0 by the rest (a 0-d array is one row)."""
+    return array.reshape(array.shape[0] if array.ndim else 1, int(np.prod(array.shape[1:])))
+
+
+def expand(state_dict) -> tuple[dict, list]:
+    """Replace Stateful values by their ``state_dict()`` (a shallow copy of the tree); returns
+    the tree and ``[(path, stateful)]`` to call ``load_state_dict`` on after a load."""
+    stateful = []
+
+    def walk(node, path):
+        if is_stateful(node):
+            stateful.append((path, node))
+            return walk(node.state_dict(), path)
+        if isinstance(node, dict):
+            return {k: walk(v, (*path, k)) for k, v in node.items()}
+        return node
+
+    return walk(state_dict, ()), stateful
+
+
+# ---- saving -------------------------------------------------------------------------------
+class Snapshot:
+    """What this rank contributes to a save: its tensor pieces (host copies when ``copy``) and
+    its plain values, flattened."""
+
+    def __init__(self, state_dict, rank: int, copy: bool):
+        tree, _ = expand(state_dict)
+        self.pieces = []  # (key, global shape, dtype, start, stop, host rows)
+        self.objects, self.per_rank = {}, {}
+        for path, value in flatten(tree):
+            key = key_of(path)
+            if isinstance(value, Tensor):
+                array = value.array
+                shape = tuple(array.shape)
+                start = 0
+            elif isinstance(value, ShardedTensor):
+                array, shape, start = value.local.array, value.global_shape, value.row_start
+            elif isinstance(value, PerRank):
+                self.per_rank[key] = to_json(value.value)
+                continue
+            else:
+                self.objects[key] = to_json(value)
+                continue
+            rows = rows_of(array)
+            if copy:
+                rows = rows.copy()
+            self.pieces.append((key, shape, str(array.dtype), start, start + rows.shape[0], rows))
+
+    def plan(self) -> tuple:
+        """The part every rank sends to the others to agree who writes what."""
+        return (
+            [(k, s, d, a, b) for k, s, d, a, b, _ in self.pieces],
+            self.objects,
+            self.per_rank,
+        )
+
+
+def assign_writers(plans: list) -> dict:
+    """``{(key, start, stop): rank}``: each distinct piece is written by one of the ranks that
+    hold it, round-robin (a replicated tensor once, each shard by its owner). Raises if the
+    ranks disagree on a tensor's shape or dtype."""
+    holders, shapes = {}, {}
+    for rank, (pieces, _, _) in enumerate(plans):
+        for key, shape, dtype, start, stop in pieces:
+            seen = shapes.setdefault(key, (tuple(shape), dtype, rank))
+            if seen[:2] != (tuple(shape), dtype):
+                raise ValueError(
+                    f"distgrad.distributed.checkpoint.save: the ranks disagree on tensor "
+                    f"{describe(key)!r}: rank {seen[2]} has shape {seen[0]} {seen[1]}, rank "
+                    f"{rank} has {tuple(shape)} {dtype}"
+                )
+            if stop > start:
+                holders.setdefault((key, start, stop), []).append(rank)
+    return {
+        piece: ranks[i % len(ranks)] for i, (piece, ranks) in enumerate(sorted(holders.items()))
+    }
+
+
+WAVE_BYTES = int(os.environ.get("DISTGRAD_CHECKPOINT_WAVE_BYTES", str(64 << 20)))
+
+
+def file_name(rank: int, wave: int) -> str:
+    """The data file of rank ``rank``'s wave ``wave``."""
+    return f"__{rank}_{wave}.distcp"
+
+
+def waves(plan: tuple, writers: dict, rank: int, limit: int | None = None) -> dict:
+    """``{(key, start, stop): file}``: the pieces rank ``rank`` writes, cut in plan order into
+    waves of at most ``limit`` bytes (a bigger piece is a wave of its own), one file each. Every
+    rank computes every rank's waves alike from the plans."""
+    limit = WAVE_BYTES if limit is None else limit
+    out, wave, size = {}, 0, 0
+    for key, shape, dtype, start, stop in plan[0]:
+        if writers.get((key, start, stop)) != rank:
+            continue
+        inner = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+        nbytes = (stop - start) * inner * np.dtype(dtype).itemsize
+        if size and size + nbytes > limit:
+            wave, size = wave + 1, 0
+        out[(key, start, stop)] = file_name(rank, wave)
+        size += nbytes
+    return out
+
+
+def piece_name(key: str, start: int) -> str:
+    return f"{start}:{key}"
+
+
+def write_rank_files(staging: str, snapshot: Snapshot, files: dict) -> dict:
+    """Write this rank's pieces into ``staging``, one file per wave (``files``: ``waves()``),
+    each wave's pieces brought to the host only when it is written (so a device snapshot needs
+    at most one wave of host memory) and dropped after; returns the files' manifest entries."""
+    by_file: dict = {}
+    for key, _, _, start, stop, rows in snapshot.pieces:
+        name = files.get((key, start, stop))
+        if name is not None:
+            by_file.setdefault(name, []).append((piece_name(key, start), rows))
+    snapshot.pieces = []
+    listed = {}
+    for name in sorted(by_file, key=lambda n: int(n.rsplit("_", 1)[1].split(".")[0])):
+        tensors = {piece: host(rows) for piece, rows in by_file.pop(name)}
+        listed[name] = store.write_file(
+            staging, name, lambda obj, f: save_file(obj, f), tensors, "writing"
+        )
+        del tensors
+    return listed
+
+
+def metadata(plans: list, writers: dict, limit: int | None = None) -> dict:
+    """The global metadata: every tensor's global shape, dtype and pieces (file, rows), the
+    plain values (rank 0's, or the first rank holding one) and the per-rank values."""
+    tensors, objects, per_rank = {}, {}, {}
+    for rank, (pieces, objs, mine) in enumerate(plans):
+        files = waves(plans[rank], writers, rank, limit)
+        for key, shape, dtype, start, stop in pieces:
+            entry = tensors.setdefault(key, {"shape": list(shape), "dtype": dtype, "pieces": []})
+            if (key, start, stop) in files:
+                entry["pieces"].append(
+                    {"file": files[(key, start, stop)], "start": start, "stop": stop}
+                )
+        for key, value in objs.items():
+            objects.setdefault(key, value)
+        for key, value in mine.items():
+            per_rank.setdefault(key, [None] * len(plans))[rank] = value
+    for key, entry in tensors.items():
+        entry["pieces"].sort(key=lambda p: p["start"])
+        covered = 0
+        for p in entry["pieces"]:
+            covered = max(covered, p["stop"]) if p["start"] <= covered else covered
+        shape = entry["shape"]
+        if covered != (shape[0] if shape else 1):
+            raise ValueError(
+                f"distgrad.distributed.checkpoint.save: the ranks' pieces of tensor "
+                f"{describe(key)!r} cover rows 0:{covered} of {shape[0] if shape else 1}"
+            )
+    return {
+        "format": FORMAT,
+        "version": 1,
+        "world_size": len(plans),
+        "tensors": tensors,
+        "objects": objects,
+        "per_rank": per_rank,
+    }
+
+
+def write_metadata(staging: str, meta: dict) -> dict:
+    return store.write_file(
+        staging, METADATA, lambda obj, f: f.write(json.dumps(obj, sort_keys=True).encode()), meta
+    )
+
+
+# ---- loading ------------------------------------------------------------------------------
+def find(checkpoint_id: str) -> tuple[str, dict]:
+    """The committed checkpoint directory to load from ``checkpoint_id`` (a root with
+    ``LATEST``, or one checkpoint directory) and its checked manifest (rollback checks
+    included)."""
+    candidates = store._candidates(str(checkpoint_id), False)
+    problems = [c for c in candidates if isinstance(c, CheckpointError)]
+    if problems:
+        raise problems[0]
+    path = candidates[0]
+    return path, store._read_manifest(path)
+
+
+def read_verified(path: str, manifest: dict, name: str, needed_for: list) -> bytes:
+    """File ``name`` of checkpoint ``path``, its size and SHA-256 checked against the manifest;
+    errors name the file and the tensors (``needed_for``) this rank wanted from it."""
+    where = os.path.join(path, name)
+    wanted = ", ".join(repr(n) for n in needed_for[:4]) + (" ..." if len(needed_for) > 4 else "")
+    info = manifest["files"].get(name)
+    if info is None:
+        raise CheckpointError(
+            f"cannot load checkpoint {where!r} (needed for {wanted}): the manifest does not "
+            f"list it; the metadata and the manifest do not match"
+        )
+    try:
+        with open(where, "rb") as f:
+            blob = f.read()
+    except FileNotFoundError:
+        raise CheckpointError(
+            f"cannot load checkpoint {where!r}: the file is missing (needed for {wanted})"
+        ) from None
+    if len(blob) != info.get("bytes"):
+        raise CheckpointError(
+            f"cannot load checkpoint {where!r}: it has {len(blob)} bytes but the manifest says "
+            f"{info.get('bytes')}: it is damaged (needed for {wanted})"
+        )
+    if hashlib.sha256(blob).hexdigest() != info.get("sha256"):
+        raise CheckpointError(
+            f"cannot load checkpoint {where!r}: checksum mismatch: the file is corrupted "
+            f"(needed for {wanted})"
+        )
+    return blob
+
+
+def read_metadata(path: str, manifest: dict) -> dict:
+    blob = read_verified(path, manifest, METADATA, ["the metadata"])
+    try:
+        meta = json.loads(blob)
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"format {meta.get('format')!r}")
+        meta["tensors"], meta["objects"], meta["per_rank"]  # noqa: B018 (presence)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise CheckpointError(
+            f"cannot load checkpoint {os.path.join(path, METADATA)!r}: not a distributed "
+            f"checkpoint's metadata ({type(exc).__name__}: {exc})"
+        ) from None
+    return meta
+
+
+def saved_subtree(meta: dict, prefix: tuple, rank: int):
+    """The plain values saved under ``prefix`` (a Stateful's ``state_dict()``), rebuilt as
+    nested dicts and lists, every per-rank value as the list of all saved ranks' values."""
+    out: dict = {}
+    found = False
+    for table in ("objects", "per_rank"):
+        for key, value in meta[table].items():
+            path = tuple(json.loads(key))
+            if path[: len(prefix)] != prefix or len(path) == len(prefix):
+                continue
+            found = True
+            if table == "per_rank":
+                value = [from_json(v) for v in value]
+            else:
+                value = from_json(value)
+            node = out
+            for p in path[len(prefix) : -1]:
+                node = node.setdefault(p, {})
+            node[path[-1]] = value
+    return _lists(out) if found else None
+
+
+def _lists(node):
+    if not isinstance(node, dict):
+        return node
+    node = {k: _lists(v) for k, v in node.items()}
+    if node and all(isinstance(k, int) for k in node) and sorted(node) == list(range(len(node))):
+        return [node[i] for i in range(len(node))]
+    return node
+
+
+def plan_reads(tree: dict, meta: dict, where: str, skip: tuple = ()) -> tuple[list, list]:
+    """Match the target tree against the metadata: ``([(path, target, key, start, stop)],
+    [(path, target, key)])`` for tensors and plain values; raises ``CheckpointError`` naming the
+    tensor and the metadata file on a missing key, a shape or a dtype mismatch."""
+    tensors, values = [], []
+    for path, target in flatten(tree):
+        key = key_of(path)
+        if isinstance(target, (Tensor, ShardedTensor)):
+            entry = meta["tensors"].get(key)
+            if isinstance(target, Tensor):
+                shape, dtype, start = tuple(target.shape), str(target.array.dtype), 0
+                rows = shape[0] if shape else 1
+            else:
+                shape, dtype = target.global_shape, str(target.local.array.dtype)
+                start, rows = target.row_start, target.rows
+            if entry is None:
+                raise CheckpointError(
+                    f"cannot load checkpoint {where!r}: it has no tensor {describe(key)!r} "
+                    f"(the state dict asks for it; missing key)"
+                )
+            if tuple(entry["shape"]) != shape or entry["dtype"] != dtype:
+                raise CheckpointError(
+                    f"cannot load checkpoint {where!r}: tensor {describe(key)!r} was saved with "
+                    f"shape {tuple(entry['shape'])} {entry['dtype']}, the state dict has "
+                    f"{shape} {dtype} (metadata mismatch)"
+                )
+            tensors.append((path, target, key, start, start + rows))
+        elif any(path[: len(p)] == p for p in skip):
+            continue  # a Stateful's plain values: taken whole from the metadata
+        else:
+            if key not in meta["objects"] and key not in meta["per_rank"]:
+                if len(path) >= 3 and path[-3] == "param_groups":
+                    continue  # a hyperparameter the saving optimizer did not have: kept
+
+                raise CheckpointError(
+                    f"cannot load checkpoint {where!r}: it has no value {describe(key)!r} "
+                    f"(the state dict asks for it; missing key)"
+                )
+            values.append((path, target, key))
+    return tensors, values
+
+
+def read_pieces(path: str, manifest: dict, meta: dict, tensors: list) -> list:
+    """For each planned tensor read, the rows it needs assembled from the overlapping pieces
+    (only the files holding them are read, each verified once)."""
+    needs = {}  # file -> [tensor names]
+    for _, _, key, start, stop in tensors:
+        for p in meta["tensors"][key]["pieces"]:
+            if p["start"] < stop and p["stop"] > start:
+                needs.setdefault(p["file"], []).append(describe(key))
+    arrays = {}
+    for name, wanted in needs.items():
+        blob = read_verified(path, manifest, name, wanted)
+        f = io.BytesIO(blob)
+        f.name = os.path.join(path, name)
+        arrays[name] = _read_open(f, f.name, False, verify=False)[0]
+    out = []
+    for _, _, key, start, stop in tensors:
+        entry = meta["tensors"][key]
+        shape = tuple(entry["shape"])
+        inner = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+        rows = np.empty((stop - start, inner), dtype=entry["dtype"])
+        covered = np.zeros(stop - start, bool)
+        for p in entry["pieces"]:
+            a, b = max(p["start"], start), min(p["stop"], stop)
+            if a >= b:
+                continue
+            piece = arrays[p["file"]].get(piece_name(key, p["start"]))
+            if piece is None or piece.shape != (p["stop"] - p["start"], inner):
+                raise CheckpointError(
+                    f"cannot load checkpoint {os.path.join(path, p['file'])!r}: it does not hold "
+                    f"rows {p['start']}:{p['stop']} of tensor {describe(key)!r} as the metadata "
+                    f"says (metadata mismatch)"
+                )
+            rows[a - start : b - start] = piece[a - p["start"] : b - p["start"]]
+            covered[a - start : b - start] = True
+        if not covered.all():
+            raise CheckpointError(
+                f"cannot load checkpoint {os.path.join(path, METADATA)!r}: rows "
+                f"{start}:{stop} of tensor {describe(key)!r} are not all in the checkpoint "
+                f"(a missing shard)"
+            )
+        out.append(rows)
+    return out

@@ -1,0 +1,137 @@
+"""The state-dict tree as DCP sees it: nested dicts/lists flattened to paths, tensors (whole or
+row-sharded) and plain values, and the JSON form of the values kept in the metadata."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from ...autograd import Tensor
+
+__all__ = ["ShardedTensor", "PerRank", "flatten", "key_of", "to_json", "from_json", "assign"]
+
+
+class ShardedTensor:
+    """Rows ``[row_start, row_start + len(local))`` (dim 0) of a tensor of ``global_shape``
+    held by this rank: what a sharded state dict holds instead of a whole tensor (the part of
+    torch's ``DTensor`` that checkpoints need; a 0-d tensor counts as one row).
+
+    ``local`` is a Tensor sharing storage with the parameter or optimizer state it came from,
+    so ``distgrad.distributed.checkpoint.load`` fills it in place."""
+
+    def __init__(self, local: Tensor, global_shape, row_start: int):
+        self.local = local
+        self.global_shape = tuple(int(d) for d in global_shape)
+        self.row_start = int(row_start)
+
+    @property
+    def rows(self) -> int:
+        """How many rows this rank holds."""
+        shape = tuple(self.local.shape)
+        return int(shape[0]) if shape else 1
+
+    @property
+    def dtype(self):
+        """The tensor's dtype."""
+        return self.local.dtype
+
+    def to_local(self) -> Tensor:
+        """This rank's rows."""
+        return self.local
+
+    def __repr__(self):
+        return (
+            f"ShardedTensor(rows {self.row_start}:{self.row_start + self.rows} of "
+            f"{self.global_shape}, {self.local.array.dtype})"
+        )
+
+
+class PerRank:
+    """A value that differs per rank (e.g. random streams): every rank's is saved; on load the
+    value becomes the list of all saved ranks' values."""
+
+    def __init__(self, value):
+        self.value = value
+
+
+def is_stateful(value) -> bool:
+    """``value`` has ``state_dict()``/``load_state_dict()`` (DCP's ``Stateful``)."""
+    return (
+        not isinstance(value, (Tensor, ShardedTensor, dict, list, tuple))
+        and callable(getattr(value, "state_dict", None))
+        and callable(getattr(value, "load_state_dict", None))
+    )
+
+
+def flatten(tree, path: tuple = ()) -> list:
+    """``[(path, leaf)]`` of nested dicts and lists (paths are tuples of keys/indices)."""
+    if isinstance(tree, dict):
+        return [item for k, v in tree.items() for item in flatten(v, (*path, k))]
+    if isinstance(tree, list) and any(
+        isinstance(v, (Tensor, ShardedTensor, dict, list, PerRank)) for v in tree
+    ):
+        return [item for i, v in enumerate(tree) for item in flatten(v, (*path, i))]
+    return [(path, tree)]
+
+
+def key_of(path: tuple) -> str:
+    """The storage key of a path: its JSON (FQNs contain dots, so dots cannot join them)."""
+    return json.dumps(list(path))
+
+
+def describe(key: str) -> str:
+    """A path as people read it: ``state.fc.weight.exp_avg``."""
+    return ".".join(str(p) for p in json.loads(key))
+
+
+def assign(tree, path: tuple, value) -> None:
+    """Replace the leaf at ``path`` in ``tree`` (in place)."""
+    for p in path[:-1]:
+        tree = tree[p]
+    tree[path[-1]] = value
+
+
+def to_json(value):
+    """``value`` as JSON-able data (numpy arrays and scalars, 0-d tensors, tuples tagged so
+    that ``from_json`` gives them back)."""
+    if isinstance(value, Tensor):
+        value = value.numpy(force=True) if hasattr(value, "numpy") else np.asarray(value.array)
+    if isinstance(value, np.ndarray):
+        return {"__ndarray__": [str(value.dtype), list(value.shape), value.reshape(-1).tolist()]}
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        if all(isinstance(k, str) for k in value):
+            return {"__dict__": {k: to_json(v) for k, v in value.items()}}
+        return {"__items__": [[to_json(k), to_json(v)] for k, v in value.items()]}
+    if isinstance(value, tuple):
+        return {"__tuple__": [to_json(v) for v in value]}
+    if isinstance(value, list):
+        return [to_json(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(
+        f"distgrad.distributed.checkpoint: cannot save a {type(value).__name__} in a state "
+        f"dict (tensors, numbers, strings, lists, dicts and objects with state_dict() are "
+        f"supported)"
+    )
+
+
+def from_json(data):
+    """The inverse of ``to_json``."""
+    if isinstance(data, list):
+        return [from_json(v) for v in data]
+    if isinstance(data, dict):
+        if "__ndarray__" in data:
+            dtype, shape, flat = data["__ndarray__"]
+            return np.asarray(flat, dtype=dtype).reshape(shape)
+        if "__tuple__" in data:
+            return tuple(from_json(v) for v in data["__tuple__"])
+        if "__items__" in data:
+            return {
+                from_json(k) if not isinstance(k, list) else tuple(k): from_json(v)
+                for k, v in data["__items__"]
+            }
+        return {k: from_json(v) for k, v in data["__dict__"].items()}
+    return data
