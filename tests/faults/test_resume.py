@@ -111,7 +111,12 @@ def test_manager_round_trip_and_keep(tmp_path):
     for step in (1, 2, 3):
         _step(model, opt, sched)
         ckpt.save(step, epoch=step // 2, seed=7, extra={"loss": 0.5 * step, "best": dg.ones(2)})
-    assert sorted(os.listdir(tmp_path / "run")) == ["LATEST", "ckpt-000000002", "ckpt-000000003"]
+    assert sorted(os.listdir(tmp_path / "run")) == [
+        ".lock",  # the manager's directory lock, held until close()
+        "LATEST",
+        "ckpt-000000002",
+        "ckpt-000000003",
+    ]
     want, lr, last = _arrays(model, opt), opt.param_groups[0]["lr"], sched.last_epoch
     _step(model, opt, sched)
     _step(model, opt, sched)
