@@ -11,6 +11,7 @@ shell is run for this).
 from __future__ import annotations
 
 import os
+import time
 
 SHM_DIR = "/dev/shm"
 #: Name prefixes of the MPI libraries' shared-memory files.
@@ -39,9 +40,9 @@ def _in_use(directory: str) -> set[str]:
     return used
 
 
-def stale_segments(since: float, directory: str = SHM_DIR) -> list[str]:
+def _recent(since: float, directory: str) -> list[str]:
     """MPI shared-memory files in ``directory`` owned by us, created (ctime) at or after
-    ``since`` (a ``time.time()``), that no process has open or mapped."""
+    ``since`` (a ``time.time()``)."""
     try:
         names = [name for name in os.listdir(directory) if name.startswith(MPI_SHM_PREFIXES)]
     except OSError:
@@ -55,16 +56,30 @@ def stale_segments(since: float, directory: str = SHM_DIR) -> list[str]:
             continue
         if info.st_uid == os.getuid() and info.st_ctime >= since - 1:
             candidates.append(path)
+    return candidates
+
+
+def stale_segments(since: float, directory: str = SHM_DIR) -> list[str]:
+    """MPI shared-memory files in ``directory`` owned by us, created (ctime) at or after
+    ``since`` (a ``time.time()``), that no process has open or mapped."""
+    candidates = _recent(since, directory)
     if not candidates:
         return []
     used = _in_use(directory)
     return [path for path in candidates if path not in used]
 
 
-def remove_stale_segments(since: float, directory: str = SHM_DIR) -> list[str]:
-    """Remove :func:`stale_segments`; return the paths removed."""
+def remove_stale_segments(since: float, directory: str = SHM_DIR, wait: float = 2.0) -> list[str]:
+    """Remove :func:`stale_segments`; return the paths removed. Files still mapped are looked at
+    again for up to ``wait`` seconds (the killed ranks of a job that just ended are still
+    exiting when mpiexec returns)."""
+    deadline = time.monotonic() + wait
+    stale = stale_segments(since, directory)
+    while len(stale) < len(_recent(since, directory)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+        stale = stale_segments(since, directory)
     removed = []
-    for path in stale_segments(since, directory):
+    for path in stale:
         try:
             os.unlink(path)
             removed.append(path)

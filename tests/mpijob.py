@@ -15,7 +15,9 @@ The environment is ours minus launcher variables (``SLURM_*``, ``PMI_*``, ``OMPI
 ``MPI_LOCAL*``) and ``DISTGRAD_*`` (a job sees exactly what its test sets), plus the repository
 on ``PYTHONPATH``, one BLAS thread per process, a 30 s collective deadline and the watchdog's
 reports in the job's scratch directory (removed with it) unless ``env`` says otherwise, and no
-GPU unless ``gpu=True``. Every process of a job inherits
+GPU unless ``gpu=True``. Where it can (root, ``unshare``), a job runs in its own mount namespace
+with a private, empty ``/dev/shm``, and what it leaves there is listed (``Job.shm_left``; the
+fault suite requires it empty). Every process of a job inherits
 ``DISTGRAD_FAULT_TAG=<unique>``: once the job has ended, the live processes that still carry it
 (in ``/proc/*/environ``) are killed and counted (``Job.orphans``). Output goes to files, not
 pipes, so a leftover process holding a pipe cannot keep a test waiting. Scripts may mark the
@@ -171,6 +173,9 @@ class Job:
     ended_at: float = 0.0  # time.time() when the job's first process exited
     marks: dict = field(default_factory=dict, repr=False)  # common.mark_fault: label -> time
     rank_output: list = field(default_factory=list, repr=False)  # [(stdout, stderr)] per rank
+    #: What the job left in its private /dev/shm (None: no private /dev/shm here, or the job
+    #: was killed before it could be listed).
+    shm_left: list | None = None
 
     @property
     def output(self) -> str:
@@ -237,6 +242,34 @@ class Job:
         return self
 
 
+@cache
+def private_shm() -> bool:
+    """Whether jobs can get a private ``/dev/shm`` (root, ``unshare``, tmpfs mounts allowed)."""
+    if os.environ.get("DISTGRAD_TEST_PRIVATE_SHM") == "0" or not all(
+        shutil.which(tool) for tool in ("unshare", "setpriv")
+    ):
+        return False
+    try:
+        probe = subprocess.run(
+            ["unshare", "-m", "sh", "-c", "mount -t tmpfs tmpfs /dev/shm"],
+            capture_output=True,
+            timeout=20,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return probe.returncode == 0
+
+
+#: Runs a command in its own mount namespace with an empty tmpfs on /dev/shm, then lists what
+#: the job left there into $1 and ends as the command did (a signal is raised again). The
+#: command gets SIGTERM if this shell dies (which dies with the test process).
+_SHM_WRAPPER = (
+    "out=$1; shift; mount -t tmpfs tmpfs /dev/shm || exit 97; "
+    'setpriv --pdeathsig TERM -- "$@"; rc=$?; '
+    'ls -A /dev/shm > "$out"; if [ $rc -gt 128 ]; then kill -$((rc - 128)) $$; fi; exit $rc'
+)
+
+
 def _end_with_parent() -> None:
     """In the child before exec: SIGTERM it when the test process dies (a job runs in its own
     session, so a killed pytest would otherwise leave it running)."""
@@ -265,6 +298,8 @@ def _marks(fault_dir: Path) -> dict:
 #: ``[started, ended]`` (``time.time()``) of every job run so far, to tell the files a test's
 #: jobs made from those of other programs on the machine (tests/faults: /dev/shm check).
 JOB_WINDOWS: list[list] = []
+#: ``(argv, shm_left)`` of every job run so far (``Job.shm_left``).
+SHM_LEFT: list[tuple] = []
 
 
 def run_command(
@@ -295,10 +330,14 @@ def run_command(
         argv = [str(c) for c in command]
         if per_rank_args is not None:
             argv[1:1] = [str(c) for c in per_rank_args(folder)]
+        shm_list = folder / "shm-left"
+        started = [*argv]
+        if private_shm():  # the job's /dev/shm is its own: what it leaves there is known
+            started = ["unshare", "-m", "sh", "-c", _SHM_WRAPPER, "sh", str(shm_list), *argv]
         with open(folder / "stdout", "w+") as out, open(folder / "stderr", "w+") as err:
             start = time.monotonic()
             proc = subprocess.Popen(
-                argv,
+                started,
                 stdout=out,
                 stderr=err,
                 env=full_env,
@@ -329,7 +368,11 @@ def run_command(
             stdout = "".join(o for o, _ in per_rank) + stdout
             stderr = "".join(e for _, e in per_rank) + stderr
         marks = _marks(folder)
-    return Job(argv, code, stdout, stderr, elapsed, leftovers, tag, ended_at, marks, per_rank)
+        shm_left = _read(shm_list).split() if shm_list.exists() else None
+    SHM_LEFT.append((argv, shm_left))
+    return Job(
+        argv, code, stdout, stderr, elapsed, leftovers, tag, ended_at, marks, per_rank, shm_left
+    )
 
 
 def run(

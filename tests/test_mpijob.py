@@ -63,9 +63,11 @@ def test_each_ranks_output_is_kept_apart(tmp_path):
     assert job.stdout.startswith("out of 0\nout of 1\nout of 2\n")
 
 
-def test_a_killed_test_process_takes_its_job_along():
+def test_a_killed_test_process_takes_its_job_along(tmp_path):
     """A job runs in its own session; when the process that started it dies (a test run
-    killed), the job gets SIGTERM instead of running on."""
+    killed), the job gets SIGTERM instead of running on. (The killed process cannot remove its
+    job's scratch directory: it makes it in this test's tmp_path, not in the run's TMPDIR,
+    where the temp-file check would find it.)"""
     tag = mpijob.new_tag()
     code = (
         "import os, signal, sys, threading\n"
@@ -74,7 +76,7 @@ def test_a_killed_test_process_takes_its_job_along():
         "threading.Timer(2, os.kill, (os.getpid(), signal.SIGKILL)).start()\n"
         f"mpijob.run_command(['sleep', '60'], tag={tag!r}, timeout=120)\n"
     )
-    job = mpijob.run_command([sys.executable, "-c", code], timeout=60)
+    job = mpijob.run_command([sys.executable, "-c", code], timeout=60, env={"TMPDIR": tmp_path})
     assert job.returncode == -9, job.describe()
     deadline = time.monotonic() + 10
     while mpijob.tagged_pids(tag) and time.monotonic() < deadline:

@@ -26,6 +26,10 @@ def _record(fault_record, name, rep, job, guard, deadline=None):
 
 
 @pytest.mark.parametrize("rep", range(REPS))
+@pytest.mark.mpi_shm_left(
+    "a plain mpiexec has no supervisor: rank 0 is killed inside MPI_Init, after MPICH made its "
+    "/dev/shm file and before distgrad could unlink it (distgrad-run removes it: next test)"
+)
 def test_raise_before_init_plain_mpiexec(rep, fault_record):
     job = mpijob.run(WORKERS / "nohang.py", "raise_before_init", timeout=60)
     _record(
@@ -34,6 +38,20 @@ def test_raise_before_init_plain_mpiexec(rep, fault_record):
     assert job.returncode not in (0, None) and job.orphans == 0, job.describe()
     assert "[rank 1] RuntimeError: rank 1 fails before init" in job.stderr, job.describe()
     assert "[rank 1] uncaught exception: aborting all 2 ranks" in job.stderr
+
+
+@pytest.mark.parametrize("rep", range(REPS))
+def test_raise_before_init_under_distgrad_run(rep, fault_record):
+    """The same under distgrad-run: it names the rank, and removes the MPI shared-memory file
+    the rank killed in MPI_Init left (the fixture checks the job's private /dev/shm)."""
+    job = mpijob.run(WORKERS / "nohang.py", "raise_before_init", launcher="distgrad-run")
+    _record(fault_record, "13 raise before init, distgrad-run", rep, job, "wrapper + PMI abort")
+    assert job.returncode not in (0, None) and job.orphans == 0, job.describe()
+    assert "[rank 1] RuntimeError: rank 1 fails before init" in job.stderr, job.describe()
+    assert "the job failed with exit status" in job.stderr, job.describe()
+    assert "rank 1 raised an uncaught exception" in job.stderr, job.describe()
+    if job.shm_left is not None:
+        assert not [name for name in job.shm_left if name.startswith("mpich_shm_")], job.shm_left
 
 
 @pytest.mark.parametrize("rep", range(REPS))

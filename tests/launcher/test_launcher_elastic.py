@@ -218,3 +218,31 @@ def test_min_np_finishes_on_the_slots_left(tmp_path):
     assert "finished 12 steps on 3 ranks" in result.stdout
     _assert_close(_final(run), _rerun_from_snapshot(run, tmp_path / "ref", 3, 12))
     assert not os.path.exists(run / "ckpt" / ".lock")  # released at the end
+
+
+def test_shm_cleanup_removes_only_unused_recent_mpi_files(tmp_path):
+    from launcher.shm import remove_stale_segments, stale_segments
+
+    old, mine, held, other = (
+        tmp_path / "mpich_shm_old_0",
+        tmp_path / "mpich_shm_mine_0",
+        tmp_path / "mpich_shm_held_0",
+        tmp_path / "not_mpi",
+    )
+    old.write_bytes(b"x")
+    os.utime(old, (0, 0))  # (ctime cannot be set: 'since' below is in the future for it)
+    since = os.stat(old).st_ctime + 2
+    import time
+
+    while time.time() < since:
+        time.sleep(0.1)
+    for path in (mine, held, other):
+        path.write_bytes(b"x")
+    with open(held, "rb"):  # in use by a live process (this one): kept
+        assert stale_segments(since, str(tmp_path)) == [str(mine)]
+        assert remove_stale_segments(since, str(tmp_path), wait=0.2) == [str(mine)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "mpich_shm_held_0",
+        "mpich_shm_old_0",
+        "not_mpi",
+    ]
