@@ -216,7 +216,7 @@ def load(
             )
     # verified everywhere: apply (nothing below can fail on the data)
     for (_, target, _, _, _), rows in zip(tensors, arrays):
-        local = target if not isinstance(target, st.ShardedTensor) else target.local
+        local = target  # a whole tensor, or a ShardedTensor: this rank's rows
         xp = local.device.xp if hasattr(local, "device") else None
         values_ = rows.reshape(local.array.shape) if rows.size else rows.reshape(local.array.shape)
         local.array[...] = values_ if xp is None or xp.__name__ == "numpy" else xp.asarray(values_)

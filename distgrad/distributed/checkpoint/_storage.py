@@ -21,6 +21,7 @@ from ._tree import (
     from_json,
     is_stateful,
     key_of,
+    rows_of,
     to_json,
 )
 
@@ -31,11 +32,6 @@ FORMAT = "distgrad.distributed.checkpoint"
 def host(array) -> np.ndarray:
     """A host numpy array of ``array`` (numpy or cupy)."""
     return array if isinstance(array, np.ndarray) else array.get()
-
-
-def rows_of(array: np.ndarray) -> np.ndarray:
-    """``array`` as (rows, rest): dim 0 by the rest (a 0-d array is one row)."""
-    return array.reshape(array.shape[0] if array.ndim else 1, int(np.prod(array.shape[1:])))
 
 
 def expand(state_dict) -> tuple[dict, list]:
@@ -65,12 +61,12 @@ class Snapshot:
         self.objects, self.per_rank = {}, {}
         for path, value in flatten(tree):
             key = key_of(path)
-            if isinstance(value, Tensor):
+            if isinstance(value, ShardedTensor):
+                array, shape, start = value.array, value.full_shape, value.rows[0]
+            elif isinstance(value, Tensor):
                 array = value.array
                 shape = tuple(array.shape)
                 start = 0
-            elif isinstance(value, ShardedTensor):
-                array, shape, start = value.local.array, value.global_shape, value.row_start
             elif isinstance(value, PerRank):
                 self.per_rank[key] = to_json(value.value)
                 continue
@@ -301,14 +297,14 @@ def plan_reads(tree: dict, meta: dict, where: str, skip: tuple = ()) -> tuple[li
     tensors, values = [], []
     for path, target in flatten(tree):
         key = key_of(path)
-        if isinstance(target, (Tensor, ShardedTensor)):
+        if isinstance(target, Tensor):
             entry = meta["tensors"].get(key)
-            if isinstance(target, Tensor):
-                shape, dtype, start = tuple(target.shape), str(target.array.dtype), 0
-                rows = shape[0] if shape else 1
+            if isinstance(target, ShardedTensor):
+                shape, dtype = target.full_shape, str(target.array.dtype)
+                start, stop = target.rows
             else:
-                shape, dtype = target.global_shape, str(target.local.array.dtype)
-                start, rows = target.row_start, target.rows
+                shape, dtype, start = tuple(target.shape), str(target.array.dtype), 0
+                stop = shape[0] if shape else 1
             if entry is None:
                 raise CheckpointError(
                     f"cannot load checkpoint {where!r}: it has no tensor {describe(key)!r} "
@@ -320,7 +316,7 @@ def plan_reads(tree: dict, meta: dict, where: str, skip: tuple = ()) -> tuple[li
                     f"shape {tuple(entry['shape'])} {entry['dtype']}, the state dict has "
                     f"{shape} {dtype} (metadata mismatch)"
                 )
-            tensors.append((path, target, key, start, start + rows))
+            tensors.append((path, target, key, start, stop))
         elif any(path[: len(p)] == p for p in skip):
             continue  # a Stateful's plain values: taken whole from the metadata
         else:

@@ -8,44 +8,9 @@ import json
 import numpy as np
 
 from ...autograd import Tensor
-from ..sharded_tensor import ShardedTensor as RowShard
+from ..sharded_tensor import ShardedTensor
 
 __all__ = ["ShardedTensor", "PerRank", "flatten", "key_of", "to_json", "from_json", "assign"]
-
-
-class ShardedTensor:
-    """Rows ``[row_start, row_start + len(local))`` (dim 0) of a tensor of ``global_shape``
-    held by this rank: what a sharded state dict holds instead of a whole tensor (the part of
-    torch's ``DTensor`` that checkpoints need; a 0-d tensor counts as one row).
-
-    ``local`` is a Tensor sharing storage with the parameter or optimizer state it came from,
-    so ``distgrad.distributed.checkpoint.load`` fills it in place."""
-
-    def __init__(self, local: Tensor, global_shape, row_start: int):
-        self.local = local
-        self.global_shape = tuple(int(d) for d in global_shape)
-        self.row_start = int(row_start)
-
-    @property
-    def rows(self) -> int:
-        """How many rows this rank holds."""
-        shape = tuple(self.local.shape)
-        return int(shape[0]) if shape else 1
-
-    @property
-    def dtype(self):
-        """The tensor's dtype."""
-        return self.local.dtype
-
-    def to_local(self) -> Tensor:
-        """This rank's rows."""
-        return self.local
-
-    def __repr__(self):
-        return (
-            f"ShardedTensor(rows {self.row_start}:{self.row_start + self.rows} of "
-            f"{self.global_shape}, {self.local.array.dtype})"
-        )
 
 
 class PerRank:
@@ -59,27 +24,27 @@ class PerRank:
 def is_stateful(value) -> bool:
     """``value`` has ``state_dict()``/``load_state_dict()`` (DCP's ``Stateful``)."""
     return (
-        not isinstance(value, (Tensor, ShardedTensor, dict, list, tuple))
+        not isinstance(value, (Tensor, dict, list, tuple))
         and callable(getattr(value, "state_dict", None))
         and callable(getattr(value, "load_state_dict", None))
     )
 
 
 def flatten(tree, path: tuple = ()) -> list:
-    """``[(path, leaf)]`` of nested dicts and lists (paths are tuples of keys/indices). A
-    ``sharded_tensor.ShardedTensor`` (what ``fully_shard`` models' ``state_dict()`` and
-    ``ZeroRedundancyOptimizer.sharded_state_dict()`` hold) becomes a ``ShardedTensor`` of the
-    same rows and storage, so ``save``/``load`` treat it as this rank's piece, not a whole
-    tensor."""
-    if isinstance(tree, RowShard):
-        return [(path, ShardedTensor(tree.to_local(), tree.full_shape, tree.rows[0]))]
+    """``[(path, leaf)]`` of nested dicts and lists (paths are tuples of keys/indices). Tensors
+    are leaves; a ``ShardedTensor`` (what ``fully_shard`` models' ``state_dict()``,
+    ``ZeroRedundancyOptimizer.sharded_state_dict()`` and ``get_state_dict`` hold) is this
+    rank's piece, not a whole tensor."""
     if isinstance(tree, dict):
         return [item for k, v in tree.items() for item in flatten(v, (*path, k))]
-    if isinstance(tree, list) and any(
-        isinstance(v, (Tensor, ShardedTensor, dict, list, PerRank)) for v in tree
-    ):
+    if isinstance(tree, list) and any(isinstance(v, (Tensor, dict, list, PerRank)) for v in tree):
         return [item for i, v in enumerate(tree) for item in flatten(v, (*path, i))]
     return [(path, tree)]
+
+
+def rows_of(array):
+    """``array`` as (rows, rest): dim 0 by the rest (a 0-d array is one row)."""
+    return array.reshape(array.shape[0] if array.ndim else 1, int(np.prod(array.shape[1:])))
 
 
 def key_of(path: tuple) -> str:

@@ -21,7 +21,7 @@ from ..data_parallel import DistributedDataParallel
 from ..fsdp import ShardedParameter
 from ..optim import ZeroRedundancyOptimizer
 from ._comm import communicator
-from ._tree import ShardedTensor
+from ._tree import ShardedTensor, rows_of
 
 __all__ = [
     "StateDictOptions",
@@ -60,25 +60,18 @@ def _fqns(model) -> dict:
     return {id(p): name for name, p in _unwrap(model).named_parameters(remove_duplicate=False)}
 
 
-def _rows(array):
-    return array.reshape(array.shape[0] if array.ndim else 1, int(np.prod(array.shape[1:])))
-
-
 def _gather(value: ShardedTensor) -> Tensor:
     """The whole tensor of a ShardedTensor (a collective over the world)."""
     comm = communicator()
-    array = value.local.array
+    array = value.array
     local = array if isinstance(array, np.ndarray) else array.get()
-    pieces = (
-        [(value.row_start, local)]
-        if comm is None
-        else comm.allgather_object((value.row_start, local))
-    )
-    n = value.global_shape[0] if value.global_shape else 1
-    whole = np.empty((n, *local.shape[1:]) if value.global_shape else (1,), local.dtype)
+    start = value.rows[0]
+    pieces = [(start, local)] if comm is None else comm.allgather_object((start, local))
+    n = value.full_shape[0] if value.full_shape else 1
+    whole = np.empty((n, *local.shape[1:]) if value.full_shape else (1,), local.dtype)
     for start, rows in pieces:
         whole[start : start + len(rows)] = rows
-    return Tensor(whole.reshape(value.global_shape))
+    return Tensor(whole.reshape(value.full_shape))
 
 
 def _finish(value, options: StateDictOptions):
@@ -86,7 +79,7 @@ def _finish(value, options: StateDictOptions):
         value = _gather(value)
     if options.cpu_offload:
         if isinstance(value, ShardedTensor):
-            value = ShardedTensor(value.local.cpu(), value.global_shape, value.row_start)
+            value = ShardedTensor(value.to_local().cpu(), value.full_shape, value.rows)
         elif isinstance(value, Tensor):
             value = value.cpu()
     return value
@@ -96,7 +89,7 @@ def _sharded(p: ShardedParameter, array) -> ShardedTensor:
     start, stop = p.local_rows
     shape = tuple(p.full_shape)
     # a 0-d parameter's shard is one row (or none): its local part stays 1-d
-    return ShardedTensor(Tensor(array[: stop - start]), shape, start)
+    return ShardedTensor(Tensor(array[: stop - start]), shape, (start, stop))
 
 
 def get_model_state_dict(model, *, options: StateDictOptions | None = None) -> dict:
@@ -171,7 +164,7 @@ def get_optimizer_state_dict(model, optimizers, *, options: StateDictOptions | N
             for k, values in local.items():
                 p, start, stop, view = shards[owned[k]]
                 state[fqn[id(p)]] = {
-                    key: _finish(ShardedTensor(v, tuple(p.shape), start), options)
+                    key: _finish(ShardedTensor(v, tuple(p.shape), (start, stop)), options)
                     if isinstance(v, Tensor) and tuple(v.shape) == tuple(view.shape) and v.ndim
                     else v
                     for key, v in values.items()
@@ -203,26 +196,23 @@ def get_state_dict(model, optimizers, *, submodules=None, options: StateDictOpti
 
 
 # ---- setting ------------------------------------------------------------------------------
-def _local_rows(value, start: int, stop: int, shape: tuple, what: str):
+def _localrows_of(value, start: int, stop: int, shape: tuple, what: str):
     """Rows ``[start, stop)`` (host or device array, shape (rows, ...)) of a whole Tensor or a
     ShardedTensor holding exactly them."""
     if isinstance(value, ShardedTensor):
-        if tuple(value.global_shape) != tuple(shape) or (
-            value.row_start,
-            value.row_start + value.rows,
-        ) != (start, stop):
+        if tuple(value.full_shape) != tuple(shape) or tuple(value.rows) != (start, stop):
             raise ValueError(
-                f"{what}: the state holds rows {value.row_start}:{value.row_start + value.rows} "
-                f"of {value.global_shape}, this rank needs rows {start}:{stop} of {tuple(shape)} "
+                f"{what}: the state holds rows {value.rows[0]}:{value.rows[1]} of "
+                f"{value.full_shape}, this rank needs rows {start}:{stop} of {tuple(shape)} "
                 f"(load it with distgrad.distributed.checkpoint.load to reshard)"
             )
-        return _rows(value.local.array)
+        return rows_of(value.array)
     if not isinstance(value, Tensor) or tuple(value.shape) != tuple(shape):
         raise ValueError(
             f"{what}: expected a tensor of shape {tuple(shape)}, got "
             f"{tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__}"
         )
-    return _rows(value.array)[start:stop]
+    return rows_of(value.array)[start:stop]
 
 
 def set_model_state_dict(model, model_state_dict: dict, *, options: StateDictOptions | None = None):
@@ -244,19 +234,19 @@ def set_model_state_dict(model, model_state_dict: dict, *, options: StateDictOpt
         value = model_state_dict[name]
         if isinstance(target, ShardedParameter):
             start, stop = target.local_rows
-            rows = _local_rows(
+            rows = _localrows_of(
                 value, start, stop, target.full_shape, f"set_model_state_dict({name!r})"
             )
-            copies.append((target, _rows(target.array)[: stop - start], rows))
+            copies.append((target, rows_of(target.array)[: stop - start], rows))
         else:
-            rows = _local_rows(
+            rows = _localrows_of(
                 value,
                 0,
                 target.shape[0] if target.ndim else 1,
                 target.shape,
                 f"set_model_state_dict({name!r})",
             )
-            copies.append((target, _rows(target.array), rows))
+            copies.append((target, rows_of(target.array), rows))
     with no_grad():
         for target, dest, rows in copies:
             dest[...] = target.device.xp.asarray(rows)
@@ -300,7 +290,7 @@ def set_optimizer_state_dict(
                     continue
                 local[k] = {
                     key: Tensor(
-                        _local_rows(
+                        _localrows_of(
                             v, start, stop, tuple(p.shape), f"optimizer state {fqn[id(p)]}.{key}"
                         )
                         .reshape(view.shape)
@@ -334,16 +324,16 @@ def set_optimizer_state_dict(
                 ):
                     start, stop = p.local_rows
                     padded = p.device.xp.zeros(p.array.shape, p.array.dtype)
-                    _rows(padded)[: stop - start] = p.device.xp.asarray(
-                        _local_rows(v, start, stop, p.full_shape, what)
+                    rows_of(padded)[: stop - start] = p.device.xp.asarray(
+                        _localrows_of(v, start, stop, p.full_shape, what)
                     )
                     v = Tensor(padded)
                 elif isinstance(v, ShardedTensor):
                     v = Tensor(
-                        _local_rows(
-                            v, 0, v.global_shape[0] if v.global_shape else 1, v.global_shape, what
+                        _localrows_of(
+                            v, 0, v.full_shape[0] if v.full_shape else 1, v.full_shape, what
                         )
-                        .reshape(v.global_shape)
+                        .reshape(v.full_shape)
                         .copy()
                     )
                 out[key] = v
