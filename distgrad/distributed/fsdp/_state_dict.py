@@ -48,7 +48,7 @@ def padded_values(own: dict, state_dict: dict) -> dict:
     for key, target in own.items():
         if not isinstance(target, ShardedParameter) or key not in state_dict:
             continue
-        value, full_shape, (start, stop) = state_dict[key], target.full_shape, target.rows
+        value, full_shape, (start, stop) = state_dict[key], target.full_shape, target.local_rows
         if not isinstance(value, Tensor):
             errors.append(
                 f'While copying the parameter named "{key}", expected a Tensor from the '

@@ -69,16 +69,10 @@ class ShardedParameter(Parameter):
                 f"local_view: expected a tensor of the shard's shape {tuple(self.shape)}, got "
                 f"{tuple(tensor.shape)}"
             )
-        start, stop = self.rows
+        start, stop = self.local_rows
         array = tensor.array if isinstance(tensor, Tensor) else tensor
         piece = array[: stop - start]
         return ShardedTensor(piece, self.full_shape, (start, stop), unit.comm)
-
-    @property
-    def rows(self) -> tuple:
-        """``(start, stop)``: the rows of dim 0 of the whole parameter this rank holds (a 0-d
-        parameter counts as one row; ``local_rows`` is the same)."""
-        return self.local_rows
 
     @property
     def full_shape(self) -> tuple:

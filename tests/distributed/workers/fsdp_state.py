@@ -211,7 +211,7 @@ else:
     state = {}
     for index, name in enumerate(names):
         p = shards[name]
-        start, stop = p.rows
+        start, stop = p.local_rows
         entry = {"step": ref_state[name]["step"]}
         for key in ("exp_avg", "exp_avg_sq"):
             buf = distgrad.zeros(*p.shape)
