@@ -119,6 +119,7 @@ class BackwardNode:
     _retain_grad: dict | None = None  # {output_nr: weakref to tensor}
     _trace: str | None = None
     needs_input_grad: tuple = ()
+    _packed = False  # saved values went through saved_tensors_hooks' pack hook
     _saved_as_tensors = False  # saved values come back as tensors even in a first-order backward
 
     def __init__(self):
@@ -152,6 +153,8 @@ class BackwardNode:
         saved = self._saved
         if saved is None:
             return self._to_save
+        if self._packed:
+            return tuple([self._unpack_hooked(s) for s in saved])
         if self._create_graph or self._saved_as_tensors:
             return tuple([self._unpack(s) for s in saved])
         out = []  # the first-order backward of an Op: the arrays, once their versions check
@@ -178,6 +181,34 @@ class BackwardNode:
                 f"(x = x + ...), or clone() the tensor before changing it."
             )
         return self._saved_tensor(s) if self._create_graph or self._saved_as_tensors else s.array
+
+    def _unpack_hooked(self, s):
+        """A saved value packed by ``saved_tensors_hooks``: ``unpack_hook`` gives it back."""
+        if type(s) is not _Packed:
+            return self._unpack(s)
+        t = s.unpack(s.packed)
+        if not isinstance(t, Tensor):
+            raise TypeError(
+                f"Output of saved tensor unpack_hook expected to be a Tensor but got result of "
+                f"type {type(t).__name__}"
+            )
+        if t._version is s.counter and s.counter.value != s.version:  # not packed into a copy
+            tensor = t if s.output_nr is None else None
+            self._unpack(_Saved((t._array, tensor, s.output_nr, s.counter, s.version)))
+        if not (self._create_graph or self._saved_as_tensors):
+            return t._array
+        if s.output_nr is not None:  # an output re-enters the graph at this node
+            return Tensor._make(t._array, self, s.output_nr, t._version)
+        edge = s.edge
+        if edge is None:
+            return t
+        out = Tensor._make(t._array, None, 0, t._version)
+        out._requires_grad = True
+        if edge[0]._is_accumulator:  # a leaf's: gradients still reach its .grad
+            out._accumulator = edge[0]
+        else:
+            out._grad_fn, out._output_nr = edge
+        return out
 
     def _saved_tensor(self, s: _Saved):
         if s.tensor is not None:
@@ -561,8 +592,58 @@ def _connect(cls, ctx, args, raw, outputs):
                     v = _saved_entry(v, outputs)
             saved.append(v)
         ctx._saved = saved
+        if _saved_hooks:
+            _pack_all(ctx, saved, outputs)
     if _anomaly["enabled"]:
         ctx._trace = _user_stack()
+
+
+# ``(pack_hook, unpack_hook)`` pairs of the active ``autograd.graph.saved_tensors_hooks``
+# contexts, innermost last (the innermost packs).
+_saved_hooks: list = []
+
+
+class _Packed:
+    """A saved value as ``pack_hook`` returned it, plus what unpacking needs: the version seen
+    at save time (checked when ``unpack_hook`` gives back the same tensor) and the graph
+    position (the edge of a saved input, the output number of a saved output), so that a
+    ``create_graph`` backward differentiates through it. It keeps no reference to the array."""
+
+    __slots__ = ("packed", "unpack", "output_nr", "counter", "version", "edge")
+
+    def __init__(self, packed, unpack, output_nr, counter, version, edge):
+        self.packed = packed
+        self.unpack = unpack
+        self.output_nr = output_nr
+        self.counter = counter
+        self.version = version
+        self.edge = edge
+
+
+def _pack_all(ctx, saved, outputs) -> None:
+    """Pass every saved array/tensor of ``ctx`` through the innermost pack hook."""
+    pack, unpack = _saved_hooks[-1]
+    for i, s in enumerate(saved):
+        if s is None:
+            continue
+        array, tensor, nr = s[0], s[1], s[2]
+        if not hasattr(array, "shape") or isinstance(array, np.generic):
+            continue  # a constant (shape, scalar): not a tensor, kept as is
+        if tensor is None:
+            tensor = outputs[nr] if nr is not None else Tensor(array)
+        counter = tensor._version
+        version = counter.value
+        edge = tensor._edge() if tensor._requires_grad and nr is None else None
+        packed = pack(tensor)
+        if counter.value != version:
+            raise RuntimeError(
+                "A saved tensor pack hook is modifying its input in place. Tensors provided as "
+                "input to pack hook can not be modified by in-place operations as this can "
+                "lead to unexpected side-effects. Please open an issue if you need to perform "
+                "in-place operations on the input to a pack hook."
+            )
+        saved[i] = _Packed(packed, unpack, nr, s[3], s[4], edge)
+    ctx._packed = True
 
 
 def _user_stack(limit: int = 12) -> str:
