@@ -249,3 +249,48 @@ def test_unpack_type_error_as_torch():
             y.sum().backward()
         messages.append(str(info.value))
     assert messages[0] == messages[1]
+
+
+def test_parameters_packed_as_tokens_are_really_freed_and_refilled():
+    """ZeRO-3's intended use: a pack hook replaces a saved parameter by a token, the parameter's
+    array is freed between forward and backward (nothing else of the graph references it; Linear
+    saves the weight itself, not a view), and the unpack hook refills it."""
+    import gc
+    import weakref
+
+    dg.manual_seed(0)
+    model = dg.nn.Sequential(dg.nn.Linear(4, 3), dg.nn.Tanh(), dg.nn.Linear(3, 2)).double()
+    params = list(model.parameters())
+    x = dg.randn(5, 4, dtype=dg.float64)
+    model(x).square().sum().backward()
+    expected = [p.grad.array.copy() for p in params]
+    model.zero_grad(set_to_none=True)
+
+    kept = [p.array.copy() for p in params]  # the "shards" the parameters come back from
+    index = {id(p.array): i for i, p in enumerate(params)}
+    unpacked = []
+
+    def pack(t):
+        i = index.get(id(t.array))
+        return ("param", i) if i is not None else t
+
+    def unpack(packed):
+        if isinstance(packed, tuple):
+            i = packed[1]
+            if params[i].array.size == 0:
+                params[i].data = dg.tensor(kept[i].copy())
+            unpacked.append(i)
+            return params[i].detach()
+        return packed
+
+    with saved_tensors_hooks(pack, unpack):
+        loss = model(x).square().sum()
+    refs = [weakref.ref(p.array) for p in params]
+    for p in params:
+        p.data = dg.tensor(np.empty(0))
+    gc.collect()
+    assert [r() for r in refs] == [None] * len(params)  # really freed
+    loss.backward()
+    assert sorted(unpacked) == [0, 2]  # the two weights (biases are not saved)
+    for p, e in zip(params, expected):
+        np.testing.assert_array_equal(p.grad.array, e)
