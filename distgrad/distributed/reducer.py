@@ -71,8 +71,8 @@ class StepStats:
     ``traffic.py``'s accounting (an allreduce of n bytes counts 2n, a reduce-scatter its
     input, an all-gather its output); ``sent_bytes_by_group``: the same by communicator label
     (the levels of a hierarchical allreduce). ``compression_error``: the relative error that a
-    built-in compressing hook introduced into this rank's gradients, sqrt(sum |x - D(C(x))|^2
-    / sum |x|^2) over the buckets (0.0 without a hook or with ``allreduce_hook``; None when the
+    built-in compressing hook introduced into this rank's gradients, ``sqrt(sum |x - D(C(x))|^2
+    / sum |x|^2)`` over the buckets (0.0 without a hook or with ``allreduce_hook``; None when the
     registered hook does not report one)."""
 
     buckets: int

@@ -282,7 +282,7 @@ class ZeroRedundancyOptimizer(Optimizer):
 
     def load_sharded_state_dict(self, state_dict: dict) -> None:
         """Load a sharded state: ``sharded_state_dict()`` of this rank, or, from a run of any
-        world size, state whose tensors are ``ShardedTensor``s covering this rank's rows or whole
+        world size, state whose tensors are ``ShardedTensor`` pieces covering this rank's rows or whole
         tensors of the parameter's shape (what a resharding checkpoint assembles). Everything
         is checked before anything is loaded."""
         same = (state_dict.get("rank"), state_dict.get("world_size")) == (

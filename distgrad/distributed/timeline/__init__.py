@@ -1,5 +1,5 @@
 """A Chrome-trace timeline of training steps, per rank and merged over ranks (Horovod's
-timeline, for distgrad).
+timeline, for distgrad)::
 
     DISTGRAD_TIMELINE=/tmp/tl distgrad-run -np 2 python train.py     # the whole run
     with distgrad.distributed.timeline.recording("/tmp/tl"):          # or part of it

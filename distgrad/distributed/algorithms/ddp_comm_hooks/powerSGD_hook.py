@@ -140,6 +140,19 @@ def _orthogonalize(matrix, epsilon: float) -> None:
             rest -= (col * rest).sum(axis=0) * col
 
 
+def _plain_before_start(state: PowerSGDState, bucket: GradBucket, world: int) -> Future | None:
+    """Before ``state.start_powerSGD_iter`` steps: the bucket averaged by a plain allreduce
+    (its future); None once PowerSGD runs."""
+    if state.iter >= state.start_powerSGD_iter:
+        return None
+    state.maybe_increase_iter(bucket)
+    buffer = bucket.buffer()
+    flat = buffer.array
+    array_module_for(flat).multiply(flat, 1.0 / world, out=flat)
+    bucket._report_error(0.0, 0.0)
+    return allreduce_sum(state.process_group, buffer, bucket).then(lambda fut: fut.value()[0])
+
+
 def powerSGD_hook(state: PowerSGDState, bucket: GradBucket) -> Future:
     """Reduce the bucket with PowerSGD (see the module docstring); before
     ``state.start_powerSGD_iter`` steps, a plain averaging allreduce."""
@@ -148,12 +161,9 @@ def powerSGD_hook(state: PowerSGDState, bucket: GradBucket) -> Future:
     buffer = bucket.buffer()
     flat = buffer.array
     xp = array_module_for(flat)
-
-    if state.iter < state.start_powerSGD_iter:
-        state.maybe_increase_iter(bucket)
-        xp.multiply(flat, 1.0 / world, out=flat)
-        bucket._report_error(0.0, 0.0)
-        return allreduce_sum(group, buffer, bucket).then(lambda fut: fut.value()[0])
+    warm_up = _plain_before_start(state, bucket, world)
+    if warm_up is not None:
+        return warm_up
 
     index = bucket.index()
     if state.use_error_feedback:
@@ -272,11 +282,9 @@ def batched_powerSGD_hook(state: PowerSGDState, bucket: GradBucket) -> Future:
     buffer = bucket.buffer()
     flat = buffer.array
     xp = array_module_for(flat)
-    if state.iter < state.start_powerSGD_iter:
-        state.maybe_increase_iter(bucket)
-        xp.multiply(flat, 1.0 / world, out=flat)
-        bucket._report_error(0.0, 0.0)
-        return allreduce_sum(group, buffer, bucket).then(lambda fut: fut.value()[0])
+    warm_up = _plain_before_start(state, bucket, world)
+    if warm_up is not None:
+        return warm_up
 
     index, numel = bucket.index(), flat.size
     side, r = batched_side(numel, state.matrix_approximation_rank)
