@@ -8,8 +8,8 @@ all-gathered (the next unit's gather, in the order recorded in the previous forw
 issued before this one computes: prefetch); gradients are reduce-scattered during backward,
 from the post-accumulate-grad hooks, one bucket per unit (aligned to the shards by
 construction). ``reshard_after_forward=True`` (ZeRO-3) frees the full parameters after each
-call and gathers them again in backward (see ``_unit.py``: the unit's forward is recomputed
-there); ``False`` (ZeRO-2) keeps them until backward has finished. The root keeps its own
+call and gathers them again in backward (see ``_unit.py``: the graph keeps tokens for the
+parameters it saved); ``False`` (ZeRO-2) keeps them until backward has finished. The root keeps its own
 parameters gathered until backward ends (as FSDP2). Tied parameters used across units are
 found when the outer unit is made and move to it, kept as one storage.
 
@@ -180,7 +180,7 @@ class _Root:
         for u in self.units:  # a forward that no backward followed leaves units gathered
             if u.gathered:
                 u.reshard()
-            u.calls = u.backward_calls_left = 0
+            u.calls = 0
             u.to_run = set()
             u.secondary = None
         self.in_forward = True
@@ -208,7 +208,7 @@ class _Root:
                 if u.gathered:
                     u.reshard()
             return out
-        self.backward_order = [u for u in reversed(self.order) if u.recomputes]
+        self.backward_order = [u for u in reversed(self.order) if u.reshards_each_call]
         for t in tensors:
             t.register_hook(self._backward_starts)
         return out
@@ -220,7 +220,7 @@ class _Root:
             graph.queue_callback(self.finish_backward)
             for unit in self.units:
                 if unit.reducer is not None:
-                    unit.reducer.start_backward(unreached=not unit.recomputes)
+                    unit.reducer.start_backward()
         return None
 
     def prefetch_backward(self, unit: Unit) -> None:

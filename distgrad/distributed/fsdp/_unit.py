@@ -8,12 +8,15 @@ parameters (``full``), which replace the shards on the module during compute. Th
 go, from the post-accumulate-grad hooks, into the unit's ``ShardBucket`` (the reducer shared
 with data parallel), reduce-scattered into this rank's rows, which become the shards' ``.grad``.
 
-ZeRO-3 (``reshard_after_forward=True``) frees the full parameters after each call; the graph
-then holds the call as one node (``_UnitCall``) that gathers again in backward and recomputes
-the unit's forward there before backpropagating through it. numpy arrays saved by a graph
-cannot be freed and refilled in place (torch resizes their storage), so recomputing is how the
-gathered parameters are really released between forward and backward; it costs one more forward
-of the unit and also frees the unit's inner activations.
+ZeRO-3 (``reshard_after_forward=True``) runs each call with a graph on the full parameters
+inside ``autograd.graph.saved_tensors_hooks``: a saved tensor that is one of the unit's full
+parameters (identity of its array) is kept as its index, so nothing of the graph references the
+gathered arrays, and the unit frees them after the call (numpy arrays cannot be resized in place
+as torch's storage is; the token is how they are released). ``_PreBackward`` on the call's
+outputs gathers the unit again when backward reaches it (prefetch order unchanged) and the unpack
+hook hands the re-gathered parameters to the nodes; once the unit's reduce-scatter starts (all its
+gradients are in) it reshards. No forward is recomputed; the unit's activations are kept from
+forward to backward, as in torch's FSDP.
 
 Each unit collective carries a label (unit, phase, call number) in its desync fingerprint, or
 is preceded by a small all-gather of it where there is no fingerprint; ranks whose labels differ (a rank called a unit a different number of times: divergent control
@@ -27,9 +30,8 @@ import weakref
 
 import numpy as np
 
-from ...autograd import Function, Tensor, enable_grad, is_grad_enabled
-from ...autograd import backward as _backward
-from ...backend import random as _random
+from ...autograd import Function, Tensor, is_grad_enabled
+from ...autograd.graph import saved_tensors_hooks
 from ...nn.parameter import Parameter
 from .. import timeline
 from ..reducer import Reducer, ShardBucket, ShardLayout
@@ -105,55 +107,20 @@ class ShardedParameter(Parameter):
         return float(buf[0])
 
 
-class _UnitCall(Function):
-    """A ZeRO-3 unit's call: forward without a graph on gathered parameters (then freed);
-    backward gathers again, recomputes with a graph and backpropagates through it."""
+class _PreBackward(Function):
+    """Identity on a ZeRO-3 unit call's outputs: its backward, the first of the call's, gathers
+    the unit again (waiting for the prefetched all-gather) and prefetches the next unit."""
 
     @staticmethod
-    def forward(ctx, unit, fn, kwargs, *inputs):
-        args = inputs[: len(inputs) - len(unit.sharded)]
-        ctx.unit, ctx.fn, ctx.kwargs, ctx.nargs = unit, fn, kwargs, len(args)
-        ctx.call = unit.calls
-        ctx.rng_state = _random.get_rng_state()
-        ctx.args = [None if isinstance(a, Tensor) else a for a in args]
-        ctx.save_for_backward(*(a for a in args if isinstance(a, Tensor)))
-        return fn(*args, **kwargs)
+    def forward(ctx, unit, *outputs):
+        ctx.unit = unit
+        return outputs
 
     @staticmethod
     def backward(ctx, *grads):
-        unit = ctx.unit
-        args = list(ctx.args)
-        saved = iter(ctx.saved_tensors)
-        for i, a in enumerate(ctx.args):
-            if a is None:
-                args[i] = next(saved).detach().requires_grad_(ctx.needs_input_grad[i + 3])
-        unit.gather_now("backward")
-        unit.root.prefetch_backward(unit)
-        outer = _random.get_rng_state()
-        _random.set_rng_state(ctx.rng_state)
-        try:
-            unit.register(unit.full)
-            unit.log("compute_start", "backward")
-            with enable_grad():
-                outputs = ctx.fn(*args, **ctx.kwargs)
-        finally:
-            _random.set_rng_state(outer)
-        outputs = outputs if isinstance(outputs, tuple) else (outputs,)
-        pairs = [
-            (o, g)
-            for o, g in zip(outputs, grads)
-            if isinstance(o, Tensor) and o.requires_grad and g is not None
-        ]
-        if pairs:
-            _backward([o for o, _ in pairs], [g for _, g in pairs])
-        unit.log("compute_end", "backward")
-        unit.backward_calls_left -= 1
-        if len(unit.modules) == 1 or unit.backward_calls_left == 0:
-            unit.reshard()  # a unit of several modules: once the last of its calls is done
-        if unit.backward_calls_left == 0 and unit.reducer is not None:
-            unit.reducer.complete(unit.bucket)
-        input_grads = tuple(a.grad if t is None else None for a, t in zip(args, ctx.args))
-        return (None, None, None) + input_grads + (None,) * len(unit.sharded)
+        ctx.unit.gather_now("backward")
+        ctx.unit.root.prefetch_backward(ctx.unit)
+        return (None, *grads)
 
 
 class Unit:
@@ -170,7 +137,6 @@ class Unit:
         self.gathered = False
         self.pending = None  # (Work, recv) of an all-gather in flight
         self.calls = 0
-        self.backward_calls_left = 0
         self.to_run = set()  # ids of the unit's modules not yet called in this forward
         self.reducer = self.bucket = None
         self.replicate_comm = None  # HSDP: the ranks holding the same shard
@@ -258,6 +224,8 @@ class Unit:
             self.log("reduce_scatter_issue", "backward")
             work = launch(comm)
             self.root.launched(self)
+            if self.reshards_each_call:  # every gradient of the unit is in: its backward is done
+                self.reshard()
             return work
 
         self.bucket.launch = checked_launch
@@ -361,8 +329,8 @@ class Unit:
 
     # ---- a call --------------------------------------------------------------------------------
     @property
-    def recomputes(self) -> bool:
-        """ZeRO-3 behaviour: free after each call, gather and recompute in backward. A unit
+    def reshards_each_call(self) -> bool:
+        """ZeRO-3 behaviour: free after each call, gather again in backward. A unit
         holding other units keeps its parameters until backward ends (as FSDP2's root)."""
         return bool(self.reshard_after_forward) and not self.children and bool(self.full)
 
@@ -385,19 +353,39 @@ class Unit:
             args, kwargs = _cast(args, policy.param_dtype), _cast(kwargs, policy.param_dtype)
         self.log("compute_start", "forward")
         self.register(self.full)
-        if self.recomputes and grad:
-            self.backward_calls_left += 1
-            out = _UnitCall.apply(self, fn, kwargs, *args, *self.sharded)
+        if self.reshards_each_call and grad:
+            index = {id(p.array): i for i, p in enumerate(self.full)}
+            with saved_tensors_hooks(lambda t: index.get(id(t.array), t), self._unpack):
+                out = fn(*args, **kwargs)
+            out = self._pre_backward(out)
         else:
             out = fn(*args, **kwargs)
         self.log("compute_end", "forward")
-        if ((self.recomputes and grad) or not grad) and not self.to_run:
+        if ((self.reshards_each_call and grad) or not grad) and not self.to_run:
             self.reshard(keep_secondary=grad)
         if policy.output_dtype is not None:
             out = _cast(out, policy.output_dtype)
         if outermost:
             out = root.end_forward(out, grad)
         return out
+
+    def _unpack(self, packed):
+        """A value the unit's graph saved: one of its full parameters (packed as its index:
+        gathered again if resharded meanwhile), or any other tensor (kept as is)."""
+        if not isinstance(packed, int):
+            return packed
+        if not self.gathered:  # a node needing it after the unit's reduce-scatter started
+            self.gather_now("backward")
+        return Tensor(self.full[packed].array)
+
+    def _pre_backward(self, out):
+        """``out`` with its tensors that require grad passed through ``_PreBackward``."""
+        tensors = [t for t in _flat(out) if t.requires_grad]
+        if not tensors:
+            return out
+        new = _PreBackward.apply(self, *tensors)
+        replaced = dict(zip((id(t) for t in tensors), new if isinstance(new, tuple) else (new,)))
+        return _replace(out, replaced)
 
     def log(self, kind: str, phase: str) -> None:
         """Append ``(kind, unit, phase)`` to the root's event log when one is recording."""
@@ -421,3 +409,23 @@ def _cast(value, dtype):
 
 def _has_np(dtype) -> bool:
     return dtype is not None and getattr(dtype, "np", None) is not None
+
+
+def _flat(value) -> list:
+    if isinstance(value, Tensor):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _flat(v)]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _flat(v)]
+    return []
+
+
+def _replace(value, replaced: dict):
+    if isinstance(value, Tensor):
+        return replaced.get(id(value), value)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_replace(v, replaced) for v in value)
+    if isinstance(value, dict):
+        return {k: _replace(v, replaced) for k, v in value.items()}
+    return value
