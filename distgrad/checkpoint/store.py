@@ -189,36 +189,44 @@ def read_whole(path: str) -> bytearray:
     return blob + extra if extra else blob
 
 
+def read_checked(where: str, info: dict, needed_for: str = "") -> bytes:
+    """File ``where`` whole, its size and SHA-256 checked against its manifest entry
+    ``info``; raises ``CheckpointError`` naming the file and the problem (``needed_for``, e.g.
+    `` (needed for 'fc.weight')``, is appended to every message)."""
+    try:
+        blob = read_whole(where)
+    except FileNotFoundError:
+        raise CheckpointError(
+            f"cannot load checkpoint {where!r}: the file is missing{needed_for}"
+        ) from None
+    if len(blob) != info.get("bytes"):
+        raise CheckpointError(
+            f"cannot load checkpoint {where!r}: it has {len(blob)} bytes "
+            f"but the manifest says {info.get('bytes')}: it is "
+            + ("truncated" if len(blob) < info.get("bytes", 0) else "corrupted")
+            + f"{needed_for}."
+            + _sniff(blob[:8])
+        )
+    digest = hashlib.sha256(blob).hexdigest()
+    if digest != info.get("sha256"):
+        raise CheckpointError(
+            f"cannot load checkpoint {where!r}: checksum mismatch (sha256 "
+            f"{digest[:16]}..., the manifest says "
+            f"{str(info.get('sha256'))[:16]}...): the file is corrupted{needed_for}."
+            + _sniff(blob[:8])
+        )
+    return blob
+
+
 def verify(path: str) -> tuple[dict, dict]:
     """Check checkpoint directory ``path`` completely: its manifest, then the size and SHA-256
     of every file it lists. Returns ``(manifest, {file: bytes})``; raises ``CheckpointError``
     naming the file and the problem. Nothing is decoded."""
     manifest = _read_manifest(path)
-    blobs = {}
-    for name, info in manifest["files"].items():
-        where = os.path.join(path, name)
-        try:
-            blob = read_whole(where)
-        except FileNotFoundError:
-            raise CheckpointError(
-                f"cannot load checkpoint {where!r}: the file is missing"
-            ) from None
-        if len(blob) != info.get("bytes"):
-            raise CheckpointError(
-                f"cannot load checkpoint {where!r}: it has {len(blob)} bytes "
-                f"but the manifest says {info.get('bytes')}: it is "
-                + ("truncated" if len(blob) < info.get("bytes", 0) else "corrupted")
-                + "."
-                + _sniff(blob[:8])
-            )
-        digest = hashlib.sha256(blob).hexdigest()
-        if digest != info.get("sha256"):
-            raise CheckpointError(
-                f"cannot load checkpoint {where!r}: checksum mismatch (sha256 "
-                f"{digest[:16]}..., the manifest says "
-                f"{str(info.get('sha256'))[:16]}...): the file is corrupted." + _sniff(blob[:8])
-            )
-        blobs[name] = blob
+    blobs = {
+        name: read_checked(os.path.join(path, name), info)
+        for name, info in manifest["files"].items()
+    }
     return manifest, blobs
 
 

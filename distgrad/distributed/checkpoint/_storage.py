@@ -4,7 +4,6 @@ verified, resharding read."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 
@@ -225,23 +224,7 @@ def read_verified(path: str, manifest: dict, name: str, needed_for: list) -> byt
             f"cannot load checkpoint {where!r} (needed for {wanted}): the manifest does not "
             f"list it; the metadata and the manifest do not match"
         )
-    try:
-        blob = store.read_whole(where)
-    except FileNotFoundError:
-        raise CheckpointError(
-            f"cannot load checkpoint {where!r}: the file is missing (needed for {wanted})"
-        ) from None
-    if len(blob) != info.get("bytes"):
-        raise CheckpointError(
-            f"cannot load checkpoint {where!r}: it has {len(blob)} bytes but the manifest says "
-            f"{info.get('bytes')}: it is damaged (needed for {wanted})"
-        )
-    if hashlib.sha256(blob).hexdigest() != info.get("sha256"):
-        raise CheckpointError(
-            f"cannot load checkpoint {where!r}: checksum mismatch: the file is corrupted "
-            f"(needed for {wanted})"
-        )
-    return blob
+    return store.read_checked(where, info, f" (needed for {wanted})")
 
 
 def read_metadata(path: str, manifest: dict) -> dict:
