@@ -224,6 +224,18 @@ def _gate_order(xp, hidden):
     return xp.concatenate([xp.arange(3 * h, 4 * h), xp.arange(0, 3 * h)])
 
 
+def _activate_gates(xp, a, hidden):
+    """The gates ``(o, i, f, g)`` from the pre-scaled pre-activations ``a`` (rows, 4H), in
+    place: ``1 / (1 + exp(a))`` over all four, then g = 2 g - 1 (see ``_gate_order``)."""
+    xp.exp(a, out=a)
+    a += 1
+    xp.reciprocal(a, out=a)
+    o, i, f, g = (a[:, k * hidden : (k + 1) * hidden] for k in range(4))
+    g *= 2
+    g -= 1
+    return o, i, f, g
+
+
 def _lstm_forward(ctx, xp, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, steps):
     hidden = w_ih.shape[0] // 4
     perm = _gate_order(xp, hidden)
@@ -275,12 +287,7 @@ def _lstm_dense_steps(xp, steps, gx, w_hh_s, w_hr_t, h0, c0, c_all, tanh_c, y, m
         rows = slice(off, off + b)
         a = gx[rows]
         a += h_in @ w_hh_s
-        xp.exp(a, out=a)
-        a += 1
-        xp.reciprocal(a, out=a)
-        o, i, f, g = (a[:, k * hidden : (k + 1) * hidden] for k in range(4))
-        g *= 2
-        g -= 1
+        o, i, f, g = _activate_gates(xp, a, hidden)
         c_out = xp.multiply(f, c_in, out=c_all[rows])
         c_out += i * g
         tc = xp.tanh(c_out, out=tanh_c[rows])
@@ -299,12 +306,7 @@ def _lstm_steps(xp, steps, gx, w_hh_s, w_hr_t, h, c, h_prev, c_prev, tanh_c, y, 
         c_prev[rows] = cb
         a = gx[rows]
         a += hb @ w_hh_s
-        xp.exp(a, out=a)
-        a += 1
-        xp.reciprocal(a, out=a)
-        o, i, f, g = (a[:, k * hidden : (k + 1) * hidden] for k in range(4))
-        g *= 2
-        g -= 1
+        o, i, f, g = _activate_gates(xp, a, hidden)
         cb *= f
         cb += i * g
         tc = xp.tanh(cb, out=tanh_c[rows])
