@@ -71,6 +71,7 @@ class Step:
         "tensor_args",
         "out_meta",
         "single",
+        "planned",
     )
 
     def __init__(self, fn, args, outs, needs, setup, tensor_args, out_meta, single, in_dtypes):
@@ -82,6 +83,7 @@ class Step:
         )
         self.setup, self.tensor_args = tuple(setup), tuple(tensor_args)
         self.out_meta, self.single = tuple(out_meta), single
+        self.planned = False  # set by Graph: the output goes into a buffer kept across replays
 
     @property
     def recorded(self) -> bool:
@@ -122,6 +124,18 @@ class Graph:
             (i, op) for i, op in reversed(list(enumerate(self.ops))) if op.recorded
         ]
         self._dead_after = _dead_after(self.ops, self.outputs, self.constant_slots)
+        returned = set(self.outputs)
+        for op in self.ops:
+            op.planned = (
+                op.single
+                and getattr(op.fn, "writes_out_buffer", False)
+                and op.outs[0] not in returned
+            )
+        self._grad_planned = frozenset(
+            index
+            for index, op in self._backward_ops
+            if getattr(op.fn, "writes_grad_buffer", False) and op.grad_edges
+        )
         self._pool = []
 
     @property
@@ -135,11 +149,12 @@ class Graph:
         return any(make.random for op in self.ops for _, make in op.setup)
 
     # ---- ctx objects, allocated once and reused ------------------------------------------
-    def take_ctxs(self) -> list:
-        """Hand over the recorded backward contexts of the last replay (each once)."""
+    def take_ctxs(self) -> _Contexts:
+        """Hand over the recorded backward contexts of the last replay (each once), with the
+        buffers that replay's outputs were written into (``ctxs.buffers``)."""
         if self._pool:
             return self._pool.pop()
-        ctxs = []
+        ctxs = _Contexts()
         for op in self.ops:
             ctx = op.fn._backward_cls()
             ctx._xp = ctx.xp = self.xp
@@ -148,7 +163,7 @@ class Graph:
             ctxs.append(ctx)
         return ctxs
 
-    def give_back(self, ctxs: list) -> None:
+    def give_back(self, ctxs: _Contexts) -> None:
         """Drop everything one replay left on its ctx objects (saved arrays, intermediates
         that ops keep as ctx attributes: as much memory as the activations) and keep the
         objects for the next replay. Holding them until the next replay overwrote them made
@@ -159,31 +174,53 @@ class Graph:
             self._pool.append(ctxs)
 
     # ---- replay ------------------------------------------------------------------------
-    def run_forward(self, ctxs: list, arrays) -> list:
-        """Every op's forward on arrays; returns the filled slots."""
+    def run_forward(self, ctxs: _Contexts, arrays) -> list:
+        """Every op's forward on arrays; returns the filled slots.
+
+        Buffer planning: an op that declares ``writes_out_buffer`` finds its output array of
+        the previous replay (on this ctx set) in ``ctx.out_buffer`` and writes its output into
+        it, so a replayed step allocates (and page-faults) nothing for those outputs and reuses
+        cache-warm memory. A buffer lives with its ctx set: a replay whose saved values are
+        still held (``retain_graph=True``, backward not yet run) keeps its buffers, and the
+        next replay gets another set. Returned values never use one."""
         vals = self._template.copy()
         for slot, array in zip(self.arg_slots, arrays):
             vals[slot] = array
+        buffers = ctxs.buffers
         for op, ctx, dead in zip(self.ops, ctxs, self._dead_after):
             for slot, make in op.setup:
                 vals[slot] = make(vals)
-            out = op.fn.array_forward(ctx, *[vals[i] for i in op.args])
-            if op.single:
+            args = [vals[i] for i in op.args]
+            if op.planned:
+                slot = op.outs[0]
+                buffer = ctx.out_buffer = buffers.get(slot)
+                out = op.fn.array_forward(ctx, *args)
+                if isinstance(out, _SCALARS):
+                    out = _array_output(ctx, out)
+                if buffer is None or _root(out) is not _root(buffer):
+                    _adopt(buffers, slot, out, args)
+                vals[slot] = out
+            elif op.single:
+                out = op.fn.array_forward(ctx, *args)
                 vals[op.outs[0]] = _array_output(ctx, out) if isinstance(out, _SCALARS) else out
             else:
+                out = op.fn.array_forward(ctx, *args)
                 for slot, o in zip(op.outs, out):
                     if slot is not None:
                         vals[slot] = _array_output(ctx, o) if isinstance(o, _SCALARS) else o
             for slot in dead:  # as eager: an intermediate nothing reads again is freed now
                 vals[slot] = None
+        if buffers:
+            _release_escaped(buffers, [vals[s] for s in self.outputs])
         return vals
 
-    def run_backward(self, ctxs: list, out_grads, release: bool = False) -> tuple:
+    def run_backward(self, ctxs: _Contexts, out_grads, release: bool = False) -> tuple:
         """Every recorded op's backward, newest first (the engine's order, so gradients are
         summed in the same order as eager); returns the gradients of the argument slots.
         ``release``: free each op's saved values right after its backward, as the engine
         does without ``retain_graph``."""
         grads = [None] * self.n_slots
+        planned, buffers = self._grad_planned, ctxs.grad_buffers
         for slot, g in zip(self.diff_outputs, out_grads):
             if g is not None:
                 grads[slot] = g if grads[slot] is None else grads[slot] + g
@@ -205,7 +242,14 @@ class Graph:
                     for nr, g in enumerate(gs):
                         if g is None and op.out_meta[nr] is not None:
                             gs[nr] = self.xp.zeros(*op.out_meta[nr])
-            result = op.fn.array_backward(ctx, *gs)
+            if index in planned:
+                buffer = ctx.grad_buffer = buffers.get(index)
+                result = op.fn.array_backward(ctx, *gs)
+                first = result[0] if isinstance(result, tuple) else result
+                if first is not None and (buffer is None or _root(first) is not _root(buffer)):
+                    _adopt(buffers, index, first, gs)
+            else:
+                result = op.fn.array_backward(ctx, *gs)
             if release:
                 _clear(ctx)
             if not isinstance(result, tuple):
@@ -217,7 +261,13 @@ class Graph:
                 if g.dtype is not dtype and g.dtype != dtype:  # bfloat16 input, as the engine
                     g = g.astype(dtype)
                 grads[slot] = g if grads[slot] is None else grads[slot] + g
-        return tuple(grads[s] for s in self.arg_slots)
+        out = [grads[s] for s in self.arg_slots]
+        if buffers or ctxs.buffers:  # gradients leave the replay (into .grad): never a buffer
+            owned = _owned(buffers, ctxs.buffers)
+            for i, g in enumerate(out):
+                if g is not None and id(_root(g)) in owned:
+                    out[i] = g.copy()
+        return tuple(out)
 
     # ---- description ---------------------------------------------------------------------
     def __len__(self):
@@ -236,6 +286,54 @@ class Graph:
             lines.append(f"  {outs} = {op.fn.__name__}({args})")
         lines.append(f"  return ({', '.join(name(s) for s in self.outputs)})")
         return "\n".join(lines)
+
+
+class _Contexts(list):
+    """The ctx objects of one replay, and the buffers its planned outputs (``buffers``: slot
+    -> array) and planned input gradients (``grad_buffers``: step index -> array) went into;
+    the next replay on this set writes into the same arrays."""
+
+    def __init__(self):
+        super().__init__()
+        self.buffers: dict = {}
+        self.grad_buffers: dict = {}
+
+
+def _root(a):
+    """The array owning ``a``'s memory (numpy and cupy point a view's ``base`` at it)."""
+    base = getattr(a, "base", None)
+    return a if base is None else base
+
+
+def _adopt(buffers: dict, key, out, args) -> None:
+    """Keep ``out`` (a fresh output, or a view covering all of a fresh array) as the buffer
+    for ``key``; anything that may be shared (a view of an argument, part of an array, a
+    scalar) is not kept."""
+    root = _root(out)
+    if (
+        getattr(out, "ndim", 0) > 0
+        and root.size == out.size
+        and isinstance(root, type(out))
+        and all(root is not a and root is not _root(a) for a in args if a is not None)
+    ):
+        buffers[key] = out
+    else:
+        buffers.pop(key, None)
+
+
+def _owned(*buffer_dicts) -> dict:
+    """id of the memory owner of every buffer -> (dict, key)."""
+    return {id(_root(b)): (d, k) for d in buffer_dicts for k, b in d.items()}
+
+
+def _release_escaped(buffers: dict, returned) -> None:
+    """Drop the buffers that a returned value is (a view of): the caller keeps those arrays,
+    so the next replay must not write into them."""
+    owner = _owned(buffers)
+    for a in returned:
+        hit = owner.get(id(_root(a)))
+        if hit is not None:
+            del buffers[hit[1]]
 
 
 def _clear(ctx) -> None:

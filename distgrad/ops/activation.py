@@ -209,15 +209,19 @@ graph_xp.register("erf")(erf)
 
 # ---- piecewise-linear activations ---------------------------------------------------------
 class ReLU(Op):
+    writes_out_buffer = writes_grad_buffer = True  # jit buffer planning (ctx.out_buffer)
+
     @staticmethod
     def forward(ctx, x):
-        y = ctx.xp.maximum(x, 0)
+        y = ctx.xp.maximum(x, 0, out=ctx.out_buffer)
         ctx.save_for_backward(y)
         return y
 
     @staticmethod
     def backward(ctx, g):
         (y,) = ctx.saved_tensors
+        if ctx.grad_buffer is not None:
+            return ctx.xp.multiply(g, y > 0, out=ctx.grad_buffer)
         return g * (y > 0)
 
 

@@ -1,0 +1,132 @@
+"""Buffer planning in replays: outputs and input gradients go into arrays reused across
+replays, bit-identical to eager, and never into an array a caller still holds."""
+
+import copy
+
+import numpy as np
+import pytest
+
+import distgrad as dg
+import distgrad.nn.functional as F
+from distgrad import jit, nn
+
+
+@pytest.fixture(autouse=True)
+def _float64():
+    dg.set_default_dtype(dg.float64)
+    yield
+    dg.set_default_dtype(dg.float32)
+
+
+class Block(nn.Module):
+    """conv - batch norm - relu - conv - batch norm + identity - relu - pool - linear: every op
+    that writes into a buffer (Conv, Normalize, ReLU, Add, Mul, Linear, Matmul)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 3, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(3)
+        self.conv2 = nn.Conv2d(3, 3, 3, padding=1)
+        self.bn2 = nn.BatchNorm2d(3)
+        self.fc = nn.Linear(3 * 4 * 4, 6)
+        self.proj = nn.Parameter(dg.randn(6, 5))
+        self.norm = nn.LayerNorm(5)
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = F.relu(self.bn2(self.conv2(out)) + x)
+        out = F.max_pool2d(out * 0.5, 2)
+        return self.norm(self.fc(out.flatten(1)) @ self.proj)
+
+
+def root(a):
+    return a if a.base is None else a.base
+
+
+def planned_buffers(traced):
+    """The buffers of the ctx set waiting in the graph's pool (after a replay's backward)."""
+    (ctxs,) = traced.graph._pool
+    return ctxs.buffers, ctxs.grad_buffers
+
+
+def test_step_replays_into_reused_buffers_exactly_as_eager():
+    model = Block()
+    twin = copy.deepcopy(model)
+    opt = dg.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    twin_opt = dg.optim.SGD(twin.parameters(), lr=0.1, momentum=0.9)
+    batches = [(dg.randn(4, 3, 8, 8), dg.randint(0, 5, (4,))) for _ in range(4)]
+    step = jit.trace_step(lambda x, y: F.cross_entropy(twin(x), y), batches[0], twin_opt)
+    model(batches[0][0])  # tracing ran one forward (batch norm statistics moved)
+    seen = None
+    for x, y in batches:
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        assert step(x, y).item() == loss.item()
+        buffers, grad_buffers = planned_buffers(step.forward)
+        names = {type(ctx).__name__ for ctx in step.forward.graph._pool[0]}
+        assert {"ConvBackward", "NormalizeBackward", "ReLUBackward", "AddBackward"} <= names
+        ids = {k: id(root(b)) for k, b in list(buffers.items()) + list(grad_buffers.items())}
+        if seen is not None:
+            assert ids == seen  # the same arrays, written again
+        seen = ids
+    assert len(buffers) >= 10 and len(grad_buffers) >= 5
+    for a, b in zip(twin.parameters(), model.parameters()):
+        np.testing.assert_array_equal(a.detach().numpy(), b.detach().numpy())
+    for a, b in zip(twin.buffers(), model.buffers()):
+        if a.is_floating_point():  # running statistics (num_batches_tracked is not replayed)
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_returned_values_and_their_views_are_never_overwritten():
+    model = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 3))
+    # the logits are returned through a view (flatten) of the last Linear's output, and the
+    # hidden activation as is
+    traced = jit.trace(lambda x: (model(x).flatten(), F.relu(model[0](x))), dg.randn(2, 4))
+    xs = [dg.randn(2, 4) for _ in range(3)]
+    held = []
+    for x in xs:
+        logits, hidden = traced(x)
+        logits.sum().backward()
+        held.append((logits, hidden))
+    for x, (logits, hidden) in zip(xs, held):
+        np.testing.assert_array_equal(logits.detach().numpy(), model(x).flatten().detach().numpy())
+        np.testing.assert_array_equal(hidden.detach().numpy(), F.relu(model[0](x)).detach().numpy())
+    with dg.no_grad():  # no backward: the ctx set goes back at once, outputs still kept
+        outs = [traced(x)[0] for x in xs]
+        for x, out in zip(xs, outs):
+            np.testing.assert_array_equal(out.numpy(), model(x).flatten().numpy())
+
+
+def test_gradients_leaving_the_replay_are_not_buffers():
+    w = dg.randn(5, requires_grad=True)
+    # relu's input gradient is written (into its buffer) straight into x's gradient slot
+    traced = jit.trace(lambda x: (F.relu(x) * w).sum(), dg.randn(5, requires_grad=True))
+    xs = [dg.randn(5, requires_grad=True) for _ in range(3)]
+    for x in xs:
+        traced(x).backward()
+    given = [dg.autograd.grad(traced(x), x)[0] for x in xs]  # no .grad copy on the way
+    for x, g in zip(xs, given):
+        expected = (x.detach().numpy() > 0) * w.detach().numpy()
+        np.testing.assert_array_equal(x.grad.numpy(), expected)
+        np.testing.assert_array_equal(g.numpy(), expected)
+    _, grad_buffers = planned_buffers(traced)
+    assert grad_buffers
+
+
+def test_retained_replay_keeps_its_saved_values_while_later_replays_run():
+    model = Block()
+    traced = jit.trace(model, dg.randn(2, 3, 8, 8))
+    xs = [dg.randn(2, 3, 8, 8) for _ in range(3)]
+    traced(xs[0]).sum().backward()  # fills the pool's buffers
+    model.zero_grad()
+    first = traced(xs[1]).sum()  # writes into those buffers and keeps them (retain_graph)
+    first.backward(retain_graph=True)
+    got_first = [p.grad.numpy().copy() for p in model.parameters()]
+    for x in xs:  # later replays take other ctx sets and buffers
+        traced(x).sum().backward()
+    model.zero_grad()
+    first.backward()  # the saved values of `first` are intact
+    for a, p in zip(got_first, model.parameters()):
+        np.testing.assert_array_equal(p.grad.numpy(), a)
