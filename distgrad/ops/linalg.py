@@ -88,7 +88,7 @@ def _mm(xp, a, b, out=None):
 # ---- matmul and its restricted forms ------------------------------------------------------
 class Matmul(Op):
     autocast = "lower"
-    writes_out_buffer = True  # jit buffer planning (ctx.out_buffer)
+    writes_out_buffer = writes_grad_buffer = True  # jit buffer planning (ctx.out_buffer)
 
     @staticmethod
     def forward(ctx, a, b):
@@ -120,7 +120,8 @@ class Matmul(Op):
         g = _keep_shape(xp, g, g_shape)
         ga = gb = None
         if ctx.needs_input_grad[0]:
-            ga = _keep_shape(xp, unbroadcast(xp, _mm(xp, g, _swap(xp, b)), a.shape), ctx.shapes[0])
+            ga = _mm(xp, g, _swap(xp, b), ctx.grad_buffer)
+            ga = _keep_shape(xp, unbroadcast(xp, ga, a.shape), ctx.shapes[0])
         if ctx.needs_input_grad[1]:
             if b.ndim == 2 and a.ndim > 2:  # sum over the stack inside one GEMM
                 gb = _swap(xp, xp.reshape(a, (-1, a.shape[-1]))) @ xp.reshape(g, (-1, g.shape[-1]))
