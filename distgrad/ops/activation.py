@@ -250,7 +250,9 @@ def relu(input, inplace=False):
 @tensor_method("relu_")
 def relu_(input):
     """In-place :func:`relu`."""
-    return apply_inplace(input, "relu_", relu, fast=lambda a: positive_part(input.device.xp, a, out=a))
+    return apply_inplace(
+        input, "relu_", relu, fast=lambda a: positive_part(input.device.xp, a, out=a)
+    )
 
 
 class LeakyReLU(Op):
