@@ -12,6 +12,7 @@ DataParallel and all).
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
@@ -83,7 +84,7 @@ class Step:
         )
         self.setup, self.tensor_args = tuple(setup), tuple(tensor_args)
         self.out_meta, self.single = tuple(out_meta), single
-        self.planned = False  # set by Graph: the output goes into a buffer kept across replays
+        self.planned = False  # set by Graph: the output goes into a reused buffer
 
     @property
     def recorded(self) -> bool:
@@ -136,6 +137,8 @@ class Graph:
             for index, op in self._backward_ops
             if getattr(op.fn, "writes_grad_buffer", False) and op.grad_edges
         )
+        self._arena = _Arena()
+        self._grad_meta: dict = {}  # step index -> (shape, dtype) of its first input gradient
         self._pool = []
 
     @property
@@ -149,12 +152,11 @@ class Graph:
         return any(make.random for op in self.ops for _, make in op.setup)
 
     # ---- ctx objects, allocated once and reused ------------------------------------------
-    def take_ctxs(self) -> _Contexts:
-        """Hand over the recorded backward contexts of the last replay (each once), with the
-        buffers that replay's outputs were written into (``ctxs.buffers``)."""
+    def take_ctxs(self) -> list:
+        """Hand over the recorded backward contexts of the last replay (each once)."""
         if self._pool:
             return self._pool.pop()
-        ctxs = _Contexts()
+        ctxs = []
         for op in self.ops:
             ctx = op.fn._backward_cls()
             ctx._xp = ctx.xp = self.xp
@@ -163,7 +165,7 @@ class Graph:
             ctxs.append(ctx)
         return ctxs
 
-    def give_back(self, ctxs: _Contexts) -> None:
+    def give_back(self, ctxs: list) -> None:
         """Drop everything one replay left on its ctx objects (saved arrays, intermediates
         that ops keep as ctx attributes: as much memory as the activations) and keep the
         objects for the next replay. Holding them until the next replay overwrote them made
@@ -174,32 +176,32 @@ class Graph:
             self._pool.append(ctxs)
 
     # ---- replay ------------------------------------------------------------------------
-    def run_forward(self, ctxs: _Contexts, arrays) -> list:
+    def run_forward(self, ctxs: list, arrays) -> list:
         """Every op's forward on arrays; returns the filled slots.
 
-        Buffer planning: an op that declares ``writes_out_buffer`` finds its output array of
-        the previous replay (on this ctx set) in ``ctx.out_buffer`` and writes its output into
-        it, so a replayed step allocates (and page-faults) nothing for those outputs and reuses
-        cache-warm memory. A buffer lives with its ctx set: a replay whose saved values are
-        still held (``retain_graph=True``, backward not yet run) keeps its buffers, and the
-        next replay gets another set. Returned values never use one."""
+        Buffer planning: an op that declares ``writes_out_buffer`` finds in ``ctx.out_buffer``
+        an array of its output's shape and dtype that nothing references any more (an output
+        of an earlier op or replay, now dead: ``_Arena``) and writes its output into it, so a
+        replayed step allocates (and page-faults) nothing for those outputs and reuses
+        cache-warm memory. Returned values never use one."""
         vals = self._template.copy()
         for slot, array in zip(self.arg_slots, arrays):
             vals[slot] = array
-        buffers = ctxs.buffers
+        arena = self._arena
         for op, ctx, dead in zip(self.ops, ctxs, self._dead_after):
             for slot, make in op.setup:
                 vals[slot] = make(vals)
             args = [vals[i] for i in op.args]
             if op.planned:
-                slot = op.outs[0]
-                buffer = ctx.out_buffer = buffers.get(slot)
+                ctx.out_buffer = arena.take(op.out_meta[0])
+                given = ctx.out_buffer is not None
                 out = op.fn.array_forward(ctx, *args)
+                ctx.out_buffer = None  # a reference that would keep the buffer busy
                 if isinstance(out, _SCALARS):
                     out = _array_output(ctx, out)
-                if buffer is None or _root(out) is not _root(buffer):
-                    _adopt(buffers, slot, out, args)
-                vals[slot] = out
+                elif not given:
+                    arena.adopt(out, args)
+                vals[op.outs[0]] = out
             elif op.single:
                 out = op.fn.array_forward(ctx, *args)
                 vals[op.outs[0]] = _array_output(ctx, out) if isinstance(out, _SCALARS) else out
@@ -210,17 +212,16 @@ class Graph:
                         vals[slot] = _array_output(ctx, o) if isinstance(o, _SCALARS) else o
             for slot in dead:  # as eager: an intermediate nothing reads again is freed now
                 vals[slot] = None
-        if buffers:
-            _release_escaped(buffers, [vals[s] for s in self.outputs])
+        arena.release([vals[s] for s in self.outputs])  # the caller keeps those
         return vals
 
-    def run_backward(self, ctxs: _Contexts, out_grads, release: bool = False) -> tuple:
+    def run_backward(self, ctxs: list, out_grads, release: bool = False) -> tuple:
         """Every recorded op's backward, newest first (the engine's order, so gradients are
         summed in the same order as eager); returns the gradients of the argument slots.
         ``release``: free each op's saved values right after its backward, as the engine
         does without ``retain_graph``."""
         grads = [None] * self.n_slots
-        planned, buffers = self._grad_planned, ctxs.grad_buffers
+        planned, arena, meta = self._grad_planned, self._arena, self._grad_meta
         for slot, g in zip(self.diff_outputs, out_grads):
             if g is not None:
                 grads[slot] = g if grads[slot] is None else grads[slot] + g
@@ -243,11 +244,16 @@ class Graph:
                         if g is None and op.out_meta[nr] is not None:
                             gs[nr] = self.xp.zeros(*op.out_meta[nr])
             if index in planned:
-                buffer = ctx.grad_buffer = buffers.get(index)
+                known = meta.get(index)
+                ctx.grad_buffer = None if known is None else arena.take(known)
+                given = ctx.grad_buffer is not None
                 result = op.fn.array_backward(ctx, *gs)
+                ctx.grad_buffer = None
                 first = result[0] if isinstance(result, tuple) else result
-                if first is not None and (buffer is None or _root(first) is not _root(buffer)):
-                    _adopt(buffers, index, first, gs)
+                if not given and first is not None:
+                    meta[index] = (first.shape, first.dtype)
+                    arena.adopt(first, gs)
+                first = None
             else:
                 result = op.fn.array_backward(ctx, *gs)
             if release:
@@ -261,13 +267,8 @@ class Graph:
                 if g.dtype is not dtype and g.dtype != dtype:  # bfloat16 input, as the engine
                     g = g.astype(dtype)
                 grads[slot] = g if grads[slot] is None else grads[slot] + g
-        out = [grads[s] for s in self.arg_slots]
-        if buffers or ctxs.buffers:  # gradients leave the replay (into .grad): never a buffer
-            owned = _owned(buffers, ctxs.buffers)
-            for i, g in enumerate(out):
-                if g is not None and id(_root(g)) in owned:
-                    out[i] = g.copy()
-        return tuple(out)
+        grads = [grads[s] for s in self.arg_slots]
+        return tuple(arena.copies(grads))  # they leave the replay (into .grad): not buffers
 
     # ---- description ---------------------------------------------------------------------
     def __len__(self):
@@ -288,52 +289,69 @@ class Graph:
         return "\n".join(lines)
 
 
-class _Contexts(list):
-    """The ctx objects of one replay, and the buffers its planned outputs (``buffers``: slot
-    -> array) and planned input gradients (``grad_buffers``: step index -> array) went into;
-    the next replay on this set writes into the same arrays."""
-
-    def __init__(self):
-        super().__init__()
-        self.buffers: dict = {}
-        self.grad_buffers: dict = {}
-
-
 def _root(a):
     """The array owning ``a``'s memory (numpy and cupy point a view's ``base`` at it)."""
     base = getattr(a, "base", None)
     return a if base is None else base
 
 
-def _adopt(buffers: dict, key, out, args) -> None:
-    """Keep ``out`` (a fresh output, or a view covering all of a fresh array) as the buffer
-    for ``key``; anything that may be shared (a view of an argument, part of an array, a
-    scalar) is not kept."""
-    root = _root(out)
-    if (
-        getattr(out, "ndim", 0) > 0
-        and root.size == out.size
-        and isinstance(root, type(out))
-        and all(root is not a and root is not _root(a) for a in args if a is not None)
-    ):
-        buffers[key] = out
-    else:
-        buffers.pop(key, None)
+# An array referenced only by the arena's list, the loop variable and getrefcount's argument
+# is free: no slot, saved value, ctx, gradient, view or caller holds it.
+_FREE_REFS = 3
 
 
-def _owned(*buffer_dicts) -> dict:
-    """id of the memory owner of every buffer -> (dict, key)."""
-    return {id(_root(b)): (d, k) for d in buffer_dicts for k, b in d.items()}
+class _Arena:
+    """The arrays planned ops wrote their outputs and input gradients into, by (size, dtype)
+    of the owning array. Liveness is the reference count: an array is handed out again only
+    when nothing but the arena references it (not a live slot, a saved value, a view, a
+    gradient, nor anything a caller kept), so reuse never overwrites a value in use, whatever
+    the replays in flight (``retain_graph``, several outputs held). Arrays that leave the
+    replay (returned values, gradients) are dropped or copied so the arena does not grow
+    with what callers keep."""
 
+    def __init__(self):
+        self.arrays: dict = {}  # (size, dtype) -> [owning arrays]
+        self.ids: set = set()
 
-def _release_escaped(buffers: dict, returned) -> None:
-    """Drop the buffers that a returned value is (a view of): the caller keeps those arrays,
-    so the next replay must not write into them."""
-    owner = _owned(buffers)
-    for a in returned:
-        hit = owner.get(id(_root(a)))
-        if hit is not None:
-            del buffers[hit[1]]
+    def take(self, meta):
+        """A free array viewed as ``meta`` = (shape, dtype), or None."""
+        shape, dtype = meta
+        size = 1
+        for n in shape:
+            size *= n
+        for a in self.arrays.get((size, dtype), ()):
+            if sys.getrefcount(a) <= _FREE_REFS:
+                return a.reshape(shape)
+        return None
+
+    def adopt(self, out, args) -> None:
+        """Keep the memory of ``out`` (a fresh output, or a view covering all of one) for
+        later replays; anything that may be shared (part of an array, an argument or a view
+        of one, a scalar) is not kept."""
+        root = _root(out)
+        if (
+            getattr(out, "ndim", 0) > 0
+            and root.size == out.size
+            and isinstance(root, type(out))
+            and root.flags.c_contiguous
+            and id(root) not in self.ids
+            and all(root is not a and root is not _root(a) for a in args if a is not None)
+        ):
+            self.arrays.setdefault((root.size, root.dtype), []).append(root)
+            self.ids.add(id(root))
+
+    def release(self, values) -> None:
+        """Forget the arrays ``values`` (returned to the caller) are or view."""
+        for v in values:
+            root = _root(v)
+            if id(root) in self.ids:
+                self.ids.discard(id(root))
+                self.arrays[(root.size, root.dtype)].remove(root)
+
+    def copies(self, values) -> list:
+        """``values``, with a copy for each one that is (a view of) an arena array."""
+        ids = self.ids
+        return [v if v is None or id(_root(v)) not in ids else v.copy() for v in values]
 
 
 def _clear(ctx) -> None:
