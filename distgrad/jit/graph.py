@@ -13,6 +13,7 @@ DataParallel and all).
 from __future__ import annotations
 
 import sys
+import threading
 from typing import Any
 
 import numpy as np
@@ -295,9 +296,16 @@ def _root(a):
     return a if base is None else base
 
 
-# An array referenced only by the arena's list, the loop variable and getrefcount's argument
-# is free: no slot, saved value, ctx, gradient, view or caller holds it.
-_FREE_REFS = 3
+def _unreferenced_count() -> int:
+    """What ``sys.getrefcount`` says, in ``_Arena.take``'s loop, of an array that nothing but
+    the arena's list references (3 on CPython: the list, the loop variable, the argument;
+    measured, as interpreters differ in the references they count)."""
+    for a in [np.empty(1)]:
+        return sys.getrefcount(a)
+    return 0
+
+
+_FREE_REFS = _unreferenced_count()
 
 
 class _Arena:
@@ -312,6 +320,7 @@ class _Arena:
     def __init__(self):
         self.arrays: dict = {}  # (size, dtype) -> [owning arrays]
         self.ids: set = set()
+        self.lock = threading.Lock()  # replays of one graph in several threads
 
     def take(self, meta):
         """A free array viewed as ``meta`` = (shape, dtype), or None."""
@@ -319,9 +328,10 @@ class _Arena:
         size = 1
         for n in shape:
             size *= n
-        for a in self.arrays.get((size, dtype), ()):
-            if sys.getrefcount(a) <= _FREE_REFS:
-                return a.reshape(shape)
+        with self.lock:  # the view made here holds the array before another thread looks
+            for a in self.arrays.get((size, dtype), ()):
+                if sys.getrefcount(a) <= _FREE_REFS:
+                    return a.reshape(shape)
         return None
 
     def adopt(self, out, args) -> None:
@@ -337,16 +347,18 @@ class _Arena:
             and id(root) not in self.ids
             and all(root is not a and root is not _root(a) for a in args if a is not None)
         ):
-            self.arrays.setdefault((root.size, root.dtype), []).append(root)
-            self.ids.add(id(root))
+            with self.lock:
+                self.arrays.setdefault((root.size, root.dtype), []).append(root)
+                self.ids.add(id(root))
 
     def release(self, values) -> None:
         """Forget the arrays ``values`` (returned to the caller) are or view."""
         for v in values:
             root = _root(v)
-            if id(root) in self.ids:
-                self.ids.discard(id(root))
-                self.arrays[(root.size, root.dtype)].remove(root)
+            with self.lock:
+                if id(root) in self.ids:
+                    self.ids.discard(id(root))
+                    self.arrays[(root.size, root.dtype)].remove(root)
 
     def copies(self, values) -> list:
         """``values``, with a copy for each one that is (a view of) an arena array."""
