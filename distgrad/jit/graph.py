@@ -267,7 +267,7 @@ class Graph:
                     continue
                 if g.dtype is not dtype and g.dtype != dtype:  # bfloat16 input, as the engine
                     g = g.astype(dtype)
-                grads[slot] = g if grads[slot] is None else grads[slot] + g
+                grads[slot] = g if grads[slot] is None else arena.add(self.xp, grads[slot], g)
         grads = [grads[s] for s in self.arg_slots]
         return tuple(arena.copies(grads))  # they leave the replay (into .grad): not buffers
 
@@ -350,6 +350,17 @@ class _Arena:
             with self.lock:
                 self.arrays.setdefault((root.size, root.dtype), []).append(root)
                 self.ids.add(id(root))
+
+    def add(self, xp, a, b):
+        """``a + b`` (two gradients of one slot), into a free array when there is one."""
+        out = None
+        if getattr(a, "ndim", 0) and getattr(b, "shape", None) == a.shape and a.dtype == b.dtype:
+            out = self.take((a.shape, a.dtype))
+        if out is None:
+            total = a + b
+            self.adopt(total, (a, b))
+            return total
+        return xp.add(a, b, out=out)
 
     def release(self, values) -> None:
         """Forget the arrays ``values`` (returned to the caller) are or view."""
