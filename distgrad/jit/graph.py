@@ -24,6 +24,9 @@ from ..autograd.engine import retains_graph
 __all__ = ["Graph", "Step", "TracedGraph", "RandomArray", "InputView"]
 
 _SCALARS = (np.generic, int, float, complex)
+# Outputs smaller than this are allocated as in eager: small arrays come from malloc's bins
+# without page faults, and the arena's bookkeeping would cost more than it saves.
+PLAN_BYTES = 64 << 10
 
 
 class RandomArray:
@@ -132,6 +135,8 @@ class Graph:
                 op.single
                 and getattr(op.fn, "writes_out_buffer", False)
                 and op.outs[0] not in returned
+                and op.out_meta[0] is not None
+                and _nbytes(*op.out_meta[0]) >= PLAN_BYTES
             )
         self._grad_planned = frozenset(
             index
@@ -244,16 +249,18 @@ class Graph:
                     for nr, g in enumerate(gs):
                         if g is None and op.out_meta[nr] is not None:
                             gs[nr] = self.xp.zeros(*op.out_meta[nr])
-            if index in planned:
-                known = meta.get(index)
+            known = meta.get(index) if index in planned else False
+            if known is not False:  # None: not seen yet
                 ctx.grad_buffer = None if known is None else arena.take(known)
                 given = ctx.grad_buffer is not None
                 result = op.fn.array_backward(ctx, *gs)
                 ctx.grad_buffer = None
                 first = result[0] if isinstance(result, tuple) else result
                 if not given and first is not None:
-                    meta[index] = (first.shape, first.dtype)
-                    arena.adopt(first, gs)
+                    big = getattr(first, "nbytes", 0) >= PLAN_BYTES
+                    meta[index] = (first.shape, first.dtype) if big else False
+                    if big:
+                        arena.adopt(first, gs)
                 first = None
             else:
                 result = op.fn.array_backward(ctx, *gs)
@@ -288,6 +295,13 @@ class Graph:
             lines.append(f"  {outs} = {op.fn.__name__}({args})")
         lines.append(f"  return ({', '.join(name(s) for s in self.outputs)})")
         return "\n".join(lines)
+
+
+def _nbytes(shape, dtype) -> int:
+    size = np.dtype(dtype).itemsize
+    for n in shape:
+        size *= n
+    return size
 
 
 def _root(a):
@@ -353,9 +367,9 @@ class _Arena:
 
     def add(self, xp, a, b):
         """``a + b`` (two gradients of one slot), into a free array when there is one."""
-        out = None
-        if getattr(a, "ndim", 0) and getattr(b, "shape", None) == a.shape and a.dtype == b.dtype:
-            out = self.take((a.shape, a.dtype))
+        if getattr(a, "nbytes", 0) < PLAN_BYTES or getattr(b, "shape", None) != a.shape:
+            return a + b
+        out = self.take((a.shape, a.dtype)) if a.dtype == b.dtype else None
         if out is None:
             total = a + b
             self.adopt(total, (a, b))

@@ -10,11 +10,13 @@ import pytest
 import distgrad as dg
 import distgrad.nn.functional as F
 from distgrad import jit, nn
+from distgrad.jit import graph as graph_module
 
 
 @pytest.fixture(autouse=True)
-def _float64():
+def _float64_and_small_buffers(monkeypatch):
     dg.set_default_dtype(dg.float64)
+    monkeypatch.setattr(graph_module, "PLAN_BYTES", 0)  # plan the tests' small arrays too
     yield
     dg.set_default_dtype(dg.float32)
 
@@ -49,7 +51,7 @@ def planned_ops(traced):
     """Names of the ops whose output / input gradient went into a reused buffer."""
     graph = traced.graph
     fwd = {op.fn.__name__ for op in graph.ops if op.planned}
-    bwd = {graph.ops[i].fn.__name__ for i in graph._grad_meta}
+    bwd = {graph.ops[i].fn.__name__ for i, meta in graph._grad_meta.items() if meta}
     return fwd, bwd
 
 
@@ -76,7 +78,7 @@ def test_step_replays_into_reused_buffers_exactly_as_eager():
     assert {"Conv", "Normalize", "ReLU", "Add", "Mul", "Linear", "Matmul"} <= fwd
     assert {"Conv", "Normalize", "ReLU", "Linear", "CrossEntropy"} <= bwd
     graph = step.forward.graph
-    planned = sum(op.planned for op in graph.ops) + len(graph._grad_meta)
+    planned = sum(op.planned for op in graph.ops) + sum(map(bool, graph._grad_meta.values()))
     assert 0 < len(seen) < planned  # dead arrays were handed out again within a replay
     for a, b in zip(twin.parameters(), model.parameters()):
         np.testing.assert_array_equal(a.detach().numpy(), b.detach().numpy())
@@ -170,3 +172,16 @@ def test_transformer_step_replays_into_buffers_exactly_as_eager():
     assert {"Softmax", "CrossEntropy", "Matmul", "Split", "Linear"} <= bwd
     for a, b in zip(twin.parameters(), model.parameters()):
         np.testing.assert_array_equal(a.detach().numpy(), b.detach().numpy())
+
+
+def test_small_outputs_are_allocated_as_in_eager(monkeypatch):
+    monkeypatch.setattr(graph_module, "PLAN_BYTES", 64 << 10)
+    w = dg.randn(4, requires_grad=True)
+    x = dg.randn(4)
+    traced = jit.trace(lambda x: (x * w).tanh().sum(), x)
+    traced(x).backward()
+    assert planned_ops(traced) == (set(), set()) and not arena_ids(traced)
+    big = dg.randn(128, 128)
+    traced = jit.trace(lambda x: (x * w.sum()).relu().sum(), big)
+    traced(big).backward()
+    assert planned_ops(traced) == ({"Mul", "ReLU"}, {"ReLU"}) and arena_ids(traced)
