@@ -148,6 +148,16 @@ class Graph:
         self._pool = []
 
     @property
+    def buffer_planning(self) -> bool:
+        """Whether replays write planned outputs and gradients into reused arrays (on by
+        default; off, every op allocates as in eager: for measuring what planning buys)."""
+        return self._arena.enabled
+
+    @buffer_planning.setter
+    def buffer_planning(self, on: bool) -> None:
+        self._arena.enabled = bool(on)
+
+    @property
     def has_backward(self) -> bool:
         """Whether the graph was captured with a backward pass."""
         return bool(self._backward_ops)
@@ -335,9 +345,12 @@ class _Arena:
         self.arrays: dict = {}  # (size, dtype) -> [owning arrays]
         self.ids: set = set()
         self.lock = threading.Lock()  # replays of one graph in several threads
+        self.enabled = True
 
     def take(self, meta):
         """A free array viewed as ``meta`` = (shape, dtype), or None."""
+        if not self.enabled:
+            return None
         shape, dtype = meta
         size = 1
         for n in shape:
@@ -354,7 +367,8 @@ class _Arena:
         of one, a scalar) is not kept."""
         root = _root(out)
         if (
-            getattr(out, "ndim", 0) > 0
+            self.enabled
+            and getattr(out, "ndim", 0) > 0
             and root.size == out.size
             and isinstance(root, type(out))
             and root.flags.c_contiguous

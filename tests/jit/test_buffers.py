@@ -185,3 +185,19 @@ def test_small_outputs_are_allocated_as_in_eager(monkeypatch):
     traced = jit.trace(lambda x: (x * w.sum()).relu().sum(), big)
     traced(big).backward()
     assert planned_ops(traced) == ({"Mul", "ReLU"}, {"ReLU"}) and arena_ids(traced)
+
+
+def test_buffer_planning_can_be_switched_off():
+    model = Block()
+    twin = copy.deepcopy(model)
+    x = dg.randn(2, 3, 8, 8)
+    on, off = jit.trace(model, x), jit.trace(twin, x)
+    off.graph.buffer_planning = False
+    for _ in range(3):
+        a, b = on(x), off(x)
+        a.sum().backward()
+        b.sum().backward()
+        np.testing.assert_array_equal(a.detach().numpy(), b.detach().numpy())
+    assert arena_ids(on) and not arena_ids(off) and not off.graph.buffer_planning
+    for p, q in zip(model.parameters(), twin.parameters()):
+        np.testing.assert_array_equal(p.grad.numpy(), q.grad.numpy())
