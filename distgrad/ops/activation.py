@@ -238,8 +238,9 @@ class ReLU(Op):
     @staticmethod
     def backward(ctx, g):
         (y,) = ctx.saved_tensors
-        if ctx.grad_buffer is not None:
-            return ctx.xp.multiply(g, y > 0, out=ctx.grad_buffer)
+        if ctx.grad_buffer is not None:  # the mask as 1.0/0.0 in the buffer: the same products
+            mask = ctx.xp.greater(y, 0, out=ctx.grad_buffer)
+            return ctx.xp.multiply(g, mask, out=mask)
         return g * (y > 0)
 
 
