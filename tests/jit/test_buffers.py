@@ -94,10 +94,13 @@ def test_returned_values_and_their_views_are_never_overwritten():
     traced = jit.trace(lambda x: (model(x).flatten(), F.relu(model[0](x))), dg.randn(2, 4))
     xs = [dg.randn(2, 4) for _ in range(3)]
     held = []
+    sizes = []
     for x in xs:
         logits, hidden = traced(x)
         logits.sum().backward()
         held.append((logits, hidden))
+        sizes.append(len(arena_ids(traced)))
+    assert sizes[0] == sizes[-1]  # what the caller keeps is taken out of the arena
     for x, (logits, hidden) in zip(xs, held):
         np.testing.assert_array_equal(logits.detach().numpy(), model(x).flatten().detach().numpy())
         np.testing.assert_array_equal(hidden.detach().numpy(), F.relu(model[0](x)).detach().numpy())
@@ -114,7 +117,12 @@ def test_gradients_leaving_the_replay_are_not_buffers():
     xs = [dg.randn(5, requires_grad=True) for _ in range(3)]
     for x in xs:
         traced(x).backward()
-    given = [dg.autograd.grad(traced(x), x)[0] for x in xs]  # no .grad copy on the way
+    given = []
+    sizes = []
+    for x in xs:  # no .grad copy on the way; the caller keeps each gradient
+        given.append(dg.autograd.grad(traced(x), x)[0])
+        sizes.append(len(arena_ids(traced)))
+    assert sizes[0] == sizes[-1]  # what the caller keeps is not the arena's (copied out)
     for x, g in zip(xs, given):
         expected = (x.detach().numpy() > 0) * w.detach().numpy()
         np.testing.assert_array_equal(x.grad.numpy(), expected)
