@@ -89,6 +89,19 @@ def _saved(array, tensor, output_nr, counter) -> _Saved:
     return _new_tuple(_Saved, (array, tensor, output_nr, counter, counter.value))
 
 
+class _NeedsInputGrad:
+    """``ctx.needs_input_grad``: whether each argument of forward is a tensor that requires
+    grad, i.e. has a graph edge. Computed from the edges on first read and then kept as an
+    instance value (a non-data descriptor: assignments, e.g. a jit replay's, override it), so
+    that recording an op builds no tuple for it."""
+
+    def __get__(self, node, owner=None) -> Any:
+        if node is None:
+            return self
+        needs = node.__dict__["needs_input_grad"] = tuple([e is not None for e in node._next])
+        return needs
+
+
 class BackwardNode:
     """A node of the backward graph. For an op ``Foo`` the node class is ``FooBackward`` and the
     node is the ``ctx`` its forward and backward receive."""
@@ -118,7 +131,7 @@ class BackwardNode:
     _tensor_pre_hooks: dict | None = None  # {output_nr: {id: hook}}
     _retain_grad: dict | None = None  # {output_nr: weakref to tensor}
     _trace: str | None = None
-    needs_input_grad: tuple = ()
+    needs_input_grad = _NeedsInputGrad()
     _packed = False  # saved values went through saved_tensors_hooks' pack hook
     _saved_as_tensors = False  # saved values come back as tensors even in a first-order backward
 
@@ -346,9 +359,9 @@ class Op:
         ctx = cls._backward_cls()
         first = None
         arrays = []
-        edges = None
+        record = False
         if _state.grad_enabled:
-            needs, edges, in_meta = [], [], []
+            edges, in_meta = [], []
             for a in args:
                 if isinstance(a, Tensor):
                     array = a._array
@@ -356,20 +369,16 @@ class Op:
                     if first is None:
                         first = array
                     if a._requires_grad:
-                        needs.append(True)
+                        record = True
                         node = a._grad_fn
                         edges.append((node, a._output_nr) if node is not None else a._edge())
                         in_meta.append((array.shape, array.dtype))
                         continue
                 else:
                     arrays.append(a)
-                needs.append(False)
                 edges.append(None)
                 in_meta.append(None)
-            if edges.count(None) == len(edges):
-                edges = None  # nothing to record
-            else:
-                ctx.needs_input_grad = tuple(needs)
+            if record:  # (ctx.needs_input_grad follows from the edges when read)
                 ctx._next = tuple(edges)
                 ctx._input_meta = tuple(in_meta)
         else:
@@ -397,7 +406,7 @@ class Op:
         else:
             single = not isinstance(out, tuple)
             outputs = _wrap_outputs(cls, ctx, args, raw, (out,) if single else out)
-        if edges is not None:
+        if record:
             _connect(cls, ctx, args, raw, outputs)
         if ctx._to_save:
             ctx._to_save = ()
@@ -554,7 +563,9 @@ def _connect(cls, ctx, args, raw, outputs):
     non_diff = ctx._non_differentiable
     dirty = ctx._dirty
     meta = []
-    for nr, o in enumerate(outputs):
+    nr = -1
+    for o in outputs:
+        nr += 1
         if o is None:
             meta.append(None)
             continue
@@ -655,9 +666,12 @@ def _user_stack(limit: int = 12) -> str:
 
 def _saved_entry(value, outputs):
     """The saved entry of a value that is not an input: an output, a tensor, or a constant."""
-    for nr, o in enumerate(outputs):
+    nr = 0
+    for o in outputs:
         if o is not None and (value is o or value is o._array):
-            return _saved(o._array, None, nr, o._version)
+            counter = o._version
+            return _new_tuple(_Saved, (o._array, None, nr, counter, counter.value))
+        nr += 1
     if isinstance(value, Tensor):
         return _saved(value._array, value, None, value._version)
     return _new_tuple(_Saved, (value, None, None, None, 0))

@@ -53,10 +53,9 @@ __all__ = ["Tensor", "VersionCounter"]
 class VersionCounter:
     """Counts in-place changes of a tensor's storage; shared by a tensor and its views."""
 
-    __slots__ = ("value",)
-
-    def __init__(self):
-        self.value = 0
+    # A class-level start value instead of an ``__init__``: one counter is made per tensor,
+    # and a class without ``__init__`` is instantiated in C.
+    value: int = 0
 
 
 class AccumulateGrad(BackwardNode):

@@ -86,9 +86,10 @@ class Matmul(Op):
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
-        ctx.shapes = (a.shape, b.shape)
         try:
-            return _mm(ctx.xp, a, b) if a.flags.c_contiguous else a @ b
+            if a.ndim > 2 and a.flags.c_contiguous:  # (folding the stack needs a view)
+                return _mm(ctx.xp, a, b)
+            return a @ b
         except ValueError:  # batch dims that do not broadcast
             raise RuntimeError(
                 f"matmul: the batch dims of shapes {list(a.shape)} and "
@@ -99,6 +100,7 @@ class Matmul(Op):
     def backward(ctx, g):
         a, b = ctx.saved_tensors
         xp = ctx.xp
+        a_shape, b_shape = a.shape, b.shape
         # as in numpy, a vector operand is a matrix with a size-1 dim the result drops
         g_shape = tuple(g.shape)
         if b.ndim == 1:
@@ -108,13 +110,13 @@ class Matmul(Op):
         g = _keep_shape(xp, g, g_shape)
         ga = gb = None
         if ctx.needs_input_grad[0]:
-            ga = _keep_shape(xp, unbroadcast(xp, _mm(xp, g, _swap(xp, b)), a.shape), ctx.shapes[0])
+            ga = _keep_shape(xp, unbroadcast(xp, _mm(xp, g, _swap(xp, b)), a.shape), a_shape)
         if ctx.needs_input_grad[1]:
             if b.ndim == 2 and a.ndim > 2:  # sum over the stack inside one GEMM
                 gb = _swap(xp, xp.reshape(a, (-1, a.shape[-1]))) @ xp.reshape(g, (-1, g.shape[-1]))
             else:
                 gb = unbroadcast(xp, _swap(xp, a) @ g, b.shape)
-            gb = _keep_shape(xp, gb, ctx.shapes[1])
+            gb = _keep_shape(xp, gb, b_shape)
         return ga, gb
 
 
