@@ -13,7 +13,6 @@ first and higher-order gradients. User Functions see tensors, exactly as in PyTo
 from __future__ import annotations
 
 import itertools
-import operator
 import traceback
 from typing import Any
 
@@ -69,24 +68,12 @@ def add_hook(hooks: dict, fn) -> RemovableHandle:
 _add_hook = add_hook
 
 
-class _Saved(tuple):
-    """One value given to ``save_for_backward``: the array plus enough to detect an in-place
-    change (the tensor's version counter and the version seen at save time). A tuple, made
-    with one C call per saved value (``_saved``)."""
-
-    __slots__ = ()
-    array = property(operator.itemgetter(0))
-    tensor = property(operator.itemgetter(1))
-    output_nr = property(operator.itemgetter(2))
-    counter = property(operator.itemgetter(3))
-    version = property(operator.itemgetter(4))
-
-
-_new_tuple = tuple.__new__
-
-
-def _saved(array, tensor, output_nr, counter) -> _Saved:
-    return _new_tuple(_Saved, (array, tensor, output_nr, counter, counter.value))
+# One value given to ``save_for_backward`` is kept as a plain tuple (the cheapest object to
+# make and free, one per saved value per op): ``(array, tensor, output_nr, counter, version)``,
+# the array plus enough to detect an in-place change (the version counter and the version
+# seen at save time; ``None, 0`` for a constant) and to rebuild the tensor (the input tensor
+# itself, or the output number of an output of this node).
+_Saved = tuple
 
 
 class _NeedsInputGrad:
@@ -108,6 +95,10 @@ class BackwardNode:
 
     _function: Any = None
     _is_accumulator = False
+    # Creation order (PyTorch's sequence_nr): among ready nodes the engine runs the newest
+    # first. Set by ``Op._apply`` when it records the node (a node is made per op call, so it
+    # has no ``__init__``: a class without one is instantiated in C).
+    _seq = 0
     _device = None  # the cupy Device a GPU op ran under; its backward runs there too
     tensor_args = None  # in a jit replay: which arguments of forward were tensors
     # Per-node state starts as these class-level defaults (one node is made per recorded op,
@@ -134,9 +125,6 @@ class BackwardNode:
     needs_input_grad = _NeedsInputGrad()
     _packed = False  # saved values went through saved_tensors_hooks' pack hook
     _saved_as_tensors = False  # saved values come back as tensors even in a first-order backward
-
-    def __init__(self):
-        self._seq = next(_sequence)
 
     @property
     def metadata(self) -> dict:
@@ -183,17 +171,18 @@ class BackwardNode:
     def _unpack(self, s: _Saved | None):
         if s is None:
             return None
-        if s.counter is not None and s.counter.value != s.version:
-            shape = tuple(s.array.shape)
+        array, tensor, output_nr, counter, version = s
+        if counter is not None and counter.value != version:
+            shape = tuple(array.shape)
             raise RuntimeError(
                 f"one of the variables needed for gradient computation has been modified by an "
-                f"inplace operation: [{s.array.dtype} of shape {list(shape)}], which is output "
-                f"{s.output_nr if s.tensor is None else 0} of {self.name()}, is at version "
-                f"{s.counter.value}; expected version {s.version} instead. Hint: replace the "
+                f"inplace operation: [{array.dtype} of shape {list(shape)}], which is output "
+                f"{output_nr if tensor is None else 0} of {self.name()}, is at version "
+                f"{counter.value}; expected version {version} instead. Hint: replace the "
                 f"in-place op (x.add_(...), x[...] = ..., x += ...) by its out-of-place form "
                 f"(x = x + ...), or clone() the tensor before changing it."
             )
-        return self._saved_tensor(s) if self._create_graph or self._saved_as_tensors else s.array
+        return self._saved_tensor(s) if self._create_graph or self._saved_as_tensors else array
 
     def _unpack_hooked(self, s):
         """A saved value packed by ``saved_tensors_hooks``: ``unpack_hook`` gives it back."""
@@ -207,7 +196,7 @@ class BackwardNode:
             )
         if t._version is s.counter and s.counter.value != s.version:  # not packed into a copy
             tensor = t if s.output_nr is None else None
-            self._unpack(_Saved((t._array, tensor, s.output_nr, s.counter, s.version)))
+            self._unpack((t._array, tensor, s.output_nr, s.counter, s.version))
         if not (self._create_graph or self._saved_as_tensors):
             return t._array
         if s.output_nr is not None:  # an output re-enters the graph at this node
@@ -224,11 +213,12 @@ class BackwardNode:
         return out
 
     def _saved_tensor(self, s: _Saved):
-        if s.tensor is not None:
-            return s.tensor
-        if s.output_nr is not None:
-            return Tensor._make(s.array, self, s.output_nr, s.counter)
-        return Tensor(s.array) if hasattr(s.array, "shape") else s.array  # scalars stay
+        array, tensor, output_nr, counter, _ = s
+        if tensor is not None:
+            return tensor
+        if output_nr is not None:
+            return Tensor._make(array, self, output_nr, counter)
+        return Tensor(array) if hasattr(array, "shape") else array  # scalars stay
 
     def mark_dirty(self, *tensors) -> None:
         """Declare inputs that forward modified in place (and returns)."""
@@ -371,7 +361,11 @@ class Op:
                     if a._requires_grad:
                         record = True
                         node = a._grad_fn
-                        edges.append((node, a._output_nr) if node is not None else a._edge())
+                        if node is not None:
+                            edges.append((node, a._output_nr))
+                        else:  # a leaf: its accumulator, made on first use
+                            node = a._accumulator
+                            edges.append((node, 0) if node is not None else a._edge())
                         in_meta.append((array.shape, array.dtype))
                         continue
                 else:
@@ -379,6 +373,7 @@ class Op:
                 edges.append(None)
                 in_meta.append(None)
             if record:  # (ctx.needs_input_grad follows from the edges when read)
+                ctx._seq = next(_sequence)
                 ctx._next = tuple(edges)
                 ctx._input_meta = tuple(in_meta)
         else:
@@ -597,7 +592,7 @@ def _connect(cls, ctx, args, raw, outputs):
                 for a, r in zip(args, raw):
                     if v is r and isinstance(a, Tensor):
                         counter = a._version
-                        v = _new_tuple(_Saved, (a._array, a, None, counter, counter.value))
+                        v = (a._array, a, None, counter, counter.value)
                         break
                 else:
                     v = _saved_entry(v, outputs)
@@ -670,11 +665,12 @@ def _saved_entry(value, outputs):
     for o in outputs:
         if o is not None and (value is o or value is o._array):
             counter = o._version
-            return _new_tuple(_Saved, (o._array, None, nr, counter, counter.value))
+            return (o._array, None, nr, counter, counter.value)
         nr += 1
     if isinstance(value, Tensor):
-        return _saved(value._array, value, None, value._version)
-    return _new_tuple(_Saved, (value, None, None, None, 0))
+        counter = value._version
+        return (value._array, value, None, counter, counter.value)
+    return (value, None, None, None, 0)
 
 
 def once_differentiable(backward):

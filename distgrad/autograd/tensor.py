@@ -55,7 +55,7 @@ class VersionCounter:
 
     # A class-level start value instead of an ``__init__``: one counter is made per tensor,
     # and a class without ``__init__`` is instantiated in C.
-    value: int = 0
+    value = 0
 
 
 class AccumulateGrad(BackwardNode):
@@ -64,7 +64,6 @@ class AccumulateGrad(BackwardNode):
     _is_accumulator = True
 
     def __init__(self, tensor: Tensor):
-        super().__init__()
         # Run as soon as ready, before any other node (as PyTorch's AccumulateGrad), so that a
         # leaf's post-accumulate-grad hooks fire during backward, not after it.
         self._seq = float("inf")

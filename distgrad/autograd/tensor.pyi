@@ -10,7 +10,6 @@ from .function import BackwardNode, RemovableHandle
 __all__ = ["Tensor", "VersionCounter"]
 
 class VersionCounter:
-    def __init__(self) -> None: ...
     value: Any
 
 class AccumulateGrad(BackwardNode):

@@ -10,7 +10,15 @@ import numpy as np
 from ..autograd import Op, Tensor
 from ..autograd.function import autocasting
 from ..backend import array_module_for
-from ._helpers import as_tensor, check_same_device, graph_xp, tensor_method, unbroadcast, write_out
+from ._helpers import (
+    _TENSOR_DEVICE,
+    as_tensor,
+    check_same_device,
+    graph_xp,
+    tensor_method,
+    unbroadcast,
+    write_out,
+)
 from .shape import reshape
 
 __all__ = ["matmul", "mm", "bmm", "dot", "outer", "einsum", "linear", "addmm", "baddbmm"]
@@ -40,25 +48,27 @@ def _operands(op: str, a, b):
         a = as_tensor(a, b if isinstance(b, Tensor) else None)
     if not isinstance(b, Tensor):
         b = as_tensor(b, a)
-    if a.array.dtype != b.array.dtype and not autocasting(a, b):
+    x, y = a.array, b.array
+    if x.dtype != y.dtype and not autocasting(a, b):
         raise RuntimeError(
             f"{op}: expected m1 and m2 to have the same dtype, but got: "
             f"{_C_NAMES.get(a.dtype.name, a.dtype.name)} != "
             f"{_C_NAMES.get(b.dtype.name, b.dtype.name)} ({a.dtype} of shape {list(a.shape)} "
             f"and {b.dtype} of shape {list(b.shape)}); convert one with .to(dtype)"
         )
-    if type(a.array) is not np.ndarray or type(b.array) is not np.ndarray:
+    if type(x) is not np.ndarray or type(y) is not np.ndarray:
         check_same_device(op, a, b)
-    elif type(a).device is not Tensor.device or type(b).device is not Tensor.device:
+    elif type(a).device is not _TENSOR_DEVICE or type(b).device is not _TENSOR_DEVICE:
         check_same_device(op, a, b)  # a subclass with a device of its own
     return a, b
 
 
 def _check_inner(op: str, a: Tensor, b: Tensor) -> None:
-    if a.shape[-1] != b.shape[-2 if b.ndim > 1 else 0]:
+    """Raise unless the matrix dims of ``a`` and ``b`` (at least 1-D each) multiply."""
+    sa, sb = a.shape, b.shape
+    if sa[-1] != sb[-2 if len(sb) > 1 else 0]:
         raise RuntimeError(
-            f"{op}: mat1 and mat2 shapes cannot be multiplied "
-            f"({_dims(a.shape)} and {_dims(b.shape)})"
+            f"{op}: mat1 and mat2 shapes cannot be multiplied ({_dims(sa)} and {_dims(sb)})"
         )
 
 
@@ -127,7 +137,7 @@ def matmul(input, other, *, out=None):
     if out is not None:
         return write_out("matmul", matmul(input, other), out)
     a, b = _operands("matmul", input, other)
-    if a.ndim == 0 or b.ndim == 0:
+    if not a.shape or not b.shape:
         raise RuntimeError(
             f"both arguments to matmul need to be at least 1D, but they are {a.ndim}D and {b.ndim}D"
         )
