@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from ..autograd import Op
+from ..autograd import Op, Tensor
 from ..backend import get_default_dtype
 from ._helpers import apply_inplace, as_tensor, graph_xp, tensor_method, unbroadcast
 from ._stable import stable_sigmoid, stable_softplus
@@ -226,7 +226,7 @@ def relu(input, inplace=False):
     """``max(input, 0)``."""
     if inplace:
         return relu_(input)
-    return ReLU.apply(as_tensor(input))
+    return ReLU.apply(input if isinstance(input, Tensor) else as_tensor(input))
 
 
 @tensor_method("relu_")

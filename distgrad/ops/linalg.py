@@ -100,11 +100,8 @@ class Matmul(Op):
             if a.ndim > 2 and a.flags.c_contiguous:  # (folding the stack needs a view)
                 return _mm(ctx.xp, a, b)
             return a @ b
-        except ValueError:  # batch dims that do not broadcast
-            raise RuntimeError(
-                f"matmul: the batch dims of shapes {list(a.shape)} and "
-                f"{list(b.shape)} cannot be broadcast together"
-            ) from None
+        except ValueError:  # shapes that do not multiply: say which way, as PyTorch does
+            raise _matmul_error(a.shape, b.shape) from None
 
     @staticmethod
     def backward(ctx, g):
@@ -130,18 +127,30 @@ class Matmul(Op):
         return ga, gb
 
 
+def _matmul_error(sa: tuple, sb: tuple) -> RuntimeError:
+    """PyTorch's error for operands of shapes ``sa`` and ``sb`` that do not multiply."""
+    if not sa or not sb:
+        return RuntimeError(
+            f"both arguments to matmul need to be at least 1D, but they are {len(sa)}D and "
+            f"{len(sb)}D"
+        )
+    if sa[-1] != sb[-2 if len(sb) > 1 else 0]:
+        return RuntimeError(
+            f"matmul: mat1 and mat2 shapes cannot be multiplied ({_dims(sa)} and {_dims(sb)})"
+        )
+    return RuntimeError(
+        f"matmul: the batch dims of shapes {list(sa)} and {list(sb)} cannot be broadcast together"
+    )
+
+
 @tensor_method("matmul", "__matmul__")
 def matmul(input, other, *, out=None):
     """Matrix product with numpy's rules: vectors (1-D) are promoted and the added dim
-    removed, leading (batch) dims broadcast. Both operands must have the same dtype."""
+    removed, leading (batch) dims broadcast. Both operands must have the same dtype. (Shapes
+    that do not multiply are diagnosed when numpy refuses them: ``Matmul.forward``.)"""
     if out is not None:
         return write_out("matmul", matmul(input, other), out)
     a, b = _operands("matmul", input, other)
-    if not a.shape or not b.shape:
-        raise RuntimeError(
-            f"both arguments to matmul need to be at least 1D, but they are {a.ndim}D and {b.ndim}D"
-        )
-    _check_inner("matmul", a, b)
     return Matmul.apply(a, b)
 
 
