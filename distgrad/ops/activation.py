@@ -217,7 +217,7 @@ def positive_part(xp, x, out=None):
     is taken as rows against one row of zeros (the same values, NaN kept as maximum keeps it)."""
     row = math.gcd(x.size, _ZERO_ROW)
     if row < 64 or not x.flags.c_contiguous:
-        return xp.maximum(x, 0, out=out)
+        return xp.maximum(x, 0) if out is None else xp.maximum(x, 0, out=out)
     rows = x.reshape(-1, row)
     zero = xp.zeros(row, dtype=x.dtype)
     if out is None:

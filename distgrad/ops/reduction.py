@@ -181,8 +181,10 @@ class Prod(Op):
 @tensor_method("sum")
 def sum(input, dim=None, keepdim=False, *, dtype=None):
     """Sum over ``dim`` (an int, a tuple, or None for all); integers sum to int64."""
-    input = _accumulating(input, dtype)
-    return Sum.apply(input, _axes(input, dim, "sum"), keepdim)
+    if dtype is not None or input.array.dtype.kind in "biu":
+        input = _accumulating(input, dtype)
+    axes = _ALL_AXES[input.ndim] if dim is None else _axes(input, dim, "sum")
+    return Sum.apply(input, axes, keepdim)
 
 
 @tensor_method("mean")
