@@ -30,6 +30,7 @@ _anomaly = {"enabled": False, "check_nan": True}
 # installs it (autograd cannot import ops).
 _graph_namespace = None
 Tensor: Any = None  # set by tensor.py once the class exists (it imports this module)
+_plain_tensor: Any = None  # tensor.py's Tensor(array) without the constructor call
 
 
 def set_graph_namespace(namespace) -> None:
@@ -397,7 +398,7 @@ class Op:
                 with ctx._device:
                     out = cls.array_forward(ctx, *raw)
         if type(out) is np.ndarray and not ctx._dirty and not cls.is_view:
-            single, outputs = True, (Tensor(out),)
+            single, outputs = True, (_plain_tensor(out),)
         else:
             single = not isinstance(out, tuple)
             outputs = _wrap_outputs(cls, ctx, args, raw, (out,) if single else out)
@@ -587,7 +588,7 @@ def _connect(cls, ctx, args, raw, outputs):
     ctx._output_meta = tuple(meta)
     if ctx._to_save:
         saved = []
-        for v in ctx._to_save:  # an input or an output (by identity), else kept as is
+        for v in ctx._to_save:  # an input, else an output (by identity), a tensor, a constant
             if v is not None:
                 for a, r in zip(args, raw):
                     if v is r and isinstance(a, Tensor):
@@ -595,7 +596,15 @@ def _connect(cls, ctx, args, raw, outputs):
                         v = (a._array, a, None, counter, counter.value)
                         break
                 else:
-                    v = _saved_entry(v, outputs)
+                    nr = 0
+                    for o in outputs:
+                        if o is not None and (v is o or v is o._array):
+                            counter = o._version
+                            v = (o._array, None, nr, counter, counter.value)
+                            break
+                        nr += 1
+                    else:
+                        v = _saved_entry(v)
             saved.append(v)
         ctx._saved = saved
         if _saved_hooks:
@@ -659,14 +668,9 @@ def _user_stack(limit: int = 12) -> str:
     return "".join(traceback.format_list(frames[-limit:]))
 
 
-def _saved_entry(value, outputs):
-    """The saved entry of a value that is not an input: an output, a tensor, or a constant."""
-    nr = 0
-    for o in outputs:
-        if o is not None and (value is o or value is o._array):
-            counter = o._version
-            return (o._array, None, nr, counter, counter.value)
-        nr += 1
+def _saved_entry(value):
+    """The saved entry of a value that is neither an input nor an output: a tensor (with its
+    version) or a constant."""
     if isinstance(value, Tensor):
         counter = value._version
         return (value._array, value, None, counter, counter.value)

@@ -513,7 +513,28 @@ class Tensor:
         return "tensor(" + body + "".join(", " + e for e in extras) + ")"
 
 
+_new_object = object.__new__
+
+
+def _plain_tensor(array) -> Tensor:
+    """``Tensor(array)`` for a numpy/cupy array, made without the constructor's call and
+    checks: the per-op path wraps every op output with it."""
+    t = _new_object(Tensor)
+    t._array = array
+    t._grad = None
+    t._grad_fn = None
+    t._output_nr = 0
+    t._version = VersionCounter()
+    t._accumulator = None
+    t._hooks = None
+    t._post_acc_hooks = None
+    t._retains_grad = False
+    t._requires_grad = False
+    return t
+
+
 _function_module.Tensor = Tensor
+_function_module._plain_tensor = _plain_tensor
 
 
 def _legacy_array(data, second, sizes):
