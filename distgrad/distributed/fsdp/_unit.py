@@ -200,7 +200,13 @@ class Unit:
 
         def make(named):
             bucket = ShardBucket(
-                self.full, names, self.layout, self.comm.rank, self._on_reduced, reduce_np
+                self.full,
+                names,
+                self.layout,
+                self.comm.rank,
+                self._on_reduced,
+                reduce_np,
+                per_parameter=True,
             )
             replicas = 1 if self.replicate_comm is None else self.replicate_comm.world_size
             bucket.pre_scale = 1.0 / (world * replicas)
@@ -251,24 +257,25 @@ class Unit:
         self.root.check_header(self, _PHASES.index(phase + " all-gather"), comm)
         if send.dtype != self.param_dtype:
             send = send.astype(self.param_dtype)
-        recv = self.xp.empty((comm.world_size, layout.block), self.param_dtype)
+        flat = self.xp.empty(comm.world_size * layout.block, self.param_dtype)
         self.log("allgather_issue", phase)
-        self.pending = (comm.allgather(send, recv), recv, layout)
+        works = [comm.allgather(s, r) for s, r in layout.gather_pieces(send, flat)]
+        self.pending = (works, flat, layout)
 
     def gather_now(self, phase: str) -> None:
-        """Make the full parameters available (waiting for a prefetched all-gather)."""
+        """Make the full parameters available (waiting for a prefetched all-gather): views
+        into the unit's one gathered buffer, no copy."""
         if self.gathered or not self.full:
             self.gathered = True
             return
         self.issue_gather(phase)
-        work, recv, layout = self.pending
-        work.wait()
+        works, flat, layout = self.pending
+        for work in works:
+            work.wait()
         self.log("allgather_done", phase)
         self.pending = None
         for i, full in enumerate(self.full):
-            array = self.xp.empty(layout.shapes[i], self.param_dtype)
-            layout.gather_from(recv, i, array)
-            full.data = Tensor(array)
+            full.data = Tensor(layout.full_view(flat, i))
         self.gathered = True
 
     def reshard(self, keep_secondary: bool = False) -> None:
