@@ -64,7 +64,7 @@ def child(args) -> None:
     dist.init()
     comm = dist.get_communicator().comm
     waited = _count_waits()
-    rank, world = comm.Get_rank(), comm.Get_size()
+    rank = comm.Get_rank()
     names = args.modes.split(",")
     steps = {name: make_step(name) for name in names}
     rng = np.random.default_rng(rank)
