@@ -118,8 +118,11 @@ class _PreBackward(Function):
 
     @staticmethod
     def backward(ctx, *grads):
-        ctx.unit.gather_now("backward")
+        # the next unit's all-gather is issued before this one is waited for: the wait
+        # progresses both, so the next one is (nearly) complete when backward reaches it
+        ctx.unit.issue_gather("backward")
         ctx.unit.root.prefetch_backward(ctx.unit)
+        ctx.unit.gather_now("backward")
         return (None, *grads)
 
 
@@ -352,6 +355,8 @@ class Unit:
             self.to_run = {id(m) for m in self.modules}
         self.to_run.discard(id(module) if module is not None else id(self.modules[0]))
         root.record(self)
+        # the prefetch is issued after this unit's wait: a rank whose forward diverged has then
+        # issued as many collectives as the others when the tags name the divergence
         self.gather_now("forward")
         root.prefetch_forward(self)
         grad = is_grad_enabled()
