@@ -531,6 +531,60 @@ def test_version_1_files_still_load_and_are_still_checked(tmp_path):
     expect_checkpoint_error(path, "checksum mismatch")
 
 
+def _v2_file(path, arrays: dict, chunk: int, kind=None):
+    """A file as version 2 wrote it: SHA-256 digests of the data's chunks (``kind`` names
+    another chunk checksum in the header instead)."""
+    import hashlib
+
+    meta = {"distgrad.version": "2", "distgrad.chunk_bytes": str(chunk)}
+    if kind is not None:
+        meta["distgrad.chunk_checksum"] = kind
+    header, offset, blobs = {"__metadata__": meta}, 0, []
+    for name, a in arrays.items():
+        raw = np.ascontiguousarray(a).tobytes()
+        header[name] = {
+            "dtype": {np.float32: "F32", np.float64: "F64"}[a.dtype.type],
+            "shape": list(a.shape),
+            "data_offsets": [offset, offset + len(raw)],
+        }
+        offset += len(raw)
+        blobs.append(raw)
+    data = b"".join(blobs)
+    digests = b"".join(
+        hashlib.sha256(data[at : at + chunk]).digest() for at in range(0, len(data), chunk)
+    )
+    canonical = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    meta["distgrad.sha256"] = hashlib.sha256(canonical + digests).hexdigest()
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-(8 + len(text)) % 8)
+    path.write_bytes(struct.pack("<Q", len(text)) + text + data)
+    return path
+
+
+def test_version_2_files_still_load_and_are_still_checked(tmp_path):
+    arrays = {"a": np.arange(6.0).reshape(2, 3), "b": np.ones(5, np.float32)}
+    path = _v2_file(tmp_path / "v2.safetensors", arrays, chunk=16)
+    got = st.load_file(path)
+    for name, a in arrays.items():
+        np.testing.assert_array_equal(got[name], a)
+    raw = bytearray(path.read_bytes())
+    raw[-3] ^= 1
+    path.write_bytes(bytes(raw))
+    expect_checkpoint_error(path, "checksum mismatch")
+
+
+def test_an_unknown_chunk_checksum_is_refused(tmp_path):
+    path = _v2_file(tmp_path / "x.safetensors", {"a": np.arange(3.0)}, chunk=16, kind="md4")
+    expect_checkpoint_error(path, "unknown distgrad.chunk_checksum 'md4'")
+
+
+def test_files_are_written_with_crc32_chunks(tmp_path):
+    path = tmp_path / "c.safetensors"
+    st.save_file({"a": np.arange(3.0)}, path)
+    meta = st.read(path)[1]
+    assert (meta["distgrad.version"], meta["distgrad.chunk_checksum"]) == ("3", "crc32")
+
+
 @pytest.mark.parametrize("mmap", [False, True])
 def test_every_flipped_byte_is_caught_across_small_chunks(tmp_path, monkeypatch, mmap):
     # chunks of 24 bytes: tensors of 40, 12 and 8 bytes straddle chunk boundaries

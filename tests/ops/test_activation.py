@@ -236,3 +236,20 @@ def test_bad_arguments():
         F.hardtanh(x, 1.0, -1.0)
     with pytest.raises(RuntimeError, match=r"prelu: weight of shape \[2\]"):
         F.prelu(x, dg.ones(2))
+
+
+@pytest.mark.parametrize("shape", [(2, 4096), (64, 6, 8), (3, 5), (7, 64)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32])
+def test_relu_rows_path_matches_maximum_with_nan_and_views(shape, dtype):
+    # contiguous arrays whose size shares a large factor with 4096 take the row-of-zeros path
+    rng = np.random.default_rng(0)
+    a = (rng.standard_normal(shape) * 5).astype(dtype)
+    if dtype != np.int32:
+        a.reshape(-1)[::7] = np.nan
+    expect = np.maximum(a, 0)
+    np.testing.assert_array_equal(F.relu(dg.tensor(a)).numpy(), expect)
+    x = dg.tensor(a.copy())
+    F.relu(x, inplace=True)
+    np.testing.assert_array_equal(x.numpy(), expect)
+    view = dg.tensor(a.copy()).transpose(0, -1)  # not contiguous: the scalar path
+    np.testing.assert_array_equal(F.relu(view).numpy(), expect.swapaxes(0, -1))
