@@ -2,11 +2,16 @@
 
 A unit owns parameters of one dtype laid out by ``ShardLayout`` (rows of dim 0, padded): this
 rank's rows of all of them are one flat array (``shard_flat``) whose views are the
-``ShardedParameter``s the module holds while idle and the optimizer steps. The all-gather sends
-``shard_flat`` as it is and copies the rank-major result out into the unit's persistent full
-parameters (``full``), which replace the shards on the module during compute. Their gradients
-go, from the post-accumulate-grad hooks, into the unit's ``ShardBucket`` (the reducer shared
-with data parallel), reduce-scattered into this rank's rows, which become the shards' ``.grad``.
+``ShardedParameter``s the module holds while idle and the optimizer steps. The gather is one
+all-gather per parameter, from its rows of ``shard_flat`` into its padded rows of one flat
+parameter-major buffer (``ShardLayout.gather_pieces``), whose views (no copy) become the data of
+the unit's persistent full parameters (``full``), which replace the shards on the module during
+compute. Their gradients go, from the post-accumulate-grad hooks, into the unit's
+``ShardBucket`` (the reducer shared with data parallel; per parameter: the engine's gradient
+array itself is reduce-scattered when its rows divide by the world size) into this rank's rows,
+which become the shards' ``.grad``. Prefetching holds at most one unit more than the one
+computing (ZeRO-3); the buffers are freed as before, and ``host_memory`` keeps glibc from
+returning them to the kernel each step.
 
 ZeRO-3 (``reshard_after_forward=True``) runs each call with a graph on the full parameters
 inside ``autograd.graph.saved_tensors_hooks``: a saved tensor that is one of the unit's full
