@@ -79,9 +79,10 @@ def _graph(tensors, params, show_saved):
 def _saved_meta(fn):
     """(shape, dtype) of each array an op saved for backward (none once freed)."""
     saved = getattr(fn, "_saved", None) or ()
-    return [
-        (s.array.shape, s.array.dtype) for s in saved if s is not None and hasattr(s.array, "shape")
-    ]
+    # entries are (array, tensor, output_nr, counter, version) tuples; values packed by
+    # saved_tensors_hooks are not arrays here and are not shown
+    arrays = [s[0] for s in saved if type(s) is tuple]
+    return [(a.shape, a.dtype) for a in arrays if hasattr(a, "shape")]
 
 
 def _roots(tensor):

@@ -13,7 +13,6 @@ first and higher-order gradients. User Functions see tensors, exactly as in PyTo
 from __future__ import annotations
 
 import itertools
-import operator
 import traceback
 from typing import Any
 
@@ -31,6 +30,7 @@ _anomaly = {"enabled": False, "check_nan": True}
 # installs it (autograd cannot import ops).
 _graph_namespace = None
 Tensor: Any = None  # set by tensor.py once the class exists (it imports this module)
+_plain_tensor: Any = None  # tensor.py's Tensor(array) without the constructor call
 
 
 def set_graph_namespace(namespace) -> None:
@@ -69,24 +69,25 @@ def add_hook(hooks: dict, fn) -> RemovableHandle:
 _add_hook = add_hook
 
 
-class _Saved(tuple):
-    """One value given to ``save_for_backward``: the array plus enough to detect an in-place
-    change (the tensor's version counter and the version seen at save time). A tuple, made
-    with one C call per saved value (``_saved``)."""
-
-    __slots__ = ()
-    array = property(operator.itemgetter(0))
-    tensor = property(operator.itemgetter(1))
-    output_nr = property(operator.itemgetter(2))
-    counter = property(operator.itemgetter(3))
-    version = property(operator.itemgetter(4))
+# One value given to ``save_for_backward`` is kept as a plain tuple (the cheapest object to
+# make and free, one per saved value per op): ``(array, tensor, output_nr, counter, version)``,
+# the array plus enough to detect an in-place change (the version counter and the version
+# seen at save time; ``None, 0`` for a constant) and to rebuild the tensor (the input tensor
+# itself, or the output number of an output of this node).
+_Saved = tuple
 
 
-_new_tuple = tuple.__new__
+class _NeedsInputGrad:
+    """``ctx.needs_input_grad``: whether each argument of forward is a tensor that requires
+    grad, i.e. has a graph edge. Computed from the edges on first read and then kept as an
+    instance value (a non-data descriptor: assignments, e.g. a jit replay's, override it), so
+    that recording an op builds no tuple for it."""
 
-
-def _saved(array, tensor, output_nr, counter) -> _Saved:
-    return _new_tuple(_Saved, (array, tensor, output_nr, counter, counter.value))
+    def __get__(self, node, owner=None) -> Any:
+        if node is None:
+            return self
+        needs = node.__dict__["needs_input_grad"] = tuple([e is not None for e in node._next])
+        return needs
 
 
 class BackwardNode:
@@ -95,6 +96,10 @@ class BackwardNode:
 
     _function: Any = None
     _is_accumulator = False
+    # Creation order (PyTorch's sequence_nr): among ready nodes the engine runs the newest
+    # first. Set by ``Op._apply`` when it records the node (a node is made per op call, so it
+    # has no ``__init__``: a class without one is instantiated in C).
+    _seq = 0
     _device = None  # the cupy Device a GPU op ran under; its backward runs there too
     tensor_args = None  # in a jit replay: which arguments of forward were tensors
     # Per-node state starts as these class-level defaults (one node is made per recorded op,
@@ -118,7 +123,7 @@ class BackwardNode:
     _tensor_pre_hooks: dict | None = None  # {output_nr: {id: hook}}
     _retain_grad: dict | None = None  # {output_nr: weakref to tensor}
     _trace: str | None = None
-    needs_input_grad: tuple = ()
+    needs_input_grad = _NeedsInputGrad()
     _packed = False  # saved values went through saved_tensors_hooks' pack hook
     _saved_as_tensors = False  # saved values come back as tensors even in a first-order backward
     # A jit replay's buffer planning (ops that declare ``writes_out_buffer`` /
@@ -126,9 +131,6 @@ class BackwardNode:
     # the previous replay, to be written again (same shape and dtype); None: allocate.
     out_buffer: Any = None
     grad_buffer: Any = None
-
-    def __init__(self):
-        self._seq = next(_sequence)
 
     @property
     def metadata(self) -> dict:
@@ -175,17 +177,18 @@ class BackwardNode:
     def _unpack(self, s: _Saved | None):
         if s is None:
             return None
-        if s.counter is not None and s.counter.value != s.version:
-            shape = tuple(s.array.shape)
+        array, tensor, output_nr, counter, version = s
+        if counter is not None and counter.value != version:
+            shape = tuple(array.shape)
             raise RuntimeError(
                 f"one of the variables needed for gradient computation has been modified by an "
-                f"inplace operation: [{s.array.dtype} of shape {list(shape)}], which is output "
-                f"{s.output_nr if s.tensor is None else 0} of {self.name()}, is at version "
-                f"{s.counter.value}; expected version {s.version} instead. Hint: replace the "
+                f"inplace operation: [{array.dtype} of shape {list(shape)}], which is output "
+                f"{output_nr if tensor is None else 0} of {self.name()}, is at version "
+                f"{counter.value}; expected version {version} instead. Hint: replace the "
                 f"in-place op (x.add_(...), x[...] = ..., x += ...) by its out-of-place form "
                 f"(x = x + ...), or clone() the tensor before changing it."
             )
-        return self._saved_tensor(s) if self._create_graph or self._saved_as_tensors else s.array
+        return self._saved_tensor(s) if self._create_graph or self._saved_as_tensors else array
 
     def _unpack_hooked(self, s):
         """A saved value packed by ``saved_tensors_hooks``: ``unpack_hook`` gives it back."""
@@ -199,7 +202,7 @@ class BackwardNode:
             )
         if t._version is s.counter and s.counter.value != s.version:  # not packed into a copy
             tensor = t if s.output_nr is None else None
-            self._unpack(_Saved((t._array, tensor, s.output_nr, s.counter, s.version)))
+            self._unpack((t._array, tensor, s.output_nr, s.counter, s.version))
         if not (self._create_graph or self._saved_as_tensors):
             return t._array
         if s.output_nr is not None:  # an output re-enters the graph at this node
@@ -216,11 +219,12 @@ class BackwardNode:
         return out
 
     def _saved_tensor(self, s: _Saved):
-        if s.tensor is not None:
-            return s.tensor
-        if s.output_nr is not None:
-            return Tensor._make(s.array, self, s.output_nr, s.counter)
-        return Tensor(s.array) if hasattr(s.array, "shape") else s.array  # scalars stay
+        array, tensor, output_nr, counter, _ = s
+        if tensor is not None:
+            return tensor
+        if output_nr is not None:
+            return Tensor._make(array, self, output_nr, counter)
+        return Tensor(array) if hasattr(array, "shape") else array  # scalars stay
 
     def mark_dirty(self, *tensors) -> None:
         """Declare inputs that forward modified in place (and returns)."""
@@ -351,9 +355,9 @@ class Op:
         ctx = cls._backward_cls()
         first = None
         arrays = []
-        edges = None
+        record = False
         if _state.grad_enabled:
-            needs, edges, in_meta = [], [], []
+            edges, in_meta = [], []
             for a in args:
                 if isinstance(a, Tensor):
                     array = a._array
@@ -361,20 +365,21 @@ class Op:
                     if first is None:
                         first = array
                     if a._requires_grad:
-                        needs.append(True)
+                        record = True
                         node = a._grad_fn
-                        edges.append((node, a._output_nr) if node is not None else a._edge())
+                        if node is not None:
+                            edges.append((node, a._output_nr))
+                        else:  # a leaf: its accumulator, made on first use
+                            node = a._accumulator
+                            edges.append((node, 0) if node is not None else a._edge())
                         in_meta.append((array.shape, array.dtype))
                         continue
                 else:
                     arrays.append(a)
-                needs.append(False)
                 edges.append(None)
                 in_meta.append(None)
-            if edges.count(None) == len(edges):
-                edges = None  # nothing to record
-            else:
-                ctx.needs_input_grad = tuple(needs)
+            if record:  # (ctx.needs_input_grad follows from the edges when read)
+                ctx._seq = next(_sequence)
                 ctx._next = tuple(edges)
                 ctx._input_meta = tuple(in_meta)
         else:
@@ -398,11 +403,11 @@ class Op:
                 with ctx._device:
                     out = cls.array_forward(ctx, *raw)
         if type(out) is np.ndarray and not ctx._dirty and not cls.is_view:
-            single, outputs = True, (Tensor(out),)
+            single, outputs = True, (_plain_tensor(out),)
         else:
             single = not isinstance(out, tuple)
             outputs = _wrap_outputs(cls, ctx, args, raw, (out,) if single else out)
-        if edges is not None:
+        if record:
             _connect(cls, ctx, args, raw, outputs)
         if ctx._to_save:
             ctx._to_save = ()
@@ -559,7 +564,9 @@ def _connect(cls, ctx, args, raw, outputs):
     non_diff = ctx._non_differentiable
     dirty = ctx._dirty
     meta = []
-    for nr, o in enumerate(outputs):
+    nr = -1
+    for o in outputs:
+        nr += 1
         if o is None:
             meta.append(None)
             continue
@@ -586,15 +593,23 @@ def _connect(cls, ctx, args, raw, outputs):
     ctx._output_meta = tuple(meta)
     if ctx._to_save:
         saved = []
-        for v in ctx._to_save:  # an input or an output (by identity), else kept as is
+        for v in ctx._to_save:  # an input, else an output (by identity), a tensor, a constant
             if v is not None:
                 for a, r in zip(args, raw):
                     if v is r and isinstance(a, Tensor):
                         counter = a._version
-                        v = _new_tuple(_Saved, (a._array, a, None, counter, counter.value))
+                        v = (a._array, a, None, counter, counter.value)
                         break
                 else:
-                    v = _saved_entry(v, outputs)
+                    nr = 0
+                    for o in outputs:
+                        if o is not None and (v is o or v is o._array):
+                            counter = o._version
+                            v = (o._array, None, nr, counter, counter.value)
+                            break
+                        nr += 1
+                    else:
+                        v = _saved_entry(v)
             saved.append(v)
         ctx._saved = saved
         if _saved_hooks:
@@ -658,14 +673,13 @@ def _user_stack(limit: int = 12) -> str:
     return "".join(traceback.format_list(frames[-limit:]))
 
 
-def _saved_entry(value, outputs):
-    """The saved entry of a value that is not an input: an output, a tensor, or a constant."""
-    for nr, o in enumerate(outputs):
-        if o is not None and (value is o or value is o._array):
-            return _saved(o._array, None, nr, o._version)
+def _saved_entry(value):
+    """The saved entry of a value that is neither an input nor an output: a tensor (with its
+    version) or a constant."""
     if isinstance(value, Tensor):
-        return _saved(value._array, value, None, value._version)
-    return _new_tuple(_Saved, (value, None, None, None, 0))
+        counter = value._version
+        return (value._array, value, None, counter, counter.value)
+    return (value, None, None, None, 0)
 
 
 def once_differentiable(backward):

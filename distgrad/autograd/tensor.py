@@ -53,10 +53,9 @@ __all__ = ["Tensor", "VersionCounter"]
 class VersionCounter:
     """Counts in-place changes of a tensor's storage; shared by a tensor and its views."""
 
-    __slots__ = ("value",)
-
-    def __init__(self):
-        self.value = 0
+    # A class-level start value instead of an ``__init__``: one counter is made per tensor,
+    # and a class without ``__init__`` is instantiated in C.
+    value = 0
 
 
 class AccumulateGrad(BackwardNode):
@@ -65,7 +64,6 @@ class AccumulateGrad(BackwardNode):
     _is_accumulator = True
 
     def __init__(self, tensor: Tensor):
-        super().__init__()
         # Run as soon as ready, before any other node (as PyTorch's AccumulateGrad), so that a
         # leaf's post-accumulate-grad hooks fire during backward, not after it.
         self._seq = float("inf")
@@ -515,7 +513,28 @@ class Tensor:
         return "tensor(" + body + "".join(", " + e for e in extras) + ")"
 
 
+_new_object = object.__new__
+
+
+def _plain_tensor(array) -> Tensor:
+    """``Tensor(array)`` for a numpy/cupy array, made without the constructor's call and
+    checks: the per-op path wraps every op output with it."""
+    t = _new_object(Tensor)
+    t._array = array
+    t._grad = None
+    t._grad_fn = None
+    t._output_nr = 0
+    t._version = VersionCounter()
+    t._accumulator = None
+    t._hooks = None
+    t._post_acc_hooks = None
+    t._retains_grad = False
+    t._requires_grad = False
+    return t
+
+
 _function_module.Tensor = Tensor
+_function_module._plain_tensor = _plain_tensor
 
 
 def _legacy_array(data, second, sizes):

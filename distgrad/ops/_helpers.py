@@ -81,29 +81,30 @@ def check_same_device(op: str, *tensors: Tensor | None) -> None:
         )
 
 
-def prepare_operands(op: str, *operands, floating: bool = False):
-    """Promote operands to one dtype as PyTorch does (Python scalars become constants of that
-    dtype on the tensors' device). ``floating`` promotes integer results to the default float
-    dtype (true division). Returns tensors or raw constant arrays, ready for ``apply``."""
-    if len(operands) == 2:  # the common cases first, without building anything
-        a, b = operands
-        if isinstance(a, Tensor):
-            kind = a.array.dtype.kind
-            if isinstance(b, Tensor):
-                x, y = a.array, b.array
-                if x.dtype == y.dtype and (not floating or kind in "fc"):
-                    if (
-                        type(x) is not np.ndarray
-                        or type(y) is not np.ndarray
-                        or type(a).device is not _TENSOR_DEVICE
-                        or type(b).device is not _TENSOR_DEVICE
-                    ):
-                        check_same_device(op, a, b)
-                    return operands
-            elif type(b) in (float, int) and kind == "f":
-                return operands  # numpy keeps a float array's dtype for a Python scalar
-        elif isinstance(b, Tensor) and type(a) in (float, int) and b.array.dtype.kind == "f":
-            return operands
+def prepare_operands(op: str, a, b, floating: bool = False):
+    """Promote the two operands of a binary op to one dtype as PyTorch does (Python scalars
+    become constants of that dtype on the tensors' device). ``floating`` promotes integer
+    results to the default float dtype (true division). Returns ``(a, b)``: tensors or raw
+    constant arrays, ready for ``apply``."""
+    operands = (a, b)
+    # the common cases first: two tensors of one dtype, a float tensor and a Python number
+    if isinstance(a, Tensor):
+        x = a.array
+        if isinstance(b, Tensor):
+            y = b.array
+            if x.dtype == y.dtype and (not floating or x.dtype.kind in "fc"):
+                if (
+                    type(x) is not np.ndarray
+                    or type(y) is not np.ndarray
+                    or type(a).device is not _TENSOR_DEVICE
+                    or type(b).device is not _TENSOR_DEVICE
+                ):
+                    check_same_device(op, a, b)
+                return operands
+        elif type(b) in (float, int) and x.dtype.kind == "f":
+            return operands  # numpy keeps a float array's dtype for a Python scalar
+    elif isinstance(b, Tensor) and type(a) in (float, int) and b.array.dtype.kind == "f":
+        return operands
     for x in operands:
         if (
             isinstance(x, (str, bytes))

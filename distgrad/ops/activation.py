@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from ..autograd import Op
+from ..autograd import Op, Tensor
 from ..backend import get_default_dtype
 from ._helpers import apply_inplace, as_tensor, graph_xp, tensor_method, unbroadcast
 from ._stable import stable_sigmoid, stable_softplus
@@ -217,7 +217,7 @@ def positive_part(xp, x, out=None):
     is taken as rows against one row of zeros (the same values, NaN kept as maximum keeps it)."""
     row = math.gcd(x.size, _ZERO_ROW)
     if row < 64 or not x.flags.c_contiguous:
-        return xp.maximum(x, 0, out=out)
+        return xp.maximum(x, 0) if out is None else xp.maximum(x, 0, out=out)
     rows = x.reshape(-1, row)
     zero = xp.zeros(row, dtype=x.dtype)
     if out is None:
@@ -249,7 +249,7 @@ def relu(input, inplace=False):
     """``max(input, 0)``."""
     if inplace:
         return relu_(input)
-    return ReLU.apply(as_tensor(input))
+    return ReLU.apply(input if isinstance(input, Tensor) else as_tensor(input))
 
 
 @tensor_method("relu_")

@@ -188,7 +188,7 @@ class Pow(Op):
 
 
 def _binary(fn, op, a, b, floating=False):
-    a, b = prepare_operands(op, a, b, floating=floating)
+    a, b = prepare_operands(op, a, b, floating)
     try:
         return fn.apply(a, b)
     except ValueError:

@@ -10,7 +10,15 @@ import numpy as np
 from ..autograd import Op, Tensor
 from ..autograd.function import autocasting
 from ..backend import array_module_for
-from ._helpers import as_tensor, check_same_device, graph_xp, tensor_method, unbroadcast, write_out
+from ._helpers import (
+    _TENSOR_DEVICE,
+    as_tensor,
+    check_same_device,
+    graph_xp,
+    tensor_method,
+    unbroadcast,
+    write_out,
+)
 from .shape import reshape
 
 __all__ = ["matmul", "mm", "bmm", "dot", "outer", "einsum", "linear", "addmm", "baddbmm"]
@@ -40,25 +48,27 @@ def _operands(op: str, a, b):
         a = as_tensor(a, b if isinstance(b, Tensor) else None)
     if not isinstance(b, Tensor):
         b = as_tensor(b, a)
-    if a.array.dtype != b.array.dtype and not autocasting(a, b):
+    x, y = a.array, b.array
+    if x.dtype != y.dtype and not autocasting(a, b):
         raise RuntimeError(
             f"{op}: expected m1 and m2 to have the same dtype, but got: "
             f"{_C_NAMES.get(a.dtype.name, a.dtype.name)} != "
             f"{_C_NAMES.get(b.dtype.name, b.dtype.name)} ({a.dtype} of shape {list(a.shape)} "
             f"and {b.dtype} of shape {list(b.shape)}); convert one with .to(dtype)"
         )
-    if type(a.array) is not np.ndarray or type(b.array) is not np.ndarray:
+    if type(x) is not np.ndarray or type(y) is not np.ndarray:
         check_same_device(op, a, b)
-    elif type(a).device is not Tensor.device or type(b).device is not Tensor.device:
+    elif type(a).device is not _TENSOR_DEVICE or type(b).device is not _TENSOR_DEVICE:
         check_same_device(op, a, b)  # a subclass with a device of its own
     return a, b
 
 
 def _check_inner(op: str, a: Tensor, b: Tensor) -> None:
-    if a.shape[-1] != b.shape[-2 if b.ndim > 1 else 0]:
+    """Raise unless the matrix dims of ``a`` and ``b`` (at least 1-D each) multiply."""
+    sa, sb = a.shape, b.shape
+    if sa[-1] != sb[-2 if len(sb) > 1 else 0]:
         raise RuntimeError(
-            f"{op}: mat1 and mat2 shapes cannot be multiplied "
-            f"({_dims(a.shape)} and {_dims(b.shape)})"
+            f"{op}: mat1 and mat2 shapes cannot be multiplied ({_dims(sa)} and {_dims(sb)})"
         )
 
 
@@ -93,24 +103,23 @@ class Matmul(Op):
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
-        ctx.shapes = (a.shape, b.shape)
         buf = ctx.out_buffer
         try:
             if buf is not None:
-                return (
-                    _mm(ctx.xp, a, b, buf) if a.flags.c_contiguous else ctx.xp.matmul(a, b, out=buf)
-                )
-            return _mm(ctx.xp, a, b) if a.flags.c_contiguous else a @ b
-        except ValueError:  # batch dims that do not broadcast
-            raise RuntimeError(
-                f"matmul: the batch dims of shapes {list(a.shape)} and "
-                f"{list(b.shape)} cannot be broadcast together"
-            ) from None
+                if a.flags.c_contiguous:
+                    return _mm(ctx.xp, a, b, buf)
+                return ctx.xp.matmul(a, b, out=buf)
+            if a.ndim > 2 and a.flags.c_contiguous:  # (folding the stack needs a view)
+                return _mm(ctx.xp, a, b)
+            return a @ b
+        except ValueError:  # shapes that do not multiply: say which way, as PyTorch does
+            raise _matmul_error(a.shape, b.shape) from None
 
     @staticmethod
     def backward(ctx, g):
         a, b = ctx.saved_tensors
         xp = ctx.xp
+        a_shape, b_shape = a.shape, b.shape
         # as in numpy, a vector operand is a matrix with a size-1 dim the result drops
         g_shape = tuple(g.shape)
         if b.ndim == 1:
@@ -121,28 +130,40 @@ class Matmul(Op):
         ga = gb = None
         if ctx.needs_input_grad[0]:
             ga = _mm(xp, g, _swap(xp, b), ctx.grad_buffer)
-            ga = _keep_shape(xp, unbroadcast(xp, ga, a.shape), ctx.shapes[0])
+            ga = _keep_shape(xp, unbroadcast(xp, ga, a.shape), a_shape)
         if ctx.needs_input_grad[1]:
             if b.ndim == 2 and a.ndim > 2:  # sum over the stack inside one GEMM
                 gb = _swap(xp, xp.reshape(a, (-1, a.shape[-1]))) @ xp.reshape(g, (-1, g.shape[-1]))
             else:
                 gb = unbroadcast(xp, _swap(xp, a) @ g, b.shape)
-            gb = _keep_shape(xp, gb, ctx.shapes[1])
+            gb = _keep_shape(xp, gb, b_shape)
         return ga, gb
+
+
+def _matmul_error(sa: tuple, sb: tuple) -> RuntimeError:
+    """PyTorch's error for operands of shapes ``sa`` and ``sb`` that do not multiply."""
+    if not sa or not sb:
+        return RuntimeError(
+            f"both arguments to matmul need to be at least 1D, but they are {len(sa)}D and "
+            f"{len(sb)}D"
+        )
+    if sa[-1] != sb[-2 if len(sb) > 1 else 0]:
+        return RuntimeError(
+            f"matmul: mat1 and mat2 shapes cannot be multiplied ({_dims(sa)} and {_dims(sb)})"
+        )
+    return RuntimeError(
+        f"matmul: the batch dims of shapes {list(sa)} and {list(sb)} cannot be broadcast together"
+    )
 
 
 @tensor_method("matmul", "__matmul__")
 def matmul(input, other, *, out=None):
     """Matrix product with numpy's rules: vectors (1-D) are promoted and the added dim
-    removed, leading (batch) dims broadcast. Both operands must have the same dtype."""
+    removed, leading (batch) dims broadcast. Both operands must have the same dtype. (Shapes
+    that do not multiply are diagnosed when numpy refuses them: ``Matmul.forward``.)"""
     if out is not None:
         return write_out("matmul", matmul(input, other), out)
     a, b = _operands("matmul", input, other)
-    if a.ndim == 0 or b.ndim == 0:
-        raise RuntimeError(
-            f"both arguments to matmul need to be at least 1D, but they are {a.ndim}D and {b.ndim}D"
-        )
-    _check_inner("matmul", a, b)
     return Matmul.apply(a, b)
 
 

@@ -52,13 +52,17 @@ return_types = types.SimpleNamespace(max=_namedtuple("max"), min=_namedtuple("mi
 
 
 # ---- shared helpers -----------------------------------------------------------------------
+_ALL_AXES = tuple(tuple(range(n)) for n in range(65))  # numpy's and cupy's most dims: 64
+
+
 def _axes(x: Tensor, dim, op: str) -> tuple:
     """``dim`` (None, an int or a sequence; empty means all) as sorted axes of ``x``; a 0-d
     tensor accepts dim 0/-1 and has nothing to reduce."""
-    if isinstance(dim, (tuple, list)) and not dim:
-        dim = None
-    axes = normalize_dims(dim, x.ndim, op)
-    return axes if x.ndim else ()
+    ndim = x.ndim
+    if dim is None or isinstance(dim, (tuple, list)) and not dim:
+        return _ALL_AXES[ndim]
+    axes = normalize_dims(dim, ndim, op)
+    return axes if ndim else ()
 
 
 def _axis(x: Tensor, dim: int, op: str):
@@ -72,13 +76,16 @@ def _kept_shape(shape, axes) -> tuple:
 
 
 def _setup(ctx, x, axes) -> None:
-    ctx.shape, ctx.axes, ctx.kept = x.shape, axes, _kept_shape(x.shape, axes)
+    ctx.shape, ctx.axes = x.shape, axes
 
 
-def _keep(xp, g, kept):
+def _keep(xp, g, ctx):
     """A reduction's output (or its gradient) with the reduced axes back as size-1 dims, so it
-    broadcasts against the input."""
-    return g if tuple(g.shape) == kept else xp.reshape(g, kept)
+    broadcasts against the input (of ``ctx.shape``, reduced over ``ctx.axes``)."""
+    shape = ctx.shape
+    if g.ndim == len(shape):  # keepdim=True, or nothing reduced
+        return g
+    return xp.reshape(g, _kept_shape(shape, ctx.axes))
 
 
 def _floating(x: Tensor, op: str, dtype=None) -> Tensor:
@@ -128,7 +135,7 @@ class Sum(Op):
     @staticmethod
     def backward(ctx, g):
         xp = ctx.xp
-        return xp.broadcast_to(_keep(xp, g, ctx.kept), ctx.shape), None, None
+        return xp.broadcast_to(_keep(xp, g, ctx), ctx.shape), None, None
 
 
 class Mean(Op):
@@ -143,7 +150,7 @@ class Mean(Op):
     def backward(ctx, g):
         xp = ctx.xp
         n = math.prod(ctx.shape[a] for a in ctx.axes)
-        return xp.broadcast_to(_keep(xp, g, ctx.kept) / n, ctx.shape), None, None
+        return xp.broadcast_to(_keep(xp, g, ctx) / n, ctx.shape), None, None
 
 
 class Prod(Op):
@@ -163,19 +170,21 @@ class Prod(Op):
         x, out = ctx.saved_tensors
         xp = ctx.xp
         axes = ctx.axes
-        g = _keep(xp, g, ctx.kept)
+        g = _keep(xp, g, ctx)
         zero = x == 0
         x_safe = xp.where(zero, 1, x)
         only_zero = xp.sum(zero, axis=axes, keepdims=True) == 1
         at_zero = g * xp.prod(x_safe, axis=axes, keepdims=True) * only_zero
-        return xp.where(zero, at_zero, g * _keep(xp, out, ctx.kept) / x_safe), None, None
+        return xp.where(zero, at_zero, g * _keep(xp, out, ctx) / x_safe), None, None
 
 
 @tensor_method("sum")
 def sum(input, dim=None, keepdim=False, *, dtype=None):
     """Sum over ``dim`` (an int, a tuple, or None for all); integers sum to int64."""
-    input = _accumulating(input, dtype)
-    return Sum.apply(input, _axes(input, dim, "sum"), keepdim)
+    if dtype is not None or input.array.dtype.kind in "biu":
+        input = _accumulating(input, dtype)
+    axes = _ALL_AXES[input.ndim] if dim is None else _axes(input, dim, "sum")
+    return Sum.apply(input, axes, keepdim)
 
 
 @tensor_method("mean")
@@ -209,9 +218,9 @@ class _Extreme(Op):
     def backward(ctx, g):
         x, out = ctx.saved_tensors
         xp = ctx.xp
-        hit = x == _keep(xp, out, ctx.kept)
+        hit = x == _keep(xp, out, ctx)
         count = xp.sum(hit, axis=ctx.axes, keepdims=True, dtype=g.dtype)
-        return xp.where(hit, _keep(xp, g, ctx.kept) / count, 0), None, None
+        return xp.where(hit, _keep(xp, g, ctx) / count, 0), None, None
 
 
 class Amax(_Extreme):
@@ -252,7 +261,7 @@ class _ExtremeAlongDim(Op):
         selected = positions == raw
         if isinstance(g, Tensor):
             selected = Tensor(selected)
-        return xp.where(selected, _keep(xp, g, ctx.kept), 0), None, None
+        return xp.where(selected, _keep(xp, g, ctx), 0), None, None
 
 
 class MaxDim(_ExtremeAlongDim):
@@ -348,7 +357,7 @@ class Var(Op):
         xp = ctx.xp
         n = math.prod(ctx.shape[a] for a in ctx.axes)
         centred = x - xp.mean(x, axis=ctx.axes, keepdims=True)
-        return _keep(xp, g, ctx.kept) * (2 / (n - ctx.correction)) * centred, None, None, None
+        return _keep(xp, g, ctx) * (2 / (n - ctx.correction)) * centred, None, None, None
 
 
 @tensor_method("var")
@@ -386,7 +395,7 @@ class Norm2(Op):
     def backward(ctx, g):
         x, out = ctx.saved_tensors
         xp = ctx.xp
-        scale = _keep(xp, g / xp.where(out == 0, 1, out), ctx.kept)
+        scale = _keep(xp, g / xp.where(out == 0, 1, out), ctx)
         return x * scale, None, None
 
 
@@ -442,7 +451,7 @@ class LogSumExp(Op):
     def backward(ctx, g):
         x, out = ctx.saved_tensors
         xp = ctx.xp
-        return _keep(xp, g, ctx.kept) * xp.exp(x - _keep(xp, out, ctx.kept)), None, None
+        return _keep(xp, g, ctx) * xp.exp(x - _keep(xp, out, ctx)), None, None
 
 
 @tensor_method("logsumexp")

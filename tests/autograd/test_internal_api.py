@@ -164,3 +164,22 @@ def test_get_gradient_edge():
     assert edge.node.variable is p
     y = p * 2
     assert get_gradient_edge(y) == (y.grad_fn, 0)
+
+
+def test_op_outputs_are_made_as_the_constructor_makes_tensors():
+    # Op._apply wraps outputs with tensor._plain_tensor (Tensor(array) without the call): it
+    # must set every slot as the constructor does, or a slot added later stays unset
+    from distgrad.autograd.tensor import Tensor, _plain_tensor
+
+    array = np.ones(3, np.float32)
+    fast, made = _plain_tensor(array), Tensor(array)
+    for name in Tensor.__slots__:
+        if name == "__weakref__":
+            continue
+        got, want = getattr(fast, name), getattr(made, name)
+        if name == "_version":
+            assert type(got) is type(want) and got.value == want.value == 0 and got is not want
+        else:
+            assert got is want or got == want, name
+    y = dg.ones(3, requires_grad=True) * 2  # a recorded op's output
+    assert y.grad_fn is not None and y.version == 0 and not y.retains_grad and y.grad_fn.name()

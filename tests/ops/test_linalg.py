@@ -123,6 +123,25 @@ def test_mismatched_shapes_name_both_shapes():
         dg.matmul(dg.tensor(2.0), dg.ones(2))
 
 
+def test_matmul_shape_errors_when_recording_change_nothing():
+    # matmul diagnoses shapes when numpy refuses them (inside the recorded op): same messages
+    # for vectors and stacks, and the operands keep their state
+    a = dg.ones(2, 3, 4, requires_grad=True)
+    v = dg.ones(5, requires_grad=True)
+    with pytest.raises(RuntimeError, match=r"shapes cannot be multiplied \(2x3x4 and 5\)"):
+        a @ v
+    with pytest.raises(RuntimeError, match=r"shapes cannot be multiplied \(5 and 2x3x4\)"):
+        v @ a
+    with pytest.raises(RuntimeError, match=r"shapes cannot be multiplied \(3 and 5\)"):
+        dg.ones(3) @ v
+    with pytest.raises(RuntimeError, match="they are 1D and 0D"):
+        v @ dg.tensor(2.0)
+    assert a.is_leaf and v.is_leaf and a.grad is None and v.grad is None
+    assert a.version == 0 and v.version == 0
+    (a @ dg.ones(4, 5)).sum().backward()  # still usable
+    assert a.grad.shape == (2, 3, 4)
+
+
 def test_restricted_products_check_dims():
     with pytest.raises(RuntimeError, match=r"mm: self must be a matrix.*\[2, 2, 2\]"):
         dg.mm(dg.ones(2, 2, 2), dg.ones(2, 2))
