@@ -363,8 +363,9 @@ class _Arena:
 
     def adopt(self, out, args) -> None:
         """Keep the memory of ``out`` (a fresh output, or a view covering all of one) for
-        later replays; anything that may be shared (part of an array, an argument or a view
-        of one, a scalar) is not kept."""
+        later replays, unless a free array of its size is kept already (so the arena holds
+        no more than the most arrays live at once); anything that may be shared (part of an
+        array, an argument or a view of one, a scalar) is not kept."""
         root = _root(out)
         if (
             self.enabled
@@ -376,7 +377,11 @@ class _Arena:
             and all(root is not a and root is not _root(a) for a in args if a is not None)
         ):
             with self.lock:
-                self.arrays.setdefault((root.size, root.dtype), []).append(root)
+                same = self.arrays.setdefault((root.size, root.dtype), [])
+                for a in same:  # a free one already (the first replay's gradients)
+                    if sys.getrefcount(a) <= _FREE_REFS:
+                        return
+                same.append(root)
                 self.ids.add(id(root))
 
     def add(self, xp, a, b):
