@@ -147,6 +147,14 @@ def _sizes(array: Array | None) -> tuple[int, np.dtype | None]:
     return (0, None) if array is None else (int(array.size), array.dtype)
 
 
+def started(work: Work | None) -> Work:
+    """The ``Work`` of a collective started with ``async_op=True`` (which always returns one;
+    None would mean a blocking call was passed here by mistake)."""
+    if work is None:
+        raise RuntimeError("expected the Work of a collective started with async_op=True, got None")
+    return work
+
+
 def _finished() -> bool:
     return True
 
