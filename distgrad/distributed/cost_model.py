@@ -245,7 +245,10 @@ def auto_algorithm(n: int, nbytes: float, cluster: Cluster) -> str:
 
 # ---- models and modes -----------------------------------------------------------------------
 def _transformer(d: int, layers: int, vocab: int, ffn: int, context: int) -> list:
-    shapes = [("embed.weight", (vocab, d)), ("pos.weight", (context, d))]
+    shapes: list[tuple[str, tuple[int, ...]]] = [
+        ("embed.weight", (vocab, d)),
+        ("pos.weight", (context, d)),
+    ]
     for i in range(layers):
         p = f"h{i}."
         shapes += [
@@ -299,7 +302,9 @@ def buckets(
     """DDP's bucket plan over ``shapes`` (registration order; cut in backward order, the
     first bucket closing at ``first_bucket_mb``, later ones at ``bucket_cap_mb``): a list of
     buckets, each a list of ``(name, shape)``."""
-    plan, current, size = [], [], 0
+    plan: list[list[tuple[str, tuple[int, ...]]]] = []
+    current: list[tuple[str, tuple[int, ...]]] = []
+    size = 0
     for name, shape in reversed(shapes):
         current.append((name, shape))
         size += int(np.prod(shape)) * itemsize

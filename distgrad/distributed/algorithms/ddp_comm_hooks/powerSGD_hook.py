@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import Any
 
 import numpy as np
 
@@ -195,7 +196,8 @@ def powerSGD_hook(state: PowerSGDState, bucket: GradBucket) -> Future:
     state.total_numel_after_compression += plain_size
 
     # the uncompressed tensors, averaged in one buffer
-    plain_memory = plain_future = None
+    plain_memory: Any = None  # an xp array
+    plain_future: Future | None = None
     plain_sq = 0.0
     if plain:
         plain_memory = xp.concatenate([a.reshape(-1) for a in plain])
