@@ -414,6 +414,7 @@ class Communicator(ABC):
         # tags of every rank -> the exception to raise when they differ
         self.tag_error: Callable[[list[Any]], Exception] | None = None
         self.label = "WORLD"  # the process group, for messages
+        self.debug = False  # collectives checked across ranks first (contract.py)
 
     # ---- bookkeeping shared by implementations ------------------------------------------
     def _issue(
