@@ -44,7 +44,7 @@ from ..autograd import Tensor, graph
 from ..autograd.engine import set_grad_writer
 from ..futures import Future
 from . import timeline
-from .communicator import ReduceOp
+from .communicator import Array, ReduceOp
 from .contract import check_agreement
 from .grad_bucket import GradBucket, HookWork
 from .nccl import OverlapTimeline
@@ -141,7 +141,8 @@ class AllreduceBucket(_BucketBase):
     def reset(self) -> None:
         """Forget the previous backward."""
         super().reset()
-        self.saved = {}  # slot -> .grad of an unused parameter, restored if no rank used it
+        # slot -> .grad of an unused parameter, restored if no rank used it
+        self.saved: dict[int, Array] = {}
 
     def write_first(self, slot: int, scale, array):
         """The engine's grad writer (``gradient_as_bucket_view``): the first gradient of a
@@ -709,8 +710,8 @@ class Reducer:
         """sqrt(sum |error|^2 / sum |input|^2) over the buckets' hook reports (StepStats)."""
         if self.comm_hook is None:
             return 0.0
-        reports = [getattr(b, "grad_bucket", None) for b in launched]
-        reports = [g._error for g in reports if g is not None and g._error is not None]
+        buckets = [getattr(b, "grad_bucket", None) for b in launched]
+        reports = [g._error for g in buckets if g is not None and g._error is not None]
         if not reports:
             return None
         error, total = (sum(r[i] for r in reports) for i in range(2))
@@ -754,7 +755,11 @@ def cut_buckets(named, bucket_cap_mb: float, first_bucket_mb: float) -> list:
     """Cut ``named`` (in backward order) into allreduce buckets per dtype and device: the
     first holds up to ``first_bucket_mb``, later ones up to ``bucket_cap_mb``. A bucket closes
     once it reaches its cap (PyTorch's rule), so a tiny cap gives one parameter each."""
-    closed, open_, sizes, count = [], {}, {}, {}
+    Key = tuple[np.dtype, str]
+    closed: list[tuple[list[Tensor], list[str]]] = []
+    open_: dict[Key, tuple[list[Tensor], list[str]]] = {}
+    sizes: dict[Key, int] = {}
+    count: dict[Key, int] = {}
     for name, p in named:
         key = (p.array.dtype, str(p.device))
         params, names = open_.setdefault(key, ([], []))
