@@ -126,6 +126,11 @@ class BackwardNode:
     needs_input_grad = _NeedsInputGrad()
     _packed = False  # saved values went through saved_tensors_hooks' pack hook
     _saved_as_tensors = False  # saved values come back as tensors even in a first-order backward
+    # A jit replay's buffer planning (ops that declare ``writes_out_buffer`` /
+    # ``writes_grad_buffer``): the array this op's output / first input gradient went into at
+    # the previous replay, to be written again (same shape and dtype); None: allocate.
+    out_buffer: Any = None
+    grad_buffer: Any = None
 
     @property
     def metadata(self) -> dict:

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import sys
 import time
 from dataclasses import dataclass
 
@@ -49,7 +50,7 @@ from .grad_bucket import GradBucket, HookWork
 from .nccl import OverlapTimeline
 from .traffic import Tally
 
-__all__ = ["Reducer", "StepStats", "AllreduceBucket", "ShardBucket", "ShardLayout"]
+__all__ = ["Reducer", "StepStats", "AllreduceBucket", "ShardBucket", "ShardLayout", "WorkList"]
 
 _MB = 1024 * 1024
 
@@ -207,6 +208,9 @@ class ShardLayout:
         sizes = [r * n for r, n in zip(self.rows, self.inner)]
         self.offsets = [int(x) for x in np.cumsum([0] + sizes)]
         self.block = self.offsets[-1]  # elements per rank
+        # the gathered unit, parameter-major: parameter i's padded rows (world * rows_i, inner_i)
+        # at full_offsets[i], so each parameter is a contiguous view (``full_view``)
+        self.full_offsets = [world * x for x in self.offsets]
 
     def shard_shape(self, i: int) -> tuple:
         """Shape of parameter i's (padded) local shard."""
@@ -221,6 +225,34 @@ class ShardLayout:
     def block_view(self, block, i: int):
         """Parameter i's shard inside one rank's flat ``block`` (shape ``shard_shape(i)``)."""
         return block[self.offsets[i] : self.offsets[i + 1]].reshape(self.shard_shape(i))
+
+    def full_view(self, flat, i: int):
+        """Parameter i, whole (its shape), as a view into the parameter-major gathered ``flat``
+        (``world * block`` elements; see ``gather_pieces``)."""
+        start = self.full_offsets[i]
+        return flat[start : start + self.dim0[i] * self.inner[i]].reshape(self.shapes[i])
+
+    def gather_pieces(self, shard_block, flat) -> list:
+        """``(send, recv)`` per parameter for gathering into the parameter-major ``flat``: an
+        all-gather of parameter i's rows of this rank's ``shard_block`` into its padded rows of
+        ``flat`` puts rank r's rows at r * rows_i (MPI's rank order): the whole parameter."""
+        return [
+            (shard_block[a:b], flat[self.full_offsets[i] : self.full_offsets[i + 1]])
+            for i, (a, b) in enumerate(zip(self.offsets[:-1], self.offsets[1:]))
+        ]
+
+    def zero_padding(self, out2d) -> None:
+        """Zero the padding rows (beyond each parameter's dim 0) of the rank-major ``out2d``
+        (world, block)."""
+        for i in range(len(self.shapes)):
+            rows, inner, d = self.rows[i], self.inner[i], self.dim0[i]
+            if d == rows * self.world:
+                continue
+            dest = out2d[:, self.offsets[i] : self.offsets[i + 1]].reshape(self.world, rows, inner)
+            k = d // rows
+            if k < self.world:
+                dest[k, d - k * rows :] = 0
+                dest[k + 1 :] = 0
 
     def scatter_into(self, xp, full_rows, i: int, out2d, scale=None, add=False) -> None:
         """Write parameter i's full array (``full_rows``: shape (dim0, inner), or None for
@@ -257,32 +289,50 @@ class ShardLayout:
 
 
 class ShardBucket(_BucketBase):
-    """Rank-major gradients of parameters of one dtype, reduce-scattered into this rank's
-    shard; ``on_reduced(block)`` receives the reduced block (a new array each time, which the
-    owner may keep). Both buffers live only from the first gradient of a backward to the end of
-    the reduction (or across ``no_sync`` backwards, which accumulate into the send buffer)."""
+    """Gradients of parameters of one dtype, reduce-scattered into this rank's shard block;
+    ``on_reduced(block)`` receives the reduced block (a new array each time, which the owner may
+    keep). The send buffers live only from the first gradient of a backward to the end of the
+    reduction (or across ``no_sync`` backwards, which accumulate into them).
+
+    Rank-major (default): one buffer (world, block), one reduce-scatter. ``per_parameter``
+    (``fully_shard``'s units): one reduce-scatter per parameter, each from the parameter's own
+    padded gradient (world * rows, inner) into its rows of the block; a gradient whose rows
+    divide by the world size and that nothing else references is itself that buffer (scaled in
+    place), so a unit's gradients are reduced without a copy."""
 
     kind = "reduce_scatter"
 
-    def __init__(self, params, names, layout: ShardLayout, rank: int, on_reduced, dtype=None):
+    def __init__(
+        self,
+        params,
+        names,
+        layout: ShardLayout,
+        rank: int,
+        on_reduced,
+        dtype=None,
+        per_parameter: bool = False,
+    ):
         super().__init__(params, names)
         self.layout, self.rank, self.on_reduced = layout, rank, on_reduced
         first = params[0].array
         self.dtype = first.dtype if dtype is None else np.dtype(dtype)
         self._device = self.probe = first
         self.send = self.recv = None
+        self.per_parameter = per_parameter
+        self.sends = [None] * len(params)  # per_parameter: each parameter's padded gradient
         self.nbytes = layout.world * layout.block * self.dtype.itemsize
-        self.accumulated = False  # no_sync backwards have added into ``send``
+        self.accumulated = False  # no_sync backwards have added into the send buffers
         self.pre_scale, self.post_scale = 1.0 / layout.world, None
         self.written = False
         self.reset()
 
     @property
     def flat(self):
-        """The send buffer (allocated when needed)."""
+        """The rank-major send buffer (allocated when needed)."""
         if self.send is None:
             with _on_device(self._device):
-                self.send = self.xp.zeros((self.layout.world, self.layout.block), self.dtype)
+                self.send = self.xp.empty((self.layout.world, self.layout.block), self.dtype)
+            self.layout.zero_padding(self.send)  # every real row is written before launch
         return self.send
 
     def reset(self) -> None:
@@ -291,29 +341,79 @@ class ShardBucket(_BucketBase):
         self.written = False
 
     def fill(self, slot: int, scale: float, used: bool) -> None:
-        """Write (or, after no_sync backwards, add) the parameter's gradient into its rows of
-        every block and free the full gradient."""
+        """Write (or, after no_sync backwards, add) the parameter's gradient, times
+        ``pre_scale``, into its send rows and free the full gradient."""
         param = self.params[slot]
         grad = param.grad if used else None
+        add = self.ready[slot] or self.accumulated  # a second contribution, or accumulating
+        if self.per_parameter:
+            self._fill_own(slot, grad, add)
+            param.grad = None
+            return
         rows = None
         if grad is not None:
             rows = grad.array.reshape(self.layout.dim0[slot], self.layout.inner[slot])
             if rows.dtype != self.dtype:
                 rows = rows.astype(self.dtype)
-        add = self.ready[slot] or self.accumulated  # a second contribution, or accumulating
         if rows is not None or not add:
             self.layout.scatter_into(self.xp, rows, slot, self.flat, self.pre_scale, add)
         param.grad = None
+
+    def _fill_own(self, slot: int, grad, add: bool) -> None:
+        layout, scale = self.layout, self.pre_scale
+        size = layout.world * layout.rows[slot] * layout.inner[slot]
+        real = layout.dim0[slot] * layout.inner[slot]
+        send = self.sends[slot]
+        if grad is None:
+            if send is None:
+                with _on_device(self._device):
+                    self.sends[slot] = self.xp.zeros(size, self.dtype)
+            return
+        if add and send is not None:
+            send[:real] += grad.array.reshape(-1) * scale
+            return
+        array = grad.array
+        # steal the engine's fresh gradient when nothing but ``grad`` and the frames running
+        # this hook hold it (array: getrefcount's argument, ``array``, the tensor, the engine's
+        # frame; tensor: the argument, the parameter, ``fill``, this frame and one caller's);
+        # any other holder sees a reference more and gets a copy instead
+        if (
+            real == size
+            and array.dtype == self.dtype
+            and array.flags.c_contiguous
+            and getattr(array, "base", None) is None
+            and sys.getrefcount(array) <= 4
+            and sys.getrefcount(grad) <= 5
+        ):
+            send = array.reshape(-1)
+            if scale != 1.0:
+                send *= scale
+        else:
+            if array.dtype != self.dtype:
+                array = array.astype(self.dtype)
+            with _on_device(self._device):
+                send = self.xp.empty(size, self.dtype)
+            self.xp.multiply(array.reshape(-1), scale, out=send[:real])
+            send[real:] = 0
+        self.sends[slot] = send
 
     def launch(self, comm):
         """Start the reduce-scatter into a new receive buffer (returns the Work)."""
         with _on_device(self._device):
             self.recv = self.xp.empty(self.layout.block, self.dtype)
-        return comm.reduce_scatter(self.flat.reshape(-1), self.recv, ReduceOp.SUM)
+        if not self.per_parameter:
+            return comm.reduce_scatter(self.flat.reshape(-1), self.recv, ReduceOp.SUM)
+        offsets = self.layout.offsets
+        works = [
+            comm.reduce_scatter(send, self.recv[offsets[i] : offsets[i + 1]], ReduceOp.SUM)
+            for i, send in enumerate(self.sends)
+        ]
+        return WorkList(works)
 
     def write_back(self) -> None:
-        """Hand the reduced block to ``on_reduced`` and free both buffers."""
+        """Hand the reduced block to ``on_reduced`` and free the buffers."""
         recv, self.recv, self.send = self.recv, None, None
+        self.sends = [None] * len(self.params)
         if self.post_scale is not None:
             recv *= self.post_scale
         self.on_reduced(recv)
@@ -323,6 +423,25 @@ class ShardBucket(_BucketBase):
     def describe(self):
         """What must agree across ranks."""
         return (str(self.dtype), _device_kind(self._device), self.names, int(self.nbytes))
+
+
+class WorkList:
+    """Several collectives in flight as one (the per-parameter collectives of a unit):
+    completed when all are; ``seq`` is the last one's."""
+
+    def __init__(self, works: list):
+        self.works = works
+        self.seq = works[-1].seq if works else -1
+
+    def is_completed(self) -> bool:
+        """Whether every collective has finished (never blocks)."""
+        return all(work.is_completed() for work in self.works)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until every collective has completed."""
+        for work in self.works:
+            work.wait(timeout)
+        return True
 
 
 def _device_kind(array) -> str:

@@ -12,6 +12,8 @@ DataParallel and all).
 
 from __future__ import annotations
 
+import sys
+import threading
 from typing import Any
 
 import numpy as np
@@ -22,6 +24,9 @@ from ..autograd.engine import retains_graph
 __all__ = ["Graph", "Step", "TracedGraph", "RandomArray", "InputView"]
 
 _SCALARS = (np.generic, int, float, complex)
+# Outputs smaller than this are allocated as in eager: small arrays come from malloc's bins
+# without page faults, and the arena's bookkeeping would cost more than it saves.
+PLAN_BYTES = 64 << 10
 
 
 class RandomArray:
@@ -71,6 +76,7 @@ class Step:
         "tensor_args",
         "out_meta",
         "single",
+        "planned",
     )
 
     def __init__(self, fn, args, outs, needs, setup, tensor_args, out_meta, single, in_dtypes):
@@ -82,6 +88,7 @@ class Step:
         )
         self.setup, self.tensor_args = tuple(setup), tuple(tensor_args)
         self.out_meta, self.single = tuple(out_meta), single
+        self.planned = False  # set by Graph: the output goes into a reused buffer
 
     @property
     def recorded(self) -> bool:
@@ -122,7 +129,33 @@ class Graph:
             (i, op) for i, op in reversed(list(enumerate(self.ops))) if op.recorded
         ]
         self._dead_after = _dead_after(self.ops, self.outputs, self.constant_slots)
+        returned = set(self.outputs)
+        for op in self.ops:
+            op.planned = (
+                op.single
+                and getattr(op.fn, "writes_out_buffer", False)
+                and op.outs[0] not in returned
+                and op.out_meta[0] is not None
+                and _nbytes(*op.out_meta[0]) >= PLAN_BYTES
+            )
+        self._grad_planned = frozenset(
+            index
+            for index, op in self._backward_ops
+            if getattr(op.fn, "writes_grad_buffer", False) and op.grad_edges
+        )
+        self._arena = _Arena()
+        self._grad_meta: dict = {}  # step index -> (shape, dtype) of its first input gradient
         self._pool = []
+
+    @property
+    def buffer_planning(self) -> bool:
+        """Whether replays write planned outputs and gradients into reused arrays (on by
+        default; off, every op allocates as in eager: for measuring what planning buys)."""
+        return self._arena.enabled
+
+    @buffer_planning.setter
+    def buffer_planning(self, on: bool) -> None:
+        self._arena.enabled = bool(on)
 
     @property
     def has_backward(self) -> bool:
@@ -160,22 +193,42 @@ class Graph:
 
     # ---- replay ------------------------------------------------------------------------
     def run_forward(self, ctxs: list, arrays) -> list:
-        """Every op's forward on arrays; returns the filled slots."""
+        """Every op's forward on arrays; returns the filled slots.
+
+        Buffer planning: an op that declares ``writes_out_buffer`` finds in ``ctx.out_buffer``
+        an array of its output's shape and dtype that nothing references any more (an output
+        of an earlier op or replay, now dead: ``_Arena``) and writes its output into it, so a
+        replayed step allocates (and page-faults) nothing for those outputs and reuses
+        cache-warm memory. Returned values never use one."""
         vals = self._template.copy()
         for slot, array in zip(self.arg_slots, arrays):
             vals[slot] = array
+        arena = self._arena
         for op, ctx, dead in zip(self.ops, ctxs, self._dead_after):
             for slot, make in op.setup:
                 vals[slot] = make(vals)
-            out = op.fn.array_forward(ctx, *[vals[i] for i in op.args])
-            if op.single:
+            args = [vals[i] for i in op.args]
+            if op.planned:
+                ctx.out_buffer = arena.take(op.out_meta[0])
+                given = ctx.out_buffer is not None
+                out = op.fn.array_forward(ctx, *args)
+                ctx.out_buffer = None  # a reference that would keep the buffer busy
+                if isinstance(out, _SCALARS):
+                    out = _array_output(ctx, out)
+                elif not given:
+                    arena.adopt(out, args)
+                vals[op.outs[0]] = out
+            elif op.single:
+                out = op.fn.array_forward(ctx, *args)
                 vals[op.outs[0]] = _array_output(ctx, out) if isinstance(out, _SCALARS) else out
             else:
+                out = op.fn.array_forward(ctx, *args)
                 for slot, o in zip(op.outs, out):
                     if slot is not None:
                         vals[slot] = _array_output(ctx, o) if isinstance(o, _SCALARS) else o
             for slot in dead:  # as eager: an intermediate nothing reads again is freed now
                 vals[slot] = None
+        arena.release([vals[s] for s in self.outputs])  # the caller keeps those
         return vals
 
     def run_backward(self, ctxs: list, out_grads, release: bool = False) -> tuple:
@@ -184,6 +237,7 @@ class Graph:
         ``release``: free each op's saved values right after its backward, as the engine
         does without ``retain_graph``."""
         grads = [None] * self.n_slots
+        planned, arena, meta = self._grad_planned, self._arena, self._grad_meta
         for slot, g in zip(self.diff_outputs, out_grads):
             if g is not None:
                 grads[slot] = g if grads[slot] is None else grads[slot] + g
@@ -205,7 +259,21 @@ class Graph:
                     for nr, g in enumerate(gs):
                         if g is None and op.out_meta[nr] is not None:
                             gs[nr] = self.xp.zeros(*op.out_meta[nr])
-            result = op.fn.array_backward(ctx, *gs)
+            known = meta.get(index) if index in planned else False
+            if known is not False:  # None: not seen yet
+                ctx.grad_buffer = None if known is None else arena.take(known)
+                given = ctx.grad_buffer is not None
+                result = op.fn.array_backward(ctx, *gs)
+                ctx.grad_buffer = None
+                first = result[0] if isinstance(result, tuple) else result
+                if not given and first is not None:
+                    big = getattr(first, "nbytes", 0) >= PLAN_BYTES
+                    meta[index] = (first.shape, first.dtype) if big else False
+                    if big:
+                        arena.adopt(first, gs)
+                first = None
+            else:
+                result = op.fn.array_backward(ctx, *gs)
             if release:
                 _clear(ctx)
             if not isinstance(result, tuple):
@@ -216,8 +284,9 @@ class Graph:
                     continue
                 if g.dtype is not dtype and g.dtype != dtype:  # bfloat16 input, as the engine
                     g = g.astype(dtype)
-                grads[slot] = g if grads[slot] is None else grads[slot] + g
-        return tuple(grads[s] for s in self.arg_slots)
+                grads[slot] = g if grads[slot] is None else arena.add(self.xp, grads[slot], g)
+        grads = [grads[s] for s in self.arg_slots]
+        return tuple(arena.copies(grads))  # they leave the replay (into .grad): not buffers
 
     # ---- description ---------------------------------------------------------------------
     def __len__(self):
@@ -236,6 +305,104 @@ class Graph:
             lines.append(f"  {outs} = {op.fn.__name__}({args})")
         lines.append(f"  return ({', '.join(name(s) for s in self.outputs)})")
         return "\n".join(lines)
+
+
+def _nbytes(shape, dtype) -> int:
+    size = np.dtype(dtype).itemsize
+    for n in shape:
+        size *= n
+    return size
+
+
+def _root(a):
+    """The array owning ``a``'s memory (numpy and cupy point a view's ``base`` at it)."""
+    base = getattr(a, "base", None)
+    return a if base is None else base
+
+
+def _unreferenced_count() -> int:
+    """What ``sys.getrefcount`` says, in ``_Arena.take``'s loop, of an array that nothing but
+    the arena's list references (3 on CPython: the list, the loop variable, the argument;
+    measured, as interpreters differ in the references they count)."""
+    for a in [np.empty(1)]:
+        return sys.getrefcount(a)
+    return 0
+
+
+_FREE_REFS = _unreferenced_count()
+
+
+class _Arena:
+    """The arrays planned ops wrote their outputs and input gradients into, by (size, dtype)
+    of the owning array. Liveness is the reference count: an array is handed out again only
+    when nothing but the arena references it (not a live slot, a saved value, a view, a
+    gradient, nor anything a caller kept), so reuse never overwrites a value in use, whatever
+    the replays in flight (``retain_graph``, several outputs held). Arrays that leave the
+    replay (returned values, gradients) are dropped or copied so the arena does not grow
+    with what callers keep."""
+
+    def __init__(self):
+        self.arrays: dict = {}  # (size, dtype) -> [owning arrays]
+        self.ids: set = set()
+        self.lock = threading.Lock()  # replays of one graph in several threads
+        self.enabled = True
+
+    def take(self, meta):
+        """A free array viewed as ``meta`` = (shape, dtype), or None."""
+        if not self.enabled:
+            return None
+        shape, dtype = meta
+        size = 1
+        for n in shape:
+            size *= n
+        with self.lock:  # the view made here holds the array before another thread looks
+            for a in self.arrays.get((size, dtype), ()):
+                if sys.getrefcount(a) <= _FREE_REFS:
+                    return a.reshape(shape)
+        return None
+
+    def adopt(self, out, args) -> None:
+        """Keep the memory of ``out`` (a fresh output, or a view covering all of one) for
+        later replays; anything that may be shared (part of an array, an argument or a view
+        of one, a scalar) is not kept."""
+        root = _root(out)
+        if (
+            self.enabled
+            and getattr(out, "ndim", 0) > 0
+            and root.size == out.size
+            and isinstance(root, type(out))
+            and root.flags.c_contiguous
+            and id(root) not in self.ids
+            and all(root is not a and root is not _root(a) for a in args if a is not None)
+        ):
+            with self.lock:
+                self.arrays.setdefault((root.size, root.dtype), []).append(root)
+                self.ids.add(id(root))
+
+    def add(self, xp, a, b):
+        """``a + b`` (two gradients of one slot), into a free array when there is one."""
+        if getattr(a, "nbytes", 0) < PLAN_BYTES or getattr(b, "shape", None) != a.shape:
+            return a + b
+        out = self.take((a.shape, a.dtype)) if a.dtype == b.dtype else None
+        if out is None:
+            total = a + b
+            self.adopt(total, (a, b))
+            return total
+        return xp.add(a, b, out=out)
+
+    def release(self, values) -> None:
+        """Forget the arrays ``values`` (returned to the caller) are or view."""
+        for v in values:
+            root = _root(v)
+            with self.lock:
+                if id(root) in self.ids:
+                    self.ids.discard(id(root))
+                    self.arrays[(root.size, root.dtype)].remove(root)
+
+    def copies(self, values) -> list:
+        """``values``, with a copy for each one that is (a view of) an arena array."""
+        ids = self.ids
+        return [v if v is None or id(_root(v)) not in ids else v.copy() for v in values]
 
 
 def _clear(ctx) -> None:

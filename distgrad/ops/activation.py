@@ -227,15 +227,20 @@ def positive_part(xp, x, out=None):
 
 
 class ReLU(Op):
+    writes_out_buffer = writes_grad_buffer = True  # jit buffer planning (ctx.out_buffer)
+
     @staticmethod
     def forward(ctx, x):
-        y = positive_part(ctx.xp, x)
+        y = positive_part(ctx.xp, x, ctx.out_buffer)
         ctx.save_for_backward(y)
         return y
 
     @staticmethod
     def backward(ctx, g):
         (y,) = ctx.saved_tensors
+        if ctx.grad_buffer is not None:  # the mask as 1.0/0.0 in the buffer: the same products
+            mask = ctx.xp.greater(y, 0, out=ctx.grad_buffer)
+            return ctx.xp.multiply(g, mask, out=mask)
         return g * (y > 0)
 
 

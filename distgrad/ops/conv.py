@@ -167,14 +167,18 @@ class Patches:
         return y.reshape(y.shape[:2] + (self.g.OH, self.width))[..., : self.g.OW]
 
 
-def correlate(xp, x4, w3, g: Geometry, groups: int, bias=None):
+def correlate(xp, x4, w3, g: Geometry, groups: int, bias=None, out=None):
     """Cross-correlation of x4 (N, C, H, W) with the grouped kernel w3
     (groups, F/groups, C/groups*kh*kw): contiguous (N, F, OH, OW), plus ``bias`` per channel.
-    One matrix product per chunk of samples, cropped (and biased) into the output."""
+    One matrix product per chunk of samples, cropped (and biased) into the output (``out``,
+    when given: a contiguous array of that shape)."""
     n = x4.shape[0]
     f = groups * w3.shape[1]
     p = Patches.of(g)
-    out = xp.empty((n, f, g.OH, g.OW), dtype=x4.dtype)
+    if out is None:
+        out = xp.empty((n, f, g.OH, g.OW), dtype=x4.dtype)
+    else:
+        out = out.reshape(n, f, g.OH, g.OW)
     b = None if bias is None else bias.reshape(-1, 1, 1)
     for n0, n1, cols in p.chunks(xp, x4, groups):
         m = n1 - n0
@@ -224,12 +228,13 @@ def kernel_grad(xp, x4, gy, g: Geometry, groups: int):
     return total
 
 
-def input_grad(xp, gy, w, g: Geometry, groups: int, c: int):
+def input_grad(xp, gy, w, g: Geometry, groups: int, c: int, out=None):
     """Gradient of ``correlate`` in its input, (N, C, H, W), from gy (N, F, OH, OW) and the
     kernel w (F, C/groups, kh, kw). With stride 1 (and F <= 2C) it is the correlation of gy,
     padded to full size, with the flipped kernel (the same patch-matrix path as the forward);
     otherwise the kernel's transpose times gy gives the windows' gradients, summed back per
-    chunk of samples by ``scatter_into``."""
+    chunk of samples by ``scatter_into``. ``out``: a contiguous array of the result's size
+    to write it into."""
     n, f = gy.shape[:2]
     fg, cg, kh, kw = w.shape[0] // groups, w.shape[1], g.kh, g.kw
     # the flipped correlation copies F*kh*kw rows per output position, the scatter adds
@@ -246,13 +251,16 @@ def input_grad(xp, gy, w, g: Geometry, groups: int, c: int):
         )
         flipped = w.reshape(groups, fg, cg, kh, kw)[..., ::-1, ::-1].transpose(0, 2, 1, 3, 4)
         return correlate(
-            xp, gy, xp.ascontiguousarray(flipped).reshape(groups, cg, -1), full, groups
+            xp, gy, xp.ascontiguousarray(flipped).reshape(groups, cg, -1), full, groups, None, out
         )
     k = c * kh * kw
     m = Patches(g, False, False).batch(xp, n, k, gy.itemsize)
     w3t = w.reshape(groups, fg, -1).swapaxes(-1, -2)
     gy3 = gy.reshape(n, groups, fg, g.OH * g.OW)
-    out = xp.empty((n, c, g.H, g.W), dtype=gy.dtype)
+    if out is None:
+        out = xp.empty((n, c, g.H, g.W), dtype=gy.dtype)
+    else:
+        out = out.reshape(n, c, g.H, g.W)
     cols = workspace(xp, "window_grads", (m, groups, k // groups, g.OH * g.OW), gy.dtype)
     buf = workspace(xp, ("scatter", g), (m, c, g.Hp, g.Wp), gy.dtype)
     for n0 in range(0, n, m):
@@ -304,6 +312,7 @@ class Conv(Op):
 
     autocast = "lower"
     once_differentiable = True
+    writes_out_buffer = writes_grad_buffer = True  # jit buffer planning (ctx.out_buffer)
 
     @staticmethod
     def forward(ctx, x, weight, bias, stride, pads, dilation, groups):
@@ -312,7 +321,13 @@ class Conv(Op):
         kernel = shape4(weight.shape, nd)[2:]
         g = Geometry.conv(f"conv{nd}d", *x4.shape[2:], kernel, stride, pads, dilation)
         out = correlate(
-            xp, x4, weight.reshape(groups, weight.shape[0] // groups, -1), g, groups, bias
+            xp,
+            x4,
+            weight.reshape(groups, weight.shape[0] // groups, -1),
+            g,
+            groups,
+            bias,
+            ctx.out_buffer,
         )
         need = ctx.needs_input_grad or (False,) * 3
         # the input is needed for the kernel's gradient, the kernel for the input's
@@ -331,7 +346,8 @@ class Conv(Op):
         gx = gw = gb = None
         if ctx.needs_input_grad[0]:
             w4 = weight.reshape(shape4(w_shape, nd))
-            gx = input_grad(xp, gy, w4, g, groups, x4_shape[1]).reshape(x_shape)
+            gx = input_grad(xp, gy, w4, g, groups, x4_shape[1], ctx.grad_buffer)
+            gx = gx.reshape(x_shape)
         if ctx.needs_input_grad[1]:
             gw = kernel_grad(xp, x.reshape(x4_shape), gy, g, groups).reshape(w_shape)
         if ctx.needs_input_grad[2]:

@@ -96,9 +96,13 @@ def _xp(*xs):
 
 # ---- binary arithmetic --------------------------------------------------------------------
 class Add(Op):
+    writes_out_buffer = True  # jit buffer planning (ctx.out_buffer)
+
     @staticmethod
     def forward(ctx, a, b):
         ctx.shapes = (shape_of(a), shape_of(b))
+        if ctx.out_buffer is not None:
+            return ctx.xp.add(a, b, out=ctx.out_buffer)
         return a + b
 
     @staticmethod
@@ -126,9 +130,13 @@ class Sub(Op):
 
 
 class Mul(Op):
+    writes_out_buffer = True  # jit buffer planning (ctx.out_buffer)
+
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
+        if ctx.out_buffer is not None:
+            return ctx.xp.multiply(a, b, out=ctx.out_buffer)
         return a * b
 
     @staticmethod

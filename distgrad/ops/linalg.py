@@ -80,23 +80,35 @@ def _keep_shape(xp, x, shape):
     return x if tuple(x.shape) == tuple(shape) else xp.reshape(x, shape)
 
 
-def _mm(xp, a, b):
+def _mm(xp, a, b, out=None):
     """``a @ b``; a stack of matrices times one matrix is computed as one GEMM (the stack's
-    rows folded together), much faster than numpy's per-matrix loop."""
+    rows folded together), much faster than numpy's per-matrix loop. ``out``: an array of
+    the product's shape to write it into (a jit replay's buffer)."""
     if a.ndim > 2 and b.ndim == 2:
-        rows = xp.reshape(a, (-1, a.shape[-1])) @ b
-        return xp.reshape(rows, tuple(a.shape[:-1]) + (b.shape[-1],))
+        a2 = xp.reshape(a, (-1, a.shape[-1]))
+        if out is not None:
+            xp.matmul(a2, b, out=xp.reshape(out, (-1, b.shape[-1])))
+            return out
+        return xp.reshape(a2 @ b, tuple(a.shape[:-1]) + (b.shape[-1],))
+    if out is not None:
+        return xp.matmul(a, b, out=out)
     return a @ b
 
 
 # ---- matmul and its restricted forms ------------------------------------------------------
 class Matmul(Op):
     autocast = "lower"
+    writes_out_buffer = writes_grad_buffer = True  # jit buffer planning (ctx.out_buffer)
 
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
+        buf = ctx.out_buffer
         try:
+            if buf is not None:
+                if a.flags.c_contiguous:
+                    return _mm(ctx.xp, a, b, buf)
+                return ctx.xp.matmul(a, b, out=buf)
             if a.ndim > 2 and a.flags.c_contiguous:  # (folding the stack needs a view)
                 return _mm(ctx.xp, a, b)
             return a @ b
@@ -117,7 +129,8 @@ class Matmul(Op):
         g = _keep_shape(xp, g, g_shape)
         ga = gb = None
         if ctx.needs_input_grad[0]:
-            ga = _keep_shape(xp, unbroadcast(xp, _mm(xp, g, _swap(xp, b)), a.shape), a_shape)
+            ga = _mm(xp, g, _swap(xp, b), ctx.grad_buffer)
+            ga = _keep_shape(xp, unbroadcast(xp, ga, a.shape), a_shape)
         if ctx.needs_input_grad[1]:
             if b.ndim == 2 and a.ndim > 2:  # sum over the stack inside one GEMM
                 gb = _swap(xp, xp.reshape(a, (-1, a.shape[-1]))) @ xp.reshape(g, (-1, g.shape[-1]))
@@ -220,11 +233,16 @@ def outer(input, vec2):
 # ---- linear -------------------------------------------------------------------------------
 class Linear(Op):
     autocast = "lower"
+    writes_out_buffer = writes_grad_buffer = True  # jit buffer planning (ctx.out_buffer)
 
     @staticmethod
     def forward(ctx, x, weight, bias):
         ctx.save_for_backward(x, weight)
-        out = _mm(ctx.xp, x, weight.T) if x.flags.c_contiguous else x @ weight.T
+        buf = ctx.out_buffer
+        if x.flags.c_contiguous:
+            out = _mm(ctx.xp, x, weight.T, buf)
+        else:
+            out = x @ weight.T if buf is None else ctx.xp.matmul(x, weight.T, out=buf)
         if bias is not None:
             out += bias
         return out
@@ -234,7 +252,7 @@ class Linear(Op):
         x, weight = ctx.saved_tensors
         xp = ctx.xp
         need = ctx.needs_input_grad
-        gx = _mm(xp, g, weight) if need[0] else None
+        gx = _mm(xp, g, weight, ctx.grad_buffer) if need[0] else None
         gw = gb = None
         if need[1] or need[2]:
             rows = g if g.ndim == 2 else xp.reshape(g, (-1, g.shape[-1]))

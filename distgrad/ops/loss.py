@@ -131,6 +131,8 @@ class CrossEntropy(_ClassLoss):
     ignored, ``s`` the smoothing weights (``label_smoothing / C`` times the class weights) or
     None."""
 
+    writes_grad_buffer = True  # jit buffer planning (ctx.grad_buffer)
+
     @staticmethod
     def forward(ctx, x, t, w, v, s, denom, reduction):
         xp = ctx.xp
@@ -148,9 +150,15 @@ class CrossEntropy(_ClassLoss):
         x, t, w, v, s = ctx.saved_tensors
         xp = ctx.xp
         coef = CrossEntropy._coef(ctx, g)
+        onehot = t == ctx.classes
+        if s is None and ctx.grad_buffer is not None:  # a replay: the same values, in place
+            p = xp.subtract(x, logsumexp_shift(x, 1), out=ctx.grad_buffer)
+            xp.exp(p, out=p)
+            xp.divide(p, xp.sum(p, axis=1, keepdims=True), out=p)
+            xp.subtract(p, onehot, out=p)
+            return xp.multiply(p, w * coef, out=p), None, None, None, None, None, None
         _, e, se = _softmax_terms(xp, x)
         p = e / se
-        onehot = t == ctx.classes
         if s is None:
             grad = (p - onehot) * (w * coef)
         else:

@@ -30,6 +30,8 @@ class Normalize(Op):
 
     autocast = "float32"
     once_differentiable = True
+    writes_out_buffer = True  # jit buffer planning (ctx.out_buffer, ctx.grad_buffer)
+    writes_grad_buffer = True
 
     @staticmethod
     def forward(ctx, x, weight, bias, view, axes, param_shape, eps, stats, running):
@@ -51,7 +53,7 @@ class Normalize(Op):
         xhat *= invstd
         xhat = xhat.reshape(x.shape)
         if weight is not None:
-            y = xhat * weight.reshape(param_shape)
+            y = xp.multiply(xhat, weight.reshape(param_shape), out=ctx.out_buffer)
             if bias is not None:
                 y += bias.reshape(param_shape)
         else:
@@ -79,11 +81,13 @@ class Normalize(Op):
             if ctx.batch_stats:
                 # d/dx of the standardisation: remove the mean and the xhat-component of gxhat
                 gv, hv, axes = gxhat.reshape(ctx.view), xhat.reshape(ctx.view), ctx.axes
-                gx = (
+                gx = ctx.xp.multiply(
                     gv
                     - gv.mean(axis=axes, keepdims=True)
-                    - hv * (gv * hv).mean(axis=axes, keepdims=True)
-                ) * invstd
+                    - hv * (gv * hv).mean(axis=axes, keepdims=True),
+                    invstd,
+                    out=None if ctx.grad_buffer is None else ctx.grad_buffer.reshape(gv.shape),
+                )
                 gx = gx.reshape(grad.shape)
             else:
                 gx = gxhat * invstd
@@ -135,7 +139,12 @@ def _channel_forward(ctx, xp, x, weight, bias, eps, stats, running):
     invstd = 1.0 / xp.sqrt(var + eps)
     scale = invstd if weight is None else invstd * weight
     shift = -mean * scale if bias is None else bias - mean * scale
-    y = xp.multiply(x3, scale[:, None].astype(x.dtype, copy=False))
+    out = ctx.out_buffer
+    y = xp.multiply(
+        x3,
+        scale[:, None].astype(x.dtype, copy=False),
+        out=None if out is None else out.reshape(x3.shape),
+    )
     y += shift[:, None].astype(x.dtype, copy=False)
     ctx.save_for_backward(x, weight)
     ctx.stats, ctx.batch_stats = (mean, invstd), stats is None
@@ -159,7 +168,12 @@ def _channel_backward(ctx, xp, grad):
     gx = None
     if ctx.needs_input_grad[0]:
         a = invstd if weight is None else invstd * weight
-        gx = xp.multiply(g3, a[:, None].astype(grad.dtype, copy=False))
+        buf = ctx.grad_buffer
+        gx = xp.multiply(
+            g3,
+            a[:, None].astype(grad.dtype, copy=False),
+            out=None if buf is None else buf.reshape(g3.shape),
+        )
         if ctx.batch_stats:
             m = x3.shape[0] * x3.shape[2]
             k1 = -a * invstd * s / m

@@ -464,11 +464,15 @@ def logsumexp(input, dim, keepdim=False):
 
 class Softmax(Op):
     autocast = "float32"
+    writes_out_buffer = writes_grad_buffer = True  # jit buffer planning (ctx.out_buffer)
 
     @staticmethod
     def forward(ctx, x, axis):
         xp = ctx.xp
-        y = xp.asarray(x - logsumexp_shift(x, axis))
+        if ctx.out_buffer is not None:
+            y = xp.subtract(x, logsumexp_shift(x, axis), out=ctx.out_buffer)
+        else:
+            y = xp.asarray(x - logsumexp_shift(x, axis))
         xp.exp(y, out=y)
         total = y.sum(axis=axis, keepdims=True)
         if bool(xp.isinf(total).any()):
@@ -484,6 +488,11 @@ class Softmax(Op):
     @staticmethod
     def backward(ctx, g):
         (y,) = ctx.saved_tensors
+        if ctx.grad_buffer is not None:  # a replay (arrays): the same values, in place
+            gy = ctx.xp.multiply(g, y, out=ctx.grad_buffer)
+            return ctx.xp.subtract(
+                gy, y * ctx.xp.sum(gy, axis=ctx.axis, keepdims=True), out=gy
+            ), None
         gy = g * y
         return gy - y * ctx.xp.sum(gy, axis=ctx.axis, keepdims=True), None
 

@@ -484,6 +484,7 @@ class Split(Op):
     """Consecutive pieces of ``sizes`` along ``dim``: views."""
 
     is_view = True
+    writes_grad_buffer = True  # jit buffer planning (ctx.grad_buffer)
 
     @staticmethod
     def forward(ctx, x, sizes, dim):
@@ -494,6 +495,8 @@ class Split(Op):
 
     @staticmethod
     def backward(ctx, *grads):
+        if ctx.grad_buffer is not None:
+            return ctx.xp.concatenate(grads, axis=ctx.dim, out=ctx.grad_buffer), None, None
         return ctx.xp.concatenate(grads, axis=ctx.dim), None, None
 
 

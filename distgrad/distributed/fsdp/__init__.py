@@ -38,6 +38,7 @@ from ...autograd import Tensor, graph
 from ...nn.module import Module
 from ...nn.parameter import Parameter
 from ..data_parallel import _resolve_communicator
+from ..host_memory import keep_freed_host_memory
 from ..process_group import get_communicator
 from ..sharded_tensor import ShardedTensor
 from . import _state_dict
@@ -337,7 +338,9 @@ def fully_shard(
     ``reshard_after_forward``: True (ZeRO-3), False (ZeRO-2) or an int k (hpZ: after forward
     keep the parameters sharded over groups of k consecutive ranks, e.g. a node, so that
     backward's all-gather stays within the group; k divides the world size); ``mp_policy``: a
-    ``MixedPrecisionPolicy``. Every rank must call it the same way (the ranks check)."""
+    ``MixedPrecisionPolicy``. Every rank must call it the same way (the ranks check). On
+    glibc, the first call makes malloc keep freed host memory in the process, as a caching
+    allocator (``distgrad.distributed.host_memory``; ``DISTGRAD_HOST_MEMORY_CACHE=0``: not)."""
     modules = list(module) if isinstance(module, (list, tuple)) else [module]
     if not modules or not all(isinstance(m, Module) for m in modules):
         raise TypeError(
@@ -347,6 +350,7 @@ def fully_shard(
         if "_fsdp_unit" in m.__dict__:
             raise ValueError(f"fully_shard: {type(m).__name__} is already a unit")
     mp_policy = mp_policy or MixedPrecisionPolicy()
+    keep_freed_host_memory()
     comm = _communicator(mesh, modules)
     hpz = _hpz_communicator(reshard_after_forward, comm, mesh, modules)
     replicate = (

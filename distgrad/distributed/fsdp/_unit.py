@@ -2,11 +2,16 @@
 
 A unit owns parameters of one dtype laid out by ``ShardLayout`` (rows of dim 0, padded): this
 rank's rows of all of them are one flat array (``shard_flat``) whose views are the
-``ShardedParameter``s the module holds while idle and the optimizer steps. The all-gather sends
-``shard_flat`` as it is and copies the rank-major result out into the unit's persistent full
-parameters (``full``), which replace the shards on the module during compute. Their gradients
-go, from the post-accumulate-grad hooks, into the unit's ``ShardBucket`` (the reducer shared
-with data parallel), reduce-scattered into this rank's rows, which become the shards' ``.grad``.
+``ShardedParameter``s the module holds while idle and the optimizer steps. The gather is one
+all-gather per parameter, from its rows of ``shard_flat`` into its padded rows of one flat
+parameter-major buffer (``ShardLayout.gather_pieces``), whose views (no copy) become the data of
+the unit's persistent full parameters (``full``), which replace the shards on the module during
+compute. Their gradients go, from the post-accumulate-grad hooks, into the unit's
+``ShardBucket`` (the reducer shared with data parallel; per parameter: the engine's gradient
+array itself is reduce-scattered when its rows divide by the world size) into this rank's rows,
+which become the shards' ``.grad``. Prefetching holds at most one unit more than the one
+computing (ZeRO-3); the buffers are freed as before, and ``host_memory`` keeps glibc from
+returning them to the kernel each step.
 
 ZeRO-3 (``reshard_after_forward=True``) runs each call with a graph on the full parameters
 inside ``autograd.graph.saved_tensors_hooks``: a saved tensor that is one of the unit's full
@@ -118,8 +123,11 @@ class _PreBackward(Function):
 
     @staticmethod
     def backward(ctx, *grads):
-        ctx.unit.gather_now("backward")
+        # the next unit's all-gather is issued before this one is waited for: the wait
+        # progresses both, so the next one is (nearly) complete when backward reaches it
+        ctx.unit.issue_gather("backward")
         ctx.unit.root.prefetch_backward(ctx.unit)
+        ctx.unit.gather_now("backward")
         return (None, *grads)
 
 
@@ -200,7 +208,13 @@ class Unit:
 
         def make(named):
             bucket = ShardBucket(
-                self.full, names, self.layout, self.comm.rank, self._on_reduced, reduce_np
+                self.full,
+                names,
+                self.layout,
+                self.comm.rank,
+                self._on_reduced,
+                reduce_np,
+                per_parameter=True,
             )
             replicas = 1 if self.replicate_comm is None else self.replicate_comm.world_size
             bucket.pre_scale = 1.0 / (world * replicas)
@@ -251,24 +265,25 @@ class Unit:
         self.root.check_header(self, _PHASES.index(phase + " all-gather"), comm)
         if send.dtype != self.param_dtype:
             send = send.astype(self.param_dtype)
-        recv = self.xp.empty((comm.world_size, layout.block), self.param_dtype)
+        flat = self.xp.empty(comm.world_size * layout.block, self.param_dtype)
         self.log("allgather_issue", phase)
-        self.pending = (comm.allgather(send, recv), recv, layout)
+        works = [comm.allgather(s, r) for s, r in layout.gather_pieces(send, flat)]
+        self.pending = (works, flat, layout)
 
     def gather_now(self, phase: str) -> None:
-        """Make the full parameters available (waiting for a prefetched all-gather)."""
+        """Make the full parameters available (waiting for a prefetched all-gather): views
+        into the unit's one gathered buffer, no copy."""
         if self.gathered or not self.full:
             self.gathered = True
             return
         self.issue_gather(phase)
-        work, recv, layout = self.pending
-        work.wait()
+        works, flat, layout = self.pending
+        for work in works:
+            work.wait()
         self.log("allgather_done", phase)
         self.pending = None
         for i, full in enumerate(self.full):
-            array = self.xp.empty(layout.shapes[i], self.param_dtype)
-            layout.gather_from(recv, i, array)
-            full.data = Tensor(array)
+            full.data = Tensor(layout.full_view(flat, i))
         self.gathered = True
 
     def reshard(self, keep_secondary: bool = False) -> None:
@@ -345,6 +360,8 @@ class Unit:
             self.to_run = {id(m) for m in self.modules}
         self.to_run.discard(id(module) if module is not None else id(self.modules[0]))
         root.record(self)
+        # the prefetch is issued after this unit's wait: a rank whose forward diverged has then
+        # issued as many collectives as the others when the tags name the divergence
         self.gather_now("forward")
         root.prefetch_forward(self)
         grad = is_grad_enabled()

@@ -11,17 +11,20 @@ stage        params       grads        optim state   peak transient         wire
 ===========  ===========  ===========  ============  =====================  ===============
 0 (DDP)      Psi          Psi          k Psi         T                      2 Psi
 1 (ZeRO-1)   Psi          Psi          k Psi_s       (N + 1) Psi_s          2 Psi + N Psi_s
-2 (ZeRO-2)   Psi_s        Psi_s        k Psi_s       Psi + 3 U              2 N Psi_s
-3 (ZeRO-3)   Psi_s        Psi_s        k Psi_s       5 U                    3 N Psi_s
+2 (ZeRO-2)   Psi_s        Psi_s        k Psi_s       Psi + 2 U + C          2 N Psi_s
+3 (ZeRO-3)   Psi_s        Psi_s        k Psi_s       4 U + C                3 N Psi_s
 ===========  ===========  ===========  ============  =====================  ===============
 
 Transients (each at least T, the optimizer step's temporaries: 3 arrays of the largest local
 parameter for Adam, 2 for the others): DDP none else (gradients are written straight into the
 buckets); ZeRO-1 the all-gather's send and receive buffers; ZeRO-2 every unit's gathered
 parameters, held from forward to backward, plus, at the worst moment of backward, one unit's
-fresh gradients, its reduce-scatter input and the previous unit's still in flight; ZeRO-3 the gathered unit, the next unit's prefetched all-gather, the unit's fresh
-gradients, its reduce-scatter input and the previous one's. Activations are not counted (they
-depend on the batch); the wire bytes use the ZeRO paper's accounting (``CountingCommunicator``).
+fresh gradients (which are its reduce-scatter input) and the previous unit's still in flight;
+ZeRO-3 the gathered unit, the next unit's prefetched all-gather, the unit's fresh gradients
+(its reduce-scatter input) and the previous one's. C: the largest parameter whose rows do not
+divide by N (its gradient is copied into a padded buffer, so both exist for a moment; 0 when
+all divide). Activations are not counted (they depend on the batch); the wire bytes use the
+ZeRO paper's accounting (``CountingCommunicator``).
 """
 
 from __future__ import annotations
@@ -117,6 +120,7 @@ def estimate(
     unit_max = max((n * sum(shard(p) for p in g) for g in groups), default=0)
     largest = max((full(p) for p in params), default=0)
     largest_s = max((shard(p) for p in params), default=0)
+    copied = max((full(p) for p in params if (tuple(p.shape) or (1,))[0] % n), default=0)
     if stage == 0:
         flags = sum(p.array.dtype.itemsize for p in params)
         t = temporaries * largest
@@ -128,5 +132,6 @@ def estimate(
     if stage == 1:
         return MemoryEstimate(psi, psi, k * psi_s, max(t, (n + 1) * psi_s), 2 * psi + n * psi_s)
     if stage == 2:
-        return MemoryEstimate(psi_s, psi_s, k * psi_s, max(t, psi + 3 * unit_max), 2 * n * psi_s)
-    return MemoryEstimate(psi_s, psi_s, k * psi_s, max(t, 5 * unit_max), 3 * n * psi_s)
+        peak = max(t, psi + 2 * unit_max + copied)
+        return MemoryEstimate(psi_s, psi_s, k * psi_s, peak, 2 * n * psi_s)
+    return MemoryEstimate(psi_s, psi_s, k * psi_s, max(t, 4 * unit_max + copied), 3 * n * psi_s)
