@@ -19,13 +19,15 @@ import atexit
 import os
 import sys
 import threading
+from collections.abc import MutableMapping
+from types import ModuleType, TracebackType
 
 __all__ = ["prepare", "THREAD_VARS"]
 
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 _LOCAL_SIZE_VARS = ("MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE")
 _placement: tuple[int, int] | None = None
-failure = None  # distgrad.launcher.failure, imported when launched as a rank
+failure: ModuleType | None = None  # distgrad.launcher.failure, imported when launched as a rank
 
 
 _LAUNCHER_RANK_VARS = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "SLURM_PROCID")
@@ -36,16 +38,27 @@ def _distributed_is_up() -> bool:
     return module is not None and module.is_initialized()
 
 
-def _excepthook(exc_type, exc, tb):
-    rank, size = _placement
+def _launched() -> tuple[ModuleType, int, int]:
+    """``(distgrad.launcher.failure, rank, size)``: set by ``prepare`` before it installs the
+    hooks that call this."""
+    if failure is None or _placement is None:
+        raise RuntimeError("distgrad._launched: a failure hook ran before prepare() set it up")
+    return failure, _placement[0], _placement[1]
+
+
+def _excepthook(
+    exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None
+) -> None:
+    failure, rank, size = _launched()
     code = 130 if issubclass(exc_type, KeyboardInterrupt) else 1
     failure.die(failure.traceback_text(exc_type, exc, tb), rank, size, code)
 
 
-def _thread_excepthook(args):
+def _thread_excepthook(args: threading.ExceptHookArgs) -> None:
     if args.exc_type is SystemExit:
-        return threading.__excepthook__(args)
-    rank, size = _placement
+        threading.__excepthook__(args)
+        return
+    failure, rank, size = _launched()
     name = args.thread.name if args.thread is not None else "?"
     text = f"Exception in thread {name}:\n" + failure.traceback_text(
         args.exc_type, args.exc_value, args.exc_traceback
@@ -53,14 +66,16 @@ def _thread_excepthook(args):
     failure.die(text, rank, size, 1)
 
 
-def _exit_before_init():
+def _exit_before_init() -> None:
+    failure, rank, size = _launched()
     status = failure.exit_status()
     if status and not _distributed_is_up():
-        rank, size = _placement
         failure.die(f"exited with status {status}", rank, size, status, reason="exit")
 
 
-def limit_threads(environ=None, cpu_count: int | None = None, warn=True) -> int | None:
+def limit_threads(
+    environ: MutableMapping[str, str] | None = None, cpu_count: int | None = None, warn: bool = True
+) -> int | None:
     """Set one BLAS/OpenMP thread count per rank (see the module docstring); returns it, or
     None when nothing was set."""
     environ = os.environ if environ is None else environ
@@ -93,9 +108,10 @@ def prepare() -> None:
     global _placement, failure
     if not any(name in os.environ for name in _LAUNCHER_RANK_VARS):
         return  # a plain python: nothing to do, nothing imported
-    from .launcher import failure
+    from .launcher import failure as module
 
-    place = failure.launched_placement()
+    failure = module
+    place = module.launched_placement()
     if place is None or place[1] < 2:
         return
     _placement = place
@@ -103,7 +119,7 @@ def prepare() -> None:
         sys.excepthook = _excepthook
     if threading.excepthook is threading.__excepthook__:
         threading.excepthook = _thread_excepthook
-    failure.record_exit_status()
+    module.record_exit_status()
     atexit.register(_exit_before_init)
     limit_threads()
 

@@ -51,8 +51,9 @@ import os
 import struct
 import tempfile
 import zlib
-from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import IO, Any, Protocol
 
 import numpy as np
 
@@ -60,7 +61,7 @@ from .backend.dtypes import bfloat16
 
 __all__ = ["CheckpointError", "save_file", "load_file", "read", "atomic_write"]
 
-_NUMPY_OF = {
+_NUMPY_TYPES: dict[str, Any] = {  # numpy scalar types (and ml_dtypes' bfloat16)
     "BOOL": np.bool_,
     "U8": np.uint8,
     "I8": np.int8,
@@ -72,9 +73,9 @@ _NUMPY_OF = {
     "F64": np.float64,
 }
 if bfloat16 is not None:
-    _NUMPY_OF["BF16"] = bfloat16.np
-_NUMPY_OF = {name: np.dtype(t) for name, t in _NUMPY_OF.items()}
-_NAME_OF = {t: name for name, t in _NUMPY_OF.items()}
+    _NUMPY_TYPES["BF16"] = bfloat16.np
+_NUMPY_OF: dict[str, np.dtype] = {name: np.dtype(t) for name, t in _NUMPY_TYPES.items()}
+_NAME_OF: dict[np.dtype, str] = {t: name for name, t in _NUMPY_OF.items()}
 _OWN_KEYS = (
     "distgrad.version",
     "distgrad.sha256",
@@ -93,7 +94,22 @@ class CheckpointError(RuntimeError, ValueError):
     """A file that cannot be loaded as a checkpoint: truncated, corrupted, or not one at all."""
 
 
-def describe(file) -> str:
+class _BinaryReader(Protocol):
+    """What reading needs of a binary file object (``open(path, "rb")``, ``io.BytesIO``)."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+    def readinto(self, buffer: memoryview, /) -> int | None: ...
+    def seek(self, offset: int, whence: int = 0, /) -> int: ...
+    def tell(self) -> int: ...
+    def seekable(self) -> bool: ...
+    def fileno(self) -> int: ...
+
+
+# What ``save_file`` writes to and ``read`` reads from: a path, or a binary file object.
+PathType = str | os.PathLike[str]
+
+
+def describe(file: object) -> str:
     """How error messages name ``file`` (a path or a file object)."""
     if isinstance(file, (str, bytes, os.PathLike)):
         return repr(os.fsdecode(file))
@@ -102,9 +118,10 @@ def describe(file) -> str:
 
 
 # ---- writing -----------------------------------------------------------------------------
-def _host_bytes(name: str, value) -> tuple[np.ndarray, np.ndarray]:
+def _host_bytes(name: str, value: object) -> tuple[np.ndarray, np.ndarray]:
     """(array with the tensor's dtype and shape, its little-endian row-major bytes)."""
-    array = value.numpy(force=True) if hasattr(value, "numpy") else np.asarray(value)
+    numpy = getattr(value, "numpy", None)  # a Tensor
+    array = numpy(force=True) if numpy is not None else np.asarray(value)
     if array.dtype not in _NAME_OF:
         raise TypeError(
             f"cannot save {name!r}: arrays of dtype {array.dtype} are not "
@@ -115,12 +132,12 @@ def _host_bytes(name: str, value) -> tuple[np.ndarray, np.ndarray]:
     return array, flat.view(np.uint8)
 
 
-def _canonical(header: dict) -> bytes:
+def _canonical(header: dict[str, Any]) -> bytes:
     return json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
 
 
 @contextlib.contextmanager
-def atomic_write(path):
+def atomic_write(path: PathType) -> Iterator[IO[bytes]]:
     """A binary file to write that replaces ``path`` only once it is completely on disk."""
     path = os.path.realpath(os.fspath(path))
     directory, base = os.path.split(path)
@@ -159,21 +176,24 @@ class _ChunkHasher:
     piece, in order, on one thread (version 1 files)."""
 
     def __init__(self, chunk: int | None, kind: str = "crc32"):
-        self.chunk, self.pending, self.futures = chunk, [], []
+        self.chunk = chunk
+        self.pending: list[memoryview] = []
+        self.futures: list[Future[Any]] = []
         self.checksum = _CHECKSUMS[kind]
         self.filled = 0
         self.pool = ThreadPoolExecutor(1 if chunk is None else _HASH_THREADS)
         self.whole = hashlib.sha256() if chunk is None else None
 
-    def __enter__(self):
+    def __enter__(self) -> _ChunkHasher:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
     def feed(self, data: memoryview) -> None:
-        if self.whole is not None:
-            self.futures.append(self.pool.submit(self.whole.update, data))
+        if self.whole is not None or self.chunk is None:  # (whole: exactly when chunk is None)
+            if self.whole is not None:
+                self.futures.append(self.pool.submit(self.whole.update, data))
             return
         while len(data):
             take = min(len(data), self.chunk - self.filled)
@@ -195,45 +215,49 @@ class _ChunkHasher:
         return b"" if self.whole is not None else b"".join(results)
 
 
-def _sha256_of(pieces) -> bytes:
+def _sha256_of(pieces: Iterable[memoryview]) -> bytes:
     h = hashlib.sha256()
     for piece in pieces:
         h.update(piece)
     return h.digest()
 
 
-def _crc32_of(pieces) -> bytes:
+def _crc32_of(pieces: Iterable[memoryview]) -> bytes:
     crc = 0
     for piece in pieces:
         crc = zlib.crc32(piece, crc)
     return struct.pack("<I", crc)
 
 
-_CHECKSUMS = {"crc32": _crc32_of, "sha256": _sha256_of}
+_CHECKSUMS: dict[str, Callable[[Iterable[memoryview]], bytes]] = {
+    "crc32": _crc32_of,
+    "sha256": _sha256_of,
+}
 
 
 def _file_digest(header_bytes: bytes, chunk_digests: bytes) -> str:
     return hashlib.sha256(header_bytes + chunk_digests).hexdigest()
 
 
-def _write(f, tensors: Mapping, metadata: Mapping[str, str]) -> None:
+def _write(f: IO[bytes], tensors: Mapping[str, object], metadata: Mapping[str, str]) -> None:
     for key, value in metadata.items():
         if not isinstance(key, str) or not isinstance(value, str):
             raise TypeError(f"safetensors metadata must map str to str, got {key!r}: {value!r}")
         if key in _OWN_KEYS:
             raise ValueError(f"metadata key {key!r} is reserved")
     items = []
-    for name, value in tensors.items():
+    for name, tensor in tensors.items():
         if not isinstance(name, str) or name == "__metadata__":
             raise ValueError(f"invalid tensor name {name!r}")
-        items.append((name, *_host_bytes(name, value)))
+        items.append((name, *_host_bytes(name, tensor)))
     items.sort(key=lambda item: -item[1].itemsize)  # keeps every tensor aligned to its itemsize
     own = {
         "distgrad.version": "3",
         "distgrad.chunk_bytes": str(CHUNK_BYTES),
         "distgrad.chunk_checksum": "crc32",
     }
-    header, offset = {"__metadata__": {**metadata, **own}}, 0
+    header: dict[str, Any] = {"__metadata__": {**metadata, **own}}
+    offset = 0
     for name, array, data in items:
         header[name] = {
             "dtype": _NAME_OF[array.dtype],
@@ -258,7 +282,7 @@ def _write(f, tensors: Mapping, metadata: Mapping[str, str]) -> None:
             start = f.tell()
             f.write(encoded("0" * 64))
             for _, _, data in items:
-                view = memoryview(data)
+                view = data.data  # (a memoryview of the bytes)
                 hasher.feed(view)
                 f.write(view)
             end = f.tell()
@@ -267,20 +291,24 @@ def _write(f, tensors: Mapping, metadata: Mapping[str, str]) -> None:
             f.seek(end)
         else:
             for _, _, data in items:
-                hasher.feed(memoryview(data))
+                hasher.feed(data.data)
             f.write(encoded(_file_digest(signed, hasher.digests())))
             for _, _, data in items:
-                f.write(data)
+                f.write(data.data)
 
 
-def _seekable(f) -> bool:
+def _seekable(f: IO[bytes]) -> bool:
     try:
         return f.seekable()
     except (AttributeError, ValueError, OSError):
         return False
 
 
-def save_file(tensors: Mapping, file, metadata: Mapping[str, str] | None = None) -> None:
+def save_file(
+    tensors: Mapping[str, object],
+    file: PathType | IO[bytes],
+    metadata: Mapping[str, str] | None = None,
+) -> None:
     """Write ``tensors`` (name -> Tensor or numpy array) and string ``metadata`` to ``file``,
     a path (written atomically) or a binary file object."""
     if isinstance(file, (str, bytes, os.PathLike)):
@@ -306,19 +334,19 @@ def _sniff(prefix: bytes) -> str:
     return ""
 
 
-def _unique_keys(pairs):
+def _unique_keys(pairs: Sequence[tuple[str, Any]]) -> dict[str, Any]:
     keys = [k for k, _ in pairs]
     if len(set(keys)) != len(keys):
         raise ValueError(f"duplicate keys {sorted({k for k in keys if keys.count(k) > 1})}")
     return dict(pairs)
 
 
-def _is_count(x) -> bool:
+def _is_count(x: object) -> bool:
     return type(x) is int and x >= 0
 
 
 class _Reader:
-    def __init__(self, f, name: str):
+    def __init__(self, f: _BinaryReader, name: str):
         self.f, self.name = f, name
 
     def fail(self, why: str) -> CheckpointError:
@@ -332,7 +360,7 @@ class _Reader:
                 raise self.fail("the file ended early: it is truncated")
             done += n
 
-    def header(self, size: int) -> tuple[dict, int]:
+    def header(self, size: int) -> tuple[dict[str, Any], int]:
         """The parsed header and the size of the data section after it."""
         if size == 0:
             raise self.fail("the file is empty")
@@ -364,7 +392,9 @@ class _Reader:
             )
         return header, size - 8 - n
 
-    def entries(self, header: dict, data_size: int) -> list:
+    def entries(
+        self, header: dict[str, Any], data_size: int
+    ) -> list[tuple[str, np.dtype, tuple[int, ...], int, int]]:
         """Validated (name, dtype, shape, begin, end), in file order."""
         entries = []
         for name, entry in header.items():
@@ -410,7 +440,7 @@ class _Reader:
             )
         return entries
 
-    def metadata(self, header: dict) -> dict:
+    def metadata(self, header: dict[str, Any]) -> dict[str, str]:
         metadata = header.pop("__metadata__", {})
         if not isinstance(metadata, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
@@ -418,7 +448,9 @@ class _Reader:
             raise self.fail("__metadata__ must map strings to strings")
         return metadata
 
-    def checksum(self, header: dict, metadata: dict):
+    def checksum(
+        self, header: dict[str, Any], metadata: dict[str, str]
+    ) -> tuple[bytes, int | None, str] | None:
         """(the signed canonical header, the chunk size or None for one whole-file hash, the
         chunks' checksum), or None for files of other writers."""
         if not any(k.startswith("distgrad.") for k in metadata):
@@ -440,7 +472,9 @@ class _Reader:
             )
         return signed, int(chunk), kind
 
-    def read(self, size: int, mapped: memoryview | None = None, verify: bool = True):
+    def read(
+        self, size: int, mapped: memoryview | None = None, verify: bool = True
+    ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
         """``mapped``: the whole file, mapped; the arrays are then views of it. ``verify=False``
         skips the file's own checksum (for bytes whose SHA-256 the caller already checked)."""
         header, data_size = self.header(size)
@@ -449,10 +483,10 @@ class _Reader:
         check = self.checksum(header, metadata)
         if not verify:
             check = None
-        arrays = {}
+        arrays: dict[str, np.ndarray] = {}
         entries = self.entries(header, data_size)
         with _ChunkHasher(*((None,) if check is None else check[1:])) as hasher:
-            if check is not None and check[1] is None:  # version 1: one hash, header first
+            if check is not None and hasher.whole is not None:  # version 1: one hash, header first
                 hasher.whole.update(check[0])
             for name, dtype, shape, begin, end in entries:
                 if mapped is not None:
@@ -460,7 +494,7 @@ class _Reader:
                     array = np.frombuffer(raw, dtype=dtype.newbyteorder("<")).reshape(shape)
                 else:
                     array = np.empty(shape, dtype=dtype.newbyteorder("<"))
-                    raw = memoryview(array.reshape(-1).view(np.uint8))
+                    raw = array.reshape(-1).view(np.uint8).data
                 for at in range(0, len(raw), CHUNK_BYTES):  # hashed while the next is read
                     piece = raw[at : at + CHUNK_BYTES]
                     if mapped is None:
@@ -472,7 +506,7 @@ class _Reader:
                 arrays[name] = array.astype(dtype, copy=False)
             if check is not None:
                 digests = hasher.digests()
-                if check[1] is None:
+                if hasher.whole is not None:  # (version 1: chunk None)
                     digest = hasher.whole.hexdigest()
                 else:
                     digest = _file_digest(check[0], digests)
@@ -481,7 +515,9 @@ class _Reader:
         return arrays, metadata
 
 
-def read(file, mmap: bool = False) -> tuple[dict, dict]:
+def read(
+    file: PathType | _BinaryReader, mmap: bool = False
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """Read a safetensors file (a path or a binary file object): ``(arrays, metadata)``, with
     ``arrays`` mapping each tensor's name to a numpy array.
 
@@ -498,7 +534,9 @@ def read(file, mmap: bool = False) -> tuple[dict, dict]:
     return _read_open(file, describe(file), False)
 
 
-def _read_open(f, name: str, use_mmap: bool, verify: bool = True):
+def _read_open(
+    f: _BinaryReader, name: str, use_mmap: bool, verify: bool = True
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     if not f.seekable():
         f = io.BytesIO(f.read())
     start = f.tell()
@@ -511,7 +549,9 @@ def _read_open(f, name: str, use_mmap: bool, verify: bool = True):
     return _Reader(f, name).read(size, memoryview(mapped)[start:])
 
 
-def read_buffer(buffer, name: str) -> tuple[dict, dict]:
+def read_buffer(
+    buffer: bytes | bytearray | memoryview, name: str
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """Decode a whole safetensors file already in memory (``bytes``/``bytearray``) whose bytes
     the caller has verified (e.g. against a checkpoint manifest's SHA-256): its own checksum is
     not computed again, and the arrays are views of ``buffer`` (writable for a bytearray), so
@@ -522,6 +562,6 @@ def read_buffer(buffer, name: str) -> tuple[dict, dict]:
     return _Reader(io.BytesIO(head), name).read(len(view), view, verify=False)
 
 
-def load_file(file) -> dict:
+def load_file(file: PathType | _BinaryReader) -> dict[str, np.ndarray]:
     """The tensors of a safetensors file as a dict of name -> numpy array."""
     return read(file)[0]

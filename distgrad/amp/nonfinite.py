@@ -32,5 +32,5 @@ def any_nonfinite(arrays, comm=None) -> bool:
     if comm.world_size > 1:
         from ..distributed.communicator import ReduceOp
 
-        comm.allreduce(bad, ReduceOp.MAX, async_op=False)  # type: ignore[attr-defined]
+        comm.allreduce(bad, ReduceOp.MAX, async_op=False)
     return bool(bad[0])

@@ -97,8 +97,8 @@ class BackwardNode:
     _function: Any = None
     _is_accumulator = False
     # Creation order (PyTorch's sequence_nr): among ready nodes the engine runs the newest
-    # first. Set by ``Op._apply`` when it records the node (a node is made per op call, so it
-    # has no ``__init__``: a class without one is instantiated in C).
+    # first. Set by ``_run`` (the per-op path) when it records the node (a node is made per
+    # op call, so it has no ``__init__``: a class without one is instantiated in C).
     _seq = 0
     _device = None  # the cupy Device a GPU op ran under; its backward runs there too
     tensor_args = None  # in a jit replay: which arguments of forward were tensors
@@ -341,77 +341,86 @@ class Op:
     array_forward = forward
     array_backward = backward
 
+    # Whether forward receives the argument tensors themselves (a Function: their identity
+    # tells inputs returned, marked dirty or saved) rather than their arrays.
+    _tensors_in = False
+
     @classmethod
     def apply(cls, *args):
         """Run the op on ``args``, recording the graph when an input requires grad."""
         if _interceptors:
             return _intercepted_apply(cls, args)
-        return cls._apply(args)
+        return _run(cls, args)
 
     @classmethod
-    def _apply(cls, args, raw=None):
-        # The per-op path: one loop over the arguments (gathering the graph edges too when
-        # recording), no helper calls in the common case.
-        ctx = cls._backward_cls()
-        first = None
-        arrays = []
-        record = False
-        if _state.grad_enabled:
-            edges, in_meta = [], []
-            for a in args:
-                if isinstance(a, Tensor):
-                    array = a._array
-                    arrays.append(array)
-                    if first is None:
-                        first = array
-                    if a._requires_grad:
-                        record = True
-                        node = a._grad_fn
-                        if node is not None:
-                            edges.append((node, a._output_nr))
-                        else:  # a leaf: its accumulator, made on first use
-                            node = a._accumulator
-                            edges.append((node, 0) if node is not None else a._edge())
-                        in_meta.append((array.shape, array.dtype))
-                        continue
-                else:
-                    arrays.append(a)
-                edges.append(None)
-                in_meta.append(None)
-            if record:  # (ctx.needs_input_grad follows from the edges when read)
-                ctx._seq = next(_sequence)
-                ctx._next = tuple(edges)
-                ctx._input_meta = tuple(in_meta)
-        else:
-            for a in args:
-                if isinstance(a, Tensor):
-                    arrays.append(a._array)
-                    if first is None:
-                        first = a._array
-                else:
-                    arrays.append(a)
-        if raw is None:
-            raw = arrays
-        if first is None or type(first) is np.ndarray:
+    def _apply(cls, args):
+        """``apply`` on the argument tuple, past the interceptors."""
+        return _run(cls, args)
+
+
+def _run(cls, args):
+    """The per-op path: one loop over the arguments (gathering the graph edges too when
+    recording), the forward, the outputs wrapped and connected; no helper calls in the common
+    case."""
+    ctx = cls._backward_cls()
+    first = None
+    arrays = []
+    record = False
+    if _state.grad_enabled:
+        edges, in_meta = [], []
+        for a in args:
+            if isinstance(a, Tensor):
+                array = a._array
+                arrays.append(array)
+                if first is None:
+                    first = array
+                if a._requires_grad:
+                    record = True
+                    node = a._grad_fn
+                    if node is not None:
+                        edges.append((node, a._output_nr))
+                    else:  # a leaf: its accumulator, made on first use
+                        node = a._accumulator
+                        edges.append((node, 0) if node is not None else a._edge())
+                    in_meta.append((array.shape, array.dtype))
+                    continue
+            else:
+                arrays.append(a)
+            edges.append(None)
+            in_meta.append(None)
+        if record:  # (ctx.needs_input_grad follows from the edges when read)
+            ctx._seq = next(_sequence)
+            ctx._next = tuple(edges)
+            ctx._input_meta = tuple(in_meta)
+    else:
+        for a in args:
+            if isinstance(a, Tensor):
+                arrays.append(a._array)
+                if first is None:
+                    first = a._array
+            else:
+                arrays.append(a)
+    raw = list(args) if cls._tensors_in else arrays
+    if first is None or type(first) is np.ndarray:
+        out = cls.array_forward(ctx, *raw)
+    else:
+        ctx._xp = ctx.xp = xp = array_module_for(first)
+        if xp is np:
             out = cls.array_forward(ctx, *raw)
-        else:
-            ctx._xp = ctx.xp = xp = array_module_for(first)
-            if xp is np:
+        else:  # a GPU op runs with its first tensor's GPU current (cupy's rule)
+            ctx._device = first.device
+            with ctx._device:
                 out = cls.array_forward(ctx, *raw)
-            else:  # a GPU op runs with its first tensor's GPU current (cupy's rule)
-                ctx._device = first.device
-                with ctx._device:
-                    out = cls.array_forward(ctx, *raw)
-        if type(out) is np.ndarray and not ctx._dirty and not cls.is_view:
-            single, outputs = True, (_plain_tensor(out),)
-        else:
-            single = not isinstance(out, tuple)
-            outputs = _wrap_outputs(cls, ctx, args, raw, (out,) if single else out)
-        if record:
-            _connect(cls, ctx, args, raw, outputs)
-        if ctx._to_save:
-            ctx._to_save = ()
-        return outputs[0] if single else outputs
+    if type(out) is np.ndarray and not ctx._dirty and not cls.is_view:
+        single, outputs = True, (_plain_tensor(out),)
+    else:
+        single = not isinstance(out, tuple)
+        outputs = _wrap_outputs(cls, ctx, args, raw, (out,) if single else out)
+    if record:
+        _connect(cls, ctx, args, raw, outputs)
+    if ctx._to_save:
+        ctx._to_save = ()
+    return outputs[0] if single else outputs
 
 
 class _FunctionNode(BackwardNode):
@@ -433,15 +442,11 @@ class Function(Op):
 
     _node_base = _FunctionNode
 
+    _tensors_in = True
+
     @classmethod
     def _bind_contract(cls) -> None:
         pass  # array_forward / array_backward stay the adapter below
-
-    @classmethod
-    def _apply(cls, args, raw=None):
-        # The adapter's forward receives the argument tensors themselves (their identity tells
-        # inputs returned, marked dirty or saved).
-        return super()._apply(args, list(args))
 
     @classmethod
     def array_forward(cls, ctx, *args):
@@ -521,7 +526,7 @@ def _intercepted_apply(cls, args):
     active = list(_interceptors)
     for interceptor in active:
         args = interceptor.before(cls, args)
-    outputs = cls._apply(args)
+    outputs = _run(cls, args)
     for interceptor in reversed(active):
         replaced = interceptor.after(cls, args, outputs)
         if replaced is not None:

@@ -15,6 +15,9 @@ epoch; one saved after an epoch ended (the iterator exhausted) starts the next e
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
 import numpy as np
 
 from ..data.dataset import IterableDataset
@@ -27,28 +30,29 @@ __all__ = ["ResumableLoader"]
 class _Recorder:
     """Stands in for the loader's index sampler: materializes (or replays) each epoch's order."""
 
-    def __init__(self, inner):
+    def __init__(self, inner: Any):
         self.inner = inner
-        self.order = None  # this epoch's batches (lists of indices) or indices
-        self.replay = None  # (order, start) to hand out instead of drawing a new one
+        self.order: list[Any] | None = None  # this epoch's batches (lists of indices) or indices
+        # (order, start) to hand out instead of drawing a new one
+        self.replay: tuple[list[Any], int] | None = None
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Any]:
         if self.replay is not None:
             (self.order, start), self.replay = self.replay, None
             return iter(self.order[start:])
         self.order = list(self.inner)
         return iter(self.order)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.inner)
 
-    def __getattr__(self, name):  # e.g. batch_size, drop_last, sampler
+    def __getattr__(self, name: str) -> Any:  # e.g. batch_size, drop_last, sampler
         if name == "inner":
             raise AttributeError(name)
         return getattr(self.inner, name)
 
 
-def _pack(order: list, batched: bool) -> dict:
+def _pack(order: list[Any], batched: bool) -> dict[str, np.ndarray | None]:
     if not batched:
         return {"indices": np.asarray(order, np.int64), "sizes": None}
     sizes = np.fromiter(map(len, order), np.int64, len(order))
@@ -56,7 +60,7 @@ def _pack(order: list, batched: bool) -> dict:
     return {"indices": np.asarray(flat, np.int64), "sizes": sizes}
 
 
-def _unpack(packed: dict) -> list:
+def _unpack(packed: dict[str, Any]) -> list[Any]:
     indices = packed["indices"].tolist()
     if packed["sizes"] is None:
         return indices
@@ -73,7 +77,7 @@ class ResumableLoader:
     over the loader's index sampler, so keep using the same wrapper. ``batches_done`` counts the
     batches handed out in the current epoch."""
 
-    def __init__(self, loader):
+    def __init__(self, loader: Any):
         if isinstance(getattr(loader, "dataset", None), IterableDataset):
             raise TypeError(
                 "ResumableLoader: a DataLoader over an IterableDataset cannot be "
@@ -90,16 +94,17 @@ class ResumableLoader:
         self._recorder = _Recorder(getattr(loader, attr))
         setattr(loader, attr, self._recorder)
         self.batches_done = 0
-        self._epoch_rng = None  # the loader generator's state before the epoch's draws
+        # the loader generator's state before the epoch's draws
+        self._epoch_rng: Mapping[str, Any] | None = None
         self._active = False
-        self._resume = None
+        self._resume: dict[str, Any] | None = None
         self._run = 0  # which iteration the counters belong to
         self._base_index = 0  # a DistributedSampler's global start index of this pass
 
-    def _rng(self):
+    def _rng(self) -> np.random.Generator:
         return numpy_rng(self.loader.generator)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Any]:
         self._run += 1
         run, resume, self._resume = self._run, self._resume, None
         rng = self._rng()
@@ -124,7 +129,7 @@ class ResumableLoader:
         self._active = True
         return self._batches(iterator, run)
 
-    def _batches(self, iterator, run):
+    def _batches(self, iterator: Iterable[Any], run: int) -> Iterator[Any]:
         for batch in iterator:
             if run == self._run:
                 self.batches_done += 1
@@ -132,44 +137,54 @@ class ResumableLoader:
         if run == self._run:
             self._active = False
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.loader)
 
-    def _sampler(self):
+    def _sampler(self) -> Any:
         """The loader's own sampler (e.g. a DistributedSampler)."""
         sampler = self.loader.sampler
         return sampler.inner if isinstance(sampler, _Recorder) else sampler
 
-    def __getattr__(self, name):  # the loader's attributes: dataset, sampler, batch_size...
+    def __getattr__(
+        self, name: str
+    ) -> Any:  # the loader's attributes: dataset, sampler, batch_size...
         if name == "loader":
             raise AttributeError(name)
         return getattr(self.loader, name)
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, Any]:
         """The position: in an epoch, its order, the batches handed out and the generator
         state it began with; between epochs, nothing to replay."""
-        state = {
+        state: dict[str, Any] = {
             "active": self._active,
             "sampler_epoch": getattr(self._sampler(), "epoch", None),
             "batches_done": self.batches_done if self._active else 0,
         }
         if self._active:
+            order = self._recorder.order
+            if order is None:  # (recorded when the epoch's iteration began)
+                raise RuntimeError("ResumableLoader.state_dict: the epoch's order was not recorded")
             sampler = self._sampler()
             if isinstance(sampler, DistributedSampler):
                 # a global sample index: independent of the number of ranks
-                done = self._recorder.order[: self.batches_done]
+                done = order[: self.batches_done]
                 samples = sum(map(len, done)) if self._batched else len(done)
                 state["global_index"] = self._base_index + samples * sampler.num_replicas
             else:
-                state["order"] = _pack(self._recorder.order, self._batched)
+                state["order"] = _pack(order, self._batched)
             state["epoch_rng"] = self._epoch_rng
         return state
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         """Make the next ``iter()`` resume the epoch ``state`` was saved in (or, for a state
         saved between epochs, start the next one)."""
         order = state.get("order")
         if state["active"] and "global_index" not in state:
+            if order is None:
+                raise ValueError(
+                    "ResumableLoader.load_state_dict: the state was saved during an epoch but "
+                    "holds neither 'order' nor 'global_index'"
+                )
             n = len(_unpack(order))
             if not 0 <= state["batches_done"] <= n:
                 raise ValueError(

@@ -125,7 +125,7 @@ class DirectoryLock:
     host ``wait`` seconds to end) and takes over a stale lock (with a log message); calling it
     again while held is a no-op. Released at interpreter exit too."""
 
-    def __init__(self, directory, wait: float = 5.0) -> None:
+    def __init__(self, directory: str | os.PathLike[str], wait: float = 5.0) -> None:
         self.directory = os.fspath(directory)
         self.wait = float(wait)
         self.path = os.path.join(self.directory, LOCK_NAME)
@@ -257,7 +257,7 @@ class DirectoryLock:
     def __enter__(self) -> DirectoryLock:
         return self.acquire()
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.release()
 
     def __repr__(self) -> str:

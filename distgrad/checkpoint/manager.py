@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import logging
 import numbers
+import os
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from .. import distributed as dist
 from .. import serialization
@@ -14,6 +17,11 @@ from ..safetensors import CheckpointError
 from . import rng, store
 from .data import ResumableLoader
 from .lock import DirectoryLock, DirectoryLockedError
+
+if TYPE_CHECKING:
+    from ..distributed.checkpoint.stateful import Stateful
+    from ..distributed.communicator import Communicator
+    from ..nn import Module
 
 logger = logging.getLogger(__name__)
 
@@ -31,10 +39,10 @@ class CheckpointState:
     batches_done: int | None  # batches of ``epoch`` already trained on (a ResumableLoader's)
     path: str  # the checkpoint directory loaded
     world_size: int  # the number of ranks that saved it
-    skipped: list = field(default_factory=list)  # problems of newer checkpoints passed over
+    skipped: list[str] = field(default_factory=list)  # problems of newer checkpoints passed over
 
 
-def _world():
+def _world() -> Communicator | None:
     """The communicator when this process is one of several ranks, else None."""
     if dist.is_initialized():
         comm = dist.get_communicator()
@@ -43,13 +51,13 @@ def _world():
     return None
 
 
-def _check_count(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+def _check_count(name: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < minimum:
         raise ValueError(f"distgrad.checkpoint: {name} must be an int >= {minimum}, got {value!r}")
     return int(value)
 
 
-def _check_objects(model, optimizer, scheduler, loader) -> None:
+def _check_objects(model: object, optimizer: object, scheduler: object, loader: object) -> None:
     for name, obj, methods in (
         ("model", model, ("state_dict", "load_state_dict")),
         ("optimizer", optimizer, ("state_dict", "load_state_dict")),
@@ -65,16 +73,16 @@ def _check_objects(model, optimizer, scheduler, loader) -> None:
 
 
 def save(
-    directory,
+    directory: str | os.PathLike[str],
     *,
-    model,
-    optimizer=None,
-    scheduler=None,
+    model: Module,
+    optimizer: Stateful | None = None,
+    scheduler: Stateful | None = None,
     step: int = 0,
     epoch: int = 0,
-    loader=None,
+    loader: Iterable[Any] | None = None,
     seed: int | None = None,
-    extra=None,
+    extra: object = None,
     keep: int = 2,
 ) -> str:
     """Write a checkpoint of a training run into ``directory`` and commit it; return its path.
@@ -99,9 +107,10 @@ def save(
         "loader": loader.state_dict() if isinstance(loader, ResumableLoader) else None,
     }
     ranks = comm.allgather_object(mine) if comm is not None else [mine]
-    path = error = None
+    path: str | None = None
+    error: Exception | None = None
     if comm is None or comm.rank == 0:
-        files = {"model.safetensors": model.state_dict()}
+        files: dict[str, object] = {"model.safetensors": model.state_dict()}
         if optimizer is not None:
             files["optimizer.safetensors"] = optimizer.state_dict()
         if scheduler is not None:
@@ -110,13 +119,14 @@ def save(
         files["ranks.safetensors"] = ranks
         info = {"step": step, "epoch": epoch, "world_size": len(ranks)}
         try:
-            path = store.commit(directory, files, info, keep, serialization.save)
+            path = store.commit(os.fspath(directory), files, info, keep, serialization.save)
             logger.info("saved checkpoint %s (step %s, epoch %s)", path, step, epoch)
         except Exception as exc:
             if comm is None:
                 raise
             error = exc
     if comm is None:
+        assert path is not None  # (commit returned it, or raised)
         return path
     path, failure = comm.broadcast_object(
         (path, None if error is None else f"{type(error).__name__}: {error}"), 0
@@ -130,7 +140,7 @@ def save(
     return path
 
 
-def _decode(path: str, blobs: dict, map_location) -> dict:
+def _decode(path: str, blobs: dict[str, bytearray], map_location: object) -> dict[str, Any]:
     out = {}
     for name, blob in blobs.items():
         # the manifest's SHA-256 of these bytes was checked by store.verify: hash once, and
@@ -142,11 +152,18 @@ def _decode(path: str, blobs: dict, map_location) -> dict:
     return out
 
 
-def _prepare(directory, fallback, map_location, wanted: dict, rank: int, world: int):
+def _prepare(
+    directory: str | os.PathLike[str],
+    fallback: bool,
+    map_location: object,
+    wanted: dict[str, Any],
+    rank: int,
+    world: int,
+) -> tuple[str, dict[str, Any], dict[str, Any], list[str]]:
     """Verify and decode the checkpoint to load on this rank, checking that it holds what the
     caller asked for; nothing is changed yet."""
     path, manifest, parts, skipped = store.open_checkpoint(
-        str(directory), fallback, lambda path, blobs: _decode(path, blobs, map_location)
+        os.fspath(directory), fallback, lambda path, blobs: _decode(path, blobs, map_location)
     )
     for name in ("optimizer", "scheduler"):
         if wanted[name] is not None and name not in parts:
@@ -172,7 +189,7 @@ def _prepare(directory, fallback, map_location, wanted: dict, rank: int, world: 
     return path, manifest, parts, skipped
 
 
-def _agree(comm, error, path):
+def _agree(comm: Communicator, error: BaseException | None, path: str | None) -> None:
     """Every rank learns every rank's verdict; all raise if any rank failed."""
     verdicts = comm.allgather_object(
         (path, None if error is None else f"{type(error).__name__}: {error}")
@@ -192,11 +209,17 @@ def _agree(comm, error, path):
         )
 
 
-def _apply(parts: dict, model, optimizer, scheduler, strict: bool) -> None:
+def _apply(
+    parts: dict[str, Any],
+    model: Module,
+    optimizer: Any,
+    scheduler: Stateful | None,
+    strict: bool,
+) -> None:
     """Load the state dicts; a failure leaves the optimizer and scheduler as they were (the
     model, loaded last, checks everything before copying)."""
     saved_opt = (optimizer.state, optimizer.param_groups) if optimizer is not None else None
-    saved_sched = dict(scheduler.__dict__) if scheduler is not None else None
+    saved_sched = dict(scheduler.__dict__) if scheduler is not None else {}
     try:
         if optimizer is not None:
             optimizer.load_state_dict(parts["optimizer"])
@@ -204,7 +227,7 @@ def _apply(parts: dict, model, optimizer, scheduler, strict: bool) -> None:
             scheduler.load_state_dict(parts["scheduler"])
         model.load_state_dict(parts["model"], strict=strict)
     except BaseException:
-        if optimizer is not None:
+        if optimizer is not None and saved_opt is not None:
             optimizer.state, optimizer.param_groups = saved_opt
         if scheduler is not None:
             scheduler.__dict__.clear()
@@ -213,13 +236,13 @@ def _apply(parts: dict, model, optimizer, scheduler, strict: bool) -> None:
 
 
 def load(
-    directory,
+    directory: str | os.PathLike[str],
     *,
-    model,
-    optimizer=None,
-    scheduler=None,
-    loader=None,
-    map_location=None,
+    model: Module,
+    optimizer: Stateful | None = None,
+    scheduler: Stateful | None = None,
+    loader: Iterable[Any] | None = None,
+    map_location: object = None,
     fallback: bool = False,
     strict: bool = True,
 ) -> CheckpointState:
@@ -239,7 +262,8 @@ def load(
     comm = _world()
     rank, world = (comm.rank, comm.world_size) if comm is not None else (0, 1)
     wanted = {"optimizer": optimizer, "scheduler": scheduler, "loader": loader}
-    error = path = None
+    error: BaseException | None = None
+    path: str | None = None
     try:
         path, manifest, parts, skipped = _prepare(
             directory, fallback, map_location, wanted, rank, world
@@ -249,7 +273,9 @@ def load(
             raise
         error = exc
     if comm is not None:
-        _agree(comm, error, path)
+        _agree(comm, error, path)  # raises on every rank if any rank failed
+    if error is not None or path is None:  # (a single process re-raised above)
+        raise RuntimeError("distgrad.checkpoint.load: no checkpoint was prepared")
     if skipped:
         warnings.warn(
             f"distgrad.checkpoint.load: fell back to {path!r}:\n  " + "\n  ".join(skipped),
@@ -309,18 +335,18 @@ class CheckpointManager:
 
     def __init__(
         self,
-        directory,
+        directory: str | os.PathLike[str],
         *,
-        model,
-        optimizer=None,
-        scheduler=None,
-        loader=None,
+        model: Module,
+        optimizer: Stateful | None = None,
+        scheduler: Stateful | None = None,
+        loader: Iterable[Any] | None = None,
         keep: int = 2,
-        map_location=None,
+        map_location: object = None,
     ):
         _check_objects(model, optimizer, scheduler, loader)
         _check_count("keep", keep, 1)
-        self.directory, self.keep, self.map_location = str(directory), keep, map_location
+        self.directory, self.keep, self.map_location = os.fspath(directory), keep, map_location
         self.model, self.optimizer, self.scheduler, self.loader = (
             model,
             optimizer,
@@ -335,7 +361,7 @@ class CheckpointManager:
         if self._locked:
             return
         comm = _world()
-        error = None
+        error: Exception | None = None
         if comm is None or comm.rank == 0:
             lock = DirectoryLock(self.directory)
             try:
@@ -357,7 +383,9 @@ class CheckpointManager:
             self._lock.release()
         self._lock, self._locked = None, False
 
-    def save(self, step: int, epoch: int = 0, *, seed: int | None = None, extra=None) -> str:
+    def save(
+        self, step: int, epoch: int = 0, *, seed: int | None = None, extra: object = None
+    ) -> str:
         """``distgrad.checkpoint.save`` of the bound objects (locking the directory first)."""
         self._hold_lock()
         return save(

@@ -45,10 +45,15 @@ import re
 import shutil
 import signal
 import tempfile
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from ..safetensors import CheckpointError, _sniff, atomic_write
 
 logger = logging.getLogger(__name__)
+
+# How a file is written: ``write(obj, fileobj)`` (e.g. ``distgrad.save``).
+Writer = Callable[[Any, Any], object]
 
 __all__ = [
     "commit",
@@ -59,6 +64,8 @@ __all__ = [
     "open_checkpoint",
     "latest",
     "verify",
+    "locate",
+    "read_manifest",
     "KILL_ENV",
     "PHASES",
 ]
@@ -85,7 +92,7 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def _canonical(obj) -> bytes:
+def _canonical(obj: object) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
 
 
@@ -93,22 +100,28 @@ class _HashingFile:
     """A new file, written unbuffered, that hashes every byte written to it."""
 
     def __init__(self, path: str, phase: str | None = None):
-        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        self.fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         self.path, self.sha, self.size, self.phase = path, hashlib.sha256(), 0, phase
 
-    def write(self, data) -> int:
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        fd = self._open_fd()
         view = memoryview(data).cast("B")
         self.sha.update(view)
         total = len(view)
         try:
             while view:
-                view = view[os.write(self.fd, view) :]
+                view = view[os.write(fd, view) :]
         except OSError as exc:  # e.g. ENOSPC: say which file (the errno is kept)
             raise OSError(exc.errno, exc.strerror, self.path) from None
         self.size += total
         if self.phase:
             _phase(self.phase)
         return total
+
+    def _open_fd(self) -> int:
+        if self.fd is None:
+            raise ValueError(f"write to closed file {self.path!r}")
+        return self.fd
 
     def close(self) -> None:
         if self.fd is not None:
@@ -117,8 +130,10 @@ class _HashingFile:
 
 
 # ---- reading the root ----------------------------------------------------------------------
-def _read_manifest(path: str) -> dict:
-    """The checked manifest of checkpoint directory ``path``; raises CheckpointError."""
+def read_manifest(path: str) -> dict[str, Any]:
+    """The manifest of checkpoint directory ``path``, checked (its own checksum, format,
+    version, file list, and that it names this directory); raises ``CheckpointError`` naming
+    the problem. The files it lists are not read (``verify`` checks them)."""
     where = os.path.join(path, MANIFEST)
     try:
         with open(where, "rb") as f:
@@ -189,7 +204,7 @@ def read_whole(path: str) -> bytearray:
     return blob + extra if extra else blob
 
 
-def read_checked(where: str, info: dict, needed_for: str = "") -> bytes:
+def read_checked(where: str, info: Mapping[str, Any], needed_for: str = "") -> bytearray:
     """File ``where`` whole, its size and SHA-256 checked against its manifest entry
     ``info``; raises ``CheckpointError`` naming the file and the problem (``needed_for``, e.g.
     `` (needed for 'fc.weight')``, is appended to every message)."""
@@ -205,7 +220,7 @@ def read_checked(where: str, info: dict, needed_for: str = "") -> bytes:
             f"but the manifest says {info.get('bytes')}: it is "
             + ("truncated" if len(blob) < info.get("bytes", 0) else "corrupted")
             + f"{needed_for}."
-            + _sniff(blob[:8])
+            + _sniff(bytes(blob[:8]))
         )
     digest = hashlib.sha256(blob).hexdigest()
     if digest != info.get("sha256"):
@@ -213,16 +228,16 @@ def read_checked(where: str, info: dict, needed_for: str = "") -> bytes:
             f"cannot load checkpoint {where!r}: checksum mismatch (sha256 "
             f"{digest[:16]}..., the manifest says "
             f"{str(info.get('sha256'))[:16]}...): the file is corrupted{needed_for}."
-            + _sniff(blob[:8])
+            + _sniff(bytes(blob[:8]))
         )
     return blob
 
 
-def verify(path: str) -> tuple[dict, dict]:
+def verify(path: str) -> tuple[dict[str, Any], dict[str, bytearray]]:
     """Check checkpoint directory ``path`` completely: its manifest, then the size and SHA-256
     of every file it lists. Returns ``(manifest, {file: bytes})``; raises ``CheckpointError``
     naming the file and the problem. Nothing is decoded."""
-    manifest = _read_manifest(path)
+    manifest = read_manifest(path)
     blobs = {
         name: read_checked(os.path.join(path, name), info)
         for name, info in manifest["files"].items()
@@ -230,7 +245,7 @@ def verify(path: str) -> tuple[dict, dict]:
     return manifest, blobs
 
 
-def _read_pointer(root: str) -> dict | None:
+def _read_pointer(root: str) -> dict[str, Any] | None:
     """``LATEST``'s record, or None when there is none; raises CheckpointError if damaged."""
     where = os.path.join(root, POINTER)
     try:
@@ -258,7 +273,7 @@ def _sequence(path: str) -> int:
     """The commit sequence number of checkpoint directory ``path``, or -1 when a quick look
     (manifest, file sizes; no hashing) shows it is damaged."""
     try:
-        manifest = _read_manifest(path)
+        manifest = read_manifest(path)
         for name, info in manifest["files"].items():
             if os.path.getsize(os.path.join(path, name)) != info.get("bytes"):
                 return -1
@@ -282,7 +297,7 @@ def _mark_committed(path: str) -> None:
                 f.write(b"committed\n")
 
 
-def _sequences(root: str) -> dict:
+def _sequences(root: str) -> dict[str, int]:
     """``{name: sequence}`` of the checkpoint directories in ``root`` (see ``_sequence``)."""
     return {
         name: _sequence(os.path.join(root, name))
@@ -291,7 +306,7 @@ def _sequences(root: str) -> dict:
     }
 
 
-def _candidates(root: str, fallback: bool) -> list:
+def _candidates(root: str, fallback: bool) -> list[str | CheckpointError]:
     """Checkpoint paths to try, best first: LATEST's target, then (with ``fallback``) older
     committed ones, newest first. Problems found on the way are returned as CheckpointErrors in
     the list, so the caller can report them."""
@@ -306,6 +321,7 @@ def _candidates(root: str, fallback: bool) -> list:
         return [root]  # one checkpoint, named explicitly
     if not os.path.isdir(root):
         raise FileNotFoundError(f"no checkpoint directory {root!r}")
+    problem: CheckpointError | None
     try:
         pointer = _read_pointer(root)
     except CheckpointError as exc:
@@ -326,7 +342,7 @@ def _candidates(root: str, fallback: bool) -> list:
         raise FileNotFoundError(
             f"no checkpoint in {root!r} (no {POINTER} and no ckpt-* directories)"
         )
-    out = [] if problem is None else [problem]
+    out: list[str | CheckpointError] = [] if problem is None else [problem]
     if pointer is not None:
         rollback = _rolled_back(root, pointer, sequences)
         if rollback is not None:
@@ -351,7 +367,9 @@ def _candidates(root: str, fallback: bool) -> list:
     return out
 
 
-def _rolled_back(root: str, pointer: dict, sequences: dict) -> CheckpointError | None:
+def _rolled_back(
+    root: str, pointer: dict[str, Any], sequences: dict[str, int]
+) -> CheckpointError | None:
     """The problem when ``LATEST`` does not name the newest committed checkpoint: its target's
     manifest has another sequence number (the pointer was edited), or a checkpoint committed
     after it exists (the pointer was put back). None when it is consistent."""
@@ -372,7 +390,7 @@ def _rolled_back(root: str, pointer: dict, sequences: dict) -> CheckpointError |
         if s > pointer["sequence"] and _committed(os.path.join(root, n))
     ]
     if newer:
-        newest = max(newer, key=sequences.get)
+        newest = max(newer, key=sequences.__getitem__)
         return CheckpointError(
             f"cannot load checkpoint {where!r}: it names {target!r} (sequence "
             f"{pointer['sequence']}) but {newest!r} (sequence {sequences[newest]}) was "
@@ -383,13 +401,30 @@ def _rolled_back(root: str, pointer: dict, sequences: dict) -> CheckpointError |
     return None
 
 
-def open_checkpoint(root: str, fallback: bool = False, decode=None):
+def locate(root: str) -> str:
+    """The checkpoint directory to load from ``root``: ``root`` itself when it is one
+    checkpoint directory, else the committed checkpoint its ``LATEST`` names, after the
+    rollback checks (the pointer edited or rolled back raises ``CheckpointError``). Raises
+    ``FileNotFoundError`` when there is no checkpoint. Nothing is verified (``verify`` does
+    that)."""
+    for candidate in _candidates(root, False):
+        if isinstance(candidate, CheckpointError):
+            raise candidate
+        return candidate
+    raise FileNotFoundError(f"no checkpoint in {root!r}")
+
+
+def open_checkpoint(
+    root: str,
+    fallback: bool = False,
+    decode: Callable[[str, dict[str, bytearray]], Any] | None = None,
+) -> tuple[str, dict[str, Any], Any, list[str]]:
     """Find, verify and decode the checkpoint to load from ``root`` (a root directory or one
     checkpoint directory). ``decode(path, blobs)`` turns the verified files into objects
     (raising CheckpointError for a file it cannot read). Returns ``(path, manifest, decoded,
     skipped)``, where ``skipped`` lists the problems of the checkpoints passed over (only with
     ``fallback``)."""
-    skipped = []
+    skipped: list[str] = []
     for candidate in _candidates(root, fallback):
         if isinstance(candidate, CheckpointError):
             skipped.append(str(candidate))
@@ -429,7 +464,7 @@ def _remove(path: str, phase: str | None = None) -> None:
     os.rmdir(trash)
 
 
-def _clean(root: str, pointer: dict | None, sequences: dict) -> None:
+def _clean(root: str, pointer: dict[str, Any] | None, sequences: dict[str, int]) -> None:
     """Remove what interrupted saves left: staging/trash directories, pointer temporaries and
     checkpoints newer than the committed one (never committed)."""
     for name in os.listdir(root):
@@ -474,21 +509,29 @@ def begin(root: str, step: int) -> tuple[str, str, int]:
     return staging, name, sequence
 
 
-def write_file(staging: str, fname: str, write, obj, phase: str | None = None) -> dict:
+def write_file(
+    staging: str, fname: str, write: Writer, obj: object, phase: str | None = None
+) -> dict[str, Any]:
     """Write ``obj`` as file ``fname`` of a staging directory with ``write(obj, fileobj)``,
     hashing every byte, and fsync it; returns its manifest entry ``{"sha256", "bytes"}``."""
     handle = _HashingFile(os.path.join(staging, fname), phase)
     try:
         write(obj, handle)
         _phase("written")
-        os.fsync(handle.fd)
+        os.fsync(handle._open_fd())
     finally:
         handle.close()
     return {"sha256": handle.sha.hexdigest(), "bytes": handle.size}
 
 
 def finish(
-    root: str, staging: str, name: str, sequence: int, info: dict, listed: dict, keep: int
+    root: str,
+    staging: str,
+    name: str,
+    sequence: int,
+    info: Mapping[str, Any],
+    listed: Mapping[str, Any],
+    keep: int,
 ) -> str:
     """Commit a staging directory whose files ``listed`` (name -> ``write_file``'s entry) are
     written: manifest, rename to ``name``, then the ``LATEST`` pointer; prune beyond ``keep``.
@@ -507,7 +550,7 @@ def finish(
         handle = _HashingFile(os.path.join(staging, MANIFEST))
         try:
             handle.write(json.dumps(manifest, indent=1, sort_keys=True).encode())
-            os.fsync(handle.fd)
+            os.fsync(handle._open_fd())
         finally:
             handle.close()
         _fsync_dir(staging)
@@ -526,7 +569,7 @@ def finish(
         _phase("pointer")
     _mark_committed(path)
     sequences = _sequences(root)
-    for old in sorted(sequences, key=sequences.get)[:-keep]:
+    for old in sorted(sequences, key=sequences.__getitem__)[:-keep]:
         try:
             _remove(os.path.join(root, old), "prune")
         except OSError as exc:  # the new checkpoint is committed: report, don't fail the save
@@ -539,7 +582,9 @@ def abort(staging: str) -> None:
     shutil.rmtree(staging, ignore_errors=True)
 
 
-def commit(root: str, files: dict, info: dict, keep: int, write) -> str:
+def commit(
+    root: str, files: Mapping[str, object], info: Mapping[str, Any], keep: int, write: Writer
+) -> str:
     """Write one checkpoint into ``root`` and commit it; return its path.
 
     ``files`` maps file names to objects; ``write(obj, fileobj)`` serializes one (the model

@@ -8,6 +8,8 @@ with only the timeout, ``finalize()`` is ``destroy_process_group()``, ``rank()``
 
 from __future__ import annotations
 
+import datetime
+
 from . import process_group as _pg
 from .groups import ProcessGroup, destroy_group, resolve
 
@@ -33,13 +35,13 @@ _backend = {"name": "mpi"}
 def init_process_group(
     backend: str | None = None,
     init_method: str | None = None,
-    timeout=None,
+    timeout: float | datetime.timedelta | None = None,
     world_size: int = -1,
     rank: int = -1,
-    store=None,
+    store: object = None,
     group_name: str = "",
-    pg_options=None,
-    device_id=None,
+    pg_options: object = None,
+    device_id: object = None,
 ) -> None:
     """Join the world of ranks (``torch.distributed.init_process_group``).
 

@@ -10,14 +10,26 @@ nothing and returns None (PyTorch warns and returns too; ``recv`` returns -1).
 
 from __future__ import annotations
 
+import datetime
 import pickle
 import time
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from ..autograd import Tensor
-from .communicator import CollectiveTimeoutError, ReduceOp, Work
-from .groups import resolve
+from .communicator import (
+    Array,
+    Callback,
+    CollectiveTimeoutError,
+    Communicator,
+    P2PWork,
+    ReduceOp,
+    Work,
+)
+from .groups import ProcessGroup, resolve
+from .mpi import MPICommunicator
 
 __all__ = [
     "all_reduce",
@@ -48,12 +60,12 @@ def _bump(t: Tensor) -> None:
     t.bump_version()  # an in-place write, as far as autograd's checks are concerned
 
 
-def _check_tensor(op: str, name: str, t) -> None:
+def _check_tensor(op: str, name: str, t: object) -> None:
     if not isinstance(t, Tensor):
         raise TypeError(f"{op}: {name} must be a Tensor, got {type(t).__name__}")
 
 
-def _check_list(op: str, name: str, tensors, like: Tensor, size: int) -> None:
+def _check_list(op: str, name: str, tensors: Sequence[Tensor], like: Tensor, size: int) -> None:
     if len(tensors) != size:
         raise ValueError(f"{op}: {name} must hold group size ({size}) tensors, got {len(tensors)}")
     for i, t in enumerate(tensors):
@@ -65,13 +77,15 @@ def _check_list(op: str, name: str, tensors, like: Tensor, size: int) -> None:
             )
 
 
-def _comm(group, array):
+def _comm(group: ProcessGroup | None, array: Array | None) -> Communicator | None:
     """The group's communicator for ``array``, or None on a rank outside the group."""
     g = resolve(group)
     return g.communicator_for(array) if g.is_member else None
 
 
-def _root(op: str, group, rank, group_rank, name: str) -> int:
+def _root(
+    op: str, group: ProcessGroup | None, rank: int | None, group_rank: int | None, name: str
+) -> int:
     """The group rank of the root, from a world rank (``src``/``dst``) or a group rank."""
     g = resolve(group)
     if (rank is None) == (group_rank is None):
@@ -83,16 +97,22 @@ def _root(op: str, group, rank, group_rank, name: str) -> int:
         if group_rank is not None:
             g.global_rank(group_rank)  # (validates)
             return int(group_rank)
+        assert rank is not None  # (one of the two is given or defaulted above)
         return g.group_rank(int(rank))
     except ValueError as error:
         raise ValueError(f"{op}: {name} {error}") from None
 
 
-def _finish(work: Work | None, written, async_op: bool, unpack=None):
+def _finish(
+    work: Work | None,
+    written: Sequence[Tensor],
+    async_op: bool,
+    unpack: Callback | None = None,
+) -> Work | None:
     """Unpack the results (``unpack()``) and bump the versions of the written tensors once the
     collective has completed: now (blocking: ``work`` is None), or when ``work`` completes."""
 
-    def done():
+    def done() -> None:
         if unpack is not None:
             unpack()
         for t in written:
@@ -101,16 +121,18 @@ def _finish(work: Work | None, written, async_op: bool, unpack=None):
     if not async_op:
         done()
         return None
+    if work is None:
+        raise RuntimeError("an async_op=True collective returned no Work")
     work._result = list(written)
     return work._then(done)
 
 
-def _stack(xp, tensors):
+def _stack(xp: Any, tensors: Sequence[Tensor]) -> Array:
     return xp.stack([t.array for t in tensors])
 
 
-def _unstack(rows, tensors):
-    def unpack():
+def _unstack(rows: Array, tensors: Sequence[Tensor]) -> Callback:
+    def unpack() -> None:
         for row, t in zip(rows, tensors):
             t.array[...] = row.reshape(t.shape)
 
@@ -118,7 +140,12 @@ def _unstack(rows, tensors):
 
 
 # ---- collectives -------------------------------------------------------------------------------
-def all_reduce(tensor: Tensor, op: ReduceOp = ReduceOp.SUM, group=None, async_op: bool = False):
+def all_reduce(
+    tensor: Tensor,
+    op: ReduceOp = ReduceOp.SUM,
+    group: ProcessGroup | None = None,
+    async_op: bool = False,
+) -> Work | None:
     """Reduce ``tensor`` over the group's ranks, in place on every one of them."""
     _check_tensor("all_reduce", "tensor", tensor)
     comm = _comm(group, tensor.array)
@@ -131,7 +158,13 @@ def all_reduce(tensor: Tensor, op: ReduceOp = ReduceOp.SUM, group=None, async_op
     return None
 
 
-def broadcast(tensor: Tensor, src=None, group=None, async_op: bool = False, group_src=None):
+def broadcast(
+    tensor: Tensor,
+    src: int | None = None,
+    group: ProcessGroup | None = None,
+    async_op: bool = False,
+    group_src: int | None = None,
+) -> Work | None:
     """Copy rank ``src``'s ``tensor`` into ``tensor`` on every rank of the group."""
     _check_tensor("broadcast", "tensor", tensor)
     comm = _comm(group, tensor.array)
@@ -143,12 +176,12 @@ def broadcast(tensor: Tensor, src=None, group=None, async_op: bool = False, grou
 
 def reduce(
     tensor: Tensor,
-    dst=None,
+    dst: int | None = None,
     op: ReduceOp = ReduceOp.SUM,
-    group=None,
+    group: ProcessGroup | None = None,
     async_op: bool = False,
-    group_dst=None,
-):
+    group_dst: int | None = None,
+) -> Work | None:
     """Reduce ``tensor`` over the group into rank ``dst``'s ``tensor`` (others unchanged)."""
     _check_tensor("reduce", "tensor", tensor)
     comm = _comm(group, tensor.array)
@@ -159,7 +192,12 @@ def reduce(
     return _finish(comm.reduce(tensor.array, root, op, async_op), written, async_op)
 
 
-def all_gather(tensor_list: list, tensor: Tensor, group=None, async_op: bool = False):
+def all_gather(
+    tensor_list: list[Tensor],
+    tensor: Tensor,
+    group: ProcessGroup | None = None,
+    async_op: bool = False,
+) -> Work | None:
     """Group rank r's ``tensor`` into ``tensor_list[r]`` on every rank of the group."""
     _check_tensor("all_gather", "tensor", tensor)
     comm = _comm(group, tensor.array)
@@ -172,8 +210,11 @@ def all_gather(tensor_list: list, tensor: Tensor, group=None, async_op: bool = F
 
 
 def all_gather_into_tensor(
-    output_tensor: Tensor, input_tensor: Tensor, group=None, async_op: bool = False
-):
+    output_tensor: Tensor,
+    input_tensor: Tensor,
+    group: ProcessGroup | None = None,
+    async_op: bool = False,
+) -> Work | None:
     """Every group rank's ``input_tensor``, rank 0 first, into ``output_tensor`` (group size
     times as many elements: stacked or concatenated along dim 0)."""
     _check_tensor("all_gather_into_tensor", "output_tensor", output_tensor)
@@ -187,11 +228,11 @@ def all_gather_into_tensor(
 
 def reduce_scatter(
     output: Tensor,
-    input_list: list,
+    input_list: list[Tensor],
     op: ReduceOp = ReduceOp.SUM,
-    group=None,
+    group: ProcessGroup | None = None,
     async_op: bool = False,
-):
+) -> Work | None:
     """Reduce ``input_list`` element-wise over the group; rank r receives entry r in
     ``output``."""
     _check_tensor("reduce_scatter", "output", output)
@@ -204,8 +245,12 @@ def reduce_scatter(
 
 
 def reduce_scatter_tensor(
-    output: Tensor, input: Tensor, op: ReduceOp = ReduceOp.SUM, group=None, async_op=False
-):
+    output: Tensor,
+    input: Tensor,
+    op: ReduceOp = ReduceOp.SUM,
+    group: ProcessGroup | None = None,
+    async_op: bool = False,
+) -> Work | None:
     """``reduce_scatter`` with the inputs stacked (or concatenated) in one tensor."""
     _check_tensor("reduce_scatter_tensor", "output", output)
     _check_tensor("reduce_scatter_tensor", "input", input)
@@ -218,12 +263,12 @@ def reduce_scatter_tensor(
 
 def gather(
     tensor: Tensor,
-    gather_list: list | None = None,
-    dst=None,
-    group=None,
+    gather_list: list[Tensor] | None = None,
+    dst: int | None = None,
+    group: ProcessGroup | None = None,
     async_op: bool = False,
-    group_dst=None,
-):
+    group_dst: int | None = None,
+) -> Work | None:
     """Group rank r's ``tensor`` into ``gather_list[r]`` on rank ``dst`` (None elsewhere)."""
     _check_tensor("gather", "tensor", tensor)
     comm = _comm(group, tensor.array)
@@ -244,19 +289,19 @@ def gather(
 
 def scatter(
     tensor: Tensor,
-    scatter_list: list | None = None,
-    src=None,
-    group=None,
+    scatter_list: list[Tensor] | None = None,
+    src: int | None = None,
+    group: ProcessGroup | None = None,
     async_op: bool = False,
-    group_src=None,
-):
+    group_src: int | None = None,
+) -> Work | None:
     """``scatter_list[r]`` of rank ``src`` into group rank r's ``tensor`` (None elsewhere)."""
     _check_tensor("scatter", "tensor", tensor)
     comm = _comm(group, tensor.array)
     if comm is None:
         return None
     root = _root("scatter", group, src, group_src, "src")
-    send = None
+    send: Array | None = None
     if comm.rank == root:
         if scatter_list is None:
             raise ValueError(
@@ -270,11 +315,11 @@ def scatter(
 def all_to_all_single(
     output: Tensor,
     input: Tensor,
-    output_split_sizes: list | None = None,
-    input_split_sizes: list | None = None,
-    group=None,
+    output_split_sizes: list[int] | None = None,
+    input_split_sizes: list[int] | None = None,
+    group: ProcessGroup | None = None,
     async_op: bool = False,
-):
+) -> Work | None:
     """Split ``input`` along dim 0 (equally, or by ``input_split_sizes``), send piece r to
     group rank r, and concatenate what each rank sent into ``output`` (split by
     ``output_split_sizes``)."""
@@ -292,7 +337,7 @@ def all_to_all_single(
         work = comm.alltoall(input.array, output.array, async_op)
         return _finish(work, [output], async_op)
 
-    def counts(t, sizes, name):
+    def counts(t: Tensor, sizes: list[int] | None, name: str) -> list[int]:
         row = int(np.prod(t.shape[1:], dtype=np.int64)) if t.ndim else 1
         if sizes is None:
             sizes = [t.shape[0] // comm.world_size] * comm.world_size
@@ -309,7 +354,12 @@ def all_to_all_single(
     return _finish(work, [output], async_op)
 
 
-def all_to_all(output_tensor_list: list, input_tensor_list: list, group=None, async_op=False):
+def all_to_all(
+    output_tensor_list: list[Tensor],
+    input_tensor_list: list[Tensor],
+    group: ProcessGroup | None = None,
+    async_op: bool = False,
+) -> Work | None:
     """Send ``input_tensor_list[r]`` to group rank r; receive rank r's into
     ``output_tensor_list[r]`` (entries may differ in shape; one dtype)."""
     if not input_tensor_list:
@@ -333,7 +383,7 @@ def all_to_all(output_tensor_list: list, input_tensor_list: list, group=None, as
     send_counts = [t.numel() for t in input_tensor_list]
     recv_counts = [t.numel() for t in output_tensor_list]
 
-    def unpack():
+    def unpack() -> None:
         start = 0
         for t, n in zip(output_tensor_list, recv_counts):
             t.array[...] = recv[start : start + n].reshape(t.shape)
@@ -344,7 +394,13 @@ def all_to_all(output_tensor_list: list, input_tensor_list: list, group=None, as
 
 
 # ---- point to point --------------------------------------------------------------------------
-def isend(tensor: Tensor, dst=None, group=None, tag: int = 0, group_dst=None):
+def isend(
+    tensor: Tensor,
+    dst: int | None = None,
+    group: ProcessGroup | None = None,
+    tag: int = 0,
+    group_dst: int | None = None,
+) -> P2PWork | None:
     """Start sending ``tensor`` to rank ``dst``; returns a handle to ``wait()`` on."""
     _check_tensor("isend", "tensor", tensor)
     comm = _comm(group, tensor.array)
@@ -353,7 +409,13 @@ def isend(tensor: Tensor, dst=None, group=None, tag: int = 0, group_dst=None):
     return comm.send(tensor.array, _root("isend", group, dst, group_dst, "dst"), tag)
 
 
-def irecv(tensor: Tensor, src=None, group=None, tag: int = 0, group_src=None):
+def irecv(
+    tensor: Tensor,
+    src: int | None = None,
+    group: ProcessGroup | None = None,
+    tag: int = 0,
+    group_src: int | None = None,
+) -> P2PWork | None:
     """Start receiving into ``tensor`` from rank ``src`` (None: any rank); returns a
     handle to ``wait()`` on (its ``source`` is the sender's group rank)."""
     _check_tensor("irecv", "tensor", tensor)
@@ -368,25 +430,43 @@ def irecv(tensor: Tensor, src=None, group=None, tag: int = 0, group_src=None):
     return work
 
 
-def send(tensor: Tensor, dst=None, group=None, tag: int = 0, group_dst=None) -> None:
+def send(
+    tensor: Tensor,
+    dst: int | None = None,
+    group: ProcessGroup | None = None,
+    tag: int = 0,
+    group_dst: int | None = None,
+) -> None:
     """Send ``tensor`` to rank ``dst`` (returns once it has been sent)."""
     work = isend(tensor, dst, group, tag, group_dst)
     if work is not None:
         work.wait()
 
 
-def recv(tensor: Tensor, src=None, group=None, tag: int = 0, group_src=None) -> int:
+def recv(
+    tensor: Tensor,
+    src: int | None = None,
+    group: ProcessGroup | None = None,
+    tag: int = 0,
+    group_src: int | None = None,
+) -> int:
     """Receive into ``tensor`` from rank ``src`` (None: any rank); returns the sender's world
     rank (-1 on a rank outside ``group``)."""
     work = irecv(tensor, src, group, tag, group_src)
     if work is None:
         return -1
     work.wait()
+    if work.source is None:
+        raise RuntimeError("recv: the completed receive did not report its sender")
     return resolve(group).global_rank(work.source)
 
 
 # ---- barriers ----------------------------------------------------------------------------------
-def barrier(group=None, async_op: bool = False, device_ids=None):
+def barrier(
+    group: ProcessGroup | None = None,
+    async_op: bool = False,
+    device_ids: list[int] | None = None,
+) -> Work | None:
     """Wait until every rank of the group has reached the barrier (``device_ids`` is
     accepted for PyTorch compatibility)."""
     comm = _comm(group, None)
@@ -396,7 +476,11 @@ def barrier(group=None, async_op: bool = False, device_ids=None):
 _BARRIER_TAGS = (32001, 32002)  # (arrived, verdict): reserved for monitored_barrier
 
 
-def monitored_barrier(group=None, timeout=None, wait_all_ranks: bool = False) -> None:
+def monitored_barrier(
+    group: ProcessGroup | None = None,
+    timeout: float | datetime.timedelta | None = None,
+    wait_all_ranks: bool = False,
+) -> None:
     """A barrier that names the ranks that did not reach it: group rank 0 waits up to
     ``timeout`` (seconds or a ``timedelta``; default: the collective deadline) for every other
     rank, then raises ``RuntimeError`` naming the missing world ranks (all of them; PyTorch
@@ -409,7 +493,11 @@ def monitored_barrier(group=None, timeout=None, wait_all_ranks: bool = False) ->
     if timeout is None:
         seconds = comm.timeout
     else:
-        seconds = timeout.total_seconds() if hasattr(timeout, "total_seconds") else float(timeout)
+        seconds = (
+            timeout.total_seconds() if isinstance(timeout, datetime.timedelta) else float(timeout)
+        )
+    if not isinstance(comm, MPICommunicator):  # (a world of more than one rank is MPI's)
+        raise TypeError(f"monitored_barrier: needs an MPI communicator, got {comm!r}")
     arrived_tag, verdict_tag = _BARRIER_TAGS
     mpi = comm.comm
     me = g.ranks[comm.rank] if not g.is_world else comm.rank
@@ -455,7 +543,9 @@ def monitored_barrier(group=None, timeout=None, wait_all_ranks: bool = False) ->
 # ---- Python objects ----------------------------------------------------------------------------
 # Objects travel pickled: unpickling runs code chosen by the sending rank, so these trust every
 # rank of the job (as PyTorch's do). Use them for small metadata, not for arrays.
-def all_gather_object(object_list: list, obj, group=None) -> None:
+def all_gather_object(
+    object_list: list[Any], obj: object, group: ProcessGroup | None = None
+) -> None:
     """Every group rank's picklable ``obj`` into ``object_list`` (group size entries), by
     rank. Objects are pickled, so this trusts every rank (unpickling can run code)."""
     comm = _comm(group, None)
@@ -469,7 +559,13 @@ def all_gather_object(object_list: list, obj, group=None) -> None:
     object_list[:] = comm.allgather_object(obj)
 
 
-def broadcast_object_list(object_list: list, src=None, group=None, device=None, group_src=None):
+def broadcast_object_list(
+    object_list: list[Any],
+    src: int | None = None,
+    group: ProcessGroup | None = None,
+    device: object = None,
+    group_src: int | None = None,
+) -> None:
     """Replace ``object_list``'s entries on every rank of the group by rank ``src``'s.
     Objects are pickled, so this trusts rank ``src`` (unpickling can run code)."""
     comm = _comm(group, None)
@@ -486,8 +582,12 @@ def broadcast_object_list(object_list: list, src=None, group=None, device=None, 
 
 
 def gather_object(
-    obj, object_gather_list: list | None = None, dst=None, group=None, group_dst=None
-):
+    obj: object,
+    object_gather_list: list[Any] | None = None,
+    dst: int | None = None,
+    group: ProcessGroup | None = None,
+    group_dst: int | None = None,
+) -> None:
     """Every group rank's picklable ``obj`` into ``object_gather_list`` on rank ``dst`` (pass
     None elsewhere). Objects are pickled, so ``dst`` trusts every rank (unpickling can run
     code)."""
@@ -509,7 +609,7 @@ def gather_object(
     padded[: data.size] = data
     rows = np.empty((comm.world_size, width), np.uint8) if is_root else None
     comm.gather(padded, rows, root, async_op=False)
-    if is_root:
+    if rows is not None and object_gather_list is not None:  # (the root, checked above)
         object_gather_list[:] = [
             pickle.loads(rows[r, : sizes[r]].tobytes()) for r in range(comm.world_size)
         ]

@@ -19,11 +19,18 @@ import pickle
 import sys
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, Protocol
 
 import numpy as np
 
 from ..backend import is_floating
 from . import traffic as _traffic
+
+if TYPE_CHECKING:
+    from ..futures import Future
+    from .desync import DesyncCheck
+    from .watchdog import Watchdog
 
 __all__ = [
     "ReduceOp",
@@ -43,6 +50,21 @@ DEFAULT_TIMEOUT = 1800.0
 _POLLS_BEFORE_YIELD = 1000
 _SLEEP_AFTER = 0.1
 
+# A host (numpy) or device (cupy) array; cupy is untyped, so its arrays pass as Any.
+Array = np.ndarray
+# Makes progress on a transfer; True once it has finished.
+Test = Callable[[], bool]
+# A callback run once a collective has completed (None entries are skipped).
+Callback = Callable[[], object]
+
+
+class _Timed(Protocol):
+    """What ``_wait`` needs of a communicator: its deadline and how to fail."""
+
+    timeout: float
+
+    def _fail(self, info: CollectiveInfo, waited: float) -> NoReturn: ...
+
 
 class ReduceOp:
     """Reduction operations of ``all_reduce``, ``reduce`` and ``reduce_scatter``:
@@ -50,13 +72,20 @@ class ReduceOp:
 
     __slots__ = ("name",)
 
+    # the instances, set below
+    SUM: ClassVar[ReduceOp]
+    AVG: ClassVar[ReduceOp]
+    PRODUCT: ClassVar[ReduceOp]
+    MAX: ClassVar[ReduceOp]
+    MIN: ClassVar[ReduceOp]
+
     def __init__(self, name: str):
         self.name = name
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"ReduceOp.{self.name}"
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Callable[[type, str], ReduceOp], tuple[type, str]]:
         return getattr, (ReduceOp, self.name)
 
 
@@ -78,7 +107,17 @@ class CollectiveInfo:
 
     __slots__ = ("op", "seq", "rank", "world_size", "count", "dtype", "root", "reduce_op")
 
-    def __init__(self, op, seq, rank, world_size, count=0, dtype=None, root=None, reduce_op=None):
+    def __init__(
+        self,
+        op: str,
+        seq: int,
+        rank: int,
+        world_size: int,
+        count: int = 0,
+        dtype: np.dtype | None = None,
+        root: int | None = None,
+        reduce_op: ReduceOp | None = None,
+    ):
         self.op, self.seq, self.rank, self.world_size = op, seq, rank, world_size
         self.count, self.dtype, self.root, self.reduce_op = count, dtype, root, reduce_op
 
@@ -99,15 +138,34 @@ class CollectiveInfo:
         parts.append(f"on rank {self.rank} of {self.world_size}")
         return " ".join(parts)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<CollectiveInfo {self.describe()}>"
+
+
+def _sizes(array: Array | None) -> tuple[int, np.dtype | None]:
+    """``array``'s element count and dtype for a ``CollectiveInfo`` (0, None: no array)."""
+    return (0, None) if array is None else (int(array.size), array.dtype)
+
+
+def started(work: Work | None) -> Work:
+    """The ``Work`` of a collective started with ``async_op=True`` (which always returns one;
+    None would mean a blocking call was passed here by mistake)."""
+    if work is None:
+        raise RuntimeError("expected the Work of a collective started with async_op=True, got None")
+    return work
 
 
 def _finished() -> bool:
     return True
 
 
-def _wait(comm, test, started: float, timeout, info) -> None:
+def _wait(
+    comm: _Timed,
+    test: Test,
+    started: float,
+    timeout: float | None,
+    info: Callable[[], CollectiveInfo],
+) -> None:
     """Call ``test()`` until it returns True (see _SLEEP_AFTER). Past the deadline, fail with
     ``info()``, the collective's ``CollectiveInfo`` (only built then)."""
     if test():
@@ -155,7 +213,15 @@ class Work:
         "_test",
     )
 
-    def __init__(self, comm: Communicator, test, op: str, array=None, root=None, reduce_op=None):
+    def __init__(
+        self,
+        comm: Communicator,
+        test: Test,
+        op: str,
+        array: Array | None = None,
+        root: int | None = None,
+        reduce_op: ReduceOp | None = None,
+    ):
         comm.seq += 1
         self.seq = comm.seq
         comm.in_flight[self.seq] = self
@@ -166,28 +232,27 @@ class Work:
             root,
             reduce_op,
         )
-        self._callbacks = []
+        self._callbacks: list[Callback] = []
         self._done = False
         self._started = time.monotonic()
-        self._result = None
+        self._result: list[Any] | None = None  # the tensors written (tensor-level collectives)
         self._test = test  # makes progress; True once the transfer has finished
 
     @property
     def info(self) -> CollectiveInfo:
         """What this collective is (op, sequence number, count, dtype), for messages."""
         comm, array = self._comm, self._data
-        sizes = () if array is None else (int(array.size), array.dtype)
         return CollectiveInfo(
             self._op,
             self.seq,
             comm.rank,
             comm.world_size,
-            *sizes,
+            *_sizes(array),
             root=self._root,
             reduce_op=self._reduce_op,
         )
 
-    def _then(self, *callbacks) -> Work:
+    def _then(self, *callbacks: Callback | None) -> Work:
         """Run each ``callback()`` (None: skipped) once, when the collective completes (at
         once if it has), in order."""
         for callback in callbacks:
@@ -205,7 +270,7 @@ class Work:
         # what the watchdog reports as the last completed collective, without keeping this
         # Work (and so its arrays) alive after its owner has let go of it
         comm, op, seq, root, reduce_op = self._comm, self._op, self.seq, self._root, self._reduce_op
-        sizes = () if self._data is None else (int(self._data.size), self._data.dtype)
+        sizes = _sizes(self._data)
         comm.last_done = lambda: CollectiveInfo(
             op, seq, comm.rank, comm.world_size, *sizes, root=root, reduce_op=reduce_op
         )
@@ -228,22 +293,22 @@ class Work:
             self._complete()
         return True
 
-    def result(self):
+    def result(self) -> list[Any] | None:
         """The tensors this collective wrote (tensor-level collectives)."""
         return self._result
 
-    def get_future(self):
+    def get_future(self) -> Future:
         """A ``distgrad.futures.Future`` completed with this collective: its value is the
         list of tensors it wrote (tensor-level collectives, as PyTorch's), else ``[array]``.
         As everything here, it completes when tested (``done()``) or waited for."""
         from ..futures import Future
 
-        def value():
+        def value() -> list[Any]:
             return self._result if self._result is not None else [self._data]
 
         return Future._pending(self.is_completed, self.wait, value)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         state = "completed" if self._done else "in flight"
         return f"<Work {self.info.describe()}, {state}>"
 
@@ -253,7 +318,16 @@ class P2PInfo(CollectiveInfo):
 
     __slots__ = ("tag",)
 
-    def __init__(self, op, rank, world_size, peer, tag, count=0, dtype=None):
+    def __init__(
+        self,
+        op: str,
+        rank: int,
+        world_size: int,
+        peer: int | None,
+        tag: int,
+        count: int = 0,
+        dtype: np.dtype | None = None,
+    ):
         super().__init__(op, 0, rank, world_size, count, dtype, root=peer)
         self.tag = tag
 
@@ -269,11 +343,18 @@ class P2PWork:
     ranks involved take part). ``wait()`` enforces the communicator's deadline; for a receive
     from any rank, ``source`` is the sender once it has completed."""
 
-    def __init__(self, comm: Communicator, test, info: P2PInfo, then=(), source=None):
+    def __init__(
+        self,
+        comm: Communicator,
+        test: Test,
+        info: P2PInfo,
+        then: Sequence[Callback | None] = (),
+        source: Callable[[], int] | None = None,
+    ):
         self._comm, self._test, self.info = comm, test, info
         self._then, self._done, self._started = then, False, time.monotonic()
         self._source = source  # () -> the sender's rank
-        self.source = info.root
+        self.source: int | None = info.root
 
     def _complete(self) -> None:
         self._done = True
@@ -297,7 +378,7 @@ class P2PWork:
             self._complete()
         return True
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         state = "completed" if self._done else "in flight"
         return f"<P2PWork {self.info.describe()}, {state}>"
 
@@ -321,17 +402,31 @@ class Communicator(ABC):
         self.world_size = world_size
         self.timeout = float(timeout)
         self.seq = 0
-        self.failure = None
-        self.in_flight = {}  # seq -> Work not completed yet
-        self.last_done = self.blocking = None  # a Work, or a function returning CollectiveInfo
-        self.watchdog = None  # reports every rank's state on a missed deadline
-        self.desync = None  # the fingerprint channel (desync.py), if checked
-        self.next_tag = None  # a caller's label of its next collective (desync.py)
-        self.tag_error = None  # tags of every rank -> the exception to raise when they differ
+        self.failure: str | None = None
+        self.in_flight: dict[int, Work] = {}  # seq -> Work not completed yet
+        # functions returning the CollectiveInfo of the last completed collective, and of the
+        # one a blocking call is waiting for
+        self.last_done: Callable[[], CollectiveInfo] | None = None
+        self.blocking: Callable[[], CollectiveInfo] | None = None
+        self.watchdog: Watchdog | None = None  # reports every rank's state on a missed deadline
+        self.desync: DesyncCheck | None = None  # the fingerprint channel (desync.py), if checked
+        self.next_tag: int | None = None  # a caller's label of its next collective (desync.py)
+        # tags of every rank -> the exception to raise when they differ
+        self.tag_error: Callable[[list[Any]], Exception] | None = None
         self.label = "WORLD"  # the process group, for messages
+        self.debug = False  # collectives checked across ranks first (contract.py)
 
     # ---- bookkeeping shared by implementations ------------------------------------------
-    def _issue(self, test, async_op: bool, op: str, array=None, root=None, reduce_op=None, then=()):
+    def _issue(
+        self,
+        test: Test,
+        async_op: bool,
+        op: str,
+        array: Array | None = None,
+        root: int | None = None,
+        reduce_op: ReduceOp | None = None,
+        then: Sequence[Callback | None] = (),
+    ) -> Work | None:
         """Finish starting a collective whose transfer ``test()`` tracks: return a ``Work``
         when ``async_op``, else wait for it here and return None. ``then``: callbacks (None
         entries skipped) to run, in order, once it has completed."""
@@ -343,10 +438,15 @@ class Communicator(ABC):
             return Work(self, test, op, array, root, reduce_op)._then(*then)
         self.seq += 1
         seq = self.seq
-        sizes = () if array is None else (int(array.size), array.dtype)  # not the array itself:
-        self.blocking = info = lambda: CollectiveInfo(  # ``last_done`` outlives the collective
-            op, seq, self.rank, self.world_size, *sizes, root=root, reduce_op=reduce_op
-        )
+        # not the array itself: ``last_done`` outlives the collective
+        sizes = _sizes(array)
+
+        def info() -> CollectiveInfo:
+            return CollectiveInfo(
+                op, seq, self.rank, self.world_size, *sizes, root=root, reduce_op=reduce_op
+            )
+
+        self.blocking = info
         _wait(self, test, time.monotonic(), None, info)
         self.blocking, self.last_done = None, info
         for callback in then:
@@ -354,14 +454,14 @@ class Communicator(ABC):
                 callback()
         return None
 
-    def _raise_broken(self, op: str):
+    def _raise_broken(self, op: str) -> NoReturn:
         """Implementations call this before starting ``op`` when ``self.failure`` is set."""
         raise CommunicatorBrokenError(
             f"[rank {self.rank}] cannot start {op}: this {self.kind} "
             f"communicator is broken since {self.failure}"
         )
 
-    def _fail(self, info: CollectiveInfo, waited: float):
+    def _fail(self, info: CollectiveInfo, waited: float) -> NoReturn:
         self.failure = f"{info.describe()} timed out"
         report = None
         if self.watchdog is not None:
@@ -381,7 +481,7 @@ class Communicator(ABC):
         raise CollectiveTimeoutError(message)
 
     # ---- argument checks shared by implementations ---------------------------------------
-    def _check_root(self, op: str, root) -> None:
+    def _check_root(self, op: str, root: int | None) -> None:
         """Raise if the communicator is broken or ``root`` (if given) is not one of its ranks."""
         if self.failure is not None:
             self._raise_broken(op)
@@ -390,7 +490,7 @@ class Communicator(ABC):
                 f"{op}: root {root} is not a rank of this world (size {self.world_size})"
             )
 
-    def _check_blocks(self, op: str, block, full) -> None:
+    def _check_blocks(self, op: str, block: Array, full: Array) -> None:
         """Raise unless the rank-major buffer ``full`` holds world_size blocks like ``block``."""
         if full.size != block.size * self.world_size or full.dtype != block.dtype:
             raise ValueError(
@@ -399,8 +499,14 @@ class Communicator(ABC):
                 f"{full.dtype}"
             )
 
+    def _root_buffer(self, op: str, name: str, buf: Array | None) -> Array:
+        """``buf``, the root's ``name`` buffer of ``op``; raise if the caller gave None."""
+        if buf is None:
+            raise ValueError(f"{op}: the root (rank {self.rank}) needs a {name} buffer, got None")
+        return buf
+
     @staticmethod
-    def _check_reduce(op: ReduceOp, dtype) -> None:
+    def _check_reduce(op: ReduceOp, dtype: np.dtype) -> None:
         """Raise unless ``op`` can reduce arrays of ``dtype``."""
         if not isinstance(op, ReduceOp):
             raise TypeError(f"op must be a distgrad.distributed.ReduceOp, got {op!r}")
@@ -415,35 +521,41 @@ class Communicator(ABC):
 
     # ---- the collectives -------------------------------------------------------------------
     @abstractmethod
-    def allreduce(self, array, op: ReduceOp = ReduceOp.SUM, async_op: bool = True) -> Work | None:
+    def allreduce(
+        self, array: Array, op: ReduceOp = ReduceOp.SUM, async_op: bool = True
+    ) -> Work | None:
         """Reduce ``array`` over all ranks, in place on every rank."""
 
     @abstractmethod
-    def broadcast(self, array, root: int, async_op: bool = True) -> Work | None:
+    def broadcast(self, array: Array, root: int, async_op: bool = True) -> Work | None:
         """Copy ``root``'s ``array`` into ``array`` on every rank."""
 
     @abstractmethod
-    def allgather(self, send, recv, async_op: bool = True) -> Work | None:
+    def allgather(self, send: Array, recv: Array, async_op: bool = True) -> Work | None:
         """Every rank's ``send`` into the rank-major ``recv`` (``world_size * send.size``)."""
 
     @abstractmethod
     def reduce_scatter(
-        self, send, recv, op: ReduceOp = ReduceOp.SUM, async_op: bool = True
+        self, send: Array, recv: Array, op: ReduceOp = ReduceOp.SUM, async_op: bool = True
     ) -> Work | None:
         """Reduce the rank-major ``send`` over ranks; rank r receives block r in ``recv``."""
 
     @abstractmethod
     def reduce(
-        self, array, root: int, op: ReduceOp = ReduceOp.SUM, async_op: bool = True
+        self, array: Array, root: int, op: ReduceOp = ReduceOp.SUM, async_op: bool = True
     ) -> Work | None:
         """Reduce ``array`` over all ranks into ``root``'s ``array`` (others unchanged)."""
 
     @abstractmethod
-    def gather(self, send, recv, root: int, async_op: bool = True) -> Work | None:
+    def gather(
+        self, send: Array, recv: Array | None, root: int, async_op: bool = True
+    ) -> Work | None:
         """Every rank's ``send`` into ``root``'s rank-major ``recv`` (None elsewhere)."""
 
     @abstractmethod
-    def scatter(self, send, recv, root: int, async_op: bool = True) -> Work | None:
+    def scatter(
+        self, send: Array | None, recv: Array, root: int, async_op: bool = True
+    ) -> Work | None:
         """Block r of ``root``'s rank-major ``send`` (None elsewhere) into rank r's ``recv``."""
 
     @abstractmethod
@@ -454,26 +566,33 @@ class Communicator(ABC):
     def abort(self, code: int = 1) -> None:
         """Take the whole job down now (never returns)."""
 
-    def alltoall(self, send, recv, async_op: bool = True) -> Work | None:
+    def alltoall(self, send: Array, recv: Array, async_op: bool = True) -> Work | None:
         """Block r of the rank-major ``send`` goes to rank r, which receives it as block
         (this rank) of its rank-major ``recv``."""
         raise NotImplementedError(f"{type(self).__name__} has no alltoall")
 
-    def alltoallv(self, send, send_counts, recv, recv_counts, async_op: bool = True):
+    def alltoallv(
+        self,
+        send: Array,
+        send_counts: Sequence[int],
+        recv: Array,
+        recv_counts: Sequence[int],
+        async_op: bool = True,
+    ) -> Work | None:
         """``alltoall`` with blocks of ``send_counts[r]`` elements to rank r and
         ``recv_counts[r]`` from rank r (flat ``send`` and ``recv``, rank-major)."""
         raise NotImplementedError(f"{type(self).__name__} has no alltoallv")
 
-    def send(self, array, dst: int, tag: int = 0) -> P2PWork:
+    def send(self, array: Array, dst: int, tag: int = 0) -> P2PWork:
         """Start sending ``array`` to rank ``dst``."""
         raise NotImplementedError(f"{type(self).__name__} has no point-to-point transfers")
 
-    def recv(self, array, src: int | None, tag: int = 0) -> P2PWork:
+    def recv(self, array: Array, src: int | None, tag: int = 0) -> P2PWork:
         """Start receiving into ``array`` from rank ``src`` (None: any rank)."""
         raise NotImplementedError(f"{type(self).__name__} has no point-to-point transfers")
 
     # ---- small Python objects (pickled; not for arrays) ----------------------------------
-    def allgather_object(self, obj) -> list:
+    def allgather_object(self, obj: object) -> list[Any]:
         """Every rank's picklable ``obj``, as a list indexed by rank."""
         data = np.frombuffer(pickle.dumps(obj), np.uint8)
         sizes = np.empty(self.world_size, np.int64)
@@ -485,7 +604,7 @@ class Communicator(ABC):
         self.allgather(send, recv, async_op=False)
         return [pickle.loads(recv[r, : sizes[r]].tobytes()) for r in range(self.world_size)]
 
-    def broadcast_object(self, obj, root: int = 0):
+    def broadcast_object(self, obj: object, root: int = 0) -> Any:
         """``root``'s picklable ``obj`` on every rank."""
         data = np.frombuffer(pickle.dumps(obj), np.uint8) if self.rank == root else None
         size = np.array([0 if data is None else data.size], np.int64)
@@ -494,7 +613,7 @@ class Communicator(ABC):
         self.broadcast(buf, root, async_op=False)
         return obj if self.rank == root else pickle.loads(buf.tobytes())
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (
             f"<{type(self).__name__} rank {self.rank} of {self.world_size}, {self.seq} collectives>"
         )
@@ -509,56 +628,82 @@ class LocalCommunicator(Communicator):
     def __init__(self, timeout: float = DEFAULT_TIMEOUT):
         super().__init__(0, 1, timeout)
 
-    def _done(self, async_op, op, array=None, root=None, reduce_op=None):
+    def _done(
+        self,
+        async_op: bool,
+        op: str,
+        array: Array | None = None,
+        root: int | None = None,
+        reduce_op: ReduceOp | None = None,
+    ) -> Work | None:
         if self.failure is not None:
             self._raise_broken(op)
         return self._issue(_finished, async_op, op, array, root, reduce_op)
 
     @staticmethod
-    def _check_root(root):
+    def _check_local_root(root: int) -> None:
         if root != 0:
             raise ValueError(f"root {root} is not a rank of a world of size 1")
 
-    def allreduce(self, array, op=ReduceOp.SUM, async_op=True):
+    def allreduce(
+        self, array: Array, op: ReduceOp = ReduceOp.SUM, async_op: bool = True
+    ) -> Work | None:
         self._check_reduce(op, array.dtype)
         return self._done(async_op, "allreduce", array, reduce_op=op)
 
-    def broadcast(self, array, root, async_op=True):
-        self._check_root(root)
+    def broadcast(self, array: Array, root: int, async_op: bool = True) -> Work | None:
+        self._check_local_root(root)
         return self._done(async_op, "broadcast", array, root)
 
-    def allgather(self, send, recv, async_op=True):
+    def allgather(self, send: Array, recv: Array, async_op: bool = True) -> Work | None:
         recv[...] = send.reshape(recv.shape)  # (recv.reshape would copy a non-contiguous recv)
         return self._done(async_op, "allgather", send)
 
-    def reduce_scatter(self, send, recv, op=ReduceOp.SUM, async_op=True):
+    def reduce_scatter(
+        self, send: Array, recv: Array, op: ReduceOp = ReduceOp.SUM, async_op: bool = True
+    ) -> Work | None:
         self._check_reduce(op, send.dtype)
         recv[...] = send.reshape(recv.shape)
         return self._done(async_op, "reduce_scatter", send, reduce_op=op)
 
-    def reduce(self, array, root, op=ReduceOp.SUM, async_op=True):
-        self._check_root(root)
+    def reduce(
+        self, array: Array, root: int, op: ReduceOp = ReduceOp.SUM, async_op: bool = True
+    ) -> Work | None:
+        self._check_local_root(root)
         self._check_reduce(op, array.dtype)
         return self._done(async_op, "reduce", array, root, op)
 
-    def gather(self, send, recv, root, async_op=True):
-        self._check_root(root)
+    def gather(
+        self, send: Array, recv: Array | None, root: int, async_op: bool = True
+    ) -> Work | None:
+        self._check_local_root(root)
+        recv = self._root_buffer("gather", "recv", recv)
         recv[...] = send.reshape(recv.shape)
         return self._done(async_op, "gather", send, root)
 
-    def scatter(self, send, recv, root, async_op=True):
-        self._check_root(root)
+    def scatter(
+        self, send: Array | None, recv: Array, root: int, async_op: bool = True
+    ) -> Work | None:
+        self._check_local_root(root)
+        send = self._root_buffer("scatter", "send", send)
         recv[...] = send.reshape(recv.shape)
         return self._done(async_op, "scatter", recv, root)
 
-    def barrier(self, async_op=True):
+    def barrier(self, async_op: bool = True) -> Work | None:
         return self._done(async_op, "barrier")
 
-    def alltoall(self, send, recv, async_op=True):
+    def alltoall(self, send: Array, recv: Array, async_op: bool = True) -> Work | None:
         recv[...] = send.reshape(recv.shape)
         return self._done(async_op, "alltoall", send)
 
-    def alltoallv(self, send, send_counts, recv, recv_counts, async_op=True):
+    def alltoallv(
+        self,
+        send: Array,
+        send_counts: Sequence[int],
+        recv: Array,
+        recv_counts: Sequence[int],
+        async_op: bool = True,
+    ) -> Work | None:
         if list(send_counts) != list(recv_counts):
             raise ValueError(
                 f"alltoallv: in a world of one the send counts {list(send_counts)} must equal "
@@ -567,13 +712,13 @@ class LocalCommunicator(Communicator):
         recv.reshape(-1)[...] = send.reshape(-1)
         return self._done(async_op, "alltoall")
 
-    def send(self, array, dst, tag=0):
+    def send(self, array: Array, dst: int, tag: int = 0) -> P2PWork:
         raise ValueError(f"send: a world of one has no rank {dst} to send to (only rank 0)")
 
-    def recv(self, array, src, tag=0):
+    def recv(self, array: Array, src: int | None, tag: int = 0) -> P2PWork:
         raise ValueError(f"recv: a world of one has no rank {src} to receive from (only rank 0)")
 
-    def abort(self, code=1):
+    def abort(self, code: int = 1) -> NoReturn:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)

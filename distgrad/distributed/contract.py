@@ -19,10 +19,12 @@ import hashlib
 import inspect
 import json
 import os
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 
-from .communicator import CollectiveInfo, ReduceOp
+from .communicator import Array, CollectiveInfo, Communicator, ReduceOp
 
 __all__ = [
     "CollectiveMismatchError",
@@ -56,14 +58,18 @@ class CollectiveMismatchError(RuntimeError):
     """The ranks were about to issue different collectives (raised on every rank)."""
 
 
-def debug_requested(environ=None) -> bool:
+def debug_requested(environ: Mapping[str, str] | None = None) -> bool:
     """Whether ``DISTGRAD_DEBUG`` asks for debug mode (set, and not 0/false/no/off)."""
     value = (os.environ if environ is None else environ).get(DEBUG_ENV, "")
     return value.strip().lower() not in ("", "0", "false", "no", "off")
 
 
 # ---- agreement on a description ------------------------------------------------------------------
-def check_agreement(comm, description: dict, explain) -> None:
+def check_agreement(
+    comm: Communicator,
+    description: dict[str, Any],
+    explain: Callable[[list[Any]], str],
+) -> None:
     """Raise ``CollectiveMismatchError`` on every rank unless every rank passed an equal
     ``description`` (JSON-serialisable). ``explain(descriptions)`` turns the list of every
     rank's description into the error message, naming which rank differs and in what."""
@@ -79,7 +85,7 @@ def check_agreement(comm, description: dict, explain) -> None:
 
 
 # ---- debug mode: a fingerprint before every collective -------------------------------------------
-def _dtype_code(array) -> list:
+def _dtype_code(array: Array | None) -> list[int]:
     """The array's dtype name in two int64s (``[-1, -1]`` without an array)."""
     if array is None:
         return [-1, -1]
@@ -87,7 +93,9 @@ def _dtype_code(array) -> list:
     return np.frombuffer(raw, np.int64).tolist()
 
 
-def _fingerprint(seq: int, op: str, array, root, reduce_op) -> np.ndarray:
+def _fingerprint(
+    seq: int, op: str, array: Array | None, root: int | None, reduce_op: ReduceOp | None
+) -> np.ndarray:
     return np.array(
         [
             seq,
@@ -101,7 +109,7 @@ def _fingerprint(seq: int, op: str, array, root, reduce_op) -> np.ndarray:
     )
 
 
-def _describe(fp, rank: int, world_size: int) -> str:
+def _describe(fp: np.ndarray, rank: int, world_size: int) -> str:
     seq, op, count, root, reduction = (int(v) for v in (fp[0], fp[1], *fp[4:]))
     dtype = (
         None
@@ -120,7 +128,7 @@ def _describe(fp, rank: int, world_size: int) -> str:
     return text if dtype is None else f"{text} ({count} x {dtype})"
 
 
-def enable_debug(comm) -> None:
+def enable_debug(comm: Communicator) -> None:
     """Fingerprint every collective of ``comm`` before it runs (see the module docstring).
     Wraps the collectives of this instance; idempotent."""
     if getattr(comm, "debug", False) or comm.world_size == 1:
@@ -131,10 +139,10 @@ def enable_debug(comm) -> None:
     host = getattr(comm, "host", comm)
     exchange = type(host).allgather.__get__(host)
 
-    def wrap(op, method):
+    def wrap(op: str, method: Callable[..., Any]) -> Callable[..., Any]:
         signature = inspect.signature(method)
 
-        def checked(*args, **kwargs):
+        def checked(*args: Any, **kwargs: Any) -> Any:
             bound = signature.bind(*args, **kwargs)
             bound.apply_defaults()
             arguments = bound.arguments
@@ -157,7 +165,7 @@ def enable_debug(comm) -> None:
         setattr(comm, op, wrap(op, method))
 
 
-def _mismatch(comm, every) -> str:
+def _mismatch(comm: Communicator, every: np.ndarray) -> str:
     lines = []
     for r, fp in enumerate(every):
         text = _describe(fp, r, comm.world_size)

@@ -50,9 +50,26 @@ import argparse
 import math
 import sys
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .communicator import Array, Communicator
+
+
+@runtime_checkable
+class _HasParameters(Protocol):
+    """A module (distgrad's or another framework's): its named parameters."""
+
+    def named_parameters(self) -> Iterable[tuple[str, Any]]: ...
+
+
+# ``(name, shape)`` of every parameter; a model: a name in ``MODELS``, a module, or its shapes.
+Shapes = list[tuple[str, tuple[int, ...]]]
+ModelLike = str | _HasParameters | Iterable[tuple[str, Sequence[int]]]
 
 __all__ = [
     "Link",
@@ -245,7 +262,10 @@ def auto_algorithm(n: int, nbytes: float, cluster: Cluster) -> str:
 
 # ---- models and modes -----------------------------------------------------------------------
 def _transformer(d: int, layers: int, vocab: int, ffn: int, context: int) -> list:
-    shapes = [("embed.weight", (vocab, d)), ("pos.weight", (context, d))]
+    shapes: list[tuple[str, tuple[int, ...]]] = [
+        ("embed.weight", (vocab, d)),
+        ("pos.weight", (context, d)),
+    ]
     for i in range(layers):
         p = f"h{i}."
         shapes += [
@@ -281,14 +301,14 @@ MODELS = {
 }
 
 
-def model_shapes(model) -> list:
+def model_shapes(model: ModelLike) -> Shapes:
     """``(name, shape)`` pairs of ``model``: a name in ``MODELS``, a module (its parameters
     that require gradients), or such a list already."""
     if isinstance(model, str):
         if model not in MODELS:
             raise ValueError(f"cost_model: unknown model {model!r}; expected one of {list(MODELS)}")
         return MODELS[model]()
-    if hasattr(model, "named_parameters"):
+    if isinstance(model, _HasParameters):
         return [(n, tuple(p.shape)) for n, p in model.named_parameters() if p.requires_grad]
     return [(n, tuple(s)) for n, s in model]
 
@@ -299,7 +319,9 @@ def buckets(
     """DDP's bucket plan over ``shapes`` (registration order; cut in backward order, the
     first bucket closing at ``first_bucket_mb``, later ones at ``bucket_cap_mb``): a list of
     buckets, each a list of ``(name, shape)``."""
-    plan, current, size = [], [], 0
+    plan: list[list[tuple[str, tuple[int, ...]]]] = []
+    current: list[tuple[str, tuple[int, ...]]] = []
+    size = 0
     for name, shape in reversed(shapes):
         current.append((name, shape))
         size += int(np.prod(shape)) * itemsize
@@ -338,7 +360,7 @@ def _units(shapes: list) -> list:
 
 
 def collectives(
-    mode: str, model, itemsize: int = 4, rank: int = 4, min_compression_rate: float = 2.0
+    mode: str, model: ModelLike, itemsize: int = 4, rank: int = 4, min_compression_rate: float = 2.0
 ) -> list:
     """The step's collectives in order: ``(kind, bytes)``, kind ``allreduce``,
     ``reduce_scatter`` or ``all_gather``, bytes the buffer reduced (the whole, gathered buffer
@@ -372,7 +394,7 @@ def collectives(
 
 
 def step_bytes(
-    mode: str, model, itemsize: int = 4, rank: int = 4, min_compression_rate: float = 2.0
+    mode: str, model: ModelLike, itemsize: int = 4, rank: int = 4, min_compression_rate: float = 2.0
 ) -> int:
     """Bytes the step's collectives reduce or gather (each collective's buffer, summed: an
     allreduce of M counts M, as the hooks' ``bytes`` statistic)."""
@@ -382,7 +404,7 @@ def step_bytes(
 
 def step_time(
     mode: str,
-    model,
+    model: ModelLike,
     n: int,
     cluster: Cluster | str = "nvlink-ib400",
     algorithm: str = "auto",
@@ -406,7 +428,7 @@ def step_time(
 
 
 # ---- calibration ------------------------------------------------------------------------------
-def fit(samples, kind: str = "allreduce") -> Link:
+def fit(samples: Sequence[tuple[int, int, float]], kind: str = "allreduce") -> Link:
     """The ``Link`` whose ring ``kind`` (allreduce, or reduce_scatter / all_gather) best fits
     ``samples`` (``(n, bytes, seconds)`` triples): least squares on relative error, so small and
     large messages weigh alike; samples off the first fit by more than 2x (a burst of load on
@@ -427,7 +449,9 @@ def fit(samples, kind: str = "allreduce") -> Link:
     return Link(float(coef[0]), 1.0 / float(coef[1]))
 
 
-def _buffers(xp, kind: str, nbytes: int, n: int, dtype=np.float32) -> tuple:
+def _buffers(
+    xp: Any, kind: str, nbytes: int, n: int, dtype: Any = np.float32
+) -> tuple[Array, Array | None]:
     count = max(1, nbytes // np.dtype(dtype).itemsize)
     rows = -(-count // n)
     if kind == "allreduce":
@@ -437,25 +461,32 @@ def _buffers(xp, kind: str, nbytes: int, n: int, dtype=np.float32) -> tuple:
     return xp.zeros(rows, dtype), xp.zeros(rows * n, dtype)
 
 
-def _issue(comm, kind: str, send, recv) -> None:
-    from .communicator import ReduceOp
+def _issue(comm: Communicator, kind: str, send: Array, recv: Array | None) -> None:
+    from .communicator import ReduceOp, started
 
     if kind == "allreduce":
-        comm.allreduce(send, ReduceOp.SUM).wait()
+        started(comm.allreduce(send, ReduceOp.SUM)).wait()
+    elif recv is None:
+        raise ValueError(f"cost_model: a {kind} needs a receive buffer")
     elif kind == "reduce_scatter":
-        comm.reduce_scatter(send, recv, ReduceOp.SUM).wait()
+        started(comm.reduce_scatter(send, recv, ReduceOp.SUM)).wait()
     else:
-        comm.allgather(send, recv).wait()
+        started(comm.allgather(send, recv)).wait()
 
 
-def measure(comm, jobs: dict, repeats: int = 15, xp=np) -> dict:
+def measure(
+    comm: Communicator,
+    jobs: dict[str, list[tuple[str, int]]],
+    repeats: int = 15,
+    xp: Any = np,
+) -> dict[str, float]:
     """Seconds of each job of ``jobs`` (a name -> list of ``(kind, bytes)`` collectives issued
     one after the other on ``comm``, float32 buffers of ``xp``): every job once per round,
     rounds interleaved (a shifted order each round) so that a change of load on the machine
     affects all alike; per job the fastest round (the time without preemption by other
     processes, which is what the model describes), the slowest rank's. Every rank must call
     it."""
-    from .communicator import ReduceOp
+    from .communicator import ReduceOp, started
 
     prepared = {
         name: [(kind, *_buffers(xp, kind, nbytes, comm.world_size)) for kind, nbytes in job]
@@ -473,14 +504,19 @@ def measure(comm, jobs: dict, repeats: int = 15, xp=np) -> dict:
             if round_:  # the first round warms up
                 times[name].append(time.perf_counter() - t0)
     best = np.array([min(times[name]) for name in names])
-    comm.allreduce(best, ReduceOp.MAX).wait()
+    started(comm.allreduce(best, ReduceOp.MAX)).wait()
     return dict(zip(names, best.tolist()))
 
 
 SWEEP = tuple(1 << 10 << 2 * i for i in range(9))  # 1 KiB, 4 KiB, ..., 64 MiB
 
 
-def calibrate(comm, sizes=SWEEP, repeats: int = 15, extra: dict | None = None) -> tuple:
+def calibrate(
+    comm: Communicator,
+    sizes: Sequence[int] = SWEEP,
+    repeats: int = 15,
+    extra: dict[str, list[tuple[str, int]]] | None = None,
+) -> tuple[dict[str, Link], dict[str, list[tuple[int, int, float]]], dict[str, float]]:
     """Measure each collective kind at ``sizes`` on ``comm`` (plus the ``extra`` jobs, see
     ``measure``, interleaved with them) and fit one link per kind. Returns ``(kinds, samples,
     measured)``: ``{kind: Link}``, ``{kind: [(n, bytes, seconds)]}`` and the medians of every
@@ -506,7 +542,9 @@ def _fmt_ms(seconds: float) -> str:
     return f"{ms:.3g}" if ms < 100 else f"{ms:.0f}"
 
 
-def table(model, cluster: Cluster | str, gpus, itemsize: int = 4, rank: int = 4) -> str:
+def table(
+    model: ModelLike, cluster: Cluster | str, gpus: Sequence[int], itemsize: int = 4, rank: int = 4
+) -> str:
     """A markdown table: per mode, the predicted ms per step at each GPU count (allreduces by
     the algorithm ``auto`` picks), and for DDP each allreduce algorithm with ``auto``'s pick."""
     cluster = PRESETS[cluster] if isinstance(cluster, str) else cluster
@@ -538,7 +576,7 @@ def table(model, cluster: Cluster | str, gpus, itemsize: int = 4, rank: int = 4)
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """The command line: print the table for a model and cluster."""
     parser = argparse.ArgumentParser(
         prog="python -m distgrad.distributed.cost_model",

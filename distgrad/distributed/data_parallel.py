@@ -18,6 +18,8 @@ from __future__ import annotations
 import contextlib
 import inspect
 import warnings
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -26,11 +28,21 @@ from ..autograd import is_grad_enabled
 from ..backend import array_module_for
 from ..nn.module import Module
 from . import timeline
+from .communicator import started
 from .grad_bucket import GradBucket
 from .hierarchical import HierarchicalAllreduce, hierarchical_wanted, node_layout
 from .process_group import communicator_for, init, local_world_size
 from .process_group import world_size as _world_size
-from .reducer import Reducer, StepStats, cut_buckets
+from .reducer import AllreduceBucket, Reducer, StepStats, cut_buckets
+
+if TYPE_CHECKING:
+    from ..autograd import Tensor
+    from ..futures import Future
+    from ..optim.optimizer import Optimizer
+    from .communicator import Communicator
+    from .groups import ProcessGroup
+
+_Item = TypeVar("_Item")
 
 __all__ = ["DistributedDataParallel", "DataParallel", "StepStats", "NonFiniteGradientError"]
 
@@ -88,11 +100,11 @@ class DistributedDataParallel(Module):
     def __init__(
         self,
         module: Module,
-        device_ids=None,
-        output_device=None,
+        device_ids: list[int] | None = None,
+        output_device: int | None = None,
         dim: int = 0,
         broadcast_buffers: bool = True,
-        process_group=None,
+        process_group: ProcessGroup | Communicator | None = None,
         bucket_cap_mb: float = 25,
         find_unused_parameters: bool = False,
         check_reduction: bool = False,
@@ -100,7 +112,7 @@ class DistributedDataParallel(Module):
         static_graph: bool = False,
         *,
         first_bucket_mb: float = 1,
-        communicator=None,
+        communicator: Communicator | None = None,
         nonfinite: str = "skip",
         max_consecutive_skips: int = 5,
         hierarchical_allreduce: bool | None = None,
@@ -153,15 +165,16 @@ class DistributedDataParallel(Module):
             previous.detach()
         object.__setattr__(module, "_distgrad_reducer", self.reducer)
         self.reducer.attach()
-        if getattr(comm, "watchdog", None) is not None:
-            comm.watchdog.add_source(self.reducer.watchdog_state)
+        watchdog = getattr(comm, "watchdog", None)
+        if watchdog is not None:
+            watchdog.add_source(self.reducer.watchdog_state)
 
-    def _cut(self, named):
+    def _cut(self, named: list[tuple[str, Tensor]]) -> list[AllreduceBucket]:
         """The bucket plan; the contract adds the model's names, shapes and dtypes."""
         return cut_buckets(named, self.bucket_cap_mb, self.first_bucket_mb)
 
-    def _contract(self) -> dict:
-        def describe(tensors):
+    def _contract(self) -> dict[str, Any]:
+        def describe(tensors: Iterable[tuple[str, Tensor]]) -> list[tuple[str, list[int], str]]:
             return [(n, list(t.shape), str(t.array.dtype)) for n, t in tensors]
 
         return {
@@ -169,7 +182,7 @@ class DistributedDataParallel(Module):
             "buffers": describe(self.module.named_buffers()),
         }
 
-    def register_comm_hook(self, state: object, hook) -> None:
+    def register_comm_hook(self, state: object, hook: Callable[[Any, GradBucket], Future]) -> None:
         """Reduce the gradient buckets with ``hook(state, bucket: GradBucket) -> Future``
         (PyTorch's ``register_comm_hook``): called during backward as soon as a bucket is
         ready; the future's value (one tensor of the bucket buffer's shape) becomes the
@@ -232,15 +245,15 @@ class DistributedDataParallel(Module):
             self.reducer.plan(self._cut(self.reducer.named), self._contract())
             self.reducer.attach()
 
-    def _sync_state(self, tensors) -> None:
+    def _sync_state(self, tensors: list[Tensor]) -> None:
         """Broadcast rank 0's values of ``tensors`` (in place)."""
-        works = [self.comm.broadcast(t.array, 0) for t in tensors]
+        works = [started(self.comm.broadcast(t.array, 0)) for t in tensors]
         for t, work in zip(tensors, works):
             work.wait()
             t.bump_version()
 
     # ---- the wrapped module ------------------------------------------------------------------
-    def forward(self, *args, **kwargs):
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
         """The wrapped module's forward (training forwards first broadcast rank 0's buffers)."""
         if self._active:
             raise RuntimeError(
@@ -264,7 +277,9 @@ class DistributedDataParallel(Module):
                 return timeline.forward_output(self.module(*args, **kwargs))
         return self.module(*args, **kwargs)
 
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+    def load_state_dict(
+        self, state_dict: dict[str, Any], strict: bool = True, assign: bool = False
+    ) -> Any:
         """Load torch DDP keys (``module.``-prefixed) or a plain module's keys (no key
         prefixed): the form is decided from all keys at once."""
         keys = list(state_dict)
@@ -278,7 +293,7 @@ class DistributedDataParallel(Module):
         return self.reducer is None or self.reducer.require_sync
 
     @contextlib.contextmanager
-    def no_sync(self):
+    def no_sync(self) -> Iterator[None]:
         """Inside, backward accumulates local gradients without communicating; the first
         backward after it reduces the accumulated gradients."""
         if self.reducer is None:
@@ -291,7 +306,7 @@ class DistributedDataParallel(Module):
             self.reducer.require_sync = previous
 
     # ---- the training loop -----------------------------------------------------------------
-    def step(self, optimizer, *args, **kwargs) -> bool:
+    def step(self, optimizer: Optimizer, *args: Any, **kwargs: Any) -> bool:
         """``optimizer.step(*args, **kwargs)`` unless a gradient of its parameters holds inf
         or NaN on any rank: the ranks all-reduce a flag, so all skip the same steps. A skipped
         step leaves parameters and optimizer state untouched, warns and returns False. After
@@ -340,7 +355,7 @@ class DistributedDataParallel(Module):
         )
         return False
 
-    def join(self, batches):
+    def join(self, batches: Iterable[_Item]) -> Iterator[_Item | None]:
         """Yield the items of ``batches`` while every rank still has one. Before each item
         the ranks allgather a has-data flag (one byte each), so when a rank runs out all of them
         stop together, instead of the others waiting for it in their next collective; ranks
@@ -378,7 +393,9 @@ class DistributedDataParallel(Module):
 DataParallel = DistributedDataParallel
 
 
-def _hierarchical(comm, setting: bool | None, ranks_per_node: int | None):
+def _hierarchical(
+    comm: Communicator, setting: bool | None, ranks_per_node: int | None
+) -> HierarchicalAllreduce | None:
     """The hierarchical allreduce for the buckets, or None for the flat one. Nodes are only
     looked up (a collective) when they may be several: forced groupings, or ranks on other
     hosts (every rank sees the same: its node holds fewer than all ranks)."""
@@ -398,7 +415,9 @@ def _hierarchical(comm, setting: bool | None, ranks_per_node: int | None):
     return HierarchicalAllreduce(nodes) if hierarchical_wanted(nodes, setting) else None
 
 
-def _resolve_communicator(group, module: Module):
+def _resolve_communicator(
+    group: ProcessGroup | Communicator | None, module: Module
+) -> Communicator:
     """The communicator for ``group`` (None: the world's, for the module's parameters: NCCL or
     host staging for GPU parameters, MPI for host ones). The one place to switch to process
     groups (``group.communicator_for(array)``) once they exist."""

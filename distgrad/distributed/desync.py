@@ -29,10 +29,15 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, overload
 
 import numpy as np
 
-from .communicator import CollectiveInfo, ReduceOp
+from .communicator import Array, CollectiveInfo, ReduceOp, Test
+
+if TYPE_CHECKING:
+    from .communicator import Communicator
 from .contract import CollectiveMismatchError
 
 __all__ = ["CollectiveDesyncError", "DesyncCheck", "DESYNC_ENV", "desync_requested", "finish"]
@@ -60,7 +65,7 @@ class CollectiveDesyncError(CollectiveMismatchError):
     """The ranks issued different collectives (raised on every rank that took part)."""
 
 
-def desync_requested(environ=None) -> bool:
+def desync_requested(environ: Mapping[str, str] | None = None) -> bool:
     """Whether desync detection is on (``DISTGRAD_DESYNC_CHECK`` unset or not 0/false/no/off)."""
     value = (os.environ if environ is None else environ).get(DESYNC_ENV, "1")
     return value.strip().lower() not in ("0", "false", "no", "off")
@@ -75,7 +80,7 @@ def _dtype_name(code: int) -> str | None:
         return chr(code)
 
 
-def _describe(fp) -> str:
+def _describe(fp: Iterable[Any]) -> str:
     seq, op, dtype, count, root, reduction, *_ = (int(v) for v in fp)
     if op == _EXIT:
         return f"nothing: it has finished (exit status {root}) after collective #{seq - 1}"
@@ -96,7 +101,7 @@ class DesyncCheck:
     """The fingerprint channel of one communicator: ``mpi_comm`` (a private duplicate of its
     MPI communicator), the group's ``index`` (0: the world) and its global ``ranks``."""
 
-    def __init__(self, mpi_comm, index: int, ranks: tuple, label: str):
+    def __init__(self, mpi_comm: Any, index: int, ranks: Sequence[int], label: str):
         from mpi4py import MPI
 
         self.mpi = mpi_comm
@@ -104,12 +109,20 @@ class DesyncCheck:
         self.size = mpi_comm.Get_size()
         self._int64 = MPI.INT64_T
 
-    def _start(self, fields):
+    def _start(self, fields: Sequence[int]) -> tuple[Any, np.ndarray, np.ndarray]:
         mine = np.array(fields, np.int64)
         every = np.empty(self.size * _FIELDS, np.int64)
         return self.mpi.Iallgather([mine, self._int64], [every, self._int64]), mine, every
 
-    def guard(self, comm, test, op: str, array, root, reduce_op):
+    def guard(
+        self,
+        comm: Communicator,
+        test: Test,
+        op: str,
+        array: Array | None,
+        root: int | None,
+        reduce_op: ReduceOp | None,
+    ) -> Test:
         """``test`` of a collective just started on ``comm``, preceded by the fingerprint
         check (raises ``CollectiveDesyncError`` on a difference, or ``comm.tag_error``'s
         exception when the callers' tags differ)."""
@@ -147,7 +160,15 @@ class DesyncCheck:
 
         return guarded
 
-    def _raise(self, comm, every, exiting: bool = False):
+    @overload
+    def _raise(self, comm: Communicator, every: np.ndarray, exiting: Literal[True]) -> str: ...
+
+    @overload
+    def _raise(
+        self, comm: Communicator, every: np.ndarray, exiting: Literal[False] = False
+    ) -> NoReturn: ...
+
+    def _raise(self, comm: Communicator, every: np.ndarray, exiting: bool = False) -> str:
         lines = []
         for r, fp in enumerate(every):
             who = f"rank {self.ranks[r]}" + (f" (group rank {r})" if self.index else "")
@@ -169,12 +190,12 @@ class DesyncCheck:
         raise CollectiveDesyncError(f"[rank {self.ranks[comm.rank]}] {message}")
 
 
-def finish(comms, status: int, timeout: float) -> str | None:
+def finish(comms: Iterable[Communicator], status: int, timeout: float) -> str | None:
     """Send the exit fingerprint on every communicator of ``comms`` that checks desyncs and
     wait (up to ``timeout`` seconds) for the other ranks' fingerprints. Returns None when
     every rank finished too, else the error message (a rank is still issuing collectives, or
     did not finish in time)."""
-    pending = []
+    pending: list[tuple[Communicator, DesyncCheck, Any, np.ndarray]] = []
     for comm in comms:
         check = comm.desync
         if check is None or comm.failure is not None:

@@ -4,6 +4,7 @@ the world MPI reports (MPI is the authority)."""
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 __all__ = ["launcher_claims", "cross_check"]
 
@@ -23,7 +24,9 @@ _SOURCES = (
 _FIELDS = ("rank", "world size", "local rank", "local world size")
 
 
-def launcher_claims(environ=None) -> list:
+def launcher_claims(
+    environ: Mapping[str, str] | None = None,
+) -> list[tuple[str, str, str | None, int]]:
     """``(launcher, field, variable, value)`` for every integer variable a launcher set.
     Slurm's count only inside an ``srun`` step that no mpiexec started (an ``sbatch`` script
     and the processes an mpiexec starts inside an allocation inherit stale Slurm values)."""
@@ -41,8 +44,13 @@ def launcher_claims(environ=None) -> list:
 
 
 def cross_check(
-    rank: int, size: int, local_rank: int, local_size: int, environ=None, mpi_library: str = ""
-) -> list:
+    rank: int,
+    size: int,
+    local_rank: int,
+    local_size: int,
+    environ: Mapping[str, str] | None = None,
+    mpi_library: str = "",
+) -> list[str]:
     """Compare MPI's view with the launcher's variables. Raise when MPI sees a world of one
     while a launcher started several processes (an mpiexec of another MPI library starts
     unrelated singletons); return a message per other disagreement."""

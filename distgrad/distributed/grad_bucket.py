@@ -15,6 +15,8 @@ at the same point on every rank.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ..autograd import Tensor
 from ..futures import Future
 
@@ -26,12 +28,21 @@ class GradBucket:
     flat gradients), ``gradients()`` (per-parameter views of it), ``parameters()``,
     ``is_last()``, ``set_buffer(tensor)``."""
 
-    def __init__(self, index: int, count: int, buffer: Tensor, gradients: list, parameters: list):
+    def __init__(
+        self,
+        index: int,
+        count: int,
+        buffer: Tensor,
+        gradients: list[Tensor],
+        parameters: list[Tensor],
+    ):
         self._index, self._count = index, count
         self._buffer, self._gradients, self._parameters = buffer, gradients, parameters
-        self._allreduce = None  # the DDP's allreduce (flat or hierarchical), set by the reducer
+        # the DDP's allreduce (flat or hierarchical), set by the reducer
+        self._allreduce: Callable[[Tensor], Future] | None = None
         self._world_size = 0  # the DDP group's size, set by the reducer
-        self._error = None  # (|error|^2, |input|^2) that a built-in hook reports
+        # (|error|^2, |input|^2) that a built-in hook reports
+        self._error: tuple[float, float] | None = None
 
     def index(self) -> int:
         """The bucket's index in launch order (the first bucket launched is 0)."""
@@ -74,7 +85,7 @@ class GradBucket:
         changed and of the input, summed into ``StepStats.compression_error``."""
         self._error = (float(error_sq), float(input_sq))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (
             f"<GradBucket {self._index} of {self._count}: {len(self._parameters)} parameter(s), "
             f"{self._buffer.numel()} elements>"

@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import datetime
 import time
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
 from . import process_group as _pg
-from .communicator import CollectiveTimeoutError, Communicator
+from .communicator import Array, CollectiveTimeoutError, Communicator
 from .contract import CollectiveMismatchError
 from .desync import DesyncCheck, desync_requested
 
@@ -38,11 +40,11 @@ class ProcessGroup:
 
     is_world = False
 
-    def __init__(self, ranks, index: int, comm: Communicator | None, timeout: float):
-        self.ranks = tuple(ranks)
+    def __init__(self, ranks: Iterable[int], index: int, comm: Communicator | None, timeout: float):
+        self.ranks: tuple[int, ...] = tuple(ranks)
         self.index = index
         self._comm = comm
-        self._gpu = None
+        self._gpu: Communicator | None = None
         self._timeout = timeout
         self._destroyed = False
 
@@ -83,7 +85,7 @@ class ProcessGroup:
         return f"process group #{self.index}"
 
     # ---- communicators -------------------------------------------------------------------
-    def communicator_for(self, array) -> Communicator:
+    def communicator_for(self, array: Array | None) -> Communicator:
         """The group's communicator for ``array`` (host: MPI; GPU: NCCL when possible)."""
         if self._destroyed:
             raise RuntimeError(f"{self.label} has been destroyed (destroy_process_group)")
@@ -99,10 +101,10 @@ class ProcessGroup:
             )
         return self._gpu
 
-    def _communicators(self) -> list:
+    def _communicators(self) -> list[Communicator]:
         return _pg.distinct([self._comm, self._gpu])
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         member = f"rank {self.rank()} of {self.size()}" if self.is_member else "not a member"
         return f"<ProcessGroup #{self.index} ranks {list(self.ranks)}: {member}>"
 
@@ -112,15 +114,15 @@ class _World(ProcessGroup):
 
     is_world = True
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__((), 0, None, 0.0)
 
     @property
-    def ranks(self):
+    def ranks(self) -> tuple[int, ...]:
         return tuple(range(_pg.world_size()))
 
     @ranks.setter
-    def ranks(self, value):
+    def ranks(self, value: tuple[int, ...]) -> None:
         pass
 
     @property
@@ -145,10 +147,10 @@ class _World(ProcessGroup):
     def global_rank(self, group_rank: int) -> int:
         return self.group_rank(group_rank)
 
-    def communicator_for(self, array) -> Communicator:
+    def communicator_for(self, array: Array | None) -> Communicator:
         return _pg.communicator_for(array)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<ProcessGroup WORLD>"
 
 
@@ -158,7 +160,7 @@ class group:  # noqa: N801 - torch.distributed.group
     WORLD: ProcessGroup = _World()
 
 
-def resolve(process_group) -> ProcessGroup:
+def resolve(process_group: ProcessGroup | None) -> ProcessGroup:
     """``process_group``, or the world for None."""
     if process_group is None:
         return group.WORLD
@@ -170,7 +172,7 @@ def resolve(process_group) -> ProcessGroup:
     return process_group
 
 
-def _timeout_seconds(timeout, default: float) -> float:
+def _timeout_seconds(timeout: float | datetime.timedelta | None, default: float) -> float:
     if timeout is None:
         return default
     if isinstance(timeout, datetime.timedelta):
@@ -181,10 +183,10 @@ def _timeout_seconds(timeout, default: float) -> float:
 
 
 def new_group(
-    ranks=None,
-    timeout=None,
-    backend=None,
-    pg_options=None,
+    ranks: Iterable[int] | None = None,
+    timeout: float | datetime.timedelta | None = None,
+    backend: str | None = None,
+    pg_options: object = None,
     use_local_synchronization: bool = False,
     group_desc: str | None = None,
 ) -> ProcessGroup:
@@ -196,6 +198,7 @@ def new_group(
     or NCCL themselves."""
     world = _pg._require()
     size = world.comm.world_size
+    ranks = None if ranks is None else list(ranks)  # (iterated twice below)
     members = sorted(range(size) if ranks is None else {int(r) for r in ranks})
     if not members or members[0] < 0 or members[-1] >= size:
         raise ValueError(
@@ -216,7 +219,7 @@ def new_group(
     return result
 
 
-def _create(world, index: int, members: list, seconds: float) -> Communicator:
+def _create(world: _pg._World, index: int, members: list[int], seconds: float) -> Communicator:
     """The members' communicator of group call #``index`` (after agreeing on it)."""
     from .communicator import LocalCommunicator
 
@@ -224,6 +227,8 @@ def _create(world, index: int, members: list, seconds: float) -> Communicator:
         return LocalCommunicator(seconds)
     from .mpi import MPICommunicator
 
+    if not isinstance(world.comm, MPICommunicator):  # (ctrl is set for MPI worlds only)
+        raise TypeError(f"new_group: the world's communicator is not MPI's ({world.comm!r})")
     _agree(world, index, members, seconds)
     base = world.comm.comm
     mpi_group = base.Get_group().Incl(members)
@@ -239,11 +244,11 @@ def _create(world, index: int, members: list, seconds: float) -> Communicator:
     return comm
 
 
-def _agree(world, index: int, members: list, seconds: float) -> None:
+def _agree(world: _pg._World, index: int, members: Sequence[int], seconds: float) -> None:
     """Every member tells every other member which group call it is making; raise if one
     makes another (groups created in a different order), or does not come in time."""
     ctrl, me = world.ctrl, world.comm.rank
-    mine = (index, tuple(members))
+    mine: tuple[Any, ...] = (index, tuple(members))
     others = [r for r in members if r != me]
     sends = [ctrl.isend(mine, dest=r, tag=_NEW_GROUP_TAG) for r in others]
     waiting, deadline = set(others), time.monotonic() + seconds
@@ -287,7 +292,8 @@ def destroy_group(process_group: ProcessGroup) -> None:
         world.groups.remove(process_group)
     if all(comm.failure is None for comm in comms):
         for comm in comms:
-            if getattr(comm, "comm", None) is not None:
-                comm.comm.Free()
+            mpi = getattr(comm, "comm", None)  # MPICommunicator's MPI communicator
+            if mpi is not None:
+                mpi.Free()
             if comm.desync is not None:
                 comm.desync.mpi.Free()

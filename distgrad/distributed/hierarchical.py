@@ -22,13 +22,17 @@ the same order on every rank whatever the timing.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from ..autograd import Tensor
-from .communicator import ReduceOp
+from .communicator import Array, Communicator, ReduceOp, Work, started
+from .groups import ProcessGroup
 
 __all__ = [
     "HierarchicalAllreduce",
@@ -41,7 +45,7 @@ __all__ = [
 _DONE = 3
 
 
-def node_layout(comm, ranks_per_node: int | None = None) -> list:
+def node_layout(comm: Communicator, ranks_per_node: int | None = None) -> list[list[int]]:
     """The world ranks of each node (a list of lists, in rank order), for the world
     communicator ``comm``: ``ranks_per_node`` consecutive ranks each if given, else
     ``DISTGRAD_FAKE_NODES`` nodes of equal size if set, else by host name (collective: every
@@ -63,13 +67,13 @@ def node_layout(comm, ranks_per_node: int | None = None) -> list:
             )
         return [list(range(s, s + ranks_per_node)) for s in range(0, world, ranks_per_node)]
     hosts = comm.allgather_object(socket.gethostname())
-    order: dict = {}
+    order: dict[str, list[int]] = {}
     for r, host in enumerate(hosts):
         order.setdefault(host, []).append(r)
     return list(order.values())
 
 
-def hierarchical_wanted(nodes: list, setting: bool | None = None) -> bool:
+def hierarchical_wanted(nodes: Sequence[Sequence[int]], setting: bool | None = None) -> bool:
     """Whether to reduce hierarchically over ``nodes``: ``setting`` if not None, else
     ``DISTGRAD_HIERARCHICAL_ALLREDUCE`` (0/1) if set, else when there is more than one node
     holding more than one rank each. Never when the nodes differ in size or either level has
@@ -83,7 +87,7 @@ def hierarchical_wanted(nodes: list, setting: bool | None = None) -> bool:
     return possible if setting is None else bool(setting) and possible
 
 
-def hierarchical_bytes(numel: int, itemsize: int, ranks_per_node: int) -> dict:
+def hierarchical_bytes(numel: int, itemsize: int, ranks_per_node: int) -> dict[str, int]:
     """Bytes one rank's hierarchical allreduce of ``numel`` elements counts at each level
     (``traffic.py``'s accounting): ``{"intra": reduce-scatter + all-gather, "inter":
     allreduce, "total": ...}``."""
@@ -99,7 +103,7 @@ class HierarchicalAllreduce:
     creates it, with the same ``nodes``. ``allreduce(array)`` starts summing ``array`` in
     place and returns a handle (``is_completed()``, ``wait()``), as a communicator's does."""
 
-    def __init__(self, nodes: list):
+    def __init__(self, nodes: Sequence[Sequence[int]]):
         from .groups import new_group
         from .process_group import rank
 
@@ -114,7 +118,7 @@ class HierarchicalAllreduce:
         self.local_size, self.node_count = len(nodes[0]), len(nodes)
         mine = next(i for i, n in enumerate(self.nodes) if me in n)
         local = self.nodes[mine].index(me)
-        groups = {}
+        groups: dict[str, ProcessGroup] = {}
         for kind in ("reduce-scatter", "all-gather"):
             for i, n in enumerate(self.nodes):
                 g = new_group(n)
@@ -125,10 +129,12 @@ class HierarchicalAllreduce:
             if j == local:
                 groups["allreduce"] = g
         self.groups = groups
-        self._labelled: set = set()
-        self._flight: list = []  # handles not yet completed, in the order they were started
+        self._labelled: set[int] = set()
+        self._flight: list[
+            _Handle
+        ] = []  # handles not yet completed, in the order they were started
 
-    def _comm(self, kind: str, array):
+    def _comm(self, kind: str, array: Array) -> Communicator:
         comm = self.groups[kind].communicator_for(array)
         if id(comm) not in self._labelled:  # name the level in messages and byte counts
             level = "inter-node" if kind == "allreduce" else "intra-node"
@@ -136,7 +142,9 @@ class HierarchicalAllreduce:
             self._labelled.add(id(comm))
         return comm
 
-    def allreduce(self, array, op: ReduceOp = ReduceOp.SUM, async_op: bool = True):
+    def allreduce(
+        self, array: Array, op: ReduceOp = ReduceOp.SUM, async_op: bool = True
+    ) -> _Handle | None:
         """Sum ``array`` over the world, in place (``op`` must be SUM); a handle, or None
         after waiting when ``async_op`` is False."""
         if op is not ReduceOp.SUM:
@@ -158,7 +166,7 @@ class HierarchicalAllreduce:
         while self._flight and self._flight[0].stage == _DONE:
             self._flight.pop(0)
 
-    def wait_for(self, handle) -> None:
+    def wait_for(self, handle: _Handle) -> None:
         """Block until ``handle`` has completed (waiting on the oldest stage in flight)."""
         while handle.stage != _DONE:
             self.advance()
@@ -171,7 +179,7 @@ class _Handle:
     """One array's way through the three stages (0: reduce-scatter, 1: allreduce across
     nodes, 2: all-gather, 3: done)."""
 
-    def __init__(self, owner: HierarchicalAllreduce, array):
+    def __init__(self, owner: HierarchicalAllreduce, array: Array):
         self.owner, self.array = owner, array
         xp = _xp(array)
         self.copy_back = not _contiguous(array)
@@ -180,15 +188,18 @@ class _Handle:
         width = owner.local_size
         self.chunk = c = -(-self.n // width)
         if self.n == width * c:
-            self.send = flat
+            send = flat
         else:
             with _device(array):
-                self.send = xp.zeros(width * c, array.dtype)
-            self.send[: self.n] = flat
+                send = xp.zeros(width * c, array.dtype)
+            send[: self.n] = flat
         with _device(array):
-            self.block = xp.empty(c, array.dtype)
+            block = xp.empty(c, array.dtype)
+        # the padded array and this rank's block of it (None once done)
+        self.send: Array | None = send
+        self.block: Array | None = block
         self.stage = 0
-        self.work = owner._comm("reduce-scatter", array).reduce_scatter(self.send, self.block)
+        self.work: Work = started(owner._comm("reduce-scatter", array).reduce_scatter(send, block))
 
     @property
     def seq(self) -> int:
@@ -198,11 +209,15 @@ class _Handle:
     def step(self, allowed: int) -> None:
         """Go through every stage that has completed, up to stage ``allowed``."""
         while self.stage < allowed and self.work.is_completed():
-            if self.stage == 0:
-                self.work = self.owner._comm("allreduce", self.array).allreduce(self.block)
-            elif self.stage == 1:
+            send, block = self.send, self.block
+            if self.stage < 2 and (send is None or block is None):
+                raise RuntimeError(f"hierarchical allreduce: stage {self.stage} after the end")
+            if self.stage == 0 and block is not None:
+                comm = self.owner._comm("allreduce", self.array)
+                self.work = started(comm.allreduce(block))
+            elif self.stage == 1 and block is not None and send is not None:
                 comm = self.owner._comm("all-gather", self.array)
-                self.work = comm.allgather(self.block, self.send)
+                self.work = started(comm.allgather(block, send))
             else:
                 self._finish()
             self.stage += 1
@@ -210,7 +225,7 @@ class _Handle:
                 return
 
     def _finish(self) -> None:
-        if self.send is not self.flat:
+        if self.send is not None and self.send is not self.flat:
             self.flat[...] = self.send[: self.n]
         if self.copy_back:
             self.array[...] = self.flat.reshape(self.array.shape)
@@ -222,13 +237,13 @@ class _Handle:
             self.owner.advance()
         return self.stage == _DONE
 
-    def wait(self, timeout=None) -> bool:
+    def wait(self, timeout: float | None = None) -> bool:
         """Block until the sum is complete."""
         self.owner.wait_for(self)
         return True
 
 
-def _xp(array):
+def _xp(array: Array) -> Any:
     if isinstance(array, np.ndarray):
         return np
     from ..backend import array_module_for
@@ -236,17 +251,20 @@ def _xp(array):
     return array_module_for(array)
 
 
-def _contiguous(array) -> bool:
+def _contiguous(array: Array) -> bool:
     return bool(array.flags.c_contiguous)
 
 
-def _device(array):
-    import contextlib
-
+def _device(array: Array) -> contextlib.AbstractContextManager[Any]:
     return contextlib.nullcontext() if isinstance(array, np.ndarray) else array.device
 
 
-def all_reduce(tensor, op: ReduceOp = ReduceOp.SUM, async_op: bool = False, ranks_per_node=None):
+def all_reduce(
+    tensor: Tensor | Array,
+    op: ReduceOp = ReduceOp.SUM,
+    async_op: bool = False,
+    ranks_per_node: int | None = None,
+) -> _Handle | None:
     """Sum ``tensor`` (a Tensor or an array) over the world hierarchically, in place. Every
     rank calls it (the first call creates the process groups). ``ranks_per_node``: see
     ``node_layout``. Returns a handle with ``async_op=True``, else None."""
@@ -255,9 +273,7 @@ def all_reduce(tensor, op: ReduceOp = ReduceOp.SUM, async_op: bool = False, rank
     array = tensor.array if isinstance(tensor, Tensor) else tensor
     # the groups belong to the current world (kept on it): a new init() makes new ones
     world = _require()
-    cache = getattr(world, "hierarchical_allreduce", None)
-    if cache is None:
-        cache = world.hierarchical_allreduce = {}
+    cache = world.hierarchical_allreduce
     key = (ranks_per_node, os.environ.get("DISTGRAD_FAKE_NODES"))
     if key not in cache:
         cache[key] = HierarchicalAllreduce(node_layout(get_communicator(), ranks_per_node))

@@ -30,12 +30,22 @@ import importlib.util
 import os
 import socket
 import warnings
-from typing import NamedTuple
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple, NoReturn
 
 import numpy as np
 
 from ..backend import cupy_or_none
-from .communicator import CollectiveInfo, Communicator, ReduceOp
+from .communicator import (
+    Array,
+    Callback,
+    CollectiveInfo,
+    Communicator,
+    ReduceOp,
+    Test,
+    Work,
+    _sizes,
+)
 
 __all__ = [
     "NCCLCommunicator",
@@ -47,6 +57,9 @@ __all__ = [
     "shared_nccl_problem",
     "OverlapTimeline",
 ]
+
+# A cupy.ndarray: cupy has no type information, so these are Any to the checker.
+GpuArray = Any
 
 NCCL_ENV = "DISTGRAD_NCCL"
 _AVG_VERSION = 21000  # ncclAvg exists from NCCL 2.10.0 (version code 2*10000 + 10*100)
@@ -64,7 +77,7 @@ _TYPES = {
     ("f", 4): "NCCL_FLOAT32",
     ("f", 8): "NCCL_FLOAT64",
 }
-_OPS = {
+_OPS: dict[str, str] = {
     "SUM": "NCCL_SUM",
     "AVG": "NCCL_SUM",
     "PRODUCT": "NCCL_PROD",
@@ -84,13 +97,19 @@ class Plan(NamedTuple):
     for data movement); ``divide``: divide by the world size afterwards (AVG without
     ncclAvg)."""
 
-    count: int
+    count: int  # type: ignore[assignment]  # the field shadows tuple.count, as intended
     datatype: int
     op: int | None
     divide: bool
 
 
-def nccl_plan(nccl, dtype, size: int, op: ReduceOp | None = None, native_avg: bool = False) -> Plan:
+def nccl_plan(
+    nccl: Any,
+    dtype: np.dtype | type | str,
+    size: int,
+    op: ReduceOp | None = None,
+    native_avg: bool = False,
+) -> Plan:
     """The ``Plan`` for ``size`` elements of ``dtype`` (constants from the ``nccl`` module).
     Complex arrays go as twice as many reals; types NCCL lacks are moved as bytes and cannot
     be reduced."""
@@ -125,13 +144,15 @@ def nccl_plan(nccl, dtype, size: int, op: ReduceOp | None = None, native_avg: bo
 
 
 # ---- choosing NCCL or host staging ------------------------------------------------------------
-def _import_nccl():
+def _import_nccl() -> Any:
     from cupy.cuda import nccl
 
     return nccl
 
 
-def local_nccl_problem(environ=None, import_nccl=_import_nccl) -> str | None:
+def local_nccl_problem(
+    environ: Mapping[str, str] | None = None, import_nccl: Callable[[], Any] = _import_nccl
+) -> str | None:
     """Why this rank cannot use NCCL (None if it can)."""
     environ = os.environ if environ is None else environ
     if environ.get(NCCL_ENV, "1").strip().lower() in ("0", "false", "no", "off"):
@@ -145,13 +166,13 @@ def local_nccl_problem(environ=None, import_nccl=_import_nccl) -> str | None:
     return None
 
 
-def shared_nccl_problem(reports: list) -> str | None:
+def shared_nccl_problem(reports: list[tuple[str | None, tuple[str, str]]]) -> str | None:
     """Why the ranks cannot use NCCL together (None if they can), from every rank's
     ``(problem, (host name, GPU id))``, indexed by rank."""
     for rank, (problem, _) in enumerate(reports):
         if problem:
             return f"rank {rank}: {problem}"
-    first_user = {}
+    first_user: dict[tuple[str, str], int] = {}
     for rank, (_, gpu) in enumerate(reports):
         if gpu in first_user:
             return (
@@ -162,7 +183,7 @@ def shared_nccl_problem(reports: list) -> str | None:
     return None
 
 
-def _gpu_id(cp, index: int) -> str:
+def _gpu_id(cp: Any, index: int) -> str:
     """A name of GPU ``index`` that is the same in every process (its PCI bus id)."""
     try:
         return cp.cuda.Device(index).pci_bus_id
@@ -171,7 +192,12 @@ def _gpu_id(cp, index: int) -> str:
 
 
 def gpu_communicator(
-    host: Communicator, device_index: int, *, cupy=None, environ=None, import_nccl=_import_nccl
+    host: Communicator,
+    device_index: int,
+    *,
+    cupy: Any = None,
+    environ: Mapping[str, str] | None = None,
+    import_nccl: Callable[[], Any] = _import_nccl,
 ) -> Communicator:
     """The communicator for GPU arrays on ``device_index`` (all ranks call this together): an
     ``NCCLCommunicator`` when every rank can use NCCL on a GPU of its own, else ``host``, which
@@ -207,10 +233,10 @@ def select_local_gpu(local_rank: int, local_size: int) -> int | None:
     return index
 
 
-def _shared_unique_id(host: Communicator, nccl):
+def _shared_unique_id(host: Communicator, nccl: Any) -> Any:
     """Rank 0's new NCCL unique id on every rank; if rank 0 could not make one, every rank
     raises (rank 0 sends an error marker instead of the id)."""
-    payload = None
+    payload: tuple[str, Any] | None = None
     if host.rank == 0:
         try:
             payload = ("id", nccl.get_unique_id())
@@ -235,7 +261,9 @@ class NCCLCommunicator(Communicator):
     kind = "nccl"
     device = "cuda"
 
-    def __init__(self, host: Communicator, device_index: int, *, cupy=None, nccl=None):
+    def __init__(
+        self, host: Communicator, device_index: int, *, cupy: Any = None, nccl: Any = None
+    ):
         self.host = host
         super().__init__(host.rank, host.world_size, host.timeout)
         self.cp = cp = cupy if cupy is not None else cupy_or_none()
@@ -247,7 +275,8 @@ class NCCLCommunicator(Communicator):
             self.nccl_comm = nccl.NcclCommunicator(self.world_size, unique_id, self.rank)
             self.stream = cp.cuda.Stream(non_blocking=True)
         self.native_avg = hasattr(nccl, "NCCL_AVG") and nccl.get_version() >= _AVG_VERSION
-        self._alive = []  # (completion event, arrays to keep alive until it fires)
+        # (completion event, arrays to keep alive until it fires)
+        self._alive: list[tuple[Any, tuple[Array | None, ...]]] = []
 
     # The deadline is the host communicator's (set_timeout/init(timeout=) change both).
     @property
@@ -259,10 +288,10 @@ class NCCLCommunicator(Communicator):
         self.host.timeout = float(value)
 
     # ---- helpers ------------------------------------------------------------------------------
-    def _plan(self, array, op=None) -> Plan:
+    def _plan(self, array: Array, op: ReduceOp | None = None) -> Plan:
         return nccl_plan(self.nccl, array.dtype, array.size, op, self.native_avg)
 
-    def _check(self, op: str, *arrays, root=None) -> None:
+    def _check(self, op: str, *arrays: Array | None, root: int | None = None) -> None:
         self._check_root(op, root)
         for a in arrays:
             if a is None:
@@ -279,7 +308,7 @@ class NCCLCommunicator(Communicator):
                     f"{self.device_index}; move it there first"
                 )
 
-    def _contiguous(self, array, write: bool):
+    def _contiguous(self, array: GpuArray, write: bool) -> tuple[GpuArray, Callback | None]:
         """``(buffer, writeback)``: ``array`` itself if C-contiguous, else a contiguous copy
         (made on the compute stream, before the collective's start event) and, if ``write``,
         a callback copying the result back once the collective has completed."""
@@ -289,28 +318,37 @@ class NCCLCommunicator(Communicator):
         if not write:
             return buf, None
 
-        def writeback():
+        def writeback() -> None:
             with self._device:
                 array[...] = buf.reshape(array.shape)
 
         return buf, writeback
 
-    def _divide(self, buf, plan: Plan) -> None:
+    def _divide(self, buf: GpuArray, plan: Plan) -> None:
         """AVG without ncclAvg: divide on the communicator's stream, after the sum."""
         if plan.divide:
             with self.stream:
                 buf /= self.world_size
 
-    def _start(self, op: str, array, enqueue, keep, async_op, root=None, reduce_op=None, then=()):
+    def _start(
+        self,
+        op: str,
+        array: Array,
+        enqueue: Callable[[int], None],
+        keep: tuple[Array | None, ...],
+        async_op: bool,
+        root: int | None = None,
+        reduce_op: ReduceOp | None = None,
+        then: tuple[Callback | None, ...] = (),
+    ) -> Work | None:
         """Order the communicator's stream after the compute stream, ``enqueue(stream_ptr)``
         the NCCL call(s), record the completion event and hand over to ``_issue``."""
         cp, stream = self.cp, self.stream
         seq = self.seq + 1  # the number _issue gives this collective
 
-        def info():
-            sizes = () if array is None else (array.size, array.dtype)
+        def info() -> CollectiveInfo:
             return CollectiveInfo(
-                op, seq, self.rank, self.world_size, *sizes, root=root, reduce_op=reduce_op
+                op, seq, self.rank, self.world_size, *_sizes(array), root=root, reduce_op=reduce_op
             )
 
         ready = cp.cuda.Event(disable_timing=True)
@@ -326,7 +364,7 @@ class NCCLCommunicator(Communicator):
         self._alive.append((done, keep))
         return self._issue(self._tester(done, info), async_op, op, array, root, reduce_op, then)
 
-    def _tester(self, done, info):
+    def _tester(self, done: Any, info: Callable[[], CollectiveInfo]) -> Test:
         def test() -> bool:
             if done.done:
                 return True
@@ -348,7 +386,7 @@ class NCCLCommunicator(Communicator):
         if self.host.failure is None:
             self.host.failure = f"the NCCL communicator failed ({why})"
 
-    def _broken(self, info: CollectiveInfo, exc: Exception):
+    def _broken(self, info: CollectiveInfo, exc: Exception) -> NoReturn:
         why = f"{info.describe()} failed in NCCL: {exc}"
         if self.failure is None:
             self.failure = why
@@ -358,12 +396,14 @@ class NCCLCommunicator(Communicator):
             f"the job will be taken down."
         ) from exc
 
-    def _fail(self, info: CollectiveInfo, waited: float):
+    def _fail(self, info: CollectiveInfo, waited: float) -> NoReturn:
         self._abort_nccl(f"{info.describe()} timed out")
         super()._fail(info, waited)
 
     # ---- collectives --------------------------------------------------------------------------
-    def allreduce(self, array, op=ReduceOp.SUM, async_op=True):
+    def allreduce(
+        self, array: Array, op: ReduceOp = ReduceOp.SUM, async_op: bool = True
+    ) -> Work | None:
         if not isinstance(array, self.cp.ndarray):
             return self.host.allreduce(array, op, async_op)
         self._check("allreduce", array)
@@ -371,7 +411,7 @@ class NCCLCommunicator(Communicator):
         with self._device:
             buf, writeback = self._contiguous(array, write=True)
 
-            def enqueue(stream_ptr):
+            def enqueue(stream_ptr: int) -> None:
                 ptr = buf.data.ptr
                 self.nccl_comm.allReduce(ptr, ptr, plan.count, plan.datatype, plan.op, stream_ptr)
                 self._divide(buf, plan)
@@ -380,7 +420,7 @@ class NCCLCommunicator(Communicator):
                 "allreduce", array, enqueue, (array, buf), async_op, reduce_op=op, then=(writeback,)
             )
 
-    def broadcast(self, array, root, async_op=True):
+    def broadcast(self, array: Array, root: int, async_op: bool = True) -> Work | None:
         if not isinstance(array, self.cp.ndarray):
             return self.host.broadcast(array, root, async_op)
         self._check("broadcast", array, root=root)
@@ -388,7 +428,7 @@ class NCCLCommunicator(Communicator):
         with self._device:
             buf, writeback = self._contiguous(array, write=self.rank != root)
 
-            def enqueue(stream_ptr):
+            def enqueue(stream_ptr: int) -> None:
                 ptr = buf.data.ptr
                 self.nccl_comm.broadcast(ptr, ptr, plan.count, plan.datatype, root, stream_ptr)
 
@@ -396,7 +436,9 @@ class NCCLCommunicator(Communicator):
                 "broadcast", array, enqueue, (array, buf), async_op, root, then=(writeback,)
             )
 
-    def reduce(self, array, root, op=ReduceOp.SUM, async_op=True):
+    def reduce(
+        self, array: Array, root: int, op: ReduceOp = ReduceOp.SUM, async_op: bool = True
+    ) -> Work | None:
         if not isinstance(array, self.cp.ndarray):
             return self.host.reduce(array, root, op, async_op)
         self._check("reduce", array, root=root)
@@ -405,7 +447,7 @@ class NCCLCommunicator(Communicator):
         with self._device:
             buf, writeback = self._contiguous(array, write=is_root)
 
-            def enqueue(stream_ptr):
+            def enqueue(stream_ptr: int) -> None:
                 ptr = buf.data.ptr
                 self.nccl_comm.reduce(
                     ptr, ptr, plan.count, plan.datatype, plan.op, root, stream_ptr
@@ -417,12 +459,20 @@ class NCCLCommunicator(Communicator):
                 "reduce", array, enqueue, (array, buf), async_op, root, op, then=(writeback,)
             )
 
-    def allgather(self, send, recv, async_op=True):
+    def allgather(self, send: Array, recv: Array, async_op: bool = True) -> Work | None:
         if not isinstance(send, self.cp.ndarray):
             return self.host.allgather(send, recv, async_op)
         return self._allgather("allgather", send, recv, None, async_op)
 
-    def _allgather(self, op, send, recv, root, async_op, then=()):
+    def _allgather(
+        self,
+        op: str,
+        send: Array,
+        recv: Array,
+        root: int | None,
+        async_op: bool,
+        then: tuple[Callback | None, ...] = (),
+    ) -> Work | None:
         self._check(op, send, recv, root=root)
         self._check_blocks(op, send, recv)
         plan = self._plan(send)
@@ -430,7 +480,7 @@ class NCCLCommunicator(Communicator):
             sbuf, _ = self._contiguous(send, write=False)
             rbuf, writeback = self._contiguous(recv, write=True)
 
-            def enqueue(stream_ptr):
+            def enqueue(stream_ptr: int) -> None:
                 self.nccl_comm.allGather(
                     sbuf.data.ptr, rbuf.data.ptr, plan.count, plan.datatype, stream_ptr
                 )
@@ -439,7 +489,9 @@ class NCCLCommunicator(Communicator):
                 op, send, enqueue, (send, recv, sbuf, rbuf), async_op, root, then=(writeback, *then)
             )
 
-    def reduce_scatter(self, send, recv, op=ReduceOp.SUM, async_op=True):
+    def reduce_scatter(
+        self, send: Array, recv: Array, op: ReduceOp = ReduceOp.SUM, async_op: bool = True
+    ) -> Work | None:
         if not isinstance(send, self.cp.ndarray):
             return self.host.reduce_scatter(send, recv, op, async_op)
         self._check("reduce_scatter", send, recv)
@@ -449,7 +501,7 @@ class NCCLCommunicator(Communicator):
             sbuf, _ = self._contiguous(send, write=False)
             rbuf, writeback = self._contiguous(recv, write=True)
 
-            def enqueue(stream_ptr):
+            def enqueue(stream_ptr: int) -> None:
                 self.nccl_comm.reduceScatter(
                     sbuf.data.ptr, rbuf.data.ptr, plan.count, plan.datatype, plan.op, stream_ptr
                 )
@@ -465,7 +517,9 @@ class NCCLCommunicator(Communicator):
                 then=(writeback,),
             )
 
-    def gather(self, send, recv, root, async_op=True):
+    def gather(
+        self, send: Array, recv: Array | None, root: int, async_op: bool = True
+    ) -> Work | None:
         """An allgather into ``root``'s ``recv`` (a scratch buffer elsewhere): simple, at
         world_size times the traffic of a real gather."""
         if not isinstance(send, self.cp.ndarray):
@@ -473,9 +527,12 @@ class NCCLCommunicator(Communicator):
         if self.rank != root:
             with self._device:
                 recv = self.cp.empty(send.size * self.world_size, send.dtype)
-        return self._allgather("gather", send, recv, root, async_op)
+        full = self._root_buffer("gather", "recv", recv)
+        return self._allgather("gather", send, full, root, async_op)
 
-    def scatter(self, send, recv, root, async_op=True):
+    def scatter(
+        self, send: Array | None, recv: Array, root: int, async_op: bool = True
+    ) -> Work | None:
         """A broadcast of ``root``'s rank-major ``send`` from which each rank copies its
         block (on the communicator's stream): world_size times a real scatter's traffic."""
         if not isinstance(recv, self.cp.ndarray):
@@ -483,16 +540,17 @@ class NCCLCommunicator(Communicator):
         is_root = self.rank == root
         self._check("scatter", send if is_root else None, recv, root=root)
         if is_root:
+            send = self._root_buffer("scatter", "send", send)
             self._check_blocks("scatter", recv, send)
         plan = nccl_plan(self.nccl, recv.dtype, recv.size * self.world_size)
         with self._device:
             full = (
                 self._contiguous(send, write=False)[0]
-                if is_root
+                if send is not None and is_root
                 else self.cp.empty(recv.size * self.world_size, recv.dtype)
             )
 
-            def enqueue(stream_ptr):
+            def enqueue(stream_ptr: int) -> None:
                 ptr = full.data.ptr
                 self.nccl_comm.broadcast(ptr, ptr, plan.count, plan.datatype, root, stream_ptr)
                 with self.stream:
@@ -500,10 +558,10 @@ class NCCLCommunicator(Communicator):
 
             return self._start("scatter", recv, enqueue, (send, recv, full), async_op, root)
 
-    def barrier(self, async_op=True):
+    def barrier(self, async_op: bool = True) -> Work | None:
         return self.host.barrier(async_op)
 
-    def abort(self, code=1):
+    def abort(self, code: int = 1) -> None:
         self._abort_nccl("aborted")
         self.host.abort(code)
 
@@ -515,19 +573,20 @@ class OverlapTimeline:
     when backward's last kernel finished. Built by ``start`` only for buckets on the GPU
     reduced by a communicator with a ``stream``; None otherwise."""
 
-    def __init__(self, cp, device, stream):
+    def __init__(self, cp: Any, device: Any, stream: Any):
         self.cp, self.device, self.stream = cp, device, stream
-        self.ready, self.done, self.end = [], [], None
+        self.ready: list[Any] = []  # cupy events
+        self.done: list[Any] = []
+        self.end: Any = None
         self.t0 = self._record()
 
     @classmethod
-    def start(cls, comm, array):
-        stream = getattr(comm, "stream", None)
-        if stream is None or not isinstance(array, comm.cp.ndarray):
+    def start(cls, comm: Communicator, array: Array) -> OverlapTimeline | None:
+        if not isinstance(comm, NCCLCommunicator) or not isinstance(array, comm.cp.ndarray):
             return None
-        return cls(comm.cp, array.device, stream)
+        return cls(comm.cp, array.device, comm.stream)
 
-    def _record(self, stream=None):
+    def _record(self, stream: Any = None) -> Any:
         with self.device:
             event = self.cp.cuda.Event()
             event.record(stream if stream is not None else self.cp.cuda.get_current_stream())
@@ -542,7 +601,7 @@ class OverlapTimeline:
     def backward_ended(self) -> None:
         self.end = self._record()
 
-    def spans(self) -> tuple:
+    def spans(self) -> tuple[float, float]:
         """``(communication_s, overlap_s)`` on the GPU clock, once every reduction has
         completed: from the first reduction's start to the last one's end, and the part of it
         before backward's last kernel finished."""
@@ -550,7 +609,7 @@ class OverlapTimeline:
         for event in self.done:
             event.synchronize()
 
-        def seconds(event):
+        def seconds(event: Any) -> float:
             return self.cp.cuda.get_elapsed_time(self.t0, event) / 1000.0
 
         first = seconds(self.ready[0])

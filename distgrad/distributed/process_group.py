@@ -20,18 +20,25 @@ import sys
 import threading
 import time
 import warnings
+from collections.abc import Iterable, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..backend.logconfig import set_log_rank
 from ..launcher import failure
-from .communicator import DEFAULT_TIMEOUT, Communicator, LocalCommunicator, Work
+from .communicator import DEFAULT_TIMEOUT, Array, Communicator, LocalCommunicator, Work
 from .contract import debug_requested, enable_debug
 from .desync import DesyncCheck, desync_requested, finish
 from .env import cross_check, launcher_claims
-from .nccl import gpu_communicator, select_local_gpu
+from .nccl import GpuArray, gpu_communicator, select_local_gpu
 from .shm_files import unlink_mapped_mpich_files
 from .watchdog import Watchdog
+
+if TYPE_CHECKING:
+    from .groups import ProcessGroup
+    from .hierarchical import HierarchicalAllreduce
 
 __all__ = [
     "init",
@@ -60,11 +67,16 @@ class _World:
         self.local_rank = local_rank
         self.local_size = local_size
         self.hooks = (sys.excepthook, threading.excepthook)
-        self.gpu_comm = None  # made by communicator_for at the first GPU array
-        self.watchdog = None  # for a world of more than one rank
-        self.groups = []  # ProcessGroups made by new_group (groups.py), in creation order
+        # made by communicator_for at the first GPU array
+        self.gpu_comm: Communicator | None = None
+        self.watchdog: Watchdog | None = None  # for a world of more than one rank
+        # ProcessGroups made by new_group (groups.py), in creation order
+        self.groups: list[ProcessGroup] = []
         self.group_calls = 0  # new_group calls so far (members or not)
-        self.ctrl = None  # private MPI communicator for control messages (groups.py)
+        # private MPI communicator for control messages (groups.py); None without mpi4py
+        self.ctrl: Any = None
+        # hierarchical.all_reduce's reducers, by (ranks_per_node, DISTGRAD_FAKE_NODES)
+        self.hierarchical_allreduce: dict[tuple[int | None, str | None], HierarchicalAllreduce] = {}
 
 
 _world: _World | None = None
@@ -75,7 +87,7 @@ def is_available() -> bool:
     return importlib.util.find_spec("mpi4py") is not None
 
 
-def _seconds(timeout) -> float:
+def _seconds(timeout: float | str | datetime.timedelta) -> float:
     if isinstance(timeout, datetime.timedelta):
         timeout = timeout.total_seconds()
     timeout = float(timeout)
@@ -96,7 +108,7 @@ def _default_timeout() -> float:
         raise ValueError(f"{TIMEOUT_ENV}={value!r} is not a positive number of seconds") from None
 
 
-def init(timeout=None) -> Communicator:
+def init(timeout: float | datetime.timedelta | None = None) -> Communicator:
     """Join the world of ranks (idempotent) and return its communicator.
 
     ``timeout`` (seconds or a ``timedelta``; default ``$DISTGRAD_COLLECTIVE_TIMEOUT`` or 1800)
@@ -175,7 +187,9 @@ def _watch(world: _World, comm: Communicator) -> None:
         enable_debug(comm)
 
 
-def gpu_communicator_over(host: Communicator, array, index: int, ranks, label: str):
+def gpu_communicator_over(
+    host: Communicator, array: GpuArray, index: int, ranks: Sequence[int], label: str
+) -> Communicator:
     """The communicator for GPU ``array`` over the ranks of ``host`` (all of them call this
     together), with its own desync channel and under the watchdog."""
     world = _require()
@@ -208,7 +222,7 @@ def get_communicator() -> Communicator:
     return world.comm if world is not None else _require().comm
 
 
-def communicator_for(array, group=None) -> Communicator:
+def communicator_for(array: Array | None, group: ProcessGroup | None = None) -> Communicator:
     """The communicator of ``group`` (None: the world) for ``array``: the host communicator
     for host arrays; for GPU arrays, NCCL (set up by the group's ranks together at its first
     GPU array) or, where NCCL cannot be used, the host one, which stages them through host
@@ -252,7 +266,7 @@ def barrier(async_op: bool = False) -> Work | None:
     return get_communicator().barrier(async_op)
 
 
-def set_timeout(timeout) -> None:
+def set_timeout(timeout: float | datetime.timedelta) -> None:
     """Change the deadline of collectives (seconds or a ``timedelta``)."""
     _require().comm.timeout = _seconds(timeout)
 
@@ -262,16 +276,16 @@ def get_timeout() -> float:
     return _require().comm.timeout
 
 
-def distinct(comms) -> list:
+def distinct(comms: Iterable[Communicator | None]) -> list[Communicator]:
     """The communicators of ``comms``, each once, without None."""
-    out = []
+    out: list[Communicator] = []
     for comm in comms:
         if comm is not None and all(comm is not c for c in out):
             out.append(comm)
     return out
 
 
-def _communicators(world: _World) -> list:
+def _communicators(world: _World) -> list[Communicator]:
     comms = [world.comm, world.gpu_comm]
     for group in world.groups:
         comms += group._communicators()
@@ -310,7 +324,7 @@ def _finish(world: _World, status: int) -> None:
     finish_communicators(world, _communicators(world), status)
 
 
-def finish_communicators(world: _World, comms, status: int) -> None:
+def finish_communicators(world: _World, comms: Iterable[Communicator], status: int) -> None:
     """Exit fingerprints on ``comms``; a difference or a timeout takes the job down."""
     problem = finish(comms, status, world.comm.timeout)
     if problem is not None:
@@ -320,11 +334,13 @@ def finish_communicators(world: _World, comms, status: int) -> None:
 
 # ---- failures take the whole job down ---------------------------------------------------------
 def _die(text: str, code: int) -> None:
-    comm = _world.comm
+    comm = _require().comm
     failure.die(text, comm.rank, comm.world_size, code, comm.abort)
 
 
-def _excepthook(exc_type, exc, tb):
+def _excepthook(
+    exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None
+) -> None:
     world = _world
     if world is None or world.comm.world_size == 1:
         (world.hooks[0] if world else sys.__excepthook__)(exc_type, exc, tb)
@@ -335,7 +351,7 @@ def _excepthook(exc_type, exc, tb):
     )
 
 
-def _thread_excepthook(args):
+def _thread_excepthook(args: threading.ExceptHookArgs) -> None:
     world = _world
     if world is None or world.comm.world_size == 1 or args.exc_type is SystemExit:
         (world.hooks[1] if world else threading.__excepthook__)(args)
@@ -348,7 +364,7 @@ def _thread_excepthook(args):
     )
 
 
-def _at_exit():
+def _at_exit() -> None:
     """At exit: a communicator left broken by a timeout may have collectives in flight that
     would hang MPI_Finalize: abort. Otherwise check that the other ranks finish too."""
     world = _world

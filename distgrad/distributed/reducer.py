@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import sys
 import time
 from dataclasses import dataclass
 
@@ -44,7 +43,7 @@ from ..autograd import Tensor, graph
 from ..autograd.engine import set_grad_writer
 from ..futures import Future
 from . import timeline
-from .communicator import ReduceOp
+from .communicator import Array, ReduceOp
 from .contract import check_agreement
 from .grad_bucket import GradBucket, HookWork
 from .nccl import OverlapTimeline
@@ -141,7 +140,8 @@ class AllreduceBucket(_BucketBase):
     def reset(self) -> None:
         """Forget the previous backward."""
         super().reset()
-        self.saved = {}  # slot -> .grad of an unused parameter, restored if no rank used it
+        # slot -> .grad of an unused parameter, restored if no rank used it
+        self.saved: dict[int, Array] = {}
 
     def write_first(self, slot: int, scale, array):
         """The engine's grad writer (``gradient_as_bucket_view``): the first gradient of a
@@ -296,9 +296,11 @@ class ShardBucket(_BucketBase):
 
     Rank-major (default): one buffer (world, block), one reduce-scatter. ``per_parameter``
     (``fully_shard``'s units): one reduce-scatter per parameter, each from the parameter's own
-    padded gradient (world * rows, inner) into its rows of the block; a gradient whose rows
-    divide by the world size and that nothing else references is itself that buffer (scaled in
-    place), so a unit's gradients are reduced without a copy."""
+    padded gradient (world * rows, inner) into its rows of the block; a gradient (float32 or
+    wider) whose rows divide by the world size is itself that buffer, read and never written
+    (its rows are divided by the world size after the sum), so a unit's gradients are reduced
+    without a copy. Changing such a gradient in place from another hook before its
+    reduce-scatter has completed changes what is reduced."""
 
     kind = "reduce_scatter"
 
@@ -320,6 +322,8 @@ class ShardBucket(_BucketBase):
         self.send = self.recv = None
         self.per_parameter = per_parameter
         self.sends = [None] * len(params)  # per_parameter: each parameter's padded gradient
+        self.deferred = [False] * len(params)  # its send holds the gradient not yet scaled
+        self.borrowed = [False] * len(params)  # its send is the gradient's own array
         self.nbytes = layout.world * layout.block * self.dtype.itemsize
         self.accumulated = False  # no_sync backwards have added into the send buffers
         self.pre_scale, self.post_scale = 1.0 / layout.world, None
@@ -368,34 +372,35 @@ class ShardBucket(_BucketBase):
             if send is None:
                 with _on_device(self._device):
                     self.sends[slot] = self.xp.zeros(size, self.dtype)
-            return
-        if add and send is not None:
-            send[:real] += grad.array.reshape(-1) * scale
+                self.deferred[slot] = self.borrowed[slot] = False
             return
         array = grad.array
-        # steal the engine's fresh gradient when nothing but ``grad`` and the frames running
-        # this hook hold it (array: getrefcount's argument, ``array``, the tensor, the engine's
-        # frame; tensor: the argument, the parameter, ``fill``, this frame and one caller's);
-        # any other holder sees a reference more and gets a copy instead
+        if array.dtype != self.dtype:
+            array = array.astype(self.dtype)
+        if add and send is not None:
+            if self.borrowed[slot]:  # never written: whoever else holds it sees it unchanged
+                send = self.sends[slot] = send.copy()
+                self.borrowed[slot] = False
+            send[:real] += array.reshape(-1) if self.deferred[slot] else array.reshape(-1) * scale
+            return
+        # the gradient array itself is the reduce-scatter's input when its rows divide by the
+        # world size: read, never written (its scale is applied to the reduced rows instead;
+        # float16/bfloat16 keep dividing before the sum, so that sums do not overflow)
         if (
             real == size
-            and array.dtype == self.dtype
+            and array.dtype.itemsize >= 4
             and array.flags.c_contiguous
             and getattr(array, "base", None) is None
-            and sys.getrefcount(array) <= 4
-            and sys.getrefcount(grad) <= 5
         ):
-            send = array.reshape(-1)
-            if scale != 1.0:
-                send *= scale
-        else:
-            if array.dtype != self.dtype:
-                array = array.astype(self.dtype)
-            with _on_device(self._device):
-                send = self.xp.empty(size, self.dtype)
-            self.xp.multiply(array.reshape(-1), scale, out=send[:real])
-            send[real:] = 0
+            self.sends[slot] = array.reshape(-1)
+            self.deferred[slot] = self.borrowed[slot] = True
+            return
+        with _on_device(self._device):
+            send = self.xp.empty(size, self.dtype)
+        self.xp.multiply(array.reshape(-1), scale, out=send[:real])
+        send[real:] = 0
         self.sends[slot] = send
+        self.deferred[slot] = self.borrowed[slot] = False
 
     def launch(self, comm):
         """Start the reduce-scatter into a new receive buffer (returns the Work)."""
@@ -413,7 +418,13 @@ class ShardBucket(_BucketBase):
     def write_back(self) -> None:
         """Hand the reduced block to ``on_reduced`` and free the buffers."""
         recv, self.recv, self.send = self.recv, None, None
+        offsets = self.layout.offsets
+        for i, deferred in enumerate(self.deferred):
+            if deferred:  # reduced unscaled (the gradient array itself was sent)
+                recv[offsets[i] : offsets[i + 1]] *= self.pre_scale
         self.sends = [None] * len(self.params)
+        self.deferred = [False] * len(self.params)
+        self.borrowed = [False] * len(self.params)
         if self.post_scale is not None:
             recv *= self.post_scale
         self.on_reduced(recv)
@@ -709,8 +720,8 @@ class Reducer:
         """sqrt(sum |error|^2 / sum |input|^2) over the buckets' hook reports (StepStats)."""
         if self.comm_hook is None:
             return 0.0
-        reports = [getattr(b, "grad_bucket", None) for b in launched]
-        reports = [g._error for g in reports if g is not None and g._error is not None]
+        buckets = [getattr(b, "grad_bucket", None) for b in launched]
+        reports = [g._error for g in buckets if g is not None and g._error is not None]
         if not reports:
             return None
         error, total = (sum(r[i] for r in reports) for i in range(2))
@@ -754,7 +765,11 @@ def cut_buckets(named, bucket_cap_mb: float, first_bucket_mb: float) -> list:
     """Cut ``named`` (in backward order) into allreduce buckets per dtype and device: the
     first holds up to ``first_bucket_mb``, later ones up to ``bucket_cap_mb``. A bucket closes
     once it reaches its cap (PyTorch's rule), so a tiny cap gives one parameter each."""
-    closed, open_, sizes, count = [], {}, {}, {}
+    Key = tuple[np.dtype, str]
+    closed: list[tuple[list[Tensor], list[str]]] = []
+    open_: dict[Key, tuple[list[Tensor], list[str]]] = {}
+    sizes: dict[Key, int] = {}
+    count: dict[Key, int] = {}
     for name, p in named:
         key = (p.array.dtype, str(p.device))
         params, names = open_.setdefault(key, ([], []))

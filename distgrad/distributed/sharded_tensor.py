@@ -11,9 +11,15 @@ one. A 0-d global tensor is viewed as one row: local shape ``(1,)`` on the rank 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from ..autograd import Tensor
+
+if TYPE_CHECKING:
+    from .communicator import Communicator
 
 __all__ = ["ShardedTensor"]
 
@@ -23,23 +29,29 @@ class ShardedTensor(Tensor):
     ``full_shape``, ``rows`` = ``(start, stop)``, ``offsets`` (global index of the piece's first
     element per dim), ``full_tensor()`` (a collective), ``to_local()``."""
 
-    def __init__(self, local, full_shape: tuple, rows: tuple, comm=None):
+    def __init__(
+        self,
+        local: Tensor | Any,
+        full_shape: Sequence[int],
+        rows: Sequence[int],
+        comm: Communicator | None = None,
+    ):
         array = local.array if isinstance(local, Tensor) else local
         super().__init__(array)
         start, stop = int(rows[0]), int(rows[1])
-        full_shape = tuple(int(s) for s in full_shape)
-        expected = (stop - start, *full_shape[1:])
-        if not 0 <= start <= stop <= (full_shape[0] if full_shape else 1) or (
-            tuple(array.shape) != expected
-        ):
+        shape = tuple(int(s) for s in full_shape)
+        expected = (stop - start, *shape[1:])
+        if not 0 <= start <= stop <= (shape[0] if shape else 1) or (tuple(array.shape) != expected):
             raise ValueError(
                 f"ShardedTensor: a piece of shape {tuple(array.shape)} cannot be rows "
-                f"[{start}, {stop}) of a tensor of shape {full_shape} (expected {expected})"
+                f"[{start}, {stop}) of a tensor of shape {shape} (expected {expected})"
             )
-        self.full_shape, self.rows, self._comm = full_shape, (start, stop), comm
+        self.full_shape: tuple[int, ...] = shape
+        self.rows: tuple[int, int] = (start, stop)
+        self._comm = comm
 
     @property
-    def offsets(self) -> tuple:
+    def offsets(self) -> tuple[int, ...]:
         """Global index of the piece's first element in every dim: ``(start, 0, ...)``."""
         return (self.rows[0],) + (0,) * (len(self.full_shape) - 1) if self.full_shape else (0,)
 
@@ -47,11 +59,11 @@ class ShardedTensor(Tensor):
         """This rank's piece as a plain tensor (same storage)."""
         return self.detach()
 
-    def covers(self, rows: tuple) -> bool:
+    def covers(self, rows: tuple[int, int]) -> bool:
         """Whether this piece holds every row of ``rows`` = ``(start, stop)``."""
         return rows[0] >= rows[1] or (self.rows[0] <= rows[0] and rows[1] <= self.rows[1])
 
-    def take(self, rows: tuple):
+    def take(self, rows: tuple[int, int]) -> Any:
         """The array of global rows ``(start, stop)`` (which this piece must cover)."""
         return self.array[rows[0] - self.rows[0] : rows[1] - self.rows[0]]
 
@@ -72,16 +84,20 @@ class ShardedTensor(Tensor):
         comm.allgather(send, recv, async_op=False)
         return Tensor(recv.reshape(-1, inner)[:dim0].reshape(self.full_shape).copy())
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Callable[..., ShardedTensor], tuple[Any, ...]]:
         return (_rebuild, (Tensor.__reduce__(self), self.full_shape, self.rows))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (
             f"ShardedTensor(rows={list(self.rows)} of {list(self.full_shape)}, "
             f"local={Tensor.__repr__(self)})"
         )
 
 
-def _rebuild(tensor_reduce, full_shape, rows):
+def _rebuild(
+    tensor_reduce: tuple[Callable[..., Tensor], tuple[Any, ...]],
+    full_shape: tuple[int, ...],
+    rows: tuple[int, int],
+) -> ShardedTensor:
     rebuild, args = tensor_reduce
     return ShardedTensor(rebuild(*args), full_shape, rows)

@@ -11,10 +11,13 @@ must run the layer, others may not use it).
 
 from __future__ import annotations
 
-from ..autograd import Op, no_grad
+from typing import Any
+
+from ..autograd import Op, Tensor, no_grad
+from ..nn.module import Module
 from ..nn.modules.normalization import _BatchNorm
-from .communicator import ReduceOp
-from .groups import resolve
+from .communicator import Array, Communicator, ReduceOp
+from .groups import ProcessGroup, resolve
 from .process_group import is_initialized
 from .process_group import rank as world_rank
 
@@ -25,7 +28,17 @@ class _SyncBatchNormFunction(Op):
     once_differentiable = True
 
     @staticmethod
-    def forward(ctx, x, weight, bias, running_mean, running_var, momentum, eps, comm):
+    def forward(  # arrays: numpy or cupy (xp)
+        ctx: Any,
+        x: Any,
+        weight: Any,
+        bias: Any,
+        running_mean: Any,
+        running_var: Any,
+        momentum: float,
+        eps: float,
+        comm: Communicator,
+    ) -> Any:
         xp = ctx.xp
         c = x.shape[1]
         axes = (0,) + tuple(range(2, x.ndim))
@@ -63,7 +76,7 @@ class _SyncBatchNormFunction(Op):
         return y
 
     @staticmethod
-    def backward(ctx, grad):
+    def backward(ctx: Any, grad: Any) -> tuple[Any, ...]:
         xhat, invstd, weight = ctx.saved_tensors
         xp, axes, pshape = ctx.xp, ctx.axes, ctx.pshape
         sum_g = grad.sum(axis=axes)
@@ -99,14 +112,14 @@ class SyncBatchNorm(_BatchNorm):
         momentum: float | None = 0.1,
         affine: bool = True,
         track_running_stats: bool = True,
-        process_group=None,
-        device=None,
-        dtype=None,
+        process_group: ProcessGroup | None = None,
+        device: Any = None,
+        dtype: Any = None,
     ):
         super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
         self.process_group = process_group
 
-    def _communicator(self, array):
+    def _communicator(self, array: Array) -> Communicator | None:
         if not is_initialized():
             return None
         group = resolve(self.process_group)
@@ -117,7 +130,7 @@ class SyncBatchNorm(_BatchNorm):
             )
         return group.communicator_for(array)
 
-    def forward(self, input):
+    def forward(self, input: Tensor) -> Tensor:
         comm = self._communicator(input.array) if self.training else None
         if not self.training or comm is None or comm.world_size == 1:
             return super().forward(input)
@@ -139,7 +152,9 @@ class SyncBatchNorm(_BatchNorm):
         return y
 
     @classmethod
-    def convert_sync_batchnorm(cls, module, process_group=None):
+    def convert_sync_batchnorm(
+        cls, module: Module, process_group: ProcessGroup | None = None
+    ) -> Module:
         """``module`` with every ``BatchNorm*d`` replaced by a ``SyncBatchNorm`` sharing its
         parameters and buffers (returns the new module when ``module`` itself is one).
         ``process_group``: the group the new layers synchronise over (None: the world)."""

@@ -11,13 +11,17 @@ factor (world - 1) / world that real bandwidth use carries is left out, as in th
 from __future__ import annotations
 
 from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .communicator import Array, Communicator, Work
 
 __all__ = ["CountingCommunicator", "Tally", "collective_bytes"]
 
-TALLIES: list = []  # the open tallies (Communicator._issue reports to each)
+TALLIES: list[Tally] = []  # the open tallies (Communicator._issue reports to each)
 
 
-def _nbytes(array) -> int:
+def _nbytes(array: Array | None) -> int:
     return 0 if array is None else int(array.size) * array.dtype.itemsize
 
 
@@ -31,7 +35,7 @@ def collective_bytes(op: str, nbytes: int, world_size: int) -> int:
     return nbytes
 
 
-def record(comm, op: str, array) -> None:
+def record(comm: Communicator, op: str, array: Array | None) -> None:
     """Add a collective issued by ``comm`` to every open ``Tally``."""
     nbytes = collective_bytes(op, _nbytes(array), comm.world_size)
     label = getattr(comm, "label", "")
@@ -46,8 +50,10 @@ class Tally:
     ``close()``): ``calls`` and ``bytes`` by collective, ``by_label`` by communicator label,
     ``total_bytes``."""
 
-    def __init__(self):
-        self.calls, self.bytes, self.by_label = Counter(), Counter(), Counter()
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+        self.bytes: Counter[str] = Counter()
+        self.by_label: Counter[str] = Counter()
 
     @property
     def total_bytes(self) -> int:
@@ -68,7 +74,7 @@ class Tally:
     def __enter__(self) -> Tally:
         return self.open()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
@@ -76,9 +82,10 @@ class CountingCommunicator:
     """``comm`` with ``calls`` and ``bytes`` (``Counter``s by collective name); ``total_bytes``
     sums them, ``reset()`` starts again."""
 
-    def __init__(self, comm):
+    def __init__(self, comm: Communicator):
         self.inner = comm
-        self.calls, self.bytes = Counter(), Counter()
+        self.calls: Counter[str] = Counter()
+        self.bytes: Counter[str] = Counter()
 
     def reset(self) -> None:
         """Forget the counts so far."""
@@ -94,35 +101,35 @@ class CountingCommunicator:
         self.calls[op] += 1
         self.bytes[op] += nbytes
 
-    def allreduce(self, array, *args, **kwargs):
+    def allreduce(self, array: Array, *args: Any, **kwargs: Any) -> Work | None:
         """Count 2 x the array's bytes, then all-reduce."""
         self._count("allreduce", 2 * _nbytes(array))
         return self.inner.allreduce(array, *args, **kwargs)
 
-    def reduce_scatter(self, send, recv, *args, **kwargs):
+    def reduce_scatter(self, send: Array, recv: Array, *args: Any, **kwargs: Any) -> Work | None:
         """Count the whole input's bytes, then reduce-scatter."""
         self._count("reduce_scatter", _nbytes(send))
         return self.inner.reduce_scatter(send, recv, *args, **kwargs)
 
-    def allgather(self, send, recv, *args, **kwargs):
+    def allgather(self, send: Array, recv: Array, *args: Any, **kwargs: Any) -> Work | None:
         """Count the whole output's bytes, then all-gather."""
         self._count("allgather", _nbytes(recv))
         return self.inner.allgather(send, recv, *args, **kwargs)
 
-    def broadcast(self, array, *args, **kwargs):
+    def broadcast(self, array: Array, *args: Any, **kwargs: Any) -> Work | None:
         """Count the array's bytes, then broadcast."""
         self._count("broadcast", _nbytes(array))
         return self.inner.broadcast(array, *args, **kwargs)
 
-    def reduce(self, array, *args, **kwargs):
+    def reduce(self, array: Array, *args: Any, **kwargs: Any) -> Work | None:
         """Count the array's bytes, then reduce."""
         self._count("reduce", _nbytes(array))
         return self.inner.reduce(array, *args, **kwargs)
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    def __setattr__(self, name, value):
+    def __setattr__(self, name: str, value: object) -> None:
         if name in ("inner", "calls", "bytes"):
             object.__setattr__(self, name, value)
         else:

@@ -31,6 +31,12 @@ import threading
 import time
 import traceback
 import weakref
+from collections.abc import Callable
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .communicator import CollectiveInfo, Communicator
 
 __all__ = ["Watchdog", "WATCHDOG_DIR_ENV", "POLL_S", "GRACE_S"]
 
@@ -40,7 +46,7 @@ GRACE_S = 2.0
 _PACKAGE = os.path.dirname(os.path.abspath(__file__))
 
 
-def _info_dict(info, labels: dict) -> dict:
+def _info_dict(info: CollectiveInfo, labels: dict[int, str]) -> dict[str, Any]:
     entry = {
         "seq": info.seq,
         "op": info.op,
@@ -56,7 +62,7 @@ def _info_dict(info, labels: dict) -> dict:
     return entry
 
 
-def _where(frame, limit: int = 4) -> list:
+def _where(frame: FrameType, limit: int = 4) -> list[str]:
     """The innermost ``limit`` frames of a stack outside distgrad.distributed, as text."""
     frames = [
         f
@@ -82,18 +88,19 @@ class Watchdog:
         # ended (and its scratch directory was removed) must not bring the directory back.
         self._base, self._make_base = base, not os.path.isdir(base)
         self.trigger = os.path.join(self.dir, "trigger")
-        self.comms = []
-        self._sources = []
+        self.comms: list[Communicator] = []
+        # weak references to bound methods returning (name, state, {seq: label})
+        self._sources: list[weakref.WeakMethod[Callable[[], tuple[str, Any, dict[int, str]]]]] = []
         self._answered = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, name="distgrad-watchdog", daemon=True)
         self._thread.start()
 
-    def watch(self, comm) -> None:
+    def watch(self, comm: Communicator) -> None:
         comm.watchdog = self
         self.comms.append(comm)
 
-    def add_source(self, method) -> None:
+    def add_source(self, method: Callable[[], tuple[str, Any, dict[int, str]]]) -> None:
         """``method``: a bound method (held weakly: its object may go away)."""
         self._sources.append(weakref.WeakMethod(method))
 
@@ -101,9 +108,10 @@ class Watchdog:
         self._stop.set()
 
     # ---- state -------------------------------------------------------------------------------
-    def state(self) -> dict:
+    def state(self) -> dict[str, Any]:
         """This rank's collectives and where its main thread is."""
-        labels, context = {}, {}
+        labels: dict[int, str] = {}
+        context: dict[str, Any] = {}
         for ref in list(self._sources):
             method = ref()
             if method is not None:
@@ -115,8 +123,8 @@ class Watchdog:
             pending = [w.info for w in list(comm.in_flight.values())]
             if comm.blocking is not None:
                 pending.append(comm.blocking())
-            last = comm.last_done
-            last = None if last is None else (last.info if hasattr(last, "info") else last())
+            done = comm.last_done
+            last = None if done is None else done()
             comms.append(
                 {
                     "kind": comm.kind,
@@ -128,7 +136,8 @@ class Watchdog:
                     "failure": comm.failure,
                 }
             )
-        frame = sys._current_frames().get(threading.main_thread().ident)
+        main = threading.main_thread().ident
+        frame = None if main is None else sys._current_frames().get(main)
         return {
             "rank": self.rank,
             "world_size": self.world_size,
@@ -140,7 +149,7 @@ class Watchdog:
             "context": context,
         }
 
-    def _write(self, name: str, data: dict) -> str:
+    def _write(self, name: str, data: dict[str, Any]) -> str:
         if self._make_base:
             os.makedirs(self._base, exist_ok=True)
         try:
@@ -169,7 +178,7 @@ class Watchdog:
                 return
 
     # ---- the report --------------------------------------------------------------------------
-    def report(self, comm, info, waited: float) -> str:
+    def report(self, comm: Communicator, info: CollectiveInfo, waited: float) -> str:
         """Called by the rank whose collective ``info`` on ``comm`` missed its deadline (after
         marking ``comm`` broken): write its state; if no other rank has started a report,
         collect every rank's, write ``report.json`` and print the summary. Return the report's
@@ -183,7 +192,7 @@ class Watchdog:
             return f"{path} (written by the rank that noticed first)"
         paths = [os.path.join(self.dir, f"rank-{r}.json") for r in range(self.world_size)]
         _wait_for(paths, GRACE_S)
-        ranks = {}
+        ranks: dict[str, Any] = {}  # rank (a JSON key) -> its state, None: no answer
         for r, state_path in enumerate(paths):
             try:
                 with open(state_path) as f:
@@ -211,14 +220,14 @@ class Watchdog:
         return path
 
 
-def _wait_for(paths: list, seconds: float) -> None:
+def _wait_for(paths: list[str], seconds: float) -> None:
     """Return once every path exists, or after ``seconds``."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline and not all(map(os.path.exists, paths)):
         time.sleep(0.05)
 
 
-def _comm_line(comm: dict) -> str:
+def _comm_line(comm: dict[str, Any]) -> str:
     last = comm["last_completed"]
     text = f"{comm['kind']}: issued {comm['issued']}, last completed " + (
         f"#{last['seq']} {last['op']}" if last else "none"
@@ -232,7 +241,9 @@ def _comm_line(comm: dict) -> str:
     return text
 
 
-def _summary(info, timeout, ranks, verdict, path) -> list:
+def _summary(
+    info: CollectiveInfo, timeout: float, ranks: dict[str, Any], verdict: str, path: str
+) -> list[str]:
     lines = [
         f"distgrad watchdog: {info.describe()} missed its deadline ({timeout:g} s). "
         f"Every rank's state, written to {path}:"
@@ -255,9 +266,10 @@ def _summary(info, timeout, ranks, verdict, path) -> list:
     return lines
 
 
-def _verdict(kind: str, info, ranks: dict) -> str:
+def _verdict(kind: str, info: CollectiveInfo, ranks: dict[str, Any]) -> str:
     """Which ranks are behind the collective that timed out (on a ``kind`` communicator)."""
-    behind, silent = [], []
+    behind: list[str] = []
+    silent: list[str] = []
     for r, state in ranks.items():
         if state is None:
             silent.append(r)

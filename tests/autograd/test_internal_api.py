@@ -167,7 +167,7 @@ def test_get_gradient_edge():
 
 
 def test_op_outputs_are_made_as_the_constructor_makes_tensors():
-    # Op._apply wraps outputs with tensor._plain_tensor (Tensor(array) without the call): it
+    # the per-op path (function._run) wraps outputs with tensor._plain_tensor (Tensor(array) without the call): it
     # must set every slot as the constructor does, or a slot added later stays unset
     from distgrad.autograd.tensor import Tensor, _plain_tensor
 

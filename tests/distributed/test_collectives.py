@@ -86,6 +86,16 @@ def test_local_communicator_writes_non_contiguous_outputs():
         np.testing.assert_array_equal(out.reshape(-1), a)
 
 
+def test_local_communicator_root_needs_its_buffer():
+    """A root's rank-major buffer given as None is named (it was an AttributeError)."""
+    comm = LocalCommunicator()
+    with pytest.raises(ValueError, match=r"gather: the root \(rank 0\) needs a recv buffer"):
+        comm.gather(np.ones(2), None, 0)
+    with pytest.raises(ValueError, match=r"scatter: the root \(rank 0\) needs a send buffer"):
+        comm.scatter(None, np.ones(2), 0)
+    assert comm.seq == 0  # nothing was started
+
+
 def test_avg_accepts_bfloat16():
     bf16 = pytest.importorskip("ml_dtypes").bfloat16
     LocalCommunicator().allreduce(np.ones(3, bf16), ReduceOp.AVG).wait()

@@ -448,6 +448,13 @@ def resumable_loader_over_iterable():
     return lambda: checkpoint.ResumableLoader(loader), [loader.batch_sampler is None]
 
 
+@case("data", ValueError, "ResumableLoader.load_state_dict", "'order'", "'global_index'")
+def resumable_loader_state_without_position():
+    loader = checkpoint.ResumableLoader(DataLoader(TensorDataset(dg.arange(6.0)), batch_size=2))
+    state = {"active": True, "batches_done": 1, "sampler_epoch": None}  # an epoch in progress
+    return lambda: loader.load_state_dict(state), [state, loader.batches_done]
+
+
 # ---- collectives (this process's world of one) ----------------------------------------------
 @pytest.fixture(scope="module")
 def world():

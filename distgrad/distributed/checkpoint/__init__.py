@@ -52,7 +52,7 @@ from ...safetensors import CheckpointError
 from ._async import AsyncSaveFuture, async_save
 from ._save_load import load, save
 from ._tree import PerRank, ShardedTensor
-from .stateful import RNGState
+from .stateful import RNGState, Stateful
 
 __all__ = [
     "save",
@@ -62,6 +62,7 @@ __all__ = [
     "ShardedTensor",
     "PerRank",
     "RNGState",
+    "Stateful",
     "CheckpointError",
 ]
 

@@ -18,17 +18,20 @@ import logging
 import os
 import threading
 import time
+from typing import Any
 
 from ...checkpoint import store
 from ...safetensors import CheckpointError, atomic_write
+from ..communicator import Communicator
+from ..groups import ProcessGroup
 from . import _storage as st
 from ._comm import communicator
-from ._save_load import commit, prepare
+from ._save_load import CheckpointId, StateDict, commit, prepare
 
 logger = logging.getLogger(__name__)
 
 TIMEOUT = float(os.environ.get("DISTGRAD_ASYNC_SAVE_TIMEOUT", "1800"))
-_inflight: list = []
+_inflight: list[AsyncSaveFuture] = []
 
 
 class AsyncSaveFuture:
@@ -36,11 +39,12 @@ class AsyncSaveFuture:
     ``result(timeout=None)`` waits and returns the committed checkpoint's path or raises the
     save's error; ``done()`` says whether it has finished."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._event = threading.Event()
-        self._value = self._error = None
+        self._value: str | None = None
+        self._error: BaseException | None = None
 
-    def _finish(self, value=None, error=None) -> None:
+    def _finish(self, value: str | None = None, error: BaseException | None = None) -> None:
         self._value, self._error = value, error
         self._event.set()
 
@@ -54,23 +58,25 @@ class AsyncSaveFuture:
             raise TimeoutError(f"async_save did not finish within {timeout} s")
         if self._error is not None:
             raise self._error
+        if self._value is None:  # (_finish gives a path or an error)
+            raise RuntimeError("async_save finished without a checkpoint path or an error")
         return self._value
 
-    def exception(self, timeout: float | None = None):
+    def exception(self, timeout: float | None = None) -> BaseException | None:
         """The save's error, or None."""
         if not self._event.wait(timeout):
             raise TimeoutError(f"async_save did not finish within {timeout} s")
         return self._error
 
 
-def _record(staging: str, rank: int, entry) -> None:
+def _record(staging: str, rank: int, entry: dict[str, Any]) -> None:
     with atomic_write(os.path.join(staging, f".done-{rank}")) as f:
         f.write(json.dumps(entry).encode())
 
 
-def _wait_records(staging: str, world: int) -> list:
+def _wait_records(staging: str, world: int) -> list[dict[str, Any]]:
     deadline = time.monotonic() + TIMEOUT
-    records = [None] * world
+    records: list[dict[str, Any] | None] = [None] * world
     while True:
         for r in range(world):
             if records[r] is None:
@@ -79,8 +85,9 @@ def _wait_records(staging: str, world: int) -> list:
                         records[r] = json.loads(f.read())
                 except (FileNotFoundError, ValueError):
                     pass
-        if all(x is not None for x in records):
-            return records
+        done = [x for x in records if x is not None]
+        if len(done) == world:
+            return done
         if time.monotonic() > deadline:
             missing = [r for r in range(world) if records[r] is None]
             raise CheckpointError(f"async_save: ranks {missing} did not report within {TIMEOUT} s")
@@ -97,14 +104,25 @@ def _lower_priority() -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICE)
 
 
-def _worker(future, checkpoint_id, snapshot, plans, writers, staging, name, sequence, rank, keep):
+def _worker(
+    future: AsyncSaveFuture,
+    checkpoint_id: CheckpointId,
+    snapshot: st.Snapshot,
+    plans: list[st.Plan],
+    writers: dict[st.PieceKey, int],
+    staging: str,
+    name: str,
+    sequence: int,
+    rank: int,
+    keep: int,
+) -> None:
     world = len(plans)
     if NICE:
         _lower_priority()
     try:
         try:
             files = st.waves(plans[rank], writers, rank)
-            entry = {"files": st.write_rank_files(staging, snapshot, files)}
+            entry: dict[str, Any] = {"files": st.write_rank_files(staging, snapshot, files)}
         except Exception as exc:
             entry = {"error": f"{type(exc).__name__}: {exc}"}
             raise
@@ -133,7 +151,7 @@ def _worker(future, checkpoint_id, snapshot, plans, writers, staging, name, sequ
                         f"async_save: rank 0 did not commit {staging!r} within {TIMEOUT} s"
                     )
                 time.sleep(0.005)
-            path = os.path.join(str(checkpoint_id), name)
+            path = os.path.join(os.fspath(checkpoint_id), name)
             if not os.path.isfile(os.path.join(path, store.MANIFEST)):
                 raise CheckpointError(
                     f"async_save: rank 0 did not commit {path!r} (see rank 0's error)"
@@ -146,12 +164,12 @@ def _worker(future, checkpoint_id, snapshot, plans, writers, staging, name, sequ
 
 
 def async_save(
-    state_dict,
+    state_dict: StateDict,
     *,
-    checkpoint_id,
-    storage_writer=None,
-    planner=None,
-    process_group=None,
+    checkpoint_id: CheckpointId,
+    storage_writer: object = None,
+    planner: object = None,
+    process_group: ProcessGroup | Communicator | None = None,
     step: int | None = None,
     keep: int = 2,
 ) -> AsyncSaveFuture:

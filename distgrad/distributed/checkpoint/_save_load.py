@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Any
 
 from ...checkpoint import store
 from ...safetensors import CheckpointError
+from ..communicator import Communicator
+from ..groups import ProcessGroup
 from . import _storage as st
 from ._comm import communicator
-from ._tree import assign, from_json
+from ._tree import Path, assign, from_json
+
+# What a save writes and a load fills: nested dicts (and lists) of tensors, ShardedTensors,
+# plain values and objects with state_dict()/load_state_dict().
+StateDict = dict[str, Any]
+CheckpointId = str | os.PathLike[str]
 
 logger = logging.getLogger(__name__)
 
 
-def _step(step, sequence_hint: int) -> int:
+def _step(step: object, sequence_hint: int) -> int:
     if step is None:
         return sequence_hint
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
@@ -30,7 +38,13 @@ def _next_sequence(root: str) -> int:
     return 1 + (pointer["sequence"] if pointer else 0)
 
 
-def prepare(state_dict, checkpoint_id, comm, step, copy: bool):
+def prepare(
+    state_dict: StateDict,
+    checkpoint_id: CheckpointId,
+    comm: Communicator | None,
+    step: int | None,
+    copy: bool,
+) -> tuple[st.Snapshot, list[st.Plan], dict[st.PieceKey, int], str, str, int]:
     """The collective start of a save: snapshot, agree on writers, open the staging directory.
     Returns ``(snapshot, plans, writers, staging, name, sequence)``; raises on every rank if
     rank 0 could not open the staging directory."""
@@ -40,16 +54,11 @@ def prepare(state_dict, checkpoint_id, comm, step, copy: bool):
         plans = [snapshot.plan()]
     else:  # a rank that cannot take its snapshot must not leave the others waiting
         try:
-            snapshot, problem = st.Snapshot(state_dict, rank, copy), None
+            snapshot = st.Snapshot(state_dict, rank, copy)
         except Exception as exc:
-            snapshot, problem = None, exc
-        gathered = comm.allgather_object(
-            (None, f"{type(problem).__name__}: {problem}")
-            if problem is not None
-            else (snapshot.plan(), None)
-        )
-        if problem is not None:
-            raise problem
+            comm.allgather_object((None, f"{type(exc).__name__}: {exc}"))
+            raise
+        gathered = comm.allgather_object((snapshot.plan(), None))
         failed = [f"rank {r}: {m}" for r, (_, m) in enumerate(gathered) if m is not None]
         if failed:
             raise CheckpointError(
@@ -58,7 +67,8 @@ def prepare(state_dict, checkpoint_id, comm, step, copy: bool):
             )
         plans = [plan for plan, _ in gathered]
     writers = st.assign_writers(plans)
-    opened = error = None
+    opened: tuple[str, str, int] | None = None
+    error: str | None = None
     if rank == 0:
         try:
             root = str(checkpoint_id)
@@ -74,24 +84,35 @@ def prepare(state_dict, checkpoint_id, comm, step, copy: bool):
             raise CheckpointError(
                 f"rank 0 could not start the checkpoint in {checkpoint_id!r}: {error}"
             )
+    if opened is None:  # (rank 0 opened it or raised; the others received it)
+        raise RuntimeError("distgrad.distributed.checkpoint: no staging directory was opened")
     return (snapshot, plans, writers, *opened)
 
 
-def commit(checkpoint_id, plans, writers, staging, name, sequence, listed: dict, keep: int) -> str:
+def commit(
+    checkpoint_id: CheckpointId,
+    plans: list[st.Plan],
+    writers: dict[st.PieceKey, int],
+    staging: str,
+    name: str,
+    sequence: int,
+    listed: dict[str, dict[str, Any]],
+    keep: int,
+) -> str:
     """Rank 0: the metadata, the manifest, the rename and the pointer."""
     meta = st.metadata(plans, writers)
     listed = {**listed, st.METADATA: st.write_metadata(staging, meta)}
     info = {"step": int(name.split("-")[1].split(".")[0]), "world_size": len(plans)}
-    return store.finish(str(checkpoint_id), staging, name, sequence, info, listed, keep)
+    return store.finish(os.fspath(checkpoint_id), staging, name, sequence, info, listed, keep)
 
 
 def save(
-    state_dict,
+    state_dict: StateDict,
     *,
-    checkpoint_id,
-    storage_writer=None,
-    planner=None,
-    process_group=None,
+    checkpoint_id: CheckpointId,
+    storage_writer: object = None,
+    planner: object = None,
+    process_group: ProcessGroup | Communicator | None = None,
     step: int | None = None,
     keep: int = 2,
 ) -> str:
@@ -117,7 +138,8 @@ def save(
     snapshot, plans, writers, staging, name, sequence = prepare(
         state_dict, checkpoint_id, comm, step, copy=False
     )
-    mine = error = None
+    mine: dict[str, dict[str, Any]] | None = None
+    error: Exception | None = None
     try:
         mine = st.write_rank_files(staging, snapshot, st.waves(plans[rank], writers, rank))
     except Exception as exc:
@@ -132,14 +154,20 @@ def save(
             (mine, None if error is None else f"{type(error).__name__}: {error}")
         )
     )
-    path = failure = None
+    path: str | None = None
+    failure: str | None = None
     if rank == 0:
         problems = [f"rank {r}: {msg}" for r, (_, msg) in enumerate(reports) if msg is not None]
         if problems:
             store.abort(staging)
             failure = "writing failed, nothing was committed:\n  " + "\n  ".join(problems)
         else:
-            listed = {name: info for files, _ in reports for name, info in files.items()}
+            listed = {
+                name: info
+                for files, _ in reports
+                if files is not None  # (None only on a rank that reported an error)
+                for name, info in files.items()
+            }
             try:
                 path = commit(checkpoint_id, plans, writers, staging, name, sequence, listed, keep)
                 logger.info("saved distributed checkpoint %s (%d ranks)", path, len(plans))
@@ -155,11 +183,18 @@ def save(
         raise CheckpointError(
             f"distgrad.distributed.checkpoint.save into {checkpoint_id!r}: {failure}"
         )
+    if path is None:  # (rank 0 committed it or reported why not)
+        raise RuntimeError("distgrad.distributed.checkpoint.save: no checkpoint was committed")
     return path
 
 
 def load(
-    state_dict, *, checkpoint_id, storage_reader=None, planner=None, process_group=None
+    state_dict: StateDict,
+    *,
+    checkpoint_id: CheckpointId,
+    storage_reader: object = None,
+    planner: object = None,
+    process_group: ProcessGroup | Communicator | None = None,
 ) -> None:
     """Load the checkpoint committed in ``checkpoint_id`` into ``state_dict`` in place: every
     Tensor and ``ShardedTensor`` of it is filled with its rows (from whatever layout and number
@@ -176,7 +211,8 @@ def load(
         )
     comm = communicator(process_group)
     rank = 0 if comm is None else comm.rank
-    error = path = None
+    error: Exception | None = None
+    path: str | None = None
     try:
         tree, stateful = st.expand(state_dict)
         path, manifest = st.find(checkpoint_id)
@@ -184,7 +220,7 @@ def load(
         where = os.path.join(path, st.METADATA)
         skip = tuple(p for p, _ in stateful)
         tensors, values = st.plan_reads(tree, meta, where, skip)
-        subtrees = {}
+        subtrees: dict[Path, Any] = {}
         for p, _ in stateful:
             subtrees[p] = st.saved_subtree(meta, p, rank)
             if subtrees[p] is None:

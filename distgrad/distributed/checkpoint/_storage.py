@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -13,6 +15,7 @@ from ...autograd import Tensor
 from ...checkpoint import store
 from ...safetensors import CheckpointError, read_buffer, save_file
 from ._tree import (
+    Path,
     PerRank,
     ShardedTensor,
     describe,
@@ -27,18 +30,26 @@ from ._tree import (
 METADATA = ".metadata"
 FORMAT = "distgrad.distributed.checkpoint"
 
+# What the ranks exchange to agree who writes what: per tensor piece ``(key, global shape,
+# dtype, start row, stop row)``, then the plain values and the per-rank values (as JSON data).
+PieceInfo = tuple[str, tuple[int, ...], str, int, int]
+Plan = tuple[list[PieceInfo], dict[str, Any], dict[str, Any]]
+PieceKey = tuple[str, int, int]  # (key, start row, stop row)
+# One planned read: (path in the state dict, target tensor, key, start row, stop row).
+TensorRead = tuple[Path, Tensor, str, int, int]
 
-def host(array) -> np.ndarray:
+
+def host(array: Any) -> np.ndarray:
     """A host numpy array of ``array`` (numpy or cupy)."""
     return array if isinstance(array, np.ndarray) else array.get()
 
 
-def expand(state_dict) -> tuple[dict, list]:
+def expand(state_dict: dict[str, Any]) -> tuple[Any, list[tuple[Path, Any]]]:
     """Replace Stateful values by their ``state_dict()`` (a shallow copy of the tree); returns
     the tree and ``[(path, stateful)]`` to call ``load_state_dict`` on after a load."""
-    stateful = []
+    stateful: list[tuple[Path, Any]] = []
 
-    def walk(node, path):
+    def walk(node: Any, path: Path) -> Any:
         if is_stateful(node):
             stateful.append((path, node))
             return walk(node.state_dict(), path)
@@ -54,10 +65,12 @@ class Snapshot:
     """What this rank contributes to a save: its tensor pieces (host copies when ``copy``) and
     its plain values, flattened."""
 
-    def __init__(self, state_dict, rank: int, copy: bool):
+    def __init__(self, state_dict: dict[str, Any], rank: int, copy: bool):
         tree, _ = expand(state_dict)
-        self.pieces = []  # (key, global shape, dtype, start, stop, host rows)
-        self.objects, self.per_rank = {}, {}
+        # (key, global shape, dtype, start, stop, rows: host or device)
+        self.pieces: list[tuple[str, tuple[int, ...], str, int, int, Any]] = []
+        self.objects: dict[str, Any] = {}
+        self.per_rank: dict[str, Any] = {}
         for path, value in flatten(tree):
             key = key_of(path)
             if isinstance(value, ShardedTensor):
@@ -77,7 +90,7 @@ class Snapshot:
                 rows = rows.copy()
             self.pieces.append((key, shape, str(array.dtype), start, start + rows.shape[0], rows))
 
-    def plan(self) -> tuple:
+    def plan(self) -> Plan:
         """The part every rank sends to the others to agree who writes what."""
         return (
             [(k, s, d, a, b) for k, s, d, a, b, _ in self.pieces],
@@ -86,11 +99,12 @@ class Snapshot:
         )
 
 
-def assign_writers(plans: list) -> dict:
+def assign_writers(plans: Sequence[Plan]) -> dict[PieceKey, int]:
     """``{(key, start, stop): rank}``: each distinct piece is written by one of the ranks that
     hold it, round-robin (a replicated tensor once, each shard by its owner). Raises if the
     ranks disagree on a tensor's shape or dtype."""
-    holders, shapes = {}, {}
+    holders: dict[PieceKey, list[int]] = {}
+    shapes: dict[str, tuple[tuple[int, ...], str, int]] = {}
     for rank, (pieces, _, _) in enumerate(plans):
         for key, shape, dtype, start, stop in pieces:
             seen = shapes.setdefault(key, (tuple(shape), dtype, rank))
@@ -115,12 +129,15 @@ def file_name(rank: int, wave: int) -> str:
     return f"__{rank}_{wave}.distcp"
 
 
-def waves(plan: tuple, writers: dict, rank: int, limit: int | None = None) -> dict:
+def waves(
+    plan: Plan, writers: dict[PieceKey, int], rank: int, limit: int | None = None
+) -> dict[PieceKey, str]:
     """``{(key, start, stop): file}``: the pieces rank ``rank`` writes, cut in plan order into
     waves of at most ``limit`` bytes (a bigger piece is a wave of its own), one file each. Every
     rank computes every rank's waves alike from the plans."""
     limit = WAVE_BYTES if limit is None else limit
-    out, wave, size = {}, 0, 0
+    out: dict[PieceKey, str] = {}
+    wave, size = 0, 0
     for key, shape, dtype, start, stop in plan[0]:
         if writers.get((key, start, stop)) != rank:
             continue
@@ -134,20 +151,23 @@ def waves(plan: tuple, writers: dict, rank: int, limit: int | None = None) -> di
 
 
 def piece_name(key: str, start: int) -> str:
+    """The name of the piece of tensor ``key`` starting at row ``start`` in its file."""
     return f"{start}:{key}"
 
 
-def write_rank_files(staging: str, snapshot: Snapshot, files: dict) -> dict:
+def write_rank_files(
+    staging: str, snapshot: Snapshot, files: dict[PieceKey, str]
+) -> dict[str, dict[str, Any]]:
     """Write this rank's pieces into ``staging``, one file per wave (``files``: ``waves()``),
     each wave's pieces brought to the host only when it is written (so a device snapshot needs
     at most one wave of host memory) and dropped after; returns the files' manifest entries."""
-    by_file: dict = {}
+    by_file: dict[str, list[tuple[str, Any]]] = {}
     for key, _, _, start, stop, rows in snapshot.pieces:
         name = files.get((key, start, stop))
         if name is not None:
             by_file.setdefault(name, []).append((piece_name(key, start), rows))
     snapshot.pieces = []
-    listed = {}
+    listed: dict[str, dict[str, Any]] = {}
     for name in sorted(by_file, key=lambda n: int(n.rsplit("_", 1)[1].split(".")[0])):
         tensors = {piece: host(rows) for piece, rows in by_file.pop(name)}
         listed[name] = store.write_file(
@@ -157,10 +177,14 @@ def write_rank_files(staging: str, snapshot: Snapshot, files: dict) -> dict:
     return listed
 
 
-def metadata(plans: list, writers: dict, limit: int | None = None) -> dict:
+def metadata(
+    plans: Sequence[Plan], writers: dict[PieceKey, int], limit: int | None = None
+) -> dict[str, Any]:
     """The global metadata: every tensor's global shape, dtype and pieces (file, rows), the
     plain values (rank 0's, or the first rank holding one) and the per-rank values."""
-    tensors, objects, per_rank = {}, {}, {}
+    tensors: dict[str, dict[str, Any]] = {}
+    objects: dict[str, Any] = {}
+    per_rank: dict[str, list[Any]] = {}
     for rank, (pieces, objs, mine) in enumerate(plans):
         files = waves(plans[rank], writers, rank, limit)
         for key, shape, dtype, start, stop in pieces:
@@ -194,26 +218,25 @@ def metadata(plans: list, writers: dict, limit: int | None = None) -> dict:
     }
 
 
-def write_metadata(staging: str, meta: dict) -> dict:
+def write_metadata(staging: str, meta: dict[str, Any]) -> dict[str, Any]:
+    """Write the metadata file into ``staging``; returns its manifest entry."""
     return store.write_file(
         staging, METADATA, lambda obj, f: f.write(json.dumps(obj, sort_keys=True).encode()), meta
     )
 
 
 # ---- loading ------------------------------------------------------------------------------
-def find(checkpoint_id: str) -> tuple[str, dict]:
+def find(checkpoint_id: str | os.PathLike[str]) -> tuple[str, dict[str, Any]]:
     """The committed checkpoint directory to load from ``checkpoint_id`` (a root with
     ``LATEST``, or one checkpoint directory) and its checked manifest (rollback checks
     included)."""
-    candidates = store._candidates(str(checkpoint_id), False)
-    problems = [c for c in candidates if isinstance(c, CheckpointError)]
-    if problems:
-        raise problems[0]
-    path = candidates[0]
-    return path, store._read_manifest(path)
+    path = store.locate(os.fspath(checkpoint_id))
+    return path, store.read_manifest(path)
 
 
-def read_verified(path: str, manifest: dict, name: str, needed_for: list) -> bytes:
+def read_verified(
+    path: str, manifest: dict[str, Any], name: str, needed_for: Sequence[str]
+) -> bytearray:
     """File ``name`` of checkpoint ``path``, its size and SHA-256 checked against the manifest;
     errors name the file and the tensors (``needed_for``) this rank wanted from it."""
     where = os.path.join(path, name)
@@ -227,7 +250,8 @@ def read_verified(path: str, manifest: dict, name: str, needed_for: list) -> byt
     return store.read_checked(where, info, f" (needed for {wanted})")
 
 
-def read_metadata(path: str, manifest: dict) -> dict:
+def read_metadata(path: str, manifest: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint's verified metadata (``metadata``'s dict); raises CheckpointError."""
     blob = read_verified(path, manifest, METADATA, ["the metadata"])
     try:
         meta = json.loads(blob)
@@ -242,7 +266,7 @@ def read_metadata(path: str, manifest: dict) -> dict:
     return meta
 
 
-def saved_subtree(meta: dict, prefix: tuple, rank: int):
+def saved_subtree(meta: dict[str, Any], prefix: Path, rank: int) -> Any:
     """The plain values saved under ``prefix`` (a Stateful's ``state_dict()``), rebuilt as
     nested dicts and lists, every per-rank value as the list of all saved ranks' values."""
     out: dict = {}
@@ -264,7 +288,7 @@ def saved_subtree(meta: dict, prefix: tuple, rank: int):
     return _lists(out) if found else None
 
 
-def _lists(node):
+def _lists(node: Any) -> Any:
     if not isinstance(node, dict):
         return node
     node = {k: _lists(v) for k, v in node.items()}
@@ -273,11 +297,14 @@ def _lists(node):
     return node
 
 
-def plan_reads(tree: dict, meta: dict, where: str, skip: tuple = ()) -> tuple[list, list]:
+def plan_reads(
+    tree: Any, meta: dict[str, Any], where: str, skip: tuple[Path, ...] = ()
+) -> tuple[list[TensorRead], list[tuple[Path, Any, str]]]:
     """Match the target tree against the metadata: ``([(path, target, key, start, stop)],
     [(path, target, key)])`` for tensors and plain values; raises ``CheckpointError`` naming the
     tensor and the metadata file on a missing key, a shape or a dtype mismatch."""
-    tensors, values = [], []
+    tensors: list[TensorRead] = []
+    values: list[tuple[Path, Any, str]] = []
     for path, target in flatten(tree):
         key = key_of(path)
         if isinstance(target, Tensor):
@@ -315,15 +342,17 @@ def plan_reads(tree: dict, meta: dict, where: str, skip: tuple = ()) -> tuple[li
     return tensors, values
 
 
-def read_pieces(path: str, manifest: dict, meta: dict, tensors: list) -> list:
+def read_pieces(
+    path: str, manifest: dict[str, Any], meta: dict[str, Any], tensors: Sequence[TensorRead]
+) -> list[np.ndarray]:
     """For each planned tensor read, the rows it needs assembled from the overlapping pieces
     (only the files holding them are read, each verified once)."""
-    needs = {}  # file -> [tensor names]
+    needs: dict[str, list[str]] = {}  # file -> [tensor names]
     for _, _, key, start, stop in tensors:
         for p in meta["tensors"][key]["pieces"]:
             if p["start"] < stop and p["stop"] > start:
                 needs.setdefault(p["file"], []).append(describe(key))
-    arrays = {}
+    arrays: dict[str, dict[str, np.ndarray]] = {}
     for name, wanted in needs.items():
         blob = read_verified(path, manifest, name, wanted)
         arrays[name] = read_buffer(blob, repr(os.path.join(path, name)))[0]

@@ -4,6 +4,7 @@ row-sharded) and plain values, and the JSON form of the values kept in the metad
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import numpy as np
 
@@ -12,16 +13,19 @@ from ..sharded_tensor import ShardedTensor
 
 __all__ = ["ShardedTensor", "PerRank", "flatten", "key_of", "to_json", "from_json", "assign"]
 
+# A path into a state dict: its keys (and list indices), outermost first.
+Path = tuple[Any, ...]
+
 
 class PerRank:
     """A value that differs per rank (e.g. random streams): every rank's is saved; on load the
     value becomes the list of all saved ranks' values."""
 
-    def __init__(self, value):
+    def __init__(self, value: object):
         self.value = value
 
 
-def is_stateful(value) -> bool:
+def is_stateful(value: object) -> bool:
     """``value`` has ``state_dict()``/``load_state_dict()`` (DCP's ``Stateful``)."""
     return (
         not isinstance(value, (Tensor, dict, list, tuple))
@@ -30,7 +34,7 @@ def is_stateful(value) -> bool:
     )
 
 
-def flatten(tree, path: tuple = ()) -> list:
+def flatten(tree: object, path: Path = ()) -> list[tuple[Path, Any]]:
     """``[(path, leaf)]`` of nested dicts and lists (paths are tuples of keys/indices). Tensors
     are leaves; a ``ShardedTensor`` (what ``fully_shard`` models' ``state_dict()``,
     ``ZeroRedundancyOptimizer.sharded_state_dict()`` and ``get_state_dict`` hold) is this
@@ -42,12 +46,12 @@ def flatten(tree, path: tuple = ()) -> list:
     return [(path, tree)]
 
 
-def rows_of(array):
+def rows_of(array: Any) -> Any:
     """``array`` as (rows, rest): dim 0 by the rest (a 0-d array is one row)."""
     return array.reshape(array.shape[0] if array.ndim else 1, int(np.prod(array.shape[1:])))
 
 
-def key_of(path: tuple) -> str:
+def key_of(path: Path) -> str:
     """The storage key of a path: its JSON (FQNs contain dots, so dots cannot join them)."""
     return json.dumps(list(path))
 
@@ -57,14 +61,14 @@ def describe(key: str) -> str:
     return ".".join(str(p) for p in json.loads(key))
 
 
-def assign(tree, path: tuple, value) -> None:
+def assign(tree: Any, path: Path, value: object) -> None:
     """Replace the leaf at ``path`` in ``tree`` (in place)."""
     for p in path[:-1]:
         tree = tree[p]
     tree[path[-1]] = value
 
 
-def to_json(value):
+def to_json(value: object) -> Any:
     """``value`` as JSON-able data (numpy arrays and scalars, 0-d tensors, tuples tagged so
     that ``from_json`` gives them back)."""
     if isinstance(value, Tensor):
@@ -90,7 +94,7 @@ def to_json(value):
     )
 
 
-def from_json(data):
+def from_json(data: Any) -> Any:
     """The inverse of ``to_json``."""
     if isinstance(data, list):
         return [from_json(v) for v in data]

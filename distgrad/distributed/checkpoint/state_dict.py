@@ -12,7 +12,9 @@ whole tensors instead (a collective), ``cpu_offload=True`` returns host copies."
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
@@ -22,6 +24,13 @@ from ..fsdp import ShardedParameter
 from ..optim import ZeroRedundancyOptimizer
 from ._comm import communicator
 from ._tree import ShardedTensor, rows_of
+
+if TYPE_CHECKING:
+    from ...nn.module import Module
+    from ...optim.optimizer import Optimizer
+
+# One optimizer, or several (each over some of the model's parameters).
+Optimizers = Union["Optimizer", list["Optimizer"], tuple["Optimizer", ...]]
 
 __all__ = [
     "StateDictOptions",
@@ -50,13 +59,13 @@ class StateDictOptions:
     flatten_optimizer_state_dict: bool = False
 
 
-def _unwrap(model):
+def _unwrap(model: Module) -> Module:
     while isinstance(model, DistributedDataParallel):
         model = model.module
     return model
 
 
-def _fqns(model) -> dict:
+def _fqns(model: Module) -> dict[int, str]:
     return {id(p): name for name, p in _unwrap(model).named_parameters(remove_duplicate=False)}
 
 
@@ -74,7 +83,7 @@ def _gather(value: ShardedTensor) -> Tensor:
     return Tensor(whole.reshape(value.full_shape))
 
 
-def _finish(value, options: StateDictOptions):
+def _finish(value: Any, options: StateDictOptions) -> Any:
     if isinstance(value, ShardedTensor) and options.full_state_dict:
         value = _gather(value)
     if options.cpu_offload:
@@ -85,14 +94,16 @@ def _finish(value, options: StateDictOptions):
     return value
 
 
-def _sharded(p: ShardedParameter, array) -> ShardedTensor:
+def _sharded(p: ShardedParameter, array: Any) -> ShardedTensor:
     start, stop = p.local_rows
     shape = tuple(p.full_shape)
     # a 0-d parameter's shard is one row (or none): its local part stays 1-d
     return ShardedTensor(Tensor(array[: stop - start]), shape, (start, stop))
 
 
-def get_model_state_dict(model, *, options: StateDictOptions | None = None) -> dict:
+def get_model_state_dict(
+    model: Module, *, options: StateDictOptions | None = None
+) -> dict[str, Any]:
     """The model's state dict by FQN (see the module docstring)."""
     options = options or StateDictOptions()
     out = {}
@@ -102,11 +113,11 @@ def get_model_state_dict(model, *, options: StateDictOptions | None = None) -> d
     return out
 
 
-def _optimizers(optimizers) -> list:
+def _optimizers(optimizers: Optimizers) -> list[Optimizer]:
     return list(optimizers) if isinstance(optimizers, (list, tuple)) else [optimizers]
 
 
-def _init_state(optim) -> None:
+def _init_state(optim: Optimizer) -> None:
     """Give a fresh optimizer its state: one step with zero gradients and learning rate 0 (as
     torch's ``_init_optim_state``). For ``ZeroRedundancyOptimizer`` the ranks decide together
     (its step is a collective)."""
@@ -136,7 +147,9 @@ def _init_state(optim) -> None:
             p.grad = grad
 
 
-def get_optimizer_state_dict(model, optimizers, *, options: StateDictOptions | None = None) -> dict:
+def get_optimizer_state_dict(
+    model: Module, optimizers: Optimizers, *, options: StateDictOptions | None = None
+) -> dict[str, Any]:
     """The optimizers' state keyed by parameter FQN (see the module docstring)."""
     options = options or StateDictOptions()
     fqn = _fqns(model)
@@ -187,7 +200,13 @@ def get_optimizer_state_dict(model, optimizers, *, options: StateDictOptions | N
     return {"state": state, "param_groups": groups}
 
 
-def get_state_dict(model, optimizers, *, submodules=None, options: StateDictOptions | None = None):
+def get_state_dict(
+    model: Module,
+    optimizers: Optimizers,
+    *,
+    submodules: object = None,
+    options: StateDictOptions | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(model_state_dict, optimizer_state_dict)`` (as torch's)."""
     return (
         get_model_state_dict(model, options=options),
@@ -196,7 +215,7 @@ def get_state_dict(model, optimizers, *, submodules=None, options: StateDictOpti
 
 
 # ---- setting ------------------------------------------------------------------------------
-def _localrows_of(value, start: int, stop: int, shape: tuple, what: str):
+def _localrows_of(value: object, start: int, stop: int, shape: Sequence[int], what: str) -> Any:
     """Rows ``[start, stop)`` (host or device array, shape (rows, ...)) of a whole Tensor or a
     ShardedTensor holding exactly them."""
     if isinstance(value, ShardedTensor):
@@ -215,7 +234,9 @@ def _localrows_of(value, start: int, stop: int, shape: tuple, what: str):
     return rows_of(value.array)[start:stop]
 
 
-def set_model_state_dict(model, model_state_dict: dict, *, options: StateDictOptions | None = None):
+def set_model_state_dict(
+    model: Module, model_state_dict: dict[str, Any], *, options: StateDictOptions | None = None
+) -> tuple[list[str], list[str]]:
     """Load ``model_state_dict`` (whole tensors or this rank's ShardedTensor rows) into the
     model; everything is checked before anything is copied. Returns ``(missing_keys,
     unexpected_keys)``."""
@@ -255,7 +276,11 @@ def set_model_state_dict(model, model_state_dict: dict, *, options: StateDictOpt
 
 
 def set_optimizer_state_dict(
-    model, optimizers, optim_state_dict: dict, *, options: StateDictOptions | None = None
+    model: Module,
+    optimizers: Optimizers,
+    optim_state_dict: dict[str, Any],
+    *,
+    options: StateDictOptions | None = None,
 ) -> None:
     """Load an FQN-keyed optimizer state (see ``get_optimizer_state_dict``) into the
     optimizers, whatever layout it came from, as long as its tensors are whole or hold this
@@ -351,13 +376,13 @@ def _groups_into(groups: list, saved: list) -> None:
 
 
 def set_state_dict(
-    model,
-    optimizers,
+    model: Module,
+    optimizers: Optimizers,
     *,
-    model_state_dict: dict,
-    optim_state_dict: dict,
+    model_state_dict: dict[str, Any],
+    optim_state_dict: dict[str, Any],
     options: StateDictOptions | None = None,
-):
+) -> tuple[list[str], list[str]]:
     """Load both (as torch's); returns the model's ``(missing_keys, unexpected_keys)``."""
     keys = set_model_state_dict(model, model_state_dict, options=options)
     set_optimizer_state_dict(model, optimizers, optim_state_dict, options=options)

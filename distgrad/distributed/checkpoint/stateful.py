@@ -1,17 +1,34 @@
-"""``RNGState``: every rank's random streams as one checkpoint entry."""
+"""``Stateful`` (what has a state dict) and ``RNGState``: every rank's random streams as one
+checkpoint entry."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import random
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from ...backend import random as _random
 from ...checkpoint import rng
+from ..groups import ProcessGroup
 from ._comm import communicator
 from ._tree import PerRank, to_json
+
+
+@runtime_checkable
+class Stateful(Protocol):
+    """What has a state dict to save and load (``torch.distributed.checkpoint.stateful``):
+    models, optimizers, schedulers, ``RNGState``, a ``ResumableLoader``."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """The object's state."""
+        ...
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> Any:
+        """Restore a state ``state_dict()`` returned."""
+        ...
 
 
 class RNGState:
@@ -26,19 +43,19 @@ class RNGState:
     world size give the same streams), different per rank, but not the streams an
     uninterrupted run would have drawn."""
 
-    def __init__(self, loader=None, process_group=None):
+    def __init__(self, loader: object = None, process_group: ProcessGroup | None = None):
         self.loader, self.process_group = loader, process_group
 
     def _rank_world(self) -> tuple[int, int]:
         comm = communicator(self.process_group)
         return (0, 1) if comm is None else (comm.rank, comm.world_size)
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, Any]:
         """``{"world_size", "streams": PerRank(this rank's streams)}``."""
         _, world = self._rank_world()
         return {"world_size": world, "streams": PerRank(rng.capture(self.loader))}
 
-    def load_state_dict(self, state_dict: dict) -> None:
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore this rank's streams (same world size) or re-seed them (see the class)."""
         rank, world = self._rank_world()
         streams = state_dict["streams"]

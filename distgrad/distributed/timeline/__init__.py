@@ -37,7 +37,16 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+if TYPE_CHECKING:
+    from ...optim.optimizer import Optimizer
+    from ..nccl import OverlapTimeline
+    from ..reducer import Reducer
+
+_T = TypeVar("_T")
 
 __all__ = [
     "ENABLED",
@@ -79,12 +88,13 @@ class _Recorder:
         self.ready: dict = {}  # id(bucket) -> perf_counter when its last gradient arrived
         self.gathers: dict = {}  # (unit, phase) -> perf_counter of the all-gather's issue
         self.handles: list = []
+        self.optimizer_t0: float | None = None  # when the optimizer step in progress began
 
 
 _rec: _Recorder | None = None
 
 
-def _env_int(names, default: int) -> int:
+def _env_int(names: Iterable[str], default: int) -> int:
     for name in names:
         value = os.environ.get(name)
         if value is not None and value.strip().isdigit():
@@ -92,7 +102,7 @@ def _env_int(names, default: int) -> int:
     return default
 
 
-def _rank_and_world() -> tuple:
+def _rank_and_world() -> tuple[int, int]:
     """This process's rank and the world size: from ``distgrad.distributed`` once initialized,
     else from the launcher's variables."""
     from .. import process_group
@@ -108,7 +118,7 @@ def is_recording() -> bool:
     return ENABLED
 
 
-def start(directory) -> None:
+def start(directory: str | os.PathLike[str]) -> None:
     """Start recording this process's timeline into ``directory`` (created if needed). Every
     rank calls it (or sets ``DISTGRAD_TIMELINE``); ``stop()`` writes the files."""
     global ENABLED, _rec
@@ -158,7 +168,7 @@ def stop(merge_timeout: float = 60.0) -> Path | None:
 
 
 @contextlib.contextmanager
-def recording(directory, merge_timeout: float = 60.0):
+def recording(directory: str | os.PathLike[str], merge_timeout: float = 60.0) -> Iterator[None]:
     """``start(directory)`` ... ``stop()`` around the block (every rank enters it)."""
     start(directory)
     try:
@@ -213,7 +223,7 @@ def _write_rank_file(rec: _Recorder, rank: int, world: int) -> Path:
     return target
 
 
-def _wait_for_ranks(rec: _Recorder, world: int, timeout: float) -> list:
+def _wait_for_ranks(rec: _Recorder, world: int, timeout: float) -> list[Path]:
     """The rank files of this recording (written after it started), waiting up to
     ``timeout`` seconds for the missing ones."""
     deadline = time.monotonic() + timeout
@@ -235,7 +245,7 @@ def _wait_for_ranks(rec: _Recorder, world: int, timeout: float) -> list:
     return present
 
 
-def merge(directory, files=None) -> Path:
+def merge(directory: str | os.PathLike[str], files: Sequence[Path] | None = None) -> Path:
     """Merge the rank files in ``directory`` (or ``files``) into ``directory/timeline.json``:
     each rank's events moved onto the common clock (its wall-clock offset), the earliest event
     at 0. Returns the merged file's path."""
@@ -302,38 +312,40 @@ def instant(name: str, stream: str, t: float | None = None, args: dict | None = 
 class _Span:
     __slots__ = ("name", "stream", "args", "t0")
 
-    def __init__(self, name, stream, args):
+    def __init__(self, name: str, stream: str, args: dict | None):
         self.name, self.stream, self.args = name, stream, args
 
-    def __enter__(self):
+    def __enter__(self) -> _Span:
         self.t0 = time.perf_counter()
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> Literal[False]:
         complete(self.name, self.stream, self.t0, time.perf_counter(), self.args)
         return False
 
 
-def span(name: str, stream: str = "compute", args: dict | None = None):
+def span(
+    name: str, stream: str = "compute", args: dict | None = None
+) -> contextlib.AbstractContextManager[Any]:
     """A context manager recording the block as a span (a no-op context when not recording)."""
     if not ENABLED:
         return _NULL
     return _Span(name, stream, args)
 
 
-def _optimizer_pre(optimizer, args, kwargs) -> None:
+def _optimizer_pre(optimizer: Optimizer, args: tuple, kwargs: dict) -> None:
     if _rec is not None:
-        _rec.optimizer_t0 = time.perf_counter()  # type: ignore[attr-defined]
+        _rec.optimizer_t0 = time.perf_counter()
 
 
-def _optimizer_post(optimizer, args, kwargs) -> None:
+def _optimizer_post(optimizer: Optimizer, args: tuple, kwargs: dict) -> None:
     t0 = getattr(_rec, "optimizer_t0", None)
     if t0 is not None:
         complete(f"{type(optimizer).__name__}.step", "compute", t0, time.perf_counter())
 
 
 # ---- instrumentation points (each called behind ``if timeline.ENABLED``) ----------------------
-def forward_output(output):
+def forward_output(output: _T) -> _T:
     """``DataParallel.forward``'s result: the backward span starts when its gradient arrives."""
     from ...autograd import Tensor
 
@@ -342,7 +354,7 @@ def forward_output(output):
     return output
 
 
-def _backward_started(grad):
+def _backward_started(grad: object) -> None:
     if _rec is not None and _rec.backward_t0 is None:
         _rec.backward_t0 = time.perf_counter()
 
@@ -354,13 +366,13 @@ def backward_started(t: float) -> None:
         _rec.backward_t0 = t
 
 
-def bucket_ready(bucket) -> None:
+def bucket_ready(bucket: object) -> None:
     """A bucket's last gradient arrived."""
     if _rec is not None:
         _rec.ready[id(bucket)] = time.perf_counter()
 
 
-def reducer_step(reducer, end: float) -> None:
+def reducer_step(reducer: Reducer, end: float) -> None:
     """After the reducer's ``finish_backward``: the backward span (to ``end``), each bucket's
     ready/launch instants and collective span, the wait, and on a GPU the NCCL spans."""
     rec = _rec
@@ -392,7 +404,7 @@ def reducer_step(reducer, end: float) -> None:
         _gpu_spans(reducer, gpu)
 
 
-def _gpu_spans(reducer, gpu) -> None:
+def _gpu_spans(reducer: Reducer, gpu: OverlapTimeline) -> None:
     """The reductions on the GPU clock: CUDA events recorded before each launch (compute
     stream) and after it (communicator stream), placed on the host clock at backward's start."""
     launched = [(i, b) for i, b in enumerate(reducer.buckets) if b.launched_at is not None]
@@ -420,7 +432,9 @@ def unit_event(kind: str, unit: str, phase: str) -> None:
 
 
 # ---- the overlap chart ------------------------------------------------------------------------
-def draw_overlap(merged, png, steps: int | None = 3) -> Path | None:
+def draw_overlap(
+    merged: str | os.PathLike[str], png: str | os.PathLike[str], steps: int | None = 3
+) -> Path | None:
     """Draw the merged trace ``merged`` as a small PNG: per rank one row of compute spans
     (forward, backward, wait, optimizer step) and one of communication spans, over the last
     ``steps`` backwards (None: everything), from the forward before the first of them. Needs
@@ -443,7 +457,8 @@ def draw_overlap(merged, png, steps: int | None = 3) -> Path | None:
     spans = [e for e in spans if e["ts"] + e["dur"] >= begin]
     colours = {"forward": "tab:blue", "backward": "tab:green", "wait": "tab:red"}
     fig, ax = plt.subplots(figsize=(10, 0.9 + 0.8 * len(ranks)), dpi=100)
-    labels, ticks = [], []
+    labels: list[str] = []
+    ticks: list[int] = []
     for rank, stream in ((r, s) for r in ranks for s in STREAMS):
         mine = [e for e in spans if e["pid"] == rank and e.get("cat") == stream]
         if not mine and stream == "gpu comm":
@@ -511,7 +526,7 @@ def _start_from_environment() -> None:
         atexit.register(_at_exit)
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """``python -m distgrad.distributed.timeline DIR``: merge DIR's rank files, draw the
     chart, print the paths."""
     argv = sys.argv[1:] if argv is None else argv

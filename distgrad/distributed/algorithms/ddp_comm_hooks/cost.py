@@ -10,6 +10,8 @@ inside the node ("intra") and an allreduce of ceil(n/L) across nodes ("inter").
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from ...hierarchical import hierarchical_bytes
 from .powerSGD_hook import batched_side, should_compress
 
@@ -19,7 +21,7 @@ __all__ = ["predicted_step_bytes", "HOOKS"]
 HOOKS = (None, "allreduce", "fp16", "bf16", "powerSGD", "batched_powerSGD")
 
 
-def _numel(shape) -> int:
+def _numel(shape: Sequence[int]) -> int:
     n = 1
     for d in shape:
         n *= int(d)

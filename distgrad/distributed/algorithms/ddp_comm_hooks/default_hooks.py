@@ -24,34 +24,40 @@ from ....backend.dtypes import bfloat16
 from ....futures import Future
 from ...collectives import all_reduce
 from ...grad_bucket import GradBucket
-from ...groups import resolve
+from ...groups import ProcessGroup, resolve
 
 __all__ = ["allreduce_hook", "fp16_compress_hook", "bf16_compress_hook"]
 
 
-def _is_own_group(process_group) -> bool:
+def _is_own_group(process_group: ProcessGroup | None) -> bool:
     return process_group is None or getattr(process_group, "is_world", False)
 
 
-def group_size(process_group, bucket: GradBucket) -> int:
+def group_size(process_group: ProcessGroup | None, bucket: GradBucket) -> int:
     """The number of ranks the hook reduces over (None: the DDP's group)."""
     if _is_own_group(process_group) and getattr(bucket, "_world_size", None):
         return bucket._world_size
     return resolve(process_group).size()
 
 
-def allreduce_sum(process_group, tensor: Tensor, bucket: GradBucket) -> Future:
+def allreduce_sum(process_group: ProcessGroup | None, tensor: Tensor, bucket: GradBucket) -> Future:
     """Start summing ``tensor`` in place over the hook's group: a Future of ``[tensor]``."""
     if _is_own_group(process_group) and bucket._allreduce is not None:
         return bucket._allreduce(tensor)
-    return all_reduce(tensor, group=process_group, async_op=True).get_future()
+    work = all_reduce(tensor, group=process_group, async_op=True)
+    if work is None:  # all_reduce does nothing on a rank outside the group
+        raise ValueError(
+            f"communication hook: this rank is not a member of the hook's process group "
+            f"{process_group!r}; pass a group holding every rank of the DDP model"
+        )
+    return work.get_future()
 
 
-def _first(fut: Future):
+def _first(fut: Future) -> Tensor:
     return fut.value()[0]
 
 
-def allreduce_hook(process_group, bucket: GradBucket) -> Future:
+def allreduce_hook(process_group: ProcessGroup | None, bucket: GradBucket) -> Future:
     """Average the bucket over the ranks with one allreduce: what DDP does without a hook
     (bitwise: the buffer is multiplied by 1/world size exactly as DDP's own path does)."""
     buffer = bucket.buffer()
@@ -61,7 +67,9 @@ def allreduce_hook(process_group, bucket: GradBucket) -> Future:
     return allreduce_sum(process_group, buffer, bucket).then(_first)
 
 
-def _compress_hook(dtype, process_group, bucket: GradBucket) -> Future:
+def _compress_hook(
+    dtype: type | np.dtype, process_group: ProcessGroup | None, bucket: GradBucket
+) -> Future:
     buffer = bucket.buffer()
     array = buffer.array
     xp = array_module_for(array)
@@ -80,13 +88,13 @@ def _compress_hook(dtype, process_group, bucket: GradBucket) -> Future:
     return allreduce_sum(process_group, Tensor(compressed), bucket).then(decompress)
 
 
-def fp16_compress_hook(process_group, bucket: GradBucket) -> Future:
+def fp16_compress_hook(process_group: ProcessGroup | None, bucket: GradBucket) -> Future:
     """Divide the bucket by the group size, cast it to float16, allreduce it (2 bytes per
     element) and cast the sum back into the bucket."""
     return _compress_hook(np.float16, process_group, bucket)
 
 
-def bf16_compress_hook(process_group, bucket: GradBucket) -> Future:
+def bf16_compress_hook(process_group: ProcessGroup | None, bucket: GradBucket) -> Future:
     """Divide the bucket by the group size, cast it to bfloat16 (round to nearest even),
     allreduce it (2 bytes per element) and cast the sum back into the bucket. Needs the
     ``ml_dtypes`` package and host (numpy) gradients."""

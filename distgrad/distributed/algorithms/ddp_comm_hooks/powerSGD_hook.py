@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import Any
 
 import numpy as np
 
@@ -30,6 +31,7 @@ from ....autograd import Tensor
 from ....backend import array_module_for
 from ....futures import Future
 from ...grad_bucket import GradBucket
+from ...groups import ProcessGroup
 from .default_hooks import allreduce_sum, group_size
 
 __all__ = [
@@ -63,7 +65,7 @@ class PowerSGDState:
 
     def __init__(
         self,
-        process_group,
+        process_group: ProcessGroup | None,
         matrix_approximation_rank: int = 1,
         start_powerSGD_iter: int = 1_000,
         min_compression_rate: float = 2,
@@ -115,17 +117,17 @@ class PowerSGDState:
         before, after = self.total_numel_before_compression, self.total_numel_after_compression
         return (before / after if after > 0 else 0.0), before, after
 
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state.pop("process_group", None)  # as PyTorch: a group does not pickle
         return state
 
-    def __setstate__(self, state):
+    def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self.process_group = None
 
 
-def _orthogonalize(matrix, epsilon: float) -> None:
+def _orthogonalize(matrix: Any, epsilon: float) -> None:
     """Make the columns of ``matrix`` (n x r) orthonormal, in place."""
     xp = array_module_for(matrix)
     if epsilon == 0:
@@ -195,7 +197,8 @@ def powerSGD_hook(state: PowerSGDState, bucket: GradBucket) -> Future:
     state.total_numel_after_compression += plain_size
 
     # the uncompressed tensors, averaged in one buffer
-    plain_memory = plain_future = None
+    plain_memory: Any = None  # an xp array
+    plain_future: Future | None = None
     plain_sq = 0.0
     if plain:
         plain_memory = xp.concatenate([a.reshape(-1) for a in plain])
@@ -231,7 +234,7 @@ def powerSGD_hook(state: PowerSGDState, bucket: GradBucket) -> Future:
         p_future = Future()
         p_future.set_result(None)
 
-    def compute_qs(fut: Future):
+    def compute_qs(fut: Future) -> None:
         if plain_future is not None:
             plain_future.wait()
             at = 0
@@ -307,7 +310,7 @@ def batched_powerSGD_hook(state: PowerSGDState, bucket: GradBucket) -> Future:
     xp.matmul(matrix, q, out=p)
     p_future = allreduce_sum(group, Tensor(p), bucket)
 
-    def compute_q(fut: Future):
+    def compute_q(fut: Future) -> None:
         fut.value()
         _orthogonalize(p, state.orthogonalization_epsilon)
         xp.matmul(matrix.T, p, out=q)
