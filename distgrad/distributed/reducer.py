@@ -418,6 +418,8 @@ class ShardBucket(_BucketBase):
     def write_back(self) -> None:
         """Hand the reduced block to ``on_reduced`` and free the buffers."""
         recv, self.recv, self.send = self.recv, None, None
+        if recv is None:
+            raise RuntimeError("ShardBucket.write_back() before launch(): nothing was reduced")
         offsets = self.layout.offsets
         for i, deferred in enumerate(self.deferred):
             if deferred:  # reduced unscaled (the gradient array itself was sent)
