@@ -19,7 +19,7 @@ import contextlib
 import inspect
 import warnings
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -415,8 +415,14 @@ def _hierarchical(
     return HierarchicalAllreduce(nodes) if hierarchical_wanted(nodes, setting) else None
 
 
+class _HasParameters(Protocol):
+    """What ``_resolve_communicator`` reads of a module: its parameters."""
+
+    def parameters(self) -> Iterator[Tensor]: ...
+
+
 def _resolve_communicator(
-    group: ProcessGroup | Communicator | None, module: Module
+    group: ProcessGroup | Communicator | None, module: _HasParameters
 ) -> Communicator:
     """The communicator for ``group`` (None: the world's, for the module's parameters: NCCL or
     host staging for GPU parameters, MPI for host ones). The one place to switch to process

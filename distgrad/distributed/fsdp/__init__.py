@@ -152,12 +152,13 @@ class _Root:
         self.events = None
         self.prepared = False
         self.in_forward = False
-        self.order, self.previous = [], []
-        self.counts = {}
+        self.order: list[Unit] = []
+        self.previous: list[Unit] = []
+        self.counts: dict[tuple[int, int], int] = {}  # (unit index, phase) -> calls
         self.backward_started = False
-        self.backward_order = []
+        self.backward_order: list[Unit] = []
         self.require_sync = True
-        self.last_launched = None
+        self.last_launched: Unit | None = None
 
     def prepare(self) -> None:
         """At the first forward: make the reducers (the ranks check they agree on them)."""
@@ -369,7 +370,8 @@ def fully_shard(
     for _, _, _, p in located:
         if isinstance(p, ShardedParameter) and p._fsdp[0] not in children:
             children.append(p._fsdp[0])
-    found, ties = {}, {}
+    found: dict = {}
+    ties: dict = {}
     for prefix, sub, attr, p in located:
         if isinstance(p, ShardedParameter):
             continue
@@ -431,7 +433,7 @@ def _release_ties(ties: dict) -> list:
     return released
 
 
-_classes = {}
+_classes: dict[type, type] = {}
 # DISTGRAD_FSDP_CHECK=0 turns the per-collective header check off (one small blocking
 # all-gather before each unit collective; benchmarks/README.md has its cost)
 _CHECK = os.environ.get("DISTGRAD_FSDP_CHECK", "1").lower() not in ("0", "false", "no", "off")

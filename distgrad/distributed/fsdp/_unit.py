@@ -32,6 +32,7 @@ instead of matching mismatched collectives.
 from __future__ import annotations
 
 import weakref
+from typing import Any
 
 import numpy as np
 
@@ -56,6 +57,8 @@ class ShardedParameter(Parameter):
     zeros, which stay zero); the optimizer steps it. ``full_tensor()`` is the whole parameter
     (a collective), ``to_local()`` this rank's real rows as a ``ShardedTensor``, ``full_shape``
     the whole shape, ``rows`` the rows of dim 0 this rank owns."""
+
+    _fsdp: tuple[Any, int]  # (its Unit, its index there), set when the unit is made
 
     def full_tensor(self) -> Tensor:
         """The whole parameter, gathered from every rank (all ranks must call it)."""
@@ -157,8 +160,10 @@ class Unit:
         self.entries = entries
         world, rank = self.comm.world_size, self.comm.rank
         self._originals = {}
+        self.sharded: list[ShardedParameter] = []
+        self.full: list = []
         if not entries:
-            self.layout, self.sharded, self.full = ShardLayout([], world), [], []
+            self.layout = ShardLayout([], world)
             return
         dtypes = {str(p.array.dtype) for _, p, _ in entries}
         if len(dtypes) > 1:
@@ -173,7 +178,6 @@ class Unit:
         self.xp = xp
         dtype = params[0].array.dtype
         self.shard_flat = xp.zeros(layout.block, dtype)
-        self.sharded = []
         for i, p in enumerate(params):
             start, stop = layout.owned_rows(i, rank)
             rows = p.array.reshape(layout.dim0[i], layout.inner[i])[start:stop]

@@ -101,7 +101,8 @@ def estimate(
     params = list(dict.fromkeys(module.parameters()))
     if units is None:
         units = [m for m in module.children() if any(True for _ in m.parameters())]
-    groups, taken = [], set()
+    groups: list = []
+    taken: set[int] = set()
     for unit in units:
         group = [p for p in dict.fromkeys(unit.parameters()) if id(p) not in taken]
         taken.update(id(p) for p in group)

@@ -16,6 +16,7 @@ switches its buckets to reduce-scatter each rank's rows to it (Psi) before the a
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -103,12 +104,12 @@ class ZeroRedundancyOptimizer(Optimizer):
         first = self.param_groups[0]["params"][0]
 
         class _Holder:  # _resolve_communicator looks at a module's first parameter
-            def parameters(self):
+            def parameters(self) -> Iterator[Tensor]:
                 return iter([first])
 
         self.comm = _resolve_communicator(process_group, _Holder())
         self.rank, self.world_size = self.comm.rank, self.comm.world_size
-        self._consolidated = None
+        self._consolidated: dict | None = None
         self._build()
         self._ddp = None
         if ddp is not None:
@@ -116,7 +117,7 @@ class ZeroRedundancyOptimizer(Optimizer):
 
     def _build(self) -> None:
         everything = [p for g in self.param_groups for p in g["params"]]
-        self._layouts = {}  # dtype -> (ShardLayout, [params])
+        self._layouts: dict = {}  # dtype -> (ShardLayout, [params])
         for p in everything:
             self._layouts.setdefault(p.array.dtype, []).append(p)
         self._layouts = {
@@ -310,6 +311,9 @@ class ZeroRedundancyOptimizer(Optimizer):
     def _rows_of(self, i: int, key: str, value: Tensor, same_layout: bool) -> Tensor:
         """This rank's rows of parameter i's state tensor ``value`` (a copy)."""
         s = self._slices[i]
+        view = s.view
+        if view is None:
+            raise ValueError(f"parameter {i} has no rows on rank {self.rank}: no state to load")
         rows, full_shape = (s.start, s.stop), tuple(s.param.shape)
         if isinstance(value, ShardedTensor):
             if value.full_shape != full_shape or not value.covers(rows):
@@ -323,8 +327,8 @@ class ZeroRedundancyOptimizer(Optimizer):
         if tuple(value.shape) == full_shape:
             d0 = full_shape[0] if full_shape else 1
             piece = value.array.reshape(d0, -1)[s.start : s.stop]
-            return Tensor(piece.reshape(s.view.shape).copy())
-        if same_layout and tuple(value.shape) == tuple(s.view.shape):
+            return Tensor(piece.reshape(view.shape).copy())
+        if same_layout and tuple(value.shape) == tuple(view.shape):
             return Tensor(value.array.copy())
         raise ValueError(
             f"ZeroRedundancyOptimizer.load_sharded_state_dict: state {key!r} of parameter {i} "
