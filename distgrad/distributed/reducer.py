@@ -35,7 +35,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -43,7 +45,7 @@ from ..autograd import Tensor, graph
 from ..autograd.engine import set_grad_writer
 from ..futures import Future
 from . import timeline
-from .communicator import Array, ReduceOp
+from .communicator import Array, Communicator, ReduceOp, Work, started
 from .contract import check_agreement
 from .grad_bucket import GradBucket, HookWork
 from .nccl import OverlapTimeline
@@ -93,7 +95,14 @@ class StepStats:
         return self.overlap_s / self.communication_s if self.communication_s > 0 else 0.0
 
 
-def _on_device(array):
+class _Allreducer(Protocol):
+    """What allreduces a bucket: a communicator, or ``HierarchicalAllreduce``; returns a
+    handle with ``is_completed()`` and ``wait()``."""
+
+    def allreduce(self, array: Array, op: ReduceOp = ..., async_op: bool = ...) -> Any: ...
+
+
+def _on_device(array: Any) -> contextlib.AbstractContextManager[Any]:
     return contextlib.nullcontext() if isinstance(array, np.ndarray) else array.device
 
 
@@ -143,7 +152,7 @@ class AllreduceBucket(_BucketBase):
         # slot -> .grad of an unused parameter, restored if no rank used it
         self.saved: dict[int, Array] = {}
 
-    def write_first(self, slot: int, scale, array):
+    def write_first(self, slot: int, scale: float | None, array: Array) -> Tensor:
         """The engine's grad writer (``gradient_as_bucket_view``): the first gradient of a
         backward goes straight into the slot, times ``scale`` (None: unscaled, no_sync)."""
         if scale is None:
@@ -171,8 +180,8 @@ class AllreduceBucket(_BucketBase):
                 param.grad = self.grads[slot]
         self.flags[slot] = used
 
-    def launch(self, comm):
-        """Start the allreduce of the bucket (returns the Work)."""
+    def launch(self, comm: _Allreducer) -> Any:
+        """Start the allreduce of the bucket (returns the Work, or a hierarchical handle)."""
         return comm.allreduce(self.flat, ReduceOp.SUM)
 
     def write_back(self) -> None:
@@ -189,7 +198,7 @@ class AllreduceBucket(_BucketBase):
             if p.grad is not grad:
                 p.grad = grad
 
-    def describe(self):
+    def describe(self) -> tuple:
         """What must agree across ranks."""
         return (str(self.flat.dtype), _device_kind(self.flat), self.names, int(self.flat.size))
 
@@ -222,17 +231,17 @@ class ShardLayout:
         start = min(rank * self.rows[i], self.dim0[i])
         return start, min(start + self.rows[i], self.dim0[i])
 
-    def block_view(self, block, i: int):
+    def block_view(self, block: Array, i: int) -> Array:
         """Parameter i's shard inside one rank's flat ``block`` (shape ``shard_shape(i)``)."""
         return block[self.offsets[i] : self.offsets[i + 1]].reshape(self.shard_shape(i))
 
-    def full_view(self, flat, i: int):
+    def full_view(self, flat: Array, i: int) -> Array:
         """Parameter i, whole (its shape), as a view into the parameter-major gathered ``flat``
         (``world * block`` elements; see ``gather_pieces``)."""
         start = self.full_offsets[i]
         return flat[start : start + self.dim0[i] * self.inner[i]].reshape(self.shapes[i])
 
-    def gather_pieces(self, shard_block, flat) -> list:
+    def gather_pieces(self, shard_block: Array, flat: Array) -> list:
         """``(send, recv)`` per parameter for gathering into the parameter-major ``flat``: an
         all-gather of parameter i's rows of this rank's ``shard_block`` into its padded rows of
         ``flat`` puts rank r's rows at r * rows_i (MPI's rank order): the whole parameter."""
@@ -241,7 +250,7 @@ class ShardLayout:
             for i, (a, b) in enumerate(zip(self.offsets[:-1], self.offsets[1:]))
         ]
 
-    def zero_padding(self, out2d) -> None:
+    def zero_padding(self, out2d: Array) -> None:
         """Zero the padding rows (beyond each parameter's dim 0) of the rank-major ``out2d``
         (world, block)."""
         for i in range(len(self.shapes)):
@@ -254,7 +263,15 @@ class ShardLayout:
                 dest[k, d - k * rows :] = 0
                 dest[k + 1 :] = 0
 
-    def scatter_into(self, xp, full_rows, i: int, out2d, scale=None, add=False) -> None:
+    def scatter_into(
+        self,
+        xp: Any,
+        full_rows: Array | None,
+        i: int,
+        out2d: Array,
+        scale: float | None = None,
+        add: bool = False,
+    ) -> None:
         """Write parameter i's full array (``full_rows``: shape (dim0, inner), or None for
         zeros) into its columns of the rank-major ``out2d`` (world, block), times ``scale``;
         padding rows are left as they are (zero)."""
@@ -276,7 +293,7 @@ class ShardLayout:
             else:
                 target[...] = source
 
-    def gather_from(self, full2d, i: int, out) -> None:
+    def gather_from(self, full2d: Array, i: int, out: Array) -> None:
         """Copy parameter i's rows out of the rank-major ``full2d`` (world, block) into the
         contiguous ``out`` (its full shape)."""
         rows, inner, d = self.rows[i], self.inner[i], self.dim0[i]
@@ -306,22 +323,25 @@ class ShardBucket(_BucketBase):
 
     def __init__(
         self,
-        params,
-        names,
+        params: list,
+        names: list,
         layout: ShardLayout,
         rank: int,
-        on_reduced,
-        dtype=None,
+        on_reduced: Callable[[Array], None],
+        dtype: Any = None,
         per_parameter: bool = False,
-    ):
+    ) -> None:
         super().__init__(params, names)
         self.layout, self.rank, self.on_reduced = layout, rank, on_reduced
         first = params[0].array
         self.dtype = first.dtype if dtype is None else np.dtype(dtype)
         self._device = self.probe = first
-        self.send = self.recv = None
+        self.send: Array | None = None
+        self.recv: Array | None = None
         self.per_parameter = per_parameter
-        self.sends = [None] * len(params)  # per_parameter: each parameter's padded gradient
+        self.sends: list[Array | None] = [None] * len(
+            params
+        )  # per_parameter: each parameter's padded gradient
         self.deferred = [False] * len(params)  # its send holds the gradient not yet scaled
         self.borrowed = [False] * len(params)  # its send is the gradient's own array
         self.nbytes = layout.world * layout.block * self.dtype.itemsize
@@ -331,13 +351,15 @@ class ShardBucket(_BucketBase):
         self.reset()
 
     @property
-    def flat(self):
+    def flat(self) -> Array:
         """The rank-major send buffer (allocated when needed)."""
-        if self.send is None:
+        send = self.send
+        if send is None:
             with _on_device(self._device):
-                self.send = self.xp.empty((self.layout.world, self.layout.block), self.dtype)
-            self.layout.zero_padding(self.send)  # every real row is written before launch
-        return self.send
+                send = self.xp.empty((self.layout.world, self.layout.block), self.dtype)
+            self.layout.zero_padding(send)  # every real row is written before launch
+            self.send = send
+        return send
 
     def reset(self) -> None:
         """Forget the previous backward."""
@@ -363,7 +385,7 @@ class ShardBucket(_BucketBase):
             self.layout.scatter_into(self.xp, rows, slot, self.flat, self.pre_scale, add)
         param.grad = None
 
-    def _fill_own(self, slot: int, grad, add: bool) -> None:
+    def _fill_own(self, slot: int, grad: Any, add: bool) -> None:
         layout, scale = self.layout, self.pre_scale
         size = layout.world * layout.rows[slot] * layout.inner[slot]
         real = layout.dim0[slot] * layout.inner[slot]
@@ -402,17 +424,22 @@ class ShardBucket(_BucketBase):
         self.sends[slot] = send
         self.deferred[slot] = self.borrowed[slot] = False
 
-    def launch(self, comm):
+    def launch(self, comm: Communicator) -> Work | WorkList:
         """Start the reduce-scatter into a new receive buffer (returns the Work)."""
         with _on_device(self._device):
-            self.recv = self.xp.empty(self.layout.block, self.dtype)
+            recv = self.recv = self.xp.empty(self.layout.block, self.dtype)
         if not self.per_parameter:
-            return comm.reduce_scatter(self.flat.reshape(-1), self.recv, ReduceOp.SUM)
+            return started(comm.reduce_scatter(self.flat.reshape(-1), recv, ReduceOp.SUM))
         offsets = self.layout.offsets
-        works = [
-            comm.reduce_scatter(send, self.recv[offsets[i] : offsets[i + 1]], ReduceOp.SUM)
-            for i, send in enumerate(self.sends)
-        ]
+        works = []
+        for i, send in enumerate(self.sends):
+            if send is None:
+                raise RuntimeError(
+                    f"ShardBucket.launch: the gradient of {self.names[i]!r} was never written "
+                    "(every slot is filled before the bucket launches)"
+                )
+            part = recv[offsets[i] : offsets[i + 1]]
+            works.append(started(comm.reduce_scatter(send, part, ReduceOp.SUM)))
         return WorkList(works)
 
     def write_back(self) -> None:
@@ -433,7 +460,7 @@ class ShardBucket(_BucketBase):
         self.accumulated = False
         self.written = True
 
-    def describe(self):
+    def describe(self) -> tuple:
         """What must agree across ranks."""
         return (str(self.dtype), _device_kind(self._device), self.names, int(self.nbytes))
 
@@ -457,7 +484,7 @@ class WorkList:
         return True
 
 
-def _device_kind(array) -> str:
+def _device_kind(array: Any) -> str:
     return type(array).__module__.split(".")[0]
 
 
@@ -473,31 +500,39 @@ class Reducer:
     """
 
     def __init__(
-        self, named, comm, make_buckets, *, owner="DataParallel", finish="callback", contract=None
-    ):
+        self,
+        named: list,
+        comm: Communicator,
+        make_buckets: Callable[..., list],
+        *,
+        owner: str = "DataParallel",
+        finish: str = "callback",
+        contract: dict | None = None,
+    ) -> None:
         self.comm, self.owner, self.finish = comm, owner, finish
         self.scale = 1.0 / comm.world_size
         self.require_sync = True
         self.active = False
-        self.last_step_stats = None
-        self.buckets = []
+        self.last_step_stats: StepStats | None = None
+        self.buckets: list = []
         self._make_buckets = make_buckets
         self.named = named
-        self._handles = []
-        self.comm_hook = None  # (state, hook)
-        self.allreduce_via = comm  # what allreduces the buckets without a hook
+        self._handles: list = []
+        self.comm_hook: tuple[Any, Callable[..., Future]] | None = None
+        self.allreduce_via: _Allreducer = comm  # what allreduces the buckets without a hook
         self.synced_steps = 0
-        self._tally = self._flags_work = None
+        self._tally: Tally | None = None
+        self._flags_work: Work | None = None
         self.plan(make_buckets(named), contract)
 
-    def register_comm_hook(self, state, hook) -> None:
+    def register_comm_hook(self, state: Any, hook: Callable[..., Future]) -> None:
         """Reduce allreduce buckets with ``hook(state, GradBucket) -> Future`` from now on
         (buckets then hold undivided gradients)."""
         self.comm_hook = (state, hook)
         self.scale = 1.0
 
     # ---- the bucket plan -------------------------------------------------------------------
-    def plan(self, buckets, contract: dict | None = None) -> None:
+    def plan(self, buckets: list, contract: dict | None = None) -> None:
         """Use ``buckets``, after checking that every rank agrees on them, on ``contract`` and
         on the number of collectives issued (else raise ``CollectiveMismatchError`` on every
         rank, naming the differences)."""
@@ -530,7 +565,7 @@ class Reducer:
             set_grad_writer(p, None)
         self._handles, self._attached = [], []
 
-    def _write_first(self, bucket, slot: int, array):
+    def _write_first(self, bucket: AllreduceBucket, slot: int, array: Array) -> Tensor:
         return bucket.write_first(slot, self.scale if self.require_sync else None, array)
 
     # ---- during backward -------------------------------------------------------------------
@@ -568,7 +603,7 @@ class Reducer:
                     if not graph.will_execute(graph.get_gradient_edge(p)[0]):
                         self.mark_ready(bucket, j, used=False)
 
-    def mark_ready(self, bucket, slot: int, used: bool) -> None:
+    def mark_ready(self, bucket: Any, slot: int, used: bool) -> None:
         """Put the parameter's gradient (zeros if None), divided by the world size, into its
         slot; launch what became launchable. Marking a ready slot again adds to it (sharded
         buckets only)."""
@@ -582,7 +617,7 @@ class Reducer:
                 timeline.bucket_ready(bucket)
             self._launch_ready()
 
-    def complete(self, bucket) -> None:
+    def complete(self, bucket: Any) -> None:
         """Mark the parameters of ``bucket`` that got no gradient as unused (zeros)."""
         for j in range(len(bucket.params)):
             if not bucket.ready[j]:
@@ -608,7 +643,7 @@ class Reducer:
         if self.comm_hook is not None and self._next == len(self.buckets):
             self._launch_flags()
 
-    def _launch(self, bucket):
+    def _launch(self, bucket: Any) -> Any:
         """Start reducing ``bucket``: its collective, or the communication hook."""
         if bucket.kind != "allreduce":
             return bucket.launch(self.comm)
@@ -635,7 +670,7 @@ class Reducer:
         ``[tensor]`` (what built-in hooks use for the DDP's own group)."""
         work = self.allreduce_via.allreduce(tensor.array, ReduceOp.SUM)
 
-        def value():
+        def value() -> list[Tensor]:
             tensor.bump_version()
             return [tensor]
 
@@ -650,7 +685,7 @@ class Reducer:
             self._flags = xp.concatenate([b.flags.astype(xp.float32) for b in self.buckets])
         self._flags_work = self.comm.allreduce(self._flags, ReduceOp.SUM)
 
-    def _take_hook_result(self, bucket) -> None:
+    def _take_hook_result(self, bucket: Any) -> None:
         """Copy the hook's reduced tensor into the bucket, and the reduced flags."""
         result = bucket.work.value()
         target = bucket.buffer.array
@@ -718,7 +753,7 @@ class Reducer:
             self._compression_error(launched),
         )
 
-    def _compression_error(self, launched) -> float | None:
+    def _compression_error(self, launched: list) -> float | None:
         """sqrt(sum |error|^2 / sum |input|^2) over the buckets' hook reports (StepStats)."""
         if self.comm_hook is None:
             return 0.0
@@ -729,7 +764,7 @@ class Reducer:
         error, total = (sum(r[i] for r in reports) for i in range(2))
         return float((error / total) ** 0.5) if total > 0 else 0.0
 
-    def settle(self, bucket) -> None:
+    def settle(self, bucket: Any) -> None:
         """Wait for ``bucket``'s reduction (if launched) and write its result back, once."""
         if bucket.work is None or getattr(bucket, "written", False):
             return  # not launched (no_sync), or already written back
@@ -742,7 +777,7 @@ class Reducer:
         if bucket.kind == "reduce_scatter":
             bucket.work = None  # the Work holds the (freed) send buffer
 
-    def watchdog_state(self):
+    def watchdog_state(self) -> tuple[str, dict, dict]:
         """The buckets, for the hang watchdog: ``(name, state, {seq: label})``."""
         buckets, labels = [], {}
         for i, b in enumerate(self.buckets):
@@ -763,7 +798,9 @@ class Reducer:
         return self.owner, {"in_backward": self.active, "buckets": buckets}, labels
 
 
-def cut_buckets(named, bucket_cap_mb: float, first_bucket_mb: float) -> list:
+def cut_buckets(
+    named: list[tuple[str, Tensor]], bucket_cap_mb: float, first_bucket_mb: float
+) -> list:
     """Cut ``named`` (in backward order) into allreduce buckets per dtype and device: the
     first holds up to ``first_bucket_mb``, later ones up to ``bucket_cap_mb``. A bucket closes
     once it reaches its cap (PyTorch's rule), so a tiny cap gives one parameter each."""
@@ -823,7 +860,7 @@ def _explain(owner: str, every: list) -> str:
     )
 
 
-def _bucket_text(bucket) -> str:
+def _bucket_text(bucket: Any) -> str:
     dtype, device, names, size = bucket
     shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
     return f"{len(names)} parameter(s) [{shown}] ({size} x {dtype} on {device})"

@@ -387,7 +387,12 @@ def reducer_step(reducer: Reducer, end: float) -> None:
     # data parallel: "allreduce bucket i"; a sharded unit's reducer: "reduce_scatter <unit>"
     where = "" if reducer.finish == "callback" else f" {reducer.owner}"
     for i, bucket in enumerate(reducer.buckets):
-        args = {"bucket": i, "of": total, "bytes": int(bucket.nbytes), "params": len(bucket.params)}
+        args: dict[str, Any] = {
+            "bucket": i,
+            "of": total,
+            "bytes": int(bucket.nbytes),
+            "params": len(bucket.params),
+        }
         args["owner"] = reducer.owner
         ready = rec.ready.pop(id(bucket), None)
         if ready is not None:
