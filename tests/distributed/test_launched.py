@@ -40,7 +40,8 @@ def test_too_late_after_numpy(monkeypatch):
 def test_plain_mpiexec_ranks_get_their_share_of_the_cores():
     env = {k: v for k, v in os.environ.items() if k not in THREAD_VARS}
     env["PYTHONPATH"] = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
-    code = "import os, distgrad; print('threads', os.environ.get('OMP_NUM_THREADS'))"
+    # one write per rank: print's separate writes of unbuffered ranks can interleave
+    code = "import os, sys, distgrad; sys.stdout.write(f\"threads {os.environ.get('OMP_NUM_THREADS')}\\n\")"
     out = subprocess.run(
         [str(MPIEXEC), "-n", "2", sys.executable, "-c", code],
         capture_output=True,
