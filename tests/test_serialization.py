@@ -496,11 +496,9 @@ def test_safetensors_writer_rejects_bad_input(tmp_path):
 
 
 # ---- chunked checksums, version 1 files, mmap -------------------------------------------------
-def _v1_file(path, arrays: dict, metadata=None):
-    """A file as version 1 wrote it: one SHA-256 over the canonical header and the data."""
-    import hashlib
-
-    header, offset, blobs = {"__metadata__": {**(metadata or {}), "distgrad.version": "1"}}, 0, []
+def _old_header(arrays: dict, metadata: dict):
+    """(header, data, canonical header bytes) of a file in an earlier format, unsigned."""
+    header, offset, blobs = {"__metadata__": metadata}, 0, []
     for name, a in arrays.items():
         raw = np.ascontiguousarray(a).tobytes()
         header[name] = {
@@ -511,10 +509,18 @@ def _v1_file(path, arrays: dict, metadata=None):
         offset += len(raw)
         blobs.append(raw)
     canonical = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
-    digest = hashlib.sha256(canonical + b"".join(blobs)).hexdigest()
-    header["__metadata__"]["distgrad.sha256"] = digest
+    return header, b"".join(blobs), canonical
+
+
+def _v1_file(path, arrays: dict, metadata=None):
+    """A file as version 1 wrote it: one SHA-256 over the canonical header and the data."""
+    import hashlib
+
+    meta = {**(metadata or {}), "distgrad.version": "1"}
+    header, data, canonical = _old_header(arrays, meta)
+    meta["distgrad.sha256"] = hashlib.sha256(canonical + data).hexdigest()
     text = json.dumps(header, separators=(",", ":")).encode()
-    path.write_bytes(struct.pack("<Q", len(text)) + text + b"".join(blobs))
+    path.write_bytes(struct.pack("<Q", len(text)) + text + data)
     return path
 
 
@@ -539,21 +545,10 @@ def _v2_file(path, arrays: dict, chunk: int, kind=None):
     meta = {"distgrad.version": "2", "distgrad.chunk_bytes": str(chunk)}
     if kind is not None:
         meta["distgrad.chunk_checksum"] = kind
-    header, offset, blobs = {"__metadata__": meta}, 0, []
-    for name, a in arrays.items():
-        raw = np.ascontiguousarray(a).tobytes()
-        header[name] = {
-            "dtype": {np.float32: "F32", np.float64: "F64"}[a.dtype.type],
-            "shape": list(a.shape),
-            "data_offsets": [offset, offset + len(raw)],
-        }
-        offset += len(raw)
-        blobs.append(raw)
-    data = b"".join(blobs)
+    header, data, canonical = _old_header(arrays, meta)
     digests = b"".join(
         hashlib.sha256(data[at : at + chunk]).digest() for at in range(0, len(data), chunk)
     )
-    canonical = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
     meta["distgrad.sha256"] = hashlib.sha256(canonical + digests).hexdigest()
     text = json.dumps(header, separators=(",", ":")).encode()
     text += b" " * (-(8 + len(text)) % 8)
