@@ -129,8 +129,11 @@ class BackwardNode:
     # A jit replay's buffer planning (ops that declare ``writes_out_buffer`` /
     # ``writes_grad_buffer``): the array this op's output / first input gradient went into at
     # the previous replay, to be written again (same shape and dtype); None: allocate.
+    # ``work_buffer`` (``writes_work_buffer``): a free array shaped like the first argument
+    # for forward's scratch values, which the op may keep on ctx for its backward.
     out_buffer: Any = None
     grad_buffer: Any = None
+    work_buffer: Any = None
 
     @property
     def metadata(self) -> dict:

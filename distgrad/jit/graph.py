@@ -77,6 +77,7 @@ class Step:
         "out_meta",
         "single",
         "planned",
+        "work",
     )
 
     def __init__(self, fn, args, outs, needs, setup, tensor_args, out_meta, single, in_dtypes):
@@ -89,6 +90,7 @@ class Step:
         self.setup, self.tensor_args = tuple(setup), tuple(tensor_args)
         self.out_meta, self.single = tuple(out_meta), single
         self.planned = False  # set by Graph: the output goes into a reused buffer
+        self.work = False  # set by Graph: forward gets a reused scratch array (work_buffer)
 
     @property
     def recorded(self) -> bool:
@@ -138,6 +140,7 @@ class Graph:
                 and op.out_meta[0] is not None
                 and _nbytes(*op.out_meta[0]) >= PLAN_BYTES
             )
+            op.work = getattr(op.fn, "writes_work_buffer", False) and bool(op.args)
         self._grad_planned = frozenset(
             index
             for index, op in self._backward_ops
@@ -208,6 +211,8 @@ class Graph:
             for slot, make in op.setup:
                 vals[slot] = make(vals)
             args = [vals[i] for i in op.args]
+            if op.work:
+                ctx.work_buffer = arena.scratch(self.xp, args[0])
             if op.planned:
                 ctx.out_buffer = arena.take(op.out_meta[0])
                 given = ctx.out_buffer is not None
@@ -226,6 +231,8 @@ class Graph:
                 for slot, o in zip(op.outs, out):
                     if slot is not None:
                         vals[slot] = _array_output(ctx, o) if isinstance(o, _SCALARS) else o
+            if op.work:
+                ctx.work_buffer = None  # the op keeps it (saved) if its backward reads it
             for slot in dead:  # as eager: an intermediate nothing reads again is freed now
                 vals[slot] = None
         arena.release([vals[s] for s in self.outputs])  # the caller keeps those
@@ -356,9 +363,16 @@ class _Arena:
         for n in shape:
             size *= n
         with self.lock:  # the view made here holds the array before another thread looks
-            for a in self.arrays.get((size, dtype), ()):
-                if sys.getrefcount(a) <= _FREE_REFS:
-                    return a.reshape(shape)
+            same = self.arrays.get((size, dtype))
+            if same:
+                # the most recently handed-out free array first: the likeliest still in cache
+                for i in range(len(same) - 1, -1, -1):
+                    a = same[i]
+                    if sys.getrefcount(a) <= _FREE_REFS:
+                        if i != len(same) - 1:
+                            del same[i]
+                            same.append(a)
+                        return a.reshape(shape)
         return None
 
     def adopt(self, out, args) -> None:
@@ -383,6 +397,18 @@ class _Arena:
                         return
                 same.append(root)
                 self.ids.add(id(root))
+
+    def scratch(self, xp, like):
+        """A free array of ``like``'s shape and dtype for an op's scratch values (a new one,
+        kept, when none is free), or None: planning off, ``like`` small or not an array."""
+        if not self.enabled or getattr(like, "nbytes", 0) < PLAN_BYTES:
+            return None
+        meta = (like.shape, like.dtype)
+        out = self.take(meta)
+        if out is None:
+            out = xp.empty(*meta)
+            self.adopt(out, ())
+        return out
 
     def add(self, xp, a, b):
         """``a + b`` (two gradients of one slot), into a free array when there is one."""

@@ -107,6 +107,16 @@ def _softmax_terms(xp, x):
     return z, e, xp.sum(e, axis=1, keepdims=True)
 
 
+def _subtract_onehot(xp, p, t, classes) -> None:
+    """``p -= (t == classes)`` in place: 1 subtracted at each row's target class only, when
+    every target is a class (``p - 0`` is ``p``, so the values are the same)."""
+    rows = t.ravel()
+    if rows.size == p.shape[0] and bool(((rows >= 0) & (rows < p.shape[1])).all()):
+        p[_rows(p), rows] -= 1
+    else:  # ignored rows (ignore_index): no class to subtract from
+        xp.subtract(p, t == classes, out=p)
+
+
 class _ClassLoss(Op):
     """Shared by the losses over classes: reduction state, and the incoming gradient as a
     column (divided by the denominator of a mean)."""
@@ -131,12 +141,23 @@ class CrossEntropy(_ClassLoss):
     ignored, ``s`` the smoothing weights (``label_smoothing / C`` times the class weights) or
     None."""
 
-    writes_grad_buffer = True  # jit buffer planning (ctx.grad_buffer)
+    # jit buffer planning: forward's exp(z) goes into ctx.work_buffer and is kept for the
+    # replayed backward (ctx.grad_buffer), which then does not recompute it
+    writes_grad_buffer = writes_work_buffer = True
 
     @staticmethod
     def forward(ctx, x, t, w, v, s, denom, reduction):
         xp = ctx.xp
         CrossEntropy._setup(ctx, x, denom, reduction)
+        if ctx.work_buffer is not None and s is None:  # a replay: the same values, in place
+            z = xp.subtract(x, logsumexp_shift(x, 1), out=ctx.work_buffer)
+            picked = z[_rows(z), t.ravel()][:, None]
+            e = xp.exp(z, out=z)
+            se = xp.sum(e, axis=1, keepdims=True)
+            ctx.softmax_terms = e, se
+            loss = (xp.log(se) - picked) * w
+            ctx.save_for_backward(x, t, w, v, s)
+            return _reduce(loss.ravel(), reduction, denom)
         z, _, se = _softmax_terms(xp, x)
         lse = xp.log(se)
         loss = (lse - z[_rows(z), t.ravel()][:, None]) * w
@@ -150,13 +171,17 @@ class CrossEntropy(_ClassLoss):
         x, t, w, v, s = ctx.saved_tensors
         xp = ctx.xp
         coef = CrossEntropy._coef(ctx, g)
-        onehot = t == ctx.classes
         if s is None and ctx.grad_buffer is not None:  # a replay: the same values, in place
-            p = xp.subtract(x, logsumexp_shift(x, 1), out=ctx.grad_buffer)
-            xp.exp(p, out=p)
-            xp.divide(p, xp.sum(p, axis=1, keepdims=True), out=p)
-            xp.subtract(p, onehot, out=p)
+            terms = getattr(ctx, "softmax_terms", None)
+            if terms is None:
+                p = xp.subtract(x, logsumexp_shift(x, 1), out=ctx.grad_buffer)
+                xp.exp(p, out=p)
+                xp.divide(p, xp.sum(p, axis=1, keepdims=True), out=p)
+            else:
+                p = xp.divide(terms[0], terms[1], out=ctx.grad_buffer)
+            _subtract_onehot(xp, p, t, ctx.classes)
             return xp.multiply(p, w * coef, out=p), None, None, None, None, None, None
+        onehot = t == ctx.classes
         _, e, se = _softmax_terms(xp, x)
         p = e / se
         if s is None:

@@ -30,8 +30,9 @@ class Normalize(Op):
 
     autocast = "float32"
     once_differentiable = True
-    writes_out_buffer = True  # jit buffer planning (ctx.out_buffer, ctx.grad_buffer)
-    writes_grad_buffer = True
+    # jit buffer planning (ctx.out_buffer, ctx.grad_buffer; the general path writes xhat into
+    # ctx.work_buffer and keeps it, and uses the output's buffer for the squares)
+    writes_out_buffer = writes_grad_buffer = writes_work_buffer = True
 
     @staticmethod
     def forward(ctx, x, weight, bias, view, axes, param_shape, eps, stats, running):
@@ -42,8 +43,14 @@ class Normalize(Op):
         if stats is None:
             xv = x.reshape(view)
             mean = xv.mean(axis=axes, keepdims=True)
-            xhat = xv - mean
-            var = (xhat * xhat).mean(axis=axes, keepdims=True)
+            if ctx.work_buffer is not None and ctx.out_buffer is not None:  # a replay
+                xhat = xp.subtract(xv, mean, out=ctx.work_buffer.reshape(view))
+                squares = xp.multiply(xhat, xhat, out=ctx.out_buffer.reshape(view))
+            else:
+                xhat = xv - mean
+                squares = xhat * xhat
+            var = squares.mean(axis=axes, keepdims=True)
+            squares = None
             if running is not None:
                 _update_running(running, mean, var, math.prod(view[a] for a in axes))
         else:
@@ -71,12 +78,24 @@ class Normalize(Op):
         xhat, invstd, weight = ctx.saved_tensors
         gw = gb = None
         pshape = ctx.param_shape
+        buf = ctx.grad_buffer
+        if buf is not None and (weight is None or math.prod(pshape) == grad.size):
+            buf = None  # (the in-place replay path below is for reduced weights)
         if ctx.needs_input_grad[1]:
-            gw = unbroadcast(ctx.xp, grad * xhat, pshape).reshape(weight.shape)
+            gxh = grad * xhat if buf is None else ctx.xp.multiply(grad, xhat, out=buf)
+            gw = unbroadcast(ctx.xp, gxh, pshape).reshape(weight.shape)
+            gxh = None
         if ctx.needs_input_grad[2]:
             gb = unbroadcast(ctx.xp, grad, pshape).reshape(ctx.bias_shape)
         gx = None
         if ctx.needs_input_grad[0]:
+            if buf is not None and ctx.batch_stats:  # a replay: the same values, in place
+                return (
+                    _general_input_grad(ctx, grad, xhat, invstd, weight, buf),
+                    gw,
+                    gb,
+                    *((None,) * 6),
+                )
             gxhat = grad if weight is None else grad * weight.reshape(pshape)
             if ctx.batch_stats:
                 # d/dx of the standardisation: remove the mean and the xhat-component of gxhat
@@ -92,6 +111,20 @@ class Normalize(Op):
             else:
                 gx = gxhat * invstd
         return gx, gw, gb, None, None, None, None, None, None
+
+
+def _general_input_grad(ctx, grad, xhat, invstd, weight, buf):
+    """The batch-statistics input gradient of the general path, written into ``buf`` with
+    eager's operations in eager's order (one full-size temporary instead of five)."""
+    xp = ctx.xp
+    gv = xp.multiply(grad, weight.reshape(ctx.param_shape), out=buf).reshape(ctx.view)
+    hv, axes = xhat.reshape(ctx.view), ctx.axes
+    centre = gv.mean(axis=axes, keepdims=True)
+    along = gv * hv
+    along = xp.multiply(hv, along.mean(axis=axes, keepdims=True), out=along)
+    xp.subtract(gv, centre, out=gv)
+    xp.subtract(gv, along, out=gv)
+    return xp.multiply(gv, invstd, out=gv).reshape(grad.shape)
 
 
 # ---- statistics per channel (batch_norm): a few passes, no full-size temporaries -------------

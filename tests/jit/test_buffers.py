@@ -64,14 +64,14 @@ def test_step_replays_into_reused_buffers_exactly_as_eager():
     step = jit.trace_step(lambda x, y: F.cross_entropy(twin(x), y), batches[0], twin_opt)
     model(batches[0][0])  # tracing ran one forward (batch norm statistics moved)
     seen = None
-    for x, y in batches:
+    for n, (x, y) in enumerate(batches):
         opt.zero_grad()
         loss = F.cross_entropy(model(x), y)
         loss.backward()
         opt.step()
         assert step(x, y).item() == loss.item()
         ids = arena_ids(step.forward)
-        if seen is not None:
+        if n >= 2:  # (the first replay learns the gradients' shapes: buffers from the second)
             assert ids == seen  # the same arrays, written again
         seen = ids
     fwd, bwd = planned_ops(step.forward)
