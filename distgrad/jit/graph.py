@@ -140,7 +140,7 @@ class Graph:
                 and op.out_meta[0] is not None
                 and _nbytes(*op.out_meta[0]) >= PLAN_BYTES
             )
-            op.work = getattr(op.fn, "writes_work_buffer", False) and bool(op.args)
+            op.work = getattr(op.fn, "writes_work_buffer", False) if op.args else False
         self._grad_planned = frozenset(
             index
             for index, op in self._backward_ops
@@ -212,7 +212,10 @@ class Graph:
                 vals[slot] = make(vals)
             args = [vals[i] for i in op.args]
             if op.work:
-                ctx.work_buffer = arena.scratch(self.xp, args[0])
+                if op.work is not True:  # a predicate of the first argument: ask it once
+                    op.work = bool(op.work(args[0]))
+                if op.work:
+                    ctx.work_buffer = arena.scratch(self.xp, args[0])
             if op.planned:
                 ctx.out_buffer = arena.take(op.out_meta[0])
                 given = ctx.out_buffer is not None

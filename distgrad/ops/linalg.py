@@ -80,6 +80,12 @@ def _keep_shape(xp, x, shape):
     return x if tuple(x.shape) == tuple(shape) else xp.reshape(x, shape)
 
 
+def _copy_into(xp, out, a):
+    """``a`` copied into the contiguous array ``out`` of its shape."""
+    xp.copyto(out, a)
+    return out
+
+
 def _mm(xp, a, b, out=None):
     """``a @ b``; a stack of matrices times one matrix is computed as one GEMM (the stack's
     rows folded together), much faster than numpy's per-matrix loop. ``out``: an array of
@@ -231,25 +237,36 @@ def outer(input, vec2):
 
 
 # ---- linear -------------------------------------------------------------------------------
+def _stacked_view(x) -> bool:
+    """Whether ``x`` is a stack of matrices that is not contiguous (a permuted view)."""
+    return x.ndim > 2 and not x.flags.c_contiguous
+
+
 class Linear(Op):
     autocast = "lower"
-    writes_out_buffer = writes_grad_buffer = True  # jit buffer planning (ctx.out_buffer)
+    # jit buffer planning: ctx.out_buffer, ctx.grad_buffer, and ctx.work_buffer for the
+    # contiguous copy of a stacked view (the replay asks the predicate once per graph)
+    writes_out_buffer = writes_grad_buffer = True
+    writes_work_buffer = staticmethod(_stacked_view)
 
     @staticmethod
     def forward(ctx, x, weight, bias):
-        ctx.save_for_backward(x, weight)
-        buf = ctx.out_buffer
-        if x.flags.c_contiguous:
-            out = _mm(ctx.xp, x, weight.T, buf)
-        else:
-            out = x @ weight.T if buf is None else ctx.xp.matmul(x, weight.T, out=buf)
+        xp = ctx.xp
+        rows = None
+        if _stacked_view(x):
+            # numpy multiplies such a stack matrix by matrix (a GEMM per matrix, each packing
+            # the weight again): one GEMM over a contiguous copy instead, as torch folds it
+            buf = ctx.work_buffer
+            rows = xp.ascontiguousarray(x) if buf is None else _copy_into(xp, buf, x)
+        ctx.save_for_backward(x, weight, rows)
+        out = _mm(xp, x if rows is None else rows, weight.T, ctx.out_buffer)
         if bias is not None:
             out += bias
         return out
 
     @staticmethod
     def backward(ctx, g):
-        x, weight = ctx.saved_tensors
+        x, weight, rows_x = ctx.saved_tensors
         xp = ctx.xp
         need = ctx.needs_input_grad
         gx = _mm(xp, g, weight, ctx.grad_buffer) if need[0] else None
@@ -257,6 +274,8 @@ class Linear(Op):
         if need[1] or need[2]:
             rows = g if g.ndim == 2 else xp.reshape(g, (-1, g.shape[-1]))
             if need[1]:
+                if rows_x is not None and not isinstance(x, Tensor):
+                    x = rows_x  # forward's contiguous copy (a double backward uses x itself)
                 gw = _swap(xp, rows) @ (x if x.ndim == 2 else xp.reshape(x, (-1, x.shape[-1])))
             if need[2]:
                 gb = xp.sum(rows, axis=0)

@@ -91,6 +91,23 @@ def test_linear_gradients_match_hand_written_numpy():
     np.testing.assert_allclose(tb.grad.numpy(), g.sum(0))
 
 
+def test_linear_of_a_permuted_stack_has_first_and_second_gradients():
+    # forward folds a non-contiguous stack into one GEMM over a contiguous copy; the weight's
+    # gradient reads that copy, while a double backward must still reach the input itself
+    x = dg.tensor(np.random.default_rng(1).standard_normal((3, 4, 5)), requires_grad=True)
+    w = dg.tensor(np.random.default_rng(2).standard_normal((2, 5)), requires_grad=True)
+    b = dg.tensor(np.random.default_rng(3).standard_normal(2), requires_grad=True)
+
+    def fn(x, w, b):
+        return (dg.linear(x.permute(1, 0, 2), w, b) ** 2,)
+
+    assert not x.permute(1, 0, 2).is_contiguous()
+    assert dg.autograd.gradcheck(fn, (x, w, b), eps=1e-6, atol=1e-5, rtol=1e-3)
+    assert dg.autograd.gradgradcheck(fn, (x, w, b), eps=1e-6, atol=1e-4, rtol=1e-3)
+    want = np.transpose(x.detach().numpy(), (1, 0, 2)) @ w.detach().numpy().T + b.detach().numpy()
+    np.testing.assert_allclose(dg.linear(x.permute(1, 0, 2), w, b).detach().numpy(), want)
+
+
 def test_einsum_accepts_operand_list_and_returns_a_copy():
     x = dg.tensor([[1.0, 2.0], [3.0, 4.0]])
     y = dg.einsum("ij->ij", [x])
