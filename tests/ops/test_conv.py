@@ -294,7 +294,9 @@ def test_other_bad_arguments():
     "x_shape,w_shape,kw",
     [
         ((5, 3, 7, 8), (4, 3, 3, 3), dict(padding=1)),  # wide, flipped-kernel input gradient
-        ((5, 2, 9, 6), (6, 2, 3, 2), dict(padding=(1, 0))),  # F > 2C: scattered input gradient
+        ((5, 2, 9, 6), (6, 2, 3, 2), dict(padding=(1, 0))),  # F > 2C: windows summed, wide
+        ((5, 2, 8, 9), (6, 1, 3, 3), dict(padding=(2, 1), dilation=2, groups=2)),
+        ((5, 2, 9, 9), (6, 2, 3, 3), dict(stride=(2, 1), padding=1)),  # windows summed, exact
         ((5, 4, 8, 9), (4, 2, 3, 3), dict(padding=2, dilation=2, groups=2)),
         ((5, 3, 9, 9), (4, 3, 3, 3), dict(stride=2, padding=1)),  # strided: exact windows
         ((5, 3, 6, 12), (4, 3, 2, 5), dict()),  # narrow rows: exact windows
@@ -302,9 +304,10 @@ def test_other_bad_arguments():
     ],
 )
 @pytest.mark.parametrize("fold_below", [0, 1 << 20])  # per-sample GEMMs / samples folded
-def test_chunked_conv_matches_reference(monkeypatch, x_shape, w_shape, kw, fold_below):
+@pytest.mark.parametrize("per_chunk", [1, 2])  # samples per chunk (2: a ragged last chunk)
+def test_chunked_conv_matches_reference(monkeypatch, x_shape, w_shape, kw, fold_below, per_chunk):
     monkeypatch.setattr(C, "FOLD_BELOW", fold_below)
-    monkeypatch.setattr(C, "PATCH_BYTES", 1)  # one sample per chunk
+    monkeypatch.setattr(C.Patches, "batch", lambda self, xp, n, k, itemsize: min(n, per_chunk))
     rng = np.random.default_rng(3)
     x = rng.standard_normal(x_shape)
     w = rng.standard_normal(w_shape)
@@ -315,7 +318,7 @@ def test_chunked_conv_matches_reference(monkeypatch, x_shape, w_shape, kw, fold_
     np.testing.assert_allclose(y.detach().numpy(), want, rtol=1e-10, atol=1e-10)
     g = rng.standard_normal(y.shape)
     y.backward(dg.tensor(g))
-    monkeypatch.setattr(C, "PATCH_BYTES", 1 << 30)  # the same gradients in one chunk
+    monkeypatch.setattr(C.Patches, "batch", lambda self, xp, n, k, itemsize: n)  # one chunk
     xt2, wt2, bt2 = (dg.tensor(a, requires_grad=True) for a in (x, w, b))
     C.conv2d(xt2, wt2, bt2, **kw).backward(dg.tensor(g))
     for a, a2 in ((xt, xt2), (wt, wt2), (bt, bt2)):
