@@ -299,7 +299,8 @@ def test_other_bad_arguments():
         ((5, 2, 9, 9), (6, 2, 3, 3), dict(stride=(2, 1), padding=1)),  # windows summed, exact
         ((5, 4, 8, 9), (4, 2, 3, 3), dict(padding=2, dilation=2, groups=2)),
         ((5, 3, 9, 9), (4, 3, 3, 3), dict(stride=2, padding=1)),  # strided: exact windows
-        ((5, 3, 6, 12), (4, 3, 2, 5), dict()),  # narrow rows: exact windows
+        ((5, 3, 6, 12), (4, 3, 2, 5), dict()),  # short rows: wide with 50% garbage columns
+        ((5, 2, 3, 40), (3, 2, 1, 13), dict()),  # long rows, 43% garbage: exact windows
         ((5, 3, 6, 6), (4, 3, 1, 1), dict(padding=2)),  # padding beyond the kernel's reach
     ],
 )
