@@ -212,11 +212,11 @@ def kernel_grad(xp, x4, gy, g: Geometry, groups: int):
     for n0, n1, cols in p.chunks(xp, x4, groups):
         m = n1 - n0
         if p.folded:  # (F, m, OH, Ow), zero at the garbage columns
-            gyw = workspace(xp, "grad_outputs", (f, m, g.OH, p.width), gy.dtype, 0)
+            gyw = workspace(xp, ("grad_outputs", g), (f, m, g.OH, p.width), gy.dtype, 0)
             gyw[:, :, :, : g.OW] = gy[n0:n1].swapaxes(0, 1)
             part = gyw.reshape(groups, f // groups, -1)
         elif p.wide:  # (m, F, OH, Ow), zero at the garbage columns
-            gyw = workspace(xp, "grad_outputs", (m, f, g.OH, p.width), gy.dtype, 0)
+            gyw = workspace(xp, ("grad_outputs", g), (m, f, g.OH, p.width), gy.dtype, 0)
             gyw[:, :, :, : g.OW] = gy[n0:n1]
             part = gyw.reshape(m, groups, f // groups, p.size)
         else:
@@ -283,7 +283,7 @@ def _window_grads(xp, gy, w3t, g: Geometry, c: int, out):
     for n0 in range(0, n, m):
         n1 = min(n, n0 + m)
         if p.folded:  # samples in the columns: (F, m, OH, Wp)
-            gyw = workspace(xp, "grad_outputs", (f, m, g.OH, g.Wp), gy.dtype, 0)
+            gyw = workspace(xp, ("grad_outputs", g), (f, m, g.OH, g.Wp), gy.dtype, 0)
             gyw[:, : n1 - n0, :, : g.OW] = gy[n0:n1].swapaxes(0, 1)
             cols = workspace(xp, "window_grads", (groups, k // groups, m * p.size), gy.dtype)
             xp.matmul(w3t, gyw.reshape(groups, f // groups, -1), out=cols)
@@ -291,7 +291,7 @@ def _window_grads(xp, gy, w3t, g: Geometry, c: int, out):
         else:
             src = gy[n0:n1]
             if wide:
-                src = workspace(xp, "grad_outputs", (m, f, g.OH, g.Wp), gy.dtype, 0)[: n1 - n0]
+                src = workspace(xp, ("grad_outputs", g), (m, f, g.OH, g.Wp), gy.dtype, 0)[: n1 - n0]
                 src[:, :, :, : g.OW] = gy[n0:n1]
             cols = workspace(xp, "window_grads", (m, groups, k // groups, p.size), gy.dtype)
             part = cols[: n1 - n0]

@@ -337,3 +337,20 @@ def test_saved_input_modified_in_place_is_an_error():
     x.add_(1)  # the kernel's gradient needs x as it was (PyTorch saves the input too)
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         y.sum().backward()
+
+
+def test_convs_sharing_workspace_shapes_keep_their_own_zeros():
+    # (2, 3, 7) inputs with kernels 3 and 2: both wide with rows of 7, one with 5 outputs a row
+    # and one with 6; a scratch buffer shared by shape would give the first the second's
+    # gradient values in what it takes as zero columns
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 3, 7))
+    for width in (3, 2, 3):
+        w = rng.standard_normal((4, 3, width))
+        xt, wt = dg.tensor(x, requires_grad=True), dg.tensor(w, requires_grad=True)
+        g = rng.standard_normal((2, 4, 8 - width))
+        C.conv1d(xt, wt).backward(dg.tensor(g))
+        want_w = np.einsum(
+            "nfo,ncok->fck", g, np.lib.stride_tricks.sliding_window_view(x, width, 2)
+        )
+        np.testing.assert_allclose(wt.grad.numpy(), want_w, rtol=1e-10, atol=1e-10)
