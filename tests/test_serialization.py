@@ -580,6 +580,24 @@ def test_files_are_written_with_crc32_chunks(tmp_path):
     assert (meta["distgrad.version"], meta["distgrad.chunk_checksum"]) == ("3", "crc32")
 
 
+def test_crc32_is_zlibs_whichever_library_computes_it(tmp_path, monkeypatch):
+    """zlib-ng's CRC-32 (used when installed) and zlib's are the same function: a file written
+    with either is read and checked with the other."""
+    import zlib
+
+    pytest.importorskip("zlib_ng")
+    data = np.random.default_rng(0).integers(0, 256, 3 << 20, dtype=np.uint8)
+    for at, end in [(0, len(data)), (1, 4099), (7, 7), (5, (2 << 20) + 3)]:
+        assert st.crc32(data[at:end], 17) == zlib.crc32(data[at:end], 17)
+    arrays = {"a": data, "b": np.arange(7.0)}
+    for write_with, read_with in [(st.crc32, zlib.crc32), (zlib.crc32, st.crc32)]:
+        monkeypatch.setattr(st, "crc32", write_with)
+        st.save_file(arrays, tmp_path / "x.safetensors")
+        monkeypatch.setattr(st, "crc32", read_with)
+        got = st.read(tmp_path / "x.safetensors")[0]
+        np.testing.assert_array_equal(got["a"], data)
+
+
 @pytest.mark.parametrize("mmap", [False, True])
 def test_every_flipped_byte_is_caught_across_small_chunks(tmp_path, monkeypatch, mmap):
     # chunks of 24 bytes: tensors of 40, 12 and 8 bytes straddle chunk boundaries

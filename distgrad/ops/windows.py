@@ -169,8 +169,11 @@ class Geometry:
 
 
 def strided(xp, buf, offset: int, shape: tuple, strides: tuple):
-    """A view of contiguous ``buf`` starting at flat element ``offset`` with element strides."""
+    """A view of contiguous ``buf`` starting at flat element ``offset`` with element strides
+    (which must stay inside ``buf``)."""
     item = buf.itemsize
+    if xp is np:  # the constructor takes 0.6 us, as_strided's generic path 4 us
+        return np.ndarray(shape, buf.dtype, buf, offset * item, tuple(s * item for s in strides))
     return xp.lib.stride_tricks.as_strided(
         buf.reshape(-1)[offset:], shape, tuple(s * item for s in strides)
     )
@@ -220,7 +223,9 @@ def workspace(xp, key, shape: tuple, dtype, fill=None):
     the copy into it. ``fill`` is written once, when the buffer is made: callers that write
     only an interior rely on the rest keeping it. Buffers are per thread (ops may run in
     several) and keyed by ``key`` + shape + dtype; the least recently used of more than 16 is
-    dropped; arrays over 16 MB are not kept. On a GPU a fresh array (cupy's memory pool
+    dropped; arrays over 16 MB are not kept. A key for a buffer whose filled parts must stay
+    filled names what decides those parts (the op's geometry): two ops writing different
+    interiors of one shape must not share it. On a GPU a fresh array (cupy's memory pool
     already reuses memory)."""
     if xp is not np or math.prod(shape) * np.dtype(dtype).itemsize > _MAX_WORKSPACE_BYTES:
         out = xp.empty(shape, dtype=dtype)

@@ -294,17 +294,21 @@ def test_other_bad_arguments():
     "x_shape,w_shape,kw",
     [
         ((5, 3, 7, 8), (4, 3, 3, 3), dict(padding=1)),  # wide, flipped-kernel input gradient
-        ((5, 2, 9, 6), (6, 2, 3, 2), dict(padding=(1, 0))),  # F > 2C: scattered input gradient
+        ((5, 2, 9, 6), (6, 2, 3, 2), dict(padding=(1, 0))),  # F > 2C: windows summed, wide
+        ((5, 2, 8, 9), (6, 1, 3, 3), dict(padding=(2, 1), dilation=2, groups=2)),
+        ((5, 2, 9, 9), (6, 2, 3, 3), dict(stride=(2, 1), padding=1)),  # windows summed, exact
         ((5, 4, 8, 9), (4, 2, 3, 3), dict(padding=2, dilation=2, groups=2)),
         ((5, 3, 9, 9), (4, 3, 3, 3), dict(stride=2, padding=1)),  # strided: exact windows
-        ((5, 3, 6, 12), (4, 3, 2, 5), dict()),  # narrow rows: exact windows
+        ((5, 3, 6, 12), (4, 3, 2, 5), dict()),  # short rows: wide with 50% garbage columns
+        ((5, 2, 3, 40), (3, 2, 1, 13), dict()),  # long rows, 43% garbage: exact windows
         ((5, 3, 6, 6), (4, 3, 1, 1), dict(padding=2)),  # padding beyond the kernel's reach
     ],
 )
 @pytest.mark.parametrize("fold_below", [0, 1 << 20])  # per-sample GEMMs / samples folded
-def test_chunked_conv_matches_reference(monkeypatch, x_shape, w_shape, kw, fold_below):
+@pytest.mark.parametrize("per_chunk", [1, 2])  # samples per chunk (2: a ragged last chunk)
+def test_chunked_conv_matches_reference(monkeypatch, x_shape, w_shape, kw, fold_below, per_chunk):
     monkeypatch.setattr(C, "FOLD_BELOW", fold_below)
-    monkeypatch.setattr(C, "PATCH_BYTES", 1)  # one sample per chunk
+    monkeypatch.setattr(C.Patches, "batch", lambda self, xp, n, k, itemsize: min(n, per_chunk))
     rng = np.random.default_rng(3)
     x = rng.standard_normal(x_shape)
     w = rng.standard_normal(w_shape)
@@ -315,7 +319,7 @@ def test_chunked_conv_matches_reference(monkeypatch, x_shape, w_shape, kw, fold_
     np.testing.assert_allclose(y.detach().numpy(), want, rtol=1e-10, atol=1e-10)
     g = rng.standard_normal(y.shape)
     y.backward(dg.tensor(g))
-    monkeypatch.setattr(C, "PATCH_BYTES", 1 << 30)  # the same gradients in one chunk
+    monkeypatch.setattr(C.Patches, "batch", lambda self, xp, n, k, itemsize: n)  # one chunk
     xt2, wt2, bt2 = (dg.tensor(a, requires_grad=True) for a in (x, w, b))
     C.conv2d(xt2, wt2, bt2, **kw).backward(dg.tensor(g))
     for a, a2 in ((xt, xt2), (wt, wt2), (bt, bt2)):
@@ -333,3 +337,20 @@ def test_saved_input_modified_in_place_is_an_error():
     x.add_(1)  # the kernel's gradient needs x as it was (PyTorch saves the input too)
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         y.sum().backward()
+
+
+def test_convs_sharing_workspace_shapes_keep_their_own_zeros():
+    # (2, 3, 7) inputs with kernels 3 and 2: both wide with rows of 7, one with 5 outputs a row
+    # and one with 6; a scratch buffer shared by shape would give the first the second's
+    # gradient values in what it takes as zero columns
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 3, 7))
+    for width in (3, 2, 3):
+        w = rng.standard_normal((4, 3, width))
+        xt, wt = dg.tensor(x, requires_grad=True), dg.tensor(w, requires_grad=True)
+        g = rng.standard_normal((2, 4, 8 - width))
+        C.conv1d(xt, wt).backward(dg.tensor(g))
+        want_w = np.einsum(
+            "nfo,ncok->fck", g, np.lib.stride_tricks.sliding_window_view(x, width, 2)
+        )
+        np.testing.assert_allclose(wt.grad.numpy(), want_w, rtol=1e-10, atol=1e-10)
