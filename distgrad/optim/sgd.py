@@ -53,6 +53,16 @@ class SGD(Optimizer):
 
 def _update(p, g, state, group):
     lr, momentum, dampening = group["lr"], group["momentum"], group["dampening"]
+    if (
+        momentum != 0
+        and state.get("momentum_buffer") is not None
+        and not (group["nesterov"] or group["maximize"] or group["weight_decay"])
+    ):  # the common step: the same operations, without a copy of the gradient
+        buf = state["momentum_buffer"].array
+        buf *= momentum
+        buf += g if dampening == 0 else (1 - dampening) * g
+        p -= buf * lr
+        return
     d = _gradient(p, g, group)
     if momentum != 0:
         if state.get("momentum_buffer") is None:
