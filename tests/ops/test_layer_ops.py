@@ -6,6 +6,7 @@ where the op is composed of twice-differentiable ops."""
 import math
 
 import numpy as np
+import pytest
 
 import distgrad as dg
 import distgrad.nn.functional as F
@@ -367,3 +368,24 @@ CASES = [
 ]
 
 globals().update(make_tests(CASES))
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        np.random.default_rng(0).integers(0, 40, 300),  # token ids: a few repeats each
+        np.arange(17),  # all distinct
+        np.full(200, 5),  # one row repeated beyond the rounds (add.at itself)
+        np.array([3, -1, 39, 3, -1]),  # negative indices alias rows (add.at itself)
+        np.zeros(0, dtype=np.int64),
+    ],
+)
+def test_embedding_scatter_add_is_add_at_bit_for_bit(rows):
+    from distgrad.ops.embedding import _scatter_add_rows
+
+    values = np.random.default_rng(1).standard_normal((rows.size, 7)).astype(np.float32)
+    want = np.zeros((40, 7), np.float32)
+    np.add.at(want, rows, values)
+    got = np.zeros((40, 7), np.float32)
+    _scatter_add_rows(np, got, rows, values)
+    np.testing.assert_array_equal(got, want)
