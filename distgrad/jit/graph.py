@@ -366,16 +366,9 @@ class _Arena:
         for n in shape:
             size *= n
         with self.lock:  # the view made here holds the array before another thread looks
-            same = self.arrays.get((size, dtype))
-            if same:
-                # the most recently handed-out free array first: the likeliest still in cache
-                for i in range(len(same) - 1, -1, -1):
-                    a = same[i]
-                    if sys.getrefcount(a) <= _FREE_REFS:
-                        if i != len(same) - 1:
-                            del same[i]
-                            same.append(a)
-                        return a.reshape(shape)
+            for a in self.arrays.get((size, dtype), ()):
+                if sys.getrefcount(a) <= _FREE_REFS:
+                    return a.reshape(shape)
         return None
 
     def adopt(self, out, args) -> None:
