@@ -212,8 +212,8 @@ class Graph:
                 vals[slot] = make(vals)
             args = [vals[i] for i in op.args]
             if op.work:
-                if op.work is not True:  # a predicate of the first argument: ask it once
-                    op.work = bool(op.work(args[0]))
+                if op.work is not True:  # a predicate of the arguments: asked once per graph
+                    op.work = bool(op.work(*args))
                 if op.work:
                     ctx.work_buffer = arena.scratch(self.xp, args[0])
             if op.planned:

@@ -247,7 +247,11 @@ class Linear(Op):
     # jit buffer planning: ctx.out_buffer, ctx.grad_buffer, and ctx.work_buffer for the
     # contiguous copy of a stacked view (the replay asks the predicate once per graph)
     writes_out_buffer = writes_grad_buffer = True
-    writes_work_buffer = staticmethod(_stacked_view)
+
+    @staticmethod
+    def writes_work_buffer(x, weight, bias) -> bool:
+        """Whether forward copies ``x`` (into ``ctx.work_buffer`` when a replay gives one)."""
+        return _stacked_view(x)
 
     @staticmethod
     def forward(ctx, x, weight, bias):

@@ -32,7 +32,13 @@ class Normalize(Op):
     once_differentiable = True
     # jit buffer planning (ctx.out_buffer, ctx.grad_buffer; the general path writes xhat into
     # ctx.work_buffer and keeps it, and uses the output's buffer for the squares)
-    writes_out_buffer = writes_grad_buffer = writes_work_buffer = True
+    writes_out_buffer = writes_grad_buffer = True
+
+    @staticmethod
+    def writes_work_buffer(x, weight, bias, view, axes, param_shape, eps, stats, running):
+        """Whether forward writes xhat into ``ctx.work_buffer`` (the general path, batch
+        statistics)."""
+        return stats is None and not _per_channel(x, view, axes, param_shape, stats)
 
     @staticmethod
     def forward(ctx, x, weight, bias, view, axes, param_shape, eps, stats, running):

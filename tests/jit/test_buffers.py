@@ -78,6 +78,8 @@ def test_step_replays_into_reused_buffers_exactly_as_eager():
     assert {"Conv", "Normalize", "ReLU", "Add", "Mul", "Linear", "Matmul"} <= fwd
     assert {"Conv", "Normalize", "ReLU", "Linear", "CrossEntropy"} <= bwd
     graph = step.forward.graph
+    # scratch (work buffers) only where used: layer norm's general path, not batch norm's
+    assert [op.work for op in graph.ops if op.fn.__name__ == "Normalize"] == [False, False, True]
     planned = sum(op.planned for op in graph.ops) + sum(map(bool, graph._grad_meta.values()))
     assert 0 < len(seen) < planned  # dead arrays were handed out again within a replay
     for a, b in zip(twin.parameters(), model.parameters()):
