@@ -56,12 +56,12 @@ def _scatter_add_rows(xp, out, rows, values) -> None:
     first[0] = True
     xp.not_equal(ordered[1:], ordered[:-1], out=first[1:])
     starts = xp.flatnonzero(first)
-    counts = xp.diff(xp.append(starts, n))
-    rounds = int(counts.max())
+    # the occurrence number of each sorted entry: its position minus its run's start
+    rank = xp.arange(n) - starts[xp.cumsum(first) - 1]
+    rounds = int(rank.max()) + 1
     if rounds > _MAX_ROUNDS or int(ordered[0]) < 0:  # (a negative index aliases another)
         xp.add.at(out, rows, values)
         return
-    rank = xp.arange(n) - xp.repeat(starts, counts)  # occurrence number of each (sorted) entry
     for k in range(rounds):
         pick = order[rank == k]
         out[rows[pick]] += values[pick]
