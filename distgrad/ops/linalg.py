@@ -273,6 +273,8 @@ class Linear(Op):
         x, weight, rows_x = ctx.saved_tensors
         xp = ctx.xp
         need = ctx.needs_input_grad
+        if not isinstance(g, Tensor) and _stacked_view(g):  # (a permuted output's gradient)
+            g = xp.ascontiguousarray(g)  # one GEMM for gx, and the rows for gw without a copy
         gx = _mm(xp, g, weight, ctx.grad_buffer) if need[0] else None
         gw = gb = None
         if need[1] or need[2]:

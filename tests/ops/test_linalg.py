@@ -98,8 +98,8 @@ def test_linear_of_a_permuted_stack_has_first_and_second_gradients():
     w = dg.tensor(np.random.default_rng(2).standard_normal((2, 5)), requires_grad=True)
     b = dg.tensor(np.random.default_rng(3).standard_normal(2), requires_grad=True)
 
-    def fn(x, w, b):
-        return (dg.linear(x.permute(1, 0, 2), w, b) ** 2,)
+    def fn(x, w, b):  # the output permuted back: its gradient arrives non-contiguous too
+        return ((dg.linear(x.permute(1, 0, 2), w, b) ** 2).permute(1, 0, 2),)
 
     assert not x.permute(1, 0, 2).is_contiguous()
     assert dg.autograd.gradcheck(fn, (x, w, b), eps=1e-6, atol=1e-5, rtol=1e-3)
