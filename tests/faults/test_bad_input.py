@@ -29,6 +29,7 @@ from distgrad.data import (
     TensorDataset,
     default_collate,
 )
+from distgrad.distributed.fsdp import MixedPrecisionPolicy
 from tests import mpijob
 
 CASES = []
@@ -522,6 +523,16 @@ def all_gather_object_wrong_length():
 @case("collectives", ValueError, "collective timeout must be a positive number", "0.0")
 def zero_timeout():
     return lambda: dist.set_timeout(0), [dist.get_timeout()]
+
+
+@case("collectives", TypeError, "MixedPrecisionPolicy: param_dtype", "distgrad dtype", "float16")
+def mixed_precision_policy_numpy_dtype():  # was silently ignored (the unit kept float32)
+    return lambda: MixedPrecisionPolicy(param_dtype=np.float16), []
+
+
+@case("collectives", TypeError, "MixedPrecisionPolicy: output_dtype", "'bfloat16' (str)")
+def mixed_precision_policy_dtype_name():
+    return lambda: MixedPrecisionPolicy(output_dtype="bfloat16"), []
 
 
 @case("collectives", TypeError, "DataParallel wraps an nn.Module", "str")

@@ -307,9 +307,8 @@ def set_optimizer_state_dict(
                 )
         if isinstance(optim, ZeroRedundancyOptimizer):
             local = {}
-            for k, (p, start, stop, view) in enumerate(
-                [s for s in optim.local_shards() if s[3] is not None]
-            ):
+            owned = [(p, a, b, v) for p, a, b, v in optim.local_shards() if v is not None]
+            for k, (p, start, stop, view) in enumerate(owned):
                 values = state.get(fqn[id(p)])
                 if values is None:
                     continue

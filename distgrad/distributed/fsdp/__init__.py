@@ -30,19 +30,25 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
 
 from ...autograd import Tensor, graph
+from ...backend.dtypes import dtype
 from ...nn.module import Module
 from ...nn.parameter import Parameter
+from ..communicator import Communicator
 from ..data_parallel import _resolve_communicator
+from ..device_mesh import DeviceMesh
+from ..groups import ProcessGroup
 from ..host_memory import keep_freed_host_memory
 from ..process_group import get_communicator
 from ..sharded_tensor import ShardedTensor
 from . import _state_dict
-from ._unit import _PHASES, ShardedParameter, ShardingDesyncError, Unit
+from ._unit import _PHASES, Entry, Location, ShardedParameter, ShardingDesyncError, Unit, unit_of
 
 __all__ = [
     "fully_shard",
@@ -63,29 +69,43 @@ class MixedPrecisionPolicy:
     and by the rest after, so sums do not overflow). None keeps the parameters' dtype.
     ``cast_forward_inputs``: floating-point tensor inputs of the unit's forward are cast to
     ``param_dtype`` (when set); ``output_dtype``: its floating-point outputs are cast to it
-    (both differentiable, as FSDP2)."""
+    (both differentiable, as FSDP2). Anything but a distgrad dtype or None raises TypeError
+    (a numpy dtype or a name would otherwise be ignored)."""
 
-    param_dtype: object = None
-    reduce_dtype: object = None
-    output_dtype: object = None
+    param_dtype: dtype | None = None
+    reduce_dtype: dtype | None = None
+    output_dtype: dtype | None = None
     cast_forward_inputs: bool = True
+
+    def __post_init__(self) -> None:
+        for field in ("param_dtype", "reduce_dtype", "output_dtype"):
+            value = getattr(self, field)
+            if value is not None and not isinstance(value, dtype):
+                raise TypeError(
+                    f"MixedPrecisionPolicy: {field} must be a distgrad dtype (e.g. "
+                    f"distgrad.bfloat16) or None, got {value!r} ({type(value).__name__})"
+                )
+
+
+Event = tuple[str, str, str]  # (kind, unit, phase): see record_events
+_Modules = TypeVar("_Modules", bound="Module | Sequence[Module]")
 
 
 class FSDPModule:
     """Mixed into the class of every module ``fully_shard`` was called on (as FSDP2)."""
 
-    def forward(self, *args, **kwargs):
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
         """The module's forward, run as its unit (gathered parameters, see the package)."""
-        unit = self.__dict__["_fsdp_unit"]
-        return unit.call(super().forward, args, kwargs, self)
+        unit = unit_of(self)
+        return unit.call(super().forward, args, kwargs, self)  # type: ignore[misc]
 
     def reshard(self) -> None:
         """Free this unit's full parameters now."""
-        self.__dict__["_fsdp_unit"].reshard()
+        unit_of(self).reshard()
 
     def unshard(self) -> None:
         """All-gather this unit's full parameters now (a collective)."""
-        unit = self.__dict__["_fsdp_unit"]
+        unit = unit_of(self)
         unit.root.prepare()
         unit.gather_now("forward")
         unit.register(unit.full)
@@ -93,19 +113,23 @@ class FSDPModule:
     def set_requires_gradient_sync(self, requires_gradient_sync: bool) -> None:
         """False: backward accumulates unsharded gradients without communicating (gradient
         accumulation); the next backward with True reduce-scatters the sum."""
-        for unit in self.__dict__["_fsdp_unit"].root.units:
+        for unit in unit_of(self).root.units:
             if unit.reducer is not None:
                 unit.reducer.require_sync = bool(requires_gradient_sync)
             unit.root.require_sync = bool(requires_gradient_sync)
 
-    def state_dict(self, destination=None, prefix: str = "", keep_vars: bool = False):
+    def state_dict(
+        self, destination: dict[str, Any] | None = None, prefix: str = "", keep_vars: bool = False
+    ) -> dict[str, Any]:
         """Parameters and buffers by their names in the unwrapped model; each sharded parameter
         is a ``ShardedTensor`` of this rank's rows (``full_shape``, ``rows``, ``full_tensor()``),
         as FSDP2 returns DTensors; no communication."""
         own = super().state_dict(destination, prefix, keep_vars=True)  # type: ignore[misc]
         return _state_dict.sharded_values(self, own, keep_vars)
 
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+    def load_state_dict(
+        self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False
+    ) -> Any:
         """Load whole tensors (each rank keeps its rows) or sharded pieces covering this
         rank's rows (``ShardedTensor``s, e.g. this layout's ``state_dict()``) for the sharded
         parameters; buffers and other parameters as ``Module.load_state_dict``. Every key is
@@ -116,7 +140,7 @@ class FSDPModule:
                 "load_state_dict(assign=True) on a fully_shard module: the shards are views of "
                 "the unit's flat storage; load with assign=False"
             )
-        for unit in self.__dict__["_fsdp_unit"].root.units:
+        for unit in unit_of(self).root.units:
             if unit.gathered:
                 unit.reshard()
         own = super().state_dict(keep_vars=True)  # type: ignore[misc]
@@ -125,7 +149,7 @@ class FSDPModule:
         return super().load_state_dict(padded, strict, assign)  # type: ignore[misc]
 
     @contextlib.contextmanager
-    def no_sync(self):
+    def no_sync(self) -> Iterator[None]:
         """``set_requires_gradient_sync(False)`` inside the block (as DDP's ``no_sync``)."""
         self.set_requires_gradient_sync(False)
         try:
@@ -138,7 +162,9 @@ class _Root:
     """What the units of one model share: the recorded forward order, prefetching, the header
     check, and the end of backward."""
 
-    def __init__(self, units: list, top: Unit, comm, world_headers: bool = False):
+    def __init__(
+        self, units: list[Unit], top: Unit, comm: Communicator, world_headers: bool = False
+    ) -> None:
         self.units, self.top, self.comm = units, top, comm
         # headers are small host arrays: on a GPU (NCCL) unit, or with a 2-D mesh (units run
         # collectives on two groups), they go over the host world
@@ -149,7 +175,7 @@ class _Root:
         self.tagged = not world_headers
         for i, unit in enumerate(units):
             unit.root, unit.index = self, i
-        self.events = None
+        self.events: list[Event] | None = None
         self.prepared = False
         self.in_forward = False
         self.order: list[Unit] = []
@@ -201,7 +227,7 @@ class _Root:
             if nxt is not unit:
                 nxt.issue_gather("forward")
 
-    def end_forward(self, out, grad: bool):
+    def end_forward(self, out: Any, grad: bool) -> Any:
         self.in_forward = False
         self.previous = list(self.order)
         tensors = [t for t in _tensors(out) if t.requires_grad]
@@ -216,7 +242,7 @@ class _Root:
         return out
 
     # ---- backward --------------------------------------------------------------------------
-    def _backward_starts(self, grad):
+    def _backward_starts(self, grad: Tensor) -> None:
         if not self.backward_started:
             self.backward_started = True
             graph.queue_callback(self.finish_backward)
@@ -236,8 +262,8 @@ class _Root:
     def launched(self, unit: Unit) -> None:
         """A unit's reduce-scatter started: finish the one before it (wait, gradients to the
         shards, buffers freed), so at most two are alive at once."""
-        if self.last_launched is not None and self.last_launched is not unit:
-            previous = self.last_launched
+        previous = self.last_launched
+        if previous is not None and previous is not unit and previous.reducer is not None:
             previous.reducer.settle(previous.bucket)
         self.last_launched = unit
 
@@ -261,7 +287,7 @@ class _Root:
             self.events.append(("backward_end", "", "backward"))
 
     # ---- the header check -------------------------------------------------------------------
-    def check_header(self, unit: Unit, phase: int, comm=None) -> None:
+    def check_header(self, unit: Unit, phase: int, comm: Communicator | None = None) -> None:
         """All ranks agree on the collective they issue next for a unit (over ``comm``, the
         unit's by default), or all raise ``ShardingDesyncError``. Where ``comm`` checks desyncs
         (desync.py, on by default) the unit, phase and call travel as the tag of the
@@ -284,13 +310,13 @@ class _Root:
         if not (every == every[0]).all():
             raise self._error([tuple(row) for row in every.tolist()])
 
-    def _tag_error(self, tags: list) -> ShardingDesyncError:
+    def _tag_error(self, tags: list[int]) -> ShardingDesyncError:
         """The error for the ranks' fingerprint tags (-1: a collective of no unit)."""
         return self._error(
             [None if t < 0 else (t >> 2 & (1 << 22) - 1, t & 3, t >> 24) for t in tags]
         )
 
-    def _error(self, every: list) -> ShardingDesyncError:
+    def _error(self, every: Sequence[Sequence[int] | None]) -> ShardingDesyncError:
         lines = [
             f"rank {r}: "
             + (
@@ -309,7 +335,7 @@ class _Root:
         )
 
 
-def _tensors(out) -> list:
+def _tensors(out: Any) -> list[Tensor]:
     if isinstance(out, Tensor):
         return [out]
     if isinstance(out, (list, tuple)):
@@ -319,17 +345,13 @@ def _tensors(out) -> list:
     return []
 
 
-def _subtree(modules) -> set:
-    return {id(m) for module in modules for _, m in module.named_modules(remove_duplicate=False)}
-
-
 def fully_shard(
-    module,
+    module: _Modules,
     *,
-    mesh=None,
+    mesh: DeviceMesh | ProcessGroup | Communicator | None = None,
     reshard_after_forward: bool | int = True,
     mp_policy: MixedPrecisionPolicy | None = None,
-):
+) -> _Modules:
     """Make ``module`` (or a list of modules, one unit) a sharded unit (FSDP2's
     ``torch.distributed.fsdp.fully_shard``; see the package docstring) and return it.
 
@@ -342,11 +364,12 @@ def fully_shard(
     ``MixedPrecisionPolicy``. Every rank must call it the same way (the ranks check). On
     glibc, the first call makes malloc keep freed host memory in the process, as a caching
     allocator (``distgrad.distributed.host_memory``; ``DISTGRAD_HOST_MEMORY_CACHE=0``: not)."""
-    modules = list(module) if isinstance(module, (list, tuple)) else [module]
-    if not modules or not all(isinstance(m, Module) for m in modules):
+    given: list[Any] = list(module) if isinstance(module, (list, tuple)) else [module]
+    if not given or not all(isinstance(m, Module) for m in given):
         raise TypeError(
             f"fully_shard expects an nn.Module or a list of them, got {type(module).__name__}"
         )
+    modules: list[Module] = given
     for m in modules:
         if "_fsdp_unit" in m.__dict__:
             raise ValueError(f"fully_shard: {type(m).__name__} is already a unit")
@@ -354,9 +377,7 @@ def fully_shard(
     keep_freed_host_memory()
     comm = _communicator(mesh, modules)
     hpz = _hpz_communicator(reshard_after_forward, comm, mesh, modules)
-    replicate = (
-        mesh.replicate_communicator(modules) if hasattr(mesh, "replicate_communicator") else None
-    )
+    replicate = mesh.replicate_communicator(modules) if isinstance(mesh, DeviceMesh) else None
     name = ", ".join(type(m).__name__ for m in modules)
     # every parameter of the subtree with all its locations; shards belong to child units
     located = [
@@ -366,32 +387,34 @@ def fully_shard(
         for attr, p in list(sub._parameters.items())
         if p is not None
     ]
-    children = []
+    children: list[Unit] = []
     for _, _, _, p in located:
         if isinstance(p, ShardedParameter) and p._fsdp[0] not in children:
             children.append(p._fsdp[0])
-    found: dict = {}
-    ties: dict = {}
+    found: dict[int, Entry] = {}
+    ties: dict[Unit, dict[int, list[Location]]] = {}
     for prefix, sub, attr, p in located:
         if isinstance(p, ShardedParameter):
             continue
-        owner = next((c for c in children if c.original_index(p) is not None), None)
-        if owner is not None:  # the same parameter, sharded by a child unit: tied across units
-            ties.setdefault(owner, {}).setdefault(owner.original_index(p), []).append((sub, attr))
+        owner, index = next(
+            ((c, i) for c in children if (i := c.original_index(p)) is not None), (None, None)
+        )
+        if owner is not None and index is not None:  # sharded by a child unit: tied across units
+            ties.setdefault(owner, {}).setdefault(index, []).append((sub, attr))
             continue
         key = id(p)
         if key not in found:
-            found[key] = [f"{prefix}.{attr}" if prefix else attr, p, []]
+            found[key] = (f"{prefix}.{attr}" if prefix else attr, p, [])
         found[key][2].append((sub, attr))
-    for name_, p, locations in _release_ties(ties):
-        found[id(p)] = [name_, p, locations]
-    entries = [tuple(v) for v in found.values()]
+    for entry in _release_ties(ties):
+        found[id(entry[1])] = entry
+    entries = list(found.values())
     unit = Unit(modules, entries, comm, reshard_after_forward, mp_policy, name)
     unit.replicate_comm = replicate
     if hpz is not None:
         unit.use_hpz(hpz)
     unit.children = children
-    units = []
+    units: list[Unit] = []
     for child in children:
         for u in child.root.units:
             if u not in units:
@@ -411,15 +434,15 @@ def fully_shard(
     return module
 
 
-def _release_ties(ties: dict) -> list:
+def _release_ties(ties: dict[Unit, dict[int, list[Location]]]) -> list[Entry]:
     """Parameters of child units that modules outside the child also use (a tied embedding
     and output layer in different units): taken out of the child (rebuilt without them) and
     returned as ``(name, full parameter, locations)`` for the new, outer unit, which keeps
     one storage for all their uses."""
-    released = []
+    released: list[Entry] = []
     for child, outside in ties.items():
         values = [child.full_value(i) for i in range(len(child.entries))]
-        keep = []
+        keep: list[Entry] = []
         for i, (name, requires_grad, locations) in enumerate(child.entries):
             full = Parameter(values[i], requires_grad)
             if i in outside:
@@ -439,16 +462,21 @@ _classes: dict[type, type] = {}
 _CHECK = os.environ.get("DISTGRAD_FSDP_CHECK", "1").lower() not in ("0", "false", "no", "off")
 
 
-def _fsdp_class(cls):
+def _fsdp_class(cls: type) -> type:
     if cls not in _classes:
         _classes[cls] = type(f"FSDP{cls.__name__}", (FSDPModule, cls), {})
     return _classes[cls]
 
 
-_hpz_groups: dict = {}
+_hpz_groups: dict[tuple[int, int], ProcessGroup] = {}
 
 
-def _hpz_communicator(reshard_after_forward, comm, mesh, modules):
+def _hpz_communicator(
+    reshard_after_forward: bool | int,
+    comm: Communicator,
+    mesh: DeviceMesh | ProcessGroup | Communicator | None,
+    modules: list[Module],
+) -> Communicator | None:
     """hpZ (an int ``reshard_after_forward``): this rank's group of that many consecutive
     ranks (one process group per size, made once; every rank makes all of them)."""
     if isinstance(reshard_after_forward, bool):
@@ -479,19 +507,21 @@ def _hpz_communicator(reshard_after_forward, comm, mesh, modules):
     return _hpz_groups[key].communicator_for(None if first is None else first.array)
 
 
-def _communicator(mesh, modules):
-    if mesh is not None and hasattr(mesh, "shard_communicator"):
+def _communicator(
+    mesh: DeviceMesh | ProcessGroup | Communicator | None, modules: list[Module]
+) -> Communicator:
+    if isinstance(mesh, DeviceMesh):
         return mesh.shard_communicator(modules)
     return _resolve_communicator(mesh, modules[0])
 
 
 @contextlib.contextmanager
-def record_events(module):
+def record_events(module: Module) -> Iterator[list[Event]]:
     """Inside, the units of ``module`` (a ``fully_shard`` root) log ``(kind, unit, phase)``
     events: ``allgather_issue``, ``allgather_done``, ``compute_start``, ``compute_end``,
     ``reduce_scatter_issue``, ``backward_end``. Yields the list."""
-    root = module.__dict__["_fsdp_unit"].root
-    events, root.events = [], []
+    root = unit_of(module).root
+    events: list[Event] = []
     root.events = events
     try:
         yield events

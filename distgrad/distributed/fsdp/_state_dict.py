@@ -8,26 +8,29 @@ checked on every key before anything is copied.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 
 from ...autograd import Tensor
 from ..sharded_tensor import ShardedTensor
-from ._unit import ShardedParameter
+from ._unit import ShardedParameter, unit_of
 
-__all__: list = []
+__all__: list[str] = []
 
 
-def shard_of(module) -> dict:
+def shard_of(module: object) -> dict[int, ShardedParameter]:
     """``id(full parameter) -> its shard`` for every unit of the model ``module`` belongs to
     (a gathered unit has its full parameters on the modules)."""
-    shards = {}
-    for unit in module.__dict__["_fsdp_unit"].root.units:
+    shards: dict[int, ShardedParameter] = {}
+    for unit in unit_of(module).root.units:
         for full, shard in zip(unit.full, unit.sharded):
             shards[id(full)] = shard
     return shards
 
 
-def sharded_values(module, own: dict, keep_vars: bool) -> dict:
+def sharded_values(module: object, own: dict[str, Any], keep_vars: bool) -> dict[str, Any]:
     """``own`` (a state dict taken with ``keep_vars=True``) with the sharded parameters as
     ``ShardedTensor``s (or the ``ShardedParameter``s themselves when ``keep_vars``)."""
     shards = shard_of(module)
@@ -40,11 +43,12 @@ def sharded_values(module, own: dict, keep_vars: bool) -> dict:
     return own
 
 
-def padded_values(own: dict, state_dict: dict) -> dict:
+def padded_values(own: dict[str, Any], state_dict: Mapping[str, Any]) -> dict[str, Any]:
     """``state_dict`` with each value of a sharded key turned into this rank's padded shard
     (whole tensor: its rows; ``ShardedTensor``: the rows it covers). Raises with every problem
     found, before anything is changed."""
-    errors, out = [], dict(state_dict)
+    errors: list[str] = []
+    out = dict(state_dict)
     for key, target in own.items():
         if not isinstance(target, ShardedParameter) or key not in state_dict:
             continue

@@ -32,20 +32,30 @@ instead of matching mismatched collectives.
 from __future__ import annotations
 
 import weakref
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import numpy as np
 
 from ...autograd import Function, Tensor, is_grad_enabled
 from ...autograd.graph import saved_tensors_hooks
+from ...backend.dtypes import dtype
+from ...nn.module import Module
 from ...nn.parameter import Parameter
 from .. import timeline
-from ..reducer import Reducer, ShardBucket, ShardLayout
+from ..communicator import Array, Communicator, Work, started
+from ..reducer import Reducer, ShardBucket, ShardLayout, WorkList
 from ..sharded_tensor import ShardedTensor
+
+if TYPE_CHECKING:
+    from . import MixedPrecisionPolicy, _Root
 
 __all__ = ["ShardingDesyncError", "ShardedParameter"]
 
 _PHASES = ("forward all-gather", "backward all-gather", "reduce-scatter")
+
+Location = tuple[Module, str]  # (module, attribute) where a parameter sits
+Entry = tuple[str, Parameter, list[Location]]  # (name, parameter, its locations)
 
 
 class ShardingDesyncError(RuntimeError):
@@ -58,7 +68,7 @@ class ShardedParameter(Parameter):
     (a collective), ``to_local()`` this rank's real rows as a ``ShardedTensor``, ``full_shape``
     the whole shape, ``rows`` the rows of dim 0 this rank owns."""
 
-    _fsdp: tuple[Any, int]  # (its Unit, its index there), set when the unit is made
+    _fsdp: tuple[Unit, int]  # (its Unit, its index there), set when the unit is made
 
     def full_tensor(self) -> Tensor:
         """The whole parameter, gathered from every rank (all ranks must call it)."""
@@ -69,7 +79,7 @@ class ShardedParameter(Parameter):
         """This rank's rows without the padding (``ShardedTensor``, sharing storage)."""
         return self.local_view(self)
 
-    def local_view(self, tensor) -> ShardedTensor:
+    def local_view(self, tensor: Tensor | Array) -> ShardedTensor:
         """For a tensor of this shard's (padded) shape, e.g. an optimizer's ``exp_avg`` of this
         parameter: its real rows as a ``ShardedTensor`` laid out as this parameter (same
         storage)."""
@@ -85,13 +95,13 @@ class ShardedParameter(Parameter):
         return ShardedTensor(piece, self.full_shape, (start, stop), unit.comm)
 
     @property
-    def full_shape(self) -> tuple:
+    def full_shape(self) -> tuple[int, ...]:
         """The shape of the whole parameter."""
         unit, i = self._fsdp
         return unit.layout.shapes[i]
 
     @property
-    def local_rows(self) -> tuple:
+    def local_rows(self) -> tuple[int, int]:
         """The rows ``[start, stop)`` of the whole parameter (dim 0; a 0-d one has 1 row) held
         unpadded at the top of this shard (``stop - start`` may be 0)."""
         unit, i = self._fsdp
@@ -120,12 +130,12 @@ class _PreBackward(Function):
     the unit again (waiting for the prefetched all-gather) and prefetches the next unit."""
 
     @staticmethod
-    def forward(ctx, unit, *outputs):
+    def forward(ctx: Any, unit: Unit, *outputs: Tensor) -> tuple[Tensor, ...]:
         ctx.unit = unit
         return outputs
 
     @staticmethod
-    def backward(ctx, *grads):
+    def backward(ctx: Any, *grads: Any) -> tuple[Any, ...]:
         # the next unit's all-gather is issued before this one is waited for: the wait
         # progresses both, so the next one is (nearly) complete when backward reaches it
         ctx.unit.issue_gather("backward")
@@ -138,30 +148,45 @@ class Unit:
     """See the module docstring. ``entries``: ``(name, parameter, [(module, attribute), ...])``
     for the unit's parameters; ``modules``: the modules ``fully_shard`` was called on."""
 
-    def __init__(self, modules, entries, comm, reshard_after_forward, mp_policy, name):
+    root: _Root  # the model's units together; set by ``_Root`` right after the unit is made
+
+    def __init__(
+        self,
+        modules: list[Module],
+        entries: list[Entry],
+        comm: Communicator,
+        reshard_after_forward: bool | int,
+        mp_policy: MixedPrecisionPolicy,
+        name: str,
+    ) -> None:
         self.modules, self.comm, self.name = modules, comm, name
         self.reshard_after_forward = reshard_after_forward
         self.mp_policy = mp_policy
-        self.children = []
-        self.root = None  # the _Root of the model this unit belongs to (set by the outermost)
+        self.children: list[Unit] = []
         self.index = 0
         self.gathered = False
-        self.pending = None  # (Work, recv) of an all-gather in flight
+        # (works, gathered buffer, layout) of an all-gather in flight
+        self.pending: tuple[list[Work], Array, ShardLayout] | None = None
         self.calls = 0
-        self.to_run = set()  # ids of the unit's modules not yet called in this forward
-        self.reducer = self.bucket = None
-        self.replicate_comm = None  # HSDP: the ranks holding the same shard
-        self.hpz_comm = self.hpz_layout = None  # hpZ: the smaller group kept after forward
-        self.secondary = None  # hpZ: this rank's rows of the group's sharding, forward->backward
+        self.to_run: set[int] = set()  # ids of the unit's modules not yet called in this forward
+        self.reducer: Reducer | None = None
+        self.bucket: ShardBucket | None = None
+        self.replicate_comm: Communicator | None = None  # HSDP: the ranks holding the same shard
+        # hpZ: the smaller group kept after forward
+        self.hpz_comm: Communicator | None = None
+        self.hpz_layout: ShardLayout | None = None
+        # hpZ: this rank's rows of the group's sharding, forward->backward
+        self.secondary: Array | None = None
         self._build(entries)
 
     # ---- construction ------------------------------------------------------------------------
-    def _build(self, entries) -> None:
-        self.entries = entries
+    def _build(self, entries: list[Entry]) -> None:
+        # (name, requires_grad, locations): the unit keeps no reference to the originals
+        self.entries = [(n, p.requires_grad, locations) for n, p, locations in entries]
         world, rank = self.comm.world_size, self.comm.rank
-        self._originals = {}
+        self._originals: dict[int, tuple[int, weakref.ref[Parameter]]] = {}
         self.sharded: list[ShardedParameter] = []
-        self.full: list = []
+        self.full: list[Parameter] = []
         if not entries:
             self.layout = ShardLayout([], world)
             return
@@ -191,11 +216,10 @@ class Unit:
         )
         placeholder = xp.empty(0, self.param_dtype)
         self.full = [Parameter(Tensor(placeholder), p.requires_grad) for p in params]
-        self.entries = [(n, p.requires_grad, locations) for n, p, locations in entries]
         self._originals = {id(p): (i, weakref.ref(p)) for i, (_, p, _) in enumerate(entries)}
         self.register(self.sharded)
 
-    def original_index(self, param) -> int | None:
+    def original_index(self, param: Tensor) -> int | None:
         """Index of ``param`` if it is one this unit sharded (still referenced elsewhere)."""
         entry = self._originals.get(id(param))
         return entry[0] if entry is not None and entry[1]() is param else None
@@ -210,7 +234,7 @@ class Unit:
         names = [n for n, _, _ in self.entries]
         world = self.comm.world_size
 
-        def make(named):
+        def make(named: list[tuple[str, Tensor]]) -> list[ShardBucket]:
             bucket = ShardBucket(
                 self.full,
                 names,
@@ -234,10 +258,11 @@ class Unit:
             owner=f"fully_shard({self.name})",
             finish="external",
         )
-        self.bucket = self.reducer.buckets[0]
-        launch = self.bucket.launch
+        bucket: ShardBucket = self.reducer.buckets[0]
+        self.bucket = bucket
+        launch = bucket.launch
 
-        def checked_launch(comm):
+        def checked_launch(comm: Communicator) -> Work | WorkList:
             self.root.check_header(self, _PHASES.index("reduce-scatter"))
             self.log("reduce_scatter_issue", "backward")
             work = launch(comm)
@@ -246,11 +271,12 @@ class Unit:
                 self.reshard()
             return work
 
-        self.bucket.launch = checked_launch
+        # the bucket's own launch, wrapped: this unit's header check before, reshard after
+        bucket.launch = checked_launch  # type: ignore[method-assign]
         self.reducer.attach()
 
     # ---- registration ------------------------------------------------------------------------
-    def register(self, params) -> None:
+    def register(self, params: list[ShardedParameter] | list[Parameter]) -> None:
         """Put ``params`` (the shards or the full parameters) on every module location."""
         for param, (_, _, locations) in zip(params, self.entries):
             for module, attr in locations:
@@ -264,14 +290,14 @@ class Unit:
             return
         comm, layout, send = self.comm, self.layout, self.shard_flat
         if self.secondary is not None:
-            comm, layout, send = self.hpz_comm, self.hpz_layout, self.secondary
+            (comm, layout), send = self._hpz(), self.secondary
             self.secondary = None
         self.root.check_header(self, _PHASES.index(phase + " all-gather"), comm)
         if send.dtype != self.param_dtype:
             send = send.astype(self.param_dtype)
         flat = self.xp.empty(comm.world_size * layout.block, self.param_dtype)
         self.log("allgather_issue", phase)
-        works = [comm.allgather(s, r) for s, r in layout.gather_pieces(send, flat)]
+        works = [started(comm.allgather(s, r)) for s, r in layout.gather_pieces(send, flat)]
         self.pending = (works, flat, layout)
 
     def gather_now(self, phase: str) -> None:
@@ -281,6 +307,8 @@ class Unit:
             self.gathered = True
             return
         self.issue_gather(phase)
+        if self.pending is None:  # issue_gather leaves it set unless gathered (checked above)
+            raise RuntimeError(f"fully_shard({self.name}): no all-gather in flight to wait for")
         works, flat, layout = self.pending
         for work in works:
             work.wait()
@@ -298,7 +326,8 @@ class Unit:
             self.gathered = False
             return
         if keep_secondary and self.hpz_comm is not None and self.gathered:
-            layout, rank = self.hpz_layout, self.hpz_comm.rank
+            comm, layout = self._hpz()
+            rank = comm.rank
             self.secondary = self.xp.zeros(layout.block, self.param_dtype)
             for i, full in enumerate(self.full):
                 start, stop = layout.owned_rows(i, rank)
@@ -312,11 +341,17 @@ class Unit:
         self.register(self.sharded)
         self.gathered = False
 
-    def use_hpz(self, comm) -> None:
+    def use_hpz(self, comm: Communicator) -> None:
         """hpZ: after forward keep the parameters sharded over ``comm`` (this rank's group of
         the smaller size), which backward's all-gather then uses."""
         self.hpz_comm = comm
         self.hpz_layout = ShardLayout(self.layout.shapes, comm.world_size)
+
+    def _hpz(self) -> tuple[Communicator, ShardLayout]:
+        """hpZ's group communicator and layout (``use_hpz`` sets both)."""
+        if self.hpz_comm is None or self.hpz_layout is None:
+            raise RuntimeError(f"fully_shard({self.name}): the unit has no hpZ group")
+        return self.hpz_comm, self.hpz_layout
 
     def full_value(self, i: int) -> Tensor:
         """Parameter i, whole (an all-gather of the shards; every rank must call it)."""
@@ -327,7 +362,7 @@ class Unit:
         return Tensor(array)
 
     # ---- reduce-scatter ----------------------------------------------------------------------
-    def _on_reduced(self, recv) -> None:
+    def _on_reduced(self, recv: Array) -> None:
         """This rank's reduced rows: the shards' ``.grad`` (added to a gradient already there,
         as torch accumulates sharded gradients). HSDP: first summed over the replicas."""
         if self.replicate_comm is not None and self.replicate_comm.world_size > 1:
@@ -353,7 +388,13 @@ class Unit:
         holding other units keeps its parameters until backward ends (as FSDP2's root)."""
         return bool(self.reshard_after_forward) and not self.children and bool(self.full)
 
-    def call(self, fn, args, kwargs, module=None):
+    def call(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        module: object = None,
+    ) -> Any:
         """Run the forward ``fn`` of ``module`` (one of the unit's modules) as this unit. A
         unit of several modules gathers before the first of them runs and reshards after each
         has run once (as FSDP2's grouped hooks)."""
@@ -390,7 +431,7 @@ class Unit:
             out = root.end_forward(out, grad)
         return out
 
-    def _unpack(self, packed):
+    def _unpack(self, packed: int | Tensor) -> Tensor:
         """A value the unit's graph saved: one of its full parameters (packed as its index:
         gathered again if resharded meanwhile), or any other tensor (kept as is)."""
         if not isinstance(packed, int):
@@ -399,7 +440,7 @@ class Unit:
             self.gather_now("backward")
         return Tensor(self.full[packed].array)
 
-    def _pre_backward(self, out):
+    def _pre_backward(self, out: Any) -> Any:
         """``out`` with its tensors that require grad passed through ``_PreBackward``."""
         tensors = [t for t in _flat(out) if t.requires_grad]
         if not tensors:
@@ -412,27 +453,33 @@ class Unit:
         """Append ``(kind, unit, phase)`` to the root's event log when one is recording."""
         if timeline.ENABLED:
             timeline.unit_event(kind, self.name, phase)
-        if self.root is not None and self.root.events is not None:
+        if self.root.events is not None:
             self.root.events.append((kind, self.name, phase))
 
 
-def _cast(value, dtype):
+def unit_of(module: object) -> Unit:
+    """The unit ``fully_shard`` made of ``module`` (an ``FSDPModule``)."""
+    unit: Unit = module.__dict__["_fsdp_unit"]
+    return unit
+
+
+def _cast(value: Any, to: dtype) -> Any:
     """``value`` (tensors in nested tuples, lists, dicts) with its floating-point tensors cast
-    to ``dtype`` (differentiable)."""
+    to ``to`` (differentiable)."""
     if isinstance(value, Tensor):
-        return value.to(dtype) if value.is_floating_point() and value.dtype != dtype else value
+        return value.to(to) if value.is_floating_point() and value.dtype != to else value
     if isinstance(value, (list, tuple)):
-        return type(value)(_cast(v, dtype) for v in value)
+        return type(value)(_cast(v, to) for v in value)
     if isinstance(value, dict):
-        return {k: _cast(v, dtype) for k, v in value.items()}
+        return {k: _cast(v, to) for k, v in value.items()}
     return value
 
 
-def _has_np(dtype) -> bool:
-    return dtype is not None and getattr(dtype, "np", None) is not None
+def _has_np(d: object) -> TypeGuard[dtype]:
+    return d is not None and getattr(d, "np", None) is not None
 
 
-def _flat(value) -> list:
+def _flat(value: Any) -> list[Tensor]:
     if isinstance(value, Tensor):
         return [value]
     if isinstance(value, (list, tuple)):
@@ -442,7 +489,7 @@ def _flat(value) -> list:
     return []
 
 
-def _replace(value, replaced: dict):
+def _replace(value: Any, replaced: dict[int, Tensor]) -> Any:
     if isinstance(value, Tensor):
         return replaced.get(id(value), value)
     if isinstance(value, (list, tuple)):

@@ -29,9 +29,14 @@ ZeRO paper's accounting (``CountingCommunicator``).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
+
+from ...autograd import Tensor
+from ...nn.module import Module
+from ...optim.optimizer import Optimizer
 
 __all__ = ["MemoryEstimate", "estimate"]
 
@@ -63,7 +68,7 @@ class MemoryEstimate:
         return self.persistent + self.peak_transient
 
 
-def _states(optimizer) -> int:
+def _states(optimizer: str | int | type[Optimizer]) -> int:
     if isinstance(optimizer, int):
         return optimizer
     name = optimizer if isinstance(optimizer, str) else getattr(optimizer, "__name__", "")
@@ -77,13 +82,13 @@ def _states(optimizer) -> int:
 
 
 def estimate(
-    module,
+    module: Module,
     world_size: int,
-    optimizer="adam",
+    optimizer: str | int | type[Optimizer] = "adam",
     stage: int = 3,
-    units=None,
+    units: Iterable[Module] | None = None,
     zero1_reduce_scatter: bool = False,
-):
+) -> MemoryEstimate:
     """Predict per-rank memory and wire bytes of one step of ``module`` (not yet sharded) on
     ``world_size`` ranks at ZeRO ``stage`` (0: DistributedDataParallel, 1:
     ZeroRedundancyOptimizer over it, 2/3: ``fully_shard`` with ``reshard_after_forward``
@@ -101,7 +106,7 @@ def estimate(
     params = list(dict.fromkeys(module.parameters()))
     if units is None:
         units = [m for m in module.children() if any(True for _ in m.parameters())]
-    groups: list = []
+    groups: list[list[Tensor]] = []
     taken: set[int] = set()
     for unit in units:
         group = [p for p in dict.fromkeys(unit.parameters()) if id(p) not in taken]
@@ -109,10 +114,10 @@ def estimate(
         groups.append(group)
     groups.append([p for p in params if id(p) not in taken])
 
-    def full(p) -> int:
+    def full(p: Tensor) -> int:
         return int(np.prod(p.shape)) * p.array.dtype.itemsize
 
-    def shard(p) -> int:
+    def shard(p: Tensor) -> int:
         shape = tuple(p.shape) or (1,)
         return -(-shape[0] // n) * int(np.prod(shape[1:])) * p.array.dtype.itemsize
 

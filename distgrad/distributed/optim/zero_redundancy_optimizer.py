@@ -16,15 +16,17 @@ switches its buckets to reduce-scatter each rank's rows to it (Psi) before the a
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
 from ...autograd import Tensor
 from ...nn.parameter import Parameter
 from ...optim.optimizer import Optimizer
-from ..communicator import ReduceOp
-from ..data_parallel import _resolve_communicator
+from ..communicator import Array, Communicator, ReduceOp
+from ..data_parallel import DistributedDataParallel, _resolve_communicator
+from ..groups import ProcessGroup
 from ..reducer import ShardBucket, ShardLayout
 from ..sharded_tensor import ShardedTensor
 
@@ -40,7 +42,7 @@ class _Slice:
         rows = param.array.reshape(layout.dim0[index], *param.array.shape[1:])
         self.view = Parameter(rows[self.start : self.stop]) if self.stop > self.start else None
 
-    def grad_view(self):
+    def grad_view(self) -> Tensor | None:
         grad = self.param.grad
         if grad is None:
             return None
@@ -80,15 +82,15 @@ class ZeroRedundancyOptimizer(Optimizer):
 
     def __init__(
         self,
-        params,
-        optimizer_class: type,
-        process_group=None,
+        params: Iterable[Tensor] | Iterable[tuple[str, Tensor]] | Iterable[dict[str, Any]],
+        optimizer_class: type[Optimizer],
+        process_group: ProcessGroup | Communicator | None = None,
         parameters_as_bucket_view: bool = False,
         overlap_with_ddp: bool = False,
         *,
-        ddp=None,
-        **defaults,
-    ):
+        ddp: DistributedDataParallel | None = None,
+        **defaults: Any,
+    ) -> None:
         if overlap_with_ddp:
             raise NotImplementedError(
                 "ZeroRedundancyOptimizer: overlap_with_ddp=True is not supported in distgrad"
@@ -111,39 +113,40 @@ class ZeroRedundancyOptimizer(Optimizer):
         self.rank, self.world_size = self.comm.rank, self.comm.world_size
         self._consolidated: dict | None = None
         self._build()
-        self._ddp = None
+        self._ddp: DistributedDataParallel | None = None
         if ddp is not None:
             self._reduce_scatter_from(ddp)
 
     def _build(self) -> None:
         everything = [p for g in self.param_groups for p in g["params"]]
-        self._layouts: dict = {}  # dtype -> (ShardLayout, [params])
+        by_dtype: dict[np.dtype, list[Tensor]] = {}
         for p in everything:
-            self._layouts.setdefault(p.array.dtype, []).append(p)
-        self._layouts = {
+            by_dtype.setdefault(p.array.dtype, []).append(p)
+        self._layouts: dict[np.dtype, tuple[ShardLayout, list[Tensor]]] = {
             dtype: (ShardLayout([p.shape for p in ps], self.world_size), ps)
-            for dtype, ps in self._layouts.items()
+            for dtype, ps in by_dtype.items()
         }
-        where = {}
+        where: dict[int, _Slice] = {}
         for layout, ps in self._layouts.values():
             for i, p in enumerate(ps):
                 where[id(p)] = _Slice(p, layout, i, self.rank)
         self._slices = [where[id(p)] for p in everything]
-        self._local_groups = []  # (index into param_groups, local group dict)
+        # (index into param_groups, local group dict)
+        self._local_groups: list[tuple[int, dict[str, Any]]] = []
         for gi, group in enumerate(self.param_groups):
             views = [where[id(p)].view for p in group["params"] if where[id(p)].view is not None]
             if views:
                 local = {k: v for k, v in group.items() if k != "params"}
                 local["params"] = views
                 self._local_groups.append((gi, local))
-        self.optim = (
+        self.optim: Optimizer | None = (
             self.optimizer_class([g for _, g in self._local_groups], **self.defaults)
             if self._local_groups
             else None
         )
 
     # ---- the step ----------------------------------------------------------------------------
-    def step(self, closure=None):
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Step this rank's rows with the local optimizer, then all-gather every rank's rows."""
         loss = closure() if closure is not None else None
         if self.optim is not None:
@@ -176,7 +179,7 @@ class ZeroRedundancyOptimizer(Optimizer):
                 p.bump_version()
 
     # ---- ZeRO-1 at 2 Psi: reduce-scatter from DDP --------------------------------------------
-    def _reduce_scatter_from(self, ddp) -> None:
+    def _reduce_scatter_from(self, ddp: DistributedDataParallel) -> None:
         """Rebuild ``ddp``'s buckets (same cut) as reduce-scatter buckets whose reduced rows
         become the gradients of this optimizer's local views."""
         reducer = getattr(ddp, "reducer", None)
@@ -202,7 +205,7 @@ class ZeroRedundancyOptimizer(Optimizer):
             )
         plain_cut = ddp._cut
 
-        def cut(named):
+        def cut(named: list[tuple[str, Tensor]]) -> list[ShardBucket]:
             buckets = []
             for b in plain_cut(named):
                 layout = ShardLayout([tuple(p.shape) for p in b.params], self.world_size)
@@ -211,7 +214,8 @@ class ZeroRedundancyOptimizer(Optimizer):
                 buckets.append(ShardBucket(b.params, b.names, layout, self.rank, write))
             return buckets
 
-        ddp._cut = cut  # rebuild_buckets keeps the reduce-scatter form
+        # DDP's cut replaced by this reduce-scatter one (rebuild_buckets keeps the form)
+        ddp._cut = cut  # type: ignore[method-assign, assignment]
         reducer.detach()
         reducer.plan(cut(reducer.named), ddp._contract())
         reducer.attach()
@@ -248,13 +252,13 @@ class ZeroRedundancyOptimizer(Optimizer):
                 s.view.grad = None
 
     # ---- state -------------------------------------------------------------------------------
-    def local_shards(self) -> list:
+    def local_shards(self) -> list[tuple[Tensor, int, int, Parameter | None]]:
         """``(param, start, stop, view)`` for every parameter in group order: the dim-0 rows
         ``[start, stop)`` this rank's local optimizer (``self.optim``) steps through ``view``
         (None when it owns no row)."""
         return [(s.param, s.start, s.stop, s.view) for s in self._slices]
 
-    def sharded_state_dict(self) -> dict:
+    def sharded_state_dict(self) -> dict[str, Any]:
         """This rank's state (no communication): per global parameter index, the local
         optimizer's state with every tensor as a ``ShardedTensor`` (``full_shape`` the
         parameter's, ``rows`` this rank's, ``full_tensor()`` a collective), plus the layout."""
@@ -281,7 +285,7 @@ class ZeroRedundancyOptimizer(Optimizer):
         piece = value.array.reshape(s.stop - s.start, *s.param.shape[1:])
         return ShardedTensor(piece, tuple(s.param.shape), (s.start, s.stop), self.comm)
 
-    def load_sharded_state_dict(self, state_dict: dict) -> None:
+    def load_sharded_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Load a sharded state: ``sharded_state_dict()`` of this rank, or, from a run of any
         world size, state whose tensors are ``ShardedTensor`` pieces covering this rank's rows or whole
         tensors of the parameter's shape (what a resharding checkpoint assembles). Everything
@@ -336,7 +340,7 @@ class ZeroRedundancyOptimizer(Optimizer):
             f"the whole {list(full_shape)}"
         )
 
-    def shard_rows(self, index: int) -> tuple:
+    def shard_rows(self, index: int) -> tuple[int, int]:
         """``(start, stop)``: the rows of dim 0 of parameter ``index`` (flat order of
         ``param_groups``, as the state dict's indices) whose optimizer state this rank holds."""
         s = self._slices[index]
@@ -369,7 +373,7 @@ class ZeroRedundancyOptimizer(Optimizer):
             state[i] = merged
         self._consolidated = {"state": state, "param_groups": self._full_groups()}
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, Any]:
         """The full state gathered by ``consolidate_state_dict`` (on its ``to`` rank only)."""
         if self._consolidated is None:
             raise RuntimeError(
@@ -379,7 +383,7 @@ class ZeroRedundancyOptimizer(Optimizer):
             )
         return self._consolidated
 
-    def load_state_dict(self, state_dict: dict) -> None:
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Load a full state (``state_dict()`` of a consolidated run, any world size, or of the
         plain wrapped optimizer): each rank keeps its rows."""
         self._load_groups(state_dict["param_groups"])
@@ -405,7 +409,7 @@ class ZeroRedundancyOptimizer(Optimizer):
         local["state"] = local_state
         self.optim.load_state_dict(local)
 
-    def _full_groups(self) -> list:
+    def _full_groups(self) -> list[dict[str, Any]]:
         index, groups = 0, []
         for g in self.param_groups:
             groups.append(
@@ -417,7 +421,7 @@ class ZeroRedundancyOptimizer(Optimizer):
             index += len(g["params"])
         return groups
 
-    def _load_groups(self, saved: list) -> None:
+    def _load_groups(self, saved: list[dict[str, Any]]) -> None:
         if len(saved) != len(self.param_groups):
             raise ValueError(
                 f"loaded state dict has {len(saved)} parameter groups, the optimizer has "
@@ -429,7 +433,7 @@ class ZeroRedundancyOptimizer(Optimizer):
                     group[key] = value
 
 
-def _write_rows(layout: ShardLayout, slices: list, recv) -> None:
+def _write_rows(layout: ShardLayout, slices: list[_Slice], recv: Array) -> None:
     """A reduce-scattered block (this rank's rows of a bucket's parameters, padded): each
     parameter's real rows become the gradient of the optimizer's view of them."""
     for i, s in enumerate(slices):
@@ -443,7 +447,7 @@ def _write_rows(layout: ShardLayout, slices: list, recv) -> None:
             s.view.grad.bump_version()
 
 
-def _to_host(obj):
+def _to_host(obj: Any) -> Any:
     """``obj`` with every tensor's array on the host (for pickling across ranks)."""
     if isinstance(obj, Tensor):
         array = obj.array
