@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from ..autograd import Op, Tensor
 from ..backend import get_default_dtype
 from ._helpers import apply_inplace, as_tensor, graph_xp, tensor_method, unbroadcast
@@ -209,6 +211,7 @@ graph_xp.register("erf")(erf)
 
 # ---- piecewise-linear activations ---------------------------------------------------------
 _ZERO_ROW = 4096
+_ZEROS = {np.dtype(t): np.zeros((), t) for t in (np.float16, np.float32, np.float64)}
 
 
 def positive_part(xp, x, out=None):
@@ -217,7 +220,8 @@ def positive_part(xp, x, out=None):
     is taken as rows against one row of zeros (the same values, NaN kept as maximum keeps it)."""
     row = math.gcd(x.size, _ZERO_ROW)
     if row < 64 or not x.flags.c_contiguous:
-        return xp.maximum(x, 0) if out is None else xp.maximum(x, 0, out=out)
+        zero = _ZEROS.get(x.dtype, 0) if xp is np else 0  # a 0-d array: no scalar conversion
+        return xp.maximum(x, zero) if out is None else xp.maximum(x, zero, out=out)
     rows = x.reshape(-1, row)
     zero = xp.zeros(row, dtype=x.dtype)
     if out is None:
