@@ -11,6 +11,7 @@ import distgrad as dg
 import distgrad.nn.functional as F
 from distgrad import jit, nn
 from distgrad.jit import graph as graph_module
+from tests.jit.eager_twin import train_side_by_side
 
 
 @pytest.fixture(autouse=True)
@@ -55,25 +56,23 @@ def planned_ops(traced):
     return fwd, bwd
 
 
+def sgd(params):
+    return dg.optim.SGD(params, lr=0.1, momentum=0.9)
+
+
 def test_step_replays_into_reused_buffers_exactly_as_eager():
     model = Block()
-    twin = copy.deepcopy(model)
-    opt = dg.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    twin_opt = dg.optim.SGD(twin.parameters(), lr=0.1, momentum=0.9)
     batches = [(dg.randn(4, 3, 8, 8), dg.randint(0, 5, (4,))) for _ in range(4)]
-    step = jit.trace_step(lambda x, y: F.cross_entropy(twin(x), y), batches[0], twin_opt)
-    model(batches[0][0])  # tracing ran one forward (batch norm statistics moved)
-    seen = None
-    for n, (x, y) in enumerate(batches):
-        opt.zero_grad()
-        loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        opt.step()
-        assert step(x, y).item() == loss.item()
+    seen = []
+
+    def same_arrays(n, step):
         ids = arena_ids(step.forward)
         if n >= 2:  # (the first replay learns the gradients' shapes: buffers from the second)
-            assert ids == seen  # the same arrays, written again
-        seen = ids
+            assert ids == seen[-1]  # the same arrays, written again
+        seen.append(ids)
+
+    twin, step = train_side_by_side(model, batches, sgd, stateful=True, after_replay=same_arrays)
+    seen = seen[-1]
     fwd, bwd = planned_ops(step.forward)
     assert {"Conv", "Normalize", "ReLU", "Add", "Mul", "Linear", "Matmul"} <= fwd
     assert {"Conv", "Normalize", "ReLU", "Linear", "CrossEntropy"} <= bwd
@@ -166,17 +165,8 @@ class TinyLM(nn.Module):
 
 def test_transformer_step_replays_into_buffers_exactly_as_eager():
     model = TinyLM()
-    twin = copy.deepcopy(model)
-    opt = dg.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    twin_opt = dg.optim.SGD(twin.parameters(), lr=0.1, momentum=0.9)
     batches = [(dg.randint(0, 11, (3, 6)), dg.randint(0, 11, (18,))) for _ in range(4)]
-    step = jit.trace_step(lambda x, y: F.cross_entropy(twin(x), y), batches[0], twin_opt)
-    for x, y in batches:
-        opt.zero_grad()
-        loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        opt.step()
-        assert step(x, y).item() == loss.item()
+    twin, step = train_side_by_side(model, batches, sgd)
     fwd, bwd = planned_ops(step.forward)
     assert {"Softmax", "Linear", "Matmul", "Normalize"} <= fwd
     assert {"Softmax", "CrossEntropy", "Matmul", "Split", "Linear"} <= bwd
@@ -264,19 +254,12 @@ def test_linear_of_a_permuted_input_copies_into_a_reused_work_buffer():
 )
 def test_cross_entropy_variants_replay_exactly_as_eager(kwargs):
     model = TinyLM()
-    twin = copy.deepcopy(model)
-    opt = dg.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    twin_opt = dg.optim.SGD(twin.parameters(), lr=0.1, momentum=0.9)
     # one target for all steps: the trace keeps the weights it derives from ignored targets
     y = dg.randint(0, 11, (18,))
     y.numpy()[:4] = 3  # a few ignored targets (ignore_index=3)
     batches = [(dg.randint(0, 11, (3, 6)), y) for _ in range(4)]
-    step = jit.trace_step(lambda x, y: F.cross_entropy(twin(x), y, **kwargs), batches[0], twin_opt)
-    for x, y in batches:
-        opt.zero_grad()
-        loss = F.cross_entropy(model(x), y, **kwargs)
-        loss.backward()
-        opt.step()
-        assert step(x, y).item() == loss.item()
+    twin, _ = train_side_by_side(
+        model, batches, sgd, loss_fn=lambda out, y: F.cross_entropy(out, y, **kwargs)
+    )
     for a, b in zip(twin.parameters(), model.parameters()):
         np.testing.assert_array_equal(a.detach().numpy(), b.detach().numpy())

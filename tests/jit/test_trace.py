@@ -9,6 +9,7 @@ import distgrad as dg
 import distgrad.nn.functional as F
 from distgrad import jit, nn
 from distgrad.autograd import Function
+from tests.jit.eager_twin import train_side_by_side
 
 
 @pytest.fixture(autouse=True)
@@ -127,16 +128,7 @@ def test_trace_step_equals_eager_training():
         lambda p: dg.optim.Adam(p, lr=0.01),
     ):
         model = mlp()
-        twin = copy.deepcopy(model)
-        opt, twin_opt = make_opt(model.parameters()), make_opt(twin.parameters())
-        batches = [batch() for _ in range(4)]
-        step = jit.trace_step(lambda x, y: F.cross_entropy(twin(x), y), batches[0], twin_opt)
-        for x, y in batches:
-            opt.zero_grad()
-            loss = F.cross_entropy(model(x), y)
-            loss.backward()
-            opt.step()
-            assert step(x, y).item() == loss.item()
+        twin, _ = train_side_by_side(model, [batch() for _ in range(4)], make_opt)
         assert_same(
             [p.numpy(force=True) for p in twin.parameters()],
             [p.numpy(force=True) for p in model.parameters()],
