@@ -227,7 +227,11 @@ class AdaptiveAvgPool(Op):
     def backward(ctx, grad):
         xp = ctx.xp
         mh, mw = ctx.mats
-        n, c = shape4(ctx.x_shape, ctx.nd)[:2]
+        n, c, h, w = shape4(ctx.x_shape, ctx.nd)
+        if mh.shape[0] == mw.shape[0] == 1:  # global pooling: every input gets g / (h*w)
+            out = xp.empty((n, c, h * w), dtype=grad.dtype)
+            out[...] = grad.reshape(n, c, 1) * (mh[0, 0] * mw[0, 0])
+            return out.reshape(ctx.x_shape), None, None, None
         g = grad.reshape(n * c, mh.shape[0], mw.shape[0])
         t = xp.tensordot(mh.T, g, axes=([1], [1])).transpose(1, 0, 2)
         return (t.reshape(-1, mw.shape[0]) @ mw).reshape(ctx.x_shape), None, None, None
