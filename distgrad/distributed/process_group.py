@@ -370,12 +370,9 @@ def _at_exit() -> None:
     world = _world
     if world is None or world.comm.world_size == 1:
         return
-    if world.comm.failure is not None:
-        sys.stderr.write(
-            f"[rank {world.comm.rank}] exiting after {world.comm.failure}: "
-            f"aborting all {world.comm.world_size} ranks\n"
-        )
-        world.comm.abort(1)
+    comm = world.comm
+    if comm.failure is not None:  # (flushed, and a moment for the launcher to forward output)
+        failure.die("", comm.rank, comm.world_size, 1, comm.abort, f"exiting after {comm.failure}")
     _finish(world, failure.exit_status())
 
 
