@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from ..autograd import Tensor
-from ..backend import array_module_for
 from .optimizer import Optimizer, _check_nonnegative, _evaluate, _gradient
 
 __all__ = ["SGD"]
@@ -53,17 +52,8 @@ class SGD(Optimizer):
 
 def _update(p, g, state, group):
     lr, momentum, dampening = group["lr"], group["momentum"], group["dampening"]
-    if (
-        momentum != 0
-        and state.get("momentum_buffer") is not None
-        and not (group["nesterov"] or group["maximize"] or group["weight_decay"])
-    ):  # the common step: the same operations, without a copy of the gradient
-        buf = state["momentum_buffer"].array
-        buf *= momentum
-        buf += g if dampening == 0 else (1 - dampening) * g
-        p -= buf * lr
-        return
-    d = _gradient(p, g, group)
+    # the gradient itself when nothing changes it (only read below), else a new array
+    d = _gradient(p, g, group) if group["maximize"] or group["weight_decay"] else g
     if momentum != 0:
         if state.get("momentum_buffer") is None:
             state["momentum_buffer"] = Tensor(d.copy())
@@ -73,8 +63,7 @@ def _update(p, g, state, group):
             buf += d if dampening == 0 else (1 - dampening) * d
         buf = state["momentum_buffer"].array
         if not group["nesterov"]:
-            p -= array_module_for(p).multiply(buf, lr, out=d)
+            p -= buf * lr
             return
-        d += momentum * buf
-    d *= lr
-    p -= d
+        d = d + momentum * buf
+    p -= d * lr
