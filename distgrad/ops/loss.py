@@ -149,20 +149,19 @@ class CrossEntropy(_ClassLoss):
     def forward(ctx, x, t, w, v, s, denom, reduction):
         xp = ctx.xp
         CrossEntropy._setup(ctx, x, denom, reduction)
-        if ctx.work_buffer is not None and s is None:  # a replay: the same values, in place
-            z = xp.subtract(x, logsumexp_shift(x, 1), out=ctx.work_buffer)
-            picked = z[_rows(z), t.ravel()][:, None]
-            e = xp.exp(z, out=z)
-            se = xp.sum(e, axis=1, keepdims=True)
+        # a replay's work buffer takes z, then exp(z) in place, kept for backward
+        work = ctx.work_buffer if s is None else None
+        z = xp.subtract(x, logsumexp_shift(x, 1), out=work)
+        picked = z[_rows(z), t.ravel()][:, None]
+        smoothed = None if s is None else (z * s).sum(axis=1, keepdims=True)
+        e = xp.exp(z, out=work)
+        se = xp.sum(e, axis=1, keepdims=True)
+        if work is not None:
             ctx.softmax_terms = e, se
-            loss = (xp.log(se) - picked) * w
-            ctx.save_for_backward(x, t, w, v, s)
-            return _reduce(loss.ravel(), reduction, denom)
-        z, _, se = _softmax_terms(xp, x)
         lse = xp.log(se)
-        loss = (lse - z[_rows(z), t.ravel()][:, None]) * w
+        loss = (lse - picked) * w
         if s is not None:
-            loss += v * (lse * s.sum() - (z * s).sum(axis=1, keepdims=True))
+            loss += v * (lse * s.sum() - smoothed)
         ctx.save_for_backward(x, t, w, v, s)
         return _reduce(loss.ravel(), reduction, denom)
 
