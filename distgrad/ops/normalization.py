@@ -49,12 +49,11 @@ class Normalize(Op):
         if stats is None:
             xv = x.reshape(view)
             mean = xv.mean(axis=axes, keepdims=True)
-            if ctx.work_buffer is not None and ctx.out_buffer is not None:  # a replay
-                xhat = xp.subtract(xv, mean, out=ctx.work_buffer.reshape(view))
-                squares = xp.multiply(xhat, xhat, out=ctx.out_buffer.reshape(view))
-            else:
-                xhat = xv - mean
-                squares = xhat * xhat
+            # a replay's buffers: xhat in the work buffer, the squares in the output's (read
+            # before the output is written)
+            work, out = ctx.work_buffer, ctx.out_buffer
+            xhat = xp.subtract(xv, mean, out=None if work is None else work.reshape(view))
+            squares = xp.multiply(xhat, xhat, out=None if out is None else out.reshape(view))
             var = squares.mean(axis=axes, keepdims=True)
             squares = None
             if running is not None:
@@ -82,48 +81,39 @@ class Normalize(Op):
         if ctx.per_channel:
             return _channel_backward(ctx, ctx.xp, grad) + (None,) * 6
         xhat, invstd, weight = ctx.saved_tensors
+        xp = ctx.xp
         gw = gb = None
         pshape = ctx.param_shape
-        buf = ctx.grad_buffer
-        if buf is not None and (weight is None or math.prod(pshape) == grad.size):
-            buf = None  # (the in-place replay path below is for reduced weights)
+        buf = ctx.grad_buffer  # a replay's, for grad * xhat, then the input gradient
+        if buf is not None and math.prod(pshape) == grad.size:
+            buf = None  # (the weight gradient would be grad * xhat itself)
         if ctx.needs_input_grad[1]:
-            gxh = grad * xhat if buf is None else ctx.xp.multiply(grad, xhat, out=buf)
-            gw = unbroadcast(ctx.xp, gxh, pshape).reshape(weight.shape)
-            gxh = None
+            gw = unbroadcast(xp, xp.multiply(grad, xhat, out=buf), pshape).reshape(weight.shape)
         if ctx.needs_input_grad[2]:
-            gb = unbroadcast(ctx.xp, grad, pshape).reshape(ctx.bias_shape)
+            gb = unbroadcast(xp, grad, pshape).reshape(ctx.bias_shape)
         gx = None
         if ctx.needs_input_grad[0]:
-            if buf is not None and ctx.batch_stats:  # a replay: the same values, in place
-                return (
-                    _general_input_grad(ctx, grad, xhat, invstd, weight, buf),
-                    gw,
-                    gb,
-                    *((None,) * 6),
-                )
-            gxhat = grad if weight is None else grad * weight.reshape(pshape)
             if ctx.batch_stats:
-                # d/dx of the standardisation: remove the mean and the xhat-component of gxhat
-                gv, hv, axes = gxhat.reshape(ctx.view), xhat.reshape(ctx.view), ctx.axes
-                gx = ctx.xp.multiply(
-                    gv
-                    - gv.mean(axis=axes, keepdims=True)
-                    - hv * (gv * hv).mean(axis=axes, keepdims=True),
-                    invstd,
-                    out=None if ctx.grad_buffer is None else ctx.grad_buffer.reshape(gv.shape),
-                )
-                gx = gx.reshape(grad.shape)
+                gx = _general_input_grad(ctx, grad, xhat, invstd, weight, buf)
             else:
-                gx = gxhat * invstd
+                gx = grad if weight is None else grad * weight.reshape(pshape)
+                gx = gx * invstd
         return gx, gw, gb, None, None, None, None, None, None
 
 
 def _general_input_grad(ctx, grad, xhat, invstd, weight, buf):
-    """The batch-statistics input gradient of the general path, written into ``buf`` with
-    eager's operations in eager's order (one full-size temporary instead of five)."""
+    """The general path's input gradient with batch statistics, d/dx of the standardisation:
+    gx = (gv - mean(gv) - xhat * mean(gv * xhat)) * invstd with gv = grad * weight, in one
+    full-size array (``buf`` when given) and one temporary."""
     xp = ctx.xp
-    gv = xp.multiply(grad, weight.reshape(ctx.param_shape), out=buf).reshape(ctx.view)
+    if weight is not None:
+        gv = xp.multiply(grad, weight.reshape(ctx.param_shape), out=buf)
+    elif buf is None:
+        gv = grad.copy()
+    else:
+        gv = buf
+        xp.copyto(gv, grad)
+    gv = gv.reshape(ctx.view)
     hv, axes = xhat.reshape(ctx.view), ctx.axes
     centre = gv.mean(axis=axes, keepdims=True)
     along = gv * hv
